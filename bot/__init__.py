@@ -1,0 +1,1 @@
+"""The generation worker and the chat adapters (console, Discord, Slack)."""

@@ -1,0 +1,3 @@
+from mafioso.cli import main
+
+raise SystemExit(main())

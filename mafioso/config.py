@@ -1,0 +1,244 @@
+"""The one configuration object of Mafioso, and how it is loaded.
+
+Every setting is a field of a dataclass below, with its default. Two ways fill them in:
+
+* the trainer (:class:`TrainConfig`): defaults → a YAML file (``--config``) → command-line flags;
+* the worker and the chat adapters (:class:`Settings`): defaults → environment / ``.env`` → flags.
+  Each field ``x`` of a section reads ``<PREFIX>X`` (``MAFIOSO_QUANTIZATION``, ``DISCORD_TOKEN`` …).
+
+Validation happens in ``__post_init__``, once, with messages that say how to fix the problem. Secrets are
+``Secret`` values whose ``repr`` never shows the value, so a logged config leaks nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mafioso.errors import ConfigError
+
+EMBEDDED_BASE = "embedded"
+#: The adapter shipped inside the package (``mafioso/adapter``), used when none is named.
+DEFAULT_ADAPTER = "default"
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class Secret(str):
+    """A string whose repr and str-in-containers never show the value."""
+
+    def __repr__(self) -> str:
+        return "Secret('********')" if self else "Secret('')"
+
+
+def _help(text: str, **kwargs) -> typing.Any:
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``mafioso train`` needs; defaults are the project's QLoRA recipe."""
+
+    data: list[str] = _help("training dataset file(s): JSON object, JSON list or JSONL", default_factory=list)
+    validation: list[str] = _help("validation file(s); default: a seeded split of --data", default_factory=list)
+    output: str = _help("folder the adapter is written to (atomically)", default="out/adapter")
+    base_model: str = _help("'embedded' (Gemma 3 270M), a HF model id, a local folder or a .gguf file",
+                            default=EMBEDDED_BASE)
+    validation_fraction: float = _help("share of --data held out when no --validation is given", default=0.1)
+    seed: int = _help("seed for the split, LoRA init and data order", default=42)
+    quantization: str = _help("base weights while training: nf4 (QLoRA) or none", default="nf4")
+    lora_r: int = _help("LoRA rank", default=64)
+    lora_alpha: int = _help("LoRA alpha", default=16)
+    lora_dropout: float = _help("LoRA dropout", default=0.05)
+    target_modules: list[str] = _help("modules LoRA adapts", default_factory=lambda: list(LORA_TARGETS))
+    epochs: float = _help("training epochs", default=3.0)
+    batch_size: int = _help("per-device batch size", default=2)
+    grad_accum: int = _help("gradient accumulation steps", default=2)
+    learning_rate: float = _help("peak learning rate", default=2e-4)
+    lr_scheduler: str = _help("learning-rate schedule (after warm-up)", default="constant_with_warmup")
+    warmup: float = _help("warm-up, as a fraction of the steps (<1) or a step count (>=1)", default=0.03)
+    max_grad_norm: float = _help("gradient clipping norm", default=0.3)
+    weight_decay: float = _help("AdamW weight decay", default=0.0)
+    optim: str = _help("optimizer on CUDA (CPU always uses adamw_torch)", default="paged_adamw_32bit")
+    max_length: int = _help("longest training sequence in tokens (longer rows are reported, then truncated)",
+                            default=1024)
+    gradient_checkpointing: bool = _help("trade compute for memory", default=True)
+    logging_steps: int = _help("log the training loss every N optimizer steps", default=5)
+    save_steps: int = _help("checkpoint every N optimizer steps, so --resume loses little", default=50)
+    resume: bool = _help("continue from the last checkpoint of an interrupted run with the same --output",
+                         default=False)
+
+    def __post_init__(self) -> None:
+        if self.quantization not in ("nf4", "none"):
+            raise ConfigError(f"quantization must be 'nf4' or 'none', not {self.quantization!r}")
+        if not 0 < self.validation_fraction < 1:
+            raise ConfigError("validation_fraction must be between 0 and 1 (e.g. 0.1)")
+        for name in ("lora_r", "lora_alpha", "batch_size", "grad_accum", "max_length", "logging_steps",
+                     "save_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.epochs <= 0 or self.learning_rate <= 0:
+            raise ConfigError("epochs and learning_rate must be positive")
+        if self.warmup < 0:
+            raise ConfigError("warmup must be >= 0 (a fraction below 1 or a step count)")
+
+
+@dataclass
+class GenerationConfig:
+    """How answers are decoded."""
+
+    max_new_tokens: int = _help("longest answer in tokens", default=200)
+    do_sample: bool = _help("sample instead of greedy decoding", default=False)
+    temperature: float = _help("sampling temperature", default=0.7)
+    top_p: float = _help("nucleus sampling mass", default=0.9)
+    repetition_penalty: float = _help("penalty on repeated tokens (1.0 = off)", default=1.05)
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ConfigError("MAFIOSO_MAX_NEW_TOKENS must be at least 1")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.repetition_penalty <= 0:
+            raise ConfigError("temperature and repetition_penalty must be > 0 and top_p in (0, 1]")
+
+
+@dataclass
+class WorkerConfig:
+    """The generation worker: which model, how it is served, and the request limits."""
+
+    base_model: str = _help("base model (see TrainConfig.base_model); default: the adapter's base",
+                            default="")
+    adapter: str = _help("LoRA adapter folder, 'default' for the shipped one, or 'none'", default=DEFAULT_ADAPTER)
+    quantization: str = _help("on CUDA: nf4, int8 or none (CPU always runs unquantized, adapter merged)",
+                              default="nf4")
+    device: str = _help("cuda, cpu or auto", default="auto")
+    max_batch_size: int = _help("most requests decoded together", default=64)
+    queue_size: int = _help("most requests waiting; more are refused as busy", default=256)
+    request_timeout: float = _help("seconds before a request gives up", default=120.0)
+    max_input_chars: int = _help("longest code accepted, in characters", default=6000)
+    host: str = _help("HTTP API address", default="127.0.0.1")
+    port: int = _help("HTTP API port", default=8000)
+    api_key: Secret = _help("bearer token required by the HTTP API (empty = none)", default=Secret(""))
+
+    def __post_init__(self) -> None:
+        if self.quantization not in ("nf4", "int8", "none"):
+            raise ConfigError(f"MAFIOSO_QUANTIZATION must be nf4, int8 or none, not {self.quantization!r}")
+        if self.device not in ("auto", "cuda", "cpu"):
+            raise ConfigError(f"MAFIOSO_DEVICE must be auto, cuda or cpu, not {self.device!r}")
+        for name in ("max_batch_size", "queue_size", "max_input_chars"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"MAFIOSO_{name.upper()} must be at least 1")
+        if self.request_timeout <= 0:
+            raise ConfigError("MAFIOSO_REQUEST_TIMEOUT must be positive (seconds)")
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def _field_type(cls: type, f: dataclasses.Field) -> typing.Any:
+    return typing.get_type_hints(cls)[f.name]
+
+
+def _coerce(tp: typing.Any, value: typing.Any, where: str) -> typing.Any:
+    """Turn a YAML/env/CLI value into the field's type, or raise ConfigError naming ``where``."""
+    origin = typing.get_origin(tp)
+    try:
+        if origin in (list, typing.List):
+            (item,) = typing.get_args(tp)
+            if isinstance(value, str):
+                value = [v for v in value.split(",") if v.strip()]
+            return [_coerce(item, v, where) for v in value]
+        if origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            return None if value in (None, "") else _coerce(args[0], value, where)
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if tp in (int, float):
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return tp(value)
+        return tp(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}") from None
+
+
+def build(cls: type, *layers: dict, where: str = "config") -> typing.Any:
+    """Build dataclass ``cls`` from layers of overrides (later wins); unknown keys are errors."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict = {}
+    for layer in layers:
+        for key, value in layer.items():
+            key = key.replace("-", "_")
+            if key not in names:
+                raise ConfigError(f"{where}: unknown setting {key!r}; known: {', '.join(sorted(names))}")
+            values[key] = _coerce(_field_type(cls, names[key]), value, f"{where}: {key}")
+    return cls(**values)
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping of settings."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return data
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """Add one ``--flag`` per field of ``cls``; unset flags stay out of the namespace."""
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        tp = _field_type(cls, f)
+        flag = "--" + f.name.replace("_", "-")
+        kwargs: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": f.metadata.get("help")}
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(tp) is list:
+            kwargs["action"] = "append" if f.name in ("data", "validation") else None
+            if kwargs["action"] is None:
+                del kwargs["action"]
+                kwargs["nargs"] = "+"
+        parser.add_argument(flag, **kwargs)
+
+
+def from_args(cls: type, namespace: argparse.Namespace, yaml_path: str | None = None) -> typing.Any:
+    """defaults → YAML → flags, for a dataclass whose flags came from :func:`add_arguments`."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    flags = {k: v for k, v in vars(namespace).items() if k in names}
+    layers = [load_yaml(yaml_path)] if yaml_path else []
+    return build(cls, *layers, flags, where=yaml_path or "flags")
+
+
+def from_env(cls: type, prefix: str, env: typing.Mapping[str, str] | None = None) -> typing.Any:
+    """Build ``cls`` from ``<PREFIX><FIELD>`` environment variables (empty values count as unset)."""
+    env = os.environ if env is None else env
+    layer = {}
+    for f in dataclasses.fields(cls):
+        value = env.get(prefix + f.name.upper())
+        if value not in (None, ""):
+            layer[f.name] = value
+    return build(cls, layer, where="environment")
+
+
+def load_dotenv_file(path: str | Path = ".env") -> None:
+    """Load ``.env`` into the environment (existing variables win), if the file exists."""
+    from dotenv import load_dotenv
+
+    if Path(path).is_file():
+        load_dotenv(path, override=False)

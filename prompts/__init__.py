@@ -1,0 +1,52 @@
+"""The one place where Mafioso's prompt is written and rendered.
+
+Training and inference both call :func:`render_prompt`, and both turn text into token ids with
+:func:`encode`, so the model is trained on exactly the context it later sees. The templates are the text
+files beside this module: edit them, never build prompt strings elsewhere.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib.resources import files
+
+__all__ = ["DEFAULT_REQUEST", "SECTION_MARKER", "encode", "instruction", "render_prompt"]
+
+DEFAULT_REQUEST = "Explain this code."
+#: Every section header starts with this; a model that writes it has finished its answer.
+SECTION_MARKER = "###"
+
+
+@lru_cache(maxsize=None)
+def _read(name: str) -> str:
+    return files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+def instruction() -> str:
+    """The persona rules given to the model before the code."""
+    return _read("instruction.txt").strip()
+
+
+def render_prompt(code: str, request: str | None = None) -> str:
+    """The full prompt up to and including the ``### RESPONSE:`` header (training and inference)."""
+    request = " ".join((request or "").split()) or DEFAULT_REQUEST
+    return _read("template.txt").format(
+        instruction=instruction(), request=request, code=code.strip("\n")
+    )
+
+
+def encode(tokenizer, code: str, request: str | None = None, response: str | None = None) -> dict:
+    """Token ids of the prompt, plus the response and EOS when one is given.
+
+    Returns ``{"input_ids": [...], "completion_mask": [...]}`` where the mask is 1 on the response
+    tokens (and EOS) only, so the loss is computed on the answer and never on the prompt.
+    """
+    prompt_ids = tokenizer(render_prompt(code, request), add_special_tokens=True)["input_ids"]
+    if response is None:
+        return {"input_ids": prompt_ids, "completion_mask": [0] * len(prompt_ids)}
+    response_ids = tokenizer(response.strip(), add_special_tokens=False)["input_ids"]
+    response_ids = response_ids + [tokenizer.eos_token_id]
+    return {
+        "input_ids": prompt_ids + response_ids,
+        "completion_mask": [0] * len(prompt_ids) + [1] * len(response_ids),
+    }

@@ -1,0 +1,31 @@
+"""The prompt is rendered in one place and is identical at training and inference."""
+
+import prompts
+from transformers import AutoTokenizer
+
+
+def test_training_text_starts_with_the_inference_prompt_byte_for_byte(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    code, request, answer = "x = 1\nprint(x)", "what's this?", "It prints 1, pal."
+    train = prompts.encode(tokenizer, code, request, answer)
+    infer = prompts.encode(tokenizer, code, request)
+    n = len(infer["input_ids"])
+    assert train["input_ids"][:n] == infer["input_ids"]
+    assert tokenizer.decode(train["input_ids"][:n]) == tokenizer.decode(infer["input_ids"])
+    assert train["input_ids"][-1] == tokenizer.eos_token_id
+    # the loss covers the response and EOS only
+    assert train["completion_mask"] == [0] * n + [1] * (len(train["input_ids"]) - n)
+    assert tokenizer.decode(train["input_ids"][n:-1]).strip() == answer
+
+
+def test_prompt_has_the_three_sections_in_order():
+    text = prompts.render_prompt("print('hi')", "explain")
+    sections = [text.index(s) for s in ("### INSTRUCTION:", "### CODE:", "### RESPONSE:")]
+    assert sections == sorted(sections)
+    assert text.endswith("### RESPONSE:\n")
+    assert prompts.instruction() in text and "print('hi')" in text
+
+
+def test_empty_request_gets_the_default_and_whitespace_is_normalised():
+    assert f"Request: {prompts.DEFAULT_REQUEST}" in prompts.render_prompt("x", "  ")
+    assert "Request: explain pls" in prompts.render_prompt("x", "explain\n  pls")

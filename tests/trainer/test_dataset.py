@@ -1,0 +1,84 @@
+"""Dataset loading: every accepted format, every bad input named by file, key and field."""
+
+import json
+
+import pytest
+
+from mafioso.cli import main
+from mafioso.errors import DatasetError
+from tests.helpers import SNIPPETS, write_dataset
+from trainer.dataset import load_samples, split
+
+
+@pytest.mark.parametrize("fmt", ["object", "list", "jsonl"])
+def test_every_format_loads(tmp_path, fmt):
+    samples = load_samples([write_dataset(tmp_path / f"d.{fmt}", fmt=fmt)])
+    assert len(samples) == len(SNIPPETS)
+    assert samples[0].code.startswith("def add")
+
+
+def test_files_merge_and_extra_keys_are_ignored(tmp_path):
+    a = write_dataset(tmp_path / "a.json", SNIPPETS[:3])
+    rows = {"x": {"prompt": "p", "code": "y = 2", "mafia_explanation": "It sets y, pal.", "tags": ["a"]}}
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps(rows))
+    samples = load_samples([a, b])
+    assert [s.key for s in samples] == ["s0", "s1", "s2", "x"]
+
+
+def _problems(tmp_path, content: str, name="bad.json") -> list[str]:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DatasetError) as info:
+        load_samples([path])
+    return info.value.problems
+
+
+def test_bad_json_names_line_and_column(tmp_path):
+    (problem,) = _problems(tmp_path, '{\n  "a": {"prompt": "p",\n  "code": }\n}')
+    assert "bad.json" in problem and "line 3" in problem and "column" in problem
+
+
+def test_bad_jsonl_line_is_named(tmp_path):
+    good = json.dumps({"prompt": "p", "code": "x = 1", "mafia_explanation": "e"})
+    (problem,) = _problems(tmp_path, good + "\n{oops\n", name="bad.jsonl")
+    assert "line 2" in problem
+
+
+@pytest.mark.parametrize("row, expected", [
+    ({"code": "x", "mafia_explanation": "e"}, "field 'prompt' is missing"),
+    ({"prompt": "p", "code": "  ", "mafia_explanation": "e"}, "field 'code' is empty"),
+    ({"prompt": "p", "code": 3, "mafia_explanation": "e"}, "field 'code' must be a string, got int"),
+    ({"prompt": "p", "code": "x", "mafia_explanation": "Look:\n```\nx\n```"}, "contains a code block"),
+    ("just text", "expected an object"),
+])
+def test_bad_rows_name_file_key_and_field(tmp_path, row, expected):
+    (problem,) = _problems(tmp_path, json.dumps({"sample-7": row}))
+    assert "bad.json" in problem and "'sample-7'" in problem and expected in problem
+
+
+def test_duplicate_code_names_both_keys(tmp_path):
+    rows = {"a": {"prompt": "p", "code": "x = 1\n", "mafia_explanation": "e"},
+            "b": {"prompt": "q", "code": "x  =  1", "mafia_explanation": "f"}}
+    (problem,) = _problems(tmp_path, json.dumps(rows))
+    assert "'b'" in problem and "duplicates" in problem and "'a'" in problem
+
+
+def test_data_check_exit_codes_and_file_is_untouched(tmp_path, capsys):
+    good = write_dataset(tmp_path / "good.json")
+    assert main(["data", "check", "--schema-only", str(good)]) == 0
+    assert f"total: {len(SNIPPETS)} samples" in capsys.readouterr().out
+    bad = tmp_path / "bad.json"
+    content = json.dumps({"k1": {"prompt": "p", "code": "x = 1"}})
+    bad.write_text(content)
+    assert main(["data", "check", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.json: key 'k1': field 'mafia_explanation' is missing" in err
+    assert bad.read_text() == content
+
+
+def test_seeded_split_is_stable_and_disjoint(tmp_path):
+    samples = load_samples([write_dataset(tmp_path / "d.json")])
+    train, val = split(samples, 0.25, seed=1)
+    assert (train, val) == split(samples, 0.25, seed=1)
+    assert len(val) == 2 and not {s.key for s in train} & {s.key for s in val}

@@ -1,0 +1,121 @@
+"""The real QLoRA path (bitsandbytes NF4 on the CPU, PEFT, TRL) end to end on a tiny Gemma 3."""
+
+import json
+
+import prompts
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from mafioso.cli import main
+from mafioso.config import TrainConfig
+from tests.helpers import write_dataset
+from trainer import train as train_module
+from trainer.dataset import load_samples
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_dir, tmp_path_factory):
+    """One `mafioso train` run through the CLI, shared by the assertions below."""
+    root = tmp_path_factory.mktemp("train")
+    data = write_dataset(root / "train.json")
+    val = write_dataset(root / "val.jsonl", [("p", "y = [1]\nprint(y)", "Prints a list with 1, pal.")], fmt="jsonl")
+    config = root / "recipe.yaml"
+    config.write_text("lora_r: 8\nlora_alpha: 16\nepochs: 2\nlearning_rate: 0.01\n")
+    out = root / "adapter"
+    rc = main(["train", "--config", str(config), "--lora-r", "4", "--base-model", str(tiny_model_dir),
+               "--data", str(data), "--validation", str(val), "--output", str(out), "--logging-steps", "1"])
+    assert rc == 0
+    return out
+
+
+def test_adapter_folder_has_everything(trained):
+    for name in ("adapter_config.json", "adapter_model.safetensors", "README.md", "mafioso.json",
+                 "training_log.json", "loss.png"):
+        assert (trained / name).is_file(), name
+    assert not trained.with_name("adapter.work").exists()  # checkpoints cleaned up after success
+    assert not list(trained.parent.glob(".adapter.tmp-*"))
+
+
+def test_flags_override_yaml_and_card_records_the_run(trained):
+    assert json.loads((trained / "adapter_config.json").read_text())["r"] == 4  # flag beat YAML's 8
+    info = json.loads((trained / "mafioso.json").read_text())
+    assert info["config"]["lora_r"] == 4 and info["config"]["learning_rate"] == 0.01  # YAML beat default
+    assert info["config"]["max_grad_norm"] == 0.3 and info["config"]["lora_dropout"] == 0.05  # defaults
+    assert len(info["data_files"]) == 2 and all(len(d) == 64 for d in info["data_files"].values())
+    assert info["stats"]["eval_loss"] is not None and "mafioso train" in info["command"]
+    log = json.loads((trained / "training_log.json").read_text())
+    assert any("eval_loss" in h for h in log["log_history"])  # evaluated each epoch
+    assert "Final losses" in (trained / "README.md").read_text()
+
+
+def test_adapter_loads_with_peft_and_changes_the_model(trained, tiny_model_dir):
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    ids = torch.tensor([[2, 10, 11, 12]])
+    with torch.no_grad():
+        before = base(ids).logits
+        tuned = PeftModel.from_pretrained(base, trained)
+        after = tuned(ids).logits
+    assert not torch.allclose(before, after)
+    lora_b = [p for n, p in tuned.named_parameters() if "lora_B" in n]
+    assert lora_b and all(p.abs().sum() > 0 for p in lora_b)  # every LoRA matrix was trained
+
+
+def test_loss_is_masked_to_the_response(tiny_model_dir, tmp_path):
+    data = write_dataset(tmp_path / "d.json")
+    run = train_module.setup(TrainConfig(base_model=str(tiny_model_dir), data=[str(data)],
+                                         output=str(tmp_path / "a")))
+    tokenizer = run.trainer.processing_class
+    rows = [run.trainer.train_dataset[i] for i in range(3)]
+    batch = run.trainer.data_collator(rows)  # exactly what the model is trained on
+    explanations = {s.explanation for s in load_samples([data])}
+    for i, row in enumerate(rows):
+        ids = row["input_ids"]
+        kept = [tok for tok, lab in zip(ids, batch["labels"][i][: len(ids)].tolist()) if lab != -100]
+        text = tokenizer.decode(kept)
+        assert "### RESPONSE" not in text and "### CODE" not in text
+        assert kept[-1] == tokenizer.eos_token_id
+        assert tokenizer.decode(kept[:-1]).strip() in explanations
+        assert ids[: len(ids) - len(kept)] == prompts.encode(tokenizer, *_code_and_request(tokenizer, ids, kept))["input_ids"]
+
+
+def _code_and_request(tokenizer, ids, kept):
+    """Recover (code, request) of a training row from its prompt text, to re-encode it for inference."""
+    prompt = tokenizer.decode(ids[: len(ids) - len(kept)], skip_special_tokens=True)
+    request = prompt.split("Request: ", 1)[1].split("\n", 1)[0]
+    code = prompt.split("### CODE:\n", 1)[1].rsplit("\n\n### RESPONSE:", 1)[0]
+    return code, request
+
+
+def test_interrupted_run_resumes_and_never_leaves_a_half_adapter(tiny_model_dir, tmp_path, monkeypatch):
+    data = write_dataset(tmp_path / "train.json")
+    cfg = TrainConfig(base_model=str(tiny_model_dir), data=[str(data)], output=str(tmp_path / "a"),
+                      epochs=2, grad_accum=1, save_steps=1, logging_steps=1)
+    from trl import SFTTrainer
+
+    real_step = SFTTrainer.training_step
+    calls = {"n": 0}
+
+    def crash_on_third_step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(SFTTrainer, "training_step", crash_on_third_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_module.train(cfg)
+    assert not (tmp_path / "a").exists()  # nothing half-written
+    assert (tmp_path / "a.work" / "checkpoint-2").is_dir()
+
+    monkeypatch.setattr(SFTTrainer, "training_step", real_step)
+    calls["n"] = 0
+    counting = lambda self, *a, **k: (calls.__setitem__("n", calls["n"] + 1), real_step(self, *a, **k))[1]  # noqa: E731
+    monkeypatch.setattr(SFTTrainer, "training_step", counting)
+    cfg.resume = True
+    out = train_module.train(cfg)
+    log = json.loads((out / "training_log.json").read_text())["log_history"]
+    total_steps = max(h["step"] for h in log)
+    assert calls["n"] == total_steps - 2  # only the steps after checkpoint-2 ran again
+    assert (out / "adapter_model.safetensors").is_file()

@@ -1,0 +1,1 @@
+"""Turns persona datasets into a LoRA adapter (``mafioso train``) and checks them (``mafioso data check``)."""

@@ -1,0 +1,31 @@
+"""``mafioso data check``: schema errors (exit 1) and, unless ``--schema-only``, the lint report."""
+
+from __future__ import annotations
+
+import sys
+
+from mafioso.errors import DatasetError
+from trainer.dataset import load_samples
+
+
+def check(files: list[str], lint: bool = True, out=None) -> int:
+    """Validate ``files`` together; print problems or counts; return the exit status."""
+    out = out or sys.stdout
+    try:
+        samples = load_samples(files)
+    except DatasetError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) found; nothing was changed", file=sys.stderr)
+        return 1
+    for path in files:
+        n = sum(1 for s in samples if s.source == str(path))
+        print(f"{path}: {n} samples", file=out)
+    print(f"total: {len(samples)} samples, schema OK", file=out)
+    if not lint:
+        return 0
+    from trainer.lint import lint_report
+
+    report = lint_report(samples)
+    print(report.render(), file=out)
+    return 1 if report.errors else 0
