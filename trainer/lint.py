@@ -23,6 +23,7 @@ SENTENCES = (2, 6)
 MAX_PHRASE_SHARE = 0.10
 PHRASE_WORDS = 3
 NEAR_DUPLICATE = 0.85  # Jaccard similarity of code-shape 4-grams
+MIN_SHAPE = 30  # shorter snippets (a regex call and a print) share their shape by nature, not by copying
 
 _STDLIB_TOOLS = {"itertools", "functools", "collections", "argparse", "logging", "subprocess", "sqlite3"}
 _FILES = {"open", "pathlib", "Path", "glob", "os", "shutil"}
@@ -58,6 +59,9 @@ def code_shape(code: str) -> list[str]:
             if tok.type == tokenize.NAME:
                 shape.append(tok.string if keyword.iskeyword(tok.string) else "N")
             elif tok.type in (tokenize.STRING, tokenize.NUMBER):
+                if shape[-2:] == ["L", ","]:  # a run of literals ("a", "b", "c") is one literal
+                    shape.pop()
+                    continue
                 shape.append("L")
             elif tok.type == tokenize.OP:
                 shape.append(tok.string)
@@ -155,8 +159,11 @@ def lint_report(samples: list[Sample]) -> LintReport:
     for i, sh in enumerate(shingles):
         for g in sh:
             index[g].append(i)
+    long_enough = [len(code_shape(s.code)) >= MIN_SHAPE for s in samples]
     for i, sh in enumerate(shingles):
-        candidates = Counter(j for g in sh for j in index[g] if j < i)
+        if not long_enough[i]:
+            continue
+        candidates = Counter(j for g in sh for j in index[g] if j < i and long_enough[j])
         for j, shared in candidates.items():
             if shared / len(sh | shingles[j]) >= NEAR_DUPLICATE:
                 report.errors.append(f"{samples[i].where}: code nearly duplicates {samples[j].where}")

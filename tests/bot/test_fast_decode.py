@@ -1,0 +1,58 @@
+"""The fast decode path generates exactly what transformers' reference `generate` does."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import prompts
+from bot.fast_decode import Gemma3Decoder
+from tests.helpers import SNIPPETS
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer(tiny_model_dir):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def _reference(model, ids, n, penalty):
+    out = model.generate(torch.tensor([ids]), max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                         repetition_penalty=penalty, pad_token_id=0)
+    return out[0, len(ids):].tolist()
+
+
+@pytest.mark.parametrize("penalty", [1.0, 1.3])
+def test_greedy_tokens_match_generate_with_requests_joining_mid_batch(model_and_tokenizer, penalty):
+    model, tokenizer = model_and_tokenizer
+    prompts_ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:3]]
+    assert max(map(len, prompts_ids)) > model.config.sliding_window  # the sliding window is exercised
+    n = 24
+    expected = [_reference(model, ids, n, penalty) for ids in prompts_ids]
+
+    decoder = Gemma3Decoder(model, slots=4, max_len=1024)
+    decoder.set_repetition_penalty(penalty)
+    got = {0: [decoder.prefill(0, prompts_ids[0])], 1: [decoder.prefill(1, prompts_ids[1])]}
+    for step in range(n - 1):
+        if step == 5:  # a third request joins while the others are mid-answer
+            got[2] = [decoder.prefill(2, prompts_ids[2])]
+        tokens = decoder.step(active=len(got)).tolist()
+        for slot in got:
+            if len(got[slot]) < n:
+                got[slot].append(tokens[slot])
+    for slot in (0, 1):
+        assert got[slot] == expected[slot]
+    while len(got[2]) < n:
+        got[2].append(decoder.step(active=3).tolist()[2])
+    assert got[2] == expected[2]
+
+
+def test_a_slot_reused_by_a_new_request_forgets_the_old_one(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    ids = [prompts.encode(tokenizer, code, req)["input_ids"] for req, code, _ in SNIPPETS[3:5]]
+    decoder = Gemma3Decoder(model, slots=1, max_len=1024)
+    decoder.set_repetition_penalty(1.3)
+    decoder.prefill(0, ids[0])
+    for _ in range(10):
+        decoder.step(active=1)
+    got = [decoder.prefill(0, ids[1])] + [int(decoder.step(active=1)[0]) for _ in range(9)]
+    assert got == _reference(model, ids[1], 10, 1.3)
