@@ -9,7 +9,7 @@ PERSONA_MARKERS = (
     "capisce", "pal", "paisan", "boss", "the family", "wiseguy", "goodfella", "fuhgeddaboudit", "kid",
     "consigliere", "capo", "made man", "an offer", "respect", "badda bing", "the books", "cannoli",
     "sleeps with the fishes", "the boys", "my friend", "omertà", "the don", "the business", "the racket",
-    "sweetheart",
+    "sweetheart", "racket", "family", "kids", "this business", "respectful",
 )
 _MARKER_RE = re.compile(r"\b(" + "|".join(re.escape(m) for m in PERSONA_MARKERS) + r")\b", re.IGNORECASE)
 
@@ -20,7 +20,7 @@ _CODE_LINE = re.compile(
 )
 _BACKTICK = re.compile(r"`([^`\n]+)`")
 # An expression with a call or assignment inside one backtick span: `total = sum(x for x in xs)`
-_CODE_SPAN = re.compile(r"\w\s*\(.*\)|\s=\s|:\s*$|\bfor\b.+\bin\b|\blambda\b")
+_CODE_SPAN = re.compile(r"\w\s*\(.*\)|\s=\s|:\s*$|\bfor\b.+\bin\b|\blambda\b.*:")
 
 
 def persona_markers(text: str) -> list[str]:
