@@ -1,12 +1,84 @@
-"""Not built yet (reserved command)."""
+"""``mafioso explain``: explain one Python file (or stdin) in the terminal.
 
-from mafioso.errors import MafiosoError
+    mafioso explain script.py
+    cat script.py | mafioso explain - --request "why is this slow?"
+    mafioso explain script.py --worker-url http://127.0.0.1:8000      # ask a running worker instead
+
+Without ``--worker-url`` the model runs in this process (same worker, guard and post-check as the
+server). A refusal (empty, too large or binary input; a busy or unreachable worker) is printed in
+character and the command exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from bot import guard
+from bot.explainer import Explanation
+from bot.runtime import add_settings_arguments, build_worker, load_settings
+from mafioso.config import GenerationConfig, WorkerConfig
+from mafioso.errors import ConfigError, RequestError
+
+__all__ = ["add_arguments", "run"]
+
+#: Serving settings that mean nothing for one request from the terminal.
+_SERVER_ONLY = ("host", "port", "api_key", "queue_size", "max_batch_size")
 
 
-def add_arguments(parser) -> None:
-    """No flags yet."""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``mafioso explain``."""
+    parser.add_argument("file", nargs="?", default="-", help="Python file to explain, or - for stdin (default)")
+    parser.add_argument("--request", help="what to ask about the code (default: 'Explain this code.')")
+    parser.add_argument("--worker-url", help="explain through a running 'mafioso worker' at this URL "
+                                             "(its key from MAFIOSO_API_KEY) instead of loading the model here")
+    add_settings_arguments(parser, skip=_SERVER_ONLY)
 
 
-def run(args) -> int:
-    """Refuse until implemented."""
-    raise MafiosoError(f"'mafioso {args.command}' is not available yet")
+def _read(name: str) -> bytes:
+    if name == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(name).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"file not found: {name}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{name} is a folder; give one Python file") from None
+
+
+async def _remote(url: str, api_key: str, code: str, request: str | None) -> Explanation:
+    from bot.client import WorkerClient
+
+    async with WorkerClient(url, api_key) as client:
+        return await client.explain(code, request)
+
+
+async def _local(cfg: WorkerConfig, gen: GenerationConfig, code: str, request: str | None) -> Explanation:
+    worker = build_worker(cfg, gen)
+    await worker.start()
+    try:
+        return await worker.explain(code, request)
+    finally:
+        await worker.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Explain the file and print the answer; 1 on a refusal."""
+    cfg, gen = load_settings(args)
+    data = _read(args.file)
+    try:
+        # Cheap checks first, so an empty file never waits for the model to load.
+        code = guard.check(data, args.request, max_chars=cfg.max_input_chars)
+        if args.worker_url:
+            answer = asyncio.run(_remote(args.worker_url, cfg.api_key, code, args.request))
+        else:
+            answer = asyncio.run(_local(cfg, gen, code, args.request))
+    except RequestError as exc:
+        print(exc)
+        return 1
+    print(answer.text)
+    if not answer.finished:
+        print("mafioso: the answer hit the token limit and was cut (see --max-new-tokens)", file=sys.stderr)
+    return 0

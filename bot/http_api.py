@@ -1,12 +1,247 @@
-"""Not built yet (reserved command)."""
+"""``mafioso worker``: the HTTP API in front of the generation worker.
 
-from mafioso.errors import MafiosoError
+    mafioso worker --host 127.0.0.1 --port 8000 --adapter out/adapter --quantization nf4
+
+    POST /v1/explain            {"code", "request"?} → {"explanation", "tokens", "latency_s", "finished", ...}
+    POST /v1/completions        OpenAI-compatible; the prompt is the code
+    POST /v1/chat/completions   OpenAI-compatible; the last user message is the code (``` fence optional,
+                                text outside the fence is the request)
+    GET  /v1/models             the one model, "mafioso"
+    GET  /healthz               liveness (never needs the API key)
+    GET  /metrics               Prometheus text
+
+Flags override ``MAFIOSO_*`` variables (and ``.env``). With ``MAFIOSO_API_KEY`` set every endpoint but
+/healthz needs ``Authorization: Bearer <key>``. Errors are JSON ``{"error": {"message", "type", "code"}}``:
+400 bad JSON or input, 401 key, 413 too large, 503 busy (with Retry-After) or shutting down, 504 timeout.
+Request bodies and the key are never logged. Sampling fields of OpenAI requests (max_tokens, temperature…)
+are accepted and ignored: the worker's GenerationConfig decides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import json
+import logging
+import re
+import time
+import uuid
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bot.guard import REFUSALS
+from bot.runtime import add_settings_arguments, build_worker, load_settings
+from bot.worker import Worker
+from mafioso.config import WorkerConfig
+from mafioso.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
+
+__all__ = ["MODEL_ID", "WORKER", "add_arguments", "make_app", "run", "split_fence"]
+
+log = logging.getLogger(__name__)
+
+MODEL_ID = "mafioso"
+WORKER = web.AppKey("worker", Worker)
+_STARTED = int(time.time())
+_FENCE = re.compile(r"(```|~~~)[^\n]*\n(.*?)(?:\1|\Z)", re.DOTALL)
 
 
-def add_arguments(parser) -> None:
-    """No flags yet."""
+class _BadRequest(Exception):
+    """The request body is not what the endpoint expects (400)."""
 
 
-def run(args) -> int:
-    """Refuse until implemented."""
-    raise MafiosoError(f"'mafioso {args.command}' is not available yet")
+def _error(status: int, message: str, kind: str, code: str | None = None, **headers) -> web.Response:
+    body = {"error": {"message": message, "type": kind, "code": code}}
+    return web.json_response(body, status=status, headers=headers or None)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler) -> web.StreamResponse:
+    """The one place errors become JSON responses; users get the in-character message, never internals."""
+    try:
+        return await handler(request)
+    except _BadRequest as exc:
+        return _error(400, str(exc), "invalid_request_error", "bad_request")
+    except InputRejected as exc:
+        return _error(413 if exc.reason == "too_large" else 400, str(exc), "invalid_request_error", exc.reason)
+    except WorkerBusy as exc:
+        return _error(503, str(exc), "server_busy", "busy", **{"Retry-After": "1"})
+    except WorkerTimeout as exc:
+        return _error(504, str(exc), "timeout", "timeout")
+    except WorkerUnavailable as exc:
+        return _error(503, str(exc), "unavailable", "unavailable")
+    except RequestError as exc:
+        return _error(500, str(exc), "server_error", "server_error")
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, REFUSALS["too_large"], "invalid_request_error", "too_large")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason, "invalid_request_error", None)
+
+
+def _auth(api_key: str):
+    expected = f"Bearer {api_key}".encode()
+
+    @web.middleware
+    async def check_key(request: web.Request, handler) -> web.StreamResponse:
+        if request.path != "/healthz":
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return _error(401, "You ain't on the list, pal. Bring the right key (Authorization: Bearer).",
+                              "authentication_error", "invalid_api_key", **{"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    return check_key
+
+
+async def _body(request: web.Request) -> dict:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _BadRequest("The body must be JSON, pal. That was something else.") from None
+    if not isinstance(body, dict):
+        raise _BadRequest("The body must be a JSON object.")
+    if body.get("stream"):
+        raise _BadRequest("Streaming is not supported; send the request without stream=true.")
+    return body
+
+
+def _text(value, name: str, required: bool = True) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise _BadRequest(f"'{name}' must be a string.")
+    return value
+
+
+def split_fence(message: str) -> tuple[str, str | None]:
+    """(code, request) from a chat message: the fenced block is the code and the rest the request."""
+    match = _FENCE.search(message)
+    if not match:
+        return message, None
+    request = (message[:match.start()] + " " + message[match.end():]).strip()
+    return match.group(2), request or None
+
+
+def _usage(worker: Worker, pairs: list[tuple[str, str | None]], answers) -> dict:
+    prompt = sum(worker.prompt_tokens(code, req) for code, req in pairs)
+    completion = sum(a.tokens for a in answers)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _finish_reason(answer) -> str:
+    return "stop" if answer.finished else "length"
+
+
+# ------------------------------------------------------------------------------------------ handlers
+
+
+async def explain(request: web.Request) -> web.Response:
+    """POST /v1/explain: the project's own endpoint."""
+    body = await _body(request)
+    code = _text(body.get("code"), "code")
+    answer = await request.app[WORKER].explain(code, _text(body.get("request"), "request", required=False))
+    return web.json_response({"explanation": answer.text, "tokens": answer.tokens, "latency_s": answer.latency_s,
+                              "finished": answer.finished, "code_leak": answer.code_leak})
+
+
+async def completions(request: web.Request) -> web.Response:
+    """POST /v1/completions: OpenAI text completions; each prompt is a piece of code."""
+    body = await _body(request)
+    prompt = body.get("prompt")
+    codes = prompt if isinstance(prompt, list) else [prompt]
+    pairs = [(_text(code, "prompt"), None) for code in codes]
+    worker = request.app[WORKER]
+    answers = await asyncio.gather(*(worker.explain(code) for code, _ in pairs))
+    return web.json_response({
+        "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+        "model": MODEL_ID, "usage": _usage(worker, pairs, answers),
+        "choices": [{"index": i, "text": a.text, "logprobs": None, "finish_reason": _finish_reason(a)}
+                    for i, a in enumerate(answers)],
+    })
+
+
+async def chat_completions(request: web.Request) -> web.Response:
+    """POST /v1/chat/completions: OpenAI chat; the last user message holds the code."""
+    body = await _body(request)
+    messages = body.get("messages")
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"] if isinstance(
+        messages, list) else []
+    if not users:
+        raise _BadRequest("'messages' must hold at least one user message with the code.")
+    content = users[-1].get("content")
+    if isinstance(content, list):  # content parts: keep the text ones
+        content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    code, req = split_fence(_text(content, "content"))
+    worker = request.app[WORKER]
+    answer = await worker.explain(code, req)
+    return web.json_response({
+        "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+        "model": MODEL_ID, "usage": _usage(worker, [(code, req)], [answer]),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
+                     "logprobs": None, "finish_reason": _finish_reason(answer)}],
+    })
+
+
+async def models(request: web.Request) -> web.Response:
+    """GET /v1/models: the one model this worker serves."""
+    return web.json_response({"object": "list", "data": [
+        {"id": MODEL_ID, "object": "model", "created": _STARTED, "owned_by": "mafioso"}]})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """GET /healthz: 200 while the worker takes requests, 503 while it is stopped or draining."""
+    worker = request.app[WORKER]
+    status = "ok" if worker.accepting else "unavailable"
+    return web.json_response({"status": status, "queue_depth": worker.queue_depth},
+                             status=200 if worker.accepting else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics: the worker's registry in Prometheus text format."""
+    data = generate_latest(request.app[WORKER].registry)
+    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+# ------------------------------------------------------------------------------------------- the app
+
+
+def make_app(worker: Worker, cfg: WorkerConfig, *, manage_worker: bool = True) -> web.Application:
+    """The aiohttp application; with ``manage_worker`` it starts the worker and drains it on shutdown."""
+    middlewares = [_errors] + ([_auth(cfg.api_key)] if cfg.api_key else [])
+    # JSON may spell one character as \\uXXXX: leave room so the guard, not the socket, says "too large".
+    app = web.Application(middlewares=middlewares, client_max_size=6 * cfg.max_input_chars + 65536)
+    app[WORKER] = worker
+    app.router.add_post("/v1/explain", explain)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    if manage_worker:
+        async def start(app: web.Application) -> None:
+            await app[WORKER].start()
+
+        async def drain(app: web.Application) -> None:
+            await app[WORKER].stop(drain=True)
+
+        app.on_startup.append(start)
+        app.on_shutdown.append(drain)
+    return app
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``mafioso worker``: every worker and generation setting (the API key only from env)."""
+    add_settings_arguments(parser, skip=("api_key",))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the model, then serve until interrupted (SIGINT/SIGTERM drain the queue first)."""
+    cfg, gen = load_settings(args)
+    if not cfg.api_key and cfg.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("serving on %s without MAFIOSO_API_KEY: anyone who can reach it can use it", cfg.host)
+    worker = build_worker(cfg, gen)
+    web.run_app(make_app(worker, cfg), host=cfg.host, port=cfg.port, print=lambda text: log.info("%s", text))
+    return 0

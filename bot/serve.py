@@ -1,12 +1,181 @@
-"""Not built yet (reserved command)."""
+"""``mafioso serve``: run the Discord and/or Slack bots on one explainer.
 
-from mafioso.errors import MafiosoError
+    mafioso serve                                    # every platform with credentials; the model runs here
+    mafioso serve --worker-url http://gpu-box:8000   # ask a running `mafioso worker` (key: MAFIOSO_API_KEY)
+    mafioso serve --slack-http --port 3000           # Slack over HTTP (POST /slack/events), not Socket Mode
+    mafioso serve --platform slack                   # only Slack, even with DISCORD_TOKEN set
+
+Settings come once, at start-up: defaults → environment / ``.env`` (``DISCORD_*``, ``SLACK_*``,
+``MAFIOSO_*``) → flags (see ``.env.example`` and ``docs/CHAT.md``). This is the one place where the
+configuration, the worker and the chat adapters are wired together. SIGINT / SIGTERM stop the adapters
+first, then let the worker finish what it was doing; a second signal forces the exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from typing import Mapping
+
+from bot.explainer import Explainer
+from bot.runtime import add_settings_arguments, build_worker
+from bot.runtime import load_settings as load_worker_settings
+from mafioso.config import DiscordConfig, GenerationConfig, ServeConfig, SlackConfig, WorkerConfig, build
+from mafioso.errors import ConfigError
+
+__all__ = ["ServeSettings", "add_arguments", "load_settings", "run", "serve"]
+
+log = logging.getLogger("mafioso.serve")
+
+PLATFORMS = ("discord", "slack")
+NOTHING_TO_SERVE = ("no chat platform is configured: set DISCORD_TOKEN for Discord, and/or SLACK_BOT_TOKEN plus "
+                    "SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (with --slack-http) for Slack; "
+                    "see .env.example and docs/CHAT.md")
 
 
-def add_arguments(parser) -> None:
-    """No flags yet."""
+@dataclass(frozen=True)
+class ServeSettings:
+    """Everything ``mafioso serve`` reads, loaded and validated once."""
+
+    worker: WorkerConfig
+    generation: GenerationConfig
+    serve: ServeConfig
+    discord: DiscordConfig
+    slack: SlackConfig
+    platforms: tuple[str, ...]
 
 
-def run(args) -> int:
-    """Refuse until implemented."""
-    raise MafiosoError(f"'mafioso {args.command}' is not available yet")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``mafioso serve`` (every worker and generation setting too, for the in-process model)."""
+    parser.add_argument("--worker-url", dest="worker_url", default=argparse.SUPPRESS,
+                        help="use a running 'mafioso worker' at this URL instead of loading the model here "
+                             "(MAFIOSO_WORKER_URL; its key comes from MAFIOSO_API_KEY)")
+    parser.add_argument("--slack-http", dest="slack_http", action="store_true", default=argparse.SUPPRESS,
+                        help="receive Slack over HTTP at /slack/events (SLACK_HTTP; needs SLACK_SIGNING_SECRET) "
+                             "instead of Socket Mode")
+    parser.add_argument("--port", dest="slack_port", type=int, default=argparse.SUPPRESS,
+                        help="Slack HTTP-mode port (SLACK_PORT, default 3000)")
+    parser.add_argument("--platform", dest="platforms", choices=PLATFORMS, action="append",
+                        help="run only this platform (repeatable); default: every one with credentials")
+    add_settings_arguments(parser, skip=("host", "port", "api_key"))
+
+
+def _env_layer(cls: type, prefix: str, env: Mapping[str, str]) -> dict:
+    """The raw ``<PREFIX><FIELD>`` values (validation waits until the flags are in)."""
+    names = (f.name for f in dataclasses.fields(cls))
+    return {n: env[prefix + n.upper()] for n in names if env.get(prefix + n.upper()) not in (None, "")}
+
+
+def load_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> ServeSettings:
+    """Defaults → environment / ``.env`` → flags; fails fast with the variable to set."""
+    worker, generation = load_worker_settings(args)  # loads .env first
+    env = os.environ if env is None else env
+    flags = vars(args)
+    serve_cfg = build(ServeConfig, _env_layer(ServeConfig, "MAFIOSO_", env),
+                      {k: flags[k] for k in ("worker_url",) if k in flags}, where="environment/flags")
+    discord_cfg = build(DiscordConfig, _env_layer(DiscordConfig, "DISCORD_", env), where="environment")
+    slack_flags = {name: flags[flag] for flag, name in (("slack_http", "http"), ("slack_port", "port"))
+                   if flag in flags}
+    slack_cfg = build(SlackConfig, _env_layer(SlackConfig, "SLACK_", env), slack_flags, where="environment/flags")
+    configured = [p for p, on in zip(PLATFORMS, (discord_cfg.token, slack_cfg.bot_token)) if on]
+    wanted = tuple(dict.fromkeys(flags.get("platforms") or configured))
+    if not wanted:
+        raise ConfigError(NOTHING_TO_SERVE)
+    missing = [{"discord": "DISCORD_TOKEN", "slack": "SLACK_BOT_TOKEN"}[p] for p in wanted if p not in configured]
+    if missing:
+        raise ConfigError(f"--platform asks for a platform without credentials: set {' and '.join(missing)} "
+                          "(see .env.example)")
+    return ServeSettings(worker, generation, serve_cfg, discord_cfg, slack_cfg, wanted)
+
+
+# ------------------------------------------------------------------------------------------- running
+
+
+async def _start_explainer(settings: ServeSettings) -> Explainer:
+    if settings.serve.worker_url:
+        from bot.client import WorkerClient
+
+        log.info("serve: explaining through the worker at %s", settings.serve.worker_url)
+        return WorkerClient(settings.serve.worker_url, settings.worker.api_key)
+    log.info("serve: loading the model in this process")
+    worker = build_worker(settings.worker, settings.generation)  # blocking, but nothing is served yet
+    await worker.start()
+    return worker
+
+
+async def _stop_explainer(settings: ServeSettings, explainer) -> None:
+    if settings.serve.worker_url:
+        await explainer.close()
+    else:
+        await explainer.stop(drain=True)  # finish the answers in flight
+
+
+def _adapters(settings: ServeSettings, explainer: Explainer) -> dict:
+    limit = settings.worker.max_input_chars
+    adapters = {}
+    if "discord" in settings.platforms:
+        from bot.discord_bot import MafiosoBot
+
+        adapters["discord"] = MafiosoBot(explainer, settings.discord, max_code_chars=limit)
+    if "slack" in settings.platforms:
+        from bot.slack_bot import SlackBot
+
+        adapters["slack"] = SlackBot(explainer, settings.slack, max_code_chars=limit)
+    return adapters
+
+
+async def serve(settings: ServeSettings, explainer: Explainer | None = None) -> None:
+    """Serve every configured platform until SIGINT/SIGTERM or a platform fails, then shut down in order.
+
+    ``explainer`` replaces the worker (tests); without it the model is loaded here, or reached through
+    ``--worker-url``.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        log.info("serve: %s received, shutting down (again to force)", signal.Signals(signum).name)
+        stop.set()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+    owned = explainer is None
+    if owned:
+        explainer = await _start_explainer(settings)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    tasks = [asyncio.create_task(adapter.run_until_cancelled(), name=name)
+             for name, adapter in _adapters(settings, explainer).items()]
+    stopped = asyncio.create_task(stop.wait(), name="stop")
+    log.info("serve: running %s", ", ".join(settings.platforms))
+    try:
+        done, _ = await asyncio.wait([*tasks, stopped], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopped and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # a platform could not start (bad token, port taken …)
+            if task is not stopped:
+                log.warning("serve: %s stopped by itself; shutting down", task.get_name())
+    finally:
+        for task in [*tasks, stopped]:
+            task.cancel()
+        await asyncio.gather(*tasks, stopped, return_exceptions=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        if owned:
+            await _stop_explainer(settings, explainer)
+        log.info("serve: stopped")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the settings, then serve until SIGINT/SIGTERM."""
+    settings = load_settings(args)
+    if not getattr(args, "verbose", False):
+        for noisy in ("slack_bolt", "slack_sdk"):  # their INFO lines echo request bodies
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    asyncio.run(serve(settings))
+    return 0

@@ -134,6 +134,93 @@ class WorkerConfig:
             raise ConfigError("MAFIOSO_REQUEST_TIMEOUT must be positive (seconds)")
 
 
+@dataclass
+class DiscordConfig:
+    """The Discord bot (``DISCORD_*``); it runs when ``DISCORD_TOKEN`` is set."""
+
+    token: Secret = _help("bot token: Developer Portal → your app → Bot → Reset Token", default=Secret(""))
+    allowed_guilds: list[int] = _help("server (guild) ids the bot answers in, comma-separated; empty = all",
+                                      default_factory=list)
+    allowed_channels: list[int] = _help("channel ids the bot answers in (a thread counts as its parent); "
+                                        "empty = all", default_factory=list)
+    allowed_users: list[int] = _help("user ids the bot answers; empty = everyone", default_factory=list)
+    cooldown: float = _help("seconds a user waits between two requests (0 = no cooldown)", default=10.0)
+    listen_to_messages: bool = _help("answer every message with a fenced Python block (needs the privileged "
+                                     "Message Content intent); off: only /explain, the menu and @mentions",
+                                     default=False)
+
+    def __post_init__(self) -> None:
+        self.token = Secret(self.token)  # hidden from repr even when built from a plain str
+        # A bot token has three dot-separated parts; the value itself never goes into a message.
+        if self.token and (self.token.count(".") != 2 or any(c.isspace() for c in self.token)):
+            raise ConfigError("DISCORD_TOKEN does not look like a bot token; copy it from the Developer Portal "
+                              "(your app → Bot → Reset Token)")
+        for name in ("allowed_guilds", "allowed_channels", "allowed_users"):
+            if any(i <= 0 for i in getattr(self, name)):
+                raise ConfigError(f"DISCORD_{name.upper()} must list positive ids (Discord → Developer Mode → "
+                                  "right-click → Copy ID)")
+        if self.cooldown < 0:
+            raise ConfigError("DISCORD_COOLDOWN must be >= 0 (seconds)")
+
+
+SLACK_API_URL = "https://slack.com/api/"
+
+
+@dataclass
+class SlackConfig:
+    """The Slack bot (``SLACK_*``); it runs when ``SLACK_BOT_TOKEN`` is set."""
+
+    bot_token: Secret = _help("Bot User OAuth Token (xoxb-…): OAuth & Permissions", default=Secret(""))
+    app_token: Secret = _help("app-level token (xapp-…) with connections:write, for Socket Mode: Basic "
+                              "Information → App-Level Tokens", default=Secret(""))
+    signing_secret: Secret = _help("Signing Secret (Basic Information), verifies HTTP-mode requests",
+                                   default=Secret(""))
+    api_url: str = _help("Slack Web API base URL", default=SLACK_API_URL)
+    response_type: str = _help("who sees /explain answers: in_channel (everyone) or ephemeral (the caller)",
+                               default="in_channel")
+    http: bool = _help("receive events over HTTP (POST /slack/events) instead of Socket Mode", default=False)
+    host: str = _help("HTTP-mode listen address", default="0.0.0.0")
+    port: int = _help("HTTP-mode port", default=3000)
+
+    def __post_init__(self) -> None:
+        self.bot_token, self.app_token = Secret(self.bot_token), Secret(self.app_token)
+        self.signing_secret = Secret(self.signing_secret)  # hidden from repr even when built from a plain str
+        if self.bot_token and not self.bot_token.startswith("xoxb-"):
+            raise ConfigError("SLACK_BOT_TOKEN must start with xoxb- (OAuth & Permissions → Bot User OAuth Token)")
+        if self.app_token and not self.app_token.startswith("xapp-"):
+            raise ConfigError("SLACK_APP_TOKEN must start with xapp- (Basic Information → App-Level Tokens, "
+                              "scope connections:write)")
+        if self.response_type not in ("in_channel", "ephemeral"):
+            raise ConfigError(f"SLACK_RESPONSE_TYPE must be in_channel or ephemeral, not {self.response_type!r}")
+        if not self.api_url.startswith(("https://", "http://")):
+            raise ConfigError(f"SLACK_API_URL must be an http(s) URL, not {self.api_url!r}")
+        self.api_url = self.api_url.rstrip("/") + "/"  # the Web API client joins method names onto it
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"SLACK_PORT must be between 1 and 65535, not {self.port}")
+        if not self.bot_token:
+            if self.app_token or self.signing_secret:
+                raise ConfigError("SLACK_BOT_TOKEN is missing (xoxb-…, OAuth & Permissions); the other SLACK_* "
+                                  "settings are not enough on their own")
+            return
+        if self.http and not self.signing_secret:
+            raise ConfigError("Slack HTTP mode needs SLACK_SIGNING_SECRET (Basic Information → Signing Secret)")
+        if not self.http and not self.app_token:
+            raise ConfigError("Slack Socket Mode needs SLACK_APP_TOKEN (xapp-…); or run `mafioso serve "
+                              "--slack-http` with SLACK_SIGNING_SECRET")
+
+
+@dataclass
+class ServeConfig:
+    """How ``mafioso serve`` reaches the model (``MAFIOSO_WORKER_URL``)."""
+
+    worker_url: str = _help("URL of a running `mafioso worker`; empty = load the model in this process",
+                            default="")
+
+    def __post_init__(self) -> None:
+        if self.worker_url and not self.worker_url.startswith(("http://", "https://")):
+            raise ConfigError(f"MAFIOSO_WORKER_URL / --worker-url must be an http(s) URL, not {self.worker_url!r}")
+
+
 # --------------------------------------------------------------------------------------------- loading
 
 

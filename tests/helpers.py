@@ -80,3 +80,267 @@ def _tiny_model_dir(root: str) -> Path:
 def tiny_model(tmp_path_factory) -> Path:
     """The tiny model folder, shared by all tests of a session."""
     return _tiny_model_dir(str(tmp_path_factory.getbasetemp()))
+
+
+# ------------------------------------------------------------------------------ chat adapters (issue 5)
+# A fake Explainer (the boundary the adapters call), discord.py objects built from payloads with spec_set
+# mocks for everything that would talk to Discord, and loopback servers standing in for Slack.
+
+import asyncio
+import hashlib
+import hmac
+import socket
+import time as _time
+import unittest.mock
+import warnings
+from urllib.parse import urlencode
+
+
+class FakeExplainer:
+    """Answers ``answer`` (default: "Listen up, pal: <code>. Capisce?") or raises ``error``; records the code.
+
+    ``gate`` (an asyncio.Event) holds every answer until the test sets it; ``events`` is a shared log the test
+    can also append to, to check the order of things.
+    """
+
+    def __init__(self, answer: str | None = None, error: Exception | None = None,
+                 gate: asyncio.Event | None = None, events: list | None = None):
+        self.answer, self.error, self.gate = answer, error, gate
+        self.codes: list[str] = []
+        self.events = [] if events is None else events
+
+    async def explain(self, code: str, request: str | None = None):
+        from bot.explainer import Explanation
+
+        self.codes.append(code)
+        self.events.append("explain")
+        if self.gate is not None:
+            await asyncio.wait_for(self.gate.wait(), 10)
+        if self.error is not None:
+            raise self.error
+        text = self.answer if self.answer is not None else f"Listen up, pal: {code}. Capisce?"
+        return Explanation(text=text, tokens=len(text.split()), latency_s=0.01, finished=True)
+
+
+def spec_mock(instance, **attributes):
+    """A MagicMock with ``spec_set`` = a real discord.py object (a wrong attribute fails); async methods are
+    AsyncMocks. ``attributes`` are set on it."""
+    with warnings.catch_warnings(record=True):  # reading every property trips discord.py's deprecation notes
+        mock = unittest.mock.MagicMock(spec_set=instance)
+    for name, value in attributes.items():
+        setattr(mock, name, value)
+    return mock
+
+
+def _discord_state():
+    return unittest.mock.MagicMock(name="ConnectionState")
+
+
+def discord_user(user_id: int = 1001, *, bot: bool = False, name: str = "vito"):
+    """A real ``discord.User`` built from a gateway payload."""
+    import discord
+
+    return discord.User(state=_discord_state(), data={"id": user_id, "username": name, "discriminator": "0",
+                                                     "avatar": None, "global_name": name, "bot": bot})
+
+
+def discord_client_user(user_id: int = 9000):
+    """A real ``discord.ClientUser`` (the bot itself) built from a payload."""
+    import discord
+
+    return discord.ClientUser(state=_discord_state(), data={"id": user_id, "username": "mafioso",
+                                                           "discriminator": "0", "avatar": None, "bot": True})
+
+
+def discord_guild(guild_id: int = 1):
+    """A real ``discord.Guild`` built from a payload."""
+    import discord
+
+    return discord.Guild(state=_discord_state(), data={"id": guild_id, "name": "The Family", "roles": [],
+                                                      "emojis": [], "stickers": [], "features": []})
+
+
+def discord_channel(channel_id: int = 2, guild=None, *, parent_id: int | None = None):
+    """A spec_set mock of a real TextChannel (or a Thread when ``parent_id`` is given): send, typing …"""
+    import discord
+
+    guild = guild or discord_guild()
+    if parent_id is None:
+        real = discord.TextChannel(state=_discord_state(), guild=guild,
+                                   data={"id": channel_id, "name": "code-review", "type": 0, "position": 0})
+        return spec_mock(real, id=channel_id, guild=guild)
+    # A real Thread looks its parent up in the cache on introspection, so this one is specced from the class.
+    return spec_mock(discord.Thread, id=channel_id, guild=guild, parent_id=parent_id)
+
+
+def discord_attachment(filename: str = "mob.py", content: bytes = b"x = 1\n", size: int | None = None):
+    """A spec_set mock of a real Attachment whose ``read()`` returns ``content``."""
+    import discord
+
+    real = discord.Attachment(state=_discord_state(), data={
+        "id": 77, "filename": filename, "size": len(content), "url": f"https://cdn.example/{filename}",
+        "proxy_url": f"https://cdn.example/{filename}"})
+    attachment = spec_mock(real, filename=filename, size=len(content) if size is None else size)
+    attachment.read.return_value = content
+    return attachment
+
+
+def discord_message(content: str, *, author=None, channel=None, mentions=(), attachments=()):
+    """A spec_set mock of a real Message built from a payload: ``reply`` is an AsyncMock."""
+    import discord
+
+    channel = channel or discord_channel()
+    author = author or discord_user()
+    real = discord.Message(state=_discord_state(), channel=channel, data={
+        "id": 3, "channel_id": channel.id, "author": {"id": author.id, "username": author.name,
+                                                      "discriminator": "0", "avatar": None},
+        "content": content, "timestamp": "2024-01-01T00:00:00+00:00", "edited_timestamp": None, "tts": False,
+        "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": [], "embeds": [],
+        "pinned": False, "type": 0})
+    return spec_mock(real, content=content, author=author, channel=channel, guild=channel.guild,
+                     mentions=list(mentions), attachments=list(attachments), mention_everyone=False)
+
+
+def discord_interaction(*, user=None, channel=None, events: list | None = None):
+    """A spec_set mock of ``discord.Interaction`` with spec_set mocks of its response and followup webhook.
+
+    ``response.is_done()`` turns true once the interaction was answered; ``events`` records "defer".
+    """
+    import discord
+
+    channel = channel or discord_channel()
+    interaction = unittest.mock.MagicMock(spec_set=discord.Interaction)
+    response = unittest.mock.MagicMock(spec_set=discord.InteractionResponse)
+    response.is_done.side_effect = lambda: bool(response.defer.await_count or response.send_message.await_count
+                                                or response.send_modal.await_count)
+    if events is not None:
+        response.defer.side_effect = lambda *a, **k: events.append("defer")
+    interaction.response = response
+    interaction.followup = unittest.mock.MagicMock(spec_set=discord.Webhook)
+    interaction.user = user or discord_user()
+    interaction.channel = channel
+    interaction.channel_id = channel.id
+    interaction.guild_id = channel.guild.id
+    return interaction
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def slack_signature_headers(secret: str, body: str, timestamp: int | None = None) -> dict:
+    """The headers Slack signs a request with (``v0=`` HMAC-SHA256 of ``v0:<ts>:<body>``)."""
+    timestamp = int(_time.time()) if timestamp is None else timestamp
+    digest = hmac.new(secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": str(timestamp), "X-Slack-Signature": f"v0={digest}"}
+
+
+def slash_command_body(text: str, response_url: str, command: str = "/explain") -> str:
+    """A form-encoded slash-command request body, as Slack sends it."""
+    return urlencode({"token": "legacy", "team_id": "T1", "team_domain": "family", "channel_id": "C1",
+                      "channel_name": "code", "user_id": "U1", "user_name": "vito", "command": command,
+                      "text": text, "api_app_id": "A1", "response_url": response_url, "trigger_id": "1.2.3"})
+
+
+class SlackStub:
+    """Loopback aiohttp server standing in for Slack: the Web API under ``/api/``, response URLs under
+    ``/response/``, files under ``/files/``. Records what the app sent; ``fail`` maps a Web API method to an
+    error code; ``rate_limit`` answers HTTP 429 to that many calls first."""
+
+    def __init__(self, files: dict[str, bytes] | None = None):
+        self.calls: list[tuple[str, dict]] = []
+        self.responses: list[dict] = []
+        self.downloads: list[dict] = []
+        self.files = files or {}
+        self.fail: dict[str, str] = {}
+        self.rate_limit = 0
+        self.envelopes: asyncio.Queue = asyncio.Queue()  # Socket Mode: what "Slack" sends down the socket
+        self.acks: list[dict] = []  # Socket Mode: what the app sent back
+        self._runner = None
+        self.url = ""
+
+    async def __aenter__(self) -> "SlackStub":
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_post("/response/{id}", self._response)
+        app.router.add_get("/files/{name}", self._file)
+        app.router.add_get("/socket", self._socket)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.url = "http://127.0.0.1:%d" % self._runner.addresses[0][1]
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self._runner.cleanup()
+
+    async def _api(self, request):
+        from aiohttp import web
+
+        method = request.match_info["method"]
+        data = dict(await request.post()) if request.content_type != "application/json" else await request.json()
+        if method == "chat.postMessage" and self.rate_limit > 0:
+            self.rate_limit -= 1
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                     headers={"Retry-After": "0"})
+        self.calls.append((method, data))
+        if method in self.fail:
+            return web.json_response({"ok": False, "error": self.fail[method]})
+        if method == "apps.connections.open":
+            return web.json_response({"ok": True, "url": self.url.replace("http", "ws", 1) + "/socket"})
+        if method == "auth.test":
+            return web.json_response({"ok": True, "user_id": "UBOT", "bot_id": "B1", "team_id": "T1",
+                                      "user": "mafioso", "team": "family", "url": "https://family.slack.com/"})
+        return web.json_response({"ok": True, "ts": "1700000001.000200", "channel": data.get("channel")})
+
+    async def _response(self, request):
+        from aiohttp import web
+
+        self.responses.append(await request.json())
+        return web.Response(text="ok")
+
+    async def _file(self, request):
+        from aiohttp import web
+
+        self.downloads.append({"name": request.match_info["name"],
+                               "authorization": request.headers.get("Authorization")})
+        return web.Response(body=self.files.get(request.match_info["name"], b""))
+
+    async def _socket(self, request):
+        import json
+
+        from aiohttp import web
+
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json({"type": "hello", "num_connections": 1})
+
+        async def feed():
+            while True:
+                await ws.send_json(await self.envelopes.get())
+
+        feeder = asyncio.ensure_future(feed())
+        try:
+            async for message in ws:
+                if message.type.name == "TEXT":
+                    self.acks.append(json.loads(message.data))
+        finally:
+            feeder.cancel()
+        return ws
+
+    def posted(self, method: str = "chat.postMessage") -> list[dict]:
+        """What the app sent to one Web API method."""
+        return [data for name, data in self.calls if name == method]
+
+    async def wait_for(self, condition, timeout: float = 5.0) -> None:
+        """Wait until ``condition()`` is true (the app answers in the background after its ack)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not condition():
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"timed out; calls={self.calls} responses={self.responses}")
+            await asyncio.sleep(0.01)

@@ -1,12 +1,244 @@
-"""Not built yet (reserved command)."""
+"""``mafioso eval``: score an adapter (and, with ``--compare-base``, its base model) on a dataset.
 
-from mafioso.errors import MafiosoError
+    mafioso eval --data data/validation.json --out out/eval --adapter out/adapter --compare-base
+
+For each model: the response-only validation loss and perplexity (teacher-forced, the same
+``prompts.encode`` rows as training), then greedy answers in batches, scored by :mod:`trainer.metrics`.
+Writes into ``--out``:
+
+* ``predictions.jsonl`` - one row per sample for the model named by ``--adapter``;
+* ``base/predictions.jsonl`` - the same for the base model (``--compare-base`` only);
+* ``metrics.json`` - ``{"adapter": {...}, "base": {...}, "config": {...}, "samples": N}`` (with
+  ``--adapter none`` and no comparison, the one model's metrics are under ``"base"``);
+* ``comparison.png`` - base vs adapter, one panel per metric (``--compare-base`` only).
+
+A markdown table of the metrics is printed to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import logging
+import time
+from pathlib import Path
+
+from mafioso.config import DEFAULT_ADAPTER, GenerationConfig, WorkerConfig, build
+from mafioso.errors import ConfigError, DatasetError
+from trainer.dataset import Sample, load_samples
+from trainer.metrics import Prediction, response_nll, summarize
+
+log = logging.getLogger(__name__)
+
+#: The metrics drawn in the chart and printed in the table, in order, with their labels.
+SHOWN = {
+    "loss": "validation loss", "perplexity": "perplexity", "rouge_l_f1": "ROUGE-L F1",
+    "identifier_recall": "identifier recall", "persona_rate": "persona rate", "code_leak_rate": "code-leak rate",
+    "stop_rate": "stop rate", "mean_words": "mean words", "tokens_per_s": "tokens/s",
+}
+#: Metrics between 0 and 1, drawn on a fixed 0-1 axis so small differences do not look large.
+UNIT_SCALE = {"rouge_l_f1", "identifier_recall", "persona_rate", "code_leak_rate", "stop_rate"}
 
 
-def add_arguments(parser) -> None:
-    """No flags yet."""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``mafioso eval``."""
+    worker = {f.name: f for f in dataclasses.fields(WorkerConfig)}
+    parser.add_argument("--data", action="append", required=True, metavar="FILE",
+                        help="dataset file(s) to score (repeat for several)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for predictions, metrics and chart")
+    parser.add_argument("--adapter", default=DEFAULT_ADAPTER, help=worker["adapter"].metadata["help"])
+    parser.add_argument("--base-model", default="", help=worker["base_model"].metadata["help"])
+    parser.add_argument("--compare-base", action="store_true",
+                        help="also score the base model without the adapter, in the same run")
+    parser.add_argument("--limit", type=int, help="score only the first N samples")
+    parser.add_argument("--batch-size", type=int, default=8, help="samples generated (and scored) together")
+    parser.add_argument("--max-new-tokens", type=int, default=GenerationConfig.max_new_tokens,
+                        help="longest answer in tokens")
+    parser.add_argument("--quantization", default="nf4", choices=("nf4", "int8", "none"),
+                        help=worker["quantization"].metadata["help"])
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help=worker["device"].metadata["help"])
 
 
-def run(args) -> int:
-    """Refuse until implemented."""
-    raise MafiosoError(f"'mafioso {args.command}' is not available yet")
+def select_samples(data: list[str], limit: int | None) -> list[Sample]:
+    """The dataset's samples, the first ``limit`` of them when given."""
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {limit}")
+    samples = load_samples(data)
+    if not samples:
+        raise DatasetError([f"no samples in {', '.join(data)}"])
+    return samples[:limit] if limit else samples
+
+
+def batches(samples: list[Sample], size: int) -> list[list[int]]:
+    """Sample indices in batches of ``size``, similar code lengths together so padding stays small."""
+    order = sorted(range(len(samples)), key=lambda i: len(samples[i].code))
+    return [order[i:i + size] for i in range(0, len(order), size)]
+
+
+def generate_all(engine, samples: list[Sample], batch_size: int, label: str) -> tuple[list[Prediction], float]:
+    """Every sample's answer, in dataset order, and the total wall time spent generating."""
+    from tqdm.auto import tqdm
+
+    results: dict[int, Prediction] = {}
+    spent = 0.0
+    with tqdm(total=len(samples), desc=f"{label}: generating", unit="sample") as bar:
+        for chunk in batches(samples, batch_size):
+            started = time.perf_counter()
+            outputs = engine.generate([(samples[i].code, samples[i].prompt) for i in chunk])
+            elapsed = time.perf_counter() - started
+            spent += elapsed
+            for i, out in zip(chunk, outputs, strict=True):
+                s = samples[i]
+                # The engine scrubs leaked code from the text and flags it; count the flag, not the scrubbed text.
+                leak = bool(getattr(out, "code_leak", False))
+                results[i] = Prediction(s.key, s.code, s.explanation, out.text, out.tokens, round(elapsed, 4),
+                                        out.finished, leak)
+            bar.update(len(chunk))
+    return [results[i] for i in range(len(samples))], spent
+
+
+def response_loss(engine, samples: list[Sample], batch_size: int, label: str) -> tuple[float, int]:
+    """Token-weighted mean NLL over the response tokens (+EOS) of every sample, and their count."""
+    from tqdm.auto import tqdm
+
+    from prompts import encode
+
+    tokenizer = engine.tokenizer
+    rows = [encode(tokenizer, s.code, s.prompt, s.explanation) for s in samples]
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    with tqdm(total=len(rows), desc=f"{label}: loss", unit="sample") as bar:
+        total, count = response_nll(engine.model, [rows[i] for i in order], pad, engine.device, batch_size, bar)
+    return total / count, count
+
+
+def evaluate_engine(engine, samples: list[Sample], batch_size: int, label: str) -> tuple[dict, list[Prediction]]:
+    """Loss, answers and every metric of one loaded engine."""
+    loss, count = response_loss(engine, samples, batch_size, label)
+    predictions, spent = generate_all(engine, samples, batch_size, label)
+    return summarize(predictions, loss, count, spent), predictions
+
+
+def write_predictions(path: Path, predictions: list[Prediction]) -> None:
+    """One JSON object per line, in dataset order."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for p in predictions:
+            handle.write(json.dumps(dataclasses.asdict(p), ensure_ascii=False) + "\n")
+
+
+def _cell(value, sign: str = "") -> str:
+    """A metric for the table: 4 decimals for small values, 1 for large ones, n/a for none."""
+    if value is None:
+        return "n/a"
+    return f"{value:{sign}.4f}" if abs(value) < 10 else f"{value:{sign}.1f}"
+
+
+def markdown_table(results: dict[str, dict]) -> str:
+    """The shown metrics as a markdown table, one column per model (and a delta with two models)."""
+    names = list(results)
+    header = ["metric", *names] + (["Δ"] if len(names) == 2 else [])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key, text in SHOWN.items():
+        values = [results[name].get(key) for name in names]
+        cells = [text, *map(_cell, values)]
+        if len(names) == 2:
+            a, b = values
+            cells.append(_cell(None if a is None or b is None else b - a, sign="+"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_chart(results: dict[str, dict], path: Path) -> None:
+    """A PNG with one small bar panel per shown metric, one bar per model (their scales differ)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    colors = ["#7f7f7f", "#b22222"][-len(names):] if len(names) <= 2 else None
+    fig, axes = plt.subplots(3, 3, figsize=(10, 8))
+    for ax, (key, text) in zip(axes.flat, SHOWN.items()):
+        values = [results[name].get(key) for name in names]
+        bars = ax.bar(names, [v or 0.0 for v in values], color=colors)
+        for bar, value in zip(bars, values):
+            ax.annotate(_cell(value), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=8)
+        ax.set_title(text, fontsize=10)
+        ax.set_ylim(0, 1.1 if key in UNIT_SCALE else 1.2 * max([v for v in values if v] or [1.0]))
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Mafioso: base vs adapter")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def score_model(cfg: WorkerConfig, gen: GenerationConfig, samples: list[Sample], batch_size: int,
+                label: str) -> tuple[dict, list[Prediction], str]:
+    """Load one engine, score it, and free it: metrics, predictions and the device it ran on."""
+    import torch
+
+    from bot.engine import Engine
+
+    engine = Engine.load(cfg, gen)
+    device = str(engine.device)
+    metrics, predictions = evaluate_engine(engine, samples, batch_size, label)
+    del engine  # free the model before the next one loads: two copies may not fit on a small GPU
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return metrics, predictions, device
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score the model(s), write predictions, metrics and chart, print the table."""
+    from bot.engine import adapter_folder, base_of
+    from mafioso.base_model import sha256_file
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.compare_base and args.adapter == "none":
+        raise ConfigError("--compare-base compares an adapter with its base; with --adapter none there is no "
+                          "adapter (drop --compare-base, or name one with --adapter)")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    cfg = build(WorkerConfig, {"adapter": args.adapter, "base_model": args.base_model, "device": args.device,
+                               "quantization": args.quantization, "max_batch_size": args.batch_size},
+                where="flags")
+    gen = build(GenerationConfig, {"max_new_tokens": args.max_new_tokens}, where="flags")
+    samples = select_samples(args.data, args.limit)
+    log.info("scoring %d samples from %s", len(samples), ", ".join(args.data))
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in (out / "base" / "predictions.jsonl", out / "comparison.png"):  # left by an earlier run
+        stale.unlink(missing_ok=True)
+    # Pin the base now, so the --compare-base run loads exactly the weights under the adapter.
+    cfg = dataclasses.replace(cfg, base_model=base_of(cfg.base_model, adapter_folder(cfg.adapter)))
+
+    label = "base" if cfg.adapter == "none" else "adapter"
+    results = {}
+    results[label], predictions, device = score_model(cfg, gen, samples, args.batch_size, label)
+    write_predictions(out / "predictions.jsonl", predictions)
+    if args.compare_base:
+        base_cfg = dataclasses.replace(cfg, adapter="none")
+        results["base"], predictions, _ = score_model(base_cfg, gen, samples, args.batch_size, "base")
+        write_predictions(out / "base" / "predictions.jsonl", predictions)
+        results = {"base": results["base"], "adapter": results["adapter"]}  # table and chart: base first
+
+    config = {
+        "data_files": {path: sha256_file(Path(path)) for path in args.data},
+        "adapter": cfg.adapter, "base_model": cfg.base_model, "compare_base": args.compare_base,
+        "limit": args.limit, "batch_size": args.batch_size, "quantization": cfg.quantization,
+        "device": device, "generation": dataclasses.asdict(gen),
+    }
+    (out / "metrics.json").write_text(json.dumps({**results, "config": config, "samples": len(samples)},
+                                                 indent=2) + "\n")
+    if args.compare_base:
+        write_chart(results, out / "comparison.png")
+    print(markdown_table(results))
+    log.info("predictions and metrics written to %s", out)
+    return 0

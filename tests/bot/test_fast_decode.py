@@ -56,3 +56,13 @@ def test_a_slot_reused_by_a_new_request_forgets_the_old_one(model_and_tokenizer)
         decoder.step(active=1)
     got = [decoder.prefill(0, ids[1])] + [int(decoder.step(active=1)[0]) for _ in range(9)]
     assert got == _reference(model, ids[1], 10, 1.3)
+
+
+def test_decoding_across_the_sliding_window_edge(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    window = model.config.sliding_window
+    ids = tokenizer("x = 1", add_special_tokens=True)["input_ids"]
+    n = window - len(ids) + 20  # starts inside the window, ends 20 tokens past it
+    decoder = Gemma3Decoder(model, slots=2, max_len=512)
+    got = [decoder.prefill(1, ids)] + [int(decoder.step(active=2)[1]) for _ in range(n - 1)]
+    assert got == _reference(model, ids, n, 1.0)

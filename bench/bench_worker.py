@@ -1,0 +1,197 @@
+"""Throughput and latency of the batching worker against naive one-at-a-time ``generate``.
+
+    python bench/bench_worker.py --adapter out/adapter                      # GPU: the full table
+    python bench/bench_worker.py --quick --base-model embedded --adapter none   # CPU smoke run
+
+Both sides load the same base and adapter and decode greedily with the same GenerationConfig:
+
+* worker: the real :class:`bot.worker.Worker` in-process, ``explain`` driven by C concurrent callers over a
+  fixed set of snippets, for each C in ``--concurrency``; latency includes queueing;
+* naive: transformers ``generate`` on one request at a time, stopping at EOS only, with the adapter as an
+  unmerged PeftModel on the base (4-bit NF4 on CUDA, fp32 on CPU).
+
+Prints a table, then one JSON line with every number (the last line of the output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+import prompts  # noqa: E402
+from mafioso.config import GenerationConfig, WorkerConfig  # noqa: E402
+
+SNIPPETS = [
+    "def add(a, b):\n    return a + b\n\nprint(add(2, 3))",
+    "for i in range(3):\n    print(i * i)",
+    "names = [n.upper() for n in ['al', 'vito', 'sonny']]",
+    "class Crew:\n    def __init__(self):\n        self.members = []\n\n    def join(self, name):\n"
+    "        self.members.append(name)\n        return len(self.members)",
+    "import json\nprint(json.dumps({'don': 1, 'capo': 2}, indent=2))",
+    "total = sum(x for x in range(10) if x % 2)",
+    "with open('ledger.txt') as f:\n    lines = [line.strip() for line in f if line.strip()]",
+    "def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a",
+    "from collections import Counter\nwords = 'the family the business the books'.split()\n"
+    "print(Counter(words).most_common(1))",
+    "try:\n    value = int(input('amount: '))\nexcept ValueError:\n    value = 0\nprint(value * 2)",
+    "def cached(fn):\n    memo = {}\n    def wrapper(x):\n        if x not in memo:\n"
+    "            memo[x] = fn(x)\n        return memo[x]\n    return wrapper",
+    "x = [3, 1, 2]\nx.sort(reverse=True)\nprint(x[0])",
+]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base-model", default="", help="as for mafioso worker (default: the adapter's base)")
+    parser.add_argument("--adapter", default="default", help="adapter folder, 'default' or 'none'")
+    parser.add_argument("--quantization", default="nf4", help="worker quantization on CUDA: nf4, int8, none")
+    parser.add_argument("--requests", type=int, help="worker requests per concurrency level "
+                                                     "(default: 4 x concurrency, at least 8)")
+    parser.add_argument("--naive-requests", type=int, default=16, help="requests for the naive baseline")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument("--quick", action="store_true",
+                        help="CPU smoke run: concurrency 1 4, 4 requests a level, 4 naive, 16 new tokens")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.concurrency, args.requests, args.naive_requests, args.max_new_tokens = [1, 4], 4, 4, 16
+    return args
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100), linear between samples."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    return statistics.quantiles(ordered, n=100, method="inclusive")[int(q) - 1]
+
+
+def summary(name: str, concurrency: int, latencies: list[float], tokens: int, wall: float) -> dict:
+    """One row of the table."""
+    return {"name": name, "concurrency": concurrency, "requests": len(latencies), "tokens": tokens,
+            "wall_s": round(wall, 3), "tokens_per_s": round(tokens / wall, 1),
+            "p50_s": round(percentile(latencies, 50), 3), "p95_s": round(percentile(latencies, 95), 3)}
+
+
+async def run_worker(worker, requests: int, concurrency: int) -> dict:
+    """Drive ``worker.explain`` with ``concurrency`` callers until ``requests`` answers came back."""
+    latencies: list[float] = []
+    tokens = 0
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        nonlocal tokens
+        async with gate:
+            answer = await worker.explain(SNIPPETS[i % len(SNIPPETS)])
+        latencies.append(answer.latency_s)
+        tokens += answer.tokens
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(requests)))
+    return summary("worker", concurrency, latencies, tokens, time.perf_counter() - started)
+
+
+def load_naive(cfg: WorkerConfig):
+    """The baseline model: base (NF4 on CUDA, fp32 on CPU) with the adapter as an unmerged PeftModel."""
+    import torch
+    from peft import PeftModel
+
+    from bot.engine import adapter_folder, base_of
+    from mafioso.base_model import load_model, load_tokenizer, resolve_base
+
+    adapter = adapter_folder(cfg.adapter)
+    base = resolve_base(base_of(cfg.base_model, adapter))
+    cuda = torch.cuda.is_available()
+    model = load_model(base, "nf4" if cuda else "none", "cuda" if cuda else "cpu",
+                       torch.bfloat16 if cuda else torch.float32, attn_implementation="sdpa")
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, str(adapter))
+    return model.eval(), load_tokenizer(base)
+
+
+def run_naive(model, tokenizer, gen: GenerationConfig, requests: int) -> dict:
+    """Plain ``generate`` on one request at a time, EOS as the only stop."""
+    import torch
+
+    device = next(model.parameters()).device
+    latencies, tokens = [], 0
+    started = time.perf_counter()
+    for i in range(requests):
+        t0 = time.perf_counter()
+        ids = prompts.encode(tokenizer, SNIPPETS[i % len(SNIPPETS)])["input_ids"]
+        with torch.inference_mode():
+            out = model.generate(input_ids=torch.tensor([ids], device=device), max_new_tokens=gen.max_new_tokens,
+                                 do_sample=False, repetition_penalty=gen.repetition_penalty,
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        generated = out[0, len(ids):].tolist()
+        tokens += generated.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in generated else len(generated)
+        latencies.append(time.perf_counter() - t0)
+    return summary("naive", 1, latencies, tokens, time.perf_counter() - started)
+
+
+async def bench(args: argparse.Namespace) -> dict:
+    """Every measurement of one run."""
+    import torch
+
+    from bot.engine import Engine
+    from bot.worker import Worker
+
+    gen = GenerationConfig(max_new_tokens=args.max_new_tokens)
+    cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, quantization=args.quantization,
+                       max_batch_size=max(args.concurrency), queue_size=max(1024, 4 * max(args.concurrency)),
+                       request_timeout=3600.0)
+    engine = Engine.load(cfg, gen)
+    worker = Worker(engine, cfg)
+    await worker.start()
+    for snippet in SNIPPETS:  # warm-up: kernels and allocator blocks for every prompt shape, alone and batched
+        await worker.explain(snippet)
+    await asyncio.gather(*(worker.explain(snippet) for snippet in SNIPPETS))
+    rows = []
+    for concurrency in args.concurrency:
+        requests = args.requests or max(8, 4 * concurrency)
+        rows.append(await run_worker(worker, requests, concurrency))
+        print(f"worker c={concurrency}: {rows[-1]['tokens_per_s']} tokens/s", file=sys.stderr, flush=True)
+    await worker.stop()
+    del worker, engine
+
+    model, tokenizer = load_naive(cfg)
+    run_naive(model, tokenizer, gen, len(SNIPPETS))  # warm-up, as for the worker
+    rows.append(run_naive(model, tokenizer, gen, args.naive_requests))
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    return {"device": device, "base_model": args.base_model or "(adapter's / embedded)", "adapter": args.adapter,
+            "quantization": args.quantization if torch.cuda.is_available() else "none (CPU fp32)",
+            "max_new_tokens": args.max_new_tokens, "rows": rows}
+
+
+def table(result: dict) -> str:
+    """The rows as a plain-text table."""
+    head = f"{'path':<8}{'conc':>6}{'reqs':>6}{'tokens':>8}{'wall s':>9}{'tok/s':>9}{'p50 s':>8}{'p95 s':>8}"
+    lines = [f"device {result['device']}, adapter {result['adapter']}, max_new_tokens {result['max_new_tokens']}",
+             head, "-" * len(head)]
+    for r in result["rows"]:
+        lines.append(f"{r['name']:<8}{r['concurrency']:>6}{r['requests']:>6}{r['tokens']:>8}{r['wall_s']:>9}"
+                     f"{r['tokens_per_s']:>9}{r['p50_s']:>8}{r['p95_s']:>8}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the table and the JSON line."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    result = asyncio.run(bench(parse_args(argv)))
+    print(table(result))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,253 @@
+"""Discord adapter (discord.py): explains Python code in character.
+
+Three ways in, one way out (checks → explain → split under 2,000 characters → send, mentions disabled):
+
+* a message with a fenced Python block or a ``.py`` file (``DISCORD_LISTEN_TO_MESSAGES=true``, which needs the
+  privileged Message Content intent), or an @mention with code: answered as a reply, typing meanwhile;
+* ``/explain code:…``, or ``/explain`` alone for a form that takes multi-line code: a deferred answer;
+* the "Explain this code" message context menu (works without the privileged intent).
+
+The bot never touches the model: it awaits ``explainer.explain(code)``. Worker failures become in-character
+apologies in :meth:`MafiosoBot.explain_chunks`; anything unexpected lands in the central handlers
+:meth:`MafiosoBot.on_error` / :meth:`MafiosoBot.on_app_command_error`, which log and apologise.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Callable, Iterable, Sequence
+
+import discord
+from discord import app_commands
+
+from bot.explainer import Explainer
+from bot.extract import (EMPTY_ANSWER, FILE_TOO_BIG, NO_CODE, NOT_HERE, cooldown_line, decode_code_file, error_line,
+                         extract_code, is_code_file, join_code, python_blocks, split_text)
+from mafioso.config import DiscordConfig
+from mafioso.errors import ConfigError, RequestError
+
+log = logging.getLogger("mafioso.discord")
+
+DISCORD_LIMIT = 2000
+NO_MENTIONS = discord.AllowedMentions.none()
+#: View Channels, Send Messages, Send Messages in Threads, Read Message History (a reply needs it).
+PERMISSIONS = discord.Permissions(view_channel=True, send_messages=True, send_messages_in_threads=True,
+                                  read_message_history=True)
+APOLOGY = "Somethin' went sideways back here, pal. Try again in a minute."
+
+
+class Cooldown:
+    """Per-user cooldown: one request every ``seconds``."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
+        self.seconds, self.clock = seconds, clock
+        self._last: dict[int, float] = {}
+
+    def retry_after(self, user_id: int) -> float:
+        """0 (and the clock restarts) when the user may go now; else the seconds left to wait."""
+        now = self.clock()
+        last = self._last.get(user_id)
+        if last is not None and now - last < self.seconds:
+            return self.seconds - (now - last)
+        if len(self._last) > 10_000:  # forget users whose cooldown is long over
+            self._last = {k: t for k, t in self._last.items() if now - t < self.seconds}
+        self._last[user_id] = now
+        return 0.0
+
+
+class CodeModal(discord.ui.Modal, title="Explain this code, pal"):
+    """The form behind ``/explain`` without code: a paragraph box for multi-line code."""
+
+    code = discord.ui.Label(text="Your Python code", component=discord.ui.TextInput(
+        style=discord.TextStyle.paragraph, placeholder="def shakedown(crew): ..."))
+
+    def __init__(self, bot: MafiosoBot):
+        super().__init__(timeout=900)
+        self.bot = bot
+        self.code.component.max_length = min(4000, bot.max_code_chars)
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        """Explain what was pasted."""
+        await self.bot.answer_interaction(interaction, self.code.component.value)
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:
+        """Route failures to the bot's central handler."""
+        await self.bot.on_app_command_error(interaction, error)
+
+
+class MafiosoBot(discord.Client):
+    """The Discord bot: one client, one command tree, every trigger through the same checks."""
+
+    def __init__(self, explainer: Explainer, cfg: DiscordConfig, *, max_code_chars: int = 6000,
+                 clock: Callable[[], float] = time.monotonic):
+        intents = discord.Intents.default()
+        intents.message_content = cfg.listen_to_messages  # privileged: enable it in the Developer Portal too
+        super().__init__(intents=intents, allowed_mentions=NO_MENTIONS)
+        self.explainer, self.cfg, self.max_code_chars = explainer, cfg, max_code_chars
+        self.cooldown = Cooldown(cfg.cooldown, clock)
+        self.tree = app_commands.CommandTree(self)
+        self.tree.error(self.on_app_command_error)
+        self._add_commands()
+
+    def _add_commands(self) -> None:
+        bot = self
+
+        @app_commands.command(name="explain", description="Explain some Python code, mafioso style")
+        @app_commands.describe(code="the code; leave it out to paste several lines in a form")
+        async def explain(interaction: discord.Interaction, code: str | None = None) -> None:
+            """/explain [code]: explain the code, or open the form when there is none."""
+            if code and code.strip():
+                await bot.answer_interaction(interaction, code)
+            elif await bot.admit(interaction, cooldown=False):  # the cooldown counts when the form comes back
+                await interaction.response.send_modal(CodeModal(bot))
+
+        async def explain_message(interaction: discord.Interaction, message: discord.Message) -> None:
+            """Message menu → Apps → Explain this code."""
+            await bot.answer_interaction(interaction, message.content, message.attachments)
+
+        self.tree.add_command(explain)
+        self.tree.add_command(app_commands.ContextMenu(name="Explain this code", callback=explain_message))
+
+    # ----------------------------------------------------------------------------------------- lifecycle
+
+    async def setup_hook(self) -> None:
+        """Publish the commands: to each allowed guild (instant), else globally (may take up to an hour)."""
+        guilds = [discord.Object(id=g) for g in self.cfg.allowed_guilds]
+        for guild in guilds:
+            self.tree.copy_global_to(guild=guild)
+        for guild in guilds or [None]:
+            try:
+                await self.tree.sync(guild=guild)
+            except discord.Forbidden:
+                log.warning("discord: cannot register commands in guild %s; invite the bot with the "
+                            "applications.commands scope", guild.id if guild else "-")
+
+    async def on_ready(self) -> None:
+        """Log who we are and how to invite us."""
+        log.info("discord: logged in as %s in %d server(s); invite: %s", self.user, len(self.guilds),
+                 discord.utils.oauth_url(self.application_id or self.user.id, permissions=PERMISSIONS,
+                                         scopes=("bot", "applications.commands")))
+
+    async def run_until_cancelled(self) -> None:
+        """Log in and serve until cancelled; a bad token or a missing intent becomes a ConfigError."""
+        try:
+            async with self:
+                await self.start(self.cfg.token)
+        except discord.LoginFailure:
+            raise ConfigError("Discord rejected DISCORD_TOKEN; reset it in the Developer Portal (Bot → "
+                              "Reset Token)") from None
+        except discord.PrivilegedIntentsRequired:
+            raise ConfigError("DISCORD_LISTEN_TO_MESSAGES needs the Message Content intent: Developer Portal → "
+                              "Bot → Privileged Gateway Intents → Message Content") from None
+
+    # ------------------------------------------------------------------------------------------ triggers
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Reply to a message that carries Python code (a fenced block, a .py file) or mentions us with code."""
+        if message.author.bot or self.user is None or message.author.id == self.user.id:
+            return
+        mentioned = any(user.id == self.user.id for user in message.mentions)
+        text = re.sub(rf"<@!?{self.user.id}>", "", message.content) if mentioned else message.content
+        has_code = bool(python_blocks(text)) or any(is_code_file(a.filename) for a in message.attachments)
+        if not (mentioned or (self.cfg.listen_to_messages and has_code)):
+            return
+        if not self.allowed(message.guild.id if message.guild else None, message.channel, message.author.id):
+            return  # strangers' channels get silence, not a lecture
+        wait = self.cooldown.retry_after(message.author.id)
+        if wait:
+            await message.reply(cooldown_line(wait), mention_author=False, allowed_mentions=NO_MENTIONS,
+                                delete_after=15)
+            return
+        async with message.channel.typing():
+            chunks = await self.answer(text, message.attachments, fence_required=not mentioned)
+        first, *rest = chunks
+        await message.reply(first, mention_author=False, allowed_mentions=NO_MENTIONS)
+        for chunk in rest:
+            await message.channel.send(chunk, allowed_mentions=NO_MENTIONS)
+
+    async def answer_interaction(self, interaction: discord.Interaction, text: str,
+                                 attachments: Sequence[discord.Attachment] = ()) -> None:
+        """Answer /explain, the form or the context menu: checks, defer (Discord wants it within 3 s), follow up."""
+        if not await self.admit(interaction):
+            return
+        await interaction.response.defer(thinking=True)
+        for chunk in await self.answer(text, attachments, fence_required=False):
+            await interaction.followup.send(chunk, allowed_mentions=NO_MENTIONS)
+
+    async def admit(self, interaction: discord.Interaction, *, cooldown: bool = True) -> bool:
+        """Allow-lists (and the cooldown); a refusal is an in-character ephemeral reply."""
+        refusal = None
+        if not self.allowed(interaction.guild_id, interaction.channel, interaction.user.id,
+                            channel_id=interaction.channel_id):
+            refusal = NOT_HERE
+        elif cooldown and (wait := self.cooldown.retry_after(interaction.user.id)):
+            refusal = cooldown_line(wait)
+        if refusal:
+            await interaction.response.send_message(refusal, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        return refusal is None
+
+    def allowed(self, guild_id: int | None, channel: object, user_id: int, channel_id: int | None = None) -> bool:
+        """True when every configured allow-list admits the guild, the channel (or a thread's parent), the user."""
+        cfg = self.cfg
+        channels = {channel_id, getattr(channel, "id", None), getattr(channel, "parent_id", None)} - {None}
+        return ((not cfg.allowed_guilds or guild_id in cfg.allowed_guilds)
+                and (not cfg.allowed_channels or bool(channels & set(cfg.allowed_channels)))
+                and (not cfg.allowed_users or user_id in cfg.allowed_users))
+
+    # ----------------------------------------------------------------------------------- the one way out
+
+    async def answer(self, text: str, attachments: Iterable[discord.Attachment], *, fence_required: bool) -> list[str]:
+        """The reply chunks for a message's text and files."""
+        code, too_big = await self.gather_code(text, attachments, fence_required=fence_required)
+        if not code and too_big:
+            return [FILE_TOO_BIG.format(limit=self.max_code_chars)]
+        return await self.explain_chunks(code)
+
+    async def gather_code(self, text: str, attachments: Iterable[discord.Attachment], *,
+                          fence_required: bool) -> tuple[str, bool]:
+        """The code of the text and the ``.py`` attachments, and whether a file was too big to take."""
+        files = [a for a in attachments if is_code_file(a.filename)]
+        parts, too_big = [extract_code(text, fence_required=fence_required or bool(files))], False
+        for attachment in files:
+            if attachment.size > self.max_code_chars:
+                too_big = True
+                continue
+            parts.append(decode_code_file(await attachment.read()) or "")
+        return join_code(parts), too_big
+
+    async def explain_chunks(self, code: str) -> list[str]:
+        """The explanation in chunks under 2,000 characters, or an in-character line when there is none."""
+        if not code.strip():
+            return [NO_CODE]
+        try:
+            explanation = await self.explainer.explain(code)
+        except RequestError as exc:
+            log.warning("discord: request not served: %s", type(exc).__name__)
+            return [error_line(exc, self.max_code_chars)]
+        return split_text(explanation.text, DISCORD_LIMIT) or [EMPTY_ANSWER]
+
+    # ------------------------------------------------------------------------------ central error handlers
+
+    async def on_error(self, event_method: str, /, *args, **kwargs) -> None:
+        """Anything an event handler did not expect: log it, apologise to the message's author, keep running."""
+        log.exception("discord: unexpected error in %s", event_method)
+        message = args[0] if args and isinstance(args[0], discord.Message) else None
+        if message is not None:
+            try:
+                await message.reply(APOLOGY, mention_author=False, allowed_mentions=NO_MENTIONS)
+            except discord.HTTPException:
+                log.warning("discord: could not send the apology either")
+
+    async def on_app_command_error(self, interaction: discord.Interaction, error: Exception) -> None:
+        """Anything a command, the context menu or the form did not expect: log it, apologise, keep running."""
+        original = getattr(error, "original", error)
+        log.error("discord: unexpected error in an interaction: %s", type(original).__name__, exc_info=original)
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(APOLOGY, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            else:
+                await interaction.response.send_message(APOLOGY, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException:
+            log.warning("discord: could not send the apology either")

@@ -1,0 +1,199 @@
+"""The model behind the worker: load a base (+ LoRA adapter) once, then decode batches of prompts.
+
+    engine = Engine.load(WorkerConfig(base_model="embedded", adapter="out/adapter"), GenerationConfig())
+    [answer] = engine.generate([("print(1 + 1)", None)])
+
+Where the adapter goes depends on the device:
+
+* CUDA with ``nf4``/``int8``: bf16 compute, bitsandbytes base, PEFT adapter kept *unmerged* on top
+  (merging LoRA into 4-bit weights rounds the update away and gives garbage);
+* CUDA with ``none``: bf16 base, adapter merged;
+* CPU: fp32, never bitsandbytes, adapter merged (``merge_and_unload`` on a full-precision base is exact).
+
+:meth:`Engine.generate` is the one decode path: one ``model.generate`` call for the whole batch, left
+padding, stopping each row at EOS or when the model opens a new ``###`` section. A faster GPU path can
+replace :meth:`Engine.decode` behind the same ``generate`` signature.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+import mafioso
+import prompts
+from bot.postcheck import scrub
+from mafioso.base_model import load_model, load_tokenizer, resolve_base
+from mafioso.config import DEFAULT_ADAPTER, EMBEDDED_BASE, GenerationConfig, WorkerConfig
+from mafioso.errors import ConfigError, ModelError
+
+__all__ = ["DEFAULT_ADAPTER_DIR", "Engine", "Generation", "adapter_folder", "base_of"]
+
+log = logging.getLogger(__name__)
+
+#: The adapter shipped inside the package, used for ``--adapter default``.
+DEFAULT_ADAPTER_DIR = Path(mafioso.__file__).resolve().parent / "adapter"
+ADAPTER_INFO = "mafioso.json"  # same name as trainer.model_card.ADAPTER_INFO; the worker must not import the trainer
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One decoded answer."""
+
+    text: str  # the explanation only: cut before any new ### section, stripped, code removed
+    tokens: int  # generated tokens up to and including the stop (EOS or the token that completed ###)
+    finished: bool  # stopped by EOS or ###, not by max_new_tokens
+    code_leak: bool = False  # the post-check found code and removed it
+
+
+def adapter_folder(spec: str) -> Path | None:
+    """The adapter folder for ``--adapter`` (a folder, ``default`` or ``none``); None means the bare base."""
+    if spec == "none":
+        return None
+    if spec == DEFAULT_ADAPTER:
+        if (DEFAULT_ADAPTER_DIR / "adapter_config.json").is_file():
+            return DEFAULT_ADAPTER_DIR
+        log.warning("no adapter is shipped in %s: running the bare base model (no mafioso persona); "
+                    "pass --adapter FOLDER to use a trained one", DEFAULT_ADAPTER_DIR)
+        return None
+    folder = Path(spec).expanduser()
+    if not (folder / "adapter_config.json").is_file():
+        raise ModelError(f"{spec} is not an adapter folder (no adapter_config.json); "
+                         "give the output folder of 'mafioso train', 'default' or 'none'")
+    return folder
+
+
+def base_of(cfg_base: str, adapter: Path | None) -> str:
+    """The base to load: the configured one, else the adapter's ``mafioso.json`` base, else embedded."""
+    if cfg_base:
+        return cfg_base
+    info = adapter / ADAPTER_INFO if adapter else None
+    if info and info.is_file():
+        try:
+            base = json.loads(info.read_text(encoding="utf-8")).get("base_model")
+        except (json.JSONDecodeError, AttributeError):
+            raise ModelError(f"{info} is not a valid mafioso.json; pass --base-model explicitly") from None
+        if base:
+            return base
+    return EMBEDDED_BASE
+
+
+def _device(spec: str) -> str:
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("MAFIOSO_DEVICE=cuda but no CUDA GPU is visible; use auto or cpu")
+    return spec
+
+
+class _SectionStop(StoppingCriteria):
+    """Stopping criterion: a row is done once its generated text contains ``###``.
+
+    Only the last three generated tokens are decoded each step (``###`` fits in three tokens that each
+    hold a ``#``), so the check costs little next to a decode step. ``stopped_at[row]`` records how many
+    tokens the row had generated when it stopped.
+    """
+
+    def __init__(self, tokenizer, prompt_len: int):
+        self.tokenizer = tokenizer
+        self.prompt_len = prompt_len
+        self.stopped_at: dict[int, int] = {}
+
+    def __call__(self, input_ids, scores, **kwargs):
+        generated = input_ids.shape[1] - self.prompt_len
+        tails = self.tokenizer.batch_decode(input_ids[:, max(self.prompt_len, input_ids.shape[1] - 3):])
+        done = [prompts.SECTION_MARKER in tail for tail in tails]
+        for row, hit in enumerate(done):
+            if hit:
+                self.stopped_at.setdefault(row, generated)
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class Engine:
+    """A loaded model + tokenizer that turns (code, request) pairs into explanations."""
+
+    def __init__(self, model, tokenizer, gen: GenerationConfig, device: str):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.gen = gen
+        self.device = device
+        context = getattr(model.config.get_text_config(), "max_position_embeddings", None) or 8192
+        #: Longest prompt that still leaves room for a full answer.
+        self.max_prompt_tokens = context - gen.max_new_tokens
+        eos = model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self.eos_ids = sorted(eos | {tokenizer.eos_token_id})
+
+    @classmethod
+    def load(cls, cfg: WorkerConfig, gen: GenerationConfig) -> Engine:
+        """Load the base and adapter named by ``cfg`` for decoding with ``gen``."""
+        from peft import PeftModel
+
+        adapter = adapter_folder(cfg.adapter)
+        base = resolve_base(base_of(cfg.base_model, adapter))
+        device = _device(cfg.device)
+        quantization = cfg.quantization if device == "cuda" else "none"
+        if device == "cpu" and cfg.quantization != "none":
+            log.info("CPU: running the base in fp32 without bitsandbytes (quantization=%s ignored)",
+                     cfg.quantization)
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        if quantization == "int8":  # bitsandbytes warns on every int8 matmul that bf16 inputs go through fp16
+            logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+        tokenizer = load_tokenizer(base)
+        model = load_model(base, quantization, device, dtype, attn_implementation="sdpa")
+        if adapter is not None:
+            try:
+                model = PeftModel.from_pretrained(model, str(adapter))
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise ModelError(f"cannot load the adapter {adapter} on {base}: {exc}") from None
+            if quantization == "none":
+                model = model.merge_and_unload()  # exact on a full-precision base, and faster to run
+        model.eval()
+        log.info("engine ready: base %s, adapter %s, %s, quantization %s%s", base, adapter or "none",
+                 device, quantization, " (adapter unmerged)" if adapter and quantization != "none" else "")
+        return cls(model, tokenizer, gen, device)
+
+    def prompt_tokens(self, code: str, request: str | None = None) -> int:
+        """How many tokens the prompt for ``code`` takes (the input guard compares it to the context)."""
+        return len(prompts.encode(self.tokenizer, code, request)["input_ids"])
+
+    def generate(self, requests: list[tuple[str, str | None]]) -> list[Generation]:
+        """Explain a batch of ``(code, request)`` pairs in one decode; answers come back in order."""
+        if not requests:
+            return []
+        prompt_ids = [prompts.encode(self.tokenizer, code, request)["input_ids"] for code, request in requests]
+        rows = self.decode(prompt_ids)
+        return [self._finish(ids, stop) for ids, stop in rows]
+
+    def decode(self, prompt_ids: list[list[int]]) -> list[tuple[list[int], int | None]]:
+        """One batched ``model.generate``: per row, the generated ids and where ``###`` stopped it (or None)."""
+        width = max(len(ids) for ids in prompt_ids)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompt_ids], device=self.device)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids],
+                            device=self.device)
+        sampling = {"temperature": self.gen.temperature, "top_p": self.gen.top_p} if self.gen.do_sample else {}
+        stop = _SectionStop(self.tokenizer, width)
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=input_ids, attention_mask=mask, max_new_tokens=self.gen.max_new_tokens,
+                do_sample=self.gen.do_sample, repetition_penalty=self.gen.repetition_penalty,
+                pad_token_id=pad, eos_token_id=self.eos_ids, stopping_criteria=StoppingCriteriaList([stop]), **sampling,
+            )
+        generated = out[:, width:].tolist()
+        return [(ids, stop.stopped_at.get(row)) for row, ids in enumerate(generated)]
+
+    def _finish(self, ids: list[int], section_stop: int | None) -> Generation:
+        """Cut one row at its stop, decode it, and run the code post-check."""
+        eos_at = next((i for i, t in enumerate(ids) if t in self.eos_ids), None)
+        stops = [n for n in (section_stop, None if eos_at is None else eos_at + 1) if n is not None]
+        tokens = min(stops) if stops else len(ids)
+        text = self.tokenizer.decode(ids[:tokens], skip_special_tokens=True)
+        text = text.split(prompts.SECTION_MARKER, 1)[0].strip()
+        text, leaked = scrub(text)
+        return Generation(text=text, tokens=tokens, finished=bool(stops), code_leak=leaked)

@@ -1,0 +1,176 @@
+"""What the chat adapters share: code in (extraction), text out (splitting, in-character refusals).
+
+Code comes from a chat message in one of three ways:
+
+* fenced blocks (```` ``` ````, ```` ```python ````/``py``/``python3``, ``~~~``); several are joined;
+* no fence (a slash command, a mention): the text itself is the code (the adapter removes the mention);
+* ``.py`` attachments / Slack snippets, within the size limit (the adapter downloads, we decide and decode).
+
+Answers go out in chunks under the platform's limit, cut on sentence boundaries and never inside a backtick
+span. Platform formatting (Slack escaping, Discord replies) stays in the adapters.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+from mafioso.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
+
+PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3", "pycon", "ipython"})
+_FENCE = re.compile(r"(?P<fence>`{3,}|~{3,})(?P<body>.*?)(?P=fence)", re.S)
+_TAG = re.compile(r"[\w+#.-]+")
+_INLINE = re.compile(r"^(`{1,2})([^`].*?)\1$", re.S)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced block: its language tag (lower case, may be empty) and its code."""
+
+    lang: str
+    code: str
+
+
+def fenced_blocks(text: str) -> list[Block]:
+    """Every fenced block in ``text``, in order."""
+    blocks = []
+    for match in _FENCE.finditer(text):
+        body = match["body"]
+        first, newline, rest = body.partition("\n")
+        lang = ""
+        if newline and (first.strip() == "" or _TAG.fullmatch(first.strip())):
+            lang, body = first.strip().lower(), rest  # ```python\n…``` (the tag line is not code)
+        code = body.strip("\n")
+        if code.strip():
+            blocks.append(Block(lang, code))
+    return blocks
+
+
+def python_blocks(text: str) -> list[Block]:
+    """The fenced blocks tagged as Python or not tagged at all."""
+    return [b for b in fenced_blocks(text) if b.lang in PYTHON_TAGS]
+
+
+def extract_code(text: str, *, fence_required: bool = False) -> str:
+    """The code in a message: its Python (else any) fenced blocks joined; without a fence, the text itself.
+
+    With ``fence_required`` (passive listening) only Python or untagged blocks count, and plain text is no code.
+    """
+    blocks = python_blocks(text)
+    if not blocks and not fence_required:
+        blocks = fenced_blocks(text)
+    if blocks:
+        return join_code(b.code for b in blocks)
+    if fence_required:
+        return ""
+    text = text.strip()
+    inline = _INLINE.match(text)  # `x = 1` sent as inline code
+    return (inline[2] if inline else text).strip()
+
+
+def join_code(parts: Iterable[str]) -> str:
+    """Join pieces of code (blocks, files) with a blank line; empty pieces are dropped."""
+    return "\n\n".join(p.strip("\n") for p in parts if p and p.strip())
+
+
+def is_code_file(filename: str, filetype: str | None = None) -> bool:
+    """True for a Python file: a ``.py`` name or a Slack ``python`` file type."""
+    return filename.lower().endswith((".py", ".pyw")) or (filetype or "").lower() == "python"
+
+
+def decode_code_file(data: bytes) -> str | None:
+    """The file as text, or ``None`` when it is not UTF-8 text (binary files are not code)."""
+    if b"\x00" in data:
+        return None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+
+
+# ------------------------------------------------------------------------------------------- splitting
+
+_SPAN = re.compile(r"(`+)(?:.+?)\1", re.S)
+_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]*_]*\s+|\n+")
+_SPACE = re.compile(r"\s+")
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Cut ``text`` into chunks of at most ``limit`` characters, on sentence (else word) boundaries.
+
+    A backtick span (inline code or a fenced block) is never cut, unless it alone is longer than ``limit``:
+    then it is closed at the cut and reopened in the next chunk, so every chunk still renders.
+    """
+    if limit < 16:
+        raise ValueError("limit must be at least 16 characters")
+    chunks: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        spans = [m.span() for m in _SPAN.finditer(rest)]
+
+        def outside(pos: int) -> bool:
+            return not any(start < pos < end for start, end in spans)
+
+        cut = _last_break(_SENTENCE_END, rest, limit, outside) or _last_break(_SPACE, rest, limit, outside)
+        span = next(((start, end) for start, end in spans if start < limit < end), None)
+        if not cut and span and span[0] > 0:
+            cut = span[0]  # no boundary before the span: cut right in front of it
+        if cut:
+            head, rest = rest[:cut], rest[cut:]
+        elif span:  # one span longer than the limit starts here: close it at the cut, reopen it after
+            fence = re.match(r"`+", rest)[0]
+            cut, newline = limit - len(fence) - 1, "\n" if len(fence) >= 3 else ""
+            line_end = rest.rfind("\n", len(fence), cut)
+            cut = line_end if line_end > limit // 2 else cut  # a fenced block is best cut between lines
+            head, rest = rest[:cut].rstrip("\n") + newline + fence, fence + newline + rest[cut:].lstrip("\n")
+        else:  # one word longer than the limit
+            head, rest = rest[:limit], rest[limit:]
+        if head.strip():
+            chunks.append(head.strip())
+        rest = rest.strip()
+    if rest:
+        chunks.append(rest)
+    return chunks
+
+
+def _last_break(pattern: re.Pattern, text: str, limit: int, outside) -> int:
+    """End of the last ``pattern`` match that ends within ``limit`` and starts outside every span (0: none)."""
+    best = 0
+    for match in pattern.finditer(text, 0, limit + 1):
+        if match.end() > limit:
+            break
+        if match.start() > 0 and outside(match.start()):
+            best = match.end()
+    return best
+
+
+# ------------------------------------------------------------- what the bot says when it cannot explain
+
+NO_CODE = ("Ya gotta show me the goods, pal. Paste some Python (a ```python block``` is nice) and I'll walk "
+           "you through it.")
+NOT_HERE = "Sorry, pal, I don't do business in this joint."
+FILE_TOO_BIG = "That file's too heavy for me, pal. Keep it under {limit} characters."
+EMPTY_ANSWER = "I got nothin' to say about that one, pal. Try showin' me a bit more code."
+
+
+def cooldown_line(seconds: float) -> str:
+    """The in-character reply to a user who asks again too soon."""
+    return f"Easy, pal. One job at a time. Come back in {max(1, round(seconds))} seconds."
+
+
+def error_line(exc: RequestError, max_chars: int) -> str:
+    """The in-character apology for a request the worker could not serve; never shows internals."""
+    if isinstance(exc, InputRejected):
+        if exc.reason == "too_large":
+            return f"That's a lotta code, pal. Keep it under {max_chars} characters and we'll talk."
+        if exc.reason == "binary":
+            return "That ain't Python, that's garbage. Send me some real code, capisce?"
+        return NO_CODE
+    if isinstance(exc, WorkerBusy):
+        return "The whole family's busy right now, pal. Give it a minute and ask again."
+    if isinstance(exc, WorkerTimeout):
+        return "This one's takin' too long, pal. My guy didn't come back in time. Try again, maybe smaller."
+    if isinstance(exc, WorkerUnavailable):
+        return "The boss ain't takin' visitors right now. Try again later, capisce?"
+    return "Somethin' went wrong in the back room, pal. Try again in a bit."

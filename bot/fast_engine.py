@@ -1,0 +1,107 @@
+"""The fast engine: :class:`bot.engine.Engine` with decoding moved onto :class:`bot.fast_decode.Gemma3Decoder`.
+
+One decode thread owns the GPU. Callers (the worker may run several batches at once) drop prompts into its
+inbox; the thread admits them into free KV-cache slots between any two decode steps, so a request never waits
+for a whole batch to finish (continuous batching). Greedy decoding only: sampling, non-Gemma-3 models and
+quantized weights use the reference ``model.generate`` path of the base class.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import prompts
+from bot.engine import Engine
+from bot.fast_decode import Gemma3Decoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Row:
+    prompt: list[int]
+    future: Future
+    generated: list[int] = field(default_factory=list)
+    stop: int | None = None  # tokens generated when a ### section stopped it
+
+
+class FastEngine(Engine):
+    """An engine whose greedy decode runs on per-slot KV caches with CUDA-graph decode steps."""
+
+    def __init__(self, model, tokenizer, gen, device: str, slots: int, max_len: int):
+        super().__init__(model, tokenizer, gen, device)
+        self.decoder = Gemma3Decoder(model, slots=slots, max_len=max_len)
+        self.decoder.set_repetition_penalty(gen.repetition_penalty)
+        self.max_prompt_tokens = min(self.max_prompt_tokens, max_len - gen.max_new_tokens - 1)
+        self._hashy = {i for i in range(len(tokenizer)) if "#" in tokenizer.decode([i])}
+        self._inbox: queue.Queue[_Row] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="mafioso-decode", daemon=True)
+        self.decoder.warm_up()
+        self._thread.start()
+        log.info("fast decode path: %d slots x %d tokens, KV cache %.2f GB, CUDA graphs %s", slots, max_len,
+                 self.decoder.cache_bytes / 1e9, "on" if self.decoder.cuda_graphs else "off")
+
+    @staticmethod
+    def supports(model, gen, quantization: str) -> bool:
+        """Whether the fast path can serve this model and these settings."""
+        text = model.config.get_text_config()
+        return (quantization == "none" and not gen.do_sample and getattr(text, "model_type", "") == "gemma3_text"
+                and not text.final_logit_softcapping and not text.attn_logit_softcapping)
+
+    def decode(self, prompt_ids: list[list[int]]) -> list[tuple[list[int], int | None]]:
+        """Queue the prompts for the decode thread and wait; prompts too long for a slot take the slow path."""
+        fits = [len(ids) <= self.max_prompt_tokens for ids in prompt_ids]
+        rows = [_Row(ids, Future()) for ids, ok in zip(prompt_ids, fits) if ok]
+        for row in rows:
+            self._inbox.put(row)
+        long = iter(super().decode([ids for ids, ok in zip(prompt_ids, fits) if not ok]) if not all(fits) else [])
+        fast = iter([row.future.result() for row in rows])
+        return [next(fast) if ok else next(long) for ok in fits]
+
+    # ------------------------------------------------------------------------------ the decode thread
+
+    def _loop(self) -> None:
+        active: dict[int, _Row] = {}
+        while True:
+            try:
+                self._admit(active, block=not active)
+                if active:
+                    self._step(active)
+            except Exception as exc:  # noqa: BLE001 - one bad step must fail its requests, not the thread
+                log.exception("decode step failed; failing %d request(s)", len(active))
+                for row in active.values():
+                    if not row.future.done():
+                        row.future.set_exception(exc)
+                active.clear()
+
+    def _admit(self, active: dict[int, _Row], block: bool) -> None:
+        while len(active) < self.decoder.slots:
+            try:
+                row = self._inbox.get(block=block)
+            except queue.Empty:
+                return
+            block = False
+            slot = next(s for s in range(self.decoder.slots) if s not in active)
+            active[slot] = row
+            self._record(active, slot, self.decoder.prefill(slot, row.prompt))
+
+    def _step(self, active: dict[int, _Row]) -> None:
+        tokens = self.decoder.step(max(active) + 1).tolist()
+        for slot in list(active):
+            self._record(active, slot, tokens[slot])
+
+    def _record(self, active: dict[int, _Row], slot: int, token: int) -> None:
+        """Append one token to a slot's answer; finish the row at EOS, ### or the token budget."""
+        row = active[slot]
+        row.generated.append(token)
+        if token in self._hashy and row.stop is None:
+            tail = self.tokenizer.decode(row.generated[-3:])
+            if prompts.SECTION_MARKER in tail:
+                row.stop = len(row.generated)
+        if token in self.eos_ids or row.stop is not None or len(row.generated) >= self.gen.max_new_tokens:
+            del active[slot]
+            row.future.set_result((row.generated, row.stop))

@@ -1,0 +1,39 @@
+"""Wiring for the worker commands: settings (defaults → env / ``.env`` → flags) and the worker itself."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from mafioso.config import GenerationConfig, WorkerConfig, add_arguments, build, from_env, load_dotenv_file
+
+__all__ = ["ENV_PREFIX", "add_settings_arguments", "build_worker", "load_settings"]
+
+ENV_PREFIX = "MAFIOSO_"
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per WorkerConfig and GenerationConfig field (except ``skip``); unset flags keep env values."""
+    add_arguments(parser, WorkerConfig, skip=skip)
+    add_arguments(parser, GenerationConfig, skip=skip)
+
+
+def _settings(cls: type, args: argparse.Namespace):
+    names = {f.name for f in dataclasses.fields(cls)}
+    flags = {k: v for k, v in vars(args).items() if k in names}
+    env = dataclasses.asdict(from_env(cls, ENV_PREFIX))
+    return build(cls, env, flags, where="flags")
+
+
+def load_settings(args: argparse.Namespace) -> tuple[WorkerConfig, GenerationConfig]:
+    """The worker and generation settings: defaults, then ``.env`` / ``MAFIOSO_*``, then the flags."""
+    load_dotenv_file()
+    return _settings(WorkerConfig, args), _settings(GenerationConfig, args)
+
+
+def build_worker(cfg: WorkerConfig, gen: GenerationConfig):
+    """Load the engine (minutes on first use of the embedded model) and wrap it in a Worker."""
+    from bot.engine import Engine
+    from bot.worker import Worker
+
+    return Worker(Engine.load(cfg, gen), cfg)

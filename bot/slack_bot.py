@@ -1,0 +1,246 @@
+"""Slack adapter (slack-bolt, asyncio): explains Python code in character.
+
+* ``/explain <code>``: acknowledged at once, then answered through the response URL, visible to the channel
+  (``SLACK_RESPONSE_TYPE=in_channel``, the default) or to the caller only (``ephemeral``);
+* ``@Mafioso <code>`` (``app_mention``): answered in the message's thread;
+* the "Explain this code" message shortcut (callback id ``explain_code``): answered in the message's thread.
+
+Socket Mode by default (``SLACK_APP_TOKEN``); HTTP mode (``mafioso serve --slack-http``) serves
+``POST /slack/events``, where Bolt checks every request's signature against ``SLACK_SIGNING_SECRET``.
+The Web API client talks to ``SLACK_API_URL`` and retries rate-limited calls. The bot never touches the
+model: it awaits ``explainer.explain(code)``; worker failures become in-character apologies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (AsyncConnectionErrorRetryHandler,
+                                                         AsyncRateLimitErrorRetryHandler)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.explainer import Explainer
+from bot.extract import (EMPTY_ANSWER, FILE_TOO_BIG, NO_CODE, decode_code_file, error_line, extract_code,
+                         is_code_file, join_code, split_text)
+from mafioso.config import SlackConfig
+from mafioso.errors import ConfigError, RequestError
+
+log = logging.getLogger("mafioso.slack")
+
+SLACK_LIMIT = 3000  # characters per message: well under Slack's 4,000 advice (escaping may grow it a little)
+RESPONSE_URL_USES = 5  # Slack accepts at most five messages per response URL
+HTTP_PATH = "/slack/events"
+COMMAND = "/explain"
+SHORTCUT_ID = "explain_code"
+APOLOGY = "Somethin' went sideways back here, pal. Try again in a minute."
+INVITE_ME = "I ain't in this channel, pal, so this stays between us. Invite me with `/invite @Mafioso`."
+_MARKUP = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn reserves (&, <, >), so nothing pings or links."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_to_plain(text: str) -> str:
+    """Undo Slack's formatting of incoming text: ``<url|label>``, ``<@U1>``, ``<#C1|name>``, ``&lt;`` …"""
+
+    def plain(match: re.Match) -> str:
+        target, label = match[1], match[2]
+        if target[0] in "@#":
+            return target[0] + (label or target[1:])
+        if target[0] == "!":
+            return "@" + (label or target[1:].split("^")[0])
+        return label or target
+
+    return _MARKUP.sub(plain, text).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+class SlackBot:
+    """The Slack app: one Bolt ``AsyncApp``, three listeners, one way out."""
+
+    def __init__(self, explainer: Explainer, cfg: SlackConfig, *, max_code_chars: int = 6000):
+        self.explainer, self.cfg, self.max_code_chars = explainer, cfg, max_code_chars
+        # The token goes in here, not through client=: given a client, Bolt still reads SLACK_BOT_TOKEN from the
+        # environment and warns that it is unused.
+        self.app = AsyncApp(token=str(cfg.bot_token), signing_secret=str(cfg.signing_secret), name="mafioso")
+        self.client: AsyncWebClient = self.app.client
+        self.client.base_url = cfg.api_url
+        self.client.retry_handlers = [AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+                                      AsyncConnectionErrorRetryHandler()]
+        self.app.command(COMMAND)(self.on_command)
+        self.app.event("app_mention")(self.on_mention)
+        self.app.message_shortcut(SHORTCUT_ID)(self.on_shortcut)
+        self.app.error(self.on_error)
+        self.bot_user_id = ""
+        self._runner: web.AppRunner | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+
+    # ----------------------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Check the bot token (auth.test), then listen: Socket Mode, or HTTP on ``cfg.host:cfg.port``."""
+        which = "SLACK_BOT_TOKEN"
+        try:
+            auth = await self.client.auth_test()
+            self.bot_user_id, which = auth.get("user_id") or "", "SLACK_APP_TOKEN"
+            if self.cfg.http:
+                self._runner = web.AppRunner(self.app.web_app(path=HTTP_PATH, port=self.cfg.port))
+                await self._runner.setup()
+                try:
+                    await web.TCPSite(self._runner, self.cfg.host, self.cfg.port).start()
+                except OSError as exc:
+                    await self.stop()
+                    raise ConfigError(f"cannot listen on {self.cfg.host}:{self.cfg.port} ({exc.strerror}); pick "
+                                      "another --port / SLACK_PORT") from None
+                log.info("slack: HTTP mode on http://%s:%d%s", self.cfg.host, self.port, HTTP_PATH)
+            else:
+                self._socket = AsyncSocketModeHandler(self.app, str(self.cfg.app_token), web_client=self.client)
+                await self._socket.connect_async()
+                log.info("slack: connected in Socket Mode as %s", auth.get("user"))
+        except SlackApiError as exc:
+            await self.stop()
+            raise ConfigError(f"Slack refused {which} ({exc.response.get('error')}); copy it again from your "
+                              "app's settings (see docs/CHAT.md)") from None
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            await self.stop()
+            raise ConfigError(f"cannot reach the Slack API at {self.cfg.api_url} ({type(exc).__name__}); "
+                              "check SLACK_API_URL and the network") from None
+
+    @property
+    def port(self) -> int:
+        """The HTTP-mode port actually bound (useful with port 0)."""
+        return self._runner.addresses[0][1] if self._runner and self._runner.addresses else self.cfg.port
+
+    async def stop(self) -> None:
+        """Stop listening (closes the socket or the HTTP server)."""
+        if self._socket is not None:
+            await self._socket.close_async()
+            self._socket = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def run_until_cancelled(self) -> None:
+        """Start, serve until cancelled, stop."""
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+    # ----------------------------------------------------------------------------------------- listeners
+
+    async def on_command(self, ack, command: dict, respond) -> None:
+        """/explain <code>: acknowledge at once (Slack wants it within 3 s), then answer via the response URL."""
+        code = extract_code(slack_to_plain(command.get("text", "")))
+        if not code:
+            await ack(text=NO_CODE)
+            return
+        await ack()
+        chunks, ok = await self.explain_chunks(code)
+        response_type = self.cfg.response_type if ok else "ephemeral"  # apologies go to the caller only
+        for chunk in chunks[:RESPONSE_URL_USES]:
+            await respond(text=chunk, response_type=response_type, replace_original=False)
+
+    async def on_mention(self, event: dict, context) -> None:
+        """@Mafioso <code> (or with a .py file): answer in the message's thread."""
+        if event.get("bot_id"):
+            return  # another bot: no loops
+        bot_id = context.bot_user_id or self.bot_user_id
+        text = event.get("text", "").replace(f"<@{bot_id}>", "") if bot_id else event.get("text", "")
+        chunks = await self.answer(text, event.get("files"))
+        await self.post_in_thread(event["channel"], event.get("thread_ts") or event["ts"], chunks)
+
+    async def on_shortcut(self, ack, shortcut: dict, respond) -> None:
+        """Message menu → "Explain this code": answer in the message's thread (privately if we are not there)."""
+        await ack()
+        message = shortcut.get("message", {})
+        chunks = await self.answer(message.get("text", ""), message.get("files"))
+        try:
+            await self.post_in_thread(shortcut["channel"]["id"], message.get("thread_ts") or message["ts"], chunks)
+        except SlackApiError as exc:
+            if exc.response.get("error") not in ("not_in_channel", "channel_not_found"):
+                raise
+            for chunk in [INVITE_ME, *chunks][:RESPONSE_URL_USES]:
+                await respond(text=chunk, response_type="ephemeral", replace_original=False)
+
+    async def on_error(self, error: Exception, body: dict, respond) -> None:
+        """Central handler for anything a listener did not expect: log it, apologise privately, keep running."""
+        log.error("slack: unexpected error handling a %s: %s", body.get("type") or body.get("command"),
+                  type(error).__name__, exc_info=error)
+        if respond is not None:
+            try:
+                await respond(text=APOLOGY, response_type="ephemeral", replace_original=False)
+            except aiohttp.ClientError:
+                log.warning("slack: could not send the apology either")
+
+    # ----------------------------------------------------------------------------------- the one way out
+
+    async def answer(self, text: str, files: list[dict] | None) -> list[str]:
+        """The reply chunks for a message's text (Slack-formatted) and its files."""
+        code, too_big = await self.gather_code(slack_to_plain(text), files or [])
+        if not code and too_big:
+            return [escape_mrkdwn(FILE_TOO_BIG.format(limit=self.max_code_chars))]
+        return (await self.explain_chunks(code))[0]
+
+    async def gather_code(self, text: str, files: list[dict]) -> tuple[str, bool]:
+        """The code of the text and the Python files/snippets, and whether a file was too big to take."""
+        files = [f for f in files if is_code_file(f.get("name") or "", f.get("filetype"))]
+        parts, too_big = [extract_code(text, fence_required=bool(files))], False
+        for file in files:
+            if file.get("size", 0) > self.max_code_chars:
+                too_big = True
+                continue
+            parts.append(decode_code_file(await self.download(file)) or "")
+        return join_code(parts), too_big
+
+    async def download(self, file: dict) -> bytes:
+        """A file's bytes (empty when it cannot be had); the bot token only ever goes to Slack's hosts."""
+        url = file.get("url_private_download") or file.get("url_private") or ""
+        host = urlsplit(url).hostname or ""
+        if not (host == "slack.com" or host.endswith(".slack.com") or host == urlsplit(self.cfg.api_url).hostname):
+            log.warning("slack: skipped a file that is not on Slack's servers")
+            return b""
+        headers = {"Authorization": f"Bearer {self.cfg.bot_token}"}
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+                async with session.get(url, headers=headers, allow_redirects=False) as response:
+                    if response.status != 200:  # a redirect means a login page: the files:read scope is missing
+                        log.warning("slack: file download answered %d (is files:read granted?)", response.status)
+                        return b""
+                    data = bytearray()
+                    async for piece in response.content.iter_chunked(1 << 16):
+                        data += piece
+                        if len(data) > 4 * self.max_code_chars:  # the size Slack reported was wrong
+                            return b""
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            log.warning("slack: file download failed: %s", type(exc).__name__)
+            return b""
+        return bytes(data)
+
+    async def explain_chunks(self, code: str) -> tuple[list[str], bool]:
+        """The explanation in escaped chunks under Slack's limits, or an in-character line; and whether it worked."""
+        if not code.strip():
+            return [escape_mrkdwn(NO_CODE)], False
+        try:
+            explanation = await self.explainer.explain(code)
+        except RequestError as exc:
+            log.warning("slack: request not served: %s", type(exc).__name__)
+            return [escape_mrkdwn(error_line(exc, self.max_code_chars))], False
+        chunks = split_text(explanation.text, SLACK_LIMIT) or [EMPTY_ANSWER]
+        return [escape_mrkdwn(chunk) for chunk in chunks], True
+
+    async def post_in_thread(self, channel: str, thread_ts: str, chunks: list[str]) -> None:
+        """Post the chunks as replies in a thread."""
+        for chunk in chunks:
+            await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=chunk,
+                                               unfurl_links=False, unfurl_media=False)

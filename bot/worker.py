@@ -1,0 +1,240 @@
+"""The in-process generation worker: one bounded queue, one scheduler, one GPU thread.
+
+    worker = Worker(Engine.load(cfg, gen), cfg)
+    await worker.start()
+    answer = await worker.explain("print(1 + 1)")
+    await worker.stop()
+
+``explain`` checks the input (:mod:`bot.guard`) and queues the request; a full queue is refused at once
+with :class:`WorkerBusy`. The scheduler takes up to ``max_batch_size`` waiting requests at a time and
+runs ``engine.generate`` on them in one dedicated thread, so concurrent requests share a batch while the
+event loop stays free. A request that times out or is cancelled leaves the queue at once; if its batch
+already started, its answer is discarded. ``stop(drain=True)`` refuses new requests and finishes every
+queued one; ``stop(drain=False)`` fails the queued ones with :class:`WorkerUnavailable`. Nothing is
+dropped silently.
+
+The engine is duck-typed: anything with ``generate(list[(code, request)]) -> list[Generation]`` works
+(tests inject a fake one). If it also has ``prompt_tokens(code, request)`` and ``max_prompt_tokens``, the
+guard checks prompts against the model's context too. An engine that owns its GPU thread and admits new
+rows between decode steps may set ``concurrent_batches = N``: the worker then keeps up to N batches in
+flight (N calling threads that only wait on the engine) instead of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from bot import guard
+from bot.explainer import Explanation
+from mafioso.config import WorkerConfig
+from mafioso.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
+
+__all__ = ["Metrics", "Worker"]
+
+log = logging.getLogger(__name__)
+
+BUSY = "The boss is seeing a lot of people right now, pal. Come back in a minute."
+TIMEOUT = "I thought about your code so long my cannoli went stale. Try again, maybe with less code."
+UNAVAILABLE = "We're closed for the night, my friend. Come back when the lights are on."
+FAILED = "Something went wrong in the back room, pal. It ain't your fault; try again."
+
+
+class Metrics:
+    """The worker's Prometheus metrics, in a registry of its own (never the global one)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("mafioso_requests", "explain requests by outcome", ["outcome"],
+                                registry=self.registry)
+        self.queue_depth = Gauge("mafioso_queue_depth", "requests waiting for a batch", registry=self.registry)
+        self.batch_size = Histogram("mafioso_batch_size", "requests decoded together",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=self.registry)
+        self.tokens = Counter("mafioso_generated_tokens", "tokens generated", registry=self.registry)
+        self.latency = Histogram("mafioso_request_latency_seconds", "request to answer, queueing included",
+                                 buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120), registry=self.registry)
+        self.code_leaks = Counter("mafioso_code_leaks", "answers whose code the post-check removed",
+                                  registry=self.registry)
+        self.truncated = Counter("mafioso_truncated", "answers cut at max_new_tokens", registry=self.registry)
+
+
+@dataclass(eq=False)  # identity equality: the queue removes exactly this job
+class _Job:
+    code: str
+    request: str | None
+    future: asyncio.Future
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    """Explains code with a local engine, batching concurrent requests (implements ``Explainer``)."""
+
+    def __init__(self, engine, cfg: WorkerConfig, *, gather_s: float = 0.005):
+        self.engine = engine
+        self.cfg = cfg
+        self.metrics = Metrics()
+        self._gather_s = gather_s  # a short wait lets a burst of requests share the first batch
+        # One batch at a time on one GPU thread, unless the engine schedules the GPU itself (continuous batching)
+        self._concurrent_batches = max(1, int(getattr(engine, "concurrent_batches", 1)))
+        self._waiting: collections.deque[_Job] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._executor: ThreadPoolExecutor | None = None
+        self._scheduler: asyncio.Task | None = None
+        self._closing = False
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The Prometheus registry holding this worker's metrics."""
+        return self.metrics.registry
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for a batch."""
+        return len(self._waiting)
+
+    @property
+    def accepting(self) -> bool:
+        """True while the worker runs and takes new requests."""
+        return self._scheduler is not None and not self._closing
+
+    def prompt_tokens(self, code: str, request: str | None = None) -> int:
+        """Prompt length in tokens (0 when the engine cannot tell)."""
+        count = getattr(self.engine, "prompt_tokens", None)
+        return count(code, request) if count else 0
+
+    async def start(self) -> None:
+        """Start the scheduler and the generation thread."""
+        if self._scheduler is not None:
+            return
+        self._closing = False
+        self._executor = ThreadPoolExecutor(max_workers=self._concurrent_batches, thread_name_prefix="mafioso-generate")
+        self._scheduler = asyncio.create_task(self._schedule(), name="mafioso-scheduler")
+
+    async def stop(self, drain: bool = True) -> None:
+        """Refuse new requests; finish the queued ones (``drain``) or fail them as unavailable."""
+        if self._scheduler is None:
+            return
+        self._closing = True
+        log.info("worker stopping: %s %d queued request(s)", "finishing" if drain else "refusing", len(self._waiting))
+        if not drain:
+            while self._waiting:
+                job = self._waiting.popleft()
+                if not job.future.done():
+                    job.future.set_exception(WorkerUnavailable(UNAVAILABLE))
+            self.metrics.queue_depth.set(0)
+        self._wakeup.set()
+        await self._scheduler
+        self._scheduler = None
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    async def explain(self, code: str, request: str | None = None) -> Explanation:
+        """Explain ``code``; raises InputRejected, WorkerBusy, WorkerTimeout or WorkerUnavailable."""
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            result = await self._explain(code, request)
+            outcome = "ok"
+        except InputRejected:
+            outcome = "rejected"
+            raise
+        except WorkerBusy:
+            outcome = "busy"
+            raise
+        except WorkerTimeout:
+            outcome = "timeout"
+            raise
+        except WorkerUnavailable:
+            outcome = "unavailable"
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            self.metrics.requests.labels(outcome).inc()
+        latency = time.monotonic() - started
+        self.metrics.latency.observe(latency)
+        return Explanation(text=result.text, tokens=result.tokens, latency_s=round(latency, 4),
+                           finished=result.finished, code_leak=result.code_leak)
+
+    async def _explain(self, code: str, request: str | None):
+        if not self.accepting:
+            raise WorkerUnavailable(UNAVAILABLE)
+        code = guard.check(code, request, max_chars=self.cfg.max_input_chars,
+                           prompt_tokens=getattr(self.engine, "prompt_tokens", None),
+                           max_prompt_tokens=getattr(self.engine, "max_prompt_tokens", None))
+        if len(self._waiting) >= self.cfg.queue_size:
+            raise WorkerBusy(BUSY)
+        job = _Job(code, request, asyncio.get_running_loop().create_future())
+        self._waiting.append(job)
+        self.metrics.queue_depth.set(len(self._waiting))
+        self._wakeup.set()
+        try:
+            return await asyncio.wait_for(job.future, self.cfg.request_timeout)
+        except asyncio.TimeoutError:  # the builtin TimeoutError from 3.11 on
+            raise WorkerTimeout(TIMEOUT) from None
+        finally:
+            if job in self._waiting:  # timed out or cancelled before its batch: free the slot now
+                self._waiting.remove(job)
+                self.metrics.queue_depth.set(len(self._waiting))
+
+    def _next_batch(self) -> list[_Job]:
+        batch: list[_Job] = []
+        while self._waiting and len(batch) < self.cfg.max_batch_size:
+            job = self._waiting.popleft()
+            if not job.future.done():
+                batch.append(job)
+        self.metrics.queue_depth.set(len(self._waiting))
+        return batch
+
+    async def _schedule(self) -> None:
+        """Take batches off the queue until stopped and drained."""
+        running: set[asyncio.Task] = set()
+        slots = asyncio.Semaphore(self._concurrent_batches)
+        while True:
+            if not self._waiting:
+                if self._closing:
+                    break
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            await slots.acquire()  # with one slot: the next batch forms while the current one decodes
+            if self._gather_s and len(self._waiting) < self.cfg.max_batch_size and not self._closing:
+                await asyncio.sleep(self._gather_s)
+            batch = self._next_batch()
+            if not batch:
+                slots.release()
+                continue
+            task = asyncio.create_task(self._run_batch(batch))
+            running.add(task)
+            task.add_done_callback(lambda done: (running.discard(done), slots.release()))
+        await asyncio.gather(*running)
+
+    async def _run_batch(self, batch: list[_Job]) -> None:
+        """Decode one batch in the generation thread and hand each caller its answer."""
+        self.metrics.batch_size.observe(len(batch))
+        pairs = [(job.code, job.request) for job in batch]
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.generate, pairs)
+            if len(results) != len(batch):
+                raise RuntimeError(f"the engine gave {len(results)} answers for {len(batch)} requests")
+        except Exception:  # noqa: BLE001 - one failed batch must not take the worker down
+            log.exception("generation failed for a batch of %d", len(batch))
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(RequestError(FAILED))
+            return
+        for job, result in zip(batch, results, strict=True):
+            self.metrics.tokens.inc(result.tokens)
+            if result.code_leak:
+                self.metrics.code_leaks.inc()
+            if not result.finished:
+                self.metrics.truncated.inc()
+            if not job.future.done():
+                job.future.set_result(result)

@@ -1,0 +1,53 @@
+"""Fixtures of the worker tests: the fake engine, the real engine and an adapter on the tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mafioso.config import GenerationConfig, WorkerConfig
+from tests.bot.helpers import FakeEngine
+
+
+@pytest.fixture
+def fake_engine():
+    """A fresh fake engine."""
+    return FakeEngine()
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_model_dir):
+    """The real Engine on the tiny random model (CPU, fp32, 8 new tokens), shared by the session."""
+    from bot.engine import Engine
+
+    cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu")
+    return Engine.load(cfg, GenerationConfig(max_new_tokens=8))
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter_dir(tiny_model_dir, tmp_path_factory):
+    """A LoRA adapter on the tiny model with random (non-zero) weights and a mafioso.json naming its base."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-adapter")
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False,
+                      task_type="CAUSAL_LM")
+    get_peft_model(model, lora).save_pretrained(folder)
+    (folder / "mafioso.json").write_text(json.dumps({"base_model": str(tiny_model_dir)}))
+    return folder
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    """Keep the developer's MAFIOSO_* variables and .env out of a test that reads settings."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("MAFIOSO_") and name != "MAFIOSO_CACHE":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)

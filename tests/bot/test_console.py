@@ -1,0 +1,66 @@
+"""``mafioso explain`` end to end through mafioso.cli.main: a file, stdin, refusals, an adapter, a worker URL."""
+
+import asyncio
+import io
+import sys
+
+import pytest
+
+from bot.worker import Worker
+from mafioso.cli import main
+from tests.bot.helpers import FakeEngine, serving, worker_config
+
+pytestmark = pytest.mark.usefixtures("clean_env")
+
+
+def explain(*args: str) -> int:
+    return main(["explain", *args])
+
+
+def test_explains_a_file(tiny_model_dir, tmp_path, capsys):
+    script = tmp_path / "script.py"
+    script.write_text("def add(a, b):\n    return a + b\n")
+    assert explain(str(script), "--base-model", str(tiny_model_dir), "--adapter", "none",
+                   "--max-new-tokens", "4") == 0
+    out, err = capsys.readouterr()
+    assert out.endswith("\n")
+
+
+def test_explains_stdin_with_an_adapter(tiny_adapter_dir, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"print('ciao')\n")))
+    assert explain("-", "--adapter", str(tiny_adapter_dir), "--max-new-tokens", "4", "--request", "why?") == 0
+
+
+def test_refusals_in_character_with_status_1(tmp_path, capsys, monkeypatch):
+    empty = tmp_path / "empty.py"
+    empty.write_text("\n\n")
+    binary = tmp_path / "blob.py"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff")
+    # The model is never loaded for these: the base below does not exist.
+    assert explain(str(empty), "--base-model", "/nonexistent") == 1
+    assert "empty envelope" in capsys.readouterr().out
+    assert explain(str(binary), "--base-model", "/nonexistent") == 1
+    assert "bag of bytes" in capsys.readouterr().out
+    assert explain(str(tmp_path / "missing.py")) == 2
+    assert "file not found" in capsys.readouterr().err
+    monkeypatch.setenv("MAFIOSO_MAX_INPUT_CHARS", "10")
+    big = tmp_path / "big.py"
+    big.write_text("x = 12345678901\n")
+    assert explain(str(big)) == 1
+    assert "ledger" in capsys.readouterr().out
+
+
+def test_explains_through_a_running_worker(capsys, tmp_path, monkeypatch):
+    cfg = worker_config(api_key="k")
+    script = tmp_path / "s.py"
+    script.write_text("x = 1\n")
+    monkeypatch.setenv("MAFIOSO_API_KEY", "k")
+
+    async def run():
+        async with serving(Worker(FakeEngine(), cfg), cfg) as url:
+            return await asyncio.to_thread(explain, str(script), "--worker-url", url)
+
+    assert asyncio.run(run()) == 0
+    assert capsys.readouterr().out.strip() == "explained x = 1"
+    assert explain(str(script), "--worker-url", "http://127.0.0.1:9") == 1
+    assert "line's dead" in capsys.readouterr().out

@@ -1,0 +1,322 @@
+"""The Discord adapter's handlers, driven with discord.py objects (spec_set mocks of real ones) and a fake
+Explainer at the boundary."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import discord
+import pytest
+
+from bot.discord_bot import APOLOGY, DISCORD_LIMIT, CodeModal, MafiosoBot
+from bot.extract import NOT_HERE
+from mafioso.config import DiscordConfig
+from mafioso.errors import InputRejected, WorkerBusy, WorkerTimeout, WorkerUnavailable
+from tests.helpers import (FakeExplainer, discord_attachment, discord_channel, discord_client_user,
+                           discord_guild, discord_interaction, discord_message, discord_user)
+
+BOT_ID = 9000
+CODE = "def add(a, b):\n    return a + b"
+FENCED = f"what does this do?\n```python\n{CODE}\n```"
+
+
+class Clock:
+    """A hand-driven monotonic clock for the cooldown."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_bot(explainer=None, clock=None, **cfg) -> MafiosoBot:
+    """A MafiosoBot as it is once logged in (its own user known), without a gateway connection."""
+    cfg.setdefault("cooldown", 0)
+    cfg.setdefault("listen_to_messages", True)
+    bot = MafiosoBot(explainer or FakeExplainer(), DiscordConfig(**cfg), clock=clock or Clock())
+    bot._connection.user = discord_client_user(BOT_ID)  # what READY would set
+    return bot
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def replies(message) -> list[str]:
+    """Everything the bot sent in answer to a message: the reply, then follow-up messages in the channel."""
+    sent = [c.args[0] for c in message.reply.await_args_list]
+    return sent + [c.args[0] for c in message.channel.send.await_args_list]
+
+
+def followups(interaction) -> list[str]:
+    return [c.args[0] for c in interaction.followup.send.await_args_list]
+
+
+# ------------------------------------------------------------------------------------------- messages
+
+
+def test_message_with_a_code_block_gets_a_reply_while_typing():
+    explainer = FakeExplainer()
+    bot = make_bot(explainer)
+    message = discord_message(FENCED)
+    run(bot.on_message(message))
+    assert explainer.codes == [CODE]
+    message.channel.typing.assert_called_once()
+    kwargs = message.reply.await_args.kwargs
+    assert kwargs["mention_author"] is False
+    assert kwargs["allowed_mentions"].to_dict() == discord.AllowedMentions.none().to_dict()
+    assert replies(message) == [f"Listen up, pal: {CODE}. Capisce?"]
+
+
+def test_messages_without_python_code_are_ignored():
+    explainer = FakeExplainer()
+    bot = make_bot(explainer)
+    for text in ("good morning, family", "```js\nconsole.log(1)\n```"):
+        message = discord_message(text)
+        run(bot.on_message(message))
+        message.reply.assert_not_awaited()
+    assert explainer.codes == []
+
+
+def test_a_py_attachment_is_code():
+    explainer = FakeExplainer()
+    bot = make_bot(explainer)
+    message = discord_message("check my file", attachments=[discord_attachment("mob.py", b"x = 1\n")])
+    run(bot.on_message(message))
+    assert explainer.codes == ["x = 1"]
+
+
+def test_an_oversized_attachment_is_refused_in_character():
+    explainer = FakeExplainer()
+    bot = make_bot(explainer)
+    big = discord_attachment("big.py", b"x = 1\n", size=bot.max_code_chars + 1)
+    message = discord_message("please", attachments=[big])
+    run(bot.on_message(message))
+    big.read.assert_not_awaited()
+    assert explainer.codes == []
+    assert "too heavy" in replies(message)[0]
+
+
+def test_without_message_content_only_mentions_are_answered_and_the_mention_is_removed():
+    explainer = FakeExplainer()
+    bot = make_bot(explainer, listen_to_messages=False)
+    assert bot.intents.message_content is False
+    run(bot.on_message(discord_message(FENCED)))
+    assert explainer.codes == []
+    mention = discord_message(f"<@{BOT_ID}> print('hi')", mentions=[discord_client_user(BOT_ID)])
+    run(bot.on_message(mention))
+    assert explainer.codes == ["print('hi')"]
+    assert len(replies(mention)) == 1
+    assert make_bot(listen_to_messages=True).intents.message_content is True
+
+
+def test_bots_and_itself_are_ignored():
+    explainer = FakeExplainer()
+    bot = make_bot(explainer)
+    run(bot.on_message(discord_message(FENCED, author=discord_user(555, bot=True))))
+    own = discord_message(FENCED, author=discord_user(BOT_ID))
+    run(bot.on_message(own))
+    assert explainer.codes == []
+    own.reply.assert_not_awaited()
+
+
+def test_long_answers_are_split_under_2000_without_breaking_backticks():
+    answer = " ".join(f"Step {i}: `value_{i} = compute({i})` does the job, pal." for i in range(120))
+    bot = make_bot(FakeExplainer(answer=answer))
+    message = discord_message(FENCED)
+    run(bot.on_message(message))
+    sent = replies(message)
+    assert len(sent) >= 3 and message.reply.await_count == 1  # one reply, the rest in the channel
+    assert all(len(chunk) <= DISCORD_LIMIT for chunk in sent)
+    assert all(chunk.count("`") % 2 == 0 for chunk in sent)
+    assert " ".join(sent) == answer
+    for call in message.channel.send.await_args_list:
+        assert call.kwargs["allowed_mentions"].to_dict() == discord.AllowedMentions.none().to_dict()
+
+
+@pytest.mark.parametrize("cfg, channel, author, answered", [
+    ({"allowed_channels": [2]}, discord_channel(2), discord_user(), True),
+    ({"allowed_channels": [2]}, discord_channel(3), discord_user(), False),
+    ({"allowed_channels": [2]}, discord_channel(5, parent_id=2), discord_user(), True),  # thread of an allowed one
+    ({"allowed_guilds": [1]}, discord_channel(2, discord_guild(1)), discord_user(), True),
+    ({"allowed_guilds": [1]}, discord_channel(2, discord_guild(8)), discord_user(), False),
+    ({"allowed_users": [1001]}, discord_channel(2), discord_user(1001), True),
+    ({"allowed_users": [1001]}, discord_channel(2), discord_user(1002), False),
+])
+def test_allow_lists(cfg, channel, author, answered):
+    explainer = FakeExplainer()
+    bot = make_bot(explainer, **cfg)
+    message = discord_message(FENCED, channel=channel, author=author)
+    run(bot.on_message(message))
+    assert bool(explainer.codes) is answered
+    assert message.reply.await_count == int(answered)  # a stranger's channel gets silence
+
+
+def test_cooldown_answers_easy_pal_then_lets_the_user_back():
+    explainer, clock = FakeExplainer(), Clock()
+    bot = make_bot(explainer, clock=clock, cooldown=10)
+    first, second, other = discord_message(FENCED), discord_message(FENCED), discord_message(
+        FENCED, author=discord_user(2002))
+    run(bot.on_message(first))
+    clock.now += 3
+    run(bot.on_message(second))
+    run(bot.on_message(other))  # the cooldown is per user
+    assert len(explainer.codes) == 2
+    assert replies(second) == ["Easy, pal. One job at a time. Come back in 7 seconds."]
+    clock.now += 8
+    third = discord_message(FENCED)
+    run(bot.on_message(third))
+    assert len(explainer.codes) == 3 and replies(third)[0].startswith("Listen up")
+
+
+@pytest.mark.parametrize("error, words", [
+    (WorkerBusy("queue full: 256 waiting"), "busy"),
+    (WorkerTimeout("timed out after 120.0 s"), "too long"),
+    (WorkerUnavailable("connection refused 10.0.0.7:8000"), "ain't takin' visitors"),
+    (InputRejected("too_large", "7000 > 6000"), "6000 characters"),
+])
+def test_worker_failures_become_in_character_apologies(error, words):
+    bot = make_bot(FakeExplainer(error=error))
+    message = discord_message(FENCED)
+    run(bot.on_message(message))
+    (sent,) = replies(message)
+    assert words in sent and str(error) not in sent
+
+
+def test_unexpected_errors_are_logged_and_apologised_for(caplog):
+    bot = make_bot(FakeExplainer(error=RuntimeError("secret internals")))
+    message = discord_message(FENCED)
+    with pytest.raises(RuntimeError):
+        run(bot.on_message(message))  # discord.py hands this to on_error, the central handler:
+    run(bot.on_error("on_message", message))
+    assert replies(message) == [APOLOGY]
+
+
+# --------------------------------------------------------------------------------------- interactions
+
+
+def test_slash_command_defers_before_explaining_then_follows_up():
+    events = []
+    explainer = FakeExplainer(events=events)
+    bot = make_bot(explainer)
+    interaction = discord_interaction(events=events)
+    command = bot.tree.get_command("explain")
+    run(command.callback(interaction, code="```py\nprint(1)\n```"))
+    assert events == ["defer", "explain"]
+    interaction.response.defer.assert_awaited_once_with(thinking=True)
+    assert explainer.codes == ["print(1)"]
+    assert followups(interaction) == ["Listen up, pal: print(1). Capisce?"]
+    assert interaction.followup.send.await_args.kwargs["allowed_mentions"].to_dict() == \
+        discord.AllowedMentions.none().to_dict()
+
+
+def test_slash_command_without_code_opens_the_form_and_the_form_explains():
+    explainer = FakeExplainer()
+    bot = make_bot(explainer)
+    interaction = discord_interaction()
+    run(bot.tree.get_command("explain").callback(interaction))
+    (modal,) = interaction.response.send_modal.await_args.args
+    assert isinstance(modal, CodeModal)
+    assert modal.to_dict()["components"][0]["component"]["style"] == discord.TextStyle.paragraph.value
+    modal.code.component._value = "for i in range(3):\n    print(i)"  # what Discord fills in on submit
+    submit = discord_interaction()
+    run(modal.on_submit(submit))
+    submit.response.defer.assert_awaited_once()
+    assert explainer.codes == ["for i in range(3):\n    print(i)"]
+    assert followups(submit)[0].startswith("Listen up")
+
+
+def test_context_menu_explains_the_target_message_and_its_files():
+    explainer = FakeExplainer()
+    bot = make_bot(explainer, listen_to_messages=False)  # works without the privileged intent
+    menu = bot.tree.get_command("Explain this code", type=discord.AppCommandType.message)
+    target = discord_message("see ```\na = 1\n```", attachments=[discord_attachment("b.py", b"b = 2\n")])
+    interaction = discord_interaction()
+    run(menu.callback(interaction, target))
+    interaction.response.defer.assert_awaited_once()
+    assert explainer.codes == ["a = 1\n\nb = 2"]
+    assert len(followups(interaction)) == 1
+
+
+def test_context_menu_on_a_busy_worker_apologises():
+    bot = make_bot(FakeExplainer(error=WorkerBusy("queue full")))
+    menu = bot.tree.get_command("Explain this code", type=discord.AppCommandType.message)
+    interaction = discord_interaction()
+    run(menu.callback(interaction, discord_message("x = 1")))
+    assert "busy" in followups(interaction)[0]
+
+
+def test_interactions_outside_the_allow_list_are_refused_privately():
+    explainer = FakeExplainer()
+    bot = make_bot(explainer, allowed_channels=[42])
+    interaction = discord_interaction(channel=discord_channel(2))
+    run(bot.tree.get_command("explain").callback(interaction, code="x = 1"))
+    interaction.response.send_message.assert_awaited_once()
+    assert interaction.response.send_message.await_args.args == (NOT_HERE,)
+    assert interaction.response.send_message.await_args.kwargs["ephemeral"] is True
+    interaction.response.defer.assert_not_awaited()
+    assert explainer.codes == []
+
+
+def test_interaction_cooldown_is_ephemeral():
+    explainer = FakeExplainer()
+    bot = make_bot(explainer, cooldown=30)
+    command = bot.tree.get_command("explain")
+    run(command.callback(discord_interaction(), code="x = 1"))
+    again = discord_interaction()
+    run(command.callback(again, code="x = 2"))
+    assert explainer.codes == ["x = 1"]
+    assert "Easy, pal" in again.response.send_message.await_args.args[0]
+    assert again.response.send_message.await_args.kwargs["ephemeral"] is True
+
+
+def test_central_interaction_error_handler_apologises_after_deferral(caplog):
+    bot = make_bot()
+    interaction = discord_interaction()
+    run(interaction.response.defer())
+    error = discord.app_commands.CommandInvokeError(bot.tree.get_command("explain"), RuntimeError("internals"))
+    run(bot.on_app_command_error(interaction, error))
+    assert followups(interaction) == [APOLOGY]
+    assert interaction.followup.send.await_args.kwargs["ephemeral"] is True
+    fresh = discord_interaction()
+    run(bot.on_app_command_error(fresh, error))
+    assert fresh.response.send_message.await_args.args == (APOLOGY,)
+    assert "RuntimeError" in caplog.text
+
+
+def test_commands_are_the_slash_command_and_the_message_menu():
+    bot = make_bot()
+    names = {(c.name, type(c).__name__) for c in bot.tree.get_commands()}
+    assert names == {("explain", "Command"), ("Explain this code", "ContextMenu")}
+    assert [p.name for p in bot.tree.get_command("explain").parameters] == ["code"]
+    assert re.fullmatch(r"[a-z_-]{1,32}", bot.tree.get_command("explain").name)
+
+
+def test_a_token_discord_rejects_is_a_config_error_naming_the_variable(monkeypatch):
+    """discord.py's real login against a loopback stand-in for the Discord API that answers 401."""
+    from aiohttp import web
+
+    from mafioso.errors import ConfigError
+
+    async def unauthorized(request):
+        return web.json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+
+    async def main():
+        app = web.Application()
+        app.router.add_get("/api/v10/users/@me", unauthorized)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        monkeypatch.setattr(discord.http.Route, "BASE", "http://127.0.0.1:%d/api/v10" % runner.addresses[0][1])
+        bot = MafiosoBot(FakeExplainer(), DiscordConfig(token="MTIz.revoked.token"))
+        try:
+            with pytest.raises(ConfigError, match="DISCORD_TOKEN") as error:
+                await asyncio.wait_for(bot.run_until_cancelled(), 10)
+            assert "revoked" not in str(error.value)
+            assert bot.is_closed()
+        finally:
+            await runner.cleanup()
+
+    run(main())

@@ -1,0 +1,116 @@
+"""The real Engine on the tiny random Gemma 3: loading, batching, stopping, the post-check.
+
+The tiny model writes gibberish, so these tests check structure; where content matters a forward hook
+forces the model's next tokens.
+"""
+
+import logging
+
+import pytest
+import torch
+
+import prompts
+from bot import engine as engine_module
+from bot.engine import Engine, Generation, adapter_folder, base_of
+from mafioso.config import GenerationConfig, WorkerConfig
+from mafioso.errors import ModelError
+
+
+@pytest.fixture
+def forced(engine, monkeypatch):
+    """``force(text)``: the model writes ``text`` token by token (then repeats its last token); 16 new tokens."""
+    handles = []
+    monkeypatch.setattr(engine, "gen", GenerationConfig(max_new_tokens=16))
+
+    def force(text: str, eos: bool = False) -> list[int]:
+        ids = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = ids + [engine.tokenizer.eos_token_id] if eos else ids
+        step = {"n": 0}
+
+        def hook(module, args, output):
+            target = ids[min(step["n"], len(ids) - 1)]
+            output.logits[:, -1, :] = -1e9
+            output.logits[:, -1, target] = 100.0
+            step["n"] += 1
+            return output
+
+        handles.append(engine.model.register_forward_hook(hook))
+        return ids
+
+    yield force
+    for handle in handles:
+        handle.remove()
+
+
+def test_generate_answers_a_batch_in_order(engine):
+    results = engine.generate([("print(1)", None), ("def f(x):\n    return x * 2\n" * 4, "why?"), ("x = 1", "")])
+    assert len(results) == 3
+    for result in results:
+        assert isinstance(result, Generation) and isinstance(result.text, str)
+        assert 1 <= result.tokens <= 8
+        assert result.finished or result.tokens == 8
+    assert engine.generate([]) == []
+
+
+def test_prompt_ids_are_the_training_encoding(engine, monkeypatch):
+    seen = []
+    monkeypatch.setattr(engine, "decode", lambda ids: seen.extend(ids) or [([], None) for _ in ids])
+    engine.generate([("print(1)", None), ("x = 2", "what is x?")])
+    assert seen == [prompts.encode(engine.tokenizer, "print(1)")["input_ids"],
+                    prompts.encode(engine.tokenizer, "x = 2", "what is x?")["input_ids"]]
+
+
+def test_stops_when_the_model_opens_a_new_section(engine, forced):
+    ids = forced("ok pal\n### CODE:")
+    [a, b] = engine.generate([("print(1)", None), ("x = 1\n" * 3, None)])
+    assert a == b
+    assert a.text == "ok pal" and a.finished and not a.code_leak
+    marker_end = len(engine.tokenizer("ok pal\n###", add_special_tokens=False)["input_ids"])
+    assert a.tokens == marker_end < len(ids)
+
+
+def test_stops_at_eos(engine, forced):
+    ids = forced("Capisce", eos=True)
+    [result] = engine.generate([("print(1)", None)])
+    assert result == Generation(text="Capisce", tokens=len(ids), finished=True)
+
+
+def test_unfinished_answer_runs_to_max_new_tokens(engine, forced):
+    forced("ba" * 20)
+    [result] = engine.generate([("print(1)", None)])
+    assert result.tokens == 16 and not result.finished
+
+
+def test_code_in_the_answer_is_removed_and_flagged(engine, forced):
+    forced("x = 1\nok pal", eos=True)
+    [result] = engine.generate([("print(1)", None)])
+    assert result.code_leak and result.text == "ok pal"
+
+
+def test_context_budget(engine):
+    assert engine.max_prompt_tokens == 4096 - 8
+    assert engine.prompt_tokens("print(1)") == len(prompts.encode(engine.tokenizer, "print(1)")["input_ids"])
+
+
+def test_adapter_is_merged_on_cpu_and_base_read_from_mafioso_json(engine, tiny_adapter_dir):
+    merged = Engine.load(WorkerConfig(adapter=str(tiny_adapter_dir), device="cpu"), GenerationConfig(max_new_tokens=4))
+    assert type(merged.model) is type(engine.model)  # a plain model: merge_and_unload removed PEFT
+    assert not any("lora" in name for name, _ in merged.model.named_modules())
+    layer = lambda e: e.model.model.layers[0].self_attn.q_proj.weight  # noqa: E731
+    assert not torch.equal(layer(merged), layer(engine))
+    [result] = merged.generate([("print(1)", None)])
+    assert 1 <= result.tokens <= 4
+
+
+def test_adapter_folder_and_base(tmp_path, monkeypatch, caplog, tiny_adapter_dir, tiny_model_dir):
+    monkeypatch.setattr(engine_module, "DEFAULT_ADAPTER_DIR", tmp_path / "adapter")
+    with caplog.at_level(logging.WARNING, logger="bot.engine"):
+        assert adapter_folder("default") is None
+    assert "bare base model" in caplog.text
+    assert adapter_folder("none") is None
+    assert adapter_folder(str(tiny_adapter_dir)) == tiny_adapter_dir
+    with pytest.raises(ModelError, match="adapter_config.json"):
+        adapter_folder(str(tmp_path))
+    assert base_of("", tiny_adapter_dir) == str(tiny_model_dir)
+    assert base_of("some/model", tiny_adapter_dir) == "some/model"
+    assert base_of("", None) == "embedded"

@@ -1,0 +1,110 @@
+"""Code extraction and message splitting shared by the chat adapters."""
+
+import re
+
+import pytest
+
+from bot.extract import (NO_CODE, cooldown_line, decode_code_file, error_line, extract_code, fenced_blocks,
+                         is_code_file, python_blocks, split_text)
+from mafioso.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
+
+
+@pytest.mark.parametrize("message", [
+    "look at this:\n```\nprint(1)\n```",
+    "```python\nprint(1)\n```",
+    "```py\nprint(1)\n```",
+    "```python3\nprint(1)\n```",
+    "~~~\nprint(1)\n~~~",
+    "~~~python\nprint(1)\n~~~ thanks",
+    "```print(1)```",
+])
+def test_fenced_block_variants_give_the_code_without_the_fence(message):
+    assert extract_code(message) == "print(1)"
+    assert extract_code(message, fence_required=True) == "print(1)"
+
+
+def test_several_blocks_are_joined_in_order():
+    message = "first\n```py\na = 1\n```\nthen\n```\nb = a + 1\n```"
+    assert extract_code(message) == "a = 1\n\nb = a + 1"
+
+
+def test_indentation_inside_a_block_survives():
+    code = "def f(x):\n    if x:\n        return 1"
+    assert extract_code(f"```python\n{code}\n```") == code
+
+
+def test_without_a_fence_the_text_is_the_code_unless_a_fence_is_required():
+    assert extract_code("  for i in range(3): print(i)  ") == "for i in range(3): print(i)"
+    assert extract_code("`x = 1`") == "x = 1"
+    assert extract_code("hello everyone", fence_required=True) == ""
+
+
+def test_other_languages_count_only_when_explicitly_asked():
+    message = "```js\nconsole.log(1)\n```"
+    assert python_blocks(message) == []
+    assert extract_code(message, fence_required=True) == ""
+    assert extract_code(message) == "console.log(1)"
+    mixed = "```bash\npip install x\n```\n```python\nimport x\n```"
+    assert extract_code(mixed) == "import x"
+    assert [b.lang for b in fenced_blocks(mixed)] == ["bash", "python"]
+
+
+def test_code_files():
+    assert is_code_file("mob.py") and is_code_file("MOB.PY") and is_code_file("snippet", "python")
+    assert not is_code_file("notes.txt") and not is_code_file("image.png", "png")
+    assert decode_code_file("x = 'é'\n".encode()) == "x = 'é'\n"
+    assert decode_code_file(b"\xef\xbb\xbfx = 1") == "x = 1"
+    assert decode_code_file(b"\x89PNG\x00\x01") is None
+    assert decode_code_file(b"\xff\xfe\xfa") is None
+
+
+def _balanced(chunk: str) -> bool:
+    """Every backtick run in the chunk is closed by an equal run."""
+    runs = re.findall(r"`+", chunk)
+    return all(runs.count(r) % 2 == 0 for r in set(runs))
+
+
+def test_split_keeps_chunks_under_the_limit_on_sentence_boundaries():
+    sentence = "Listen up, pal: `add(a, b)` returns the sum of `a` and `b`. "
+    text = sentence * 100
+    chunks = split_text(text, 2000)
+    assert len(chunks) > 1
+    assert all(len(c) <= 2000 for c in chunks)
+    assert all(c.endswith(".") for c in chunks)  # cut after a sentence
+    assert all(_balanced(c) for c in chunks)
+    assert " ".join(chunks) == text.strip()
+
+
+def test_split_never_cuts_inside_a_backtick_span():
+    text = ("Word " * 30) + "`" + "a.b. c! d " * 10 + "` tail. " + ("More words. " * 10)
+    for chunk in split_text(text, 120):
+        assert len(chunk) <= 120
+        assert _balanced(chunk), chunk
+
+
+def test_a_fenced_block_longer_than_the_limit_is_closed_and_reopened():
+    code = "".join(f"x{i} = {i}\n" for i in range(200))
+    text = f"Here it is:\n```python\n{code}```\nCapisce?"
+    chunks = split_text(text, 300)
+    assert all(len(c) <= 300 for c in chunks)
+    assert all(_balanced(c) for c in chunks)
+    rebuilt = "\n".join(line for c in chunks for line in c.splitlines() if line.startswith("x"))
+    assert rebuilt == code.strip()  # no line lost or cut
+
+
+def test_short_text_is_one_chunk_and_empty_text_none():
+    assert split_text("  Capisce?  ", 2000) == ["Capisce?"]
+    assert split_text("", 2000) == []
+    assert split_text("a" * 45, 20) == ["a" * 20, "a" * 20, "a" * 5]
+
+
+def test_in_character_lines_never_show_internals():
+    secret = "Traceback: CUDA OOM at /srv/model token=xoxb-123"
+    for exc in (WorkerBusy(secret), WorkerTimeout(secret), WorkerUnavailable(secret), RequestError(secret),
+                InputRejected("too_large", secret), InputRejected("binary", secret), InputRejected("empty", secret)):
+        line = error_line(exc, max_chars=6000)
+        assert secret not in line
+        assert "pal" in line.lower() or "capisce" in line.lower()
+    assert "6000" in error_line(InputRejected("too_large", secret), 6000)
+    assert error_line(InputRejected("empty", secret), 6000) == NO_CODE
+    assert "Easy, pal" in cooldown_line(7.2) and "7 seconds" in cooldown_line(7.2)

@@ -1,0 +1,182 @@
+"""The HTTP API on a real loopback socket: the openai client, limits, errors, metrics, auth, WorkerClient."""
+
+import asyncio
+import logging
+import threading
+
+import aiohttp
+import openai
+import pytest
+
+from bot.client import WorkerClient
+from bot.worker import Worker
+from mafioso.errors import InputRejected, WorkerBusy, WorkerTimeout, WorkerUnavailable
+from tests.bot.helpers import FakeEngine, serving, worker_config
+
+
+def test_openai_client_gets_completions_chat_and_models(engine):
+    cfg = worker_config()
+
+    async def main():
+        async with serving(Worker(engine, cfg), cfg) as url:
+            client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+            completion = await client.completions.create(model="mafioso", prompt="print(1 + 1)")
+            chat = await client.chat.completions.create(model="mafioso", messages=[
+                {"role": "system", "content": "ignored"},
+                {"role": "user", "content": "what's this?\n```python\nx = [1, 2]\n```"}])
+            models = await client.models.list()
+            await client.close()
+            return completion, chat, models
+
+    completion, chat, models = asyncio.run(main())
+    assert completion.object == "text_completion" and completion.id.startswith("cmpl-")
+    [choice] = completion.choices
+    assert isinstance(choice.text, str) and choice.finish_reason in ("stop", "length")
+    assert 1 <= completion.usage.completion_tokens <= 8 and completion.usage.prompt_tokens > 10
+    assert chat.object == "chat.completion" and chat.choices[0].message.role == "assistant"
+    assert isinstance(chat.choices[0].message.content, str)
+    assert chat.choices[0].finish_reason in ("stop", "length")
+    assert [m.id for m in models.data] == ["mafioso"]
+
+
+def test_sixteen_concurrent_requests_are_batched(engine):
+    cfg = worker_config()
+
+    async def main():
+        async with serving(Worker(engine, cfg), cfg) as url, aiohttp.ClientSession() as http:
+            async def ask(i):
+                async with http.post(f"{url}/v1/explain", json={"code": f"print({i})", "request": "why"}) as r:
+                    return r.status, await r.json()
+
+            answers = await asyncio.gather(*(ask(i) for i in range(16)))
+            async with http.get(f"{url}/metrics") as r:
+                return answers, r.status, await r.text()
+
+    answers, status, metrics = asyncio.run(main())
+    assert all(s == 200 and set(body) >= {"explanation", "tokens", "latency_s", "finished"} for s, body in answers)
+    assert status == 200 and 'mafioso_requests_total{outcome="ok"} 16.0' in metrics
+    count = float(next(x for x in metrics.splitlines() if x.startswith("mafioso_batch_size_count")).split()[1])
+    assert count < 16  # at least one batch held more than one request
+
+
+def test_errors_are_json_with_the_right_status():
+    gate = threading.Event()
+    engine = FakeEngine(gate=gate)
+    cfg = worker_config(max_batch_size=1, queue_size=1, max_input_chars=100)
+
+    async def main():
+        worker = Worker(engine, cfg)
+        async with serving(worker, cfg) as url, aiohttp.ClientSession() as http:
+            async def post(path, **kwargs):
+                async with http.post(url + path, **kwargs) as r:
+                    return r.status, r.headers, await r.json()
+
+            results = {
+                "bad_json": await post("/v1/explain", data=b"{not json", headers={"Content-Type": "application/json"}),
+                "no_code": await post("/v1/explain", json={"request": "hi"}),
+                "empty": await post("/v1/explain", json={"code": "  "}),
+                "too_large": await post("/v1/explain", json={"code": "x" * 101}),
+                "huge_body": await post("/v1/explain", data=b"x" * 200_000),
+                "stream": await post("/v1/chat/completions", json={"messages": [
+                    {"role": "user", "content": "x"}], "stream": True}),
+                "no_user": await post("/v1/chat/completions", json={"messages": []}),
+            }
+            running = asyncio.create_task(post("/v1/explain", json={"code": "running"}))
+            await asyncio.to_thread(engine.started.wait, 5)
+            queued = asyncio.create_task(post("/v1/explain", json={"code": "queued"}))
+            while worker.queue_depth < 1:
+                await asyncio.sleep(0.01)
+            results["busy"] = await post("/v1/completions", json={"model": "m", "prompt": "one too many"})
+            gate.set()
+            results["running"], results["queued"] = await running, await queued
+            async with http.get(f"{url}/nowhere") as r:
+                results["404"] = r.status, r.headers, await r.json()
+            return results
+
+    results = asyncio.run(main())
+    expected = {"bad_json": 400, "no_code": 400, "empty": 400, "too_large": 413, "huge_body": 413,
+                "stream": 400, "no_user": 400, "busy": 503, "running": 200, "queued": 200, "404": 404}
+    assert {k: v[0] for k, v in results.items()} == expected
+    for name, (status, _, body) in results.items():
+        if status != 200:
+            assert set(body["error"]) >= {"message", "type"}, name
+    assert results["empty"][2]["error"]["code"] == "empty"
+    assert "envelope" in results["empty"][2]["error"]["message"]
+    assert results["busy"][1]["Retry-After"] == "1"
+
+
+def test_timeout_is_504_and_the_client_maps_errors_back():
+    gate = threading.Event()
+    engine = FakeEngine(gate=gate)
+    cfg = worker_config(max_batch_size=1, queue_size=1, request_timeout=0.3, max_input_chars=100)
+
+    async def main():
+        worker = Worker(engine, cfg)
+        async with serving(worker, cfg) as url:
+            async with WorkerClient(url) as client:
+                with pytest.raises(WorkerTimeout):
+                    await client.explain("slow")
+                with pytest.raises(InputRejected) as caught:
+                    await client.explain("x" * 101)
+                assert caught.value.reason == "too_large"
+                with pytest.raises(InputRejected) as caught:
+                    await client.explain("")
+                assert caught.value.reason == "empty"
+                waiting = asyncio.create_task(client.explain("waiting"))
+                while worker.queue_depth < 1:
+                    await asyncio.sleep(0.01)
+                with pytest.raises(WorkerBusy):
+                    await client.explain("busy")
+                gate.set()
+                await asyncio.gather(waiting, return_exceptions=True)
+                worker.cfg.request_timeout = 5.0
+                answer = await client.explain("fine")
+            async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz") as r:
+                health = r.status
+            await worker.stop()
+            async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz") as r:
+                stopped = r.status
+            async with WorkerClient(url) as client:
+                with pytest.raises(WorkerUnavailable):
+                    await client.explain("after stop")
+        async with WorkerClient(url) as client:
+            with pytest.raises(WorkerUnavailable, match="line's dead"):
+                await client.explain("nobody home")
+        return answer, health, stopped
+
+    answer, health, stopped = asyncio.run(main())
+    assert answer.text == "explained fine" and answer.finished
+    assert (health, stopped) == (200, 503)
+
+
+def test_bearer_token_is_enforced(fake_engine, caplog):
+    cfg = worker_config(api_key="s3cret")
+    caplog.set_level(logging.DEBUG)
+
+    async def main():
+        async with serving(Worker(fake_engine, cfg), cfg) as url, aiohttp.ClientSession() as http:
+            statuses = {}
+            for name, headers in [("none", {}), ("wrong", {"Authorization": "Bearer nope"}),
+                                  ("right", {"Authorization": "Bearer s3cret"})]:
+                async with http.get(f"{url}/v1/models", headers=headers) as r:
+                    statuses[name] = r.status, await r.json()
+            async with http.get(f"{url}/healthz") as r:
+                statuses["healthz"] = r.status, await r.json()
+            async with http.get(f"{url}/metrics") as r:
+                statuses["metrics"] = r.status, None
+            client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="s3cret", max_retries=0)
+            chat = await client.chat.completions.create(model="x", messages=[{"role": "user", "content": "x = 1"}])
+            with pytest.raises(openai.AuthenticationError):
+                await openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="bad", max_retries=0).models.list()
+            async with WorkerClient(url, api_key="s3cret") as good, WorkerClient(url, api_key="bad") as bad:
+                assert (await good.explain("y = 2")).text == "explained y = 2"
+                with pytest.raises(WorkerUnavailable):
+                    await bad.explain("y = 2")
+            return statuses, chat
+
+    statuses, chat = asyncio.run(main())
+    assert statuses["none"][0] == statuses["wrong"][0] == 401
+    assert statuses["none"][1]["error"]["type"] == "authentication_error"
+    assert statuses["right"][0] == 200 and statuses["healthz"][0] == 200 and statuses["metrics"][0] == 401
+    assert chat.choices[0].message.content == "explained x = 1"
+    assert "s3cret" not in caplog.text and "y = 2" not in caplog.text  # no keys, no request bodies

@@ -1,0 +1,330 @@
+"""The Slack adapter: the real Bolt app in HTTP mode on loopback, signed requests, a loopback stand-in for
+Slack (Web API, response URLs, files) and a fake Explainer at the boundary."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+
+from bot.slack_bot import INVITE_ME, SLACK_LIMIT, SlackBot, escape_mrkdwn, slack_to_plain
+from mafioso.config import SlackConfig
+from mafioso.errors import ConfigError, WorkerBusy, WorkerUnavailable
+from tests.helpers import FakeExplainer, SlackStub, free_port, slack_signature_headers, slash_command_body
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@contextlib.asynccontextmanager
+async def slack_app(explainer, files=None, **cfg):
+    """The stub Slack and the real app in HTTP mode on loopback; yields (stub, events URL)."""
+    async with SlackStub(files) as stub:
+        values = {"bot_token": "xoxb-test", "signing_secret": SECRET, "api_url": f"{stub.url}/api/",
+                  "http": True, "host": "127.0.0.1", "port": free_port()}
+        values.update(cfg)
+        bot = SlackBot(explainer, SlackConfig(**values))
+        await bot.start()
+        try:
+            yield stub, f"http://127.0.0.1:{bot.port}/slack/events"
+        finally:
+            await bot.stop()
+
+
+async def post_signed(url: str, body: str, headers: dict | None = None, secret: str = SECRET,
+                      timestamp: int | None = None) -> tuple[int, float]:
+    """POST a signed request like Slack does; returns the status and the seconds the ack took."""
+    headers = {**(headers or FORM), **slack_signature_headers(secret, body, timestamp)}
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, data=body.encode(), headers=headers) as response:
+            await response.read()
+            return response.status, time.monotonic() - started
+
+
+def mention_body(text: str, *, ts="1700000000.000100", thread_ts=None, files=None, bot_id=None) -> str:
+    event = {"type": "app_mention", "user": "U1", "text": text, "ts": ts, "channel": "C1", "event_ts": ts}
+    event.update({k: v for k, v in (("thread_ts", thread_ts), ("files", files), ("bot_id", bot_id)) if v})
+    return json.dumps({"token": "legacy", "team_id": "T1", "api_app_id": "A1", "event": event,
+                       "type": "event_callback", "event_id": "Ev1", "event_time": 1700000000,
+                       "authorizations": [{"team_id": "T1", "user_id": "UBOT", "is_bot": True}]})
+
+
+def shortcut_body(text: str, response_url: str, channel="C1", thread_ts=None) -> str:
+    message = {"type": "message", "user": "U2", "text": text, "ts": "1700000000.000300"}
+    if thread_ts:
+        message["thread_ts"] = thread_ts
+    payload = {"type": "message_action", "callback_id": "explain_code", "trigger_id": "1.2.3",
+               "response_url": response_url, "team": {"id": "T1", "domain": "family"},
+               "channel": {"id": channel, "name": "code"}, "user": {"id": "U1", "name": "vito"},
+               "message_ts": message["ts"], "message": message, "token": "legacy"}
+    return urlencode({"payload": json.dumps(payload)})
+
+
+# ---------------------------------------------------------------------------------------- /explain
+
+
+def test_slash_command_is_acked_at_once_then_answered_on_the_response_url():
+    async def main():
+        gate = asyncio.Event()
+        explainer = FakeExplainer(answer="It checks `a < b` & prints <@U999>. Capisce?", gate=gate)
+        async with slack_app(explainer) as (stub, url):
+            body = slash_command_body("```python\nprint(1 &lt; 2)\n```", f"{stub.url}/response/1")
+            status, took = await post_signed(url, body)
+            assert status == 200 and took < 3.0
+            assert stub.responses == []  # the ack did not wait for the answer
+            gate.set()
+            await stub.wait_for(lambda: stub.responses)
+        return explainer, stub
+
+    explainer, stub = asyncio.run(main())
+    assert explainer.codes == ["print(1 < 2)"]  # fence stripped, Slack's escaping undone
+    (response,) = stub.responses
+    assert response["response_type"] == "in_channel"
+    assert response["text"] == "It checks `a &lt; b` &amp; prints &lt;@U999&gt;. Capisce?"
+
+
+def test_ephemeral_response_type_is_configurable():
+    async def main():
+        async with slack_app(FakeExplainer(), response_type="ephemeral") as (stub, url):
+            await post_signed(url, slash_command_body("x = 1", f"{stub.url}/response/1"))
+            await stub.wait_for(lambda: stub.responses)
+        return stub
+
+    assert asyncio.run(main()).responses[0]["response_type"] == "ephemeral"
+
+
+def test_empty_slash_command_gets_usage_in_the_ack_and_no_worker_call():
+    async def main():
+        explainer = FakeExplainer()
+        async with slack_app(explainer) as (stub, url):
+            body = slash_command_body("   ", f"{stub.url}/response/1")
+            headers = {**FORM, **slack_signature_headers(SECRET, body)}
+            async with aiohttp.ClientSession() as session:
+                async with session.post(url, data=body, headers=headers) as response:
+                    ack = await response.text()  # a plain-text ack is an ephemeral reply
+        return explainer, ack
+
+    explainer, ack = asyncio.run(main())
+    assert explainer.codes == [] and "Python" in ack
+
+
+def test_worker_failure_becomes_an_apology_and_the_app_keeps_serving():
+    async def main():
+        explainer = FakeExplainer(error=WorkerUnavailable("connect to 10.1.2.3:8000 refused; key=abc"))
+        async with slack_app(explainer) as (stub, url):
+            status, _ = await post_signed(url, slash_command_body("x = 1", f"{stub.url}/response/1"))
+            await stub.wait_for(lambda: stub.responses)
+            explainer.error = None
+            status2, _ = await post_signed(url, slash_command_body("y = 2", f"{stub.url}/response/2"))
+            await stub.wait_for(lambda: len(stub.responses) == 2)
+        return status, status2, stub
+
+    status, status2, stub = asyncio.run(main())
+    assert status == status2 == 200
+    apology, answer = stub.responses
+    assert "ain't takin' visitors" in apology["text"] and "10.1.2.3" not in apology["text"]
+    assert apology["response_type"] == "ephemeral"
+    assert answer["text"].startswith("Listen up, pal: y = 2")
+
+
+def test_bad_signature_and_stale_timestamp_are_401():
+    async def main():
+        explainer = FakeExplainer()
+        async with slack_app(explainer) as (stub, url):
+            body = slash_command_body("x = 1", f"{stub.url}/response/1")
+            forged, _ = await post_signed(url, body, secret="not-the-secret")
+            stale, _ = await post_signed(url, body, timestamp=int(time.time()) - 600)
+            async with aiohttp.ClientSession() as session:
+                async with session.post(url, data=body, headers=FORM) as response:
+                    unsigned = response.status
+            await asyncio.sleep(0.1)
+        return explainer, stub, (forged, stale, unsigned)
+
+    explainer, stub, statuses = asyncio.run(main())
+    assert statuses == (401, 401, 401)
+    assert explainer.codes == [] and stub.responses == []
+
+
+# ------------------------------------------------------------------------------ mentions and shortcut
+
+
+def test_mention_is_answered_in_the_thread():
+    async def main():
+        explainer = FakeExplainer()
+        async with slack_app(explainer) as (stub, url):
+            status, _ = await post_signed(url, mention_body("<@UBOT> ```py\nprint(1 &amp; 2)\n```"),
+                                          {"Content-Type": "application/json"})
+            await stub.wait_for(lambda: stub.posted())
+        return status, explainer, stub
+
+    status, explainer, stub = asyncio.run(main())
+    assert status == 200
+    assert explainer.codes == ["print(1 & 2)"]
+    (post,) = stub.posted()
+    assert post["channel"] == "C1" and post["thread_ts"] == "1700000000.000100"
+    assert post["text"] == "Listen up, pal: print(1 &amp; 2). Capisce?"
+
+
+def test_mention_inside_a_thread_answers_in_that_thread_and_reads_python_files():
+    async def main():
+        explainer = FakeExplainer()
+        async with slack_app(explainer, files={"mob.py": b"def boss():\n    return 'Vito'\n"}) as (stub, url):
+            files = [{"id": "F1", "name": "mob.py", "filetype": "python", "mode": "snippet", "size": 32,
+                      "url_private_download": f"{stub.url}/files/mob.py"},
+                     {"id": "F2", "name": "evil.py", "filetype": "python", "size": 10,
+                      "url_private_download": "https://attacker.example/evil.py"}]
+            await post_signed(url, mention_body("<@UBOT> explain this file", thread_ts="1699999999.000001",
+                                                files=files), {"Content-Type": "application/json"})
+            await stub.wait_for(lambda: stub.posted())
+        return explainer, stub
+
+    explainer, stub = asyncio.run(main())
+    assert explainer.codes == ["def boss():\n    return 'Vito'"]  # the request text is not code
+    assert stub.downloads == [{"name": "mob.py", "authorization": "Bearer xoxb-test"}]  # token only to Slack
+    assert stub.posted()[0]["thread_ts"] == "1699999999.000001"
+
+
+def test_other_bots_mentions_are_ignored():
+    async def main():
+        explainer = FakeExplainer()
+        async with slack_app(explainer) as (stub, url):
+            await post_signed(url, mention_body("<@UBOT> x = 1", bot_id="B777"), {"Content-Type": "application/json"})
+            await asyncio.sleep(0.2)
+        return explainer
+
+    assert asyncio.run(main()).codes == []
+
+
+def test_message_shortcut_answers_in_the_thread_and_long_answers_are_split():
+    answer = " ".join(f"Sentence {i} is about `x{i}` and the family." for i in range(200))
+
+    async def main():
+        explainer = FakeExplainer(answer=answer)
+        async with slack_app(explainer) as (stub, url):
+            stub.rate_limit = 1  # the first chat.postMessage is rate-limited, then retried
+            status, took = await post_signed(url, shortcut_body("```\nx = 1\n```", f"{stub.url}/response/1",
+                                                                thread_ts="1699999999.000001"))
+            await stub.wait_for(lambda: sum(len(p["text"]) for p in stub.posted()) >= len(answer) - 50)
+        return status, took, explainer, stub
+
+    status, took, explainer, stub = asyncio.run(main())
+    assert status == 200 and took < 3.0
+    assert explainer.codes == ["x = 1"]
+    posts = stub.posted()
+    assert len(posts) >= 3
+    assert all(p["thread_ts"] == "1699999999.000001" and p["channel"] == "C1" for p in posts)
+    assert all(len(p["text"]) <= SLACK_LIMIT for p in posts)
+    assert " ".join(p["text"] for p in posts) == answer
+    assert stub.rate_limit == 0
+
+
+def test_shortcut_where_the_bot_is_not_a_member_answers_privately():
+    async def main():
+        async with slack_app(FakeExplainer()) as (stub, url):
+            stub.fail["chat.postMessage"] = "not_in_channel"
+            await post_signed(url, shortcut_body("x = 1", f"{stub.url}/response/7"))
+            await stub.wait_for(lambda: len(stub.responses) == 2)
+        return stub
+
+    stub = asyncio.run(main())
+    invite, answer = stub.responses
+    assert invite["text"] == INVITE_ME and invite["response_type"] == "ephemeral"
+    assert answer["text"].startswith("Listen up") and answer["response_type"] == "ephemeral"
+
+
+def test_shortcut_on_a_busy_worker_apologises_in_the_thread():
+    async def main():
+        async with slack_app(FakeExplainer(error=WorkerBusy("256 waiting"))) as (stub, url):
+            await post_signed(url, shortcut_body("x = 1", f"{stub.url}/response/1"))
+            await stub.wait_for(lambda: stub.posted())
+        return stub
+
+    (post,) = asyncio.run(main()).posted()
+    assert "busy" in post["text"] and "256" not in post["text"]
+
+
+# ------------------------------------------------------------------------------------ start and text
+
+
+def test_a_rejected_token_fails_fast_naming_the_variable():
+    async def main():
+        async with SlackStub() as stub:
+            stub.fail["auth.test"] = "invalid_auth"
+            bot = SlackBot(FakeExplainer(), SlackConfig(bot_token="xoxb-bad", signing_secret=SECRET, http=True,
+                                                        api_url=f"{stub.url}/api/", port=free_port()))
+            with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN") as error:
+                await bot.start()
+            assert "xoxb-bad" not in str(error.value)
+
+    asyncio.run(main())
+
+
+def test_slack_text_conversion_and_escaping():
+    assert slack_to_plain("if a &lt; b &amp;&amp; c &gt; d") == "if a < b && c > d"
+    assert slack_to_plain("see <https://docs.python.org|the docs> and <https://x.org>") == \
+        "see the docs and https://x.org"
+    assert slack_to_plain("hey <@U123> in <#C1|general> <!here>") == "hey @U123 in #general @here"
+    assert escape_mrkdwn("a < b & c > d <!channel>") == "a &lt; b &amp; c &gt; d &lt;!channel&gt;"
+
+
+def test_socket_mode_acks_the_envelope_and_answers_on_the_response_url():
+    async def main():
+        explainer = FakeExplainer()
+        async with SlackStub() as stub:
+            bot = SlackBot(explainer, SlackConfig(bot_token="xoxb-test", app_token="xapp-test",
+                                                  api_url=f"{stub.url}/api/"))
+            await bot.start()
+            try:
+                command = {"command": "/explain", "text": "print(1)", "response_url": f"{stub.url}/response/1",
+                           "team_id": "T1", "channel_id": "C1", "user_id": "U1", "trigger_id": "1.2.3"}
+                await stub.envelopes.put({"envelope_id": "env-1", "type": "slash_commands", "payload": command,
+                                          "accepts_response_payload": True})
+                await stub.wait_for(lambda: stub.responses and stub.acks)
+            finally:
+                await bot.stop()
+        return explainer, stub
+
+    explainer, stub = asyncio.run(main())
+    assert explainer.codes == ["print(1)"]
+    assert stub.acks[0]["envelope_id"] == "env-1"
+    assert stub.responses[0]["text"] == "Listen up, pal: print(1). Capisce?"
+    assert "apps.connections.open" in [method for method, _ in stub.calls]
+
+
+def test_manifest_declares_what_the_app_listens_to():
+    import pathlib
+
+    import yaml
+
+    from bot.slack_bot import COMMAND, SHORTCUT_ID
+
+    manifest = yaml.safe_load((pathlib.Path(__file__).parents[2] / "slack" / "manifest.yml").read_text())
+    features, settings = manifest["features"], manifest["settings"]
+    assert [c["command"] for c in features["slash_commands"]] == [COMMAND]
+    assert [(s["type"], s["callback_id"]) for s in features["shortcuts"]] == [("message", SHORTCUT_ID)]
+    assert settings["event_subscriptions"]["bot_events"] == ["app_mention"]
+    assert settings["socket_mode_enabled"] is True and settings["interactivity"]["is_enabled"] is True
+    assert {"app_mentions:read", "chat:write", "commands", "files:read"} <= set(manifest["oauth_config"]["scopes"]["bot"])
+
+
+def test_a_taken_port_is_a_config_error_naming_the_setting():
+    async def main():
+        async with SlackStub() as stub:
+            busy = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+            port = busy.sockets[0].getsockname()[1]
+            bot = SlackBot(FakeExplainer(), SlackConfig(bot_token="xoxb-test", signing_secret=SECRET, http=True,
+                                                        host="127.0.0.1", port=port, api_url=f"{stub.url}/api/"))
+            try:
+                with pytest.raises(ConfigError, match="SLACK_PORT"):
+                    await bot.start()
+            finally:
+                busy.close()
+                await busy.wait_closed()
+
+    asyncio.run(main())

@@ -1,0 +1,196 @@
+"""The real Worker with a fake engine (batching, limits, shutdown) and with the real tiny-model Engine."""
+
+import asyncio
+import threading
+
+import pytest
+from prometheus_client import REGISTRY
+
+from bot.explainer import Explanation
+from bot.worker import Worker
+from mafioso.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
+from tests.bot.helpers import FakeEngine, worker_config
+
+
+def metric(worker: Worker, name: str, **labels) -> float:
+    """One sample of the worker's registry (0 when absent)."""
+    return worker.registry.get_sample_value(name, labels) or 0.0
+
+
+async def started(engine, **cfg) -> Worker:
+    worker = Worker(engine, worker_config(**cfg))
+    await worker.start()
+    return worker
+
+
+def test_concurrent_requests_share_batches(fake_engine):
+    fake_engine.delay = 0.05
+
+    async def main():
+        worker = await started(fake_engine)
+        answers = await asyncio.gather(*(worker.explain(f"code {i}") for i in range(16)))
+        await worker.stop()
+        return worker, answers
+
+    worker, answers = asyncio.run(main())
+    assert [a.text for a in answers] == [f"explained code {i}" for i in range(16)]
+    assert all(isinstance(a, Explanation) and a.tokens == 3 and a.finished for a in answers)
+    assert len(fake_engine.batches) < 16 and max(map(len, fake_engine.batches)) > 1
+    assert metric(worker, "mafioso_batch_size_count") == len(fake_engine.batches)
+    assert metric(worker, "mafioso_batch_size_sum") == 16
+    assert metric(worker, "mafioso_requests_total", outcome="ok") == 16
+    assert metric(worker, "mafioso_generated_tokens_total") == 48
+    assert metric(worker, "mafioso_request_latency_seconds_count") == 16
+    assert REGISTRY.get_sample_value("mafioso_requests_total", {"outcome": "ok"}) is None  # own registry
+
+
+def test_batches_never_exceed_max_batch_size(fake_engine):
+    fake_engine.delay = 0.02
+
+    async def main():
+        worker = await started(fake_engine, max_batch_size=4)
+        await asyncio.gather(*(worker.explain(f"c{i}") for i in range(10)))
+        await worker.stop()
+
+    asyncio.run(main())
+    assert max(map(len, fake_engine.batches)) == 4 and len(fake_engine.seen()) == 10
+
+
+def test_an_engine_may_ask_for_several_batches_in_flight():
+    gate = threading.Event()
+    engine = FakeEngine(gate=gate)
+    engine.concurrent_batches = 2
+
+    async def main():
+        worker = await started(engine, max_batch_size=1)
+        tasks = [asyncio.create_task(worker.explain(f"c{i}")) for i in range(3)]
+        for _ in range(500):
+            if len(engine.batches) == 2:
+                break
+            await asyncio.sleep(0.01)
+        in_flight, queued = len(engine.batches), worker.queue_depth
+        gate.set()
+        await asyncio.gather(*tasks)
+        await worker.stop()
+        return in_flight, queued
+
+    assert asyncio.run(main()) == (2, 1)
+    assert sorted(engine.seen()) == ["c0", "c1", "c2"]
+
+
+def test_full_queue_is_refused_at_once():
+    gate = threading.Event()
+    engine = FakeEngine(gate=gate)
+
+    async def main():
+        worker = await started(engine, max_batch_size=1, queue_size=2)
+        first = asyncio.create_task(worker.explain("running"))
+        await asyncio.to_thread(engine.started.wait, 5)
+        queued = [asyncio.create_task(worker.explain(f"queued {i}")) for i in range(2)]
+        await asyncio.sleep(0.01)
+        assert worker.queue_depth == 2
+        with pytest.raises(WorkerBusy, match="boss"):
+            await worker.explain("one too many")
+        gate.set()
+        await asyncio.gather(first, *queued)
+        await worker.stop()
+        return worker
+
+    worker = asyncio.run(main())
+    assert metric(worker, "mafioso_requests_total", outcome="busy") == 1
+    assert metric(worker, "mafioso_requests_total", outcome="ok") == 3
+    assert engine.seen() == ["running", "queued 0", "queued 1"]
+
+
+def test_timeout_and_cancellation_free_the_slot():
+    gate = threading.Event()
+    engine = FakeEngine(gate=gate)
+
+    async def main():
+        worker = await started(engine, max_batch_size=1, queue_size=1, request_timeout=0.2)
+        running = asyncio.create_task(worker.explain("running"))
+        await asyncio.to_thread(engine.started.wait, 5)
+        with pytest.raises(WorkerTimeout, match="cannoli"):
+            await worker.explain("waits too long")  # queued behind the gate, then times out
+        assert worker.queue_depth == 0  # its slot is free again
+        cancelled = asyncio.create_task(worker.explain("cancelled"))
+        await asyncio.sleep(0.01)
+        assert worker.queue_depth == 1
+        cancelled.cancel()
+        await asyncio.sleep(0.01)
+        assert worker.queue_depth == 0
+        gate.set()
+        with pytest.raises(WorkerTimeout):
+            await running  # its batch started but the answer came too late
+        worker.cfg.request_timeout = 5.0
+        assert (await worker.explain("after")).text == "explained after"
+        await worker.stop()
+        return worker
+
+    worker = asyncio.run(main())
+    assert engine.seen() == ["running", "after"]  # the timed-out and cancelled requests never ran
+    assert metric(worker, "mafioso_requests_total", outcome="timeout") == 2
+    assert metric(worker, "mafioso_requests_total", outcome="cancelled") == 1
+
+
+@pytest.mark.parametrize("drain", [True, False])
+def test_stop_drains_or_refuses_but_never_drops(drain):
+    gate = threading.Event()
+    engine = FakeEngine(gate=gate)
+
+    async def main():
+        worker = await started(engine, max_batch_size=1)
+        tasks = [asyncio.create_task(worker.explain(f"c{i}")) for i in range(3)]
+        await asyncio.to_thread(engine.started.wait, 5)
+        stopping = asyncio.create_task(worker.stop(drain=drain))
+        await asyncio.sleep(0.01)
+        with pytest.raises(WorkerUnavailable):
+            await worker.explain("too late")
+        gate.set()
+        await stopping
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert isinstance(results[0], Explanation)  # the running batch always finishes
+    for result in results[1:]:
+        assert isinstance(result, Explanation) if drain else isinstance(result, WorkerUnavailable)
+
+
+def test_guard_and_engine_failures_are_request_errors():
+    engine = FakeEngine(fail=True)
+
+    async def main():
+        worker = await started(engine, max_input_chars=100)
+        with pytest.raises(InputRejected) as caught:
+            await worker.explain("   ")
+        assert caught.value.reason == "empty"
+        with pytest.raises(InputRejected):
+            await worker.explain("x" * 101)
+        with pytest.raises(RequestError, match="back room"):
+            await worker.explain("print(1)")
+        engine.fail = False
+        assert (await worker.explain("print(1)")).text == "explained print(1)"  # the worker survived
+        await worker.stop()
+        return worker
+
+    worker = asyncio.run(main())
+    assert metric(worker, "mafioso_requests_total", outcome="rejected") == 2
+    assert metric(worker, "mafioso_requests_total", outcome="error") == 1
+    assert engine.seen() == ["print(1)", "print(1)"]
+
+
+def test_real_engine_batches_concurrent_requests(engine):
+    async def main():
+        worker = Worker(engine, worker_config(base_model="unused"))
+        await worker.start()
+        codes = [f"def f{i}(x):\n    return x + {i}" for i in range(16)]
+        answers = await asyncio.gather(*(worker.explain(code) for code in codes))
+        with pytest.raises(InputRejected):  # the engine's context check
+            await worker.explain("x = 1\n" * 900)
+        await worker.stop()
+        return worker, answers
+
+    worker, answers = asyncio.run(main())
+    assert len(answers) == 16 and all(1 <= a.tokens <= 8 for a in answers)
+    assert metric(worker, "mafioso_batch_size_count") < 16
+    assert metric(worker, "mafioso_generated_tokens_total") == sum(a.tokens for a in answers)

@@ -1,0 +1,214 @@
+"""`mafioso eval`: exact metric math on hand-made inputs, and the real command end to end on a tiny Gemma 3."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from bot.engine import Engine, Generation
+from mafioso.cli import main
+from mafioso.config import GenerationConfig, TrainConfig, WorkerConfig
+from prompts import encode
+from tests.helpers import SNIPPETS, write_dataset
+from trainer.dataset import load_samples
+from trainer.evaluate import generate_all, markdown_table
+from trainer.metrics import (Prediction, code_identifiers, identifier_recall, lcs_length, response_nll,
+                             rouge_l_f1, summarize)
+
+# ------------------------------------------------------------------------------------------ ROUGE-L
+
+
+def test_rouge_l_f1_matches_hand_computed_values():
+    # LCS "the cat on the mat" = 5 of 6 tokens each way
+    assert rouge_l_f1("the cat sat on the mat", "the cat is on the mat") == pytest.approx(5 / 6)
+    # LCS 2: precision 2/4, recall 2/2 -> F1 = 2 * 0.5 * 1 / 1.5
+    assert rouge_l_f1("a b c d", "a c") == pytest.approx(2 / 3)
+    assert rouge_l_f1("Capisce, PAL!", "capisce pal") == 1.0  # case and punctuation do not count
+    assert rouge_l_f1("", "anything") == 0.0 and rouge_l_f1("x y", "z") == 0.0
+    assert lcs_length(list("abcbdab"), list("bdcaba")) == lcs_length(list("bdcaba"), list("abcbdab")) == 4
+
+
+# ------------------------------------------------------------------------------- identifier recall
+
+CREW = """import json
+
+class Crew:
+    def __init__(self):
+        self.members = []
+
+    def recruit(self, name):
+        self.members.append(name)
+
+def add(a, b):
+    total = a + b
+    print(len(str(total)))
+    return total
+
+for item in range(3):
+    pass
+x = json.dumps({})
+"""
+
+
+def test_identifiers_are_defined_assigned_and_called_names():
+    # not: builtins (print, len, str, range), short names (x, a, b), parameters (name), loaded names (json)
+    assert code_identifiers(CREW) == {"Crew", "__init__", "members", "recruit", "append", "add", "total",
+                                      "item", "dumps"}
+
+
+def test_unparseable_code_falls_back_to_identifier_words():
+    assert code_identifiers("def broken(:\n    value = compute(len(xs)") == {"broken", "value", "compute"}
+
+
+def test_identifier_recall_is_a_case_insensitive_whole_word_match():
+    code = "def add_numbers(a, b):\n    result = a + b\n    return result"
+    assert identifier_recall(code, "The `ADD_NUMBERS` function hands back the Result, pal.") == 1.0
+    assert identifier_recall(code, "It calls add_numbers and returns results.") == 0.5  # 'results' != 'result'
+    assert identifier_recall(code, "No names here.") == 0.0
+    assert identifier_recall("x = 1\nprint(x)", "anything") is None  # nothing worth naming
+
+
+# ------------------------------------------------------------------------------------- aggregation
+
+
+def _prediction(code, prediction, tokens=10, finished=True, code_leak=False):
+    return Prediction("k", code, "the reference", prediction, tokens, 0.5, finished, code_leak)
+
+
+def test_summary_metrics_are_exact():
+    predictions = [
+        _prediction("total = 1", "It sets total, capisce?", tokens=6),  # recall 1, persona, no code
+        _prediction("x = 1", "def f():", tokens=4, finished=False),  # no identifiers; a line of code
+        _prediction("count = 2", "Nothing to see.", tokens=10, code_leak=True),  # recall 0; engine flagged
+    ]
+    m = summarize(predictions, loss=2.0, response_tokens=42, generation_s=4.0)
+    assert m["loss"] == 2.0 and m["perplexity"] == pytest.approx(math.exp(2.0)) and m["response_tokens"] == 42
+    assert m["identifier_recall"] == 0.5 and m["identifier_samples"] == 2
+    assert m["persona_rate"] == pytest.approx(1 / 3)
+    assert m["code_leak_rate"] == pytest.approx(2 / 3)
+    assert m["stop_rate"] == pytest.approx(2 / 3)
+    assert m["mean_words"] == pytest.approx((4 + 2 + 3) / 3)
+    assert m["generated_tokens"] == 20 and m["tokens_per_s"] == 5.0 and m["mean_tokens"] == pytest.approx(20 / 3)
+    assert m["rouge_l_f1"] == pytest.approx(rouge_l_f1("It sets total, capisce?", "the reference") / 3)
+    assert summarize(predictions, None, 0, 0.0)["perplexity"] is None
+
+
+def test_markdown_table_has_a_delta_column_for_two_models():
+    table = markdown_table({"base": {"loss": 3.0}, "adapter": {"loss": 2.5}})
+    assert table.splitlines()[0] == "| metric | base | adapter | Δ |"
+    assert "| validation loss | 3.0000 | 2.5000 | -0.5000 |" in table
+    assert "| ROUGE-L F1 | n/a | n/a | n/a |" in table
+
+
+def test_answers_come_back_in_dataset_order(tmp_path):
+    samples = load_samples([write_dataset(tmp_path / "d.json")])
+
+    class FakeEngine:  # batches are sorted by code length; the output must not be
+        def generate(self, requests):
+            return [Generation(text=code[::-1], tokens=len(code), finished=True) for code, _ in requests]
+
+    predictions, spent = generate_all(FakeEngine(), samples, batch_size=3, label="fake")
+    assert [p.key for p in predictions] == [s.key for s in samples]
+    assert all(p.prediction == s.code[::-1] and p.reference == s.explanation for p, s in zip(predictions, samples))
+    assert spent >= 0
+
+
+# ------------------------------------------------------------------------------------ response loss
+
+
+def test_batched_response_loss_equals_the_per_sample_training_loss(tiny_model_dir, tmp_path):
+    engine = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu"),
+                         GenerationConfig())
+    samples = load_samples([write_dataset(tmp_path / "d.json")])[:4]
+    rows = [encode(engine.tokenizer, s.code, s.prompt, s.explanation) for s in samples]
+    expected_sum, expected_count = 0.0, 0
+    with torch.no_grad():
+        for row in rows:  # what the trainer computes: mean NLL over the unmasked labels of one row
+            ids = torch.tensor([row["input_ids"]])
+            labels = torch.tensor([[t if m else -100 for t, m in zip(row["input_ids"], row["completion_mask"])]])
+            n = sum(row["completion_mask"])
+            expected_sum += engine.model(input_ids=ids, labels=labels).loss.item() * n
+            expected_count += n
+    total, count = response_nll(engine.model, rows, engine.tokenizer.pad_token_id, "cpu", batch_size=3)
+    assert count == expected_count
+    assert total / count == pytest.approx(expected_sum / expected_count, rel=1e-4)
+
+
+# --------------------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter(tiny_model_dir, tmp_path_factory):
+    """A LoRA adapter trained for one epoch on the helper snippets."""
+    from trainer.train import train
+
+    root = tmp_path_factory.mktemp("eval-adapter")
+    data = write_dataset(root / "train.json")
+    return train(TrainConfig(base_model=str(tiny_model_dir), data=[str(data)], output=str(root / "adapter"),
+                             epochs=1, lora_r=4, learning_rate=0.01, logging_steps=1))
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_eval_compares_adapter_and_base(tiny_model_dir, tiny_adapter, tmp_path, capsys):
+    data = write_dataset(tmp_path / "val.jsonl", fmt="jsonl")
+    out = tmp_path / "eval"
+    rc = main(["eval", "--data", str(data), "--out", str(out), "--base-model", str(tiny_model_dir),
+               "--adapter", str(tiny_adapter), "--compare-base", "--limit", "5", "--batch-size", "2",
+               "--max-new-tokens", "6", "--device", "cpu"])
+    assert rc == 0
+    keys = [s.key for s in load_samples([data])][:5]
+    for path in (out / "predictions.jsonl", out / "base" / "predictions.jsonl"):
+        rows = _lines(path)
+        assert [r["key"] for r in rows] == keys
+        assert set(rows[0]) == {"key", "code", "reference", "prediction", "tokens", "latency_s", "finished",
+                                "code_leak"}
+        assert all(0 < r["tokens"] <= 6 and r["latency_s"] > 0 for r in rows)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"adapter", "base", "config", "samples"} and metrics["samples"] == 5
+    for name in ("adapter", "base"):
+        m = metrics[name]
+        assert {"loss", "perplexity", "rouge_l_f1", "identifier_recall", "persona_rate", "code_leak_rate",
+                "stop_rate", "mean_words", "tokens_per_s"} <= set(m)
+        assert m["perplexity"] == pytest.approx(math.exp(m["loss"])) and m["tokens_per_s"] > 0
+        assert 0 <= m["stop_rate"] <= 1 and 0 <= m["rouge_l_f1"] <= 1
+    assert metrics["adapter"]["loss"] != metrics["base"]["loss"]  # the base run really dropped the adapter
+    assert metrics["config"]["base_model"] == str(tiny_model_dir) and metrics["config"]["batch_size"] == 2
+    assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| metric | base | adapter | Δ |" in capsys.readouterr().out
+
+
+def test_eval_of_the_bare_base_writes_one_model(tiny_model_dir, tmp_path):
+    data = write_dataset(tmp_path / "val.json", SNIPPETS[:2])
+    out = tmp_path / "eval"
+    rc = main(["eval", "--data", str(data), "--out", str(out), "--base-model", str(tiny_model_dir),
+               "--adapter", "none", "--max-new-tokens", "4", "--device", "cpu"])
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"base", "config", "samples"} and metrics["samples"] == 2
+    assert len(_lines(out / "predictions.jsonl")) == 2 and not (out / "comparison.png").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--adapter", "none", "--compare-base"], "--compare-base compares an adapter"),
+    (["--limit", "0"], "--limit must be at least 1"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+])
+def test_bad_flags_fail_with_a_message(tmp_path, capsys, flags, message):
+    data = write_dataset(tmp_path / "d.json")
+    assert main(["eval", "--data", str(data), "--out", str(tmp_path / "o"), *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_quantization_is_refused_by_the_parser(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "--data", "d.json", "--out", str(tmp_path), "--quantization", "fp8"])
+    assert exc.value.code == 2 and "invalid choice: 'fp8'" in capsys.readouterr().err
+
+
+def test_missing_dataset_fails_with_a_message(tmp_path, capsys):
+    assert main(["eval", "--data", str(tmp_path / "nope.json"), "--out", str(tmp_path / "o")]) == 2
+    assert "file not found" in capsys.readouterr().err
