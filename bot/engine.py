@@ -29,7 +29,7 @@ import mafioso
 import prompts
 from bot.postcheck import scrub
 from mafioso.base_model import load_model, load_tokenizer, resolve_base
-from mafioso.config import DEFAULT_ADAPTER, EMBEDDED_BASE, GenerationConfig, WorkerConfig
+from mafioso.config import ADAPTER_INFO, DEFAULT_ADAPTER, EMBEDDED_BASE, GenerationConfig, WorkerConfig
 from mafioso.errors import ConfigError, ModelError
 
 __all__ = ["DEFAULT_ADAPTER_DIR", "Engine", "Generation", "adapter_folder", "base_of"]
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 #: The adapter shipped inside the package, used for ``--adapter default``.
 DEFAULT_ADAPTER_DIR = Path(mafioso.__file__).resolve().parent / "adapter"
-ADAPTER_INFO = "mafioso.json"  # same name as trainer.model_card.ADAPTER_INFO; the worker must not import the trainer
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ from mafioso.errors import ConfigError
 EMBEDDED_BASE = "embedded"
 #: The adapter shipped inside the package (``mafioso/adapter``), used when none is named.
 DEFAULT_ADAPTER = "default"
+#: Machine-readable facts written beside every trained adapter; the worker reads ``base_model`` from it.
+ADAPTER_INFO = "mafioso.json"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 

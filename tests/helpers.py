@@ -344,3 +344,13 @@ class SlackStub:
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"timed out; calls={self.calls} responses={self.responses}")
             await asyncio.sleep(0.01)
+
+
+async def serve_loopback(app):
+    """Start an aiohttp ``app`` on an unused loopback port; returns (runner, base URL). Clean up the runner."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, "http://127.0.0.1:%d" % runner.addresses[0][1]

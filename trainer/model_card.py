@@ -6,8 +6,7 @@ import json
 import shlex
 from pathlib import Path
 
-#: Machine-readable facts about an adapter; the worker reads ``base_model`` from it.
-ADAPTER_INFO = "mafioso.json"
+from mafioso.config import ADAPTER_INFO
 
 
 def write_model_card(folder: Path, *, cfg: dict, base: str, data_files: dict, stats: dict,

@@ -13,7 +13,7 @@ from bot.discord_bot import APOLOGY, DISCORD_LIMIT, CodeModal, MafiosoBot
 from bot.extract import NOT_HERE
 from mafioso.config import DiscordConfig
 from mafioso.errors import InputRejected, WorkerBusy, WorkerTimeout, WorkerUnavailable
-from tests.helpers import (FakeExplainer, discord_attachment, discord_channel, discord_client_user,
+from tests.helpers import (FakeExplainer, serve_loopback, discord_attachment, discord_channel, discord_client_user,
                            discord_guild, discord_interaction, discord_message, discord_user)
 
 BOT_ID = 9000
@@ -306,10 +306,8 @@ def test_a_token_discord_rejects_is_a_config_error_naming_the_variable(monkeypat
     async def main():
         app = web.Application()
         app.router.add_get("/api/v10/users/@me", unauthorized)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        monkeypatch.setattr(discord.http.Route, "BASE", "http://127.0.0.1:%d/api/v10" % runner.addresses[0][1])
+        runner, base_url = await serve_loopback(app)
+        monkeypatch.setattr(discord.http.Route, "BASE", base_url + "/api/v10")
         bot = MafiosoBot(FakeExplainer(), DiscordConfig(token="MTIz.revoked.token"))
         try:
             with pytest.raises(ConfigError, match="DISCORD_TOKEN") as error:

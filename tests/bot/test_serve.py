@@ -15,7 +15,7 @@ from bot.serve import load_settings, serve
 from mafioso.cli import make_parser
 from mafioso.config import DiscordConfig, SlackConfig
 from mafioso.errors import ConfigError
-from tests.helpers import FakeExplainer, SlackStub, free_port, slack_signature_headers, slash_command_body
+from tests.helpers import FakeExplainer, SlackStub, free_port, serve_loopback, slack_signature_headers, slash_command_body
 
 SECRET = "serve-test-signing-secret"
 
@@ -138,10 +138,7 @@ def test_serve_runs_slack_over_http_with_a_remote_worker_and_stops_on_sigterm(mo
     async def main():
         app = web.Application()
         app.router.add_post("/v1/explain", fake_worker_api)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        worker_url = "http://127.0.0.1:%d" % runner.addresses[0][1]
+        runner, worker_url = await serve_loopback(app)
         monkeypatch.setenv("MAFIOSO_API_KEY", "worker-key")
         async with SlackStub() as stub:
             _slack_env(monkeypatch, stub, port := free_port())
