@@ -7,12 +7,14 @@ Where the adapter goes depends on the device:
 
 * CUDA with ``nf4``/``int8``: bf16 compute, bitsandbytes base, PEFT adapter kept *unmerged* on top
   (merging LoRA into 4-bit weights rounds the update away and gives garbage);
-* CUDA with ``none``: bf16 base, adapter merged;
-* CPU: fp32, never bitsandbytes, adapter merged (``merge_and_unload`` on a full-precision base is exact).
+* CUDA with ``none`` (the default): adapter merged in fp32, served in bf16;
+* CPU: never bitsandbytes, adapter merged in fp32, served in bf16 where the CPU has native bf16 (else fp32).
 
-:meth:`Engine.generate` is the one decode path: one ``model.generate`` call for the whole batch, left
-padding, stopping each row at EOS or when the model opens a new ``###`` section. A faster GPU path can
-replace :meth:`Engine.decode` behind the same ``generate`` signature.
+:meth:`Engine.generate` is the reference decode path: one ``model.generate`` call for the whole batch, left
+padding, stopping each row at EOS or when the model opens a new ``###`` section. On CUDA with
+``quantization=none`` and greedy decoding, :meth:`Engine.load` returns a :class:`bot.fast_engine.FastEngine`
+instead: same ``generate`` signature and tokens, decoded with CUDA graphs and continuous batching
+(``fast_decode=false`` turns it off).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor, StoppingCriteria, StoppingCriteriaList
 
 import mafioso
 import prompts
@@ -80,6 +82,15 @@ def base_of(cfg_base: str, adapter: Path | None) -> str:
         if base:
             return base
     return EMBEDDED_BASE
+
+
+def serving_dtype(spec: str, device: str) -> torch.dtype:
+    """The dtype answers are computed in: ``auto`` is bf16 on CUDA and on CPUs with native bf16 matrix
+    instructions (AVX512-BF16 / AMX: 2.4x faster than fp32 on 2 cores, see docs/BENCHMARKS.md), else fp32."""
+    if spec == "auto":
+        native = device == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        return torch.bfloat16 if native else torch.float32
+    return {"bfloat16": torch.bfloat16, "float32": torch.float32}[spec]
 
 
 def _device(spec: str) -> str:
@@ -140,22 +151,35 @@ class Engine:
         if device == "cpu" and cfg.quantization != "none":
             log.info("CPU: running the base in fp32 without bitsandbytes (quantization=%s ignored)",
                      cfg.quantization)
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        dtype = serving_dtype(cfg.dtype, device)
         if quantization == "int8":  # bitsandbytes warns on every int8 matmul that bf16 inputs go through fp16
             logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
         tokenizer = load_tokenizer(base)
-        model = load_model(base, quantization, device, dtype, attn_implementation="sdpa")
+        # unquantized: load and merge in fp32 (exact), then cast; quantized: dtype is the compute dtype
+        load_dtype = torch.float32 if quantization == "none" and adapter is not None else dtype
+        model = load_model(base, quantization, device, load_dtype, attn_implementation="sdpa")
         if adapter is not None:
             try:
                 model = PeftModel.from_pretrained(model, str(adapter))
             except (OSError, ValueError, RuntimeError) as exc:
                 raise ModelError(f"cannot load the adapter {adapter} on {base}: {exc}") from None
             if quantization == "none":
-                model = model.merge_and_unload()  # exact on a full-precision base, and faster to run
+                model = model.merge_and_unload().to(dtype)  # faster to run than an unmerged adapter
         model.eval()
-        log.info("engine ready: base %s, adapter %s, %s, quantization %s%s", base, adapter or "none",
-                 device, quantization, " (adapter unmerged)" if adapter and quantization != "none" else "")
+        log.info("engine ready: base %s, adapter %s, %s %s, quantization %s%s", base, adapter or "none", device,
+                 str(dtype).removeprefix("torch."), quantization,
+                 " (adapter unmerged)" if adapter and quantization != "none" else "")
+        if cls is Engine and cfg.fast_decode and device == "cuda":
+            from bot.fast_engine import FastEngine
+
+            if FastEngine.supports(model, gen, quantization):
+                return FastEngine(model, tokenizer, gen, device, slots=cfg.max_batch_size,
+                                  max_len=FastEngine.slot_length(cfg, gen))
+            log.info("fast decode path off: it needs quantization=none, greedy decoding and a Gemma 3 model")
         return cls(model, tokenizer, gen, device)
+
+    def close(self) -> None:
+        """Release what the engine runs besides the model (nothing here; the fast engine stops its thread)."""
 
     def prompt_tokens(self, code: str, request: str | None = None) -> int:
         """How many tokens the prompt for ``code`` takes (the input guard compares it to the context)."""
@@ -176,13 +200,18 @@ class Engine:
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompt_ids], device=self.device)
         mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids],
                             device=self.device)
-        sampling = {"temperature": self.gen.temperature, "top_p": self.gen.top_p} if self.gen.do_sample else {}
+        extra = {"temperature": self.gen.temperature, "top_p": self.gen.top_p} if self.gen.do_sample else {}
+        if self.gen.penalize_prompt:
+            extra["repetition_penalty"] = self.gen.repetition_penalty
+        elif self.gen.repetition_penalty != 1.0:  # count only the answer's own tokens as seen
+            extra["logits_processor"] = LogitsProcessorList(
+                [RepetitionPenaltyLogitsProcessor(self.gen.repetition_penalty, prompt_ignore_length=width)])
         stop = _SectionStop(self.tokenizer, width)
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=input_ids, attention_mask=mask, max_new_tokens=self.gen.max_new_tokens,
-                do_sample=self.gen.do_sample, repetition_penalty=self.gen.repetition_penalty,
-                pad_token_id=pad, eos_token_id=self.eos_ids, stopping_criteria=StoppingCriteriaList([stop]), **sampling,
+                do_sample=self.gen.do_sample, pad_token_id=pad, eos_token_id=self.eos_ids,
+                stopping_criteria=StoppingCriteriaList([stop]), **extra,
             )
         generated = out[:, width:].tolist()
         return [(ids, stop.stopped_at.get(row)) for row, ids in enumerate(generated)]

@@ -81,10 +81,14 @@ class Gemma3Decoder:
         self.positions = torch.zeros(slots, dtype=torch.long, device=self.device)
         self.seen = torch.zeros(slots, self.vocab, dtype=torch.bool, device=self.device)
         self.penalty = torch.ones((), dtype=torch.float32, device=self.device)
+        self.penalize_prompt = True  # transformers' rule: prompt tokens count as seen
         self.next_tokens = torch.zeros(slots, dtype=torch.long, device=self.device)
         self.logits = torch.zeros(slots, self.vocab, dtype=torch.float32, device=self.device)
         self.cuda_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        # one memory pool for every bucket's graph: they never run at the same time and keep their outputs
+        # in the fixed buffers above, so their scratch memory can be shared
+        self._pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
         self.buckets = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if b < slots] + [slots]
 
     # ------------------------------------------------------------------------------------------ maths
@@ -156,7 +160,8 @@ class Gemma3Decoder:
             out = out[0].transpose(0, 1).reshape(n, -1)
             x = self._block(x, w, F.linear(out, w["wo"]))
         self.seen[slot] = False
-        self.seen[slot, tokens] = True
+        if self.penalize_prompt:
+            self.seen[slot, tokens] = True
         logits = self._penalise(self._logits(x[-1:]), self.seen[slot:slot + 1])
         first = int(logits.argmax(-1))
         self.seen[slot, first] = True
@@ -222,16 +227,18 @@ class Gemma3Decoder:
                 self._decode(b)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, pool=self._pool):
             self._decode(b)
         self.tokens.copy_(saved[0])
         self.positions.copy_(saved[1])
         self.seen[:b].copy_(saved[2])
         self.graphs[b] = graph
 
-    def set_repetition_penalty(self, penalty: float) -> None:
-        """The repetition penalty (1.0 = off), as transformers applies it."""
+    def set_repetition_penalty(self, penalty: float, penalize_prompt: bool = True) -> None:
+        """The repetition penalty (1.0 = off), as transformers applies it; with ``penalize_prompt=False``
+        only generated tokens count as seen (transformers' ``prompt_ignore_length``)."""
         self.penalty.fill_(penalty)
+        self.penalize_prompt = penalize_prompt
 
     def warm_up(self) -> None:
         """Capture every bucket's graph now, so no request pays for it."""

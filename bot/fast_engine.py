@@ -32,18 +32,28 @@ class _Row:
 class FastEngine(Engine):
     """An engine whose greedy decode runs on per-slot KV caches with CUDA-graph decode steps."""
 
+    #: The worker may keep this many batches in flight: their rows join the running decode between steps.
+    concurrent_batches = 4
+
     def __init__(self, model, tokenizer, gen, device: str, slots: int, max_len: int):
         super().__init__(model, tokenizer, gen, device)
         self.decoder = Gemma3Decoder(model, slots=slots, max_len=max_len)
-        self.decoder.set_repetition_penalty(gen.repetition_penalty)
+        self.decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)
         self.max_prompt_tokens = min(self.max_prompt_tokens, max_len - gen.max_new_tokens - 1)
         self._hashy = {i for i in range(len(tokenizer)) if "#" in tokenizer.decode([i])}
-        self._inbox: queue.Queue[_Row] = queue.Queue()
+        self._inbox: queue.Queue[_Row | None] = queue.Queue()
+        self._closing = False
         self._thread = threading.Thread(target=self._loop, name="mafioso-decode", daemon=True)
         self.decoder.warm_up()
         self._thread.start()
         log.info("fast decode path: %d slots x %d tokens, KV cache %.2f GB, CUDA graphs %s", slots, max_len,
                  self.decoder.cache_bytes / 1e9, "on" if self.decoder.cuda_graphs else "off")
+
+    @staticmethod
+    def slot_length(cfg, gen) -> int:
+        """KV-cache length per slot: the instruction plus code of ``max_input_chars`` (about 3 characters a
+        token, rounded up to 512) plus a full answer. Longer prompts still work, on the reference path."""
+        return -(-(cfg.max_input_chars // 3 + 256) // 512) * 512 + gen.max_new_tokens
 
     @staticmethod
     def supports(model, gen, quantization: str) -> bool:
@@ -54,6 +64,8 @@ class FastEngine(Engine):
 
     def decode(self, prompt_ids: list[list[int]]) -> list[tuple[list[int], int | None]]:
         """Queue the prompts for the decode thread and wait; prompts too long for a slot take the slow path."""
+        if self.decoder is None:
+            raise RuntimeError("the engine is closed")
         fits = [len(ids) <= self.max_prompt_tokens for ids in prompt_ids]
         rows = [_Row(ids, Future()) for ids, ok in zip(prompt_ids, fits) if ok]
         for row in rows:
@@ -64,9 +76,20 @@ class FastEngine(Engine):
 
     # ------------------------------------------------------------------------------ the decode thread
 
+    def close(self) -> None:
+        """Stop the decode thread once it has finished the rows it holds, and free the KV cache."""
+        if self._thread.is_alive():
+            self._inbox.put(None)
+            self._thread.join()
+        while not self._inbox.empty():  # queued behind the close: refuse, never leave a caller waiting
+            row = self._inbox.get()
+            if row is not None:
+                row.future.set_exception(RuntimeError("the engine is closed"))
+        self.decoder = None
+
     def _loop(self) -> None:
         active: dict[int, _Row] = {}
-        while True:
+        while not self._closing or active:
             try:
                 self._admit(active, block=not active)
                 if active:
@@ -79,10 +102,13 @@ class FastEngine(Engine):
                 active.clear()
 
     def _admit(self, active: dict[int, _Row], block: bool) -> None:
-        while len(active) < self.decoder.slots:
+        while len(active) < self.decoder.slots and not self._closing:
             try:
                 row = self._inbox.get(block=block)
             except queue.Empty:
+                return
+            if row is None:  # close(): admit nothing more
+                self._closing = True
                 return
             block = False
             slot = next(s for s in range(self.decoder.slots) if s not in active)

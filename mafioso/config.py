@@ -98,6 +98,9 @@ class GenerationConfig:
     temperature: float = _help("sampling temperature", default=0.7)
     top_p: float = _help("nucleus sampling mass", default=0.9)
     repetition_penalty: float = _help("penalty on repeated tokens (1.0 = off)", default=1.05)
+    penalize_prompt: bool = _help("let the repetition penalty count the prompt's tokens too (transformers' "
+                                  "rule); off, the answer may freely name the code's identifiers",
+                                  default=False)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -113,9 +116,15 @@ class WorkerConfig:
     base_model: str = _help("base model (see TrainConfig.base_model); default: the adapter's base",
                             default="")
     adapter: str = _help("LoRA adapter folder, 'default' for the shipped one, or 'none'", default=DEFAULT_ADAPTER)
-    quantization: str = _help("on CUDA: nf4, int8 or none (CPU always runs unquantized, adapter merged)",
-                              default="nf4")
+    quantization: str = _help("base weights on CUDA: none (bf16, adapter merged, fast decode path), nf4 or "
+                              "int8 (bitsandbytes, adapter unmerged, transformers generate); CPU always runs "
+                              "unquantized with the adapter merged. docs/BENCHMARKS.md has the measured trade-off",
+                              default="none")
     device: str = _help("cuda, cpu or auto", default="auto")
+    dtype: str = _help("compute dtype: auto (bf16 on CUDA and on CPUs with native bf16, else fp32), "
+                       "bfloat16 or float32", default="auto")
+    fast_decode: bool = _help("on CUDA with quantization none: CUDA-graph decode with continuous batching "
+                              "(bot/fast_engine.py); off = transformers generate", default=True)
     max_batch_size: int = _help("most requests decoded together", default=64)
     queue_size: int = _help("most requests waiting; more are refused as busy", default=256)
     request_timeout: float = _help("seconds before a request gives up", default=120.0)
@@ -127,6 +136,8 @@ class WorkerConfig:
     def __post_init__(self) -> None:
         if self.quantization not in ("nf4", "int8", "none"):
             raise ConfigError(f"MAFIOSO_QUANTIZATION must be nf4, int8 or none, not {self.quantization!r}")
+        if self.dtype not in ("auto", "bfloat16", "float32"):
+            raise ConfigError(f"MAFIOSO_DTYPE must be auto, bfloat16 or float32, not {self.dtype!r}")
         if self.device not in ("auto", "cuda", "cpu"):
             raise ConfigError(f"MAFIOSO_DEVICE must be auto, cuda or cpu, not {self.device!r}")
         for name in ("max_batch_size", "queue_size", "max_input_chars"):

@@ -25,7 +25,8 @@ import logging
 import time
 from pathlib import Path
 
-from mafioso.config import DEFAULT_ADAPTER, GenerationConfig, WorkerConfig, build
+from mafioso.config import DEFAULT_ADAPTER, GenerationConfig, WorkerConfig, build, from_args
+from mafioso.config import add_arguments as add_config_arguments
 from mafioso.errors import ConfigError, DatasetError
 from trainer.dataset import Sample, load_samples
 from trainer.metrics import Prediction, response_nll, summarize
@@ -54,12 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also score the base model without the adapter, in the same run")
     parser.add_argument("--limit", type=int, help="score only the first N samples")
     parser.add_argument("--batch-size", type=int, default=8, help="samples generated (and scored) together")
-    parser.add_argument("--max-new-tokens", type=int, default=GenerationConfig.max_new_tokens,
-                        help="longest answer in tokens")
-    parser.add_argument("--quantization", default="nf4", choices=("nf4", "int8", "none"),
+    parser.add_argument("--quantization", default=WorkerConfig.quantization, choices=("nf4", "int8", "none"),
                         help=worker["quantization"].metadata["help"])
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help=worker["device"].metadata["help"])
+    parser.add_argument("--fast-decode", action=argparse.BooleanOptionalAction, default=True,
+                        help=worker["fast_decode"].metadata["help"])
+    add_config_arguments(parser, GenerationConfig)  # decoding exactly as the worker would: same flags
 
 
 def select_samples(data: list[str], limit: int | None) -> list[Sample]:
@@ -186,7 +188,10 @@ def score_model(cfg: WorkerConfig, gen: GenerationConfig, samples: list[Sample],
 
     engine = Engine.load(cfg, gen)
     device = str(engine.device)
-    metrics, predictions = evaluate_engine(engine, samples, batch_size, label)
+    try:
+        metrics, predictions = evaluate_engine(engine, samples, batch_size, label)
+    finally:
+        engine.close()
     del engine  # free the model before the next one loads: two copies may not fit on a small GPU
     gc.collect()
     if torch.cuda.is_available():
@@ -208,9 +213,9 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a folder")
     cfg = build(WorkerConfig, {"adapter": args.adapter, "base_model": args.base_model, "device": args.device,
-                               "quantization": args.quantization, "max_batch_size": args.batch_size},
-                where="flags")
-    gen = build(GenerationConfig, {"max_new_tokens": args.max_new_tokens}, where="flags")
+                               "quantization": args.quantization, "max_batch_size": args.batch_size,
+                               "fast_decode": args.fast_decode}, where="flags")
+    gen = from_args(GenerationConfig, args)
     samples = select_samples(args.data, args.limit)
     log.info("scoring %d samples from %s", len(samples), ", ".join(args.data))
     out.mkdir(parents=True, exist_ok=True)

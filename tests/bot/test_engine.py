@@ -114,3 +114,14 @@ def test_adapter_folder_and_base(tmp_path, monkeypatch, caplog, tiny_adapter_dir
     assert base_of("", tiny_adapter_dir) == str(tiny_model_dir)
     assert base_of("some/model", tiny_adapter_dir) == "some/model"
     assert base_of("", None) == "embedded"
+
+
+def test_serving_dtype():
+    import torch
+
+    from bot.engine import serving_dtype
+
+    assert serving_dtype("auto", "cuda") is torch.bfloat16
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert serving_dtype("auto", "cpu") is (torch.bfloat16 if native else torch.float32)
+    assert serving_dtype("float32", "cuda") is torch.float32

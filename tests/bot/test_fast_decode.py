@@ -66,3 +66,83 @@ def test_decoding_across_the_sliding_window_edge(model_and_tokenizer):
     decoder = Gemma3Decoder(model, slots=2, max_len=512)
     got = [decoder.prefill(1, ids)] + [int(decoder.step(active=2)[1]) for _ in range(n - 1)]
     assert got == _reference(model, ids, n, 1.0)
+
+
+def test_penalty_on_the_answer_only_matches_transformers_prompt_ignore_length(model_and_tokenizer):
+    from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
+    model, tokenizer = model_and_tokenizer
+    ids = prompts.encode(tokenizer, SNIPPETS[0][1], SNIPPETS[0][0])["input_ids"]
+    n = 16
+    processor = RepetitionPenaltyLogitsProcessor(1.5, prompt_ignore_length=len(ids))
+    out = model.generate(torch.tensor([ids]), max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0,
+                         logits_processor=LogitsProcessorList([processor]))
+    expected = out[0, len(ids):].tolist()
+    decoder = Gemma3Decoder(model, slots=1, max_len=1024)
+    decoder.set_repetition_penalty(1.5, penalize_prompt=False)
+    got = [decoder.prefill(0, ids)] + [int(decoder.step(active=1)[0]) for _ in range(n - 1)]
+    assert got == expected
+    assert got != _reference(model, ids, n, 1.5)  # the prompt rule really changes the answer here
+
+
+@pytest.mark.parametrize("penalize_prompt", [True, False])
+def test_fast_engine_answers_exactly_like_the_reference_engine(tiny_model_dir, penalize_prompt):
+    """Same Generations (text, tokens, stop, post-check) as Engine.generate, for a batch and for stragglers."""
+    from bot.engine import Engine
+    from bot.fast_engine import FastEngine
+    from mafioso.config import GenerationConfig, WorkerConfig
+
+    gen = GenerationConfig(max_new_tokens=12, repetition_penalty=1.3, penalize_prompt=penalize_prompt)
+    reference = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32"), gen)
+    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024)
+    try:
+        requests = [(code, request) for request, code, _ in SNIPPETS[:6]]  # more requests than slots
+        expected = [reference.generate([pair])[0] for pair in requests]  # one at a time: no padding effects
+        assert fast.generate(requests) == expected
+        assert fast.generate(requests[2:3]) == expected[2:3]
+    finally:
+        fast.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        fast.generate(requests[:1])
+
+
+def test_engine_load_picks_the_fast_path_only_where_it_applies(tiny_model_dir):
+    from bot.engine import Engine
+    from bot.fast_engine import FastEngine
+    from mafioso.config import GenerationConfig, WorkerConfig
+
+    cpu = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu"), GenerationConfig())
+    assert type(cpu) is Engine  # CPU: the reference path (the fast path's win is CUDA graphs)
+    assert FastEngine.supports(cpu.model, GenerationConfig(), "none")
+    assert not FastEngine.supports(cpu.model, GenerationConfig(do_sample=True), "none")
+    assert not FastEngine.supports(cpu.model, GenerationConfig(), "nf4")
+    assert FastEngine.slot_length(WorkerConfig(), GenerationConfig()) >= 6000 // 3 + 200
+
+
+def test_worker_on_the_fast_engine_answers_concurrent_requests(tiny_model_dir):
+    import asyncio
+
+    from bot.engine import Engine
+    from bot.fast_engine import FastEngine
+    from bot.worker import Worker
+    from mafioso.config import GenerationConfig, WorkerConfig
+
+    gen = GenerationConfig(max_new_tokens=6)
+    cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32", max_batch_size=4)
+    reference = Engine.load(cfg, gen)
+    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024)
+    codes = [f"print({i} * {i})" for i in range(12)]
+
+    async def main():
+        worker = Worker(fast, cfg)
+        await worker.start()
+        try:
+            return await asyncio.gather(*(worker.explain(code) for code in codes))
+        finally:
+            await worker.stop()
+
+    try:
+        answers = asyncio.run(main())
+    finally:
+        fast.close()
+    assert [a.text for a in answers] == [reference.generate([(code, None)])[0].text for code in codes]
