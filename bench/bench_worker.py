@@ -1,12 +1,15 @@
 """Throughput and latency of the batching worker against naive one-at-a-time ``generate``.
 
-    python bench/bench_worker.py --adapter out/adapter                      # GPU: the full table
-    python bench/bench_worker.py --quick --base-model embedded --adapter none   # CPU smoke run
+    python bench/bench_worker.py --also nf4 int8            # GPU: the full table, shipped adapter
+    python bench/bench_worker.py --concurrency 1 4 --requests 4 --naive-requests 4   # CPU
+    python bench/bench_worker.py --quick --adapter none     # smoke run
 
 Both sides load the same base and adapter and decode greedily with the same GenerationConfig:
 
-* worker: the real :class:`bot.worker.Worker` in-process, ``explain`` driven by C concurrent callers over a
-  fixed set of snippets, for each C in ``--concurrency``; latency includes queueing;
+* worker: the real :class:`bot.worker.Worker` in-process in its default configuration (on CUDA: bf16,
+  adapter merged, the fast CUDA-graph decode path), ``explain`` driven by C concurrent callers over a
+  fixed set of snippets, for each C in ``--concurrency``; latency includes queueing. ``--also nf4 int8``
+  adds the quantized worker modes at concurrency 1 and 16;
 * naive: transformers ``generate`` on one request at a time, stopping at EOS only, with the adapter as an
   unmerged PeftModel on the base (4-bit NF4 on CUDA, fp32 on CPU).
 
@@ -52,17 +55,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base-model", default="", help="as for mafioso worker (default: the adapter's base)")
     parser.add_argument("--adapter", default="default", help="adapter folder, 'default' or 'none'")
-    parser.add_argument("--quantization", default="nf4", help="worker quantization on CUDA: nf4, int8, none")
+    parser.add_argument("--quantization", default=WorkerConfig.quantization,
+                        help="the worker's quantization on CUDA (default: the worker's default)")
+    parser.add_argument("--compile-decode", action=argparse.BooleanOptionalAction, default=True,
+                        help="torch.compile the fast decode step (the worker's default)")
+    parser.add_argument("--also", nargs="*", default=[], metavar="MODE",
+                        help="more worker quantizations to measure at concurrency 1 and 16 (e.g. nf4 int8)")
     parser.add_argument("--requests", type=int, help="worker requests per concurrency level "
                                                      "(default: 4 x concurrency, at least 8)")
-    parser.add_argument("--naive-requests", type=int, default=16, help="requests for the naive baseline")
+    parser.add_argument("--naive-requests", type=int, default=8, help="requests for the naive baseline")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
-    parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument("--max-new-tokens", type=int, default=120)
     parser.add_argument("--quick", action="store_true",
                         help="CPU smoke run: concurrency 1 4, 4 requests a level, 4 naive, 16 new tokens")
     args = parser.parse_args(argv)
     if args.quick:
         args.concurrency, args.requests, args.naive_requests, args.max_new_tokens = [1, 4], 4, 4, 16
+        args.also = []
     return args
 
 
@@ -81,7 +90,7 @@ def summary(name: str, concurrency: int, latencies: list[float], tokens: int, wa
             "p50_s": round(percentile(latencies, 50), 3), "p95_s": round(percentile(latencies, 95), 3)}
 
 
-async def run_worker(worker, requests: int, concurrency: int) -> dict:
+async def run_worker(worker, requests: int, concurrency: int, name: str = "worker") -> dict:
     """Drive ``worker.explain`` with ``concurrency`` callers until ``requests`` answers came back."""
     latencies: list[float] = []
     tokens = 0
@@ -96,7 +105,7 @@ async def run_worker(worker, requests: int, concurrency: int) -> dict:
 
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(requests)))
-    return summary("worker", concurrency, latencies, tokens, time.perf_counter() - started)
+    return summary(name, concurrency, latencies, tokens, time.perf_counter() - started)
 
 
 def load_naive(cfg: WorkerConfig):
@@ -137,17 +146,19 @@ def run_naive(model, tokenizer, gen: GenerationConfig, requests: int) -> dict:
     return summary("naive", 1, latencies, tokens, time.perf_counter() - started)
 
 
-async def bench(args: argparse.Namespace) -> dict:
-    """Every measurement of one run."""
+async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dict[int, int],
+                         name: str) -> tuple[list[dict], float | None]:
+    """Table rows for one worker configuration (``requests``: concurrency -> request count), and its peak GPU
+    memory in GB (None on CPU)."""
     import torch
 
     from bot.engine import Engine
     from bot.worker import Worker
 
-    gen = GenerationConfig(max_new_tokens=args.max_new_tokens)
-    cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, quantization=args.quantization,
-                       max_batch_size=max(args.concurrency), queue_size=max(1024, 4 * max(args.concurrency)),
-                       request_timeout=3600.0)
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     engine = Engine.load(cfg, gen)
     worker = Worker(engine, cfg)
     await worker.start()
@@ -155,29 +166,50 @@ async def bench(args: argparse.Namespace) -> dict:
         await worker.explain(snippet)
     await asyncio.gather(*(worker.explain(snippet) for snippet in SNIPPETS))
     rows = []
-    for concurrency in args.concurrency:
-        requests = args.requests or max(8, 4 * concurrency)
-        rows.append(await run_worker(worker, requests, concurrency))
-        print(f"worker c={concurrency}: {rows[-1]['tokens_per_s']} tokens/s", file=sys.stderr, flush=True)
+    for concurrency, count in requests.items():
+        rows.append(await run_worker(worker, count, concurrency, name))
+        print(f"{name} c={concurrency}: {rows[-1]['tokens_per_s']} tokens/s", file=sys.stderr, flush=True)
     await worker.stop()
+    engine.close()
+    peak = round(torch.cuda.max_memory_allocated() / 1e9, 3) if cuda else None
     del worker, engine
+    return rows, peak
+
+
+async def bench(args: argparse.Namespace) -> dict:
+    """Every measurement of one run: the worker's default, other quantizations, then the naive baseline."""
+    import dataclasses
+
+    import torch
+
+    gen = GenerationConfig(max_new_tokens=args.max_new_tokens)
+    cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, quantization=args.quantization,
+                       max_batch_size=max(args.concurrency), queue_size=max(1024, 4 * max(args.concurrency)),
+                       request_timeout=3600.0, compile_decode=args.compile_decode)
+    levels = {c: args.requests or max(8, 4 * c) for c in args.concurrency}
+    rows, peak = await measure_worker(cfg, gen, levels, "worker")
+    memory = {args.quantization: peak}
+    for mode in args.also:  # the slow generate-based modes: fewer requests
+        extra, memory[mode] = await measure_worker(dataclasses.replace(cfg, quantization=mode), gen,
+                                                   {1: 4, 16: 16}, f"w-{mode}")
+        rows += extra
 
     model, tokenizer = load_naive(cfg)
-    run_naive(model, tokenizer, gen, len(SNIPPETS))  # warm-up, as for the worker
+    run_naive(model, tokenizer, gen, 2)  # warm-up
     rows.append(run_naive(model, tokenizer, gen, args.naive_requests))
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     return {"device": device, "base_model": args.base_model or "(adapter's / embedded)", "adapter": args.adapter,
-            "quantization": args.quantization if torch.cuda.is_available() else "none (CPU fp32)",
-            "max_new_tokens": args.max_new_tokens, "rows": rows}
+            "quantization": args.quantization if torch.cuda.is_available() else "none (CPU)",
+            "peak_gpu_gb": memory, "max_new_tokens": args.max_new_tokens, "rows": rows}
 
 
 def table(result: dict) -> str:
     """The rows as a plain-text table."""
-    head = f"{'path':<8}{'conc':>6}{'reqs':>6}{'tokens':>8}{'wall s':>9}{'tok/s':>9}{'p50 s':>8}{'p95 s':>8}"
-    lines = [f"device {result['device']}, adapter {result['adapter']}, max_new_tokens {result['max_new_tokens']}",
-             head, "-" * len(head)]
+    head = f"{'path':<10}{'conc':>6}{'reqs':>6}{'tokens':>8}{'wall s':>9}{'tok/s':>9}{'p50 s':>8}{'p95 s':>8}"
+    lines = [f"device {result['device']}, adapter {result['adapter']}, max_new_tokens {result['max_new_tokens']}, "
+             f"worker peak GPU GB {result['peak_gpu_gb']}", head, "-" * len(head)]
     for r in result["rows"]:
-        lines.append(f"{r['name']:<8}{r['concurrency']:>6}{r['requests']:>6}{r['tokens']:>8}{r['wall_s']:>9}"
+        lines.append(f"{r['name']:<10}{r['concurrency']:>6}{r['requests']:>6}{r['tokens']:>8}{r['wall_s']:>9}"
                      f"{r['tokens_per_s']:>9}{r['p50_s']:>8}{r['p95_s']:>8}")
     return "\n".join(lines)
 

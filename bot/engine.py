@@ -174,7 +174,7 @@ class Engine:
 
             if FastEngine.supports(model, gen, quantization):
                 return FastEngine(model, tokenizer, gen, device, slots=cfg.max_batch_size,
-                                  max_len=FastEngine.slot_length(cfg, gen))
+                                  max_len=FastEngine.slot_length(cfg, gen), compile=cfg.compile_decode)
             log.info("fast decode path off: it needs quantization=none, greedy decoding and a Gemma 3 model")
         return cls(model, tokenizer, gen, device)
 

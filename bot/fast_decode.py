@@ -25,10 +25,15 @@ def _gelu(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
 
 
+def _norm_weight(norm: torch.nn.Module) -> torch.Tensor:
+    """Gemma's RMSNorm scales by ``1 + weight`` in fp32: precompute it once."""
+    return 1.0 + norm.weight.detach().float()
+
+
 class Gemma3Decoder:
     """Prefill and decode for a (merged, unquantized) ``Gemma3ForCausalLM`` on one device."""
 
-    def __init__(self, model, slots: int, max_len: int, cuda_graphs: bool | None = None):
+    def __init__(self, model, slots: int, max_len: int, cuda_graphs: bool | None = None, compile: bool = False):
         cfg = model.config.get_text_config()
         if getattr(cfg, "model_type", "") != "gemma3_text" or cfg.final_logit_softcapping or \
                 cfg.attn_logit_softcapping or cfg.use_bidirectional_attention:
@@ -43,7 +48,7 @@ class Gemma3Decoder:
         self.embed = core.embed_tokens.weight
         self.embed_scale = torch.tensor(cfg.hidden_size ** 0.5).to(self.dtype)
         self.lm_head = model.lm_head.weight
-        self.final_norm = core.norm.weight
+        self.final_norm = _norm_weight(core.norm)
         self.layers = []
         inv_freq = {}
         for i, layer in enumerate(core.layers):
@@ -57,14 +62,24 @@ class Gemma3Decoder:
             attn, mlp = layer.self_attn, layer.mlp
             self.layers.append({
                 "window": cfg.sliding_window if kind == "sliding_attention" else None,
-                "inv_freq": inv_freq[kind],
-                "wq": attn.q_proj.weight, "wk": attn.k_proj.weight, "wv": attn.v_proj.weight,
-                "wo": attn.o_proj.weight, "q_norm": attn.q_norm.weight, "k_norm": attn.k_norm.weight,
-                "in_norm": layer.input_layernorm.weight, "post_attn_norm": layer.post_attention_layernorm.weight,
-                "pre_ff_norm": layer.pre_feedforward_layernorm.weight,
-                "post_ff_norm": layer.post_feedforward_layernorm.weight,
-                "gate": mlp.gate_proj.weight, "up": mlp.up_proj.weight, "down": mlp.down_proj.weight,
+                "kind": kind,
+                # q, k and v in one matmul, gate and up in another: fewer, larger kernels per step
+                "wqkv": torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]),
+                "wo": attn.o_proj.weight, "q_norm": _norm_weight(attn.q_norm), "k_norm": _norm_weight(attn.k_norm),
+                "in_norm": _norm_weight(layer.input_layernorm),
+                "post_attn_norm": _norm_weight(layer.post_attention_layernorm),
+                "pre_ff_norm": _norm_weight(layer.pre_feedforward_layernorm),
+                "post_ff_norm": _norm_weight(layer.post_feedforward_layernorm),
+                "gate_up": torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]), "down": mlp.down_proj.weight,
             })
+        # RoPE cos/sin for every position, per layer kind, computed as transformers does (fp32, then cast)
+        self.rope = {}
+        for kind, freq in inv_freq.items():
+            angles = torch.arange(max_len, device=self.device).float()[:, None] * freq
+            emb = torch.cat((angles, angles), dim=-1)
+            self.rope[kind] = (emb.cos().to(self.dtype), emb.sin().to(self.dtype))
+        self.q_size, self.kv_size = self.n_heads * self.head_dim, self.n_kv * self.head_dim
+        self.ff_size = core.layers[0].mlp.gate_proj.weight.shape[0]
         # Sliding-window layers keep only their last `window` keys, in a ring indexed by position % window;
         # full-attention layers keep max_len. For Gemma 3 270M (15 of 18 layers sliding) that is ~4x less.
         self.k_cache, self.v_cache = [], []
@@ -83,6 +98,7 @@ class Gemma3Decoder:
         self.penalty = torch.ones((), dtype=torch.float32, device=self.device)
         self.penalize_prompt = True  # transformers' rule: prompt tokens count as seen
         self.next_tokens = torch.zeros(slots, dtype=torch.long, device=self.device)
+        self._true = torch.ones(slots, dtype=torch.bool, device=self.device)
         self.logits = torch.zeros(slots, self.vocab, dtype=torch.float32, device=self.device)
         self.cuda_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
@@ -90,45 +106,45 @@ class Gemma3Decoder:
         # in the fixed buffers above, so their scratch memory can be shared
         self._pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
         self.buckets = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if b < slots] + [slots]
+        # torch.compile fuses the step's ~100 small kernels per layer (norms, RoPE, masks) into a few; the
+        # CUDA graphs then replay the compiled kernels. Compiling costs about a minute once, at warm-up.
+        self.compiled = compile
+        self._decode_step = torch.compile(self._decode, dynamic=True) if compile else self._decode
 
     # ------------------------------------------------------------------------------------------ maths
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         xf = x.float()
-        out = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (out * (1.0 + weight.float())).type_as(x)
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * weight).type_as(x)
 
-    def _rope(self, x: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
-        # x: (..., heads, head_dim); positions broadcast to x's leading dims
-        freqs = positions[..., None].float() * inv_freq
-        emb = torch.cat((freqs, freqs), dim=-1)
-        cos, sin = emb.cos().to(x.dtype).unsqueeze(-2), emb.sin().to(x.dtype).unsqueeze(-2)
+    @staticmethod
+    def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        # x: (..., heads, head_dim); cos, sin: (..., head_dim) for x's positions
+        cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)
         half = x.shape[-1] // 2
         rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
         return x * cos + rotated * sin
 
     def _mlp(self, x: torch.Tensor, w: dict) -> torch.Tensor:
-        return F.linear(_gelu(F.linear(x, w["gate"])) * F.linear(x, w["up"]), w["down"])
+        gate, up = F.linear(x, w["gate_up"]).split(self.ff_size, dim=-1)
+        return F.linear(_gelu(gate) * up, w["down"])
 
-    def _qkv(self, h: torch.Tensor, w: dict, positions: torch.Tensor):
+    def _qkv(self, h: torch.Tensor, w: dict, rope: tuple[torch.Tensor, torch.Tensor]):
         lead = h.shape[:-1]
-        q = F.linear(h, w["wq"]).view(*lead, self.n_heads, self.head_dim)
-        k = F.linear(h, w["wk"]).view(*lead, self.n_kv, self.head_dim)
-        v = F.linear(h, w["wv"]).view(*lead, self.n_kv, self.head_dim)
-        q = self._rope(self._norm(q, w["q_norm"]), positions, w["inv_freq"])
-        k = self._rope(self._norm(k, w["k_norm"]), positions, w["inv_freq"])
-        return q, k, v
+        q, k, v = F.linear(h, w["wqkv"]).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        q = self._rope(self._norm(q.reshape(*lead, self.n_heads, self.head_dim), w["q_norm"]), *rope)
+        k = self._rope(self._norm(k.reshape(*lead, self.n_kv, self.head_dim), w["k_norm"]), *rope)
+        return q, k, v.reshape(*lead, self.n_kv, self.head_dim)
 
     def _attend(self, q, k, v, mask) -> torch.Tensor:
-        # q: (B, H, Tq, D); k, v: (B, KV, Tk, D); mask: bool, True = may attend
-        groups = self.n_heads // self.n_kv
-        if groups > 1:
-            k = k.repeat_interleave(groups, dim=1)
-            v = v.repeat_interleave(groups, dim=1)
-        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scaling
-        scores = scores.masked_fill(~mask, _NEG_INF)
+        # q: (B, H, Tq, D); k, v: (B, KV, Tk, D); mask: bool (B or 1, 1, Tq or 1, Tk), True = may attend.
+        # Each group of H / KV query heads shares one key/value head: broadcast, never copy.
+        b, heads, tq, d = q.shape
+        q = q.reshape(b, self.n_kv, heads // self.n_kv, tq, d)
+        scores = torch.matmul(q, k.unsqueeze(2).transpose(-1, -2)) * self.scaling
+        scores = scores.masked_fill(~mask.unsqueeze(1), _NEG_INF)
         probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-        return torch.matmul(probs, v)
+        return torch.matmul(probs, v.unsqueeze(2)).reshape(b, heads, tq, d)
 
     def _block(self, x, w, attn_out) -> torch.Tensor:
         x = x + self._norm(attn_out, w["post_attn_norm"])
@@ -151,12 +167,14 @@ class Gemma3Decoder:
         causal = positions[None, :] <= positions[:, None]
         for i, w in enumerate(self.layers):
             h = self._norm(x, w["in_norm"])
-            q, k, v = self._qkv(h, w, positions)  # (n, heads, D)
+            cos, sin = self.rope[w["kind"]]
+            q, k, v = self._qkv(h, w, (cos[:n], sin[:n]))  # (n, heads, D)
             keep = positions[-w["length"]:]  # a ring keeps only the last `window` positions
             self.k_cache[i][slot, :, keep % w["length"]] = k[-w["length"]:].transpose(0, 1)
             self.v_cache[i][slot, :, keep % w["length"]] = v[-w["length"]:].transpose(0, 1)
             mask = causal if w["window"] is None else causal & (positions[None, :] > positions[:, None] - w["window"])
-            out = self._attend(q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None], mask)
+            out = self._attend(q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None],
+                               mask[None, None])
             out = out[0].transpose(0, 1).reshape(n, -1)
             x = self._block(x, w, F.linear(out, w["wo"]))
         self.seen[slot] = False
@@ -180,9 +198,10 @@ class Gemma3Decoder:
         tokens, positions = self.tokens[:b], self.positions[:b]
         rows = torch.arange(b, device=self.device)
         x = F.embedding(tokens, self.embed) * self.embed_scale  # (b, hidden)
+        rope = {kind: (cos[positions], sin[positions]) for kind, (cos, sin) in self.rope.items()}
         for i, w in enumerate(self.layers):
             h = self._norm(x, w["in_norm"])
-            q, k, v = self._qkv(h, w, positions)  # (b, heads, D)
+            q, k, v = self._qkv(h, w, rope[w["kind"]])  # (b, heads, D)
             self.k_cache[i][rows, :, positions % w["length"]] = k
             self.v_cache[i][rows, :, positions % w["length"]] = v
             mask = w["key_index"][None, :] <= positions[:, None]  # written entries only
@@ -196,7 +215,7 @@ class Gemma3Decoder:
         self.logits[:b] = logits
         nxt = logits.argmax(-1)
         self.next_tokens[:b] = nxt
-        self.seen[rows, nxt] = True
+        self.seen[rows, nxt] = self._true[:b]  # a device tensor: a Python True would copy from the CPU
         self.tokens[:b] = nxt
         self.positions[:b] = torch.clamp(positions + 1, max=self.max_len - 1)
 
@@ -209,7 +228,7 @@ class Gemma3Decoder:
         """One greedy decode step for slots [0, bucket(active)); returns their next tokens (on device)."""
         b = self.bucket(active)
         if not self.cuda_graphs:
-            self._decode(b)
+            self._decode_step(b)
         else:
             if b not in self.graphs:
                 self._capture(b)
@@ -224,11 +243,11 @@ class Gemma3Decoder:
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(2):
-                self._decode(b)
+                self._decode_step(b)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self._pool):
-            self._decode(b)
+            self._decode_step(b)
         self.tokens.copy_(saved[0])
         self.positions.copy_(saved[1])
         self.seen[:b].copy_(saved[2])

@@ -35,9 +35,9 @@ class FastEngine(Engine):
     #: The worker may keep this many batches in flight: their rows join the running decode between steps.
     concurrent_batches = 4
 
-    def __init__(self, model, tokenizer, gen, device: str, slots: int, max_len: int):
+    def __init__(self, model, tokenizer, gen, device: str, slots: int, max_len: int, compile: bool = False):
         super().__init__(model, tokenizer, gen, device)
-        self.decoder = Gemma3Decoder(model, slots=slots, max_len=max_len)
+        self.decoder = Gemma3Decoder(model, slots=slots, max_len=max_len, compile=compile)
         self.decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)
         self.max_prompt_tokens = min(self.max_prompt_tokens, max_len - gen.max_new_tokens - 1)
         self._hashy = {i for i in range(len(tokenizer)) if "#" in tokenizer.decode([i])}
@@ -46,8 +46,9 @@ class FastEngine(Engine):
         self._thread = threading.Thread(target=self._loop, name="mafioso-decode", daemon=True)
         self.decoder.warm_up()
         self._thread.start()
-        log.info("fast decode path: %d slots x %d tokens, KV cache %.2f GB, CUDA graphs %s", slots, max_len,
-                 self.decoder.cache_bytes / 1e9, "on" if self.decoder.cuda_graphs else "off")
+        log.info("fast decode path: %d slots x %d tokens, KV cache %.2f GB, CUDA graphs %s, torch.compile %s",
+                 slots, max_len, self.decoder.cache_bytes / 1e9, "on" if self.decoder.cuda_graphs else "off",
+                 "on" if compile else "off")
 
     @staticmethod
     def slot_length(cfg, gen) -> int:

@@ -73,10 +73,14 @@ class TrainConfig:
     save_steps: int = _help("checkpoint every N optimizer steps, so --resume loses little", default=50)
     resume: bool = _help("continue from the last checkpoint of an interrupted run with the same --output",
                          default=False)
+    adapter_dtype: str = _help("dtype of the saved LoRA weights: float32, or bfloat16 (half the size; the "
+                               "shipped adapter uses it)", default="float32")
 
     def __post_init__(self) -> None:
         if self.quantization not in ("nf4", "none"):
             raise ConfigError(f"quantization must be 'nf4' or 'none', not {self.quantization!r}")
+        if self.adapter_dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"adapter_dtype must be 'float32' or 'bfloat16', not {self.adapter_dtype!r}")
         if not 0 < self.validation_fraction < 1:
             raise ConfigError("validation_fraction must be between 0 and 1 (e.g. 0.1)")
         for name in ("lora_r", "lora_alpha", "batch_size", "grad_accum", "max_length", "logging_steps",
@@ -125,6 +129,8 @@ class WorkerConfig:
                        "bfloat16 or float32", default="auto")
     fast_decode: bool = _help("on CUDA with quantization none: CUDA-graph decode with continuous batching "
                               "(bot/fast_engine.py); off = transformers generate", default=True)
+    compile_decode: bool = _help("torch.compile the fast decode step (about a minute once at start, "
+                                 "several times faster per token)", default=True)
     max_batch_size: int = _help("most requests decoded together", default=64)
     queue_size: int = _help("most requests waiting; more are refused as busy", default=256)
     request_timeout: float = _help("seconds before a request gives up", default=120.0)

@@ -151,6 +151,16 @@ def setup(cfg: TrainConfig) -> Run:
                sum(len(r["input_ids"]) for r in train_rows), checkpoint)
 
 
+def _cast_weights(path: Path, dtype: str) -> None:
+    """Rewrite a safetensors file with its floating-point tensors in ``dtype``."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    target = getattr(torch, dtype)
+    tensors = {k: v.to(target) if v.is_floating_point() else v for k, v in load_file(path).items()}
+    save_file(tensors, path, metadata={"format": "pt"})
+
+
 def save(run: Run, stats: dict, command: list[str]) -> Path:
     """Write adapter, logs, plot and model card to a temp folder, then rename it into ``cfg.output``."""
     cfg, output = run.cfg, Path(run.cfg.output)
@@ -159,6 +169,8 @@ def save(run: Run, stats: dict, command: list[str]) -> Path:
     tmp.chmod(0o755)
     try:
         run.trainer.model.save_pretrained(tmp)
+        if cfg.adapter_dtype != "float32":
+            _cast_weights(tmp / "adapter_model.safetensors", cfg.adapter_dtype)
         history = run.trainer.state.log_history
         (tmp / "training_log.json").write_text(json.dumps({"stats": stats, "log_history": history}, indent=2))
         write_loss_plot(history, tmp / "loss.png")

@@ -25,7 +25,8 @@ def trained(tiny_model_dir, tmp_path_factory):
     config.write_text("lora_r: 8\nlora_alpha: 16\nepochs: 2\nlearning_rate: 0.01\n")
     out = root / "adapter"
     rc = main(["train", "--config", str(config), "--lora-r", "4", "--base-model", str(tiny_model_dir),
-               "--data", str(data), "--validation", str(val), "--output", str(out), "--logging-steps", "1"])
+               "--data", str(data), "--validation", str(val), "--output", str(out), "--logging-steps", "1",
+               "--adapter-dtype", "bfloat16"])
     assert rc == 0
     return out
 
@@ -36,6 +37,10 @@ def test_adapter_folder_has_everything(trained):
         assert (trained / name).is_file(), name
     assert not trained.with_name("adapter.work").exists()  # checkpoints cleaned up after success
     assert not list(trained.parent.glob(".adapter.tmp-*"))
+    from safetensors.torch import load_file
+
+    weights = load_file(trained / "adapter_model.safetensors")
+    assert weights and all(w.dtype == torch.bfloat16 for w in weights.values())  # --adapter-dtype bfloat16
 
 
 def test_flags_override_yaml_and_card_records_the_run(trained):
