@@ -25,6 +25,20 @@ def _gelu(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
 
 
+def _fuse(*linears: torch.nn.Linear) -> torch.Tensor:
+    """One weight for several bias-free projections of the same input; each module's weight becomes a view
+    into it, so the model (still used for over-long prompts) and the decoder share one copy."""
+    if any(linear.bias is not None for linear in linears):
+        raise ValueError("Gemma3Decoder expects bias-free projections")
+    fused = torch.cat([linear.weight.detach() for linear in linears])
+    start = 0
+    for linear in linears:
+        rows = linear.weight.shape[0]
+        linear.weight = torch.nn.Parameter(fused[start:start + rows], requires_grad=False)
+        start += rows
+    return fused
+
+
 def _norm_weight(norm: torch.nn.Module) -> torch.Tensor:
     """Gemma's RMSNorm scales by ``1 + weight`` in fp32: precompute it once."""
     return 1.0 + norm.weight.detach().float()
@@ -60,17 +74,19 @@ class Gemma3Decoder:
                 exponent = torch.arange(0, self.head_dim, 2, dtype=torch.int64).float() / self.head_dim
                 inv_freq[kind] = (1.0 / params["rope_theta"] ** exponent).to(self.device)
             attn, mlp = layer.self_attn, layer.mlp
+            wqkv = _fuse(attn.q_proj, attn.k_proj, attn.v_proj)
+            gate_up = _fuse(mlp.gate_proj, mlp.up_proj)
             self.layers.append({
                 "window": cfg.sliding_window if kind == "sliding_attention" else None,
                 "kind": kind,
                 # q, k and v in one matmul, gate and up in another: fewer, larger kernels per step
-                "wqkv": torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]),
+                "wqkv": wqkv,
                 "wo": attn.o_proj.weight, "q_norm": _norm_weight(attn.q_norm), "k_norm": _norm_weight(attn.k_norm),
                 "in_norm": _norm_weight(layer.input_layernorm),
                 "post_attn_norm": _norm_weight(layer.post_attention_layernorm),
                 "pre_ff_norm": _norm_weight(layer.pre_feedforward_layernorm),
                 "post_ff_norm": _norm_weight(layer.post_feedforward_layernorm),
-                "gate_up": torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]), "down": mlp.down_proj.weight,
+                "gate_up": gate_up, "down": mlp.down_proj.weight,
             })
         # RoPE cos/sin for every position, per layer kind, computed as transformers does (fp32, then cast)
         self.rope = {}

@@ -1,9 +1,57 @@
+"""Shared fixtures: the tiny model, the fake and real engines, a tiny adapter, a clean environment."""
+
+import json
+
 import pytest
 
-from tests.helpers import tiny_model
+from mafioso.config import GenerationConfig, WorkerConfig
+from tests.helpers import FakeEngine, tiny_model
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A tiny random Gemma 3 text model + tokenizer folder, built once per test session."""
     return tiny_model(tmp_path_factory)
+
+
+@pytest.fixture
+def fake_engine():
+    """A fresh fake engine."""
+    return FakeEngine()
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_model_dir):
+    """The real Engine on the tiny random model (CPU, fp32, 8 new tokens), shared by the session."""
+    from bot.engine import Engine
+
+    cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu")
+    return Engine.load(cfg, GenerationConfig(max_new_tokens=8))
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter_dir(tiny_model_dir, tmp_path_factory):
+    """A LoRA adapter on the tiny model with random (non-zero) weights and a mafioso.json naming its base."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-adapter")
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False,
+                      task_type="CAUSAL_LM")
+    get_peft_model(model, lora).save_pretrained(folder)
+    (folder / "mafioso.json").write_text(json.dumps({"base_model": str(tiny_model_dir)}))
+    return folder
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    """Keep the developer's MAFIOSO_* variables and .env out of a test that reads settings."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("MAFIOSO_") and name != "MAFIOSO_CACHE":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -354,3 +357,56 @@ async def serve_loopback(app):
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     return runner, "http://127.0.0.1:%d" % runner.addresses[0][1]
+
+
+class FakeEngine:
+    """Stands in for :class:`bot.engine.Engine`: records every batch, answers "explained <code>".
+
+    ``gate`` (when set) holds each batch until the test opens it; ``delay`` sleeps in the GPU thread;
+    ``fail`` makes ``generate`` raise.
+    """
+
+    def __init__(self, delay: float = 0.0, gate: threading.Event | None = None, fail: bool = False):
+        self.delay = delay
+        self.gate = gate
+        self.fail = fail
+        self.batches: list[list[tuple[str, str | None]]] = []
+        self.started = threading.Event()
+
+    def generate(self, requests):
+        self.batches.append(list(requests))
+        self.started.set()
+        if self.gate is not None:
+            self.gate.wait(timeout=10)
+        time.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("CUDA out of memory (fake)")
+        from bot.engine import Generation
+
+        return [Generation(text=f"explained {code}", tokens=3, finished=True) for code, _ in requests]
+
+    def seen(self) -> list[str]:
+        """Every code the engine was asked to explain."""
+        return [code for batch in self.batches for code, _ in batch]
+
+
+def worker_config(**overrides):
+    """A WorkerConfig for tests: small queue and batch limits unless overridden."""
+    values = {"adapter": "none", "device": "cpu", "max_batch_size": 16, "queue_size": 64,
+              "request_timeout": 30.0}
+    values.update(overrides)
+    from mafioso.config import WorkerConfig
+
+    return WorkerConfig(**values)
+
+
+@contextlib.asynccontextmanager
+async def serving(worker, cfg):
+    """The real worker HTTP app (bot.http_api) on a loopback port; yields its base URL. Starts and stops the worker."""
+    from bot.http_api import make_app
+
+    runner, url = await serve_loopback(make_app(worker, cfg))
+    try:
+        yield url
+    finally:
+        await runner.cleanup()

@@ -61,6 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=worker["device"].metadata["help"])
     parser.add_argument("--fast-decode", action=argparse.BooleanOptionalAction, default=True,
                         help=worker["fast_decode"].metadata["help"])
+    parser.add_argument("--compile-decode", action=argparse.BooleanOptionalAction, default=True,
+                        help=worker["compile_decode"].metadata["help"])
     add_config_arguments(parser, GenerationConfig)  # decoding exactly as the worker would: same flags
 
 
@@ -214,7 +216,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out} exists and is not a folder")
     cfg = build(WorkerConfig, {"adapter": args.adapter, "base_model": args.base_model, "device": args.device,
                                "quantization": args.quantization, "max_batch_size": args.batch_size,
-                               "fast_decode": args.fast_decode}, where="flags")
+                               "fast_decode": args.fast_decode, "compile_decode": args.compile_decode},
+                where="flags")
     gen = from_args(GenerationConfig, args)
     samples = select_samples(args.data, args.limit)
     log.info("scoring %d samples from %s", len(samples), ", ".join(args.data))

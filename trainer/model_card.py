@@ -21,7 +21,7 @@ def write_model_card(folder: Path, *, cfg: dict, base: str, data_files: dict, st
     (folder / "README.md").write_text(f"""# Mafioso LoRA adapter
 
 A LoRA adapter that makes `{base}` explain Python code in the voice of a Hollywood mafioso.
-Load it with `mafioso explain --adapter {folder.name}` (or any PEFT-aware tool, on the same base).
+Load it with `mafioso explain --adapter {cfg['output']}` (or any PEFT-aware tool, on the same base).
 
 ## Training
 - Command: `{shlex.join(command)}`

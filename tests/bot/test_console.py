@@ -8,7 +8,7 @@ import pytest
 
 from bot.worker import Worker
 from mafioso.cli import main
-from tests.bot.helpers import FakeEngine, serving, worker_config
+from tests.helpers import FakeEngine, serving, worker_config
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

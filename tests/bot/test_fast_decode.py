@@ -100,6 +100,9 @@ def test_fast_engine_answers_exactly_like_the_reference_engine(tiny_model_dir, p
         expected = [reference.generate([pair])[0] for pair in requests]  # one at a time: no padding effects
         assert fast.generate(requests) == expected
         assert fast.generate(requests[2:3]) == expected[2:3]
+        q_proj = reference.model.model.layers[0].self_attn.q_proj.weight
+        assert q_proj.data_ptr() == fast.decoder.layers[0]["wqkv"].data_ptr()  # one copy of the weights
+        assert reference.generate(requests[:1]) == expected[:1]  # the model still answers through the views
     finally:
         fast.close()
     with pytest.raises(RuntimeError, match="closed"):

@@ -11,7 +11,7 @@ import pytest
 from bot.client import WorkerClient
 from bot.worker import Worker
 from mafioso.errors import InputRejected, WorkerBusy, WorkerTimeout, WorkerUnavailable
-from tests.bot.helpers import FakeEngine, serving, worker_config
+from tests.helpers import FakeEngine, serving, worker_config
 
 
 def test_openai_client_gets_completions_chat_and_models(engine):

@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY
 from bot.explainer import Explanation
 from bot.worker import Worker
 from mafioso.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
-from tests.bot.helpers import FakeEngine, worker_config
+from tests.helpers import FakeEngine, worker_config
 
 
 def metric(worker: Worker, name: str, **labels) -> float:

@@ -52,7 +52,8 @@ def test_flags_override_yaml_and_card_records_the_run(trained):
     assert info["stats"]["eval_loss"] is not None and "mafioso train" in info["command"]
     log = json.loads((trained / "training_log.json").read_text())
     assert any("eval_loss" in h for h in log["log_history"])  # evaluated each epoch
-    assert "Final losses" in (trained / "README.md").read_text()
+    card = (trained / "README.md").read_text()
+    assert "Final losses" in card and f"--adapter {trained}" in card and ".tmp-" not in card
 
 
 def test_adapter_loads_with_peft_and_changes_the_model(trained, tiny_model_dir):

@@ -1,0 +1,43 @@
+"""The shipped adapter on the real embedded base, on CPU, exactly as `mafioso explain` runs it (slow)."""
+
+import pytest
+
+from mafioso.text_checks import contains_code, persona_markers
+from trainer.metrics import mentions
+
+#: Three snippets written for this test, not in data/ (checked below); each with the name its answer must use.
+UNSEEN = [
+    ("average_tip", "def average_tip(bills, rate=0.15):\n    tips = [round(b * rate, 2) for b in bills]\n"
+                    "    return sum(tips) / len(tips)\n\nprint(average_tip([20, 40, 60]))\n"),
+    ("Ledger", "class Ledger:\n    def __init__(self):\n        self.entries = {}\n\n"
+               "    def record(self, name, amount):\n        self.entries[name] = self.entries.get(name, 0) + amount\n"
+               "        return self.entries[name]\n"),
+    ("count_vowels", "def count_vowels(word):\n    return sum(1 for ch in word.lower() if ch in \"aeiou\")\n\n"
+                     "print(count_vowels(\"Corleone\"))\n"),
+]
+
+
+def test_snippets_are_not_in_the_dataset():
+    from pathlib import Path
+
+    from trainer.dataset import Sample, duplicate_problems, load_samples
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    shipped = load_samples([data / "train.json", data / "validation.json"])
+    unseen = [Sample(key=name, source="test", prompt="explain", code=code, explanation="x") for name, code in UNSEEN]
+    assert not duplicate_problems(unseen, against=shipped)
+
+
+@pytest.mark.slow
+def test_shipped_adapter_explains_unseen_snippets_in_character():
+    from bot.engine import Engine
+    from mafioso.config import GenerationConfig, WorkerConfig
+
+    engine = Engine.load(WorkerConfig(device="cpu"), GenerationConfig())  # the defaults: embedded + shipped
+    answers = engine.generate([(code, None) for _, code in UNSEEN])
+    for (name, _), answer in zip(UNSEEN, answers, strict=True):
+        text = answer.text
+        assert mentions(text, name), text
+        assert persona_markers(text), text
+        assert not contains_code(text) and not answer.code_leak, text
+        assert answer.finished, text
