@@ -168,7 +168,7 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
     rows = []
     for concurrency, count in requests.items():
         rows.append(await run_worker(worker, count, concurrency, name))
-        print(f"{name} c={concurrency}: {rows[-1]['tokens_per_s']} tokens/s", file=sys.stderr, flush=True)
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # progress: one row at a time
     await worker.stop()
     engine.close()
     peak = round(torch.cuda.max_memory_allocated() / 1e9, 3) if cuda else None
@@ -197,6 +197,7 @@ async def bench(args: argparse.Namespace) -> dict:
     model, tokenizer = load_naive(cfg)
     run_naive(model, tokenizer, gen, 2)  # warm-up
     rows.append(run_naive(model, tokenizer, gen, args.naive_requests))
+    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     return {"device": device, "base_model": args.base_model or "(adapter's / embedded)", "adapter": args.adapter,
             "quantization": args.quantization if torch.cuda.is_available() else "none (CPU)",
