@@ -171,37 +171,48 @@ class Gemma3Decoder:
 
     # ---------------------------------------------------------------------------------------- prefill
 
-    @torch.inference_mode()
     def prefill(self, slot: int, ids: list[int]) -> int:
         """Run a prompt into ``slot``'s cache; returns the first generated token (greedy, penalised)."""
-        n = len(ids)
+        return self.prefill_many([slot], [ids])[0]
+
+    @torch.inference_mode()
+    def prefill_many(self, slots: list[int], prompts: list[list[int]]) -> list[int]:
+        """Run several prompts into their slots in one forward pass (right-padded to the longest; padding is
+        masked out and never cached); returns each slot's first generated token."""
+        lengths = [len(ids) for ids in prompts]
+        n = max(lengths)
         if n >= self.max_len:
             raise ValueError(f"prompt of {n} tokens does not fit max_len={self.max_len}")
-        tokens = torch.tensor(ids, device=self.device)
+        tokens = torch.tensor([ids + [0] * (n - len(ids)) for ids in prompts], device=self.device)  # (B, n)
+        rows = torch.tensor(slots, device=self.device)
+        ends = torch.tensor(lengths, device=self.device)
         positions = torch.arange(n, device=self.device)
-        x = F.embedding(tokens, self.embed) * self.embed_scale
+        real_keys = (positions[None, :] < ends[:, None])[:, None, None, :]  # (B, 1, 1, n): padding is no key
         causal = positions[None, :] <= positions[:, None]
+        itself = positions[None, :] == positions[:, None]
+        x = F.embedding(tokens, self.embed) * self.embed_scale  # (B, n, hidden)
         for i, w in enumerate(self.layers):
             h = self._norm(x, w["in_norm"])
             cos, sin = self.rope[w["kind"]]
-            q, k, v = self._qkv(h, w, (cos[:n], sin[:n]))  # (n, heads, D)
-            keep = positions[-w["length"]:]  # a ring keeps only the last `window` positions
-            self.k_cache[i][slot, :, keep % w["length"]] = k[-w["length"]:].transpose(0, 1)
-            self.v_cache[i][slot, :, keep % w["length"]] = v[-w["length"]:].transpose(0, 1)
+            q, k, v = self._qkv(h, w, (cos[:n], sin[:n]))  # (B, n, heads, D)
+            for row, (slot, length) in enumerate(zip(slots, lengths)):
+                keep = positions[max(0, length - w["length"]):length]  # a ring keeps the last `window` only
+                self.k_cache[i][slot, :, keep % w["length"]] = k[row, keep].transpose(0, 1)
+                self.v_cache[i][slot, :, keep % w["length"]] = v[row, keep].transpose(0, 1)
             mask = causal if w["window"] is None else causal & (positions[None, :] > positions[:, None] - w["window"])
-            out = self._attend(q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None],
-                               mask[None, None])
-            out = out[0].transpose(0, 1).reshape(n, -1)
-            x = self._block(x, w, F.linear(out, w["wo"]))
-        self.seen[slot] = False
+            # a padding query may see only itself: finite, never a key for a real one (all -inf would give NaN)
+            out = self._attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), (mask & real_keys) | itself)
+            x = self._block(x, w, F.linear(out.transpose(1, 2).reshape(len(slots), n, -1), w["wo"]))
+        self.seen[rows] = False
         if self.penalize_prompt:
-            self.seen[slot, tokens] = True
-        logits = self._penalise(self._logits(x[-1:]), self.seen[slot:slot + 1])
-        first = int(logits.argmax(-1))
-        self.seen[slot, first] = True
-        self.tokens[slot] = first
-        self.positions[slot] = n
-        return first
+            for row, (slot, length) in enumerate(zip(slots, lengths)):
+                self.seen[slot, tokens[row, :length]] = True
+        last = x[torch.arange(len(slots), device=self.device), ends - 1]  # (B, hidden)
+        first = self._penalise(self._logits(last), self.seen[rows]).argmax(-1)
+        self.seen[rows, first] = True
+        self.tokens[rows] = first
+        self.positions[rows] = ends
+        return first.tolist()
 
     # ----------------------------------------------------------------------------------------- decode
 

@@ -2,7 +2,8 @@
 
 One decode thread owns the GPU. Callers (the worker may run several batches at once) drop prompts into its
 inbox; the thread admits them into free KV-cache slots between any two decode steps, so a request never waits
-for a whole batch to finish (continuous batching). Greedy decoding only: sampling, non-Gemma-3 models and
+for a whole batch to finish (continuous batching). Prompts admitted together are prefilled together, in
+padded batches of similar length. Greedy decoding only: sampling, non-Gemma-3 models and
 quantized weights use the reference ``model.generate`` path of the base class.
 """
 
@@ -29,11 +30,27 @@ class _Row:
     stop: int | None = None  # tokens generated when a ### section stopped it
 
 
+def prefill_groups(rows: list[tuple[int, _Row]], budget: int) -> list[list[tuple[int, _Row]]]:
+    """Split (slot, row) pairs into prefill batches, similar lengths together, each padded batch holding at most
+    ``budget`` attention scores (rows x longest prompt squared) so a burst of long prompts cannot run out of
+    memory."""
+    groups: list[list[tuple[int, _Row]]] = []
+    for pair in sorted(rows, key=lambda pair: len(pair[1].prompt)):
+        longest = len(pair[1].prompt)
+        if groups and (len(groups[-1]) + 1) * longest * longest <= budget:
+            groups[-1].append(pair)
+        else:
+            groups.append([pair])
+    return groups
+
+
 class FastEngine(Engine):
     """An engine whose greedy decode runs on per-slot KV caches with CUDA-graph decode steps."""
 
     #: The worker may keep this many batches in flight: their rows join the running decode between steps.
     concurrent_batches = 4
+    #: Most attention scores per head in one prefill batch (rows x tokens^2): 16 prompts of 1,000 tokens.
+    prefill_budget = 16 * 1000 * 1000
 
     def __init__(self, model, tokenizer, gen, device: str, slots: int, max_len: int, compile: bool = False):
         super().__init__(model, tokenizer, gen, device)
@@ -103,18 +120,25 @@ class FastEngine(Engine):
                 active.clear()
 
     def _admit(self, active: dict[int, _Row], block: bool) -> None:
-        while len(active) < self.decoder.slots and not self._closing:
+        """Move waiting rows into free slots and prefill them, several prompts per forward pass."""
+        new: list[tuple[int, _Row]] = []
+        while len(active) + len(new) < self.decoder.slots and not self._closing:
             try:
                 row = self._inbox.get(block=block)
             except queue.Empty:
-                return
+                break
             if row is None:  # close(): admit nothing more
                 self._closing = True
-                return
+                break
             block = False
-            slot = next(s for s in range(self.decoder.slots) if s not in active)
-            active[slot] = row
-            self._record(active, slot, self.decoder.prefill(slot, row.prompt))
+            taken = set(active) | {slot for slot, _ in new}
+            new.append((next(s for s in range(self.decoder.slots) if s not in taken), row))
+        for group in prefill_groups(new, self.prefill_budget):
+            for slot, row in group:
+                active[slot] = row
+            firsts = self.decoder.prefill_many([slot for slot, _ in group], [row.prompt for _, row in group])
+            for (slot, _), first in zip(group, firsts, strict=True):
+                self._record(active, slot, first)
 
     def _step(self, active: dict[int, _Row]) -> None:
         tokens = self.decoder.step(max(active) + 1).tolist()

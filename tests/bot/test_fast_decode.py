@@ -46,6 +46,26 @@ def test_greedy_tokens_match_generate_with_requests_joining_mid_batch(model_and_
     assert got[2] == expected[2]
 
 
+@pytest.mark.parametrize("penalty", [1.0, 1.3])
+def test_prompts_prefilled_together_answer_as_if_alone(model_and_tokenizer, penalty):
+    """One padded forward for prompts of different lengths (one past the sliding window), slots in any order."""
+    model, tokenizer = model_and_tokenizer
+    prompts_ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:3]]
+    prompts_ids.append(tokenizer("x = 1", add_special_tokens=True)["input_ids"])
+    assert len({len(ids) for ids in prompts_ids}) == 4 and max(map(len, prompts_ids)) > model.config.sliding_window
+    n = 12
+    expected = [_reference(model, ids, n, penalty) for ids in prompts_ids]
+    decoder = Gemma3Decoder(model, slots=4, max_len=1024)
+    decoder.set_repetition_penalty(penalty)
+    slots = [2, 0, 3, 1]
+    got = {slot: [first] for slot, first in zip(slots, decoder.prefill_many(slots, prompts_ids))}
+    for _ in range(n - 1):
+        tokens = decoder.step(active=4).tolist()
+        for slot in got:
+            got[slot].append(tokens[slot])
+    assert [got[slot] for slot in slots] == expected
+
+
 def test_a_slot_reused_by_a_new_request_forgets_the_old_one(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     ids = [prompts.encode(tokenizer, code, req)["input_ids"] for req, code, _ in SNIPPETS[3:5]]
@@ -149,3 +169,14 @@ def test_worker_on_the_fast_engine_answers_concurrent_requests(tiny_model_dir):
     finally:
         fast.close()
     assert [a.text for a in answers] == [reference.generate([(code, None)])[0].text for code in codes]
+
+
+def test_prefill_groups_keep_similar_lengths_together_within_the_budget():
+    from concurrent.futures import Future
+
+    from bot.fast_engine import _Row, prefill_groups
+
+    rows = [(slot, _Row([1] * length, Future())) for slot, length in enumerate([300, 10, 1000, 12, 290, 11])]
+    groups = prefill_groups(rows, budget=3 * 300 * 300)
+    assert [[slot for slot, _ in group] for group in groups] == [[1, 5, 3], [4, 0], [2]]
+    assert all(len(g) * max(len(r.prompt) for _, r in g) ** 2 <= 3 * 300 * 300 or len(g) == 1 for g in groups)
