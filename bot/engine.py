@@ -84,12 +84,18 @@ def base_of(cfg_base: str, adapter: Path | None) -> str:
     return EMBEDDED_BASE
 
 
+def _cpu_has_native_bf16() -> bool:
+    try:  # oneDNN's own check (AVX512-BF16 / AMX); a private op, so any failure means "no"
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def serving_dtype(spec: str, device: str) -> torch.dtype:
     """The dtype answers are computed in: ``auto`` is bf16 on CUDA and on CPUs with native bf16 matrix
     instructions (AVX512-BF16 / AMX: 2.4x faster than fp32 on 2 cores, see docs/BENCHMARKS.md), else fp32."""
     if spec == "auto":
-        native = device == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        return torch.bfloat16 if native else torch.float32
+        return torch.bfloat16 if device == "cuda" or _cpu_has_native_bf16() else torch.float32
     return {"bfloat16": torch.bfloat16, "float32": torch.float32}[spec]
 
 

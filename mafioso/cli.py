@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import warnings
 import os
 import sys
 
@@ -30,6 +31,10 @@ def _setup_logging(verbose: bool) -> None:
     )
     for noisy in ("httpx", "urllib3", "filelock", "datasets", "discord.gateway", "slack_bolt.App"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # bitsandbytes warns on every CPU run that an optional accelerated 4-bit kernel package is missing
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    # raised inside peft's merge by transformers 5.x, not by our code
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
