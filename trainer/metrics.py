@@ -160,6 +160,26 @@ def summarize(predictions: list[Prediction], loss: float | None, response_tokens
 # ---------------------------------------------------------------------------------- response loss
 
 
+#: Most bytes of fp32 logits one loss batch may hold (Gemma's 262k vocabulary makes them the peak).
+LOSS_LOGITS_BYTES = 2 << 30
+
+
+def loss_batches(rows: list[dict], batch_size: int, vocab: int) -> list[list[dict]]:
+    """Consecutive batches of at most ``batch_size`` rows whose kept logits (rows x (longest response + 1) x
+    vocab, fp32) stay under :data:`LOSS_LOGITS_BYTES`; a single row always forms a batch."""
+    batches: list[list[dict]] = []
+    current: list[dict] = []
+    for row in rows:
+        keep = 1 + max(sum(r["completion_mask"]) for r in [*current, row])
+        if current and (len(current) >= batch_size or (len(current) + 1) * keep * vocab * 4 > LOSS_LOGITS_BYTES):
+            batches.append(current)
+            current = []
+        current.append(row)
+    if current:
+        batches.append(current)
+    return batches
+
+
 def response_nll(model, rows: list[dict], pad_token_id: int, device, batch_size: int,
                  progress=None) -> tuple[float, int]:
     """Summed NLL and count of the response tokens of ``rows`` (``prompts.encode`` output), teacher-forced.
@@ -174,9 +194,9 @@ def response_nll(model, rows: list[dict], pad_token_id: int, device, batch_size:
 
     total, count = 0.0, 0
     model.eval()  # no LoRA dropout while scoring
+    vocab = model.config.get_text_config().vocab_size
     with torch.no_grad():
-        for start in range(0, len(rows), batch_size):
-            batch = rows[start:start + batch_size]
+        for batch in loss_batches(rows, batch_size, vocab):
             width = max(len(r["input_ids"]) for r in batch)
             ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)

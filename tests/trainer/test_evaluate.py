@@ -135,6 +135,16 @@ def test_batched_response_loss_equals_the_per_sample_training_loss(tiny_model_di
     assert total / count == pytest.approx(expected_sum / expected_count, rel=1e-4)
 
 
+def test_loss_batches_cap_the_logits_memory(monkeypatch):
+    from trainer import metrics
+
+    rows = [{"completion_mask": [1] * n} for n in (9, 9, 4, 30, 2)]
+    assert [len(b) for b in metrics.loss_batches(rows, batch_size=2, vocab=100)] == [2, 2, 1]
+    monkeypatch.setattr(metrics, "LOSS_LOGITS_BYTES", 2 * 10 * 100 * 4)  # two rows of 9 response tokens
+    batches = metrics.loss_batches(rows, batch_size=64, vocab=100)
+    assert [len(b) for b in batches] == [2, 1, 1, 1] and sum(batches, []) == rows
+
+
 # --------------------------------------------------------------------------------------- end to end
 
 
