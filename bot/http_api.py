@@ -1,6 +1,6 @@
 """``mafioso worker``: the HTTP API in front of the generation worker.
 
-    mafioso worker --host 127.0.0.1 --port 8000 --adapter out/adapter --quantization nf4
+    mafioso worker --host 127.0.0.1 --port 8000 --adapter out/adapter     # bf16 fast path on CUDA
 
     POST /v1/explain            {"code", "request"?} → {"explanation", "tokens", "latency_s", "finished", ...}
     POST /v1/completions        OpenAI-compatible; the prompt is the code
