@@ -13,8 +13,9 @@ Where the adapter goes depends on the device:
 :meth:`Engine.generate` is the reference decode path: one ``model.generate`` call for the whole batch, left
 padding, stopping each row at EOS or when the model opens a new ``###`` section. On CUDA with
 ``quantization=none`` and greedy decoding, :meth:`Engine.load` returns a :class:`bot.fast_engine.FastEngine`
-instead: same ``generate`` signature and tokens, decoded with CUDA graphs and continuous batching
-(``fast_decode=false`` turns it off).
+instead: same ``generate`` signature and greedy maths (token-identical to ``model.generate`` in fp32; in bf16
+the different kernels may pick other tokens, with equal eval metrics), decoded with CUDA graphs and continuous
+batching (``fast_decode=false`` turns it off).
 """
 
 from __future__ import annotations

@@ -133,9 +133,8 @@ class FastEngine(Engine):
             block = False
             taken = set(active) | {slot for slot, _ in new}
             new.append((next(s for s in range(self.decoder.slots) if s not in taken), row))
+        active.update(new)  # all of them before any prefill: if one fails, _loop fails every admitted row
         for group in prefill_groups(new, self.prefill_budget):
-            for slot, row in group:
-                active[slot] = row
             firsts = self.decoder.prefill_many([slot for slot, _ in group], [row.prompt for _, row in group])
             for (slot, _), first in zip(group, firsts, strict=True):
                 self._record(active, slot, first)

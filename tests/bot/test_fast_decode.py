@@ -180,3 +180,40 @@ def test_prefill_groups_keep_similar_lengths_together_within_the_budget():
     groups = prefill_groups(rows, budget=3 * 300 * 300)
     assert [[slot for slot, _ in group] for group in groups] == [[1, 5, 3], [4, 0], [2]]
     assert all(len(g) * max(len(r.prompt) for _, r in g) ** 2 <= 3 * 300 * 300 or len(g) == 1 for g in groups)
+
+
+def test_a_failed_prefill_fails_every_admitted_request_and_the_engine_keeps_serving(tiny_model_dir, monkeypatch):
+    import threading
+    import time
+    from concurrent.futures import Future
+
+    from bot.engine import Engine
+    from bot.fast_engine import FastEngine, _Row
+    from mafioso.config import GenerationConfig, WorkerConfig
+
+    gen = GenerationConfig(max_new_tokens=4)
+    reference = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu",
+                                         dtype="float32"), gen)
+    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024)
+    fast.prefill_budget = 1  # one prompt per prefill group
+    real, gate = fast.decoder.prefill_many, threading.Event()
+
+    def failing(*args):
+        gate.wait(5)
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(fast.decoder, "prefill_many", failing)
+    try:
+        rows = [_Row(reference.tokenizer(f"x = {i}")["input_ids"], Future()) for i in range(4)]
+        fast._inbox.put(rows[0])
+        time.sleep(0.2)  # the decode thread now holds rows[0] in a prefill; the other three wait together
+        for row in rows[1:]:
+            fast._inbox.put(row)
+        gate.set()
+        for row in rows:  # three prefill groups admitted at once: all fail, none is left waiting
+            with pytest.raises(RuntimeError, match="boom"):
+                row.future.result(timeout=10)
+        monkeypatch.setattr(fast.decoder, "prefill_many", real)
+        assert fast.generate([("x = 1", None)]) == reference.generate([("x = 1", None)])
+    finally:
+        fast.close()
