@@ -13,8 +13,6 @@ Correctness is pinned by a test that compares its greedy tokens with ``model.gen
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -123,8 +121,7 @@ class Gemma3Decoder:
         self._pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
         self.buckets = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if b < slots] + [slots]
         # torch.compile fuses the step's ~100 small kernels per layer (norms, RoPE, masks) into a few; the
-        # CUDA graphs then replay the compiled kernels. Compiling costs about a minute once, at warm-up.
-        self.compiled = compile
+        # CUDA graphs then replay the compiled kernels. Compiling costs a few minutes once, at warm-up.
         self._decode_step = torch.compile(self._decode, dynamic=True) if compile else self._decode
 
     # ------------------------------------------------------------------------------------------ maths
@@ -298,7 +295,3 @@ class Gemma3Decoder:
         """Memory held by the KV cache."""
         return sum(2 * k.numel() * k.element_size() for k in self.k_cache)
 
-
-def default_max_len(prompt_budget: int, answer_budget: int) -> int:
-    """Cache length for prompts up to ``prompt_budget`` tokens plus the answer, rounded up to 64."""
-    return int(math.ceil((prompt_budget + answer_budget + 1) / 64) * 64)
