@@ -129,8 +129,8 @@ class WorkerConfig:
                        "bfloat16 or float32", default="auto")
     fast_decode: bool = _help("on CUDA with quantization none: CUDA-graph decode with continuous batching "
                               "(bot/fast_engine.py); off = transformers generate", default=True)
-    compile_decode: bool = _help("torch.compile the fast decode step (a few minutes once at start, about "
-                                 "2x faster per token on the H100)", default=True)
+    compile_decode: bool = _help("torch.compile the fast decode step (a few minutes once at start; "
+                                 "faster per token, see docs/BENCHMARKS.md)", default=True)
     max_batch_size: int = _help("most requests decoded together", default=64)
     queue_size: int = _help("most requests waiting; more are refused as busy", default=256)
     request_timeout: float = _help("seconds before a request gives up", default=120.0)
