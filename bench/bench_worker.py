@@ -61,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="torch.compile the fast decode step (the worker's default)")
     parser.add_argument("--also", nargs="*", default=[], metavar="MODE",
                         help="more worker quantizations to measure at concurrency 1 and 16 (e.g. nf4 int8)")
+    parser.add_argument("--admit-every", type=int, nargs="+", metavar="STEPS",
+                        help="fast engine admission interval(s): the first for the table, each other one adds a "
+                             "row at the highest concurrency (default: the engine's)")
     parser.add_argument("--requests", type=int, help="worker requests per concurrency level "
                                                      "(default: 4 x concurrency, at least 8)")
     parser.add_argument("--naive-requests", type=int, default=8, help="requests for the naive baseline")
@@ -147,9 +150,10 @@ def run_naive(model, tokenizer, gen: GenerationConfig, requests: int) -> dict:
 
 
 async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dict[int, int],
-                         name: str) -> tuple[list[dict], float | None]:
+                         name: str, admit_every: list[int] | None = None) -> tuple[list[dict], float | None]:
     """Table rows for one worker configuration (``requests``: concurrency -> request count), and its peak GPU
-    memory in GB (None on CPU)."""
+    memory in GB (None on CPU). ``admit_every``: fast-engine admission intervals, the first for every level,
+    the others at the highest level only."""
     import torch
 
     from bot.engine import Engine
@@ -160,6 +164,9 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     engine = Engine.load(cfg, gen)
+    intervals = admit_every if admit_every and hasattr(engine, "admit_every") else []
+    if intervals:
+        engine.admit_every = intervals[0]
     worker = Worker(engine, cfg)
     await worker.start()
     for snippet in SNIPPETS:  # warm-up: kernels and allocator blocks for every prompt shape, alone and batched
@@ -169,6 +176,11 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
     for concurrency, count in requests.items():
         rows.append(await run_worker(worker, count, concurrency, name))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # progress: one row at a time
+    top = max(requests)
+    for interval in intervals[1:]:
+        engine.admit_every = interval
+        rows.append(await run_worker(worker, requests[top], top, f"{name}-a{interval}"))
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     await worker.stop()
     engine.close()
     peak = round(torch.cuda.max_memory_allocated() / 1e9, 3) if cuda else None
@@ -187,7 +199,7 @@ async def bench(args: argparse.Namespace) -> dict:
                        max_batch_size=max(args.concurrency), queue_size=max(1024, 4 * max(args.concurrency)),
                        request_timeout=3600.0, compile_decode=args.compile_decode)
     levels = {c: args.requests or max(8, 4 * c) for c in args.concurrency}
-    rows, peak = await measure_worker(cfg, gen, levels, "worker")
+    rows, peak = await measure_worker(cfg, gen, levels, "worker", args.admit_every)
     memory = {args.quantization: peak}
     for mode in args.also:  # the slow generate-based modes: fewer requests
         extra, memory[mode] = await measure_worker(dataclasses.replace(cfg, quantization=mode), gen,

@@ -1,9 +1,10 @@
 """The fast engine: :class:`bot.engine.Engine` with decoding moved onto :class:`bot.fast_decode.Gemma3Decoder`.
 
-One decode thread owns the GPU. Callers (the worker may run several batches at once) drop prompts into its
-inbox; the thread admits them into free KV-cache slots between any two decode steps, so a request never waits
-for a whole batch to finish (continuous batching). Prompts admitted together are prefilled together, in
-padded batches of similar length. Greedy decoding only: sampling, non-Gemma-3 models and
+One decode thread owns the GPU. Callers (the worker calls with one request at a time, up to one call per
+slot) drop prompts into its inbox; the thread admits them into free KV-cache slots between decode steps, so
+a request never waits for a whole batch to finish (continuous batching). Prompts admitted together are
+prefilled together, in padded batches of similar length; while rows decode, admissions wait for
+``admit_every`` steps so that prefills, which stall every running row, come in groups. Greedy decoding only: sampling, non-Gemma-3 models and
 quantized weights use the reference ``model.generate`` path of the base class.
 """
 
@@ -47,8 +48,9 @@ def prefill_groups(rows: list[tuple[int, _Row]], budget: int) -> list[list[tuple
 class FastEngine(Engine):
     """An engine whose greedy decode runs on per-slot KV caches with CUDA-graph decode steps."""
 
-    #: The worker may keep this many batches in flight: their rows join the running decode between steps.
-    concurrent_batches = 4
+    #: While rows decode, waiting prompts are admitted (and prefilled, stalling every running row) at most
+    #: once every this many steps, so prefills happen in groups rather than one per arriving request.
+    admit_every = 4
     #: Most attention scores per head in one prefill batch (rows x tokens^2): 16 prompts of 1,000 tokens.
     prefill_budget = 16 * 1000 * 1000
 
@@ -66,6 +68,11 @@ class FastEngine(Engine):
         log.info("fast decode path: %d slots x %d tokens, KV cache %.2f GB, CUDA graphs %s, torch.compile %s",
                  slots, max_len, self.decoder.cache_bytes / 1e9, "on" if self.decoder.cuda_graphs else "off",
                  "on" if compile else "off")
+
+    @property
+    def continuous_slots(self) -> int:
+        """Requests the engine decodes at once; the worker hands them over one by one (see bot.worker)."""
+        return self.decoder.slots if self.decoder is not None else 1
 
     @staticmethod
     def slot_length(cfg, gen) -> int:
@@ -107,11 +114,15 @@ class FastEngine(Engine):
 
     def _loop(self) -> None:
         active: dict[int, _Row] = {}
+        steps = 0  # since the last admission
         while not self._closing or active:
             try:
-                self._admit(active, block=not active)
+                if not active or steps >= self.admit_every:
+                    self._admit(active, block=not active)
+                    steps = 0
                 if active:
                     self._step(active)
+                    steps += 1
             except Exception as exc:  # noqa: BLE001 - one bad step must fail its requests, not the thread
                 log.exception("decode step failed; failing %d request(s)", len(active))
                 for row in active.values():

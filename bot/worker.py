@@ -16,8 +16,9 @@ dropped silently.
 The engine is duck-typed: anything with ``generate(list[(code, request)]) -> list[Generation]`` works
 (tests inject a fake one). If it also has ``prompt_tokens(code, request)`` and ``max_prompt_tokens``, the
 guard checks prompts against the model's context too. An engine that owns its GPU thread and admits new
-rows between decode steps may set ``concurrent_batches = N``: the worker then keeps up to N batches in
-flight (N calling threads that only wait on the engine) instead of one.
+rows between decode steps (continuous batching) sets ``continuous_slots = N``: the worker then hands it each
+request on its own, up to N at once (N calling threads that only wait on the engine), so an answer comes
+back as soon as its own row finishes instead of with the slowest row of a batch.
 """
 
 from __future__ import annotations
@@ -79,9 +80,12 @@ class Worker:
         self.engine = engine
         self.cfg = cfg
         self.metrics = Metrics()
-        self._gather_s = gather_s  # a short wait lets a burst of requests share the first batch
-        # One batch at a time on one GPU thread, unless the engine schedules the GPU itself (continuous batching)
-        self._concurrent_batches = max(1, int(getattr(engine, "concurrent_batches", 1)))
+        # One batch at a time on one GPU thread, unless the engine schedules the GPU itself (continuous batching):
+        # then one request per call, as many calls as it has slots, and the engine groups their prefills.
+        continuous = int(getattr(engine, "continuous_slots", 0))
+        self._concurrent_batches = max(1, continuous)
+        self._batch_limit = 1 if continuous else cfg.max_batch_size
+        self._gather_s = 0.0 if continuous else gather_s  # a short wait lets a burst share the first batch
         self._waiting: collections.deque[_Job] = collections.deque()
         self._wakeup = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
@@ -186,7 +190,7 @@ class Worker:
 
     def _next_batch(self) -> list[_Job]:
         batch: list[_Job] = []
-        while self._waiting and len(batch) < self.cfg.max_batch_size:
+        while self._waiting and len(batch) < self._batch_limit:
             job = self._waiting.popleft()
             if not job.future.done():
                 batch.append(job)
@@ -205,7 +209,7 @@ class Worker:
                 await self._wakeup.wait()
                 continue
             await slots.acquire()  # with one slot: the next batch forms while the current one decodes
-            if self._gather_s and len(self._waiting) < self.cfg.max_batch_size and not self._closing:
+            if self._gather_s and len(self._waiting) < self._batch_limit and not self._closing:
                 await asyncio.sleep(self._gather_s)
             batch = self._next_batch()
             if not batch:

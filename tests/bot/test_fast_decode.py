@@ -142,7 +142,8 @@ def test_engine_load_picks_the_fast_path_only_where_it_applies(tiny_model_dir):
     assert FastEngine.slot_length(WorkerConfig(), GenerationConfig()) >= 6000 // 3 + 200
 
 
-def test_worker_on_the_fast_engine_answers_concurrent_requests(tiny_model_dir):
+@pytest.mark.parametrize("admit_every", [1, 3])
+def test_worker_on_the_fast_engine_answers_concurrent_requests(tiny_model_dir, admit_every):
     import asyncio
 
     from bot.engine import Engine
@@ -154,6 +155,7 @@ def test_worker_on_the_fast_engine_answers_concurrent_requests(tiny_model_dir):
     cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32", max_batch_size=4)
     reference = Engine.load(cfg, gen)
     fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024)
+    fast.admit_every = admit_every
     codes = [f"print({i} * {i})" for i in range(12)]
 
     async def main():

@@ -56,13 +56,13 @@ def test_batches_never_exceed_max_batch_size(fake_engine):
     assert max(map(len, fake_engine.batches)) == 4 and len(fake_engine.seen()) == 10
 
 
-def test_an_engine_may_ask_for_several_batches_in_flight():
+def test_a_continuous_batching_engine_gets_each_request_alone_up_to_its_slots():
     gate = threading.Event()
     engine = FakeEngine(gate=gate)
-    engine.concurrent_batches = 2
+    engine.continuous_slots = 2
 
     async def main():
-        worker = await started(engine, max_batch_size=1)
+        worker = await started(engine, max_batch_size=64)
         tasks = [asyncio.create_task(worker.explain(f"c{i}")) for i in range(3)]
         for _ in range(500):
             if len(engine.batches) == 2:
@@ -75,7 +75,7 @@ def test_an_engine_may_ask_for_several_batches_in_flight():
         return in_flight, queued
 
     assert asyncio.run(main()) == (2, 1)
-    assert sorted(engine.seen()) == ["c0", "c1", "c2"]
+    assert sorted(engine.seen()) == ["c0", "c1", "c2"] and all(len(batch) == 1 for batch in engine.batches)
 
 
 def test_full_queue_is_refused_at_once():

@@ -1,0 +1,102 @@
+"""Where the fast decode path spends its time: one decode step per batch size, and prefill per group size.
+
+    python bench/bench_decode.py --base-model /tmp/gemma.gguf            # GPU (CUDA graphs, torch.compile)
+    python bench/bench_decode.py --no-compile-decode --steps 5           # CPU smoke run
+
+Loads the worker's default engine (bf16, merged shipped adapter, fast path), then times, with the decode
+thread idle: ``Gemma3Decoder.step`` at every captured batch size (slots at a typical position), and
+``prefill_many`` of 1, 4, 16 and 64 prompts of the benchmark snippets. Prints a table and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+import prompts  # noqa: E402
+from bench.bench_worker import SNIPPETS  # noqa: E402
+from mafioso.config import GenerationConfig, WorkerConfig  # noqa: E402
+
+
+def timed(fn, repeat: int, sync) -> float:
+    """Mean seconds per call of ``fn`` over ``repeat`` calls, after one warm-up call."""
+    fn()
+    sync()
+    started = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    sync()
+    return (time.perf_counter() - started) / repeat
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base-model", default="")
+    parser.add_argument("--adapter", default="default")
+    parser.add_argument("--compile-decode", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--steps", type=int, default=200, help="decode steps timed per batch size")
+    parser.add_argument("--position", type=int, default=300, help="cache position of every slot while timing")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from bot.engine import Engine
+    from bot.fast_decode import Gemma3Decoder
+    from bot.fast_engine import FastEngine
+
+    cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, compile_decode=args.compile_decode,
+                       device=args.device)
+    gen = GenerationConfig()
+    started = time.perf_counter()
+    engine = Engine.load(cfg, gen)
+    load_s = time.perf_counter() - started
+    if isinstance(engine, FastEngine):
+        decoder = engine.decoder
+    else:  # CPU: the same decoder, without CUDA graphs
+        decoder = Gemma3Decoder(engine.model, slots=cfg.max_batch_size,
+                                max_len=FastEngine.slot_length(cfg, gen), compile=args.compile_decode)
+    cuda = decoder.device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    ids = [prompts.encode(engine.tokenizer, code)["input_ids"] for code in SNIPPETS]
+
+    def step(b: int) -> None:
+        decoder.positions[:b] = args.position  # every slot stays at one position: timing, not text
+        decoder.step(b)
+        decoder.next_tokens[:b].tolist()  # the engine reads every step's tokens back
+
+    steps = []
+    for b in decoder.buckets:
+        seconds = timed(lambda b=b: step(b), args.steps, sync)
+        steps.append({"batch": b, "ms_per_step": round(seconds * 1e3, 3), "tokens_per_s": round(b / seconds, 1)})
+        print(json.dumps(steps[-1]), file=sys.stderr, flush=True)
+    prefills = []
+    for n in (1, 4, 16, 64):
+        if n > decoder.slots:
+            break
+        group = [ids[i % len(ids)] for i in range(n)]
+        seconds = timed(lambda n=n, group=group: decoder.prefill_many(list(range(n)), group), 5, sync)
+        prefills.append({"prompts": n, "prompt_tokens": sum(map(len, group)), "ms": round(seconds * 1e3, 2)})
+        print(json.dumps(prefills[-1]), file=sys.stderr, flush=True)
+    result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "compile": args.compile_decode,
+              "cuda_graphs": decoder.cuda_graphs, "load_and_warm_up_s": round(load_s, 1),
+              "slot_length": decoder.max_len, "position": args.position, "steps": steps, "prefill": prefills}
+    print(f"device {result['device']}, compile {args.compile_decode}, CUDA graphs {decoder.cuda_graphs}, "
+          f"load + warm-up {result['load_and_warm_up_s']} s")
+    for row in steps:
+        print(f"decode step  batch {row['batch']:>3}: {row['ms_per_step']:>8} ms  {row['tokens_per_s']:>9} tok/s")
+    for row in prefills:
+        print(f"prefill {row['prompts']:>3} prompts ({row['prompt_tokens']:>5} tokens): {row['ms']:>8} ms")
+    print(json.dumps(result))
+    if hasattr(engine, "close"):
+        engine.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
