@@ -151,13 +151,16 @@ class Gemma3Decoder:
 
     def _attend(self, q, k, v, mask) -> torch.Tensor:
         # q: (B, H, Tq, D); k, v: (B, KV, Tk, D); mask: bool (B or 1, 1, Tq or 1, Tk), True = may attend.
-        # Each group of H / KV query heads shares one key/value head: broadcast, never copy.
+        # Each group of H / KV query heads shares one key/value head. The group's queries are stacked along the
+        # query axis, so both products are plain batched matmuls on the cache as it lies: broadcasting the
+        # cache over the group instead makes matmul copy it (transposed) for every head, every step.
         b, heads, tq, d = q.shape
-        q = q.reshape(b, self.n_kv, heads // self.n_kv, tq, d)
-        scores = torch.matmul(q, k.unsqueeze(2).transpose(-1, -2)) * self.scaling
-        scores = scores.masked_fill(~mask.unsqueeze(1), _NEG_INF)
+        group = heads // self.n_kv
+        q = q.reshape(b, self.n_kv, group * tq, d)
+        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scaling  # (B, KV, group * Tq, Tk)
+        scores = scores.view(b, self.n_kv, group, tq, -1).masked_fill(~mask.unsqueeze(1), _NEG_INF)
         probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-        return torch.matmul(probs, v.unsqueeze(2)).reshape(b, heads, tq, d)
+        return torch.matmul(probs.view(b, self.n_kv, group * tq, -1), v).reshape(b, heads, tq, d)
 
     def _block(self, x, w, attn_out) -> torch.Tensor:
         x = x + self._norm(attn_out, w["post_attn_norm"])

@@ -18,6 +18,8 @@ def write_model_card(folder: Path, *, cfg: dict, base: str, data_files: dict, st
     hyper = "\n".join(f"| `{k}` | `{v}` |" for k, v in cfg.items() if k not in ("data", "validation"))
     data = "\n".join(f"| `{path}` | `{digest}` |" for path, digest in data_files.items())
     loss = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    resumed = (f" (the last session: resumed from the checkpoint at step {stats['resumed_from_step']})"
+               if stats.get("resumed_from_step") else "")
     (folder / "README.md").write_text(f"""# Mafioso LoRA adapter
 
 A LoRA adapter that makes `{base}` explain Python code in the voice of a Hollywood mafioso.
@@ -27,7 +29,7 @@ Load it with `mafioso explain --adapter {cfg['output']}` (or any PEFT-aware tool
 - Command: `{shlex.join(command)}`
 - Samples: {counts['train']} training, {counts['validation']} validation
 - Final losses: train {loss(stats.get('train_loss'))}, validation {loss(stats.get('eval_loss'))}
-- Device: {stats.get('device')}; wall time {stats.get('train_runtime_s')} s;
+- Device: {stats.get('device')}; wall time {stats.get('train_runtime_s')} s{resumed};
   {stats.get('train_tokens_per_s')} tokens/s; peak GPU memory {stats.get('peak_gpu_memory_gb')} GB
 
 ## Data

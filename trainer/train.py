@@ -191,6 +191,18 @@ def save(run: Run, stats: dict, command: list[str]) -> Path:
     return output
 
 
+def resumed_statistics(state, checkpoint: str, tokens: float, runtime_s: float) -> dict:
+    """Figures of a resumed run that cover the whole run, not only its last session: the trainer's own
+    ``training_loss`` and speed count just the steps after the checkpoint."""
+    done = int(Path(checkpoint).name.rsplit("-", 1)[-1])
+    losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+    return {
+        "train_loss": sum(losses) / len(losses) if losses else None,  # mean of the logged losses, all sessions
+        "train_tokens_per_s": round(tokens * (1 - done / state.max_steps) / runtime_s, 1),
+        "resumed_from_step": done,
+    }
+
+
 def train(cfg: TrainConfig, command: list[str] | None = None) -> Path:
     """Run the recipe (setup → train → save) and return the adapter folder."""
     import torch
@@ -210,7 +222,10 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> Path:
         "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 1e9, 3) if run.cuda else None,
         "device": torch.cuda.get_device_name() if run.cuda else "cpu",
     }
-    output = save(run, stats, command or sys.argv)
+    if run.checkpoint:
+        stats.update(resumed_statistics(run.trainer.state, run.checkpoint, stats["train_tokens"],
+                                        result.metrics["train_runtime"]))
+    output = save(run, stats, [arg for arg in command or sys.argv if arg != "--resume"])
     shutil.rmtree(work_dir(output), ignore_errors=True)
     log.info("adapter written to %s (train loss %.4f, eval loss %s)", output, stats["train_loss"],
              stats["eval_loss"])

@@ -120,8 +120,13 @@ def test_interrupted_run_resumes_and_never_leaves_a_half_adapter(tiny_model_dir,
     counting = lambda self, *a, **k: (calls.__setitem__("n", calls["n"] + 1), real_step(self, *a, **k))[1]  # noqa: E731
     monkeypatch.setattr(SFTTrainer, "training_step", counting)
     cfg.resume = True
-    out = train_module.train(cfg)
+    out = train_module.train(cfg, ["mafioso", "train", "--epochs", "2", "--resume"])
     log = json.loads((out / "training_log.json").read_text())["log_history"]
     total_steps = max(h["step"] for h in log)
     assert calls["n"] == total_steps - 2  # only the steps after checkpoint-2 ran again
     assert (out / "adapter_model.safetensors").is_file()
+    card = json.loads((out / "mafioso.json").read_text())
+    assert card["stats"]["resumed_from_step"] == 2
+    logged = [h["loss"] for h in log if "loss" in h]
+    assert len(logged) == total_steps and card["stats"]["train_loss"] == pytest.approx(sum(logged) / len(logged))
+    assert card["command"] == "mafioso train --epochs 2"  # the card's command re-creates the run from scratch
