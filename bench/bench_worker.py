@@ -6,8 +6,8 @@
 
 Both sides load the same base and adapter and decode greedily with the same GenerationConfig:
 
-* worker: the real :class:`bot.worker.Worker` in-process in its default configuration (on CUDA: bf16,
-  adapter merged, the fast CUDA-graph decode path), ``explain`` driven by C concurrent callers over a
+* worker: the real :class:`bot.worker.Worker` in-process in its default configuration (bf16, adapter
+  merged, the fast decode path: on CUDA in CUDA graphs), ``explain`` driven by C concurrent callers over a
   fixed set of snippets, for each C in ``--concurrency``; latency includes queueing. ``--also nf4 int8``
   adds the quantized worker modes at concurrency 1 and 16;
 * naive: transformers ``generate`` on one request at a time, stopping at EOS only, with the adapter as an
@@ -57,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--adapter", default="default", help="adapter folder, 'default' or 'none'")
     parser.add_argument("--quantization", default=WorkerConfig.quantization,
                         help="the worker's quantization on CUDA (default: the worker's default)")
+    parser.add_argument("--fast-decode", action=argparse.BooleanOptionalAction, default=True,
+                        help="the worker's own decode loop (its default); off = transformers generate")
     parser.add_argument("--compile-decode", action=argparse.BooleanOptionalAction, default=True,
                         help="torch.compile the fast decode step (the worker's default)")
     parser.add_argument("--also", nargs="*", default=[], metavar="MODE",
@@ -197,7 +199,7 @@ async def bench(args: argparse.Namespace) -> dict:
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens)
     cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, quantization=args.quantization,
                        max_batch_size=max(args.concurrency), queue_size=max(1024, 4 * max(args.concurrency)),
-                       request_timeout=3600.0, compile_decode=args.compile_decode)
+                       request_timeout=3600.0, fast_decode=args.fast_decode, compile_decode=args.compile_decode)
     levels = {c: args.requests or max(8, 4 * c) for c in args.concurrency}
     rows, peak = await measure_worker(cfg, gen, levels, "worker", args.admit_every)
     memory = {args.quantization: peak}

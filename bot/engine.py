@@ -11,11 +11,11 @@ Where the adapter goes depends on the device:
 * CPU: never bitsandbytes, adapter merged in fp32, served in bf16 where the CPU has native bf16 (else fp32).
 
 :meth:`Engine.generate` is the reference decode path: one ``model.generate`` call for the whole batch, left
-padding, stopping each row at EOS or when the model opens a new ``###`` section. On CUDA with
-``quantization=none`` and greedy decoding, :meth:`Engine.load` returns a :class:`bot.fast_engine.FastEngine`
-instead: same ``generate`` signature and greedy maths (token-identical to ``model.generate`` in fp32; in bf16
-the different kernels may pick other tokens, with equal eval metrics), decoded with CUDA graphs and continuous
-batching (``fast_decode=false`` turns it off).
+padding, stopping each row at EOS or when the model opens a new ``###`` section. With ``quantization=none``
+and greedy decoding, :meth:`Engine.load` returns a :class:`bot.fast_engine.FastEngine` instead: same
+``generate`` signature and greedy maths (token-identical to ``model.generate`` in fp32; in bf16 the different
+kernels may pick other tokens, with equal eval metrics), decoded with continuous batching, on CUDA in
+torch.compile'd CUDA graphs (``fast_decode=false`` turns it off).
 """
 
 from __future__ import annotations
@@ -176,12 +176,14 @@ class Engine:
         log.info("engine ready: base %s, adapter %s, %s %s, quantization %s%s", base, adapter or "none", device,
                  str(dtype).removeprefix("torch."), quantization,
                  " (adapter unmerged)" if adapter and quantization != "none" else "")
-        if cls is Engine and cfg.fast_decode and device == "cuda":
+        if cls is Engine and cfg.fast_decode:
             from bot.fast_engine import FastEngine
 
             if FastEngine.supports(model, gen, quantization):
-                return FastEngine(model, tokenizer, gen, device, slots=cfg.max_batch_size,
-                                  max_len=FastEngine.slot_length(cfg, gen), compile=cfg.compile_decode)
+                cuda = device == "cuda"
+                return FastEngine(model, tokenizer, gen, device,
+                                  slots=cfg.max_batch_size if cuda else min(cfg.max_batch_size, FastEngine.cpu_slots),
+                                  max_len=FastEngine.slot_length(cfg, gen), compile=cfg.compile_decode and cuda)
             log.info("fast decode path off: it needs quantization=none, greedy decoding and a Gemma 3 model")
         return cls(model, tokenizer, gen, device)
 

@@ -4,8 +4,9 @@ One decode thread owns the GPU. Callers (the worker calls with one request at a 
 slot) drop prompts into its inbox; the thread admits them into free KV-cache slots between decode steps, so
 a request never waits for a whole batch to finish (continuous batching). Prompts admitted together are
 prefilled together, in padded batches of similar length; while rows decode, admissions wait for
-``admit_every`` steps so that prefills, which stall every running row, come in groups. Greedy decoding only: sampling, non-Gemma-3 models and
-quantized weights use the reference ``model.generate`` path of the base class.
+``admit_every`` steps so that prefills, which stall every running row, come in groups. Greedy decoding
+only: sampling, non-Gemma-3 models and quantized weights use the reference ``model.generate`` path of the
+base class. On CUDA the decode step runs in CUDA graphs (torch.compile'd by default); on a CPU, eagerly.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class FastEngine(Engine):
     #: While rows decode, waiting prompts are admitted (and prefilled, stalling every running row) at most
     #: once every this many steps, so prefills happen in groups rather than one per arriving request.
     admit_every = 4
+    #: Slots on a CPU: throughput there stops growing past ~16 rows (docs/BENCHMARKS.md), the cache would not.
+    cpu_slots = 16
     #: Most attention scores per head in one prefill batch (rows x tokens^2): 16 prompts of 1,000 tokens.
     prefill_budget = 16 * 1000 * 1000
 

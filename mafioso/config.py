@@ -127,9 +127,10 @@ class WorkerConfig:
     device: str = _help("cuda, cpu or auto", default="auto")
     dtype: str = _help("compute dtype: auto (bf16 on CUDA and on CPUs with native bf16, else fp32), "
                        "bfloat16 or float32", default="auto")
-    fast_decode: bool = _help("on CUDA with quantization none: CUDA-graph decode with continuous batching "
-                              "(bot/fast_engine.py); off = transformers generate", default=True)
-    compile_decode: bool = _help("torch.compile the fast decode step (a few minutes once at start; "
+    fast_decode: bool = _help("with quantization none and greedy decoding: Mafioso's own decode loop with "
+                              "continuous batching, in CUDA graphs on a GPU (bot/fast_engine.py); "
+                              "off = transformers generate", default=True)
+    compile_decode: bool = _help("CUDA: torch.compile the fast decode step (a few minutes once at start; "
                                  "faster per token, see docs/BENCHMARKS.md)", default=True)
     max_batch_size: int = _help("most requests decoded together", default=64)
     queue_size: int = _help("most requests waiting; more are refused as busy", default=256)

@@ -22,10 +22,11 @@ def fake_engine():
 
 @pytest.fixture(scope="session")
 def engine(tiny_model_dir):
-    """The real Engine on the tiny random model (CPU, fp32, 8 new tokens), shared by the session."""
+    """The real reference Engine (transformers ``generate``) on the tiny random model (CPU, fp32, 8 new tokens),
+    shared by the session; tests/bot/test_fast_decode.py holds the fast path to it."""
     from bot.engine import Engine
 
-    cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu")
+    cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", fast_decode=False)
     return Engine.load(cfg, GenerationConfig(max_new_tokens=8))
 
 

@@ -35,7 +35,10 @@ def answers():
     from mafioso.config import GenerationConfig, WorkerConfig
 
     engine = Engine.load(WorkerConfig(device="cpu"), GenerationConfig())  # the defaults: embedded + shipped
-    return engine.generate([(code, None) for _, code in UNSEEN])
+    try:
+        yield engine.generate([(code, None) for _, code in UNSEEN])
+    finally:
+        engine.close()
 
 
 @pytest.mark.slow
@@ -46,9 +49,6 @@ def test_shipped_adapter_answers_unseen_snippets_without_code_and_ends_on_its_ow
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 6 is open: the shipped adapter's persona rate is 0.70 (target 0.95) "
-                                        "and 2 of these 3 answers carry no persona marker; strict, so this test "
-                                        "fails the day they all pass and the marker must go")
 def test_shipped_adapter_names_the_function_in_character(answers):
     for (name, _), answer in zip(UNSEEN, answers, strict=True):
         assert mentions(answer.text, name), answer.text

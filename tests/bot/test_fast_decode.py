@@ -113,7 +113,8 @@ def test_fast_engine_answers_exactly_like_the_reference_engine(tiny_model_dir, p
     from mafioso.config import GenerationConfig, WorkerConfig
 
     gen = GenerationConfig(max_new_tokens=12, repetition_penalty=1.3, penalize_prompt=penalize_prompt)
-    reference = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32"), gen)
+    reference = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
+                                         fast_decode=False), gen)
     fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024)
     try:
         requests = [(code, request) for request, code, _ in SNIPPETS[:6]]  # more requests than slots
@@ -134,8 +135,18 @@ def test_engine_load_picks_the_fast_path_only_where_it_applies(tiny_model_dir):
     from bot.fast_engine import FastEngine
     from mafioso.config import GenerationConfig, WorkerConfig
 
-    cpu = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu"), GenerationConfig())
-    assert type(cpu) is Engine  # CPU: the reference path (the fast path's win is CUDA graphs)
+    cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu")
+    fast = Engine.load(cfg, GenerationConfig())
+    try:
+        assert type(fast) is FastEngine and fast.decoder.slots == FastEngine.cpu_slots  # 64 asked, capped on CPU
+        assert not fast.decoder.cuda_graphs
+    finally:
+        fast.close()
+    import dataclasses
+
+    assert type(Engine.load(dataclasses.replace(cfg, fast_decode=False), GenerationConfig())) is Engine
+    assert type(Engine.load(cfg, GenerationConfig(do_sample=True))) is Engine
+    cpu = fast
     assert FastEngine.supports(cpu.model, GenerationConfig(), "none")
     assert not FastEngine.supports(cpu.model, GenerationConfig(do_sample=True), "none")
     assert not FastEngine.supports(cpu.model, GenerationConfig(), "nf4")
@@ -152,7 +163,8 @@ def test_worker_on_the_fast_engine_answers_concurrent_requests(tiny_model_dir, a
     from mafioso.config import GenerationConfig, WorkerConfig
 
     gen = GenerationConfig(max_new_tokens=6)
-    cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32", max_batch_size=4)
+    cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32", max_batch_size=4,
+                       fast_decode=False)
     reference = Engine.load(cfg, gen)
     fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024)
     fast.admit_every = admit_every
@@ -195,7 +207,7 @@ def test_a_failed_prefill_fails_every_admitted_request_and_the_engine_keeps_serv
 
     gen = GenerationConfig(max_new_tokens=4)
     reference = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu",
-                                         dtype="float32"), gen)
+                                         dtype="float32", fast_decode=False), gen)
     fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024)
     fast.prefill_budget = 1  # one prompt per prefill group
     real, gate = fast.decoder.prefill_many, threading.Event()
