@@ -26,10 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor, StoppingCriteria, StoppingCriteriaList
+from transformers import (LogitsProcessor, LogitsProcessorList, RepetitionPenaltyLogitsProcessor, StoppingCriteria,
+                          StoppingCriteriaList)
 
 import mafioso
 import prompts
+from bot.ngram_ban import NgramBan
 from bot.postcheck import scrub
 from mafioso.base_model import load_model, load_tokenizer, resolve_base
 from mafioso.config import ADAPTER_INFO, DEFAULT_ADAPTER, EMBEDDED_BASE, GenerationConfig, WorkerConfig
@@ -131,6 +133,27 @@ class _SectionStop(StoppingCriteria):
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+class _AnswerNgramBan(LogitsProcessor):
+    """Per row, forbids the tokens that would repeat an n-gram of its answer (:class:`bot.ngram_ban.NgramBan`)."""
+
+    def __init__(self, n: int, prompt_len: int):
+        self.n, self.prompt_len = n, prompt_len
+        self.rows: list[NgramBan] = []
+        self.fed = 0  # answer tokens fed to every row's tracker so far
+
+    def __call__(self, input_ids, scores):
+        if not self.rows:
+            self.rows = [NgramBan(self.n) for _ in range(input_ids.shape[0])]
+        for column in input_ids[:, self.prompt_len + self.fed:].T.tolist():
+            for ban, token in zip(self.rows, column, strict=True):
+                ban.add(token)
+            self.fed += 1
+        for row, ban in enumerate(self.rows):
+            if banned := ban.banned():
+                scores[row, list(banned)] = float("-inf")
+        return scores
+
+
 class Engine:
     """A loaded model + tokenizer that turns (code, request) pairs into explanations."""
 
@@ -215,6 +238,9 @@ class Engine:
         elif self.gen.repetition_penalty != 1.0:  # count only the answer's own tokens as seen
             extra["logits_processor"] = LogitsProcessorList(
                 [RepetitionPenaltyLogitsProcessor(self.gen.repetition_penalty, prompt_ignore_length=width)])
+        if self.gen.no_repeat_ngram:
+            extra.setdefault("logits_processor", LogitsProcessorList()).append(
+                _AnswerNgramBan(self.gen.no_repeat_ngram, width))
         stop = _SectionStop(self.tokenizer, width)
         with torch.inference_mode():
             out = self.model.generate(

@@ -6,7 +6,8 @@ module runs the same maths on the same (merged) weights with:
 * a static KV cache of ``slots`` rows, each slot at its own position, so a request can join or leave the
   running batch between any two decode steps (continuous batching);
 * one decode step per batch-size bucket (1, 2, 4, … slots) captured once in a CUDA graph and replayed;
-* greedy decoding and the repetition penalty inside the graph, exactly as transformers computes them.
+* greedy decoding and the repetition penalty inside the graph, exactly as transformers computes them, and
+  optional per-slot token bans set between steps (no repeated n-grams, :mod:`bot.ngram_ban`).
 
 Correctness is pinned by a test that compares its greedy tokens with ``model.generate`` on a tiny model.
 """
@@ -111,6 +112,8 @@ class Gemma3Decoder:
         self.seen = torch.zeros(slots, self.vocab, dtype=torch.bool, device=self.device)
         self.penalty = torch.ones((), dtype=torch.float32, device=self.device)
         self.penalize_prompt = True  # transformers' rule: prompt tokens count as seen
+        self.banned = torch.zeros(slots, self.vocab, dtype=torch.bool, device=self.device)  # see set_bans
+        self.ban_ngrams = False
         self.next_tokens = torch.zeros(slots, dtype=torch.long, device=self.device)
         self._true = torch.ones(slots, dtype=torch.bool, device=self.device)
         self.logits = torch.zeros(slots, self.vocab, dtype=torch.float32, device=self.device)
@@ -204,6 +207,7 @@ class Gemma3Decoder:
             out = self._attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), (mask & real_keys) | itself)
             x = self._block(x, w, F.linear(out.transpose(1, 2).reshape(len(slots), n, -1), w["wo"]))
         self.seen[rows] = False
+        self.banned[rows] = False
         if self.penalize_prompt:
             for row, (slot, length) in enumerate(zip(slots, lengths)):
                 self.seen[slot, tokens[row, :length]] = True
@@ -239,6 +243,8 @@ class Gemma3Decoder:
             out = self._attend(q[:, :, None], self.k_cache[i][:b], self.v_cache[i][:b], mask[:, None, None, :])
             x = self._block(x, w, F.linear(out.reshape(b, -1), w["wo"]))
         logits = self._penalise(self._logits(x), self.seen[:b])
+        if self.ban_ngrams:  # fixed when the graphs are captured
+            logits = logits.masked_fill(self.banned[:b], _NEG_INF)
         self.logits[:b] = logits
         nxt = logits.argmax(-1)
         self.next_tokens[:b] = nxt
@@ -285,6 +291,20 @@ class Gemma3Decoder:
         only generated tokens count as seen (transformers' ``prompt_ignore_length``)."""
         self.penalty.fill_(penalty)
         self.penalize_prompt = penalize_prompt
+
+    def enable_ngram_bans(self) -> None:
+        """Apply :meth:`set_bans` in every decode step from now on (call before :meth:`warm_up`)."""
+        if self.graphs:
+            raise RuntimeError("enable n-gram bans before the decode graphs are captured")
+        self.ban_ngrams = True
+
+    def set_bans(self, lift: list[tuple[int, int]], ban: list[tuple[int, int]]) -> None:
+        """Forbid (slot, token) pairs in the next decode steps, and allow earlier ones again (a slot's bans
+        are also lifted when a new prompt is prefilled into it)."""
+        for pairs, value in ((lift, False), (ban, True)):
+            if pairs:
+                slots, tokens = zip(*pairs)
+                self.banned[list(slots), list(tokens)] = value
 
     def warm_up(self) -> None:
         """Capture every bucket's graph now, so no request pays for it."""

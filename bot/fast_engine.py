@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import prompts
 from bot.engine import Engine
 from bot.fast_decode import Gemma3Decoder
+from bot.ngram_ban import NgramBan
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ class _Row:
     future: Future
     generated: list[int] = field(default_factory=list)
     stop: int | None = None  # tokens generated when a ### section stopped it
+    ngrams: NgramBan | None = None  # GenerationConfig.no_repeat_ngram
+    bans: tuple[int, ...] = ()  # the tokens banned for its slot now
 
 
 def prefill_groups(rows: list[tuple[int, _Row]], budget: int) -> list[list[tuple[int, _Row]]]:
@@ -61,6 +64,8 @@ class FastEngine(Engine):
         super().__init__(model, tokenizer, gen, device)
         self.decoder = Gemma3Decoder(model, slots=slots, max_len=max_len, compile=compile)
         self.decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)
+        if gen.no_repeat_ngram:
+            self.decoder.enable_ngram_bans()
         self.max_prompt_tokens = min(self.max_prompt_tokens, max_len - gen.max_new_tokens - 1)
         self._hashy = {i for i in range(len(tokenizer)) if "#" in tokenizer.decode([i])}
         self._inbox: queue.Queue[_Row | None] = queue.Queue()
@@ -95,7 +100,8 @@ class FastEngine(Engine):
         if self.decoder is None:
             raise RuntimeError("the engine is closed")
         fits = [len(ids) <= self.max_prompt_tokens for ids in prompt_ids]
-        rows = [_Row(ids, Future()) for ids, ok in zip(prompt_ids, fits) if ok]
+        n = self.gen.no_repeat_ngram
+        rows = [_Row(ids, Future(), ngrams=NgramBan(n) if n else None) for ids, ok in zip(prompt_ids, fits) if ok]
         for row in rows:
             self._inbox.put(row)
         long = iter(super().decode([ids for ids, ok in zip(prompt_ids, fits) if not ok]) if not all(fits) else [])
@@ -152,16 +158,30 @@ class FastEngine(Engine):
             firsts = self.decoder.prefill_many([slot for slot, _ in group], [row.prompt for _, row in group])
             for (slot, _), first in zip(group, firsts, strict=True):
                 self._record(active, slot, first)
+        self._update_bans(active)
 
     def _step(self, active: dict[int, _Row]) -> None:
         tokens = self.decoder.step(max(active) + 1).tolist()
         for slot in list(active):
             self._record(active, slot, tokens[slot])
+        self._update_bans(active)
+
+    def _update_bans(self, active: dict[int, _Row]) -> None:
+        """Hand the decoder each running answer's n-gram bans for its next token, where they changed."""
+        lift, ban = [], []
+        for slot, row in active.items():
+            if row.ngrams is not None and (now := tuple(row.ngrams.banned())) != row.bans:
+                lift += [(slot, token) for token in row.bans]
+                ban += [(slot, token) for token in now]
+                row.bans = now
+        self.decoder.set_bans(lift, ban)
 
     def _record(self, active: dict[int, _Row], slot: int, token: int) -> None:
         """Append one token to a slot's answer; finish the row at EOS, ### or the token budget."""
         row = active[slot]
         row.generated.append(token)
+        if row.ngrams is not None:
+            row.ngrams.add(token)
         if token in self._hashy and row.stop is None:
             tail = self.tokenizer.decode(row.generated[-3:])
             if prompts.SECTION_MARKER in tail:

@@ -105,10 +105,14 @@ class GenerationConfig:
     penalize_prompt: bool = _help("let the repetition penalty count the prompt's tokens too (transformers' "
                                   "rule); off, the answer may freely name the code's identifiers",
                                   default=False)
+    no_repeat_ngram: int = _help("never repeat an n-gram of the answer's own tokens, e.g. 6 (0 = off); stops "
+                                 "loops like '120, 120, 120'", default=0)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ConfigError("MAFIOSO_MAX_NEW_TOKENS must be at least 1")
+        if self.no_repeat_ngram < 0 or self.no_repeat_ngram == 1:
+            raise ConfigError("MAFIOSO_NO_REPEAT_NGRAM must be 0 (off) or at least 2")
         if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.repetition_penalty <= 0:
             raise ConfigError("temperature and repetition_penalty must be > 0 and top_p in (0, 1]")
 

@@ -105,14 +105,15 @@ def test_penalty_on_the_answer_only_matches_transformers_prompt_ignore_length(mo
     assert got != _reference(model, ids, n, 1.5)  # the prompt rule really changes the answer here
 
 
-@pytest.mark.parametrize("penalize_prompt", [True, False])
-def test_fast_engine_answers_exactly_like_the_reference_engine(tiny_model_dir, penalize_prompt):
+@pytest.mark.parametrize(("penalize_prompt", "no_repeat_ngram"), [(True, 0), (False, 0), (False, 2)])
+def test_fast_engine_answers_exactly_like_the_reference_engine(tiny_model_dir, penalize_prompt, no_repeat_ngram):
     """Same Generations (text, tokens, stop, post-check) as Engine.generate, for a batch and for stragglers."""
     from bot.engine import Engine
     from bot.fast_engine import FastEngine
     from mafioso.config import GenerationConfig, WorkerConfig
 
-    gen = GenerationConfig(max_new_tokens=12, repetition_penalty=1.3, penalize_prompt=penalize_prompt)
+    gen = GenerationConfig(max_new_tokens=12, repetition_penalty=1.3, penalize_prompt=penalize_prompt,
+                           no_repeat_ngram=no_repeat_ngram)
     reference = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
                                          fast_decode=False), gen)
     fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024)
@@ -231,3 +232,49 @@ def test_a_failed_prefill_fails_every_admitted_request_and_the_engine_keeps_serv
         assert fast.generate([("x = 1", None)]) == reference.generate([("x = 1", None)])
     finally:
         fast.close()
+
+
+def test_no_repeat_ngram_bans_repeats_of_the_answer_only(tiny_model_dir):
+    """With n=2 no pair of answer tokens comes twice (the tiny model loops without it), on both paths."""
+    from bot.engine import Engine
+    from bot.fast_engine import FastEngine
+    from mafioso.config import GenerationConfig, WorkerConfig
+
+    def pairs_repeat(ids: list[int]) -> bool:
+        pairs = list(zip(ids, ids[1:]))
+        return len(pairs) != len(set(pairs))
+
+    cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
+                       fast_decode=False)
+    loose = Engine.load(cfg, GenerationConfig(max_new_tokens=40, repetition_penalty=1.0))
+    codes = [code for _, code, _ in SNIPPETS[:4]]
+    prompt_ids = [prompts.encode(loose.tokenizer, code)["input_ids"] for code in codes]
+    assert any(pairs_repeat(ids) for ids, _ in loose.decode(prompt_ids))  # the test can fail
+    gen = GenerationConfig(max_new_tokens=40, repetition_penalty=1.0, no_repeat_ngram=2)
+    reference = Engine.load(cfg, gen)
+    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024)
+    try:
+        for engine in (reference, fast):
+            for ids, stop in engine.decode(prompt_ids):
+                end = min(stop or len(ids), next((i + 1 for i, t in enumerate(ids) if t in engine.eos_ids), len(ids)))
+                assert not pairs_repeat(ids[:end])
+    finally:
+        fast.close()
+
+
+def test_ngram_ban_counts_the_answer_not_the_prompt():
+    from bot.engine import _AnswerNgramBan
+    from bot.ngram_ban import NgramBan
+
+    ban = NgramBan(3)
+    for token in [5, 6, 7, 5]:
+        ban.add(token)
+    assert ban.banned() == set()
+    ban.add(6)
+    assert ban.banned() == {7}  # 5 6 7 again would repeat a trigram
+    prompt = [1, 2, 1, 2, 1]  # the bigram 1 2 twice in the prompt: still allowed in the answer
+    processor = _AnswerNgramBan(2, prompt_len=len(prompt))
+    scores = processor(torch.tensor([prompt]), torch.zeros(1, 10))
+    assert torch.isfinite(scores).all()
+    scores = processor(torch.tensor([prompt + [2, 3, 2]]), torch.zeros(1, 10))
+    assert torch.isinf(scores[0, 3]) and torch.isfinite(scores[0, [0, 1, 2, 4]]).all()  # 2 3 came before
