@@ -112,7 +112,7 @@ class Gemma3Decoder:
         self.seen = torch.zeros(slots, self.vocab, dtype=torch.bool, device=self.device)
         self.penalty = torch.ones((), dtype=torch.float32, device=self.device)
         self.penalize_prompt = True  # transformers' rule: prompt tokens count as seen
-        self.banned = torch.zeros(slots, self.vocab, dtype=torch.bool, device=self.device)  # see set_bans
+        self.banned: torch.Tensor | None = None  # (slots, vocab) once enable_ngram_bans() is called
         self.ban_ngrams = False
         self.next_tokens = torch.zeros(slots, dtype=torch.long, device=self.device)
         self._true = torch.ones(slots, dtype=torch.bool, device=self.device)
@@ -207,7 +207,8 @@ class Gemma3Decoder:
             out = self._attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), (mask & real_keys) | itself)
             x = self._block(x, w, F.linear(out.transpose(1, 2).reshape(len(slots), n, -1), w["wo"]))
         self.seen[rows] = False
-        self.banned[rows] = False
+        if self.ban_ngrams:
+            self.banned[rows] = False
         if self.penalize_prompt:
             for row, (slot, length) in enumerate(zip(slots, lengths)):
                 self.seen[slot, tokens[row, :length]] = True
@@ -296,11 +297,14 @@ class Gemma3Decoder:
         """Apply :meth:`set_bans` in every decode step from now on (call before :meth:`warm_up`)."""
         if self.graphs:
             raise RuntimeError("enable n-gram bans before the decode graphs are captured")
+        self.banned = torch.zeros(self.slots, self.vocab, dtype=torch.bool, device=self.device)
         self.ban_ngrams = True
 
     def set_bans(self, lift: list[tuple[int, int]], ban: list[tuple[int, int]]) -> None:
         """Forbid (slot, token) pairs in the next decode steps, and allow earlier ones again (a slot's bans
         are also lifted when a new prompt is prefilled into it)."""
+        if not self.ban_ngrams:
+            return
         for pairs, value in ((lift, False), (ban, True)):
             if pairs:
                 slots, tokens = zip(*pairs)
