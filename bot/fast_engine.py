@@ -32,7 +32,7 @@ class _Row:
     generated: list[int] = field(default_factory=list)
     stop: int | None = None  # tokens generated when a ### section stopped it
     ngrams: NgramBan | None = None  # GenerationConfig.no_repeat_ngram
-    bans: tuple[int, ...] = ()  # the tokens banned for its slot now
+    bans: frozenset[int] = frozenset()  # the tokens banned for its slot now
 
 
 def prefill_groups(rows: list[tuple[int, _Row]], budget: int) -> list[list[tuple[int, _Row]]]:
@@ -50,7 +50,7 @@ def prefill_groups(rows: list[tuple[int, _Row]], budget: int) -> list[list[tuple
 
 
 class FastEngine(Engine):
-    """An engine whose greedy decode runs on per-slot KV caches with CUDA-graph decode steps."""
+    """An engine whose greedy decode runs on per-slot KV caches (CUDA-graph decode steps on a GPU)."""
 
     #: While rows decode, waiting prompts are admitted (and prefilled, stalling every running row) at most
     #: once every this many steps, so prefills happen in groups rather than one per arriving request.
@@ -168,9 +168,11 @@ class FastEngine(Engine):
 
     def _update_bans(self, active: dict[int, _Row]) -> None:
         """Hand the decoder each running answer's n-gram bans for its next token, where they changed."""
+        if not self.decoder.ban_ngrams:
+            return
         lift, ban = [], []
         for slot, row in active.items():
-            if row.ngrams is not None and (now := tuple(row.ngrams.banned())) != row.bans:
+            if (now := frozenset(row.ngrams.banned())) != row.bans:
                 lift += [(slot, token) for token in row.bans]
                 ban += [(slot, token) for token in now]
                 row.bans = now
