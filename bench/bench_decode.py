@@ -1,10 +1,11 @@
 """Where the fast decode path spends its time: one decode step per batch size, and prefill per group size.
 
     python bench/bench_decode.py --base-model /tmp/gemma.gguf            # GPU (CUDA graphs, torch.compile)
-    python bench/bench_decode.py --no-compile-decode --steps 5           # CPU smoke run
+    python bench/bench_decode.py --steps 5 --slots 8                      # CPU smoke run
 
-Loads the worker's default engine (bf16, merged shipped adapter, fast path), then times, with the decode
-thread idle: ``Gemma3Decoder.step`` at every captured batch size (slots at a typical position), and
+Loads the model as the worker does (bf16, shipped adapter merged) and builds the fast path's decoder on it
+with ``--slots`` slots (as the worker's engine does: CUDA graphs and torch.compile on a GPU, eager on a CPU),
+then times ``Gemma3Decoder.step`` at every batch-size bucket (slots at a typical position) and
 ``prefill_many`` of 1, 4, 16 and 64 prompts of the benchmark snippets. Prints a table and one JSON line.
 """
 
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapter", default="default")
     parser.add_argument("--compile-decode", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--slots", type=int, default=WorkerConfig.max_batch_size, help="KV-cache slots")
     parser.add_argument("--steps", type=int, default=200, help="decode steps timed per batch size")
     parser.add_argument("--position", type=int, default=300, help="cache position of every slot while timing")
     args = parser.parse_args(argv)
@@ -50,18 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     from bot.fast_decode import Gemma3Decoder
     from bot.fast_engine import FastEngine
 
-    cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, compile_decode=args.compile_decode,
-                       device=args.device)
+    cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, device=args.device, fast_decode=False)
     gen = GenerationConfig()
     started = time.perf_counter()
-    engine = Engine.load(cfg, gen)
+    engine = Engine.load(cfg, gen)  # the reference engine: only its merged model and tokenizer are used
+    cuda = next(engine.model.parameters()).device.type == "cuda"
+    compiled = args.compile_decode and cuda  # as the worker: torch.compile on CUDA only
+    decoder = Gemma3Decoder(engine.model, slots=args.slots, max_len=FastEngine.slot_length(cfg, gen),
+                            compile=compiled)
+    decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)
+    decoder.warm_up()
     load_s = time.perf_counter() - started
-    if isinstance(engine, FastEngine):
-        decoder = engine.decoder
-    else:  # CPU: the same decoder, without CUDA graphs
-        decoder = Gemma3Decoder(engine.model, slots=cfg.max_batch_size,
-                                max_len=FastEngine.slot_length(cfg, gen), compile=args.compile_decode)
-    cuda = decoder.device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     ids = [prompts.encode(engine.tokenizer, code)["input_ids"] for code in SNIPPETS]
 
@@ -83,18 +84,16 @@ def main(argv: list[str] | None = None) -> int:
         seconds = timed(lambda n=n, group=group: decoder.prefill_many(list(range(n)), group), 5, sync)
         prefills.append({"prompts": n, "prompt_tokens": sum(map(len, group)), "ms": round(seconds * 1e3, 2)})
         print(json.dumps(prefills[-1]), file=sys.stderr, flush=True)
-    result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "compile": args.compile_decode,
+    result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "compile": compiled,
               "cuda_graphs": decoder.cuda_graphs, "load_and_warm_up_s": round(load_s, 1),
               "slot_length": decoder.max_len, "position": args.position, "steps": steps, "prefill": prefills}
-    print(f"device {result['device']}, compile {args.compile_decode}, CUDA graphs {decoder.cuda_graphs}, "
+    print(f"device {result['device']}, compile {compiled}, CUDA graphs {decoder.cuda_graphs}, "
           f"load + warm-up {result['load_and_warm_up_s']} s")
     for row in steps:
         print(f"decode step  batch {row['batch']:>3}: {row['ms_per_step']:>8} ms  {row['tokens_per_s']:>9} tok/s")
     for row in prefills:
         print(f"prefill {row['prompts']:>3} prompts ({row['prompt_tokens']:>5} tokens): {row['ms']:>8} ms")
     print(json.dumps(result))
-    if hasattr(engine, "close"):
-        engine.close()
     return 0
 
 
