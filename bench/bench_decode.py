@@ -35,6 +35,30 @@ def timed(fn, repeat: int, sync) -> float:
     return (time.perf_counter() - started) / repeat
 
 
+def profile(fn, cuda: bool, calls: int = 20) -> dict:
+    """Kernels (CUDA) or operators (CPU) per call of ``fn`` and the ten that take the most device time."""
+    import torch
+    from torch.profiler import ProfilerActivity
+
+    fn()
+    activity = ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU
+    with torch.profiler.profile(activities=[activity]) as prof:
+        for _ in range(calls):
+            fn()
+        if cuda:
+            torch.cuda.synchronize()
+    kernels: dict[str, list[float]] = {}
+    for event in prof.events():
+        on_device = event.device_type == torch.autograd.DeviceType.CUDA if cuda else event.cpu_parent is None
+        if on_device:
+            kernels.setdefault(event.name, []).append(event.device_time if cuda else event.cpu_time)
+    top = sorted(kernels.items(), key=lambda kv: -sum(kv[1]))[:10]
+    return {"kernels_per_call": round(sum(map(len, kernels.values())) / calls, 1),
+            "device_us_per_call": round(sum(map(sum, kernels.values())) / calls, 1),
+            "top": [{"name": name, "calls_per_call": round(len(t) / calls, 1), "us_per_call": round(sum(t) / calls, 1)}
+                    for name, t in top]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base-model", default="")
@@ -44,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slots", type=int, default=WorkerConfig.max_batch_size, help="KV-cache slots")
     parser.add_argument("--steps", type=int, default=200, help="decode steps timed per batch size")
     parser.add_argument("--position", type=int, default=300, help="cache position of every slot while timing")
+    parser.add_argument("--profile", type=int, nargs="*", default=[], metavar="BATCH",
+                        help="also profile one decode step at these batch sizes and a one-prompt prefill: "
+                             "kernels per step and the slowest kernels")
     args = parser.parse_args(argv)
 
     import torch
@@ -84,15 +111,28 @@ def main(argv: list[str] | None = None) -> int:
         seconds = timed(lambda n=n, group=group: decoder.prefill_many(list(range(n)), group), 5, sync)
         prefills.append({"prompts": n, "prompt_tokens": sum(map(len, group)), "ms": round(seconds * 1e3, 2)})
         print(json.dumps(prefills[-1]), file=sys.stderr, flush=True)
+    profiles = {f"step{b}": profile(lambda b=b: step(b), cuda) for b in args.profile}
+    if args.profile:
+        profiles["prefill1"] = profile(lambda: decoder.prefill_many([0], ids[:1]), cuda)
+    gb = (lambda n: round(n / 1e9, 3))
+    memory = {"kv_cache_gb": gb(decoder.cache_bytes),
+              **({"allocated_gb": gb(torch.cuda.memory_allocated()), "peak_gb": gb(torch.cuda.max_memory_allocated()),
+                  "reserved_gb": gb(torch.cuda.memory_reserved())} if cuda else {})}
     result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "compile": compiled,
               "cuda_graphs": decoder.cuda_graphs, "load_and_warm_up_s": round(load_s, 1),
-              "slot_length": decoder.max_len, "position": args.position, "steps": steps, "prefill": prefills}
+              "slot_length": decoder.max_len, "position": args.position, "steps": steps, "prefill": prefills,
+              "memory": memory, "profiles": profiles}
     print(f"device {result['device']}, compile {compiled}, CUDA graphs {decoder.cuda_graphs}, "
           f"load + warm-up {result['load_and_warm_up_s']} s")
     for row in steps:
         print(f"decode step  batch {row['batch']:>3}: {row['ms_per_step']:>8} ms  {row['tokens_per_s']:>9} tok/s")
     for row in prefills:
         print(f"prefill {row['prompts']:>3} prompts ({row['prompt_tokens']:>5} tokens): {row['ms']:>8} ms")
+    print(f"memory {memory}")
+    for name, prof in profiles.items():
+        print(f"{name}: {prof['kernels_per_call']} kernels, {prof['device_us_per_call']} us on the device per call; "
+              f"slowest: " + "; ".join(f"{k['name'][:60]} x{k['calls_per_call']} {k['us_per_call']} us"
+                                       for k in prof["top"][:5]))
     print(json.dumps(result))
     return 0
 

@@ -14,10 +14,14 @@ Correctness is pinned by a test that compares its greedy tokens with ``model.gen
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 
 _NEG_INF = float("-inf")
+
+log = logging.getLogger(__name__)
 
 
 def _gelu(x: torch.Tensor) -> torch.Tensor:
@@ -116,7 +120,6 @@ class Gemma3Decoder:
         self.ban_ngrams = False
         self.next_tokens = torch.zeros(slots, dtype=torch.long, device=self.device)
         self._true = torch.ones(slots, dtype=torch.bool, device=self.device)
-        self.logits = torch.zeros(slots, self.vocab, dtype=torch.float32, device=self.device)
         self.cuda_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         # one memory pool for every bucket's graph: they never run at the same time and keep their outputs
@@ -126,6 +129,8 @@ class Gemma3Decoder:
         # torch.compile fuses the step's ~100 small kernels per layer (norms, RoPE, masks) into a few; the
         # CUDA graphs then replay the compiled kernels. Compiling costs a few minutes once, at warm-up.
         self._decode_step = torch.compile(self._decode, dynamic=True) if compile else self._decode
+        # prefill shapes vary (prompts x tokens): one layer compiled with dynamic shapes, run eagerly per layer
+        self._prefill_layer_step = torch.compile(self._prefill_layer, dynamic=True) if compile else self._prefill_layer
 
     # ------------------------------------------------------------------------------------------ maths
 
@@ -178,6 +183,18 @@ class Gemma3Decoder:
         """Run a prompt into ``slot``'s cache; returns the first generated token (greedy, penalised)."""
         return self.prefill_many([slot], [ids])[0]
 
+    def _prefill_layer(self, x: torch.Tensor, w: dict, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor):
+        """One layer over whole prompts: x (B, n, hidden), mask (B, 1, n, n); returns x and the layer's k, v
+        (B, n, KV, D) for the cache. Attention is one fused kernel (scaled_dot_product_attention): the
+        scores of a long prompt batch are never materialised."""
+        b, n, _ = x.shape
+        q, k, v = self._qkv(self._norm(x, w["in_norm"]), w, (cos, sin))  # (B, n, heads, D)
+        group = self.n_heads // self.n_kv  # query head h reads key/value head h // group, as transformers
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2).repeat_interleave(group, dim=1),
+            v.transpose(1, 2).repeat_interleave(group, dim=1), attn_mask=mask, scale=self.scaling)
+        return self._block(x, w, F.linear(out.transpose(1, 2).reshape(b, n, -1), w["wo"])), k, v
+
     @torch.inference_mode()
     def prefill_many(self, slots: list[int], prompts: list[list[int]]) -> list[int]:
         """Run several prompts into their slots in one forward pass (right-padded to the longest; padding is
@@ -193,19 +210,22 @@ class Gemma3Decoder:
         real_keys = (positions[None, :] < ends[:, None])[:, None, None, :]  # (B, 1, 1, n): padding is no key
         causal = positions[None, :] <= positions[:, None]
         itself = positions[None, :] == positions[:, None]
+        masks, writes = {}, {}
+        for w in self.layers:
+            if w["window"] not in masks:  # a padding query may see only itself: never all -inf (NaN)
+                mask = causal if w["window"] is None else causal & (positions[None, :] > positions[:, None] - w["window"])
+                masks[w["window"]] = (mask & real_keys) | itself
+            if w["length"] not in writes:  # the cached (row, position) pairs: a ring keeps the last `length`
+                keep = (positions[None, :] < ends[:, None]) & (positions[None, :] >= ends[:, None] - w["length"])
+                row, pos = keep.nonzero(as_tuple=True)
+                writes[w["length"]] = (row, pos, rows[row], pos % w["length"])
         x = F.embedding(tokens, self.embed) * self.embed_scale  # (B, n, hidden)
         for i, w in enumerate(self.layers):
-            h = self._norm(x, w["in_norm"])
             cos, sin = self.rope[w["kind"]]
-            q, k, v = self._qkv(h, w, (cos[:n], sin[:n]))  # (B, n, heads, D)
-            for row, (slot, length) in enumerate(zip(slots, lengths)):
-                keep = positions[max(0, length - w["length"]):length]  # a ring keeps the last `window` only
-                self.k_cache[i][slot, :, keep % w["length"]] = k[row, keep].transpose(0, 1)
-                self.v_cache[i][slot, :, keep % w["length"]] = v[row, keep].transpose(0, 1)
-            mask = causal if w["window"] is None else causal & (positions[None, :] > positions[:, None] - w["window"])
-            # a padding query may see only itself: finite, never a key for a real one (all -inf would give NaN)
-            out = self._attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), (mask & real_keys) | itself)
-            x = self._block(x, w, F.linear(out.transpose(1, 2).reshape(len(slots), n, -1), w["wo"]))
+            x, k, v = self._prefill_layer_step(x, w, cos[:n], sin[:n], masks[w["window"]])
+            row, pos, slot, ring = writes[w["length"]]
+            self.k_cache[i][slot, :, ring] = k[row, pos]
+            self.v_cache[i][slot, :, ring] = v[row, pos]
         self.seen[rows] = False
         if self.ban_ngrams:
             self.banned[rows] = False
@@ -226,7 +246,7 @@ class Gemma3Decoder:
         return torch.where(seen, penalised, logits)
 
     def _decode(self, b: int) -> None:
-        """One decode step for slots [0, b): reads ``tokens``/``positions``, writes ``next_tokens``/``logits``."""
+        """One decode step for slots [0, b): reads ``tokens``/``positions``, writes ``next_tokens``."""
         tokens, positions = self.tokens[:b], self.positions[:b]
         rows = torch.arange(b, device=self.device)
         x = F.embedding(tokens, self.embed) * self.embed_scale  # (b, hidden)
@@ -246,7 +266,6 @@ class Gemma3Decoder:
         logits = self._penalise(self._logits(x), self.seen[:b])
         if self.ban_ngrams:  # fixed when the graphs are captured
             logits = logits.masked_fill(self.banned[:b], _NEG_INF)
-        self.logits[:b] = logits
         nxt = logits.argmax(-1)
         self.next_tokens[:b] = nxt
         self.seen[rows, nxt] = self._true[:b]  # a device tensor: a Python True would copy from the CPU
@@ -311,7 +330,15 @@ class Gemma3Decoder:
                 self.banned[list(slots), list(tokens)] = value
 
     def warm_up(self) -> None:
-        """Capture every bucket's graph now, so no request pays for it."""
+        """Compile the prefill and capture every bucket's graph now, so no request pays for it. If the prefill
+        does not compile, it runs eagerly (slower, same maths) rather than failing the engine."""
+        if self._prefill_layer_step is not self._prefill_layer:
+            try:  # one prompt and two: torch.compile specialises a size of 1, so both get compiled here
+                self.prefill_many([0], [[1] * 8])
+                self.prefill_many([0, 1], [[1] * 8, [1] * 5])
+            except Exception as exc:  # noqa: BLE001 - any compiler failure: fall back to the eager layer
+                log.warning("torch.compile of the prefill failed, prefill runs eagerly: %s", exc)
+                self._prefill_layer_step = self._prefill_layer
         if self.cuda_graphs:
             for b in self.buckets:
                 with torch.inference_mode():
