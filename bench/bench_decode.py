@@ -36,27 +36,34 @@ def timed(fn, repeat: int, sync) -> float:
 
 
 def profile(fn, cuda: bool, calls: int = 20) -> dict:
-    """Kernels (CUDA) or operators (CPU) per call of ``fn`` and the ten that take the most device time."""
+    """Per call of ``fn``: wall time, device kernels (CUDA) or operators (CPU), the ten kernels that take the
+    most device time, and the host operators that take the most CPU time."""
     import torch
     from torch.profiler import ProfilerActivity
 
     fn()
-    activity = ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU
-    with torch.profiler.profile(activities=[activity]) as prof:
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch.profiler.profile(activities=activities) as prof:
+        started = time.perf_counter()
         for _ in range(calls):
             fn()
         if cuda:
             torch.cuda.synchronize()
+        wall = time.perf_counter() - started
     kernels: dict[str, list[float]] = {}
     for event in prof.events():
         on_device = event.device_type == torch.autograd.DeviceType.CUDA if cuda else event.cpu_parent is None
         if on_device:
             kernels.setdefault(event.name, []).append(event.device_time if cuda else event.cpu_time)
     top = sorted(kernels.items(), key=lambda kv: -sum(kv[1]))[:10]
-    return {"kernels_per_call": round(sum(map(len, kernels.values())) / calls, 1),
+    host = sorted(prof.key_averages(), key=lambda avg: -avg.self_cpu_time_total)[:10]
+    return {"wall_us_per_call": round(wall / calls * 1e6, 1),
+            "kernels_per_call": round(sum(map(len, kernels.values())) / calls, 1),
             "device_us_per_call": round(sum(map(sum, kernels.values())) / calls, 1),
             "top": [{"name": name, "calls_per_call": round(len(t) / calls, 1), "us_per_call": round(sum(t) / calls, 1)}
-                    for name, t in top]}
+                    for name, t in top],
+            "host_top": [{"name": avg.key, "calls_per_call": round(avg.count / calls, 1),
+                          "self_cpu_us_per_call": round(avg.self_cpu_time_total / calls, 1)} for avg in host]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,9 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prefill {row['prompts']:>3} prompts ({row['prompt_tokens']:>5} tokens): {row['ms']:>8} ms")
     print(f"memory {memory}")
     for name, prof in profiles.items():
-        print(f"{name}: {prof['kernels_per_call']} kernels, {prof['device_us_per_call']} us on the device per call; "
+        print(f"{name}: {prof['wall_us_per_call']} us a call (profiled), {prof['kernels_per_call']} kernels, "
+              f"{prof['device_us_per_call']} us on the device; "
               f"slowest: " + "; ".join(f"{k['name'][:60]} x{k['calls_per_call']} {k['us_per_call']} us"
                                        for k in prof["top"][:5]))
+        print("  host: " + "; ".join(f"{k['name'][:40]} x{k['calls_per_call']} {k['self_cpu_us_per_call']} us"
+                                     for k in prof["host_top"][:6]))
     print(json.dumps(result))
     return 0
 

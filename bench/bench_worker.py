@@ -66,8 +66,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--admit-every", type=int, nargs="+", metavar="STEPS",
                         help="fast engine admission interval(s): the first for the table, each other one adds a "
                              "row at the highest concurrency (default: the engine's)")
+    parser.add_argument("--no-lookahead-rows", action="store_true",
+                        help="also measure the fast engine without lookahead (each step's tokens read before the "
+                             "next is launched) at the lowest and highest concurrency")
     parser.add_argument("--requests", type=int, help="worker requests per concurrency level "
-                                                     "(default: 4 x concurrency, at least 8)")
+                                                     "(default: --waves x concurrency, at least 8)")
+    parser.add_argument("--waves", type=int, default=4,
+                        help="requests per caller at each concurrency level (default 4): more waves, less of the "
+                             "ramp at the start and the drain at the end in the aggregate")
     parser.add_argument("--naive-requests", type=int, default=8, help="requests for the naive baseline")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--max-new-tokens", type=int, default=120)
@@ -152,10 +158,12 @@ def run_naive(model, tokenizer, gen: GenerationConfig, requests: int) -> dict:
 
 
 async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dict[int, int],
-                         name: str, admit_every: list[int] | None = None) -> tuple[list[dict], float | None]:
+                         name: str, admit_every: list[int] | None = None,
+                         no_lookahead_rows: bool = False) -> tuple[list[dict], float | None]:
     """Table rows for one worker configuration (``requests``: concurrency -> request count), and its peak GPU
     memory in GB (None on CPU). ``admit_every``: fast-engine admission intervals, the first for every level,
-    the others at the highest level only."""
+    the others at the highest level only; ``no_lookahead_rows``: the lowest and highest level again with the
+    fast engine's lookahead off."""
     import torch
 
     from bot.engine import Engine
@@ -183,6 +191,19 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
         engine.admit_every = interval
         rows.append(await run_worker(worker, requests[top], top, f"{name}-a{interval}"))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    if getattr(engine, "gil_switch_s", None) and cuda and sys.getswitchinterval() < 0.005:
+        engine_interval = sys.getswitchinterval()
+        sys.setswitchinterval(0.005)  # Python's default, against the engine's shorter one
+        rows.append(await run_worker(worker, requests[top], top, f"{name}-gil5ms"))
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        sys.setswitchinterval(engine_interval)
+    if no_lookahead_rows and getattr(engine, "lookahead", False):
+        if intervals:
+            engine.admit_every = intervals[0]
+        engine.lookahead = False
+        for level in sorted({min(requests), top}):
+            rows.append(await run_worker(worker, requests[level], level, f"{name}-nolook"))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     await worker.stop()
     engine.close()
     peak = round(torch.cuda.max_memory_allocated() / 1e9, 3) if cuda else None
@@ -200,8 +221,8 @@ async def bench(args: argparse.Namespace) -> dict:
     cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, quantization=args.quantization,
                        max_batch_size=max(args.concurrency), queue_size=max(1024, 4 * max(args.concurrency)),
                        request_timeout=3600.0, fast_decode=args.fast_decode, compile_decode=args.compile_decode)
-    levels = {c: args.requests or max(8, 4 * c) for c in args.concurrency}
-    rows, peak = await measure_worker(cfg, gen, levels, "worker", args.admit_every)
+    levels = {c: args.requests or max(8, args.waves * c) for c in args.concurrency}
+    rows, peak = await measure_worker(cfg, gen, levels, "worker", args.admit_every, args.no_lookahead_rows)
     memory = {args.quantization: peak}
     for mode in args.also:  # the slow generate-based modes: fewer requests
         extra, memory[mode] = await measure_worker(dataclasses.replace(cfg, quantization=mode), gen,
@@ -220,11 +241,11 @@ async def bench(args: argparse.Namespace) -> dict:
 
 def table(result: dict) -> str:
     """The rows as a plain-text table."""
-    head = f"{'path':<10}{'conc':>6}{'reqs':>6}{'tokens':>8}{'wall s':>9}{'tok/s':>9}{'p50 s':>8}{'p95 s':>8}"
+    head = f"{'path':<15}{'conc':>6}{'reqs':>6}{'tokens':>8}{'wall s':>9}{'tok/s':>9}{'p50 s':>8}{'p95 s':>8}"
     lines = [f"device {result['device']}, adapter {result['adapter']}, max_new_tokens {result['max_new_tokens']}, "
              f"worker peak GPU GB {result['peak_gpu_gb']}", head, "-" * len(head)]
     for r in result["rows"]:
-        lines.append(f"{r['name']:<10}{r['concurrency']:>6}{r['requests']:>6}{r['tokens']:>8}{r['wall_s']:>9}"
+        lines.append(f"{r['name']:<15}{r['concurrency']:>6}{r['requests']:>6}{r['tokens']:>8}{r['wall_s']:>9}"
                      f"{r['tokens_per_s']:>9}{r['p50_s']:>8}{r['p95_s']:>8}")
     return "\n".join(lines)
 

@@ -42,6 +42,19 @@ def _fuse(*linears: torch.nn.Linear) -> torch.Tensor:
     return fused
 
 
+def chunked_argmax(logits: torch.Tensor, chunks: int = 512) -> torch.Tensor:
+    """``logits.argmax(-1)`` of a (rows, vocab) tensor in two stages over ``chunks`` slices of the vocabulary:
+    the same index (the first maximum), but one row's reduction runs in parallel (compiled as one reduction,
+    a single block went through Gemma's 262k logits alone: 73 us of a 1.06 ms step at batch 1)."""
+    rows, vocab = logits.shape
+    if vocab % chunks:
+        return logits.argmax(-1)
+    sliced = logits.view(rows, chunks, vocab // chunks)
+    inner = sliced.argmax(-1)  # (rows, chunks): the first maximum of each slice
+    best = sliced.gather(-1, inner[..., None]).squeeze(-1).argmax(-1)  # the first slice holding the maximum
+    return best * (vocab // chunks) + inner.gather(-1, best[:, None]).squeeze(-1)
+
+
 def _norm_weight(norm: torch.nn.Module) -> torch.Tensor:
     """Gemma's RMSNorm scales by ``1 + weight`` in fp32: precompute it once."""
     return 1.0 + norm.weight.detach().float()
@@ -119,6 +132,9 @@ class Gemma3Decoder:
         self.banned: torch.Tensor | None = None  # (slots, vocab) once enable_ngram_bans() is called
         self.ban_ngrams = False
         self.next_tokens = torch.zeros(slots, dtype=torch.long, device=self.device)
+        if self.device.type == "cuda":  # page-locked, so the copy of a step's tokens runs asynchronously
+            self._host = [torch.zeros(slots, dtype=torch.long, pin_memory=True) for _ in range(2)]
+            self._flip = 0
         self._true = torch.ones(slots, dtype=torch.bool, device=self.device)
         self.cuda_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
@@ -266,7 +282,7 @@ class Gemma3Decoder:
         logits = self._penalise(self._logits(x), self.seen[:b])
         if self.ban_ngrams:  # fixed when the graphs are captured
             logits = logits.masked_fill(self.banned[:b], _NEG_INF)
-        nxt = logits.argmax(-1)
+        nxt = chunked_argmax(logits)
         self.next_tokens[:b] = nxt
         self.seen[rows, nxt] = self._true[:b]  # a device tensor: a Python True would copy from the CPU
         self.tokens[:b] = nxt
@@ -276,17 +292,44 @@ class Gemma3Decoder:
         """The smallest captured batch size that covers slots [0, active)."""
         return next(b for b in self.buckets if b >= active)
 
-    @torch.inference_mode()
-    def step(self, active: int) -> torch.Tensor:
-        """One greedy decode step for slots [0, bucket(active)); returns their next tokens (on device)."""
-        b = self.bucket(active)
+    def _run(self, b: int) -> None:
         if not self.cuda_graphs:
             self._decode_step(b)
         else:
             if b not in self.graphs:
                 self._capture(b)
             self.graphs[b].replay()
+
+    @torch.inference_mode()
+    def step(self, active: int) -> torch.Tensor:
+        """One greedy decode step for slots [0, bucket(active)); returns their next tokens (on device)."""
+        b = self.bucket(active)
+        self._run(b)
         return self.next_tokens[:b]
+
+    @torch.inference_mode()
+    def launch(self, active: int) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+        """Start one decode step for slots [0, bucket(active)) and return a handle for :meth:`collect`. On a
+        GPU nothing waits: the tokens come back to the host asynchronously, so the caller may launch the next
+        step (its inputs are already on the device) before it reads this one's."""
+        b = self.bucket(active)
+        self._run(b)
+        if self.device.type != "cuda":
+            return self.next_tokens[:b].clone(), None
+        host = self._host[self._flip][:b]  # two buffers: one step's tokens in flight while the last is read
+        self._flip ^= 1
+        host.copy_(self.next_tokens[:b], non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return host, done
+
+    @staticmethod
+    def collect(handle: tuple[torch.Tensor, torch.cuda.Event | None]) -> list[int]:
+        """The tokens of a launched step (waits for it, without holding the GIL)."""
+        tokens, done = handle
+        if done is not None:
+            done.synchronize()
+        return tokens.tolist()
 
     def _capture(self, b: int) -> None:
         # Warm up on a side stream (required before capture), then restore the state the warm-up touched,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -53,19 +54,33 @@ class FastEngine(Engine):
     """An engine whose greedy decode runs on per-slot KV caches (CUDA-graph decode steps on a GPU)."""
 
     #: While rows decode, waiting prompts are admitted (and prefilled, stalling every running row) at most
-    #: once every this many steps, so prefills happen in groups rather than one per arriving request.
-    admit_every = 4
+    #: once every this many steps (``admit_every``), so prefills happen in groups rather than one per arriving
+    #: request. On the GPU a prefill costs ~10 decode steps, on a CPU ~3 (docs/BENCHMARKS.md).
+    gpu_admit_every = 16
+    cpu_admit_every = 4
     #: Slots on a CPU: throughput there stops growing past ~16 rows (docs/BENCHMARKS.md), the cache would not.
     cpu_slots = 16
     #: Most attention scores per head in one prefill batch (rows x tokens^2): 16 prompts of 1,000 tokens.
     prefill_budget = 16 * 1000 * 1000
+    #: With CUDA graphs, the process's GIL switch interval (Python's default is 5 ms): a decode step takes
+    #: 1-1.5 ms, so the decode thread must get the GIL back from the event loop and the request threads
+    #: within a step, not after up to 5 ms (docs/BENCHMARKS.md measures both).
+    gil_switch_s = 0.0005
 
-    def __init__(self, model, tokenizer, gen, device: str, slots: int, max_len: int, compile: bool = False):
+    def __init__(self, model, tokenizer, gen, device: str, slots: int, max_len: int, compile: bool = False,
+                 lookahead: bool | None = None):
         super().__init__(model, tokenizer, gen, device)
         self.decoder = Gemma3Decoder(model, slots=slots, max_len=max_len, compile=compile)
         self.decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)
         if gen.no_repeat_ngram:
             self.decoder.enable_ngram_bans()
+        #: Launch each decode step before reading the last one's tokens, so the GPU never waits for the host
+        #: (default: with CUDA graphs). A finished row then costs one discarded step. Off with n-gram bans,
+        #: which must know a step's token before the next step runs.
+        self.lookahead = (self.decoder.cuda_graphs if lookahead is None else lookahead) and not gen.no_repeat_ngram
+        self.admit_every = self.gpu_admit_every if self.decoder.cuda_graphs else self.cpu_admit_every
+        if self.decoder.cuda_graphs and sys.getswitchinterval() > self.gil_switch_s:
+            sys.setswitchinterval(self.gil_switch_s)
         self.max_prompt_tokens = min(self.max_prompt_tokens, max_len - gen.max_new_tokens - 1)
         self._hashy = {i for i in range(len(tokenizer)) if "#" in tokenizer.decode([i])}
         self._inbox: queue.Queue[_Row | None] = queue.Queue()
@@ -124,13 +139,23 @@ class FastEngine(Engine):
     def _loop(self) -> None:
         active: dict[int, _Row] = {}
         steps = 0  # since the last admission
+        pending = None  # with lookahead: the launched step whose tokens are not read yet
         while not self._closing or active:
             try:
                 if not active or steps >= self.admit_every:
+                    if pending is not None:  # a slot that step frees may be refilled: read its tokens first
+                        self._collect(active, pending)
+                        pending = None
                     self._admit(active, block=not active)
                     steps = 0
                 if active:
-                    self._step(active)
+                    launched = self.decoder.launch(max(active) + 1)
+                    if pending is not None:
+                        self._collect(active, pending)
+                    pending = launched
+                    if not self.lookahead:
+                        self._collect(active, pending)
+                        pending = None
                     steps += 1
             except Exception as exc:  # noqa: BLE001 - one bad step must fail its requests, not the thread
                 log.exception("decode step failed; failing %d request(s)", len(active))
@@ -138,6 +163,7 @@ class FastEngine(Engine):
                     if not row.future.done():
                         row.future.set_exception(exc)
                 active.clear()
+                pending = None
 
     def _admit(self, active: dict[int, _Row], block: bool) -> None:
         """Move waiting rows into free slots and prefill them, several prompts per forward pass."""
@@ -160,8 +186,10 @@ class FastEngine(Engine):
                 self._record(active, slot, first)
         self._update_bans(active)
 
-    def _step(self, active: dict[int, _Row]) -> None:
-        tokens = self.decoder.step(max(active) + 1).tolist()
+    def _collect(self, active: dict[int, _Row], launched) -> None:
+        """Record a launched step's token for every running row (rows that ended since it was launched are
+        gone from ``active``: their token is dropped)."""
+        tokens = self.decoder.collect(launched)
         for slot in list(active):
             self._record(active, slot, tokens[slot])
         self._update_bans(active)

@@ -105,9 +105,12 @@ def test_penalty_on_the_answer_only_matches_transformers_prompt_ignore_length(mo
     assert got != _reference(model, ids, n, 1.5)  # the prompt rule really changes the answer here
 
 
-@pytest.mark.parametrize(("penalize_prompt", "no_repeat_ngram"), [(True, 0), (False, 0), (False, 2)])
-def test_fast_engine_answers_exactly_like_the_reference_engine(tiny_model_dir, penalize_prompt, no_repeat_ngram):
-    """Same Generations (text, tokens, stop, post-check) as Engine.generate, for a batch and for stragglers."""
+@pytest.mark.parametrize(("penalize_prompt", "no_repeat_ngram", "lookahead"),
+                         [(True, 0, False), (False, 0, False), (False, 2, False), (True, 0, True), (False, 0, True)])
+def test_fast_engine_answers_exactly_like_the_reference_engine(tiny_model_dir, penalize_prompt, no_repeat_ngram,
+                                                               lookahead):
+    """Same Generations (text, tokens, stop, post-check) as Engine.generate, for a batch and for stragglers,
+    with each step launched before the last one is read (lookahead, the GPU default) or not."""
     from bot.engine import Engine
     from bot.fast_engine import FastEngine
     from mafioso.config import GenerationConfig, WorkerConfig
@@ -116,7 +119,8 @@ def test_fast_engine_answers_exactly_like_the_reference_engine(tiny_model_dir, p
                            no_repeat_ngram=no_repeat_ngram)
     reference = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
                                          fast_decode=False), gen)
-    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024)
+    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024, lookahead=lookahead)
+    assert fast.lookahead is lookahead
     try:
         requests = [(code, request) for request, code, _ in SNIPPETS[:6]]  # more requests than slots
         expected = [reference.generate([pair])[0] for pair in requests]  # one at a time: no padding effects
@@ -154,8 +158,8 @@ def test_engine_load_picks_the_fast_path_only_where_it_applies(tiny_model_dir):
     assert FastEngine.slot_length(WorkerConfig(), GenerationConfig()) >= 6000 // 3 + 200
 
 
-@pytest.mark.parametrize("admit_every", [1, 3])
-def test_worker_on_the_fast_engine_answers_concurrent_requests(tiny_model_dir, admit_every):
+@pytest.mark.parametrize(("admit_every", "lookahead"), [(1, False), (3, False), (1, True), (3, True)])
+def test_worker_on_the_fast_engine_answers_concurrent_requests(tiny_model_dir, admit_every, lookahead):
     import asyncio
 
     from bot.engine import Engine
@@ -167,7 +171,7 @@ def test_worker_on_the_fast_engine_answers_concurrent_requests(tiny_model_dir, a
     cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32", max_batch_size=4,
                        fast_decode=False)
     reference = Engine.load(cfg, gen)
-    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024)
+    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024, lookahead=lookahead)
     fast.admit_every = admit_every
     codes = [f"print({i} * {i})" for i in range(12)]
 
@@ -278,3 +282,18 @@ def test_ngram_ban_counts_the_answer_not_the_prompt():
     assert torch.isfinite(scores).all()
     scores = processor(torch.tensor([prompt + [2, 3, 2]]), torch.zeros(1, 10))
     assert torch.isinf(scores[0, 3]) and torch.isfinite(scores[0, [0, 1, 2, 4]]).all()  # 2 3 came before
+
+
+@pytest.mark.parametrize("vocab", [262144, 1024, 1000])
+def test_chunked_argmax_is_argmax_ties_included(vocab):
+    from bot.fast_decode import chunked_argmax
+
+    torch.manual_seed(0)
+    logits = torch.randn(5, vocab)
+    logits[1, :] = 0.0  # all tied: the first index
+    logits[2, [7, vocab - 3]] = 50.0  # tied maxima in different slices: the first
+    logits[3, :] = float("-inf")
+    logits[3, vocab - 1] = 1.0  # the very last index
+    logits[4, [vocab // 2, vocab // 2 + 1]] = 9.0  # tied neighbours
+    assert chunked_argmax(logits).tolist() == logits.argmax(-1).tolist()
+    assert chunked_argmax(logits).tolist()[1:3] == [0, 7]
