@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile-decode", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--slots", type=int, default=WorkerConfig.max_batch_size, help="KV-cache slots")
+    parser.add_argument("--long-slots", type=int, default=None,
+                        help="slots for long prompts, the others short (default: the worker's, on CUDA only)")
     parser.add_argument("--steps", type=int, default=200, help="decode steps timed per batch size")
     parser.add_argument("--position", type=int, default=300, help="cache position of every slot while timing")
     parser.add_argument("--profile", type=int, nargs="*", default=[], metavar="BATCH",
@@ -92,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine.load(cfg, gen)  # the reference engine: only its merged model and tokenizer are used
     cuda = next(engine.model.parameters()).device.type == "cuda"
     compiled = args.compile_decode and cuda  # as the worker: torch.compile on CUDA only
+    long_slots = args.long_slots if args.long_slots is not None else FastEngine.long_slots if cuda else args.slots
     decoder = Gemma3Decoder(engine.model, slots=args.slots, max_len=FastEngine.slot_length(cfg, gen),
-                            compile=compiled)
+                            compile=compiled, short_slots=max(0, args.slots - long_slots),
+                            short_len=FastEngine.short_prompt_tokens + gen.max_new_tokens + 1)
     decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)
     decoder.warm_up()
     load_s = time.perf_counter() - started
@@ -127,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                   "reserved_gb": gb(torch.cuda.memory_reserved())} if cuda else {})}
     result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "compile": compiled,
               "cuda_graphs": decoder.cuda_graphs, "load_and_warm_up_s": round(load_s, 1),
-              "slot_length": decoder.max_len, "position": args.position, "steps": steps, "prefill": prefills,
+              "slot_length": decoder.max_len, "short_slots": decoder.short_slots, "short_len": decoder.short_len, "position": args.position, "steps": steps, "prefill": prefills,
               "memory": memory, "profiles": profiles}
     print(f"device {result['device']}, compile {compiled}, CUDA graphs {decoder.cuda_graphs}, "
           f"load + warm-up {result['load_and_warm_up_s']} s")

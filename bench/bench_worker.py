@@ -182,6 +182,8 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
     for snippet in SNIPPETS:  # warm-up: kernels and allocator blocks for every prompt shape, alone and batched
         await worker.explain(snippet)
     await asyncio.gather(*(worker.explain(snippet) for snippet in SNIPPETS))
+    for concurrency in requests:  # and one wave at every level: first-time shapes are not timed below
+        await run_worker(worker, concurrency, concurrency)
     rows = []
     for concurrency, count in requests.items():
         rows.append(await run_worker(worker, count, concurrency, name))

@@ -63,7 +63,8 @@ def _norm_weight(norm: torch.nn.Module) -> torch.Tensor:
 class Gemma3Decoder:
     """Prefill and decode for a (merged, unquantized) ``Gemma3ForCausalLM`` on one device."""
 
-    def __init__(self, model, slots: int, max_len: int, cuda_graphs: bool | None = None, compile: bool = False):
+    def __init__(self, model, slots: int, max_len: int, cuda_graphs: bool | None = None, compile: bool = False,
+                 short_slots: int = 0, short_len: int | None = None):
         cfg = model.config.get_text_config()
         if getattr(cfg, "model_type", "") != "gemma3_text" or cfg.final_logit_softcapping or \
                 cfg.attn_logit_softcapping or cfg.use_bidirectional_attention:
@@ -72,6 +73,10 @@ class Gemma3Decoder:
         self.device = core.embed_tokens.weight.device
         self.dtype = core.embed_tokens.weight.dtype
         self.slots, self.max_len = slots, max_len
+        # Slots [0, short_slots) hold at most short_len positions, the others max_len: most prompts are short,
+        # and a full-attention layer's cache is as long as the slot (the sliding ones keep their window only).
+        self.short_slots = short_slots if short_len and short_len < max_len else 0
+        self.short_len = short_len if self.short_slots else max_len
         self.n_heads, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim, self.eps = cfg.head_dim, cfg.rms_norm_eps
         self.scaling = cfg.query_pre_attn_scalar ** -0.5
@@ -113,15 +118,24 @@ class Gemma3Decoder:
         self.q_size, self.kv_size = self.n_heads * self.head_dim, self.n_kv * self.head_dim
         self.ff_size = core.layers[0].mlp.gate_proj.weight.shape[0]
         # Sliding-window layers keep only their last `window` keys, in a ring indexed by position % window;
-        # full-attention layers keep max_len. For Gemma 3 270M (15 of 18 layers sliding) that is ~4x less.
-        self.k_cache, self.v_cache = [], []
+        # full-attention layers keep the whole slot. For Gemma 3 270M (15 of 18 layers sliding) that is ~4x less.
+        # A layer's cache is split into parts, ranges of slots of one length: a full-attention layer has a
+        # short part and a long one, a sliding layer one part for every slot.
         for w in self.layers:
-            w["length"] = min(w["window"], max_len) if w["window"] else max_len
-            w["ring"] = w["length"] < max_len
-            w["key_index"] = torch.arange(w["length"], device=self.device)
-            shape = (slots, self.n_kv, w["length"], self.head_dim)
-            self.k_cache.append(torch.zeros(shape, dtype=self.dtype, device=self.device))
-            self.v_cache.append(torch.zeros(shape, dtype=self.dtype, device=self.device))
+            w["parts"] = []
+            for first, stop, capacity in ((0, self.short_slots, self.short_len), (self.short_slots, slots, max_len)):
+                length = min(w["window"], capacity) if w["window"] else capacity
+                part = w["parts"][-1] if w["parts"] else None
+                if part is not None and part["length"] == length and part["ring"] == (length < capacity):
+                    part["stop"] = stop  # same shape as the previous range: one part for both
+                    continue
+                if stop > first:
+                    w["parts"].append({"first": first, "stop": stop, "length": length, "ring": length < capacity})
+            for part in w["parts"]:
+                part["key_index"] = torch.arange(part["length"], device=self.device)
+                shape = (part["stop"] - part["first"], self.n_kv, part["length"], self.head_dim)
+                part["k"] = torch.zeros(shape, dtype=self.dtype, device=self.device)
+                part["v"] = torch.zeros(shape, dtype=self.dtype, device=self.device)
         self.vocab = self.lm_head.shape[0]
         # decode-step inputs and outputs live in fixed buffers so CUDA graphs can replay them
         self.tokens = torch.zeros(slots, dtype=torch.long, device=self.device)
@@ -211,14 +225,33 @@ class Gemma3Decoder:
             v.transpose(1, 2).repeat_interleave(group, dim=1), attn_mask=mask, scale=self.scaling)
         return self._block(x, w, F.linear(out.transpose(1, 2).reshape(b, n, -1), w["wo"])), k, v
 
+    def capacity(self, slot: int) -> int:
+        """Positions a slot holds: prompt plus answer must stay below it."""
+        return self.short_len if slot < self.short_slots else self.max_len
+
+    def _cache_writes(self, part: dict, slots: list[int], lengths: list[int]):
+        """Where a prefill's keys go in one cache part: (prompt row, position) pairs of the prompts whose slot
+        lies in the part (a ring keeps the last ``length`` positions only) and their (slot, entry) there; None
+        if no prompt goes to this part. Built on the host: no device sync."""
+        slot, end = torch.tensor(slots), torch.tensor(lengths)
+        positions = torch.arange(int(end.max()))
+        keep = ((slot >= part["first"]) & (slot < part["stop"]))[:, None] & (positions[None, :] < end[:, None]) \
+            & (positions[None, :] >= end[:, None] - part["length"])
+        row, pos = keep.nonzero(as_tuple=True)
+        if not len(row):
+            return None
+        local = slot[row] - part["first"]
+        return tuple(t.to(self.device, non_blocking=True) for t in (row, pos, local, pos % part["length"]))
+
     @torch.inference_mode()
     def prefill_many(self, slots: list[int], prompts: list[list[int]]) -> list[int]:
         """Run several prompts into their slots in one forward pass (right-padded to the longest; padding is
         masked out and never cached); returns each slot's first generated token."""
         lengths = [len(ids) for ids in prompts]
         n = max(lengths)
-        if n >= self.max_len:
-            raise ValueError(f"prompt of {n} tokens does not fit max_len={self.max_len}")
+        for slot, length in zip(slots, lengths):
+            if length >= self.capacity(slot):
+                raise ValueError(f"prompt of {length} tokens does not fit slot {slot} ({self.capacity(slot)})")
         tokens = torch.tensor([ids + [0] * (n - len(ids)) for ids in prompts], device=self.device)  # (B, n)
         rows = torch.tensor(slots, device=self.device)
         ends = torch.tensor(lengths, device=self.device)
@@ -231,17 +264,19 @@ class Gemma3Decoder:
             if w["window"] not in masks:  # a padding query may see only itself: never all -inf (NaN)
                 mask = causal if w["window"] is None else causal & (positions[None, :] > positions[:, None] - w["window"])
                 masks[w["window"]] = (mask & real_keys) | itself
-            if w["length"] not in writes:  # the cached (row, position) pairs: a ring keeps the last `length`
-                keep = (positions[None, :] < ends[:, None]) & (positions[None, :] >= ends[:, None] - w["length"])
-                row, pos = keep.nonzero(as_tuple=True)
-                writes[w["length"]] = (row, pos, rows[row], pos % w["length"])
+            for part in w["parts"]:
+                key = (part["first"], part["length"])
+                if key not in writes:
+                    writes[key] = self._cache_writes(part, slots, lengths)
         x = F.embedding(tokens, self.embed) * self.embed_scale  # (B, n, hidden)
-        for i, w in enumerate(self.layers):
+        for w in self.layers:
             cos, sin = self.rope[w["kind"]]
             x, k, v = self._prefill_layer_step(x, w, cos[:n], sin[:n], masks[w["window"]])
-            row, pos, slot, ring = writes[w["length"]]
-            self.k_cache[i][slot, :, ring] = k[row, pos]
-            self.v_cache[i][slot, :, ring] = v[row, pos]
+            for part in w["parts"]:
+                if (where := writes[(part["first"], part["length"])]) is not None:
+                    row, pos, local, ring = where
+                    part["k"][local, :, ring] = k[row, pos]
+                    part["v"][local, :, ring] = v[row, pos]
         self.seen[rows] = False
         if self.ban_ngrams:
             self.banned[rows] = False
@@ -267,17 +302,25 @@ class Gemma3Decoder:
         rows = torch.arange(b, device=self.device)
         x = F.embedding(tokens, self.embed) * self.embed_scale  # (b, hidden)
         rope = {kind: (cos[positions], sin[positions]) for kind, (cos, sin) in self.rope.items()}
-        for i, w in enumerate(self.layers):
+        for w in self.layers:
             h = self._norm(x, w["in_norm"])
             q, k, v = self._qkv(h, w, rope[w["kind"]])  # (b, heads, D)
-            self.k_cache[i][rows, :, positions % w["length"]] = k
-            self.v_cache[i][rows, :, positions % w["length"]] = v
-            mask = w["key_index"][None, :] <= positions[:, None]  # written entries only
-            if w["ring"]:  # once the ring is full every entry is one of the last `window` positions
-                mask = mask | (positions[:, None] >= w["length"] - 1)
-            elif w["window"]:
-                mask = mask & (w["key_index"][None, :] > positions[:, None] - w["window"])
-            out = self._attend(q[:, :, None], self.k_cache[i][:b], self.v_cache[i][:b], mask[:, None, None, :])
+            outs = []
+            for part in w["parts"]:  # slots [first, stop) of the step's [0, b)
+                first, stop = part["first"], min(b, part["stop"])
+                if first >= stop:
+                    break
+                at = positions[first:stop]
+                part["k"][rows[:stop - first], :, at % part["length"]] = k[first:stop]
+                part["v"][rows[:stop - first], :, at % part["length"]] = v[first:stop]
+                mask = part["key_index"][None, :] <= at[:, None]  # written entries only
+                if part["ring"]:  # once the ring is full every entry is one of the last `window` positions
+                    mask = mask | (at[:, None] >= part["length"] - 1)
+                elif w["window"]:
+                    mask = mask & (part["key_index"][None, :] > at[:, None] - w["window"])
+                outs.append(self._attend(q[first:stop, :, None], part["k"][:stop - first], part["v"][:stop - first],
+                                         mask[:, None, None, :]))
+            out = outs[0] if len(outs) == 1 else torch.cat(outs)
             x = self._block(x, w, F.linear(out.reshape(b, -1), w["wo"]))
         logits = self._penalise(self._logits(x), self.seen[:b])
         if self.ban_ngrams:  # fixed when the graphs are captured
@@ -390,5 +433,5 @@ class Gemma3Decoder:
     @property
     def cache_bytes(self) -> int:
         """Memory held by the KV cache."""
-        return sum(2 * k.numel() * k.element_size() for k in self.k_cache)
+        return sum(2 * part["k"].numel() * part["k"].element_size() for w in self.layers for part in w["parts"])
 

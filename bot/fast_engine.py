@@ -38,12 +38,12 @@ class _Row:
 
 def prefill_groups(rows: list[tuple[int, _Row]], budget: int) -> list[list[tuple[int, _Row]]]:
     """Split (slot, row) pairs into prefill batches, similar lengths together, each padded batch holding at most
-    ``budget`` attention scores (rows x longest prompt squared) so a burst of long prompts cannot run out of
-    memory."""
+    ``budget`` tokens (rows x longest prompt): a prefill's memory grows with its padded tokens, so a burst of
+    prompts cannot push the worker past its memory."""
     groups: list[list[tuple[int, _Row]]] = []
     for pair in sorted(rows, key=lambda pair: len(pair[1].prompt)):
         longest = len(pair[1].prompt)
-        if groups and (len(groups[-1]) + 1) * longest * longest <= budget:
+        if groups and (len(groups[-1]) + 1) * longest <= budget:
             groups[-1].append(pair)
         else:
             groups.append([pair])
@@ -60,17 +60,25 @@ class FastEngine(Engine):
     cpu_admit_every = 4
     #: Slots on a CPU: throughput there stops growing past ~16 rows (docs/BENCHMARKS.md), the cache would not.
     cpu_slots = 16
-    #: Most attention scores per head in one prefill batch (rows x tokens^2): 16 prompts of 1,000 tokens.
-    prefill_budget = 16 * 1000 * 1000
+    #: Most padded tokens in one prefill batch (rows x longest prompt): 16 prompts of 256 tokens.
+    prefill_tokens = 4096
+    #: On the GPU, slots for prompts longer than ``short_prompt_tokens``; the other slots keep a full-attention
+    #: cache for short prompts only (~1,000 tokens, ~3,000 characters of code: any Discord message), which
+    #: halves the KV cache (docs/BENCHMARKS.md). A long prompt waits for a long slot; a short one takes a
+    #: long slot only when every short slot is busy.
+    long_slots = 8
+    short_prompt_tokens = 1024
     #: With CUDA graphs, the process's GIL switch interval (Python's default is 5 ms): a decode step takes
     #: 1-1.5 ms, so the decode thread must get the GIL back from the event loop and the request threads
     #: within a step, not after up to 5 ms (docs/BENCHMARKS.md measures both).
     gil_switch_s = 0.0005
 
     def __init__(self, model, tokenizer, gen, device: str, slots: int, max_len: int, compile: bool = False,
-                 lookahead: bool | None = None):
+                 lookahead: bool | None = None, long_slots: int | None = None):
         super().__init__(model, tokenizer, gen, device)
-        self.decoder = Gemma3Decoder(model, slots=slots, max_len=max_len, compile=compile)
+        short = slots - long_slots if long_slots is not None and 0 < long_slots < slots else 0
+        self.decoder = Gemma3Decoder(model, slots=slots, max_len=max_len, compile=compile, short_slots=short,
+                                     short_len=self.short_prompt_tokens + gen.max_new_tokens + 1)
         self.decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)
         if gen.no_repeat_ngram:
             self.decoder.enable_ngram_bans()
@@ -84,13 +92,15 @@ class FastEngine(Engine):
         self.max_prompt_tokens = min(self.max_prompt_tokens, max_len - gen.max_new_tokens - 1)
         self._hashy = {i for i in range(len(tokenizer)) if "#" in tokenizer.decode([i])}
         self._inbox: queue.Queue[_Row | None] = queue.Queue()
+        self._deferred: list[_Row] = []  # taken from the inbox, waiting for a long slot
         self._closing = False
         self._thread = threading.Thread(target=self._loop, name="mafioso-decode", daemon=True)
         self.decoder.warm_up()
         self._thread.start()
-        log.info("fast decode path: %d slots x %d tokens, KV cache %.2f GB, CUDA graphs %s, torch.compile %s",
-                 slots, max_len, self.decoder.cache_bytes / 1e9, "on" if self.decoder.cuda_graphs else "off",
-                 "on" if compile else "off")
+        log.info("fast decode path: %d slots (%d of %d tokens, %d of %d), KV cache %.2f GB, CUDA graphs %s, "
+                 "torch.compile %s", slots, self.decoder.short_slots, self.decoder.short_len,
+                 slots - self.decoder.short_slots, max_len, self.decoder.cache_bytes / 1e9,
+                 "on" if self.decoder.cuda_graphs else "off", "on" if compile else "off")
 
     @property
     def continuous_slots(self) -> int:
@@ -140,7 +150,7 @@ class FastEngine(Engine):
         active: dict[int, _Row] = {}
         steps = 0  # since the last admission
         pending = None  # with lookahead: the launched step whose tokens are not read yet
-        while not self._closing or active:
+        while not self._closing or active or self._deferred:
             try:
                 if not active or steps >= self.admit_every:
                     if pending is not None:  # a slot that step frees may be refilled: read its tokens first
@@ -167,8 +177,23 @@ class FastEngine(Engine):
 
     def _admit(self, active: dict[int, _Row], block: bool) -> None:
         """Move waiting rows into free slots and prefill them, several prompts per forward pass."""
+        free = [slot for slot in range(self.decoder.slots) if slot not in active]  # short slots first
         new: list[tuple[int, _Row]] = []
-        while len(active) + len(new) < self.decoder.slots and not self._closing:
+
+        def place(row: _Row) -> None:
+            short = len(row.prompt) + self.gen.max_new_tokens < self.decoder.short_len
+            slot = next((s for s in free if short or s >= self.decoder.short_slots), None)
+            if slot is None:
+                self._deferred.append(row)
+            else:
+                free.remove(slot)
+                new.append((slot, row))
+
+        waiting, self._deferred = self._deferred, []
+        for row in waiting:
+            place(row)
+        block = block and not new
+        while free and not self._closing:
             try:
                 row = self._inbox.get(block=block)
             except queue.Empty:
@@ -177,10 +202,9 @@ class FastEngine(Engine):
                 self._closing = True
                 break
             block = False
-            taken = set(active) | {slot for slot, _ in new}
-            new.append((next(s for s in range(self.decoder.slots) if s not in taken), row))
+            place(row)
         active.update(new)  # all of them before any prefill: if one fails, _loop fails every admitted row
-        for group in prefill_groups(new, self.prefill_budget):
+        for group in prefill_groups(new, self.prefill_tokens):
             firsts = self.decoder.prefill_many([slot for slot, _ in group], [row.prompt for _, row in group])
             for (slot, _), first in zip(group, firsts, strict=True):
                 self._record(active, slot, first)
