@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--slots", type=int, default=WorkerConfig.max_batch_size, help="KV-cache slots")
     parser.add_argument("--long-slots", type=int, default=None,
-                        help="slots for long prompts, the others short (default: the worker's, on CUDA only)")
+                        help="slots for long prompts, the others short (default: the worker's FastEngine.long_slots on "
+                             "CUDA; all slots long on a CPU)")
     parser.add_argument("--steps", type=int, default=200, help="decode steps timed per batch size")
     parser.add_argument("--position", type=int, default=300, help="cache position of every slot while timing")
     parser.add_argument("--profile", type=int, nargs="*", default=[], metavar="BATCH",
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine.load(cfg, gen)  # the reference engine: only its merged model and tokenizer are used
     cuda = next(engine.model.parameters()).device.type == "cuda"
     compiled = args.compile_decode and cuda  # as the worker: torch.compile on CUDA only
-    long_slots = args.long_slots if args.long_slots is not None else FastEngine.long_slots if cuda else args.slots
+    long_slots = args.long_slots if args.long_slots is not None else (FastEngine.long_slots if cuda else None)
+    long_slots = args.slots if long_slots is None else long_slots
     decoder = Gemma3Decoder(engine.model, slots=args.slots, max_len=FastEngine.slot_length(cfg, gen),
                             compile=compiled, short_slots=max(0, args.slots - long_slots),
                             short_len=FastEngine.short_prompt_tokens + gen.max_new_tokens + 1)

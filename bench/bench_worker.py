@@ -66,6 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--admit-every", type=int, nargs="+", metavar="STEPS",
                         help="fast engine admission interval(s): the first for the table, each other one adds a "
                              "row at the highest concurrency (default: the engine's)")
+    parser.add_argument("--long-slots", type=int, default=None,
+                        help="fast engine on CUDA: slots for long prompts, the others hold short ones only "
+                             "(default: the engine's FastEngine.long_slots)")
     parser.add_argument("--no-lookahead-rows", action="store_true",
                         help="also measure the fast engine without lookahead (each step's tokens read before the "
                              "next is launched) at the lowest and highest concurrency")
@@ -193,12 +196,6 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
         engine.admit_every = interval
         rows.append(await run_worker(worker, requests[top], top, f"{name}-a{interval}"))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    if getattr(engine, "gil_switch_s", None) and cuda and sys.getswitchinterval() < 0.005:
-        engine_interval = sys.getswitchinterval()
-        sys.setswitchinterval(0.005)  # Python's default, against the engine's shorter one
-        rows.append(await run_worker(worker, requests[top], top, f"{name}-gil5ms"))
-        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-        sys.setswitchinterval(engine_interval)
     if no_lookahead_rows and getattr(engine, "lookahead", False):
         if intervals:
             engine.admit_every = intervals[0]
@@ -219,6 +216,10 @@ async def bench(args: argparse.Namespace) -> dict:
 
     import torch
 
+    from bot.fast_engine import FastEngine
+
+    if args.long_slots is not None:
+        FastEngine.long_slots = args.long_slots
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens)
     cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, quantization=args.quantization,
                        max_batch_size=max(args.concurrency), queue_size=max(1024, 4 * max(args.concurrency)),
@@ -238,7 +239,8 @@ async def bench(args: argparse.Namespace) -> dict:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     return {"device": device, "base_model": args.base_model or "(adapter's / embedded)", "adapter": args.adapter,
             "quantization": args.quantization if torch.cuda.is_available() else "none (CPU)",
-            "peak_gpu_gb": memory, "max_new_tokens": args.max_new_tokens, "rows": rows}
+            "peak_gpu_gb": memory, "long_slots": FastEngine.long_slots,
+            "max_new_tokens": args.max_new_tokens, "rows": rows}
 
 
 def table(result: dict) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import sys
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -63,15 +62,12 @@ class FastEngine(Engine):
     #: Most padded tokens in one prefill batch (rows x longest prompt): 16 prompts of 256 tokens.
     prefill_tokens = 4096
     #: On the GPU, slots for prompts longer than ``short_prompt_tokens``; the other slots keep a full-attention
-    #: cache for short prompts only (~1,000 tokens, ~3,000 characters of code: any Discord message), which
-    #: halves the KV cache (docs/BENCHMARKS.md). A long prompt waits for a long slot; a short one takes a
-    #: long slot only when every short slot is busy.
-    long_slots = 8
+    #: cache for short prompts only (~1,000 tokens, ~3,000 characters of code: any Discord message): 8 long
+    #: slots of 64 make the KV cache 0.78 GB instead of 1.05. A long prompt waits for a long slot; a short one
+    #: takes a long slot only when every short slot is busy. None = every slot long: the default until a GPU
+    #: run has measured the split's start-up and speed (docs/BENCHMARKS.md, "Short and long slots").
+    long_slots: int | None = None
     short_prompt_tokens = 1024
-    #: With CUDA graphs, the process's GIL switch interval (Python's default is 5 ms): a decode step takes
-    #: 1-1.5 ms, so the decode thread must get the GIL back from the event loop and the request threads
-    #: within a step, not after up to 5 ms (docs/BENCHMARKS.md measures both).
-    gil_switch_s = 0.0005
 
     def __init__(self, model, tokenizer, gen, device: str, slots: int, max_len: int, compile: bool = False,
                  lookahead: bool | None = None, long_slots: int | None = None):
@@ -87,8 +83,6 @@ class FastEngine(Engine):
         #: which must know a step's token before the next step runs.
         self.lookahead = (self.decoder.cuda_graphs if lookahead is None else lookahead) and not gen.no_repeat_ngram
         self.admit_every = self.gpu_admit_every if self.decoder.cuda_graphs else self.cpu_admit_every
-        if self.decoder.cuda_graphs and sys.getswitchinterval() > self.gil_switch_s:
-            sys.setswitchinterval(self.gil_switch_s)
         self.max_prompt_tokens = min(self.max_prompt_tokens, max_len - gen.max_new_tokens - 1)
         self._hashy = {i for i in range(len(tokenizer)) if "#" in tokenizer.decode([i])}
         self._inbox: queue.Queue[_Row | None] = queue.Queue()
