@@ -1,0 +1,57 @@
+"""Start-up cost of the compiled fast path: torch.compile of the prefill layer and of the decode step.
+
+    python bench/bench_compile.py                  # one cache length for every slot
+    python bench/bench_compile.py --long-slots 2   # short and long slots (FastEngine.long_slots)
+
+Loads the embedded base with the shipped adapter as the worker does, builds ``Gemma3Decoder`` with
+``compile=True`` on whatever device there is (on a CPU through inductor's C++ backend: slower than a GPU in
+absolute terms, but the number of compiled graphs is the same), then runs one decode step per batch-size
+bucket. Prints the seconds of each phase and dynamo's graph counters as one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from mafioso.config import GenerationConfig, WorkerConfig  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base-model", default="")
+    parser.add_argument("--slots", type=int, default=8)
+    parser.add_argument("--long-slots", type=int, default=None, help="slots for long prompts (default: all)")
+    args = parser.parse_args(argv)
+
+    from torch._dynamo.utils import counters
+
+    from bot.engine import Engine
+    from bot.fast_decode import Gemma3Decoder
+    from bot.fast_engine import FastEngine
+
+    cfg, gen = WorkerConfig(base_model=args.base_model, fast_decode=False), GenerationConfig()
+    engine = Engine.load(cfg, gen)
+    long_slots = args.slots if args.long_slots is None else args.long_slots
+    started = time.perf_counter()
+    decoder = Gemma3Decoder(engine.model, slots=args.slots, max_len=FastEngine.slot_length(cfg, gen), compile=True,
+                            short_slots=args.slots - long_slots,
+                            short_len=FastEngine.short_prompt_tokens + gen.max_new_tokens + 1)
+    decoder.warm_up()  # the prefill's compile (and on CUDA every bucket's graph)
+    warmed = time.perf_counter()
+    for b in decoder.buckets:
+        decoder.step(b)
+    done = time.perf_counter()
+    print(json.dumps({"device": str(decoder.device), "slots": args.slots, "short_slots": decoder.short_slots,
+                      "warm_up_s": round(warmed - started, 1), "first_steps_s": round(done - warmed, 1),
+                      "dynamo": dict(counters["stats"])}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
