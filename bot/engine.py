@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ import mafioso
 import prompts
 from bot.ngram_ban import NgramBan
 from bot.postcheck import scrub
-from mafioso.base_model import load_model, load_tokenizer, resolve_base
+from mafioso.base_model import cache_dir, load_model, load_tokenizer, resolve_base
 from mafioso.config import ADAPTER_INFO, DEFAULT_ADAPTER, EMBEDDED_BASE, GenerationConfig, WorkerConfig
 from mafioso.errors import ConfigError, ModelError
 
@@ -208,6 +209,9 @@ class Engine:
 
             if FastEngine.supports(model, gen, quantization):
                 cuda = device == "cuda"
+                if cuda and cfg.compile_decode:  # compiled kernels kept with the converted model, not in /tmp:
+                    # a restarted worker then compiles from the cache (docs/BENCHMARKS.md)
+                    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "torchinductor"))
                 return FastEngine(model, tokenizer, gen, device,
                                   slots=cfg.max_batch_size if cuda else min(cfg.max_batch_size, FastEngine.cpu_slots),
                                   max_len=FastEngine.slot_length(cfg, gen), compile=cfg.compile_decode and cuda,
