@@ -420,8 +420,8 @@ class Gemma3Decoder:
         does not compile, it runs eagerly (slower, same maths) rather than failing the engine."""
         if self._prefill_layer_step is not self._prefill_layer:
             try:  # one prompt and two: torch.compile specialises a size of 1, so both get compiled here
-                self.prefill_many([0], [[1] * 8])
-                self.prefill_many([0, 1], [[1] * 8, [1] * 5])
+                for batch in range(1, min(2, self.slots) + 1):
+                    self.prefill_many(list(range(batch)), [[1] * (9 - 3 * row) for row in range(batch)])
             except Exception as exc:  # noqa: BLE001 - any compiler failure: fall back to the eager layer
                 log.warning("torch.compile of the prefill failed, prefill runs eagerly: %s", exc)
                 self._prefill_layer_step = self._prefill_layer

@@ -363,3 +363,17 @@ def test_chunked_argmax_is_argmax_ties_included(vocab):
     logits[4, [vocab // 2, vocab // 2 + 1]] = 9.0  # tied neighbours
     assert chunked_argmax(logits).tolist() == logits.argmax(-1).tolist()
     assert chunked_argmax(logits).tolist()[1:3] == [0, 7]
+
+
+def test_a_prefill_that_does_not_compile_falls_back_to_the_eager_layer(model_and_tokenizer, caplog):
+    model, tokenizer = model_and_tokenizer
+    decoder = Gemma3Decoder(model, slots=1, max_len=256)
+
+    def broken(*args):
+        raise RuntimeError("inductor says no")
+
+    decoder._prefill_layer_step = broken  # as torch.compile's wrapper would fail at its first call
+    decoder.warm_up()
+    assert decoder._prefill_layer_step == decoder._prefill_layer and "inductor says no" in caplog.text
+    ids = tokenizer("x = 1", add_special_tokens=True)["input_ids"]
+    assert decoder.prefill(0, ids) == _reference(model, ids, 1, 1.0)[0]
