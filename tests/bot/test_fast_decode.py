@@ -377,3 +377,12 @@ def test_a_prefill_that_does_not_compile_falls_back_to_the_eager_layer(model_and
     assert decoder._prefill_layer_step == decoder._prefill_layer and "inductor says no" in caplog.text
     ids = tokenizer("x = 1", add_special_tokens=True)["input_ids"]
     assert decoder.prefill(0, ids) == _reference(model, ids, 1, 1.0)[0]
+
+
+def test_compiled_decoder_runs_one_row_in_the_batch_of_two_graph(model_and_tokenizer):
+    """torch.compile specialises a batch of 1: compiled, the smallest bucket is 2 (one graph less to build);
+    eager (a CPU), one row runs alone."""
+    model, _ = model_and_tokenizer
+    assert Gemma3Decoder(model, slots=8, max_len=256, compile=True).buckets == [2, 4, 8]
+    assert Gemma3Decoder(model, slots=8, max_len=256).buckets == [1, 2, 4, 8]
+    assert Gemma3Decoder(model, slots=1, max_len=256, compile=True).buckets == [1]
