@@ -37,11 +37,9 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg, gen = WorkerConfig(base_model=args.base_model, fast_decode=False), GenerationConfig()
     engine = Engine.load(cfg, gen)
-    long_slots = args.slots if args.long_slots is None else args.long_slots
     started = time.perf_counter()
     decoder = Gemma3Decoder(engine.model, slots=args.slots, max_len=FastEngine.slot_length(cfg, gen), compile=True,
-                            short_slots=args.slots - long_slots,
-                            short_len=FastEngine.short_prompt_tokens + gen.max_new_tokens + 1)
+                            **FastEngine.slot_split(args.slots, args.long_slots, gen))
     decoder.warm_up()  # the prefill's compile (and on CUDA every bucket's graph)
     warmed = time.perf_counter()
     for b in decoder.buckets:

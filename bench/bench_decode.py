@@ -96,10 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     cuda = next(engine.model.parameters()).device.type == "cuda"
     compiled = args.compile_decode and cuda  # as the worker: torch.compile on CUDA only
     long_slots = args.long_slots if args.long_slots is not None else (FastEngine.long_slots if cuda else None)
-    long_slots = args.slots if long_slots is None else long_slots
     decoder = Gemma3Decoder(engine.model, slots=args.slots, max_len=FastEngine.slot_length(cfg, gen),
-                            compile=compiled, short_slots=max(0, args.slots - long_slots),
-                            short_len=FastEngine.short_prompt_tokens + gen.max_new_tokens + 1)
+                            compile=compiled, **FastEngine.slot_split(args.slots, long_slots, gen))
     decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)
     decoder.warm_up()
     load_s = time.perf_counter() - started

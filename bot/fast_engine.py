@@ -72,9 +72,8 @@ class FastEngine(Engine):
     def __init__(self, model, tokenizer, gen, device: str, slots: int, max_len: int, compile: bool = False,
                  lookahead: bool | None = None, long_slots: int | None = None):
         super().__init__(model, tokenizer, gen, device)
-        short = slots - long_slots if long_slots is not None and 0 < long_slots < slots else 0
-        self.decoder = Gemma3Decoder(model, slots=slots, max_len=max_len, compile=compile, short_slots=short,
-                                     short_len=self.short_prompt_tokens + gen.max_new_tokens + 1)
+        self.decoder = Gemma3Decoder(model, slots=slots, max_len=max_len, compile=compile,
+                                     **self.slot_split(slots, long_slots, gen))
         self.decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)
         if gen.no_repeat_ngram:
             self.decoder.enable_ngram_bans()
@@ -100,6 +99,13 @@ class FastEngine(Engine):
     def continuous_slots(self) -> int:
         """Requests the engine decodes at once; the worker hands them over one by one (see bot.worker)."""
         return self.decoder.slots if self.decoder is not None else 1
+
+    @classmethod
+    def slot_split(cls, slots: int, long_slots: int | None, gen) -> dict:
+        """Gemma3Decoder's ``short_slots`` and ``short_len`` when ``long_slots`` of ``slots`` take long prompts
+        (None: every slot does)."""
+        short = slots - long_slots if long_slots is not None and 0 < long_slots < slots else 0
+        return {"short_slots": short, "short_len": cls.short_prompt_tokens + gen.max_new_tokens + 1}
 
     @staticmethod
     def slot_length(cfg, gen) -> int:
