@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                   "reserved_gb": gb(torch.cuda.memory_reserved())} if cuda else {})}
     result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "compile": compiled,
               "cuda_graphs": decoder.cuda_graphs, "load_and_warm_up_s": round(load_s, 1),
-              "slot_length": decoder.max_len, "short_slots": decoder.short_slots, "short_len": decoder.short_len, "position": args.position, "steps": steps, "prefill": prefills,
-              "memory": memory, "profiles": profiles}
+              "slot_length": decoder.max_len, "short_slots": decoder.short_slots, "short_len": decoder.short_len,
+              "position": args.position, "steps": steps, "prefill": prefills, "memory": memory, "profiles": profiles}
     print(f"device {result['device']}, compile {compiled}, CUDA graphs {decoder.cuda_graphs}, "
           f"load + warm-up {result['load_and_warm_up_s']} s")
     for row in steps:

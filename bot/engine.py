@@ -197,7 +197,7 @@ class Engine:
                 model = PeftModel.from_pretrained(model, str(adapter))
             except (OSError, ValueError, RuntimeError) as exc:
                 raise ModelError(f"cannot load the adapter {adapter} on {base}: {exc}") from None
-            if quantization == "none":
+            if merge:
                 model = model.merge_and_unload().to(dtype).to(device)  # faster to run than an unmerged adapter
                 model.hf_device_map = {"": device}  # where it lies now (transformers reads this in generate)
         model.eval()
@@ -209,12 +209,13 @@ class Engine:
 
             if FastEngine.supports(model, gen, quantization):
                 cuda = device == "cuda"
-                if cuda and cfg.compile_decode:  # compiled kernels kept with the converted model, not in /tmp:
-                    # a restarted worker then compiles from the cache (docs/BENCHMARKS.md)
+                compiled = cfg.compile_decode and cuda
+                if compiled:  # compiled kernels kept with the converted model, not in /tmp: a restarted worker
+                    # then compiles from the cache (docs/BENCHMARKS.md)
                     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "torchinductor"))
                 return FastEngine(model, tokenizer, gen, device,
                                   slots=cfg.max_batch_size if cuda else min(cfg.max_batch_size, FastEngine.cpu_slots),
-                                  max_len=FastEngine.slot_length(cfg, gen), compile=cfg.compile_decode and cuda,
+                                  max_len=FastEngine.slot_length(cfg, gen), compile=compiled,
                                   long_slots=FastEngine.long_slots if cuda else None)
             log.info("fast decode path off: it needs quantization=none, greedy decoding and a Gemma 3 model")
         return cls(model, tokenizer, gen, device)

@@ -264,9 +264,9 @@ class Gemma3Decoder:
         itself = positions[None, :] == positions[:, None]
         masks, writes = {}, {}
         for w in self.layers:
-            if w["window"] not in masks:  # a padding query may see only itself: never all -inf (NaN)
-                mask = causal if w["window"] is None else causal & (positions[None, :] > positions[:, None] - w["window"])
-                masks[w["window"]] = (mask & real_keys) | itself
+            if (window := w["window"]) not in masks:  # a padding query may see only itself: never all -inf (NaN)
+                mask = causal if window is None else causal & (positions[None, :] > positions[:, None] - window)
+                masks[window] = (mask & real_keys) | itself
             for part in w["parts"]:
                 key = (part["first"], part["length"])
                 if key not in writes:
