@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "row at the highest concurrency (default: the engine's)")
     parser.add_argument("--long-slots", type=int, default=None,
                         help="fast engine on CUDA: slots for long prompts, the others hold short ones only "
-                             "(default: the engine's FastEngine.long_slots)")
+                             "(default: the engine's FastEngine.long_slots; 0: every slot long)")
     parser.add_argument("--no-lookahead-rows", action="store_true",
                         help="also measure the fast engine without lookahead (each step's tokens read before the "
                              "next is launched) at the lowest and highest concurrency")
@@ -163,8 +163,9 @@ def run_naive(model, tokenizer, gen: GenerationConfig, requests: int) -> dict:
 async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dict[int, int],
                          name: str, admit_every: list[int] | None = None,
                          no_lookahead_rows: bool = False) -> tuple[list[dict], float | None]:
-    """Table rows for one worker configuration (``requests``: concurrency -> request count), and its peak GPU
-    memory in GB (None on CPU). ``admit_every``: fast-engine admission intervals, the first for every level,
+    """Table rows for one worker configuration (``requests``: concurrency -> request count), and its GPU
+    memory in GB (None on CPU): the fast engine's start-up steps, the peak while serving, the overall peak
+    of torch's allocations, what torch's allocator reserved and what the whole card had in use. ``admit_every``: fast-engine admission intervals, the first for every level,
     the others at the highest level only; ``no_lookahead_rows``: the lowest and highest level again with the
     fast engine's lookahead off."""
     import torch
@@ -176,7 +177,10 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    engine = Engine.load(cfg, gen)
+    started = time.perf_counter()
+    engine = Engine.load(cfg, gen)  # load, merge, compile and capture: the worker's start-up
+    start_up_s = round(time.perf_counter() - started, 1)
+    print(json.dumps({"start_up_s": start_up_s}), file=sys.stderr, flush=True)
     intervals = admit_every if admit_every and hasattr(engine, "admit_every") else []
     if intervals:
         engine.admit_every = intervals[0]
@@ -187,6 +191,9 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
     await asyncio.gather(*(worker.explain(snippet) for snippet in SNIPPETS))
     for concurrency in requests:  # and one wave at every level: first-time shapes are not timed below
         await run_worker(worker, concurrency, concurrency)
+    if cuda:
+        startup_peak = torch.cuda.max_memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
     rows = []
     for concurrency, count in requests.items():
         rows.append(await run_worker(worker, count, concurrency, name))
@@ -205,9 +212,15 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     await worker.stop()
     engine.close()
-    peak = round(torch.cuda.max_memory_allocated() / 1e9, 3) if cuda else None
+    memory = None
+    if cuda:
+        free, total = torch.cuda.mem_get_info()
+        gb = lambda n: round(n / 1e9, 3)  # noqa: E731
+        memory = {"start_up_s": start_up_s, "start_up": getattr(engine, "memory", {}), "serving_peak": gb(torch.cuda.max_memory_allocated()),
+                  "peak": gb(max(startup_peak, torch.cuda.max_memory_allocated())),
+                  "reserved": gb(torch.cuda.memory_reserved()), "card_in_use": gb(total - free)}
     del worker, engine
-    return rows, peak
+    return rows, memory
 
 
 async def bench(args: argparse.Namespace) -> dict:
@@ -225,8 +238,8 @@ async def bench(args: argparse.Namespace) -> dict:
                        max_batch_size=max(args.concurrency), queue_size=max(1024, 4 * max(args.concurrency)),
                        request_timeout=3600.0, fast_decode=args.fast_decode, compile_decode=args.compile_decode)
     levels = {c: args.requests or max(8, args.waves * c) for c in args.concurrency}
-    rows, peak = await measure_worker(cfg, gen, levels, "worker", args.admit_every, args.no_lookahead_rows)
-    memory = {args.quantization: peak}
+    rows, memory = await measure_worker(cfg, gen, levels, "worker", args.admit_every, args.no_lookahead_rows)
+    memory = {args.quantization: memory}
     for mode in args.also:  # the slow generate-based modes: fewer requests
         extra, memory[mode] = await measure_worker(dataclasses.replace(cfg, quantization=mode), gen,
                                                    {1: 4, 16: 16}, f"w-{mode}")
@@ -239,7 +252,7 @@ async def bench(args: argparse.Namespace) -> dict:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     return {"device": device, "base_model": args.base_model or "(adapter's / embedded)", "adapter": args.adapter,
             "quantization": args.quantization if torch.cuda.is_available() else "none (CPU)",
-            "peak_gpu_gb": memory, "long_slots": FastEngine.long_slots,
+            "gpu_memory_gb": memory, "long_slots": FastEngine.long_slots,
             "max_new_tokens": args.max_new_tokens, "rows": rows}
 
 
@@ -247,7 +260,7 @@ def table(result: dict) -> str:
     """The rows as a plain-text table."""
     head = f"{'path':<15}{'conc':>6}{'reqs':>6}{'tokens':>8}{'wall s':>9}{'tok/s':>9}{'p50 s':>8}{'p95 s':>8}"
     lines = [f"device {result['device']}, adapter {result['adapter']}, max_new_tokens {result['max_new_tokens']}, "
-             f"worker peak GPU GB {result['peak_gpu_gb']}", head, "-" * len(head)]
+             f"GPU memory GB {result['gpu_memory_gb']}", head, "-" * len(head)]
     for r in result["rows"]:
         lines.append(f"{r['name']:<15}{r['concurrency']:>6}{r['requests']:>6}{r['tokens']:>8}{r['wall_s']:>9}"
                      f"{r['tokens_per_s']:>9}{r['p50_s']:>8}{r['p95_s']:>8}")

@@ -17,6 +17,8 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+import torch
+
 import prompts
 from bot.engine import Engine
 from bot.fast_decode import Gemma3Decoder
@@ -49,6 +51,21 @@ def prefill_groups(rows: list[tuple[int, _Row]], budget: int) -> list[list[tuple
     return groups
 
 
+class _GpuMemory:
+    """torch's allocated GPU memory at the steps of start-up: what each step added, in GB."""
+
+    def __init__(self):
+        self.last = torch.cuda.memory_allocated()
+        self.added = {"model": round(self.last / 1e9, 3)}  # weights and buffers, on the GPU before us
+
+    def mark(self, step: str) -> dict[str, float]:
+        now = torch.cuda.memory_allocated()
+        self.added[step] = round((now - self.last) / 1e9, 3)
+        self.last = now
+        return {**self.added, "allocated": round(now / 1e9, 3),
+                "peak": round(torch.cuda.max_memory_allocated() / 1e9, 3)}
+
+
 class FastEngine(Engine):
     """An engine whose greedy decode runs on per-slot KV caches (CUDA-graph decode steps on a GPU)."""
 
@@ -59,21 +76,23 @@ class FastEngine(Engine):
     cpu_admit_every = 4
     #: Slots on a CPU: throughput there stops growing past ~16 rows (docs/BENCHMARKS.md), the cache would not.
     cpu_slots = 16
-    #: Most padded tokens in one prefill batch (rows x longest prompt): 16 prompts of 256 tokens.
+    #: Most padded tokens in one prefill batch (rows x longest prompt): 16 prompts of 256 tokens. On the GPU
+    #: the decoder pads a batch further, to its prefill graph's bucket, and splits one that no bucket holds.
     prefill_tokens = 4096
     #: On the GPU, slots for prompts longer than ``short_prompt_tokens``; the other slots keep a full-attention
     #: cache for short prompts only (~1,000 tokens, ~3,000 characters of code: any Discord message): 8 long
-    #: slots of 64 make the KV cache 0.78 GB instead of 1.05. A long prompt waits for a long slot; a short one
-    #: takes a long slot only when every short slot is busy. None = every slot long: the default until a GPU
-    #: run has measured the split's start-up and speed (docs/BENCHMARKS.md, "Short and long slots").
-    long_slots: int | None = None
+    #: slots of 64 make the KV cache 0.78 GB instead of 1.05, and served as fast on the H100 (docs/BENCHMARKS.md,
+    #: "Short and long slots"). A long prompt waits for a long slot; a short one takes a long slot only when
+    #: every short slot is busy. None = every slot long.
+    long_slots: int | None = 8
     short_prompt_tokens = 1024
 
     def __init__(self, model, tokenizer, gen, device: str, slots: int, max_len: int, compile: bool = False,
                  lookahead: bool | None = None, long_slots: int | None = None):
         super().__init__(model, tokenizer, gen, device)
+        gpu = _GpuMemory() if device == "cuda" else None
         self.decoder = Gemma3Decoder(model, slots=slots, max_len=max_len, compile=compile,
-                                     **self.slot_split(slots, long_slots, gen))
+                                     prefill_tokens=self.prefill_tokens, **self.slot_split(slots, long_slots, gen))
         self.decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)
         if gen.no_repeat_ngram:
             self.decoder.enable_ngram_bans()
@@ -88,12 +107,18 @@ class FastEngine(Engine):
         self._deferred: list[_Row] = []  # taken from the inbox, waiting for a long slot
         self._closing = False
         self._thread = threading.Thread(target=self._loop, name="mafioso-decode", daemon=True)
+        if gpu:
+            gpu.mark("decoder")  # KV cache, fixed step buffers
         self.decoder.warm_up()
+        #: GPU memory in GB at start-up (empty on a CPU): weights and buffers, KV cache, warm-up, peak
+        self.memory = gpu.mark("warm_up") if gpu else {}
         self._thread.start()
         log.info("fast decode path: %d slots (%d of %d tokens, %d of %d), KV cache %.2f GB, CUDA graphs %s, "
                  "torch.compile %s", slots, self.decoder.short_slots, self.decoder.short_len,
                  slots - self.decoder.short_slots, max_len, self.decoder.cache_bytes / 1e9,
                  "on" if self.decoder.cuda_graphs else "off", "on" if compile else "off")
+        if self.memory:
+            log.info("GPU memory (GB, torch allocations): %s", self.memory)
 
     @property
     def continuous_slots(self) -> int:

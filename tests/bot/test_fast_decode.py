@@ -22,7 +22,10 @@ def _reference(model, ids, n, penalty):
 
 
 @pytest.mark.parametrize("penalty", [1.0, 1.3])
-def test_greedy_tokens_match_generate_with_requests_joining_mid_batch(model_and_tokenizer, penalty):
+@pytest.mark.parametrize("padded", [False, True], ids=["exact", "padded"])
+def test_greedy_tokens_match_generate_with_requests_joining_mid_batch(model_and_tokenizer, penalty, padded):
+    """``padded``: prefills padded to their bucket (as the GPU's prefill graphs run them), the padding rows'
+    keys written to the spare cache rows while other slots are mid-answer."""
     model, tokenizer = model_and_tokenizer
     prompts_ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:3]]
     assert max(map(len, prompts_ids)) > model.config.sliding_window  # the sliding window is exercised
@@ -30,6 +33,7 @@ def test_greedy_tokens_match_generate_with_requests_joining_mid_batch(model_and_
     expected = [_reference(model, ids, n, penalty) for ids in prompts_ids]
 
     decoder = Gemma3Decoder(model, slots=4, max_len=1024)
+    decoder.pad_prefill = padded
     decoder.set_repetition_penalty(penalty)
     got = {0: [decoder.prefill(0, prompts_ids[0])], 1: [decoder.prefill(1, prompts_ids[1])]}
     for step in range(n - 1):
@@ -47,8 +51,10 @@ def test_greedy_tokens_match_generate_with_requests_joining_mid_batch(model_and_
 
 
 @pytest.mark.parametrize("penalty", [1.0, 1.3])
-def test_prompts_prefilled_together_answer_as_if_alone(model_and_tokenizer, penalty):
-    """One padded forward for prompts of different lengths (one past the sliding window), slots in any order."""
+@pytest.mark.parametrize("padded", [False, True], ids=["exact", "padded"])
+def test_prompts_prefilled_together_answer_as_if_alone(model_and_tokenizer, penalty, padded):
+    """One padded forward for prompts of different lengths (one past the sliding window), slots in any order;
+    ``padded``: also padded to a bucket of 4 prompts of 512 tokens (as the GPU's prefill graphs run them)."""
     model, tokenizer = model_and_tokenizer
     prompts_ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:3]]
     prompts_ids.append(tokenizer("x = 1", add_special_tokens=True)["input_ids"])
@@ -56,6 +62,9 @@ def test_prompts_prefilled_together_answer_as_if_alone(model_and_tokenizer, pena
     n = 12
     expected = [_reference(model, ids, n, penalty) for ids in prompts_ids]
     decoder = Gemma3Decoder(model, slots=4, max_len=1024)
+    decoder.pad_prefill = padded
+    if padded:
+        assert decoder.prefill_bucket(4, max(map(len, prompts_ids))) == (4, 512)
     decoder.set_repetition_penalty(penalty)
     slots = [2, 0, 3, 1]
     got = {slot: [first] for slot, first in zip(slots, decoder.prefill_many(slots, prompts_ids))}
@@ -101,6 +110,39 @@ def test_short_and_long_slots_answer_alike_and_refuse_what_does_not_fit(model_an
             for name in ("k", "v"):
                 assert torch.equal(part[name][slot - part["first"], :, kept],
                                    whole["parts"][0][name][slot, :, kept]), (slot, name)
+
+
+def test_padded_prefill_splits_a_batch_no_bucket_holds_and_spans_both_cache_parts(model_and_tokenizer, monkeypatch):
+    """Buckets hold at most ``prefill_tokens`` padded tokens (one prompt: a whole slot); a larger batch is split
+    until it fits, a padding row fills a bucket. Prompts into short and long slots together answer as if alone,
+    and the spare rows took the padding's keys."""
+    model, tokenizer = model_and_tokenizer
+    window = model.config.sliding_window
+    short = tokenizer("x = 1", add_special_tokens=True)["input_ids"]
+    longer = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:2]]
+    assert 256 < len(longer[0]) <= 512 and 128 < len(longer[1]) <= 256
+    decoder = Gemma3Decoder(model, slots=6, max_len=1024, short_slots=3, short_len=window + 16, prefill_tokens=1024)
+    assert decoder.prefill_buckets == [(1, 64), (1, 128), (1, 256), (1, 512), (1, 1024), (2, 64), (2, 128),
+                                       (2, 256), (2, 512), (4, 64), (4, 128), (4, 256), (8, 64), (8, 128)]
+    decoder.pad_prefill = True
+    decoder.set_repetition_penalty(1.3)
+    batches = []
+    padded = decoder._prefill_padded
+    monkeypatch.setattr(decoder, "_prefill_padded",
+                        lambda bucket, *args: batches.append(bucket) or padded(bucket, *args))
+    spare = decoder.layers[0]["parts"][0]["k"][-1]
+    spare.fill_(7.0)
+    slots, asked = [1, 4, 3, 0, 2], [short, longer[0], longer[1], short, short]
+    got = decoder.prefill_many(slots, asked)
+    assert batches == [(2, 512), (4, 256)]  # 8 x 512 is over the budget: halves, the second with a padding row
+    assert (spare != 7.0).any()
+    n = 8
+    answers = {slot: [first] for slot, first in zip(slots, got)}
+    for _ in range(n - 1):
+        tokens = decoder.step(active=6).tolist()
+        for slot in answers:
+            answers[slot].append(tokens[slot])
+    assert [answers[slot] for slot in slots] == [_reference(model, ids, n, 1.3) for ids in asked]
 
 
 def test_a_slot_reused_by_a_new_request_forgets_the_old_one(model_and_tokenizer):
