@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import OrderedDict
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -40,6 +41,7 @@ RESPONSE_URL_USES = 5  # Slack accepts at most five messages per response URL
 HTTP_PATH = "/slack/events"
 COMMAND = "/explain"
 SHORTCUT_ID = "explain_code"
+EVENTS_REMEMBERED = 1000  # Slack retries an event within minutes (3 tries): far fewer mentions than this
 APOLOGY = "Somethin' went sideways back here, pal. Try again in a minute."
 INVITE_ME = "I ain't in this channel, pal, so this stays between us. Invite me with `/invite @Mafioso`."
 _MARKUP = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
@@ -81,6 +83,7 @@ class SlackBot:
         self.app.message_shortcut(SHORTCUT_ID)(self.on_shortcut)
         self.app.error(self.on_error)
         self.bot_user_id = ""
+        self._events: OrderedDict[str, None] = OrderedDict()  # the latest event ids, for _first_delivery
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
 
@@ -139,6 +142,17 @@ class SlackBot:
 
     # ----------------------------------------------------------------------------------------- listeners
 
+    def _first_delivery(self, event_id: str | None) -> bool:
+        """Whether an event is new (remembers the last ``EVENTS_REMEMBERED`` ids; no id: always new)."""
+        if not event_id:
+            return True
+        if event_id in self._events:
+            return False
+        self._events[event_id] = None
+        if len(self._events) > EVENTS_REMEMBERED:
+            self._events.popitem(last=False)
+        return True
+
     async def on_command(self, ack, command: dict, respond) -> None:
         """/explain <code>: acknowledge at once (Slack wants it within 3 s), then answer via the response URL."""
         code = extract_code(slack_to_plain(command.get("text", "")))
@@ -151,10 +165,14 @@ class SlackBot:
         for chunk in chunks[:RESPONSE_URL_USES]:
             await respond(text=chunk, response_type=response_type, replace_original=False)
 
-    async def on_mention(self, event: dict, context) -> None:
-        """@Mafioso <code> (or with a .py file): answer in the message's thread."""
+    async def on_mention(self, event: dict, context, body: dict) -> None:
+        """@Mafioso <code> (or with a .py file): answer in the message's thread, once per event: Slack delivers
+        an event again when it saw no acknowledgement in time (a slow network, a restart)."""
         if event.get("bot_id"):
             return  # another bot: no loops
+        if not self._first_delivery(body.get("event_id")):
+            log.info("slack: event %s delivered again; answered already", body.get("event_id"))
+            return
         bot_id = context.bot_user_id or self.bot_user_id
         text = event.get("text", "").replace(f"<@{bot_id}>", "") if bot_id else event.get("text", "")
         chunks = await self.answer(text, event.get("files"))

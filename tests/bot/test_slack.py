@@ -47,11 +47,12 @@ async def post_signed(url: str, body: str, headers: dict | None = None, secret: 
             return response.status, time.monotonic() - started
 
 
-def mention_body(text: str, *, ts="1700000000.000100", thread_ts=None, files=None, bot_id=None) -> str:
+def mention_body(text: str, *, ts="1700000000.000100", thread_ts=None, files=None, bot_id=None,
+                 event_id="Ev1") -> str:
     event = {"type": "app_mention", "user": "U1", "text": text, "ts": ts, "channel": "C1", "event_ts": ts}
     event.update({k: v for k, v in (("thread_ts", thread_ts), ("files", files), ("bot_id", bot_id)) if v})
     return json.dumps({"token": "legacy", "team_id": "T1", "api_app_id": "A1", "event": event,
-                       "type": "event_callback", "event_id": "Ev1", "event_time": 1700000000,
+                       "type": "event_callback", "event_id": event_id, "event_time": 1700000000,
                        "authorizations": [{"team_id": "T1", "user_id": "UBOT", "is_bot": True}]})
 
 
@@ -188,6 +189,29 @@ def test_mention_inside_a_thread_answers_in_that_thread_and_reads_python_files()
     assert explainer.codes == ["def boss():\n    return 'Vito'"]  # the request text is not code
     assert stub.downloads == [{"name": "mob.py", "authorization": "Bearer xoxb-test"}]  # token only to Slack
     assert stub.posted()[0]["thread_ts"] == "1699999999.000001"
+
+
+def test_a_mention_slack_delivers_again_is_answered_once():
+    """Slack retries an event it saw no acknowledgement for (X-Slack-Retry-Num); the same event id is the same
+    question. Another event id is a new one."""
+    async def main():
+        explainer = FakeExplainer()
+        async with slack_app(explainer) as (stub, url):
+            json_type = {"Content-Type": "application/json"}
+            statuses = [(await post_signed(url, mention_body("<@UBOT> x = 1"), json_type))[0],
+                        (await post_signed(url, mention_body("<@UBOT> x = 1"),
+                                           {**json_type, "X-Slack-Retry-Num": "1",
+                                            "X-Slack-Retry-Reason": "http_timeout"}))[0]]
+            await stub.wait_for(lambda: stub.posted())
+            statuses.append((await post_signed(url, mention_body("<@UBOT> y = 2", event_id="Ev2"), json_type))[0])
+            await stub.wait_for(lambda: len(stub.posted()) == 2)
+            await asyncio.sleep(0.2)
+        return statuses, explainer, stub
+
+    statuses, explainer, stub = asyncio.run(main())
+    assert statuses == [200, 200, 200]  # the retry is acknowledged too, or Slack would try again
+    assert explainer.codes == ["x = 1", "y = 2"]
+    assert len(stub.posted()) == 2
 
 
 def test_other_bots_mentions_are_ignored():
