@@ -252,7 +252,7 @@ async def bench(args: argparse.Namespace) -> dict:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     return {"device": device, "base_model": args.base_model or "(adapter's / embedded)", "adapter": args.adapter,
             "quantization": args.quantization if torch.cuda.is_available() else "none (CPU)",
-            "gpu_memory_gb": memory, "long_slots": FastEngine.long_slots,
+            "gpu_memory_gb": memory, "long_slots": FastEngine.long_slots if torch.cuda.is_available() else None,
             "max_new_tokens": args.max_new_tokens, "rows": rows}
 
 

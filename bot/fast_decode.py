@@ -5,7 +5,9 @@ module runs the same maths on the same (merged) weights with:
 
 * a static KV cache of ``slots`` rows, each slot at its own position, so a request can join or leave the
   running batch between any two decode steps (continuous batching);
-* one decode step per batch-size bucket (1, 2, 4, … slots) captured once in a CUDA graph and replayed;
+* one decode step per batch-size bucket (1, 2, 4, … slots) captured once in a CUDA graph and replayed, and one
+  prefill per (prompts, tokens) bucket: batches are padded to their bucket, the padding's keys go to a spare
+  cache row;
 * greedy decoding and the repetition penalty inside the graph, exactly as transformers computes them, and
   optional per-slot token bans set between steps (no repeated n-grams, :mod:`bot.ngram_ban`).
 

@@ -71,7 +71,7 @@ class FastEngine(Engine):
 
     #: While rows decode, waiting prompts are admitted (and prefilled, stalling every running row) at most
     #: once every this many steps (``admit_every``), so prefills happen in groups rather than one per arriving
-    #: request. On the GPU a prefill costs ~10 decode steps, on a CPU ~3 (docs/BENCHMARKS.md).
+    #: request. A prefill cost ~10 decode steps on the GPU before prefill graphs (~3 on a CPU; docs/BENCHMARKS.md).
     gpu_admit_every = 16
     cpu_admit_every = 4
     #: Slots on a CPU: throughput there stops growing past ~16 rows (docs/BENCHMARKS.md), the cache would not.
