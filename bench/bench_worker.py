@@ -163,10 +163,11 @@ def run_naive(model, tokenizer, gen: GenerationConfig, requests: int) -> dict:
 async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dict[int, int],
                          name: str, admit_every: list[int] | None = None,
                          no_lookahead_rows: bool = False) -> tuple[list[dict], float | None]:
-    """Table rows for one worker configuration (``requests``: concurrency -> request count), and its GPU
-    memory in GB (None on CPU): the fast engine's start-up steps, the peak while serving, the overall peak
-    of torch's allocations, what torch's allocator reserved and what the whole card had in use. ``admit_every``: fast-engine admission intervals, the first for every level,
-    the others at the highest level only; ``no_lookahead_rows``: the lowest and highest level again with the
+    """Table rows for one worker configuration (``requests``: concurrency -> request count), and its start-up
+    time and GPU memory in GB (None on CPU): the fast engine's start-up steps, the peak while serving, the
+    overall peak of torch's allocations, what torch's allocator reserved and what the whole card had in use.
+    ``admit_every``: fast-engine admission intervals, the first for every level, the others at the highest
+    level only; ``no_lookahead_rows``: the lowest and highest level again with the
     fast engine's lookahead off."""
     import torch
 
@@ -216,7 +217,8 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
     if cuda:
         free, total = torch.cuda.mem_get_info()
         gb = lambda n: round(n / 1e9, 3)  # noqa: E731
-        memory = {"start_up_s": start_up_s, "start_up": getattr(engine, "memory", {}), "serving_peak": gb(torch.cuda.max_memory_allocated()),
+        memory = {"start_up_s": start_up_s, "start_up": getattr(engine, "memory", {}),
+                  "serving_peak": gb(torch.cuda.max_memory_allocated()),
                   "peak": gb(max(startup_peak, torch.cuda.max_memory_allocated())),
                   "reserved": gb(torch.cuda.memory_reserved()), "card_in_use": gb(total - free)}
     del worker, engine
