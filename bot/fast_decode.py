@@ -296,24 +296,30 @@ class Gemma3Decoder:
         """The smallest prefill bucket (prompts, tokens) that holds a batch; None if none does."""
         return next(((rows, n) for rows, n in self.prefill_buckets if rows >= prompts and n >= longest), None)
 
-    def _prefill_padded(self, bucket: tuple[int, int], slots: list[int], prompts: list[list[int]]) -> torch.Tensor:
-        """Last hidden states of a batch padded to ``bucket``: its CUDA graph replayed, or (no CUDA graphs)
-        the same forward run on the padded batch."""
-        rows, n = bucket
+    def _padded_inputs(self, shape: tuple[int, int], slots: list[int], prompts: list[list[int]]):
+        """``_prefill_forward``'s inputs (on the host) for prompts padded to ``shape`` (rows, tokens): rows past
+        the prompts are padding, with no slot (their keys go to the spare rows)."""
+        rows, n = shape
         tokens = torch.zeros(rows, n, dtype=torch.long)
         for row, ids in enumerate(prompts):
             tokens[row, :len(ids)] = torch.tensor(ids)
-        slot_ids = torch.tensor(slots + [self.slots] * (rows - len(slots)))  # padding rows: no slot
+        slot_ids = torch.tensor(slots + [self.slots] * (rows - len(slots)))
         ends = torch.tensor([len(ids) for ids in prompts] + [1] * (rows - len(prompts)))
-        if not self.cuda_graphs:
-            return self._prefill_forward(tokens.to(self.device), slot_ids.to(self.device), ends.to(self.device))
-        if bucket not in self.prefill_graphs:
-            self._capture_prefill(bucket)
-        graph, static = self.prefill_graphs[bucket]
-        for name, value in (("tokens", tokens), ("slots", slot_ids), ("ends", ends)):
+        return tokens, slot_ids, ends
+
+    def _prefill_last(self, shape: tuple[int, int], slots: list[int], prompts: list[list[int]]) -> torch.Tensor:
+        """Each prompt's last hidden state, the batch padded to ``shape``: a bucket's CUDA graph replayed where
+        there is one, else the forward run on the padded batch."""
+        inputs = self._padded_inputs(shape, slots, prompts)
+        if not (self.pad_prefill and self.cuda_graphs and shape in self.prefill_buckets):
+            return self._prefill_forward(*(t.to(self.device) for t in inputs))[:len(slots)]
+        if shape not in self.prefill_graphs:
+            self._capture_prefill(shape)
+        graph, static = self.prefill_graphs[shape]
+        for name, value in zip(("tokens", "slots", "ends"), inputs):
             static[name].copy_(value, non_blocking=True)
         graph.replay()
-        return static["last"]
+        return static["last"][:len(slots)]
 
     @torch.inference_mode()
     def prefill_many(self, slots: list[int], prompts: list[list[int]]) -> list[int]:
@@ -328,13 +334,9 @@ class Gemma3Decoder:
         if self.pad_prefill and bucket is None and len(prompts) > 1:  # more padded tokens than any bucket
             half = len(prompts) // 2
             return self.prefill_many(slots[:half], prompts[:half]) + self.prefill_many(slots[half:], prompts[half:])
+        last = self._prefill_last(bucket or (len(prompts), n), slots, prompts)
         rows = torch.tensor(slots, device=self.device)
         ends = torch.tensor(lengths, device=self.device)
-        if bucket is not None:
-            last = self._prefill_padded(bucket, slots, prompts)[:len(slots)]
-        else:
-            tokens = torch.tensor([ids + [0] * (n - len(ids)) for ids in prompts], device=self.device)
-            last = self._prefill_forward(tokens, rows, ends)
         self.seen[rows] = False
         if self.ban_ngrams:
             self.banned[rows] = False
@@ -461,10 +463,8 @@ class Gemma3Decoder:
 
     def _capture_prefill(self, bucket: tuple[int, int]) -> None:
         # the inputs name no slot while capturing: every key goes to the spare rows, no live slot is touched
-        rows, n = bucket
-        static = {"tokens": torch.zeros(rows, n, dtype=torch.long, device=self.device),
-                  "slots": torch.full((rows,), self.slots, device=self.device),
-                  "ends": torch.ones(rows, dtype=torch.long, device=self.device)}
+        inputs = (t.to(self.device) for t in self._padded_inputs(bucket, [], []))
+        static = dict(zip(("tokens", "slots", "ends"), inputs))
         graph, static["last"] = self._record(lambda: self._prefill_forward(static["tokens"], static["slots"],
                                                                            static["ends"]))
         self.prefill_graphs[bucket] = graph, static
@@ -499,12 +499,10 @@ class Gemma3Decoder:
         if self._prefill_layer_step is not self._prefill_layer:
             try:  # one prompt and two: torch.compile specialises a size of 1, so both get compiled here; the
                 # prompts name no slot (their keys go to the spare rows)
-                n = min(64, self.max_len)
                 with torch.inference_mode():
                     for rows in range(1, min(2, self.slots) + 1):
-                        self._prefill_forward(torch.ones(rows, n, dtype=torch.long, device=self.device),
-                                              torch.full((rows,), self.slots, device=self.device),
-                                              torch.arange(n - rows + 1, n + 1, device=self.device))
+                        inputs = self._padded_inputs((rows, min(64, self.max_len)), [], [])
+                        self._prefill_forward(*(t.to(self.device) for t in inputs))
             except Exception as exc:  # noqa: BLE001 - any compiler failure: fall back to the eager layer
                 log.warning("torch.compile of the prefill failed, prefill runs eagerly: %s", exc)
                 self._prefill_layer_step = self._prefill_layer

@@ -127,9 +127,8 @@ def test_padded_prefill_splits_a_batch_no_bucket_holds_and_spans_both_cache_part
     decoder.pad_prefill = True
     decoder.set_repetition_penalty(1.3)
     batches = []
-    padded = decoder._prefill_padded
-    monkeypatch.setattr(decoder, "_prefill_padded",
-                        lambda bucket, *args: batches.append(bucket) or padded(bucket, *args))
+    padded = decoder._prefill_last
+    monkeypatch.setattr(decoder, "_prefill_last", lambda shape, *args: batches.append(shape) or padded(shape, *args))
     spare = decoder.layers[0]["parts"][0]["k"][-1]
     spare.fill_(7.0)
     slots, asked = [1, 4, 3, 0, 2], [short, longer[0], longer[1], short, short]
@@ -143,6 +142,52 @@ def test_padded_prefill_splits_a_batch_no_bucket_holds_and_spans_both_cache_part
         for slot in answers:
             answers[slot].append(tokens[slot])
     assert [answers[slot] for slot in slots] == [_reference(model, ids, n, 1.3) for ids in asked]
+
+
+class _ReplayedGraph:
+    """A CPU stand-in for a captured CUDA graph: replaying re-runs the captured function into the output
+    tensor of the capture, as a graph rewrites the same memory."""
+
+    def __init__(self, run, out):
+        self.run, self.out = run, out
+
+    def replay(self):
+        out = self.run()
+        if out is not None:
+            self.out.copy_(out)
+
+
+def test_graph_plumbing_captures_at_warm_up_and_replays_with_live_slots_untouched(model_and_tokenizer, monkeypatch):
+    """The CUDA-graph paths on a CPU, with graphs that re-run what they captured: warm-up captures every
+    decode and prefill bucket while a request is mid-answer (capturing must not change it), then prefills
+    replay through their bucket's fixed inputs and answer as ``generate`` does."""
+    model, tokenizer = model_and_tokenizer
+    ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:3]]
+    decoder = Gemma3Decoder(model, slots=4, max_len=1024, prefill_tokens=1024)
+    decoder.cuda_graphs = decoder.pad_prefill = True
+    monkeypatch.setattr(decoder, "_record", lambda run: (_ReplayedGraph(run, out := run()), out))
+    decoder.set_repetition_penalty(1.3)
+    n = 10
+    got = {0: [decoder.prefill(0, ids[0])]}  # captures its bucket on first use
+    got[0] += [int(decoder.step(active=1)[0]) for _ in range(3)]
+    # slot 0's cache holds positions [0, written); the next step writes `written`, which in a ring takes the
+    # entry of the one position no later step reads
+    written = int(decoder.positions[0])
+    kept = [torch.arange(max(0, written - part["length"] + 1), written) % part["length"]
+            for w in decoder.layers for part in w["parts"]]
+    before = [part[name][0, :, at].clone() for w in decoder.layers for part, at in zip(w["parts"], kept)
+              for name in ("k", "v")]
+    decoder.warm_up()
+    after = [part[name][0, :, at] for w in decoder.layers for part, at in zip(w["parts"], kept) for name in ("k", "v")]
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    assert set(decoder.graphs) == set(decoder.buckets) and set(decoder.prefill_graphs) == set(decoder.prefill_buckets)
+    got.update({slot: [first] for slot, first in zip((2, 1), decoder.prefill_many([2, 1], ids[1:]))})
+    while any(len(answer) < n for answer in got.values()):
+        tokens = decoder.step(active=3).tolist()
+        for slot, answer in got.items():
+            if len(answer) < n:
+                answer.append(tokens[slot])
+    assert [got[slot] for slot in (0, 2, 1)] == [_reference(model, prompt, n, 1.3) for prompt in ids]
 
 
 def test_a_slot_reused_by_a_new_request_forgets_the_old_one(model_and_tokenizer):
