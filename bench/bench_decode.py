@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bot.engine import Engine
     from bot.fast_decode import Gemma3Decoder
-    from bot.fast_engine import FastEngine
+    from bot.fast_engine import FastEngine, gpu_memory_gb
 
     cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, device=args.device, fast_decode=False)
     gen = GenerationConfig()
@@ -125,10 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     profiles = {f"step{b}": profile(lambda b=b: step(b), cuda) for b in args.profile}
     if args.profile:
         profiles["prefill1"] = profile(lambda: decoder.prefill_many([0], ids[:1]), cuda)
-    gb = (lambda n: round(n / 1e9, 3))
-    memory = {"kv_cache_gb": gb(decoder.cache_bytes),
-              **({"allocated_gb": gb(torch.cuda.memory_allocated()), "peak_gb": gb(torch.cuda.max_memory_allocated()),
-                  "reserved_gb": gb(torch.cuda.memory_reserved())} if cuda else {})}
+    memory = {"kv_cache": round(decoder.cache_bytes / 1e9, 3), **(gpu_memory_gb() if cuda else {})}  # GB
     result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "compile": compiled,
               "cuda_graphs": decoder.cuda_graphs, "load_and_warm_up_s": round(load_s, 1),
               "slot_length": decoder.max_len, "short_slots": decoder.short_slots, "short_len": decoder.short_len,

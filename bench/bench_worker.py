@@ -172,6 +172,7 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
     import torch
 
     from bot.engine import Engine
+    from bot.fast_engine import gpu_memory_gb
     from bot.worker import Worker
 
     cuda = torch.cuda.is_available()
@@ -215,12 +216,9 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
     engine.close()
     memory = None
     if cuda:
-        free, total = torch.cuda.mem_get_info()
-        gb = lambda n: round(n / 1e9, 3)  # noqa: E731
-        memory = {"start_up_s": start_up_s, "start_up": getattr(engine, "memory", {}),
-                  "serving_peak": gb(torch.cuda.max_memory_allocated()),
-                  "peak": gb(max(startup_peak, torch.cuda.max_memory_allocated())),
-                  "reserved": gb(torch.cuda.memory_reserved()), "card_in_use": gb(total - free)}
+        now = gpu_memory_gb()  # its peak: since the reset after warm-up, i.e. while serving
+        memory = {"start_up_s": start_up_s, "start_up": getattr(engine, "memory", {}), "serving_peak": now["peak"],
+                  **now, "peak": max(round(startup_peak / 1e9, 3), now["peak"])}
     del worker, engine
     return rows, memory
 

@@ -51,6 +51,15 @@ def prefill_groups(rows: list[tuple[int, _Row]], budget: int) -> list[list[tuple
     return groups
 
 
+def gpu_memory_gb() -> dict[str, float]:
+    """GPU memory now, in GB: torch's allocations, their peak, what torch's allocator reserved, and what the
+    whole card has in use (with the CUDA context and libraries)."""
+    free, total = torch.cuda.mem_get_info()
+    return {name: round(count / 1e9, 3) for name, count in (
+        ("allocated", torch.cuda.memory_allocated()), ("peak", torch.cuda.max_memory_allocated()),
+        ("reserved", torch.cuda.memory_reserved()), ("card_in_use", total - free))}
+
+
 class _GpuMemory:
     """torch's allocated GPU memory at the steps of start-up: what each step added, in GB."""
 
@@ -62,8 +71,7 @@ class _GpuMemory:
         now = torch.cuda.memory_allocated()
         self.added[step] = round((now - self.last) / 1e9, 3)
         self.last = now
-        return {**self.added, "allocated": round(now / 1e9, 3),
-                "peak": round(torch.cuda.max_memory_allocated() / 1e9, 3)}
+        return {**self.added, **gpu_memory_gb()}
 
 
 class FastEngine(Engine):
