@@ -17,6 +17,7 @@ Correctness is pinned by a test that compares its greedy tokens with ``model.gen
 from __future__ import annotations
 
 import logging
+import time
 
 import torch
 import torch.nn.functional as F
@@ -179,6 +180,11 @@ class Gemma3Decoder:
         self.prefill_buckets = sorted((rows, n) for n in lengths for rows in widths
                                       if rows == 1 or rows * n <= prefill_tokens)
         self.prefill_graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, dict]] = {}
+        # A prompt prefix every request shares (the instruction), its keys and values computed once per layer
+        # by set_prefix(): prompts that start with it prefill only the rest.
+        self.prefix: list[int] = []
+        self.prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.warm_up_s: dict[str, float] = {}  # seconds each part of warm_up() took
         # Compiled, a batch of 1 would be a graph of its own (torch.compile specialises sizes of 1): one row
         # runs in the batch-2 graph instead, which costs the same on a GPU and a minute less to compile.
         smallest = 2 if compile else 1
@@ -240,12 +246,17 @@ class Gemma3Decoder:
         """Run a prompt into ``slot``'s cache; returns the first generated token (greedy, penalised)."""
         return self.prefill_many([slot], [ids])[0]
 
-    def _prefill_layer(self, x: torch.Tensor, w: dict, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor):
-        """One layer over whole prompts: x (B, n, hidden), mask (B, 1, n, n); returns x and the layer's k, v
-        (B, n, KV, D) for the cache. Attention is one fused kernel (scaled_dot_product_attention): the
-        scores of a long prompt batch are never materialised."""
+    def _prefill_layer(self, x: torch.Tensor, w: dict, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor,
+                       past: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """One layer over whole prompts: x (B, n, hidden), mask (B, 1, n, p + n) over the ``p`` positions of
+        ``past`` (the shared prefix's keys and values, (1, p, KV, D)) and the prompts' own; returns x and the
+        layer's keys and values of every position (B, p + n, KV, D), for the cache. Attention is one fused kernel
+        (scaled_dot_product_attention): the scores of a long prompt batch are never materialised."""
         b, n, _ = x.shape
         q, k, v = self._qkv(self._norm(x, w["in_norm"]), w, (cos, sin))  # (B, n, heads, D)
+        if past is not None:
+            k = torch.cat((past[0].expand(b, -1, -1, -1), k), dim=1)
+            v = torch.cat((past[1].expand(b, -1, -1, -1), v), dim=1)
         group = self.n_heads // self.n_kv  # query head h reads key/value head h // group, as transformers
         out = F.scaled_dot_product_attention(
             q.transpose(1, 2), k.transpose(1, 2).repeat_interleave(group, dim=1),
@@ -256,63 +267,95 @@ class Gemma3Decoder:
         """Positions a slot holds: prompt plus answer must stay below it."""
         return self.short_len if slot < self.short_slots else self.max_len
 
-    def _write_targets(self, part: dict, slots: torch.Tensor, ends: torch.Tensor, n: int):
+    def _write_targets(self, part: dict, slots: torch.Tensor, ends: torch.Tensor, positions: torch.Tensor):
         """Where a padded prefill's keys go in one cache part: for every (prompt, position), the part's row
         (the spare last row unless the prompt's slot lies in the part and the position is one it keeps: a
         ring keeps the last ``length``), and the entry in that row."""
-        positions = torch.arange(n, device=self.device)
         spare = part["stop"] - part["first"]
         mine = ((slots >= part["first"]) & (slots < part["stop"]))[:, None]
         keep = mine & (positions[None, :] < ends[:, None]) & (positions[None, :] >= ends[:, None] - part["length"])
         return torch.where(keep, slots[:, None] - part["first"], spare), positions % part["length"]
 
-    def _prefill_forward(self, tokens: torch.Tensor, slots: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+    def _prefill_forward(self, tokens: torch.Tensor, slots: torch.Tensor, ends: torch.Tensor, start: int = 0,
+                         layer_kv: list | None = None) -> torch.Tensor:
         """Prompts ``tokens`` (B, n), right-padded, into the caches of ``slots`` (B,) (a slot outside
-        [0, slots) is padding: its keys go to the spare rows); returns each prompt's last hidden state."""
+        [0, slots) is padding: its keys go to the spare rows); returns each prompt's last hidden state.
+        ``start``: the prompts follow the shared prefix (its length, or 0): ``tokens`` are what comes after it,
+        ``ends`` count it, and the prefix's keys are attended to and copied into the slots. ``layer_kv``: a
+        list to append each layer's keys and values to (for set_prefix)."""
         b, n = tokens.shape
-        positions = torch.arange(n, device=self.device)
-        real_keys = (positions[None, :] < ends[:, None])[:, None, None, :]  # (B, 1, 1, n): padding is no key
-        causal = positions[None, :] <= positions[:, None]
-        itself = positions[None, :] == positions[:, None]
+        queries = torch.arange(start, start + n, device=self.device)
+        keys = torch.arange(start + n, device=self.device)  # the prefix's positions, then the prompts'
+        real_keys = (keys[None, :] < ends[:, None])[:, None, None, :]  # (B, 1, 1, start + n): padding is no key
+        causal = keys[None, :] <= queries[:, None]
+        itself = keys[None, :] == queries[:, None]
         masks, targets = {}, {}
         for w in self.layers:
             if (window := w["window"]) not in masks:  # a padding query may see only itself: never all -inf (NaN)
-                mask = causal if window is None else causal & (positions[None, :] > positions[:, None] - window)
+                mask = causal if window is None else causal & (keys[None, :] > queries[:, None] - window)
                 masks[window] = (mask & real_keys) | itself
             for part in w["parts"]:
                 if (key := (part["first"], part["length"])) not in targets:
-                    targets[key] = self._write_targets(part, slots, ends, n)
+                    targets[key] = self._write_targets(part, slots, ends, keys)
+        # compiled for the prompts that follow the prefix (all of them, in practice); the prefix itself and the
+        # rare prompt that does not start with it run eagerly rather than compile a second variant while serving
+        layer = self._prefill_layer_step if start == len(self.prefix) and layer_kv is None else self._prefill_layer
         x = F.embedding(tokens, self.embed) * self.embed_scale  # (B, n, hidden)
-        for w in self.layers:
+        for i, w in enumerate(self.layers):
             cos, sin = self.rope[w["kind"]]
-            x, k, v = self._prefill_layer_step(x, w, cos[:n], sin[:n], masks[w["window"]])
+            x, k, v = layer(x, w, cos[start:start + n], sin[start:start + n], masks[w["window"]],
+                            self.prefix_kv[i] if start else None)
+            if layer_kv is not None:
+                layer_kv.append((k, v))
             for part in w["parts"]:
                 row, entry = targets[(part["first"], part["length"])]
                 part["k"][row, :, entry] = k
                 part["v"][row, :, entry] = v
-        return x[torch.arange(b, device=self.device), ends - 1]  # (B, hidden)
+        return x[torch.arange(b, device=self.device), ends - 1 - start]  # (B, hidden)
+
+    def set_prefix(self, ids: list[int]) -> None:
+        """Compute the keys and values of a prompt prefix every request shares (the instruction) once: from
+        now on a prompt that starts with these ids prefills only what follows them, and its slot's cache gets
+        the prefix's keys copied in. Call before :meth:`warm_up` (the prefill graphs are captured for it)."""
+        if self.prefill_graphs:
+            raise RuntimeError("set the prefix before the prefill graphs are captured")
+        self.prefix, self.prefix_kv = [], []
+        if not ids or len(ids) >= self.short_len // 2:  # nothing shared, or too little left for the prompt
+            return
+        layer_kv: list = []
+        with torch.inference_mode():
+            tokens, slots, ends = (t.to(self.device) for t in self._padded_inputs((1, len(ids)), [], [ids]))
+            self._prefill_forward(tokens, slots, ends, layer_kv=layer_kv)  # its own keys go to the spare rows
+        self.prefix, self.prefix_kv = list(ids), [(k.clone(), v.clone()) for k, v in layer_kv]
+        # a prefilled bucket's positions end after the prefix: no bucket may reach past the slot
+        self.prefill_buckets = [(rows, min(n, self.max_len - len(ids))) for rows, n in self.prefill_buckets]
+        self.prefill_buckets = sorted(set(self.prefill_buckets))
 
     def prefill_bucket(self, prompts: int, longest: int) -> tuple[int, int] | None:
         """The smallest prefill bucket (prompts, tokens) that holds a batch; None if none does."""
         return next(((rows, n) for rows, n in self.prefill_buckets if rows >= prompts and n >= longest), None)
 
-    def _padded_inputs(self, shape: tuple[int, int], slots: list[int], prompts: list[list[int]]):
-        """``_prefill_forward``'s inputs (on the host) for prompts padded to ``shape`` (rows, tokens): rows past
-        the prompts are padding, with no slot (their keys go to the spare rows)."""
+    def _padded_inputs(self, shape: tuple[int, int], slots: list[int], prompts: list[list[int]], start: int = 0):
+        """``_prefill_forward``'s inputs (on the host) for prompts (what follows the first ``start`` tokens)
+        padded to ``shape`` (rows, tokens): rows past the prompts are padding, with no slot (their keys go to the
+        spare rows)."""
         rows, n = shape
         tokens = torch.zeros(rows, n, dtype=torch.long)
         for row, ids in enumerate(prompts):
             tokens[row, :len(ids)] = torch.tensor(ids)
         slot_ids = torch.tensor(slots + [self.slots] * (rows - len(slots)))
-        ends = torch.tensor([len(ids) for ids in prompts] + [1] * (rows - len(prompts)))
+        ends = torch.tensor([start + len(ids) for ids in prompts] + [start + 1] * (rows - len(prompts)))
         return tokens, slot_ids, ends
 
-    def _prefill_last(self, shape: tuple[int, int], slots: list[int], prompts: list[list[int]]) -> torch.Tensor:
-        """Each prompt's last hidden state, the batch padded to ``shape``: a bucket's CUDA graph replayed where
-        there is one, else the forward run on the padded batch."""
-        inputs = self._padded_inputs(shape, slots, prompts)
-        if not (self.pad_prefill and self.cuda_graphs and shape in self.prefill_buckets):
-            return self._prefill_forward(*(t.to(self.device) for t in inputs))[:len(slots)]
+    def _prefill_last(self, shape: tuple[int, int], slots: list[int], prompts: list[list[int]],
+                      start: int) -> torch.Tensor:
+        """Each prompt's last hidden state (``prompts``: what follows the first ``start`` tokens), the batch
+        padded to ``shape``: a bucket's CUDA graph replayed where there is one, else the forward run on the
+        padded batch."""
+        inputs = self._padded_inputs(shape, slots, prompts, start)
+        graphed = self.pad_prefill and self.cuda_graphs and shape in self.prefill_buckets and start == len(self.prefix)
+        if not graphed:
+            return self._prefill_forward(*(t.to(self.device) for t in inputs), start=start)[:len(slots)]
         if shape not in self.prefill_graphs:
             self._capture_prefill(shape)
         graph, static = self.prefill_graphs[shape]
@@ -326,15 +369,25 @@ class Gemma3Decoder:
         """Run several prompts into their slots in one forward pass (right-padded to the longest; padding is
         masked out and never cached); returns each slot's first generated token."""
         lengths = [len(ids) for ids in prompts]
-        n = max(lengths)
         for slot, length in zip(slots, lengths):
             if length >= self.capacity(slot):
                 raise ValueError(f"prompt of {length} tokens does not fit slot {slot} ({self.capacity(slot)})")
-        bucket = self.prefill_bucket(len(prompts), n) if self.pad_prefill else None
-        if self.pad_prefill and bucket is None and len(prompts) > 1:  # more padded tokens than any bucket
+        shared = [len(ids) > len(self.prefix) and ids[:len(self.prefix)] == self.prefix for ids in prompts]
+        if len(set(shared)) > 1:  # prompts with and without the shared prefix: one batch each
+            firsts = {}
+            for flag in (True, False):
+                rows = [i for i, s in enumerate(shared) if s == flag]
+                firsts.update(zip(rows, self.prefill_many([slots[i] for i in rows], [prompts[i] for i in rows])))
+            return [firsts[i] for i in range(len(prompts))]
+        start = len(self.prefix) if shared[0] else 0
+        rest = [ids[start:] for ids in prompts]
+        n = max(map(len, rest))
+        padded = self.pad_prefill and start == len(self.prefix)  # the buckets follow the prefix
+        bucket = self.prefill_bucket(len(prompts), n) if padded else None
+        if padded and bucket is None and len(prompts) > 1:  # more padded tokens than any bucket
             half = len(prompts) // 2
             return self.prefill_many(slots[:half], prompts[:half]) + self.prefill_many(slots[half:], prompts[half:])
-        last = self._prefill_last(bucket or (len(prompts), n), slots, prompts)
+        last = self._prefill_last(bucket or (len(prompts), n), slots, rest, start)
         rows = torch.tensor(slots, device=self.device)
         ends = torch.tensor(lengths, device=self.device)
         self.seen[rows] = False
@@ -463,10 +516,11 @@ class Gemma3Decoder:
 
     def _capture_prefill(self, bucket: tuple[int, int]) -> None:
         # the inputs name no slot while capturing: every key goes to the spare rows, no live slot is touched
-        inputs = (t.to(self.device) for t in self._padded_inputs(bucket, [], []))
+        start = len(self.prefix)
+        inputs = (t.to(self.device) for t in self._padded_inputs(bucket, [], [], start))
         static = dict(zip(("tokens", "slots", "ends"), inputs))
         graph, static["last"] = self._record(lambda: self._prefill_forward(static["tokens"], static["slots"],
-                                                                           static["ends"]))
+                                                                           static["ends"], start))
         self.prefill_graphs[bucket] = graph, static
 
     def set_repetition_penalty(self, penalty: float, penalize_prompt: bool = True) -> None:
@@ -494,23 +548,33 @@ class Gemma3Decoder:
 
     def warm_up(self) -> None:
         """Compile the prefill and capture every graph now (decode and prefill buckets), so no request pays
-        for it. If the prefill does not compile, it runs eagerly (slower, same maths) rather than failing the
-        engine."""
-        if self._prefill_layer_step is not self._prefill_layer:
+        for it; ``warm_up_s`` says how long each part took. If the prefill does not compile, it runs eagerly
+        (slower, same maths) rather than failing the engine."""
+        started = time.perf_counter()
+
+        def took(part: str) -> None:
+            nonlocal started
+            self.warm_up_s[part] = round(time.perf_counter() - started, 1)
+            started = time.perf_counter()
+
+        if self._prefill_layer_step != self._prefill_layer:  # compiled (==: each access makes a new bound method)
             try:  # one prompt and two: torch.compile specialises a size of 1, so both get compiled here; the
                 # prompts name no slot (their keys go to the spare rows)
                 with torch.inference_mode():
+                    start = len(self.prefix)
                     for rows in range(1, min(2, self.slots) + 1):
-                        inputs = self._padded_inputs((rows, min(64, self.max_len)), [], [])
-                        self._prefill_forward(*(t.to(self.device) for t in inputs))
+                        inputs = self._padded_inputs((rows, min(64, self.max_len - start)), [], [], start)
+                        self._prefill_forward(*(t.to(self.device) for t in inputs), start=start)
             except Exception as exc:  # noqa: BLE001 - any compiler failure: fall back to the eager layer
                 log.warning("torch.compile of the prefill failed, prefill runs eagerly: %s", exc)
                 self._prefill_layer_step = self._prefill_layer
+            took("prefill_compile")
         if self.cuda_graphs:
             with torch.inference_mode():
                 for b in self.buckets:
                     if b not in self.graphs:
-                        self._capture(b)
+                        self._capture(b)  # the first capture of each compiled variant compiles it
+                took("decode_graphs")
                 try:
                     for bucket in self.prefill_buckets:
                         if bucket not in self.prefill_graphs:
@@ -519,6 +583,7 @@ class Gemma3Decoder:
                     log.warning("capturing the prefill graphs failed, prefill runs unpadded: %s", exc)
                     self.prefill_graphs.clear()
                     self.pad_prefill = False
+                took("prefill_graphs")
 
     @property
     def cache_bytes(self) -> int:

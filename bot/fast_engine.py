@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -35,6 +36,22 @@ class _Row:
     stop: int | None = None  # tokens generated when a ### section stopped it
     ngrams: NgramBan | None = None  # GenerationConfig.no_repeat_ngram
     bans: frozenset[int] = frozenset()  # the tokens banned for its slot now
+
+
+@dataclass
+class DecodeStats:
+    """What the decode thread did since start-up; subtract two readings for a window. Its time is waiting for
+    requests (``idle_s``), prefilling (``prefill_s``), waiting for the device to finish a decode step
+    (``wait_s``), and host work: the rest. With lookahead, a device-bound loop spends most of a step in
+    ``wait_s``; a host-bound one almost none of it."""
+
+    steps: int = 0  # decode steps launched
+    step_rows: int = 0  # running rows summed over those steps
+    wait_s: float = 0.0
+    prefills: int = 0  # prefill batches
+    prefill_prompts: int = 0
+    prefill_s: float = 0.0
+    idle_s: float = 0.0
 
 
 def prefill_groups(rows: list[tuple[int, _Row]], budget: int) -> list[list[tuple[int, _Row]]]:
@@ -94,16 +111,16 @@ class FastEngine(Engine):
     #: every short slot is busy. None = every slot long.
     long_slots: int | None = 8
     short_prompt_tokens = 1024
+    #: Compute the keys of the instruction every prompt starts with once (prompts.shared_prefix_ids): a prefill
+    #: then runs only the request and the code, ~1/3 of a typical prompt's tokens (docs/BENCHMARKS.md).
+    share_prefix = True
 
     def __init__(self, model, tokenizer, gen, device: str, slots: int, max_len: int, compile: bool = False,
                  lookahead: bool | None = None, long_slots: int | None = None):
         super().__init__(model, tokenizer, gen, device)
         gpu = _GpuMemory() if device == "cuda" else None
-        self.decoder = Gemma3Decoder(model, slots=slots, max_len=max_len, compile=compile,
-                                     prefill_tokens=self.prefill_tokens, **self.slot_split(slots, long_slots, gen))
-        self.decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)
-        if gen.no_repeat_ngram:
-            self.decoder.enable_ngram_bans()
+        self.decoder = self.build_decoder(model, tokenizer, gen, slots, max_len, compile, long_slots)
+        self.stats = DecodeStats()
         #: Launch each decode step before reading the last one's tokens, so the GPU never waits for the host
         #: (default: with CUDA graphs). A finished row then costs one discarded step. Off with n-gram bans,
         #: which must know a step's token before the next step runs.
@@ -121,10 +138,11 @@ class FastEngine(Engine):
         #: GPU memory in GB at start-up (empty on a CPU): weights and buffers, KV cache, warm-up, peak
         self.memory = gpu.mark("warm_up") if gpu else {}
         self._thread.start()
-        log.info("fast decode path: %d slots (%d of %d tokens, %d of %d), KV cache %.2f GB, CUDA graphs %s, "
-                 "torch.compile %s", slots, self.decoder.short_slots, self.decoder.short_len,
-                 slots - self.decoder.short_slots, max_len, self.decoder.cache_bytes / 1e9,
-                 "on" if self.decoder.cuda_graphs else "off", "on" if compile else "off")
+        log.info("fast decode path: %d slots (%d of %d tokens, %d of %d), KV cache %.2f GB, shared prefix %d "
+                 "tokens, CUDA graphs %s, torch.compile %s; warm-up %s s", slots, self.decoder.short_slots,
+                 self.decoder.short_len, slots - self.decoder.short_slots, max_len, self.decoder.cache_bytes / 1e9,
+                 len(self.decoder.prefix), "on" if self.decoder.cuda_graphs else "off", "on" if compile else "off",
+                 self.decoder.warm_up_s)
         if self.memory:
             log.info("GPU memory (GB, torch allocations): %s", self.memory)
 
@@ -132,6 +150,19 @@ class FastEngine(Engine):
     def continuous_slots(self) -> int:
         """Requests the engine decodes at once; the worker hands them over one by one (see bot.worker)."""
         return self.decoder.slots if self.decoder is not None else 1
+
+    @classmethod
+    def build_decoder(cls, model, tokenizer, gen, slots: int, max_len: int, compile: bool,
+                      long_slots: int | None) -> Gemma3Decoder:
+        """The engine's decoder, set up for ``gen`` (penalty, n-gram bans, the shared prefix), not warmed up."""
+        decoder = Gemma3Decoder(model, slots=slots, max_len=max_len, compile=compile,
+                                prefill_tokens=cls.prefill_tokens, **cls.slot_split(slots, long_slots, gen))
+        decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)
+        if gen.no_repeat_ngram:
+            decoder.enable_ngram_bans()
+        if cls.share_prefix:
+            decoder.set_prefix(prompts.shared_prefix_ids(tokenizer))
+        return decoder
 
     @classmethod
     def slot_split(cls, slots: int, long_slots: int | None, gen) -> dict:
@@ -193,6 +224,8 @@ class FastEngine(Engine):
                     steps = 0
                 if active:
                     launched = self.decoder.launch(max(active) + 1)
+                    self.stats.steps += 1
+                    self.stats.step_rows += len(active)
                     if pending is not None:
                         self._collect(active, pending)
                     pending = launched
@@ -227,10 +260,14 @@ class FastEngine(Engine):
             place(row)
         block = block and not new
         while free and not self._closing:
+            started = time.perf_counter()
             try:
                 row = self._inbox.get(block=block)
             except queue.Empty:
                 break
+            finally:
+                if block:
+                    self.stats.idle_s += time.perf_counter() - started
             if row is None:  # close(): admit nothing more
                 self._closing = True
                 break
@@ -238,7 +275,11 @@ class FastEngine(Engine):
             place(row)
         active.update(new)  # all of them before any prefill: if one fails, _loop fails every admitted row
         for group in prefill_groups(new, self.prefill_tokens):
+            started = time.perf_counter()
             firsts = self.decoder.prefill_many([slot for slot, _ in group], [row.prompt for _, row in group])
+            self.stats.prefill_s += time.perf_counter() - started
+            self.stats.prefills += 1
+            self.stats.prefill_prompts += len(group)
             for (slot, _), first in zip(group, firsts, strict=True):
                 self._record(active, slot, first)
         self._update_bans(active)
@@ -246,7 +287,9 @@ class FastEngine(Engine):
     def _collect(self, active: dict[int, _Row], launched) -> None:
         """Record a launched step's token for every running row (rows that ended since it was launched are
         gone from ``active``: their token is dropped)."""
+        started = time.perf_counter()
         tokens = self.decoder.collect(launched)
+        self.stats.wait_s += time.perf_counter() - started
         for slot in list(active):
             self._record(active, slot, tokens[slot])
         self._update_bans(active)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib.resources import files
 
-__all__ = ["DEFAULT_REQUEST", "SECTION_MARKER", "encode", "instruction", "render_prompt"]
+__all__ = ["DEFAULT_REQUEST", "SECTION_MARKER", "encode", "instruction", "render_prompt", "shared_prefix_ids"]
 
 DEFAULT_REQUEST = "Explain this code."
 #: Every section header starts with this; a model that writes it has finished its answer.
@@ -50,3 +50,14 @@ def encode(tokenizer, code: str, request: str | None = None, response: str | Non
         "input_ids": prompt_ids + response_ids,
         "completion_mask": [0] * len(prompt_ids) + [1] * len(response_ids),
     }
+
+
+def shared_prefix_ids(tokenizer) -> list[int]:
+    """The token ids every inference prompt starts with (the instruction, up to the request): the common start
+    of prompts that share nothing else (requests starting with a capital, a small letter, a digit, a bracket).
+    A server computes their keys once (see bot.fast_decode); a prompt whose ids do not start with these (a
+    tokenizer merging across the boundary) is simply run whole."""
+    probes = [encode(tokenizer, code, request)["input_ids"]
+              for code, request in (("a = 1", "Explain this."), ("import os", "why?"), ("x", "2"), ("y", "(z)"))]
+    same = next((i for i, ids in enumerate(zip(*probes)) if len(set(ids)) > 1), min(map(len, probes)))
+    return probes[0][:same]

@@ -29,3 +29,14 @@ def test_prompt_has_the_three_sections_in_order():
 def test_empty_request_gets_the_default_and_whitespace_is_normalised():
     assert f"Request: {prompts.DEFAULT_REQUEST}" in prompts.render_prompt("x", "  ")
     assert "Request: explain pls" in prompts.render_prompt("x", "explain\n  pls")
+
+
+def test_the_shared_prefix_starts_every_prompt_and_ends_before_the_request(tiny_model_dir):
+    from tests.helpers import SNIPPETS
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prefix = prompts.shared_prefix_ids(tokenizer)
+    assert prompts.instruction() in tokenizer.decode(prefix)
+    assert tokenizer.decode(prefix).rstrip().endswith("Request:")
+    for request, code, _ in SNIPPETS + [(None, "x", None), ("9 lines?", "y = 2", None)]:
+        assert prompts.encode(tokenizer, code, request)["input_ids"][:len(prefix)] == prefix, request

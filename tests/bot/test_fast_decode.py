@@ -23,9 +23,11 @@ def _reference(model, ids, n, penalty):
 
 @pytest.mark.parametrize("penalty", [1.0, 1.3])
 @pytest.mark.parametrize("padded", [False, True], ids=["exact", "padded"])
-def test_greedy_tokens_match_generate_with_requests_joining_mid_batch(model_and_tokenizer, penalty, padded):
+@pytest.mark.parametrize("prefix", [False, True], ids=["whole", "prefix"])
+def test_greedy_tokens_match_generate_with_requests_joining_mid_batch(model_and_tokenizer, penalty, padded, prefix):
     """``padded``: prefills padded to their bucket (as the GPU's prefill graphs run them), the padding rows'
-    keys written to the spare cache rows while other slots are mid-answer."""
+    keys written to the spare cache rows while other slots are mid-answer. ``prefix``: the instruction's keys
+    computed once (longer than the sliding window here) and each prompt prefilled from where it ends."""
     model, tokenizer = model_and_tokenizer
     prompts_ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:3]]
     assert max(map(len, prompts_ids)) > model.config.sliding_window  # the sliding window is exercised
@@ -34,6 +36,9 @@ def test_greedy_tokens_match_generate_with_requests_joining_mid_batch(model_and_
 
     decoder = Gemma3Decoder(model, slots=4, max_len=1024)
     decoder.pad_prefill = padded
+    if prefix:
+        decoder.set_prefix(prompts.shared_prefix_ids(tokenizer))
+        assert len(decoder.prefix) > model.config.sliding_window
     decoder.set_repetition_penalty(penalty)
     got = {0: [decoder.prefill(0, prompts_ids[0])], 1: [decoder.prefill(1, prompts_ids[1])]}
     for step in range(n - 1):
@@ -52,9 +57,12 @@ def test_greedy_tokens_match_generate_with_requests_joining_mid_batch(model_and_
 
 @pytest.mark.parametrize("penalty", [1.0, 1.3])
 @pytest.mark.parametrize("padded", [False, True], ids=["exact", "padded"])
-def test_prompts_prefilled_together_answer_as_if_alone(model_and_tokenizer, penalty, padded):
+@pytest.mark.parametrize("prefix", [False, True], ids=["whole", "prefix"])
+def test_prompts_prefilled_together_answer_as_if_alone(model_and_tokenizer, penalty, padded, prefix, monkeypatch):
     """One padded forward for prompts of different lengths (one past the sliding window), slots in any order;
-    ``padded``: also padded to a bucket of 4 prompts of 512 tokens (as the GPU's prefill graphs run them)."""
+    ``padded``: also padded to a bucket of 4 prompts of 512 tokens (as the GPU's prefill graphs run them);
+    ``prefix``: three prompts start with the shared prefix and run only what follows it, the fourth does not
+    and runs whole, in a batch of its own."""
     model, tokenizer = model_and_tokenizer
     prompts_ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:3]]
     prompts_ids.append(tokenizer("x = 1", add_special_tokens=True)["input_ids"])
@@ -63,11 +71,24 @@ def test_prompts_prefilled_together_answer_as_if_alone(model_and_tokenizer, pena
     expected = [_reference(model, ids, n, penalty) for ids in prompts_ids]
     decoder = Gemma3Decoder(model, slots=4, max_len=1024)
     decoder.pad_prefill = padded
-    if padded:
+    if padded and not prefix:
         assert decoder.prefill_bucket(4, max(map(len, prompts_ids))) == (4, 512)
+    shared = prompts.shared_prefix_ids(tokenizer) if prefix else []
+    decoder.set_prefix(shared)
+    runs = []
+    forward = decoder._prefill_forward
+    monkeypatch.setattr(decoder, "_prefill_forward",
+                        lambda tokens, *args, **kw: runs.append((tuple(tokens.shape), kw.get("start", 0)))
+                        or forward(tokens, *args, **kw))
     decoder.set_repetition_penalty(penalty)
     slots = [2, 0, 3, 1]
     got = {slot: [first] for slot, first in zip(slots, decoder.prefill_many(slots, prompts_ids))}
+    rest = max(len(ids) - len(shared) for ids in prompts_ids[:3])
+    if prefix:
+        assert runs == [(decoder.prefill_bucket(3, rest) if padded else (3, rest), len(shared)),
+                        ((1, len(prompts_ids[3])), 0)]
+    else:
+        assert runs == [((4, 512 if padded else max(map(len, prompts_ids))), 0)]
     for _ in range(n - 1):
         tokens = decoder.step(active=4).tolist()
         for slot in got:
@@ -157,14 +178,20 @@ class _ReplayedGraph:
             self.out.copy_(out)
 
 
-def test_graph_plumbing_captures_at_warm_up_and_replays_with_live_slots_untouched(model_and_tokenizer, monkeypatch):
+@pytest.mark.parametrize("prefix", [False, True], ids=["whole", "prefix"])
+def test_graph_plumbing_captures_at_warm_up_and_replays_with_live_slots_untouched(model_and_tokenizer, monkeypatch,
+                                                                                  prefix):
     """The CUDA-graph paths on a CPU, with graphs that re-run what they captured: warm-up captures every
     decode and prefill bucket while a request is mid-answer (capturing must not change it), then prefills
-    replay through their bucket's fixed inputs and answer as ``generate`` does."""
+    replay through their bucket's fixed inputs and answer as ``generate`` does; with a shared prefix, the
+    prefill graphs run what follows it."""
     model, tokenizer = model_and_tokenizer
     ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:3]]
     decoder = Gemma3Decoder(model, slots=4, max_len=1024, prefill_tokens=1024)
     decoder.cuda_graphs = decoder.pad_prefill = True
+    if prefix:
+        decoder.set_prefix(prompts.shared_prefix_ids(tokenizer))
+        assert max(n for _, n in decoder.prefill_buckets) == 1024 - len(decoder.prefix)
     monkeypatch.setattr(decoder, "_record", lambda run: (_ReplayedGraph(run, out := run()), out))
     decoder.set_repetition_penalty(1.3)
     n = 10
@@ -248,8 +275,10 @@ def test_fast_engine_answers_exactly_like_the_reference_engine(tiny_model_dir, p
     try:
         requests = [(code, request) for request, code, _ in SNIPPETS[:6]]  # more requests than slots
         expected = [reference.generate([pair])[0] for pair in requests]  # one at a time: no padding effects
+        assert fast.decoder.prefix == prompts.shared_prefix_ids(reference.tokenizer)  # prompts prefill after it
         assert fast.generate(requests) == expected
         assert fast.generate(requests[2:3]) == expected[2:3]
+        assert fast.stats.prefill_prompts == 7 and fast.stats.steps >= 11
         q_proj = reference.model.model.layers[0].self_attn.q_proj.weight
         assert q_proj.data_ptr() == fast.decoder.layers[0]["wqkv"].data_ptr()  # one copy of the weights
         assert reference.generate(requests[:1]) == expected[:1]  # the model still answers through the views
