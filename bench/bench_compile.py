@@ -32,14 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     from torch._dynamo.utils import counters
 
     from bot.engine import Engine
-    from bot.fast_decode import Gemma3Decoder
     from bot.fast_engine import FastEngine
 
     cfg, gen = WorkerConfig(base_model=args.base_model, fast_decode=False), GenerationConfig()
     engine = Engine.load(cfg, gen)
     started = time.perf_counter()
-    decoder = Gemma3Decoder(engine.model, slots=args.slots, max_len=FastEngine.slot_length(cfg, gen), compile=True,
-                            **FastEngine.slot_split(args.slots, args.long_slots, gen))
+    decoder = FastEngine.build_decoder(engine.model, engine.tokenizer, gen, args.slots,
+                                       FastEngine.slot_length(cfg, gen), True, args.long_slots)
     decoder.warm_up()  # the prefill's compile (and on CUDA every bucket's graph)
     warmed = time.perf_counter()
     for b in decoder.buckets:

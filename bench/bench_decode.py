@@ -5,8 +5,9 @@
 
 Loads the model as the worker does (bf16, shipped adapter merged) and builds the fast path's decoder on it
 with ``--slots`` slots (as the worker's engine does: CUDA graphs and torch.compile on a GPU, eager on a CPU),
-then times ``Gemma3Decoder.step`` at every batch-size bucket (slots at a typical position) and
-``prefill_many`` of 1, 4, 16 and 64 prompts of the benchmark snippets. Prints a table and one JSON line.
+then times ``Gemma3Decoder.step`` at every batch-size bucket (slots at a typical position; each step's tokens read
+before the next, and again launched ahead as the engine runs them) and ``prefill_many`` of 1, 4, 16 and 64
+prompts of the benchmark snippets (after the shared instruction, as the worker). Prints a table and one JSON line.
 """
 
 from __future__ import annotations
@@ -55,13 +56,13 @@ def profile(fn, cuda: bool, calls: int = 20) -> dict:
         on_device = event.device_type == torch.autograd.DeviceType.CUDA if cuda else event.cpu_parent is None
         if on_device:
             kernels.setdefault(event.name, []).append(event.device_time if cuda else event.cpu_time)
-    top = sorted(kernels.items(), key=lambda kv: -sum(kv[1]))[:10]
+    ranked = sorted(kernels.items(), key=lambda kv: -sum(kv[1]))
     host = sorted(prof.key_averages(), key=lambda avg: -avg.self_cpu_time_total)[:10]
     return {"wall_us_per_call": round(wall / calls * 1e6, 1),
             "kernels_per_call": round(sum(map(len, kernels.values())) / calls, 1),
             "device_us_per_call": round(sum(map(sum, kernels.values())) / calls, 1),
             "top": [{"name": name, "calls_per_call": round(len(t) / calls, 1), "us_per_call": round(sum(t) / calls, 1)}
-                    for name, t in top],
+                    for name, t in ranked],  # every kernel, the slowest first
             "host_top": [{"name": avg.key, "calls_per_call": round(avg.count / calls, 1),
                           "self_cpu_us_per_call": round(avg.self_cpu_time_total / calls, 1)} for avg in host]}
 
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                              "CUDA; all slots long on a CPU)")
     parser.add_argument("--steps", type=int, default=200, help="decode steps timed per batch size")
     parser.add_argument("--position", type=int, default=300, help="cache position of every slot while timing")
+    parser.add_argument("--share-prefix", action=argparse.BooleanOptionalAction, default=None,
+                        help="prefill after the shared instruction, as the worker (default: FastEngine.share_prefix)")
     parser.add_argument("--profile", type=int, nargs="*", default=[], metavar="BATCH",
                         help="also profile one decode step at these batch sizes and a one-prompt prefill: "
                              "kernels per step and the slowest kernels")
@@ -86,7 +89,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from bot.engine import Engine
-    from bot.fast_decode import Gemma3Decoder
     from bot.fast_engine import FastEngine, gpu_memory_gb
 
     cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, device=args.device, fast_decode=False)
@@ -96,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     cuda = next(engine.model.parameters()).device.type == "cuda"
     compiled = args.compile_decode and cuda  # as the worker: torch.compile on CUDA only
     long_slots = args.long_slots if args.long_slots is not None else (FastEngine.long_slots if cuda else None)
-    decoder = Gemma3Decoder(engine.model, slots=args.slots, max_len=FastEngine.slot_length(cfg, gen),
-                            compile=compiled, **FastEngine.slot_split(args.slots, long_slots, gen))
-    decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)
+    if args.share_prefix is not None:
+        FastEngine.share_prefix = args.share_prefix
+    decoder = FastEngine.build_decoder(engine.model, engine.tokenizer, gen, args.slots,
+                                       FastEngine.slot_length(cfg, gen), compiled, long_slots)
     decoder.warm_up()
     load_s = time.perf_counter() - started
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -109,10 +112,23 @@ def main(argv: list[str] | None = None) -> int:
         decoder.step(b)
         decoder.next_tokens[:b].tolist()  # the engine reads every step's tokens back
 
+    def pipelined(b: int) -> None:
+        """``args.steps`` steps as the engine runs them: each launched before the last one's tokens are read."""
+        pending = None
+        for _ in range(args.steps):
+            decoder.positions[:b] = args.position
+            launched = decoder.launch(b)
+            if pending is not None:
+                decoder.collect(pending)
+            pending = launched
+        decoder.collect(pending)
+
     steps = []
     for b in decoder.buckets:
         seconds = timed(lambda b=b: step(b), args.steps, sync)
-        steps.append({"batch": b, "ms_per_step": round(seconds * 1e3, 3), "tokens_per_s": round(b / seconds, 1)})
+        ahead = timed(lambda b=b: pipelined(b), 1, sync) / args.steps
+        steps.append({"batch": b, "ms_per_step": round(seconds * 1e3, 3), "tokens_per_s": round(b / seconds, 1),
+                      "lookahead_ms_per_step": round(ahead * 1e3, 3)})
         print(json.dumps(steps[-1]), file=sys.stderr, flush=True)
     prefills = []
     for n in (1, 4, 16, 64):
@@ -129,11 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "compile": compiled,
               "cuda_graphs": decoder.cuda_graphs, "load_and_warm_up_s": round(load_s, 1),
               "slot_length": decoder.max_len, "short_slots": decoder.short_slots, "short_len": decoder.short_len,
+              "shared_prefix_tokens": len(decoder.prefix), "warm_up_s": decoder.warm_up_s,
               "position": args.position, "steps": steps, "prefill": prefills, "memory": memory, "profiles": profiles}
     print(f"device {result['device']}, compile {compiled}, CUDA graphs {decoder.cuda_graphs}, "
           f"load + warm-up {result['load_and_warm_up_s']} s")
     for row in steps:
-        print(f"decode step  batch {row['batch']:>3}: {row['ms_per_step']:>8} ms  {row['tokens_per_s']:>9} tok/s")
+        print(f"decode step  batch {row['batch']:>3}: {row['ms_per_step']:>8} ms  {row['tokens_per_s']:>9} tok/s"
+              f"  (launched ahead: {row['lookahead_ms_per_step']} ms)")
     for row in prefills:
         print(f"prefill {row['prompts']:>3} prompts ({row['prompt_tokens']:>5} tokens): {row['ms']:>8} ms")
     print(f"memory {memory}")

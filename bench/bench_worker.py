@@ -13,7 +13,9 @@ Both sides load the same base and adapter and decode greedily with the same Gene
 * naive: transformers ``generate`` on one request at a time, stopping at EOS only, with the adapter as an
   unmerged PeftModel on the base (4-bit NF4 on CUDA, fp32 on CPU).
 
-Prints a table, then one JSON line with every number (the last line of the output).
+Prints a table, then one JSON line with every number (the last line of the output). For the fast engine each
+row also says where its decode thread spent the level (``DecodeStats``): ms per decode step, the part of it spent
+waiting for the device (the rest is host work), and prefill ms per request.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--long-slots", type=int, default=None,
                         help="fast engine on CUDA: slots for long prompts, the others hold short ones only "
                              "(default: the engine's FastEngine.long_slots; 0: every slot long)")
+    parser.add_argument("--share-prefix", action=argparse.BooleanOptionalAction, default=None,
+                        help="fast engine: prefill the shared instruction once (default: FastEngine.share_prefix)")
     parser.add_argument("--no-lookahead-rows", action="store_true",
                         help="also measure the fast engine without lookahead (each step's tokens read before the "
                              "next is launched) at the lowest and highest concurrency")
@@ -104,11 +108,29 @@ def summary(name: str, concurrency: int, latencies: list[float], tokens: int, wa
             "p50_s": round(percentile(latencies, 50), 3), "p95_s": round(percentile(latencies, 95), 3)}
 
 
+def decode_breakdown(before, after, wall: float) -> dict:
+    """Where the fast engine's decode thread spent a level (two :class:`bot.fast_engine.DecodeStats` readings):
+    per decode step, the loop's time, the part of it spent waiting for the device (the rest is host work), rows
+    per step; per request, prefill time."""
+    steps = max(1, after.steps - before.steps)
+    prefill = after.prefill_s - before.prefill_s
+    loop = wall - (after.idle_s - before.idle_s) - prefill
+    prompts_in = max(1, after.prefill_prompts - before.prefill_prompts)
+    return {"steps": after.steps - before.steps, "rows_per_step": round((after.step_rows - before.step_rows) / steps, 1),
+            "step_ms": round(loop / steps * 1e3, 3), "wait_ms": round((after.wait_s - before.wait_s) / steps * 1e3, 3),
+            "prefills": after.prefills - before.prefills,
+            "prefill_ms_per_request": round(prefill / prompts_in * 1e3, 3)}
+
+
 async def run_worker(worker, requests: int, concurrency: int, name: str = "worker") -> dict:
     """Drive ``worker.explain`` with ``concurrency`` callers until ``requests`` answers came back."""
+    import dataclasses
+
     latencies: list[float] = []
     tokens = 0
     gate = asyncio.Semaphore(concurrency)
+    stats = getattr(worker.engine, "stats", None)
+    before = dataclasses.replace(stats) if stats is not None else None
 
     async def one(i: int) -> None:
         nonlocal tokens
@@ -119,7 +141,10 @@ async def run_worker(worker, requests: int, concurrency: int, name: str = "worke
 
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(requests)))
-    return summary(name, concurrency, latencies, tokens, time.perf_counter() - started)
+    row = summary(name, concurrency, latencies, tokens, time.perf_counter() - started)
+    if before is not None:
+        row["decode"] = decode_breakdown(before, stats, row["wall_s"])
+    return row
 
 
 def load_naive(cfg: WorkerConfig):
@@ -213,12 +238,17 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
             rows.append(await run_worker(worker, requests[level], level, f"{name}-nolook"))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     await worker.stop()
+    decoder = getattr(engine, "decoder", None)
+    info = {"start_up_s": start_up_s, "warm_up_s": getattr(decoder, "warm_up_s", None),
+            "shared_prefix_tokens": len(getattr(decoder, "prefix", []))}
+    print(json.dumps(info), file=sys.stderr, flush=True)
     engine.close()
     memory = None
     if cuda:
         now = gpu_memory_gb()  # its peak: since the reset after warm-up, i.e. while serving
         memory = {"start_up_s": start_up_s, "start_up": getattr(engine, "memory", {}), "serving_peak": now["peak"],
                   **now, "peak": max(round(startup_peak / 1e9, 3), now["peak"])}
+        memory["warm_up_s"] = info["warm_up_s"]
     del worker, engine
     return rows, memory
 
@@ -233,6 +263,8 @@ async def bench(args: argparse.Namespace) -> dict:
 
     if args.long_slots is not None:
         FastEngine.long_slots = args.long_slots
+    if args.share_prefix is not None:
+        FastEngine.share_prefix = args.share_prefix
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens)
     cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, quantization=args.quantization,
                        max_batch_size=max(args.concurrency), queue_size=max(1024, 4 * max(args.concurrency)),
@@ -253,17 +285,21 @@ async def bench(args: argparse.Namespace) -> dict:
     return {"device": device, "base_model": args.base_model or "(adapter's / embedded)", "adapter": args.adapter,
             "quantization": args.quantization if torch.cuda.is_available() else "none (CPU)",
             "gpu_memory_gb": memory, "long_slots": FastEngine.long_slots if torch.cuda.is_available() else None,
+            "share_prefix": FastEngine.share_prefix,
             "max_new_tokens": args.max_new_tokens, "rows": rows}
 
 
 def table(result: dict) -> str:
     """The rows as a plain-text table."""
-    head = f"{'path':<15}{'conc':>6}{'reqs':>6}{'tokens':>8}{'wall s':>9}{'tok/s':>9}{'p50 s':>8}{'p95 s':>8}"
+    head = (f"{'path':<15}{'conc':>6}{'reqs':>6}{'tokens':>8}{'wall s':>9}{'tok/s':>9}{'p50 s':>8}{'p95 s':>8}"
+            f"{'step ms':>9}{'wait ms':>9}{'prefill ms':>11}")
     lines = [f"device {result['device']}, adapter {result['adapter']}, max_new_tokens {result['max_new_tokens']}, "
              f"GPU memory GB {result['gpu_memory_gb']}", head, "-" * len(head)]
     for r in result["rows"]:
+        d = r.get("decode", {})  # the fast engine's decode thread: per step, and its wait for the device
         lines.append(f"{r['name']:<15}{r['concurrency']:>6}{r['requests']:>6}{r['tokens']:>8}{r['wall_s']:>9}"
-                     f"{r['tokens_per_s']:>9}{r['p50_s']:>8}{r['p95_s']:>8}")
+                     f"{r['tokens_per_s']:>9}{r['p50_s']:>8}{r['p95_s']:>8}{d.get('step_ms', ''):>9}"
+                     f"{d.get('wait_ms', ''):>9}{d.get('prefill_ms_per_request', ''):>11}")
     return "\n".join(lines)
 
 
