@@ -320,6 +320,9 @@ class Gemma3Decoder:
         if self.prefill_graphs:
             raise RuntimeError("set the prefix before the prefill graphs are captured")
         self.prefix, self.prefix_kv = [], []
+        # a multiple of 16 positions: with a bucket's length (a multiple of 64) the attention's key axis stays
+        # aligned as the fused attention kernels want it (else its mask is padded, a copy per layer)
+        ids = ids[:len(ids) // 16 * 16]
         if not ids or len(ids) >= self.short_len // 2:  # nothing shared, or too little left for the prompt
             return
         layer_kv: list = []
