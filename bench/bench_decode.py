@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                              "CUDA; all slots long on a CPU)")
     parser.add_argument("--steps", type=int, default=200, help="decode steps timed per batch size")
     parser.add_argument("--position", type=int, default=300, help="cache position of every slot while timing")
+    parser.add_argument("--cache-multiple", type=int, default=None,
+                        help="cache parts hold a multiple of this many positions (default: Gemma3Decoder's)")
     parser.add_argument("--share-prefix", action=argparse.BooleanOptionalAction, default=None,
                         help="prefill after the shared instruction, as the worker (default: FastEngine.share_prefix)")
     parser.add_argument("--profile", type=int, nargs="*", default=[], metavar="BATCH",
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from bot.engine import Engine
+    from bot.fast_decode import Gemma3Decoder
     from bot.fast_engine import FastEngine, gpu_memory_gb
 
     cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, device=args.device, fast_decode=False)
@@ -100,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     long_slots = args.long_slots if args.long_slots is not None else (FastEngine.long_slots if cuda else None)
     if args.share_prefix is not None:
         FastEngine.share_prefix = args.share_prefix
+    if args.cache_multiple is not None:
+        Gemma3Decoder.cache_multiple = args.cache_multiple
     decoder = FastEngine.build_decoder(engine.model, engine.tokenizer, gen, args.slots,
                                        FastEngine.slot_length(cfg, gen), compiled, long_slots)
     decoder.warm_up()

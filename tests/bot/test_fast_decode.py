@@ -107,6 +107,8 @@ def test_short_and_long_slots_answer_alike_and_refuse_what_does_not_fit(model_an
     assert min(map(len, longer)) > window + 16
     decoder = Gemma3Decoder(model, slots=4, max_len=1024, short_slots=2, short_len=window + 16)
     assert [len(w["parts"]) for w in decoder.layers] == [1, 2]  # sliding: one part; full attention: two
+    # the short part stores 192 positions (a multiple of 64, for aligned matmuls), its slots still hold 144
+    assert decoder.layers[1]["parts"][0]["length"] == 192 and decoder.capacity(0) == window + 16
     full = Gemma3Decoder(model, slots=4, max_len=1024)
     assert decoder.cache_bytes < full.cache_bytes
     with pytest.raises(ValueError, match="does not fit slot 1"):
