@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 
 from bot import guard
 from bot.explainer import Explanation
@@ -47,11 +48,39 @@ UNAVAILABLE = "We're closed for the night, my friend. Come back when the lights 
 FAILED = "Something went wrong in the back room, pal. It ain't your fault; try again."
 
 
-class Metrics:
-    """The worker's Prometheus metrics, in a registry of its own (never the global one)."""
+class _DecodeCollector:
+    """Prometheus view of an engine's decode-thread counters (``engine.stats``, a
+    :class:`bot.fast_engine.DecodeStats`), read at every scrape. With continuous batching the worker hands the
+    engine one request at a time, so these, not ``mafioso_batch_size``, show how full the GPU's batches are
+    (step rows / steps) and whether a step waits for the device or for the host."""
 
-    def __init__(self) -> None:
+    _COUNTERS = (("decode_steps", "steps", "decode steps run"),
+                 ("decode_step_rows", "step_rows", "running rows summed over decode steps"),
+                 ("decode_wait_seconds", "wait_s", "time the decode thread waited for the device to finish a step"),
+                 ("prefills", "prefills", "prefill batches run"),
+                 ("prefill_prompts", "prefill_prompts", "prompts prefilled"),
+                 ("prefill_seconds", "prefill_s", "time spent prefilling"),
+                 ("engine_idle_seconds", "idle_s", "time the decode thread waited for requests"))
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    def collect(self):
+        stats = getattr(self.engine, "stats", None)
+        if stats is None:
+            return
+        for name, field_name, doc in self._COUNTERS:
+            yield CounterMetricFamily(f"mafioso_{name}", doc, value=getattr(stats, field_name))
+
+
+class Metrics:
+    """The worker's Prometheus metrics, in a registry of its own (never the global one); ``engine``: also its
+    decode-thread counters, where it keeps them."""
+
+    def __init__(self, engine=None) -> None:
         self.registry = CollectorRegistry()
+        if engine is not None:
+            self.registry.register(_DecodeCollector(engine))
         self.requests = Counter("mafioso_requests", "explain requests by outcome", ["outcome"],
                                 registry=self.registry)
         self.queue_depth = Gauge("mafioso_queue_depth", "requests waiting for a batch", registry=self.registry)
@@ -79,7 +108,7 @@ class Worker:
     def __init__(self, engine, cfg: WorkerConfig, *, gather_s: float = 0.005):
         self.engine = engine
         self.cfg = cfg
-        self.metrics = Metrics()
+        self.metrics = Metrics(engine)
         # One batch at a time on one GPU thread, unless the engine schedules the GPU itself (continuous batching):
         # then one request per call, as many calls as it has slots, and the engine groups their prefills.
         continuous = int(getattr(engine, "continuous_slots", 0))

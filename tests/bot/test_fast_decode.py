@@ -364,15 +364,19 @@ def test_worker_on_the_fast_engine_answers_concurrent_requests(tiny_model_dir, a
         worker = Worker(fast, cfg)
         await worker.start()
         try:
-            return await asyncio.gather(*(worker.explain(code) for code in codes))
+            return await asyncio.gather(*(worker.explain(code) for code in codes)), worker.registry
         finally:
             await worker.stop()
 
     try:
-        answers = asyncio.run(main())
+        answers, registry = asyncio.run(main())
     finally:
         fast.close()
     assert [a.text for a in answers] == [reference.generate([(code, None)])[0].text for code in codes]
+    # the decode thread's counters, as /metrics shows them
+    assert registry.get_sample_value("mafioso_prefill_prompts_total") == len(codes)
+    steps = registry.get_sample_value("mafioso_decode_steps_total")
+    assert steps == fast.stats.steps > 0 and registry.get_sample_value("mafioso_decode_step_rows_total") >= steps
 
 
 def test_prefill_groups_keep_similar_lengths_together_within_the_budget():
