@@ -116,7 +116,8 @@ def decode_breakdown(before, after, wall: float) -> dict:
     prefill = after.prefill_s - before.prefill_s
     loop = wall - (after.idle_s - before.idle_s) - prefill
     prompts_in = max(1, after.prefill_prompts - before.prefill_prompts)
-    return {"steps": after.steps - before.steps, "rows_per_step": round((after.step_rows - before.step_rows) / steps, 1),
+    return {"steps": after.steps - before.steps,
+            "rows_per_step": round((after.step_rows - before.step_rows) / steps, 1),
             "step_ms": round(loop / steps * 1e3, 3), "wait_ms": round((after.wait_s - before.wait_s) / steps * 1e3, 3),
             "prefills": after.prefills - before.prefills,
             "prefill_ms_per_request": round(prefill / prompts_in * 1e3, 3)}
