@@ -26,14 +26,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base-model", default="")
     parser.add_argument("--slots", type=int, default=8)
+    parser.add_argument("--compile-scope", choices=("step", "layer"), default=None,
+                        help="what torch.compile compiles: the whole step or each layer (default: Gemma3Decoder's)")
     parser.add_argument("--long-slots", type=int, default=None, help="slots for long prompts (default: all)")
     args = parser.parse_args(argv)
 
     from torch._dynamo.utils import counters
 
     from bot.engine import Engine
+    from bot.fast_decode import Gemma3Decoder
     from bot.fast_engine import FastEngine
 
+    if args.compile_scope is not None:
+        Gemma3Decoder.compile_scope = args.compile_scope
     cfg, gen = WorkerConfig(base_model=args.base_model, fast_decode=False), GenerationConfig()
     engine = Engine.load(cfg, gen)
     started = time.perf_counter()
@@ -44,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     for b in decoder.buckets:
         decoder.step(b)
     done = time.perf_counter()
-    print(json.dumps({"device": str(decoder.device), "slots": args.slots, "short_slots": decoder.short_slots,
+    print(json.dumps({"device": str(decoder.device), "scope": decoder.compile_scope, "slots": args.slots,
+                      "short_slots": decoder.short_slots,
                       "warm_up_s": round(warmed - started, 1), "first_steps_s": round(done - warmed, 1),
                       "dynamo": dict(counters["stats"])}))
     return 0

@@ -77,6 +77,9 @@ class Gemma3Decoder:
     #: Cache parts hold a multiple of this many positions: cuBLAS runs a bf16 matmul over a cache of, say,
     #: 1,145 positions (a misaligned row) in a float kernel without tensor cores, 35-100 us a layer on the H100.
     cache_multiple = 64
+    #: What torch.compile compiles (with ``compile=True``): "step", the whole decode step as one graph, or
+    #: "layer", the step's regions (embedding, one layer, logits) each compiled once and called per layer.
+    compile_scope = "step"
 
     def __init__(self, model, slots: int, max_len: int, cuda_graphs: bool | None = None, compile: bool = False,
                  short_slots: int = 0, short_len: int | None = None, prefill_tokens: int = 4096):
@@ -195,8 +198,15 @@ class Gemma3Decoder:
         smallest = 2 if compile else 1
         self.buckets = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if smallest <= b < slots] + [slots]
         # torch.compile fuses the step's ~100 small kernels per layer (norms, RoPE, masks) into a few; the
-        # CUDA graphs then replay the compiled kernels. Compiling costs a few minutes once, at warm-up.
-        self._decode_step = torch.compile(self._decode, dynamic=True) if compile else self._decode
+        # CUDA graphs then replay the compiled kernels. Compiling costs minutes once, at warm-up.
+        self._decode_step = self._decode
+        self._decode_layer_step = self._decode_layer
+        if compile and self.compile_scope == "step":  # one graph for the whole step
+            self._decode_step = torch.compile(self._decode, dynamic=True)
+        elif compile:  # each region once: every sliding layer runs the same compiled code, every full one too
+            self._decode_layer_step = torch.compile(self._decode_layer, dynamic=True)
+            self._decode_in = torch.compile(self._decode_in, dynamic=True)
+            self._decode_out = torch.compile(self._decode_out, dynamic=True)
         # prefill shapes vary (prompts x tokens): one layer compiled with dynamic shapes, run eagerly per layer
         self._prefill_layer_step = torch.compile(self._prefill_layer, dynamic=True) if compile else self._prefill_layer
 
@@ -420,38 +430,53 @@ class Gemma3Decoder:
 
     def _decode(self, b: int) -> None:
         """One decode step for slots [0, b): reads ``tokens``/``positions``, writes ``next_tokens``."""
-        tokens, positions = self.tokens[:b], self.positions[:b]
-        rows = torch.arange(b, device=self.device)
-        x = F.embedding(tokens, self.embed) * self.embed_scale  # (b, hidden)
-        rope = {kind: (cos[positions], sin[positions]) for kind, (cos, sin) in self.rope.items()}
+        x, rope = self._decode_in(self.tokens[:b], self.positions[:b])
         for w in self.layers:
-            h = self._norm(x, w["in_norm"])
-            q, k, v = self._qkv(h, w, rope[w["kind"]])  # (b, heads, D)
-            outs = []
-            for part in w["parts"]:  # slots [first, stop) of the step's [0, b)
-                first, stop = part["first"], min(b, part["stop"])
-                if first >= stop:
-                    break
-                at = positions[first:stop]
-                part["k"][rows[:stop - first], :, at % part["length"]] = k[first:stop]
-                part["v"][rows[:stop - first], :, at % part["length"]] = v[first:stop]
-                mask = part["key_index"][None, :] <= at[:, None]  # written entries only
-                if part["ring"]:  # once the ring is full every entry is one of the last `window` positions
-                    mask = mask | (at[:, None] >= part["length"] - 1)
-                elif w["window"]:
-                    mask = mask & (part["key_index"][None, :] > at[:, None] - w["window"])
-                outs.append(self._attend(q[first:stop, :, None], part["k"][:stop - first], part["v"][:stop - first],
-                                         mask[:, None, None, :]))
-            out = outs[0] if len(outs) == 1 else torch.cat(outs)
-            x = self._block(x, w, F.linear(out.reshape(b, -1), w["wo"]))
+            x = self._decode_layer_step(x, w, *rope[w["kind"]], self.positions[:b])
+        self._decode_out(x)
+
+    def _decode_in(self, tokens: torch.Tensor, positions: torch.Tensor):
+        """The step's embeddings (b, hidden) and RoPE cos/sin per layer kind at the rows' positions."""
+        x = F.embedding(tokens, self.embed) * self.embed_scale
+        return x, {kind: (cos[positions], sin[positions]) for kind, (cos, sin) in self.rope.items()}
+
+    def _decode_layer(self, x: torch.Tensor, w: dict, cos: torch.Tensor, sin: torch.Tensor,
+                      positions: torch.Tensor) -> torch.Tensor:
+        """One layer of a decode step for slots [0, b) (b = x's rows): writes their keys and values into the
+        layer's cache at ``positions`` and attends over it."""
+        b = x.shape[0]
+        rows = torch.arange(b, device=self.device)
+        q, k, v = self._qkv(self._norm(x, w["in_norm"]), w, (cos, sin))  # (b, heads, D)
+        outs = []
+        for part in w["parts"]:  # slots [first, stop) of the step's [0, b)
+            first, stop = part["first"], min(b, part["stop"])
+            if first >= stop:
+                break
+            at = positions[first:stop]
+            part["k"][rows[:stop - first], :, at % part["length"]] = k[first:stop]
+            part["v"][rows[:stop - first], :, at % part["length"]] = v[first:stop]
+            mask = part["key_index"][None, :] <= at[:, None]  # written entries only
+            if part["ring"]:  # once the ring is full every entry is one of the last `window` positions
+                mask = mask | (at[:, None] >= part["length"] - 1)
+            elif w["window"]:
+                mask = mask & (part["key_index"][None, :] > at[:, None] - w["window"])
+            outs.append(self._attend(q[first:stop, :, None], part["k"][:stop - first], part["v"][:stop - first],
+                                     mask[:, None, None, :]))
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        return self._block(x, w, F.linear(out.reshape(b, -1), w["wo"]))
+
+    def _decode_out(self, x: torch.Tensor) -> None:
+        """The step's greedy tokens for slots [0, b) from the last layer's x: penalised, banned, the first
+        maximum; they become the next step's input."""
+        b = x.shape[0]
         logits = self._penalise(self._logits(x), self.seen[:b])
         if self.ban_ngrams:  # fixed when the graphs are captured
             logits = logits.masked_fill(self.banned[:b], _NEG_INF)
         nxt = chunked_argmax(logits)
         self.next_tokens[:b] = nxt
-        self.seen[rows, nxt] = self._true[:b]  # a device tensor: a Python True would copy from the CPU
+        self.seen[torch.arange(b, device=self.device), nxt] = self._true[:b]  # a device tensor: no host copy
         self.tokens[:b] = nxt
-        self.positions[:b] = torch.clamp(positions + 1, max=self.max_len - 1)
+        self.positions[:b] = torch.clamp(self.positions[:b] + 1, max=self.max_len - 1)
 
     def bucket(self, active: int) -> int:
         """The smallest captured batch size that covers slots [0, active)."""

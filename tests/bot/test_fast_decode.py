@@ -509,3 +509,32 @@ def test_compiled_decoder_runs_one_row_in_the_batch_of_two_graph(model_and_token
     assert Gemma3Decoder(model, slots=8, max_len=256, compile=True).buckets == [2, 4, 8]
     assert Gemma3Decoder(model, slots=8, max_len=256).buckets == [1, 2, 4, 8]
     assert Gemma3Decoder(model, slots=1, max_len=256, compile=True).buckets == [1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scope", ["step", "layer"])
+def test_compiled_decode_matches_generate_on_both_sides_of_the_short_long_boundary(model_and_tokenizer, scope,
+                                                                                    monkeypatch):
+    """torch.compile of the whole step or of each layer (inductor's C++ backend here, Triton on a GPU, ~30 s a
+    scope): the greedy tokens of generate, first in a step over the short slots only, then in one that spans
+    both cache parts (two compiled variants of a full-attention layer)."""
+    model, tokenizer = model_and_tokenizer
+    monkeypatch.setattr(Gemma3Decoder, "compile_scope", scope)
+    ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:2]]
+    n = 12
+    expected = [_reference(model, prompt, n, 1.3) for prompt in ids]
+    decoder = Gemma3Decoder(model, slots=8, max_len=1024, compile=True, short_slots=6, short_len=600)
+    compiled = decoder._decode_step if scope == "step" else decoder._decode_layer_step
+    assert compiled != (decoder._decode if scope == "step" else decoder._decode_layer)  # a torch.compile wrapper
+    decoder.set_prefix(prompts.shared_prefix_ids(tokenizer))
+    decoder.set_repetition_penalty(1.3)
+    got = {0: [decoder.prefill(0, ids[0])]}
+    for step in range(n - 1):
+        if step == 4:  # a long slot joins: from here every step runs over both parts
+            got[6] = [decoder.prefill(6, ids[1])]
+        tokens = decoder.step(active=max(got) + 1).tolist()
+        for slot in got:
+            got[slot].append(tokens[slot])
+    while len(got[6]) < n:
+        got[6].append(decoder.step(active=7).tolist()[6])
+    assert [got[0][:n], got[6]] == expected
