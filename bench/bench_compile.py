@@ -26,24 +26,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base-model", default="")
     parser.add_argument("--slots", type=int, default=8)
-    parser.add_argument("--compile-scope", choices=("step", "layer"), default=None,
-                        help="what torch.compile compiles: the whole step or each layer (default: Gemma3Decoder's)")
+    parser.add_argument("--compile-scope", choices=("step", "layer"), default=WorkerConfig.compile_scope,
+                        help="what torch.compile compiles: the whole step or each layer")
     parser.add_argument("--long-slots", type=int, default=None, help="slots for long prompts (default: all)")
     args = parser.parse_args(argv)
 
     from torch._dynamo.utils import counters
 
     from bot.engine import Engine
-    from bot.fast_decode import Gemma3Decoder
     from bot.fast_engine import FastEngine
 
-    if args.compile_scope is not None:
-        Gemma3Decoder.compile_scope = args.compile_scope
     cfg, gen = WorkerConfig(base_model=args.base_model, fast_decode=False), GenerationConfig()
     engine = Engine.load(cfg, gen)
     started = time.perf_counter()
     decoder = FastEngine.build_decoder(engine.model, engine.tokenizer, gen, args.slots,
-                                       FastEngine.slot_length(cfg, gen), True, args.long_slots)
+                                       FastEngine.slot_length(cfg, gen), True, args.long_slots, args.compile_scope)
     decoder.warm_up()  # the prefill's compile (and on CUDA every bucket's graph)
     warmed = time.perf_counter()
     for b in decoder.buckets:

@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--position", type=int, default=300, help="cache position of every slot while timing")
     parser.add_argument("--cache-multiple", type=int, default=None,
                         help="cache parts hold a multiple of this many positions (default: Gemma3Decoder's)")
-    parser.add_argument("--compile-scope", choices=("step", "layer"), default=None,
-                        help="what torch.compile compiles: the whole step or each layer (default: Gemma3Decoder's)")
+    parser.add_argument("--compile-scope", choices=("step", "layer"), default=WorkerConfig.compile_scope,
+                        help="what torch.compile compiles: the whole step or each layer")
     parser.add_argument("--share-prefix", action=argparse.BooleanOptionalAction, default=None,
                         help="prefill after the shared instruction, as the worker (default: FastEngine.share_prefix)")
     parser.add_argument("--profile", type=int, nargs="*", default=[], metavar="BATCH",
@@ -105,12 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     long_slots = args.long_slots if args.long_slots is not None else (FastEngine.long_slots if cuda else None)
     if args.share_prefix is not None:
         FastEngine.share_prefix = args.share_prefix
-    if args.compile_scope is not None:
-        Gemma3Decoder.compile_scope = args.compile_scope
     if args.cache_multiple is not None:
         Gemma3Decoder.cache_multiple = args.cache_multiple
     decoder = FastEngine.build_decoder(engine.model, engine.tokenizer, gen, args.slots,
-                                       FastEngine.slot_length(cfg, gen), compiled, long_slots)
+                                       FastEngine.slot_length(cfg, gen), compiled, long_slots, args.compile_scope)
     decoder.warm_up()
     load_s = time.perf_counter() - started
     sync = torch.cuda.synchronize if cuda else (lambda: None)

@@ -63,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the worker's own decode loop (its default); off = transformers generate")
     parser.add_argument("--compile-decode", action=argparse.BooleanOptionalAction, default=True,
                         help="torch.compile the fast decode step (the worker's default)")
+    parser.add_argument("--compile-scope", choices=("step", "layer"), default=WorkerConfig.compile_scope,
+                        help="what torch.compile compiles: the whole step or each layer")
     parser.add_argument("--also", nargs="*", default=[], metavar="MODE",
                         help="more worker quantizations to measure at concurrency 1 and 16 (e.g. nf4 int8)")
     parser.add_argument("--admit-every", type=int, nargs="+", metavar="STEPS",
@@ -269,7 +271,8 @@ async def bench(args: argparse.Namespace) -> dict:
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens)
     cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, quantization=args.quantization,
                        max_batch_size=max(args.concurrency), queue_size=max(1024, 4 * max(args.concurrency)),
-                       request_timeout=3600.0, fast_decode=args.fast_decode, compile_decode=args.compile_decode)
+                       request_timeout=3600.0, fast_decode=args.fast_decode, compile_decode=args.compile_decode,
+                       compile_scope=args.compile_scope)
     levels = {c: args.requests or max(8, args.waves * c) for c in args.concurrency}
     rows, memory = await measure_worker(cfg, gen, levels, "worker", args.admit_every, args.no_lookahead_rows)
     memory = {args.quantization: memory}

@@ -216,6 +216,7 @@ class Engine:
                 return FastEngine(model, tokenizer, gen, device,
                                   slots=cfg.max_batch_size if cuda else min(cfg.max_batch_size, FastEngine.cpu_slots),
                                   max_len=FastEngine.slot_length(cfg, gen), compile=compiled,
+                                  compile_scope=cfg.compile_scope,
                                   long_slots=FastEngine.long_slots if cuda else None)
             log.info("fast decode path off: it needs quantization=none, greedy decoding and a Gemma 3 model")
         return cls(model, tokenizer, gen, device)

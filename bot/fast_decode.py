@@ -77,12 +77,10 @@ class Gemma3Decoder:
     #: Cache parts hold a multiple of this many positions: cuBLAS runs a bf16 matmul over a cache of, say,
     #: 1,145 positions (a misaligned row) in a float kernel without tensor cores, 35-100 us a layer on the H100.
     cache_multiple = 64
-    #: What torch.compile compiles (with ``compile=True``): "step", the whole decode step as one graph, or
-    #: "layer", the step's regions (embedding, one layer, logits) each compiled once and called per layer.
-    compile_scope = "step"
 
     def __init__(self, model, slots: int, max_len: int, cuda_graphs: bool | None = None, compile: bool = False,
-                 short_slots: int = 0, short_len: int | None = None, prefill_tokens: int = 4096):
+                 short_slots: int = 0, short_len: int | None = None, prefill_tokens: int = 4096,
+                 compile_scope: str = "step"):
         cfg = model.config.get_text_config()
         if getattr(cfg, "model_type", "") != "gemma3_text" or cfg.final_logit_softcapping or \
                 cfg.attn_logit_softcapping or cfg.use_bidirectional_attention:
@@ -198,12 +196,19 @@ class Gemma3Decoder:
         smallest = 2 if compile else 1
         self.buckets = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if smallest <= b < slots] + [slots]
         # torch.compile fuses the step's ~100 small kernels per layer (norms, RoPE, masks) into a few; the
-        # CUDA graphs then replay the compiled kernels. Compiling costs minutes once, at warm-up.
+        # CUDA graphs then replay the compiled kernels. Compiling costs minutes once, at warm-up. Scope "step":
+        # the whole step is one graph (two variants, either side of the short/long boundary); "layer": the
+        # embedding, one layer and the logits are compiled once each, and every sliding layer runs the same code
+        # (every full one too). On the H100 "layer" compiles 7.7x sooner and its step is ~5 % slower: the step
+        # graph fuses across layer boundaries (docs/BENCHMARKS.md).
+        if compile_scope not in ("step", "layer"):
+            raise ValueError(f"compile_scope must be step or layer, not {compile_scope!r}")
+        self.compile_scope = compile_scope if compile else None
         self._decode_step = self._decode
         self._decode_layer_step = self._decode_layer
-        if compile and self.compile_scope == "step":  # one graph for the whole step
+        if self.compile_scope == "step":
             self._decode_step = torch.compile(self._decode, dynamic=True)
-        elif compile:  # each region once: every sliding layer runs the same compiled code, every full one too
+        elif self.compile_scope == "layer":
             self._decode_layer_step = torch.compile(self._decode_layer, dynamic=True)
             self._decode_in = torch.compile(self._decode_in, dynamic=True)
             self._decode_out = torch.compile(self._decode_out, dynamic=True)

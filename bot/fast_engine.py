@@ -116,10 +116,10 @@ class FastEngine(Engine):
     share_prefix = True
 
     def __init__(self, model, tokenizer, gen, device: str, slots: int, max_len: int, compile: bool = False,
-                 lookahead: bool | None = None, long_slots: int | None = None):
+                 lookahead: bool | None = None, long_slots: int | None = None, compile_scope: str = "step"):
         super().__init__(model, tokenizer, gen, device)
         gpu = _GpuMemory() if device == "cuda" else None
-        self.decoder = self.build_decoder(model, tokenizer, gen, slots, max_len, compile, long_slots)
+        self.decoder = self.build_decoder(model, tokenizer, gen, slots, max_len, compile, long_slots, compile_scope)
         self.stats = DecodeStats()
         #: Launch each decode step before reading the last one's tokens, so the GPU never waits for the host
         #: (default: with CUDA graphs). A finished row then costs one discarded step. Off with n-gram bans,
@@ -139,9 +139,9 @@ class FastEngine(Engine):
         self.memory = gpu.mark("warm_up") if gpu else {}
         self._thread.start()
         log.info("fast decode path: %d slots (%d of %d tokens, %d of %d), KV cache %.2f GB, shared prefix %d "
-                 "tokens, CUDA graphs %s, torch.compile %s; warm-up: %s", slots, self.decoder.short_slots,
+                 "tokens, CUDA graphs %s, torch.compile: %s; warm-up: %s", slots, self.decoder.short_slots,
                  self.decoder.short_len, slots - self.decoder.short_slots, max_len, self.decoder.cache_bytes / 1e9,
-                 len(self.decoder.prefix), "on" if self.decoder.cuda_graphs else "off", "on" if compile else "off",
+                 len(self.decoder.prefix), "on" if self.decoder.cuda_graphs else "off", self.decoder.compile_scope or "off",
                  ", ".join(f"{part} {s} s" for part, s in self.decoder.warm_up_s.items()) or "nothing to compile")
         if self.memory:
             log.info("GPU memory (GB, torch allocations): %s", self.memory)
@@ -153,9 +153,9 @@ class FastEngine(Engine):
 
     @classmethod
     def build_decoder(cls, model, tokenizer, gen, slots: int, max_len: int, compile: bool,
-                      long_slots: int | None) -> Gemma3Decoder:
+                      long_slots: int | None, compile_scope: str = "step") -> Gemma3Decoder:
         """The engine's decoder, set up for ``gen`` (penalty, n-gram bans, the shared prefix), not warmed up."""
-        decoder = Gemma3Decoder(model, slots=slots, max_len=max_len, compile=compile,
+        decoder = Gemma3Decoder(model, slots=slots, max_len=max_len, compile=compile, compile_scope=compile_scope,
                                 prefill_tokens=cls.prefill_tokens, **cls.slot_split(slots, long_slots, gen))
         decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)
         if gen.no_repeat_ngram:

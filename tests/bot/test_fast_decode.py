@@ -513,17 +513,16 @@ def test_compiled_decoder_runs_one_row_in_the_batch_of_two_graph(model_and_token
 
 @pytest.mark.slow
 @pytest.mark.parametrize("scope", ["step", "layer"])
-def test_compiled_decode_matches_generate_on_both_sides_of_the_short_long_boundary(model_and_tokenizer, scope,
-                                                                                    monkeypatch):
+def test_compiled_decode_matches_generate_on_both_sides_of_the_short_long_boundary(model_and_tokenizer, scope):
     """torch.compile of the whole step or of each layer (inductor's C++ backend here, Triton on a GPU, ~30 s a
     scope): the greedy tokens of generate, first in a step over the short slots only, then in one that spans
     both cache parts (two compiled variants of a full-attention layer)."""
     model, tokenizer = model_and_tokenizer
-    monkeypatch.setattr(Gemma3Decoder, "compile_scope", scope)
     ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:2]]
     n = 12
     expected = [_reference(model, prompt, n, 1.3) for prompt in ids]
-    decoder = Gemma3Decoder(model, slots=8, max_len=1024, compile=True, short_slots=6, short_len=600)
+    decoder = Gemma3Decoder(model, slots=8, max_len=1024, compile=True, short_slots=6, short_len=600,
+                            compile_scope=scope)
     compiled = decoder._decode_step if scope == "step" else decoder._decode_layer_step
     assert compiled != (decoder._decode if scope == "step" else decoder._decode_layer)  # a torch.compile wrapper
     decoder.set_prefix(prompts.shared_prefix_ids(tokenizer))

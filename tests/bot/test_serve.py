@@ -80,6 +80,7 @@ def test_env_file_and_flags_are_layered(monkeypatch, tmp_path):
     ({"DISCORD_TOKEN": "not a token"}, "DISCORD_TOKEN"),
     ({"DISCORD_TOKEN": "a.b.c", "DISCORD_COOLDOWN": "-1"}, "DISCORD_COOLDOWN"),
     ({"DISCORD_TOKEN": "a.b.c", "DISCORD_ALLOWED_USERS": "0"}, "DISCORD_ALLOWED_USERS"),
+    ({"DISCORD_TOKEN": "a.b.c", "MAFIOSO_COMPILE_SCOPE": "model"}, "MAFIOSO_COMPILE_SCOPE"),
 ])
 def test_invalid_settings_name_the_variable_to_fix(monkeypatch, env, variable):
     for name, value in env.items():
