@@ -141,7 +141,8 @@ class FastEngine(Engine):
         log.info("fast decode path: %d slots (%d of %d tokens, %d of %d), KV cache %.2f GB, shared prefix %d "
                  "tokens, CUDA graphs %s, torch.compile: %s; warm-up: %s", slots, self.decoder.short_slots,
                  self.decoder.short_len, slots - self.decoder.short_slots, max_len, self.decoder.cache_bytes / 1e9,
-                 len(self.decoder.prefix), "on" if self.decoder.cuda_graphs else "off", self.decoder.compile_scope or "off",
+                 len(self.decoder.prefix), "on" if self.decoder.cuda_graphs else "off",
+                 self.decoder.compile_scope or "off",
                  ", ".join(f"{part} {s} s" for part, s in self.decoder.warm_up_s.items()) or "nothing to compile")
         if self.memory:
             log.info("GPU memory (GB, torch allocations): %s", self.memory)
