@@ -199,8 +199,8 @@ class Gemma3Decoder:
         # CUDA graphs then replay the compiled kernels. Compiling costs minutes once, at warm-up. Scope "step":
         # the whole step is one graph (two variants, either side of the short/long boundary); "layer": the
         # embedding, one layer and the logits are compiled once each, and every sliding layer runs the same code
-        # (every full one too). On the H100 "layer" compiles 7.7x sooner and its step is ~5 % slower: the step
-        # graph fuses across layer boundaries (docs/BENCHMARKS.md).
+        # (every full one too). On the H100 the decode graphs compile 7.7x sooner by layer, and a step is ~5 %
+        # slower: the step graph fuses across layer boundaries (docs/BENCHMARKS.md).
         if compile_scope not in ("step", "layer"):
             raise ValueError(f"compile_scope must be step or layer, not {compile_scope!r}")
         self.compile_scope = compile_scope if compile else None

@@ -516,7 +516,7 @@ def test_compiled_decoder_runs_one_row_in_the_batch_of_two_graph(model_and_token
 def test_compiled_decode_matches_generate_on_both_sides_of_the_short_long_boundary(model_and_tokenizer, scope):
     """torch.compile of the whole step or of each layer (inductor's C++ backend here, Triton on a GPU, ~30 s a
     scope): the greedy tokens of generate, first in a step over the short slots only, then in one that spans
-    both cache parts (two compiled variants of a full-attention layer)."""
+    both cache parts (a second compiled variant: of the step, or of a full-attention layer)."""
     model, tokenizer = model_and_tokenizer
     ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:2]]
     n = 12
