@@ -19,14 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from mafioso.config import GenerationConfig, WorkerConfig  # noqa: E402
+from mafioso.config import COMPILE_SCOPES, GenerationConfig, WorkerConfig  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base-model", default="")
     parser.add_argument("--slots", type=int, default=8)
-    parser.add_argument("--compile-scope", choices=("step", "layer"), default=WorkerConfig.compile_scope,
+    parser.add_argument("--compile-scope", choices=COMPILE_SCOPES, default=WorkerConfig.compile_scope,
                         help="what torch.compile compiles: the whole step or each layer")
     parser.add_argument("--long-slots", type=int, default=None, help="slots for long prompts (default: all)")
     args = parser.parse_args(argv)

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 import prompts  # noqa: E402
 from bench.bench_worker import SNIPPETS  # noqa: E402
-from mafioso.config import GenerationConfig, WorkerConfig  # noqa: E402
+from mafioso.config import COMPILE_SCOPES, GenerationConfig, WorkerConfig  # noqa: E402
 
 
 def timed(fn, repeat: int, sync) -> float:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--position", type=int, default=300, help="cache position of every slot while timing")
     parser.add_argument("--cache-multiple", type=int, default=None,
                         help="cache parts hold a multiple of this many positions (default: Gemma3Decoder's)")
-    parser.add_argument("--compile-scope", choices=("step", "layer"), default=WorkerConfig.compile_scope,
+    parser.add_argument("--compile-scope", choices=COMPILE_SCOPES, default=WorkerConfig.compile_scope,
                         help="what torch.compile compiles: the whole step or each layer")
     parser.add_argument("--share-prefix", action=argparse.BooleanOptionalAction, default=None,
                         help="prefill after the shared instruction, as the worker (default: FastEngine.share_prefix)")

@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 import prompts  # noqa: E402
-from mafioso.config import GenerationConfig, WorkerConfig  # noqa: E402
+from mafioso.config import COMPILE_SCOPES, GenerationConfig, WorkerConfig  # noqa: E402
 
 SNIPPETS = [
     "def add(a, b):\n    return a + b\n\nprint(add(2, 3))",
@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the worker's own decode loop (its default); off = transformers generate")
     parser.add_argument("--compile-decode", action=argparse.BooleanOptionalAction, default=True,
                         help="torch.compile the fast decode step (the worker's default)")
-    parser.add_argument("--compile-scope", choices=("step", "layer"), default=WorkerConfig.compile_scope,
+    parser.add_argument("--compile-scope", choices=COMPILE_SCOPES, default=WorkerConfig.compile_scope,
                         help="what torch.compile compiles: the whole step or each layer")
     parser.add_argument("--also", nargs="*", default=[], metavar="MODE",
                         help="more worker quantizations to measure at concurrency 1 and 16 (e.g. nf4 int8)")

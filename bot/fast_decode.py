@@ -22,6 +22,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from mafioso.config import COMPILE_SCOPES
+
 _NEG_INF = float("-inf")
 
 log = logging.getLogger(__name__)
@@ -201,7 +203,7 @@ class Gemma3Decoder:
         # embedding, one layer and the logits are compiled once each, and every sliding layer runs the same code
         # (every full one too). On the H100 the decode graphs compile 7.7x sooner by layer, and a step is ~5 %
         # slower: the step graph fuses across layer boundaries (docs/BENCHMARKS.md).
-        if compile_scope not in ("step", "layer"):
+        if compile_scope not in COMPILE_SCOPES:
             raise ValueError(f"compile_scope must be step or layer, not {compile_scope!r}")
         self.compile_scope = compile_scope if compile else None
         self._decode_step = self._decode

@@ -27,6 +27,8 @@ EMBEDDED_BASE = "embedded"
 DEFAULT_ADAPTER = "default"
 #: Machine-readable facts written beside every trained adapter; the worker reads ``base_model`` from it.
 ADAPTER_INFO = "mafioso.json"
+#: What the worker's torch.compile may cover: the whole decode step, or each layer (bot/fast_decode.py).
+COMPILE_SCOPES = ("step", "layer")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -152,7 +154,7 @@ class WorkerConfig:
             raise ConfigError(f"MAFIOSO_QUANTIZATION must be nf4, int8 or none, not {self.quantization!r}")
         if self.dtype not in ("auto", "bfloat16", "float32"):
             raise ConfigError(f"MAFIOSO_DTYPE must be auto, bfloat16 or float32, not {self.dtype!r}")
-        if self.compile_scope not in ("step", "layer"):
+        if self.compile_scope not in COMPILE_SCOPES:
             raise ConfigError(f"MAFIOSO_COMPILE_SCOPE must be step or layer, not {self.compile_scope!r}")
         if self.device not in ("auto", "cuda", "cpu"):
             raise ConfigError(f"MAFIOSO_DEVICE must be auto, cuda or cpu, not {self.device!r}")
