@@ -2,7 +2,7 @@
 
     empty or whitespace only                          → InputRejected("empty")
     over ``max_input_chars`` or the model's context   → InputRejected("too_large")
-    not UTF-8, NUL bytes or mostly control characters → InputRejected("binary")
+    not UTF-8 (lone surrogates too), NUL bytes or mostly control characters → InputRejected("binary")
 
 Each refusal carries a polite, in-character message an adapter can show as is. The guard only reads the
 text; the bot never executes user code.
@@ -40,10 +40,19 @@ def decode(data: bytes) -> str:
 
 
 def _looks_binary(text: str) -> bool:
-    if "\x00" in text:
+    if "\x00" in text or (not text.isascii() and _has_surrogates(text)):
         return True
     control = sum(1 for ch in text if (ord(ch) < 32 and ch not in "\t\n\r\f") or 0x7F <= ord(ch) < 0xA0)
     return control > _CONTROL_SHARE * len(text)
+
+
+def _has_surrogates(text: str) -> bool:
+    """True for text no UTF-8 encoder or tokenizer accepts: lone surrogates (``"\\ud800"`` in JSON)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def check(code: str | bytes, request: str | None = None, *, max_chars: int,

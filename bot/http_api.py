@@ -101,6 +101,8 @@ async def _body(request: web.Request) -> dict:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise _BadRequest("The body must be JSON, pal. That was something else.") from None
+    except RecursionError:  # thousands of nested brackets: valid JSON shape, but no request of ours nests
+        raise _BadRequest("The body is nested too deep, pal. Send a flat JSON object.") from None
     if not isinstance(body, dict):
         raise _BadRequest("The body must be a JSON object.")
     if body.get("stream"):

@@ -16,6 +16,7 @@ from mafioso.errors import InputRejected
     (b"\xff\xfe\x00binary", "binary"),
     ("print(1)\x00", "binary"),
     ("\x01\x02\x03\x04 ok", "binary"),
+    ("print('\ud800')", "binary"),  # a lone surrogate: no tokenizer can encode it (was a 500, issue 19)
 ])
 def test_refusals_name_the_reason_in_character(code, reason):
     with pytest.raises(InputRejected) as caught:

@@ -80,6 +80,12 @@ def test_errors_are_json_with_the_right_status():
                 "stream": await post("/v1/chat/completions", json={"messages": [
                     {"role": "user", "content": "x"}], "stream": True}),
                 "no_user": await post("/v1/chat/completions", json={"messages": []}),
+                # issue 19: both were plain-text 500s (RecursionError in the JSON parser; the tokenizer's
+                # TypeError on a lone surrogate)
+                "deep_json": await post("/v1/explain", data=b"[" * 20_000 + b"]" * 20_000,
+                                        headers={"Content-Type": "application/json"}),
+                "surrogate": await post("/v1/explain", data=b'{"code": "print(\'\\ud800\')"}',
+                                        headers={"Content-Type": "application/json"}),
             }
             running = asyncio.create_task(post("/v1/explain", json={"code": "running"}))
             await asyncio.to_thread(engine.started.wait, 5)
@@ -95,12 +101,14 @@ def test_errors_are_json_with_the_right_status():
 
     results = asyncio.run(main())
     expected = {"bad_json": 400, "no_code": 400, "empty": 400, "too_large": 413, "huge_body": 413,
-                "stream": 400, "no_user": 400, "busy": 503, "running": 200, "queued": 200, "404": 404}
+                "stream": 400, "no_user": 400, "deep_json": 400, "surrogate": 400, "busy": 503, "running": 200,
+                "queued": 200, "404": 404}
     assert {k: v[0] for k, v in results.items()} == expected
     for name, (status, _, body) in results.items():
         if status != 200:
             assert set(body["error"]) >= {"message", "type"}, name
     assert results["empty"][2]["error"]["code"] == "empty"
+    assert results["surrogate"][2]["error"]["code"] == "binary"
     assert "envelope" in results["empty"][2]["error"]["message"]
     assert results["busy"][1]["Retry-After"] == "1"
 
