@@ -12,6 +12,7 @@ span. Platform formatting (Slack escaping, Discord replies) stays in the adapter
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from typing import Iterable
@@ -19,7 +20,8 @@ from typing import Iterable
 from mafioso.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 
 PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3", "pycon", "ipython"})
-_FENCE = re.compile(r"(?P<fence>`{3,}|~{3,})(?P<body>.*?)(?P=fence)", re.S)
+_FENCE_RUN = re.compile(r"`{3,}|~{3,}")
+_BACKTICK_RUN = re.compile(r"`+")
 _TAG = re.compile(r"[\w+#.-]+")
 _INLINE = re.compile(r"^(`{1,2})([^`].*?)\1$", re.S)
 
@@ -32,11 +34,38 @@ class Block:
     code: str
 
 
+#: A fence run longer than this closes like one of this length (only a pathological paste has more).
+_MAX_FENCE = 16
+
+
+def _closed_runs(runs: list[re.Match], fence: bool) -> list[tuple[re.Match, re.Match]]:
+    """(opening, closing) pairs of delimiter runs, left to right: a fence closes at the next run of its
+    character at least as long (CommonMark), an inline code span at the next backtick run of exactly its
+    length; a run nothing closes opens nothing. Linear in the runs: a regex with a back-reference was cubic
+    on a paste of thousands of backticks (issue 19)."""
+    nearest: dict[tuple[str, int], int] = {}  # (character, length) -> index of the nearest later run that closes it
+    partner: list[int | None] = [None] * len(runs)
+    for j in range(len(runs) - 1, -1, -1):
+        char, length = runs[j][0][0], len(runs[j][0])
+        partner[j] = nearest.get((char, min(length, _MAX_FENCE) if fence else length))
+        for closes in range(3, min(length, _MAX_FENCE) + 1) if fence else (length,):
+            nearest[(char, closes)] = j
+    pairs, i = [], 0
+    while i < len(runs):
+        j = partner[i]
+        if j is None:
+            i += 1
+        else:
+            pairs.append((runs[i], runs[j]))
+            i = j + 1
+    return pairs
+
+
 def fenced_blocks(text: str) -> list[Block]:
-    """Every fenced block in ``text``, in order."""
+    """Every fenced block in ``text``, in order (an unclosed fence is no block)."""
     blocks = []
-    for match in _FENCE.finditer(text):
-        body = match["body"]
+    for opening, closing in _closed_runs(list(_FENCE_RUN.finditer(text)), fence=True):
+        body = text[opening.end():closing.start()]
         first, newline, rest = body.partition("\n")
         lang = ""
         if newline and (first.strip() == "" or _TAG.fullmatch(first.strip())):
@@ -91,7 +120,14 @@ def decode_code_file(data: bytes) -> str | None:
 
 # ------------------------------------------------------------------------------------------- splitting
 
-_SPAN = re.compile(r"(`+)(?:.+?)\1", re.S)
+
+
+def _backtick_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every backtick span (inline code or fenced block), in order, in linear time."""
+    pairs = _closed_runs(list(_BACKTICK_RUN.finditer(text)), fence=False)
+    return [(opening.start(), closing.end()) for opening, closing in pairs]
+
+
 _SENTENCE_END = re.compile(r"[.!?…]+[\"')\]*_]*\s+|\n+")
 _SPACE = re.compile(r"\s+")
 
@@ -107,10 +143,12 @@ def split_text(text: str, limit: int) -> list[str]:
     chunks: list[str] = []
     rest = text.strip()
     while len(rest) > limit:
-        spans = [m.span() for m in _SPAN.finditer(rest)]
+        spans = _backtick_spans(rest)
+        starts = [start for start, _ in spans]
 
-        def outside(pos: int) -> bool:
-            return not any(start < pos < end for start, end in spans)
+        def outside(pos: int) -> bool:  # spans are sorted and disjoint: only the last one starting before pos
+            k = bisect.bisect_left(starts, pos) - 1
+            return k < 0 or not pos < spans[k][1]
 
         cut = _last_break(_SENTENCE_END, rest, limit, outside) or _last_break(_SPACE, rest, limit, outside)
         span = next(((start, end) for start, end in spans if start < limit < end), None)
@@ -118,7 +156,8 @@ def split_text(text: str, limit: int) -> list[str]:
             cut = span[0]  # no boundary before the span: cut right in front of it
         if cut:
             head, rest = rest[:cut], rest[cut:]
-        elif span:  # one span longer than the limit starts here: close it at the cut, reopen it after
+        elif span and len(re.match(r"`+", rest)[0]) < limit // 4:  # one span longer than the limit starts
+            # here: close it at the cut, reopen it after (a fence too long for that is cut like a word)
             fence = re.match(r"`+", rest)[0]
             cut, newline = limit - len(fence) - 1, "\n" if len(fence) >= 3 else ""
             line_end = rest.rfind("\n", len(fence), cut)

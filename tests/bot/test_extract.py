@@ -1,6 +1,8 @@
 """Code extraction and message splitting shared by the chat adapters."""
 
+import contextlib
 import re
+import signal
 
 import pytest
 
@@ -108,3 +110,40 @@ def test_in_character_lines_never_show_internals():
     assert "6000" in error_line(InputRejected("too_large", secret), 6000)
     assert error_line(InputRejected("empty", secret), 6000) == NO_CODE
     assert "Easy, pal" in cooldown_line(7.2) and "7 seconds" in cooldown_line(7.2)
+
+
+@contextlib.contextmanager
+def _watchdog(seconds: int):
+    """Fail instead of hanging: the old parsers took minutes to forever on these inputs (issue 19)."""
+    def expire(*_):
+        raise TimeoutError(f"still running after {seconds} s: not linear")
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("text", ["`" * 50_000, "~" * 50_000, "```" + "`a`" * 20_000, "```\n" * 20_000,
+                                  "`x` and `` y " * 5_000])
+def test_backtick_runs_parse_in_linear_time(text):
+    with _watchdog(10):
+        fenced_blocks(text)
+        python_blocks(text)
+        extract_code(text)
+        chunks = split_text(text, 2000)
+    assert all(len(chunk) <= 2000 for chunk in chunks)
+
+
+def test_a_backtick_run_longer_than_the_limit_is_cut_like_a_word():
+    with _watchdog(10):  # looped forever: the span was re-closed and re-opened without getting shorter
+        chunks = split_text("`" * 2100, 2000)
+    assert "".join(chunks) == "`" * 2100 and all(len(chunk) <= 2000 for chunk in chunks)
+
+
+def test_fence_pairs_follow_commonmark():
+    assert [b.code for b in fenced_blocks("````py\nx = 1\n```\ny = 2\n````")] == ["x = 1\n```\ny = 2"]
+    assert [b.code for b in fenced_blocks("```\na\n``` ```\nb\n```")] == ["a", "b"]
+    assert fenced_blocks("```\nnever closed") == []
