@@ -149,12 +149,15 @@ class MafiosoBot(discord.Client):
         if message.author.bot or self.user is None or message.author.id == self.user.id:
             return
         mentioned = any(user.id == self.user.id for user in message.mentions)
-        text = re.sub(rf"<@!?{self.user.id}>", "", message.content) if mentioned else message.content
-        has_code = bool(python_blocks(text)) or any(is_code_file(a.filename) for a in message.attachments)
-        if not (mentioned or (self.cfg.listen_to_messages and has_code)):
+        if not (mentioned or self.cfg.listen_to_messages):
             return
+        # the allow-list before any parsing: a stranger's paste costs us nothing (issue 19)
         if not self.allowed(message.guild.id if message.guild else None, message.channel, message.author.id):
             return  # strangers' channels get silence, not a lecture
+        text = re.sub(rf"<@!?{self.user.id}>", "", message.content) if mentioned else message.content
+        has_code = bool(python_blocks(text)) or any(is_code_file(a.filename) for a in message.attachments)
+        if not (mentioned or has_code):
+            return
         wait = self.cooldown.retry_after(message.author.id)
         if wait:
             await message.reply(cooldown_line(wait), mention_author=False, allowed_mentions=NO_MENTIONS,

@@ -154,6 +154,14 @@ def test_allow_lists(cfg, channel, author, answered):
     assert message.reply.await_count == int(answered)  # a stranger's channel gets silence
 
 
+def test_a_strangers_paste_is_not_even_parsed(monkeypatch):
+    def parse(text):
+        raise AssertionError("parsed before the allow-list check")  # 4,000 backticks once cost 1.5 s here
+    monkeypatch.setattr("bot.discord_bot.python_blocks", parse)
+    bot = make_bot(FakeExplainer(), allowed_channels=[2])
+    run(bot.on_message(discord_message(FENCED, channel=discord_channel(3))))
+
+
 def test_cooldown_answers_easy_pal_then_lets_the_user_back():
     explainer, clock = FakeExplainer(), Clock()
     bot = make_bot(explainer, clock=clock, cooldown=10)
