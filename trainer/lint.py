@@ -78,7 +78,7 @@ def topics(code: str) -> set[str]:
     """Coverage features of one snippet, from its syntax tree."""
     try:
         tree = ast.parse(code)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # MemoryError: the parser's stack on deep nesting
         return {"not python"}
     found: set[str] = set()
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}

@@ -8,6 +8,7 @@ from mafioso.cli import main
 from mafioso.errors import DatasetError
 from tests.helpers import SNIPPETS, write_dataset
 from trainer.dataset import load_samples, split
+from trainer.lint import topics
 
 
 @pytest.mark.parametrize("fmt", ["object", "list", "jsonl"])
@@ -51,10 +52,28 @@ def test_bad_jsonl_line_is_named(tmp_path):
     ({"prompt": "p", "code": 3, "mafia_explanation": "e"}, "field 'code' must be a string, got int"),
     ({"prompt": "p", "code": "x", "mafia_explanation": "Look:\n```\nx\n```"}, "contains a code block"),
     ("just text", "expected an object"),
+    ({"prompt": "p", "code": "x = " + "-" * 50_000 + "1", "mafia_explanation": "e"},
+     "field 'code' has 50,005 characters, over the limit"),  # was a MemoryError in the lint (issue 19)
 ])
 def test_bad_rows_name_file_key_and_field(tmp_path, row, expected):
     (problem,) = _problems(tmp_path, json.dumps({"sample-7": row}))
     assert "bad.json" in problem and "'sample-7'" in problem and expected in problem
+
+
+def test_a_repeated_key_is_refused_not_silently_dropped(tmp_path):
+    row = json.dumps({"prompt": "p", "code": "x = 1", "mafia_explanation": "e"})
+    (problem,) = _problems(tmp_path, f'{{"a": {row}, "a": {row.replace("x = 1", "y = 2")}}}')
+    assert "key 'a' appears more than once" in problem
+
+
+@pytest.mark.parametrize("name", ["bad.json", "bad.jsonl"])
+def test_deeply_nested_json_is_a_clear_problem(tmp_path, name):
+    (problem,) = _problems(tmp_path, "[" * 100_000 + "]" * 100_000, name=name)  # was a RecursionError traceback
+    assert "nested too deep" in problem
+
+
+def test_deep_code_is_linted_as_not_python():
+    assert topics("x = " + "-" * 30_000 + "1") == {"not python"}  # the parser runs out of stack: no crash
 
 
 def test_duplicate_code_names_both_keys(tmp_path):
