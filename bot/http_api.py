@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import hmac
 import json
 import logging
 import re
+import socket
 import time
 import uuid
 
@@ -35,9 +37,9 @@ from bot.guard import REFUSALS
 from bot.runtime import add_settings_arguments, build_worker, load_settings
 from bot.worker import Worker
 from mafioso.config import WorkerConfig
-from mafioso.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
+from mafioso.errors import ConfigError, InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 
-__all__ = ["MODEL_ID", "WORKER", "add_arguments", "make_app", "run", "split_fence"]
+__all__ = ["MODEL_ID", "WORKER", "add_arguments", "listen", "make_app", "run", "split_fence"]
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +246,27 @@ def run(args: argparse.Namespace) -> int:
     cfg, gen = load_settings(args)
     if not cfg.api_key and cfg.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s without MAFIOSO_API_KEY: anyone who can reach it can use it", cfg.host)
+    sock = listen(cfg.host, cfg.port)  # before the model loads: a busy port is known in a second, not minutes
     worker = build_worker(cfg, gen)
-    web.run_app(make_app(worker, cfg), host=cfg.host, port=cfg.port, print=lambda text: log.info("%s", text))
+    web.run_app(make_app(worker, cfg), sock=sock, print=lambda text: log.info("%s", text))
     return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` for the server, or a ConfigError that says why it cannot be."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror} (MAFIOSO_HOST / --host)") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        hint = " (another worker running? pick another --port)" if exc.errno == errno.EADDRINUSE else ""
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock

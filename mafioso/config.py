@@ -163,6 +163,8 @@ class WorkerConfig:
                 raise ConfigError(f"MAFIOSO_{name.upper()} must be at least 1")
         if self.request_timeout <= 0:
             raise ConfigError("MAFIOSO_REQUEST_TIMEOUT must be positive (seconds)")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"MAFIOSO_PORT must be a TCP port between 0 and 65535, not {self.port}")
 
 
 @dataclass

@@ -9,8 +9,10 @@ import openai
 import pytest
 
 from bot.client import WorkerClient
+from bot.http_api import listen
 from bot.worker import Worker
-from mafioso.errors import InputRejected, WorkerBusy, WorkerTimeout, WorkerUnavailable
+from mafioso.cli import main
+from mafioso.errors import ConfigError, InputRejected, WorkerBusy, WorkerTimeout, WorkerUnavailable
 from tests.helpers import FakeEngine, serving, worker_config
 
 
@@ -188,3 +190,20 @@ def test_bearer_token_is_enforced(fake_engine, caplog):
     assert statuses["right"][0] == 200 and statuses["healthz"][0] == 200 and statuses["metrics"][0] == 401
     assert chat.choices[0].message.content == "explained x = 1"
     assert "s3cret" not in caplog.text and "y = 2" not in caplog.text  # no keys, no request bodies
+
+
+def test_a_port_in_use_or_out_of_range_is_a_clear_error_before_the_model_loads(monkeypatch, capsys):
+    held = listen("127.0.0.1", 0)
+    port = held.getsockname()[1]
+    try:
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}.*another --port"):
+            listen("127.0.0.1", port)
+        loaded = []
+        monkeypatch.setattr("bot.http_api.build_worker", lambda *a: loaded.append(a))
+        monkeypatch.setenv("MAFIOSO_PORT", str(port))
+        assert main(["worker"]) == 2  # the CLI's own path: refused before any model is loaded
+        assert loaded == [] and f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+    finally:
+        held.close()
+    with pytest.raises(ConfigError, match="MAFIOSO_PORT must be a TCP port between 0 and 65535, not 99999"):
+        worker_config(port=99999)
