@@ -66,6 +66,21 @@ def slack_to_plain(text: str) -> str:
     return _MARKUP.sub(plain, text).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
+class _NoRequestBodies(logging.Filter):
+    """Bolt logs the whole body of every request that fails the signature check, at INFO: anyone could write
+    megabytes of their own text into our log. The fact stays, the body goes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Invalid request signature"):
+            record.msg, record.args = "Invalid request signature detected (request body not logged)", ()
+        return True
+
+
+_NO_BODIES = _NoRequestBodies()
+for _name in ("slack_bolt.AsyncRequestVerification", "slack_bolt.RequestVerification"):
+    logging.getLogger(_name).addFilter(_NO_BODIES)
+
+
 class SlackBot:
     """The Slack app: one Bolt ``AsyncApp``, three listeners, one way out."""
 
@@ -143,7 +158,8 @@ class SlackBot:
     # ----------------------------------------------------------------------------------------- listeners
 
     def _first_delivery(self, event_id: str | None) -> bool:
-        """Whether an event is new (remembers the last ``EVENTS_REMEMBERED`` ids; no id: always new)."""
+        """Whether an event (or a command's trigger id) is new: remembers the last ``EVENTS_REMEMBERED`` ids;
+        no id: always new."""
         if not event_id:
             return True
         if event_id in self._events:
@@ -155,6 +171,10 @@ class SlackBot:
 
     async def on_command(self, ack, command: dict, respond) -> None:
         """/explain <code>: acknowledge at once (Slack wants it within 3 s), then answer via the response URL."""
+        if not self._first_delivery(command.get("trigger_id")):
+            await ack()  # the same signed request again (a replay within Slack's five minutes): answered once
+            log.info("slack: command %s delivered again; answered already", command.get("trigger_id"))
+            return
         code = extract_code(slack_to_plain(command.get("text", "")))
         if not code:
             await ack(text=NO_CODE)

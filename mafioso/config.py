@@ -212,7 +212,8 @@ class SlackConfig:
     response_type: str = _help("who sees /explain answers: in_channel (everyone) or ephemeral (the caller)",
                                default="in_channel")
     http: bool = _help("receive events over HTTP (POST /slack/events) instead of Socket Mode", default=False)
-    host: str = _help("HTTP-mode listen address", default="0.0.0.0")
+    host: str = _help("HTTP-mode listen address (0.0.0.0: every interface, e.g. behind your TLS proxy in a "
+                      "container)", default="127.0.0.1")
     port: int = _help("HTTP-mode port", default=3000)
 
     def __post_init__(self) -> None:

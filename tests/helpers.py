@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import threading
 import time
@@ -241,11 +242,15 @@ def slack_signature_headers(secret: str, body: str, timestamp: int | None = None
     return {"X-Slack-Request-Timestamp": str(timestamp), "X-Slack-Signature": f"v0={digest}"}
 
 
-def slash_command_body(text: str, response_url: str, command: str = "/explain") -> str:
-    """A form-encoded slash-command request body, as Slack sends it."""
+_TRIGGERS = itertools.count(1)
+
+
+def slash_command_body(text: str, response_url: str, command: str = "/explain", trigger_id: str = "") -> str:
+    """A form-encoded slash-command request body, as Slack sends it (each with its own trigger id)."""
     return urlencode({"token": "legacy", "team_id": "T1", "team_domain": "family", "channel_id": "C1",
                       "channel_name": "code", "user_id": "U1", "user_name": "vito", "command": command,
-                      "text": text, "api_app_id": "A1", "response_url": response_url, "trigger_id": "1.2.3"})
+                      "text": text, "api_app_id": "A1", "response_url": response_url,
+                      "trigger_id": trigger_id or f"{next(_TRIGGERS)}.2.3"})
 
 
 class SlackStub:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from urllib.parse import urlencode
 
@@ -150,6 +151,27 @@ def test_bad_signature_and_stale_timestamp_are_401():
     explainer, stub, statuses = asyncio.run(main())
     assert statuses == (401, 401, 401)
     assert explainer.codes == [] and stub.responses == []
+
+
+def test_a_replayed_command_is_answered_once_and_forged_bodies_stay_out_of_the_log(caplog):
+    caplog.set_level(logging.DEBUG)
+
+    async def main():
+        explainer = FakeExplainer()
+        async with slack_app(explainer) as (stub, url):
+            body = slash_command_body("x = 1", f"{stub.url}/response/1")
+            first, _ = await post_signed(url, body)
+            again, _ = await post_signed(url, body)  # the same signed request, replayed within five minutes
+            await stub.wait_for(lambda: stub.responses)
+            secret_text = "print('my private code')" + "x" * 1000
+            forged, _ = await post_signed(url, slash_command_body(secret_text, f"{stub.url}/response/2"),
+                                          secret="not-the-secret")
+            await asyncio.sleep(0.1)
+        return explainer, (first, again, forged)
+
+    explainer, statuses = asyncio.run(main())
+    assert statuses == (200, 200, 401) and explainer.codes == ["x = 1"]
+    assert "Invalid request signature" in caplog.text and "private code" not in caplog.text
 
 
 # ------------------------------------------------------------------------------ mentions and shortcut
