@@ -3,9 +3,9 @@
     python bench/sweep.py --base-model /tmp/gemma-3-270m-q4_k_m.gguf --out $OUT/sweep \
         --run r64_e3:--lora-r=64,--epochs=3 --run r16_e3:--lora-r=16,--epochs=3
 
-Each run is `mafioso train` then `mafioso eval --compare-base` on data/validation.json, in its own process
-(a 270M QLoRA run uses a fraction of an H100, so runs share the card). Results: OUT/<name>/adapter,
-OUT/<name>/eval/metrics.json and OUT/sweep.json.
+Each run is `mafioso train` then `mafioso eval` on data/validation.json, in its own process (a 270M QLoRA
+run uses a fraction of an H100, so runs share the card); `--with-base` scores the bare base too (row
+`base`). Results: OUT/<name>/adapter, OUT/<name>/eval/metrics.json and OUT/sweep.json.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-METRICS = ("response_loss", "rouge_l", "identifier_recall", "persona_rate", "code_leak_rate", "stop_rate",
-           "mean_words", "tokens_per_s")
+METRICS = ("loss", "rouge_l_f1", "identifier_recall", "grounded", "persona_rate", "code_leak_rate", "stop_rate",
+           "loop_rate", "mean_words", "tokens_per_s")
 
 
 def main() -> int:
@@ -29,6 +29,7 @@ def main() -> int:
     parser.add_argument("--validation", default="data/validation.json")
     parser.add_argument("--run", action="append", required=True, help="NAME:--flag=value,--flag=value")
     parser.add_argument("--eval-flags", default="", help="extra flags for mafioso eval, comma-separated")
+    parser.add_argument("--with-base", action="store_true", help="also score the bare base model (row 'base')")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -48,11 +49,14 @@ def main() -> int:
         print(f"train {name}: exit {proc.returncode} after {time.time() - start:.0f}s", flush=True)
 
     evals = {}
-    for name in jobs:
-        if not (out / name / "adapter" / "adapter_config.json").is_file():
-            continue
+    adapters = {name: str(out / name / "adapter") for name in jobs
+                if (out / name / "adapter" / "adapter_config.json").is_file()}
+    if args.with_base:
+        (out / "base").mkdir(exist_ok=True)
+        adapters["base"] = "none"
+    for name, adapter in adapters.items():
         cmd = [*mafioso, "eval", "--base-model", args.base_model, "--data", args.validation,
-               "--adapter", str(out / name / "adapter"), "--out", str(out / name / "eval"),
+               "--adapter", adapter, "--out", str(out / name / "eval"),
                *[f for f in args.eval_flags.split(",") if f]]
         log = open(out / name / "eval.log", "w")
         evals[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -62,8 +66,9 @@ def main() -> int:
         metrics_file = out / name / "eval" / "metrics.json"
         if metrics_file.is_file():
             metrics = json.loads(metrics_file.read_text())
-            card = json.loads((out / name / "adapter" / "mafioso.json").read_text())
-            results[name] = {"metrics": metrics.get("adapter", metrics), "train": card["stats"],
+            card_file = out / name / "adapter" / "mafioso.json"
+            card = json.loads(card_file.read_text()) if card_file.is_file() else {"stats": {}, "command": ""}
+            results[name] = {"metrics": metrics.get("adapter", metrics.get("base")), "train": card["stats"],
                              "command": card["command"]}
     (out / "sweep.json").write_text(json.dumps(results, indent=2))
     print("| run | " + " | ".join(METRICS) + " | train loss | eval loss | train tok/s | peak GB |")
@@ -71,8 +76,9 @@ def main() -> int:
     for name, r in results.items():
         m, t = r["metrics"], r["train"]
         cells = [f"{m.get(k, float('nan')):.3f}" if isinstance(m.get(k), (int, float)) else "-" for k in METRICS]
-        print(f"| {name} | " + " | ".join(cells) +
-              f" | {t['train_loss']:.3f} | {t['eval_loss']:.3f} | {t['train_tokens_per_s']} | {t['peak_gpu_memory_gb']} |")
+        train = [f"{t[k]:.3f}" if isinstance(t.get(k), float) else str(t.get(k, "-"))
+                 for k in ("train_loss", "eval_loss", "train_tokens_per_s", "peak_gpu_memory_gb")]
+        print(f"| {name} | " + " | ".join(cells + train) + " |")
     print(json.dumps({k: r["metrics"] for k, r in results.items()}))
     return 0
 
