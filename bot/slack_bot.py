@@ -182,8 +182,15 @@ class SlackBot:
         await ack()
         chunks, ok = await self.explain_chunks(code)
         response_type = self.cfg.response_type if ok else "ephemeral"  # apologies go to the caller only
-        for chunk in chunks[:RESPONSE_URL_USES]:
-            await respond(text=chunk, response_type=response_type, replace_original=False)
+        for i, chunk in enumerate(chunks[:RESPONSE_URL_USES]):
+            response = await respond(text=chunk, response_type=response_type, replace_original=False)
+            if response.status_code != 200:  # the answer would be lost: the caller still gets it, privately
+                log.error("slack: the response URL answered HTTP %d; sending the answer with chat.postEphemeral",
+                          response.status_code)
+                for rest in chunks[i:]:
+                    await self.client.chat_postEphemeral(channel=command["channel_id"], user=command["user_id"],
+                                                         text=rest)
+                return
 
     async def on_mention(self, event: dict, context, body: dict) -> None:
         """@Mafioso <code> (or with a .py file): answer in the message's thread, once per event: Slack delivers
@@ -213,13 +220,20 @@ class SlackBot:
 
     async def on_error(self, error: Exception, body: dict, respond) -> None:
         """Central handler for anything a listener did not expect: log it, apologise privately, keep running."""
-        log.error("slack: unexpected error handling a %s: %s", body.get("type") or body.get("command"),
-                  type(error).__name__, exc_info=error)
-        if respond is not None:
-            try:
-                await respond(text=APOLOGY, response_type="ephemeral", replace_original=False)
-            except aiohttp.ClientError:
-                log.warning("slack: could not send the apology either")
+        what = body.get("type") or body.get("command")
+        if isinstance(error, SlackApiError):  # Slack refused or failed (500s, 429s past the retries): no traceback
+            log.error("slack: answering a %s failed: Slack said %s (HTTP %s)", what, error.response.get("error"),
+                      error.response.status_code)
+        else:
+            log.error("slack: unexpected error handling a %s: %s", what, type(error).__name__, exc_info=error)
+        if respond is None or not body.get("response_url"):  # events have no response URL: nowhere else to say it
+            return
+        try:
+            response = await respond(text=APOLOGY, response_type="ephemeral", replace_original=False)
+        except aiohttp.ClientError:
+            response = None
+        if response is None or response.status_code != 200:
+            log.error("slack: could not send the apology either")
 
     # ----------------------------------------------------------------------------------- the one way out
 

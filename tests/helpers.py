@@ -256,7 +256,8 @@ def slash_command_body(text: str, response_url: str, command: str = "/explain", 
 class SlackStub:
     """Loopback aiohttp server standing in for Slack: the Web API under ``/api/``, response URLs under
     ``/response/``, files under ``/files/``. Records what the app sent; ``fail`` maps a Web API method to an
-    error code; ``rate_limit`` answers HTTP 429 to that many calls first."""
+    error code; ``rate_limit`` answers HTTP 429 to that many calls first; ``http_status`` maps a Web API method
+    (or ``"response"``, the response URLs) to an HTTP status it answers with instead (e.g. 500)."""
 
     def __init__(self, files: dict[str, bytes] | None = None):
         self.calls: list[tuple[str, dict]] = []
@@ -264,6 +265,7 @@ class SlackStub:
         self.downloads: list[dict] = []
         self.files = files or {}
         self.fail: dict[str, str] = {}
+        self.http_status: dict[str, int] = {}
         self.rate_limit = 0
         self.envelopes: asyncio.Queue = asyncio.Queue()  # Socket Mode: what "Slack" sends down the socket
         self.acks: list[dict] = []  # Socket Mode: what the app sent back
@@ -297,6 +299,8 @@ class SlackStub:
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
                                      headers={"Retry-After": "0"})
         self.calls.append((method, data))
+        if method in self.http_status:
+            return web.json_response({"ok": False, "error": "internal_error"}, status=self.http_status[method])
         if method in self.fail:
             return web.json_response({"ok": False, "error": self.fail[method]})
         if method == "apps.connections.open":
@@ -310,7 +314,8 @@ class SlackStub:
         from aiohttp import web
 
         self.responses.append(await request.json())
-        return web.Response(text="ok")
+        status = self.http_status.get("response", 200)
+        return web.Response(text="ok" if status == 200 else "internal_error", status=status)
 
     async def _file(self, request):
         from aiohttp import web

@@ -174,6 +174,44 @@ def test_a_replayed_command_is_answered_once_and_forged_bodies_stay_out_of_the_l
     assert "Invalid request signature" in caplog.text and "private code" not in caplog.text
 
 
+def test_a_failing_response_url_still_delivers_the_answer_privately(caplog):
+    async def main():
+        async with slack_app(FakeExplainer()) as (stub, url):
+            stub.http_status["response"] = 500
+            await post_signed(url, slash_command_body("x = 1", f"{stub.url}/response/1"))
+            await stub.wait_for(lambda: any(m == "chat.postEphemeral" for m, _ in stub.calls))
+        return stub
+
+    stub = asyncio.run(main())
+    ((_, sent),) = [c for c in stub.calls if c[0] == "chat.postEphemeral"]
+    assert sent["user"] == "U1" and sent["channel"] == "C1" and sent["text"].startswith("Listen up, pal: x = 1")
+    assert any(r.levelname == "ERROR" and "HTTP 500" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("kind", ["mention", "command"])
+def test_slack_failing_everywhere_is_an_error_line_and_the_app_keeps_serving(caplog, kind):
+    async def main():
+        explainer = FakeExplainer()
+        async with slack_app(explainer) as (stub, url):
+            stub.http_status.update({"chat.postMessage": 500, "chat.postEphemeral": 500, "response": 500})
+            if kind == "mention":
+                await post_signed(url, mention_body("<@UBOT> x = 1"), {"Content-Type": "application/json"})
+            else:
+                await post_signed(url, slash_command_body("x = 1", f"{stub.url}/response/1"))
+            await stub.wait_for(lambda: any(r.levelname == "ERROR" and "Slack said" in r.getMessage()
+                                            for r in caplog.records))
+            stub.http_status.clear()
+            await post_signed(url, mention_body("<@UBOT> y = 2", event_id="Ev2"), {"Content-Type": "application/json"})
+            await stub.wait_for(lambda: stub.posted())
+        return explainer
+
+    assert asyncio.run(main()).codes == ["x = 1", "y = 2"]
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("Slack said internal_error (HTTP 500)" in e for e in errors)
+    assert not any("unsupported here" in r.getMessage() or r.exc_info for r in caplog.records
+                   if r.name.startswith("slack_bolt"))  # the error handler itself no longer fails
+
+
 # ------------------------------------------------------------------------------ mentions and shortcut
 
 
