@@ -66,6 +66,12 @@ def cmd_model_prepare(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------- parser
 
 
+def _usage(parser: argparse.ArgumentParser) -> int:
+    """A command group run without its command: show what it offers, exit 2 like any usage error."""
+    parser.print_help(sys.stderr)
+    return 2
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The full ``mafioso`` argument parser."""
     parser = argparse.ArgumentParser(prog="mafioso", description=__doc__,
@@ -78,13 +84,17 @@ def make_parser() -> argparse.ArgumentParser:
     add_arguments(train, TrainConfig)
     train.set_defaults(func=cmd_train)
 
-    data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
+    data_parser = sub.add_parser("data", help="dataset tools")
+    data_parser.set_defaults(func=lambda args: _usage(data_parser))  # `mafioso data` alone: its commands
+    data = data_parser.add_subparsers(dest="data_command", metavar="COMMAND")
     check = data.add_parser("check", help="validate and lint dataset files")
     check.add_argument("files", nargs="+", help="dataset files (JSON object, JSON list or JSONL)")
     check.add_argument("--schema-only", action="store_true", help="only the schema checks, no lint")
     check.set_defaults(func=cmd_data_check)
 
-    model = sub.add_parser("model", help="base model tools").add_subparsers(dest="model_command", required=True)
+    model_parser = sub.add_parser("model", help="base model tools")
+    model_parser.set_defaults(func=lambda args: _usage(model_parser))
+    model = model_parser.add_subparsers(dest="model_command", metavar="COMMAND")
     prepare = model.add_parser("prepare", help="convert the base model once into the cache; prints its folder")
     prepare.add_argument("--base-model", default="embedded", help="embedded, a HF id, a folder or a .gguf file")
     prepare.set_defaults(func=cmd_model_prepare)

@@ -123,7 +123,8 @@ class GenerationConfig:
 class WorkerConfig:
     """The generation worker: which model, how it is served, and the request limits."""
 
-    base_model: str = _help("base model (see TrainConfig.base_model); default: the adapter's base",
+    base_model: str = _help("base model: 'embedded' (Gemma 3 270M), a HF model id, a local folder or a .gguf "
+                            "file; default: the base the adapter was trained on",
                             default="")
     adapter: str = _help("LoRA adapter folder, 'default' for the shipped one, or 'none'", default=DEFAULT_ADAPTER)
     quantization: str = _help("base weights on CUDA: none (bf16, adapter merged, fast decode path), nf4 or "
@@ -320,6 +321,16 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
+def _help_with_default(f: dataclasses.Field) -> str | None:
+    """The field's help, ending with its default where there is one worth showing (secrets never)."""
+    text = f.metadata.get("help")
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if text is None or isinstance(default, Secret) or default in ("", [], dataclasses.MISSING):
+        return text
+    shown = ",".join(map(str, default)) if isinstance(default, list) else default
+    return f"{text} (default: {shown})".replace("%", "%%")  # argparse formats help with %
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
     """Add one ``--flag`` per field of ``cls``; unset flags stay out of the namespace."""
     for f in dataclasses.fields(cls):
@@ -327,7 +338,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
             continue
         tp = _field_type(cls, f)
         flag = "--" + f.name.replace("_", "-")
-        kwargs: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": f.metadata.get("help")}
+        kwargs: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": _help_with_default(f)}
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(tp) is list:

@@ -16,7 +16,10 @@ def check(files: list[str], lint: bool = True, out=None) -> int:
     except DatasetError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s) found; nothing was changed", file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
+        return 1
+    if not samples:
+        print(f"error: no samples in {', '.join(map(str, files))}", file=sys.stderr)
         return 1
     for path in files:
         n = sum(1 for s in samples if s.source == str(path))
