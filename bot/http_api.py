@@ -7,14 +7,16 @@
     POST /v1/chat/completions   OpenAI-compatible; the last user message is the code (``` fence optional,
                                 text outside the fence is the request)
     GET  /v1/models             the one model, "mafioso"
+    GET  /openapi.json          this API as an OpenAPI 3.1 document (from the bodies the handlers check)
     GET  /healthz               liveness (never needs the API key)
     GET  /metrics               Prometheus text
 
 Flags override ``MAFIOSO_*`` variables (and ``.env``). With ``MAFIOSO_API_KEY`` set every endpoint but
 /healthz needs ``Authorization: Bearer <key>``. Errors are JSON ``{"error": {"message", "type", "code"}}``:
-400 bad JSON or input, 401 key, 413 too large, 503 busy (with Retry-After) or shutting down, 504 timeout.
-Request bodies and the key are never logged. Sampling fields of OpenAI requests (max_tokens, temperature…)
-are accepted and ignored: the worker's GenerationConfig decides.
+400 bad JSON or input, 401 key, 404 unknown model, 413 too large, 503 busy (with Retry-After) or shutting
+down, 504 timeout. Request bodies and the key are never logged. OpenAI sampling fields the worker cannot
+honour (temperature, top_p, n, stream, stop) are accepted only at their greedy default; other values get a
+400 that says so.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import asyncio
 import errno
 import hmac
+import importlib.metadata
 import json
 import logging
 import re
@@ -33,6 +36,7 @@ import uuid
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bot.api_schema import BadRequest, Body, Param, openapi
 from bot.guard import REFUSALS
 from bot.runtime import add_settings_arguments, build_worker, load_settings
 from bot.worker import Worker
@@ -45,12 +49,14 @@ log = logging.getLogger(__name__)
 
 MODEL_ID = "mafioso"
 WORKER = web.AppKey("worker", Worker)
+_KEYED = web.AppKey("keyed", bool)
+_VERSION = importlib.metadata.version("mafioso")
 _STARTED = int(time.time())
 _FENCE = re.compile(r"(```|~~~)[^\n]*\n(.*?)(?:\1|\Z)", re.DOTALL)
 
 
-class _BadRequest(Exception):
-    """The request body is not what the endpoint expects (400)."""
+class _UnknownModel(Exception):
+    """The request names a model this worker does not serve (404, as OpenAI and vLLM answer)."""
 
 
 def _error(status: int, message: str, kind: str, code: str | None = None, **headers) -> web.Response:
@@ -63,8 +69,11 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
     """The one place errors become JSON responses; users get the in-character message, never internals."""
     try:
         return await handler(request)
-    except _BadRequest as exc:
+    except BadRequest as exc:
         return _error(400, str(exc), "invalid_request_error", "bad_request")
+    except _UnknownModel as exc:
+        return _error(404, f"The model '{exc}' does not exist; this worker serves '{MODEL_ID}'.",
+                      "invalid_request_error", "model_not_found")
     except InputRejected as exc:
         return _error(413 if exc.reason == "too_large" else 400, str(exc), "invalid_request_error", exc.reason)
     except WorkerBusy as exc:
@@ -102,22 +111,74 @@ async def _body(request: web.Request) -> dict:
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise _BadRequest("The body must be JSON, pal. That was something else.") from None
+        raise BadRequest("The body must be JSON, pal. That was something else.") from None
     except RecursionError:  # thousands of nested brackets: valid JSON shape, but no request of ours nests
-        raise _BadRequest("The body is nested too deep, pal. Send a flat JSON object.") from None
+        raise BadRequest("The body is nested too deep, pal. Send a flat JSON object.") from None
     if not isinstance(body, dict):
-        raise _BadRequest("The body must be a JSON object.")
-    if body.get("stream"):
-        raise _BadRequest("Streaming is not supported; send the request without stream=true.")
+        raise BadRequest("The body must be a JSON object.")
     return body
 
 
-def _text(value, name: str, required: bool = True) -> str | None:
-    if value is None and not required:
-        return None
-    if not isinstance(value, str):
-        raise _BadRequest(f"'{name}' must be a string.")
-    return value
+async def _parse(request: web.Request, spec: Body) -> dict:
+    """The request's body checked against ``spec``; a named model must be ours."""
+    values = spec.parse(await _body(request))
+    if values.get("model") not in (None, MODEL_ID):
+        raise _UnknownModel(values["model"])
+    return values
+
+
+# ------------------------------------------------------------------------------------- request bodies
+
+_TEXT = {"type": "string"}
+_GREEDY = "this worker decodes greedily, the way its adapter was tuned and evaluated; leave it out or send the default"
+#: OpenAI fields the worker honours only at their default value: anything else is a 400 that says so.
+_DEFAULTS_ONLY = (
+    Param("model", _TEXT, f"the model; this worker serves '{MODEL_ID}' (another name is a 404)"),
+    Param("temperature", {"type": "number", "minimum": 0}, "sampling temperature: 0 (greedy) only",
+          only=(0,), why=_GREEDY),
+    Param("top_p", {"type": "number", "minimum": 0, "maximum": 1}, "nucleus sampling: 1 only", only=(1,),
+          why=_GREEDY),
+    Param("n", {"type": "integer", "minimum": 1}, "answers per prompt: 1 only", only=(1,),
+          why="one answer per prompt; send several prompts instead"),
+    Param("stream", {"type": "boolean"}, "stream the answer: false only", only=(False,),
+          why="streaming is not supported; send the request without stream=true"),
+    Param("stop", {"oneOf": [_TEXT, {"type": "array", "items": _TEXT}]}, "stop strings: none", only=([],),
+          why="the answer stops on its own (end of text or a new ### section)"),
+)
+EXPLAIN = Body("ExplainRequest", (
+    Param("code", _TEXT, "the Python code to explain", required=True),
+    Param("request", _TEXT, "what the user asked about it (default: 'Explain this code.')"),
+))
+COMPLETIONS = Body("CompletionRequest", (
+    Param("prompt", {"oneOf": [_TEXT, {"type": "array", "items": _TEXT, "minItems": 1}]},
+          "the code to explain, or a list of pieces of code (one answer each)", required=True),
+    *_DEFAULTS_ONLY,
+))
+_MESSAGE = {"type": "object", "properties": {"role": _TEXT, "content": {"oneOf": [_TEXT, {"type": "array"}]}}}
+CHAT = Body("ChatCompletionRequest", (
+    Param("messages", {"type": "array", "items": _MESSAGE, "minItems": 1},
+          "the conversation; the last user message holds the code (a ``` fenced block, the text around it is "
+          "the request)", required=True),
+    *_DEFAULTS_ONLY,
+))
+_USAGE = {"type": "object", "properties": {k: {"type": "integer"} for k in (
+    "prompt_tokens", "completion_tokens", "total_tokens")}}
+_ANSWERS = {
+    "/v1/explain": (EXPLAIN, {"type": "object", "properties": {
+        "explanation": _TEXT, "tokens": {"type": "integer"}, "latency_s": {"type": "number"},
+        "finished": {"type": "boolean"}, "code_leak": {"type": "boolean"}}}, "explain code in character"),
+    "/v1/completions": (COMPLETIONS, {"type": "object", "properties": {
+        "id": _TEXT, "object": {"const": "text_completion"}, "created": {"type": "integer"}, "model": _TEXT,
+        "usage": _USAGE, "choices": {"type": "array", "items": {"type": "object", "properties": {
+            "index": {"type": "integer"}, "text": _TEXT, "finish_reason": {"enum": ["stop", "length"]}}}}}},
+        "OpenAI text completions: each prompt is a piece of code"),
+    "/v1/chat/completions": (CHAT, {"type": "object", "properties": {
+        "id": _TEXT, "object": {"const": "chat.completion"}, "created": {"type": "integer"}, "model": _TEXT,
+        "usage": _USAGE, "choices": {"type": "array", "items": {"type": "object", "properties": {
+            "index": {"type": "integer"}, "finish_reason": {"enum": ["stop", "length"]},
+            "message": {"type": "object", "properties": {"role": {"const": "assistant"}, "content": _TEXT}}}}}}},
+        "OpenAI chat completions: the last user message holds the code"),
+}
 
 
 def split_fence(message: str) -> tuple[str, str | None]:
@@ -144,19 +205,16 @@ def _finish_reason(answer) -> str:
 
 async def explain(request: web.Request) -> web.Response:
     """POST /v1/explain: the project's own endpoint."""
-    body = await _body(request)
-    code = _text(body.get("code"), "code")
-    answer = await request.app[WORKER].explain(code, _text(body.get("request"), "request", required=False))
+    body = await _parse(request, EXPLAIN)
+    answer = await request.app[WORKER].explain(body["code"], body["request"])
     return web.json_response({"explanation": answer.text, "tokens": answer.tokens, "latency_s": answer.latency_s,
                               "finished": answer.finished, "code_leak": answer.code_leak})
 
 
 async def completions(request: web.Request) -> web.Response:
     """POST /v1/completions: OpenAI text completions; each prompt is a piece of code."""
-    body = await _body(request)
-    prompt = body.get("prompt")
-    codes = prompt if isinstance(prompt, list) else [prompt]
-    pairs = [(_text(code, "prompt"), None) for code in codes]
+    prompt = (await _parse(request, COMPLETIONS))["prompt"]
+    pairs = [(code, None) for code in (prompt if isinstance(prompt, list) else [prompt])]
     worker = request.app[WORKER]
     answers = await asyncio.gather(*(worker.explain(code) for code, _ in pairs))
     return web.json_response({
@@ -169,16 +227,16 @@ async def completions(request: web.Request) -> web.Response:
 
 async def chat_completions(request: web.Request) -> web.Response:
     """POST /v1/chat/completions: OpenAI chat; the last user message holds the code."""
-    body = await _body(request)
-    messages = body.get("messages")
-    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"] if isinstance(
-        messages, list) else []
+    messages = (await _parse(request, CHAT))["messages"]
+    users = [m for m in messages if m.get("role") == "user"]
     if not users:
-        raise _BadRequest("'messages' must hold at least one user message with the code.")
+        raise BadRequest("'messages' must hold at least one user message with the code.")
     content = users[-1].get("content")
     if isinstance(content, list):  # content parts: keep the text ones
         content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    code, req = split_fence(_text(content, "content"))
+    if not isinstance(content, str):
+        raise BadRequest("the last user message's 'content' must be a string or a list of text parts.")
+    code, req = split_fence(content)
     worker = request.app[WORKER]
     answer = await worker.explain(code, req)
     return web.json_response({
@@ -193,6 +251,12 @@ async def models(request: web.Request) -> web.Response:
     """GET /v1/models: the one model this worker serves."""
     return web.json_response({"object": "list", "data": [
         {"id": MODEL_ID, "object": "model", "created": _STARTED, "owned_by": "mafioso"}]})
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    """GET /openapi.json: this API's OpenAPI 3.1 document, generated from the bodies the handlers validate with."""
+    return web.json_response(openapi(_ANSWERS, title="Mafioso worker", version=_VERSION,
+                                     keyed=bool(request.app[_KEYED])))
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -218,10 +282,12 @@ def make_app(worker: Worker, cfg: WorkerConfig, *, manage_worker: bool = True) -
     # JSON may spell one character as \\uXXXX: leave room so the guard, not the socket, says "too large".
     app = web.Application(middlewares=middlewares, client_max_size=6 * cfg.max_input_chars + 65536)
     app[WORKER] = worker
+    app[_KEYED] = bool(cfg.api_key)
     app.router.add_post("/v1/explain", explain)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/openapi.json", openapi_document)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     if manage_worker:

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from bot.client import WorkerClient
-from bot.http_api import listen
+from bot.http_api import listen, make_app
 from bot.worker import Worker
 from mafioso.cli import main
 from mafioso.errors import ConfigError, InputRejected, WorkerBusy, WorkerTimeout, WorkerUnavailable
@@ -84,6 +84,13 @@ def test_errors_are_json_with_the_right_status():
                 "no_user": await post("/v1/chat/completions", json={"messages": []}),
                 # issue 19: both were plain-text 500s (RecursionError in the JSON parser; the tokenizer's
                 # TypeError on a lone surrogate)
+                # issue 19: fields the worker cannot honour were accepted and ignored
+                "temperature": await post("/v1/completions", json={"prompt": "x", "temperature": 0.7}),
+                "n": await post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}],
+                                                              "n": 2}),
+                "max_tokens_word": await post("/v1/completions", json={"prompt": "x", "n": "lots"}),
+                "prompt_type": await post("/v1/completions", json={"prompt": 3}),
+                "unknown_model": await post("/v1/completions", json={"prompt": "x", "model": "gpt-9"}),
                 "deep_json": await post("/v1/explain", data=b"[" * 20_000 + b"]" * 20_000,
                                         headers={"Content-Type": "application/json"}),
                 "surrogate": await post("/v1/explain", data=b'{"code": "print(\'\\ud800\')"}',
@@ -94,7 +101,7 @@ def test_errors_are_json_with_the_right_status():
             queued = asyncio.create_task(post("/v1/explain", json={"code": "queued"}))
             while worker.queue_depth < 1:
                 await asyncio.sleep(0.01)
-            results["busy"] = await post("/v1/completions", json={"model": "m", "prompt": "one too many"})
+            results["busy"] = await post("/v1/completions", json={"model": "mafioso", "prompt": "one too many"})
             gate.set()
             results["running"], results["queued"] = await running, await queued
             async with http.get(f"{url}/nowhere") as r:
@@ -103,7 +110,8 @@ def test_errors_are_json_with_the_right_status():
 
     results = asyncio.run(main())
     expected = {"bad_json": 400, "no_code": 400, "empty": 400, "too_large": 413, "huge_body": 413,
-                "stream": 400, "no_user": 400, "deep_json": 400, "surrogate": 400, "busy": 503, "running": 200,
+                "stream": 400, "no_user": 400, "temperature": 400, "n": 400, "max_tokens_word": 400,
+                "prompt_type": 400, "unknown_model": 404, "deep_json": 400, "surrogate": 400, "busy": 503, "running": 200,
                 "queued": 200, "404": 404}
     assert {k: v[0] for k, v in results.items()} == expected
     for name, (status, _, body) in results.items():
@@ -111,6 +119,10 @@ def test_errors_are_json_with_the_right_status():
             assert set(body["error"]) >= {"message", "type"}, name
     assert results["empty"][2]["error"]["code"] == "empty"
     assert results["surrogate"][2]["error"]["code"] == "binary"
+    assert "greedily" in results["temperature"][2]["error"]["message"]
+    assert results["unknown_model"][2]["error"]["code"] == "model_not_found"
+    assert results["prompt_type"][2]["error"]["message"] == \
+        "'prompt' must be a string or a non-empty list of strings."
     assert "envelope" in results["empty"][2]["error"]["message"]
     assert results["busy"][1]["Retry-After"] == "1"
 
@@ -175,7 +187,8 @@ def test_bearer_token_is_enforced(fake_engine, caplog):
             async with http.get(f"{url}/metrics") as r:
                 statuses["metrics"] = r.status, None
             client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="s3cret", max_retries=0)
-            chat = await client.chat.completions.create(model="x", messages=[{"role": "user", "content": "x = 1"}])
+            chat = await client.chat.completions.create(model="mafioso", messages=[
+                {"role": "user", "content": "x = 1"}])
             with pytest.raises(openai.AuthenticationError):
                 await openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="bad", max_retries=0).models.list()
             async with WorkerClient(url, api_key="s3cret") as good, WorkerClient(url, api_key="bad") as bad:
@@ -207,3 +220,48 @@ def test_a_port_in_use_or_out_of_range_is_a_clear_error_before_the_model_loads(m
         held.close()
     with pytest.raises(ConfigError, match="MAFIOSO_PORT must be a TCP port between 0 and 65535, not 99999"):
         worker_config(port=99999)
+
+
+def test_openapi_document_describes_the_real_requests_and_answers():
+    """Every POST route is in /openapi.json; real bodies the server accepts validate against its request schema,
+    bodies it refuses do not, and its real answers validate against the response schemas (jsonschema)."""
+    import jsonschema
+
+    cfg = worker_config(api_key="k")
+    good = {"/v1/explain": {"code": "x = 1", "request": "why?"},
+            "/v1/completions": {"model": "mafioso", "prompt": ["a = 1", "b = 2"], "temperature": 0, "n": 1},
+            "/v1/chat/completions": {"messages": [{"role": "user", "content": "```\nx = 1\n```\nwhy?"}],
+                                     "stream": False}}
+    bad = {"/v1/explain": {"code": 3}, "/v1/completions": {"prompt": "x", "top_p": 0.5},
+           "/v1/chat/completions": {"messages": [], "n": 1}}
+
+    async def main():
+        worker = Worker(FakeEngine(), cfg)
+        async with serving(worker, cfg) as url, aiohttp.ClientSession(
+                headers={"Authorization": "Bearer k"}) as http:
+            async with http.get(url + "/openapi.json") as r:
+                document = await r.json()
+            answers = {}
+            for path in good:
+                for body in (good[path], bad[path]):
+                    async with http.post(url + path, json=body) as r:
+                        answers[path, body is good[path]] = r.status, await r.json()
+            return document, answers, worker
+
+    document, answers, worker = asyncio.run(main())
+    schemas = document["components"]["schemas"]
+    posted = {route.resource.canonical for route in make_app(worker, cfg).router.routes() if route.method == "POST"}
+    assert set(document["paths"]) == posted and document["security"] == [{"bearer": []}]
+    for path in good:
+        operation = document["paths"][path]["post"]
+        request_schema = {**schemas[operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+                                    .rsplit("/", 1)[1]], "components": document["components"]}
+        jsonschema.validate(good[path], request_schema)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad[path], request_schema)
+        status, answer = answers[path, True]
+        assert status == 200
+        jsonschema.validate(answer, operation["responses"]["200"]["content"]["application/json"]["schema"])
+        status, refusal = answers[path, False]
+        assert status == 400
+        jsonschema.validate(refusal, {**schemas["Error"], "required": ["error"]})
