@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import errno
 import hmac
-import importlib.metadata
 import json
 import logging
 import re
@@ -36,6 +35,7 @@ import uuid
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+import mafioso
 from bot.api_schema import BadRequest, Body, Param, openapi
 from bot.guard import REFUSALS
 from bot.runtime import add_settings_arguments, build_worker, load_settings
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 MODEL_ID = "mafioso"
 WORKER = web.AppKey("worker", Worker)
 _KEYED = web.AppKey("keyed", bool)
-_VERSION = importlib.metadata.version("mafioso")
+_VERSION = mafioso.__version__
 _STARTED = int(time.time())
 _FENCE = re.compile(r"(```|~~~)[^\n]*\n(.*?)(?:\1|\Z)", re.DOTALL)
 
