@@ -5,7 +5,7 @@ import time
 import pytest
 
 from prompts import SECTION_MARKER
-from prompts.facts import FACTS_MAX_CHARS, facts_sheet
+from prompts.facts import FACTS_MAX_CHARS, FACTS_MAX_TOKENS, _cost, facts_sheet
 
 
 def lines_of(code: str) -> list[str]:
@@ -127,8 +127,15 @@ def test_a_200_line_paste_gets_a_bounded_outline():
 def test_every_sheet_stays_within_the_bound():
     many = "\n".join(f"v{i} = [{', '.join(map(str, range(40)))}]\nprint(f'{{v{i}}} is v{i}')" for i in range(30))
     wide = "class A(" + ", ".join(f"B{i}" for i in range(500)) + "):\n    x = 1\n"
-    for code in (many, wide, "def f():\n  x=1\n" * 1500):
-        assert len(facts_sheet(code)) <= FACTS_MAX_CHARS
+    cjk = "\n".join(f"print('账本{i}：' * 3, '三十七个箱子在码头上')" for i in range(20))
+    for code in (many, wide, cjk, "def f():\n  x=1\n" * 1500):
+        sheet = facts_sheet(code)
+        assert len(sheet) <= FACTS_MAX_CHARS and _cost(sheet) <= FACTS_MAX_TOKENS
+
+
+def test_the_token_estimate_counts_digits_and_punctuation_one_by_one():
+    assert _cost("- def step12(x, y=2): prints 'n'\n") == 18  # 17 pieces, then the newline
+    assert _cost("账本") == 2
 
 
 @pytest.mark.parametrize("code", [
