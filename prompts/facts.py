@@ -250,9 +250,10 @@ def _printed(node: ast.expr) -> str:
     """One print argument: a literal as written (``'Done'``, an f-string "Total: {t}"), else the expression."""
     if isinstance(node, ast.JoinedStr):
         text = _short(node, _EXPR_CHARS + 4)
-        if text.startswith("f") and text[1:2] in "'\"" and text.endswith(text[1]):
-            quote = 4 if text[1:4] in ("'''", '"""') else 2
-            text = text[quote:len(text) - quote + 1]
+        for opening in ('f"""', "f'''", 'f"', "f'"):
+            if text.startswith(opening):  # an abbreviated one has lost its closing quote
+                text = text[len(opening):].removesuffix(opening[1:])
+                break
         return f'an f-string "{text}"'
     return _short(node)
 
@@ -354,8 +355,9 @@ class _Scope:
 
     def _output(self) -> list[str]:
         prints = list(dict.fromkeys(self.prints))
-        more = [f"{len(prints) - _MAX_LISTED} more prints"] if len(prints) > _MAX_LISTED else []
-        return prints[:_MAX_LISTED] + more + list(dict.fromkeys(self.io))
+        if len(prints) > _MAX_LISTED + 1:  # "1 more print" would be no shorter than the print itself
+            prints = prints[:_MAX_LISTED] + [f"{len(prints) - _MAX_LISTED} more prints"]
+        return prints + list(dict.fromkeys(self.io))
 
 
 def _callee(node: ast.Call) -> str:
@@ -438,7 +440,8 @@ def _class_line(node: ast.ClassDef) -> str:
     fields = []
     for statement in node.body:
         if isinstance(statement, ast.AnnAssign):
-            fields.append(_short(statement.target, 24) + f": {_short(statement.annotation, 24)}")
+            default = f" = {_short(statement.value, 20)}" if statement.value else ""
+            fields.append(_short(statement.target, 24) + f": {_short(statement.annotation, 24)}{default}")
         elif isinstance(statement, ast.Assign):
             fields += [_short(t, 24) for t in statement.targets]
     return f"{head}: attributes {_listed(fields, 6)}" if fields else head

@@ -45,7 +45,7 @@ def test_class_with_decorators_bases_attributes_and_methods_under_it():
             "        return (self.x ** 2 + self.y ** 2) ** 0.5\n\n"
             "    def move(self, dx):\n        self.x += dx\n")
     lines = lines_of(code)
-    assert lines[0] == "- @dataclass(frozen=True) class Point(Base, metaclass=Meta): attributes x: int, y: int"
+    assert lines[0] == "- @dataclass(frozen=True) class Point(Base, metaclass=Meta): attributes x: int, y: int = 0"
     assert lines[1] == ("  - @functools.lru_cache(maxsize=None) def norm(self) -> float: "
                         "returns (self.x ** 2 + self.y ** 2) ** 0.5")
     assert lines[2] == "  - def move(self, dx): sets self.x; returns nothing"
