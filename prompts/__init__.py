@@ -10,10 +10,10 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib.resources import files
 
-from prompts.facts import FACTS_MAX_CHARS, facts_sheet
+from prompts.facts import FACTS_MAX_CHARS, FACTS_MAX_TOKENS, facts_sheet
 
-__all__ = ["DEFAULT_REQUEST", "FACTS_MAX_CHARS", "SECTION_MARKER", "encode", "facts_sheet", "instruction",
-           "render_prompt", "shared_prefix_ids"]
+__all__ = ["DEFAULT_REQUEST", "FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "SECTION_MARKER", "encode", "facts_sheet",
+           "instruction", "render_prompt", "shared_prefix_ids"]
 
 DEFAULT_REQUEST = "Explain this code."
 #: Every section header starts with this; a model that writes it has finished its answer.
