@@ -58,3 +58,15 @@ def test_the_shared_prefix_starts_every_prompt_and_ends_before_the_request(tiny_
     assert tokenizer.decode(prefix).rstrip().endswith("Request:")
     for request, code, _ in SNIPPETS + [(None, "x", None), ("9 lines?", "y = 2", None)]:
         assert prompts.encode(tokenizer, code, request)["input_ids"][:len(prefix)] == prefix, request
+
+
+def test_every_snippet_renders_the_same_prompt_for_training_and_inference(tiny_model_dir):
+    from tests.helpers import SNIPPETS
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    rows = SNIPPETS + [("what's this?", "SELECT name FROM users;", "That's SQL, pal, not Python.")]
+    for request, code, answer in rows:
+        infer = prompts.encode(tokenizer, code, request)["input_ids"]
+        assert prompts.encode(tokenizer, code, request, answer)["input_ids"][:len(infer)] == infer, code
+        assert prompts.render_prompt(code, request) == prompts.render_prompt(code, request)
+    assert "### FACTS:\n- not parseable as Python (syntax error at line 1)\n" in prompts.render_prompt(rows[-1][1])
