@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
+from functools import lru_cache
 from itertools import islice
 
 __all__ = ["FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "FEATURES", "code_features", "facts_sheet", "parse"]
@@ -308,7 +309,7 @@ class _Scope:
 
     def __init__(self, scope: ast.AST):
         self.loops, self.raises, self.catches, self.returns, self.prints, self.io = [], [], [], [], [], []
-        self.imports, self.sets, self.calls, self.asserts = [], [], [], []
+        self.imports, self.sets, self.calls, self.asserts, self.whiles, self.yielded = [], [], [], [], [], []
         for node in _body(scope):
             self._read(node)
 
@@ -316,7 +317,11 @@ class _Scope:
         if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
             self.loops.append(_short(node.iter))
         elif isinstance(node, ast.While):
-            self.loops.append(f"while {_short(node.test)}")
+            self.whiles.append(_short(node.test))
+        elif isinstance(node, ast.Yield):
+            self.yielded.append(_short(node.value) if node.value else "None")
+        elif isinstance(node, ast.YieldFrom):
+            self.yielded.append(f"from {_short(node.value)}")
         elif isinstance(node, ast.Raise):
             self.raises.append(_exception_name(node.exc) if node.exc else "re-raises")
         elif isinstance(node, ast.ExceptHandler):
@@ -344,6 +349,8 @@ class _Scope:
         facts = []
         if self.loops:
             facts.append(f"loops over {_listed(self.loops)}")
+        if self.whiles:
+            facts.append(f"loops while {_listed(self.whiles, sep=' / ')}")
         if self.raises:
             facts.append(f"raises {_listed(self.raises)}")
         if self.catches:
@@ -408,8 +415,9 @@ def _function_line(node: ast.FunctionDef | ast.AsyncFunctionDef, outline: bool, 
     facts = []
     if recurses(node):
         facts.append("recurses")
-    if yields(node):
-        facts.append("a generator (yields)")
+    generator = yields(node)
+    if generator:
+        facts.append(f"a generator: yields {_listed(scope.yielded)}" if not outline else "a generator")
     if any(isinstance(n, (ast.Await, ast.AsyncFor, ast.AsyncWith)) for n in _body(node)):
         facts.append("awaits")
     # calls to the code's own functions and classes: how the pieces connect (other calls are too many to list)
@@ -422,8 +430,10 @@ def _function_line(node: ast.FunctionDef | ast.AsyncFunctionDef, outline: bool, 
         facts.append(f"sets {_listed(attributes, 4)}")
     if _is_stub(node):
         facts.append("empty body (a stub)")
-    elif not outline:
-        facts.append(f"returns {_listed(scope.returns, sep=' or ')}" if scope.returns else "returns nothing")
+    elif scope.returns and not outline:
+        facts.append(f"returns {_listed(scope.returns, sep=' or ')}")
+    elif not outline and not generator:  # a generator hands back what it yields
+        facts.append("returns nothing")
     return f"{head}: {'; '.join(facts)}" if facts else head
 
 
@@ -514,6 +524,7 @@ def _fit(lines: list[str], tail: list[str]) -> str:
     return _cut("\n".join(lines[:keep] + [f"- … {len(lines) - keep} more definitions"] + tail), FACTS_MAX_CHARS)
 
 
+@lru_cache(maxsize=64)  # the worker renders a prompt twice per request: to check its length, then to run it
 def facts_sheet(code: str) -> str:
     """Facts about ``code`` read from its syntax tree, one per line, within FACTS_MAX_CHARS and FACTS_MAX_TOKENS
     (deterministic: the same code always gets the same sheet)."""
