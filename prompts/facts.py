@@ -3,7 +3,12 @@
 :func:`code_features` is the set of constructs the code really has, named from :data:`FEATURES`. The
 facts sheet in every prompt and the ``grounded`` check of ``mafioso eval`` both read it, so "this code
 recurses" means the same thing to the model and to the metric. :func:`facts_sheet` turns the tree into the
-short list of facts the prompt carries after the code (see prompts/template.txt).
+short list of facts the prompt carries after the code (see prompts/template.txt), e.g. for a recursive
+``fact`` and a ``print``::
+
+    - def fact(n): recurses; returns 1 or n * fact(n - 1)
+    - top level: calls fact; prints an f-string "5! = {fact(5)}"
+    - not in the code: yield, async/await, files, network, exceptions
 
 Everything here is iterative or bounded: a deeply nested paste never raises RecursionError, it is read as
 "too deeply nested" or abbreviated to "…".
@@ -17,7 +22,8 @@ import textwrap
 from functools import lru_cache
 from itertools import islice
 
-__all__ = ["FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "FEATURES", "code_features", "facts_sheet", "parse"]
+__all__ = ["FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "FEATURES", "call_features", "code_features", "facts_sheet",
+           "parse"]
 
 #: Every feature name :func:`code_features` can report.
 FEATURES = frozenset({
