@@ -112,8 +112,9 @@ class FastEngine(Engine):
     #: On the GPU, slots for prompts longer than ``short_prompt_tokens``; the other slots keep a full-attention
     #: cache for short prompts only (~1,000 tokens, ~3,000 characters of code, plus the facts sheet): 8 long
     #: slots of 64 make the KV cache ~0.8 GB instead of 1.05, and served as fast on the H100 (docs/BENCHMARKS.md,
-    #: "Short and long slots"; measured before the facts sheet made every slot ~400 tokens longer). A long prompt waits for a long slot; a short one takes a long slot only when
-    #: every short slot is busy. None = every slot long.
+    #: "Short and long slots"; measured before the facts sheet made every slot ~400 tokens longer). A long
+    #: prompt waits for a long slot; a short one takes a long slot only when every short slot is busy. None =
+    #: every slot long.
     long_slots: int | None = 8
     short_prompt_tokens = 1024 + FACTS_TOKENS
     #: Compute the keys of the instruction every prompt starts with once (prompts.shared_prefix_ids): a prefill
