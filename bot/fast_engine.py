@@ -27,6 +27,11 @@ from bot.ngram_ban import NgramBan
 
 log = logging.getLogger(__name__)
 
+#: The most tokens the facts sheet adds to a prompt: its bound (prompts.FACTS_MAX_TOKENS, an estimate up to
+#: ~1/6 under the real count) and its "### FACTS:" header. Slots grow by this, so code that fitted before
+#: the sheet still fits.
+FACTS_TOKENS = prompts.FACTS_MAX_TOKENS * 5 // 4 + 8
+
 
 @dataclass
 class _Row:
@@ -105,12 +110,13 @@ class FastEngine(Engine):
     #: the decoder pads a batch further, to its prefill graph's bucket, and splits one that no bucket holds.
     prefill_tokens = 4096
     #: On the GPU, slots for prompts longer than ``short_prompt_tokens``; the other slots keep a full-attention
-    #: cache for short prompts only (~1,000 tokens, ~3,000 characters of code: any Discord message): 8 long
+    #: cache for short prompts only (~1,000 tokens, ~3,000 characters of code, plus the facts sheet): 8 long
     #: slots of 64 make the KV cache ~0.8 GB instead of 1.05, and served as fast on the H100 (docs/BENCHMARKS.md,
-    #: "Short and long slots"). A long prompt waits for a long slot; a short one takes a long slot only when
-    #: every short slot is busy. None = every slot long.
+    #: "Short and long slots"; measured before the facts sheet made every slot ~400 tokens longer). A long
+    #: prompt waits for a long slot; a short one takes a long slot only when every short slot is busy. None =
+    #: every slot long.
     long_slots: int | None = 8
-    short_prompt_tokens = 1024
+    short_prompt_tokens = 1024 + FACTS_TOKENS
     #: Compute the keys of the instruction every prompt starts with once (prompts.shared_prefix_ids): a prefill
     #: then runs only the request and the code, ~1/3 of a typical prompt's tokens (docs/BENCHMARKS.md).
     share_prefix = True
@@ -175,8 +181,9 @@ class FastEngine(Engine):
     @staticmethod
     def slot_length(cfg, gen) -> int:
         """KV-cache length per slot: the instruction plus code of ``max_input_chars`` (about 3 characters a
-        token, rounded up to 512) plus a full answer. Longer prompts still work, on the reference path."""
-        return -(-(cfg.max_input_chars // 3 + 256) // 512) * 512 + gen.max_new_tokens
+        token) plus its facts sheet, rounded up to 512, plus a full answer. Longer prompts still work, on the
+        reference path."""
+        return -(-(cfg.max_input_chars // 3 + 256 + FACTS_TOKENS) // 512) * 512 + gen.max_new_tokens
 
     @staticmethod
     def supports(model, gen, quantization: str) -> bool:
