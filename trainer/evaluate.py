@@ -99,7 +99,7 @@ def generate_all(engine, samples: list[Sample], batch_size: int, label: str) -> 
                 # The engine scrubs leaked code from the text and flags it; count the flag, not the scrubbed text.
                 leak = bool(getattr(out, "code_leak", False))
                 results[i] = Prediction(s.key, s.code, s.explanation, out.text, out.tokens, round(elapsed, 4),
-                                        out.finished, leak)
+                                        out.finished, leak, bool(getattr(out, "looped", False)))
             bar.update(len(chunk))
     return [results[i] for i in range(len(samples))], spent
 
