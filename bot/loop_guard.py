@@ -54,19 +54,18 @@ class Loop:
     period: int = 0  # a repeat's unit, in tokens
 
 
-class TokenPieces:
-    """Each token's text on its own (``tokenizer.decode([id])``), decoded once and remembered, with two facts
-    the count rule asks of every token: does it hold a digit, and does it end inside a word."""
+class TokenPieces(dict):
+    """``pieces[token]``: the token's text on its own (``tokenizer.decode([id])``), decoded once and remembered,
+    with two facts the count rule asks of every token: does it hold a digit, and does it end inside a word.
+    A dict, so that a token seen before costs one lookup."""
 
     def __init__(self, tokenizer):
+        super().__init__()
         self._decode = tokenizer.decode
-        self._known: dict[int, tuple[str, bool, bool]] = {}
 
-    def __call__(self, token: int) -> tuple[str, bool, bool]:
-        known = self._known.get(token)
-        if known is None:
-            piece = self._decode([token])
-            known = self._known[token] = (piece, any("0" <= c <= "9" for c in piece), _wordy(piece[-1:]))
+    def __missing__(self, token: int) -> tuple[str, bool, bool]:
+        piece = self._decode([token])
+        known = self[token] = (piece, any("0" <= c <= "9" for c in piece), _wordy(piece[-1:]))
         return known
 
 
@@ -75,17 +74,20 @@ def _wordy(c: str) -> bool:
 
 
 class LoopGuard:
-    """Follows one answer, one token at a time (:meth:`add`); O(``max_period``) per token, plus the characters
-    of tokens that hold digits or follow a number."""
+    """Follows one answer, one token at a time (:meth:`add`). Per token: one look into the last ``max_period``
+    tokens, and only where the token is among them a pass over the periods; for the count rule one dict
+    lookup, and only for tokens that hold digits or follow a number a pass over their characters."""
 
-    def __init__(self, rule: LoopRule, pieces: Callable[[int], tuple[str, bool, bool]]):
+    def __init__(self, rule: LoopRule, pieces: TokenPieces):
         self.rule = rule
         self.pieces = pieces
         self.loop: Loop | None = None
         self._tokens: list[int] = []
-        # repeat rule: _since[p] is where the current run of tokens equal to the one p before began; the
-        # answer's tail then has period p over (n - _since[p]) + p tokens. A run cannot start before p.
+        # repeat rule: _since[p] is where the current run of tokens equal to the one p before began (the
+        # answer's tail then has period p over n + 1 - _since[p] + p tokens); a run cannot start before p,
+        # nor before _reset, set when a token matches none of the last max_period tokens (every run ends)
         self._since = list(range(rule.max_period + 1))
+        self._reset = 0
         self._need = [0] + [max(rule.repeats * p, rule.span) - p for p in range(1, rule.max_period + 1)]
         # count rule: a small automaton over characters
         self._num = ""  # the number being read
@@ -102,25 +104,35 @@ class LoopGuard:
         """Feed the answer's next token; True once the answer loops (:attr:`loop` then says where)."""
         if self.loop is not None:
             return True
-        n = len(self._tokens)
-        self._tokens.append(token)
-        return bool(self.rule.span and self._repeats(token, n)) or bool(self.rule.count and self._counts(token, n))
+        tokens = self._tokens
+        n = len(tokens)
+        tokens.append(token)
+        if self.rule.span:
+            periods = self.rule.max_period
+            if token not in tokens[n - periods if n > periods else 0:n]:
+                self._reset = n + 1
+            elif self._repeats(token, n):
+                return True
+        if self.rule.count:
+            piece, digits, ends_wordy = self.pieces[token]
+            if digits or self._num or self._after_comma:
+                return self._counts(piece, n)
+            self._wordy = ends_wordy  # prose: nothing to read but where a word ends
+        return False
 
     def _repeats(self, token: int, n: int) -> bool:
-        tokens, since, need = self._tokens, self._since, self._need
+        tokens, since, need, reset = self._tokens, self._since, self._need, self._reset
         for p in range(1, min(self.rule.max_period, n) + 1):
             if tokens[n - p] != token:
                 since[p] = n + 1
-            elif n + 1 - since[p] >= need[p]:
-                self.loop = Loop("repeat", start=since[p] - p, keep=since[p], period=p)
-                return True
+            else:
+                start = since[p] = max(since[p], reset)
+                if n + 1 - start >= need[p]:
+                    self.loop = Loop("repeat", start=start - p, keep=start, period=p)
+                    return True
         return False
 
-    def _counts(self, token: int, n: int) -> bool:
-        piece, digits, ends_wordy = self.pieces(token)
-        if not (digits or self._num or self._after_comma):  # prose: nothing to read but where a word ends
-            self._wordy = ends_wordy
-            return False
+    def _counts(self, piece: str, n: int) -> bool:
         for c in piece:
             if "0" <= c <= "9":
                 if self._num:
@@ -169,7 +181,7 @@ class LoopGuard:
         return False
 
 
-def find_loop(ids: list[int], rule: LoopRule, pieces: Callable[[int], tuple[str, bool, bool]]) -> Loop | None:
+def find_loop(ids: list[int], rule: LoopRule, pieces: TokenPieces) -> Loop | None:
     """The first loop in an answer's tokens, found exactly as the decode paths find it; None if it has none."""
     guard = LoopGuard(rule, pieces)
     for token in ids:

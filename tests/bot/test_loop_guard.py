@@ -113,6 +113,37 @@ def test_the_rule_is_tuned_by_span_and_count(tok):
         GenerationConfig(loop_count=3)
 
 
+def test_the_incremental_repeat_rule_matches_a_brute_force_one():
+    """Random answers over a few tokens (so runs start, break and restart): the guard fires at the same token,
+    with the same loop, as a check of every period over every prefix."""
+    import random
+
+    rule = LoopRule(span=10, count=10**6)
+    pieces = {t: ("x", False, True) for t in range(4)}
+
+    def brute(ids):
+        for end in range(1, len(ids) + 1):
+            for p in range(1, rule.max_period + 1):
+                run = 0  # positions i < end, counted back from end - 1, with ids[i] == ids[i - p]
+                while end - 1 - run - p >= 0 and ids[end - 1 - run] == ids[end - 1 - run - p]:
+                    run += 1
+                if run + p >= max(rule.repeats * p, rule.span):
+                    return end, end - run - p, p
+        return None
+
+    rng = random.Random(7)
+    fired = 0
+    for _ in range(300):
+        unit = [rng.randrange(4) for _ in range(rng.randint(1, 5))]
+        ids = [rng.randrange(4) for _ in range(rng.randint(0, 30))]
+        ids += unit * rng.randint(1, 6) + [rng.randrange(4) for _ in range(rng.randint(0, 20))]
+        guard = LoopGuard(rule, pieces)
+        at = next((i + 1 for i, token in enumerate(ids) if guard.add(token)), None)
+        assert ((at, guard.loop.start, guard.loop.period) if at else None) == brute(ids), ids
+        fired += at is not None
+    assert 50 < fired < 250
+
+
 def test_a_guard_fires_once_and_stays_fired(tok):
     ids = tok.encode("It adds one. " * 10)
     guard = LoopGuard(LoopRule(), TokenPieces(tok))
