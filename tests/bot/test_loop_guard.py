@@ -171,7 +171,8 @@ def looping_model(tiny_model_dir, answer: str):
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    ids = prompts.encode(tokenizer, "x = 1")["input_ids"][-1:] + tokenizer(answer, add_special_tokens=False)["input_ids"]
+    last = prompts.encode(tokenizer, "x = 1")["input_ids"][-1]  # every prompt ends with the same token
+    ids = [last] + tokenizer(answer, add_special_tokens=False)["input_ids"]
     successor: dict[int, int] = {}
     for token, following in zip(ids, ids[1:]):
         assert successor.setdefault(token, following) == following, "the answer must be a bigram chain"
