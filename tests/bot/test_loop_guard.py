@@ -104,6 +104,7 @@ def test_the_rule_is_tuned_by_span_and_count(tok):
     assert loop_of(tok, "No, no, no, no, no, no. Go.") is None  # 11 tokens of period 2
     assert loop_of(tok, "No, no, no, no, no, no. Go.", LoopRule(span=8)).start == 1
     assert loop_of(tok, "It prints 1, 2, 3, 4, 5, 6.") is None
+    assert loop_of(tok, "1/3 is 0.3333333333333333.", LoopRule(span=16)).period == 1  # why the span is 20
     assert loop_of(tok, "It prints 1, 2, 3, 4, 5, 6.", LoopRule(count=5)).kind == "count"
     assert loop_of(tok, "It adds one. " * 10, LoopRule(span=0)) is None  # 0: that half off (the guard's own)
     assert LoopRule.of(GenerationConfig(loop_span=30, loop_count=12)) == LoopRule(span=30, count=12)
