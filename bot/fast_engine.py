@@ -23,6 +23,7 @@ import torch
 import prompts
 from bot.engine import Engine
 from bot.fast_decode import Gemma3Decoder
+from bot.loop_guard import LoopGuard, LoopRule
 from bot.ngram_ban import NgramBan
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,9 @@ class _Row:
     prompt: list[int]
     future: Future
     generated: list[int] = field(default_factory=list)
-    stop: int | None = None  # tokens generated when a ### section stopped it
+    stop: int | None = None  # tokens generated when a ### section or a loop stopped it
     ngrams: NgramBan | None = None  # GenerationConfig.no_repeat_ngram
+    loops: LoopGuard | None = None  # GenerationConfig.stop_loops
     bans: frozenset[int] = frozenset()  # the tokens banned for its slot now
 
 
@@ -198,7 +200,9 @@ class FastEngine(Engine):
             raise RuntimeError("the engine is closed")
         fits = [len(ids) <= self.max_prompt_tokens for ids in prompt_ids]
         n = self.gen.no_repeat_ngram
-        rows = [_Row(ids, Future(), ngrams=NgramBan(n) if n else None) for ids, ok in zip(prompt_ids, fits) if ok]
+        rule = LoopRule.of(self.gen) if self.gen.stop_loops else None
+        rows = [_Row(ids, Future(), ngrams=NgramBan(n) if n else None,
+                     loops=LoopGuard(rule, self.pieces) if rule else None) for ids, ok in zip(prompt_ids, fits) if ok]
         for row in rows:
             self._inbox.put(row)
         long = iter(super().decode([ids for ids, ok in zip(prompt_ids, fits) if not ok]) if not all(fits) else [])
@@ -315,7 +319,7 @@ class FastEngine(Engine):
         self.decoder.set_bans(lift, ban)
 
     def _record(self, active: dict[int, _Row], slot: int, token: int) -> None:
-        """Append one token to a slot's answer; finish the row at EOS, ### or the token budget."""
+        """Append one token to a slot's answer; finish the row at EOS, ###, a loop or the token budget."""
         row = active[slot]
         row.generated.append(token)
         if row.ngrams is not None:
@@ -324,6 +328,8 @@ class FastEngine(Engine):
             tail = self.tokenizer.decode(row.generated[-3:])
             if prompts.SECTION_MARKER in tail:
                 row.stop = len(row.generated)
+        if row.loops is not None and row.stop is None and row.loops.add(token):
+            row.stop = len(row.generated)
         if token in self.eos_ids or row.stop is not None or len(row.generated) >= self.gen.max_new_tokens:
             del active[slot]
             row.future.set_result((row.generated, row.stop))

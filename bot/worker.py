@@ -92,6 +92,8 @@ class Metrics:
         self.code_leaks = Counter("mafioso_code_leaks", "answers whose code the post-check removed",
                                   registry=self.registry)
         self.truncated = Counter("mafioso_truncated", "answers cut at max_new_tokens", registry=self.registry)
+        self.loops = Counter("mafioso_loops", "answers that looped (ended and cut there unless stop_loops is off)",
+                             registry=self.registry)
 
 
 @dataclass(eq=False)  # identity equality: the queue removes exactly this job
@@ -269,5 +271,7 @@ class Worker:
                 self.metrics.code_leaks.inc()
             if not result.finished:
                 self.metrics.truncated.inc()
+            if result.looped:
+                self.metrics.loops.inc()
             if not job.future.done():
                 job.future.set_result(result)
