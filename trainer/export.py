@@ -218,7 +218,7 @@ def export_merged(adapter: Path, base: Path, out: Path, qtype: str = "f16") -> P
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         for name, tensor in tensors.items():
             # dequantize returns the GGUF layout as numpy sees it: (out, in) for a weight, like torch's
-            weight = gguf.quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
+            weight = gguf.quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32, copy=False)
             weight = weight.reshape([int(d) for d in reversed(tensor.shape)])
             if name in lora.pairs:
                 a, b = lora.pairs[name]
@@ -226,8 +226,8 @@ def export_merged(adapter: Path, base: Path, out: Path, qtype: str = "f16") -> P
                     raise ModelError(f"{adapter}: {name} is {tuple(weight.shape)} in the base but the adapter's "
                                      f"B·A is {(b.shape[0], a.shape[1])}: trained on another base?")
                 weight = (torch.from_numpy(weight) + lora.scale * (b @ a)).numpy()
-            if not np.isfinite(weight).all() or (weight.ndim > 1 and np.abs(weight).max() > 65504):
-                raise ModelError(f"{name} has values F16 cannot hold after the merge; the adapter is broken")
+                if not np.isfinite(weight).all() or np.abs(weight).max() > 65504:
+                    raise ModelError(f"{name} has values F16 cannot hold after the merge; the adapter is broken")
             _add(writer, name, weight, qtype)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
@@ -350,7 +350,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.type == "q4_k_m":
         raise ConfigError(_Q4_K_M_MISSING)
-    adapter = adapter_folder(args.adapter) if args.adapter != "none" else None
+    adapter = adapter_folder(args.adapter)
     if adapter is None:
         raise ModelError("export needs an adapter: give --adapter FOLDER or 'default'")
     if args.lora_only:
