@@ -202,7 +202,6 @@ def export_merged(adapter: Path, base: Path, out: Path, qtype: str = "f16") -> P
     """Write ``base`` (a Gemma 3 GGUF) with ``adapter`` merged in fp32 to ``out`` as F16 or Q8_0."""
     import gguf
     import numpy as np
-    import torch
 
     reader = _open_base(base)
     lora = read_lora(adapter)
@@ -225,7 +224,7 @@ def export_merged(adapter: Path, base: Path, out: Path, qtype: str = "f16") -> P
                 if tuple(weight.shape) != (b.shape[0], a.shape[1]):
                     raise ModelError(f"{adapter}: {name} is {tuple(weight.shape)} in the base but the adapter's "
                                      f"B·A is {(b.shape[0], a.shape[1])}: trained on another base?")
-                weight = (torch.from_numpy(weight) + lora.scale * (b @ a)).numpy()
+                weight = weight + (lora.scale * (b @ a)).numpy()  # a new array: the base stays read-only
                 if not np.isfinite(weight).all() or np.abs(weight).max() > 65504:
                     raise ModelError(f"{name} has values F16 cannot hold after the merge; the adapter is broken")
             _add(writer, name, weight, qtype)
