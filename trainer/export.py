@@ -205,6 +205,7 @@ def export_merged(adapter: Path, base: Path, out: Path, qtype: str = "f16") -> P
 
     reader = _open_base(base)
     lora = read_lora(adapter)
+    log.info("merging %s into %s, writing %s", adapter, base.name, qtype.upper())
     tensors = {tensor.name: tensor for tensor in reader.tensors}
     missing = sorted(set(lora.pairs) - set(tensors))
     if missing:
@@ -359,7 +360,6 @@ def run(args: argparse.Namespace) -> int:
     out = _out_path(args.out, f"mafioso-{args.type}.gguf", args.force)
     spec = base_of(args.base_model, adapter)
     with base_gguf(spec) as base:
-        log.info("merging %s into %s, writing %s", adapter, base.name, args.type.upper())
         export_merged(adapter, base, out, args.type)
     recipe = out.with_suffix(".Modelfile")
     recipe.write_text(modelfile(out.name), encoding="utf-8")
