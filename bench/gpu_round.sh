@@ -6,7 +6,7 @@
 #   bash bench/gpu_round.sh setup                 # pip install the wheels, copy the project, convert both bases
 #   bash bench/gpu_round.sh gemma | qwen          # start that base's sweep in the background; returns at once
 #   bash bench/gpu_round.sh status                # the sweeps' last log lines
-#   bash bench/gpu_round.sh collect DIR           # metrics, predictions and the chosen adapters into DIR
+#   bash bench/gpu_round.sh collect DIR           # metrics, predictions and every adapter into DIR
 set -euo pipefail
 BUNDLE=${BUNDLE:-/tmp/bundle}
 RUNS=${RUNS:-/tmp/runs}
@@ -38,20 +38,18 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
   gemma)
     cd "$PROJ"
     setsid nohup python3 bench/sweep.py --base-model "$BUNDLE/gemma.gguf" --out "$RUNS/gemma" --with-base \
-      --run "g16_e3:--lora-r=16,--learning-rate=4e-4,--epochs=3,$COMMON" \
-      --run "g16_e3_s7:--lora-r=16,--learning-rate=4e-4,--epochs=3,--seed=7,$COMMON" \
-      --run "g16_e5:--lora-r=16,--learning-rate=4e-4,--epochs=5,$COMMON" \
-      --run "g64_e3:--lora-r=64,--learning-rate=2e-4,--epochs=3,$COMMON" \
-      --eval-flags=--batch-size,64,--no-compile-decode > "$RUNS/gemma.log" 2>&1 < /dev/null &
+      --run "g16_b4:--lora-r=16,--learning-rate=4e-4,--epochs=3,$COMMON,--batch-size=2,--grad-accum=2" \
+      --run "g16_b4_lr2:--lora-r=16,--learning-rate=2e-4,--epochs=3,$COMMON,--batch-size=2,--grad-accum=2" \
+      --run "g16_b4_s7:--lora-r=16,--learning-rate=4e-4,--epochs=3,--seed=7,$COMMON,--batch-size=2,--grad-accum=2" \
+      --eval-parallel 1 --eval-flags=--batch-size,64,--no-compile-decode > "$RUNS/gemma.log" 2>&1 < /dev/null &
     echo "gemma sweep started"
     ;;
   qwen)
     cd "$PROJ"
-    setsid nohup python3 bench/sweep.py --base-model "$BUNDLE/qwen.gguf" --out "$RUNS/qwen" --with-base \
-      --run "q16_e3:--lora-r=16,--learning-rate=2e-4,--epochs=3,$COMMON" \
+    setsid nohup python3 bench/sweep.py --base-model "$BUNDLE/qwen.gguf" --out "$RUNS/qwen" \
       --run "q16_e3_lr4:--lora-r=16,--learning-rate=4e-4,--epochs=3,$COMMON" \
-      --run "q8_e3:--lora-r=8,--learning-rate=4e-4,--epochs=3,$COMMON" \
-      --eval-flags=--batch-size,64 > "$RUNS/qwen.log" 2>&1 < /dev/null &
+      --run "q16_b4:--lora-r=16,--learning-rate=2e-4,--epochs=3,$COMMON,--batch-size=2,--grad-accum=2" \
+      --eval-parallel 1 --eval-flags=--batch-size,64 > "$RUNS/qwen.log" 2>&1 < /dev/null &
     echo "qwen sweep started"
     ;;
   status)
@@ -64,11 +62,10 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
   collect)
     out=$2; mkdir -p "$out"
     cd "$RUNS" && tar -czf "$out/results.tgz" --exclude='*/adapter/checkpoint-*' --exclude='*.safetensors' \
-      --exclude='*/adapter/*.png' --exclude='*/adapter/*.json.tmp' . 
-    for dir in ${3:-}; do  # the chosen adapters, whole
-      tar -czf "$out/adapter_${dir//\//_}.tgz" -C "$RUNS" "$dir/adapter"
-    done
+      --exclude='*/adapter/*.png' .
+    # every run's adapter, in pieces small enough to travel back (16 MB a file)
+    tar -cf - */*/adapter/adapter_model.safetensors | split -b 15M -d - "$out/adapters.tar."
     ls -la "$out"
     ;;
-  *) echo "usage: $0 setup|gemma|qwen|status|collect DIR [RUN_DIRS]"; exit 2 ;;
+  *) echo "usage: $0 setup|gemma|qwen|status|collect DIR"; exit 2 ;;
 esac

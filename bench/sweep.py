@@ -30,6 +30,8 @@ def main() -> int:
     parser.add_argument("--run", action="append", required=True, help="NAME:--flag=value,--flag=value")
     parser.add_argument("--eval-flags", default="", help="extra flags for mafioso eval, comma-separated")
     parser.add_argument("--with-base", action="store_true", help="also score the bare base model (row 'base')")
+    parser.add_argument("--eval-parallel", type=int, default=0,
+                        help="most evals run at once (0: all; each holds a KV cache and loss batches on the GPU)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -59,6 +61,8 @@ def main() -> int:
                "--adapter", adapter, "--out", str(out / name / "eval"),
                *[f for f in args.eval_flags.split(",") if f]]
         log = open(out / name / "eval.log", "w")
+        if args.eval_parallel and len([p for p in evals.values() if p.poll() is None]) >= args.eval_parallel:
+            next(p for p in evals.values() if p.poll() is None).wait()
         evals[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     results = {}
     for name, proc in evals.items():
