@@ -159,6 +159,11 @@ def _blank(match: re.Match) -> str:
     return " " * len(match.group(0))
 
 
+def _mask(match: re.Match) -> str:
+    """Same length, one opaque word: "the sorted `menu` it" must not read as "sorted it"."""
+    return "`" * len(match.group(0))
+
+
 def _presented_names(sentence: str) -> list[tuple[str, int, int]]:
     """Every name the sentence presents as code, with the span of text that presents it."""
     names = []
@@ -269,17 +274,19 @@ def false_concepts(code: str, answer: str, output: str | None = None, raised: st
         features.add("raise")
     found = []
     seen = set()
-    prose = _SPAN.sub(" `` ", _FENCE.sub(" ", answer))
-    prose = re.sub(r'"[^"\n]{0,200}"', lambda m: " " * len(m.group(0)), prose)
-    for sentence in _sentences(prose):
-        if _advice(sentence):
+    # Names (`sort_items`) and quoted text ("a loop of love") are not claims: blank them, keeping offsets.
+    prose = re.sub(r'"[^"\n]{0,200}"', _mask, _SPAN.sub(_mask, _FENCE.sub(_mask, answer)))
+    for at in _SENTENCE.finditer(prose):
+        sentence = at.group(0)
+        if _advice(answer[at.start():at.end()]):
             continue
         for claim, pattern, needs in _CONCEPT_RES:
             if claim in seen or needs & features or f"hint: {claim}" in features:
                 continue
             for match in pattern.finditer(sentence):
                 if not _negated(sentence, match.start(), match.end()):
-                    found.append({"kind": "false concept", "claim": claim, "text": sentence.strip()[:200]})
+                    found.append({"kind": "false concept", "claim": claim,
+                                  "text": answer[at.start():at.end()].strip()[:200]})
                     seen.add(claim)
                     break
     return found
@@ -300,7 +307,7 @@ _SEPARATOR = re.compile(r"\s*(?:,|and\b|then\b|followed by\b|\u2014)(?:\s*(?:and
 _VALUE_END = re.compile(r"\s*(?:[,.;:!?)\u2014]|$|(?:and|then|or|on|in|for|with|at|from|when|if|because|since|"
                         r"after|before|so|but|while|each|every|once|twice|again|first|last|next)\b)",
                         re.IGNORECASE)
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?![\w.]\d)")
+_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w.]\d)")  # 1,000 is one number
 _WORD_VALUE = re.compile(r"(?:True|False|None)\b")
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
 _MAX_VALUE = 300
@@ -389,6 +396,9 @@ def _printed(kind: str, value: str, stdout: str) -> bool:
         return _squash(value) in _squash(stdout)
     if kind == "word":
         return re.search(rf"\b{value}\b", stdout) is not None
+    if re.search(rf"(?<![\d.]){re.escape(value)}(?![\d])", stdout):
+        return True
+    value = value.replace(",", "")
     claimed = float(value)
     places = len(value.split(".")[1]) if "." in value else 0
     for found in re.findall(r"-?\d+(?:\.\d+)?(?:e[+-]?\d+)?", stdout):
