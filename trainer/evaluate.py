@@ -48,7 +48,8 @@ SHOWN = {
 }
 #: Which way is better, per shown metric (mean words: closest to the reference answers).
 BETTER = {"loss": "↓", "perplexity": "↓", "rouge_l_f1": "↑", "identifier_recall": "↑", "grounded": "↑",
-          "persona_rate": "↑", "code_leak_rate": "↓", "stop_rate": "↑", "mean_words": "≈ ref", "tokens_per_s": "↑"}
+          "persona_rate": "↑", "code_leak_rate": "↓", "stop_rate": "↑", "mean_words": "≈ ref",
+          "tokens_per_s": "↑"}
 #: The count behind a metric when it is not every sample (recall needs names in the code).
 SAMPLES_OF = {"identifier_recall": "identifier_samples", "grounded": "grounded_samples"}
 #: Metrics between 0 and 1, drawn on a fixed 0-1 axis so small differences do not look large.

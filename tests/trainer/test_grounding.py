@@ -243,3 +243,25 @@ def test_the_shipped_reference_answers_are_grounded():
     per_answer = [unsupported_claims(s.code, s.explanation) for s in samples]  # no run: a fast floor
     assert summarize_claims(per_answer)["grounded"] >= 0.9, json.dumps(
         [c for c in per_answer if c][:5], indent=1)
+
+
+# ------------------------------------------------------------------------- prompts.facts fixes
+
+
+def test_facts_do_not_take_a_call_on_super_for_recursion():
+    from prompts.facts import code_features
+
+    assert "recursion" not in code_features("class A(B):\n    def __init__(self):\n        super().__init__()\n")
+    assert "recursion" in code_features("class A:\n    def go(self):\n        return self.go()\n")
+
+
+@pytest.mark.parametrize("code, feature", [
+    ("from pathlib import Path\nwith Path('t.json').open('w') as fh:\n    fh.write('1')\n", "file write"),
+    ("import gzip\ngzip.open('x.gz', 'wt')\n", "file write"),
+    ("import torch\ntorch.save({}, 'm.ckpt')\n", "file write"),
+    ("import torch\nstate = torch.load('m.ckpt')\n", "file read"),
+])
+def test_facts_see_files_opened_by_a_path_or_a_library(code, feature):
+    from prompts.facts import code_features
+
+    assert feature in code_features(code)
