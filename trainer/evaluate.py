@@ -213,10 +213,11 @@ def write_chart(results: dict[str, dict], path: Path, samples: int, reference: d
         for bar, value in zip(bars, values):
             ax.annotate(_cell(value), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                         ha="center", va="bottom", fontsize=8)
-        counts = sorted({results[name].get(SAMPLES_OF.get(key), samples) for name in names} - {None})
+        counts = sorted({results[name].get(SAMPLES_OF[key], samples) if key in SAMPLES_OF else samples
+                         for name in names})
         ax.set_title(f"{text}  ({BETTER[key]} better, n={'/'.join(map(str, counts))})", fontsize=9)
         top = max([v for v in values if v] or [1.0])
-        if reference and reference.get(key) is not None:
+        if reference and key in REFERENCE_SHOWN and reference.get(key) is not None:
             ax.axhline(reference[key], color="#1f77b4", linestyle="--", linewidth=1, label="reference answers")
             ax.legend(fontsize=7, loc="best")
             top = max(top, reference[key])
@@ -275,9 +276,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(cfg, base_model=base_of(cfg.base_model, adapter_folder(cfg.adapter)))
     runner = SnippetRunner()  # every snippet runs once, before a model takes the memory
     reference = reference_metrics(samples, runner)
+    ran = runner.summary()
     log.info("ran %d snippets (isolation: %s), %d runnable; the reference answers score grounded %.3f",
-             runner.summary()["snippets"], runner.summary()["isolation"], runner.summary()["runnable"],
-             reference["grounded"])
+             ran["snippets"], ran["isolation"], ran["runnable"], reference["grounded"])
 
     label = "base" if cfg.adapter == "none" else "adapter"
     results = {}

@@ -74,11 +74,13 @@ CONCEPTS: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("opens a file", r"\b(?:opens?|opening)\s+(?:\S+\s+){0,3}?files?\b", frozenset({"file read", "file write"})),
 )
 #: Claims the code text can support when no feature does: a sort written by hand (a function named *sort*,
-#: two items of one list swapped) or done by a library or a query; a folder searched all the way down.
+#: two items of one list swapped) or done by a library or a query; a folder searched all the way down; a class
+#: the code uses rather than defines.
 CODE_HINTS = {
     "sorts": re.compile(r"sort|order by|order_by|value_counts|most_common|median|nlargest|nsmallest|insort|"
                         r"(\w+)\[[^\]\n]+\],\s*\1\[[^\]\n]+\]\s*=", re.IGNORECASE),
     "recursive": re.compile(r"rglob|\bwalk\(|\*\*/|/\*\*|recursive\s*=\s*True"),  # a folder walked to the bottom
+    "class": re.compile(r"(?<![\w.])[A-Z][a-z]\w*\("),  # "`Counter` is a class": the code makes an instance
 }
 _CONCEPT_RES = tuple((claim, re.compile(pattern, re.IGNORECASE), needs) for claim, pattern, needs in CONCEPTS)
 

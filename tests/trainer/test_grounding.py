@@ -96,6 +96,7 @@ def test_a_false_concept_is_caught(code, answer, claim):
     ("xs = [3, 1, 2]\nxs.sort()\n", "It sorts `xs` in place."),
     ("def bubble(a):\n    a[0], a[1] = a[1], a[0]\n", "It sorts by swapping neighbours."),  # a hand-written sort
     ("import logging\nlogging.warning('x')\n", "It prints a warning."),  # true by the output, below
+    ("from collections import Counter\nc = Counter('aab')\n", "`Counter` is a class that tallies letters."),
 ])
 def test_a_true_concept_passes(code, answer):
     output = "WARNING:root:x\n" if "logging" in code else None
