@@ -27,6 +27,7 @@ import importlib
 import keyword
 import re
 import sys
+import warnings
 from collections import Counter
 
 from prompts.facts import code_features
@@ -207,7 +208,9 @@ def _module_types(module: str) -> frozenset[str]:
     if module not in sys.stdlib_module_names or module in _NOISY_MODULES:
         return frozenset()
     try:
-        loaded = importlib.import_module(module)
+        with warnings.catch_warnings():  # deprecated modules warn on import; that is not the user's business
+            warnings.simplefilter("ignore")
+            loaded = importlib.import_module(module)
     except Exception:  # noqa: BLE001 - a module missing or broken on this platform just adds no names
         return frozenset()
     return frozenset(name for name, value in vars(loaded).items() if isinstance(value, type)
