@@ -95,13 +95,15 @@ _NEGATION_WINDOW = 40  # characters before the phrase searched for a denial
 # Advice and what-ifs claim nothing about the code as it is.
 _HYPOTHETICAL = re.compile(r"\b(?:would|could|should|might|instead|rather|prefer|consider|imagine|suppose|"
                            r"if you|you'd|wanted|try|fix|swap|replace|or use|just use|normally|usually|"
-                           r"typically|otherwise|can do|does it too|do both jobs|do(?:es)? the same|"
+                           r"typically|otherwise|better|can do|does it too|do both jobs|do(?:es)? the same|"
                            r"for (?:exactly )?this job)\b", re.IGNORECASE)
-# Advice in the imperative: "Convert both to UTC with `astimezone`", "Add XL to the dict".
-_IMPERATIVE = re.compile(r"(?:^|[;:])\W*(?:add|use|convert|keep|call|pass|wrap|change|move|put|make|give|check|compare|"
+# Advice in the imperative at the start of a clause: "Convert both to UTC with `astimezone`", "add XL".
+_IMPERATIVE = re.compile(r"\W*(?:(?:but|and|or|so|then)\s+)?(?:add|use|convert|keep|call|pass|wrap|change|move|put|make|give|check|compare|"
                          r"switch|drop|set|store|write|turn|remove|guard|catch|close|reset|copy|seed|cast|"
                          r"lock|let|don't|never|always|just|better|skip|initiali[sz]e|loop|sort|open|read)\b",
                          re.IGNORECASE)
+# Where advice is told apart from claims: "`x` is a generator: a `for` loop would do" holds one of each.
+_CLAUSE = re.compile(r"[;:\u2014]|,\s+(?:but|so|and|or|while|whereas)\b", re.IGNORECASE)
 # A sentence ends at . ! ? followed by a space (so `json.dumps` and 3.5 stay inside it) or at a line break.
 _SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?](?!\s|$))+[.!?]*")
 
@@ -231,10 +233,11 @@ def invented_names(code: str, answer: str, output: str | None = None) -> list[di
     library_types = _library_types(code)
     found: dict[str, dict] = {}
     for sentence in _sentences(_FENCE.sub(" ", answer)):
-        if _advice(sentence):
-            continue
+        advice = _advice(sentence)
         for name, start, end in _presented_names(sentence):
             if name in found or _described(name, has_class, library_types) or _negated(sentence, start, end):
+                continue
+            if _within(advice, start):
                 continue
             if not _name_in_code(name, code, tokens, modules, printed):
                 found[name] = {"kind": "invented name", "claim": name, "text": sentence.strip()[:200]}
@@ -248,10 +251,20 @@ def _sentences(text: str) -> list[str]:
     return _SENTENCE.findall(text)
 
 
-def _advice(sentence: str) -> bool:
-    """True for a what-if or a piece of advice, which claims nothing about the code as it is."""
-    prose = _SPAN.sub(" `` ", sentence)
-    return bool(_HYPOTHETICAL.search(prose) or _IMPERATIVE.search(prose))
+def _advice(sentence: str) -> int:
+    """Where advice or a what-if starts in ``sentence`` (its length when there is none): from the first clause
+    with a marker to the end ("The fix is X, or Y"), which claims nothing about the code as it is, while the
+    clauses before it still do. Words in backticks or quotes are not markers ('could not connect')."""
+    prose = re.sub(r'"[^"\n]{0,200}"|(?<!\w)\'[^\'\n]{0,200}\'(?!\w)', _mask, _SPAN.sub(_mask, sentence))
+    cuts = [0, *(m.start() for m in _CLAUSE.finditer(prose)), len(prose)]
+    for start, end in zip(cuts, cuts[1:]):
+        if _HYPOTHETICAL.search(prose, start, end) or _IMPERATIVE.match(prose, start, end):
+            return start
+    return len(sentence)
+
+
+def _within(advice_from: int, position: int) -> bool:
+    return position >= advice_from
 
 
 def _negated(sentence: str, start: int, end: int) -> bool:
@@ -283,13 +296,12 @@ def false_concepts(code: str, answer: str, output: str | None = None, raised: st
     prose = re.sub(r'"[^"\n]{0,200}"', _mask, _SPAN.sub(_mask, _FENCE.sub(_mask, answer)))
     for at in _SENTENCE.finditer(prose):
         sentence = at.group(0)
-        if _advice(answer[at.start():at.end()]):
-            continue
+        advice = _advice(answer[at.start():at.end()])
         for claim, pattern, needs in _CONCEPT_RES:
             if claim in seen or needs & features or f"hint: {claim}" in features:
                 continue
             for match in pattern.finditer(sentence):
-                if not _negated(sentence, match.start(), match.end()):
+                if not _negated(sentence, match.start(), match.end()) and not _within(advice, match.start()):
                     found.append({"kind": "false concept", "claim": claim,
                                   "text": answer[at.start():at.end()].strip()[:200]})
                     seen.add(claim)
@@ -420,12 +432,11 @@ def false_outputs(answer: str, output: str | None) -> list[dict]:
     text = _FENCE.sub(" ", answer).translate(_QUOTES)
     found = []
     for sentence in _sentences(text):
-        if _advice(sentence):
-            continue
+        advice = _advice(sentence)
         for verb in _OUTPUT_VERB.finditer(sentence):
             if verb.group(2) and not output.strip():  # "so you get 25" of a value the code never prints
                 continue
-            if _negated(sentence, verb.start(), verb.end()):
+            if _negated(sentence, verb.start(), verb.end()) or _within(advice, verb.start()):
                 continue
             for kind, value in _claimed_values(sentence, verb.end()):
                 if not _printed(kind, value, output):

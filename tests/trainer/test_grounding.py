@@ -266,3 +266,12 @@ def test_facts_see_files_opened_by_a_path_or_a_library(code, feature):
     from prompts.facts import code_features
 
     assert feature in code_features(code)
+
+
+def test_advice_covers_its_clause_to_the_end_of_the_sentence_but_not_the_claims_before_it():
+    answer = "`double` is a generator: if you wanted a list, a comprehension would do."
+    assert claims(false_concepts(PLAIN, answer)) == [("false concept", "generator")]
+    assert invented_names(LOOP, "It adds them up, but the builtin `sum` is the better choice.") == []
+    assert invented_names(LOOP, "The fix is a default argument, or using `functools.partial`.") == []
+    assert claims(false_outputs("It prints 'could not connect'.", "connected\n")) == [
+        ("false output", "could not connect")]  # a quoted 'could' is not a what-if
