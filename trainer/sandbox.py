@@ -11,8 +11,10 @@ installed packages are the ones a snippet may import), with:
 * ``setrlimit`` limits: address space, CPU seconds, file size (stdout goes to a file, so it is capped too),
   no core dumps;
 * an empty temporary working folder as its home and cwd, a minimal environment, stdin closed;
-* no network where ``unshare -rn`` (a user namespace with an empty network namespace) works here, detected
-  once; otherwise it runs without that fence and :func:`isolation` says so.
+* where ``unshare`` works here (detected once, :func:`isolation` says which fence was used): no network (an
+  empty network namespace, in a user namespace) and, where it also works, its own process namespace, so it
+  sees no other process and nothing it starts outlives it (``sh`` is the namespace's first process, so the
+  snippet is not an init that ignores signals); otherwise it runs without these fences.
 
 A snippet that fails, times out, reads stdin, or imports a package that is missing is "not runnable": its
 output is None and nothing is checked against it.
@@ -36,7 +38,8 @@ TIME_LIMIT_S = 5.0
 MEMORY_BYTES = 1 << 30
 CPU_SECONDS = 5
 MAX_OUTPUT_BYTES = 1 << 20
-_UNSHARE = ("unshare", "-rn")
+#: The fences tried in order: own network and process namespaces, then only the network, then none.
+_FENCES = (("unshare", "-rnp", "--fork", "--kill-child", "sh", "-c", '"$@"', "sh"), ("unshare", "-rn"))
 
 
 @dataclass(frozen=True)
@@ -60,23 +63,31 @@ def _limits(memory: int, cpu: int) -> None:
 
 
 @functools.lru_cache(maxsize=1)
+def _fence() -> tuple[str, ...]:
+    """The first of :data:`_FENCES` that runs Python on this machine, or () for none (detected once)."""
+    for fence in _FENCES:
+        try:
+            done = subprocess.run([*fence, sys.executable, "-I", "-c", "print('ok')"], stdin=subprocess.DEVNULL,
+                                  capture_output=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if done.returncode == 0 and done.stdout.strip() == b"ok":
+            return fence
+    return ()
+
+
 def isolation() -> str:
-    """``"unshare -rn"`` when snippets run without network on this machine, else ``"none"`` (detected once)."""
-    try:
-        done = subprocess.run([*_UNSHARE, sys.executable, "-I", "-c", "pass"], stdin=subprocess.DEVNULL,
-                              capture_output=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return "none"
-    return " ".join(_UNSHARE) if done.returncode == 0 else "none"
+    """How snippets are fenced off on this machine: ``"unshare -rnp --fork --kill-child"``, ``"unshare -rn"``
+    or ``"none"``."""
+    fence = _fence()
+    return " ".join(fence[:fence.index("sh")] if "sh" in fence else fence) or "none"
 
 
 def run_snippet(code: str, time_limit_s: float = TIME_LIMIT_S, memory_bytes: int = MEMORY_BYTES,
                 cpu_seconds: int = CPU_SECONDS) -> Run:
     """Run ``code`` once in the fenced subprocess described above and report what it printed."""
-    command = [sys.executable, "-I", "-c", code]
-    if isolation() != "none":
-        command = [*_UNSHARE, *command]
-    with tempfile.TemporaryDirectory(prefix="mafioso-run-") as work, \
+    command = [*_fence(), sys.executable, "-I", "-c", code]
+    with tempfile.TemporaryDirectory(prefix="mafioso-run-", ignore_cleanup_errors=True) as work, \
             tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         env = {"PATH": "/usr/bin:/bin", "HOME": work, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
                "MPLBACKEND": "Agg"}

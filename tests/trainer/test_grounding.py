@@ -207,6 +207,16 @@ def test_a_snippet_cannot_reach_the_network():
     assert run.output is None and run.raised == "OSError"
 
 
+@pytest.mark.skipif("-rnp" not in isolation(), reason="no process namespace on this machine")
+def test_nothing_a_snippet_starts_outlives_it(tmp_path):
+    marker = tmp_path / "daemon-was-here"
+    code = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(1)\n"
+            f"    open({str(marker)!r}, 'w').close()\n    os._exit(0)\nprint('parent done')\n")
+    assert run_snippet(code).output == "parent done\n"
+    time.sleep(1.5)
+    assert not marker.exists()
+
+
 def test_runs_are_cached_per_code():
     runner = SnippetRunner()
     first = runner.run("print(1)")
