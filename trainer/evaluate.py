@@ -300,5 +300,7 @@ def run(args: argparse.Namespace) -> int:
                                                   "samples": len(samples)}, indent=2) + "\n")
     write_chart(results, out / "comparison.png", len(samples), reference)
     print(markdown_table(results))
+    for name, metrics in results.items():
+        log.info("%s: unsupported claims %s (details per answer in predictions.jsonl)", name, metrics["unsupported"])
     log.info("predictions and metrics written to %s", out)
     return 0
