@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-METRICS = ("response_loss", "rouge_l", "identifier_recall", "grounded", "persona_rate", "code_leak_rate", "stop_rate",
-           "mean_words", "tokens_per_s")
+METRICS = ("response_loss", "rouge_l", "identifier_recall", "grounded", "persona_rate", "code_leak_rate",
+           "stop_rate", "mean_words", "tokens_per_s")
 
 
 def main() -> int:
