@@ -100,7 +100,8 @@ _HYPOTHETICAL = re.compile(r"\b(?:would|could|should|might|instead|rather|prefer
 # Advice in the imperative at the start of a clause: "Convert both to UTC with `astimezone`", "add XL".
 _IMPERATIVE = re.compile(r"\W*(?:(?:but|and|or|so|then)\s+)?(?:add|use|convert|keep|call|pass|wrap|change|move|put|"
                          r"make|give|check|compare|switch|drop|set|store|write|turn|remove|guard|catch|close|"
-                         r"reset|copy|seed|cast|lock|let|don't|never|always|just|better|skip|initiali[sz]e|loop|sort|open|read)\b",
+                         r"reset|copy|seed|cast|lock|let|don't|never|always|just|better|skip|initiali[sz]e|loop|"
+                         r"sort|open|read)\b",
                          re.IGNORECASE)
 # Where advice is told apart from claims: "`x` is a generator: a `for` loop would do" holds one of each.
 _CLAUSE = re.compile(r"[;:\u2014]|,\s+(?:but|so|and|or|while|whereas)\b", re.IGNORECASE)
