@@ -313,7 +313,7 @@ def false_concepts(code: str, answer: str, output: str | None = None, raised: st
 # ------------------------------------------------------------------------------------ outputs
 
 _OUTPUT_VERB = re.compile(r"\b(?:(prints?|printed|printing|outputs?|output)|(shows?|showing|displays?|spits? out|"
-                          r"so you get|you get|you'll see|you see))\b", re.IGNORECASE)
+                          r"so you get|you'll see|you see))\b", re.IGNORECASE)
 _FILLER = re.compile(r"(?:\s*(?:out|up|the|a|an|just|exactly|first|then|now|only|both|value|values|number|"
                      r"numbers|string|strings|line|lines|list|dict|dictionary|tuple|result|word|text|of|as|"
                      r"is|are|:|-)\b)*\s*:?\s*", re.IGNORECASE)

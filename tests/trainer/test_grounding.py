@@ -285,3 +285,8 @@ def test_advice_covers_its_clause_to_the_end_of_the_sentence_but_not_the_claims_
     assert invented_names(LOOP, "The fix is a default argument, or using `functools.partial`.") == []
     assert claims(false_outputs("It prints 'could not connect'.", "connected\n")) == [
         ("false output", "could not connect")]  # a quoted 'could' is not a what-if
+
+
+def test_a_bare_you_get_is_about_values_not_output():
+    assert false_outputs("You get 1, 2 and 3 from the range, so it prints 6.", "6\n") == []
+    assert claims(false_outputs("So you get 7.", "6\n")) == [("false output", "7")]
