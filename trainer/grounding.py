@@ -29,10 +29,11 @@ import re
 import sys
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 
 from prompts.facts import code_features
 
-__all__ = ["CONCEPTS", "KINDS", "false_concepts", "false_outputs", "invented_names", "summarize_claims",
+__all__ = ["CONCEPTS", "KINDS", "Concept", "false_concepts", "false_outputs", "invented_names", "summarize_claims",
            "unsupported_claims"]
 
 KINDS = ("invented name", "false concept", "false output")
@@ -42,48 +43,53 @@ _LOOPING = frozenset({"loop", "list comprehension", "dict comprehension", "set c
 _COMPREHENSIONS = frozenset({"list comprehension", "dict comprehension", "set comprehension",
                              "generator expression"})
 
-#: The vocabulary of concept claims, in one table: (claim, phrase regex matched case-insensitively outside
-#: backticks and double quotes, the code features of which any one makes the claim true). Two more kinds of
-#: support are added per answer: what the code really printed supports "prints", a run that ended in a
-#: traceback supports "raises"; and :data:`CODE_HINTS` covers what the syntax tree cannot name.
-CONCEPTS: tuple[tuple[str, str, frozenset[str]], ...] = (
-    ("recursive", r"\brecurs(?:ive|ively|ion|ions|es|ing|e)\b|\bcalls? (?:it|him|her)self\b",
-     frozenset({"recursion"})),
-    ("generator", r"\bgenerators?\b", frozenset({"generator", "generator expression"})),
-    ("list comprehension", r"\blist comprehensions?\b", frozenset({"list comprehension"})),
-    ("dict comprehension", r"\bdict(?:ionary)? comprehensions?\b", frozenset({"dict comprehension"})),
-    ("set comprehension", r"\bset comprehensions?\b", frozenset({"set comprehension"})),
-    ("comprehension", r"(?<!list )(?<!dict )(?<!set )(?<!dictionary )\bcomprehensions?\b", _COMPREHENSIONS),
-    ("decorator", r"\bdecorat(?:or|ors|ed|es|ing)\b", frozenset({"decorator"})),
-    ("dataclass", r"\bdata ?class(?:es)?\b", frozenset({"dataclass"})),
-    ("async", r"\basync(?:hronous|hronously)?\b|\bawait(?:s|ed|ing)?\b|\bcoroutines?\b|\bevent loop\b",
-     frozenset({"async"})),
-    ("lambda", r"\blambdas?\b", frozenset({"lambda"})),
-    ("class", r"\b(?:defines?|defining|declares?|declaring|builds?|creates?|sets? up)\s+(?:a|an|the|its own|"
-              r"one|two|three)\s+(?:new\s+|custom\s+|little\s+|small\s+|simple\s+)?class(?:es)?\b"
-              r"|\bclass (?:called|named)\b|\bis an? (?:\w+ )?class\b", frozenset({"class"})),
-    ("prints", r"\bprint(?:s|ed|ing)?\b", frozenset({"print"})),
-    ("raises", r"\b(?:rais(?:es|e|ed|ing)|throws?|throwing)\s+(?:(?:a|an|the|its)\s+)?(?:\S+\s+){0,2}?"
-               r"(?:\w*error|\w*exception|exceptions?)\b", frozenset({"raise", "try"})),
-    ("loops", r"(?<!event )\bloop(?:s|ed|ing)?\b", _LOOPING),
-    ("sorts", r"\bsorts\b|\bsorting\b|\bsorts?\s+(?:it|them|the|by|in place)\b|\bsorted\s+(?:it|them|the)\b",
-     frozenset({"sort"})),
-    ("reads a file", r"\b(?:reads?|reading|loads?|loading)\s+(?:\S+\s+){0,3}?files?\b",
-     frozenset({"file read"})),
-    ("writes a file", r"\b(?:writes?|writing|saves?|saving)\s+(?:\S+\s+){0,3}?files?\b",
-     frozenset({"file write"})),
-    ("opens a file", r"\b(?:opens?|opening)\s+(?:\S+\s+){0,3}?files?\b", frozenset({"file read", "file write"})),
+@dataclass(frozen=True)
+class Concept:
+    """One row of :data:`CONCEPTS`: a claim, the phrase that makes it, and what in the code makes it true."""
+
+    claim: str
+    phrase: str  # regex, matched case-insensitively outside backticks and double quotes
+    features: frozenset[str]  # any one of these prompts.facts features supports the claim
+    code: str | None = None  # or this regex on the code text, for what the syntax tree cannot name
+
+
+#: The vocabulary of concept claims, in one table. Two more kinds of support are added per answer: what the
+#: code really printed supports "prints" (logging), a run that ended in a traceback supports "raises".
+CONCEPTS: tuple[Concept, ...] = (
+    Concept("recursive", r"\brecurs(?:ive|ively|ion|ions|es|ing|e)\b|\bcalls? (?:it|him|her)self\b",
+            frozenset({"recursion"}),
+            code=r"rglob|\bwalk\(|\*\*/|/\*\*|recursive\s*=\s*True"),  # a folder searched to the bottom
+    Concept("generator", r"\bgenerators?\b", frozenset({"generator", "generator expression"})),
+    Concept("list comprehension", r"\blist comprehensions?\b", frozenset({"list comprehension"})),
+    Concept("dict comprehension", r"\bdict(?:ionary)? comprehensions?\b", frozenset({"dict comprehension"})),
+    Concept("set comprehension", r"\bset comprehensions?\b", frozenset({"set comprehension"})),
+    Concept("comprehension", r"(?<!list )(?<!dict )(?<!set )(?<!dictionary )\bcomprehensions?\b", _COMPREHENSIONS),
+    Concept("decorator", r"\bdecorat(?:or|ors|ed|es|ing)\b", frozenset({"decorator"})),
+    Concept("dataclass", r"\bdata ?class(?:es)?\b", frozenset({"dataclass"})),
+    Concept("async", r"\basync(?:hronous|hronously)?\b|\bawait(?:s|ed|ing)?\b|\bcoroutines?\b|\bevent loop\b",
+            frozenset({"async"})),
+    Concept("lambda", r"\blambdas?\b", frozenset({"lambda"})),
+    Concept("class", r"\b(?:defines?|defining|declares?|declaring|builds?|creates?|sets? up)\s+(?:a|an|the|"
+                     r"its own|one|two|three)\s+(?:new\s+|custom\s+|little\s+|small\s+|simple\s+)?class(?:es)?\b"
+                     r"|\bclass (?:called|named)\b|\bis an? (?:\w+ )?class\b", frozenset({"class"}),
+            code=r"(?<![\w.])[A-Z][a-z]\w*\("),  # "`Counter` is a class": the code makes an instance of one
+    Concept("prints", r"\bprint(?:s|ed|ing)?\b", frozenset({"print"})),
+    Concept("raises", r"\b(?:rais(?:es|e|ed|ing)|throws?|throwing)\s+(?:(?:a|an|the|its)\s+)?(?:\S+\s+){0,2}?"
+                      r"(?:\w*error|\w*exception|exceptions?)\b", frozenset({"raise", "try"})),
+    Concept("loops", r"(?<!event )\bloop(?:s|ed|ing)?\b", _LOOPING),
+    Concept("sorts", r"\bsorts\b|\bsorting\b|\bsorts?\s+(?:it|them|the|by|in place)\b|\bsorted\s+(?:it|them|the)\b",
+            frozenset({"sort"}),  # or by hand (a *sort* function, two items swapped), a library or a query
+            code=r"(?i:sort|order by|order_by|value_counts|most_common|median|nlargest|nsmallest|insort)|"
+                 r"(\w+)\[[^\]\n]+\],\s*\1\[[^\]\n]+\]\s*="),
+    Concept("reads a file", r"\b(?:reads?|reading|loads?|loading)\s+(?:\S+\s+){0,3}?files?\b",
+            frozenset({"file read"})),
+    Concept("writes a file", r"\b(?:writes?|writing|saves?|saving)\s+(?:\S+\s+){0,3}?files?\b",
+            frozenset({"file write"})),
+    Concept("opens a file", r"\b(?:opens?|opening)\s+(?:\S+\s+){0,3}?files?\b",
+            frozenset({"file read", "file write"})),
 )
-#: Claims the code text can support when no feature does: a sort written by hand (a function named *sort*,
-#: two items of one list swapped) or done by a library or a query; a folder searched all the way down; a class
-#: the code uses rather than defines.
-CODE_HINTS = {
-    "sorts": re.compile(r"sort|order by|order_by|value_counts|most_common|median|nlargest|nsmallest|insort|"
-                        r"(\w+)\[[^\]\n]+\],\s*\1\[[^\]\n]+\]\s*=", re.IGNORECASE),
-    "recursive": re.compile(r"rglob|\bwalk\(|\*\*/|/\*\*|recursive\s*=\s*True"),  # a folder walked to the bottom
-    "class": re.compile(r"(?<![\w.])[A-Z][a-z]\w*\("),  # "`Counter` is a class": the code makes an instance
-}
-_CONCEPT_RES = tuple((claim, re.compile(pattern, re.IGNORECASE), needs) for claim, pattern, needs in CONCEPTS)
+_CONCEPT_RES = tuple((c, re.compile(c.phrase, re.IGNORECASE), re.compile(c.code) if c.code else None)
+                     for c in CONCEPTS)
 
 # A denial just before the phrase, in the same clause: "not recursive", "no loop", "never prints",
 # "without a decorator", "instead of a generator", "doesn't use recursion".
@@ -286,7 +292,7 @@ def false_concepts(code: str, answer: str, output: str | None = None, raised: st
     features = code_features(code)
     if features is None:
         return []
-    features = set(features) | {f"hint: {claim}" for claim, hint in CODE_HINTS.items() if hint.search(code)}
+    features = set(features)
     if output:
         features.add("print")
     if raised:
@@ -298,8 +304,9 @@ def false_concepts(code: str, answer: str, output: str | None = None, raised: st
     for at in _SENTENCE.finditer(prose):
         sentence = at.group(0)
         advice = _advice(answer[at.start():at.end()])
-        for claim, pattern, needs in _CONCEPT_RES:
-            if claim in seen or needs & features or f"hint: {claim}" in features:
+        for concept, pattern, code_support in _CONCEPT_RES:
+            claim = concept.claim
+            if claim in seen or concept.features & features or (code_support and code_support.search(code)):
                 continue
             for match in pattern.finditer(sentence):
                 if not _negated(sentence, match.start(), match.end()) and not _within(advice, match.start()):

@@ -125,8 +125,8 @@ def test_concepts_are_not_checked_on_code_that_does_not_parse():
 def test_every_concept_row_names_real_features():
     from prompts.facts import FEATURES
 
-    assert all(needs <= FEATURES for _, _, needs in grounding.CONCEPTS)
-    assert set(grounding.CODE_HINTS) <= {claim for claim, _, _ in grounding.CONCEPTS}
+    assert all(concept.features <= FEATURES for concept in grounding.CONCEPTS)
+    assert len({concept.claim for concept in grounding.CONCEPTS}) == len(grounding.CONCEPTS)
 
 
 # ---------------------------------------------------------------------------------------- outputs
