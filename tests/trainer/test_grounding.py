@@ -2,6 +2,7 @@
 sandbox that runs dataset snippets stops what it must."""
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from tests.helpers import write_dataset
 from trainer import grounding
+from trainer.grounding.__main__ import main as score_references
 from trainer.grounding import false_concepts, false_outputs, invented_names, summarize_claims, unsupported_claims
 from trainer.sandbox import SnippetRunner, isolation, run_snippet
 
@@ -228,9 +230,11 @@ def test_only_the_trainer_runs_snippets():
     # Chat input must never reach the sandbox: nothing in the worker, adapters or CLI imports it; only
     # trainer/evaluate.py and the reference scorer do.
     root = Path(__file__).resolve().parents[2]
+    imports = re.compile(r"^\s*(?:from trainer\.sandbox import|import trainer\.sandbox|from trainer import sandbox)",
+                         re.MULTILINE)
     users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
-                   if "trainer.sandbox" in p.read_text(encoding="utf-8") and "tests" not in p.parts)
-    assert users == ["trainer/evaluate.py", "trainer/grounding.py"]
+                   if imports.search(p.read_text(encoding="utf-8")) and "tests" not in p.parts)
+    assert users == ["trainer/evaluate.py", "trainer/grounding/__main__.py"]
 
 
 # ------------------------------------------------------------------------------- reference scorer
@@ -240,7 +244,7 @@ def test_the_reference_scorer_lists_failing_rows(tmp_path, capsys):
     rows = [("explain", "print(2 + 3)", "It adds two and three and prints 5, pal."),
             ("explain", "print(3 + 2)", "A recursive capo: it prints 6, pal.")]
     data = write_dataset(tmp_path / "d.json", rows)
-    assert grounding.main([str(data)]) == 0
+    assert score_references([str(data)]) == 0
     out = capsys.readouterr().out
     assert "grounded 0.500 (1/2)" in out and "-- s1 (ran, output '5\\n')" in out
     assert "false concept: 'recursive'" in out and "false output: '6'" in out and "-- s0" not in out
