@@ -50,6 +50,11 @@ FEATURES = frozenset({
 })
 
 _NETWORK_MODULES = ("requests", "urllib", "httpx", "aiohttp", "socket", "http.client")
+_OPEN_MODULES = ("io", "os", "gzip", "bz2", "lzma", "codecs", "tarfile", "zipfile", "builtins")
+# Library calls that take a path and load from it, or save to it.
+_PATH_LOADS = ("torch.load", "np.load", "numpy.load", "joblib.load", "pickle.load", "json.load")
+_PATH_SAVES = ("torch.save", "np.save", "numpy.save", "np.savez", "numpy.savez", "joblib.dump", "pickle.dump",
+               "json.dump")
 
 
 def parse(code: str) -> ast.Module | None:
@@ -78,11 +83,17 @@ def _call_name(node: ast.Call) -> str:
         func = func.value
     if isinstance(func, ast.Name):
         parts.append(func.id)
+    elif parts:  # a method of an expression: super().__init__() is "().__init__", not a call of __init__
+        parts.append("()")
     return ".".join(reversed(parts))
 
 
 def _open_mode(node: ast.Call) -> str:
-    mode = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"), None)
+    # open(file, mode) and gzip.open(file, mode) take the mode second; a Path's .open(mode) takes it first
+    module_level = _call_name(node) in ("open", "io.open") or _call_name(node).split(".")[0] in _OPEN_MODULES
+    position = 1 if module_level else 0
+    mode = (node.args[position] if len(node.args) > position
+            else next((k.value for k in node.keywords if k.arg == "mode"), None))
     return mode.value if isinstance(mode, ast.Constant) and isinstance(mode.value, str) else "r"
 
 
@@ -175,9 +186,9 @@ def call_features(node: ast.Call) -> set[str]:
         found.add("file write" if any(c in mode for c in "wax+") else "file read")
         if "+" in mode:
             found.add("file read")
-    elif last in ("read_text", "read_bytes", "read_csv", "read_json", "loadtxt"):
+    elif last in ("read_text", "read_bytes", "read_csv", "read_json", "loadtxt") or name in _PATH_LOADS:
         found.add("file read")
-    elif last in ("write_text", "write_bytes", "to_csv", "to_json", "savefig", "savetxt"):
+    elif last in ("write_text", "write_bytes", "to_csv", "to_json", "savefig", "savetxt") or name in _PATH_SAVES:
         found.add("file write")
     if name.split(".")[0] in _NETWORK_MODULES or name.startswith(("urllib.request", "http.client")):
         found.add("network")

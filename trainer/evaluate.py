@@ -4,13 +4,17 @@
 
 For each model: the response-only validation loss and perplexity (teacher-forced, the same
 ``prompts.encode`` rows as training), then greedy answers in batches, scored by :mod:`trainer.metrics`.
-Writes into ``--out``:
+Before any model loads, every dataset snippet is run once in :mod:`trainer.sandbox` (this is the only
+command that runs code, and only the dataset's own), so the ``grounded`` check can hold "it prints 5" to the
+real output. Writes into ``--out``:
 
-* ``predictions.jsonl`` - one row per sample for the model named by ``--adapter``;
+* ``predictions.jsonl`` - one row per sample for the model named by ``--adapter``, with its
+  ``unsupported`` claims;
 * ``base/predictions.jsonl`` - the same for the base model (``--compare-base`` only);
-* ``metrics.json`` - ``{"adapter": {...}, "base": {...}, "config": {...}, "samples": N}`` (with
-  ``--adapter none`` and no comparison, the one model's metrics are under ``"base"``);
-* ``comparison.png`` - base vs adapter, one panel per metric (``--compare-base`` only).
+* ``metrics.json`` - ``{"adapter": {...}, "base": {...}, "reference": {...}, "config": {...}, "samples": N}``
+  (with ``--adapter none`` and no comparison, the one model's metrics are under ``"base"``; ``reference``
+  scores the dataset's own answers, the ceiling of the text metrics);
+* ``comparison.png`` - one panel per metric, one bar per model (base vs adapter with ``--compare-base``).
 
 A markdown table of the metrics is printed to stdout.
 """
@@ -29,18 +33,30 @@ from mafioso.config import DEFAULT_ADAPTER, GenerationConfig, WorkerConfig, buil
 from mafioso.config import add_arguments as add_config_arguments
 from mafioso.errors import ConfigError, DatasetError
 from trainer.dataset import Sample, load_samples
+from trainer.grounding import unsupported_claims
 from trainer.metrics import Prediction, response_nll, summarize
+from trainer.sandbox import SnippetRunner
 
 log = logging.getLogger(__name__)
 
 #: The metrics drawn in the chart and printed in the table, in order, with their labels.
 SHOWN = {
     "loss": "validation loss", "perplexity": "perplexity", "rouge_l_f1": "ROUGE-L F1",
-    "identifier_recall": "identifier recall", "persona_rate": "persona rate", "code_leak_rate": "code-leak rate",
-    "stop_rate": "stop rate", "loop_rate": "loop rate", "mean_words": "mean words", "tokens_per_s": "tokens/s",
+    "identifier_recall": "identifier recall", "grounded": "grounded", "persona_rate": "persona rate",
+    "code_leak_rate": "code-leak rate", "stop_rate": "stop rate", "loop_rate": "loop rate", "mean_words": "mean words",
+    "tokens_per_s": "tokens/s",
 }
+#: Which way is better, per shown metric (mean words: closest to the reference answers).
+BETTER = {"loss": "↓", "perplexity": "↓", "rouge_l_f1": "↑", "identifier_recall": "↑", "grounded": "↑",
+          "persona_rate": "↑", "code_leak_rate": "↓", "stop_rate": "↑", "loop_rate": "↓",
+          "mean_words": "≈ ref", "tokens_per_s": "↑"}
+#: The count behind a metric when it is not every sample (recall needs names in the code).
+SAMPLES_OF = {"identifier_recall": "identifier_samples", "grounded": "grounded_samples"}
 #: Metrics between 0 and 1, drawn on a fixed 0-1 axis so small differences do not look large.
-UNIT_SCALE = {"rouge_l_f1", "identifier_recall", "persona_rate", "code_leak_rate", "stop_rate", "loop_rate"}
+UNIT_SCALE = {"rouge_l_f1", "identifier_recall", "grounded", "persona_rate", "code_leak_rate", "stop_rate",
+              "loop_rate"}
+#: Metrics of the dataset's own answers drawn as a dashed line: what a model could reach.
+REFERENCE_SHOWN = ("identifier_recall", "grounded", "persona_rate", "mean_words")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -119,10 +135,30 @@ def response_loss(engine, samples: list[Sample], batch_size: int, label: str) ->
     return total / count, count
 
 
-def evaluate_engine(engine, samples: list[Sample], batch_size: int, label: str) -> tuple[dict, list[Prediction]]:
-    """Loss, answers and every metric of one loaded engine."""
+def check_claims(predictions: list[Prediction], runner: SnippetRunner) -> list[Prediction]:
+    """Each prediction with the claims its code does not support (the code's output from ``runner``)."""
+    checked = []
+    for p in predictions:
+        run = runner.run(p.code)  # a dataset snippet, never chat input
+        claims = unsupported_claims(p.code, p.prediction, run.output, run.raised)
+        checked.append(dataclasses.replace(p, unsupported=claims))
+    return checked
+
+
+def reference_metrics(samples: list[Sample], runner: SnippetRunner) -> dict:
+    """The text metrics of the dataset's own answers: the ceiling a model is measured against."""
+    answers = [Prediction(s.key, s.code, s.explanation, s.explanation, 0, 0.0, True) for s in samples]
+    metrics = summarize(check_claims(answers, runner), None, 0, 0.0)
+    return {key: metrics[key] for key in ("identifier_recall", "grounded", "grounded_samples", "unsupported",
+                                          "persona_rate", "mean_words")}
+
+
+def evaluate_engine(engine, samples: list[Sample], batch_size: int, label: str,
+                    runner: SnippetRunner) -> tuple[dict, list[Prediction]]:
+    """Loss, answers (with their unsupported claims) and every metric of one loaded engine."""
     loss, count = response_loss(engine, samples, batch_size, label)
     predictions, spent = generate_all(engine, samples, batch_size, label)
+    predictions = check_claims(predictions, runner)
     return summarize(predictions, loss, count, spent), predictions
 
 
@@ -156,8 +192,10 @@ def markdown_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def write_chart(results: dict[str, dict], path: Path) -> None:
-    """A PNG with one small bar panel per shown metric, one bar per model (their scales differ)."""
+def write_chart(results: dict[str, dict], path: Path, samples: int, reference: dict | None = None) -> None:
+    """A PNG with one small bar panel per shown metric, one bar per model (their scales differ); each panel
+    says which way is better and how many samples it scored, and the reference answers' value, where there
+    is one, is a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -165,8 +203,9 @@ def write_chart(results: dict[str, dict], path: Path) -> None:
 
     names = list(results)
     colors = ["#7f7f7f", "#b22222"][-len(names):] if len(names) <= 2 else None
-    rows = -(-len(SHOWN) // 3)
-    fig, axes = plt.subplots(rows, 3, figsize=(10, 2.7 * rows))
+    columns = 4
+    rows = -(-len(SHOWN) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(12, 3 * rows))
     for ax in axes.flat[len(SHOWN):]:
         ax.set_visible(False)
     for ax, (key, text) in zip(axes.flat, SHOWN.items()):
@@ -175,17 +214,24 @@ def write_chart(results: dict[str, dict], path: Path) -> None:
         for bar, value in zip(bars, values):
             ax.annotate(_cell(value), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                         ha="center", va="bottom", fontsize=8)
-        ax.set_title(text, fontsize=10)
-        ax.set_ylim(0, 1.1 if key in UNIT_SCALE else 1.2 * max([v for v in values if v] or [1.0]))
+        counts = sorted({results[name].get(SAMPLES_OF[key], samples) if key in SAMPLES_OF else samples
+                         for name in names})
+        ax.set_title(f"{text}  ({BETTER[key]} better, n={'/'.join(map(str, counts))})", fontsize=9)
+        top = max([v for v in values if v] or [1.0])
+        if reference and key in REFERENCE_SHOWN and reference.get(key) is not None:
+            ax.axhline(reference[key], color="#1f77b4", linestyle="--", linewidth=1, label="reference answers")
+            ax.legend(fontsize=7, loc="best")
+            top = max(top, reference[key])
+        ax.set_ylim(0, 1.1 if key in UNIT_SCALE else 1.2 * top)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("Mafioso: base vs adapter")
+    fig.suptitle("Mafioso: " + " vs ".join(names) + f" ({samples} samples)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def score_model(cfg: WorkerConfig, gen: GenerationConfig, samples: list[Sample], batch_size: int,
-                label: str) -> tuple[dict, list[Prediction], str]:
+                label: str, runner: SnippetRunner) -> tuple[dict, list[Prediction], str]:
     """Load one engine, score it, and free it: metrics, predictions and the device it ran on."""
     import torch
 
@@ -194,7 +240,7 @@ def score_model(cfg: WorkerConfig, gen: GenerationConfig, samples: list[Sample],
     engine = Engine.load(cfg, gen)
     device = str(engine.device)
     try:
-        metrics, predictions = evaluate_engine(engine, samples, batch_size, label)
+        metrics, predictions = evaluate_engine(engine, samples, batch_size, label, runner)
     finally:
         engine.close()
     del engine  # free the model before the next one loads: two copies may not fit on a small GPU
@@ -229,14 +275,19 @@ def run(args: argparse.Namespace) -> int:
         stale.unlink(missing_ok=True)
     # Pin the base now, so the --compare-base run loads exactly the weights under the adapter.
     cfg = dataclasses.replace(cfg, base_model=base_of(cfg.base_model, adapter_folder(cfg.adapter)))
+    runner = SnippetRunner()  # every snippet runs once, before a model takes the memory
+    reference = reference_metrics(samples, runner)
+    ran = runner.summary()
+    log.info("ran %d snippets (isolation: %s), %d runnable; the reference answers score grounded %.3f",
+             ran["snippets"], ran["isolation"], ran["runnable"], reference["grounded"])
 
     label = "base" if cfg.adapter == "none" else "adapter"
     results = {}
-    results[label], predictions, device = score_model(cfg, gen, samples, args.batch_size, label)
+    results[label], predictions, device = score_model(cfg, gen, samples, args.batch_size, label, runner)
     write_predictions(out / "predictions.jsonl", predictions)
     if args.compare_base:
         base_cfg = dataclasses.replace(cfg, adapter="none")
-        results["base"], predictions, _ = score_model(base_cfg, gen, samples, args.batch_size, "base")
+        results["base"], predictions, _ = score_model(base_cfg, gen, samples, args.batch_size, "base", runner)
         write_predictions(out / "base" / "predictions.jsonl", predictions)
         results = {"base": results["base"], "adapter": results["adapter"]}  # table and chart: base first
 
@@ -244,12 +295,13 @@ def run(args: argparse.Namespace) -> int:
         "data_files": {path: sha256_file(Path(path)) for path in args.data},
         "adapter": cfg.adapter, "base_model": cfg.base_model, "compare_base": args.compare_base,
         "limit": args.limit, "batch_size": args.batch_size, "quantization": cfg.quantization,
-        "device": device, "generation": dataclasses.asdict(gen),
+        "device": device, "generation": dataclasses.asdict(gen), "sandbox": runner.summary(),
     }
-    (out / "metrics.json").write_text(json.dumps({**results, "config": config, "samples": len(samples)},
-                                                 indent=2) + "\n")
-    if args.compare_base:
-        write_chart(results, out / "comparison.png")
+    (out / "metrics.json").write_text(json.dumps({**results, "reference": reference, "config": config,
+                                                  "samples": len(samples)}, indent=2) + "\n")
+    write_chart(results, out / "comparison.png", len(samples), reference)
     print(markdown_table(results))
+    for name, metrics in results.items():
+        log.info("%s: unsupported claims %s (details per answer in predictions.jsonl)", name, metrics["unsupported"])
     log.info("predictions and metrics written to %s", out)
     return 0

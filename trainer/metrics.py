@@ -4,6 +4,7 @@ Everything here but :func:`response_nll` is plain Python on strings, so it is te
 
 * ROUGE-L F1 on lowercase ``[a-z0-9]+`` tokens (the tokenisation of Google's ``rouge-score``, no stemming);
 * identifier recall: the share of the names the code defines or calls that the answer mentions;
+* grounded: the share of answers with no claim the code contradicts (:mod:`trainer.grounding`);
 * persona, code-leak and stop rates, mean words and tokens/s over a list of :class:`Prediction`;
 * the loop rate: the share of answers that looped (``Generation.looped``, :mod:`bot.loop_guard`), whether
   the engine cut them (``stop_loops``, then they count as stopped too) or they ran to the token limit.
@@ -19,6 +20,7 @@ import re
 from dataclasses import dataclass
 
 from mafioso.text_checks import contains_code, persona_markers, words
+from trainer.grounding import summarize_claims
 
 _ROUGE_TOKEN = re.compile(r"[a-z0-9]+")
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
@@ -40,6 +42,7 @@ class Prediction:
     finished: bool
     code_leak: bool = False  # the engine found code in the answer (and removed it from ``prediction``)
     looped: bool = False  # the answer looped (bot.loop_guard); cut there when the engine stops loops
+    unsupported: list[dict] | None = None  # trainer.grounding claims the code contradicts; None: not checked
 
 
 # ------------------------------------------------------------------------------------------ ROUGE-L
@@ -149,6 +152,7 @@ def summarize(predictions: list[Prediction], loss: float | None, response_tokens
         "rouge_l_f1": _mean([rouge_l_f1(p.prediction, p.reference) for p in predictions]),
         "identifier_recall": _mean(recalls),
         "identifier_samples": len(recalls),
+        **summarize_claims([p.unsupported for p in predictions]),  # grounded, grounded_samples, unsupported
         "persona_rate": _mean([float(bool(persona_markers(p.prediction))) for p in predictions]),
         "code_leak_rate": _mean([float(p.code_leak or contains_code(p.prediction)) for p in predictions]),
         "stop_rate": _mean([float(p.finished) for p in predictions]),

@@ -12,7 +12,7 @@ from mafioso.config import GenerationConfig, TrainConfig, WorkerConfig
 from prompts import encode
 from tests.helpers import SNIPPETS, write_dataset
 from trainer.dataset import load_samples
-from trainer.evaluate import generate_all, markdown_table
+from trainer.evaluate import generate_all, markdown_table, write_chart
 from trainer.metrics import (Prediction, code_identifiers, identifier_recall, lcs_length, response_nll,
                              rouge_l_f1, summarize)
 
@@ -92,6 +92,17 @@ def test_summary_metrics_are_exact():
     assert m["generated_tokens"] == 20 and m["tokens_per_s"] == 5.0 and m["mean_tokens"] == pytest.approx(20 / 3)
     assert m["rouge_l_f1"] == pytest.approx(rouge_l_f1("It sets total, capisce?", "the reference") / 3)
     assert summarize(predictions, None, 0, 0.0)["perplexity"] is None
+    assert m["grounded"] is None and m["grounded_samples"] == 0  # nobody checked the claims
+
+
+def test_grounded_is_the_share_of_checked_answers_without_unsupported_claims():
+    claim = {"kind": "false concept", "claim": "recursive", "text": "a recursive capo"}
+    predictions = [Prediction("a", "x = 1", "r", "p", 1, 0.1, True, unsupported=[]),
+                   Prediction("b", "x = 1", "r", "p", 1, 0.1, True, unsupported=[claim, claim]),
+                   Prediction("c", "x = 1", "r", "p", 1, 0.1, True, unsupported=[])]
+    m = summarize(predictions, None, 0, 1.0)
+    assert m["grounded"] == pytest.approx(2 / 3) and m["grounded_samples"] == 3
+    assert m["unsupported"] == {"invented name": 0, "false concept": 2, "false output": 0}
 
 
 def test_loop_rate_counts_looping_answers_cut_or_not():
@@ -108,6 +119,68 @@ def test_markdown_table_has_a_delta_column_for_two_models():
     assert table.splitlines()[0] == "| metric | base | adapter | Δ |"
     assert "| validation loss | 3.0000 | 2.5000 | -0.5000 |" in table
     assert "| ROUGE-L F1 | n/a | n/a | n/a |" in table
+
+
+def test_the_chart_marks_direction_and_samples_for_one_model_or_two(tmp_path):
+    import matplotlib.pyplot as plt
+
+    saved = []
+    original = plt.Figure.savefig
+
+    def spy(fig, path, **kwargs):
+        saved.append([ax.get_title() for ax in fig.axes if ax.get_visible()])
+        return original(fig, path, **kwargs)
+
+    plt.Figure.savefig = spy
+    try:
+        one = {"adapter": {"loss": 2.0, "grounded": 0.5, "grounded_samples": 4, "identifier_samples": 3}}
+        write_chart(one, tmp_path / "one.png", samples=5, reference={"grounded": 0.9, "mean_words": 40.0})
+        write_chart({"base": {"loss": 3.0}, **one}, tmp_path / "two.png", samples=5)
+    finally:
+        plt.Figure.savefig = original
+    for path in ("one.png", "two.png"):
+        assert (tmp_path / path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    titles = saved[0]
+    assert len(titles) == 11 and all(" better, n=" in t for t in titles)
+    assert "validation loss  (↓ better, n=5)" in titles and "grounded  (↑ better, n=4)" in titles
+    assert "identifier recall  (↑ better, n=3)" in titles and "mean words  (≈ ref better, n=5)" in titles
+
+
+def test_eval_records_grounded_with_a_stand_in_engine(tmp_path, monkeypatch, capsys):
+    from bot.engine import Engine
+    from trainer import evaluate
+
+    rows = [("explain", "def add(a, b):\n    return a + b\n\nprint(add(2, 3))", "`add` sums them and prints 5."),
+            ("explain", "for i in range(3):\n    print(i)", "A loop that prints 0, 1 and 2, kid.")]
+    answers = {rows[0][1]: "`add` is a recursive function calling `add_all` that prints 6, pal.",
+               rows[1][1]: "The loop prints 0, 1 and 2, capisce?"}
+
+    class StandIn:  # the engine at the boundary: answers by code, no model behind it
+        device = "cpu"
+
+        def generate(self, requests):
+            return [Generation(text=answers[code], tokens=5, finished=True) for code, _ in requests]
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(Engine, "load", classmethod(lambda cls, cfg, gen: StandIn()))
+    monkeypatch.setattr(evaluate, "response_loss", lambda engine, samples, batch_size, label: (2.0, 10))
+    data = write_dataset(tmp_path / "val.json", rows)
+    out = tmp_path / "eval"
+    assert main(["eval", "--data", str(data), "--out", str(out), "--adapter", "none",
+                 "--base-model", "stand-in", "--device", "cpu"]) == 0
+    predictions = {r["key"]: r for r in _lines(out / "predictions.jsonl")}
+    assert {(c["kind"], c["claim"]) for c in predictions["s0"]["unsupported"]} == {
+        ("invented name", "add_all"), ("false concept", "recursive"), ("false output", "6")}
+    assert predictions["s1"]["unsupported"] == []
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["base"]["grounded"] == 0.5 and metrics["base"]["grounded_samples"] == 2
+    assert metrics["base"]["unsupported"] == {"invented name": 1, "false concept": 1, "false output": 1}
+    assert metrics["reference"]["grounded"] == 1.0
+    assert metrics["config"]["sandbox"]["snippets"] == 2 and metrics["config"]["sandbox"]["runnable"] == 2
+    assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # one model gets a chart too
+    assert "| grounded | 0.5000 |" in capsys.readouterr().out
 
 
 def test_answers_come_back_in_dataset_order(tmp_path):
@@ -184,14 +257,16 @@ def test_eval_compares_adapter_and_base(tiny_model_dir, tiny_adapter, tmp_path, 
         rows = _lines(path)
         assert [r["key"] for r in rows] == keys
         assert set(rows[0]) == {"key", "code", "reference", "prediction", "tokens", "latency_s", "finished",
-                                "code_leak", "looped"}
+                                "code_leak", "looped", "unsupported"}
+        assert all(isinstance(r["unsupported"], list) for r in rows)
         assert all(0 < r["tokens"] <= 6 and r["latency_s"] > 0 for r in rows)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"adapter", "base", "config", "samples"} and metrics["samples"] == 5
+    assert set(metrics) == {"adapter", "base", "reference", "config", "samples"} and metrics["samples"] == 5
     for name in ("adapter", "base"):
         m = metrics[name]
-        assert {"loss", "perplexity", "rouge_l_f1", "identifier_recall", "persona_rate", "code_leak_rate",
-                "stop_rate", "mean_words", "tokens_per_s"} <= set(m)
+        assert {"loss", "perplexity", "rouge_l_f1", "identifier_recall", "grounded", "persona_rate",
+                "code_leak_rate", "stop_rate", "mean_words", "tokens_per_s"} <= set(m)
+        assert 0 <= m["grounded"] <= 1 and m["grounded_samples"] == 5
         assert m["perplexity"] == pytest.approx(math.exp(m["loss"])) and m["tokens_per_s"] > 0
         assert 0 <= m["stop_rate"] <= 1 and 0 <= m["rouge_l_f1"] <= 1
     assert metrics["adapter"]["loss"] != metrics["base"]["loss"]  # the base run really dropped the adapter
@@ -207,8 +282,8 @@ def test_eval_of_the_bare_base_writes_one_model(tiny_model_dir, tmp_path):
                "--adapter", "none", "--max-new-tokens", "4", "--device", "cpu"])
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"base", "config", "samples"} and metrics["samples"] == 2
-    assert len(_lines(out / "predictions.jsonl")) == 2 and not (out / "comparison.png").exists()
+    assert set(metrics) == {"base", "reference", "config", "samples"} and metrics["samples"] == 2
+    assert len(_lines(out / "predictions.jsonl")) == 2 and (out / "comparison.png").exists()  # issue 22
 
 
 @pytest.mark.parametrize("flags, message", [

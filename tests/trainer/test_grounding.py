@@ -1,0 +1,296 @@
+"""The ``grounded`` check: each kind of unsupported claim is caught, true claims and denials pass, and the
+sandbox that runs dataset snippets stops what it must."""
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import write_dataset
+from trainer import grounding
+from trainer.grounding.__main__ import main as score_references
+from trainer.grounding import false_concepts, false_outputs, invented_names, summarize_claims, unsupported_claims
+from trainer.sandbox import SnippetRunner, isolation, run_snippet
+
+LOOP = "def total(xs):\n    s = 0\n    for x in xs:\n        s += x\n    return s\n\nprint(total([1, 2, 3]))\n"
+PLAIN = "def double(n):\n    return n * 2\n"
+RECURSIVE = "def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)\n"
+GENERATOR = "def count_up(n):\n    i = 0\n    while i < n:\n        yield i\n        i += 1\n"
+
+
+def claims(found):
+    return [(c["kind"], c["claim"]) for c in found]
+
+
+# ------------------------------------------------------------------------------------------ names
+
+
+def test_an_invented_backticked_name_is_caught():
+    assert claims(invented_names(LOOP, "`total` adds up `xs` with `accumulate_all`, pal.")) == [
+        ("invented name", "accumulate_all")]
+
+
+def test_dotted_names_need_the_full_text_or_an_attribute_the_code_has():
+    code = "import asyncio\n\nasync def main():\n    await asyncio.sleep(1)\n\nasyncio.run(main())\n"
+    assert claims(invented_names(code, "It calls `asyncio.get` and then `asyncio.sleep`.")) == [
+        ("invented name", "asyncio.get")]
+    assert claims(invented_names(code, "Then asyncio.gather waits.")) == [("invented name", "asyncio.gather")]
+    crew = "class Crew:\n    def __init__(self):\n        self.members = []\n"
+    assert invented_names(crew, "`self.members` starts empty and `Crew` holds it.") == []
+
+
+def test_a_builtin_function_is_a_name_but_types_exceptions_and_keywords_describe():
+    assert claims(invented_names(PLAIN, "`double` calls `len` on `n`.")) == [("invented name", "len")]
+    assert invented_names(PLAIN, "`double` takes an `int` and returns `None` never; a `TypeError` for "
+                                 "strings? No, `for` and `return` are keywords.") == []
+
+
+def test_prose_names_count_only_when_they_look_like_code():
+    assert claims(invented_names(PLAIN, "It calls get_total() on n.")) == [("invented name", "get_total")]
+    assert claims(invented_names(PLAIN, "A function named triple does the work.")) == [
+        ("invented name", "triple")]
+    assert invented_names(PLAIN, "The main function doubles the item(s), e.g. 2 becomes 4.") == []
+
+
+def test_standard_types_of_imported_modules_and_printed_words_are_not_invented():
+    code = "from datetime import date\nprint((date(2024, 3, 1) - date(2024, 2, 1)).days)\n"
+    assert invented_names(code, "Subtracting two dates gives a `timedelta`; it prints 29.", "29\n") == []
+    shout = "print('al'.upper())\n"
+    assert invented_names(shout, "It prints `AL`.", "AL\n") == []
+    assert claims(invented_names(shout, "It prints `AL`.")) == [("invented name", "AL")]  # output unknown
+
+
+def test_advice_and_denials_do_not_present_names():
+    assert invented_names(LOOP, "The builtin `sum` would do the same job.") == []
+    assert invented_names(LOOP, "Use `sum` instead, kid.") == []
+    assert invented_names(LOOP, "There's no `reduce` here, pal.") == []
+
+
+# --------------------------------------------------------------------------------------- concepts
+
+
+@pytest.mark.parametrize("code, answer, claim", [
+    (LOOP, "`total` is a recursive function that adds the list.", "recursive"),
+    (PLAIN, "`double` is a generator that hands back twice `n`.", "generator"),
+    (PLAIN, "A list comprehension doubles `n`.", "list comprehension"),
+    (PLAIN, "The decorator wraps `double`.", "decorator"),
+    (PLAIN, "It awaits the result asynchronously.", "async"),
+    (PLAIN, "A lambda does the doubling.", "lambda"),
+    (PLAIN, "It defines a class for the doubling.", "class"),
+    (PLAIN, "So it prints 42.", "prints"),
+    (PLAIN, "It raises a ValueError for strings.", "raises"),
+    (PLAIN, "It loops over `n`.", "loops"),
+    (PLAIN, "It sorts the numbers first.", "sorts"),
+    (PLAIN, "It reads the ledger file.", "reads a file"),
+])
+def test_a_false_concept_is_caught(code, answer, claim):
+    assert claims(false_concepts(code, answer)) == [("false concept", claim)]
+
+
+@pytest.mark.parametrize("code, answer", [
+    (RECURSIVE, "`fact` is recursive: it calls itself until `n` drops below 2."),
+    (GENERATOR, "`count_up` is a generator: a loop that yields each number."),
+    ("squares = (x * x for x in range(5))\n", "A generator expression that loops over five numbers."),
+    ("names = [n.upper() for n in ['al']]\n", "A list comprehension loops over the names."),
+    (LOOP, "`total` loops over `xs` and prints 6."),
+    ("xs = [3, 1, 2]\nxs.sort()\n", "It sorts `xs` in place."),
+    ("def bubble(a):\n    a[0], a[1] = a[1], a[0]\n", "It sorts by swapping neighbours."),  # a hand-written sort
+    ("import logging\nlogging.warning('x')\n", "It prints a warning."),  # true by the output, below
+    ("from collections import Counter\nc = Counter('aab')\n", "`Counter` is a class that tallies letters."),
+])
+def test_a_true_concept_passes(code, answer):
+    output = "WARNING:root:x\n" if "logging" in code else None
+    assert false_concepts(code, answer, output) == []
+
+
+@pytest.mark.parametrize("answer", [
+    "It is not recursive, just a multiplication.",
+    "No loop here, kid.",
+    "It never prints anything; it returns.",
+    "It hands back twice `n` without a decorator.",
+    "A plain return instead of a generator.",
+    "`double` doesn't use recursion, it just multiplies.",
+    "There's no sorting and nothing gets printed.",
+    "A loop would be overkill here.",  # advice, not a claim
+    "The `sort_key` and the `is_recursive` names are just names.",  # words inside backticks are names
+])
+def test_a_denial_or_advice_is_not_a_claim(answer):
+    assert false_concepts(PLAIN, answer) == []
+
+
+def test_concepts_are_not_checked_on_code_that_does_not_parse():
+    assert false_concepts("def broken(:\n    pass", "A recursive generator with a decorator.") == []
+
+
+def test_every_concept_row_names_real_features():
+    from prompts.facts import FEATURES
+
+    assert all(concept.features <= FEATURES for concept in grounding.CONCEPTS)
+    assert len({concept.claim for concept in grounding.CONCEPTS}) == len(grounding.CONCEPTS)
+
+
+# ---------------------------------------------------------------------------------------- outputs
+
+
+def test_a_printed_value_must_be_in_the_real_output():
+    assert claims(false_outputs("So it prints 5, capisce?", "6\n")) == [("false output", "5")]
+    assert false_outputs("So it prints 6, capisce?", "6\n") == []
+    assert claims(false_outputs("It prints 'Hello, Vito' and then 'bye'.", "Hello,  Vito\nciao\n")) == [
+        ("false output", "bye")]
+    assert false_outputs('It shows ["al", "vito"] and True.', "['al', 'vito']\nTrue\n") == []
+    assert false_outputs("It prints 3.14 and 1,000 and -1.", "3.14159\n1000\n-1\n") == []
+
+
+def test_output_claims_are_skipped_when_the_output_is_unknown_or_the_value_is_not_printed():
+    assert false_outputs("It prints 42.", None) == []
+    assert false_outputs("It prints 'a', and 'b' falls through to 'c'.", "a\nc\n") == []  # 'b' is an input
+    assert false_outputs("It prints 6 times 7.", "42\n") == []  # an expression, not a value
+    assert false_outputs("It would print 9 if you passed 3.", "4\n") == []  # a what-if
+    assert false_outputs("So you get 25.", "") == []  # a value, never printed: not an output claim
+
+
+def test_unrepeatable_snippets_have_no_output_check():
+    code = "import random\nprint(random.randint(1, 6))\n"
+    assert unsupported_claims(code, "It prints 4.", "2\n") == []
+    seeded = "import random\nrandom.seed(1)\nprint(random.randint(1, 6))\n"
+    assert claims(unsupported_claims(seeded, "It prints 4.", "2\n")) == [("false output", "4")]
+
+
+def test_a_claim_of_printing_with_no_print_in_the_code_is_caught_twice():
+    found = unsupported_claims("x = 6 * 7\n", "So it prints 42.", "")
+    assert claims(found) == [("false concept", "prints"), ("false output", "42")]
+
+
+def test_the_summary_counts_answers_and_kinds():
+    summary = summarize_claims([[], [{"kind": "false concept"}, {"kind": "false output"}], None, []])
+    assert summary == {"grounded": pytest.approx(2 / 3), "grounded_samples": 3,
+                       "unsupported": {"invented name": 0, "false concept": 1, "false output": 1}}
+    assert summarize_claims([None])["grounded"] is None
+
+
+def test_long_malformed_answers_are_checked_in_linear_time():
+    answer = ("`unclosed " + "word " * 2000 + "prints '" + "a" * 5000 + " recursion(" * 500) * 3
+    started = time.perf_counter()
+    unsupported_claims(LOOP, answer, "6\n")
+    assert time.perf_counter() - started < 2
+
+
+# ---------------------------------------------------------------------------------------- sandbox
+
+
+def test_a_snippet_prints_and_fails_as_it_would():
+    assert run_snippet("print(6 * 7)").output == "42\n"
+    failed = run_snippet("{}['missing']")
+    assert failed.output is None and failed.raised == "KeyError"
+    assert run_snippet("input()").output is None  # stdin is closed
+    assert run_snippet("import no_such_package_here").output is None
+
+
+def test_the_sandbox_kills_an_infinite_loop_and_a_memory_bomb_quickly():
+    started = time.perf_counter()
+    looped = run_snippet("while True:\n    pass\n", time_limit_s=1)
+    assert looped.output is None and looped.reason == "timeout"
+    assert time.perf_counter() - started < 3
+    started = time.perf_counter()
+    bomb = run_snippet("x = bytearray(8 * 1024 ** 3)\nprint('allocated')\n")
+    assert bomb.output is None and time.perf_counter() - started < 3
+
+
+def test_the_snippet_runs_in_an_empty_folder_with_a_minimal_environment(tmp_path):
+    out = run_snippet("import os\nprint(os.listdir('.'), sorted(os.environ))").output
+    assert out.startswith("[] ") and "MAFIOSO" not in out and "PYTHONPATH" not in out
+
+
+@pytest.mark.skipif(isolation() == "none", reason="unshare -rn does not work on this machine")
+def test_a_snippet_cannot_reach_the_network():
+    run = run_snippet("import socket\nsocket.create_connection(('1.1.1.1', 53), timeout=2)\nprint('reached')")
+    assert run.output is None and run.raised == "OSError"
+
+
+@pytest.mark.skipif("-rnp" not in isolation(), reason="no process namespace on this machine")
+def test_nothing_a_snippet_starts_outlives_it(tmp_path):
+    marker = tmp_path / "daemon-was-here"
+    code = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(1)\n"
+            f"    open({str(marker)!r}, 'w').close()\n    os._exit(0)\nprint('parent done')\n")
+    assert run_snippet(code).output == "parent done\n"
+    time.sleep(1.5)
+    assert not marker.exists()
+
+
+def test_runs_are_cached_per_code():
+    runner = SnippetRunner()
+    first = runner.run("print(1)")
+    assert runner.run("print(1)") is first and runner.summary()["snippets"] == 1
+    assert runner.summary()["runnable"] == 1 and runner.summary()["isolation"] == isolation()
+
+
+def test_only_the_trainer_runs_snippets():
+    # Chat input must never reach the sandbox: nothing in the worker, adapters or CLI imports it; only
+    # trainer/evaluate.py and the reference scorer do.
+    root = Path(__file__).resolve().parents[2]
+    imports = re.compile(r"^\s*(?:from trainer\.sandbox import|import trainer\.sandbox|from trainer import sandbox)",
+                         re.MULTILINE)
+    users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                   if imports.search(p.read_text(encoding="utf-8")) and "tests" not in p.parts)
+    assert users == ["trainer/evaluate.py", "trainer/grounding/__main__.py"]
+
+
+# ------------------------------------------------------------------------------- reference scorer
+
+
+def test_the_reference_scorer_lists_failing_rows(tmp_path, capsys):
+    rows = [("explain", "print(2 + 3)", "It adds two and three and prints 5, pal."),
+            ("explain", "print(3 + 2)", "A recursive capo: it prints 6, pal.")]
+    data = write_dataset(tmp_path / "d.json", rows)
+    assert score_references([str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "grounded 0.500 (1/2)" in out and "-- s1 (ran, output '5\\n')" in out
+    assert "false concept: 'recursive'" in out and "false output: '6'" in out and "-- s0" not in out
+
+
+def test_the_shipped_reference_answers_are_grounded():
+    root = Path(__file__).resolve().parents[2]
+    from trainer.dataset import load_samples
+
+    samples = load_samples([str(root / "data" / "validation.json")])
+    per_answer = [unsupported_claims(s.code, s.explanation) for s in samples]  # no run: a fast floor
+    assert summarize_claims(per_answer)["grounded"] >= 0.9, json.dumps(
+        [c for c in per_answer if c][:5], indent=1)
+
+
+# ------------------------------------------------------------------------- prompts.facts fixes
+
+
+def test_facts_do_not_take_a_call_on_super_for_recursion():
+    from prompts.facts import code_features
+
+    assert "recursion" not in code_features("class A(B):\n    def __init__(self):\n        super().__init__()\n")
+    assert "recursion" in code_features("class A:\n    def go(self):\n        return self.go()\n")
+
+
+@pytest.mark.parametrize("code, feature", [
+    ("from pathlib import Path\nwith Path('t.json').open('w') as fh:\n    fh.write('1')\n", "file write"),
+    ("import gzip\ngzip.open('x.gz', 'wt')\n", "file write"),
+    ("import torch\ntorch.save({}, 'm.ckpt')\n", "file write"),
+    ("import torch\nstate = torch.load('m.ckpt')\n", "file read"),
+])
+def test_facts_see_files_opened_by_a_path_or_a_library(code, feature):
+    from prompts.facts import code_features
+
+    assert feature in code_features(code)
+
+
+def test_advice_covers_its_clause_to_the_end_of_the_sentence_but_not_the_claims_before_it():
+    answer = "`double` is a generator: if you wanted a list, a comprehension would do."
+    assert claims(false_concepts(PLAIN, answer)) == [("false concept", "generator")]
+    assert invented_names(LOOP, "It adds them up, but the builtin `sum` is the better choice.") == []
+    assert invented_names(LOOP, "The fix is a default argument, or using `functools.partial`.") == []
+    assert claims(false_outputs("It prints 'could not connect'.", "connected\n")) == [
+        ("false output", "could not connect")]  # a quoted 'could' is not a what-if
+
+
+def test_a_bare_you_get_is_about_values_not_output():
+    assert false_outputs("You get 1, 2 and 3 from the range, so it prints 6.", "6\n") == []
+    assert claims(false_outputs("So you get 7.", "6\n")) == [("false output", "7")]

@@ -1,0 +1,141 @@
+"""False outputs: a value the answer says is printed that is not in what the code really printed."""
+
+from __future__ import annotations
+
+import re
+
+from trainer.grounding.text import FENCE, advice_from, negated, sentences, within
+
+__all__ = ["false_outputs"]
+
+_OUTPUT_VERB = re.compile(r"\b(?:(prints?|printed|printing|outputs?|output)|(shows?|showing|displays?|spits? out|"
+                          r"so you get|you'll see|you see))\b", re.IGNORECASE)
+_FILLER = re.compile(r"(?:\s*(?:out|up|the|a|an|just|exactly|first|then|now|only|both|value|values|number|"
+                     r"numbers|string|strings|line|lines|list|dict|dictionary|tuple|result|word|text|of|as|"
+                     r"is|are|:|-)\b)*\s*:?\s*", re.IGNORECASE)
+_SEPARATOR = re.compile(r"\s*(?:,|and\b|then\b|followed by\b|\u2014)(?:\s*(?:and|then|finally|a|the|"
+                        r"\w+ly)\b)*(?:\s*(?:plain|bare|lone|single|final|last|second|third|next)\b)?\s*",
+                        re.IGNORECASE)
+# What may follow a claimed value: the end of the clause or a small word. "prints 6 times 7" and "'Corleone'
+# prints False" are not claims that 6 or 'Corleone' is printed.
+_VALUE_END = re.compile(r"\s*(?:[,.;:!?)\u2014]|$|(?:and|then|or|on|in|for|with|at|from|when|if|because|since|"
+                        r"after|before|so|but|while|each|every|once|twice|again|first|last|next)\b)",
+                        re.IGNORECASE)
+_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w.]\d)")  # 1,000 is one number
+_WORD_VALUE = re.compile(r"(?:True|False|None)\b")
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
+_MAX_VALUE = 300
+
+
+def _quoted(text: str, pos: int) -> int | None:
+    """End of the quoted string starting at ``pos`` (an apostrophe inside a word does not end it)."""
+    quote = text[pos]
+    end = pos + 1
+    while end < len(text) and end - pos < _MAX_VALUE:
+        if text[end] == "\n":
+            return None
+        if text[end] == quote and not (quote == "'" and end + 1 < len(text) and text[end + 1].isalpha()):
+            return end + 1 if end > pos + 1 else None
+        end += 1
+    return None
+
+
+def _bracketed(text: str, pos: int) -> int | None:
+    """End of the balanced ``[...]``, ``{...}`` or ``(...)`` literal starting at ``pos``."""
+    depth = 0
+    for end in range(pos, min(len(text), pos + _MAX_VALUE)):
+        char = text[end]
+        if char in "[{(":
+            depth += 1
+        elif char in "]})":
+            depth -= 1
+            if depth == 0:
+                return end + 1
+        elif char == "\n":
+            return None
+    return None
+
+
+def _value_at(text: str, pos: int) -> tuple[str, str, int] | None:
+    """(kind, value, end) of the literal at ``pos``: a quoted string, a bracketed literal or a number."""
+    if pos >= len(text):
+        return None
+    tick = text[pos] == "`"
+    start = pos + tick
+    if start >= len(text):
+        return None
+    char, found = text[start], None
+    if char in "'\"":
+        end = _quoted(text, start)
+        found = ("string", text[start + 1:end - 1], end) if end else None
+    elif char in "[{(":
+        end = _bracketed(text, start)
+        found = ("literal", text[start:end], end) if end and any(c.isalnum() for c in text[start:end]) else None
+    elif (number := _NUMBER.match(text, start)) and not re.match(r"[A-Za-z%]", text[number.end():number.end() + 1]):
+        found = ("number", number.group(0), number.end())
+    elif word := _WORD_VALUE.match(text, start):
+        found = ("word", word.group(0), word.end())
+    if found and tick:
+        if not text.startswith("`", found[2]):
+            return None
+        found = (found[0], found[1], found[2] + 1)
+    return found
+
+
+def _claimed_values(text: str, pos: int) -> list[tuple[str, str]]:
+    """The literals listed right after an output verb ending at ``pos``: "prints 'a', then 'b' and 3"."""
+    values = []
+    pos = _FILLER.match(text, pos).end()
+    while (value := _value_at(text, pos)) is not None:
+        if not _VALUE_END.match(text, value[2]):
+            break
+        values.append(value[:2])
+        separator = _SEPARATOR.match(text, value[2])
+        if not separator or separator.end() == value[2]:
+            break
+        pos = separator.end()
+    return values
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", "", text.translate(_QUOTES).replace('"', "'"))
+
+
+def _printed(kind: str, value: str, stdout: str) -> bool:
+    """True if the claimed literal is in the real output (quotes, spacing and rounding forgiven)."""
+    if kind == "string":
+        wanted = " ".join(value.translate(_QUOTES).split()).strip(" .,!")
+        return not wanted or wanted in " ".join(stdout.translate(_QUOTES).split())
+    if kind == "literal":
+        return _squash(value) in _squash(stdout)
+    if kind == "word":
+        return re.search(rf"\b{value}\b", stdout) is not None
+    if re.search(rf"(?<![\d.]){re.escape(value)}(?![\d])", stdout):
+        return True
+    value = value.replace(",", "")
+    claimed = float(value)
+    places = len(value.split(".")[1]) if "." in value else 0
+    for found in re.findall(r"-?\d+(?:\.\d+)?(?:e[+-]?\d+)?", stdout):
+        actual = float(found)
+        if actual == claimed or round(actual, places) == claimed or round(abs(actual), places) == claimed:
+            return True
+    return False
+
+
+def false_outputs(answer: str, output: str | None) -> list[dict]:
+    """Values the answer says are printed that are not in ``output``; none when the output is unknown."""
+    if output is None:
+        return []
+    text = FENCE.sub(" ", answer).translate(_QUOTES)
+    found = []
+    for sentence in sentences(text):
+        advice = advice_from(sentence)
+        for verb in _OUTPUT_VERB.finditer(sentence):
+            if verb.group(2) and not output.strip():  # "so you get 25" of a value the code never prints
+                continue
+            if negated(sentence, verb.start(), verb.end()) or within(advice, verb.start()):
+                continue
+            for kind, value in _claimed_values(sentence, verb.end()):
+                if not _printed(kind, value, output):
+                    found.append({"kind": "false output", "claim": value, "text": sentence.strip()[:200]})
+    return found
