@@ -134,3 +134,14 @@ def test_the_fast_path_says_no_to_qwen2(tiny_qwen_dir):
 
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen_dir)
     assert not FastEngine.supports(model, GenerationConfig(), "none")
+
+
+def test_the_shipped_gemma_adapter_is_the_default_for_embedded_and_refused_on_qwen(tiny_qwen_dir):
+    from transformers import AutoConfig
+
+    from bot.engine import SHIPPED_ADAPTERS_DIR
+
+    folder = adapter_folder("default")
+    assert folder == SHIPPED_ADAPTERS_DIR / "adapter"
+    with pytest.raises(ModelError, match="needs the base embedded.*--base-model embedded"):
+        check_adapter_base(folder, str(tiny_qwen_dir), AutoConfig.from_pretrained(tiny_qwen_dir))
