@@ -185,3 +185,21 @@ def test_the_real_pins_are_consistent():
     assert dict(qwen.header)["general.architecture"] == qwen.architecture == "qwen2"
     assert qwen.folder.endswith(qwen.sha256[:12])
     assert named_base("") == named_base("embedded") == "embedded" and named_base("some/other-model") is None
+
+
+def test_model_prepare_takes_a_wheels_folder_and_prints_the_converted_folder(fake, capsys):
+    from mafioso.cli import main
+
+    assert main(["model", "prepare", "--base-model", NAME, "--wheels", str(fake["root"] / "wheels")]) == 0
+    assert capsys.readouterr().out.strip() == str(fake["root"] / "cache" / "fake-coder-hf")
+    assert never_imported(fake)
+
+
+def test_model_prepare_reports_a_refused_file_as_an_error(fake, capsys):
+    from mafioso.cli import main
+
+    wheel(fake["root"] / "wheels", 1, b"x" * 10, fake["marker"])  # the first wheel, with another chunk
+    assert main(["model", "prepare", "--base-model", NAME, "--wheels", str(fake["root"] / "wheels")]) == 2
+    err = capsys.readouterr().err
+    assert "mafioso: error: chunk fake_coder_part1/data/part01.bin" in err and "found 10 bytes" in err
+    assert fake["wheels"][0].exists()  # a --wheels folder is the user's: reported, not deleted
