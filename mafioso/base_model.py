@@ -71,6 +71,7 @@ class BaseSource:
     sha256: str = ""
     header: tuple[tuple[str, object], ...] = ()  # GGUF fields that must hold these values
     tensor_count: int = 0
+    stop_ids: tuple[int, ...] = ()  # the token ids generation stops on, when the GGUF keeps fewer
 
     def facts(self) -> dict:
         """The shape an adapter for this base was trained on (see :func:`model_facts`)."""
@@ -104,6 +105,7 @@ BASES: dict[str, BaseSource] = {source.name: source for source in (
         header=(("general.architecture", "qwen2"), ("general.name", "Qwen2.5 Coder 0.5B Instruct AWQ"),
                 ("general.file_type", 15), ("qwen2.block_count", 24)),  # file type 15 = Q4_K_M
         tensor_count=291,
+        stop_ids=(151645, 151643),  # <|im_end|> (the tokenizer's EOS) and <|endoftext|>, as Qwen's own config
     ),
 )}
 
@@ -128,7 +130,8 @@ def sha256_file(path: Path, progress: bool = False) -> str:
 
 
 def _convert_gguf(gguf: Path, target: Path, name: str = "") -> Path:
-    """Dequantize a GGUF file into a HF folder at ``target``, atomically; ``name`` marks a named base."""
+    """Dequantize a GGUF file into a HF folder at ``target``, atomically; ``name`` marks a named base (and sets
+    the token ids its generation stops on)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
@@ -142,6 +145,8 @@ def _convert_gguf(gguf: Path, target: Path, name: str = "") -> Path:
             str(gguf.parent), gguf_file=gguf.name,
             quantization_config=GgufConfig(dequantize=True), dtype=torch.bfloat16,
         )
+        if name and BASES[name].stop_ids:
+            model.generation_config.eos_token_id = list(BASES[name].stop_ids)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if name:

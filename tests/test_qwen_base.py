@@ -40,7 +40,7 @@ def test_training_rows_end_with_the_eos_the_engine_stops_on(tiny_qwen_dir):
     engine = Engine.load(WorkerConfig(base_model=str(tiny_qwen_dir), adapter="none", device="cpu"),
                          GenerationConfig(max_new_tokens=4))
     assert row["input_ids"][-1] == tokenizer.eos_token_id and row["completion_mask"][-1] == 1
-    assert tokenizer.eos_token_id in engine.eos_ids
+    assert engine.eos_ids == sorted([tokenizer.eos_token_id, tokenizer.pad_token_id])  # both of Qwen's ends
     assert row["input_ids"][0] != tokenizer.pad_token_id  # Qwen adds no BOS: the prompt starts with the text
 
 
