@@ -158,7 +158,7 @@ def load_naive(cfg: WorkerConfig):
     from bot.engine import adapter_folder, base_of
     from mafioso.base_model import load_model, load_tokenizer, resolve_base
 
-    adapter = adapter_folder(cfg.adapter)
+    adapter = adapter_folder(cfg.adapter, cfg.base_model)
     base = resolve_base(base_of(cfg.base_model, adapter))
     cuda = torch.cuda.is_available()
     model = load_model(base, "nf4" if cuda else "none", "cuda" if cuda else "cpu",

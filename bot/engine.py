@@ -37,16 +37,18 @@ import prompts
 from bot.loop_guard import LoopGuard, LoopRule, TokenPieces, cut_loop, find_loop
 from bot.ngram_ban import NgramBan
 from bot.postcheck import scrub
-from mafioso.base_model import cache_dir, load_model, load_tokenizer, resolve_base
+from mafioso.base_model import (BASES, cache_dir, load_model, load_tokenizer, model_facts, named_base,
+                                 resolve_base)
 from mafioso.config import ADAPTER_INFO, DEFAULT_ADAPTER, EMBEDDED_BASE, GenerationConfig, WorkerConfig
 from mafioso.errors import ConfigError, ModelError
 
-__all__ = ["DEFAULT_ADAPTER_DIR", "Engine", "Generation", "adapter_folder", "base_of"]
+__all__ = ["SHIPPED_ADAPTERS_DIR", "Engine", "Generation", "adapter_folder", "base_of", "check_adapter_base",
+           "shipped_adapter"]
 
 log = logging.getLogger(__name__)
 
-#: The adapter shipped inside the package, used for ``--adapter default``.
-DEFAULT_ADAPTER_DIR = Path(mafioso.__file__).resolve().parent / "adapter"
+#: Where the shipped adapters lie: one folder per named base (``BASES[name].adapter``, e.g. ``adapter``).
+SHIPPED_ADAPTERS_DIR = Path(mafioso.__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -60,16 +62,37 @@ class Generation:
     looped: bool = False  # the answer loops (bot.loop_guard), whether stop_loops cut it or not
 
 
-def adapter_folder(spec: str) -> Path | None:
-    """The adapter folder for ``--adapter`` (a folder, ``default`` or ``none``); None means the bare base."""
+def shipped_adapter(base: str) -> Path | None:
+    """The shipped adapter for the base ``base`` (a spec or a resolved folder), if one is shipped: the named
+    base's own, told by name, HF id, a converted folder's mark, or a local folder whose config has a named
+    base's architecture and shapes (a copy of it)."""
+    name = named_base(base)
+    if name is None and (Path(base).expanduser() / "config.json").is_file():
+        try:
+            config = json.loads((Path(base).expanduser() / "config.json").read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            config = {}
+        config = config.get("text_config", config)
+        found = {"architecture": config.get("model_type"), "hidden_size": config.get("hidden_size"),
+                 "num_hidden_layers": config.get("num_hidden_layers")}
+        name = next((s.name for s in BASES.values() if s.facts() == found), None)
+    folder = SHIPPED_ADAPTERS_DIR / BASES[name].adapter if name in BASES else None
+    return folder if folder is not None and (folder / "adapter_config.json").is_file() else None
+
+
+def adapter_folder(spec: str, base: str = "") -> Path | None:
+    """The adapter folder for ``--adapter`` (a folder, ``default`` or ``none``) on the base ``--base-model``
+    (empty: embedded); None means the bare base. ``default`` is the adapter shipped for that base."""
     if spec == "none":
         return None
     if spec == DEFAULT_ADAPTER:
-        if (DEFAULT_ADAPTER_DIR / "adapter_config.json").is_file():
-            return DEFAULT_ADAPTER_DIR
-        log.warning("no adapter is shipped in %s: running the bare base model (no mafioso persona); "
-                    "pass --adapter FOLDER to use a trained one", DEFAULT_ADAPTER_DIR)
-        return None
+        folder = shipped_adapter(base or EMBEDDED_BASE)
+        if folder is None and base and named_base(base) is None and base.endswith(".gguf"):
+            folder = shipped_adapter(resolve_base(base))  # a GGUF is known by its converted folder
+        if folder is None:
+            log.warning("no adapter is shipped for the base %s: running the bare base model (no mafioso "
+                        "persona); pass --adapter FOLDER to use a trained one", base or EMBEDDED_BASE)
+        return folder
     folder = Path(spec).expanduser()
     if not (folder / "adapter_config.json").is_file():
         raise ModelError(f"{spec} is not an adapter folder (no adapter_config.json); "
@@ -90,6 +113,35 @@ def base_of(cfg_base: str, adapter: Path | None) -> str:
         if base:
             return base
     return EMBEDDED_BASE
+
+
+def check_adapter_base(adapter: Path, base: str, config) -> None:
+    """Refuse an adapter trained on another base model, saying which base it needs.
+
+    The facts its ``mafioso.json`` records (architecture, hidden size, layers; for an older adapter, those of
+    the named base it records) must be the loaded model's; when both the adapter's base and the loaded one are
+    named bases, the names must agree too. A local copy of the same model passes: only its facts are compared.
+    """
+    info_file = adapter / ADAPTER_INFO
+    try:
+        info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
+    except json.JSONDecodeError:
+        raise ModelError(f"{info_file} is not a valid mafioso.json") from None
+    recorded = info.get("base") or {}
+    wanted = recorded.get("name") or info.get("base_model") or ""
+    name = named_base(wanted) if wanted else None
+    expected = {k: recorded[k] for k in ("architecture", "hidden_size", "num_hidden_layers") if k in recorded}
+    if not expected and name in BASES:
+        expected = BASES[name].facts()
+    found = model_facts(config)
+    wrong = [f"{key} {value} (this model: {found[key]})" for key, value in expected.items() if found[key] != value]
+    have = named_base(base)
+    if name in BASES and have in BASES and name != have:
+        wrong.insert(0, f"base {name} (this model: {have})")
+    if wrong:
+        raise ModelError(f"the adapter {adapter} needs the base {wanted or '(unrecorded)'}, not {base}: it was "
+                         f"trained on {', '.join(wrong)}. Run it with --base-model {wanted or 'THE-BASE'}, or "
+                         "leave --base-model out to load the base the adapter names")
 
 
 def _cpu_has_native_bf16() -> bool:
@@ -202,7 +254,7 @@ class Engine:
         """Load the base and adapter named by ``cfg`` for decoding with ``gen``."""
         from peft import PeftModel
 
-        adapter = adapter_folder(cfg.adapter)
+        adapter = adapter_folder(cfg.adapter, cfg.base_model)
         base = resolve_base(base_of(cfg.base_model, adapter))
         device = _device(cfg.device)
         quantization = cfg.quantization if device == "cuda" else "none"
@@ -219,6 +271,7 @@ class Engine:
         load_dtype = torch.float32 if merge else dtype
         model = load_model(base, quantization, "cpu" if merge else device, load_dtype, attn_implementation="sdpa")
         if adapter is not None:
+            check_adapter_base(adapter, base, model.config)
             try:
                 model = PeftModel.from_pretrained(model, str(adapter))
             except (OSError, ValueError, RuntimeError) as exc:

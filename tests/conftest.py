@@ -5,13 +5,19 @@ import json
 import pytest
 
 from mafioso.config import GenerationConfig, WorkerConfig
-from tests.helpers import FakeEngine, tiny_model
+from tests.helpers import FakeEngine, tiny_model, tiny_qwen_model
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A tiny random Gemma 3 text model + tokenizer folder, built once per test session."""
     return tiny_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_dir(tmp_path_factory):
+    """A tiny random Qwen2 model + tokenizer folder (Qwen's special tokens), built once per test session."""
+    return tiny_qwen_model(tmp_path_factory)
 
 
 @pytest.fixture
@@ -43,7 +49,10 @@ def tiny_adapter_dir(tiny_model_dir, tmp_path_factory):
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False,
                       task_type="CAUSAL_LM")
     get_peft_model(model, lora).save_pretrained(folder)
-    (folder / "mafioso.json").write_text(json.dumps({"base_model": str(tiny_model_dir)}))
+    from mafioso.base_model import model_facts
+
+    base = {"name": str(tiny_model_dir), **model_facts(model.config)}  # what the trainer records
+    (folder / "mafioso.json").write_text(json.dumps({"base_model": str(tiny_model_dir), "base": base}))
     return folder
 
 

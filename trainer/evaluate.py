@@ -274,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
     for stale in (out / "base" / "predictions.jsonl", out / "comparison.png"):  # left by an earlier run
         stale.unlink(missing_ok=True)
     # Pin the base now, so the --compare-base run loads exactly the weights under the adapter.
-    cfg = dataclasses.replace(cfg, base_model=base_of(cfg.base_model, adapter_folder(cfg.adapter)))
+    cfg = dataclasses.replace(cfg, base_model=base_of(cfg.base_model, adapter_folder(cfg.adapter, cfg.base_model)))
     runner = SnippetRunner()  # every snippet runs once, before a model takes the memory
     reference = reference_metrics(samples, runner)
     ran = runner.summary()

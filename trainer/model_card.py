@@ -9,11 +9,17 @@ from pathlib import Path
 from mafioso.config import ADAPTER_INFO
 
 
-def write_model_card(folder: Path, *, cfg: dict, base: str, data_files: dict, stats: dict,
+def write_model_card(folder: Path, *, cfg: dict, base: dict, data_files: dict, stats: dict,
                      command: list[str], counts: dict) -> None:
-    """Write ``README.md`` (for people) and ``mafioso.json`` (for the worker) into ``folder``."""
-    info = {"base_model": base, "data_files": data_files, "counts": counts, "stats": stats,
-            "config": cfg, "command": shlex.join(command)}
+    """Write ``README.md`` (for people) and ``mafioso.json`` (for the worker) into ``folder``.
+
+    ``base`` is ``{"name": ..., "architecture": ..., "hidden_size": ..., "num_hidden_layers": ...}``: the worker
+    loads ``base_model`` (the name) by default and refuses the adapter on a model with other facts.
+    """
+    info = {"base_model": base["name"], "base": base, "data_files": data_files, "counts": counts,
+            "stats": stats, "config": cfg, "command": shlex.join(command)}
+    facts = f"{base['architecture']}, hidden size {base['hidden_size']}, {base['num_hidden_layers']} layers"
+    base = base["name"]
     (folder / ADAPTER_INFO).write_text(json.dumps(info, indent=2) + "\n")
     hyper = "\n".join(f"| `{k}` | `{v}` |" for k, v in cfg.items() if k not in ("data", "validation"))
     data = "\n".join(f"| `{path}` | `{digest}` |" for path, digest in data_files.items())
@@ -22,7 +28,7 @@ def write_model_card(folder: Path, *, cfg: dict, base: str, data_files: dict, st
                if stats.get("resumed_from_step") else "")
     (folder / "README.md").write_text(f"""# Mafioso LoRA adapter
 
-A LoRA adapter that makes `{base}` explain Python code in the voice of a Hollywood mafioso.
+A LoRA adapter that makes `{base}` ({facts}) explain Python code in the voice of a Hollywood mafioso.
 Load it with `mafioso explain --adapter {cfg['output']}` (or any PEFT-aware tool, on the same base).
 
 ## Training

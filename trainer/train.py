@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mafioso.base_model import load_model, load_tokenizer, resolve_base, sha256_file
+from mafioso.base_model import load_model, load_tokenizer, model_facts, named_base, resolve_base, sha256_file
 from mafioso.config import TrainConfig
 from trainer.dataset import Sample, duplicate_problems, load_samples, split, tokenize
 from trainer.model_card import write_loss_plot, write_model_card
@@ -76,6 +76,7 @@ class Run:
     counts: dict
     train_tokens: int
     checkpoint: str | None
+    base: dict  # what mafioso.json records of the base: its name and the facts an adapter depends on
 
 
 def setup(cfg: TrainConfig) -> Run:
@@ -109,6 +110,17 @@ def setup(cfg: TrainConfig) -> Run:
     device_args, compute_dtype = _device_settings(cfg, cuda)
     model = load_model(base, cfg.quantization, "cuda" if cuda else "cpu", compute_dtype)
     model.config.use_cache = False
+    if not cuda:
+        # bitsandbytes repacks a 4-bit weight for its CPU inference kernel at the first eval and keeps it packed;
+        # back in training that kernel adds a layer's bias in place, which autograd refuses (Qwen2's q/k/v have
+        # biases, Gemma's none): keep the training kernel throughout
+        for module in model.modules():
+            if hasattr(module, "support_avx512bf16_for_cpu"):
+                module.support_avx512bf16_for_cpu = False
+    # a named base is recorded by name (also when given as its converted folder or GGUF), so the adapter works
+    # on any machine that can prepare it; the facts let the worker refuse it on another model
+    base_info = {"name": named_base(cfg.base_model) or named_base(base) or cfg.base_model,
+                 **model_facts(model.config)}
     if cfg.quantization != "none":
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=cfg.gradient_checkpointing,
@@ -151,7 +163,7 @@ def setup(cfg: TrainConfig) -> Run:
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows),
     )
     return Run(cfg, trainer, cuda, {"train": len(train_rows), "validation": len(val_rows)},
-               sum(len(r["input_ids"]) for r in train_rows), checkpoint)
+               sum(len(r["input_ids"]) for r in train_rows), checkpoint, base_info)
 
 
 def _cast_weights(path: Path, dtype: str) -> None:
@@ -178,7 +190,7 @@ def save(run: Run, stats: dict, command: list[str]) -> Path:
         (tmp / "training_log.json").write_text(json.dumps({"stats": stats, "log_history": history}, indent=2))
         write_loss_plot(history, tmp / "loss.png")
         files = {p: sha256_file(Path(p)) for p in [*cfg.data, *cfg.validation]}
-        write_model_card(tmp, cfg=dataclasses.asdict(cfg), base=cfg.base_model, data_files=files,
+        write_model_card(tmp, cfg=dataclasses.asdict(cfg), base=run.base, data_files=files,
                          stats=stats, command=command, counts=run.counts)
         if output.exists():
             old = output.with_name(f".{output.name}.old")

@@ -119,7 +119,7 @@ def test_adapter_is_merged_on_cpu_and_base_read_from_mafioso_json(engine, tiny_a
 
 
 def test_adapter_folder_and_base(tmp_path, monkeypatch, caplog, tiny_adapter_dir, tiny_model_dir):
-    monkeypatch.setattr(engine_module, "DEFAULT_ADAPTER_DIR", tmp_path / "adapter")
+    monkeypatch.setattr(engine_module, "SHIPPED_ADAPTERS_DIR", tmp_path)  # nothing shipped there
     with caplog.at_level(logging.WARNING, logger="bot.engine"):
         assert adapter_folder("default") is None
     assert "bare base model" in caplog.text
