@@ -77,7 +77,7 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
     except InputRejected as exc:
         return _error(413 if exc.reason == "too_large" else 400, str(exc), "invalid_request_error", exc.reason)
     except WorkerBusy as exc:
-        return _error(503, str(exc), "server_busy", "busy", **{"Retry-After": "1"})
+        return _error(503, str(exc), "server_busy", "busy", **{"Retry-After": str(exc.retry_after)})
     except WorkerTimeout as exc:
         return _error(504, str(exc), "timeout", "timeout")
     except WorkerUnavailable as exc:

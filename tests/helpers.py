@@ -382,6 +382,7 @@ class FakeEngine:
         self.fail = fail
         self.batches: list[list[tuple[str, str | None]]] = []
         self.started = threading.Event()
+        import bot.engine  # noqa: F401 - torch loads here, not inside the first (timed) answer
 
     def generate(self, requests):
         self.batches.append(list(requests))
