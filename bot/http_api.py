@@ -16,7 +16,12 @@ Flags override ``MAFIOSO_*`` variables (and ``.env``). With ``MAFIOSO_API_KEY`` 
 400 bad JSON or input, 401 key, 404 unknown model, 413 too large, 503 busy (with Retry-After) or shutting
 down, 504 timeout. Request bodies and the key are never logged. OpenAI sampling fields the worker cannot
 honour (temperature, top_p, n, stream, stop) are accepted only at their greedy default; other values get a
-400 that says so.
+400 that says so. ``max_tokens`` (1 to the worker's ``max_new_tokens``) is honoured per request; an answer
+cut there has ``finish_reason: "length"`` (``finished: false``).
+
+A client that hangs up cancels its request (aiohttp's ``handler_cancellation``): it leaves the queue, or the
+engine stops decoding it at the next step. A ``/v1/completions`` prompt list is answered whole or not at
+all: when one prompt fails (busy, timeout, bad input) the others are cancelled at once.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from bot.worker import Worker
 from mafioso.config import WorkerConfig
 from mafioso.errors import ConfigError, InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 
-__all__ = ["MODEL_ID", "WORKER", "add_arguments", "listen", "make_app", "run", "split_fence"]
+__all__ = ["MODEL_ID", "RUNNER_OPTIONS", "WORKER", "add_arguments", "listen", "make_app", "run", "split_fence"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,9 @@ WORKER = web.AppKey("worker", Worker)
 _KEYED = web.AppKey("keyed", bool)
 _VERSION = mafioso.__version__
 _STARTED = int(time.time())
+#: How the app is served: a handler is cancelled when its client disconnects (aiohttp stopped doing that by
+#: default in 3.7), which cancels the request in the worker: no decoding for nobody.
+RUNNER_OPTIONS = {"handler_cancellation": True}
 _FENCE = re.compile(r"(```|~~~)[^\n]*\n(.*?)(?:\1|\Z)", re.DOTALL)
 
 
@@ -120,10 +128,15 @@ async def _body(request: web.Request) -> dict:
 
 
 async def _parse(request: web.Request, spec: Body) -> dict:
-    """The request's body checked against ``spec``; a named model must be ours."""
+    """The request's body checked against ``spec``; a named model must be ours, ``max_tokens`` within the
+    worker's longest answer."""
     values = spec.parse(await _body(request))
     if values.get("model") not in (None, MODEL_ID):
         raise _UnknownModel(values["model"])
+    most = request.app[WORKER].max_new_tokens
+    if most is not None and (values.get("max_tokens") or 0) > most:
+        raise BadRequest(f"'max_tokens' must be at most {most}, the longest answer this worker gives "
+                         "(MAFIOSO_MAX_NEW_TOKENS).")
     return values
 
 
@@ -132,7 +145,11 @@ async def _parse(request: web.Request, spec: Body) -> dict:
 _TEXT = {"type": "string"}
 _GREEDY = "this worker decodes greedily, the way its adapter was tuned and evaluated; leave it out or send the default"
 #: OpenAI fields the worker honours only at their default value: anything else is a 400 that says so.
+_MAX_TOKENS = Param("max_tokens", {"type": "integer", "minimum": 1},
+                   "longest answer in tokens, at most the worker's max_new_tokens (its default; a larger value is "
+                   "a 400 that says the maximum); an answer cut there has finish_reason 'length'")
 _DEFAULTS_ONLY = (
+    _MAX_TOKENS,
     Param("model", _TEXT, f"the model; this worker serves '{MODEL_ID}' (another name is a 404)"),
     Param("temperature", {"type": "number", "minimum": 0}, "sampling temperature: 0 (greedy) only",
           only=(0,), why=_GREEDY),
@@ -148,6 +165,7 @@ _DEFAULTS_ONLY = (
 EXPLAIN = Body("ExplainRequest", (
     Param("code", _TEXT, "the Python code to explain", required=True),
     Param("request", _TEXT, "what the user asked about it (default: 'Explain this code.')"),
+    _MAX_TOKENS,
 ))
 COMPLETIONS = Body("CompletionRequest", (
     Param("prompt", {"oneOf": [_TEXT, {"type": "array", "items": _TEXT, "minItems": 1}]},
@@ -200,23 +218,41 @@ def _finish_reason(answer) -> str:
     return "stop" if answer.finished else "length"
 
 
+async def _all_or_none(worker: Worker, codes: list[str], max_tokens: int | None) -> list:
+    """Every code's answer, or the first failure with the other requests cancelled at once (their queue places
+    and slots freed): nobody reads the rest of a list whose request failed."""
+    tasks: list[asyncio.Task] = []
+    try:
+        for code in codes:
+            tasks.append(asyncio.ensure_future(worker.explain(code, max_tokens=max_tokens)))
+            await asyncio.sleep(0)  # it runs up to its admission: a refused one ends the list here
+            if tasks[-1].done() and tasks[-1].exception() is not None:
+                break
+        return await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()  # finished ones ignore it
+        await asyncio.gather(*tasks, return_exceptions=True)  # settled: out of the queue before we answer
+
+
 # ------------------------------------------------------------------------------------------ handlers
 
 
 async def explain(request: web.Request) -> web.Response:
     """POST /v1/explain: the project's own endpoint."""
     body = await _parse(request, EXPLAIN)
-    answer = await request.app[WORKER].explain(body["code"], body["request"])
+    answer = await request.app[WORKER].explain(body["code"], body["request"], max_tokens=body["max_tokens"])
     return web.json_response({"explanation": answer.text, "tokens": answer.tokens, "latency_s": answer.latency_s,
                               "finished": answer.finished, "code_leak": answer.code_leak})
 
 
 async def completions(request: web.Request) -> web.Response:
     """POST /v1/completions: OpenAI text completions; each prompt is a piece of code."""
-    prompt = (await _parse(request, COMPLETIONS))["prompt"]
+    body = await _parse(request, COMPLETIONS)
+    prompt = body["prompt"]
     pairs = [(code, None) for code in (prompt if isinstance(prompt, list) else [prompt])]
     worker = request.app[WORKER]
-    answers = await asyncio.gather(*(worker.explain(code) for code, _ in pairs))
+    answers = await _all_or_none(worker, [code for code, _ in pairs], body["max_tokens"])
     return web.json_response({
         "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
         "model": MODEL_ID, "usage": _usage(worker, pairs, answers),
@@ -227,7 +263,8 @@ async def completions(request: web.Request) -> web.Response:
 
 async def chat_completions(request: web.Request) -> web.Response:
     """POST /v1/chat/completions: OpenAI chat; the last user message holds the code."""
-    messages = (await _parse(request, CHAT))["messages"]
+    body = await _parse(request, CHAT)
+    messages = body["messages"]
     users = [m for m in messages if m.get("role") == "user"]
     if not users:
         raise BadRequest("'messages' must hold at least one user message with the code.")
@@ -238,7 +275,7 @@ async def chat_completions(request: web.Request) -> web.Response:
         raise BadRequest("the last user message's 'content' must be a string or a list of text parts.")
     code, req = split_fence(content)
     worker = request.app[WORKER]
-    answer = await worker.explain(code, req)
+    answer = await worker.explain(code, req, max_tokens=body["max_tokens"])
     return web.json_response({
         "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
         "model": MODEL_ID, "usage": _usage(worker, [(code, req)], [answer]),
@@ -314,7 +351,7 @@ def run(args: argparse.Namespace) -> int:
         log.warning("serving on %s without MAFIOSO_API_KEY: anyone who can reach it can use it", cfg.host)
     sock = listen(cfg.host, cfg.port)  # before the model loads: a busy port is known in a second, not minutes
     worker = build_worker(cfg, gen)
-    web.run_app(make_app(worker, cfg), sock=sock, print=lambda text: log.info("%s", text))
+    web.run_app(make_app(worker, cfg), sock=sock, print=lambda text: log.info("%s", text), **RUNNER_OPTIONS)
     return 0
 
 

@@ -306,3 +306,66 @@ def test_before_anything_is_measured_two_rounds_of_slots_are_admitted():
     worker, answers, busy = asyncio.run(main())
     assert len(answers) == 4 and busy.retry_after == 1
     assert metric(worker, "mafioso_refused_total", reason="cold_start") == 1
+
+
+def test_max_tokens_is_honoured_per_request():
+    """Issue 19 item 7: max_tokens was accepted and ignored."""
+    engine = FakeEngine(tokens=10, max_new_tokens=50)
+
+    async def main():
+        worker = await started(engine)
+        short, full = await asyncio.gather(worker.explain("a", max_tokens=4), worker.explain("b"))
+        with pytest.raises(ValueError, match="between 1 and 50"):
+            await worker.explain("c", max_tokens=51)
+        await worker.stop()
+        return worker, short, full
+
+    worker, short, full = asyncio.run(main())
+    assert (short.tokens, short.finished) == (4, False) and (full.tokens, full.finished) == (10, True)
+    assert metric(worker, "mafioso_truncated_total") == 1
+
+
+def test_a_request_that_times_out_while_decoding_stops_its_row():
+    """Issue 19 item 6: a request that got 504 kept decoding to the end."""
+    engine = FakeEngine(tokens=500, token_delay=0.01)
+
+    async def main():
+        worker = await started(engine, request_timeout=0.3)
+        with pytest.raises(WorkerTimeout):
+            await worker.explain("long")
+        for _ in range(100):
+            if engine.cancelled:
+                break
+            await asyncio.sleep(0.01)
+        worker.cfg.request_timeout = 5
+        engine.tokens = 3
+        after = await worker.explain("next")  # the slot is free at once
+        await worker.stop()
+        return worker, after
+
+    worker, after = asyncio.run(main())
+    assert engine.cancelled == 1 and engine.decoded < 100  # 500 before the fix
+    assert metric(worker, "mafioso_cancelled_total", stage="decoding") == 1
+    assert after.text == "explained next"
+
+
+def test_a_cancelled_caller_stops_its_row_and_its_batch_ends_with_its_last_live_row():
+    engine = FakeEngine(tokens=500, token_delay=0.01)
+
+    async def main():
+        worker = await started(engine, max_batch_size=4)
+        tasks = [asyncio.create_task(worker.explain(f"c{i}")) for i in range(3)]
+        await asyncio.to_thread(engine.started.wait, 5)
+        await asyncio.sleep(0.05)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        answer = await asyncio.wait_for(worker.explain("next", max_tokens=2), 2)
+        await worker.stop()
+        return worker, answer
+
+    worker, answer = asyncio.run(main())
+    assert engine.cancelled == 3 and engine.decoded < 3 * 100
+    assert metric(worker, "mafioso_cancelled_total", stage="decoding") == 3
+    assert metric(worker, "mafioso_requests_total", outcome="cancelled") == 3
+    assert answer.tokens == 2
