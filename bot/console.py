@@ -3,6 +3,7 @@
     mafioso explain script.py
     cat script.py | mafioso explain - --request "why is this slow?"
     mafioso explain script.py --worker-url http://127.0.0.1:8000      # ask a running worker instead
+    mafioso explain script.py --show-prompt      # print the prompt the model would read (no model loaded)
 
 Without ``--worker-url`` the model runs in this process (same worker, guard and post-check as the
 server). A refusal (empty, too large or binary input; a busy or unreachable worker) is printed in
@@ -16,6 +17,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+import prompts
 from bot import guard
 from bot.explainer import Explanation
 from bot.runtime import add_settings_arguments, build_worker, load_settings
@@ -34,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request", help="what to ask about the code (default: 'Explain this code.')")
     parser.add_argument("--worker-url", help="explain through a running 'mafioso worker' at this URL "
                                              "(its key from MAFIOSO_API_KEY) instead of loading the model here")
+    parser.add_argument("--show-prompt", action="store_true",
+                        help="print the full prompt the model would read (instruction, request, code, facts) "
+                             "and exit without loading the model")
     add_settings_arguments(parser, skip=_SERVER_ONLY)
 
 
@@ -71,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         # Cheap checks first, so an empty file never waits for the model to load.
         code = guard.check(data, args.request, max_chars=cfg.max_input_chars)
+        if args.show_prompt:
+            print(prompts.render_prompt(code, args.request), end="")
+            return 0
         if args.worker_url:
             answer = asyncio.run(_remote(args.worker_url, cfg.api_key, code, args.request))
         else:

@@ -12,7 +12,8 @@ Where the adapter goes depends on the device:
 * CPU: never bitsandbytes, adapter merged in fp32, served in bf16 where the CPU has native bf16 (else fp32).
 
 :meth:`Engine.generate` is the reference decode path: one ``model.generate`` call for the whole batch, left
-padding, stopping each row at EOS or when the model opens a new ``###`` section. With ``quantization=none``
+padding, stopping each row at EOS, when the model opens a new ``###`` section or when it loops
+(:mod:`bot.loop_guard`: the answer is then cut back to before the loop). With ``quantization=none``
 and greedy decoding, :meth:`Engine.load` returns a :class:`bot.fast_engine.FastEngine` instead: same
 ``generate`` signature and greedy maths (token-identical to ``model.generate`` in fp32; in bf16 the different
 kernels may pick other tokens, with equal eval metrics), decoded with continuous batching, on CUDA in
@@ -33,6 +34,7 @@ from transformers import (LogitsProcessor, LogitsProcessorList, RepetitionPenalt
 
 import mafioso
 import prompts
+from bot.loop_guard import LoopGuard, LoopRule, TokenPieces, cut_loop, find_loop
 from bot.ngram_ban import NgramBan
 from bot.postcheck import scrub
 from mafioso.base_model import cache_dir, load_model, load_tokenizer, resolve_base
@@ -51,10 +53,11 @@ DEFAULT_ADAPTER_DIR = Path(mafioso.__file__).resolve().parent / "adapter"
 class Generation:
     """One decoded answer."""
 
-    text: str  # the explanation only: cut before any new ### section, stripped, code removed
-    tokens: int  # generated tokens up to and including the stop (EOS or the token that completed ###)
-    finished: bool  # stopped by EOS or ###, not by max_new_tokens
+    text: str  # the explanation only: cut before any new ### section or loop, stripped, code removed
+    tokens: int  # generated tokens up to and including the stop (EOS, the token that completed ### or a loop)
+    finished: bool  # stopped by EOS, ### or a loop (GenerationConfig.stop_loops), not by max_new_tokens
     code_leak: bool = False  # the post-check found code and removed it
+    looped: bool = False  # the answer loops (bot.loop_guard), whether stop_loops cut it or not
 
 
 def adapter_folder(spec: str) -> Path | None:
@@ -135,6 +138,28 @@ class _SectionStop(StoppingCriteria):
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+class _LoopStop(StoppingCriteria):
+    """Stopping criterion: a row is done once its answer loops (:class:`bot.loop_guard.LoopGuard`, fed one column
+    of new tokens per step). ``stopped_at[row]`` records how many tokens the row had generated then."""
+
+    def __init__(self, rule: LoopRule, pieces: TokenPieces, prompt_len: int):
+        self.rule, self.pieces, self.prompt_len = rule, pieces, prompt_len
+        self.rows: list[LoopGuard] = []
+        self.fed = 0  # answer tokens fed to every row's guard so far
+        self.stopped_at: dict[int, int] = {}
+
+    def __call__(self, input_ids, scores, **kwargs):
+        if not self.rows:
+            self.rows = [LoopGuard(self.rule, self.pieces) for _ in range(input_ids.shape[0])]
+        for column in input_ids[:, self.prompt_len + self.fed:].T.tolist():
+            self.fed += 1
+            for row, (guard, token) in enumerate(zip(self.rows, column, strict=True)):
+                if row not in self.stopped_at and guard.add(token):
+                    self.stopped_at[row] = self.fed
+        return torch.tensor([row in self.stopped_at for row in range(len(self.rows))], dtype=torch.bool,
+                            device=input_ids.device)
+
+
 class _AnswerNgramBan(LogitsProcessor):
     """Per row, forbids the tokens that would repeat an n-gram of its answer (:class:`bot.ngram_ban.NgramBan`)."""
 
@@ -170,6 +195,7 @@ class Engine:
         eos = model.generation_config.eos_token_id
         eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.eos_ids = sorted(eos | {tokenizer.eos_token_id})
+        self.pieces = TokenPieces(tokenizer)  # each token's text, for the loop rule
 
     @classmethod
     def load(cls, cfg: WorkerConfig, gen: GenerationConfig) -> Engine:
@@ -237,7 +263,8 @@ class Engine:
         return [self._finish(ids, stop) for ids, stop in rows]
 
     def decode(self, prompt_ids: list[list[int]]) -> list[tuple[list[int], int | None]]:
-        """One batched ``model.generate``: per row, the generated ids and where ``###`` stopped it (or None)."""
+        """One batched ``model.generate``: per row, the generated ids and where ``###`` or a loop stopped it
+        (or None)."""
         width = max(len(ids) for ids in prompt_ids)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompt_ids], device=self.device)
@@ -252,22 +279,31 @@ class Engine:
         if self.gen.no_repeat_ngram:
             extra.setdefault("logits_processor", LogitsProcessorList()).append(
                 _AnswerNgramBan(self.gen.no_repeat_ngram, width))
-        stop = _SectionStop(self.tokenizer, width)
+        stops = [_SectionStop(self.tokenizer, width)]
+        if self.gen.stop_loops:
+            stops.append(_LoopStop(LoopRule.of(self.gen), self.pieces, width))
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=input_ids, attention_mask=mask, max_new_tokens=self.gen.max_new_tokens,
                 do_sample=self.gen.do_sample, pad_token_id=pad, eos_token_id=self.eos_ids,
-                stopping_criteria=StoppingCriteriaList([stop]), **extra,
+                stopping_criteria=StoppingCriteriaList(stops), **extra,
             )
         generated = out[:, width:].tolist()
-        return [(ids, stop.stopped_at.get(row)) for row, ids in enumerate(generated)]
+        return [(ids, min((s.stopped_at[row] for s in stops if row in s.stopped_at), default=None))
+                for row, ids in enumerate(generated)]
 
-    def _finish(self, ids: list[int], section_stop: int | None) -> Generation:
-        """Cut one row at its stop, decode it, and run the code post-check."""
+    def _finish(self, ids: list[int], stop: int | None) -> Generation:
+        """Cut one row at its stop (### or a loop, else EOS), decode it, cut a loop out of the text
+        (``stop_loops``), and run the code post-check."""
         eos_at = next((i for i, t in enumerate(ids) if t in self.eos_ids), None)
-        stops = [n for n in (section_stop, None if eos_at is None else eos_at + 1) if n is not None]
+        stops = [n for n in (stop, None if eos_at is None else eos_at + 1) if n is not None]
         tokens = min(stops) if stops else len(ids)
-        text = self.tokenizer.decode(ids[:tokens], skip_special_tokens=True)
+        answer = ids[:tokens]
+        loop = find_loop(answer, LoopRule.of(self.gen), self.pieces)  # found again exactly where decode stopped
+        if loop is not None and self.gen.stop_loops:
+            text = cut_loop(lambda part: self.tokenizer.decode(part, skip_special_tokens=True), answer, loop)
+        else:
+            text = self.tokenizer.decode(answer, skip_special_tokens=True)
         text = text.split(prompts.SECTION_MARKER, 1)[0].strip()
         text, leaked = scrub(text)
-        return Generation(text=text, tokens=tokens, finished=bool(stops), code_leak=leaked)
+        return Generation(text=text, tokens=tokens, finished=bool(stops), code_leak=leaked, looped=loop is not None)

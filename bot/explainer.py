@@ -17,7 +17,7 @@ class Explanation:
     text: str
     tokens: int  # generated tokens
     latency_s: float  # from request to answer, queueing included
-    finished: bool  # ended on its own (EOS or a new ### section), not cut at max_new_tokens
+    finished: bool  # ended on its own (EOS, a new ### section or a loop cut back), not cut at max_new_tokens
     code_leak: bool = False  # the post-check found code in the answer (it was removed)
 
 

@@ -23,9 +23,15 @@ import torch
 import prompts
 from bot.engine import Engine
 from bot.fast_decode import Gemma3Decoder
+from bot.loop_guard import LoopGuard, LoopRule
 from bot.ngram_ban import NgramBan
 
 log = logging.getLogger(__name__)
+
+#: The most tokens the facts sheet adds to a prompt: its bound (prompts.FACTS_MAX_TOKENS, an estimate up to
+#: ~1/6 under the real count) and its "### FACTS:" header. Slots grow by this, so code that fitted before
+#: the sheet still fits.
+FACTS_TOKENS = prompts.FACTS_MAX_TOKENS * 5 // 4 + 8
 
 
 @dataclass
@@ -33,8 +39,9 @@ class _Row:
     prompt: list[int]
     future: Future
     generated: list[int] = field(default_factory=list)
-    stop: int | None = None  # tokens generated when a ### section stopped it
+    stop: int | None = None  # tokens generated when a ### section or a loop stopped it
     ngrams: NgramBan | None = None  # GenerationConfig.no_repeat_ngram
+    loops: LoopGuard | None = None  # GenerationConfig.stop_loops
     bans: frozenset[int] = frozenset()  # the tokens banned for its slot now
 
 
@@ -105,12 +112,13 @@ class FastEngine(Engine):
     #: the decoder pads a batch further, to its prefill graph's bucket, and splits one that no bucket holds.
     prefill_tokens = 4096
     #: On the GPU, slots for prompts longer than ``short_prompt_tokens``; the other slots keep a full-attention
-    #: cache for short prompts only (~1,000 tokens, ~3,000 characters of code: any Discord message): 8 long
+    #: cache for short prompts only (~1,000 tokens, ~3,000 characters of code, plus the facts sheet): 8 long
     #: slots of 64 make the KV cache ~0.8 GB instead of 1.05, and served as fast on the H100 (docs/BENCHMARKS.md,
-    #: "Short and long slots"). A long prompt waits for a long slot; a short one takes a long slot only when
-    #: every short slot is busy. None = every slot long.
+    #: "Short and long slots"; measured before the facts sheet made every slot ~400 tokens longer). A long
+    #: prompt waits for a long slot; a short one takes a long slot only when every short slot is busy. None =
+    #: every slot long.
     long_slots: int | None = 8
-    short_prompt_tokens = 1024
+    short_prompt_tokens = 1024 + FACTS_TOKENS
     #: Compute the keys of the instruction every prompt starts with once (prompts.shared_prefix_ids): a prefill
     #: then runs only the request and the code, ~1/3 of a typical prompt's tokens (docs/BENCHMARKS.md).
     share_prefix = True
@@ -175,8 +183,9 @@ class FastEngine(Engine):
     @staticmethod
     def slot_length(cfg, gen) -> int:
         """KV-cache length per slot: the instruction plus code of ``max_input_chars`` (about 3 characters a
-        token, rounded up to 512) plus a full answer. Longer prompts still work, on the reference path."""
-        return -(-(cfg.max_input_chars // 3 + 256) // 512) * 512 + gen.max_new_tokens
+        token) plus its facts sheet, rounded up to 512, plus a full answer. Longer prompts still work, on the
+        reference path."""
+        return -(-(cfg.max_input_chars // 3 + 256 + FACTS_TOKENS) // 512) * 512 + gen.max_new_tokens
 
     @staticmethod
     def supports(model, gen, quantization: str) -> bool:
@@ -191,7 +200,9 @@ class FastEngine(Engine):
             raise RuntimeError("the engine is closed")
         fits = [len(ids) <= self.max_prompt_tokens for ids in prompt_ids]
         n = self.gen.no_repeat_ngram
-        rows = [_Row(ids, Future(), ngrams=NgramBan(n) if n else None) for ids, ok in zip(prompt_ids, fits) if ok]
+        rule = LoopRule.of(self.gen) if self.gen.stop_loops else None
+        rows = [_Row(ids, Future(), ngrams=NgramBan(n) if n else None,
+                     loops=LoopGuard(rule, self.pieces) if rule else None) for ids, ok in zip(prompt_ids, fits) if ok]
         for row in rows:
             self._inbox.put(row)
         long = iter(super().decode([ids for ids, ok in zip(prompt_ids, fits) if not ok]) if not all(fits) else [])
@@ -308,7 +319,7 @@ class FastEngine(Engine):
         self.decoder.set_bans(lift, ban)
 
     def _record(self, active: dict[int, _Row], slot: int, token: int) -> None:
-        """Append one token to a slot's answer; finish the row at EOS, ### or the token budget."""
+        """Append one token to a slot's answer; finish the row at EOS, ###, a loop or the token budget."""
         row = active[slot]
         row.generated.append(token)
         if row.ngrams is not None:
@@ -317,6 +328,8 @@ class FastEngine(Engine):
             tail = self.tokenizer.decode(row.generated[-3:])
             if prompts.SECTION_MARKER in tail:
                 row.stop = len(row.generated)
+        if row.loops is not None and row.stop is None and row.loops.add(token):
+            row.stop = len(row.generated)
         if token in self.eos_ids or row.stop is not None or len(row.generated) >= self.gen.max_new_tokens:
             del active[slot]
             row.future.set_result((row.generated, row.stop))

@@ -155,6 +155,8 @@ class Metrics:
                                   registry=self.registry)
         self.truncated = Counter("mafioso_truncated", "answers cut at max_new_tokens or the request's max_tokens",
                                  registry=self.registry)
+        self.loops = Counter("mafioso_loops", "answers that looped (ended and cut there unless stop_loops is off)",
+                             registry=self.registry)
         self.refused = Counter("mafioso_refused", "requests refused at admission (503 busy with Retry-After): "
                                "queue_full, overloaded (expected past the timeout at the measured rate), "
                                "cold_start (2 x slots in the worker before any answer was measured)",
@@ -397,5 +399,7 @@ class Worker:
                 self.metrics.code_leaks.inc()
             if not result.finished:
                 self.metrics.truncated.inc()
+            if result.looped:
+                self.metrics.loops.inc()
             if not job.future.done():
                 job.future.set_result(result)

@@ -108,13 +108,22 @@ class GenerationConfig:
                                   "rule); off, the answer may freely name the code's identifiers",
                                   default=False)
     no_repeat_ngram: int = _help("never repeat an n-gram of the answer's own tokens, e.g. 6 (0 = off); stops "
-                                 "loops like '120, 120, 120'", default=0)
+                                 "loops like '120, 120, 120' but may misspell a name it repeats (see stop_loops)",
+                                 default=0)
+    stop_loops: bool = _help("end an answer that loops and cut it back to before the loop (bot/loop_guard.py); "
+                             "off, it runs on to max_new_tokens. Either way eval reports loop_rate", default=True)
+    loop_span: int = _help("stop_loops: tokens a unit of 1-12 tokens repeated 4+ times must cover", default=20)
+    loop_count: int = _help("stop_loops: comma-separated numbers in equal steps ('1, 2, 3, ...') that make a "
+                            "loop", default=10)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ConfigError("MAFIOSO_MAX_NEW_TOKENS must be at least 1")
         if self.no_repeat_ngram < 0 or self.no_repeat_ngram == 1:
             raise ConfigError("MAFIOSO_NO_REPEAT_NGRAM must be 0 (off) or at least 2")
+        if self.loop_span < 8 or self.loop_count < 5:
+            raise ConfigError("MAFIOSO_LOOP_SPAN must be at least 8 and MAFIOSO_LOOP_COUNT at least 5 (shorter "
+                              "repeats and lists are normal prose; MAFIOSO_STOP_LOOPS=false turns the rule off)")
         if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.repetition_penalty <= 0:
             raise ConfigError("temperature and repetition_penalty must be > 0 and top_p in (0, 1]")
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib.resources import files
 
-__all__ = ["DEFAULT_REQUEST", "SECTION_MARKER", "encode", "instruction", "render_prompt", "shared_prefix_ids"]
+from prompts.facts import FACTS_MAX_CHARS, FACTS_MAX_TOKENS, facts_sheet
+
+__all__ = ["DEFAULT_REQUEST", "FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "SECTION_MARKER", "encode", "facts_sheet",
+           "instruction", "render_prompt", "shared_prefix_ids"]
 
 DEFAULT_REQUEST = "Explain this code."
 #: Every section header starts with this; a model that writes it has finished its answer.
@@ -28,10 +31,12 @@ def instruction() -> str:
 
 
 def render_prompt(code: str, request: str | None = None) -> str:
-    """The full prompt up to and including the ``### RESPONSE:`` header (training and inference)."""
+    """The full prompt up to and including the ``### RESPONSE:`` header (training and inference): the
+    instruction, the request, the code and the facts sheet read from the code (prompts.facts)."""
     request = " ".join((request or "").split()) or DEFAULT_REQUEST
+    code = code.strip("\n")
     return _read("template.txt").format(
-        instruction=instruction(), request=request, code=code.strip("\n")
+        instruction=instruction(), request=request, code=code, facts=facts_sheet(code)
     )
 
 

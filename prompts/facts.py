@@ -2,14 +2,28 @@
 
 :func:`code_features` is the set of constructs the code really has, named from :data:`FEATURES`. The
 facts sheet in every prompt and the ``grounded`` check of ``mafioso eval`` both read it, so "this code
-recurses" means the same thing to the model and to the metric.
+recurses" means the same thing to the model and to the metric. :func:`facts_sheet` turns the tree into the
+short list of facts the prompt carries after the code (see prompts/template.txt), e.g. for a recursive
+``fact`` and a ``print``::
+
+    - def fact(n): recurses; returns 1 or n * fact(n - 1)
+    - top level: calls fact; prints an f-string "5! = {fact(5)}"
+    - not in the code: yield, async/await, files, network, exceptions
+
+Everything here is iterative or bounded: a deeply nested paste never raises RecursionError, it is read as
+"too deeply nested" or abbreviated to "…".
 """
 
 from __future__ import annotations
 
 import ast
+import re
+import textwrap
+from functools import lru_cache
+from itertools import islice
 
-__all__ = ["FEATURES", "code_features", "parse"]
+__all__ = ["FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "FEATURES", "call_features", "code_features", "facts_sheet",
+           "parse"]
 
 #: Every feature name :func:`code_features` can report.
 FEATURES = frozenset({
@@ -40,10 +54,19 @@ _NETWORK_MODULES = ("requests", "urllib", "httpx", "aiohttp", "socket", "http.cl
 
 def parse(code: str) -> ast.Module | None:
     """The syntax tree of ``code``, or None when it is not parseable as Python."""
+    return _parse(code)[0]
+
+
+def _parse(code: str) -> tuple[ast.Module | None, str]:
+    """The tree, or None and why not (a short hint for the facts sheet)."""
     try:
-        return ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: null bytes
-        return None
+        return ast.parse(code), ""
+    except SyntaxError as exc:
+        return None, f"syntax error at line {exc.lineno}" if exc.lineno else "syntax error"
+    except ValueError:  # null bytes
+        return None, "it contains null bytes"
+    except (RecursionError, MemoryError):  # the parser's own nesting limits
+        return None, "too deeply nested to read"
 
 
 def _call_name(node: ast.Call) -> str:
@@ -102,8 +125,10 @@ if hasattr(ast, "TryStar"):
 def code_features(code: str) -> frozenset[str] | None:
     """The :data:`FEATURES` the code has, or None when it is not parseable as Python."""
     tree = parse(code)
-    if tree is None:
-        return None
+    return None if tree is None else _features(tree)
+
+
+def _features(tree: ast.Module) -> frozenset[str]:
     found: set[str] = set()
     for node in ast.walk(tree):
         feature = _NODE_FEATURES.get(type(node))
@@ -122,26 +147,402 @@ def code_features(code: str) -> frozenset[str] | None:
             found.add("decorator")
             for decorator in node.decorator_list:
                 target = decorator.func if isinstance(decorator, ast.Call) else decorator
-                if ast.unparse(target).split(".")[-1] == "dataclass":
+                if _last_name(target) == "dataclass":
                     found.add("dataclass")
         if isinstance(node, ast.Return) and node.value is not None:
             found.add("return")
         if isinstance(node, ast.Call):
-            name = _call_name(node)
-            last = name.rsplit(".", 1)[-1]
-            if name == "print":
-                found.add("print")
-            elif name in ("sorted", "heapq.nsmallest", "heapq.nlargest") or last == "sort" or last == "sort_values":
-                found.add("sort")
-            elif name in ("open", "io.open") or last == "open":
-                mode = _open_mode(node)
-                found.add("file write" if any(c in mode for c in "wax+") else "file read")
-                if "+" in mode:
-                    found.add("file read")
-            elif last in ("read_text", "read_bytes", "read_csv", "read_json", "loadtxt"):
-                found.add("file read")
-            elif last in ("write_text", "write_bytes", "to_csv", "to_json", "savefig", "savetxt"):
-                found.add("file write")
-            if name.split(".")[0] in _NETWORK_MODULES or name.startswith(("urllib.request", "http.client")):
-                found.add("network")
+            found |= call_features(node)
     return frozenset(found)
+
+
+def _last_name(node: ast.expr) -> str:
+    """``dataclass`` for ``dataclass`` and ``dataclasses.dataclass`` (no unparse: it recurses)."""
+    return node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+
+
+def call_features(node: ast.Call) -> set[str]:
+    """The :data:`FEATURES` one call has: print, sort, file read/write, network."""
+    found = set()
+    name = _call_name(node)
+    last = name.rsplit(".", 1)[-1]
+    if name == "print":
+        found.add("print")
+    elif name in ("sorted", "heapq.nsmallest", "heapq.nlargest") or last == "sort" or last == "sort_values":
+        found.add("sort")
+    elif name in ("open", "io.open") or last == "open":
+        mode = _open_mode(node)
+        found.add("file write" if any(c in mode for c in "wax+") else "file read")
+        if "+" in mode:
+            found.add("file read")
+    elif last in ("read_text", "read_bytes", "read_csv", "read_json", "loadtxt"):
+        found.add("file read")
+    elif last in ("write_text", "write_bytes", "to_csv", "to_json", "savefig", "savetxt"):
+        found.add("file write")
+    if name.split(".")[0] in _NETWORK_MODULES or name.startswith(("urllib.request", "http.client")):
+        found.add("network")
+    return found
+
+
+# --- The facts sheet -------------------------------------------------------------------------------------------
+
+#: The sheet's bound, in characters and in tokens as :func:`_cost` counts them; a longer sheet becomes an
+#: outline, then is cut with "… N more definitions".
+FACTS_MAX_CHARS = 1200
+FACTS_MAX_TOKENS = 300
+#: An ASCII word, a digit, any other character: roughly one token each in Gemma's and Qwen's vocabularies on
+#: this kind of text (digits are split one by one; measured 0.95 of the real count on average, 1.17 at most,
+#: on data/train.json), so short punctuated lines are not undercounted as characters would be.
+_PIECE = re.compile(r"[A-Za-z]+|\S")
+#: Pastes longer than this get the outline straight away (definitions and their one-line facts).
+OUTLINE_LINES = 60
+_LINE_CHARS = 240      # one fact line, so one long definition cannot take the whole sheet
+_EXPR_CHARS = 40       # one abbreviated expression
+_UNPARSE_NODES = 300   # ast.unparse recurses: only trees this small and ...
+_UNPARSE_DEPTH = 40    # ... this shallow are unparsed; bigger ones get a label ("[…]")
+_MAX_LISTED = 3        # returns, prints, loops listed per scope before "…"
+
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_SCOPES = (*_DEFS, ast.Lambda)
+#: What the model most often claims wrongly, listed when the code has none of it: (features, words).
+_ABSENT = (
+    (("recursion",), "recursion"), (("generator",), "yield"), (("async",), "async/await"),
+    (("print",), "print"), (("file read", "file write"), "files"), (("network",), "network"),
+    (("raise", "try"), "exceptions"),
+)
+_LABELS = {ast.List: "[…]", ast.Tuple: "(…)", ast.Dict: "{…}", ast.Set: "{…}", ast.ListComp: "[… for …]",
+           ast.SetComp: "{… for …}", ast.DictComp: "{… for …}", ast.GeneratorExp: "(… for …)",
+           ast.JoinedStr: "f'…'", ast.Lambda: "lambda: …"}
+
+
+def _small(node: ast.AST) -> bool:
+    """Whether ``node`` is small and shallow enough for ast.unparse (counted iteratively, stops early)."""
+    stack, seen = [(node, 0)], 0
+    while stack:
+        current, depth = stack.pop()
+        seen += 1
+        if seen > _UNPARSE_NODES or depth > _UNPARSE_DEPTH:
+            return False
+        stack.extend((child, depth + 1) for child in islice(ast.iter_child_nodes(current), _UNPARSE_NODES))
+    return True
+
+
+def _clean(text: str) -> str:
+    """One line, and never a section marker: ``###`` in copied text would read as the end of the sheet."""
+    text = " ".join(text.split())
+    while "###" in text:
+        text = text.replace("###", "##")
+    return text
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+def _short(node: ast.AST | None, limit: int = _EXPR_CHARS) -> str:
+    """The expression as source, abbreviated; a label such as ``[…]`` for one too big to unparse safely."""
+    if node is None:
+        return ""
+    if not _small(node):
+        if isinstance(node, ast.Call):
+            return _cut(f"{_call_name(node) or '…'}(…)", limit)
+        return _LABELS.get(type(node), "…")
+    try:
+        return _cut(_clean(ast.unparse(node)), limit)
+    except (RecursionError, ValueError):
+        return "…"
+
+
+def _printed(node: ast.expr) -> str:
+    """One print argument: a literal as written (``'Done'``, an f-string "Total: {t}"), else the expression."""
+    if isinstance(node, ast.JoinedStr):
+        text = _short(node, _EXPR_CHARS + 4)
+        for opening in ('f"""', "f'''", 'f"', "f'"):
+            if text.startswith(opening):  # an abbreviated one has lost its closing quote
+                text = text[len(opening):].removesuffix(opening[1:])
+                break
+        return f'an f-string "{text}"'
+    return _short(node)
+
+
+def _print_fact(node: ast.Call) -> str:
+    """``prints 'Done'``, ``prints an empty line``, ``prints x, 'y' (end='')``."""
+    parts = [_printed(arg) for arg in node.args]
+    keywords = ", ".join(f"{k.arg}={_short(k.value, 20)}" if k.arg else f"**{_short(k.value, 20)}"
+                         for k in node.keywords)
+    text = "prints " + (", ".join(parts) if parts else "an empty line")
+    return f"{text} ({keywords})" if keywords else text
+
+
+def _io_fact(node: ast.Call) -> str | None:
+    """What one call does to the outside world, or None (print is listed separately)."""
+    features = call_features(node)
+    if _call_name(node) == "input":
+        return "reads input()"
+    words = [word for feature, word in (("file read", "reads a file"), ("file write", "writes a file"),
+                                        ("network", "network calls")) if feature in features]
+    return ", ".join(words) or None
+
+
+def _exception_name(node: ast.expr | None) -> str:
+    if node is None:
+        return "everything (bare except)"
+    if isinstance(node, ast.Call):
+        node = node.func
+    if isinstance(node, ast.Tuple):
+        return ", ".join(_short(e, 24) for e in node.elts)
+    return _short(node, 24)
+
+
+def _body(scope: ast.AST):
+    """The nodes of a scope's own body in source order, not entering nested definitions or lambdas."""
+    stack = list(reversed(list(ast.iter_child_nodes(scope))))
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, _SCOPES):
+            stack.extend(reversed(list(ast.iter_child_nodes(node))))
+
+
+def _listed(items: list[str], limit: int = _MAX_LISTED, sep: str = ", ") -> str:
+    """Distinct items in order, the first ``limit`` of them and "…" for the rest."""
+    items = list(dict.fromkeys(items))
+    return sep.join(items[:limit] + (["…"] if len(items) > limit else []))
+
+
+class _Scope:
+    """What one scope's own body does (a function's, or the module's top level)."""
+
+    def __init__(self, scope: ast.AST):
+        self.loops, self.raises, self.catches, self.returns, self.prints, self.io = [], [], [], [], [], []
+        self.imports, self.sets, self.calls, self.asserts, self.whiles, self.yielded = [], [], [], [], [], []
+        for node in _body(scope):
+            self._read(node)
+
+    def _read(self, node: ast.AST) -> None:
+        if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
+            self.loops.append(_short(node.iter))
+        elif isinstance(node, ast.While):
+            self.whiles.append(_short(node.test))
+        elif isinstance(node, ast.Yield):
+            self.yielded.append(_short(node.value) if node.value else "None")
+        elif isinstance(node, ast.YieldFrom):
+            self.yielded.append(f"from {_short(node.value)}")
+        elif isinstance(node, ast.Raise):
+            self.raises.append(_exception_name(node.exc) if node.exc else "re-raises")
+        elif isinstance(node, ast.ExceptHandler):
+            self.catches.append(_exception_name(node.type))
+        elif isinstance(node, ast.Return) and node.value is not None:
+            self.returns.append(_short(node.value))
+        elif isinstance(node, ast.Import):
+            self.imports += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            self.imports += [f"{node.module or '.'}.{alias.name}" for alias in node.names]
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            self.sets += [_short(t, 24) for t in targets]
+        elif isinstance(node, ast.Assert):
+            self.asserts.append(_short(node.test))
+        elif isinstance(node, ast.Call):
+            self.calls.append(_callee(node))
+            if _call_name(node) == "print":
+                self.prints.append(_print_fact(node))
+            elif io := _io_fact(node):
+                self.io.append(io)
+
+    def facts(self) -> list[str]:
+        """The function's facts, in reading order."""
+        facts = []
+        if self.loops:
+            facts.append(f"loops over {_listed(self.loops)}")
+        if self.whiles:
+            facts.append(f"loops while {_listed(self.whiles, sep=' / ')}")
+        if self.raises:
+            facts.append(f"raises {_listed(self.raises)}")
+        if self.catches:
+            facts.append(f"catches {_listed(self.catches)}")
+        if self.asserts:
+            facts.append(f"asserts {_listed(self.asserts, 2)}")
+        facts += self._output()
+        return facts
+
+    def _output(self) -> list[str]:
+        prints = list(dict.fromkeys(self.prints))
+        if len(prints) > _MAX_LISTED + 1:  # "1 more print" would be no shorter than the print itself
+            prints = prints[:_MAX_LISTED] + [f"{len(prints) - _MAX_LISTED} more prints"]
+        return prints + list(dict.fromkeys(self.io))
+
+
+def _callee(node: ast.Call) -> str:
+    """``print``, ``json.dumps``, ``' '.join``: the called expression, abbreviated."""
+    func = node.func
+    while isinstance(func, ast.Attribute):
+        func = func.value
+    return _call_name(node) if isinstance(func, ast.Name) else _short(node.func, 24)
+
+
+def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    """``name(a, b: int = 0, *args, key=None, **kw) -> str``, abbreviated."""
+    args = node.args
+    positional = args.posonlyargs + args.args
+    defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    params = []
+    for i, (arg, default) in enumerate(zip(positional, defaults)):
+        params.append(_param(arg, default))
+        if args.posonlyargs and i == len(args.posonlyargs) - 1:
+            params.append("/")
+    if args.vararg:
+        params.append("*" + _param(args.vararg, None))
+    elif args.kwonlyargs:
+        params.append("*")
+    params += [_param(arg, default) for arg, default in zip(args.kwonlyargs, args.kw_defaults)]
+    if args.kwarg:
+        params.append("**" + _param(args.kwarg, None))
+    returns = f" -> {_short(node.returns, 24)}" if node.returns else ""
+    return f"{node.name}({', '.join(params)}){returns}"
+
+
+def _param(arg: ast.arg, default: ast.expr | None) -> str:
+    text = arg.arg + (f": {_short(arg.annotation, 24)}" if arg.annotation else "")
+    if default is not None:
+        text += f" = {_short(default, 20)}" if arg.annotation else f"={_short(default, 20)}"
+    return text
+
+
+def _decorators(node: ast.AST) -> str:
+    return "".join(f"@{_short(d, 40)} " for d in node.decorator_list)
+
+
+def _function_line(node: ast.FunctionDef | ast.AsyncFunctionDef, outline: bool, defined: frozenset[str]) -> str:
+    """``@cache def fib(n): recurses; returns …`` — one line of facts for one function."""
+    kind = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
+    head = f"{_decorators(node)}{kind} {_signature(node)}"
+    scope = _Scope(node)
+    facts = []
+    if recurses(node):
+        facts.append("recurses")
+    generator = yields(node)
+    if generator:
+        facts.append(f"a generator: yields {_listed(scope.yielded)}" if not outline else "a generator")
+    if any(isinstance(n, (ast.Await, ast.AsyncFor, ast.AsyncWith)) for n in _body(node)):
+        facts.append("awaits")
+    # calls to the code's own functions and classes: how the pieces connect (other calls are too many to list)
+    local = [name for name in scope.calls if name.rsplit(".", 1)[-1] in defined - {node.name}]
+    if local:
+        facts.append(f"calls {_listed(local, 4)}")
+    facts += scope.facts() if not outline else [f for f in scope.facts() if not f.startswith("loops")]
+    attributes = [name for name in scope.sets if name.startswith(("self.", "cls."))]
+    if attributes and not outline:
+        facts.append(f"sets {_listed(attributes, 4)}")
+    if _is_stub(node):
+        facts.append("empty body (a stub)")
+    elif scope.returns and not outline:
+        facts.append(f"returns {_listed(scope.returns, sep=' or ')}")
+    elif not outline and not generator:  # a generator hands back what it yields
+        facts.append("returns nothing")
+    return f"{head}: {'; '.join(facts)}" if facts else head
+
+
+def _is_stub(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """A body of only ``pass``, ``...`` or a docstring (a protocol or abstract method)."""
+    return all(isinstance(s, ast.Pass) or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))
+               for s in node.body)
+
+
+def _class_line(node: ast.ClassDef) -> str:
+    """``@dataclass class Point(Base): fields x: int, y`` — the class, its bases and its attributes."""
+    bases = [_short(b, 24) for b in node.bases] + [f"{k.arg}={_short(k.value, 24)}" for k in node.keywords]
+    head = f"{_decorators(node)}class {node.name}" + (f"({', '.join(bases)})" if bases else "")
+    fields = []
+    for statement in node.body:
+        if isinstance(statement, ast.AnnAssign):
+            default = f" = {_short(statement.value, 20)}" if statement.value else ""
+            fields.append(_short(statement.target, 24) + f": {_short(statement.annotation, 24)}{default}")
+        elif isinstance(statement, ast.Assign):
+            fields += [_short(t, 24) for t in statement.targets]
+    return f"{head}: attributes {_listed(fields, 6)}" if fields else head
+
+
+def _definition_lines(tree: ast.Module, outline: bool) -> list[str]:
+    """One line per def/class, nested ones indented under their parent (methods under their class)."""
+    defined = frozenset(node.name for node in ast.walk(tree) if isinstance(node, _DEFS))
+    lines = []
+    stack = [(node, 0) for node in reversed(tree.body)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, _DEFS):
+            text = _class_line(node) if isinstance(node, ast.ClassDef) else _function_line(node, outline, defined)
+            lines.append("  " * min(depth, 4) + "- " + _cut(text, _LINE_CHARS))
+            depth += 1
+        children = [child for child in _body(node) if isinstance(child, _DEFS)] if isinstance(node, _DEFS) else []
+        if not isinstance(node, _DEFS):  # a def inside an if/try at the top level: look inside
+            children = [child for child in ast.iter_child_nodes(node) if isinstance(child, ast.stmt)]
+        stack.extend((child, depth) for child in reversed(children))
+    return lines
+
+
+def _top_level_line(tree: ast.Module) -> str:
+    """What runs when the file runs: imports, assignments, calls, loops, prints (with literal text)."""
+    scope = _Scope(tree)
+    facts = []
+    if scope.imports:
+        facts.append(f"imports {_listed(scope.imports, 6)}")
+    if scope.sets:
+        facts.append(f"sets {_listed(scope.sets, 6)}")
+    if scope.calls:  # print is listed with what it prints
+        called = [name for name in scope.calls if name != "print"]
+        facts += [f"calls {_listed(called, 6)}"] if called else []
+    else:
+        facts.append("calls nothing (nothing runs)")
+    facts += scope.facts()
+    return "- top level: " + _cut("; ".join(facts), _LINE_CHARS)
+
+
+def _absent_line(tree: ast.Module) -> str | None:
+    """The often-misclaimed constructs the code does not have."""
+    features = _features(tree)
+    missing = [word for names, word in _ABSENT if not features & set(names)]
+    return f"- not in the code: {', '.join(missing)}" if missing else None
+
+
+def _cost(text: str) -> int:
+    """The sheet's length in estimated tokens (see _PIECE), newlines included."""
+    return len(_PIECE.findall(text)) + text.count("\n")
+
+
+def _within(text: str) -> bool:
+    return len(text) <= FACTS_MAX_CHARS and _cost(text) <= FACTS_MAX_TOKENS
+
+
+def _fit(lines: list[str], tail: list[str]) -> str:
+    """``lines`` then ``tail`` within the bound; lines that do not fit become "… N more" (linear time)."""
+    text = "\n".join(lines + tail)
+    if _within(text):
+        return text
+    fixed = "\n".join([f"- … {len(lines)} more definitions"] + tail)
+    chars, tokens, keep = FACTS_MAX_CHARS - len(fixed), FACTS_MAX_TOKENS - _cost(fixed), 0
+    while keep < len(lines):
+        chars -= len(lines[keep]) + 1
+        tokens -= _cost(lines[keep]) + 1
+        if chars < 0 or tokens < 0:
+            break
+        keep += 1
+    return _cut("\n".join(lines[:keep] + [f"- … {len(lines) - keep} more definitions"] + tail), FACTS_MAX_CHARS)
+
+
+@lru_cache(maxsize=64)  # the worker renders a prompt twice per request: to check its length, then to run it
+def facts_sheet(code: str) -> str:
+    """Facts about ``code`` read from its syntax tree, one per line, within FACTS_MAX_CHARS and FACTS_MAX_TOKENS
+    (deterministic: the same code always gets the same sheet)."""
+    tree, why = _parse(code)
+    if tree is None and code[:1] in " \t":  # a method or block pasted with its indentation
+        tree = parse(textwrap.dedent(code))
+    if tree is None:
+        return f"- not parseable as Python ({why})"
+    absent = [line for line in [_absent_line(tree)] if line]
+    if code.count("\n") < OUTLINE_LINES:
+        full = _definition_lines(tree, False) + [_top_level_line(tree)] + absent
+        text = "\n".join(full)
+        if _within(text):
+            return text
+    return _fit(_definition_lines(tree, True), [_top_level_line(tree)] + absent)

@@ -37,10 +37,10 @@ log = logging.getLogger(__name__)
 SHOWN = {
     "loss": "validation loss", "perplexity": "perplexity", "rouge_l_f1": "ROUGE-L F1",
     "identifier_recall": "identifier recall", "persona_rate": "persona rate", "code_leak_rate": "code-leak rate",
-    "stop_rate": "stop rate", "mean_words": "mean words", "tokens_per_s": "tokens/s",
+    "stop_rate": "stop rate", "loop_rate": "loop rate", "mean_words": "mean words", "tokens_per_s": "tokens/s",
 }
 #: Metrics between 0 and 1, drawn on a fixed 0-1 axis so small differences do not look large.
-UNIT_SCALE = {"rouge_l_f1", "identifier_recall", "persona_rate", "code_leak_rate", "stop_rate"}
+UNIT_SCALE = {"rouge_l_f1", "identifier_recall", "persona_rate", "code_leak_rate", "stop_rate", "loop_rate"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +99,7 @@ def generate_all(engine, samples: list[Sample], batch_size: int, label: str) -> 
                 # The engine scrubs leaked code from the text and flags it; count the flag, not the scrubbed text.
                 leak = bool(getattr(out, "code_leak", False))
                 results[i] = Prediction(s.key, s.code, s.explanation, out.text, out.tokens, round(elapsed, 4),
-                                        out.finished, leak)
+                                        out.finished, leak, bool(getattr(out, "looped", False)))
             bar.update(len(chunk))
     return [results[i] for i in range(len(samples))], spent
 
@@ -165,7 +165,10 @@ def write_chart(results: dict[str, dict], path: Path) -> None:
 
     names = list(results)
     colors = ["#7f7f7f", "#b22222"][-len(names):] if len(names) <= 2 else None
-    fig, axes = plt.subplots(3, 3, figsize=(10, 8))
+    rows = -(-len(SHOWN) // 3)
+    fig, axes = plt.subplots(rows, 3, figsize=(10, 2.7 * rows))
+    for ax in axes.flat[len(SHOWN):]:
+        ax.set_visible(False)
     for ax, (key, text) in zip(axes.flat, SHOWN.items()):
         values = [results[name].get(key) for name in names]
         bars = ax.bar(names, [v or 0.0 for v in values], color=colors)

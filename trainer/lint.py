@@ -1,8 +1,10 @@
 """The dataset lint behind ``mafioso data check``: what makes a persona dataset teach well.
 
 Errors (exit status 1): near-duplicate code, explanations containing code, and an opener or sign-off
-phrase used by more than 10 % of the answers. Warnings: explanation length outliers (words, sentences),
-missing persona markers and topics with no sample. The report ends with the topic coverage table.
+phrase used by more than 10 % of the answers. Warnings: samples in different files that teach the same
+lesson (a validation row that repeats a training row's point measures memory, not understanding),
+explanation length outliers (words, sentences), missing persona markers and topics with no sample. The
+report ends with the topic coverage table.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import ast
 import io
 import keyword
+import math
+import re
 import statistics
 import tokenize
 from collections import Counter, defaultdict
@@ -24,6 +28,11 @@ MAX_PHRASE_SHARE = 0.10
 PHRASE_WORDS = 3
 NEAR_DUPLICATE = 0.85  # Jaccard similarity of code-shape 4-grams
 MIN_SHAPE = 30  # shorter snippets (a regex call and a print) share their shape by nature, not by copying
+#: TF-IDF cosine of code + explanation words above which two samples from different files likely teach the same
+#: lesson: the late-binding pair basics-v17 / oop-024 scored 0.49, different argparse or sqlite3 lessons 0.45-0.50,
+#: distinct topics stay under 0.40. A warning to read both, not a verdict.
+SAME_LESSON = 0.45
+_LESSON_WORD = re.compile(r"[a-z_]{3,}")
 
 _STDLIB_TOOLS = {"itertools", "functools", "collections", "argparse", "logging", "subprocess", "sqlite3"}
 _FILES = {"open", "pathlib", "Path", "glob", "os", "shutil"}
@@ -149,6 +158,30 @@ TOPICS = ("function", "control flow", "loop", "comprehension", "string formattin
           "numpy/pandas", "web/cli", "tests", "one-liner", "not python")
 
 
+def same_lesson_pairs(samples: list[Sample]) -> list[str]:
+    """Warnings for samples of different files whose code and explanation share most of their rarer words
+    (TF-IDF cosine >= SAME_LESSON): e.g. two late-binding lambda lessons, one in train and one in validation."""
+    bags = [Counter(_LESSON_WORD.findall(f"{s.code} {s.explanation}".lower())) for s in samples]
+    df = Counter(word for bag in bags for word in bag)
+    vectors = []
+    for bag in bags:
+        vec = {w: (1 + math.log(n)) * math.log(len(bags) / df[w]) for w, n in bag.items()}
+        norm = math.sqrt(sum(x * x for x in vec.values())) or 1.0
+        vectors.append({w: x / norm for w, x in vec.items()})
+    found = []
+    for i, a in enumerate(vectors):
+        for j in range(i):
+            if samples[i].source == samples[j].source:
+                continue
+            b = vectors[j]
+            small, large = (a, b) if len(a) < len(b) else (b, a)
+            similarity = sum(x * large.get(w, 0.0) for w, x in small.items())
+            if similarity >= SAME_LESSON:
+                found.append(f"{samples[i].where}: may teach the same lesson as {samples[j].where} "
+                             f"(similarity {similarity:.2f}); make one of them about something else")
+    return found
+
+
 def lint_report(samples: list[Sample]) -> LintReport:
     """Lint ``samples`` together (run it on train and validation files at once to catch leaks)."""
     report = LintReport(total=len(samples))
@@ -167,6 +200,8 @@ def lint_report(samples: list[Sample]) -> LintReport:
         for j, shared in candidates.items():
             if shared / len(sh | shingles[j]) >= NEAR_DUPLICATE:
                 report.errors.append(f"{samples[i].where}: code nearly duplicates {samples[j].where}")
+
+    report.warnings += same_lesson_pairs(samples)
 
     word_counts, sentence_counts = [], []
     for s in samples:

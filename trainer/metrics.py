@@ -4,7 +4,9 @@ Everything here but :func:`response_nll` is plain Python on strings, so it is te
 
 * ROUGE-L F1 on lowercase ``[a-z0-9]+`` tokens (the tokenisation of Google's ``rouge-score``, no stemming);
 * identifier recall: the share of the names the code defines or calls that the answer mentions;
-* persona, code-leak and stop rates, mean words and tokens/s over a list of :class:`Prediction`.
+* persona, code-leak and stop rates, mean words and tokens/s over a list of :class:`Prediction`;
+* the loop rate: the share of answers that looped (``Generation.looped``, :mod:`bot.loop_guard`), whether
+  the engine cut them (``stop_loops``, then they count as stopped too) or they ran to the token limit.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Prediction:
     latency_s: float  # wall time of the batch the sample was generated in
     finished: bool
     code_leak: bool = False  # the engine found code in the answer (and removed it from ``prediction``)
+    looped: bool = False  # the answer looped (bot.loop_guard); cut there when the engine stops loops
 
 
 # ------------------------------------------------------------------------------------------ ROUGE-L
@@ -149,6 +152,7 @@ def summarize(predictions: list[Prediction], loss: float | None, response_tokens
         "persona_rate": _mean([float(bool(persona_markers(p.prediction))) for p in predictions]),
         "code_leak_rate": _mean([float(p.code_leak or contains_code(p.prediction)) for p in predictions]),
         "stop_rate": _mean([float(p.finished) for p in predictions]),
+        "loop_rate": _mean([float(p.looped) for p in predictions]),
         "mean_words": _mean([float(len(words(p.prediction))) for p in predictions]),
         "mean_tokens": generated / n if n else None,
         "generated_tokens": generated,

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+import prompts
 from bot.worker import Worker
 from mafioso.cli import main
 from tests.helpers import FakeEngine, serving, worker_config
@@ -48,6 +49,18 @@ def test_refusals_in_character_with_status_1(tmp_path, capsys, monkeypatch):
     big.write_text("x = 12345678901\n")
     assert explain(str(big)) == 1
     assert "ledger" in capsys.readouterr().out
+
+
+def test_show_prompt_prints_the_whole_prompt_without_loading_the_model(tmp_path, capsys):
+    script = tmp_path / "s.py"
+    script.write_text("def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)\n\nprint('Done')\n")
+    # The base below does not exist: loading it would fail.
+    assert explain(str(script), "--show-prompt", "--request", "why?", "--base-model", "/nonexistent") == 0
+    out = capsys.readouterr().out
+    assert out == prompts.render_prompt(script.read_text(), "why?")
+    assert prompts.instruction() in out and "Request: why?" in out and "def fact(n):" in out
+    assert "### FACTS:\n- def fact(n): recurses;" in out and "prints 'Done'" in out
+    assert out.endswith("### RESPONSE:\n")
 
 
 def test_explains_through_a_running_worker(capsys, tmp_path, monkeypatch):

@@ -81,6 +81,22 @@ def test_unfinished_answer_runs_to_max_new_tokens(engine, forced):
     assert result.tokens == 16 and not result.finished
 
 
+def test_a_count_that_runs_on_is_stopped_and_cut_back(engine, forced, monkeypatch):
+    """The count half of the loop rule on the reference path (tests/bot/test_loop_guard.py holds both paths to
+    each other on a model that repeats itself)."""
+    ids = forced("It counts up. It prints " + ", ".join(map(str, range(1, 40))))
+    monkeypatch.setattr(engine, "gen", GenerationConfig(max_new_tokens=80))
+    [result] = engine.generate([("for i in range(1, 40):\n    print(i)", None)])
+    tenth = len(engine.tokenizer("It counts up. It prints " + ", ".join(map(str, range(1, 11))) + ",",
+                                 add_special_tokens=False)["input_ids"])
+    assert result == Generation(text="It counts up.", tokens=tenth, finished=True, looped=True)
+    assert tenth < len(ids)
+    forced("It counts up. It prints " + ", ".join(map(str, range(1, 40))))  # from the start again
+    monkeypatch.setattr(engine, "gen", GenerationConfig(max_new_tokens=80, stop_loops=False))
+    [result] = engine.generate([("for i in range(1, 40):\n    print(i)", None)])
+    assert result.looped and result.text.startswith("It counts up. It prints 1, 2, 3,") and result.tokens == 80
+
+
 def test_code_in_the_answer_is_removed_and_flagged(engine, forced):
     forced("x = 1\nok pal", eos=True)
     [result] = engine.generate([("print(1)", None)])

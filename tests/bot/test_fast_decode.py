@@ -143,6 +143,7 @@ def test_padded_prefill_splits_a_batch_no_bucket_holds_and_spans_both_cache_part
     window = model.config.sliding_window
     short = tokenizer("x = 1", add_special_tokens=True)["input_ids"]
     longer = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:2]]
+    longer[1] = longer[1][-200:]  # every whole prompt is over 256 tokens here (the tiny tokenizer spells out)
     assert 256 < len(longer[0]) <= 512 and 128 < len(longer[1]) <= 256
     decoder = Gemma3Decoder(model, slots=6, max_len=1024, short_slots=3, short_len=window + 16, prefill_tokens=1024)
     assert decoder.prefill_buckets == [(1, 64), (1, 128), (1, 256), (1, 512), (1, 1024), (2, 64), (2, 128),
@@ -300,7 +301,8 @@ def test_long_prompts_wait_for_a_long_slot_and_short_ones_do_not_wait_behind_the
     from mafioso.config import GenerationConfig, WorkerConfig
 
     class SmallSlots(FastEngine):
-        short_prompt_tokens = 225  # the tiny tokenizer spells the instruction out: these prompts take 220
+        short_prompt_tokens = 365  # the tiny tokenizer spells the instruction out: these prompts take 358 (short)
+        # to 384 (long), the facts sheet included
 
     gen = GenerationConfig(max_new_tokens=10, repetition_penalty=1.3)
     reference = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
@@ -308,11 +310,11 @@ def test_long_prompts_wait_for_a_long_slot_and_short_ones_do_not_wait_behind_the
     fast = SmallSlots(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024, lookahead=lookahead,
                       long_slots=1)
     try:
-        assert fast.decoder.short_slots == 3 and fast.decoder.short_len == 225 + 10 + 1
+        assert fast.decoder.short_slots == 3 and fast.decoder.short_len == 365 + 10 + 1
         long = [(code, request) for request, code, _ in SNIPPETS[:3]]
         short = [(f"x = {i}", None) for i in range(5)]
-        assert all(fast.prompt_tokens(*pair) + 10 >= 236 for pair in long)
-        assert all(fast.prompt_tokens(*pair) + 10 < 236 for pair in short)
+        assert all(fast.prompt_tokens(*pair) + 10 >= 376 for pair in long)
+        assert all(fast.prompt_tokens(*pair) + 10 < 376 for pair in short)
         requests = [long[0], short[0], long[1], short[1], short[2], long[2], short[3], short[4]]
         expected = [reference.generate([pair])[0] for pair in requests]
         assert fast.generate(requests) == expected
@@ -322,7 +324,7 @@ def test_long_prompts_wait_for_a_long_slot_and_short_ones_do_not_wait_behind_the
 
 def test_engine_load_picks_the_fast_path_only_where_it_applies(tiny_model_dir):
     from bot.engine import Engine
-    from bot.fast_engine import FastEngine
+    from bot.fast_engine import FACTS_TOKENS, FastEngine
     from mafioso.config import GenerationConfig, WorkerConfig
 
     cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu")
@@ -340,7 +342,8 @@ def test_engine_load_picks_the_fast_path_only_where_it_applies(tiny_model_dir):
     assert FastEngine.supports(cpu.model, GenerationConfig(), "none")
     assert not FastEngine.supports(cpu.model, GenerationConfig(do_sample=True), "none")
     assert not FastEngine.supports(cpu.model, GenerationConfig(), "nf4")
-    assert FastEngine.slot_length(WorkerConfig(), GenerationConfig()) >= 6000 // 3 + 200
+    # a paste of max_input_chars at ~3 characters a token, the instruction and the facts sheet (bot.fast_engine)
+    assert FastEngine.slot_length(WorkerConfig(), GenerationConfig()) >= 6000 // 3 + 200 + FACTS_TOKENS
 
 
 @pytest.mark.parametrize(("admit_every", "lookahead"), [(1, False), (3, False), (1, True), (3, True)])

@@ -57,6 +57,7 @@ def test_sixteen_concurrent_requests_are_batched(engine):
     answers, status, metrics = asyncio.run(main())
     assert all(s == 200 and set(body) >= {"explanation", "tokens", "latency_s", "finished"} for s, body in answers)
     assert status == 200 and 'mafioso_requests_total{outcome="ok"} 16.0' in metrics
+    assert "mafioso_loops_total 0.0" in metrics
     count = float(next(x for x in metrics.splitlines() if x.startswith("mafioso_batch_size_count")).split()[1])
     assert count < 16  # at least one batch held more than one request
 

@@ -44,6 +44,24 @@ def test_concurrent_requests_share_batches(fake_engine):
     assert REGISTRY.get_sample_value("mafioso_requests_total", {"outcome": "ok"}) is None  # own registry
 
 
+def test_looping_and_truncated_answers_are_counted():
+    from bot.engine import Generation
+
+    class Looping(FakeEngine):
+        def generate(self, requests):
+            return [Generation(text="Capisce?", tokens=30, finished=code != "long", looped=code != "fine")
+                    for code, _ in requests]
+
+    async def main():
+        worker = await started(Looping())
+        await asyncio.gather(*(worker.explain(code) for code in ("fine", "cut loop", "long")))
+        await worker.stop()
+        return worker
+
+    worker = asyncio.run(main())
+    assert metric(worker, "mafioso_loops_total") == 2 and metric(worker, "mafioso_truncated_total") == 1
+
+
 def test_batches_never_exceed_max_batch_size(fake_engine):
     fake_engine.delay = 0.02
 

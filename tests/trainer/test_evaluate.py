@@ -94,6 +94,15 @@ def test_summary_metrics_are_exact():
     assert summarize(predictions, None, 0, 0.0)["perplexity"] is None
 
 
+def test_loop_rate_counts_looping_answers_cut_or_not():
+    predictions = [_prediction("x = 1", "Capisce?"), _prediction("x = 1", "Capisce?"),
+                   Prediction("k", "x = 1", "ref", "It prints 1, 2, 3, 4", 200, 0.5, False, looped=True),
+                   Prediction("k", "x = 1", "ref", "It counts up.", 40, 0.5, True, looped=True)]  # cut by the engine
+    m = summarize(predictions, loss=None, response_tokens=0, generation_s=1.0)
+    assert m["loop_rate"] == 0.5 and m["stop_rate"] == 0.75
+    assert summarize([], None, 0, 0.0)["loop_rate"] is None
+
+
 def test_markdown_table_has_a_delta_column_for_two_models():
     table = markdown_table({"base": {"loss": 3.0}, "adapter": {"loss": 2.5}})
     assert table.splitlines()[0] == "| metric | base | adapter | Δ |"
@@ -175,7 +184,7 @@ def test_eval_compares_adapter_and_base(tiny_model_dir, tiny_adapter, tmp_path, 
         rows = _lines(path)
         assert [r["key"] for r in rows] == keys
         assert set(rows[0]) == {"key", "code", "reference", "prediction", "tokens", "latency_s", "finished",
-                                "code_leak"}
+                                "code_leak", "looped"}
         assert all(0 < r["tokens"] <= 6 and r["latency_s"] > 0 for r in rows)
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"adapter", "base", "config", "samples"} and metrics["samples"] == 5

@@ -90,7 +90,7 @@ def _code_and_request(tokenizer, ids, kept):
     """Recover (code, request) of a training row from its prompt text, to re-encode it for inference."""
     prompt = tokenizer.decode(ids[: len(ids) - len(kept)], skip_special_tokens=True)
     request = prompt.split("Request: ", 1)[1].split("\n", 1)[0]
-    code = prompt.split("### CODE:\n", 1)[1].rsplit("\n\n### RESPONSE:", 1)[0]
+    code = prompt.split("### CODE:\n", 1)[1].rsplit("\n\n### FACTS:", 1)[0]
     return code, request
 
 
