@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import inspect
 import logging
 import math
 import time
@@ -122,7 +121,8 @@ class _DecodeCollector:
                  ("prefills", "prefills", "prefill batches run"),
                  ("prefill_prompts", "prefill_prompts", "prompts prefilled"),
                  ("prefill_seconds", "prefill_s", "time spent prefilling"),
-                 ("engine_idle_seconds", "idle_s", "time the decode thread waited for requests"))
+                 ("engine_idle_seconds", "idle_s", "time the decode thread waited for requests"),
+                 ("decode_cancelled_rows", "cancelled", "rows stopped because nobody waited for them any more"))
 
     def __init__(self, engine) -> None:
         self.engine = engine
@@ -200,8 +200,6 @@ class Worker:
         self.rate = ServiceRate()
         self.metrics.service_rate.set_function(lambda: self.rate.rate() or 0.0)
         self.metrics.in_flight.set_function(lambda: self.rate.in_flight)
-        # engines written before per-request controls take the prompts alone
-        self._takes_controls = len(inspect.signature(engine.generate).parameters) >= 2
         self._waiting: collections.deque[_Job] = collections.deque()
         self._wakeup = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
@@ -375,11 +373,11 @@ class Worker:
         """Decode one batch in the generation thread and hand each caller its answer."""
         self.metrics.batch_size.observe(len(batch))
         pairs = [(job.code, job.request) for job in batch]
-        args = (pairs, [job.control for job in batch]) if self._takes_controls else (pairs,)
+        controls = [job.control for job in batch]
         try:
             try:
                 results = await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.generate,
-                                                                           *args)
+                                                                           pairs, controls)
             finally:
                 for job in batch:
                     job.returned = True

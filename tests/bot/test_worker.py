@@ -48,7 +48,7 @@ def test_looping_and_truncated_answers_are_counted():
     from bot.engine import Generation
 
     class Looping(FakeEngine):
-        def generate(self, requests):
+        def generate(self, requests, controls=None):
             return [Generation(text="Capisce?", tokens=30, finished=code != "long", looped=code != "fine")
                     for code, _ in requests]
 
