@@ -185,8 +185,11 @@ class _Job:
 class Worker:
     """Explains code with a local engine, batching concurrent requests (implements ``Explainer``)."""
 
-    def __init__(self, engine, cfg: WorkerConfig, *, gather_s: float = 0.005, cold_start_limit: int | None = None):
-        """``cold_start_limit``: requests admitted at once before any answer is measured (default 2 x slots)."""
+    def __init__(self, engine, cfg: WorkerConfig, *, gather_s: float = 0.005, cold_start_limit: int | None = None,
+                 admission: bool = True):
+        """``cold_start_limit``: requests admitted at once before any answer is measured (default 2 x slots);
+        ``admission=False``: only the queue size limits what is admitted (the worker before issue 19, for the
+        overload bench's comparison)."""
         self.engine = engine
         self.cfg = cfg
         self.metrics = Metrics(engine)
@@ -197,6 +200,7 @@ class Worker:
         self._batch_limit = 1 if continuous else cfg.max_batch_size
         self._gather_s = 0.0 if continuous else gather_s  # a short wait lets a burst share the first batch
         self._cold_start_limit = cold_start_limit or 2 * self._concurrent_batches * self._batch_limit
+        self._admission = admission
         self.rate = ServiceRate()
         self.metrics.service_rate.set_function(lambda: self.rate.rate() or 0.0)
         self.metrics.in_flight.set_function(lambda: self.rate.in_flight)
@@ -321,6 +325,8 @@ class Worker:
         rate = self.rate.rate()
         if queued >= self.cfg.queue_size:
             reason, excess = "queue_full", 1.0
+        elif not self._admission:
+            return
         elif rate is None:
             if queued + in_flight < self._cold_start_limit:
                 return

@@ -387,3 +387,24 @@ def test_a_cancelled_caller_stops_its_row_and_its_batch_ends_with_its_last_live_
     assert metric(worker, "mafioso_cancelled_total", stage="decoding") == 3
     assert metric(worker, "mafioso_requests_total", outcome="cancelled") == 3
     assert answer.tokens == 2
+
+
+def test_without_admission_control_only_the_queue_bounds_what_is_taken():
+    gate = threading.Event()
+    engine = FakeEngine(gate=gate)
+
+    async def main():
+        worker = Worker(engine, worker_config(max_batch_size=1, queue_size=3), admission=False)
+        await worker.start()
+        tasks = [asyncio.create_task(worker.explain("running"))]
+        await asyncio.to_thread(engine.started.wait, 5)
+        tasks += [asyncio.create_task(worker.explain(f"c{i}")) for i in range(3)]  # 2 x slots is no limit
+        await asyncio.sleep(0.01)
+        with pytest.raises(WorkerBusy):
+            await worker.explain("the queue is full")
+        gate.set()
+        answers = await asyncio.gather(*tasks)
+        await worker.stop()
+        return answers
+
+    assert len(asyncio.run(main())) == 4
