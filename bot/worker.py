@@ -9,8 +9,9 @@
 time: at the measured service rate (answers per second of engine work, :class:`ServiceRate`) the requests
 ahead of it plus itself must finish within ``ADMIT_HEADROOM`` of the request timeout, and the queue must
 have room. Otherwise it is refused at once with :class:`WorkerBusy`, whose ``retry_after`` says when the
-work ahead will have drained at that rate. Before any answer is measured at most ``2 x slots`` requests are
-in the worker at once. A refusal in a millisecond beats a 504 after two minutes.
+work ahead will have drained at that rate. Until a round of answers (one per slot, at most 32) is measured,
+at most ``2 x slots`` requests are in the worker at once. A refusal in a millisecond beats a 504 after two
+minutes.
 
 The scheduler takes up to ``max_batch_size`` waiting requests at a time and runs ``engine.generate`` on them
 in one dedicated thread, so concurrent requests share a batch while the event loop stays free. A request
@@ -71,11 +72,14 @@ class ServiceRate:
     Time counts only while the engine holds requests (``in_flight`` > 0), so an idle worker does not look
     slow, and a stuck one looks slower every second it produces nothing. The rate is measured at whatever
     load there was: after a quiet spell (one request at a time) it underestimates what a full batch does,
-    which makes admission cautious until a burst's own answers are measured.
+    which makes admission cautious until a burst's own answers are measured. It says nothing before
+    ``min_answers`` answers: rows that start together finish together, and the first of a full batch alone
+    would make the rate look ``slots`` times too slow.
     """
 
-    def __init__(self, window: int = 32, clock=time.monotonic):
+    def __init__(self, window: int = 32, clock=time.monotonic, min_answers: int = 1):
         self.window = window
+        self.min_answers = max(1, min(min_answers, window))
         self.in_flight = 0
         self._clock = clock
         self._busy_s = 0.0
@@ -100,9 +104,9 @@ class ServiceRate:
         self._answered_at.extend([self._busy_s] * answered)
 
     def rate(self) -> float | None:
-        """Answers per busy second, or None before the first answer."""
+        """Answers per busy second, or None before ``min_answers`` answers."""
         self._tick()
-        if not self._answered_at:
+        if len(self._answered_at) < self.min_answers:
             return None
         full = len(self._answered_at) > self.window
         span = self._busy_s - (self._answered_at[0] if full else 0.0)
@@ -159,7 +163,7 @@ class Metrics:
                              registry=self.registry)
         self.refused = Counter("mafioso_refused", "requests refused at admission (503 busy with Retry-After): "
                                "queue_full, overloaded (expected past the timeout at the measured rate), "
-                               "cold_start (2 x slots in the worker before any answer was measured)",
+                               "cold_start (2 x slots in the worker before a round of answers was measured)",
                                ["reason"], registry=self.registry)
         self.cancelled = Counter("mafioso_cancelled", "requests nobody waits for any more (client gone, timed "
                                  "out, a sibling prompt failed), by where they were: queued (never decoded) or "
@@ -187,7 +191,7 @@ class Worker:
 
     def __init__(self, engine, cfg: WorkerConfig, *, gather_s: float = 0.005, cold_start_limit: int | None = None,
                  admission: bool = True):
-        """``cold_start_limit``: requests admitted at once before any answer is measured (default 2 x slots);
+        """``cold_start_limit``: requests in the worker at once before the rate is measured (default 2 x slots);
         ``admission=False``: only the queue size limits what is admitted (the worker before issue 19, for the
         overload bench's comparison)."""
         self.engine = engine
@@ -201,7 +205,7 @@ class Worker:
         self._gather_s = 0.0 if continuous else gather_s  # a short wait lets a burst share the first batch
         self._cold_start_limit = cold_start_limit or 2 * self._concurrent_batches * self._batch_limit
         self._admission = admission
-        self.rate = ServiceRate()
+        self.rate = ServiceRate(min_answers=self._concurrent_batches * self._batch_limit)
         self.metrics.service_rate.set_function(lambda: self.rate.rate() or 0.0)
         self.metrics.in_flight.set_function(lambda: self.rate.in_flight)
         self._waiting: collections.deque[_Job] = collections.deque()

@@ -408,3 +408,16 @@ def test_without_admission_control_only_the_queue_bounds_what_is_taken():
         return answers
 
     assert len(asyncio.run(main())) == 4
+
+
+def test_the_rate_waits_for_a_round_of_answers():
+    """Rows that start together finish together: the first answer of a full batch alone looked 16x too slow
+    (the overload bench saw Retry-After 17 s at 1 s per answer)."""
+    clock = Clock()
+    rate = ServiceRate(clock=clock, min_answers=4)
+    rate.started(4)
+    clock.now = 1.0
+    rate.finished(1, answered=1)
+    assert rate.rate() is None
+    rate.finished(3, answered=3)
+    assert rate.rate() == 4.0
