@@ -402,7 +402,9 @@ class Worker:
             return
         self.rate.finished(0, answered=sum(not job.control.cancelled for job in batch))
         for job, result in zip(batch, results, strict=True):
-            self.metrics.tokens.inc(result.tokens)
+            self.metrics.tokens.inc(result.tokens)  # decoded, even for nobody
+            if job.control.cancelled:  # stopped, not an answer: not truncated, looped or leaked
+                continue
             if result.code_leak:
                 self.metrics.code_leaks.inc()
             if not result.finished:

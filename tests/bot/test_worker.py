@@ -364,6 +364,7 @@ def test_a_request_that_times_out_while_decoding_stops_its_row():
     worker, after = asyncio.run(main())
     assert engine.cancelled == 1 and engine.decoded < 100  # 500 before the fix
     assert metric(worker, "mafioso_cancelled_total", stage="decoding") == 1
+    assert metric(worker, "mafioso_truncated_total") == 0  # stopped for nobody is not an answer cut short
     assert after.text == "explained next"
 
 
