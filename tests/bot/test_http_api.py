@@ -356,3 +356,20 @@ def test_a_prompt_list_that_fails_cancels_the_rest():
     sample = worker.registry.get_sample_value
     assert sample("mafioso_refused_total", {"reason": "cold_start"}) == 1  # the rest never asked
     assert sample("mafioso_requests_total", {"outcome": "cancelled"}) == 8  # the 2 x 4 admitted ones
+
+
+def test_the_real_engine_honours_max_tokens_through_the_api(engine):
+    cfg = worker_config()
+
+    async def main():
+        async with serving(Worker(engine, cfg), cfg) as url:
+            client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+            cut = await client.completions.create(model="mafioso", prompt=["print(1)", "x = 2"], max_tokens=3)
+            with pytest.raises(openai.BadRequestError, match="at most 8"):
+                await client.chat.completions.create(model="mafioso", max_tokens=9,
+                                                     messages=[{"role": "user", "content": "x = 1"}])
+            await client.close()
+            return cut
+
+    cut = asyncio.run(main())
+    assert cut.usage.completion_tokens == 6 and [c.finish_reason for c in cut.choices] == ["length", "length"]
