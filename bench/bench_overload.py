@@ -2,6 +2,7 @@
 
     python bench/bench_overload.py                                  # stand-in engine, 4x capacity, 60 s
     python bench/bench_overload.py --load 4 --seconds 30 --timeout 10 --slots 16 --tokens 50 --token-ms 20
+    python bench/bench_overload.py --burst 64 --tokens 50 --token-ms 80 --timeout 12   # issue 19's burst, 1/10 scale
     python bench/bench_overload.py --engine real --base-model embedded --adapter none --capacity 0.5
 
 The worker is the real one: :class:`bot.worker.Worker` behind :mod:`bot.http_api` on loopback, with its
@@ -12,7 +13,8 @@ figures show the worker, not the model. ``--engine real`` loads a model instead 
 ``--capacity``, answers per second, measured with bench/bench_worker.py).
 
 Requests arrive open-loop (Poisson, fixed seed) at ``--load`` x capacity for ``--seconds``; a refused client
-does not retry. Every request ends as one of: answered (200), refused (503 busy, with Retry-After), timed out
+does not retry; ``--burst N`` sends N requests at once instead (a fresh worker hit by N clients). Every request
+ends as one of: answered (200), refused (503 busy, with Retry-After), timed out
 (504), or lost (anything else: another status, a connection error, or no answer within the timeout + 5 s).
 Lost must be 0; timed out should be 0 (refused early instead). ``--admission off`` runs the same load
 against a worker that only bounds its queue, as before issue 19. Prints a table, then one JSON line.
@@ -80,6 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--adapter", default="none", help="real engine: adapter folder, 'default' or 'none'")
     parser.add_argument("--load", type=float, default=4.0, help="arrival rate as a multiple of capacity")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long requests arrive")
+    parser.add_argument("--burst", type=int, default=0, help="send this many requests at once instead")
     parser.add_argument("--timeout", type=float, default=10.0, help="the worker's request timeout (s)")
     parser.add_argument("--queue-size", type=int, default=256, help="the worker's queue size")
     parser.add_argument("--admission", choices=("on", "off"), default="on",
@@ -151,10 +154,11 @@ async def drive(args: argparse.Namespace) -> dict:
     started = time.monotonic()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as http:
         tasks, at = [], started
-        while at - started < args.seconds:
+        while not args.burst and at - started < args.seconds:
             at += rng.expovariate(rate)
             await asyncio.sleep(max(0.0, at - time.monotonic()))
             tasks.append(asyncio.create_task(one(http)))
+        tasks += [asyncio.create_task(one(http)) for _ in range(args.burst)]
         await asyncio.gather(*tasks)
     wall = time.monotonic() - started
     sample = worker.registry.get_sample_value
@@ -170,8 +174,9 @@ async def drive(args: argparse.Namespace) -> dict:
     return {
         "engine": (f"paced: {args.slots} slots x {args.tokens} tokens x {args.token_ms:g} ms" if args.engine == "paced"
                    else f"real: {args.base_model}, adapter {args.adapter}"),
-        "admission": args.admission, "capacity_per_s": round(capacity, 2), "load": args.load, "arrival_per_s": round(rate, 2),
-        "seconds": args.seconds, "timeout_s": args.timeout, "sent": sent,
+        "admission": args.admission, "capacity_per_s": round(capacity, 2), "load": args.load,
+        "arrival_per_s": round(rate, 2),
+        "seconds": 0 if args.burst else args.seconds, "burst": args.burst, "timeout_s": args.timeout, "sent": sent,
         **{kind: len(outcomes[kind]) for kind in ("answered", "refused", "timed_out", "lost")},
         "answered_per_s": round(len(outcomes["answered"]) / wall, 2), "wall_s": round(wall, 1),
         "answered_latency_s": percentiles(outcomes["answered"]), "refused_latency_s": percentiles(outcomes["refused"]),
@@ -186,8 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the bench; prints a table and a JSON line."""
     args = parse_args(argv)
     result = asyncio.run(drive(args))
-    print(f"admission {result['admission']}; engine {result['engine']}: capacity {result['capacity_per_s']}/s, arrivals {result['arrival_per_s']}/s "
-          f"({result['load']:g}x) for {result['seconds']:g} s, request timeout {result['timeout_s']:g} s")
+    load = (f"a burst of {result['burst']}" if result["burst"] else
+            f"arrivals {result['arrival_per_s']}/s ({result['load']:g}x) for {result['seconds']:g} s")
+    print(f"admission {result['admission']}; engine {result['engine']}: capacity {result['capacity_per_s']}/s, "
+          f"{load}, request timeout {result['timeout_s']:g} s")
     print(f"{'outcome':<10} {'count':>6} {'p50 s':>8} {'p95 s':>8}")
     for kind, key in (("answered", "answered_latency_s"), ("refused", "refused_latency_s"),
                       ("timed_out", "timed_out_latency_s"), ("lost", None)):
