@@ -7,6 +7,7 @@
     mafioso eval --data FILE ...    score base vs adapter on a dataset
     mafioso worker                  serve the HTTP / OpenAI-compatible API
     mafioso serve                   run the Discord and/or Slack bots
+    mafioso export gguf --out DIR   the tuned model as a GGUF for llama.cpp / Ollama
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ def make_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--base-model", default="embedded", help="embedded, a HF id, a folder or a .gguf file")
     prepare.set_defaults(func=cmd_model_prepare)
 
+    _add_export(sub)
+
     # Commands implemented beside the parts they run; each module has add_arguments(parser) and run(args).
     for name, module, text in _COMMANDS:
         command = sub.add_parser(name, help=text)
@@ -106,6 +109,18 @@ def make_parser() -> argparse.ArgumentParser:
         implementation.add_arguments(command)
         command.set_defaults(func=implementation.run)
     return parser
+
+
+def _add_export(sub) -> None:
+    """``mafioso export gguf`` (issue 21): trainer/export.py, which loads torch and gguf only when it runs."""
+    from trainer import export
+
+    export_parser = sub.add_parser("export", help="export the tuned model for other runtimes")
+    export_parser.set_defaults(func=lambda args: _usage(export_parser))
+    formats = export_parser.add_subparsers(dest="export_command", metavar="FORMAT")
+    gguf = formats.add_parser("gguf", help="one merged GGUF (F16 / Q8_0) + Ollama Modelfile, or a GGUF LoRA")
+    export.add_arguments(gguf)
+    gguf.set_defaults(func=export.run)
 
 
 _COMMANDS = [

@@ -191,13 +191,18 @@ def split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sampl
 
 
 def tokenize(samples: list[Sample], tokenizer, max_length: int) -> tuple[list[dict], list[str]]:
-    """Training rows (input_ids + completion_mask) and warnings for rows cut at ``max_length``."""
+    """Training rows (input_ids + completion_mask) and warnings for rows cut at ``max_length`` (or left out,
+    when even their prompt does not fit)."""
     from prompts import encode
 
     rows, warnings = [], []
     for sample in samples:
         row = encode(tokenizer, sample.code, sample.prompt, sample.explanation)
         if len(row["input_ids"]) > max_length:
+            if not any(row["completion_mask"][:max_length]):  # the cut leaves no answer to learn from
+                warnings.append(f"{sample.where}: its prompt alone is {row['completion_mask'].index(1)} tokens, "
+                                f"over max_length={max_length}; left out (raise --max-length to train on it)")
+                continue
             warnings.append(f"{sample.where}: {len(row['input_ids'])} tokens, cut to max_length={max_length}")
             row = {k: v[:max_length] for k, v in row.items()}
         rows.append(row)

@@ -25,7 +25,7 @@ from mafioso.base_model import load_model, load_tokenizer, resolve_base, sha256_
 from mafioso.config import TrainConfig
 from trainer.dataset import Sample, duplicate_problems, load_samples, split, tokenize
 from trainer.model_card import write_loss_plot, write_model_card
-from mafioso.errors import DatasetError
+from mafioso.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,9 @@ def setup(cfg: TrainConfig) -> Run:
     val_rows, val_cut = tokenize(val_samples, tokenizer, cfg.max_length)
     for warning in cut + val_cut:
         log.warning(warning)
+    if not train_rows:
+        raise ConfigError(f"no training row fits in max_length={cfg.max_length} tokens with its answer; "
+                          "raise --max-length")
     log.info("%d training and %d validation samples", len(train_rows), len(val_rows))
 
     cuda = torch.cuda.is_available()

@@ -101,3 +101,17 @@ def test_seeded_split_is_stable_and_disjoint(tmp_path):
     train, val = split(samples, 0.25, seed=1)
     assert (train, val) == split(samples, 0.25, seed=1)
     assert len(val) == 2 and not {s.key for s in train} & {s.key for s in val}
+
+
+def test_a_row_whose_prompt_alone_is_too_long_is_left_out_with_a_warning(tiny_model_dir):
+    from mafioso.base_model import load_tokenizer
+    from trainer.dataset import Sample, tokenize
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    short = Sample("short", "t.json", "explain", "x = 1", "It sets `x`, pal.")
+    long = Sample("long", "t.json", "explain", "\n".join(f"value_{i} = {i}" for i in range(200)), "Many values, pal.")
+    budget = len(tokenize([short], tokenizer, 10_000)[0][0]["input_ids"]) + 5
+    rows, warnings = tokenize([short, long], tokenizer, budget)
+    assert len(rows) == 1 and any(rows[0]["completion_mask"])
+    (warning,) = warnings
+    assert "'long'" in warning and "left out" in warning
