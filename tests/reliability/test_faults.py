@@ -178,6 +178,18 @@ async def a_client_that_hangs_up_mid_answer(url, worker, engine, http):
     return 200, None, {}
 
 
+@fault(200, None, cfg={"max_batch_size": 4}, engine={"tokens": 1000, "token_delay": 0.01},
+       metrics={("mafioso_requests_total", "cancelled"): 4})
+async def a_client_that_hangs_up_on_a_prompt_list(url, worker, engine, http):
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3)) as impatient:
+        with pytest.raises(asyncio.TimeoutError):
+            await post(impatient, url, "/v1/completions", prompt=[f"x = {i}" for i in range(4)])
+    await wait_until(lambda: worker.rate.in_flight == 0 and engine.cancelled == 4)
+    assert engine.decoded < 4 * 100
+    engine.tokens = 3
+    return 200, None, {}
+
+
 @fault(408, "request_timeout", cfg={"request_timeout": 0.3})
 async def a_client_that_stops_mid_body(url, worker, engine, http):
     """It held its handler forever before: nothing bounded the body's arrival."""
