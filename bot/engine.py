@@ -34,6 +34,7 @@ from transformers import (LogitsProcessor, LogitsProcessorList, RepetitionPenalt
 
 import mafioso
 import prompts
+from bot.control import Control
 from bot.loop_guard import LoopGuard, LoopRule, TokenPieces, cut_loop, find_loop
 from bot.ngram_ban import NgramBan
 from bot.postcheck import scrub
@@ -212,6 +213,24 @@ class _LoopStop(StoppingCriteria):
                             device=input_ids.device)
 
 
+class _RequestStop(StoppingCriteria):
+    """Stopping criterion: a row is done at its own ``max_tokens`` or once its request is cancelled
+    (:class:`bot.control.Control`); the batch ends when every row is done. ``cancelled_at[row]`` records how
+    many tokens a cancelled row had generated when it stopped."""
+
+    def __init__(self, controls: list[Control], limits: list[int], prompt_len: int):
+        self.controls, self.limits, self.prompt_len = controls, limits, prompt_len
+        self.cancelled_at: dict[int, int] = {}
+
+    def __call__(self, input_ids, scores, **kwargs):
+        generated = input_ids.shape[1] - self.prompt_len
+        for row, control in enumerate(self.controls):
+            if control.cancelled:
+                self.cancelled_at.setdefault(row, generated)
+        done = [generated >= limit or row in self.cancelled_at for row, limit in enumerate(self.limits)]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
 class _AnswerNgramBan(LogitsProcessor):
     """Per row, forbids the tokens that would repeat an n-gram of its answer (:class:`bot.ngram_ban.NgramBan`)."""
 
@@ -307,17 +326,25 @@ class Engine:
         """How many tokens the prompt for ``code`` takes (the input guard compares it to the context)."""
         return len(prompts.encode(self.tokenizer, code, request)["input_ids"])
 
-    def generate(self, requests: list[tuple[str, str | None]]) -> list[Generation]:
-        """Explain a batch of ``(code, request)`` pairs in one decode; answers come back in order."""
+    def generate(self, requests: list[tuple[str, str | None]],
+                 controls: list[Control] | None = None) -> list[Generation]:
+        """Explain a batch of ``(code, request)`` pairs in one decode; answers come back in order. ``controls``
+        (one per request): each answer's own ``max_tokens`` (cut there, unfinished) and its cancel flag (the
+        row stops at the next step; what it has is returned, for nobody)."""
         if not requests:
             return []
+        controls = controls or [Control() for _ in requests]
         prompt_ids = [prompts.encode(self.tokenizer, code, request)["input_ids"] for code, request in requests]
-        rows = self.decode(prompt_ids)
-        return [self._finish(ids, stop) for ids, stop in rows]
+        rows = self.decode(prompt_ids, controls)
+        limits = [control.limit(self.gen.max_new_tokens) for control in controls]
+        # a row stopped early is padded to the batch's end: its answer ends at its limit, whatever follows
+        return [self._finish(ids[:limit], stop if stop is not None and stop <= limit else None)
+                for (ids, stop), limit in zip(rows, limits, strict=True)]
 
-    def decode(self, prompt_ids: list[list[int]]) -> list[tuple[list[int], int | None]]:
+    def decode(self, prompt_ids: list[list[int]],
+               controls: list[Control] | None = None) -> list[tuple[list[int], int | None]]:
         """One batched ``model.generate``: per row, the generated ids and where ``###`` or a loop stopped it
-        (or None)."""
+        (or None). The batch runs to its longest ``max_tokens``; each row stops at its own or when cancelled."""
         width = max(len(ids) for ids in prompt_ids)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompt_ids], device=self.device)
@@ -335,13 +362,16 @@ class Engine:
         stops = [_SectionStop(self.tokenizer, width)]
         if self.gen.stop_loops:
             stops.append(_LoopStop(LoopRule.of(self.gen), self.pieces, width))
+        controls = controls or [Control() for _ in prompt_ids]
+        limits = [control.limit(self.gen.max_new_tokens) for control in controls]
+        requested = _RequestStop(controls, limits, width)
         with torch.inference_mode():
             out = self.model.generate(
-                input_ids=input_ids, attention_mask=mask, max_new_tokens=self.gen.max_new_tokens,
+                input_ids=input_ids, attention_mask=mask, max_new_tokens=max(limits),
                 do_sample=self.gen.do_sample, pad_token_id=pad, eos_token_id=self.eos_ids,
-                stopping_criteria=StoppingCriteriaList(stops), **extra,
+                stopping_criteria=StoppingCriteriaList([*stops, requested]), **extra,
             )
-        generated = out[:, width:].tolist()
+        generated = [ids[:requested.cancelled_at.get(row, len(ids))] for row, ids in enumerate(out[:, width:].tolist())]
         return [(ids, min((s.stopped_at[row] for s in stops if row in s.stopped_at), default=None))
                 for row, ids in enumerate(generated)]
 

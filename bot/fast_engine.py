@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 import prompts
+from bot.control import Control
 from bot.engine import Engine
 from bot.fast_decode import Gemma3Decoder
 from bot.loop_guard import LoopGuard, LoopRule
@@ -38,6 +39,8 @@ FACTS_TOKENS = prompts.FACTS_MAX_TOKENS * 5 // 4 + 8
 class _Row:
     prompt: list[int]
     future: Future
+    limit: int  # most tokens: the request's max_tokens within max_new_tokens
+    control: Control  # read once per step: a cancelled row leaves its slot
     generated: list[int] = field(default_factory=list)
     stop: int | None = None  # tokens generated when a ### section or a loop stopped it
     ngrams: NgramBan | None = None  # GenerationConfig.no_repeat_ngram
@@ -59,6 +62,7 @@ class DecodeStats:
     prefill_prompts: int = 0
     prefill_s: float = 0.0
     idle_s: float = 0.0
+    cancelled: int = 0  # rows stopped because nobody waited for them any more
 
 
 def prefill_groups(rows: list[tuple[int, _Row]], budget: int) -> list[list[tuple[int, _Row]]]:
@@ -194,18 +198,22 @@ class FastEngine(Engine):
         return (quantization == "none" and not gen.do_sample and getattr(text, "model_type", "") == "gemma3_text"
                 and not text.final_logit_softcapping and not text.attn_logit_softcapping)
 
-    def decode(self, prompt_ids: list[list[int]]) -> list[tuple[list[int], int | None]]:
+    def decode(self, prompt_ids: list[list[int]],
+               controls: list[Control] | None = None) -> list[tuple[list[int], int | None]]:
         """Queue the prompts for the decode thread and wait; prompts too long for a slot take the slow path."""
         if self.decoder is None:
             raise RuntimeError("the engine is closed")
+        controls = controls or [Control() for _ in prompt_ids]
         fits = [len(ids) <= self.max_prompt_tokens for ids in prompt_ids]
         n = self.gen.no_repeat_ngram
         rule = LoopRule.of(self.gen) if self.gen.stop_loops else None
-        rows = [_Row(ids, Future(), ngrams=NgramBan(n) if n else None,
-                     loops=LoopGuard(rule, self.pieces) if rule else None) for ids, ok in zip(prompt_ids, fits) if ok]
+        rows = [_Row(ids, Future(), control.limit(self.gen.max_new_tokens), control,
+                     ngrams=NgramBan(n) if n else None, loops=LoopGuard(rule, self.pieces) if rule else None)
+                for ids, control, ok in zip(prompt_ids, controls, fits) if ok]
         for row in rows:
             self._inbox.put(row)
-        long = iter(super().decode([ids for ids, ok in zip(prompt_ids, fits) if not ok]) if not all(fits) else [])
+        long = iter(super().decode([ids for ids, ok in zip(prompt_ids, fits) if not ok],
+                                   [c for c, ok in zip(controls, fits) if not ok]) if not all(fits) else [])
         fast = iter([row.future.result() for row in rows])
         return [next(fast) if ok else next(long) for ok in fits]
 
@@ -235,6 +243,8 @@ class FastEngine(Engine):
                     self._admit(active, block=not active)
                     steps = 0
                 if active:
+                    self._drop_cancelled(active)
+                if active:
                     launched = self.decoder.launch(max(active) + 1)
                     self.stats.steps += 1
                     self.stats.step_rows += len(active)
@@ -259,6 +269,10 @@ class FastEngine(Engine):
         new: list[tuple[int, _Row]] = []
 
         def place(row: _Row) -> None:
+            if row.control.cancelled:  # gone before it got a slot
+                self.stats.cancelled += 1
+                row.future.set_result((row.generated, None))
+                return
             short = len(row.prompt) + self.gen.max_new_tokens < self.decoder.short_len
             slot = next((s for s in free if short or s >= self.decoder.short_slots), None)
             if slot is None:
@@ -318,6 +332,14 @@ class FastEngine(Engine):
                 row.bans = now
         self.decoder.set_bans(lift, ban)
 
+    def _drop_cancelled(self, active: dict[int, _Row]) -> None:
+        """Free the slots of rows nobody waits for (a flag read per row per step); their callers get what they
+        have, for nobody. A step already launched for them is dropped like a finished row's."""
+        for slot in [slot for slot, row in active.items() if row.control.cancelled]:
+            row = active.pop(slot)
+            self.stats.cancelled += 1
+            row.future.set_result((row.generated, row.stop))
+
     def _record(self, active: dict[int, _Row], slot: int, token: int) -> None:
         """Append one token to a slot's answer; finish the row at EOS, ###, a loop or the token budget."""
         row = active[slot]
@@ -330,6 +352,6 @@ class FastEngine(Engine):
                 row.stop = len(row.generated)
         if row.loops is not None and row.stop is None and row.loops.add(token):
             row.stop = len(row.generated)
-        if token in self.eos_ids or row.stop is not None or len(row.generated) >= self.gen.max_new_tokens:
+        if token in self.eos_ids or row.stop is not None or len(row.generated) >= row.limit:
             del active[slot]
             row.future.set_result((row.generated, row.stop))

@@ -2,23 +2,32 @@
 
     worker = Worker(Engine.load(cfg, gen), cfg)
     await worker.start()
-    answer = await worker.explain("print(1 + 1)")
+    answer = await worker.explain("print(1 + 1)", max_tokens=100)
     await worker.stop()
 
-``explain`` checks the input (:mod:`bot.guard`) and queues the request; a full queue is refused at once
-with :class:`WorkerBusy`. The scheduler takes up to ``max_batch_size`` waiting requests at a time and
-runs ``engine.generate`` on them in one dedicated thread, so concurrent requests share a batch while the
-event loop stays free. A request that times out or is cancelled leaves the queue at once; if its batch
-already started, its answer is discarded. ``stop(drain=True)`` refuses new requests and finishes every
-queued one; ``stop(drain=False)`` fails the queued ones with :class:`WorkerUnavailable`. Nothing is
-dropped silently.
+``explain`` checks the input (:mod:`bot.guard`), then admits the request only if it can be answered in
+time: at the measured service rate (answers per second of engine work, :class:`ServiceRate`) the requests
+ahead of it plus itself must finish within ``ADMIT_HEADROOM`` of the request timeout, and the queue must
+have room. Otherwise it is refused at once with :class:`WorkerBusy`, whose ``retry_after`` says when the
+work ahead will have drained at that rate. Until a round of answers (one per slot, at most 32) is measured,
+at most ``2 x slots`` requests are in the worker at once. A refusal in a millisecond beats a 504 after two
+minutes.
 
-The engine is duck-typed: anything with ``generate(list[(code, request)]) -> list[Generation]`` works
-(tests inject a fake one). If it also has ``prompt_tokens(code, request)`` and ``max_prompt_tokens``, the
-guard checks prompts against the model's context too. An engine that owns its GPU thread and admits new
-rows between decode steps (continuous batching) sets ``continuous_slots = N``: the worker then hands it each
-request on its own, up to N at once (N calling threads that only wait on the engine), so an answer comes
-back as soon as its own row finishes instead of with the slowest row of a batch.
+The scheduler takes up to ``max_batch_size`` waiting requests at a time and runs ``engine.generate`` on them
+in one dedicated thread, so concurrent requests share a batch while the event loop stays free. A request
+that times out or is cancelled (the HTTP client hung up, a sibling prompt failed) leaves the queue at once;
+if it is already decoding, its :class:`bot.control.Control` is cancelled and the engine stops its row at
+the next decode step. Both count in ``mafioso_cancelled_total``. ``stop(drain=True)`` refuses new requests
+and finishes every queued one; ``stop(drain=False)`` fails the queued ones with :class:`WorkerUnavailable`.
+Nothing is dropped silently.
+
+The engine is duck-typed: anything with ``generate(list[(code, request)], list[Control]) -> list[Generation]``
+works (tests inject a fake one); each :class:`bot.control.Control` carries its request's ``max_tokens`` and
+cancel flag. If it also has ``prompt_tokens(code, request)`` and ``max_prompt_tokens``, the guard checks
+prompts against the model's context too. An engine that owns its GPU thread and admits new rows between
+decode steps (continuous batching) sets ``continuous_slots = N``: the worker then hands it each request on
+its own, up to N at once (N calling threads that only wait on the engine), so an answer comes back as soon
+as its own row finishes instead of with the slowest row of a batch.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,11 +44,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 
 from bot import guard
+from bot.control import Control
 from bot.explainer import Explanation
 from mafioso.config import WorkerConfig
 from mafioso.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 
-__all__ = ["Metrics", "Worker"]
+__all__ = ["ADMIT_HEADROOM", "Metrics", "ServiceRate", "Worker"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +57,60 @@ BUSY = "The boss is seeing a lot of people right now, pal. Come back in a minute
 TIMEOUT = "I thought about your code so long my cannoli went stale. Try again, maybe with less code."
 UNAVAILABLE = "We're closed for the night, my friend. Come back when the lights are on."
 FAILED = "Something went wrong in the back room, pal. It ain't your fault; try again."
+
+#: A request is admitted only if, at the measured rate, it is expected to finish within this share of the
+#: request timeout: answers vary in length, and one that would just make it on average often would not.
+ADMIT_HEADROOM = 0.8
+#: Retry-After bounds, in seconds: never "now" (a client would hammer), never more than a minute (the rate
+#: can change; a refused client should come back and ask again).
+RETRY_MIN_S, RETRY_MAX_S = 1, 60
+
+
+class ServiceRate:
+    """Answers per second of engine work, over the last ``window`` answers.
+
+    Time counts only while the engine holds requests (``in_flight`` > 0), so an idle worker does not look
+    slow, and a stuck one looks slower every second it produces nothing. The rate is measured at whatever
+    load there was: after a quiet spell (one request at a time) it underestimates what a full batch does,
+    which makes admission cautious until a burst's own answers are measured. It says nothing before
+    ``min_answers`` answers: rows that start together finish together, and the first of a full batch alone
+    would make the rate look ``slots`` times too slow.
+    """
+
+    def __init__(self, window: int = 32, clock=time.monotonic, min_answers: int = 1):
+        self.window = window
+        self.min_answers = max(1, min(min_answers, window))
+        self.in_flight = 0
+        self._clock = clock
+        self._busy_s = 0.0
+        self._since = clock()
+        self._answered_at: collections.deque[float] = collections.deque(maxlen=window + 1)  # busy seconds
+
+    def _tick(self) -> None:
+        now = self._clock()
+        if self.in_flight:
+            self._busy_s += now - self._since
+        self._since = now
+
+    def started(self, requests: int) -> None:
+        """``requests`` went to the engine."""
+        self._tick()
+        self.in_flight += requests
+
+    def finished(self, requests: int, answered: int) -> None:
+        """``requests`` came back from the engine, ``answered`` of them with an answer somebody wanted."""
+        self._tick()
+        self.in_flight -= requests
+        self._answered_at.extend([self._busy_s] * answered)
+
+    def rate(self) -> float | None:
+        """Answers per busy second, or None before ``min_answers`` answers."""
+        self._tick()
+        if len(self._answered_at) < self.min_answers:
+            return None
+        full = len(self._answered_at) > self.window
+        span = self._busy_s - (self._answered_at[0] if full else 0.0)
+        return (self.window if full else len(self._answered_at)) / span if span > 0 else None
 
 
 class _DecodeCollector:
@@ -60,7 +125,8 @@ class _DecodeCollector:
                  ("prefills", "prefills", "prefill batches run"),
                  ("prefill_prompts", "prefill_prompts", "prompts prefilled"),
                  ("prefill_seconds", "prefill_s", "time spent prefilling"),
-                 ("engine_idle_seconds", "idle_s", "time the decode thread waited for requests"))
+                 ("engine_idle_seconds", "idle_s", "time the decode thread waited for requests"),
+                 ("decode_cancelled_rows", "cancelled", "rows stopped because nobody waited for them any more"))
 
     def __init__(self, engine) -> None:
         self.engine = engine
@@ -91,9 +157,22 @@ class Metrics:
                                  buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120), registry=self.registry)
         self.code_leaks = Counter("mafioso_code_leaks", "answers whose code the post-check removed",
                                   registry=self.registry)
-        self.truncated = Counter("mafioso_truncated", "answers cut at max_new_tokens", registry=self.registry)
+        self.truncated = Counter("mafioso_truncated", "answers cut at max_new_tokens or the request's max_tokens",
+                                 registry=self.registry)
         self.loops = Counter("mafioso_loops", "answers that looped (ended and cut there unless stop_loops is off)",
                              registry=self.registry)
+        self.refused = Counter("mafioso_refused", "requests refused at admission (503 busy with Retry-After): "
+                               "queue_full, overloaded (expected past the timeout at the measured rate), "
+                               "cold_start (2 x slots in the worker before a round of answers was measured)",
+                               ["reason"], registry=self.registry)
+        self.cancelled = Counter("mafioso_cancelled", "requests nobody waits for any more (client gone, timed "
+                                 "out, a sibling prompt failed), by where they were: queued (never decoded) or "
+                                 "decoding (the engine was told to stop their row)", ["stage"],
+                                 registry=self.registry)
+        self.service_rate = Gauge("mafioso_service_rate", "answers per second of engine work, over the last "
+                                  "answers (admission control's measure; 0 before the first)",
+                                  registry=self.registry)
+        self.in_flight = Gauge("mafioso_in_flight", "requests the engine holds now", registry=self.registry)
 
 
 @dataclass(eq=False)  # identity equality: the queue removes exactly this job
@@ -101,13 +180,20 @@ class _Job:
     code: str
     request: str | None
     future: asyncio.Future
+    control: Control
     queued_at: float = field(default_factory=time.monotonic)
+    started: bool = False  # handed to the engine
+    returned: bool = False  # the engine gave it back (answered or failed)
 
 
 class Worker:
     """Explains code with a local engine, batching concurrent requests (implements ``Explainer``)."""
 
-    def __init__(self, engine, cfg: WorkerConfig, *, gather_s: float = 0.005):
+    def __init__(self, engine, cfg: WorkerConfig, *, gather_s: float = 0.005, cold_start_limit: int | None = None,
+                 admission: bool = True):
+        """``cold_start_limit``: requests in the worker at once before the rate is measured (default 2 x slots);
+        ``admission=False``: only the queue size limits what is admitted (the worker before issue 19, for the
+        overload bench's comparison)."""
         self.engine = engine
         self.cfg = cfg
         self.metrics = Metrics(engine)
@@ -117,6 +203,11 @@ class Worker:
         self._concurrent_batches = max(1, continuous)
         self._batch_limit = 1 if continuous else cfg.max_batch_size
         self._gather_s = 0.0 if continuous else gather_s  # a short wait lets a burst share the first batch
+        self._cold_start_limit = cold_start_limit or 2 * self._concurrent_batches * self._batch_limit
+        self._admission = admission
+        self.rate = ServiceRate(min_answers=self._concurrent_batches * self._batch_limit)
+        self.metrics.service_rate.set_function(lambda: self.rate.rate() or 0.0)
+        self.metrics.in_flight.set_function(lambda: self.rate.in_flight)
         self._waiting: collections.deque[_Job] = collections.deque()
         self._wakeup = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
@@ -132,6 +223,12 @@ class Worker:
     def queue_depth(self) -> int:
         """Requests waiting for a batch."""
         return len(self._waiting)
+
+    @property
+    def max_new_tokens(self) -> int | None:
+        """The engine's longest answer in tokens: the most ``max_tokens`` may ask for (None if it does not say)."""
+        gen = getattr(self.engine, "gen", None)
+        return getattr(gen, "max_new_tokens", None)
 
     @property
     def accepting(self) -> bool:
@@ -169,12 +266,16 @@ class Worker:
         self._executor.shutdown(wait=True)
         self._executor = None
 
-    async def explain(self, code: str, request: str | None = None) -> Explanation:
-        """Explain ``code``; raises InputRejected, WorkerBusy, WorkerTimeout or WorkerUnavailable."""
+    async def explain(self, code: str, request: str | None = None, *, max_tokens: int | None = None) -> Explanation:
+        """Explain ``code`` in at most ``max_tokens`` tokens (default and most: the engine's ``max_new_tokens``);
+        raises InputRejected, WorkerBusy, WorkerTimeout or WorkerUnavailable."""
+        limit = self.max_new_tokens
+        if max_tokens is not None and not (1 <= max_tokens <= (limit or max_tokens)):
+            raise ValueError(f"max_tokens must be between 1 and {limit}, not {max_tokens}")
         started = time.monotonic()
         outcome = "error"
         try:
-            result = await self._explain(code, request)
+            result = await self._explain(code, request, Control(max_tokens))
             outcome = "ok"
         except InputRejected:
             outcome = "rejected"
@@ -198,15 +299,14 @@ class Worker:
         return Explanation(text=result.text, tokens=result.tokens, latency_s=round(latency, 4),
                            finished=result.finished, code_leak=result.code_leak)
 
-    async def _explain(self, code: str, request: str | None):
+    async def _explain(self, code: str, request: str | None, control: Control):
         if not self.accepting:
             raise WorkerUnavailable(UNAVAILABLE)
         code = guard.check(code, request, max_chars=self.cfg.max_input_chars,
                            prompt_tokens=getattr(self.engine, "prompt_tokens", None),
                            max_prompt_tokens=getattr(self.engine, "max_prompt_tokens", None))
-        if len(self._waiting) >= self.cfg.queue_size:
-            raise WorkerBusy(BUSY)
-        job = _Job(code, request, asyncio.get_running_loop().create_future())
+        self._admit()
+        job = _Job(code, request, asyncio.get_running_loop().create_future(), control)
         self._waiting.append(job)
         self.metrics.queue_depth.set(len(self._waiting))
         self._wakeup.set()
@@ -218,14 +318,42 @@ class Worker:
             if job in self._waiting:  # timed out or cancelled before its batch: free the slot now
                 self._waiting.remove(job)
                 self.metrics.queue_depth.set(len(self._waiting))
+                self.metrics.cancelled.labels("queued").inc()
+            elif job.started and not job.returned:  # decoding for nobody: the engine stops its row
+                control.cancel()
+                self.metrics.cancelled.labels("decoding").inc()
+
+    def _admit(self) -> None:
+        """Raise WorkerBusy unless one more request can be answered within the timeout (module docstring)."""
+        queued, in_flight = len(self._waiting), self.rate.in_flight
+        rate = self.rate.rate()
+        if queued >= self.cfg.queue_size:
+            reason, excess = "queue_full", 1.0
+        elif not self._admission:
+            return
+        elif rate is None:
+            if queued + in_flight < self._cold_start_limit:
+                return
+            reason, excess = "cold_start", None
+        else:
+            allowed = ADMIT_HEADROOM * self.cfg.request_timeout * rate  # answers the worker gives in time
+            if queued + in_flight + 1 <= allowed:
+                return
+            reason, excess = "overloaded", queued + in_flight + 1 - allowed
+        self.metrics.refused.labels(reason).inc()
+        wait = RETRY_MIN_S if rate is None or excess is None else math.ceil(excess / rate)
+        raise WorkerBusy(BUSY, retry_after=min(RETRY_MAX_S, max(RETRY_MIN_S, wait)))
 
     def _next_batch(self) -> list[_Job]:
         batch: list[_Job] = []
         while self._waiting and len(batch) < self._batch_limit:
             job = self._waiting.popleft()
             if not job.future.done():
+                job.started = True
                 batch.append(job)
         self.metrics.queue_depth.set(len(self._waiting))
+        if batch:
+            self.rate.started(len(batch))
         return batch
 
     async def _schedule(self) -> None:
@@ -255,8 +383,15 @@ class Worker:
         """Decode one batch in the generation thread and hand each caller its answer."""
         self.metrics.batch_size.observe(len(batch))
         pairs = [(job.code, job.request) for job in batch]
+        controls = [job.control for job in batch]
         try:
-            results = await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.generate, pairs)
+            try:
+                results = await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.generate,
+                                                                           pairs, controls)
+            finally:
+                for job in batch:
+                    job.returned = True
+                self.rate.finished(len(batch), answered=0)
             if len(results) != len(batch):
                 raise RuntimeError(f"the engine gave {len(results)} answers for {len(batch)} requests")
         except Exception:  # noqa: BLE001 - one failed batch must not take the worker down
@@ -265,8 +400,11 @@ class Worker:
                 if not job.future.done():
                     job.future.set_exception(RequestError(FAILED))
             return
+        self.rate.finished(0, answered=sum(not job.control.cancelled for job in batch))
         for job, result in zip(batch, results, strict=True):
-            self.metrics.tokens.inc(result.tokens)
+            self.metrics.tokens.inc(result.tokens)  # decoded, even for nobody
+            if job.control.cancelled:  # stopped, not an answer: not truncated, looped or leaked
+                continue
             if result.code_leak:
                 self.metrics.code_leaks.inc()
             if not result.finished:

@@ -6,7 +6,7 @@
     ├── ModelError               - the base model or adapter cannot be found or loaded
     └── RequestError             - one explain request cannot be served
         ├── InputRejected        - empty, oversized or binary input (``reason`` says which)
-        ├── WorkerBusy           - the request queue is full; try again shortly
+        ├── WorkerBusy           - too much work to answer in time; try again after ``retry_after``
         ├── WorkerTimeout        - the answer did not come within the request timeout
         └── WorkerUnavailable    - the worker is shut down or cannot be reached
 """
@@ -47,7 +47,11 @@ class InputRejected(RequestError):
 
 
 class WorkerBusy(RequestError):
-    """The request queue is full."""
+    """The worker cannot answer one more request in time; ``retry_after``: seconds until it likely can."""
+
+    def __init__(self, message: str, retry_after: int = 1):
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class WorkerTimeout(RequestError):

@@ -401,31 +401,48 @@ class SlackStub:
             await asyncio.sleep(0.01)
 
 
-async def serve_loopback(app):
+async def serve_loopback(app, **runner_options):
     """Start an aiohttp ``app`` on an unused loopback port; returns (runner, base URL). Clean up the runner."""
     from aiohttp import web
 
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, **runner_options)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     return runner, "http://127.0.0.1:%d" % runner.addresses[0][1]
 
 
 class FakeEngine:
-    """Stands in for :class:`bot.engine.Engine`: records every batch, answers "explained <code>".
+    """Stands in for :class:`bot.engine.Engine`: records every batch, answers "explained <code>" in ``tokens``
+    tokens, decoded one step every ``token_delay`` seconds, honouring each request's Control like the real
+    engines (a row stops at its ``max_tokens``, cut as unfinished, or once cancelled; a batch ends when its
+    last row does).
 
     ``gate`` (when set) holds each batch until the test opens it; ``delay`` sleeps in the GPU thread;
-    ``fail`` makes ``generate`` raise.
+    ``fail`` makes ``generate`` raise. ``decoded`` counts the tokens decoded, ``cancelled`` the rows stopped.
     """
 
-    def __init__(self, delay: float = 0.0, gate: threading.Event | None = None, fail: bool = False):
+    def __init__(self, delay: float = 0.0, gate: threading.Event | None = None, fail: bool = False,
+                 tokens: int = 3, token_delay: float = 0.0, max_new_tokens: int = 200):
+        from mafioso.config import GenerationConfig
+
         self.delay = delay
         self.gate = gate
         self.fail = fail
+        self.tokens = tokens
+        self.token_delay = token_delay
+        self.gen = GenerationConfig(max_new_tokens=max_new_tokens)
         self.batches: list[list[tuple[str, str | None]]] = []
         self.started = threading.Event()
+        self.decoded = 0
+        self.cancelled = 0
+        self._lock = threading.Lock()  # continuous_slots: several calls at once
+        import bot.engine  # noqa: F401 - torch loads here, not inside the first (timed) answer
 
-    def generate(self, requests):
+    def generate(self, requests, controls=None):
+        from bot.control import Control
+        from bot.engine import Generation
+
+        controls = controls or [Control() for _ in requests]
         self.batches.append(list(requests))
         self.started.set()
         if self.gate is not None:
@@ -433,9 +450,25 @@ class FakeEngine:
         time.sleep(self.delay)
         if self.fail:
             raise RuntimeError("CUDA out of memory (fake)")
-        from bot.engine import Generation
-
-        return [Generation(text=f"explained {code}", tokens=3, finished=True) for code, _ in requests]
+        limits = [min(self.tokens, c.limit(self.gen.max_new_tokens)) for c in controls]
+        done = [0] * len(requests)
+        stopped = [False] * len(requests)
+        for _ in range(max(limits)):
+            for row, control in enumerate(controls):
+                if not stopped[row] and control.cancelled:
+                    stopped[row] = True
+                    with self._lock:
+                        self.cancelled += 1
+            live = [row for row in range(len(requests)) if not stopped[row] and done[row] < limits[row]]
+            if not live:
+                break
+            time.sleep(self.token_delay)
+            for row in live:
+                done[row] += 1
+            with self._lock:
+                self.decoded += len(live)
+        return [Generation(text=f"explained {code}", tokens=n, finished=n >= self.tokens)
+                for (code, _), n in zip(requests, done)]
 
     def seen(self) -> list[str]:
         """Every code the engine was asked to explain."""
@@ -455,9 +488,9 @@ def worker_config(**overrides):
 @contextlib.asynccontextmanager
 async def serving(worker, cfg):
     """The real worker HTTP app (bot.http_api) on a loopback port; yields its base URL. Starts and stops the worker."""
-    from bot.http_api import make_app
+    from bot.http_api import RUNNER_OPTIONS, make_app
 
-    runner, url = await serve_loopback(make_app(worker, cfg))
+    runner, url = await serve_loopback(make_app(worker, cfg), **RUNNER_OPTIONS)
     try:
         yield url
     finally:

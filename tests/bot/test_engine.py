@@ -11,6 +11,7 @@ import torch
 
 import prompts
 from bot import engine as engine_module
+from bot.control import Control
 from bot.engine import Engine, Generation, adapter_folder, base_of
 from mafioso.config import GenerationConfig, WorkerConfig
 from mafioso.errors import ModelError
@@ -54,7 +55,7 @@ def test_generate_answers_a_batch_in_order(engine):
 
 def test_prompt_ids_are_the_training_encoding(engine, monkeypatch):
     seen = []
-    monkeypatch.setattr(engine, "decode", lambda ids: seen.extend(ids) or [([], None) for _ in ids])
+    monkeypatch.setattr(engine, "decode", lambda ids, controls=None: seen.extend(ids) or [([], None) for _ in ids])
     engine.generate([("print(1)", None), ("x = 2", "what is x?")])
     assert seen == [prompts.encode(engine.tokenizer, "print(1)")["input_ids"],
                     prompts.encode(engine.tokenizer, "x = 2", "what is x?")["input_ids"]]
@@ -141,3 +142,46 @@ def test_serving_dtype():
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert serving_dtype("auto", "cpu") is (torch.bfloat16 if native else torch.float32)
     assert serving_dtype("float32", "cuda") is torch.float32
+
+
+def test_max_tokens_cuts_each_row_at_its_own_limit(engine):
+    """Issue 19 item 7: the batch runs to its longest limit; each row is cut at its own, as unfinished."""
+    pairs = [("print(1)", None), ("x = 1", None), ("def f():\n    pass", "why?")]
+    full = engine.generate(pairs)
+    assert all(r.tokens == 8 and not r.finished for r in full)  # the random tiny model never stops by itself
+    cut = engine.generate(pairs, [Control(max_tokens=2), Control(), Control(max_tokens=5)])
+    assert cut[1] == full[1]
+    assert (cut[0].tokens, cut[0].finished, cut[2].tokens, cut[2].finished) == (2, False, 5, False)
+    assert full[0].text.startswith(cut[0].text) and full[2].text.startswith(cut[2].text)
+
+
+def test_cancelled_rows_stop_at_the_next_step_and_a_batch_ends_with_its_last_live_row(engine):
+    """Issue 19 item 6: a started request decoded to the end for nobody."""
+    forwards = []
+    hook = engine.model.register_forward_hook(lambda *args: forwards.append(1))
+    try:
+        gone, kept = Control(), Control()
+        gone.cancel()
+        [dropped, answer] = engine.generate([("print(1)", None), ("x = 1", None)], [gone, kept])
+        assert dropped.tokens <= 1 and answer.tokens == 8 and len(forwards) == 8
+        forwards.clear()
+        both = [Control(), Control()]
+        for control in both:
+            control.cancel()
+        engine.generate([("print(1)", None), ("x = 1", None)], both)
+        assert len(forwards) == 1  # the prefill: nobody wanted more
+        forwards.clear()
+        later = Control()
+
+        def cancel_at_3(*args):  # after the third forward: the client hangs up mid-answer
+            if len(forwards) == 3:
+                later.cancel()
+
+        cancel_at_3 = engine.model.register_forward_hook(cancel_at_3)
+        try:
+            [answer] = engine.generate([("print(1)", None)], [later])
+        finally:
+            cancel_at_3.remove()
+        assert len(forwards) == 3 and answer.tokens == 3  # stopped mid-decode, 5 steps early
+    finally:
+        hook.remove()

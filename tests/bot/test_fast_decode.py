@@ -5,6 +5,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import prompts
+from bot.control import Control
 from bot.fast_decode import Gemma3Decoder
 from tests.helpers import SNIPPETS
 
@@ -364,7 +365,7 @@ def test_worker_on_the_fast_engine_answers_concurrent_requests(tiny_model_dir, a
     codes = [f"print({i} * {i})" for i in range(12)]
 
     async def main():
-        worker = Worker(fast, cfg)
+        worker = Worker(fast, cfg, cold_start_limit=len(codes))  # 3 x its slots at once, before any answer
         await worker.start()
         try:
             return await asyncio.gather(*(worker.explain(code) for code in codes)), worker.registry
@@ -387,7 +388,8 @@ def test_prefill_groups_keep_similar_lengths_together_within_the_budget():
 
     from bot.fast_engine import _Row, prefill_groups
 
-    rows = [(slot, _Row([1] * length, Future())) for slot, length in enumerate([300, 10, 1000, 12, 290, 11])]
+    lengths = [300, 10, 1000, 12, 290, 11]
+    rows = [(slot, _Row([1] * length, Future(), 8, Control())) for slot, length in enumerate(lengths)]
     groups = prefill_groups(rows, budget=3 * 300)
     assert [[slot for slot, _ in group] for group in groups] == [[1, 5, 3], [4, 0], [2]]
     assert all(len(g) * max(len(r.prompt) for _, r in g) <= 3 * 300 or len(g) == 1 for g in groups)
@@ -415,7 +417,7 @@ def test_a_failed_prefill_fails_every_admitted_request_and_the_engine_keeps_serv
 
     monkeypatch.setattr(fast.decoder, "prefill_many", failing)
     try:
-        rows = [_Row(reference.tokenizer(f"x = {i}")["input_ids"], Future()) for i in range(4)]
+        rows = [_Row(reference.tokenizer(f"x = {i}")["input_ids"], Future(), 8, Control()) for i in range(4)]
         fast._inbox.put(rows[0])
         time.sleep(0.2)  # the decode thread now holds rows[0] in a prefill; the other three wait together
         for row in rows[1:]:
@@ -540,3 +542,45 @@ def test_compiled_decode_matches_generate_on_both_sides_of_the_short_long_bounda
     while len(got[6]) < n:
         got[6].append(decoder.step(active=7).tolist()[6])
     assert [got[0][:n], got[6]] == expected
+
+
+@pytest.mark.parametrize("lookahead", [False, True])
+def test_fast_engine_honours_max_tokens_and_cancellation_like_the_reference(tiny_model_dir, lookahead):
+    """Issue 19 items 6 and 7: each row stops at its own max_tokens (token-exact with Engine.generate) and a
+    cancelled row leaves its slot at the next step, the others untouched."""
+    from bot.engine import Engine
+    from bot.fast_engine import FastEngine
+    from mafioso.config import GenerationConfig, WorkerConfig
+
+    gen = GenerationConfig(max_new_tokens=12)
+    reference = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
+                                         fast_decode=False), gen)
+    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024, lookahead=lookahead)
+    try:
+        requests = [(code, request) for request, code, _ in SNIPPETS[:6]]
+        limits = [1, 5, None, 12, 3, None]
+        expected = [reference.generate([pair], [Control(limit)])[0] for pair, limit in zip(requests, limits)]
+        assert [e.tokens for e in expected] == [1, 5, 12, 12, 3, 12]  # the random tiny model never stops itself
+        assert fast.generate(requests, [Control(limit) for limit in limits]) == expected
+
+        gone = Control()
+        gone.cancel()
+        dropped, kept = fast.generate(requests[:2], [gone, Control()])
+        assert dropped.tokens == 0 and kept == reference.generate(requests[1:2])[0] and fast.stats.cancelled == 1
+
+        later, launches = Control(), []
+        real = fast.decoder.launch
+
+        def launch(*args):  # the client hangs up after the third step
+            launches.append(1)
+            if len(launches) == 3:
+                later.cancel()
+            return real(*args)
+
+        fast.decoder.launch = launch
+        [answer] = fast.generate(requests[:1], [later])
+        assert answer.tokens <= 4 and len(launches) <= 4 and fast.stats.cancelled == 2  # not 12 steps
+        fast.decoder.launch = real
+        assert fast.generate(requests[:1]) == [reference.generate(requests[:1])[0]]  # the slot came back
+    finally:
+        fast.close()

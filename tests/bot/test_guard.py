@@ -67,3 +67,28 @@ def test_scrub_of_nothing_but_code_says_something():
 ])
 def test_chat_message_split(message, code, ask):
     assert split_fence(message) == (code, ask)
+
+
+def test_chat_message_split_is_the_old_regex_in_linear_time():
+    """Issue 19: the regex split backtracked quadratically (32,000 backticks: 1.4 s of the event loop)."""
+    import random
+    import re
+    import time
+
+    old = re.compile(r"(```|~~~)[^\n]*\n(.*?)(?:\1|\Z)", re.DOTALL)
+
+    def reference(message):
+        match = old.search(message)
+        if not match:
+            return message, None
+        request = (message[:match.start()] + " " + message[match.end():]).strip()
+        return match.group(2), request or None
+
+    rng = random.Random(0)
+    for _ in range(3000):
+        message = "".join(rng.choice(["`", "~", "\n", "x", " ", "```", "~~~", "py"]) for _ in range(rng.randint(0, 20)))
+        assert split_fence(message) == reference(message), repr(message)
+    started = time.perf_counter()
+    for message in ("`" * 100_000, "```" * 33_000 + "\n", "~~~\n" + "`" * 100_000):
+        split_fence(message)
+    assert time.perf_counter() - started < 0.1

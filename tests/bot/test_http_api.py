@@ -266,3 +266,110 @@ def test_openapi_document_describes_the_real_requests_and_answers():
         status, refusal = answers[path, False]
         assert status == 400
         jsonschema.validate(refusal, {**schemas["Error"], "required": ["error"]})
+
+
+def test_max_tokens_is_honoured_and_checked():
+    """Issue 19 item 7: max_tokens was accepted and ignored ("lots" gave a 200)."""
+    engine = FakeEngine(tokens=10, max_new_tokens=50)
+    cfg = worker_config()
+
+    async def main():
+        async with serving(Worker(engine, cfg), cfg) as url, aiohttp.ClientSession() as http:
+            async def post(path, body):
+                async with http.post(url + path, json=body) as r:
+                    return r.status, await r.json()
+
+            chat = [{"role": "user", "content": "x = 1"}]
+            return {
+                "explain": await post("/v1/explain", {"code": "x = 1", "max_tokens": 4}),
+                "completions": await post("/v1/completions", {"prompt": ["a", "b"], "max_tokens": 3}),
+                "chat": await post("/v1/chat/completions", {"messages": chat, "max_tokens": 50}),
+                "too_many": await post("/v1/chat/completions", {"messages": chat, "max_tokens": 51}),
+                "zero": await post("/v1/explain", {"code": "x", "max_tokens": 0}),
+                "word": await post("/v1/completions", {"prompt": "x", "max_tokens": "lots"}),
+            }
+
+    r = asyncio.run(main())
+    assert r["explain"] == (200, {**r["explain"][1], "tokens": 4, "finished": False})
+    assert [c["finish_reason"] for c in r["completions"][1]["choices"]] == ["length", "length"]
+    assert r["completions"][1]["usage"]["completion_tokens"] == 6
+    assert r["chat"][1]["choices"][0]["finish_reason"] == "stop" and r["chat"][1]["usage"]["completion_tokens"] == 10
+    assert r["too_many"] == (400, {"error": {"message": "'max_tokens' must be at most 50, the longest answer this "
+                                             "worker gives (MAFIOSO_MAX_NEW_TOKENS).",
+                                             "type": "invalid_request_error", "code": "bad_request"}})
+    assert r["zero"][0] == r["word"][0] == 400
+    assert r["word"][1]["error"]["message"] == "'max_tokens' must be an integer at least 1."
+
+
+def test_a_client_that_hangs_up_stops_its_decoding():
+    """Issue 19 item 6: 4 clients gone after 3 s still cost +357 tokens over ~70 s."""
+    engine = FakeEngine(tokens=500, token_delay=0.01)
+    cfg = worker_config()
+
+    async def main():
+        worker = Worker(engine, cfg)
+        async with serving(worker, cfg) as url:
+            timeout = aiohttp.ClientTimeout(total=0.3)
+            async with aiohttp.ClientSession(timeout=timeout) as http:
+                with pytest.raises(asyncio.TimeoutError):
+                    async with http.post(f"{url}/v1/explain", json={"code": "long"}) as r:
+                        await r.read()
+            for _ in range(200):
+                if engine.cancelled:
+                    break
+                await asyncio.sleep(0.01)
+            engine.tokens = 3
+            async with aiohttp.ClientSession() as http, http.post(f"{url}/v1/explain", json={"code": "x"}) as r:
+                after = r.status
+            return worker, after
+
+    worker, after = asyncio.run(main())
+    assert engine.cancelled == 1 and engine.decoded < 150
+    assert worker.registry.get_sample_value("mafioso_cancelled_total", {"stage": "decoding"}) == 1
+    assert worker.registry.get_sample_value("mafioso_requests_total", {"outcome": "cancelled"}) == 1
+    assert after == 200
+
+
+def test_a_prompt_list_that_fails_cancels_the_rest():
+    """Issue 19 item 6: a 400-item prompt list got 503 in 0.15 s, yet 51,200 tokens were decoded."""
+    engine = FakeEngine(tokens=500, token_delay=0.01)
+    engine.continuous_slots = 4
+    cfg = worker_config()
+
+    async def main():
+        worker = Worker(engine, cfg)
+        async with serving(worker, cfg) as url, aiohttp.ClientSession() as http:
+            async with http.post(f"{url}/v1/completions", json={"prompt": [f"c{i}" for i in range(40)]}) as r:
+                status, body = r.status, await r.json()
+            depth = worker.queue_depth
+            for _ in range(200):
+                if worker.rate.in_flight == 0:
+                    break
+                await asyncio.sleep(0.01)
+            in_flight = worker.rate.in_flight
+        return worker, status, body, depth, in_flight
+
+    worker, status, body, depth, in_flight = asyncio.run(main())
+    assert status == 503 and body["error"]["code"] == "busy"
+    assert depth == 0 and in_flight == 0  # the queue emptied at once, the slots soon after
+    assert engine.decoded < 4 * 100
+    sample = worker.registry.get_sample_value
+    assert sample("mafioso_refused_total", {"reason": "cold_start"}) == 1  # the rest never asked
+    assert sample("mafioso_requests_total", {"outcome": "cancelled"}) == 8  # the 2 x 4 admitted ones
+
+
+def test_the_real_engine_honours_max_tokens_through_the_api(engine):
+    cfg = worker_config()
+
+    async def main():
+        async with serving(Worker(engine, cfg), cfg) as url:
+            client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+            cut = await client.completions.create(model="mafioso", prompt=["print(1)", "x = 2"], max_tokens=3)
+            with pytest.raises(openai.BadRequestError, match="at most 8"):
+                await client.chat.completions.create(model="mafioso", max_tokens=9,
+                                                     messages=[{"role": "user", "content": "x = 1"}])
+            await client.close()
+            return cut
+
+    cut = asyncio.run(main())
+    assert cut.usage.completion_tokens == 6 and [c.finish_reason for c in cut.choices] == ["length", "length"]

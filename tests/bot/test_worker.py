@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from bot.explainer import Explanation
-from bot.worker import Worker
+from bot.worker import ServiceRate, Worker
 from mafioso.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 from tests.helpers import FakeEngine, worker_config
 
@@ -17,8 +17,8 @@ def metric(worker: Worker, name: str, **labels) -> float:
     return worker.registry.get_sample_value(name, labels) or 0.0
 
 
-async def started(engine, **cfg) -> Worker:
-    worker = Worker(engine, worker_config(**cfg))
+async def started(engine, cold_start_limit=None, **cfg) -> Worker:
+    worker = Worker(engine, worker_config(**cfg), cold_start_limit=cold_start_limit)
     await worker.start()
     return worker
 
@@ -48,7 +48,7 @@ def test_looping_and_truncated_answers_are_counted():
     from bot.engine import Generation
 
     class Looping(FakeEngine):
-        def generate(self, requests):
+        def generate(self, requests, controls=None):
             return [Generation(text="Capisce?", tokens=30, finished=code != "long", looped=code != "fine")
                     for code, _ in requests]
 
@@ -66,7 +66,7 @@ def test_batches_never_exceed_max_batch_size(fake_engine):
     fake_engine.delay = 0.02
 
     async def main():
-        worker = await started(fake_engine, max_batch_size=4)
+        worker = await started(fake_engine, max_batch_size=4, cold_start_limit=16)
         await asyncio.gather(*(worker.explain(f"c{i}") for i in range(10)))
         await worker.stop()
 
@@ -101,7 +101,7 @@ def test_full_queue_is_refused_at_once():
     engine = FakeEngine(gate=gate)
 
     async def main():
-        worker = await started(engine, max_batch_size=1, queue_size=2)
+        worker = await started(engine, max_batch_size=1, queue_size=2, cold_start_limit=8)
         first = asyncio.create_task(worker.explain("running"))
         await asyncio.to_thread(engine.started.wait, 5)
         queued = [asyncio.create_task(worker.explain(f"queued {i}")) for i in range(2)]
@@ -157,7 +157,7 @@ def test_stop_drains_or_refuses_but_never_drops(drain):
     engine = FakeEngine(gate=gate)
 
     async def main():
-        worker = await started(engine, max_batch_size=1)
+        worker = await started(engine, max_batch_size=1, cold_start_limit=8)
         tasks = [asyncio.create_task(worker.explain(f"c{i}")) for i in range(3)]
         await asyncio.to_thread(engine.started.wait, 5)
         stopping = asyncio.create_task(worker.stop(drain=drain))
@@ -212,3 +212,213 @@ def test_real_engine_batches_concurrent_requests(engine):
     assert len(answers) == 16 and all(1 <= a.tokens <= 8 for a in answers)
     assert metric(worker, "mafioso_batch_size_count") < 16
     assert metric(worker, "mafioso_generated_tokens_total") == sum(a.tokens for a in answers)
+
+
+class Clock:
+    """A hand-driven monotonic clock for ServiceRate."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_service_rate_counts_only_busy_time_and_the_last_answers():
+    clock = Clock()
+    rate = ServiceRate(window=4, clock=clock)
+    assert rate.rate() is None  # nothing measured yet
+    rate.started(2)
+    clock.now = 1.0
+    rate.finished(2, answered=2)
+    assert rate.rate() == 2.0
+    clock.now = 100.0  # idle: does not count
+    assert rate.rate() == 2.0
+    rate.started(1)
+    clock.now = 104.0  # stuck on one request: the rate falls while nothing comes back
+    assert rate.rate() == 2 / 5
+    rate.finished(1, answered=0)  # failed or cancelled: no answer
+    assert rate.rate() == 2 / 5
+    for _ in range(5):  # the window forgets the old answers
+        rate.started(1)
+        clock.now += 0.25
+        rate.finished(1, answered=1)
+    assert rate.rate() == 4.0
+
+
+def test_admission_refuses_at_once_what_could_not_finish_in_time():
+    """Issue 19 item 11: the queue took work it could not finish (16 of 64 got 504 after 120 s)."""
+    engine = FakeEngine(delay=0.05)
+
+    async def main():
+        worker = await started(engine, max_batch_size=1, request_timeout=30)
+        for i in range(4):  # measured: ~20 answers/s, so ~8 fit in 0.8 x 0.5 s
+            await worker.explain(f"warm {i}")
+        worker.cfg.request_timeout = 0.5
+        t0 = asyncio.get_running_loop().time()
+
+        async def ask(i):
+            try:
+                return await worker.explain(f"c{i}")
+            except WorkerBusy as exc:
+                return exc, asyncio.get_running_loop().time() - t0
+
+        results = await asyncio.gather(*(ask(i) for i in range(24)))
+        answer = await worker.explain("afterwards")  # the worker is fine
+        await worker.stop()
+        return worker, results, answer
+
+    worker, results, answer = asyncio.run(main())
+    refused = [r for r in results if isinstance(r, tuple)]
+    answered = [r for r in results if isinstance(r, Explanation)]
+    assert len(answered) + len(refused) == 24  # no timeouts, nothing lost
+    assert 4 <= len(answered) <= 12 and refused
+    assert all(seconds < 0.05 and exc.retry_after >= 1 for exc, seconds in refused)  # refused at once
+    assert metric(worker, "mafioso_requests_total", outcome="timeout") == 0
+    assert metric(worker, "mafioso_refused_total", reason="overloaded") == len(refused)
+    assert 10 < metric(worker, "mafioso_service_rate") < 25
+    assert answer.text == "explained afterwards"
+
+
+def test_retry_after_is_computed_from_the_measured_rate():
+    clock = Clock()
+    gate = threading.Event()
+    engine = FakeEngine(gate=gate)
+
+    async def main():
+        worker = await started(engine, max_batch_size=1, request_timeout=30)
+        worker.rate = ServiceRate(clock=clock)
+        worker.rate.started(1)
+        clock.now = 10.0
+        worker.rate.finished(1, answered=1)  # 0.1 answers/s: 2.4 answers fit in 0.8 x 30 s
+        tasks = [asyncio.create_task(worker.explain(f"c{i}")) for i in range(2)]
+        await asyncio.to_thread(engine.started.wait, 5)
+        with pytest.raises(WorkerBusy) as caught:
+            await worker.explain("third")
+        gate.set()
+        await asyncio.gather(*tasks)
+        await worker.stop()
+        return worker, caught.value
+
+    worker, busy = asyncio.run(main())
+    assert busy.retry_after == 6  # (3 - 2.4) answers at 0.1 answers/s
+    assert metric(worker, "mafioso_refused_total", reason="overloaded") == 1
+
+
+def test_before_anything_is_measured_two_rounds_of_slots_are_admitted():
+    gate = threading.Event()
+    engine = FakeEngine(gate=gate)
+
+    async def main():
+        worker = await started(engine, max_batch_size=2)
+        tasks = [asyncio.create_task(worker.explain(f"c{i}")) for i in range(4)]
+        await asyncio.to_thread(engine.started.wait, 5)
+        with pytest.raises(WorkerBusy) as caught:
+            await worker.explain("fifth")
+        gate.set()
+        answers = await asyncio.gather(*tasks)
+        await worker.explain("now measured")  # the rate is known: admission by rate from here
+        await worker.stop()
+        return worker, answers, caught.value
+
+    worker, answers, busy = asyncio.run(main())
+    assert len(answers) == 4 and busy.retry_after == 1
+    assert metric(worker, "mafioso_refused_total", reason="cold_start") == 1
+
+
+def test_max_tokens_is_honoured_per_request():
+    """Issue 19 item 7: max_tokens was accepted and ignored."""
+    engine = FakeEngine(tokens=10, max_new_tokens=50)
+
+    async def main():
+        worker = await started(engine)
+        short, full = await asyncio.gather(worker.explain("a", max_tokens=4), worker.explain("b"))
+        with pytest.raises(ValueError, match="between 1 and 50"):
+            await worker.explain("c", max_tokens=51)
+        await worker.stop()
+        return worker, short, full
+
+    worker, short, full = asyncio.run(main())
+    assert (short.tokens, short.finished) == (4, False) and (full.tokens, full.finished) == (10, True)
+    assert metric(worker, "mafioso_truncated_total") == 1
+
+
+def test_a_request_that_times_out_while_decoding_stops_its_row():
+    """Issue 19 item 6: a request that got 504 kept decoding to the end."""
+    engine = FakeEngine(tokens=500, token_delay=0.01)
+
+    async def main():
+        worker = await started(engine, request_timeout=0.3)
+        with pytest.raises(WorkerTimeout):
+            await worker.explain("long")
+        for _ in range(100):
+            if engine.cancelled:
+                break
+            await asyncio.sleep(0.01)
+        worker.cfg.request_timeout = 5
+        engine.tokens = 3
+        after = await worker.explain("next")  # the slot is free at once
+        await worker.stop()
+        return worker, after
+
+    worker, after = asyncio.run(main())
+    assert engine.cancelled == 1 and engine.decoded < 100  # 500 before the fix
+    assert metric(worker, "mafioso_cancelled_total", stage="decoding") == 1
+    assert metric(worker, "mafioso_truncated_total") == 0  # stopped for nobody is not an answer cut short
+    assert after.text == "explained next"
+
+
+def test_a_cancelled_caller_stops_its_row_and_its_batch_ends_with_its_last_live_row():
+    engine = FakeEngine(tokens=500, token_delay=0.01)
+
+    async def main():
+        worker = await started(engine, max_batch_size=4)
+        tasks = [asyncio.create_task(worker.explain(f"c{i}")) for i in range(3)]
+        await asyncio.to_thread(engine.started.wait, 5)
+        await asyncio.sleep(0.05)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        answer = await asyncio.wait_for(worker.explain("next", max_tokens=2), 2)
+        await worker.stop()
+        return worker, answer
+
+    worker, answer = asyncio.run(main())
+    assert engine.cancelled == 3 and engine.decoded < 3 * 100
+    assert metric(worker, "mafioso_cancelled_total", stage="decoding") == 3
+    assert metric(worker, "mafioso_requests_total", outcome="cancelled") == 3
+    assert answer.tokens == 2
+
+
+def test_without_admission_control_only_the_queue_bounds_what_is_taken():
+    gate = threading.Event()
+    engine = FakeEngine(gate=gate)
+
+    async def main():
+        worker = Worker(engine, worker_config(max_batch_size=1, queue_size=3), admission=False)
+        await worker.start()
+        tasks = [asyncio.create_task(worker.explain("running"))]
+        await asyncio.to_thread(engine.started.wait, 5)
+        tasks += [asyncio.create_task(worker.explain(f"c{i}")) for i in range(3)]  # 2 x slots is no limit
+        await asyncio.sleep(0.01)
+        with pytest.raises(WorkerBusy):
+            await worker.explain("the queue is full")
+        gate.set()
+        answers = await asyncio.gather(*tasks)
+        await worker.stop()
+        return answers
+
+    assert len(asyncio.run(main())) == 4
+
+
+def test_the_rate_waits_for_a_round_of_answers():
+    """Rows that start together finish together: the first answer of a full batch alone looked 16x too slow
+    (the overload bench saw Retry-After 17 s at 1 s per answer)."""
+    clock = Clock()
+    rate = ServiceRate(clock=clock, min_answers=4)
+    rate.started(4)
+    clock.now = 1.0
+    rate.finished(1, answered=1)
+    assert rate.rate() is None
+    rate.finished(3, answered=3)
+    assert rate.rate() == 4.0
