@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mafioso.base_model import load_model, load_tokenizer, model_facts, named_base, resolve_base, sha256_file
+from mafioso.base_model import (BASES, load_model, load_tokenizer, model_facts, named_base, resolve_base,
+                                 sha256_file)
 from mafioso.config import TrainConfig
 from trainer.dataset import Sample, duplicate_problems, load_samples, split, tokenize
 from trainer.model_card import write_loss_plot, write_model_card
@@ -190,8 +191,9 @@ def save(run: Run, stats: dict, command: list[str]) -> Path:
         (tmp / "training_log.json").write_text(json.dumps({"stats": stats, "log_history": history}, indent=2))
         write_loss_plot(history, tmp / "loss.png")
         files = {p: sha256_file(Path(p)) for p in [*cfg.data, *cfg.validation]}
+        known = BASES.get(run.base["name"])
         write_model_card(tmp, cfg=dataclasses.asdict(cfg), base=run.base, data_files=files,
-                         stats=stats, command=command, counts=run.counts)
+                         stats=stats, command=command, counts=run.counts, licence=known.licence if known else "")
         if output.exists():
             old = output.with_name(f".{output.name}.old")
             shutil.rmtree(old, ignore_errors=True)

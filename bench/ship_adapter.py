@@ -1,0 +1,99 @@
+"""Put a trained run into the package as a shipped adapter, with its card, loss plot and eval.
+
+    python bench/ship_adapter.py RUN_DIR BASE_RUN_DIR mafioso/adapter --base embedded --note "..."
+
+RUN_DIR is one run of bench/sweep.py (RUN_DIR/adapter, RUN_DIR/eval), BASE_RUN_DIR the same sweep's bare-base
+eval. The eval is re-scored with the grounded check on the same answers (a sweep may predate it), the card is
+regenerated with its scores (trainer.model_card) and every machine path is dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mafioso.base_model import BASES  # noqa: E402
+from trainer.dataset import load_samples  # noqa: E402
+from trainer.evaluate import check_claims, reference_metrics, write_chart, write_predictions  # noqa: E402
+from trainer.metrics import Prediction, summarize  # noqa: E402
+from trainer.model_card import portable, write_loss_plot, write_model_card  # noqa: E402
+from trainer.sandbox import SnippetRunner  # noqa: E402
+
+
+def _rescored(eval_dir: Path, runner: SnippetRunner) -> tuple[dict, list[Prediction]]:
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    measured = metrics.get("adapter") or metrics["base"]
+    fields = {f.name for f in dataclasses.fields(Prediction)}
+    rows = [json.loads(line) for line in (eval_dir / "predictions.jsonl").open()]
+    predictions = check_claims([Prediction(**{k: v for k, v in r.items() if k in fields}) for r in rows], runner)
+    again = summarize(predictions, measured.get("loss"), measured.get("response_tokens", 0),
+                      measured.get("generation_s", 0.0))
+    return {**measured, **{k: again[k] for k in ("grounded", "grounded_samples", "unsupported")}}, predictions
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path)
+    parser.add_argument("base_run", type=Path)
+    parser.add_argument("target", type=Path)
+    parser.add_argument("--base", required=True, choices=sorted(BASES))
+    parser.add_argument("--validation", default="data/validation.json")
+    parser.add_argument("--note", default="")
+    args = parser.parse_args()
+
+    runner = SnippetRunner()
+    adapter, predictions = _rescored(args.run / "eval", runner)
+    base_metrics, base_predictions = _rescored(args.base_run / "eval", runner)
+    reference = reference_metrics(load_samples([args.validation]), runner)
+    run_info = json.loads((args.run / "eval" / "metrics.json").read_text())
+    samples = run_info["samples"]
+
+    target = args.target
+    if target.exists():
+        shutil.rmtree(target)
+    (target / "eval" / "base").mkdir(parents=True)
+    for name in ("adapter_config.json", "adapter_model.safetensors", "training_log.json"):
+        shutil.copy2(args.run / "adapter" / name, target / name)
+        (target / name).chmod(0o644)
+    trained = json.loads((args.run / "adapter" / "mafioso.json").read_text())
+    source = BASES[args.base]
+    peft_config = json.loads((target / "adapter_config.json").read_text())  # the training machine's cache path
+    peft_config["base_model_name_or_path"] = source.hf_id or args.base
+    (target / "adapter_config.json").write_text(json.dumps(peft_config, indent=2) + "\n")
+    command = trained["command"].split()
+    if "--base-model" in command:  # trained from the GGUF whose sha256 is the named base's: say its name
+        command[command.index("--base-model") + 1] = args.base
+    cfg = {**trained["config"], "base_model": args.base}
+    write_model_card(target, cfg=cfg, base={"name": args.base, **source.facts()}, data_files=trained["data_files"],
+                     stats=trained["stats"], command=["mafioso", *command[command.index("train"):]],
+                     counts=trained["counts"], licence=source.licence,
+                     evaluation={"adapter": adapter, "base": base_metrics, "reference": reference,
+                                 "samples": samples})
+    info = json.loads((target / "mafioso.json").read_text())
+    if args.note:
+        info["note"] = args.note
+        (target / "mafioso.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_loss_plot(json.loads((target / "training_log.json").read_text())["log_history"], target / "loss.png")
+    write_predictions(target / "eval" / "predictions.jsonl", predictions)
+    write_predictions(target / "eval" / "base" / "predictions.jsonl", base_predictions)
+    config = {**run_info["config"], "adapter": "default", "base_model": args.base, "compare_base": True,
+              "grounded": "re-scored by bench/ship_adapter.py on the same answers", "sandbox": runner.summary()}
+    config = {k: portable(v) for k, v in config.items()}
+    results = {"base": base_metrics, "adapter": adapter}
+    (target / "eval" / "metrics.json").write_text(json.dumps(
+        {**results, "reference": reference, "config": config, "samples": samples}, indent=2) + "\n")
+    write_chart(results, target / "eval" / "comparison.png", samples, reference)
+    print(json.dumps({k: {m: v.get(m) for m in ("grounded", "identifier_recall", "persona_rate", "stop_rate",
+                                                  "loop_rate", "code_leak_rate", "loss")}
+                      for k, v in {**results, "reference": reference}.items()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
