@@ -7,6 +7,9 @@
 #   bash bench/gpu_round.sh gemma | qwen          # start that base's sweep in the background; returns at once
 #   bash bench/gpu_round.sh status                # the sweeps' last log lines
 #   bash bench/gpu_round.sh collect DIR           # metrics, predictions and every adapter into DIR
+#
+# The runs below are the second pass of 2026-12-04 (docs/BENCHMARKS.md); the first pass, every run at batch 8,
+# is this file at commit 4474045 (its q8_e3 run ran out of GPU memory beside the others and was dropped).
 set -euo pipefail
 BUNDLE=${BUNDLE:-/tmp/bundle}
 RUNS=${RUNS:-/tmp/runs}
