@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import (LogitsProcessor, LogitsProcessorList, RepetitionPenaltyLogitsProcessor, StoppingCriteria,
                           StoppingCriteriaList)
 
@@ -293,7 +294,7 @@ class Engine:
             check_adapter_base(adapter, base, model.config)
             try:
                 model = PeftModel.from_pretrained(model, str(adapter))
-            except (OSError, ValueError, RuntimeError) as exc:
+            except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # e.g. a truncated weights file
                 raise ModelError(f"cannot load the adapter {adapter} on {base}: {exc}") from None
             if merge:
                 model = model.merge_and_unload().to(dtype).to(device)  # faster to run than an unmerged adapter

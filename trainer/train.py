@@ -12,6 +12,7 @@ previous adapter or the complete new one, never half of each.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import shutil
@@ -202,8 +203,12 @@ def save(run: Run, stats: dict, command: list[str]) -> Path:
             shutil.rmtree(old)
         else:
             tmp.rename(output)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            kept = f"the adapter already in {output} is intact" if output.exists() else "nothing was written"
+            raise ConfigError(f"no space left on the device while writing the adapter to {output}; {kept}. "
+                              "Free some space and run the command again.") from None
         raise
     return output
 

@@ -5,6 +5,7 @@ forces the model's next tokens.
 """
 
 import logging
+import shutil
 
 import pytest
 import torch
@@ -117,6 +118,15 @@ def test_adapter_is_merged_on_cpu_and_base_read_from_mafioso_json(engine, tiny_a
     assert not torch.equal(layer(merged), layer(engine))
     [result] = merged.generate([("print(1)", None)])
     assert 1 <= result.tokens <= 4
+
+
+def test_a_truncated_adapter_file_is_a_clear_model_error(tmp_path, tiny_adapter_dir):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_adapter_dir, broken)
+    weights = broken / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # a copy cut short (issue 19: was a SafetensorError traceback)
+    with pytest.raises(ModelError, match="cannot load the adapter .*broken"):
+        Engine.load(WorkerConfig(adapter=str(broken), device="cpu"), GenerationConfig(max_new_tokens=4))
 
 
 def test_adapter_folder_and_base(tmp_path, monkeypatch, caplog, tiny_adapter_dir, tiny_model_dir):

@@ -130,3 +130,24 @@ def test_interrupted_run_resumes_and_never_leaves_a_half_adapter(tiny_model_dir,
     logged = [h["loss"] for h in log if "loss" in h]
     assert len(logged) == total_steps and card["stats"]["train_loss"] == pytest.approx(sum(logged) / len(logged))
     assert card["command"] == "mafioso train --epochs 2"  # the card's command re-creates the run from scratch
+
+
+def test_a_full_disk_while_saving_is_one_sentence_and_keeps_the_old_adapter(tmp_path):
+    import errno
+    from types import SimpleNamespace
+
+    from mafioso.errors import ConfigError
+
+    output = tmp_path / "adapter"
+    output.mkdir()
+    (output / "adapter_model.safetensors").write_bytes(b"the old adapter")
+
+    def full_disk(folder):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    run = SimpleNamespace(cfg=TrainConfig(output=str(output)), trainer=SimpleNamespace(
+        model=SimpleNamespace(save_pretrained=full_disk)))
+    with pytest.raises(ConfigError, match="no space left .* the adapter already in .* is intact"):
+        train_module.save(run, stats={}, command=["mafioso", "train"])
+    assert (output / "adapter_model.safetensors").read_bytes() == b"the old adapter"
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]  # no half-written temp folder left behind
