@@ -44,6 +44,7 @@ def write_model_card(folder: Path, *, cfg: dict, base: dict, data_files: dict, s
     """
     cfg = {k: portable(v) for k, v in cfg.items()}
     command = [portable(part) for part in command]
+    data_files = {portable(path): digest for path, digest in data_files.items()}
     info = {"base_model": base["name"], "base": base, "data_files": data_files, "counts": counts,
             "stats": stats, "config": cfg, "command": shlex.join(command)}
     (folder / ADAPTER_INFO).write_text(json.dumps(info, indent=2) + "\n")
@@ -53,7 +54,7 @@ def write_model_card(folder: Path, *, cfg: dict, base: dict, data_files: dict, s
 def card_text(info: dict, evaluation: dict | None, licence: str) -> str:
     """The model card, in the sections of a Hugging Face model card, from ``mafioso.json``'s ``info``."""
     base, cfg, stats, counts = info["base"], info["config"], info["stats"], info["counts"]
-    name = base["name"]
+    name = portable(base["name"])  # a local folder base: its name, not the training machine's path
     facts = f"{base['architecture']}, hidden size {base['hidden_size']}, {base['num_hidden_layers']} layers"
     loss = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     resumed = (f" (the last session: resumed from the checkpoint at step {stats['resumed_from_step']})"
