@@ -3,7 +3,8 @@
     python bench/ship_adapter.py RUN_DIR BASE_RUN_DIR mafioso/adapter --base embedded --note "..."
 
 RUN_DIR is one run of bench/sweep.py (RUN_DIR/adapter, RUN_DIR/eval), BASE_RUN_DIR the same sweep's bare-base
-eval. The eval is re-scored with the grounded check on the same answers (a sweep may predate it), the card is
+eval. The answers get the claim post-check the engine now applies (bot.claim_check) and are re-scored with the
+grounded check (a sweep may predate both: each reads only the answer's text and the code), the card is
 regenerated with its scores (trainer.model_card) and every machine path is dropped.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bot.claim_check import NOTHING_SURE, drop_unsupported  # noqa: E402
 from mafioso.base_model import BASES  # noqa: E402
 from trainer.dataset import load_samples  # noqa: E402
 from trainer.evaluate import check_claims, reference_metrics, write_chart, write_predictions  # noqa: E402
@@ -26,15 +28,29 @@ from trainer.model_card import portable, write_loss_plot, write_model_card  # no
 from trainer.sandbox import SnippetRunner  # noqa: E402
 
 
+def _served(p: Prediction) -> Prediction:
+    """The answer as the engine serves it now: the claim post-check (bot.claim_check, on by default) applied to
+    the text the run produced (a sweep may predate the check; the check reads only the text and the code)."""
+    if p.raw_prediction:
+        return p  # the run applied it already
+    text, dropped = drop_unsupported(p.code, p.prediction)
+    if not dropped:
+        return p
+    return dataclasses.replace(p, prediction=text or NOTHING_SURE, dropped=dropped, raw_prediction=p.prediction)
+
+
 def _rescored(eval_dir: Path, runner: SnippetRunner) -> tuple[dict, list[Prediction]]:
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     measured = metrics.get("adapter") or metrics["base"]
     fields = {f.name for f in dataclasses.fields(Prediction)}
     rows = [json.loads(line) for line in (eval_dir / "predictions.jsonl").open()]
-    predictions = check_claims([Prediction(**{k: v for k, v in r.items() if k in fields}) for r in rows], runner)
+    predictions = [_served(Prediction(**{k: v for k, v in r.items() if k in fields})) for r in rows]
+    predictions = check_claims(predictions, runner)
     again = summarize(predictions, measured.get("loss"), measured.get("response_tokens", 0),
                       measured.get("generation_s", 0.0))
-    return {**measured, **{k: again[k] for k in ("grounded", "grounded_samples", "unsupported")}}, predictions
+    keys = ("grounded", "grounded_samples", "unsupported", "grounded_model", "dropped_rate", "persona_rate",
+            "identifier_recall", "code_leak_rate", "mean_words", "rouge_l_f1")
+    return {**measured, **{k: again[k] for k in keys}}, predictions
 
 
 def main() -> int:
@@ -89,8 +105,8 @@ def main() -> int:
     (target / "eval" / "metrics.json").write_text(json.dumps(
         {**results, "reference": reference, "config": config, "samples": samples}, indent=2) + "\n")
     write_chart(results, target / "eval" / "comparison.png", samples, reference)
-    print(json.dumps({k: {m: v.get(m) for m in ("grounded", "identifier_recall", "persona_rate", "stop_rate",
-                                                  "loop_rate", "code_leak_rate", "loss")}
+    print(json.dumps({k: {m: v.get(m) for m in ("grounded", "grounded_model", "dropped_rate", "identifier_recall",
+                                                  "persona_rate", "stop_rate", "loop_rate", "code_leak_rate", "loss")}
                       for k, v in {**results, "reference": reference}.items()}, indent=1))
     return 0
 

@@ -22,6 +22,7 @@ torch.compile'd CUDA graphs (``fast_decode=false`` turns it off).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ from transformers import (LogitsProcessor, LogitsProcessorList, RepetitionPenalt
 
 import mafioso
 import prompts
+from bot.claim_check import NOTHING_SURE, drop_unsupported
 from bot.control import Control
 from bot.loop_guard import LoopGuard, LoopRule, TokenPieces, cut_loop, find_loop
 from bot.ngram_ban import NgramBan
@@ -62,6 +64,8 @@ class Generation:
     finished: bool  # stopped by EOS, ### or a loop (GenerationConfig.stop_loops), not by max_new_tokens
     code_leak: bool = False  # the post-check found code and removed it
     looped: bool = False  # the answer loops (bot.loop_guard), whether stop_loops cut it or not
+    dropped: int = 0  # sentences the claim post-check removed (bot.claim_check)
+    raw_text: str = ""  # the answer before that check ("" when it removed nothing)
 
 
 def shipped_adapter(base: str) -> Path | None:
@@ -339,8 +343,18 @@ class Engine:
         rows = self.decode(prompt_ids, controls)
         limits = [control.limit(self.gen.max_new_tokens) for control in controls]
         # a row stopped early is padded to the batch's end: its answer ends at its limit, whatever follows
-        return [self._finish(ids[:limit], stop if stop is not None and stop <= limit else None)
-                for (ids, stop), limit in zip(rows, limits, strict=True)]
+        answers = [self._finish(ids[:limit], stop if stop is not None and stop <= limit else None)
+                   for (ids, stop), limit in zip(rows, limits, strict=True)]
+        return [self._checked(code, answer) for (code, _), answer in zip(requests, answers, strict=True)]
+
+    def _checked(self, code: str, answer: Generation) -> Generation:
+        """The answer without the sentences its code contradicts (``drop_unsupported``), both paths alike."""
+        if not self.gen.drop_unsupported:
+            return answer
+        text, dropped = drop_unsupported(code, answer.text)
+        if not dropped:
+            return answer
+        return dataclasses.replace(answer, text=text or NOTHING_SURE, dropped=dropped, raw_text=answer.text)
 
     def decode(self, prompt_ids: list[list[int]],
                controls: list[Control] | None = None) -> list[tuple[list[int], int | None]]:

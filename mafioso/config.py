@@ -115,6 +115,9 @@ class GenerationConfig:
     loop_span: int = _help("stop_loops: tokens a unit of 1-12 tokens repeated 4+ times must cover", default=20)
     loop_count: int = _help("stop_loops: comma-separated numbers in equal steps ('1, 2, 3, ...') that make a "
                             "loop", default=10)
+    drop_unsupported: bool = _help("drop each sentence of an answer that claims what its own code contradicts: a "
+                                   "name the code does not have, a construct its syntax tree lacks "
+                                   "(bot/claim_check.py; reads the code, never runs it)", default=True)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:

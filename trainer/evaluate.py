@@ -42,19 +42,21 @@ log = logging.getLogger(__name__)
 #: The metrics drawn in the chart and printed in the table, in order, with their labels.
 SHOWN = {
     "loss": "validation loss", "perplexity": "perplexity", "rouge_l_f1": "ROUGE-L F1",
-    "identifier_recall": "identifier recall", "grounded": "grounded", "persona_rate": "persona rate",
-    "code_leak_rate": "code-leak rate", "stop_rate": "stop rate", "loop_rate": "loop rate", "mean_words": "mean words",
-    "tokens_per_s": "tokens/s",
+    "identifier_recall": "identifier recall", "grounded": "grounded", "grounded_model": "grounded before the check",
+    "persona_rate": "persona rate", "code_leak_rate": "code-leak rate", "stop_rate": "stop rate",
+    "loop_rate": "loop rate", "mean_words": "mean words", "tokens_per_s": "tokens/s",
 }
 #: Which way is better, per shown metric (mean words: closest to the reference answers).
 BETTER = {"loss": "↓", "perplexity": "↓", "rouge_l_f1": "↑", "identifier_recall": "↑", "grounded": "↑",
+          "grounded_model": "↑",
           "persona_rate": "↑", "code_leak_rate": "↓", "stop_rate": "↑", "loop_rate": "↓",
           "mean_words": "≈ ref", "tokens_per_s": "↑"}
 #: The count behind a metric when it is not every sample (recall needs names in the code).
-SAMPLES_OF = {"identifier_recall": "identifier_samples", "grounded": "grounded_samples"}
+SAMPLES_OF = {"identifier_recall": "identifier_samples", "grounded": "grounded_samples",
+              "grounded_model": "grounded_samples"}
 #: Metrics between 0 and 1, drawn on a fixed 0-1 axis so small differences do not look large.
-UNIT_SCALE = {"rouge_l_f1", "identifier_recall", "grounded", "persona_rate", "code_leak_rate", "stop_rate",
-              "loop_rate"}
+UNIT_SCALE = {"rouge_l_f1", "identifier_recall", "grounded", "grounded_model", "persona_rate", "code_leak_rate",
+              "stop_rate", "loop_rate"}
 #: Metrics of the dataset's own answers drawn as a dashed line: what a model could reach.
 REFERENCE_SHOWN = ("identifier_recall", "grounded", "persona_rate", "mean_words")
 
@@ -114,8 +116,10 @@ def generate_all(engine, samples: list[Sample], batch_size: int, label: str) -> 
                 s = samples[i]
                 # The engine scrubs leaked code from the text and flags it; count the flag, not the scrubbed text.
                 leak = bool(getattr(out, "code_leak", False))
+                dropped = int(getattr(out, "dropped", 0))  # sentences the claim post-check removed
                 results[i] = Prediction(s.key, s.code, s.explanation, out.text, out.tokens, round(elapsed, 4),
-                                        out.finished, leak, bool(getattr(out, "looped", False)))
+                                        out.finished, leak, bool(getattr(out, "looped", False)), dropped=dropped,
+                                        raw_prediction=out.raw_text if dropped else "")
             bar.update(len(chunk))
     return [results[i] for i in range(len(samples))], spent
 
@@ -141,7 +145,8 @@ def check_claims(predictions: list[Prediction], runner: SnippetRunner) -> list[P
     for p in predictions:
         run = runner.run(p.code)  # a dataset snippet, never chat input
         claims = unsupported_claims(p.code, p.prediction, run.output, run.raised)
-        checked.append(dataclasses.replace(p, unsupported=claims))
+        raw = unsupported_claims(p.code, p.raw_prediction, run.output, run.raised) if p.raw_prediction else None
+        checked.append(dataclasses.replace(p, unsupported=claims, unsupported_raw=raw))
     return checked
 
 

@@ -43,6 +43,9 @@ class Prediction:
     code_leak: bool = False  # the engine found code in the answer (and removed it from ``prediction``)
     looped: bool = False  # the answer looped (bot.loop_guard); cut there when the engine stops loops
     unsupported: list[dict] | None = None  # trainer.grounding claims the code contradicts; None: not checked
+    dropped: int = 0  # sentences the engine's claim post-check removed from ``prediction`` (bot.claim_check)
+    raw_prediction: str = ""  # the answer before that check ("" when it removed nothing)
+    unsupported_raw: list[dict] | None = None  # the claims of ``raw_prediction`` (None: nothing was removed)
 
 
 # ------------------------------------------------------------------------------------------ ROUGE-L
@@ -153,6 +156,10 @@ def summarize(predictions: list[Prediction], loss: float | None, response_tokens
         "identifier_recall": _mean(recalls),
         "identifier_samples": len(recalls),
         **summarize_claims([p.unsupported for p in predictions]),  # grounded, grounded_samples, unsupported
+        # the model's own answers, before the claim post-check: what training has to improve
+        "grounded_model": summarize_claims([p.unsupported_raw if p.raw_prediction else p.unsupported
+                                            for p in predictions])["grounded"],
+        "dropped_rate": _mean([float(p.dropped > 0) for p in predictions]),
         "persona_rate": _mean([float(bool(persona_markers(p.prediction))) for p in predictions]),
         "code_leak_rate": _mean([float(p.code_leak or contains_code(p.prediction)) for p in predictions]),
         "stop_rate": _mean([float(p.finished) for p in predictions]),

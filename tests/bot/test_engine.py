@@ -4,6 +4,7 @@ The tiny model writes gibberish, so these tests check structure; where content m
 forces the model's next tokens.
 """
 
+import dataclasses
 import logging
 import shutil
 
@@ -12,6 +13,7 @@ import torch
 
 import prompts
 from bot import engine as engine_module
+from bot.claim_check import NOTHING_SURE
 from bot.control import Control
 from bot.engine import Engine, Generation, adapter_folder, base_of
 from mafioso.config import GenerationConfig, WorkerConfig
@@ -195,3 +197,18 @@ def test_cancelled_rows_stop_at_the_next_step_and_a_batch_ends_with_its_last_liv
         assert len(forwards) == 3 and answer.tokens == 3  # stopped mid-decode, 5 steps early
     finally:
         hook.remove()
+
+
+def test_the_claim_post_check_drops_what_the_code_contradicts_and_says_so(engine, forced, monkeypatch):
+    # Engine.generate applies it, so the fast engine (which only replaces decode) does too
+    forced("`f` is recursive, pal.", eos=True)
+    [answer] = engine.generate([("def f():\n    return 1\n", None)])
+    assert answer.text == NOTHING_SURE and answer.dropped == 1
+    assert answer.raw_text == "`f` is recursive, pal."
+
+
+def test_the_claim_post_check_can_be_switched_off(engine, forced, monkeypatch):
+    monkeypatch.setattr(engine, "gen", dataclasses.replace(engine.gen, drop_unsupported=False))
+    forced("`f` is recursive, pal.", eos=True)
+    [raw] = engine.generate([("def f():\n    return 1\n", None)])
+    assert raw.text == "`f` is recursive, pal." and raw.dropped == 0

@@ -141,7 +141,7 @@ def test_the_chart_marks_direction_and_samples_for_one_model_or_two(tmp_path):
     for path in ("one.png", "two.png"):
         assert (tmp_path / path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     titles = saved[0]
-    assert len(titles) == 11 and all(" better, n=" in t for t in titles)
+    assert len(titles) == 12 and all(" better, n=" in t for t in titles)
     assert "validation loss  (↓ better, n=5)" in titles and "grounded  (↑ better, n=4)" in titles
     assert "identifier recall  (↑ better, n=3)" in titles and "mean words  (≈ ref better, n=5)" in titles
 
@@ -257,7 +257,8 @@ def test_eval_compares_adapter_and_base(tiny_model_dir, tiny_adapter, tmp_path, 
         rows = _lines(path)
         assert [r["key"] for r in rows] == keys
         assert set(rows[0]) == {"key", "code", "reference", "prediction", "tokens", "latency_s", "finished",
-                                "code_leak", "looped", "unsupported"}
+                                "code_leak", "looped", "unsupported", "dropped", "raw_prediction",
+                                "unsupported_raw"}
         assert all(isinstance(r["unsupported"], list) for r in rows)
         assert all(0 < r["tokens"] <= 6 and r["latency_s"] > 0 for r in rows)
     metrics = json.loads((out / "metrics.json").read_text())

@@ -294,3 +294,11 @@ def test_advice_covers_its_clause_to_the_end_of_the_sentence_but_not_the_claims_
 def test_a_bare_you_get_is_about_values_not_output():
     assert false_outputs("You get 1, 2 and 3 from the range, so it prints 6.", "6\n") == []
     assert claims(false_outputs("So you get 7.", "6\n")) == [("false output", "7")]
+
+
+def test_an_echoed_facts_sheet_denial_line_is_not_a_claim():
+    from trainer.grounding import false_concepts
+
+    code = "def total(xs):\n    return sum(xs)\n"
+    assert false_concepts(code, "- not in the code: recursion, yield, async/await, files, network") == []
+    assert false_concepts(code, "It is recursive, pal.") != []  # the same words outside the line still count

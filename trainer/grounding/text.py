@@ -63,8 +63,16 @@ def within(advice_start: int, position: int) -> bool:
     return position >= advice_start
 
 
+#: The facts sheet's own denial line ("- not in the code: recursion, yield, …"), which an answer may echo.
+_SHEET_DENIAL = re.compile(r"\s*-?\s*not in the code:", re.IGNORECASE)
+
+
 def negated(sentence: str, start: int, end: int) -> bool:
-    """True if the phrase at ``sentence[start:end]`` is denied in its own clause."""
+    """True if the phrase at ``sentence[start:end]`` is denied in its own clause (or listed after "not in the
+    code:", the facts sheet's denial line)."""
+    sheet = _SHEET_DENIAL.match(sentence)
+    if sheet and start >= sheet.end():
+        return True
     before = sentence[max(0, start - _NEGATION_WINDOW):start]
     breaks = list(_CLAUSE_BREAK.finditer(before))
     if breaks:
