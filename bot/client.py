@@ -64,7 +64,8 @@ class WorkerClient:
             log.warning("cannot reach the worker at %s: %s", self.url, type(exc).__name__)
             raise WorkerUnavailable(UNREACHABLE) from None
         return Explanation(text=data["explanation"], tokens=data["tokens"], latency_s=data["latency_s"],
-                           finished=data["finished"], code_leak=data.get("code_leak", False))
+                           finished=data["finished"], code_leak=data.get("code_leak", False),
+                           answer_id=data.get("answer_id", ""))
 
     @staticmethod
     async def _json(response: aiohttp.ClientResponse) -> dict:

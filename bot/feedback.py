@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["AnswerRecord", "FeedbackStore", "UnknownAnswer", "default_path", "open_store", "rating_value"]
+__all__ = ["AnswerRecord", "FeedbackStore", "FeedbackUnavailable", "UnknownAnswer", "default_path", "open_store", "rating_value"]
 
 log = logging.getLogger("mafioso.feedback")
 
@@ -60,6 +60,10 @@ _RATINGS = {"up": 1, "down": -1, "+1": 1, "-1": -1, "👍": 1, "👎": -1}
 
 class UnknownAnswer(KeyError):
     """No answer with this id is stored (HTTP 404)."""
+
+
+class FeedbackUnavailable(Exception):
+    """Feedback is off: no store configured, or its database failed (HTTP 503)."""
 
 
 def rating_value(text: str | int) -> int:
@@ -221,7 +225,7 @@ class FeedbackStore:
             return row[0] if row else None
         return self._write(read)
 
-    def rate(self, answer_id: str, rating: int, *, user: object = "anonymous", platform: str = "api") -> str | None:
+    def rate(self, answer_id: str, rating: int, user: object = "anonymous", platform: str = "api") -> str | None:
         """Store ``user``'s +1/-1 for the answer (their earlier one is replaced); the answer's adapter, or None
         with feedback off. Raises :class:`UnknownAnswer` and ValueError (a rating that is not ±1)."""
         rating = rating_value(rating)
