@@ -25,6 +25,10 @@ def test_explains_a_file(tiny_model_dir, tmp_path, capsys):
                    "--max-new-tokens", "4") == 0
     out, err = capsys.readouterr()
     assert out.endswith("\n")
+    answer_id = err.split("mafioso feedback rate ")[1].split()[0]  # the id goes to stderr, the answer alone out
+    assert answer_id not in out
+    assert main(["feedback", "rate", answer_id, "up"]) == 0
+    assert main(["feedback", "rate", "no-such-answer", "down"]) == 1
 
 
 def test_explains_stdin_with_an_adapter(tiny_adapter_dir, monkeypatch, capsys):
