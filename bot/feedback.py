@@ -209,9 +209,13 @@ class FeedbackStore:
         if self.enabled and self.clock() - self._purged_at > DAY_S:
             self.purge()
 
-    def link_message(self, platform: str, message_id: object, answer_id: str, user: object | None = None) -> None:
-        """Remember that the platform message ``message_id`` carries answer ``answer_id`` (asked by ``user``)."""
+    def link_message(self, platform: str, message_id: object, answer_id: str, user: object | None = None,
+                     text: str = "") -> None:
+        """Remember that the platform message ``message_id`` carries answer ``answer_id`` (asked by ``user``).
+        An answer this store has not recorded (a remote worker gave it) is added with ``text`` and no code."""
         def write():
+            self._db.execute("INSERT OR IGNORE INTO answers (id, created, platform, code, answer) "
+                             "VALUES (?, ?, ?, '', ?)", (answer_id, self.clock(), platform, text))
             self._db.execute("INSERT OR REPLACE INTO messages VALUES (?, ?, ?)", (platform, str(message_id), answer_id))
             self._db.execute("UPDATE answers SET platform = ?, user_hash = COALESCE(?, user_hash) WHERE id = ?",
                              (platform, None if user is None else self.hash_user(platform, user), answer_id))

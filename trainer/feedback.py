@@ -39,6 +39,8 @@ def export_feedback(store: FeedbackStore, out_dir: str | Path) -> tuple[Path, Pa
     out.mkdir(parents=True, exist_ok=True)
     liked, rewrite = {}, {}
     for answer in store.rated_answers():
+        if not answer["code"].strip():  # answered by a remote worker: its own database has the code
+            continue
         key = f"feedback-{answer['answer_id']}"
         if answer["score"] > 0:
             liked[key] = _row(answer)
