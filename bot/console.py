@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(answer.text)
     if answer.answer_id:  # stderr: stdout stays the answer alone, for scripts
-        where = "" if not args.worker_url else " (on that worker: POST /v1/feedback)"
+        where = "" if not args.worker_url else f" --worker-url {args.worker_url}"
         print(f"mafioso: answer {answer.answer_id}; rate it: mafioso feedback rate {answer.answer_id} up|down{where}",
               file=sys.stderr)
     if not answer.finished:

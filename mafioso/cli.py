@@ -87,6 +87,8 @@ def cmd_feedback_rate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"mafioso: error: {exc}", file=sys.stderr)
         return 2
+    if args.worker_url:  # the answer lives in that worker's database
+        return _rate_remote(args, rating)
     store = _feedback_store(args)
     try:
         store.rate(args.answer_id, rating, user="console", platform="console")
@@ -95,6 +97,34 @@ def cmd_feedback_rate(args: argparse.Namespace) -> int:
         return 1
     finally:
         store.close()
+    print(f"rated {args.answer_id} {'up' if rating > 0 else 'down'}")
+    return 0
+
+
+def _rate_remote(args: argparse.Namespace, rating: int) -> int:
+    import asyncio
+
+    from bot.client import WorkerClient
+    from bot.feedback import UnknownAnswer
+    from bot.runtime import ENV_PREFIX
+    from mafioso.config import WorkerConfig, from_env, load_dotenv_file
+    from mafioso.errors import RequestError
+
+    load_dotenv_file()
+    api_key = from_env(WorkerConfig, ENV_PREFIX).api_key
+
+    async def rate() -> None:
+        async with WorkerClient(args.worker_url, api_key) as client:
+            await client.rate(args.answer_id, rating)
+
+    try:
+        asyncio.run(rate())
+    except UnknownAnswer:
+        print(f"mafioso: error: the worker at {args.worker_url} gave no answer {args.answer_id!r}", file=sys.stderr)
+        return 1
+    except RequestError as exc:
+        print(exc)
+        return 1
     print(f"rated {args.answer_id} {'up' if rating > 0 else 'down'}")
     return 0
 
@@ -170,6 +200,8 @@ def make_parser() -> argparse.ArgumentParser:
     rate = feedback.add_parser("rate", help="rate an answer by its id: up or down")
     rate.add_argument("answer_id", help="the id `mafioso explain` printed")
     rate.add_argument("rating", help="up or down")
+    rate.add_argument("--worker-url", help="rate on a running 'mafioso worker' (the answer came from it; key from "
+                                           "MAFIOSO_API_KEY) instead of in the local database")
     report = feedback.add_parser("report", help="rates per adapter and per day, and a PNG chart")
     report.add_argument("--png", default="feedback.png", help="where the chart goes (default feedback.png)")
     for command, func in ((rate, cmd_feedback_rate), (report, cmd_feedback_report)):
