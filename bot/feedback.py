@@ -30,7 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["AnswerRecord", "FeedbackStore", "FeedbackUnavailable", "UnknownAnswer", "default_path", "open_store", "rating_value"]
+__all__ = ["AnswerRecord", "FeedbackStore", "FeedbackUnavailable", "UnknownAnswer", "default_path", "open_store",
+           "rating_value"]
 
 log = logging.getLogger("mafioso.feedback")
 
@@ -110,8 +111,9 @@ def open_store(cfg) -> FeedbackStore | None:
 class FeedbackStore:
     """The SQLite store; build it with :meth:`open`."""
 
-    def __init__(self, path: Path, retention_days: int, clock=time.time):
+    def __init__(self, path: Path, retention_days: int, clock=time.time, busy_timeout_s: float = 5.0):
         self.path, self.retention_days, self.clock = Path(path), retention_days, clock
+        self.busy_timeout_s = busy_timeout_s  # how long a write waits for another process's lock
         self.enabled = True
         self._db: sqlite3.Connection | None = None
         self._salt = ""
@@ -119,9 +121,10 @@ class FeedbackStore:
         self._purged_at = 0.0
 
     @classmethod
-    def open(cls, path: str | Path, *, retention_days: int = 365, clock=time.time) -> FeedbackStore:
+    def open(cls, path: str | Path, *, retention_days: int = 365, clock=time.time,
+             busy_timeout_s: float = 5.0) -> FeedbackStore:
         """Open (creating or migrating) the database; a broken file gives a disabled store, never an exception."""
-        store = cls(Path(path), retention_days, clock)
+        store = cls(Path(path), retention_days, clock, busy_timeout_s)
         with store._lock:
             store._guarded(store._connect)
         if store.enabled:
@@ -132,7 +135,7 @@ class FeedbackStore:
 
     def _connect(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False, isolation_level=None)
+        db = sqlite3.connect(self.path, timeout=self.busy_timeout_s, check_same_thread=False, isolation_level=None)
         self._db = db
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed rating survives a process crash

@@ -310,7 +310,8 @@ async def completions(request: web.Request) -> web.Response:
     worker = request.app[WORKER]
     answers = await _all_or_none(worker, [code for code, _ in pairs], body["max_tokens"])
     return web.json_response({
-        "id": f"cmpl-{answers[0].answer_id if len(answers) == 1 else uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+        "id": f"cmpl-{answers[0].answer_id if len(answers) == 1 else uuid.uuid4().hex}",  # one answer: ratable
+        "object": "text_completion", "created": int(time.time()),
         "model": MODEL_ID, "usage": _usage(worker, pairs, answers),
         "choices": [{"index": i, "text": a.text, "logprobs": None, "finish_reason": _finish_reason(a)}
                     for i, a in enumerate(answers)],
@@ -333,7 +334,8 @@ async def chat_completions(request: web.Request) -> web.Response:
     worker = request.app[WORKER]
     answer = await worker.explain(code, req, max_tokens=body["max_tokens"])
     return web.json_response({
-        "id": f"chatcmpl-{answer.answer_id or uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+        "id": f"chatcmpl-{answer.answer_id or uuid.uuid4().hex}", "object": "chat.completion",
+        "created": int(time.time()),
         "model": MODEL_ID, "usage": _usage(worker, [(code, req)], [answer]),
         "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
                      "logprobs": None, "finish_reason": _finish_reason(answer)}],

@@ -317,7 +317,8 @@ class Worker:
                             decoding=dataclasses.asdict(gen) if dataclasses.is_dataclass(gen) else {},
                             latency_s=answer.latency_s, tokens=answer.tokens)
 
-    async def rate_answer(self, answer_id: str, rating: int, *, user: object = "anonymous", platform: str = "api") -> None:
+    async def rate_answer(self, answer_id: str, rating: int, *, user: object = "anonymous",
+                          platform: str = "api") -> None:
         """Store a user's +1/-1 for an answer this worker gave; raises :class:`bot.feedback.UnknownAnswer`,
         ValueError (not ±1) or :class:`bot.feedback.FeedbackUnavailable` (no store, or it failed)."""
         if self.feedback is None or not self.feedback.enabled:

@@ -307,7 +307,8 @@ def run(args: argparse.Namespace) -> int:
     samples = select_samples(args.data, args.limit)
     log.info("scoring %d samples from %s", len(samples), ", ".join(args.data))
     out.mkdir(parents=True, exist_ok=True)
-    for stale in (out / "base" / "predictions.jsonl", out / "compare" / "predictions.jsonl", out / "comparison.png"):  # left by an earlier run
+    stale_files = (out / "base" / "predictions.jsonl", out / "compare" / "predictions.jsonl", out / "comparison.png")
+    for stale in stale_files:  # left by an earlier run
         stale.unlink(missing_ok=True)
     # Pin the base now, so the --compare-base run loads exactly the weights under the adapter.
     cfg = dataclasses.replace(cfg, base_model=base_of(cfg.base_model, adapter_folder(cfg.adapter, cfg.base_model)))

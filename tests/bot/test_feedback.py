@@ -85,3 +85,20 @@ def test_a_corrupt_file_is_reported_once_and_feedback_goes_off(tmp_path, caplog)
         assert store.rated_answers() == []
     assert not store.enabled
     assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
+
+
+def test_a_locked_file_is_reported_once_and_feedback_goes_off(tmp_path, caplog):
+    path = tmp_path / "f.db"
+    store = FeedbackStore.open(path, busy_timeout_s=0.05)
+    other = sqlite3.connect(path, isolation_level=None)  # another process holding the write lock
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with caplog.at_level(logging.ERROR, logger="mafioso.feedback"):
+            store.record_answer(record())
+            store.record_answer(record("a2"))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert not store.enabled
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "locked" in errors[0].getMessage()

@@ -10,7 +10,8 @@ from mafioso.cli import main
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 LIKED = AnswerRecord("good1", code="def add(a, b):\n    return a + b\n\nprint(add(2, 3))",
-                     answer="`add` is a two-man job, pal: it takes `a` and `b` and hands back their sum. The print line "
+                     answer="`add` is a two-man job, pal: it takes `a` and `b` and hands back their sum. "
+                            "The print line "
                             "asks for 2 and 3, so 5 goes on the table, capisce?",
                      request="what does it print?", adapter="default", base_model="embedded")
 DISLIKED = AnswerRecord("bad1", code="x = [1, 2, 3]\nprint(len(x))", answer="It prints the moon.",
