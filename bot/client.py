@@ -64,7 +64,31 @@ class WorkerClient:
             log.warning("cannot reach the worker at %s: %s", self.url, type(exc).__name__)
             raise WorkerUnavailable(UNREACHABLE) from None
         return Explanation(text=data["explanation"], tokens=data["tokens"], latency_s=data["latency_s"],
-                           finished=data["finished"], code_leak=data.get("code_leak", False))
+                           finished=data["finished"], code_leak=data.get("code_leak", False),
+                           answer_id=data.get("answer_id", ""))
+
+    async def rate(self, answer_id: str, rating: int) -> None:
+        """Rate an answer this worker gave (``POST /v1/feedback``); raises :class:`bot.feedback.UnknownAnswer`
+        or the RequestError the worker answered with."""
+        from bot.feedback import UnknownAnswer
+
+        try:
+            async with self._open().post(f"{self.url}/v1/feedback",
+                                         json={"answer_id": answer_id, "rating": rating}) as response:
+                if response.status == 200:
+                    return
+                try:
+                    error = (await response.json()).get("error") or {}
+                except (aiohttp.ContentTypeError, ValueError):
+                    error = {}
+        except asyncio.TimeoutError:
+            raise WorkerTimeout("The boss never called back, pal. Try again in a bit.") from None
+        except aiohttp.ClientError as exc:
+            log.warning("cannot reach the worker at %s: %s", self.url, type(exc).__name__)
+            raise WorkerUnavailable(UNREACHABLE) from None
+        if response.status == 404 and error.get("code") == "answer_not_found":
+            raise UnknownAnswer(answer_id)
+        raise RequestError(error.get("message") or f"the worker answered HTTP {response.status}")
 
     @staticmethod
     async def _json(response: aiohttp.ClientResponse) -> dict:

@@ -61,12 +61,17 @@ async def _remote(url: str, api_key: str, code: str, request: str | None) -> Exp
 
 
 async def _local(cfg: WorkerConfig, gen: GenerationConfig, code: str, request: str | None) -> Explanation:
-    worker = build_worker(cfg, gen)
+    from bot.feedback import open_store
+
+    store = open_store(cfg)
+    worker = build_worker(cfg, gen, feedback=store)
     await worker.start()
     try:
         return await worker.explain(code, request)
     finally:
         await worker.stop()
+        if store is not None:
+            store.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
         print(exc)
         return 1
     print(answer.text)
+    if answer.answer_id:  # stderr: stdout stays the answer alone, for scripts
+        where = "" if not args.worker_url else f" --worker-url {args.worker_url}"
+        print(f"mafioso: answer {answer.answer_id}; rate it: mafioso feedback rate {answer.answer_id} up|down{where}",
+              file=sys.stderr)
     if not answer.finished:
         print("mafioso: the answer hit the token limit and was cut (see --max-new-tokens)", file=sys.stderr)
     return 0

@@ -7,6 +7,9 @@ Three ways in, one way out (checks → explain → split under 2,000 characters 
 * ``/explain code:…``, or ``/explain`` alone for a form that takes multi-line code: a deferred answer;
 * the "Explain this code" message context menu (works without the privileged intent).
 
+A 👍 or 👎 reaction on one of the bot's answers is a rating (``on_raw_reaction_add``): with a feedback store
+(:mod:`bot.feedback`) each answer message is linked to its answer id, and the reacting user is stored hashed.
+
 The bot never touches the model: it awaits ``explainer.explain(code)``. Worker failures become in-character
 apologies in :meth:`MafiosoBot.explain_chunks`; anything unexpected lands in the central handlers
 :meth:`MafiosoBot.on_error` / :meth:`MafiosoBot.on_app_command_error`, which log and apologise.
@@ -22,7 +25,7 @@ from typing import Callable, Iterable, Sequence
 import discord
 from discord import app_commands
 
-from bot.explainer import Explainer
+from bot.explainer import Explainer, Explanation
 from bot.extract import (EMPTY_ANSWER, FILE_TOO_BIG, NO_CODE, NOT_HERE, cooldown_line, decode_code_file, error_line,
                          extract_code, is_code_file, join_code, python_blocks, split_text)
 from mafioso.config import DiscordConfig
@@ -36,6 +39,7 @@ NO_MENTIONS = discord.AllowedMentions.none()
 PERMISSIONS = discord.Permissions(view_channel=True, send_messages=True, send_messages_in_threads=True,
                                   read_message_history=True)
 APOLOGY = "Somethin' went sideways back here, pal. Try again in a minute."
+RATINGS = {"👍": 1, "👎": -1}
 
 
 class Cooldown:
@@ -81,11 +85,12 @@ class MafiosoBot(discord.Client):
     """The Discord bot: one client, one command tree, every trigger through the same checks."""
 
     def __init__(self, explainer: Explainer, cfg: DiscordConfig, *, max_code_chars: int = 6000,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, feedback=None):
         intents = discord.Intents.default()
         intents.message_content = cfg.listen_to_messages  # privileged: enable it in the Developer Portal too
         super().__init__(intents=intents, allowed_mentions=NO_MENTIONS)
         self.explainer, self.cfg, self.max_code_chars = explainer, cfg, max_code_chars
+        self.feedback = feedback  # a bot.feedback.FeedbackStore, or None: no ratings
         self.cooldown = Cooldown(cfg.cooldown, clock)
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self.on_app_command_error)
@@ -164,11 +169,12 @@ class MafiosoBot(discord.Client):
                                 delete_after=15)
             return
         async with message.channel.typing():
-            chunks = await self.answer(text, message.attachments, fence_required=not mentioned)
+            chunks, explanation = await self.answer(text, message.attachments, fence_required=not mentioned)
         first, *rest = chunks
-        await message.reply(first, mention_author=False, allowed_mentions=NO_MENTIONS)
+        sent = [await message.reply(first, mention_author=False, allowed_mentions=NO_MENTIONS)]
         for chunk in rest:
-            await message.channel.send(chunk, allowed_mentions=NO_MENTIONS)
+            sent.append(await message.channel.send(chunk, allowed_mentions=NO_MENTIONS))
+        await self.remember(sent, explanation, message.author.id)
 
     async def answer_interaction(self, interaction: discord.Interaction, text: str,
                                  attachments: Sequence[discord.Attachment] = ()) -> None:
@@ -176,8 +182,9 @@ class MafiosoBot(discord.Client):
         if not await self.admit(interaction):
             return
         await interaction.response.defer(thinking=True)
-        for chunk in await self.answer(text, attachments, fence_required=False):
-            await interaction.followup.send(chunk, allowed_mentions=NO_MENTIONS)
+        chunks, explanation = await self.answer(text, attachments, fence_required=False)
+        sent = [await interaction.followup.send(chunk, allowed_mentions=NO_MENTIONS) for chunk in chunks]
+        await self.remember(sent, explanation, interaction.user.id)
 
     async def admit(self, interaction: discord.Interaction, *, cooldown: bool = True) -> bool:
         """Allow-lists (and the cooldown); a refusal is an in-character ephemeral reply."""
@@ -201,11 +208,12 @@ class MafiosoBot(discord.Client):
 
     # ----------------------------------------------------------------------------------- the one way out
 
-    async def answer(self, text: str, attachments: Iterable[discord.Attachment], *, fence_required: bool) -> list[str]:
-        """The reply chunks for a message's text and files."""
+    async def answer(self, text: str, attachments: Iterable[discord.Attachment], *,
+                     fence_required: bool) -> tuple[list[str], Explanation | None]:
+        """The reply chunks for a message's text and files, and the answer they carry (None: a refusal)."""
         code, too_big = await self.gather_code(text, attachments, fence_required=fence_required)
         if not code and too_big:
-            return [FILE_TOO_BIG.format(limit=self.max_code_chars)]
+            return [FILE_TOO_BIG.format(limit=self.max_code_chars)], None
         return await self.explain_chunks(code)
 
     async def gather_code(self, text: str, attachments: Iterable[discord.Attachment], *,
@@ -220,16 +228,37 @@ class MafiosoBot(discord.Client):
             parts.append(decode_code_file(await attachment.read()) or "")
         return join_code(parts), too_big
 
-    async def explain_chunks(self, code: str) -> list[str]:
-        """The explanation in chunks under 2,000 characters, or an in-character line when there is none."""
+    async def explain_chunks(self, code: str) -> tuple[list[str], Explanation | None]:
+        """The explanation in chunks under 2,000 characters, or an in-character line when there is none; and
+        the answer (None when there is none)."""
         if not code.strip():
-            return [NO_CODE]
+            return [NO_CODE], None
         try:
             explanation = await self.explainer.explain(code)
         except RequestError as exc:
             log.warning("discord: request not served: %s", type(exc).__name__)
-            return [error_line(exc, self.max_code_chars)]
-        return split_text(explanation.text, DISCORD_LIMIT) or [EMPTY_ANSWER]
+            return [error_line(exc, self.max_code_chars)], None
+        return split_text(explanation.text, DISCORD_LIMIT) or [EMPTY_ANSWER], explanation
+
+    # ------------------------------------------------------------------------------------------- ratings
+
+    async def remember(self, sent: list, explanation: Explanation | None, user_id: int) -> None:
+        """Link the messages that carry an answer to its id, so a reaction on any of them rates it."""
+        if self.feedback is None or explanation is None or not explanation.answer_id:
+            return
+        for message in sent:
+            if isinstance(getattr(message, "id", None), int):
+                await self.feedback.call("link_message", "discord", message.id, explanation.answer_id, user_id,
+                                         explanation.text)
+
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        """👍 / 👎 on one of our answers: the reacting user's rating (stored hashed; their last one counts)."""
+        rating = RATINGS.get(str(payload.emoji))
+        if rating is None or self.feedback is None or (self.user and payload.user_id == self.user.id):
+            return
+        answer_id = await self.feedback.call("answer_for_message", "discord", payload.message_id)
+        if answer_id:
+            await self.feedback.call("rate", answer_id, rating, payload.user_id, "discord")
 
     # ------------------------------------------------------------------------------ central error handlers
 

@@ -2,7 +2,8 @@
 
     mafioso worker --host 127.0.0.1 --port 8000 --adapter out/adapter     # bf16 fast path on CUDA
 
-    POST /v1/explain            {"code", "request"?} → {"explanation", "tokens", "latency_s", "finished", ...}
+    POST /v1/explain            {"code", "request"?} → {"explanation", "answer_id", "tokens", "latency_s", ...}
+    POST /v1/feedback           {"answer_id", "rating": 1 | -1} → {"answer_id", "rating"}: a user's 👍/👎
     POST /v1/completions        OpenAI-compatible; the prompt is the code
     POST /v1/chat/completions   OpenAI-compatible; the last user message is the code (``` fence optional,
                                 text outside the fence is the request)
@@ -13,11 +14,15 @@
 
 Flags override ``MAFIOSO_*`` variables (and ``.env``). With ``MAFIOSO_API_KEY`` set every endpoint but
 /healthz needs ``Authorization: Bearer <key>``. Errors are JSON ``{"error": {"message", "type", "code"}}``:
-400 bad JSON or input, 401 key, 404 unknown model, 413 too large, 503 busy (with Retry-After) or shutting
+400 bad JSON or input, 401 key, 404 unknown model or answer id, 413 too large, 503 busy (with Retry-After) or shutting
 down, 504 timeout. Request bodies and the key are never logged. OpenAI sampling fields the worker cannot
 honour (temperature, top_p, n, stream, stop) are accepted only at their greedy default; other values get a
 400 that says so. ``max_tokens`` (1 to the worker's ``max_new_tokens``) is honoured per request; an answer
 cut there has ``finish_reason: "length"`` (``finished: false``).
+
+Every answer is recorded in the feedback store (bot/feedback.py, ``MAFIOSO_FEEDBACK_DB``) under its
+``answer_id``; the OpenAI endpoints' response ``id`` (``chatcmpl-<answer_id>``, ``cmpl-<answer_id>`` for one
+prompt) names it too, and ``POST /v1/feedback`` takes either. ``/metrics`` counts the ratings per adapter.
 
 A client that hangs up cancels its request (aiohttp's ``handler_cancellation``): it leaves the queue, or the
 engine stops decoding it at the next step. A ``/v1/completions`` prompt list is answered whole or not at
@@ -41,6 +46,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import mafioso
 from bot.api_schema import BadRequest, Body, Param, openapi
+from bot.feedback import FeedbackUnavailable, UnknownAnswer, open_store
 from bot.guard import REFUSALS
 from bot.runtime import add_settings_arguments, build_worker, load_settings
 from bot.worker import FAILED, Worker
@@ -84,6 +90,12 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
     except _UnknownModel as exc:
         return _error(404, f"The model '{exc}' does not exist; this worker serves '{MODEL_ID}'.",
                       "invalid_request_error", "model_not_found")
+    except UnknownAnswer as exc:
+        return _error(404, f"No answer {exc.args[0]!r} here, pal. Rate an answer_id this worker gave.",
+                      "invalid_request_error", "answer_not_found")
+    except FeedbackUnavailable:
+        return _error(503, "The book of ratings is closed today, pal. Your answer still stands.",
+                      "unavailable", "feedback_off")
     except InputRejected as exc:
         return _error(413 if exc.reason == "too_large" else 400, str(exc), "invalid_request_error", exc.reason)
     except WorkerBusy as exc:
@@ -196,11 +208,16 @@ CHAT = Body("ChatCompletionRequest", (
           "the request)", required=True),
     *_DEFAULTS_ONLY,
 ))
+FEEDBACK = Body("FeedbackRequest", (
+    Param("answer_id", _TEXT, "the answer rated: /v1/explain's answer_id or an OpenAI response's id", required=True),
+    Param("rating", {"type": "integer"}, "1 (👍) or -1 (👎); the same client's later rating replaces it",
+          required=True, only=(1, -1), why="a rating is 1 (thumbs up) or -1 (thumbs down)"),
+))
 _USAGE = {"type": "object", "properties": {k: {"type": "integer"} for k in (
     "prompt_tokens", "completion_tokens", "total_tokens")}}
 _ANSWERS = {
     "/v1/explain": (EXPLAIN, {"type": "object", "properties": {
-        "explanation": _TEXT, "tokens": {"type": "integer"}, "latency_s": {"type": "number"},
+        "explanation": _TEXT, "answer_id": _TEXT, "tokens": {"type": "integer"}, "latency_s": {"type": "number"},
         "finished": {"type": "boolean"}, "code_leak": {"type": "boolean"}}}, "explain code in character"),
     "/v1/completions": (COMPLETIONS, {"type": "object", "properties": {
         "id": _TEXT, "object": {"const": "text_completion"}, "created": {"type": "integer"}, "model": _TEXT,
@@ -213,6 +230,8 @@ _ANSWERS = {
             "index": {"type": "integer"}, "finish_reason": {"enum": ["stop", "length"]},
             "message": {"type": "object", "properties": {"role": {"const": "assistant"}, "content": _TEXT}}}}}}},
         "OpenAI chat completions: the last user message holds the code"),
+    "/v1/feedback": (FEEDBACK, {"type": "object", "properties": {"answer_id": _TEXT, "rating": {"type": "integer"}}},
+                     "rate an answer (404 for an unknown answer_id, 503 when feedback is off)"),
 }
 
 
@@ -270,8 +289,17 @@ async def explain(request: web.Request) -> web.Response:
     """POST /v1/explain: the project's own endpoint."""
     body = await _parse(request, EXPLAIN)
     answer = await request.app[WORKER].explain(body["code"], body["request"], max_tokens=body["max_tokens"])
-    return web.json_response({"explanation": answer.text, "tokens": answer.tokens, "latency_s": answer.latency_s,
-                              "finished": answer.finished, "code_leak": answer.code_leak})
+    return web.json_response({"explanation": answer.text, "answer_id": answer.answer_id, "tokens": answer.tokens,
+                              "latency_s": answer.latency_s, "finished": answer.finished,
+                              "code_leak": answer.code_leak})
+
+
+async def feedback(request: web.Request) -> web.Response:
+    """POST /v1/feedback: a 👍 (1) or 👎 (-1) for an answer this worker gave."""
+    body = await _parse(request, FEEDBACK)
+    answer_id = body["answer_id"].removeprefix("chatcmpl-").removeprefix("cmpl-")
+    await request.app[WORKER].rate_answer(answer_id, body["rating"], user="api")
+    return web.json_response({"answer_id": answer_id, "rating": body["rating"]})
 
 
 async def completions(request: web.Request) -> web.Response:
@@ -282,7 +310,8 @@ async def completions(request: web.Request) -> web.Response:
     worker = request.app[WORKER]
     answers = await _all_or_none(worker, [code for code, _ in pairs], body["max_tokens"])
     return web.json_response({
-        "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+        "id": f"cmpl-{answers[0].answer_id if len(answers) == 1 else uuid.uuid4().hex}",  # one answer: ratable
+        "object": "text_completion", "created": int(time.time()),
         "model": MODEL_ID, "usage": _usage(worker, pairs, answers),
         "choices": [{"index": i, "text": a.text, "logprobs": None, "finish_reason": _finish_reason(a)}
                     for i, a in enumerate(answers)],
@@ -305,7 +334,8 @@ async def chat_completions(request: web.Request) -> web.Response:
     worker = request.app[WORKER]
     answer = await worker.explain(code, req, max_tokens=body["max_tokens"])
     return web.json_response({
-        "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+        "id": f"chatcmpl-{answer.answer_id or uuid.uuid4().hex}", "object": "chat.completion",
+        "created": int(time.time()),
         "model": MODEL_ID, "usage": _usage(worker, [(code, req)], [answer]),
         "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
                      "logprobs": None, "finish_reason": _finish_reason(answer)}],
@@ -351,6 +381,7 @@ def make_app(worker: Worker, cfg: WorkerConfig, *, manage_worker: bool = True) -
     app.router.add_post("/v1/explain", explain)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/feedback", feedback)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/openapi.json", openapi_document)
     app.router.add_get("/healthz", healthz)
@@ -378,7 +409,7 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.api_key and cfg.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s without MAFIOSO_API_KEY: anyone who can reach it can use it", cfg.host)
     sock = listen(cfg.host, cfg.port)  # before the model loads: a busy port is known in a second, not minutes
-    worker = build_worker(cfg, gen)
+    worker = build_worker(cfg, gen, feedback=open_store(cfg))
     web.run_app(make_app(worker, cfg), sock=sock, print=lambda text: log.info("%s", text), **RUNNER_OPTIONS)
     return 0
 

@@ -31,9 +31,10 @@ def load_settings(args: argparse.Namespace) -> tuple[WorkerConfig, GenerationCon
     return _settings(WorkerConfig, args), _settings(GenerationConfig, args)
 
 
-def build_worker(cfg: WorkerConfig, gen: GenerationConfig):
-    """Load the engine (minutes on first use of the embedded model) and wrap it in a Worker."""
+def build_worker(cfg: WorkerConfig, gen: GenerationConfig, feedback=None):
+    """Load the engine (minutes on first use of the embedded model) and wrap it in a Worker that records its
+    answers in ``feedback`` (a :class:`bot.feedback.FeedbackStore`, or None)."""
     from bot.engine import Engine
     from bot.worker import Worker
 
-    return Worker(Engine.load(cfg, gen), cfg)
+    return Worker(Engine.load(cfg, gen), cfg, feedback=feedback)

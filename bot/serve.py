@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from bot.explainer import Explainer
+from bot.feedback import open_store
 from bot.runtime import add_settings_arguments, build_worker
 from bot.runtime import load_settings as load_worker_settings
 from mafioso.config import DiscordConfig, GenerationConfig, ServeConfig, SlackConfig, WorkerConfig, build
@@ -96,14 +97,14 @@ def load_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None
 # ------------------------------------------------------------------------------------------- running
 
 
-async def _start_explainer(settings: ServeSettings) -> Explainer:
+async def _start_explainer(settings: ServeSettings, feedback=None) -> Explainer:
     if settings.serve.worker_url:
         from bot.client import WorkerClient
 
         log.info("serve: explaining through the worker at %s", settings.serve.worker_url)
         return WorkerClient(settings.serve.worker_url, settings.worker.api_key)
     log.info("serve: loading the model in this process")
-    worker = build_worker(settings.worker, settings.generation)  # blocking, but nothing is served yet
+    worker = build_worker(settings.worker, settings.generation, feedback)  # blocking, but nothing is served yet
     await worker.start()
     return worker
 
@@ -115,17 +116,17 @@ async def _stop_explainer(settings: ServeSettings, explainer) -> None:
         await explainer.stop(drain=True)  # finish the answers in flight
 
 
-def _adapters(settings: ServeSettings, explainer: Explainer) -> dict:
+def _adapters(settings: ServeSettings, explainer: Explainer, feedback=None) -> dict:
     limit = settings.worker.max_input_chars
     adapters = {}
     if "discord" in settings.platforms:
         from bot.discord_bot import MafiosoBot
 
-        adapters["discord"] = MafiosoBot(explainer, settings.discord, max_code_chars=limit)
+        adapters["discord"] = MafiosoBot(explainer, settings.discord, max_code_chars=limit, feedback=feedback)
     if "slack" in settings.platforms:
         from bot.slack_bot import SlackBot
 
-        adapters["slack"] = SlackBot(explainer, settings.slack, max_code_chars=limit)
+        adapters["slack"] = SlackBot(explainer, settings.slack, max_code_chars=limit, feedback=feedback)
     return adapters
 
 
@@ -145,12 +146,14 @@ async def serve(settings: ServeSettings, explainer: Explainer | None = None) -> 
             loop.remove_signal_handler(sig)
 
     owned = explainer is None
+    # Answers and 👍/👎 reactions (bot/feedback.py); a broken database file only switches feedback off.
+    feedback = open_store(settings.worker) if owned else None
     if owned:
-        explainer = await _start_explainer(settings)
+        explainer = await _start_explainer(settings, feedback)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     tasks = [asyncio.create_task(adapter.run_until_cancelled(), name=name)
-             for name, adapter in _adapters(settings, explainer).items()]
+             for name, adapter in _adapters(settings, explainer, feedback).items()]
     stopped = asyncio.create_task(stop.wait(), name="stop")
     log.info("serve: running %s", ", ".join(settings.platforms))
     try:
@@ -168,6 +171,8 @@ async def serve(settings: ServeSettings, explainer: Explainer | None = None) -> 
             loop.remove_signal_handler(sig)
         if owned:
             await _stop_explainer(settings, explainer)
+        if feedback is not None:
+            feedback.close()
         log.info("serve: stopped")
 
 

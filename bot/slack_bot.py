@@ -5,6 +5,10 @@
 * ``@Mafioso <code>`` (``app_mention``): answered in the message's thread;
 * the "Explain this code" message shortcut (callback id ``explain_code``): answered in the message's thread.
 
+A 👍 (``+1``) or 👎 (``-1``) reaction on an answer the bot posted in a thread is a rating (``reaction_added``;
+the app needs the ``reactions:read`` scope and that event): with a feedback store (:mod:`bot.feedback`) each
+posted message's ``channel:ts`` is linked to its answer id, and the reacting user is stored hashed.
+
 Socket Mode by default (``SLACK_APP_TOKEN``); HTTP mode (``mafioso serve --slack-http``) serves
 ``POST /slack/events``, where Bolt checks every request's signature against ``SLACK_SIGNING_SECRET``.
 The Web API client talks to ``SLACK_API_URL`` and retries rate-limited calls. The bot never touches the
@@ -28,7 +32,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (AsyncConnectionErrorRet
                                                          AsyncRateLimitErrorRetryHandler)
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.explainer import Explainer
+from bot.explainer import Explainer, Explanation
 from bot.extract import (EMPTY_ANSWER, FILE_TOO_BIG, NO_CODE, decode_code_file, error_line, extract_code,
                          is_code_file, join_code, split_text)
 from mafioso.config import SlackConfig
@@ -44,6 +48,7 @@ SHORTCUT_ID = "explain_code"
 EVENTS_REMEMBERED = 1000  # Slack retries an event within minutes (3 tries): far fewer mentions than this
 APOLOGY = "Somethin' went sideways back here, pal. Try again in a minute."
 INVITE_ME = "I ain't in this channel, pal, so this stays between us. Invite me with `/invite @Mafioso`."
+RATINGS = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
 _MARKUP = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
 
 
@@ -84,8 +89,9 @@ for _name in ("slack_bolt.AsyncRequestVerification", "slack_bolt.RequestVerifica
 class SlackBot:
     """The Slack app: one Bolt ``AsyncApp``, three listeners, one way out."""
 
-    def __init__(self, explainer: Explainer, cfg: SlackConfig, *, max_code_chars: int = 6000):
+    def __init__(self, explainer: Explainer, cfg: SlackConfig, *, max_code_chars: int = 6000, feedback=None):
         self.explainer, self.cfg, self.max_code_chars = explainer, cfg, max_code_chars
+        self.feedback = feedback  # a bot.feedback.FeedbackStore, or None: no ratings
         # The token goes in here, not through client=: given a client, Bolt still reads SLACK_BOT_TOKEN from the
         # environment and warns that it is unused.
         self.app = AsyncApp(token=str(cfg.bot_token), signing_secret=str(cfg.signing_secret), name="mafioso")
@@ -95,6 +101,7 @@ class SlackBot:
                                       AsyncConnectionErrorRetryHandler()]
         self.app.command(COMMAND)(self.on_command)
         self.app.event("app_mention")(self.on_mention)
+        self.app.event("reaction_added")(self.on_reaction)
         self.app.message_shortcut(SHORTCUT_ID)(self.on_shortcut)
         self.app.error(self.on_error)
         self.bot_user_id = ""
@@ -180,8 +187,8 @@ class SlackBot:
             await ack(text=NO_CODE)
             return
         await ack()
-        chunks, ok = await self.explain_chunks(code)
-        response_type = self.cfg.response_type if ok else "ephemeral"  # apologies go to the caller only
+        chunks, explanation = await self.explain_chunks(code)
+        response_type = self.cfg.response_type if explanation else "ephemeral"  # apologies go to the caller only
         for i, chunk in enumerate(chunks[:RESPONSE_URL_USES]):
             response = await respond(text=chunk, response_type=response_type, replace_original=False)
             if response.status_code != 200:  # the answer would be lost: the caller still gets it, privately
@@ -202,16 +209,18 @@ class SlackBot:
             return
         bot_id = context.bot_user_id or self.bot_user_id
         text = event.get("text", "").replace(f"<@{bot_id}>", "") if bot_id else event.get("text", "")
-        chunks = await self.answer(text, event.get("files"))
-        await self.post_in_thread(event["channel"], event.get("thread_ts") or event["ts"], chunks)
+        chunks, explanation = await self.answer(text, event.get("files"))
+        await self.post_in_thread(event["channel"], event.get("thread_ts") or event["ts"], chunks, explanation,
+                                  event.get("user"))
 
     async def on_shortcut(self, ack, shortcut: dict, respond) -> None:
         """Message menu → "Explain this code": answer in the message's thread (privately if we are not there)."""
         await ack()
         message = shortcut.get("message", {})
-        chunks = await self.answer(message.get("text", ""), message.get("files"))
+        chunks, explanation = await self.answer(message.get("text", ""), message.get("files"))
         try:
-            await self.post_in_thread(shortcut["channel"]["id"], message.get("thread_ts") or message["ts"], chunks)
+            await self.post_in_thread(shortcut["channel"]["id"], message.get("thread_ts") or message["ts"], chunks,
+                                      explanation, shortcut.get("user", {}).get("id"))
         except SlackApiError as exc:
             if exc.response.get("error") not in ("not_in_channel", "channel_not_found"):
                 raise
@@ -237,12 +246,12 @@ class SlackBot:
 
     # ----------------------------------------------------------------------------------- the one way out
 
-    async def answer(self, text: str, files: list[dict] | None) -> list[str]:
-        """The reply chunks for a message's text (Slack-formatted) and its files."""
+    async def answer(self, text: str, files: list[dict] | None) -> tuple[list[str], Explanation | None]:
+        """The reply chunks for a message's text (Slack-formatted) and its files; and the answer (None: none)."""
         code, too_big = await self.gather_code(slack_to_plain(text), files or [])
         if not code and too_big:
-            return [escape_mrkdwn(FILE_TOO_BIG.format(limit=self.max_code_chars))]
-        return (await self.explain_chunks(code))[0]
+            return [escape_mrkdwn(FILE_TOO_BIG.format(limit=self.max_code_chars))], None
+        return await self.explain_chunks(code)
 
     async def gather_code(self, text: str, files: list[dict]) -> tuple[str, bool]:
         """The code of the text and the Python files/snippets, and whether a file was too big to take."""
@@ -279,20 +288,35 @@ class SlackBot:
             return b""
         return bytes(data)
 
-    async def explain_chunks(self, code: str) -> tuple[list[str], bool]:
-        """The explanation in escaped chunks under Slack's limits, or an in-character line; and whether it worked."""
+    async def explain_chunks(self, code: str) -> tuple[list[str], Explanation | None]:
+        """The explanation in escaped chunks under Slack's limits, or an in-character line; and the answer
+        (None when it did not work)."""
         if not code.strip():
-            return [escape_mrkdwn(NO_CODE)], False
+            return [escape_mrkdwn(NO_CODE)], None
         try:
             explanation = await self.explainer.explain(code)
         except RequestError as exc:
             log.warning("slack: request not served: %s", type(exc).__name__)
-            return [escape_mrkdwn(error_line(exc, self.max_code_chars))], False
+            return [escape_mrkdwn(error_line(exc, self.max_code_chars))], None
         chunks = split_text(explanation.text, SLACK_LIMIT) or [EMPTY_ANSWER]
-        return [escape_mrkdwn(chunk) for chunk in chunks], True
+        return [escape_mrkdwn(chunk) for chunk in chunks], explanation
 
-    async def post_in_thread(self, channel: str, thread_ts: str, chunks: list[str]) -> None:
-        """Post the chunks as replies in a thread."""
+    async def post_in_thread(self, channel: str, thread_ts: str, chunks: list[str],
+                             explanation: Explanation | None = None, user: str | None = None) -> None:
+        """Post the chunks as replies in a thread; each one carrying an answer is linked to it for ratings."""
         for chunk in chunks:
-            await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=chunk,
-                                               unfurl_links=False, unfurl_media=False)
+            posted = await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=chunk,
+                                                        unfurl_links=False, unfurl_media=False)
+            if self.feedback is not None and explanation is not None and explanation.answer_id and posted.get("ts"):
+                await self.feedback.call("link_message", "slack", f"{channel}:{posted['ts']}",
+                                         explanation.answer_id, user, explanation.text)
+
+    async def on_reaction(self, event: dict) -> None:
+        """👍 / 👎 on one of our answers: the reacting user's rating (stored hashed; their last one counts)."""
+        rating = RATINGS.get(event.get("reaction", "").split("::")[0])  # "+1::skin-tone-2" is still a +1
+        item = event.get("item") or {}
+        if rating is None or self.feedback is None or item.get("type") != "message" or not event.get("user"):
+            return
+        answer_id = await self.feedback.call("answer_for_message", "slack", f"{item.get('channel')}:{item.get('ts')}")
+        if answer_id:
+            await self.feedback.call("rate", answer_id, rating, event["user"], "slack")

@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import math
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -46,6 +48,7 @@ from prometheus_client.core import CounterMetricFamily
 from bot import guard
 from bot.control import Control
 from bot.explainer import Explanation
+from bot.feedback import AnswerRecord, FeedbackStore, FeedbackUnavailable
 from mafioso.config import WorkerConfig
 from mafioso.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 
@@ -173,6 +176,8 @@ class Metrics:
                                   "answers (admission control's measure; 0 before the first)",
                                   registry=self.registry)
         self.in_flight = Gauge("mafioso_in_flight", "requests the engine holds now", registry=self.registry)
+        self.ratings = Counter("mafioso_feedback_ratings", "users' ratings of answers since start, by adapter "
+                               "and rating (up = 👍, down = 👎)", ["adapter", "rating"], registry=self.registry)
 
 
 @dataclass(eq=False)  # identity equality: the queue removes exactly this job
@@ -190,13 +195,15 @@ class Worker:
     """Explains code with a local engine, batching concurrent requests (implements ``Explainer``)."""
 
     def __init__(self, engine, cfg: WorkerConfig, *, gather_s: float = 0.005, cold_start_limit: int | None = None,
-                 admission: bool = True):
-        """``cold_start_limit``: requests in the worker at once before the rate is measured (default 2 x slots);
+                 admission: bool = True, feedback: FeedbackStore | None = None):
+        """``feedback``: the store every answer is recorded in (none: answers are not kept, ratings refused);
+        ``cold_start_limit``: requests in the worker at once before the rate is measured (default 2 x slots);
         ``admission=False``: only the queue size limits what is admitted (the worker before issue 19, for the
         overload bench's comparison)."""
         self.engine = engine
         self.cfg = cfg
         self.metrics = Metrics(engine)
+        self.feedback = feedback
         # One batch at a time on one GPU thread, unless the engine schedules the GPU itself (continuous batching):
         # then one request per call, as many calls as it has slots, and the engine groups their prefills.
         continuous = int(getattr(engine, "continuous_slots", 0))
@@ -296,8 +303,30 @@ class Worker:
             self.metrics.requests.labels(outcome).inc()
         latency = time.monotonic() - started
         self.metrics.latency.observe(latency)
-        return Explanation(text=result.text, tokens=result.tokens, latency_s=round(latency, 4),
-                           finished=result.finished, code_leak=result.code_leak)
+        answer = Explanation(text=result.text, tokens=result.tokens, latency_s=round(latency, 4),
+                             finished=result.finished, code_leak=result.code_leak, answer_id=uuid.uuid4().hex)
+        if self.feedback is not None:  # in a thread: the event loop never waits on the disk
+            await self.feedback.call("record_answer", self._record(code, request, answer))
+        return answer
+
+    def _record(self, code: str, request: str | None, answer: Explanation) -> AnswerRecord:
+        gen = getattr(self.engine, "gen", None)
+        return AnswerRecord(answer.answer_id, code=code, answer=answer.text, request=request,
+                            adapter=getattr(self.engine, "adapter_id", None) or self.cfg.adapter,
+                            base_model=getattr(self.engine, "base_id", None) or self.cfg.base_model or "embedded",
+                            decoding=dataclasses.asdict(gen) if dataclasses.is_dataclass(gen) else {},
+                            latency_s=answer.latency_s, tokens=answer.tokens)
+
+    async def rate_answer(self, answer_id: str, rating: int, *, user: object = "anonymous",
+                          platform: str = "api") -> None:
+        """Store a user's +1/-1 for an answer this worker gave; raises :class:`bot.feedback.UnknownAnswer`,
+        ValueError (not ±1) or :class:`bot.feedback.FeedbackUnavailable` (no store, or it failed)."""
+        if self.feedback is None or not self.feedback.enabled:
+            raise FeedbackUnavailable("feedback is off on this worker")
+        adapter = await self.feedback.call("rate", answer_id, rating, user, platform)
+        if adapter is None:  # the database failed just now (logged once by the store)
+            raise FeedbackUnavailable("feedback is off on this worker")
+        self.metrics.ratings.labels(adapter, "up" if rating > 0 else "down").inc()
 
     async def _explain(self, code: str, request: str | None, control: Control):
         if not self.accepting:

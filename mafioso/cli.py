@@ -3,6 +3,9 @@
     mafioso explain FILE            explain a Python file (or - for stdin) in character
     mafioso train --data FILE ...   fine-tune a LoRA adapter with QLoRA
     mafioso data check FILE ...     validate (and lint) dataset files
+    mafioso data export --feedback DIR   users' well-rated answers as dataset rows (and the poorly rated ones)
+    mafioso feedback rate ID up     rate an answer (its id is printed by `mafioso explain`)
+    mafioso feedback report         👍/👎 rates per adapter and per day, and a PNG
     mafioso model prepare           fetch, verify and convert a named base model once, into the cache
     mafioso eval --data FILE ...    score base vs adapter on a dataset
     mafioso worker                  serve the HTTP / OpenAI-compatible API
@@ -58,6 +61,96 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return check(args.files, lint=not args.schema_only)
 
 
+def _feedback_store(args: argparse.Namespace):
+    """The feedback store ``--db`` or MAFIOSO_FEEDBACK_DB names (a ConfigError when it is off or broken)."""
+    from bot.feedback import FeedbackStore, default_path
+    from bot.runtime import ENV_PREFIX
+    from mafioso.config import WorkerConfig, from_env, load_dotenv_file
+    from mafioso.errors import ConfigError
+
+    load_dotenv_file()
+    cfg = from_env(WorkerConfig, ENV_PREFIX)
+    path = args.db or cfg.feedback_db or str(default_path())
+    if path.strip().lower() == "off":
+        raise ConfigError("feedback is off (MAFIOSO_FEEDBACK_DB=off); name a database with --db")
+    store = FeedbackStore.open(path, retention_days=cfg.feedback_retention_days)
+    if not store.enabled:
+        raise ConfigError(f"cannot use the feedback database {path} (see the error above)")
+    return store
+
+
+def cmd_feedback_rate(args: argparse.Namespace) -> int:
+    from bot.feedback import UnknownAnswer, rating_value
+
+    try:
+        rating = rating_value(args.rating)
+    except ValueError as exc:
+        print(f"mafioso: error: {exc}", file=sys.stderr)
+        return 2
+    if args.worker_url:  # the answer lives in that worker's database
+        return _rate_remote(args, rating)
+    store = _feedback_store(args)
+    try:
+        store.rate(args.answer_id, rating, user="console", platform="console")
+    except UnknownAnswer:
+        print(f"mafioso: error: no answer {args.answer_id!r} in {store.path}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"rated {args.answer_id} {'up' if rating > 0 else 'down'}")
+    return 0
+
+
+def _rate_remote(args: argparse.Namespace, rating: int) -> int:
+    import asyncio
+
+    from bot.client import WorkerClient
+    from bot.feedback import UnknownAnswer
+    from bot.runtime import ENV_PREFIX
+    from mafioso.config import WorkerConfig, from_env, load_dotenv_file
+    from mafioso.errors import RequestError
+
+    load_dotenv_file()
+    api_key = from_env(WorkerConfig, ENV_PREFIX).api_key
+
+    async def rate() -> None:
+        async with WorkerClient(args.worker_url, api_key) as client:
+            await client.rate(args.answer_id, rating)
+
+    try:
+        asyncio.run(rate())
+    except UnknownAnswer:
+        print(f"mafioso: error: the worker at {args.worker_url} gave no answer {args.answer_id!r}", file=sys.stderr)
+        return 1
+    except RequestError as exc:
+        print(exc)
+        return 1
+    print(f"rated {args.answer_id} {'up' if rating > 0 else 'down'}")
+    return 0
+
+
+def cmd_feedback_report(args: argparse.Namespace) -> int:
+    from trainer.feedback import rates, render_report, write_chart
+
+    store = _feedback_store(args)
+    by_adapter, by_day = rates(store)
+    store.close()
+    print(render_report(by_adapter, by_day))
+    print(f"chart: {write_chart(by_day, args.png)}")
+    return 0
+
+
+def cmd_data_export(args: argparse.Namespace) -> int:
+    from trainer.feedback import export_feedback
+
+    store = _feedback_store(args)
+    liked, rewrite, n_liked, n_rewrite = export_feedback(store, args.feedback)
+    store.close()
+    print(f"{liked}: {n_liked} well-rated answer(s); review them, then `mafioso data check {liked}`")
+    print(f"{rewrite}: {n_rewrite} poorly rated answer(s) to rewrite (fill in mafia_explanation)")
+    return 0
+
+
 def cmd_model_prepare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -95,6 +188,25 @@ def make_parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", help="dataset files (JSON object, JSON list or JSONL)")
     check.add_argument("--schema-only", action="store_true", help="only the schema checks, no lint")
     check.set_defaults(func=cmd_data_check)
+    export = data.add_parser("export", help="export users' rated answers as dataset rows")
+    export.add_argument("--feedback", required=True, metavar="OUT_DIR",
+                        help="folder for liked.json (well-rated, dataset rows) and to_rewrite.json (poorly rated)")
+    export.add_argument("--db", help="feedback database (default: MAFIOSO_FEEDBACK_DB or the cache folder's)")
+    export.set_defaults(func=cmd_data_export)
+
+    feedback_parser = sub.add_parser("feedback", help="users' ratings of answers")
+    feedback_parser.set_defaults(func=lambda args: _usage(feedback_parser))
+    feedback = feedback_parser.add_subparsers(dest="feedback_command", metavar="COMMAND")
+    rate = feedback.add_parser("rate", help="rate an answer by its id: up or down")
+    rate.add_argument("answer_id", help="the id `mafioso explain` printed")
+    rate.add_argument("rating", help="up or down")
+    rate.add_argument("--worker-url", help="rate on a running 'mafioso worker' (the answer came from it; key from "
+                                           "MAFIOSO_API_KEY) instead of in the local database")
+    report = feedback.add_parser("report", help="rates per adapter and per day, and a PNG chart")
+    report.add_argument("--png", default="feedback.png", help="where the chart goes (default feedback.png)")
+    for command, func in ((rate, cmd_feedback_rate), (report, cmd_feedback_report)):
+        command.add_argument("--db", help="feedback database (default: MAFIOSO_FEEDBACK_DB or the cache folder's)")
+        command.set_defaults(func=func)
 
     model_parser = sub.add_parser("model", help="base model tools")
     model_parser.set_defaults(func=lambda args: _usage(model_parser))

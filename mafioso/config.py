@@ -162,8 +162,14 @@ class WorkerConfig:
     host: str = _help("HTTP API address", default="127.0.0.1")
     port: int = _help("HTTP API port", default=8000)
     api_key: Secret = _help("bearer token required by the HTTP API (empty = none)", default=Secret(""))
+    feedback_db: str = _help("SQLite file of answers and their 👍/👎 ratings (bot/feedback.py); empty = "
+                             "feedback.sqlite3 in the cache folder, 'off' = keep no feedback", default="")
+    feedback_retention_days: int = _help("answers (and their ratings) older than this many days are deleted "
+                                         "(0 = keep them all)", default=365)
 
     def __post_init__(self) -> None:
+        if self.feedback_retention_days < 0:
+            raise ConfigError("MAFIOSO_FEEDBACK_RETENTION_DAYS must be >= 0 (0 keeps every answer)")
         if self.quantization not in ("nf4", "int8", "none"):
             raise ConfigError(f"MAFIOSO_QUANTIZATION must be nf4, int8 or none, not {self.quantization!r}")
         if self.dtype not in ("auto", "bfloat16", "float32"):

@@ -64,4 +64,5 @@ def clean_env(monkeypatch, tmp_path):
     for name in list(os.environ):
         if name.startswith("MAFIOSO_") and name != "MAFIOSO_CACHE":
             monkeypatch.delenv(name)
+    monkeypatch.setenv("MAFIOSO_FEEDBACK_DB", str(tmp_path / "feedback.sqlite3"))  # never the cache folder's
     monkeypatch.chdir(tmp_path)

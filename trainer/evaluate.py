@@ -1,6 +1,7 @@
 """``mafioso eval``: score an adapter (and, with ``--compare-base``, its base model) on a dataset.
 
     mafioso eval --data data/validation.json --out out/eval --adapter out/adapter --compare-base
+    mafioso eval --data data/validation.json --out out/eval --adapter out/retrained --compare default
 
 For each model: the response-only validation loss and perplexity (teacher-forced, the same
 ``prompts.encode`` rows as training), then greedy answers in batches, scored by :mod:`trainer.metrics`.
@@ -11,6 +12,9 @@ real output. Writes into ``--out``:
 * ``predictions.jsonl`` - one row per sample for the model named by ``--adapter``, with its
   ``unsupported`` claims;
 * ``base/predictions.jsonl`` - the same for the base model (``--compare-base`` only);
+* ``compare/predictions.jsonl`` - the same for the adapter named by ``--compare`` (same samples, same
+  decoding, same base); the table and chart put it first and ``--adapter`` second, the Δ column is
+  ``--adapter`` minus ``--compare``, and :func:`gate` says whether ``--adapter`` may replace it;
 * ``metrics.json`` - ``{"adapter": {...}, "base": {...}, "reference": {...}, "config": {...}, "samples": N}``
   (with ``--adapter none`` and no comparison, the one model's metrics are under ``"base"``; ``reference``
   scores the dataset's own answers, the ceiling of the text metrics);
@@ -59,6 +63,10 @@ UNIT_SCALE = {"rouge_l_f1", "identifier_recall", "grounded", "grounded_model", "
               "stop_rate", "loop_rate"}
 #: Metrics of the dataset's own answers drawn as a dashed line: what a model could reach.
 REFERENCE_SHOWN = ("identifier_recall", "grounded", "persona_rate", "mean_words")
+#: The gate for a new default adapter (README, "From users' ratings back to training"): none of these may drop
+#: by more than the noise measured between two training seeds of one recipe (docs/BENCHMARKS.md: grounded
+#: 0.05-0.10, persona 0.12-0.16 for Gemma; stop rate not measured, one answer in 20 allowed).
+GATE_NOISE = {"grounded": 0.05, "persona_rate": 0.15, "stop_rate": 0.05}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-model", default="", help=worker["base_model"].metadata["help"])
     parser.add_argument("--compare-base", action="store_true",
                         help="also score the base model without the adapter, in the same run")
+    parser.add_argument("--compare", metavar="OTHER_ADAPTER",
+                        help="also score this adapter (a folder or 'default') on the same samples with the same "
+                             "decoding, side by side, and say whether --adapter passes the gate to replace it")
     parser.add_argument("--limit", type=int, help="score only the first N samples")
     parser.add_argument("--batch-size", type=int, default=8, help="samples generated (and scored) together")
     parser.add_argument("--quantization", default=WorkerConfig.quantization, choices=("nf4", "int8", "none"),
@@ -235,6 +246,26 @@ def write_chart(results: dict[str, dict], path: Path, samples: int, reference: d
     plt.close(fig)
 
 
+def gate(current: dict, candidate: dict, noise: dict[str, float] = GATE_NOISE) -> tuple[bool, list[str]]:
+    """Whether ``candidate`` may replace ``current``: no metric of ``noise`` drops by more than its noise; and
+    one line per metric saying how it moved."""
+    lines, ok = [], True
+    for key, allowed in noise.items():
+        a, b = current.get(key), candidate.get(key)
+        if a is None or b is None:
+            lines.append(f"{SHOWN[key]}: not measured")
+            continue
+        passed = a - b <= allowed + 1e-9
+        ok = ok and passed
+        lines.append(f"{SHOWN[key]}: {a:.3f} -> {b:.3f} ({b - a:+.3f}; a drop over {allowed} fails): "
+                     f"{'ok' if passed else 'FAILS'}")
+    return ok, lines
+
+
+def _label(spec: str) -> str:
+    return spec if spec in ("default", "none") else Path(spec).name or spec
+
+
 def score_model(cfg: WorkerConfig, gen: GenerationConfig, samples: list[Sample], batch_size: int,
                 label: str, runner: SnippetRunner) -> tuple[dict, list[Prediction], str]:
     """Load one engine, score it, and free it: metrics, predictions and the device it ran on."""
@@ -262,6 +293,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.compare and args.compare_base:
+        raise ConfigError("use --compare OTHER_ADAPTER or --compare-base, not both (one comparison per run)")
+    if args.compare and "none" in (args.compare, args.adapter):
+        raise ConfigError("--compare puts two adapters side by side; to compare with the bare base use "
+                          "--compare-base")
     if args.compare_base and args.adapter == "none":
         raise ConfigError("--compare-base compares an adapter with its base; with --adapter none there is no "
                           "adapter (drop --compare-base, or name one with --adapter)")
@@ -276,7 +312,8 @@ def run(args: argparse.Namespace) -> int:
     samples = select_samples(args.data, args.limit)
     log.info("scoring %d samples from %s", len(samples), ", ".join(args.data))
     out.mkdir(parents=True, exist_ok=True)
-    for stale in (out / "base" / "predictions.jsonl", out / "comparison.png"):  # left by an earlier run
+    stale_files = (out / "base" / "predictions.jsonl", out / "compare" / "predictions.jsonl", out / "comparison.png")
+    for stale in stale_files:  # left by an earlier run
         stale.unlink(missing_ok=True)
     # Pin the base now, so the --compare-base run loads exactly the weights under the adapter.
     cfg = dataclasses.replace(cfg, base_model=base_of(cfg.base_model, adapter_folder(cfg.adapter, cfg.base_model)))
@@ -295,17 +332,36 @@ def run(args: argparse.Namespace) -> int:
         results["base"], predictions, _ = score_model(base_cfg, gen, samples, args.batch_size, "base", runner)
         write_predictions(out / "base" / "predictions.jsonl", predictions)
         results = {"base": results["base"], "adapter": results["adapter"]}  # table and chart: base first
+    verdict = None
+    if args.compare:
+        other = _label(args.compare)
+        mine = _label(cfg.adapter)
+        other, mine = (other, mine) if other != mine else (f"{other} (compare)", mine)
+        compare_cfg = dataclasses.replace(cfg, adapter=args.compare)  # the same pinned base and decoding
+        compared, predictions, _ = score_model(compare_cfg, gen, samples, args.batch_size, other, runner)
+        write_predictions(out / "compare" / "predictions.jsonl", predictions)
+        passed, reasons = gate(compared, results["adapter"])
+        verdict = {"current": args.compare, "candidate": cfg.adapter, "replaces_default": passed,
+                   "noise": GATE_NOISE, "reasons": reasons}
+        results = {other: compared, mine: results["adapter"]}  # table and chart: the current one first
 
     config = {
         "data_files": {path: sha256_file(Path(path)) for path in args.data},
         "adapter": cfg.adapter, "base_model": cfg.base_model, "compare_base": args.compare_base,
+        "compare": args.compare,
         "limit": args.limit, "batch_size": args.batch_size, "quantization": cfg.quantization,
         "device": device, "generation": dataclasses.asdict(gen), "sandbox": runner.summary(),
     }
+    extra = {"gate": verdict} if verdict else {}
     (out / "metrics.json").write_text(json.dumps({**results, "reference": reference, "config": config,
-                                                  "samples": len(samples)}, indent=2) + "\n")
+                                                  "samples": len(samples), **extra}, indent=2) + "\n")
     write_chart(results, out / "comparison.png", len(samples), reference)
     print(markdown_table(results))
+    if verdict:
+        print(f"\ngate: {'PASS' if verdict['replaces_default'] else 'FAIL'}: {cfg.adapter} "
+              f"{'may replace' if verdict['replaces_default'] else 'does not replace'} {args.compare}")
+        for line in verdict["reasons"]:
+            print(f"- {line}")
     for name, metrics in results.items():
         log.info("%s: unsupported claims %s (details per answer in predictions.jsonl)", name, metrics["unsupported"])
     log.info("predictions and metrics written to %s", out)

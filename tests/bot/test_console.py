@@ -25,6 +25,10 @@ def test_explains_a_file(tiny_model_dir, tmp_path, capsys):
                    "--max-new-tokens", "4") == 0
     out, err = capsys.readouterr()
     assert out.endswith("\n")
+    answer_id = err.split("mafioso feedback rate ")[1].split()[0]  # the id goes to stderr, the answer alone out
+    assert answer_id not in out
+    assert main(["feedback", "rate", answer_id, "up"]) == 0
+    assert main(["feedback", "rate", "no-such-answer", "down"]) == 1
 
 
 def test_explains_stdin_with_an_adapter(tiny_adapter_dir, monkeypatch, capsys):
@@ -75,5 +79,28 @@ def test_explains_through_a_running_worker(capsys, tmp_path, monkeypatch):
 
     assert asyncio.run(run()) == 0
     assert capsys.readouterr().out.strip() == "explained x = 1"
+
+
+def test_an_answer_from_a_worker_is_rated_on_that_worker(capsys, tmp_path):
+    from bot.feedback import FeedbackStore
+
+    cfg = worker_config()
+    script = tmp_path / "s.py"
+    script.write_text("x = 1\n")
+    store = FeedbackStore.open(tmp_path / "worker.db")
+
+    async def run():
+        async with serving(Worker(FakeEngine(), cfg, feedback=store), cfg) as url:
+            assert await asyncio.to_thread(explain, str(script), "--worker-url", url) == 0
+            command = capsys.readouterr().err.split("rate it: ")[1].split()
+            assert command[:3] == ["mafioso", "feedback", "rate"] and command[-2:] == ["--worker-url", url]
+            answer_id = command[3]
+            rated = await asyncio.to_thread(main, ["feedback", "rate", answer_id, "down", "--worker-url", url])
+            unknown = await asyncio.to_thread(main, ["feedback", "rate", "nope", "up", "--worker-url", url])
+            return rated, unknown
+
+    assert asyncio.run(run()) == (0, 1)
+    [row] = store.rated_answers()
+    assert (row["downs"], row["code"].strip()) == (1, "x = 1")
     assert explain(str(script), "--worker-url", "http://127.0.0.1:9") == 1
     assert "line's dead" in capsys.readouterr().out

@@ -326,3 +326,44 @@ def test_a_token_discord_rejects_is_a_config_error_naming_the_variable(monkeypat
             await runner.cleanup()
 
     run(main())
+
+
+# -------------------------------------------------------------------------------------------- ratings
+
+
+def test_a_thumbs_reaction_on_the_bots_answer_is_a_rating(tmp_path):
+    from bot.feedback import FeedbackStore
+    from bot.worker import Worker
+    from tests.helpers import FakeEngine, worker_config
+
+    store = FeedbackStore.open(tmp_path / "f.db")
+    asker, rater = discord_user(4242424242), discord_user(5151515151)
+
+    def reaction(message_id: int, emoji: str, user_id: int) -> discord.RawReactionActionEvent:
+        data = {"message_id": message_id, "channel_id": 2, "user_id": user_id, "guild_id": 1, "type": 0}
+        return discord.RawReactionActionEvent(data, discord.PartialEmoji(name=emoji), "REACTION_ADD")
+
+    async def main():
+        worker = Worker(FakeEngine(), worker_config(), feedback=store)
+        await worker.start()
+        try:
+            bot = make_bot(worker)
+            bot.feedback = store
+            message = discord_message(FENCED, author=asker)
+            message.reply.return_value = discord_message("the answer", author=discord_client_user(BOT_ID))
+            message.reply.return_value.id = 777
+            await bot.on_message(message)
+            await bot.on_raw_reaction_add(reaction(777, "👎", rater.id))
+            await bot.on_raw_reaction_add(reaction(777, "👍", rater.id))  # the last one wins
+            await bot.on_raw_reaction_add(reaction(777, "🍝", asker.id))  # not a rating
+            await bot.on_raw_reaction_add(reaction(777, "👍", BOT_ID))  # the bot's own: ignored
+            await bot.on_raw_reaction_add(reaction(888, "👍", rater.id))  # not an answer: ignored
+        finally:
+            await worker.stop()
+
+    run(main())
+    [row] = store.rated_answers()
+    assert (row["ups"], row["downs"], row["platform"], row["code"]) == (1, 0, "discord", CODE)
+    store.close()
+    data = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert b"4242424242" not in data and b"5151515151" not in data

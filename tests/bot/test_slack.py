@@ -23,13 +23,13 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 @contextlib.asynccontextmanager
-async def slack_app(explainer, files=None, **cfg):
+async def slack_app(explainer, files=None, feedback=None, **cfg):
     """The stub Slack and the real app in HTTP mode on loopback; yields (stub, events URL)."""
     async with SlackStub(files) as stub:
         values = {"bot_token": "xoxb-test", "signing_secret": SECRET, "api_url": f"{stub.url}/api/",
                   "http": True, "host": "127.0.0.1", "port": free_port()}
         values.update(cfg)
-        bot = SlackBot(explainer, SlackConfig(**values))
+        bot = SlackBot(explainer, SlackConfig(**values), feedback=feedback)
         await bot.start()
         try:
             yield stub, f"http://127.0.0.1:{bot.port}/slack/events"
@@ -392,7 +392,7 @@ def test_manifest_declares_what_the_app_listens_to():
     features, settings = manifest["features"], manifest["settings"]
     assert [c["command"] for c in features["slash_commands"]] == [COMMAND]
     assert [(s["type"], s["callback_id"]) for s in features["shortcuts"]] == [("message", SHORTCUT_ID)]
-    assert settings["event_subscriptions"]["bot_events"] == ["app_mention"]
+    assert settings["event_subscriptions"]["bot_events"] == ["app_mention", "reaction_added"]
     assert settings["socket_mode_enabled"] is True and settings["interactivity"]["is_enabled"] is True
     assert {"app_mentions:read", "chat:write", "commands", "files:read"} <= set(manifest["oauth_config"]["scopes"]["bot"])
 
@@ -412,3 +412,51 @@ def test_a_taken_port_is_a_config_error_naming_the_setting():
                 await busy.wait_closed()
 
     asyncio.run(main())
+
+
+# -------------------------------------------------------------------------------------------- ratings
+
+
+def reaction_body(reaction: str, user: str, ts: str, event_id: str) -> str:
+    event = {"type": "reaction_added", "user": user, "reaction": reaction, "item_user": "UBOT",
+             "item": {"type": "message", "channel": "C1", "ts": ts}, "event_ts": "1700000009.000100"}
+    return json.dumps({"token": "legacy", "team_id": "T1", "api_app_id": "A1", "event": event,
+                       "type": "event_callback", "event_id": event_id, "event_time": 1700000009,
+                       "authorizations": [{"team_id": "T1", "user_id": "UBOT", "is_bot": True}]})
+
+
+def test_a_thumbs_reaction_on_the_bots_answer_is_a_rating(tmp_path):
+    from bot.feedback import FeedbackStore
+    from bot.worker import Worker
+    from tests.helpers import FakeEngine, worker_config
+
+    store = FeedbackStore.open(tmp_path / "f.db")
+    as_json = {"Content-Type": "application/json"}
+
+    async def main():
+        worker = Worker(FakeEngine(), worker_config(), feedback=store)
+        await worker.start()
+        try:
+            async with slack_app(worker, feedback=store) as (stub, url):
+                await post_signed(url, mention_body("<@UBOT> x = 1"), as_json)
+                await stub.wait_for(lambda: stub.posted())
+                posted_ts = "1700000001.000200"  # what the stand-in answers chat.postMessage with
+                await post_signed(url, reaction_body("-1", "U7RATER", posted_ts, "Ev8"), as_json)
+                await stub.wait_for(lambda: store.rated_answers())  # rated down, before the change of mind
+                await post_signed(url, reaction_body("+1::skin-tone-3", "U7RATER", posted_ts, "Ev9"), as_json)
+                await post_signed(url, reaction_body("pizza", "U7RATER", posted_ts, "Ev10"), as_json)
+                await post_signed(url, reaction_body("+1", "U7RATER", "1.2", "Ev11"), as_json)  # not ours
+                for _ in range(100):  # Bolt acks events first, then runs the listener
+                    rows = store.rated_answers()
+                    if rows and rows[0]["ups"]:
+                        break
+                    await asyncio.sleep(0.02)
+        finally:
+            await worker.stop()
+
+    asyncio.run(main())
+    [row] = store.rated_answers()
+    assert (row["ups"], row["downs"], row["platform"], row["code"].strip()) == (1, 0, "slack", "x = 1")
+    store.close()
+    data = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert b"U7RATER" not in data

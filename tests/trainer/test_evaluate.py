@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -290,6 +291,8 @@ def test_eval_of_the_bare_base_writes_one_model(tiny_model_dir, tmp_path):
 @pytest.mark.parametrize("flags, message", [
     (["--adapter", "none", "--compare-base"], "--compare-base compares an adapter"),
     (["--limit", "0"], "--limit must be at least 1"),
+    (["--compare", "default", "--compare-base"], "not both"),
+    (["--compare", "none"], "use --compare-base"),
     (["--batch-size", "0"], "--batch-size must be at least 1"),
 ])
 def test_bad_flags_fail_with_a_message(tmp_path, capsys, flags, message):
@@ -307,3 +310,58 @@ def test_unknown_quantization_is_refused_by_the_parser(tmp_path, capsys):
 def test_missing_dataset_fails_with_a_message(tmp_path, capsys):
     assert main(["eval", "--data", str(tmp_path / "nope.json"), "--out", str(tmp_path / "o")]) == 2
     assert "file not found" in capsys.readouterr().err
+
+
+def test_eval_compare_puts_two_adapters_side_by_side_and_gates_the_default(tmp_path, monkeypatch, capsys):
+    from bot.engine import Engine
+    from trainer import evaluate
+
+    rows = [("explain", "def add(a, b):\n    return a + b\n\nprint(add(2, 3))", "`add` sums them and prints 5."),
+            ("explain", "for i in range(3):\n    print(i)", "A loop that prints 0, 1 and 2, kid.")]
+    current, retrained = tmp_path / "current", tmp_path / "retrained"
+    answers = {  # the retrained adapter makes an unsupported claim the current one does not: grounded 1.0 -> 0.5
+        "current": {rows[0][1]: "`add` sums a and b and prints 5, pal.", rows[1][1]: "The loop prints 0, 1 and 2."},
+        "retrained": {rows[0][1]: "`add` is recursive and prints 6, pal.", rows[1][1]: "The loop prints 0, 1 and 2."},
+    }
+    for folder in (current, retrained):
+        folder.mkdir()
+        (folder / "adapter_config.json").write_text("{}")
+    seen = []
+
+    class StandIn:  # the engine at the boundary: answers by adapter and code, no model behind it
+        device = "cpu"
+
+        def __init__(self, cfg, gen):
+            self.name = Path(cfg.adapter).name
+            seen.append((self.name, cfg.base_model, gen))
+
+        def generate(self, requests):
+            return [Generation(text=answers[self.name][code], tokens=5, finished=True) for code, _ in requests]
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(Engine, "load", classmethod(lambda cls, cfg, gen: StandIn(cfg, gen)))
+    monkeypatch.setattr(evaluate, "response_loss", lambda engine, samples, batch_size, label: (2.0, 10))
+    data = write_dataset(tmp_path / "val.json", rows)
+    out = tmp_path / "eval"
+    assert main(["eval", "--data", str(data), "--out", str(out), "--adapter", str(retrained),
+                 "--compare", str(current), "--base-model", "stand-in", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0] == "| metric | current | retrained | Δ |"
+    assert "| grounded | 1.0000 | 0.5000 | -0.5000 |" in printed
+    assert "gate: FAIL" in printed and "grounded: 1.000 -> 0.500" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["current"]["grounded"] == 1.0 and metrics["retrained"]["grounded"] == 0.5
+    assert metrics["gate"]["replaces_default"] is False
+    assert len(_lines(out / "compare" / "predictions.jsonl")) == 2 and (out / "comparison.png").exists()
+    (a, base_a, gen_a), (b, base_b, gen_b) = seen  # same base, same decoding
+    assert {a, b} == {"current", "retrained"} and base_a == base_b == "stand-in" and gen_a == gen_b
+
+
+def test_the_gate_allows_a_drop_within_the_noise():
+    from trainer.evaluate import gate
+
+    current = {"grounded": 0.55, "persona_rate": 0.88, "stop_rate": 1.0}
+    assert gate(current, {"grounded": 0.51, "persona_rate": 0.75, "stop_rate": 0.97})[0] is True
+    assert gate(current, {"grounded": 0.55, "persona_rate": 0.70, "stop_rate": 1.0})[0] is False
