@@ -61,7 +61,7 @@ async def _remote(url: str, api_key: str, code: str, request: str | None) -> Exp
 
 
 async def _local(cfg: WorkerConfig, gen: GenerationConfig, code: str, request: str | None) -> Explanation:
-    worker = build_worker(cfg, gen)
+    worker = build_worker(cfg, gen, note=lambda line: print(f"mafioso: {line}", file=sys.stderr, flush=True))
     await worker.start()
     try:
         return await worker.explain(code, request)
