@@ -301,7 +301,6 @@ class Engine:
         dtype = serving_dtype(cfg.dtype, device, base)
         if quantization == "int8":  # bitsandbytes warns on every int8 matmul that bf16 inputs go through fp16
             logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
-        tokenizer = load_tokenizer(base)
         # unquantized: load and merge in fp32 (exact) on the CPU, then cast and move; quantized: dtype is the
         # compute dtype and the bitsandbytes weights load straight onto the GPU. The merged result is kept
         # (bot.serving_cache): a second start loads it and skips the fp32 load, the merge and the cast.
@@ -309,6 +308,7 @@ class Engine:
         merged = serving_cache.entry(base, adapter, dtype) if merge else None
         note("loading the cached merged model…" if merged and merged.is_dir() else
              "loading the model (first run converts it once)…" if merged else "loading the model…")
+        tokenizer = load_tokenizer(base)  # after the note: ~3 s for Gemma's 262k-token tokenizer.json
         model = serving_cache.load(merged, device, dtype) if merged else None
         if model is not None:
             check_adapter_base(adapter, base, model.config)
