@@ -64,7 +64,8 @@ async def _local(cfg: WorkerConfig, gen: GenerationConfig, code: str, request: s
     from bot.feedback import open_store
 
     store = open_store(cfg)
-    worker = build_worker(cfg, gen, feedback=store)
+    worker = build_worker(cfg, gen, feedback=store,
+                          note=lambda line: print(f"mafioso: {line}", file=sys.stderr, flush=True))
     await worker.start()
     try:
         return await worker.explain(code, request)

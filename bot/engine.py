@@ -9,7 +9,8 @@ Where the adapter goes depends on the device:
   (merging LoRA into 4-bit weights rounds the update away and gives garbage);
 * CUDA with ``none`` (the default): adapter merged in fp32 on the CPU, served in bf16 (the GPU never holds
   the fp32 copy: ~1 GB less peak memory at start-up);
-* CPU: never bitsandbytes, adapter merged in fp32, served in bf16 where the CPU has native bf16 (else fp32).
+* CPU: never bitsandbytes, adapter merged in fp32, served in bf16 where a short measurement finds it clearly
+  faster than fp32 on this CPU (:mod:`bot.cpu_dtype`), else fp32.
 
 :meth:`Engine.generate` is the reference decode path: one ``model.generate`` call for the whole batch, left
 padding, stopping each row at EOS, when the model opens a new ``###`` section or when it loops
@@ -26,6 +27,7 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +38,10 @@ from transformers import (LogitsProcessor, LogitsProcessorList, RepetitionPenalt
 
 import mafioso
 import prompts
+from bot import serving_cache
 from bot.claim_check import NOTHING_SURE, drop_unsupported
 from bot.control import Control
+from bot.cpu_dtype import cpu_dtype
 from bot.loop_guard import LoopGuard, LoopRule, TokenPieces, cut_loop, find_loop
 from bot.ngram_ban import NgramBan
 from bot.postcheck import scrub
@@ -150,19 +154,33 @@ def check_adapter_base(adapter: Path, base: str, config) -> None:
                          "leave --base-model out to load the base the adapter names")
 
 
-def _cpu_has_native_bf16() -> bool:
-    try:  # oneDNN's own check (AVX512-BF16 / AMX); a private op, so any failure means "no"
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def serving_dtype(spec: str, device: str) -> torch.dtype:
-    """The dtype answers are computed in: ``auto`` is bf16 on CUDA and on CPUs with native bf16 matrix
-    instructions (AVX512-BF16 / AMX: 2.4x faster than fp32 on 2 cores, see docs/BENCHMARKS.md), else fp32."""
+def serving_dtype(spec: str, device: str, base: str = "") -> torch.dtype:
+    """The dtype answers are computed in: ``auto`` is bf16 on CUDA; on a CPU, whichever of bf16 and fp32 a short
+    measurement shaped like the model ``base``'s decode finds faster (:mod:`bot.cpu_dtype`, cached per machine;
+    oneDNN's "bf16 supported" is no guide: bf16 ran at half fp32's speed on a CPU it called supported)."""
+    if spec == "auto" and device == "cuda":
+        return torch.bfloat16
     if spec == "auto":
-        return torch.bfloat16 if device == "cuda" or _cpu_has_native_bf16() else torch.float32
+        from transformers import AutoConfig
+
+        try:
+            config = AutoConfig.from_pretrained(base).get_text_config() if base else None
+        except (OSError, ValueError):
+            config = None  # load_model says what is wrong with the base
+        hidden, vocab = (config.hidden_size, config.vocab_size) if config is not None else (640, 262144)
+        return cpu_dtype(hidden, vocab)
     return {"bfloat16": torch.bfloat16, "float32": torch.float32}[spec]
+
+
+def _with_adapter(model, adapter: Path, base: str):
+    """``model`` with the LoRA adapter in ``adapter`` on top (unmerged), after checking it fits the base."""
+    from peft import PeftModel
+
+    check_adapter_base(adapter, base, model.config)
+    try:
+        return PeftModel.from_pretrained(model, str(adapter))
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # e.g. a truncated weights file
+        raise ModelError(f"cannot load the adapter {adapter} on {base}: {exc}") from None
 
 
 def _device(spec: str) -> str:
@@ -274,10 +292,9 @@ class Engine:
         self.pieces = TokenPieces(tokenizer)  # each token's text, for the loop rule
 
     @classmethod
-    def load(cls, cfg: WorkerConfig, gen: GenerationConfig) -> Engine:
-        """Load the base and adapter named by ``cfg`` for decoding with ``gen``."""
-        from peft import PeftModel
-
+    def load(cls, cfg: WorkerConfig, gen: GenerationConfig, note: Callable[[str], None] = log.info) -> Engine:
+        """Load the base and adapter named by ``cfg`` for decoding with ``gen``; ``note`` hears one line on what
+        the load is about to do (``mafioso explain`` prints it while the user waits)."""
         adapter = adapter_folder(cfg.adapter, cfg.base_model)
         base = resolve_base(base_of(cfg.base_model, adapter))
         device = _device(cfg.device)
@@ -285,23 +302,29 @@ class Engine:
         if device == "cpu" and cfg.quantization != "none":
             log.info("CPU: running the base in fp32 without bitsandbytes (quantization=%s ignored)",
                      cfg.quantization)
-        dtype = serving_dtype(cfg.dtype, device)
+        dtype = serving_dtype(cfg.dtype, device, base)
         if quantization == "int8":  # bitsandbytes warns on every int8 matmul that bf16 inputs go through fp16
             logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
-        tokenizer = load_tokenizer(base)
         # unquantized: load and merge in fp32 (exact) on the CPU, then cast and move; quantized: dtype is the
-        # compute dtype and the bitsandbytes weights load straight onto the GPU
+        # compute dtype and the bitsandbytes weights load straight onto the GPU. The merged result is kept
+        # (bot.serving_cache): a second start loads it and skips the fp32 load, the merge and the cast.
         merge = quantization == "none" and adapter is not None
-        load_dtype = torch.float32 if merge else dtype
-        model = load_model(base, quantization, "cpu" if merge else device, load_dtype, attn_implementation="sdpa")
-        if adapter is not None:
+        merged = serving_cache.entry(base, adapter, dtype) if merge else None
+        note("loading the cached merged model…" if merged and merged.is_dir() else
+             "loading the model (first run converts it once)…" if merged else "loading the model…")
+        tokenizer = load_tokenizer(base)  # after the note: ~3 s for Gemma's 262k-token tokenizer.json
+        model = serving_cache.load(merged, device, dtype) if merged else None
+        if model is not None:
             check_adapter_base(adapter, base, model.config)
-            try:
-                model = PeftModel.from_pretrained(model, str(adapter))
-            except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # e.g. a truncated weights file
-                raise ModelError(f"cannot load the adapter {adapter} on {base}: {exc}") from None
+        else:
+            load_dtype = torch.float32 if merge else dtype
+            model = load_model(base, quantization, "cpu" if merge else device, load_dtype, attn_implementation="sdpa")
+            if adapter is not None:
+                model = _with_adapter(model, adapter, base)
             if merge:
-                model = model.merge_and_unload().to(dtype).to(device)  # faster to run than an unmerged adapter
+                model = model.merge_and_unload().to(dtype)  # faster to run than an unmerged adapter
+                serving_cache.save(model, merged)
+                model = model.to(device)
                 model.hf_device_map = {"": device}  # where it lies now (transformers reads this in generate)
         model.eval()
         log.info("engine ready: base %s, adapter %s, %s %s, quantization %s%s", base, adapter or "none", device,

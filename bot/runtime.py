@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 
 from mafioso.config import GenerationConfig, WorkerConfig, add_arguments, build, from_env, load_dotenv_file
 
@@ -31,10 +32,12 @@ def load_settings(args: argparse.Namespace) -> tuple[WorkerConfig, GenerationCon
     return _settings(WorkerConfig, args), _settings(GenerationConfig, args)
 
 
-def build_worker(cfg: WorkerConfig, gen: GenerationConfig, feedback=None):
+def build_worker(cfg: WorkerConfig, gen: GenerationConfig, feedback=None,
+                 note: Callable[[str], None] | None = None):
     """Load the engine (minutes on first use of the embedded model) and wrap it in a Worker that records its
-    answers in ``feedback`` (a :class:`bot.feedback.FeedbackStore`, or None)."""
+    answers in ``feedback`` (a :class:`bot.feedback.FeedbackStore`, or None); ``note`` hears a line on what the
+    load does (by default it is logged)."""
     from bot.engine import Engine
     from bot.worker import Worker
 
-    return Worker(Engine.load(cfg, gen), cfg, feedback=feedback)
+    return Worker(Engine.load(cfg, gen, **({"note": note} if note else {})), cfg, feedback=feedback)

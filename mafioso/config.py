@@ -145,7 +145,8 @@ class WorkerConfig:
                               "unquantized with the adapter merged. docs/BENCHMARKS.md has the measured trade-off",
                               default="none")
     device: str = _help("cuda, cpu or auto", default="auto")
-    dtype: str = _help("compute dtype: auto (bf16 on CUDA and on CPUs with native bf16, else fp32), "
+    dtype: str = _help("compute dtype: auto (bf16 on CUDA; on a CPU the faster of bf16 and fp32 by a short "
+                       "measurement, cached per machine), "
                        "bfloat16 or float32", default="auto")
     fast_decode: bool = _help("with quantization none and greedy decoding: Mafioso's own decode loop with "
                               "continuous batching, in CUDA graphs on a GPU (bot/fast_engine.py); "

@@ -8,6 +8,17 @@ from mafioso.config import GenerationConfig, WorkerConfig
 from tests.helpers import FakeEngine, tiny_model, tiny_qwen_model
 
 
+@pytest.fixture(scope="session", autouse=True)
+def machine_caches(tmp_path_factory):
+    """The CPU dtype verdicts and the merged-model cache of this session, kept out of the real cache folder (the
+    converted embedded model stays where ``cache_dir()`` finds it for the slow tests)."""
+    folder = tmp_path_factory.mktemp("machine-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("bot.cpu_dtype.cache_dir", lambda: folder)
+        patch.setattr("bot.serving_cache.cache_dir", lambda: folder)
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A tiny random Gemma 3 text model + tokenizer folder, built once per test session."""

@@ -29,11 +29,15 @@ def test_explains_a_file(tiny_model_dir, tmp_path, capsys):
     assert answer_id not in out
     assert main(["feedback", "rate", answer_id, "up"]) == 0
     assert main(["feedback", "rate", "no-such-answer", "down"]) == 1
+    assert "mafioso: loading the model…\n" in err  # one line on stderr while it loads (issue 21)
 
 
-def test_explains_stdin_with_an_adapter(tiny_adapter_dir, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"print('ciao')\n")))
-    assert explain("-", "--adapter", str(tiny_adapter_dir), "--max-new-tokens", "4", "--request", "why?") == 0
+def test_explains_stdin_with_an_adapter(tiny_adapter_dir, monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr("bot.serving_cache.cache_dir", lambda: tmp_path)  # no merged model kept yet
+    for note in ("loading the model (first run converts it once)…", "loading the cached merged model…"):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"print('ciao')\n")))
+        assert explain("-", "--adapter", str(tiny_adapter_dir), "--max-new-tokens", "4", "--request", "why?") == 0
+        assert f"mafioso: {note}\n" in capsys.readouterr().err
 
 
 def test_refusals_in_character_with_status_1(tmp_path, capsys, monkeypatch):

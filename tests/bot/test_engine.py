@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 import torch
+from transformers import AutoConfig
 
 import prompts
 from bot import engine as engine_module
@@ -145,15 +146,19 @@ def test_adapter_folder_and_base(tmp_path, monkeypatch, caplog, tiny_adapter_dir
     assert base_of("", None) == "embedded"
 
 
-def test_serving_dtype():
-    import torch
-
+def test_serving_dtype(monkeypatch, tiny_model_dir):
     from bot.engine import serving_dtype
 
+    asked = []
+    monkeypatch.setattr(engine_module, "cpu_dtype",
+                        lambda hidden, vocab: asked.append((hidden, vocab)) or torch.bfloat16)
     assert serving_dtype("auto", "cuda") is torch.bfloat16
-    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    assert serving_dtype("auto", "cpu") is (torch.bfloat16 if native else torch.float32)
     assert serving_dtype("float32", "cuda") is torch.float32
+    assert serving_dtype("float32", "cpu", str(tiny_model_dir)) is torch.float32
+    assert asked == []  # only auto on a CPU measures
+    assert serving_dtype("auto", "cpu", str(tiny_model_dir)) is torch.bfloat16
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    assert asked == [(config.hidden_size, config.vocab_size)]  # shaped like this model's decode
 
 
 def test_max_tokens_cuts_each_row_at_its_own_limit(engine):
