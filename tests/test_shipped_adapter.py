@@ -51,18 +51,34 @@ def test_shipped_adapter_answers_unseen_snippets_without_code_and_ends_on_its_ow
 @pytest.mark.slow
 def test_shipped_adapter_names_the_function_in_character(answers):
     for (name, _), answer in zip(UNSEEN, answers, strict=True):
-        assert mentions(answer.text, name), answer.text
+        # the model's own answer: the claim post-check may drop the sentence that named it ("`count_vowels` is a
+        # recursive call…"), which eval counts as served recall (0.63 against the model's 0.78)
+        assert mentions(answer.raw_text or answer.text, name), answer.text
     # On the validation split the shipped adapter (2026-12-04) is in character in 88 % of answers: about one
     # answer in eight has no persona marker, here the one for average_tip.
     assert sum(bool(persona_markers(answer.text)) for answer in answers) >= 2, [a.text for a in answers]
+    assert all(answer.text.strip() for answer in answers)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 16: the shipped Gemma adapter still claims what the code contradicts "
-                                       "(grounded 0.51 on the validation split): 'a recursive call' for a generator "
-                                       "expression, invented names; strict, so the day it passes this marker must go")
-def test_shipped_adapter_makes_no_claim_the_code_contradicts(answers):
+def test_served_answers_make_no_claim_the_code_contradicts(answers):
+    """What a user sees, after the claim post-check, checked like eval checks it: names, constructs and the printed
+    values of a real run (these are the test's own snippets, run in eval's sandbox; chat input never is)."""
+    from trainer.grounding import unsupported_claims
+    from trainer.sandbox import run_snippet
+
+    for (_, code), answer in zip(UNSEEN, answers, strict=True):
+        run = run_snippet(code)
+        assert unsupported_claims(code, answer.text, run.output, run.raised) == [], answer.text
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 16: the shipped Gemma model on its own still claims what the code "
+                                       "contradicts (grounded_model 0.51 on the validation split: 'a recursive "
+                                       "call' for a generator expression); strict, so the day it passes this "
+                                       "marker must go")
+def test_the_model_alone_makes_no_claim_the_code_contradicts(answers):
     from trainer.grounding import unsupported_claims
 
     for (_, code), answer in zip(UNSEEN, answers, strict=True):
-        assert unsupported_claims(code, answer.text) == [], answer.text
+        assert unsupported_claims(code, answer.raw_text or answer.text) == [], answer.raw_text
