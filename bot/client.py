@@ -15,7 +15,8 @@ vLLM, ``mafioso`` mode at a ``mafioso worker``.
 
 HTTP errors come back as the same exceptions the in-process worker raises: 400/413 → InputRejected,
 503 → WorkerBusy (or WorkerUnavailable while the worker shuts down), 504 → WorkerTimeout, connection
-errors → WorkerUnavailable. Messages are the worker's in-character ones.
+errors → WorkerUnavailable. Messages are the worker's in-character ones; in ``openai`` mode the server's
+messages are logged and users get ours (404 unknown model, 400 past the context, 429/503 busy).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import prompts
 from bot import guard
 from bot.explainer import Explanation
 from bot.postcheck import finish
+from bot.worker import BUSY, FAILED
 from mafioso.config import WORKER_APIS, WorkerConfig
 from mafioso.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 
@@ -40,15 +42,14 @@ log = logging.getLogger(__name__)
 UNREACHABLE = "Can't reach the boss right now, pal. The line's dead; try again in a bit."
 REJECTED_KEY = "The boss doesn't take calls from strangers. Somebody gave me the wrong key."
 WRONG_NAME = "Nobody at that address answers to that name, pal. Somebody set me up wrong; try again later."
-FAILED = "Something went wrong in the back room, pal. It ain't your fault; try again."
-BUSY = "The boss is seeing a lot of people right now, pal. Come back in a minute."
 SLOW = "The boss never called back, pal. Try again in a bit."
 #: A vLLM 400 that means the prompt does not fit the model's context (its wording since 0.4).
 _CONTEXT_WORDS = ("context length", "maximum context", "too long")
 
 
 class WorkerClient:
-    """Explains code by calling a worker's ``POST /v1/explain``."""
+    """Explains code by calling a worker's ``POST /v1/explain`` (``api="mafioso"``) or an OpenAI-style server's
+    ``POST /v1/completions`` with the rendered prompt (``api="openai"``: ``model``, ``max_tokens``)."""
 
     def __init__(self, url: str, api_key: str = "", timeout: float = 150.0, *, api: str = "mafioso",
                  model: str = "mafioso", max_tokens: int = 200,
