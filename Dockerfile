@@ -1,6 +1,6 @@
 # Mafioso's CPU image: `mafioso worker` (the HTTP / OpenAI-compatible API) on the CPU torch wheel.
 #
-#   docker build -t mafioso:cpu .                 # or: podman build -t mafioso:cpu .
+#   docker build -t mafioso:cpu .                 # or: podman build --format docker -t mafioso:cpu .
 #   docker run --rm -p 8000:8000 -e MAFIOSO_API_KEY=change-me mafioso:cpu
 #   docker compose up -d                          # the worker and the bots: compose.yaml
 #
