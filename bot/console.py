@@ -3,6 +3,7 @@
     mafioso explain script.py
     cat script.py | mafioso explain - --request "why is this slow?"
     mafioso explain script.py --worker-url http://127.0.0.1:8000      # ask a running worker instead
+    mafioso explain script.py --worker-url http://vllm:8000 --worker-api openai   # or vLLM / SGLang
     mafioso explain script.py --show-prompt      # print the prompt the model would read (no model loaded)
 
 Without ``--worker-url`` the model runs in this process (same worker, guard and post-check as the
@@ -14,14 +15,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
 import prompts
 from bot import guard
 from bot.explainer import Explanation
-from bot.runtime import add_settings_arguments, build_worker, load_settings
-from mafioso.config import GenerationConfig, WorkerConfig
+from bot.runtime import ENV_PREFIX, add_remote_arguments, add_settings_arguments, build_worker, load_settings
+from mafioso.config import GenerationConfig, ServeConfig, WorkerConfig, build
 from mafioso.errors import ConfigError, RequestError
 
 __all__ = ["add_arguments", "run"]
@@ -39,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--show-prompt", action="store_true",
                         help="print the full prompt the model would read (instruction, request, code, facts) "
                              "and exit without loading the model")
+    add_remote_arguments(parser)
     add_settings_arguments(parser, skip=_SERVER_ONLY)
 
 
@@ -53,10 +56,22 @@ def _read(name: str) -> bytes:
         raise ConfigError(f"{name} is a folder; give one Python file") from None
 
 
-async def _remote(url: str, api_key: str, code: str, request: str | None) -> Explanation:
+def _remote_settings(args: argparse.Namespace) -> ServeConfig:
+    """--worker-url (the flag only: a MAFIOSO_WORKER_URL meant for ``serve`` must not send this command away),
+    with the API and model from MAFIOSO_WORKER_API / MAFIOSO_WORKER_MODEL unless the flags say otherwise."""
+    env = {k: os.environ[ENV_PREFIX + k.upper()] for k in ("worker_api", "worker_model")
+           if os.environ.get(ENV_PREFIX + k.upper())}
+    flags = {k: v for k, v in vars(args).items() if k in ("worker_url", "worker_api", "worker_model") and v}
+    return build(ServeConfig, env, flags, where="environment/flags")
+
+
+async def _remote(remote: ServeConfig, cfg: WorkerConfig, gen: GenerationConfig, code: str,
+                  request: str | None) -> Explanation:
     from bot.client import WorkerClient
 
-    async with WorkerClient(url, api_key) as client:
+    async with WorkerClient(remote.worker_url, cfg.api_key, api=remote.worker_api, model=remote.worker_model,
+                            max_tokens=gen.max_new_tokens, max_input_chars=cfg.max_input_chars,
+                            drop_unsupported=gen.drop_unsupported) as client:
         return await client.explain(code, request)
 
 
@@ -86,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             print(prompts.render_prompt(code, args.request), end="")
             return 0
         if args.worker_url:
-            answer = asyncio.run(_remote(args.worker_url, cfg.api_key, code, args.request))
+            answer = asyncio.run(_remote(_remote_settings(args), cfg, gen, code, args.request))
         else:
             answer = asyncio.run(_local(cfg, gen, code, args.request))
     except RequestError as exc:

@@ -44,7 +44,7 @@ from bot.control import Control
 from bot.cpu_dtype import cpu_dtype
 from bot.loop_guard import LoopGuard, LoopRule, TokenPieces, cut_loop, find_loop
 from bot.ngram_ban import NgramBan
-from bot.postcheck import scrub
+from bot.postcheck import finish
 from mafioso.base_model import (BASES, cache_dir, load_model, load_tokenizer, model_facts, named_base,
                                  resolve_base)
 from mafioso.config import ADAPTER_INFO, DEFAULT_ADAPTER, EMBEDDED_BASE, GenerationConfig, WorkerConfig
@@ -425,6 +425,5 @@ class Engine:
             text = cut_loop(lambda part: self.tokenizer.decode(part, skip_special_tokens=True), answer, loop)
         else:
             text = self.tokenizer.decode(answer, skip_special_tokens=True)
-        text = text.split(prompts.SECTION_MARKER, 1)[0].strip()
-        text, leaked = scrub(text)
+        text, leaked = finish(text)
         return Generation(text=text, tokens=tokens, finished=bool(stops), code_leak=leaked, looped=loop is not None)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 
+import prompts
 from mafioso.text_checks import contains_code
 
-__all__ = ["EMPTY_AFTER_SCRUB", "scrub"]
+__all__ = ["EMPTY_AFTER_SCRUB", "finish", "scrub"]
 
 #: What is left to say when an answer was nothing but code.
 EMPTY_AFTER_SCRUB = "That one I keep off the record, pal. Ask me again and I'll walk you through it in words."
@@ -51,3 +52,10 @@ def scrub(text: str) -> tuple[str, bool]:
     cleaned = "\n".join(line for line in lines if line is not None)
     cleaned = re.sub(r"\n{3,}", "\n\n", cleaned).strip()
     return cleaned or EMPTY_AFTER_SCRUB, True
+
+
+def finish(text: str) -> tuple[str, bool]:
+    """The answer as users see it, from the model's raw text: cut at the first ``###`` (a new section means the
+    answer is over), stripped, then :func:`scrub`. Our engines and the client of an OpenAI-style server (vLLM)
+    both call this, so an answer reads the same whichever served it."""
+    return scrub(text.split(prompts.SECTION_MARKER, 1)[0].strip())

@@ -6,9 +6,10 @@ import argparse
 import dataclasses
 from collections.abc import Callable
 
-from mafioso.config import GenerationConfig, WorkerConfig, add_arguments, build, from_env, load_dotenv_file
+from mafioso.config import (WORKER_APIS, GenerationConfig, WorkerConfig, add_arguments, build, from_env,
+                            load_dotenv_file)
 
-__all__ = ["ENV_PREFIX", "add_settings_arguments", "build_worker", "load_settings"]
+__all__ = ["ENV_PREFIX", "add_remote_arguments", "add_settings_arguments", "build_worker", "load_settings"]
 
 ENV_PREFIX = "MAFIOSO_"
 
@@ -17,6 +18,16 @@ def add_settings_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...
     """One flag per WorkerConfig and GenerationConfig field (except ``skip``); unset flags keep env values."""
     add_arguments(parser, WorkerConfig, skip=skip)
     add_arguments(parser, GenerationConfig, skip=skip)
+
+
+def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--worker-api`` and ``--worker-model``: how ``serve`` / ``explain`` talk to the server at --worker-url."""
+    parser.add_argument("--worker-api", dest="worker_api", choices=WORKER_APIS, default=argparse.SUPPRESS,
+                        help="what the server at --worker-url speaks: mafioso (a `mafioso worker`) or openai "
+                             "(vLLM / SGLang; the prompt is rendered here) (MAFIOSO_WORKER_API, default mafioso)")
+    parser.add_argument("--worker-model", dest="worker_model", default=argparse.SUPPRESS,
+                        help="with --worker-api openai: the model name to ask for, e.g. the LoRA module's name "
+                             "(MAFIOSO_WORKER_MODEL, default mafioso)")
 
 
 def _settings(cls: type, args: argparse.Namespace):

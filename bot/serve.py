@@ -2,6 +2,7 @@
 
     mafioso serve                                    # every platform with credentials; the model runs here
     mafioso serve --worker-url http://gpu-box:8000   # ask a running `mafioso worker` (key: MAFIOSO_API_KEY)
+    mafioso serve --worker-url http://vllm:8000 --worker-api openai   # ask vLLM / SGLang (docs/DEPLOY.md)
     mafioso serve --slack-http --port 3000           # Slack over HTTP (POST /slack/events), not Socket Mode
     mafioso serve --platform slack                   # only Slack, even with DISCORD_TOKEN set
 
@@ -24,7 +25,7 @@ from typing import Mapping
 
 from bot.explainer import Explainer
 from bot.feedback import open_store
-from bot.runtime import add_settings_arguments, build_worker
+from bot.runtime import add_remote_arguments, add_settings_arguments, build_worker
 from bot.runtime import load_settings as load_worker_settings
 from mafioso.config import DiscordConfig, GenerationConfig, ServeConfig, SlackConfig, WorkerConfig, build
 from mafioso.errors import ConfigError
@@ -56,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--worker-url", dest="worker_url", default=argparse.SUPPRESS,
                         help="use a running 'mafioso worker' at this URL instead of loading the model here "
                              "(MAFIOSO_WORKER_URL; its key comes from MAFIOSO_API_KEY)")
+    add_remote_arguments(parser)
     parser.add_argument("--slack-http", dest="slack_http", action="store_true", default=argparse.SUPPRESS,
                         help="receive Slack over HTTP at /slack/events (SLACK_HTTP; needs SLACK_SIGNING_SECRET) "
                              "instead of Socket Mode")
@@ -78,7 +80,8 @@ def load_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     flags = vars(args)
     serve_cfg = build(ServeConfig, _env_layer(ServeConfig, "MAFIOSO_", env),
-                      {k: flags[k] for k in ("worker_url",) if k in flags}, where="environment/flags")
+                      {k: flags[k] for k in ("worker_url", "worker_api", "worker_model") if k in flags},
+                      where="environment/flags")
     discord_cfg = build(DiscordConfig, _env_layer(DiscordConfig, "DISCORD_", env), where="environment")
     slack_flags = {name: flags[flag] for flag, name in (("slack_http", "http"), ("slack_port", "port"))
                    if flag in flags}
@@ -101,8 +104,12 @@ async def _start_explainer(settings: ServeSettings, feedback=None) -> Explainer:
     if settings.serve.worker_url:
         from bot.client import WorkerClient
 
-        log.info("serve: explaining through the worker at %s", settings.serve.worker_url)
-        return WorkerClient(settings.serve.worker_url, settings.worker.api_key)
+        remote = settings.serve
+        log.info("serve: explaining through the worker at %s (%s API)", remote.worker_url, remote.worker_api)
+        return WorkerClient(remote.worker_url, settings.worker.api_key, api=remote.worker_api,
+                            model=remote.worker_model, max_tokens=settings.generation.max_new_tokens,
+                            max_input_chars=settings.worker.max_input_chars,
+                            drop_unsupported=settings.generation.drop_unsupported)
     log.info("serve: loading the model in this process")
     worker = build_worker(settings.worker, settings.generation, feedback)  # blocking, but nothing is served yet
     await worker.start()

@@ -264,16 +264,30 @@ class SlackConfig:
                               "--slack-http` with SLACK_SIGNING_SECRET")
 
 
+#: The protocols a remote worker may speak (ServeConfig.worker_api).
+WORKER_APIS = ("mafioso", "openai")
+
+
 @dataclass
 class ServeConfig:
     """How ``mafioso serve`` reaches the model (``MAFIOSO_WORKER_URL``)."""
 
     worker_url: str = _help("URL of a running `mafioso worker`; empty = load the model in this process",
                             default="")
+    worker_api: str = _help("what the server at worker_url speaks: 'mafioso' (a `mafioso worker`, POST "
+                            "/v1/explain) or 'openai' (vLLM, SGLang or any OpenAI-style server: the rendered "
+                            "prompt goes to POST /v1/completions)", default="mafioso")
+    worker_model: str = _help("worker_api=openai: the model name sent (the LoRA module's name in `vllm serve "
+                              "--lora-modules NAME=DIR`)", default="mafioso")
 
     def __post_init__(self) -> None:
         if self.worker_url and not self.worker_url.startswith(("http://", "https://")):
             raise ConfigError(f"MAFIOSO_WORKER_URL / --worker-url must be an http(s) URL, not {self.worker_url!r}")
+        if self.worker_api not in WORKER_APIS:
+            raise ConfigError(f"MAFIOSO_WORKER_API / --worker-api must be one of {', '.join(WORKER_APIS)}, not "
+                              f"{self.worker_api!r}")
+        if not self.worker_model.strip():
+            raise ConfigError("MAFIOSO_WORKER_MODEL / --worker-model must name the model, e.g. mafioso")
 
 
 # --------------------------------------------------------------------------------------------- loading
