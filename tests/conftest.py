@@ -77,3 +77,14 @@ def clean_env(monkeypatch, tmp_path):
             monkeypatch.delenv(name)
     monkeypatch.setenv("MAFIOSO_FEEDBACK_DB", str(tmp_path / "feedback.sqlite3"))  # never the cache folder's
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def no_chat_env(monkeypatch, tmp_path):
+    """Keep the developer's DISCORD_* / SLACK_* / MAFIOSO_* variables and .env out of a test (its cwd is empty)."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("DISCORD_", "SLACK_", "MAFIOSO_")) and name != "MAFIOSO_CACHE":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)

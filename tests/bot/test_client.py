@@ -4,7 +4,6 @@ which passes tests/bot/test_openai_contract.py), and through ``mafioso explain``
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 
@@ -20,13 +19,7 @@ from tests.helpers import FakeEngine, VllmStandIn, serving, worker_config
 CODE = "def add(a, b):\n    return a + b"
 
 
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch, tmp_path):
-    """The developer's MAFIOSO_* / chat variables and .env stay out of these tests."""
-    for name in list(os.environ):
-        if name.startswith(("DISCORD_", "SLACK_", "MAFIOSO_")) and name != "MAFIOSO_CACHE":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("no_chat_env")  # the developer's variables and .env stay out
 
 
 def _explain(server: VllmStandIn, code: str = CODE, request: str | None = "why?", **options):

@@ -20,13 +20,7 @@ from tests.helpers import FakeExplainer, SlackStub, free_port, serve_loopback, s
 SECRET = "serve-test-signing-secret"
 
 
-@pytest.fixture(autouse=True)
-def _no_chat_env(monkeypatch, tmp_path):
-    """Keep the developer's DISCORD_* / SLACK_* / MAFIOSO_* variables and .env out of the tests."""
-    for name in list(os.environ):
-        if name.startswith(("DISCORD_", "SLACK_", "MAFIOSO_")) and name != "MAFIOSO_CACHE":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("no_chat_env")  # the developer's variables and .env stay out
 
 
 def settings(*argv: str):
