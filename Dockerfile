@@ -43,6 +43,8 @@ RUN pip install --extra-index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}+cpu"
 WORKDIR /opt/mafioso
 COPY pyproject.toml README.md LICENSE NOTICE ./
 COPY mafioso ./mafioso
+COPY core ./core
+COPY worker ./worker
 COPY bot ./bot
 COPY trainer ./trainer
 COPY prompts ./prompts

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from mafioso.config import COMPILE_SCOPES, GenerationConfig, WorkerConfig  # noqa: E402
+from mafioso.core.config import COMPILE_SCOPES, GenerationConfig, WorkerConfig  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from torch._dynamo.utils import counters
 
-    from bot.engine import Engine
-    from bot.fast_engine import FastEngine
+    from mafioso.worker.engine import Engine
+    from mafioso.worker.fast_engine import FastEngine
 
     cfg, gen = WorkerConfig(base_model=args.base_model, fast_decode=False), GenerationConfig()
     engine = Engine.load(cfg, gen)

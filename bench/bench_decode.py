@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-import prompts  # noqa: E402
+from mafioso import prompts  # noqa: E402
 from bench.bench_worker import SNIPPETS  # noqa: E402
-from mafioso.config import COMPILE_SCOPES, GenerationConfig, WorkerConfig  # noqa: E402
+from mafioso.core.config import COMPILE_SCOPES, GenerationConfig, WorkerConfig  # noqa: E402
 
 
 def timed(fn, repeat: int, sync) -> float:
@@ -92,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from bot.engine import Engine
-    from bot.fast_decode import Gemma3Decoder
-    from bot.fast_engine import FastEngine, gpu_memory_gb
+    from mafioso.worker.engine import Engine
+    from mafioso.worker.fast_decode import Gemma3Decoder
+    from mafioso.worker.fast_engine import FastEngine, gpu_memory_gb
 
     cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, device=args.device, fast_decode=False)
     gen = GenerationConfig()

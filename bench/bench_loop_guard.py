@@ -1,4 +1,4 @@
-"""Host cost of the loop rule (bot/loop_guard.py) per decode step: LoopGuard.add per row and token.
+"""Host cost of the loop rule (worker/loop_guard.py) per decode step: LoopGuard.add per row and token.
 
     python bench/bench_loop_guard.py                         # a word-level stand-in tokenizer, no model
     python bench/bench_loop_guard.py --base-model embedded   # Gemma's own tokenizer (converts it once)
@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from bot.loop_guard import LoopGuard, LoopRule, TokenPieces  # noqa: E402
+from mafioso.worker.loop_guard import LoopGuard, LoopRule, TokenPieces  # noqa: E402
 
 
 class WordTokenizer:
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=64, help="running rows per decode step")
     args = parser.parse_args(argv)
     if args.base_model:
-        from mafioso.base_model import load_tokenizer, resolve_base
+        from mafioso.core.base_model import load_tokenizer, resolve_base
 
         tokenizer = load_tokenizer(resolve_base(args.base_model))
     else:

@@ -5,7 +5,7 @@
     python bench/bench_overload.py --burst 64 --tokens 50 --token-ms 80 --timeout 12   # issue 19's burst, 1/10 scale
     python bench/bench_overload.py --engine real --base-model embedded --adapter none --capacity 0.5
 
-The worker is the real one: :class:`bot.worker.Worker` behind :mod:`bot.http_api` on loopback, with its
+The worker is the real one: :class:`mafioso.worker.service.Worker` behind :mod:`mafioso.worker.http_api` on loopback, with its
 admission control, Retry-After and cancellation. The engine is, by default, a stand-in with continuous batching
 and a fixed per-token delay: ``--slots`` answers decode at once, each token takes ``--token-ms``, every answer
 is ``--tokens`` long, so the capacity is exactly ``slots / (tokens x token_ms)`` answers per second and the
@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from mafioso.config import GenerationConfig, WorkerConfig  # noqa: E402
+from mafioso.core.config import GenerationConfig, WorkerConfig  # noqa: E402
 
 SNIPPET = "def add(a, b):\n    return a + b\n\nprint(add(2, 3))"
 
@@ -53,7 +53,7 @@ class PacedEngine:
         self._lock = threading.Lock()
 
     def generate(self, requests, controls):
-        from bot.engine import Generation
+        from mafioso.worker.engine import Generation
 
         answers = []
         for (code, _), control in zip(requests, controls, strict=True):
@@ -102,7 +102,7 @@ def build(args: argparse.Namespace):
     if args.engine == "paced":
         engine = PacedEngine(args.slots, args.tokens, args.token_ms / 1000)
         return engine, cfg, args.slots / (args.tokens * args.token_ms / 1000)
-    from bot.engine import Engine
+    from mafioso.worker.engine import Engine
 
     return Engine.load(cfg, GenerationConfig()), cfg, args.capacity
 
@@ -122,8 +122,8 @@ async def drive(args: argparse.Namespace) -> dict:
     import aiohttp
     from aiohttp import web
 
-    from bot.http_api import RUNNER_OPTIONS, make_app
-    from bot.worker import Worker
+    from mafioso.worker.http_api import RUNNER_OPTIONS, make_app
+    from mafioso.worker.service import Worker
 
     engine, cfg, capacity = build(args)
     worker = Worker(engine, cfg, admission=args.admission == "on")

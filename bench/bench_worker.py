@@ -6,7 +6,7 @@
 
 Both sides load the same base and adapter and decode greedily with the same GenerationConfig:
 
-* worker: the real :class:`bot.worker.Worker` in-process in its default configuration (bf16, adapter
+* worker: the real :class:`mafioso.worker.service.Worker` in-process in its default configuration (bf16, adapter
   merged, the fast decode path: on CUDA in CUDA graphs), ``explain`` driven by C concurrent callers over a
   fixed set of snippets, for each C in ``--concurrency``; latency includes queueing. ``--also nf4 int8``
   adds the quantized worker modes at concurrency 1 and 16;
@@ -30,8 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-import prompts  # noqa: E402
-from mafioso.config import COMPILE_SCOPES, GenerationConfig, WorkerConfig  # noqa: E402
+from mafioso import prompts  # noqa: E402
+from mafioso.core.config import COMPILE_SCOPES, GenerationConfig, WorkerConfig  # noqa: E402
 
 SNIPPETS = [
     "def add(a, b):\n    return a + b\n\nprint(add(2, 3))",
@@ -111,7 +111,7 @@ def summary(name: str, concurrency: int, latencies: list[float], tokens: int, wa
 
 
 def decode_breakdown(before, after, wall: float) -> dict:
-    """Where the fast engine's decode thread spent a level (two :class:`bot.fast_engine.DecodeStats` readings):
+    """Where the fast engine's decode thread spent a level (two :class:`mafioso.worker.fast_engine.DecodeStats` readings):
     per decode step, the loop's time, the part of it spent waiting for the device (the rest is host work), rows
     per step; per request, prefill time."""
     steps = max(1, after.steps - before.steps)
@@ -155,8 +155,8 @@ def load_naive(cfg: WorkerConfig):
     import torch
     from peft import PeftModel
 
-    from bot.engine import adapter_folder, base_of
-    from mafioso.base_model import load_model, load_tokenizer, resolve_base
+    from mafioso.worker.engine import adapter_folder, base_of
+    from mafioso.core.base_model import load_model, load_tokenizer, resolve_base
 
     adapter = adapter_folder(cfg.adapter, cfg.base_model)
     base = resolve_base(base_of(cfg.base_model, adapter))
@@ -199,9 +199,9 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
     fast engine's lookahead off."""
     import torch
 
-    from bot.engine import Engine
-    from bot.fast_engine import gpu_memory_gb
-    from bot.worker import Worker
+    from mafioso.worker.engine import Engine
+    from mafioso.worker.fast_engine import gpu_memory_gb
+    from mafioso.worker.service import Worker
 
     cuda = torch.cuda.is_available()
     if cuda:
@@ -262,7 +262,7 @@ async def bench(args: argparse.Namespace) -> dict:
 
     import torch
 
-    from bot.fast_engine import FastEngine
+    from mafioso.worker.fast_engine import FastEngine
 
     if args.long_slots is not None:
         FastEngine.long_slots = args.long_slots

@@ -19,12 +19,12 @@ import os
 import sys
 from pathlib import Path
 
-import prompts
-from bot import guard
-from bot.explainer import Explanation
-from bot.runtime import ENV_PREFIX, add_remote_arguments, add_settings_arguments, build_worker, load_settings
-from mafioso.config import GenerationConfig, ServeConfig, WorkerConfig, build
-from mafioso.errors import ConfigError, RequestError
+from mafioso import prompts
+from mafioso.core import guard
+from mafioso.core.explanation import Explanation
+from mafioso.worker.runtime import ENV_PREFIX, add_remote_arguments, add_settings_arguments, build_worker, load_settings
+from mafioso.core.config import GenerationConfig, ServeConfig, WorkerConfig, build
+from mafioso.core.errors import ConfigError, RequestError
 
 __all__ = ["add_arguments", "run"]
 
@@ -67,7 +67,7 @@ def _remote_settings(args: argparse.Namespace) -> ServeConfig:
 
 async def _remote(remote: ServeConfig, cfg: WorkerConfig, gen: GenerationConfig, code: str,
                   request: str | None) -> Explanation:
-    from bot.client import WorkerClient
+    from mafioso.worker.client import WorkerClient
 
     async with WorkerClient(remote.worker_url, cfg.api_key, api=remote.worker_api, model=remote.worker_model,
                             max_tokens=gen.max_new_tokens, max_input_chars=cfg.max_input_chars,
@@ -76,7 +76,7 @@ async def _remote(remote: ServeConfig, cfg: WorkerConfig, gen: GenerationConfig,
 
 
 async def _local(cfg: WorkerConfig, gen: GenerationConfig, code: str, request: str | None) -> Explanation:
-    from bot.feedback import open_store
+    from mafioso.core.feedback import open_store
 
     store = open_store(cfg)
     worker = build_worker(cfg, gen, feedback=store,

@@ -8,7 +8,7 @@ Three ways in, one way out (checks → explain → split under 2,000 characters 
 * the "Explain this code" message context menu (works without the privileged intent).
 
 A 👍 or 👎 reaction on one of the bot's answers is a rating (``on_raw_reaction_add``): with a feedback store
-(:mod:`bot.feedback`) each answer message is linked to its answer id, and the reacting user is stored hashed.
+(:mod:`mafioso.core.feedback`) each answer message is linked to its answer id, and the reacting user is stored hashed.
 
 The bot never touches the model: it awaits ``explainer.explain(code)``. Worker failures become in-character
 apologies in :meth:`MafiosoBot.explain_chunks`; anything unexpected lands in the central handlers
@@ -25,11 +25,11 @@ from typing import Callable, Iterable, Sequence
 import discord
 from discord import app_commands
 
-from bot.explainer import Explainer, Explanation
-from bot.extract import (EMPTY_ANSWER, FILE_TOO_BIG, NO_CODE, NOT_HERE, cooldown_line, decode_code_file, error_line,
+from mafioso.core.explanation import Explainer, Explanation
+from mafioso.bot.extract import (EMPTY_ANSWER, FILE_TOO_BIG, NO_CODE, NOT_HERE, cooldown_line, decode_code_file, error_line,
                          extract_code, is_code_file, join_code, python_blocks, split_text)
-from mafioso.config import DiscordConfig
-from mafioso.errors import ConfigError, RequestError
+from mafioso.core.config import DiscordConfig
+from mafioso.core.errors import ConfigError, RequestError
 
 log = logging.getLogger("mafioso.discord")
 
@@ -90,7 +90,7 @@ class MafiosoBot(discord.Client):
         intents.message_content = cfg.listen_to_messages  # privileged: enable it in the Developer Portal too
         super().__init__(intents=intents, allowed_mentions=NO_MENTIONS)
         self.explainer, self.cfg, self.max_code_chars = explainer, cfg, max_code_chars
-        self.feedback = feedback  # a bot.feedback.FeedbackStore, or None: no ratings
+        self.feedback = feedback  # a mafioso.core.feedback.FeedbackStore, or None: no ratings
         self.cooldown = Cooldown(cfg.cooldown, clock)
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self.on_app_command_error)

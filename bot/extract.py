@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from mafioso.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
+from mafioso.core.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 
 PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3", "pycon", "ipython"})
 _FENCE_RUN = re.compile(r"`{3,}|~{3,}")

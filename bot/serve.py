@@ -23,12 +23,12 @@ import signal
 from dataclasses import dataclass
 from typing import Mapping
 
-from bot.explainer import Explainer
-from bot.feedback import open_store
-from bot.runtime import add_remote_arguments, add_settings_arguments, build_worker
-from bot.runtime import load_settings as load_worker_settings
-from mafioso.config import DiscordConfig, GenerationConfig, ServeConfig, SlackConfig, WorkerConfig, build
-from mafioso.errors import ConfigError
+from mafioso.core.explanation import Explainer
+from mafioso.core.feedback import open_store
+from mafioso.worker.runtime import add_remote_arguments, add_settings_arguments, build_worker
+from mafioso.worker.runtime import load_settings as load_worker_settings
+from mafioso.core.config import DiscordConfig, GenerationConfig, ServeConfig, SlackConfig, WorkerConfig, build
+from mafioso.core.errors import ConfigError
 
 __all__ = ["ServeSettings", "add_arguments", "load_settings", "run", "serve"]
 
@@ -102,7 +102,7 @@ def load_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None
 
 async def _start_explainer(settings: ServeSettings, feedback=None) -> Explainer:
     if settings.serve.worker_url:
-        from bot.client import WorkerClient
+        from mafioso.worker.client import WorkerClient
 
         remote = settings.serve
         log.info("serve: explaining through the worker at %s (%s API)", remote.worker_url, remote.worker_api)
@@ -127,11 +127,11 @@ def _adapters(settings: ServeSettings, explainer: Explainer, feedback=None) -> d
     limit = settings.worker.max_input_chars
     adapters = {}
     if "discord" in settings.platforms:
-        from bot.discord_bot import MafiosoBot
+        from mafioso.bot.discord_bot import MafiosoBot
 
         adapters["discord"] = MafiosoBot(explainer, settings.discord, max_code_chars=limit, feedback=feedback)
     if "slack" in settings.platforms:
-        from bot.slack_bot import SlackBot
+        from mafioso.bot.slack_bot import SlackBot
 
         adapters["slack"] = SlackBot(explainer, settings.slack, max_code_chars=limit, feedback=feedback)
     return adapters
@@ -153,7 +153,7 @@ async def serve(settings: ServeSettings, explainer: Explainer | None = None) -> 
             loop.remove_signal_handler(sig)
 
     owned = explainer is None
-    # Answers and 👍/👎 reactions (bot/feedback.py); a broken database file only switches feedback off.
+    # Answers and 👍/👎 reactions (core/feedback.py); a broken database file only switches feedback off.
     feedback = open_store(settings.worker) if owned else None
     if owned:
         explainer = await _start_explainer(settings, feedback)

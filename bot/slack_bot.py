@@ -6,7 +6,7 @@
 * the "Explain this code" message shortcut (callback id ``explain_code``): answered in the message's thread.
 
 A 👍 (``+1``) or 👎 (``-1``) reaction on an answer the bot posted in a thread is a rating (``reaction_added``;
-the app needs the ``reactions:read`` scope and that event): with a feedback store (:mod:`bot.feedback`) each
+the app needs the ``reactions:read`` scope and that event): with a feedback store (:mod:`mafioso.core.feedback`) each
 posted message's ``channel:ts`` is linked to its answer id, and the reacting user is stored hashed.
 
 Socket Mode by default (``SLACK_APP_TOKEN``); HTTP mode (``mafioso serve --slack-http``) serves
@@ -32,11 +32,11 @@ from slack_sdk.http_retry.builtin_async_handlers import (AsyncConnectionErrorRet
                                                          AsyncRateLimitErrorRetryHandler)
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.explainer import Explainer, Explanation
-from bot.extract import (EMPTY_ANSWER, FILE_TOO_BIG, NO_CODE, decode_code_file, error_line, extract_code,
+from mafioso.core.explanation import Explainer, Explanation
+from mafioso.bot.extract import (EMPTY_ANSWER, FILE_TOO_BIG, NO_CODE, decode_code_file, error_line, extract_code,
                          is_code_file, join_code, split_text)
-from mafioso.config import SlackConfig
-from mafioso.errors import ConfigError, RequestError
+from mafioso.core.config import SlackConfig
+from mafioso.core.errors import ConfigError, RequestError
 
 log = logging.getLogger("mafioso.slack")
 
@@ -91,7 +91,7 @@ class SlackBot:
 
     def __init__(self, explainer: Explainer, cfg: SlackConfig, *, max_code_chars: int = 6000, feedback=None):
         self.explainer, self.cfg, self.max_code_chars = explainer, cfg, max_code_chars
-        self.feedback = feedback  # a bot.feedback.FeedbackStore, or None: no ratings
+        self.feedback = feedback  # a mafioso.core.feedback.FeedbackStore, or None: no ratings
         # The token goes in here, not through client=: given a client, Bolt still reads SLACK_BOT_TOKEN from the
         # environment and warns that it is unused.
         self.app = AsyncApp(token=str(cfg.bot_token), signing_secret=str(cfg.signing_secret), name="mafioso")

@@ -16,15 +16,17 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import warnings
 import os
 import sys
 
-from mafioso.base_model import BASES
-from mafioso.config import TrainConfig, add_arguments, from_args
-from mafioso.errors import MafiosoError
+from mafioso.core.base_model import BASES
+from mafioso.core.config import TrainConfig, add_arguments, from_args
+from mafioso.core.errors import MafiosoError
+from mafioso.bot import console, serve
+from mafioso.trainer import evaluate
+from mafioso.worker import http_api
 
 log = logging.getLogger("mafioso")
 
@@ -47,7 +49,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from trainer.train import train
+    from mafioso.trainer.train import train
 
     cfg = from_args(TrainConfig, args, args.config)
     output = train(cfg, command=["mafioso", *args.argv])
@@ -56,17 +58,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    from trainer.data_check import check
+    from mafioso.trainer.data_check import check
 
     return check(args.files, lint=not args.schema_only)
 
 
 def _feedback_store(args: argparse.Namespace):
     """The feedback store ``--db`` or MAFIOSO_FEEDBACK_DB names (a ConfigError when it is off or broken)."""
-    from bot.feedback import FeedbackStore, default_path
-    from bot.runtime import ENV_PREFIX
-    from mafioso.config import WorkerConfig, from_env, load_dotenv_file
-    from mafioso.errors import ConfigError
+    from mafioso.core.feedback import FeedbackStore, default_path
+    from mafioso.worker.runtime import ENV_PREFIX
+    from mafioso.core.config import WorkerConfig, from_env, load_dotenv_file
+    from mafioso.core.errors import ConfigError
 
     load_dotenv_file()
     cfg = from_env(WorkerConfig, ENV_PREFIX)
@@ -80,7 +82,7 @@ def _feedback_store(args: argparse.Namespace):
 
 
 def cmd_feedback_rate(args: argparse.Namespace) -> int:
-    from bot.feedback import UnknownAnswer, rating_value
+    from mafioso.core.feedback import UnknownAnswer, rating_value
 
     try:
         rating = rating_value(args.rating)
@@ -104,11 +106,11 @@ def cmd_feedback_rate(args: argparse.Namespace) -> int:
 def _rate_remote(args: argparse.Namespace, rating: int) -> int:
     import asyncio
 
-    from bot.client import WorkerClient
-    from bot.feedback import UnknownAnswer
-    from bot.runtime import ENV_PREFIX
-    from mafioso.config import WorkerConfig, from_env, load_dotenv_file
-    from mafioso.errors import RequestError
+    from mafioso.worker.client import WorkerClient
+    from mafioso.core.feedback import UnknownAnswer
+    from mafioso.worker.runtime import ENV_PREFIX
+    from mafioso.core.config import WorkerConfig, from_env, load_dotenv_file
+    from mafioso.core.errors import RequestError
 
     load_dotenv_file()
     api_key = from_env(WorkerConfig, ENV_PREFIX).api_key
@@ -130,7 +132,7 @@ def _rate_remote(args: argparse.Namespace, rating: int) -> int:
 
 
 def cmd_feedback_report(args: argparse.Namespace) -> int:
-    from trainer.feedback import rates, render_report, write_chart
+    from mafioso.trainer.feedback import rates, render_report, write_chart
 
     store = _feedback_store(args)
     by_adapter, by_day = rates(store)
@@ -141,7 +143,7 @@ def cmd_feedback_report(args: argparse.Namespace) -> int:
 
 
 def cmd_data_export(args: argparse.Namespace) -> int:
-    from trainer.feedback import export_feedback
+    from mafioso.trainer.feedback import export_feedback
 
     store = _feedback_store(args)
     liked, rewrite, n_liked, n_rewrite = export_feedback(store, args.feedback)
@@ -154,7 +156,7 @@ def cmd_data_export(args: argparse.Namespace) -> int:
 def cmd_model_prepare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mafioso.base_model import resolve_base
+    from mafioso.core.base_model import resolve_base
 
     print(resolve_base(args.base_model, wheels=Path(args.wheels) if args.wheels else None))
     return 0
@@ -222,9 +224,13 @@ def make_parser() -> argparse.ArgumentParser:
     _add_export(sub)
 
     # Commands implemented beside the parts they run; each module has add_arguments(parser) and run(args).
-    for name, module, text in _COMMANDS:
+    for name, implementation, text in (
+        ("explain", console, "explain a Python file (or - for stdin) in character"),
+        ("eval", evaluate, "score the adapter (and the base) on a dataset"),
+        ("worker", http_api, "serve the HTTP and OpenAI-compatible API"),
+        ("serve", serve, "run the Discord and/or Slack bots"),
+    ):
         command = sub.add_parser(name, help=text)
-        implementation = importlib.import_module(module)
         implementation.add_arguments(command)
         command.set_defaults(func=implementation.run)
     return parser
@@ -232,7 +238,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def _add_export(sub) -> None:
     """``mafioso export gguf`` (issue 21): trainer/export.py, which loads torch and gguf only when it runs."""
-    from trainer import export
+    from mafioso.trainer import export
 
     export_parser = sub.add_parser("export", help="export the tuned model for other runtimes")
     export_parser.set_defaults(func=lambda args: _usage(export_parser))
@@ -240,14 +246,6 @@ def _add_export(sub) -> None:
     gguf = formats.add_parser("gguf", help="one merged GGUF (F16 / Q8_0) + Ollama Modelfile, or a GGUF LoRA")
     export.add_arguments(gguf)
     gguf.set_defaults(func=export.run)
-
-
-_COMMANDS = [
-    ("explain", "bot.console", "explain a Python file (or - for stdin) in character"),
-    ("eval", "trainer.evaluate", "score the adapter (and the base) on a dataset"),
-    ("worker", "bot.http_api", "serve the HTTP and OpenAI-compatible API"),
-    ("serve", "bot.serve", "run the Discord and/or Slack bots"),
-]
 
 
 def main(argv: list[str] | None = None) -> int:

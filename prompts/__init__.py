@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib.resources import files
 
-from prompts.facts import FACTS_MAX_CHARS, FACTS_MAX_TOKENS, facts_sheet
+from mafioso.prompts.facts import FACTS_MAX_CHARS, FACTS_MAX_TOKENS, facts_sheet
 
 __all__ = ["DEFAULT_REQUEST", "FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "SECTION_MARKER", "encode", "facts_sheet",
            "instruction", "render_prompt", "shared_prefix_ids"]
@@ -32,7 +32,7 @@ def instruction() -> str:
 
 def render_prompt(code: str, request: str | None = None) -> str:
     """The full prompt up to and including the ``### RESPONSE:`` header (training and inference): the
-    instruction, the request, the code and the facts sheet read from the code (prompts.facts)."""
+    instruction, the request, the code and the facts sheet read from the code (mafioso.prompts.facts)."""
     request = " ".join((request or "").split()) or DEFAULT_REQUEST
     code = code.strip("\n")
     return _read("template.txt").format(
@@ -60,7 +60,7 @@ def encode(tokenizer, code: str, request: str | None = None, response: str | Non
 def shared_prefix_ids(tokenizer) -> list[int]:
     """The token ids every inference prompt starts with (the instruction, up to the request): the common start
     of prompts that share nothing else (requests starting with a capital, a small letter, a digit, a bracket).
-    A server computes their keys once (see bot.fast_decode); a prompt whose ids do not start with these (a
+    A server computes their keys once (see mafioso.worker.fast_decode); a prompt whose ids do not start with these (a
     tokenizer merging across the boundary) is simply run whole."""
     probes = [encode(tokenizer, code, request)["input_ids"]
               for code, request in (("a = 1", "Explain this."), ("import os", "why?"), ("x", "2"), ("y", "(z)"))]

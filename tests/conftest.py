@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mafioso.config import GenerationConfig, WorkerConfig
+from mafioso.core.config import GenerationConfig, WorkerConfig
 from tests.helpers import FakeEngine, tiny_model, tiny_qwen_model
 
 
@@ -14,8 +14,8 @@ def machine_caches(tmp_path_factory):
     converted embedded model stays where ``cache_dir()`` finds it for the slow tests)."""
     folder = tmp_path_factory.mktemp("machine-cache")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("bot.cpu_dtype.cache_dir", lambda: folder)
-        patch.setattr("bot.serving_cache.cache_dir", lambda: folder)
+        patch.setattr("mafioso.worker.cpu_dtype.cache_dir", lambda: folder)
+        patch.setattr("mafioso.worker.serving_cache.cache_dir", lambda: folder)
         yield folder
 
 
@@ -40,8 +40,8 @@ def fake_engine():
 @pytest.fixture(scope="session")
 def engine(tiny_model_dir):
     """The real reference Engine (transformers ``generate``) on the tiny random model (CPU, fp32, 8 new tokens),
-    shared by the session; tests/bot/test_fast_decode.py holds the fast path to it."""
-    from bot.engine import Engine
+    shared by the session; tests/worker/test_fast_decode.py holds the fast path to it."""
+    from mafioso.worker.engine import Engine
 
     cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", fast_decode=False)
     return Engine.load(cfg, GenerationConfig(max_new_tokens=8))
@@ -60,7 +60,7 @@ def tiny_adapter_dir(tiny_model_dir, tmp_path_factory):
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False,
                       task_type="CAUSAL_LM")
     get_peft_model(model, lora).save_pretrained(folder)
-    from mafioso.base_model import model_facts
+    from mafioso.core.base_model import model_facts
 
     base = {"name": str(tiny_model_dir), **model_facts(model.config)}  # what the trainer records
     (folder / "mafioso.json").write_text(json.dumps({"base_model": str(tiny_model_dir), "base": base}))

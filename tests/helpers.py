@@ -10,7 +10,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-import prompts
+from mafioso import prompts
 
 SNIPPETS = [
     ("What does this do?", "def add(a, b):\n    return a + b\n\nprint(add(2, 3))",
@@ -156,7 +156,7 @@ class FakeExplainer:
         self.events = [] if events is None else events
 
     async def explain(self, code: str, request: str | None = None):
-        from bot.explainer import Explanation
+        from mafioso.core.explanation import Explanation
 
         self.codes.append(code)
         self.events.append("explain")
@@ -412,7 +412,7 @@ async def serve_loopback(app, **runner_options):
 
 
 class FakeEngine:
-    """Stands in for :class:`bot.engine.Engine`: records every batch, answers "explained <code>" in ``tokens``
+    """Stands in for :class:`mafioso.worker.engine.Engine`: records every batch, answers "explained <code>" in ``tokens``
     tokens, decoded one step every ``token_delay`` seconds, honouring each request's Control like the real
     engines (a row stops at its ``max_tokens``, cut as unfinished, or once cancelled; a batch ends when its
     last row does).
@@ -423,7 +423,7 @@ class FakeEngine:
 
     def __init__(self, delay: float = 0.0, gate: threading.Event | None = None, fail: bool = False,
                  tokens: int = 3, token_delay: float = 0.0, max_new_tokens: int = 200):
-        from mafioso.config import GenerationConfig
+        from mafioso.core.config import GenerationConfig
 
         self.delay = delay
         self.gate = gate
@@ -436,11 +436,11 @@ class FakeEngine:
         self.decoded = 0
         self.cancelled = 0
         self._lock = threading.Lock()  # continuous_slots: several calls at once
-        import bot.engine  # noqa: F401 - torch loads here, not inside the first (timed) answer
+        import mafioso.worker.engine  # noqa: F401 - torch loads here, not inside the first (timed) answer
 
     def generate(self, requests, controls=None):
-        from bot.control import Control
-        from bot.engine import Generation
+        from mafioso.worker.control import Control
+        from mafioso.worker.engine import Generation
 
         controls = controls or [Control() for _ in requests]
         self.batches.append(list(requests))
@@ -480,15 +480,15 @@ def worker_config(**overrides):
     values = {"adapter": "none", "device": "cpu", "max_batch_size": 16, "queue_size": 64,
               "request_timeout": 30.0}
     values.update(overrides)
-    from mafioso.config import WorkerConfig
+    from mafioso.core.config import WorkerConfig
 
     return WorkerConfig(**values)
 
 
 @contextlib.asynccontextmanager
 async def serving(worker, cfg):
-    """The real worker HTTP app (bot.http_api) on a loopback port; yields its base URL. Starts and stops the worker."""
-    from bot.http_api import RUNNER_OPTIONS, make_app
+    """The real worker HTTP app (mafioso.worker.http_api) on a loopback port; yields its base URL. Starts and stops the worker."""
+    from mafioso.worker.http_api import RUNNER_OPTIONS, make_app
 
     runner, url = await serve_loopback(make_app(worker, cfg), **RUNNER_OPTIONS)
     try:

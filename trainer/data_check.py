@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from mafioso.errors import DatasetError
-from trainer.dataset import load_samples
+from mafioso.core.errors import DatasetError
+from mafioso.trainer.dataset import load_samples
 
 
 def check(files: list[str], lint: bool = True, out=None) -> int:
@@ -27,7 +27,7 @@ def check(files: list[str], lint: bool = True, out=None) -> int:
     print(f"total: {len(samples)} samples, schema OK", file=out)
     if not lint:
         return 0
-    from trainer.lint import lint_report
+    from mafioso.trainer.lint import lint_report
 
     report = lint_report(samples)
     print(report.render(), file=out)

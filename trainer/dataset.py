@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from mafioso.errors import DatasetError
+from mafioso.core.errors import DatasetError
 
 FIELDS = ("prompt", "code", "mafia_explanation")
 #: Longest accepted text per field, in characters: a longer row is refused by name before any parsing or lint
@@ -193,7 +193,7 @@ def split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sampl
 def tokenize(samples: list[Sample], tokenizer, max_length: int) -> tuple[list[dict], list[str]]:
     """Training rows (input_ids + completion_mask) and warnings for rows cut at ``max_length`` (or left out,
     when even their prompt does not fit)."""
-    from prompts import encode
+    from mafioso.prompts import encode
 
     rows, warnings = [], []
     for sample in samples:

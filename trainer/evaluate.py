@@ -4,8 +4,8 @@
     mafioso eval --data data/validation.json --out out/eval --adapter out/retrained --compare default
 
 For each model: the response-only validation loss and perplexity (teacher-forced, the same
-``prompts.encode`` rows as training), then greedy answers in batches, scored by :mod:`trainer.metrics`.
-Before any model loads, every dataset snippet is run once in :mod:`trainer.sandbox` (this is the only
+``prompts.encode`` rows as training), then greedy answers in batches, scored by :mod:`mafioso.trainer.metrics`.
+Before any model loads, every dataset snippet is run once in :mod:`mafioso.trainer.sandbox` (this is the only
 command that runs code, and only the dataset's own), so the ``grounded`` check can hold "it prints 5" to the
 real output. Writes into ``--out``:
 
@@ -33,13 +33,13 @@ import logging
 import time
 from pathlib import Path
 
-from mafioso.config import DEFAULT_ADAPTER, GenerationConfig, WorkerConfig, build, from_args
-from mafioso.config import add_arguments as add_config_arguments
-from mafioso.errors import ConfigError, DatasetError
-from trainer.dataset import Sample, load_samples
-from trainer.grounding import unsupported_claims
-from trainer.metrics import Prediction, response_nll, summarize
-from trainer.sandbox import SnippetRunner
+from mafioso.core.config import DEFAULT_ADAPTER, GenerationConfig, WorkerConfig, build, from_args
+from mafioso.core.config import add_arguments as add_config_arguments
+from mafioso.core.errors import ConfigError, DatasetError
+from mafioso.trainer.dataset import Sample, load_samples
+from mafioso.trainer.grounding import unsupported_claims
+from mafioso.trainer.metrics import Prediction, response_nll, summarize
+from mafioso.trainer.sandbox import SnippetRunner
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def response_loss(engine, samples: list[Sample], batch_size: int, label: str) ->
     """Token-weighted mean NLL over the response tokens (+EOS) of every sample, and their count."""
     from tqdm.auto import tqdm
 
-    from prompts import encode
+    from mafioso.prompts import encode
 
     tokenizer = engine.tokenizer
     rows = [encode(tokenizer, s.code, s.prompt, s.explanation) for s in samples]
@@ -271,7 +271,7 @@ def score_model(cfg: WorkerConfig, gen: GenerationConfig, samples: list[Sample],
     """Load one engine, score it, and free it: metrics, predictions and the device it ran on."""
     import torch
 
-    from bot.engine import Engine
+    from mafioso.worker.engine import Engine
 
     engine = Engine.load(cfg, gen)
     device = str(engine.device)
@@ -288,8 +288,8 @@ def score_model(cfg: WorkerConfig, gen: GenerationConfig, samples: list[Sample],
 
 def run(args: argparse.Namespace) -> int:
     """Score the model(s), write predictions, metrics and chart, print the table."""
-    from bot.engine import adapter_folder, base_of
-    from mafioso.base_model import sha256_file
+    from mafioso.worker.engine import adapter_folder, base_of
+    from mafioso.core.base_model import sha256_file
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")

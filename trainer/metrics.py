@@ -4,9 +4,9 @@ Everything here but :func:`response_nll` is plain Python on strings, so it is te
 
 * ROUGE-L F1 on lowercase ``[a-z0-9]+`` tokens (the tokenisation of Google's ``rouge-score``, no stemming);
 * identifier recall: the share of the names the code defines or calls that the answer mentions;
-* grounded: the share of answers with no claim the code contradicts (:mod:`trainer.grounding`);
+* grounded: the share of answers with no claim the code contradicts (:mod:`mafioso.trainer.grounding`);
 * persona, code-leak and stop rates, mean words and tokens/s over a list of :class:`Prediction`;
-* the loop rate: the share of answers that looped (``Generation.looped``, :mod:`bot.loop_guard`), whether
+* the loop rate: the share of answers that looped (``Generation.looped``, :mod:`mafioso.worker.loop_guard`), whether
   the engine cut them (``stop_loops``, then they count as stopped too) or they ran to the token limit.
 """
 
@@ -19,8 +19,8 @@ import math
 import re
 from dataclasses import dataclass
 
-from mafioso.text_checks import contains_code, persona_markers, words
-from trainer.grounding import summarize_claims
+from mafioso.core.text_checks import contains_code, persona_markers, words
+from mafioso.trainer.grounding import summarize_claims
 
 _ROUGE_TOKEN = re.compile(r"[a-z0-9]+")
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
@@ -41,9 +41,9 @@ class Prediction:
     latency_s: float  # wall time of the batch the sample was generated in
     finished: bool
     code_leak: bool = False  # the engine found code in the answer (and removed it from ``prediction``)
-    looped: bool = False  # the answer looped (bot.loop_guard); cut there when the engine stops loops
-    unsupported: list[dict] | None = None  # trainer.grounding claims the code contradicts; None: not checked
-    dropped: int = 0  # sentences the engine's claim post-check removed from ``prediction`` (bot.claim_check)
+    looped: bool = False  # the answer looped (mafioso.worker.loop_guard); cut there when the engine stops loops
+    unsupported: list[dict] | None = None  # mafioso.trainer.grounding claims the code contradicts; None: not checked
+    dropped: int = 0  # sentences the engine's claim post-check removed from ``prediction`` (mafioso.worker.claim_check)
     raw_prediction: str = ""  # the answer before that check ("" when it removed nothing)
     unsupported_raw: list[dict] | None = None  # the claims of ``raw_prediction`` (None: nothing was removed)
 

@@ -6,7 +6,7 @@ import json
 import shlex
 from pathlib import Path
 
-from mafioso.config import ADAPTER_INFO
+from mafioso.core.config import ADAPTER_INFO
 
 
 #: The scores a card shows, in order, with the direction that is better and what they measure.

@@ -1,6 +1,6 @@
 """Run a dataset's own snippets, fenced in, to learn what they really print.
 
-Only ``mafioso eval`` (:mod:`trainer.evaluate`) and the reference scorer (``python -m trainer.grounding``)
+Only ``mafioso eval`` (:mod:`mafioso.trainer.evaluate`) and the reference scorer (``python -m mafioso.trainer.grounding``)
 import this module, and both hand it the code of dataset rows; chat input never reaches it (the worker and
 the adapters in ``bot/`` do not import ``trainer``).
 

@@ -22,12 +22,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mafioso.base_model import (BASES, load_model, load_tokenizer, model_facts, named_base, resolve_base,
+from mafioso.core.base_model import (BASES, load_model, load_tokenizer, model_facts, named_base, resolve_base,
                                  sha256_file)
-from mafioso.config import TrainConfig
-from trainer.dataset import Sample, duplicate_problems, load_samples, split, tokenize
-from trainer.model_card import write_loss_plot, write_model_card
-from mafioso.errors import ConfigError, DatasetError
+from mafioso.core.config import TrainConfig
+from mafioso.trainer.dataset import Sample, duplicate_problems, load_samples, split, tokenize
+from mafioso.trainer.model_card import write_loss_plot, write_model_card
+from mafioso.core.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-import prompts
-from bot.worker import Worker
+from mafioso import prompts
+from mafioso.worker.service import Worker
 from mafioso.cli import main
 from tests.helpers import FakeEngine, serving, worker_config
 
@@ -33,7 +33,7 @@ def test_explains_a_file(tiny_model_dir, tmp_path, capsys):
 
 
 def test_explains_stdin_with_an_adapter(tiny_adapter_dir, monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr("bot.serving_cache.cache_dir", lambda: tmp_path)  # no merged model kept yet
+    monkeypatch.setattr("mafioso.worker.serving_cache.cache_dir", lambda: tmp_path)  # no merged model kept yet
     for note in ("loading the model (first run converts it once)…", "loading the cached merged model…"):
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"print('ciao')\n")))
         assert explain("-", "--adapter", str(tiny_adapter_dir), "--max-new-tokens", "4", "--request", "why?") == 0
@@ -86,7 +86,7 @@ def test_explains_through_a_running_worker(capsys, tmp_path, monkeypatch):
 
 
 def test_an_answer_from_a_worker_is_rated_on_that_worker(capsys, tmp_path):
-    from bot.feedback import FeedbackStore
+    from mafioso.core.feedback import FeedbackStore
 
     cfg = worker_config()
     script = tmp_path / "s.py"

@@ -9,10 +9,10 @@ import re
 import discord
 import pytest
 
-from bot.discord_bot import APOLOGY, DISCORD_LIMIT, CodeModal, MafiosoBot
-from bot.extract import NOT_HERE
-from mafioso.config import DiscordConfig
-from mafioso.errors import InputRejected, WorkerBusy, WorkerTimeout, WorkerUnavailable
+from mafioso.bot.discord_bot import APOLOGY, DISCORD_LIMIT, CodeModal, MafiosoBot
+from mafioso.bot.extract import NOT_HERE
+from mafioso.core.config import DiscordConfig
+from mafioso.core.errors import InputRejected, WorkerBusy, WorkerTimeout, WorkerUnavailable
 from tests.helpers import (FakeExplainer, serve_loopback, discord_attachment, discord_channel, discord_client_user,
                            discord_guild, discord_interaction, discord_message, discord_user)
 
@@ -157,7 +157,7 @@ def test_allow_lists(cfg, channel, author, answered):
 def test_a_strangers_paste_is_not_even_parsed(monkeypatch):
     def parse(text):
         raise AssertionError("parsed before the allow-list check")  # 4,000 backticks once cost 1.5 s here
-    monkeypatch.setattr("bot.discord_bot.python_blocks", parse)
+    monkeypatch.setattr("mafioso.bot.discord_bot.python_blocks", parse)
     bot = make_bot(FakeExplainer(), allowed_channels=[2])
     run(bot.on_message(discord_message(FENCED, channel=discord_channel(3))))
 
@@ -306,7 +306,7 @@ def test_a_token_discord_rejects_is_a_config_error_naming_the_variable(monkeypat
     """discord.py's real login against a loopback stand-in for the Discord API that answers 401."""
     from aiohttp import web
 
-    from mafioso.errors import ConfigError
+    from mafioso.core.errors import ConfigError
 
     async def unauthorized(request):
         return web.json_response({"message": "401: Unauthorized", "code": 0}, status=401)
@@ -332,8 +332,8 @@ def test_a_token_discord_rejects_is_a_config_error_naming_the_variable(monkeypat
 
 
 def test_a_thumbs_reaction_on_the_bots_answer_is_a_rating(tmp_path):
-    from bot.feedback import FeedbackStore
-    from bot.worker import Worker
+    from mafioso.core.feedback import FeedbackStore
+    from mafioso.worker.service import Worker
     from tests.helpers import FakeEngine, worker_config
 
     store = FeedbackStore.open(tmp_path / "f.db")

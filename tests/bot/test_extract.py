@@ -6,9 +6,9 @@ import signal
 
 import pytest
 
-from bot.extract import (NO_CODE, cooldown_line, decode_code_file, error_line, extract_code, fenced_blocks,
+from mafioso.bot.extract import (NO_CODE, cooldown_line, decode_code_file, error_line, extract_code, fenced_blocks,
                          is_code_file, python_blocks, split_text)
-from mafioso.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
+from mafioso.core.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 
 
 @pytest.mark.parametrize("message", [

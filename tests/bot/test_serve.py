@@ -11,10 +11,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.serve import load_settings, serve
+from mafioso.bot.serve import load_settings, serve
 from mafioso.cli import make_parser
-from mafioso.config import DiscordConfig, SlackConfig
-from mafioso.errors import ConfigError
+from mafioso.core.config import DiscordConfig, SlackConfig
+from mafioso.core.errors import ConfigError
 from tests.helpers import FakeExplainer, SlackStub, free_port, serve_loopback, slack_signature_headers, slash_command_body
 
 SECRET = "serve-test-signing-secret"
@@ -174,7 +174,7 @@ def test_env_example_lists_every_variable_with_a_comment_and_valid_defaults():
 
     from dotenv import dotenv_values
 
-    from mafioso.config import GenerationConfig, ServeConfig, WorkerConfig, build
+    from mafioso.core.config import GenerationConfig, ServeConfig, WorkerConfig, build
 
     path = pathlib.Path(__file__).parents[2] / ".env.example"
     lines = path.read_text().splitlines()

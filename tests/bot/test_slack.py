@@ -13,9 +13,9 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from bot.slack_bot import INVITE_ME, SLACK_LIMIT, SlackBot, escape_mrkdwn, slack_to_plain
-from mafioso.config import SlackConfig
-from mafioso.errors import ConfigError, WorkerBusy, WorkerUnavailable
+from mafioso.bot.slack_bot import INVITE_ME, SLACK_LIMIT, SlackBot, escape_mrkdwn, slack_to_plain
+from mafioso.core.config import SlackConfig
+from mafioso.core.errors import ConfigError, WorkerBusy, WorkerUnavailable
 from tests.helpers import FakeExplainer, SlackStub, free_port, slack_signature_headers, slash_command_body
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -386,7 +386,7 @@ def test_manifest_declares_what_the_app_listens_to():
 
     import yaml
 
-    from bot.slack_bot import COMMAND, SHORTCUT_ID
+    from mafioso.bot.slack_bot import COMMAND, SHORTCUT_ID
 
     manifest = yaml.safe_load((pathlib.Path(__file__).parents[2] / "slack" / "manifest.yml").read_text())
     features, settings = manifest["features"], manifest["settings"]
@@ -426,8 +426,8 @@ def reaction_body(reaction: str, user: str, ts: str, event_id: str) -> str:
 
 
 def test_a_thumbs_reaction_on_the_bots_answer_is_a_rating(tmp_path):
-    from bot.feedback import FeedbackStore
-    from bot.worker import Worker
+    from mafioso.core.feedback import FeedbackStore
+    from mafioso.worker.service import Worker
     from tests.helpers import FakeEngine, worker_config
 
     store = FeedbackStore.open(tmp_path / "f.db")

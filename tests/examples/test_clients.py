@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.worker import Worker
+from mafioso.worker.service import Worker
 from tests.helpers import serving, worker_config
 
 ROOT = Path(__file__).resolve().parents[2]

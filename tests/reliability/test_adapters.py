@@ -1,6 +1,6 @@
 """The chat adapters in front of a real worker (issue 19): the Slack app (HTTP mode, a loopback stand-in for
 Slack) and the Discord bot (spec_set discord.py mocks), each calling the worker's HTTP app on loopback through
-:class:`bot.client.WorkerClient`, the FakeEngine behind it. Each case sets up a fault, sends one message and
+:class:`mafioso.worker.client.WorkerClient`, the FakeEngine behind it. Each case sets up a fault, sends one message and
 asserts what the user was told, whether the worker was asked, and that the next message is answered.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bot.client import WorkerClient
-from bot.worker import Worker
+from mafioso.worker.client import WorkerClient
+from mafioso.worker.service import Worker
 from tests.bot.test_discord import FENCED, make_bot, replies
 from tests.bot.test_slack import FORM, mention_body, post_signed, slack_app
 from tests.helpers import (FakeEngine, discord_attachment, discord_channel, discord_message, discord_user, free_port,

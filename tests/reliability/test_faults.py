@@ -15,7 +15,7 @@ from typing import Awaitable, Callable
 import aiohttp
 import pytest
 
-from bot.worker import Worker
+from mafioso.worker.service import Worker
 from tests.helpers import FakeEngine, serving, worker_config
 
 

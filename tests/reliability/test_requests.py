@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 
-from bot.worker import Worker
+from mafioso.worker.service import Worker
 from tests.helpers import FakeEngine, serving, worker_config
 
 KEY = "s3cret"

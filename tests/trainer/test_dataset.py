@@ -5,10 +5,10 @@ import json
 import pytest
 
 from mafioso.cli import main
-from mafioso.errors import DatasetError
+from mafioso.core.errors import DatasetError
 from tests.helpers import SNIPPETS, write_dataset
-from trainer.dataset import load_samples, split
-from trainer.lint import topics
+from mafioso.trainer.dataset import load_samples, split
+from mafioso.trainer.lint import topics
 
 
 @pytest.mark.parametrize("fmt", ["object", "list", "jsonl"])
@@ -104,8 +104,8 @@ def test_seeded_split_is_stable_and_disjoint(tmp_path):
 
 
 def test_a_row_whose_prompt_alone_is_too_long_is_left_out_with_a_warning(tiny_model_dir):
-    from mafioso.base_model import load_tokenizer
-    from trainer.dataset import Sample, tokenize
+    from mafioso.core.base_model import load_tokenizer
+    from mafioso.trainer.dataset import Sample, tokenize
 
     tokenizer = load_tokenizer(str(tiny_model_dir))
     short = Sample("short", "t.json", "explain", "x = 1", "It sets `x`, pal.")

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from bot.engine import Engine, Generation
+from mafioso.worker.engine import Engine, Generation
 from mafioso.cli import main
-from mafioso.config import GenerationConfig, TrainConfig, WorkerConfig
-from prompts import encode
+from mafioso.core.config import GenerationConfig, TrainConfig, WorkerConfig
+from mafioso.prompts import encode
 from tests.helpers import SNIPPETS, write_dataset
-from trainer.dataset import load_samples
-from trainer.evaluate import generate_all, markdown_table, write_chart
-from trainer.metrics import (Prediction, code_identifiers, identifier_recall, lcs_length, response_nll,
+from mafioso.trainer.dataset import load_samples
+from mafioso.trainer.evaluate import generate_all, markdown_table, write_chart
+from mafioso.trainer.metrics import (Prediction, code_identifiers, identifier_recall, lcs_length, response_nll,
                              rouge_l_f1, summarize)
 
 # ------------------------------------------------------------------------------------------ ROUGE-L
@@ -148,8 +148,8 @@ def test_the_chart_marks_direction_and_samples_for_one_model_or_two(tmp_path):
 
 
 def test_eval_records_grounded_with_a_stand_in_engine(tmp_path, monkeypatch, capsys):
-    from bot.engine import Engine
-    from trainer import evaluate
+    from mafioso.worker.engine import Engine
+    from mafioso.trainer import evaluate
 
     rows = [("explain", "def add(a, b):\n    return a + b\n\nprint(add(2, 3))", "`add` sums them and prints 5."),
             ("explain", "for i in range(3):\n    print(i)", "A loop that prints 0, 1 and 2, kid.")]
@@ -219,7 +219,7 @@ def test_batched_response_loss_equals_the_per_sample_training_loss(tiny_model_di
 
 
 def test_loss_batches_cap_the_logits_memory(monkeypatch):
-    from trainer import metrics
+    from mafioso.trainer import metrics
 
     rows = [{"completion_mask": [1] * n} for n in (9, 9, 4, 30, 2)]
     assert [len(b) for b in metrics.loss_batches(rows, batch_size=2, vocab=100)] == [2, 2, 1]
@@ -234,7 +234,7 @@ def test_loss_batches_cap_the_logits_memory(monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_adapter(tiny_model_dir, tmp_path_factory):
     """A LoRA adapter trained for one epoch on the helper snippets."""
-    from trainer.train import train
+    from mafioso.trainer.train import train
 
     root = tmp_path_factory.mktemp("eval-adapter")
     data = write_dataset(root / "train.json")
@@ -313,8 +313,8 @@ def test_missing_dataset_fails_with_a_message(tmp_path, capsys):
 
 
 def test_eval_compare_puts_two_adapters_side_by_side_and_gates_the_default(tmp_path, monkeypatch, capsys):
-    from bot.engine import Engine
-    from trainer import evaluate
+    from mafioso.worker.engine import Engine
+    from mafioso.trainer import evaluate
 
     rows = [("explain", "def add(a, b):\n    return a + b\n\nprint(add(2, 3))", "`add` sums them and prints 5."),
             ("explain", "for i in range(3):\n    print(i)", "A loop that prints 0, 1 and 2, kid.")]
@@ -360,7 +360,7 @@ def test_eval_compare_puts_two_adapters_side_by_side_and_gates_the_default(tmp_p
 
 
 def test_the_gate_allows_a_drop_within_the_noise():
-    from trainer.evaluate import gate
+    from mafioso.trainer.evaluate import gate
 
     current = {"grounded": 0.55, "persona_rate": 0.88, "stop_rate": 1.0}
     assert gate(current, {"grounded": 0.51, "persona_rate": 0.75, "stop_rate": 0.97})[0] is True

@@ -10,10 +10,10 @@ import pytest
 
 gguf = pytest.importorskip("gguf")
 
-import prompts
+from mafioso import prompts
 from mafioso.cli import main
-from mafioso.errors import ConfigError, ModelError
-from trainer.export import export_lora, export_merged, modelfile, ollama_template, read_lora, without_facts
+from mafioso.core.errors import ConfigError, ModelError
+from mafioso.trainer.export import export_lora, export_merged, modelfile, ollama_template, read_lora, without_facts
 
 # HF → llama.cpp names for Gemma 3, written out here (not taken from the gguf package) so the test checks them.
 _LAYER_NAMES = {
@@ -165,7 +165,7 @@ def test_command_writes_gguf_and_modelfile_and_refuses_to_overwrite(tiny_gguf, t
 def test_refusals_say_what_is_supported(tiny_model_dir, tiny_adapter_dir, tmp_path):
     import argparse
 
-    from trainer import export
+    from mafioso.trainer import export
 
     qwen = _write_base(tmp_path / "other.gguf", tiny_model_dir, arch="qwen2")
     with pytest.raises(ModelError, match="Gemma 3"):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bot.feedback import AnswerRecord, FeedbackStore
+from mafioso.core.feedback import AnswerRecord, FeedbackStore
 from mafioso.cli import main
 
 pytestmark = pytest.mark.usefixtures("clean_env")

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import write_dataset
-from trainer import grounding
-from trainer.grounding.__main__ import main as score_references
-from trainer.grounding import false_concepts, false_outputs, invented_names, summarize_claims, unsupported_claims
-from trainer.sandbox import SnippetRunner, isolation, run_snippet
+from mafioso.trainer import grounding
+from mafioso.trainer.grounding.__main__ import main as score_references
+from mafioso.trainer.grounding import false_concepts, false_outputs, invented_names, summarize_claims, unsupported_claims
+from mafioso.trainer.sandbox import SnippetRunner, isolation, run_snippet
 
 LOOP = "def total(xs):\n    s = 0\n    for x in xs:\n        s += x\n    return s\n\nprint(total([1, 2, 3]))\n"
 PLAIN = "def double(n):\n    return n * 2\n"
@@ -125,7 +125,7 @@ def test_concepts_are_not_checked_on_code_that_does_not_parse():
 
 
 def test_every_concept_row_names_real_features():
-    from prompts.facts import FEATURES
+    from mafioso.prompts.facts import FEATURES
 
     assert all(concept.features <= FEATURES for concept in grounding.CONCEPTS)
     assert len({concept.claim for concept in grounding.CONCEPTS}) == len(grounding.CONCEPTS)
@@ -230,7 +230,7 @@ def test_only_the_trainer_runs_snippets():
     # Chat input must never reach the sandbox: nothing in the worker, adapters or CLI imports it; only
     # trainer/evaluate.py, the reference scorer and the bench that re-scores an eval's answers do.
     root = Path(__file__).resolve().parents[2]
-    imports = re.compile(r"^\s*(?:from trainer\.sandbox import|import trainer\.sandbox|from trainer import sandbox)",
+    imports = re.compile(r"^\s*(?:from mafioso\.trainer\.sandbox import|import mafioso\.trainer\.sandbox|from mafioso\.trainer import sandbox)",
                          re.MULTILINE)
     users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                    if imports.search(p.read_text(encoding="utf-8")) and "tests" not in p.parts)
@@ -252,7 +252,7 @@ def test_the_reference_scorer_lists_failing_rows(tmp_path, capsys):
 
 def test_the_shipped_reference_answers_are_grounded():
     root = Path(__file__).resolve().parents[2]
-    from trainer.dataset import load_samples
+    from mafioso.trainer.dataset import load_samples
 
     samples = load_samples([str(root / "data" / "validation.json")])
     per_answer = [unsupported_claims(s.code, s.explanation) for s in samples]  # no run: a fast floor
@@ -260,11 +260,11 @@ def test_the_shipped_reference_answers_are_grounded():
         [c for c in per_answer if c][:5], indent=1)
 
 
-# ------------------------------------------------------------------------- prompts.facts fixes
+# ------------------------------------------------------------------------- mafioso.prompts.facts fixes
 
 
 def test_facts_do_not_take_a_call_on_super_for_recursion():
-    from prompts.facts import code_features
+    from mafioso.prompts.facts import code_features
 
     assert "recursion" not in code_features("class A(B):\n    def __init__(self):\n        super().__init__()\n")
     assert "recursion" in code_features("class A:\n    def go(self):\n        return self.go()\n")
@@ -277,7 +277,7 @@ def test_facts_do_not_take_a_call_on_super_for_recursion():
     ("import torch\nstate = torch.load('m.ckpt')\n", "file read"),
 ])
 def test_facts_see_files_opened_by_a_path_or_a_library(code, feature):
-    from prompts.facts import code_features
+    from mafioso.prompts.facts import code_features
 
     assert feature in code_features(code)
 
@@ -297,7 +297,7 @@ def test_a_bare_you_get_is_about_values_not_output():
 
 
 def test_an_echoed_facts_sheet_denial_line_is_not_a_claim():
-    from trainer.grounding import false_concepts
+    from mafioso.trainer.grounding import false_concepts
 
     code = "def total(xs):\n    return sum(xs)\n"
     assert false_concepts(code, "- not in the code: recursion, yield, async/await, files, network") == []

@@ -1,7 +1,7 @@
 """The dataset lint on hand-made samples: each check fires on what it is for and stays quiet otherwise."""
 
-from trainer.dataset import Sample
-from trainer.lint import same_lesson_pairs
+from mafioso.trainer.dataset import Sample
+from mafioso.trainer.lint import same_lesson_pairs
 
 LATE_BINDING_LOOP = ("multipliers = []\nfor factor in range(1, 4):\n    multipliers.append(lambda x: x * factor)\n"
                      "print([m(10) for m in multipliers])",

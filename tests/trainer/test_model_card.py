@@ -2,7 +2,7 @@
 
 import json
 
-from trainer.model_card import card_text, write_model_card
+from mafioso.trainer.model_card import card_text, write_model_card
 
 BASE = {"name": "embedded", "architecture": "gemma3_text", "hidden_size": 640, "num_hidden_layers": 18}
 CFG = {"output": "/tmp/sweep/r16/adapter", "base_model": "/tmp/bundle/gemma.gguf", "lora_r": 16, "lora_alpha": 16,

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from trainer.dataset import duplicate_problems, load_samples
-from trainer.lint import TOPICS, lint_report
+from mafioso.trainer.dataset import duplicate_problems, load_samples
+from mafioso.trainer.lint import TOPICS, lint_report
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 

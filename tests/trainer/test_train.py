@@ -2,17 +2,17 @@
 
 import json
 
-import prompts
+from mafioso import prompts
 import pytest
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mafioso.cli import main
-from mafioso.config import TrainConfig
+from mafioso.core.config import TrainConfig
 from tests.helpers import write_dataset
-from trainer import train as train_module
-from trainer.dataset import load_samples
+from mafioso.trainer import train as train_module
+from mafioso.trainer.dataset import load_samples
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def test_a_full_disk_while_saving_is_one_sentence_and_keeps_the_old_adapter(tmp_
     import errno
     from types import SimpleNamespace
 
-    from mafioso.errors import ConfigError
+    from mafioso.core.errors import ConfigError
 
     output = tmp_path / "adapter"
     output.mkdir()

@@ -5,17 +5,17 @@
 * ``invented name`` - a name the answer presents as the code's (in backticks, ``name()``, ``x.y``, "a
   function called x", "the x_y function") that appears nowhere in the code;
 * ``false concept`` - the answer says recursive, generator, comprehension, decorator, ... (:data:`CONCEPTS`)
-  and :func:`prompts.facts.code_features` says the code has no such construct;
+  and :func:`mafioso.prompts.facts.code_features` says the code has no such construct;
 * ``false output`` - a value the answer says is printed (a quoted string, a number, a list/dict/tuple
   literal after "prints", "outputs", "so you get", ...) that is not in what the code really printed.
 
 Denials ("it is not recursive", "no loop here") and advice ("a ``for`` loop would be cleaner") claim nothing.
 The checks read text and syntax trees only; the real output is handed in by the caller, who got it from
-:mod:`trainer.sandbox` for dataset rows (never for chat input).
+:mod:`mafioso.trainer.sandbox` for dataset rows (never for chat input).
 
 Score a dataset's own reference answers (the ceiling of the metric) and list every failing row::
 
-    python -m trainer.grounding data/validation.json [data/train.json ...]
+    python -m mafioso.trainer.grounding data/validation.json [data/train.json ...]
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from trainer.grounding.concepts import CONCEPTS, Concept, false_concepts
-from trainer.grounding.names import invented_names
-from trainer.grounding.outputs import false_outputs
+from mafioso.core.claims import CONCEPTS, Concept, false_concepts, invented_names
+from mafioso.trainer.grounding.outputs import false_outputs
 
 __all__ = ["CONCEPTS", "KINDS", "Concept", "false_concepts", "false_outputs", "invented_names", "repeatable",
            "summarize_claims", "unsupported_claims"]

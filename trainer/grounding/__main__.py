@@ -1,4 +1,4 @@
-"""``python -m trainer.grounding FILE...``: score dataset files' own reference answers (the ceiling of the
+"""``python -m mafioso.trainer.grounding FILE...``: score dataset files' own reference answers (the ceiling of the
 ``grounded`` metric) and list every failing row with its reasons. It runs the files' snippets in the sandbox,
 like ``mafioso eval``; chat input never comes here."""
 
@@ -8,14 +8,14 @@ import argparse
 import sys
 from collections import Counter
 
-from trainer.dataset import load_samples
-from trainer.grounding import summarize_claims, unsupported_claims
-from trainer.sandbox import SnippetRunner, isolation
+from mafioso.trainer.dataset import load_samples
+from mafioso.trainer.grounding import summarize_claims, unsupported_claims
+from mafioso.trainer.sandbox import SnippetRunner, isolation
 
 
 def main(argv: list[str] | None = None) -> int:
     """Score each dataset file's reference answers and list every failing row with its reasons."""
-    parser = argparse.ArgumentParser(prog="python -m trainer.grounding", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m mafioso.trainer.grounding", description=main.__doc__)
     parser.add_argument("files", nargs="+", metavar="FILE", help="dataset file(s), each scored on its own")
     parser.add_argument("--no-run", action="store_true", help="do not run the snippets (no output check)")
     args = parser.parse_args(argv)

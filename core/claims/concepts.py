@@ -1,0 +1,97 @@
+"""False concepts: the answer says recursive, generator, decorator, ... and the code has no such construct."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mafioso.prompts.facts import code_features
+from mafioso.core.claims.text import FENCE, SENTENCE, SPAN, advice_from, mask, negated, within
+
+__all__ = ["CONCEPTS", "Concept", "false_concepts"]
+
+_LOOPING = frozenset({"loop", "list comprehension", "dict comprehension", "set comprehension",
+                      "generator expression"})
+_COMPREHENSIONS = frozenset({"list comprehension", "dict comprehension", "set comprehension",
+                             "generator expression"})
+
+@dataclass(frozen=True)
+class Concept:
+    """One row of :data:`CONCEPTS`: a claim, the phrase that makes it, and what in the code makes it true."""
+
+    claim: str
+    phrase: str  # regex, matched case-insensitively outside backticks and double quotes
+    features: frozenset[str]  # any one of these mafioso.prompts.facts features supports the claim
+    code: str | None = None  # or this regex on the code text, for what the syntax tree cannot name
+
+
+#: The vocabulary of concept claims, in one table. Two more kinds of support are added per answer: what the
+#: code really printed supports "prints" (logging), a run that ended in a traceback supports "raises".
+CONCEPTS: tuple[Concept, ...] = (
+    Concept("recursive", r"\brecurs(?:ive|ively|ion|ions|es|ing|e)\b|\bcalls? (?:it|him|her)self\b",
+            frozenset({"recursion"}),
+            code=r"rglob|\bwalk\(|\*\*/|/\*\*|recursive\s*=\s*True"),  # a folder searched to the bottom
+    Concept("generator", r"\bgenerators?\b", frozenset({"generator", "generator expression"})),
+    Concept("list comprehension", r"\blist comprehensions?\b", frozenset({"list comprehension"})),
+    Concept("dict comprehension", r"\bdict(?:ionary)? comprehensions?\b", frozenset({"dict comprehension"})),
+    Concept("set comprehension", r"\bset comprehensions?\b", frozenset({"set comprehension"})),
+    Concept("comprehension", r"(?<!list )(?<!dict )(?<!set )(?<!dictionary )\bcomprehensions?\b", _COMPREHENSIONS),
+    Concept("decorator", r"\bdecorat(?:or|ors|ed|es|ing)\b", frozenset({"decorator"})),
+    Concept("dataclass", r"\bdata ?class(?:es)?\b", frozenset({"dataclass"})),
+    Concept("async", r"\basync(?:hronous|hronously)?\b|\bawait(?:s|ed|ing)?\b|\bcoroutines?\b|\bevent loop\b",
+            frozenset({"async"})),
+    Concept("lambda", r"\blambdas?\b", frozenset({"lambda"})),
+    Concept("class", r"\b(?:defines?|defining|declares?|declaring|builds?|creates?|sets? up)\s+(?:a|an|the|"
+                     r"its own|one|two|three)\s+(?:new\s+|custom\s+|little\s+|small\s+|simple\s+)?class(?:es)?\b"
+                     r"|\bclass (?:called|named)\b|\bis an? (?:\w+ )?class\b", frozenset({"class"}),
+            code=r"(?<![\w.])[A-Z][a-z]\w*\("),  # "`Counter` is a class": the code makes an instance of one
+    Concept("prints", r"\bprint(?:s|ed|ing)?\b", frozenset({"print"})),
+    Concept("raises", r"\b(?:rais(?:es|e|ed|ing)|throws?|throwing)\s+(?:(?:a|an|the|its)\s+)?(?:\S+\s+){0,2}?"
+                      r"(?:\w*error|\w*exception|exceptions?)\b", frozenset({"raise", "try"})),
+    Concept("loops", r"(?<!event )\bloop(?:s|ed|ing)?\b", _LOOPING),
+    Concept("sorts", r"\bsorts\b|\bsorting\b|\bsorts?\s+(?:it|them|the|by|in place)\b|\bsorted\s+(?:it|them|the)\b",
+            frozenset({"sort"}),  # or by hand (a *sort* function, two items swapped), a library or a query
+            code=r"(?i:sort|order by|order_by|value_counts|most_common|median|nlargest|nsmallest|insort)|"
+                 r"(\w+)\[[^\]\n]+\],\s*\1\[[^\]\n]+\]\s*="),
+    Concept("reads a file", r"\b(?:reads?|reading|loads?|loading)\s+(?:\S+\s+){0,3}?files?\b",
+            frozenset({"file read"})),
+    Concept("writes a file", r"\b(?:writes?|writing|saves?|saving)\s+(?:\S+\s+){0,3}?files?\b",
+            frozenset({"file write"})),
+    Concept("opens a file", r"\b(?:opens?|opening)\s+(?:\S+\s+){0,3}?files?\b",
+            frozenset({"file read", "file write"})),
+)
+_CONCEPT_RES = tuple((c, re.compile(c.phrase, re.IGNORECASE), re.compile(c.code) if c.code else None)
+                     for c in CONCEPTS)
+
+def false_concepts(code: str, answer: str, output: str | None = None, raised: str | None = None) -> list[dict]:
+    """Concept claims (:data:`CONCEPTS`) the code contradicts; none when the code does not parse.
+
+    ``output`` (what a run printed) supports "prints" and ``raised`` (the exception a run ended with)
+    supports "raises", for code that prints through logging or fails without a ``raise`` of its own.
+    """
+    features = code_features(code)
+    if features is None:
+        return []
+    features = set(features)
+    if output:
+        features.add("print")
+    if raised:
+        features.add("raise")
+    found = []
+    seen = set()
+    # Names (`sort_items`) and quoted text ("a loop of love") are not claims: blank them, keeping offsets.
+    prose = re.sub(r'"[^"\n]{0,200}"', mask, SPAN.sub(mask, FENCE.sub(mask, answer)))
+    for at in SENTENCE.finditer(prose):
+        sentence = at.group(0)
+        advice = advice_from(answer[at.start():at.end()])
+        for concept, pattern, code_support in _CONCEPT_RES:
+            claim = concept.claim
+            if claim in seen or concept.features & features or (code_support and code_support.search(code)):
+                continue
+            for match in pattern.finditer(sentence):
+                if not negated(sentence, match.start(), match.end()) and not within(advice, match.start()):
+                    found.append({"kind": "false concept", "claim": claim,
+                                  "text": answer[at.start():at.end()].strip()[:200]})
+                    seen.add(claim)
+                    break
+    return found

@@ -1,0 +1,94 @@
+"""The input guard, the output post-check and the chat-message split: pure functions, no model."""
+
+import pytest
+
+from mafioso.core import guard
+from mafioso.worker.http_api import split_fence
+from mafioso.worker.postcheck import EMPTY_AFTER_SCRUB, scrub
+from mafioso.core.errors import InputRejected
+
+
+@pytest.mark.parametrize("code, reason", [
+    ("", "empty"),
+    ("  \n\t ", "empty"),
+    (b"", "empty"),
+    ("x = 1\n" * 2000, "too_large"),
+    (b"\xff\xfe\x00binary", "binary"),
+    ("print(1)\x00", "binary"),
+    ("\x01\x02\x03\x04 ok", "binary"),
+    ("print('\ud800')", "binary"),  # a lone surrogate: no tokenizer can encode it (was a 500, issue 19)
+])
+def test_refusals_name_the_reason_in_character(code, reason):
+    with pytest.raises(InputRejected) as caught:
+        guard.check(code, max_chars=6000)
+    assert caught.value.reason == reason
+    assert str(caught.value) == guard.REFUSALS[reason]
+
+
+def test_accepts_code_and_decodes_utf8_bytes():
+    assert guard.check("print('ciao')\n\tpass", max_chars=100) == "print('ciao')\n\tpass"
+    assert guard.check("print('caffè')".encode(), max_chars=100) == "print('caffè')"
+
+
+def test_prompt_must_leave_room_for_the_answer():
+    count = lambda code, request: len(code)  # noqa: E731
+    assert guard.check("x" * 50, max_chars=6000, prompt_tokens=count, max_prompt_tokens=50)
+    with pytest.raises(InputRejected, match="ledger") as caught:
+        guard.check("x" * 51, max_chars=6000, prompt_tokens=count, max_prompt_tokens=50)
+    assert caught.value.reason == "too_large"
+
+
+def test_request_counts_towards_the_limit():
+    with pytest.raises(InputRejected):
+        guard.check("x = 1", "why " * 10, max_chars=20)
+
+
+def test_scrub_leaves_prose_alone():
+    assert scrub("`total` holds the sum, pal. Capisce?") == ("`total` holds the sum, pal. Capisce?", False)
+
+
+def test_scrub_removes_fences_code_lines_and_code_spans():
+    text = "It adds, pal.\n```python\ndef f():\n    return 1\n```\nreturn x\nIt calls `total = sum(xs)` once."
+    cleaned, leaked = scrub(text)
+    assert leaked
+    assert "def f" not in cleaned and "return" not in cleaned and "sum(xs)" not in cleaned
+    assert cleaned.startswith("It adds, pal.")
+
+
+def test_scrub_of_nothing_but_code_says_something():
+    assert scrub("```\nimport os\n```") == (EMPTY_AFTER_SCRUB, True)
+
+
+@pytest.mark.parametrize("message, code, ask", [
+    ("print(1)", "print(1)", None),
+    ("what does this do?\n```python\nprint(1)\n```", "print(1)\n", "what does this do?"),
+    ("```\nx = 1\n```", "x = 1\n", None),
+    ("explain\n```py\nx = 1", "x = 1", "explain"),
+])
+def test_chat_message_split(message, code, ask):
+    assert split_fence(message) == (code, ask)
+
+
+def test_chat_message_split_is_the_old_regex_in_linear_time():
+    """Issue 19: the regex split backtracked quadratically (32,000 backticks: 1.4 s of the event loop)."""
+    import random
+    import re
+    import time
+
+    old = re.compile(r"(```|~~~)[^\n]*\n(.*?)(?:\1|\Z)", re.DOTALL)
+
+    def reference(message):
+        match = old.search(message)
+        if not match:
+            return message, None
+        request = (message[:match.start()] + " " + message[match.end():]).strip()
+        return match.group(2), request or None
+
+    rng = random.Random(0)
+    for _ in range(3000):
+        message = "".join(rng.choice(["`", "~", "\n", "x", " ", "```", "~~~", "py"]) for _ in range(rng.randint(0, 20)))
+        assert split_fence(message) == reference(message), repr(message)
+    started = time.perf_counter()
+    for message in ("`" * 100_000, "```" * 33_000 + "\n", "~~~\n" + "`" * 100_000):
+        split_fence(message)
+    assert time.perf_counter() - started < 0.1

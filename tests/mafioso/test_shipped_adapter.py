@@ -1,0 +1,84 @@
+"""The shipped adapter on the real embedded base, on CPU, exactly as `mafioso explain` runs it (slow)."""
+
+import pytest
+
+from mafioso.core.text_checks import contains_code, persona_markers
+from mafioso.trainer.metrics import mentions
+
+#: Three snippets written for this test, not in data/ (checked below); each with the name its answer must use.
+UNSEEN = [
+    ("average_tip", "def average_tip(bills, rate=0.15):\n    tips = [round(b * rate, 2) for b in bills]\n"
+                    "    return sum(tips) / len(tips)\n\nprint(average_tip([20, 40, 60]))\n"),
+    ("Ledger", "class Ledger:\n    def __init__(self):\n        self.entries = {}\n\n"
+               "    def record(self, name, amount):\n        self.entries[name] = self.entries.get(name, 0) + amount\n"
+               "        return self.entries[name]\n"),
+    ("count_vowels", "def count_vowels(word):\n    return sum(1 for ch in word.lower() if ch in \"aeiou\")\n\n"
+                     "print(count_vowels(\"Corleone\"))\n"),
+]
+
+
+def test_snippets_are_not_in_the_dataset():
+    from pathlib import Path
+
+    from mafioso.trainer.dataset import Sample, duplicate_problems, load_samples
+
+    data = Path(__file__).resolve().parents[2] / "data"
+    shipped = load_samples([data / "train.json", data / "validation.json"])
+    unseen = [Sample(key=name, source="test", prompt="explain", code=code, explanation="x") for name, code in UNSEEN]
+    assert not duplicate_problems(unseen, against=shipped)
+
+
+@pytest.fixture(scope="module")
+def answers():
+    """The shipped adapter's answers to UNSEEN, with the defaults of `mafioso explain` on CPU."""
+    from mafioso.worker.engine import Engine
+    from mafioso.core.config import GenerationConfig, WorkerConfig
+
+    engine = Engine.load(WorkerConfig(device="cpu"), GenerationConfig())  # the defaults: embedded + shipped
+    try:
+        yield engine.generate([(code, None) for _, code in UNSEEN])
+    finally:
+        engine.close()
+
+
+@pytest.mark.slow
+def test_shipped_adapter_answers_unseen_snippets_without_code_and_ends_on_its_own(answers):
+    for answer in answers:
+        assert not contains_code(answer.text) and not answer.code_leak, answer.text
+        assert answer.finished, answer.text
+
+
+@pytest.mark.slow
+def test_shipped_adapter_names_the_function_in_character(answers):
+    for (name, _), answer in zip(UNSEEN, answers, strict=True):
+        # the model's own answer: the claim post-check may drop the sentence that named it ("`count_vowels` is a
+        # recursive call…"), which eval counts as served recall (0.63 against the model's 0.78)
+        assert mentions(answer.raw_text or answer.text, name), answer.text
+    # On the validation split the shipped adapter (2026-12-04) is in character in 88 % of answers: about one
+    # answer in eight has no persona marker, here the one for average_tip.
+    assert sum(bool(persona_markers(answer.text)) for answer in answers) >= 2, [a.text for a in answers]
+    assert all(answer.text.strip() for answer in answers)
+
+
+@pytest.mark.slow
+def test_served_answers_make_no_claim_the_code_contradicts(answers):
+    """What a user sees, after the claim post-check, checked like eval checks it: names, constructs and the printed
+    values of a real run (these are the test's own snippets, run in eval's sandbox; chat input never is)."""
+    from mafioso.trainer.grounding import unsupported_claims
+    from mafioso.trainer.sandbox import run_snippet
+
+    for (_, code), answer in zip(UNSEEN, answers, strict=True):
+        run = run_snippet(code)
+        assert unsupported_claims(code, answer.text, run.output, run.raised) == [], answer.text
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 16: the shipped Gemma model on its own still claims what the code "
+                                       "contradicts (grounded_model 0.51 on the validation split: 'a recursive "
+                                       "call' for a generator expression); strict, so the day it passes this "
+                                       "marker must go")
+def test_the_model_alone_makes_no_claim_the_code_contradicts(answers):
+    from mafioso.trainer.grounding import unsupported_claims
+
+    for (_, code), answer in zip(UNSEEN, answers, strict=True):
+        assert unsupported_claims(code, answer.raw_text or answer.text) == [], answer.raw_text

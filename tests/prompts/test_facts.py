@@ -1,0 +1,152 @@
+"""mafioso.prompts.facts.facts_sheet: what the prompt tells the model about the code, read from its syntax tree."""
+
+import time
+
+import pytest
+
+from mafioso.prompts import SECTION_MARKER
+from mafioso.prompts.facts import FACTS_MAX_CHARS, FACTS_MAX_TOKENS, _cost, facts_sheet
+
+
+def lines_of(code: str) -> list[str]:
+    return facts_sheet(code).splitlines()
+
+
+def line_for(code: str, start: str) -> str:
+    return next(line for line in lines_of(code) if line.lstrip(" -").startswith(start))
+
+
+def test_recursion_and_what_a_function_returns():
+    code = "def fact(n: int = 5) -> int:\n    if n < 2:\n        return 1\n    return n * fact(n - 1)\n"
+    assert line_for(code, "def fact") == "- def fact(n: int = 5) -> int: recurses; returns 1 or n * fact(n - 1)"
+    assert "not in the code: yield" in facts_sheet(code)
+    assert "recursion" not in lines_of(code)[-1]
+
+
+def test_a_function_that_does_not_recurse_says_so_and_returns_nothing():
+    code = "def greet(name):\n    print('Hello', name)\n"
+    assert line_for(code, "def greet") == "- def greet(name): prints 'Hello', name; returns nothing"
+    assert lines_of(code)[-1].startswith("- not in the code: recursion, yield")
+    assert "calls nothing (nothing runs)" in line_for(code, "top level")
+
+
+def test_generator_and_what_it_loops_over():
+    code = "def evens(items, *, limit=10, **kw):\n    for x in items:\n        yield x * 2\n    while limit:\n" \
+           "        limit -= 1\n"
+    assert line_for(code, "def evens") == ("- def evens(items, *, limit=10, **kw): a generator: yields x * 2; "
+                                           "loops over items; loops while limit")
+    assert "yield" not in lines_of(code)[-1]
+
+
+def test_class_with_decorators_bases_attributes_and_methods_under_it():
+    code = ("from dataclasses import dataclass\nimport functools\n\n"
+            "@dataclass(frozen=True)\nclass Point(Base, metaclass=Meta):\n    x: int\n    y: int = 0\n\n"
+            "    @functools.lru_cache(maxsize=None)\n    def norm(self) -> float:\n"
+            "        return (self.x ** 2 + self.y ** 2) ** 0.5\n\n"
+            "    def move(self, dx):\n        self.x += dx\n")
+    lines = lines_of(code)
+    assert lines[0] == "- @dataclass(frozen=True) class Point(Base, metaclass=Meta): attributes x: int, y: int = 0"
+    assert lines[1] == ("  - @functools.lru_cache(maxsize=None) def norm(self) -> float: "
+                        "returns (self.x ** 2 + self.y ** 2) ** 0.5")
+    assert lines[2] == "  - def move(self, dx): sets self.x; returns nothing"
+    assert lines[3] == "- top level: imports dataclasses.dataclass, functools; calls nothing (nothing runs)"
+
+
+def test_async_awaits_and_calls_the_codes_own_functions():
+    code = ("import asyncio\n\nasync def fetch(n):\n    await asyncio.sleep(0.1)\n    return n\n\n"
+            "async def main():\n    results = await asyncio.gather(*(fetch(i) for i in range(3)))\n"
+            "    print(results)\n\nasyncio.run(main())\n")
+    assert line_for(code, "async def fetch") == "- async def fetch(n): awaits; returns n"
+    assert line_for(code, "async def main") == ("- async def main(): awaits; calls fetch; loops over range(3); "
+                                                "prints results; returns nothing")
+    assert line_for(code, "top level") == "- top level: imports asyncio; calls asyncio.run, main"
+    assert "async" not in lines_of(code)[-1]
+
+
+def test_raises_and_catches_name_the_exceptions():
+    code = ("def load(path):\n    try:\n        return int(open(path).read())\n"
+            "    except (FileNotFoundError, ValueError):\n        raise RuntimeError('bad file')\n"
+            "    except Exception:\n        raise\n")
+    line = line_for(code, "def load")
+    assert "raises RuntimeError, re-raises" in line
+    assert "catches FileNotFoundError, ValueError, Exception" in line
+    assert "reads a file" in line
+    assert "exceptions" not in lines_of(code)[-1]
+
+
+def test_file_network_and_input_io():
+    code = ("import requests\n\ndef save(rows):\n    with open('out.txt', 'w') as f:\n        f.write(str(rows))\n\n"
+            "def ask():\n    return input('name? ')\n\ndef post(url):\n    return requests.post(url, json={})\n")
+    assert line_for(code, "def save") == "- def save(rows): writes a file; returns nothing"
+    assert line_for(code, "def ask") == "- def ask(): reads input(); returns input('name? ')"
+    assert "network calls" in line_for(code, "def post")
+    assert "files" not in lines_of(code)[-1] and "network" not in lines_of(code)[-1]
+
+
+def test_module_level_prints_literal_text_and_fstrings_without_evaluating():
+    code = "total = 2 + 3\nprint('Done')\nprint(f\"Total: {total}\")\nprint()\nprint(total * 2, end='')\n"
+    top = line_for(code, "top level")
+    assert "prints 'Done'" in top and 'prints an f-string "Total: {total}"' in top
+    assert "prints an empty line" in top and "5" not in top  # 2 + 3 is never computed
+
+
+def test_not_python_says_so_with_the_line():
+    for code in ("SELECT name FROM users;", "async function f() {\n  return 1;\n}",
+                 "Hi, I need a script that emails the totals every Monday.", "def f(:\n    pass"):
+        sheet = facts_sheet(code)
+        assert sheet.startswith("- not parseable as Python (syntax error at line "), code
+        assert "\n" not in sheet
+    assert facts_sheet("x = 1\n    y = (\n") == "- not parseable as Python (syntax error at line 2)"
+
+
+def test_an_indented_method_paste_is_read_as_python():
+    assert lines_of("    def total(self):\n        return sum(self.items)")[0] == \
+        "- def total(self): returns sum(self.items)"
+
+
+def test_deterministic_and_never_a_section_marker():
+    code = "print('### RESPONSE: hi')\n# ### a comment\nx = {'b': 1, 'a': 2}\n"
+    sheet = facts_sheet(code)
+    assert sheet == facts_sheet(code)
+    assert SECTION_MARKER not in sheet and "a comment" not in sheet
+    assert all(line.startswith(("- ", "  ")) for line in sheet.splitlines())
+
+
+def test_a_200_line_paste_gets_a_bounded_outline():
+    code = "\n\n".join(f"def step{i}(x, y=2):\n    for a in range(x):\n        print('n', a)\n    return x + {i}"
+                       for i in range(50)) + "\nprint('Done')\n"
+    assert code.count("\n") > 200
+    sheet = facts_sheet(code)
+    assert len(sheet) <= FACTS_MAX_CHARS
+    lines = sheet.splitlines()
+    assert lines[0] == "- def step0(x, y=2): prints 'n', a"  # the outline: one-line facts, no returns
+    assert any(line.startswith("- … ") and line.endswith(" more definitions") for line in lines)
+    assert lines[-2] == "- top level: prints 'Done'" and lines[-1].startswith("- not in the code:")
+
+
+def test_every_sheet_stays_within_the_bound():
+    many = "\n".join(f"v{i} = [{', '.join(map(str, range(40)))}]\nprint(f'{{v{i}}} is v{i}')" for i in range(30))
+    wide = "class A(" + ", ".join(f"B{i}" for i in range(500)) + "):\n    x = 1\n"
+    cjk = "\n".join(f"print('账本{i}：' * 3, '三十七个箱子在码头上')" for i in range(20))
+    for code in (many, wide, cjk, "def f():\n  x=1\n" * 1500):
+        sheet = facts_sheet(code)
+        assert len(sheet) <= FACTS_MAX_CHARS and _cost(sheet) <= FACTS_MAX_TOKENS
+
+
+def test_the_token_estimate_counts_digits_and_punctuation_one_by_one():
+    assert _cost("- def step12(x, y=2): prints 'n'\n") == 18  # 17 pieces, then the newline
+    assert _cost("账本") == 2
+
+
+@pytest.mark.parametrize("code", [
+    "x = " + "(" * 5000 + "1" + ")" * 5000,
+    "x = " + "-" * 50000 + "1",
+    "x = " + "-" * 900 + "1\nprint(" + "-" * 900 + "1)\ndef f(a=" + "-" * 900 + "1):\n    return " + "~" * 900 + "1\n",
+    "@" + "-" * 900 + "x\ndef f(): pass\n",
+    "x = [" + "1, " * 20000 + "]\nprint(x)\n",
+])
+def test_deep_nesting_and_huge_inputs_return_quickly(code):
+    started = time.perf_counter()
+    sheet = facts_sheet(code)
+    assert time.perf_counter() - started < 2
+    assert sheet and len(sheet) <= FACTS_MAX_CHARS

@@ -1,0 +1,32 @@
+"""The claim post-check: sentences the code contradicts are dropped, the rest of the answer stays."""
+
+from mafioso.worker.claim_check import drop_unsupported
+
+LOOP = "def factorial(n):\n    result = 1\n    for i in range(2, n + 1):\n        result *= i\n    return result\n"
+RECURSION = "def factorial(n):\n    return 1 if n < 2 else n * factorial(n - 1)\n"
+
+
+def test_a_false_concept_sentence_is_dropped_and_the_rest_kept():
+    answer = ("`factorial` is a recursive little racket, pal. It multiplies `result` by every `i` up to `n` and "
+              "returns it. Capisce?")
+    text, dropped = drop_unsupported(LOOP, answer)
+    assert dropped == 1
+    assert text == "It multiplies `result` by every `i` up to `n` and returns it. Capisce?"
+
+
+def test_true_claims_and_denials_are_kept_word_for_word():
+    for code, answer in ((RECURSION, "`factorial` is recursive, kid: it calls itself on `n` minus one."),
+                         (LOOP, "No recursion here, pal: `factorial` loops over `range` and returns `result`.")):
+        assert drop_unsupported(code, answer) == (answer, 0)
+
+
+def test_an_invented_name_is_dropped_in_every_sentence_it_appears():
+    answer = "It calls `math.prod` on the range, boss. Then `math.prod` hands back the total. It returns `result`."
+    text, dropped = drop_unsupported(LOOP, answer)
+    assert dropped == 2 and text == "It returns `result`."
+
+
+def test_code_that_does_not_parse_loses_nothing():
+    answer = "This ain't Python, pal, it's SQL: a recursive query."
+    assert drop_unsupported("WITH RECURSIVE t AS (SELECT 1) SELECT * FROM t", answer) == (answer, 0)
+

@@ -1,0 +1,83 @@
+"""MAFIOSO_DTYPE=auto on a CPU: bf16 or fp32 by a short measurement, cached per machine (issue 21)."""
+
+import json
+import time
+
+import pytest
+import torch
+
+from mafioso.worker import cpu_dtype as module
+from mafioso.worker.cpu_dtype import Timings, choose, cpu_dtype, measure
+
+
+@pytest.fixture
+def cache(monkeypatch, tmp_path):
+    """An empty cache folder of this test's own."""
+    monkeypatch.setattr(module, "cache_dir", lambda: tmp_path)
+    return tmp_path
+
+
+def counting(timings: Timings):
+    """A timer that returns ``timings`` and counts its calls in ``.calls``."""
+    def timer(hidden, vocab):
+        timer.calls.append((hidden, vocab))
+        return timings
+
+    timer.calls = []
+    return timer
+
+
+@pytest.mark.parametrize(("fp32", "bf16", "expected"), [
+    (1.0, 1.0, torch.float32),  # a tie: fp32 (exact)
+    (1.10, 1.0, torch.float32),  # bf16 a little faster is not enough
+    (1.15, 1.0, torch.bfloat16),
+    (2.4, 1.0, torch.bfloat16),  # native bf16 (docs/BENCHMARKS.md)
+    (1.0, 2.0, torch.float32),  # bf16 at half fp32's speed (issue 21's machine)
+])
+def test_bf16_only_when_clearly_faster(fp32, bf16, expected):
+    assert choose(Timings(float32=fp32, bfloat16=bf16)) is expected
+
+
+def test_the_verdict_is_measured_once_per_machine(cache, caplog):
+    timer = counting(Timings(float32=0.004, bfloat16=0.002))
+    with caplog.at_level("INFO", logger="mafioso.worker.cpu_dtype"):
+        assert cpu_dtype(640, 262144, timer=timer) is torch.bfloat16
+    assert "fp32 4.00 ms, bf16 2.00 ms" in caplog.text
+    assert cpu_dtype(640, 262144, timer=counting(Timings(float32=1.0, bfloat16=9.0))) is torch.bfloat16  # cached
+    assert timer.calls == [(640, 262144)]
+    [entry] = json.loads((cache / "cpu-dtype.json").read_text()).values()
+    assert entry["dtype"] == "bfloat16" and entry["torch"] == torch.__version__
+
+
+@pytest.mark.parametrize("change", ["cpu", "flags", "threads", "width"])
+def test_another_machine_or_setting_measures_again(cache, monkeypatch, change):
+    cpu_dtype(640, 262144, timer=counting(Timings(float32=0.004, bfloat16=0.002)))
+    hidden, (name, flags), threads = 640, module._cpu_facts(), torch.get_num_threads()
+    if change == "cpu":
+        monkeypatch.setattr(module, "_cpu_facts", lambda: ("Another CPU", flags))
+    elif change == "flags":
+        monkeypatch.setattr(module, "_cpu_facts", lambda: (name, flags + " amx_bf16"))
+    elif change == "threads":
+        monkeypatch.setattr(torch, "get_num_threads", lambda: threads + 1)
+    else:
+        hidden = 896
+    timer = counting(Timings(float32=0.002, bfloat16=0.004))
+    assert cpu_dtype(hidden, 262144, timer=timer) is torch.float32
+    assert len(timer.calls) == 1
+    assert len(json.loads((cache / "cpu-dtype.json").read_text())) == 2  # the first verdict is kept
+
+
+def test_a_broken_cache_file_is_measured_again(cache):
+    (cache / "cpu-dtype.json").write_text("{not json")
+    timer = counting(Timings(float32=0.002, bfloat16=0.004))
+    assert cpu_dtype(640, 262144, timer=timer) is torch.float32
+    assert len(timer.calls) == 1
+
+
+def test_a_real_measurement_is_short_and_picks_one_of_the_two(cache):
+    start = time.perf_counter()
+    timings = measure(640, 262144)  # the embedded Gemma 3's width and vocabulary
+    took = time.perf_counter() - start
+    assert timings.float32 > 0 and timings.bfloat16 > 0
+    assert took < 2.0  # ~0.4 s; slack for a loaded 2-core machine
+    assert cpu_dtype(64, 1000) in (torch.float32, torch.bfloat16)

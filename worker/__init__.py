@@ -1,0 +1,1 @@
+"""The generation worker: engines, decoding, batching, the request queue and the HTTP API."""

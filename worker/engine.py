@@ -1,0 +1,429 @@
+"""The model behind the worker: load a base (+ LoRA adapter) once, then decode batches of prompts.
+
+    engine = Engine.load(WorkerConfig(base_model="embedded", adapter="out/adapter"), GenerationConfig())
+    [answer] = engine.generate([("print(1 + 1)", None)])
+
+Where the adapter goes depends on the device:
+
+* CUDA with ``nf4``/``int8``: bf16 compute, bitsandbytes base, PEFT adapter kept *unmerged* on top
+  (merging LoRA into 4-bit weights rounds the update away and gives garbage);
+* CUDA with ``none`` (the default): adapter merged in fp32 on the CPU, served in bf16 (the GPU never holds
+  the fp32 copy: ~1 GB less peak memory at start-up);
+* CPU: never bitsandbytes, adapter merged in fp32, served in bf16 where a short measurement finds it clearly
+  faster than fp32 on this CPU (:mod:`mafioso.worker.cpu_dtype`), else fp32.
+
+:meth:`Engine.generate` is the reference decode path: one ``model.generate`` call for the whole batch, left
+padding, stopping each row at EOS, when the model opens a new ``###`` section or when it loops
+(:mod:`mafioso.worker.loop_guard`: the answer is then cut back to before the loop). With ``quantization=none``
+and greedy decoding, :meth:`Engine.load` returns a :class:`mafioso.worker.fast_engine.FastEngine` instead: same
+``generate`` signature and greedy maths (token-identical to ``model.generate`` in fp32; in bf16 the different
+kernels may pick other tokens, with equal eval metrics), decoded with continuous batching, on CUDA in
+torch.compile'd CUDA graphs (``fast_decode=false`` turns it off).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from transformers import (LogitsProcessor, LogitsProcessorList, RepetitionPenaltyLogitsProcessor, StoppingCriteria,
+                          StoppingCriteriaList)
+
+import mafioso
+from mafioso import prompts
+from mafioso.worker import serving_cache
+from mafioso.worker.claim_check import NOTHING_SURE, drop_unsupported
+from mafioso.worker.control import Control
+from mafioso.worker.cpu_dtype import cpu_dtype
+from mafioso.worker.loop_guard import LoopGuard, LoopRule, TokenPieces, cut_loop, find_loop
+from mafioso.worker.ngram_ban import NgramBan
+from mafioso.worker.postcheck import finish
+from mafioso.core.base_model import (BASES, cache_dir, load_model, load_tokenizer, model_facts, named_base,
+                                 resolve_base)
+from mafioso.core.config import ADAPTER_INFO, DEFAULT_ADAPTER, EMBEDDED_BASE, GenerationConfig, WorkerConfig
+from mafioso.core.errors import ConfigError, ModelError
+
+__all__ = ["SHIPPED_ADAPTERS_DIR", "Engine", "Generation", "adapter_folder", "base_of", "check_adapter_base",
+           "shipped_adapter"]
+
+log = logging.getLogger(__name__)
+
+#: Where the shipped adapters lie: one folder per named base (``BASES[name].adapter``, e.g. ``adapter``).
+SHIPPED_ADAPTERS_DIR = Path(mafioso.__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One decoded answer."""
+
+    text: str  # the explanation only: cut before any new ### section or loop, stripped, code removed
+    tokens: int  # generated tokens up to and including the stop (EOS, the token that completed ### or a loop)
+    finished: bool  # stopped by EOS, ### or a loop (GenerationConfig.stop_loops), not by max_new_tokens
+    code_leak: bool = False  # the post-check found code and removed it
+    looped: bool = False  # the answer loops (mafioso.worker.loop_guard), whether stop_loops cut it or not
+    dropped: int = 0  # sentences the claim post-check removed (mafioso.worker.claim_check)
+    raw_text: str = ""  # the answer before that check ("" when it removed nothing)
+
+
+def shipped_adapter(base: str) -> Path | None:
+    """The shipped adapter for the base ``base`` (a spec or a resolved folder), if one is shipped: the named
+    base's own, told by name, HF id, a converted folder's mark, or a local folder whose config has a named
+    base's architecture and shapes (a copy of it)."""
+    name = named_base(base)
+    if name is None and (Path(base).expanduser() / "config.json").is_file():
+        try:
+            config = json.loads((Path(base).expanduser() / "config.json").read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            config = {}
+        config = config.get("text_config", config)
+        found = {"architecture": config.get("model_type"), "hidden_size": config.get("hidden_size"),
+                 "num_hidden_layers": config.get("num_hidden_layers")}
+        name = next((s.name for s in BASES.values() if s.facts() == found), None)
+    folder = SHIPPED_ADAPTERS_DIR / BASES[name].adapter if name in BASES else None
+    return folder if folder is not None and (folder / "adapter_config.json").is_file() else None
+
+
+def adapter_folder(spec: str, base: str = "") -> Path | None:
+    """The adapter folder for ``--adapter`` (a folder, ``default`` or ``none``) on the base ``--base-model``
+    (empty: embedded); None means the bare base. ``default`` is the adapter shipped for that base."""
+    if spec == "none":
+        return None
+    if spec == DEFAULT_ADAPTER:
+        folder = shipped_adapter(base or EMBEDDED_BASE)
+        if folder is None and base and named_base(base) is None and base.endswith(".gguf"):
+            folder = shipped_adapter(resolve_base(base))  # a GGUF is known by its converted folder
+        if folder is None:
+            log.warning("no adapter is shipped for the base %s: running the bare base model (no mafioso "
+                        "persona); pass --adapter FOLDER to use a trained one", base or EMBEDDED_BASE)
+        return folder
+    folder = Path(spec).expanduser()
+    if not (folder / "adapter_config.json").is_file():
+        raise ModelError(f"{spec} is not an adapter folder (no adapter_config.json); "
+                         "give the output folder of 'mafioso train', 'default' or 'none'")
+    return folder
+
+
+def base_of(cfg_base: str, adapter: Path | None) -> str:
+    """The base to load: the configured one, else the adapter's ``mafioso.json`` base, else embedded."""
+    if cfg_base:
+        return cfg_base
+    info = adapter / ADAPTER_INFO if adapter else None
+    if info and info.is_file():
+        try:
+            base = json.loads(info.read_text(encoding="utf-8")).get("base_model")
+        except (json.JSONDecodeError, AttributeError):
+            raise ModelError(f"{info} is not a valid mafioso.json; pass --base-model explicitly") from None
+        if base:
+            return base
+    return EMBEDDED_BASE
+
+
+def check_adapter_base(adapter: Path, base: str, config) -> None:
+    """Refuse an adapter trained on another base model, saying which base it needs.
+
+    The facts its ``mafioso.json`` records (architecture, hidden size, layers; for an older adapter, those of
+    the named base it records) must be the loaded model's; when both the adapter's base and the loaded one are
+    named bases, the names must agree too. A local copy of the same model passes: only its facts are compared.
+    """
+    info_file = adapter / ADAPTER_INFO
+    try:
+        info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
+    except json.JSONDecodeError:
+        raise ModelError(f"{info_file} is not a valid mafioso.json") from None
+    recorded = info.get("base") or {}
+    wanted = recorded.get("name") or info.get("base_model") or ""
+    name = named_base(wanted) if wanted else None
+    expected = {k: recorded[k] for k in ("architecture", "hidden_size", "num_hidden_layers") if k in recorded}
+    if not expected and name in BASES:
+        expected = BASES[name].facts()
+    found = model_facts(config)
+    wrong = [f"{key} {value} (this model: {found[key]})" for key, value in expected.items() if found[key] != value]
+    have = named_base(base)
+    if name in BASES and have in BASES and name != have:
+        wrong.insert(0, f"base {name} (this model: {have})")
+    if wrong:
+        raise ModelError(f"the adapter {adapter} needs the base {wanted or '(unrecorded)'}, not {base}: it was "
+                         f"trained on {', '.join(wrong)}. Run it with --base-model {wanted or 'THE-BASE'}, or "
+                         "leave --base-model out to load the base the adapter names")
+
+
+def serving_dtype(spec: str, device: str, base: str = "") -> torch.dtype:
+    """The dtype answers are computed in: ``auto`` is bf16 on CUDA; on a CPU, whichever of bf16 and fp32 a short
+    measurement shaped like the model ``base``'s decode finds faster (:mod:`mafioso.worker.cpu_dtype`, cached per machine;
+    oneDNN's "bf16 supported" is no guide: bf16 ran at half fp32's speed on a CPU it called supported)."""
+    if spec == "auto" and device == "cuda":
+        return torch.bfloat16
+    if spec == "auto":
+        from transformers import AutoConfig
+
+        try:
+            config = AutoConfig.from_pretrained(base).get_text_config() if base else None
+        except (OSError, ValueError):
+            config = None  # load_model says what is wrong with the base
+        hidden, vocab = (config.hidden_size, config.vocab_size) if config is not None else (640, 262144)
+        return cpu_dtype(hidden, vocab)
+    return {"bfloat16": torch.bfloat16, "float32": torch.float32}[spec]
+
+
+def _with_adapter(model, adapter: Path, base: str):
+    """``model`` with the LoRA adapter in ``adapter`` on top (unmerged), after checking it fits the base."""
+    from peft import PeftModel
+
+    check_adapter_base(adapter, base, model.config)
+    try:
+        return PeftModel.from_pretrained(model, str(adapter))
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # e.g. a truncated weights file
+        raise ModelError(f"cannot load the adapter {adapter} on {base}: {exc}") from None
+
+
+def _device(spec: str) -> str:
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("MAFIOSO_DEVICE=cuda but no CUDA GPU is visible; use auto or cpu")
+    return spec
+
+
+class _SectionStop(StoppingCriteria):
+    """Stopping criterion: a row is done once its generated text contains ``###``.
+
+    Only the last three generated tokens are decoded each step (``###`` fits in three tokens that each
+    hold a ``#``), so the check costs little next to a decode step. ``stopped_at[row]`` records how many
+    tokens the row had generated when it stopped.
+    """
+
+    def __init__(self, tokenizer, prompt_len: int):
+        self.tokenizer = tokenizer
+        self.prompt_len = prompt_len
+        self.stopped_at: dict[int, int] = {}
+
+    def __call__(self, input_ids, scores, **kwargs):
+        generated = input_ids.shape[1] - self.prompt_len
+        tails = self.tokenizer.batch_decode(input_ids[:, max(self.prompt_len, input_ids.shape[1] - 3):])
+        done = [prompts.SECTION_MARKER in tail for tail in tails]
+        for row, hit in enumerate(done):
+            if hit:
+                self.stopped_at.setdefault(row, generated)
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class _LoopStop(StoppingCriteria):
+    """Stopping criterion: a row is done once its answer loops (:class:`mafioso.worker.loop_guard.LoopGuard`, fed one column
+    of new tokens per step). ``stopped_at[row]`` records how many tokens the row had generated then."""
+
+    def __init__(self, rule: LoopRule, pieces: TokenPieces, prompt_len: int):
+        self.rule, self.pieces, self.prompt_len = rule, pieces, prompt_len
+        self.rows: list[LoopGuard] = []
+        self.fed = 0  # answer tokens fed to every row's guard so far
+        self.stopped_at: dict[int, int] = {}
+
+    def __call__(self, input_ids, scores, **kwargs):
+        if not self.rows:
+            self.rows = [LoopGuard(self.rule, self.pieces) for _ in range(input_ids.shape[0])]
+        for column in input_ids[:, self.prompt_len + self.fed:].T.tolist():
+            self.fed += 1
+            for row, (guard, token) in enumerate(zip(self.rows, column, strict=True)):
+                if row not in self.stopped_at and guard.add(token):
+                    self.stopped_at[row] = self.fed
+        return torch.tensor([row in self.stopped_at for row in range(len(self.rows))], dtype=torch.bool,
+                            device=input_ids.device)
+
+
+class _RequestStop(StoppingCriteria):
+    """Stopping criterion: a row is done at its own ``max_tokens`` or once its request is cancelled
+    (:class:`mafioso.worker.control.Control`); the batch ends when every row is done. ``cancelled_at[row]`` records how
+    many tokens a cancelled row had generated when it stopped."""
+
+    def __init__(self, controls: list[Control], limits: list[int], prompt_len: int):
+        self.controls, self.limits, self.prompt_len = controls, limits, prompt_len
+        self.cancelled_at: dict[int, int] = {}
+
+    def __call__(self, input_ids, scores, **kwargs):
+        generated = input_ids.shape[1] - self.prompt_len
+        for row, control in enumerate(self.controls):
+            if control.cancelled:
+                self.cancelled_at.setdefault(row, generated)
+        done = [generated >= limit or row in self.cancelled_at for row, limit in enumerate(self.limits)]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class _AnswerNgramBan(LogitsProcessor):
+    """Per row, forbids the tokens that would repeat an n-gram of its answer (:class:`mafioso.worker.ngram_ban.NgramBan`)."""
+
+    def __init__(self, n: int, prompt_len: int):
+        self.n, self.prompt_len = n, prompt_len
+        self.rows: list[NgramBan] = []
+        self.fed = 0  # answer tokens fed to every row's tracker so far
+
+    def __call__(self, input_ids, scores):
+        if not self.rows:
+            self.rows = [NgramBan(self.n) for _ in range(input_ids.shape[0])]
+        for column in input_ids[:, self.prompt_len + self.fed:].T.tolist():
+            for ban, token in zip(self.rows, column, strict=True):
+                ban.add(token)
+            self.fed += 1
+        for row, ban in enumerate(self.rows):
+            if banned := ban.banned():
+                scores[row, list(banned)] = float("-inf")
+        return scores
+
+
+class Engine:
+    """A loaded model + tokenizer that turns (code, request) pairs into explanations."""
+
+    def __init__(self, model, tokenizer, gen: GenerationConfig, device: str):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.gen = gen
+        self.device = device
+        context = getattr(model.config.get_text_config(), "max_position_embeddings", None) or 8192
+        #: Longest prompt that still leaves room for a full answer.
+        self.max_prompt_tokens = context - gen.max_new_tokens
+        eos = model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self.eos_ids = sorted(eos | {tokenizer.eos_token_id})
+        self.pieces = TokenPieces(tokenizer)  # each token's text, for the loop rule
+
+    @classmethod
+    def load(cls, cfg: WorkerConfig, gen: GenerationConfig, note: Callable[[str], None] = log.info) -> Engine:
+        """Load the base and adapter named by ``cfg`` for decoding with ``gen``; ``note`` hears one line on what
+        the load is about to do (``mafioso explain`` prints it while the user waits)."""
+        adapter = adapter_folder(cfg.adapter, cfg.base_model)
+        base = resolve_base(base_of(cfg.base_model, adapter))
+        device = _device(cfg.device)
+        quantization = cfg.quantization if device == "cuda" else "none"
+        if device == "cpu" and cfg.quantization != "none":
+            log.info("CPU: running the base in fp32 without bitsandbytes (quantization=%s ignored)",
+                     cfg.quantization)
+        dtype = serving_dtype(cfg.dtype, device, base)
+        if quantization == "int8":  # bitsandbytes warns on every int8 matmul that bf16 inputs go through fp16
+            logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+        # unquantized: load and merge in fp32 (exact) on the CPU, then cast and move; quantized: dtype is the
+        # compute dtype and the bitsandbytes weights load straight onto the GPU. The merged result is kept
+        # (mafioso.worker.serving_cache): a second start loads it and skips the fp32 load, the merge and the cast.
+        merge = quantization == "none" and adapter is not None
+        merged = serving_cache.entry(base, adapter, dtype) if merge else None
+        note("loading the cached merged model…" if merged and merged.is_dir() else
+             "loading the model (first run converts it once)…" if merged else "loading the model…")
+        tokenizer = load_tokenizer(base)  # after the note: ~3 s for Gemma's 262k-token tokenizer.json
+        model = serving_cache.load(merged, device, dtype) if merged else None
+        if model is not None:
+            check_adapter_base(adapter, base, model.config)
+        else:
+            load_dtype = torch.float32 if merge else dtype
+            model = load_model(base, quantization, "cpu" if merge else device, load_dtype, attn_implementation="sdpa")
+            if adapter is not None:
+                model = _with_adapter(model, adapter, base)
+            if merge:
+                model = model.merge_and_unload().to(dtype)  # faster to run than an unmerged adapter
+                serving_cache.save(model, merged)
+                model = model.to(device)
+                model.hf_device_map = {"": device}  # where it lies now (transformers reads this in generate)
+        model.eval()
+        log.info("engine ready: base %s, adapter %s, %s %s, quantization %s%s", base, adapter or "none", device,
+                 str(dtype).removeprefix("torch."), quantization,
+                 " (adapter unmerged)" if adapter and quantization != "none" else "")
+        if cls is Engine and cfg.fast_decode:
+            from mafioso.worker.fast_engine import FastEngine
+
+            if FastEngine.supports(model, gen, quantization):
+                cuda = device == "cuda"
+                compiled = cfg.compile_decode and cuda
+                if compiled:  # compiled kernels kept with the converted model, not in /tmp: a restarted worker
+                    # then compiles from the cache (docs/BENCHMARKS.md)
+                    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "torchinductor"))
+                return FastEngine(model, tokenizer, gen, device,
+                                  slots=cfg.max_batch_size if cuda else min(cfg.max_batch_size, FastEngine.cpu_slots),
+                                  max_len=FastEngine.slot_length(cfg, gen), compile=compiled,
+                                  compile_scope=cfg.compile_scope,
+                                  long_slots=FastEngine.long_slots if cuda else None)
+            log.info("fast decode path off: it needs quantization=none, greedy decoding and a Gemma 3 model")
+        return cls(model, tokenizer, gen, device)
+
+    def close(self) -> None:
+        """Release what the engine runs besides the model (nothing here; the fast engine stops its thread)."""
+
+    def prompt_tokens(self, code: str, request: str | None = None) -> int:
+        """How many tokens the prompt for ``code`` takes (the input guard compares it to the context)."""
+        return len(prompts.encode(self.tokenizer, code, request)["input_ids"])
+
+    def generate(self, requests: list[tuple[str, str | None]],
+                 controls: list[Control] | None = None) -> list[Generation]:
+        """Explain a batch of ``(code, request)`` pairs in one decode; answers come back in order. ``controls``
+        (one per request): each answer's own ``max_tokens`` (cut there, unfinished) and its cancel flag (the
+        row stops at the next step; what it has is returned, for nobody)."""
+        if not requests:
+            return []
+        controls = controls or [Control() for _ in requests]
+        prompt_ids = [prompts.encode(self.tokenizer, code, request)["input_ids"] for code, request in requests]
+        rows = self.decode(prompt_ids, controls)
+        limits = [control.limit(self.gen.max_new_tokens) for control in controls]
+        # a row stopped early is padded to the batch's end: its answer ends at its limit, whatever follows
+        answers = [self._finish(ids[:limit], stop if stop is not None and stop <= limit else None)
+                   for (ids, stop), limit in zip(rows, limits, strict=True)]
+        return [self._checked(code, answer) for (code, _), answer in zip(requests, answers, strict=True)]
+
+    def _checked(self, code: str, answer: Generation) -> Generation:
+        """The answer without the sentences its code contradicts (``drop_unsupported``), both paths alike."""
+        if not self.gen.drop_unsupported:
+            return answer
+        text, dropped = drop_unsupported(code, answer.text)
+        if not dropped:
+            return answer
+        return dataclasses.replace(answer, text=text or NOTHING_SURE, dropped=dropped, raw_text=answer.text)
+
+    def decode(self, prompt_ids: list[list[int]],
+               controls: list[Control] | None = None) -> list[tuple[list[int], int | None]]:
+        """One batched ``model.generate``: per row, the generated ids and where ``###`` or a loop stopped it
+        (or None). The batch runs to its longest ``max_tokens``; each row stops at its own or when cancelled."""
+        width = max(len(ids) for ids in prompt_ids)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompt_ids], device=self.device)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids],
+                            device=self.device)
+        extra = {"temperature": self.gen.temperature, "top_p": self.gen.top_p} if self.gen.do_sample else {}
+        if self.gen.penalize_prompt:
+            extra["repetition_penalty"] = self.gen.repetition_penalty
+        elif self.gen.repetition_penalty != 1.0:  # count only the answer's own tokens as seen
+            extra["logits_processor"] = LogitsProcessorList(
+                [RepetitionPenaltyLogitsProcessor(self.gen.repetition_penalty, prompt_ignore_length=width)])
+        if self.gen.no_repeat_ngram:
+            extra.setdefault("logits_processor", LogitsProcessorList()).append(
+                _AnswerNgramBan(self.gen.no_repeat_ngram, width))
+        stops = [_SectionStop(self.tokenizer, width)]
+        if self.gen.stop_loops:
+            stops.append(_LoopStop(LoopRule.of(self.gen), self.pieces, width))
+        controls = controls or [Control() for _ in prompt_ids]
+        limits = [control.limit(self.gen.max_new_tokens) for control in controls]
+        requested = _RequestStop(controls, limits, width)
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=input_ids, attention_mask=mask, max_new_tokens=max(limits),
+                do_sample=self.gen.do_sample, pad_token_id=pad, eos_token_id=self.eos_ids,
+                stopping_criteria=StoppingCriteriaList([*stops, requested]), **extra,
+            )
+        generated = [ids[:requested.cancelled_at.get(row, len(ids))] for row, ids in enumerate(out[:, width:].tolist())]
+        return [(ids, min((s.stopped_at[row] for s in stops if row in s.stopped_at), default=None))
+                for row, ids in enumerate(generated)]
+
+    def _finish(self, ids: list[int], stop: int | None) -> Generation:
+        """Cut one row at its stop (### or a loop, else EOS), decode it, cut a loop out of the text
+        (``stop_loops``), and run the code post-check."""
+        eos_at = next((i for i, t in enumerate(ids) if t in self.eos_ids), None)
+        stops = [n for n in (stop, None if eos_at is None else eos_at + 1) if n is not None]
+        tokens = min(stops) if stops else len(ids)
+        answer = ids[:tokens]
+        loop = find_loop(answer, LoopRule.of(self.gen), self.pieces)  # found again exactly where decode stopped
+        if loop is not None and self.gen.stop_loops:
+            text = cut_loop(lambda part: self.tokenizer.decode(part, skip_special_tokens=True), answer, loop)
+        else:
+            text = self.tokenizer.decode(answer, skip_special_tokens=True)
+        text, leaked = finish(text)
+        return Generation(text=text, tokens=tokens, finished=bool(stops), code_leak=leaked, looped=loop is not None)

@@ -1,0 +1,632 @@
+"""A serving-only forward pass for Gemma 3 text models: per-slot KV cache, continuous batching, CUDA graphs.
+
+``model.generate`` spends almost all of a decode step of a 270M model in Python and kernel launches. This
+module runs the same maths on the same (merged) weights with:
+
+* a static KV cache of ``slots`` rows, each slot at its own position, so a request can join or leave the
+  running batch between any two decode steps (continuous batching);
+* one decode step per batch-size bucket (1, 2, 4, … slots) captured once in a CUDA graph and replayed, and one
+  prefill per (prompts, tokens) bucket: batches are padded to their bucket, the padding's keys go to a spare
+  cache row;
+* greedy decoding and the repetition penalty inside the graph, exactly as transformers computes them, and
+  optional per-slot token bans set between steps (no repeated n-grams, :mod:`mafioso.worker.ngram_ban`).
+
+Correctness is pinned by a test that compares its greedy tokens with ``model.generate`` on a tiny model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+import torch.nn.functional as F
+
+from mafioso.core.config import COMPILE_SCOPES
+
+_NEG_INF = float("-inf")
+
+log = logging.getLogger(__name__)
+
+
+def _gelu(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+def _fuse(*linears: torch.nn.Linear) -> torch.Tensor:
+    """One weight for several bias-free projections of the same input; each module's weight becomes a view
+    into it, so the model (still used for over-long prompts) and the decoder share one copy."""
+    if any(linear.bias is not None for linear in linears):
+        raise ValueError("Gemma3Decoder expects bias-free projections")
+    fused = torch.cat([linear.weight.detach() for linear in linears])
+    start = 0
+    for linear in linears:
+        rows = linear.weight.shape[0]
+        linear.weight = torch.nn.Parameter(fused[start:start + rows], requires_grad=False)
+        start += rows
+    return fused
+
+
+def chunked_argmax(logits: torch.Tensor, chunks: int = 512) -> torch.Tensor:
+    """``logits.argmax(-1)`` of a (rows, vocab) tensor in two stages over ``chunks`` slices of the vocabulary:
+    the same index (the first maximum), but one row's reduction runs in parallel (compiled as one reduction,
+    a single block went through Gemma's 262k logits alone: 73 us of a 1.06 ms step at batch 1)."""
+    rows, vocab = logits.shape
+    if vocab % chunks:
+        return logits.argmax(-1)
+    sliced = logits.view(rows, chunks, vocab // chunks)
+    inner = sliced.argmax(-1)  # (rows, chunks): the first maximum of each slice
+    best = sliced.gather(-1, inner[..., None]).squeeze(-1).argmax(-1)  # the first slice holding the maximum
+    return best * (vocab // chunks) + inner.gather(-1, best[:, None]).squeeze(-1)
+
+
+def _clear_cublas_workspaces() -> None:
+    """Free the workspaces cuBLAS keeps per stream (after the GPU is done with them)."""
+    clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+    if clear is not None:
+        torch.cuda.synchronize()
+        clear()
+
+
+def _norm_weight(norm: torch.nn.Module) -> torch.Tensor:
+    """Gemma's RMSNorm scales by ``1 + weight`` in fp32: precompute it once."""
+    return 1.0 + norm.weight.detach().float()
+
+
+class Gemma3Decoder:
+    """Prefill and decode for a (merged, unquantized) ``Gemma3ForCausalLM`` on one device."""
+
+    #: Cache parts hold a multiple of this many positions: cuBLAS runs a bf16 matmul over a cache of, say,
+    #: 1,145 positions (a misaligned row) in a float kernel without tensor cores, 35-100 us a layer on the H100.
+    cache_multiple = 64
+
+    def __init__(self, model, slots: int, max_len: int, cuda_graphs: bool | None = None, compile: bool = False,
+                 short_slots: int = 0, short_len: int | None = None, prefill_tokens: int = 4096,
+                 compile_scope: str = "step"):
+        cfg = model.config.get_text_config()
+        if getattr(cfg, "model_type", "") != "gemma3_text" or cfg.final_logit_softcapping or \
+                cfg.attn_logit_softcapping or cfg.use_bidirectional_attention:
+            raise ValueError("Gemma3Decoder supports plain Gemma 3 text models only")
+        core = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+        self.device = core.embed_tokens.weight.device
+        self.dtype = core.embed_tokens.weight.dtype
+        self.slots, self.max_len = slots, max_len
+        # Slots [0, short_slots) hold at most short_len positions, the others max_len: most prompts are short,
+        # and a full-attention layer's cache is as long as the slot (the sliding ones keep their window only).
+        self.short_slots = short_slots if short_len and short_len < max_len else 0
+        self.short_len = short_len if self.short_slots else max_len
+        self.n_heads, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
+        self.head_dim, self.eps = cfg.head_dim, cfg.rms_norm_eps
+        self.scaling = cfg.query_pre_attn_scalar ** -0.5
+        self.embed = core.embed_tokens.weight
+        self.embed_scale = torch.tensor(cfg.hidden_size ** 0.5).to(self.dtype)
+        self.lm_head = model.lm_head.weight
+        self.final_norm = _norm_weight(core.norm)
+        self.layers = []
+        inv_freq = {}
+        for i, layer in enumerate(core.layers):
+            kind = cfg.layer_types[i]
+            if kind not in inv_freq:
+                params = cfg.rope_parameters[kind]
+                if params.get("rope_type", "default") != "default":
+                    raise ValueError(f"Gemma3Decoder supports default RoPE only, not {params['rope_type']}")
+                exponent = torch.arange(0, self.head_dim, 2, dtype=torch.int64).float() / self.head_dim
+                inv_freq[kind] = (1.0 / params["rope_theta"] ** exponent).to(self.device)
+            attn, mlp = layer.self_attn, layer.mlp
+            wqkv = _fuse(attn.q_proj, attn.k_proj, attn.v_proj)
+            gate_up = _fuse(mlp.gate_proj, mlp.up_proj)
+            self.layers.append({
+                "window": cfg.sliding_window if kind == "sliding_attention" else None,
+                "kind": kind,
+                # q, k and v in one matmul, gate and up in another: fewer, larger kernels per step
+                "wqkv": wqkv,
+                "wo": attn.o_proj.weight, "q_norm": _norm_weight(attn.q_norm), "k_norm": _norm_weight(attn.k_norm),
+                "in_norm": _norm_weight(layer.input_layernorm),
+                "post_attn_norm": _norm_weight(layer.post_attention_layernorm),
+                "pre_ff_norm": _norm_weight(layer.pre_feedforward_layernorm),
+                "post_ff_norm": _norm_weight(layer.post_feedforward_layernorm),
+                "gate_up": gate_up, "down": mlp.down_proj.weight,
+            })
+        # RoPE cos/sin for every position, per layer kind, computed as transformers does (fp32, then cast)
+        self.rope = {}
+        for kind, freq in inv_freq.items():
+            angles = torch.arange(max_len, device=self.device).float()[:, None] * freq
+            emb = torch.cat((angles, angles), dim=-1)
+            self.rope[kind] = (emb.cos().to(self.dtype), emb.sin().to(self.dtype))
+        self.q_size, self.kv_size = self.n_heads * self.head_dim, self.n_kv * self.head_dim
+        self.ff_size = core.layers[0].mlp.gate_proj.weight.shape[0]
+        # Sliding-window layers keep only their last `window` keys, in a ring indexed by position % window;
+        # full-attention layers keep the whole slot. For Gemma 3 270M (15 of 18 layers sliding) that is ~4x less.
+        # A layer's cache is split into parts, ranges of slots of one length: a full-attention layer has a
+        # short part and a long one, a sliding layer one part for every slot.
+        for w in self.layers:
+            w["parts"] = []
+            for first, stop, capacity in ((0, self.short_slots, self.short_len), (self.short_slots, slots, max_len)):
+                stored = -(-capacity // self.cache_multiple) * self.cache_multiple  # never-written tail: masked
+                length = min(w["window"], stored) if w["window"] else stored
+                part = w["parts"][-1] if w["parts"] else None
+                if part is not None and part["length"] == length and part["ring"] == (length < capacity):
+                    part["stop"] = stop  # same shape as the previous range: one part for both
+                    continue
+                if stop > first:
+                    w["parts"].append({"first": first, "stop": stop, "length": length, "ring": length < capacity})
+            for part in w["parts"]:
+                part["key_index"] = torch.arange(part["length"], device=self.device)
+                # one spare row after the part's slots: a prefill writes every (prompt, position) of its padded
+                # batch, and the padding's keys go there (fixed shapes, no host-side selection)
+                shape = (part["stop"] - part["first"] + 1, self.n_kv, part["length"], self.head_dim)
+                part["k"] = torch.zeros(shape, dtype=self.dtype, device=self.device)
+                part["v"] = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        self.vocab = self.lm_head.shape[0]
+        # decode-step inputs and outputs live in fixed buffers so CUDA graphs can replay them
+        self.tokens = torch.zeros(slots, dtype=torch.long, device=self.device)
+        self.positions = torch.zeros(slots, dtype=torch.long, device=self.device)
+        self.seen = torch.zeros(slots, self.vocab, dtype=torch.bool, device=self.device)
+        self.penalty = torch.ones((), dtype=torch.float32, device=self.device)
+        self.penalize_prompt = True  # transformers' rule: prompt tokens count as seen
+        self.banned: torch.Tensor | None = None  # (slots, vocab) once enable_ngram_bans() is called
+        self.ban_ngrams = False
+        self.next_tokens = torch.zeros(slots, dtype=torch.long, device=self.device)
+        if self.device.type == "cuda":  # page-locked, so the copy of a step's tokens runs asynchronously
+            self._host = [torch.zeros(slots, dtype=torch.long, pin_memory=True) for _ in range(2)]
+            self._flip = 0
+        self._true = torch.ones(slots, dtype=torch.bool, device=self.device)
+        self.cuda_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        # one memory pool for every graph (decode and prefill): they never run at the same time and keep their
+        # outputs in fixed buffers, so their scratch memory can be shared
+        self._pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
+        # one side stream for every warm-up and capture: cuBLAS keeps a workspace (~32 MB) per stream it ran on
+        self._side = torch.cuda.Stream(self.device) if self.cuda_graphs else None
+        # Prefills run padded to a (prompts, tokens) bucket, each bucket one CUDA graph: a prefill is then one
+        # graph launch instead of ~300 kernel launches and 18 compiled-layer calls from Python (~8 ms of host
+        # time against ~1.6 ms on the GPU for one prompt). Buckets hold at most `prefill_tokens` padded tokens
+        # (one prompt may be as long as a slot); a larger batch is split.
+        self.pad_prefill = self.cuda_graphs
+        lengths = [n for n in (64, 128, 256, 512, 1024, 2048, 4096, 8192) if n < max_len] + [max_len]
+        widths = [rows for rows in (1, 2, 4, 8, 16, 32) if rows < 2 * slots]
+        self.prefill_buckets = sorted((rows, n) for n in lengths for rows in widths
+                                      if rows == 1 or rows * n <= prefill_tokens)
+        self.prefill_graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, dict]] = {}
+        # A prompt prefix every request shares (the instruction), its keys and values computed once per layer
+        # by set_prefix(): prompts that start with it prefill only the rest.
+        self.prefix: list[int] = []
+        self.prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.warm_up_s: dict[str, float] = {}  # seconds each part of warm_up() took
+        # Compiled, a batch of 1 would be a graph of its own (torch.compile specialises sizes of 1): one row
+        # runs in the batch-2 graph instead, which costs the same on a GPU and a minute less to compile.
+        smallest = 2 if compile else 1
+        self.buckets = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if smallest <= b < slots] + [slots]
+        # torch.compile fuses the step's ~100 small kernels per layer (norms, RoPE, masks) into a few; the
+        # CUDA graphs then replay the compiled kernels. Compiling costs minutes once, at warm-up. Scope "step":
+        # the whole step is one graph (two variants, either side of the short/long boundary); "layer": the
+        # embedding, one layer and the logits are compiled once each, and every sliding layer runs the same code
+        # (every full one too). On the H100 the decode graphs compile 7.7x sooner by layer, and a step is ~5 %
+        # slower: the step graph fuses across layer boundaries (docs/BENCHMARKS.md).
+        if compile_scope not in COMPILE_SCOPES:
+            raise ValueError(f"compile_scope must be step or layer, not {compile_scope!r}")
+        self.compile_scope = compile_scope if compile else None
+        self._decode_step = self._decode
+        self._decode_layer_step = self._decode_layer
+        if self.compile_scope == "step":
+            self._decode_step = torch.compile(self._decode, dynamic=True)
+        elif self.compile_scope == "layer":
+            self._decode_layer_step = torch.compile(self._decode_layer, dynamic=True)
+            self._decode_in = torch.compile(self._decode_in, dynamic=True)
+            self._decode_out = torch.compile(self._decode_out, dynamic=True)
+        # prefill shapes vary (prompts x tokens): one layer compiled with dynamic shapes, run eagerly per layer
+        self._prefill_layer_step = torch.compile(self._prefill_layer, dynamic=True) if compile else self._prefill_layer
+
+    # ------------------------------------------------------------------------------------------ maths
+
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * weight).type_as(x)
+
+    @staticmethod
+    def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        # x: (..., heads, head_dim); cos, sin: (..., head_dim) for x's positions
+        cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)
+        half = x.shape[-1] // 2
+        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+        return x * cos + rotated * sin
+
+    def _mlp(self, x: torch.Tensor, w: dict) -> torch.Tensor:
+        gate, up = F.linear(x, w["gate_up"]).split(self.ff_size, dim=-1)
+        return F.linear(_gelu(gate) * up, w["down"])
+
+    def _qkv(self, h: torch.Tensor, w: dict, rope: tuple[torch.Tensor, torch.Tensor]):
+        lead = h.shape[:-1]
+        q, k, v = F.linear(h, w["wqkv"]).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        q = self._rope(self._norm(q.reshape(*lead, self.n_heads, self.head_dim), w["q_norm"]), *rope)
+        k = self._rope(self._norm(k.reshape(*lead, self.n_kv, self.head_dim), w["k_norm"]), *rope)
+        return q, k, v.reshape(*lead, self.n_kv, self.head_dim)
+
+    def _attend(self, q, k, v, mask) -> torch.Tensor:
+        # q: (B, H, Tq, D); k, v: (B, KV, Tk, D); mask: bool (B or 1, 1, Tq or 1, Tk), True = may attend.
+        # Each group of H / KV query heads shares one key/value head. The group's queries are stacked along the
+        # query axis, so both products are plain batched matmuls on the cache as it lies: broadcasting the
+        # cache over the group instead makes matmul copy it (transposed) for every head, every step.
+        b, heads, tq, d = q.shape
+        group = heads // self.n_kv
+        q = q.reshape(b, self.n_kv, group * tq, d)
+        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scaling  # (B, KV, group * Tq, Tk)
+        scores = scores.view(b, self.n_kv, group, tq, -1).masked_fill(~mask.unsqueeze(1), _NEG_INF)
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+        return torch.matmul(probs.view(b, self.n_kv, group * tq, -1), v).reshape(b, heads, tq, d)
+
+    def _block(self, x, w, attn_out) -> torch.Tensor:
+        x = x + self._norm(attn_out, w["post_attn_norm"])
+        return x + self._norm(self._mlp(self._norm(x, w["pre_ff_norm"]), w), w["post_ff_norm"])
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        return F.linear(self._norm(h, self.final_norm), self.lm_head).float()
+
+    # ---------------------------------------------------------------------------------------- prefill
+
+    def prefill(self, slot: int, ids: list[int]) -> int:
+        """Run a prompt into ``slot``'s cache; returns the first generated token (greedy, penalised)."""
+        return self.prefill_many([slot], [ids])[0]
+
+    def _prefill_layer(self, x: torch.Tensor, w: dict, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor,
+                       past: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """One layer over whole prompts: x (B, n, hidden), mask (B, 1, n, p + n) over the ``p`` positions of
+        ``past`` (the shared prefix's keys and values, (1, p, KV, D)) and the prompts' own; returns x and the
+        layer's keys and values of every position (B, p + n, KV, D), for the cache. Attention is one fused kernel
+        (scaled_dot_product_attention): the scores of a long prompt batch are never materialised."""
+        b, n, _ = x.shape
+        q, k, v = self._qkv(self._norm(x, w["in_norm"]), w, (cos, sin))  # (B, n, heads, D)
+        if past is not None:
+            k = torch.cat((past[0].expand(b, -1, -1, -1), k), dim=1)
+            v = torch.cat((past[1].expand(b, -1, -1, -1), v), dim=1)
+        group = self.n_heads // self.n_kv  # query head h reads key/value head h // group, as transformers
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2).repeat_interleave(group, dim=1),
+            v.transpose(1, 2).repeat_interleave(group, dim=1), attn_mask=mask, scale=self.scaling)
+        return self._block(x, w, F.linear(out.transpose(1, 2).reshape(b, n, -1), w["wo"])), k, v
+
+    def capacity(self, slot: int) -> int:
+        """Positions a slot holds: prompt plus answer must stay below it."""
+        return self.short_len if slot < self.short_slots else self.max_len
+
+    def _write_targets(self, part: dict, slots: torch.Tensor, ends: torch.Tensor, positions: torch.Tensor):
+        """Where a padded prefill's keys go in one cache part: for every (prompt, position), the part's row
+        (the spare last row unless the prompt's slot lies in the part and the position is one it keeps: a
+        ring keeps the last ``length``), and the entry in that row."""
+        spare = part["stop"] - part["first"]
+        mine = ((slots >= part["first"]) & (slots < part["stop"]))[:, None]
+        keep = mine & (positions[None, :] < ends[:, None]) & (positions[None, :] >= ends[:, None] - part["length"])
+        return torch.where(keep, slots[:, None] - part["first"], spare), positions % part["length"]
+
+    def _prefill_forward(self, tokens: torch.Tensor, slots: torch.Tensor, ends: torch.Tensor, start: int = 0,
+                         layer_kv: list | None = None) -> torch.Tensor:
+        """Prompts ``tokens`` (B, n), right-padded, into the caches of ``slots`` (B,) (a slot outside
+        [0, slots) is padding: its keys go to the spare rows); returns each prompt's last hidden state.
+        ``start``: the prompts follow the shared prefix (its length, or 0): ``tokens`` are what comes after it,
+        ``ends`` count it, and the prefix's keys are attended to and copied into the slots. ``layer_kv``: a
+        list to append each layer's keys and values to (for set_prefix)."""
+        b, n = tokens.shape
+        queries = torch.arange(start, start + n, device=self.device)
+        keys = torch.arange(start + n, device=self.device)  # the prefix's positions, then the prompts'
+        real_keys = (keys[None, :] < ends[:, None])[:, None, None, :]  # (B, 1, 1, start + n): padding is no key
+        causal = keys[None, :] <= queries[:, None]
+        itself = keys[None, :] == queries[:, None]
+        masks, targets = {}, {}
+        for w in self.layers:
+            if (window := w["window"]) not in masks:  # a padding query may see only itself: never all -inf (NaN)
+                mask = causal if window is None else causal & (keys[None, :] > queries[:, None] - window)
+                masks[window] = (mask & real_keys) | itself
+            for part in w["parts"]:
+                if (key := (part["first"], part["length"])) not in targets:
+                    targets[key] = self._write_targets(part, slots, ends, keys)
+        # compiled for the prompts that follow the prefix (all of them, in practice); the prefix itself and the
+        # rare prompt that does not start with it run eagerly rather than compile a second variant while serving
+        layer = self._prefill_layer_step if start == len(self.prefix) and layer_kv is None else self._prefill_layer
+        x = F.embedding(tokens, self.embed) * self.embed_scale  # (B, n, hidden)
+        for i, w in enumerate(self.layers):
+            cos, sin = self.rope[w["kind"]]
+            x, k, v = layer(x, w, cos[start:start + n], sin[start:start + n], masks[w["window"]],
+                            self.prefix_kv[i] if start else None)
+            if layer_kv is not None:
+                layer_kv.append((k, v))
+            for part in w["parts"]:
+                row, entry = targets[(part["first"], part["length"])]
+                part["k"][row, :, entry] = k
+                part["v"][row, :, entry] = v
+        return x[torch.arange(b, device=self.device), ends - 1 - start]  # (B, hidden)
+
+    def set_prefix(self, ids: list[int]) -> None:
+        """Compute the keys and values of a prompt prefix every request shares (the instruction) once: from
+        now on a prompt that starts with these ids prefills only what follows them, and its slot's cache gets
+        the prefix's keys copied in. Call before :meth:`warm_up` (the prefill graphs are captured for it)."""
+        if self.prefill_graphs:
+            raise RuntimeError("set the prefix before the prefill graphs are captured")
+        self.prefix, self.prefix_kv = [], []
+        # a multiple of 16 positions: with a bucket's length (a multiple of 64) the attention's key axis stays
+        # aligned as the fused attention kernels want it (else its mask is padded, a copy per layer)
+        ids = ids[:len(ids) // 16 * 16]
+        if not ids or len(ids) >= self.short_len // 2:  # nothing shared, or too little left for the prompt
+            return
+        layer_kv: list = []
+        with torch.inference_mode():
+            tokens, slots, ends = (t.to(self.device) for t in self._padded_inputs((1, len(ids)), [], [ids]))
+            self._prefill_forward(tokens, slots, ends, layer_kv=layer_kv)  # its own keys go to the spare rows
+        self.prefix, self.prefix_kv = list(ids), [(k.clone(), v.clone()) for k, v in layer_kv]
+        # a prefilled bucket's positions end after the prefix: no bucket may reach past the slot
+        self.prefill_buckets = [(rows, min(n, self.max_len - len(ids))) for rows, n in self.prefill_buckets]
+        self.prefill_buckets = sorted(set(self.prefill_buckets))
+
+    def prefill_bucket(self, prompts: int, longest: int) -> tuple[int, int] | None:
+        """The smallest prefill bucket (prompts, tokens) that holds a batch; None if none does."""
+        return next(((rows, n) for rows, n in self.prefill_buckets if rows >= prompts and n >= longest), None)
+
+    def _padded_inputs(self, shape: tuple[int, int], slots: list[int], prompts: list[list[int]], start: int = 0):
+        """``_prefill_forward``'s inputs (on the host) for prompts (what follows the first ``start`` tokens)
+        padded to ``shape`` (rows, tokens): rows past the prompts are padding, with no slot (their keys go to the
+        spare rows)."""
+        rows, n = shape
+        tokens = torch.zeros(rows, n, dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            tokens[row, :len(ids)] = torch.tensor(ids)
+        slot_ids = torch.tensor(slots + [self.slots] * (rows - len(slots)))
+        ends = torch.tensor([start + len(ids) for ids in prompts] + [start + 1] * (rows - len(prompts)))
+        return tokens, slot_ids, ends
+
+    def _prefill_last(self, shape: tuple[int, int], slots: list[int], prompts: list[list[int]],
+                      start: int) -> torch.Tensor:
+        """Each prompt's last hidden state (``prompts``: what follows the first ``start`` tokens), the batch
+        padded to ``shape``: a bucket's CUDA graph replayed where there is one, else the forward run on the
+        padded batch."""
+        inputs = self._padded_inputs(shape, slots, prompts, start)
+        graphed = self.pad_prefill and self.cuda_graphs and shape in self.prefill_buckets and start == len(self.prefix)
+        if not graphed:
+            return self._prefill_forward(*(t.to(self.device) for t in inputs), start=start)[:len(slots)]
+        if shape not in self.prefill_graphs:
+            self._capture_prefill(shape)
+        graph, static = self.prefill_graphs[shape]
+        for name, value in zip(("tokens", "slots", "ends"), inputs):
+            static[name].copy_(value, non_blocking=True)
+        graph.replay()
+        return static["last"][:len(slots)]
+
+    @torch.inference_mode()
+    def prefill_many(self, slots: list[int], prompts: list[list[int]]) -> list[int]:
+        """Run several prompts into their slots in one forward pass (right-padded to the longest; padding is
+        masked out and never cached); returns each slot's first generated token."""
+        lengths = [len(ids) for ids in prompts]
+        for slot, length in zip(slots, lengths):
+            if length >= self.capacity(slot):
+                raise ValueError(f"prompt of {length} tokens does not fit slot {slot} ({self.capacity(slot)})")
+        shared = [len(ids) > len(self.prefix) and ids[:len(self.prefix)] == self.prefix for ids in prompts]
+        if len(set(shared)) > 1:  # prompts with and without the shared prefix: one batch each
+            firsts = {}
+            for flag in (True, False):
+                rows = [i for i, s in enumerate(shared) if s == flag]
+                firsts.update(zip(rows, self.prefill_many([slots[i] for i in rows], [prompts[i] for i in rows])))
+            return [firsts[i] for i in range(len(prompts))]
+        start = len(self.prefix) if shared[0] else 0
+        rest = [ids[start:] for ids in prompts]
+        n = max(map(len, rest))
+        padded = self.pad_prefill and start == len(self.prefix)  # the buckets follow the prefix
+        bucket = self.prefill_bucket(len(prompts), n) if padded else None
+        if padded and bucket is None and len(prompts) > 1:  # more padded tokens than any bucket
+            half = len(prompts) // 2
+            return self.prefill_many(slots[:half], prompts[:half]) + self.prefill_many(slots[half:], prompts[half:])
+        last = self._prefill_last(bucket or (len(prompts), n), slots, rest, start)
+        rows = torch.tensor(slots, device=self.device)
+        ends = torch.tensor(lengths, device=self.device)
+        self.seen[rows] = False
+        if self.ban_ngrams:
+            self.banned[rows] = False
+        if self.penalize_prompt:
+            flat_slots = [slot for slot, length in zip(slots, lengths) for _ in range(length)]
+            flat_tokens = [token for ids in prompts for token in ids]
+            self.seen[torch.tensor(flat_slots, device=self.device), torch.tensor(flat_tokens, device=self.device)] \
+                = True
+        first = self._penalise(self._logits(last), self.seen[rows]).argmax(-1)
+        self.seen[rows, first] = True
+        self.tokens[rows] = first
+        self.positions[rows] = ends
+        return first.tolist()
+
+    # ----------------------------------------------------------------------------------------- decode
+
+    def _penalise(self, logits: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+        penalised = torch.where(logits < 0, logits * self.penalty, logits / self.penalty)
+        return torch.where(seen, penalised, logits)
+
+    def _decode(self, b: int) -> None:
+        """One decode step for slots [0, b): reads ``tokens``/``positions``, writes ``next_tokens``."""
+        x, rope = self._decode_in(self.tokens[:b], self.positions[:b])
+        for w in self.layers:
+            x = self._decode_layer_step(x, w, *rope[w["kind"]], self.positions[:b])
+        self._decode_out(x)
+
+    def _decode_in(self, tokens: torch.Tensor, positions: torch.Tensor):
+        """The step's embeddings (b, hidden) and RoPE cos/sin per layer kind at the rows' positions."""
+        x = F.embedding(tokens, self.embed) * self.embed_scale
+        return x, {kind: (cos[positions], sin[positions]) for kind, (cos, sin) in self.rope.items()}
+
+    def _decode_layer(self, x: torch.Tensor, w: dict, cos: torch.Tensor, sin: torch.Tensor,
+                      positions: torch.Tensor) -> torch.Tensor:
+        """One layer of a decode step for slots [0, b) (b = x's rows): writes their keys and values into the
+        layer's cache at ``positions`` and attends over it."""
+        b = x.shape[0]
+        rows = torch.arange(b, device=self.device)
+        q, k, v = self._qkv(self._norm(x, w["in_norm"]), w, (cos, sin))  # (b, heads, D)
+        outs = []
+        for part in w["parts"]:  # slots [first, stop) of the step's [0, b)
+            first, stop = part["first"], min(b, part["stop"])
+            if first >= stop:
+                break
+            at = positions[first:stop]
+            part["k"][rows[:stop - first], :, at % part["length"]] = k[first:stop]
+            part["v"][rows[:stop - first], :, at % part["length"]] = v[first:stop]
+            mask = part["key_index"][None, :] <= at[:, None]  # written entries only
+            if part["ring"]:  # once the ring is full every entry is one of the last `window` positions
+                mask = mask | (at[:, None] >= part["length"] - 1)
+            elif w["window"]:
+                mask = mask & (part["key_index"][None, :] > at[:, None] - w["window"])
+            outs.append(self._attend(q[first:stop, :, None], part["k"][:stop - first], part["v"][:stop - first],
+                                     mask[:, None, None, :]))
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        return self._block(x, w, F.linear(out.reshape(b, -1), w["wo"]))
+
+    def _decode_out(self, x: torch.Tensor) -> None:
+        """The step's greedy tokens for slots [0, b) from the last layer's x: penalised, banned, the first
+        maximum; they become the next step's input."""
+        b = x.shape[0]
+        logits = self._penalise(self._logits(x), self.seen[:b])
+        if self.ban_ngrams:  # fixed when the graphs are captured
+            logits = logits.masked_fill(self.banned[:b], _NEG_INF)
+        nxt = chunked_argmax(logits)
+        self.next_tokens[:b] = nxt
+        self.seen[torch.arange(b, device=self.device), nxt] = self._true[:b]  # a device tensor: no host copy
+        self.tokens[:b] = nxt
+        self.positions[:b] = torch.clamp(self.positions[:b] + 1, max=self.max_len - 1)
+
+    def bucket(self, active: int) -> int:
+        """The smallest captured batch size that covers slots [0, active)."""
+        return next(b for b in self.buckets if b >= active)
+
+    def _run(self, b: int) -> None:
+        if not self.cuda_graphs:
+            self._decode_step(b)
+        else:
+            if b not in self.graphs:
+                self._capture(b)
+            self.graphs[b].replay()
+
+    @torch.inference_mode()
+    def step(self, active: int) -> torch.Tensor:
+        """One greedy decode step for slots [0, bucket(active)); returns their next tokens (on device)."""
+        b = self.bucket(active)
+        self._run(b)
+        return self.next_tokens[:b]
+
+    @torch.inference_mode()
+    def launch(self, active: int) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+        """Start one decode step for slots [0, bucket(active)) and return a handle for :meth:`collect`. On a
+        GPU nothing waits: the tokens come back to the host asynchronously, so the caller may launch the next
+        step (its inputs are already on the device) before it reads this one's."""
+        b = self.bucket(active)
+        self._run(b)
+        if self.device.type != "cuda":
+            return self.next_tokens[:b].clone(), None
+        host = self._host[self._flip][:b]  # two buffers: one step's tokens in flight while the last is read
+        self._flip ^= 1
+        host.copy_(self.next_tokens[:b], non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return host, done
+
+    @staticmethod
+    def collect(handle: tuple[torch.Tensor, torch.cuda.Event | None]) -> list[int]:
+        """The tokens of a launched step (waits for it, without holding the GIL)."""
+        tokens, done = handle
+        if done is not None:
+            done.synchronize()
+        return tokens.tolist()
+
+    def _record(self, run):
+        """Capture ``run()`` in a CUDA graph in the shared pool; returns the graph and what ``run`` returned.
+        Warm-up runs first on the side stream (required before capture). cuBLAS's workspace is dropped before
+        and after, so the graph's lives in the graph pool rather than a workspace kept per stream (inductor's
+        CUDA-graph trees do the same)."""
+        stream = self._side
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                run()
+        torch.cuda.current_stream().wait_stream(stream)
+        _clear_cublas_workspaces()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool, stream=stream):
+            out = run()
+        _clear_cublas_workspaces()
+        return graph, out
+
+    def _capture(self, b: int) -> None:
+        # restore the state the warm-up runs touched, so capturing never changes what a live slot generates
+        saved = (self.tokens.clone(), self.positions.clone(), self.seen[:b].clone())
+        self.graphs[b], _ = self._record(lambda: self._decode_step(b))
+        self.tokens.copy_(saved[0])
+        self.positions.copy_(saved[1])
+        self.seen[:b].copy_(saved[2])
+
+    def _capture_prefill(self, bucket: tuple[int, int]) -> None:
+        # the inputs name no slot while capturing: every key goes to the spare rows, no live slot is touched
+        start = len(self.prefix)
+        inputs = (t.to(self.device) for t in self._padded_inputs(bucket, [], [], start))
+        static = dict(zip(("tokens", "slots", "ends"), inputs))
+        graph, static["last"] = self._record(lambda: self._prefill_forward(static["tokens"], static["slots"],
+                                                                           static["ends"], start))
+        self.prefill_graphs[bucket] = graph, static
+
+    def set_repetition_penalty(self, penalty: float, penalize_prompt: bool = True) -> None:
+        """The repetition penalty (1.0 = off), as transformers applies it; with ``penalize_prompt=False``
+        only generated tokens count as seen (transformers' ``prompt_ignore_length``)."""
+        self.penalty.fill_(penalty)
+        self.penalize_prompt = penalize_prompt
+
+    def enable_ngram_bans(self) -> None:
+        """Apply :meth:`set_bans` in every decode step from now on (call before :meth:`warm_up`)."""
+        if self.graphs:
+            raise RuntimeError("enable n-gram bans before the decode graphs are captured")
+        self.banned = torch.zeros(self.slots, self.vocab, dtype=torch.bool, device=self.device)
+        self.ban_ngrams = True
+
+    def set_bans(self, lift: list[tuple[int, int]], ban: list[tuple[int, int]]) -> None:
+        """Forbid (slot, token) pairs in the next decode steps, and allow earlier ones again (a slot's bans
+        are also lifted when a new prompt is prefilled into it)."""
+        if not self.ban_ngrams:
+            return
+        for pairs, value in ((lift, False), (ban, True)):
+            if pairs:
+                slots, tokens = zip(*pairs)
+                self.banned[list(slots), list(tokens)] = value
+
+    def warm_up(self) -> None:
+        """Compile the prefill and capture every graph now (decode and prefill buckets), so no request pays
+        for it; ``warm_up_s`` says how long each part took. If the prefill does not compile, it runs eagerly
+        (slower, same maths) rather than failing the engine."""
+        started = time.perf_counter()
+
+        def took(part: str) -> None:
+            nonlocal started
+            self.warm_up_s[part] = round(time.perf_counter() - started, 1)
+            started = time.perf_counter()
+
+        if self._prefill_layer_step != self._prefill_layer:  # compiled (==: each access makes a new bound method)
+            try:  # one prompt and two: torch.compile specialises a size of 1, so both get compiled here; the
+                # prompts name no slot (their keys go to the spare rows)
+                with torch.inference_mode():
+                    start = len(self.prefix)
+                    for rows in range(1, min(2, self.slots) + 1):
+                        inputs = self._padded_inputs((rows, min(64, self.max_len - start)), [], [], start)
+                        self._prefill_forward(*(t.to(self.device) for t in inputs), start=start)
+            except Exception as exc:  # noqa: BLE001 - any compiler failure: fall back to the eager layer
+                log.warning("torch.compile of the prefill failed, prefill runs eagerly: %s", exc)
+                self._prefill_layer_step = self._prefill_layer
+            took("prefill_compile")
+        if self.cuda_graphs:
+            with torch.inference_mode():
+                for b in self.buckets:
+                    if b not in self.graphs:
+                        self._capture(b)  # the first capture of each compiled variant compiles it
+                took("decode_graphs")
+                try:
+                    for bucket in self.prefill_buckets:
+                        if bucket not in self.prefill_graphs:
+                            self._capture_prefill(bucket)
+                except Exception as exc:  # noqa: BLE001 - serve with the unpadded prefill rather than not at all
+                    log.warning("capturing the prefill graphs failed, prefill runs unpadded: %s", exc)
+                    self.prefill_graphs.clear()
+                    self.pad_prefill = False
+                took("prefill_graphs")
+
+    @property
+    def cache_bytes(self) -> int:
+        """Memory held by the KV cache."""
+        return sum(2 * part["k"].numel() * part["k"].element_size() for w in self.layers for part in w["parts"])
+

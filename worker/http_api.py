@@ -1,0 +1,434 @@
+"""``mafioso worker``: the HTTP API in front of the generation worker.
+
+    mafioso worker --host 127.0.0.1 --port 8000 --adapter out/adapter     # bf16 fast path on CUDA
+
+    POST /v1/explain            {"code", "request"?} → {"explanation", "answer_id", "tokens", "latency_s", ...}
+    POST /v1/feedback           {"answer_id", "rating": 1 | -1} → {"answer_id", "rating"}: a user's 👍/👎
+    POST /v1/completions        OpenAI-compatible; the prompt is the code
+    POST /v1/chat/completions   OpenAI-compatible; the last user message is the code (``` fence optional,
+                                text outside the fence is the request)
+    GET  /v1/models             the one model, "mafioso"
+    GET  /openapi.json          this API as an OpenAPI 3.1 document (from the bodies the handlers check)
+    GET  /healthz               liveness (never needs the API key)
+    GET  /metrics               Prometheus text
+
+Flags override ``MAFIOSO_*`` variables (and ``.env``). With ``MAFIOSO_API_KEY`` set every endpoint but
+/healthz needs ``Authorization: Bearer <key>``. Errors are JSON ``{"error": {"message", "type", "code"}}``:
+400 bad JSON or input, 401 key, 404 unknown model or answer id, 413 too large, 503 busy (with Retry-After) or shutting
+down, 504 timeout. Request bodies and the key are never logged. OpenAI sampling fields the worker cannot
+honour (temperature, top_p, n, stream, stop) are accepted only at their greedy default; other values get a
+400 that says so. ``max_tokens`` (1 to the worker's ``max_new_tokens``) is honoured per request; an answer
+cut there has ``finish_reason: "length"`` (``finished: false``).
+
+Every answer is recorded in the feedback store (core/feedback.py, ``MAFIOSO_FEEDBACK_DB``) under its
+``answer_id``; the OpenAI endpoints' response ``id`` (``chatcmpl-<answer_id>``, ``cmpl-<answer_id>`` for one
+prompt) names it too, and ``POST /v1/feedback`` takes either. ``/metrics`` counts the ratings per adapter.
+
+A client that hangs up cancels its request (aiohttp's ``handler_cancellation``): it leaves the queue, or the
+engine stops decoding it at the next step. A ``/v1/completions`` prompt list is answered whole or not at
+all: when one prompt fails (busy, timeout, bad input) the others are cancelled at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import hmac
+import json
+import logging
+import socket
+import time
+import uuid
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+import mafioso
+from mafioso.worker.api_schema import BadRequest, Body, Param, openapi
+from mafioso.core.feedback import FeedbackUnavailable, UnknownAnswer, open_store
+from mafioso.core.guard import REFUSALS
+from mafioso.worker.runtime import add_settings_arguments, build_worker, load_settings
+from mafioso.worker.service import FAILED, Worker
+from mafioso.core.config import WorkerConfig
+from mafioso.core.errors import ConfigError, InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
+
+__all__ = ["MODEL_ID", "RUNNER_OPTIONS", "WORKER", "add_arguments", "listen", "make_app", "run", "split_fence"]
+
+log = logging.getLogger(__name__)
+
+MODEL_ID = "mafioso"
+WORKER = web.AppKey("worker", Worker)
+_KEYED = web.AppKey("keyed", bool)
+_VERSION = mafioso.__version__
+_STARTED = int(time.time())
+#: How the app is served: a handler is cancelled when its client disconnects (aiohttp stopped doing that by
+#: default in 3.7), which cancels the request in the worker: no decoding for nobody.
+RUNNER_OPTIONS = {"handler_cancellation": True}
+
+
+class _UnknownModel(Exception):
+    """The request names a model this worker does not serve (404, as OpenAI and vLLM answer)."""
+
+
+class _SlowBody(Exception):
+    """The body did not arrive within the request timeout (408): a client that stops mid-body holds nothing."""
+
+
+def _error(status: int, message: str, kind: str, code: str | None = None, **headers) -> web.Response:
+    body = {"error": {"message": message, "type": kind, "code": code}}
+    return web.json_response(body, status=status, headers=headers or None)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler) -> web.StreamResponse:
+    """The one place errors become JSON responses; users get the in-character message, never internals."""
+    try:
+        return await handler(request)
+    except BadRequest as exc:
+        return _error(400, str(exc), "invalid_request_error", "bad_request")
+    except _UnknownModel as exc:
+        return _error(404, f"The model '{exc}' does not exist; this worker serves '{MODEL_ID}'.",
+                      "invalid_request_error", "model_not_found")
+    except UnknownAnswer as exc:
+        return _error(404, f"No answer {exc.args[0]!r} here, pal. Rate an answer_id this worker gave.",
+                      "invalid_request_error", "answer_not_found")
+    except FeedbackUnavailable:
+        return _error(503, "The book of ratings is closed today, pal. Your answer still stands.",
+                      "unavailable", "feedback_off")
+    except InputRejected as exc:
+        return _error(413 if exc.reason == "too_large" else 400, str(exc), "invalid_request_error", exc.reason)
+    except WorkerBusy as exc:
+        return _error(503, str(exc), "server_busy", "busy", **{"Retry-After": str(exc.retry_after)})
+    except WorkerTimeout as exc:
+        return _error(504, str(exc), "timeout", "timeout")
+    except WorkerUnavailable as exc:
+        return _error(503, str(exc), "unavailable", "unavailable")
+    except RequestError as exc:
+        return _error(500, str(exc), "server_error", "server_error")
+    except _SlowBody:
+        return _error(408, "You're talkin' too slow, pal. Send the whole request at once.",
+                      "invalid_request_error", "request_timeout")
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, REFUSALS["too_large"], "invalid_request_error", "too_large")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason, "invalid_request_error", exc.reason.lower().replace(" ", "_"))
+    except Exception:  # noqa: BLE001 - a bug must still be the API's JSON error, and the server keeps serving
+        log.exception("unexpected error on %s %s", request.method, request.path)  # never the body
+        return _error(500, FAILED, "server_error", "server_error")
+
+
+def _auth(api_key: str):
+    expected = f"Bearer {api_key}".encode()
+
+    @web.middleware
+    async def check_key(request: web.Request, handler) -> web.StreamResponse:
+        if request.path != "/healthz":
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return _error(401, "You ain't on the list, pal. Bring the right key (Authorization: Bearer).",
+                              "authentication_error", "invalid_api_key", **{"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    return check_key
+
+
+async def _body(request: web.Request) -> dict:
+    try:
+        async with asyncio.timeout(request.app[WORKER].cfg.request_timeout):
+            text = await request.text()
+    except TimeoutError:
+        raise _SlowBody() from None
+    except LookupError:  # Content-Type: application/json; charset=<no such codec>
+        raise BadRequest("The body must be UTF-8 JSON, pal. I don't know that charset.") from None
+    except UnicodeDecodeError:
+        raise BadRequest("The body must be JSON, pal. That was something else.") from None
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError:
+        raise BadRequest("The body must be JSON, pal. That was something else.") from None
+    except RecursionError:  # thousands of nested brackets: valid JSON shape, but no request of ours nests
+        raise BadRequest("The body is nested too deep, pal. Send a flat JSON object.") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.")
+    return body
+
+
+async def _parse(request: web.Request, spec: Body) -> dict:
+    """The request's body checked against ``spec``; a named model must be ours, ``max_tokens`` within the
+    worker's longest answer."""
+    values = spec.parse(await _body(request))
+    if values.get("model") not in (None, MODEL_ID):
+        raise _UnknownModel(values["model"])
+    most = request.app[WORKER].max_new_tokens
+    if most is not None and (values.get("max_tokens") or 0) > most:
+        raise BadRequest(f"'max_tokens' must be at most {most}, the longest answer this worker gives "
+                         "(MAFIOSO_MAX_NEW_TOKENS).")
+    return values
+
+
+# ------------------------------------------------------------------------------------- request bodies
+
+_TEXT = {"type": "string"}
+_GREEDY = "this worker decodes greedily, the way its adapter was tuned and evaluated; leave it out or send the default"
+#: OpenAI fields the worker honours only at their default value: anything else is a 400 that says so.
+_MAX_TOKENS = Param("max_tokens", {"type": "integer", "minimum": 1},
+                   "longest answer in tokens, at most the worker's max_new_tokens (its default; a larger value is "
+                   "a 400 that says the maximum); an answer cut there has finish_reason 'length'")
+_DEFAULTS_ONLY = (
+    _MAX_TOKENS,
+    Param("model", _TEXT, f"the model; this worker serves '{MODEL_ID}' (another name is a 404)"),
+    Param("temperature", {"type": "number", "minimum": 0}, "sampling temperature: 0 (greedy) only",
+          only=(0,), why=_GREEDY),
+    Param("top_p", {"type": "number", "minimum": 0, "maximum": 1}, "nucleus sampling: 1 only", only=(1,),
+          why=_GREEDY),
+    Param("n", {"type": "integer", "minimum": 1}, "answers per prompt: 1 only", only=(1,),
+          why="one answer per prompt; send several prompts instead"),
+    Param("stream", {"type": "boolean"}, "stream the answer: false only", only=(False,),
+          why="streaming is not supported; send the request without stream=true"),
+    Param("stop", {"oneOf": [_TEXT, {"type": "array", "items": _TEXT}]}, "stop strings: none", only=([],),
+          why="the answer stops on its own (end of text or a new ### section)"),
+)
+EXPLAIN = Body("ExplainRequest", (
+    Param("code", _TEXT, "the Python code to explain", required=True),
+    Param("request", _TEXT, "what the user asked about it (default: 'Explain this code.')"),
+    _MAX_TOKENS,
+))
+COMPLETIONS = Body("CompletionRequest", (
+    Param("prompt", {"oneOf": [_TEXT, {"type": "array", "items": _TEXT, "minItems": 1}]},
+          "the code to explain, or a list of pieces of code (one answer each)", required=True),
+    *_DEFAULTS_ONLY,
+))
+_MESSAGE = {"type": "object", "properties": {"role": _TEXT, "content": {"oneOf": [_TEXT, {"type": "array"}]}}}
+CHAT = Body("ChatCompletionRequest", (
+    Param("messages", {"type": "array", "items": _MESSAGE, "minItems": 1},
+          "the conversation; the last user message holds the code (a ``` fenced block, the text around it is "
+          "the request)", required=True),
+    *_DEFAULTS_ONLY,
+))
+FEEDBACK = Body("FeedbackRequest", (
+    Param("answer_id", _TEXT, "the answer rated: /v1/explain's answer_id or an OpenAI response's id", required=True),
+    Param("rating", {"type": "integer"}, "1 (👍) or -1 (👎); the same client's later rating replaces it",
+          required=True, only=(1, -1), why="a rating is 1 (thumbs up) or -1 (thumbs down)"),
+))
+_USAGE = {"type": "object", "properties": {k: {"type": "integer"} for k in (
+    "prompt_tokens", "completion_tokens", "total_tokens")}}
+_ANSWERS = {
+    "/v1/explain": (EXPLAIN, {"type": "object", "properties": {
+        "explanation": _TEXT, "answer_id": _TEXT, "tokens": {"type": "integer"}, "latency_s": {"type": "number"},
+        "finished": {"type": "boolean"}, "code_leak": {"type": "boolean"}}}, "explain code in character"),
+    "/v1/completions": (COMPLETIONS, {"type": "object", "properties": {
+        "id": _TEXT, "object": {"const": "text_completion"}, "created": {"type": "integer"}, "model": _TEXT,
+        "usage": _USAGE, "choices": {"type": "array", "items": {"type": "object", "properties": {
+            "index": {"type": "integer"}, "text": _TEXT, "finish_reason": {"enum": ["stop", "length"]}}}}}},
+        "OpenAI text completions: each prompt is a piece of code"),
+    "/v1/chat/completions": (CHAT, {"type": "object", "properties": {
+        "id": _TEXT, "object": {"const": "chat.completion"}, "created": {"type": "integer"}, "model": _TEXT,
+        "usage": _USAGE, "choices": {"type": "array", "items": {"type": "object", "properties": {
+            "index": {"type": "integer"}, "finish_reason": {"enum": ["stop", "length"]},
+            "message": {"type": "object", "properties": {"role": {"const": "assistant"}, "content": _TEXT}}}}}}},
+        "OpenAI chat completions: the last user message holds the code"),
+    "/v1/feedback": (FEEDBACK, {"type": "object", "properties": {"answer_id": _TEXT, "rating": {"type": "integer"}}},
+                     "rate an answer (404 for an unknown answer_id, 503 when feedback is off)"),
+}
+
+
+def split_fence(message: str) -> tuple[str, str | None]:
+    """(code, request) from a chat message: the fenced block is the code and the rest the request.
+
+    The first ``` or ~~~ opens the block (its tag line is dropped), the next same fence or the end closes it.
+    Plain ``str.find``, linear: the regex this replaces backtracked quadratically on a message of backticks
+    (32,000 took 1.4 s of the event loop, a full-size body ~14 s; issue 19)."""
+    starts = [i for i in (message.find("```"), message.find("~~~")) if i >= 0]
+    if not starts:
+        return message, None
+    start = min(starts)
+    fence = message[start:start + 3]
+    newline = message.find("\n", start + 3)
+    if newline < 0:  # no line after the fence: no block
+        return message, None
+    close = message.find(fence, newline + 1)
+    end = len(message) if close < 0 else close
+    request = (message[:start] + " " + message[end + 3 if close >= 0 else end:]).strip()
+    return message[newline + 1:end], request or None
+
+
+def _usage(worker: Worker, pairs: list[tuple[str, str | None]], answers) -> dict:
+    prompt = sum(worker.prompt_tokens(code, req) for code, req in pairs)
+    completion = sum(a.tokens for a in answers)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _finish_reason(answer) -> str:
+    return "stop" if answer.finished else "length"
+
+
+async def _all_or_none(worker: Worker, codes: list[str], max_tokens: int | None) -> list:
+    """Every code's answer, or the first failure with the other requests cancelled at once (their queue places
+    and slots freed): nobody reads the rest of a list whose request failed."""
+    tasks: list[asyncio.Task] = []
+    try:
+        for code in codes:
+            tasks.append(asyncio.ensure_future(worker.explain(code, max_tokens=max_tokens)))
+            await asyncio.sleep(0)  # it runs up to its admission: a refused one ends the list here
+            if tasks[-1].done() and tasks[-1].exception() is not None:
+                break
+        return await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()  # finished ones ignore it
+        await asyncio.gather(*tasks, return_exceptions=True)  # settled: out of the queue before we answer
+
+
+# ------------------------------------------------------------------------------------------ handlers
+
+
+async def explain(request: web.Request) -> web.Response:
+    """POST /v1/explain: the project's own endpoint."""
+    body = await _parse(request, EXPLAIN)
+    answer = await request.app[WORKER].explain(body["code"], body["request"], max_tokens=body["max_tokens"])
+    return web.json_response({"explanation": answer.text, "answer_id": answer.answer_id, "tokens": answer.tokens,
+                              "latency_s": answer.latency_s, "finished": answer.finished,
+                              "code_leak": answer.code_leak})
+
+
+async def feedback(request: web.Request) -> web.Response:
+    """POST /v1/feedback: a 👍 (1) or 👎 (-1) for an answer this worker gave."""
+    body = await _parse(request, FEEDBACK)
+    answer_id = body["answer_id"].removeprefix("chatcmpl-").removeprefix("cmpl-")
+    await request.app[WORKER].rate_answer(answer_id, body["rating"], user="api")
+    return web.json_response({"answer_id": answer_id, "rating": body["rating"]})
+
+
+async def completions(request: web.Request) -> web.Response:
+    """POST /v1/completions: OpenAI text completions; each prompt is a piece of code."""
+    body = await _parse(request, COMPLETIONS)
+    prompt = body["prompt"]
+    pairs = [(code, None) for code in (prompt if isinstance(prompt, list) else [prompt])]
+    worker = request.app[WORKER]
+    answers = await _all_or_none(worker, [code for code, _ in pairs], body["max_tokens"])
+    return web.json_response({
+        "id": f"cmpl-{answers[0].answer_id if len(answers) == 1 else uuid.uuid4().hex}",  # one answer: ratable
+        "object": "text_completion", "created": int(time.time()),
+        "model": MODEL_ID, "usage": _usage(worker, pairs, answers),
+        "choices": [{"index": i, "text": a.text, "logprobs": None, "finish_reason": _finish_reason(a)}
+                    for i, a in enumerate(answers)],
+    })
+
+
+async def chat_completions(request: web.Request) -> web.Response:
+    """POST /v1/chat/completions: OpenAI chat; the last user message holds the code."""
+    body = await _parse(request, CHAT)
+    messages = body["messages"]
+    users = [m for m in messages if m.get("role") == "user"]
+    if not users:
+        raise BadRequest("'messages' must hold at least one user message with the code.")
+    content = users[-1].get("content")
+    if isinstance(content, list):  # content parts: keep the text ones
+        content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    if not isinstance(content, str):
+        raise BadRequest("the last user message's 'content' must be a string or a list of text parts.")
+    code, req = split_fence(content)
+    worker = request.app[WORKER]
+    answer = await worker.explain(code, req, max_tokens=body["max_tokens"])
+    return web.json_response({
+        "id": f"chatcmpl-{answer.answer_id or uuid.uuid4().hex}", "object": "chat.completion",
+        "created": int(time.time()),
+        "model": MODEL_ID, "usage": _usage(worker, [(code, req)], [answer]),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
+                     "logprobs": None, "finish_reason": _finish_reason(answer)}],
+    })
+
+
+async def models(request: web.Request) -> web.Response:
+    """GET /v1/models: the one model this worker serves."""
+    return web.json_response({"object": "list", "data": [
+        {"id": MODEL_ID, "object": "model", "created": _STARTED, "owned_by": "mafioso"}]})
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    """GET /openapi.json: this API's OpenAPI 3.1 document, generated from the bodies the handlers validate with."""
+    return web.json_response(openapi(_ANSWERS, title="Mafioso worker", version=_VERSION,
+                                     keyed=bool(request.app[_KEYED])))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """GET /healthz: 200 while the worker takes requests, 503 while it is stopped or draining."""
+    worker = request.app[WORKER]
+    status = "ok" if worker.accepting else "unavailable"
+    return web.json_response({"status": status, "queue_depth": worker.queue_depth},
+                             status=200 if worker.accepting else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics: the worker's registry in Prometheus text format."""
+    data = generate_latest(request.app[WORKER].registry)
+    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+# ------------------------------------------------------------------------------------------- the app
+
+
+def make_app(worker: Worker, cfg: WorkerConfig, *, manage_worker: bool = True) -> web.Application:
+    """The aiohttp application; with ``manage_worker`` it starts the worker and drains it on shutdown."""
+    middlewares = [_errors] + ([_auth(cfg.api_key)] if cfg.api_key else [])
+    # JSON may spell one character as \\uXXXX: leave room so the guard, not the socket, says "too large".
+    app = web.Application(middlewares=middlewares, client_max_size=6 * cfg.max_input_chars + 65536)
+    app[WORKER] = worker
+    app[_KEYED] = bool(cfg.api_key)
+    app.router.add_post("/v1/explain", explain)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/feedback", feedback)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/openapi.json", openapi_document)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    if manage_worker:
+        async def start(app: web.Application) -> None:
+            await app[WORKER].start()
+
+        async def drain(app: web.Application) -> None:
+            await app[WORKER].stop(drain=True)
+
+        app.on_startup.append(start)
+        app.on_shutdown.append(drain)
+    return app
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``mafioso worker``: every worker and generation setting (the API key only from env)."""
+    add_settings_arguments(parser, skip=("api_key",))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the model, then serve until interrupted (SIGINT/SIGTERM drain the queue first)."""
+    cfg, gen = load_settings(args)
+    if not cfg.api_key and cfg.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("serving on %s without MAFIOSO_API_KEY: anyone who can reach it can use it", cfg.host)
+    sock = listen(cfg.host, cfg.port)  # before the model loads: a busy port is known in a second, not minutes
+    worker = build_worker(cfg, gen, feedback=open_store(cfg))
+    web.run_app(make_app(worker, cfg), sock=sock, print=lambda text: log.info("%s", text), **RUNNER_OPTIONS)
+    return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` for the server, or a ConfigError that says why it cannot be."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror} (MAFIOSO_HOST / --host)") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        hint = " (another worker running? pick another --port)" if exc.errno == errno.EADDRINUSE else ""
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
