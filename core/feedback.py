@@ -36,6 +36,7 @@ __all__ = ["AnswerRecord", "FeedbackStore", "FeedbackUnavailable", "UnknownAnswe
 log = logging.getLogger("mafioso.feedback")
 
 DAY_S = 86400.0
+RETRY_S = 60  # seconds between tries to reopen a database that failed
 #: One step per schema version; step i brings a version-i database to version i + 1.
 MIGRATIONS = (
     """
@@ -119,6 +120,8 @@ class FeedbackStore:
         self._salt = ""
         self._lock = threading.Lock()
         self._purged_at = 0.0
+        self._retry_at = 0.0  # when a switched-off store next tries to reopen its database
+        self._reported = False  # the failure was logged (once per outage)
 
     @classmethod
     def open(cls, path: str | Path, *, retention_days: int = 365, clock=time.time,
@@ -162,22 +165,43 @@ class FeedbackStore:
         self._salt = salt
 
     def _guarded(self, fn, *args):
-        """Run ``fn`` unless feedback is off; the first database failure turns it off, loudly, once."""
+        """Run ``fn`` unless feedback is off. A database failure turns it off, loudly, once; every
+        :data:`RETRY_S` seconds the next write tries to reopen it (a lock released, a disk freed, a file
+        replaced), so one bad moment does not cost the ratings until a restart."""
         if not self.enabled:
-            return None
+            if self.clock() < self._retry_at or not self._reopen():
+                return None
         try:
             return fn(*args)
-        except sqlite3.Error as exc:  # corrupt, not a database, locked, disk full, unreadable
-            self.enabled = False
-            log.error("feedback is OFF: the database %s failed (%s: %s); the bot keeps answering but keeps no "
-                      "ratings until it is fixed or moved (MAFIOSO_FEEDBACK_DB)", self.path, type(exc).__name__, exc)
-            if self._db is not None:
-                try:
-                    self._db.close()
-                except sqlite3.Error:
-                    pass
-                self._db = None
+        except (sqlite3.Error, OSError) as exc:  # corrupt, not a database, locked, disk full, unreadable
+            self._switch_off(exc)
             return None
+
+    def _switch_off(self, exc: sqlite3.Error | OSError) -> None:
+        self.enabled = False
+        self._retry_at = self.clock() + RETRY_S
+        if not self._reported:
+            self._reported = True
+            log.error("feedback is OFF: the database %s failed (%s: %s); the bot keeps answering but keeps no "
+                      "ratings until it is fixed or moved (MAFIOSO_FEEDBACK_DB); it retries every %d s",
+                      self.path, type(exc).__name__, exc, RETRY_S)
+        if self._db is not None:
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass
+            self._db = None
+
+    def _reopen(self) -> bool:
+        """Try the database again after a failure; True when it is back."""
+        try:
+            self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            self._switch_off(exc)
+            return False
+        self.enabled, self._reported = True, False
+        log.warning("feedback is back ON: the database %s opened again", self.path)
+        return True
 
     def _write(self, fn, *args):
         with self._lock:

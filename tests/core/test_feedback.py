@@ -5,7 +5,8 @@ import sqlite3
 
 import pytest
 
-from mafioso.core.feedback import SCHEMA_VERSION, AnswerRecord, FeedbackStore, UnknownAnswer, rating_value
+from mafioso.core.feedback import (RETRY_S, SCHEMA_VERSION, AnswerRecord, FeedbackStore, UnknownAnswer,
+                                   rating_value)
 
 RAW_USER = 987654321012345678  # a Discord-sized snowflake
 
@@ -102,3 +103,24 @@ def test_a_locked_file_is_reported_once_and_feedback_goes_off(tmp_path, caplog):
     assert not store.enabled
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "locked" in errors[0].getMessage()
+
+
+def test_a_store_that_failed_comes_back_when_the_database_does(tmp_path, caplog):
+    # a lock held by another process is a bad moment, not a reason to lose ratings until a restart
+    now = [1000.0]
+    path = tmp_path / "f.db"
+    store = FeedbackStore.open(path, busy_timeout_s=0.05, clock=lambda: now[0])
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    with caplog.at_level(logging.WARNING, logger="mafioso.feedback"):
+        store.record_answer(record())
+        other.execute("ROLLBACK")
+        other.close()
+        store.record_answer(record("a2"))  # within the retry interval: still off, not logged again
+        assert not store.enabled
+        now[0] += RETRY_S + 1
+        store.record_answer(record("a3"))
+        assert store.enabled and store.rate("a3", 1) == "default"
+    assert [r.levelno for r in caplog.records] == [logging.ERROR, logging.WARNING]
+    assert "back ON" in caplog.records[-1].getMessage()
+    assert [row["answer_id"] for row in store.rated_answers()] == ["a3"]
