@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# One GPU session's steps (docs/BENCHMARKS.md, ../shared/GPU.md): the wheels and the Gemma GGUF arrive as a bundle
+# unpacked under $BUNDLE; the project is the checkout that travels with each call.
+#
+#   bash bench/gpu_session.sh setup            # wheels into /tmp/site, the project into $PROJ (the wheel's layout),
+#                                              # the embedded base converted once
+#   bash bench/gpu_session.sh gemma            # retrain the default adapter's candidates + score them (background)
+#   bash bench/gpu_session.sh wait SECONDS     # until the background jobs end (or SECONDS pass); their last lines
+#   bash bench/gpu_session.sh collect DIR      # metrics, predictions and adapters into DIR (16 MB pieces)
+#
+# The repository keeps one folder per room and the wheel installs them under `mafioso` (pyproject.toml); without
+# installing, $PROJ/mafioso/<room> links give Python the same layout.
+set -euo pipefail
+BUNDLE=${BUNDLE:-/tmp/bundle}
+RUNS=${RUNS:-/tmp/runs}
+PROJ=${PROJ:-/tmp/proj}
+export PYTHONPATH=/tmp/site:$PROJ PYTHONUNBUFFERED=1 MAFIOSO_CACHE=${MAFIOSO_CACHE:-/tmp/cache}
+GEMMA=$BUNDLE/gemma.gguf
+# The seed's QLoRA (4-bit NF4 base, paged AdamW, constant lr after warm-up) as shipped last round (g16_b4), with
+# micro-batches of 4 in place of 2 x 2 (the same effective batch of 4, half the steps' overhead), no gradient
+# checkpointing, rows up to 2,048 tokens (long pastes with their facts sheet).
+COMMON="--lora-r=16,--learning-rate=4e-4,--epochs=3,--batch-size=4,--grad-accum=1,--no-gradient-checkpointing"
+COMMON="$COMMON,--max-length=2048,--adapter-dtype=bfloat16,--save-steps=100000"
+
+case "${1:-}" in
+  setup)
+    mkdir -p /tmp/site "$RUNS"
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$BUNDLE"/whl/*.whl
+    rm -rf "$PROJ" && mkdir -p "$PROJ"
+    cp -r bench bot core data mafioso prompts trainer worker pyproject.toml "$PROJ"/
+    for room in core worker bot trainer prompts; do ln -s "../$room" "$PROJ/mafioso/$room"; done
+    cd "$PROJ"
+    python3 -m mafioso model prepare --base-model "$GEMMA"
+    python3 -c "import hashlib, json, sys; from mafioso import prompts
+rows = [r for f in ('data/train.json', 'data/validation.json') for r in json.load(open(f)).values()]
+print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
+    prompts.render_prompt(r['code'], r['prompt']) for r in rows).encode()).hexdigest()[:16])"
+    nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
+    ;;
+  gemma)
+    cd "$PROJ"
+    setsid nohup python3 bench/sweep.py --base-model "$GEMMA" --out "$RUNS/gemma" --with-base \
+      --run "g16_b4:$COMMON" --run "g16_b4_s7:$COMMON,--seed=7" --run "g16_b4_e4:$COMMON,--epochs=4" \
+      --eval-parallel 0 --eval-flags=--batch-size,64 > "$RUNS/gemma.log" 2>&1 < /dev/null &
+    echo "gemma sweep started"
+    ;;
+  wait)
+    end=$((SECONDS + ${2:-500}))
+    while pgrep -f bench/sweep.py > /dev/null && [ $SECONDS -lt $end ]; do sleep 10; done
+    for log in "$RUNS"/*.log; do echo "== $log"; tail -n 12 "$log"; done
+    for log in "$RUNS"/*/*/train.log "$RUNS"/*/*/eval.log; do
+      [ -f "$log" ] && echo "-- $log: $(tail -c 300 "$log" | tr '\r' '\n' | tail -n 1)"
+    done
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
+    ;;
+  collect)
+    out=$2; mkdir -p "$out"
+    cd "$RUNS" && tar -czf "$out/results.tgz" --exclude='*/adapter/checkpoint-*' --exclude='*.safetensors' \
+      --exclude='*/adapter/*.png' .
+    tar -cf - */*/adapter/adapter_model.safetensors | split -b 15M -d - "$out/adapters.tar."
+    ls -la "$out"
+    ;;
+  *) echo "usage: $0 setup|gemma|wait SECONDS|collect DIR"; exit 2 ;;
+esac
