@@ -115,6 +115,9 @@ class GenerationConfig:
     loop_span: int = _help("stop_loops: tokens a unit of 1-12 tokens repeated 4+ times must cover", default=20)
     loop_count: int = _help("stop_loops: comma-separated numbers in equal steps ('1, 2, 3, ...') that make a "
                             "loop", default=10)
+    grounded_decoding: bool = _help("keep an answer from writing, in backticks, a name its code does not have, or a "
+                                    "word for a construct its syntax tree lacks ('recursive' for a loop): those "
+                                    "tokens are banned while it decodes (worker/grounded_decoding.py)", default=True)
     drop_unsupported: bool = _help("drop each sentence of an answer that claims what its own code contradicts: a "
                                    "name the code does not have, a construct its syntax tree lacks "
                                    "(worker/claim_check.py; reads the code, never runs it)", default=True)

@@ -42,6 +42,7 @@ from mafioso.worker import serving_cache
 from mafioso.worker.claim_check import NOTHING_SURE, drop_unsupported
 from mafioso.worker.control import Control
 from mafioso.worker.cpu_dtype import cpu_dtype
+from mafioso.worker.grounded_decoding import AnswerGrounding, Grounding
 from mafioso.worker.loop_guard import LoopGuard, LoopRule, TokenPieces, cut_loop, find_loop
 from mafioso.worker.ngram_ban import NgramBan
 from mafioso.worker.postcheck import finish
@@ -275,6 +276,24 @@ class _AnswerNgramBan(LogitsProcessor):
         return scores
 
 
+class _GroundedMask(LogitsProcessor):
+    """Per row, the tokens its answer may not take next (:class:`mafioso.worker.grounded_decoding.AnswerGrounding`)."""
+
+    def __init__(self, rows: list[AnswerGrounding], prompt_len: int):
+        self.rows, self.prompt_len = rows, prompt_len
+        self.fed = 0
+
+    def __call__(self, input_ids, scores):
+        for column in input_ids[:, self.prompt_len + self.fed:].T.tolist():
+            for rule, token in zip(self.rows, column, strict=True):
+                rule.add(token)
+            self.fed += 1
+        for row, rule in enumerate(self.rows):
+            mask = rule.mask()
+            scores[row, :mask.shape[0]].masked_fill_(mask.to(scores.device), float("-inf"))
+        return scores
+
+
 class Engine:
     """A loaded model + tokenizer that turns (code, request) pairs into explanations."""
 
@@ -290,6 +309,8 @@ class Engine:
         eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.eos_ids = sorted(eos | {tokenizer.eos_token_id})
         self.pieces = TokenPieces(tokenizer)  # each token's text, for the loop rule
+        self.grounding = (Grounding(tokenizer, model.get_output_embeddings().weight.shape[0], device)
+                          if gen.grounded_decoding else None)
 
     @classmethod
     def load(cls, cfg: WorkerConfig, gen: GenerationConfig, note: Callable[[str], None] = log.info) -> Engine:
@@ -363,7 +384,8 @@ class Engine:
             return []
         controls = controls or [Control() for _ in requests]
         prompt_ids = [prompts.encode(self.tokenizer, code, request)["input_ids"] for code, request in requests]
-        rows = self.decode(prompt_ids, controls)
+        grounding = [self.grounding.for_answer(code) for code, _ in requests] if self.grounding else None
+        rows = self.decode(prompt_ids, controls, grounding)
         limits = [control.limit(self.gen.max_new_tokens) for control in controls]
         # a row stopped early is padded to the batch's end: its answer ends at its limit, whatever follows
         answers = [self._finish(ids[:limit], stop if stop is not None and stop <= limit else None)
@@ -379,10 +401,11 @@ class Engine:
             return answer
         return dataclasses.replace(answer, text=text or NOTHING_SURE, dropped=dropped, raw_text=answer.text)
 
-    def decode(self, prompt_ids: list[list[int]],
-               controls: list[Control] | None = None) -> list[tuple[list[int], int | None]]:
+    def decode(self, prompt_ids: list[list[int]], controls: list[Control] | None = None,
+               grounding: list[AnswerGrounding] | None = None) -> list[tuple[list[int], int | None]]:
         """One batched ``model.generate``: per row, the generated ids and where ``###`` or a loop stopped it
-        (or None). The batch runs to its longest ``max_tokens``; each row stops at its own or when cancelled."""
+        (or None). The batch runs to its longest ``max_tokens``; each row stops at its own or when cancelled.
+        ``grounding``: each row's grounded-decoding rule (None: no such bans)."""
         width = max(len(ids) for ids in prompt_ids)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompt_ids], device=self.device)
@@ -397,6 +420,8 @@ class Engine:
         if self.gen.no_repeat_ngram:
             extra.setdefault("logits_processor", LogitsProcessorList()).append(
                 _AnswerNgramBan(self.gen.no_repeat_ngram, width))
+        if grounding:
+            extra.setdefault("logits_processor", LogitsProcessorList()).append(_GroundedMask(grounding, width))
         stops = [_SectionStop(self.tokenizer, width)]
         if self.gen.stop_loops:
             stops.append(_LoopStop(LoopRule.of(self.gen), self.pieces, width))

@@ -390,9 +390,12 @@ class Gemma3Decoder:
         return static["last"][:len(slots)]
 
     @torch.inference_mode()
-    def prefill_many(self, slots: list[int], prompts: list[list[int]]) -> list[int]:
+    def prefill_many(self, slots: list[int], prompts: list[list[int]],
+                     bans: list[torch.Tensor | None] | None = None) -> list[int]:
         """Run several prompts into their slots in one forward pass (right-padded to the longest; padding is
-        masked out and never cached); returns each slot's first generated token."""
+        masked out and never cached); returns each slot's first generated token. ``bans``: per prompt, the
+        (vocab,) tokens its answer may not start with and keeps banned (:meth:`set_ban_row`), or None."""
+        bans = bans or [None] * len(prompts)
         lengths = [len(ids) for ids in prompts]
         for slot, length in zip(slots, lengths):
             if length >= self.capacity(slot):
@@ -402,7 +405,8 @@ class Gemma3Decoder:
             firsts = {}
             for flag in (True, False):
                 rows = [i for i, s in enumerate(shared) if s == flag]
-                firsts.update(zip(rows, self.prefill_many([slots[i] for i in rows], [prompts[i] for i in rows])))
+                firsts.update(zip(rows, self.prefill_many([slots[i] for i in rows], [prompts[i] for i in rows],
+                                                          [bans[i] for i in rows])))
             return [firsts[i] for i in range(len(prompts))]
         start = len(self.prefix) if shared[0] else 0
         rest = [ids[start:] for ids in prompts]
@@ -411,19 +415,26 @@ class Gemma3Decoder:
         bucket = self.prefill_bucket(len(prompts), n) if padded else None
         if padded and bucket is None and len(prompts) > 1:  # more padded tokens than any bucket
             half = len(prompts) // 2
-            return self.prefill_many(slots[:half], prompts[:half]) + self.prefill_many(slots[half:], prompts[half:])
+            return (self.prefill_many(slots[:half], prompts[:half], bans[:half])
+                    + self.prefill_many(slots[half:], prompts[half:], bans[half:]))
         last = self._prefill_last(bucket or (len(prompts), n), slots, rest, start)
         rows = torch.tensor(slots, device=self.device)
         ends = torch.tensor(lengths, device=self.device)
         self.seen[rows] = False
         if self.ban_ngrams:
             self.banned[rows] = False
+            for slot, mask in zip(slots, bans):
+                if mask is not None:
+                    self.banned[slot] = mask
         if self.penalize_prompt:
             flat_slots = [slot for slot, length in zip(slots, lengths) for _ in range(length)]
             flat_tokens = [token for ids in prompts for token in ids]
             self.seen[torch.tensor(flat_slots, device=self.device), torch.tensor(flat_tokens, device=self.device)] \
                 = True
-        first = self._penalise(self._logits(last), self.seen[rows]).argmax(-1)
+        logits = self._penalise(self._logits(last), self.seen[rows])
+        if self.ban_ngrams:
+            logits = logits.masked_fill(self.banned[rows], _NEG_INF)
+        first = logits.argmax(-1)
         self.seen[rows, first] = True
         self.tokens[rows] = first
         self.positions[rows] = ends
@@ -585,6 +596,11 @@ class Gemma3Decoder:
             if pairs:
                 slots, tokens = zip(*pairs)
                 self.banned[list(slots), list(tokens)] = value
+
+    def set_ban_row(self, slot: int, mask: torch.Tensor) -> None:
+        """Replace every ban of ``slot`` by ``mask`` ((vocab,) bool, True = banned) from the next step on."""
+        if self.ban_ngrams:
+            self.banned[slot] = mask
 
     def warm_up(self) -> None:
         """Compile the prefill and capture every graph now (decode and prefill buckets), so no request pays

@@ -24,6 +24,7 @@ from mafioso import prompts
 from mafioso.worker.control import Control
 from mafioso.worker.engine import Engine
 from mafioso.worker.fast_decode import Gemma3Decoder
+from mafioso.worker.grounded_decoding import AnswerGrounding
 from mafioso.worker.loop_guard import LoopGuard, LoopRule
 from mafioso.worker.ngram_ban import NgramBan
 
@@ -46,6 +47,8 @@ class _Row:
     ngrams: NgramBan | None = None  # GenerationConfig.no_repeat_ngram
     loops: LoopGuard | None = None  # GenerationConfig.stop_loops
     bans: frozenset[int] = frozenset()  # the tokens banned for its slot now
+    grounding: AnswerGrounding | None = None  # GenerationConfig.grounded_decoding
+    regrounded: bool = False  # the grounding mask changed since the slot's bans were last written
 
 
 @dataclass
@@ -136,7 +139,8 @@ class FastEngine(Engine):
         #: Launch each decode step before reading the last one's tokens, so the GPU never waits for the host
         #: (default: with CUDA graphs). A finished row then costs one discarded step. Off with n-gram bans,
         #: which must know a step's token before the next step runs.
-        self.lookahead = (self.decoder.cuda_graphs if lookahead is None else lookahead) and not gen.no_repeat_ngram
+        self.lookahead = ((self.decoder.cuda_graphs if lookahead is None else lookahead) and not gen.no_repeat_ngram
+                          and not gen.grounded_decoding)
         self.admit_every = self.gpu_admit_every if self.decoder.cuda_graphs else self.cpu_admit_every
         self.max_prompt_tokens = min(self.max_prompt_tokens, max_len - gen.max_new_tokens - 1)
         self._hashy = {i for i in range(len(tokenizer)) if "#" in tokenizer.decode([i])}
@@ -171,7 +175,7 @@ class FastEngine(Engine):
         decoder = Gemma3Decoder(model, slots=slots, max_len=max_len, compile=compile, compile_scope=compile_scope,
                                 prefill_tokens=cls.prefill_tokens, **cls.slot_split(slots, long_slots, gen))
         decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)
-        if gen.no_repeat_ngram:
+        if gen.no_repeat_ngram or gen.grounded_decoding:
             decoder.enable_ngram_bans()
         if cls.share_prefix:
             decoder.set_prefix(prompts.shared_prefix_ids(tokenizer))
@@ -198,8 +202,8 @@ class FastEngine(Engine):
         return (quantization == "none" and not gen.do_sample and getattr(text, "model_type", "") == "gemma3_text"
                 and not text.final_logit_softcapping and not text.attn_logit_softcapping)
 
-    def decode(self, prompt_ids: list[list[int]],
-               controls: list[Control] | None = None) -> list[tuple[list[int], int | None]]:
+    def decode(self, prompt_ids: list[list[int]], controls: list[Control] | None = None,
+               grounding: list[AnswerGrounding] | None = None) -> list[tuple[list[int], int | None]]:
         """Queue the prompts for the decode thread and wait; prompts too long for a slot take the slow path."""
         if self.decoder is None:
             raise RuntimeError("the engine is closed")
@@ -207,13 +211,17 @@ class FastEngine(Engine):
         fits = [len(ids) <= self.max_prompt_tokens for ids in prompt_ids]
         n = self.gen.no_repeat_ngram
         rule = LoopRule.of(self.gen) if self.gen.stop_loops else None
+        grounding = grounding or [None] * len(prompt_ids)
         rows = [_Row(ids, Future(), control.limit(self.gen.max_new_tokens), control,
-                     ngrams=NgramBan(n) if n else None, loops=LoopGuard(rule, self.pieces) if rule else None)
-                for ids, control, ok in zip(prompt_ids, controls, fits) if ok]
+                     ngrams=NgramBan(n) if n else None, loops=LoopGuard(rule, self.pieces) if rule else None,
+                     grounding=ground)
+                for ids, control, ground, ok in zip(prompt_ids, controls, grounding, fits) if ok]
         for row in rows:
             self._inbox.put(row)
         long = iter(super().decode([ids for ids, ok in zip(prompt_ids, fits) if not ok],
-                                   [c for c, ok in zip(controls, fits) if not ok]) if not all(fits) else [])
+                                   [c for c, ok in zip(controls, fits) if not ok],
+                                   [g for g, ok in zip(grounding, fits) if not ok] if any(grounding) else None)
+                    if not all(fits) else [])
         fast = iter([row.future.result() for row in rows])
         return [next(fast) if ok else next(long) for ok in fits]
 
@@ -302,7 +310,8 @@ class FastEngine(Engine):
         active.update(new)  # all of them before any prefill: if one fails, _loop fails every admitted row
         for group in prefill_groups(new, self.prefill_tokens):
             started = time.perf_counter()
-            firsts = self.decoder.prefill_many([slot for slot, _ in group], [row.prompt for _, row in group])
+            firsts = self.decoder.prefill_many([slot for slot, _ in group], [row.prompt for _, row in group],
+                                               [row.grounding.mask() if row.grounding else None for _, row in group])
             self.stats.prefill_s += time.perf_counter() - started
             self.stats.prefills += 1
             self.stats.prefill_prompts += len(group)
@@ -321,12 +330,22 @@ class FastEngine(Engine):
         self._update_bans(active)
 
     def _update_bans(self, active: dict[int, _Row]) -> None:
-        """Hand the decoder each running answer's n-gram bans for its next token, where they changed."""
+        """Hand the decoder each running answer's bans for its next token (n-gram bans, grounded decoding),
+        where they changed."""
         if not self.decoder.ban_ngrams:
             return
         lift, ban = [], []
         for slot, row in active.items():
-            if (now := frozenset(row.ngrams.banned())) != row.bans:
+            now = frozenset(row.ngrams.banned()) if row.ngrams is not None else frozenset()
+            if row.grounding is not None:
+                if row.regrounded or now != row.bans:  # the whole row: the span's mask, then the n-gram bans
+                    mask = row.grounding.mask()
+                    if now:
+                        mask = mask.clone()
+                        mask[list(now)] = True
+                    self.decoder.set_ban_row(slot, mask)
+                    row.bans, row.regrounded = now, False
+            elif now != row.bans:
                 lift += [(slot, token) for token in row.bans]
                 ban += [(slot, token) for token in now]
                 row.bans = now
@@ -346,6 +365,8 @@ class FastEngine(Engine):
         row.generated.append(token)
         if row.ngrams is not None:
             row.ngrams.add(token)
+        if row.grounding is not None and row.grounding.add(token):
+            row.regrounded = True
         if token in self._hashy and row.stop is None:
             tail = self.tokenizer.decode(row.generated[-3:])
             if prompts.SECTION_MARKER in tail:

@@ -23,6 +23,9 @@ class Concept:
     phrase: str  # regex, matched case-insensitively outside backticks and double quotes
     features: frozenset[str]  # any one of these mafioso.prompts.facts features supports the claim
     code: str | None = None  # or this regex on the code text, for what the syntax tree cannot name
+    #: words that make this claim on their own: when the code lacks the construct, grounded decoding bans
+    #: their first token (mafioso.worker.grounded_decoding); empty for claims that need a phrase
+    words: tuple[str, ...] = ()
 
 
 #: The vocabulary of concept claims, in one table. Two more kinds of support are added per answer: what the
@@ -30,17 +33,21 @@ class Concept:
 CONCEPTS: tuple[Concept, ...] = (
     Concept("recursive", r"\brecurs(?:ive|ively|ion|ions|es|ing|e)\b|\bcalls? (?:it|him|her)self\b",
             frozenset({"recursion"}),
-            code=r"rglob|\bwalk\(|\*\*/|/\*\*|recursive\s*=\s*True"),  # a folder searched to the bottom
-    Concept("generator", r"\bgenerators?\b", frozenset({"generator", "generator expression"})),
+            code=r"rglob|\bwalk\(|\*\*/|/\*\*|recursive\s*=\s*True",  # a folder searched to the bottom
+            words=("recursive", "recursively", "recursion")),
+    Concept("generator", r"\bgenerators?\b", frozenset({"generator", "generator expression"}),
+            words=("generator", "generators")),
     Concept("list comprehension", r"\blist comprehensions?\b", frozenset({"list comprehension"})),
     Concept("dict comprehension", r"\bdict(?:ionary)? comprehensions?\b", frozenset({"dict comprehension"})),
     Concept("set comprehension", r"\bset comprehensions?\b", frozenset({"set comprehension"})),
-    Concept("comprehension", r"(?<!list )(?<!dict )(?<!set )(?<!dictionary )\bcomprehensions?\b", _COMPREHENSIONS),
-    Concept("decorator", r"\bdecorat(?:or|ors|ed|es|ing)\b", frozenset({"decorator"})),
-    Concept("dataclass", r"\bdata ?class(?:es)?\b", frozenset({"dataclass"})),
+    Concept("comprehension", r"(?<!list )(?<!dict )(?<!set )(?<!dictionary )\bcomprehensions?\b", _COMPREHENSIONS,
+            words=("comprehension", "comprehensions")),
+    Concept("decorator", r"\bdecorat(?:or|ors|ed|es|ing)\b", frozenset({"decorator"}),
+            words=("decorator", "decorators", "decorated")),
+    Concept("dataclass", r"\bdata ?class(?:es)?\b", frozenset({"dataclass"}), words=("dataclass",)),
     Concept("async", r"\basync(?:hronous|hronously)?\b|\bawait(?:s|ed|ing)?\b|\bcoroutines?\b|\bevent loop\b",
-            frozenset({"async"})),
-    Concept("lambda", r"\blambdas?\b", frozenset({"lambda"})),
+            frozenset({"async"}), words=("asynchronous", "asynchronously", "coroutine", "coroutines")),
+    Concept("lambda", r"\blambdas?\b", frozenset({"lambda"}), words=("lambda", "lambdas")),
     Concept("class", r"\b(?:defines?|defining|declares?|declaring|builds?|creates?|sets? up)\s+(?:a|an|the|"
                      r"its own|one|two|three)\s+(?:new\s+|custom\s+|little\s+|small\s+|simple\s+)?class(?:es)?\b"
                      r"|\bclass (?:called|named)\b|\bis an? (?:\w+ )?class\b", frozenset({"class"}),

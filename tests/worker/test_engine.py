@@ -59,7 +59,7 @@ def test_generate_answers_a_batch_in_order(engine):
 
 def test_prompt_ids_are_the_training_encoding(engine, monkeypatch):
     seen = []
-    monkeypatch.setattr(engine, "decode", lambda ids, controls=None: seen.extend(ids) or [([], None) for _ in ids])
+    monkeypatch.setattr(engine, "decode", lambda ids, controls=None, grounding=None: seen.extend(ids) or [([], None) for _ in ids])
     engine.generate([("print(1)", None), ("x = 2", "what is x?")])
     assert seen == [prompts.encode(engine.tokenizer, "print(1)")["input_ids"],
                     prompts.encode(engine.tokenizer, "x = 2", "what is x?")["input_ids"]]

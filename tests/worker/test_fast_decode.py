@@ -271,7 +271,7 @@ def test_fast_engine_answers_exactly_like_the_reference_engine(tiny_model_dir, p
     from mafioso.core.config import GenerationConfig, WorkerConfig
 
     gen = GenerationConfig(max_new_tokens=12, repetition_penalty=1.3, penalize_prompt=penalize_prompt,
-                           no_repeat_ngram=no_repeat_ngram)
+                           no_repeat_ngram=no_repeat_ngram, grounded_decoding=not lookahead)  # bans: no lookahead
     reference = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
                                          fast_decode=False), gen)
     fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024, lookahead=lookahead)

@@ -1,0 +1,106 @@
+"""Grounded decoding: names in backticks come from the code, words for constructs it lacks are never written."""
+
+import pytest
+import torch
+
+from mafioso.core.config import GenerationConfig, WorkerConfig
+from tests.helpers import SNIPPETS
+
+LOOP = "def total(xs):\n    s = 0\n    for x in xs:\n        s += x\n    return s\n"
+RECURSIVE = "def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)\n"
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir):
+    from mafioso.worker.engine import Engine
+
+    gen = GenerationConfig(max_new_tokens=16, repetition_penalty=1.3)
+    return Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
+                                    fast_decode=False), gen)
+
+
+def test_words_for_missing_constructs_are_banned_and_true_ones_are_not(engine):
+    grounding = engine.grounding
+    assert "recursive" in grounding.banned_concepts(LOOP) and "recursive" not in grounding.banned_concepts(RECURSIVE)
+    assert grounding.banned_concepts("this is not python (") == []  # nothing known, nothing banned
+    # the tiny tokenizer has no 5-letter pieces: stand one in (the real one's are in the next test)
+    recursive_tokens = grounding._concept_tokens["recursive"] = [42]
+    assert grounding.for_answer(LOOP).mask()[recursive_tokens].all()
+    assert not grounding.for_answer(RECURSIVE).mask()[recursive_tokens].any()
+
+
+@pytest.mark.slow
+def test_the_real_tokenizer_bans_whole_words_not_common_starts():
+    from mafioso.core.base_model import load_tokenizer, resolve_base
+    from mafioso.worker.grounded_decoding import Grounding
+
+    tok = load_tokenizer(resolve_base("embedded"))
+    grounding = Grounding(tok, 262144)
+    pieces = {claim: {tok.decode([i]).strip() for i in ids} for claim, ids in grounding._concept_tokens.items()}
+    assert {"recursive", "recursion", "Recursive"} <= pieces["recursive"] and "decorator" in pieces["decorator"]
+    assert not {"Gener", "Compre", "Decor", "dec", "gen"} & set().union(*pieces.values())
+
+
+def test_inside_a_backtick_span_only_the_codes_tokens_and_closers_may_follow(engine):
+    tok, grounding = engine.tokenizer, engine.grounding
+    rule = grounding.for_answer(LOOP)
+    tick = tok.convert_tokens_to_ids("`")
+    assert grounding.flips[tick] and not rule.inside
+    assert rule.add(tick) and rule.inside  # a span opened: the mask changed
+    allowed = set(grounding.allowed_in_spans(LOOP))
+    inside = rule.mask()
+    assert not inside[tok.encode("total", add_special_tokens=False)].any()  # the code's name
+    assert not inside[tick]  # the span may close
+    invented = [t for t in tok.encode(" zebra_frobnicate", add_special_tokens=False) if t not in allowed]
+    assert invented and inside[invented].all()
+    assert rule.add(tick) and not rule.inside
+    assert not rule.mask()[invented].any()  # outside a span, prose is free
+
+
+def test_the_generate_path_applies_the_mask(engine):
+    from mafioso.worker.engine import _GroundedMask
+
+    engine.grounding._concept_tokens["recursive"] = [42]
+    rule = engine.grounding.for_answer(LOOP)
+    banned = 42
+    scores = torch.zeros(1, rule.mask().shape[0])
+    scores[0, banned] = 10.0  # the model wants "recursive"
+    out = _GroundedMask([rule], prompt_len=3)(torch.zeros(1, 3, dtype=torch.long), scores)
+    assert out[0].argmax().item() != banned
+
+
+def test_fast_path_and_generate_agree_where_the_bans_bite(engine):
+    """Token for token, with a span that really restricts the answer: the answer's own second token is made a
+    span-opener, so what follows it must come from the code's few tokens."""
+    from mafioso import prompts
+    from mafioso.worker.fast_engine import FastEngine
+
+    requests = [("x = 1", None)] + [(code, request) for request, code, _ in SNIPPETS[:4]]
+    ids = prompts.encode(engine.tokenizer, *requests[0])["input_ids"]
+    free = AnswerFree()
+    [(before, _)] = engine.decode([ids], grounding=[free])
+    opener = before[1]
+    engine.grounding.flips[opener] = True
+    fast = FastEngine(engine.model, engine.tokenizer, engine.gen, "cpu", slots=2, max_len=1024)
+    fast.grounding = engine.grounding
+    try:
+        expected = [engine.generate([pair])[0] for pair in requests]
+        assert fast.generate(requests) == expected
+        [(after, _)] = engine.decode([ids], grounding=[engine.grounding.for_answer("x = 1")])
+        allowed = set(engine.grounding.allowed_in_spans("x = 1"))
+        assert after[:2] == before[:2] and after != before  # the span's mask changed the rest
+        inside = after[2:next((i for i, t in enumerate(after[2:], 2) if engine.grounding.flips[t]), len(after))]
+        assert inside and set(inside) <= allowed
+    finally:
+        engine.grounding.flips[opener] = False
+        fast.close()
+
+
+class AnswerFree:
+    """A grounding rule that bans nothing: the model's own choice."""
+
+    def add(self, token):
+        return False
+
+    def mask(self):
+        return torch.zeros(1, dtype=torch.bool)

@@ -1,0 +1,113 @@
+"""Grounded decoding: an answer cannot *write* a name or a construct its code does not have.
+
+The claim post-check (:mod:`mafioso.worker.claim_check`) drops a sentence that says something the code
+contradicts; the sentence, its persona and the names in it are lost. This rule acts a step earlier, at the
+token the model picks, from the same two facts the check reads (nothing is run):
+
+* **names in backticks**: inside an open backtick span (an odd number of backticks so far), only tokens of the
+  code itself (its own tokenization, and each identifier it holds with and without a leading space) and
+  tokens that close the span may follow, so `` `asyncio.get` `` or `` `__frozen__` `` cannot be spelled when
+  the code has neither. A span that the code's tokens cannot continue is closed by the model at once.
+* **constructs the code lacks**: the first token of each word of :data:`mafioso.core.claims.CONCEPTS` whose
+  construct the syntax tree lacks (``words``: "recursive" for a loop, "decorator", "generator", ...) is banned
+  for the whole answer. Only a first token that is most of its word is banned, so common word starts stay free.
+
+One :class:`AnswerGrounding` per answer, fed each generated token (:meth:`AnswerGrounding.add`); its
+:meth:`AnswerGrounding.mask` is the vocabulary the next token may not take. Both decode paths use it: a
+logits processor on ``generate`` and the per-slot ban rows of the fast decoder, token for token alike.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from mafioso.core.claims import CONCEPTS
+from mafioso.prompts.facts import code_features
+
+__all__ = ["AnswerGrounding", "Grounding"]
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A word's first token is banned only when it is most of the word (5+ letters and 60 %), so that "Gener"
+# ("General"), " Compre" ("Comprehensive") or " dec" stay free.
+_MIN_BANNED_PREFIX = 5
+
+
+class Grounding:
+    """What grounding needs of a tokenizer, computed once per engine: which tokens open or close a backtick
+    span, and which words' first tokens to ban per concept."""
+
+    def __init__(self, tokenizer, vocab_size: int, device: torch.device | str = "cpu"):
+        self.tokenizer = tokenizer
+        self.vocab_size = vocab_size
+        self.device = torch.device(device)
+        pieces = tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), vocab_size))))
+        #: token -> does it flip the answer in or out of a backtick span (an odd number of backticks)
+        self.flips = [bool(p) and p.count("`") % 2 == 1 for p in pieces] + [False] * (vocab_size - len(pieces))
+        self._ticks = [i for i, p in enumerate(pieces) if p and "`" in p]
+        self._concept_tokens = {c.claim: self._first_tokens(c.words) for c in CONCEPTS if c.words}
+
+    def _first_tokens(self, words: tuple[str, ...]) -> list[int]:
+        firsts = set()
+        for word in words:
+            for variant in (word, word.capitalize()):
+                for text in (variant, " " + variant):
+                    ids = self.tokenizer.encode(text, add_special_tokens=False)
+                    piece = self.tokenizer.decode(ids[:1]).strip() if ids else ""
+                    if (len(piece) >= max(_MIN_BANNED_PREFIX, 0.6 * len(variant))
+                            and variant.lower().startswith(piece.lower())):
+                        firsts.add(ids[0])
+        return sorted(firsts)
+
+    def banned_concepts(self, code: str) -> list[str]:
+        """The concepts (claims of :data:`CONCEPTS` that have words) the code's syntax tree lacks; none when
+        the code does not parse (then nothing is known)."""
+        features = code_features(code)
+        if features is None:
+            return []
+        features = set(features)
+        return [c.claim for c in CONCEPTS if c.words and not c.features & features
+                and not (c.code and re.search(c.code, code))]
+
+    def allowed_in_spans(self, code: str) -> list[int]:
+        """Token ids that may stand inside a backtick span: the code's own tokens, its identifiers alone (with
+        and without a leading space) and every token with a backtick (to close the span)."""
+        encode = self.tokenizer.encode
+        allowed = set(encode(code, add_special_tokens=False))
+        for name in set(_IDENTIFIER.findall(code)):
+            allowed.update(encode(name, add_special_tokens=False))
+            allowed.update(encode(" " + name, add_special_tokens=False))
+            allowed.update(encode(name + "()", add_special_tokens=False))
+        allowed.update(self._ticks)
+        return sorted(t for t in allowed if t < self.vocab_size)
+
+    def for_answer(self, code: str) -> AnswerGrounding:
+        """A fresh rule for one answer to ``code``."""
+        outside = torch.zeros(self.vocab_size, dtype=torch.bool, device=self.device)
+        banned = [t for claim in self.banned_concepts(code) for t in self._concept_tokens[claim]]
+        if banned:
+            outside[banned] = True
+        inside = torch.ones(self.vocab_size, dtype=torch.bool, device=self.device)
+        inside[self.allowed_in_spans(code)] = False
+        return AnswerGrounding(self.flips, outside, inside | outside)
+
+
+class AnswerGrounding:
+    """Follows one answer: :meth:`add` each token; :meth:`mask` bans what the next one may not be."""
+
+    def __init__(self, flips: list[bool], outside: torch.Tensor, inside: torch.Tensor):
+        self._flips = flips
+        self._masks = (outside, inside)
+        self.inside = False  # within a backtick span
+
+    def add(self, token: int) -> bool:
+        """Take the answer's next token; True when it moved the answer in or out of a span (the mask changed)."""
+        if token < len(self._flips) and self._flips[token]:
+            self.inside = not self.inside
+            return True
+        return False
+
+    def mask(self) -> torch.Tensor:
+        """(vocab,) bool: True where the next token is banned."""
+        return self._masks[self.inside]
