@@ -465,10 +465,19 @@ class FakeEngine:
             time.sleep(self.token_delay)
             for row in live:
                 done[row] += 1
+                controls[row].emit(done[row] - 1)
             with self._lock:
                 self.decoded += len(live)
         return [Generation(text=f"explained {code}", tokens=n, finished=n >= self.tokens)
                 for (code, _), n in zip(requests, done)]
+
+    #: tokens a stream holds back (the real engines hold back enough to see a loop; the fake never loops)
+    stream_hold = 0
+
+    def text_so_far(self, code: str, ids: list[int]) -> str:
+        """The answer if it ended after ``ids``: the share of "explained <code>" that ``ids`` are of its tokens."""
+        text = f"explained {code}"
+        return text[:len(text) * min(len(ids), self.tokens) // self.tokens]
 
     def seen(self) -> list[str]:
         """Every code the engine was asked to explain."""
