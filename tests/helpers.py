@@ -168,6 +168,38 @@ class FakeExplainer:
         return Explanation(text=text, tokens=len(text.split()), latency_s=0.01, finished=True)
 
 
+class StreamingExplainer(FakeExplainer):
+    """A FakeExplainer that also streams: its answer comes as ``deltas``, one event each, and ``tick`` (when
+    given) runs before each one (a test clock moves on). The last event carries the whole answer."""
+
+    def __init__(self, deltas: list[str], tick=None, **options):
+        super().__init__(answer="".join(deltas), **options)
+        self.deltas, self.tick = deltas, tick
+        self.closed = 0  # streams left (finished or hung up)
+
+    async def stream(self, code: str, request: str | None = None):
+        from mafioso.worker.service import StreamEvent
+
+        answer = await self.explain(code, request)
+        explainer = self
+
+        class Events:
+            async def _events(self):
+                for delta in explainer.deltas[:-1]:
+                    if explainer.tick:
+                        explainer.tick()
+                    yield StreamEvent(delta)
+                yield StreamEvent(explainer.deltas[-1], answer)
+
+            def __aiter__(self):
+                return self._events()
+
+            async def aclose(self):
+                explainer.closed += 1
+
+        return Events()
+
+
 def spec_mock(instance, **attributes):
     """A MagicMock with ``spec_set`` = a real discord.py object (a wrong attribute fails); async methods are
     AsyncMocks. ``attributes`` are set on it."""
