@@ -15,8 +15,8 @@ once as an in-progress marker and is edited as the answer grows, at most once a 
 (:class:`mafioso.bot.streaming.Throttle`, under Discord's edit rate limit; discord.py waits out a 429); the final
 edit drops the marker and any further chunks (split under 2,000 characters, fences kept) follow as messages.
 
-The bot never touches the model: it awaits ``explainer.explain(code)`` (or its stream). Worker failures become in-character
-apologies in :meth:`MafiosoBot.explain_chunks`; anything unexpected lands in the central handlers
+The bot never touches the model: it awaits ``explainer.explain(code)`` (or its stream). Worker failures
+become in-character apologies in :meth:`MafiosoBot.explain_chunks`; anything unexpected lands in the central handlers
 :meth:`MafiosoBot.on_error` / :meth:`MafiosoBot.on_app_command_error`, which log and apologise.
 """
 
