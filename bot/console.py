@@ -9,7 +9,8 @@
 
 Without ``--worker-url`` the model runs in this process (same worker, guard and post-check as the
 server). The answer is printed as it is written, sentence by sentence once checked; if the final check
-changes text already printed (rare), the corrected answer follows a note on stderr. A refusal (empty, too large or binary input; a busy or unreachable worker) is printed in
+changes text already printed (rare), the corrected answer follows a note on stderr. A refusal (empty, too
+large or binary input; a busy or unreachable worker) is printed in
 character and the command exits with status 1.
 """
 

@@ -351,7 +351,8 @@ class Worker:
                       sink: TokenSink | None = None, answer_id: str | None = None) -> Explanation:
         """Explain ``code`` in at most ``max_tokens`` tokens (default and most: the engine's ``max_new_tokens``);
         raises InputRejected, WorkerBusy, WorkerTimeout or WorkerUnavailable. ``sink``: where the engine puts
-        each answer token as it makes it (:meth:`stream` uses it); ``answer_id``: the answer's id (default: a new one)."""
+        each answer token as it makes it (:meth:`stream` uses it); ``answer_id``: the answer's id (default: a new
+        one)."""
         limit = self.max_new_tokens
         if max_tokens is not None and not (1 <= max_tokens <= (limit or max_tokens)):
             raise ValueError(f"max_tokens must be between 1 and {limit}, not {max_tokens}")
@@ -383,7 +384,8 @@ class Worker:
         if control.first_token_at is not None:
             self.metrics.first_token.observe(max(0.0, control.first_token_at - started))
         answer = Explanation(text=result.text, tokens=result.tokens, latency_s=round(latency, 4),
-                             finished=result.finished, code_leak=result.code_leak, answer_id=answer_id or uuid.uuid4().hex)
+                             finished=result.finished, code_leak=result.code_leak,
+                             answer_id=answer_id or uuid.uuid4().hex)
         if self.feedback is not None:  # in a thread: the event loop never waits on the disk
             await self.feedback.call("record_answer", self._record(code, request, answer))
         return answer

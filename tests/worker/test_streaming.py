@@ -178,3 +178,28 @@ def test_a_client_that_hangs_up_mid_stream_frees_the_slot_at_once():
     before, after = asyncio.run(main())
     assert engine.cancelled == 1 and before == after < 10_000
     assert worker.registry.get_sample_value("mafioso_cancelled_total", {"stage": "decoding"}) == 1
+
+
+def test_when_the_final_check_changes_sent_text_the_last_event_carries_the_whole_answer():
+    class Rewriting(FakeEngine):
+        def text_so_far(self, code, ids):  # what was shown differs from the final answer ("explained <code>")
+            return "Shown early. " * len(ids)
+
+    cfg = worker_config()
+    worker = Worker(Rewriting(tokens=8, token_delay=0.1), cfg)
+
+    async def main():
+        async with serving(worker, cfg) as url:
+            client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+            chat = [chunk async for chunk in await client.chat.completions.create(
+                model="mafioso", messages=[{"role": "user", "content": "x = 1"}], stream=True)]
+            async with aiohttp.ClientSession() as http, \
+                    http.post(url + "/v1/explain", json={"code": "x = 1", "stream": True}) as r:
+                events = [json.loads(line[6:]) for line in (await r.text()).splitlines()
+                          if line.startswith("data: {")]
+            return chat, events
+
+    chat, events = asyncio.run(main())
+    assert any(c.choices[0].delta.content for c in chat[:-1])  # something was shown early
+    assert chat[-1].model_extra["mafioso"] == {"replaced": True, "text": "explained x = 1"}
+    assert events[-1]["replaced"] and events[-1]["explanation"] == "explained x = 1" and events[-1]["delta"] == ""
