@@ -217,6 +217,10 @@ class WorkerClient:
             raise RequestError(FAILED)
 
 
+#: An error event's code (mafioso.worker.http_stream) -> the exception the in-process worker raises.
+_STREAM_ERRORS = {"timeout": WorkerTimeout, "busy": WorkerBusy, "unavailable": WorkerUnavailable}
+
+
 class _RemoteStream:
     """The events of one ``/v1/explain`` stream (or, with ``answer``, just that answer as its last event)."""
 
@@ -241,7 +245,9 @@ class _RemoteStream:
                     continue
                 event = json.loads(line[6:])
                 if "error" in event:
-                    raise RequestError(event["error"].get("message") or FAILED)
+                    error = event["error"]
+                    kind = _STREAM_ERRORS.get(error.get("code"), RequestError)
+                    raise kind(error.get("message") or FAILED)
                 if not event.get("done"):
                     yield StreamEvent(event["delta"])
                     continue

@@ -26,12 +26,14 @@ import time
 
 from aiohttp import web
 
-from mafioso.core.errors import RequestError
+from mafioso.core.errors import RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 from mafioso.worker.service import FAILED, AnswerStream, StreamEvent
 
 __all__ = ["stream_chat", "stream_completion", "stream_explain"]
 
 _DONE = b"data: [DONE]\n\n"
+#: An error event's ``code``, as the JSON errors name them (a client raises the same exception again).
+_CODES = {WorkerTimeout: "timeout", WorkerBusy: "busy", WorkerUnavailable: "unavailable"}
 
 
 async def _open(request: web.Request) -> web.StreamResponse:
@@ -57,7 +59,8 @@ async def _relay(request: web.Request, stream: AnswerStream, chunk, last) -> web
                 for data in last(event):
                     await _send(response, data)
     except RequestError as exc:  # busy, timeout, unavailable, failed: in character, no internals
-        await _send(response, {"error": {"message": str(exc), "type": "server_error", "code": None}})
+        code = next((code for kind, code in _CODES.items() if isinstance(exc, kind)), "server_error")
+        await _send(response, {"error": {"message": str(exc), "type": code, "code": code}})
     except (ConnectionResetError, OSError):
         return response  # the client left; the stream's cleanup cancelled the request
     except Exception:  # noqa: BLE001 - headers are sent: the error must be an event, not a broken stream

@@ -46,8 +46,11 @@ def run(coro):
 
 
 def replies(message) -> list[str]:
-    """Everything the bot sent in answer to a message: the reply, then follow-up messages in the channel."""
+    """Everything the bot sent in answer to a message: the reply (as last edited), then follow-ups in the channel."""
     sent = [c.args[0] for c in message.reply.await_args_list]
+    edits = message.reply.return_value.edit.await_args_list if sent else []
+    if edits:  # a streamed reply: what it says after its last edit
+        sent[-1] = edits[-1].kwargs["content"]
     return sent + [c.args[0] for c in message.channel.send.await_args_list]
 
 
