@@ -113,7 +113,8 @@ def test_errors_are_json_with_the_right_status():
 
     results = asyncio.run(main())
     expected = {"bad_json": 400, "no_code": 400, "empty": 400, "too_large": 413, "huge_body": 413,
-                "stream": 400, "stream_empty": 400, "no_user": 400, "temperature": 400, "n": 400, "max_tokens_word": 400,
+                "stream": 400, "stream_empty": 400, "no_user": 400, "temperature": 400, "n": 400,
+                "max_tokens_word": 400,
                 "prompt_type": 400, "unknown_model": 404, "deep_json": 400, "surrogate": 400, "busy": 503,
                 "running": 200, "queued": 200, "404": 404}
     assert {k: v[0] for k, v in results.items()} == expected
