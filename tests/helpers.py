@@ -462,7 +462,8 @@ class FakeEngine:
         self.fail = fail
         self.tokens = tokens
         self.token_delay = token_delay
-        self.gen = GenerationConfig(max_new_tokens=max_new_tokens)
+        # no loop rule: the fake never loops, and a stream may show all its tokens at once
+        self.gen = GenerationConfig(max_new_tokens=max_new_tokens, stop_loops=False)
         self.batches: list[list[tuple[str, str | None]]] = []
         self.started = threading.Event()
         self.decoded = 0
@@ -502,9 +503,6 @@ class FakeEngine:
                 self.decoded += len(live)
         return [Generation(text=f"explained {code}", tokens=n, finished=n >= self.tokens)
                 for (code, _), n in zip(requests, done)]
-
-    #: tokens a stream holds back (the real engines hold back enough to see a loop; the fake never loops)
-    stream_hold = 0
 
     def text_so_far(self, code: str, ids: list[int]) -> str:
         """The answer if it ended after ``ids``: the share of "explained <code>" that ``ids`` are of its tokens."""

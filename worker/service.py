@@ -47,7 +47,7 @@ from prometheus_client.core import CounterMetricFamily
 
 from mafioso.core import guard
 from mafioso.worker.control import Control
-from mafioso.worker.token_stream import StreamText, TokenSink, hold_tokens
+from mafioso.worker.token_stream import StreamText, TokenSink, ready_tokens
 from mafioso.core.explanation import Explanation
 from mafioso.core.feedback import AnswerRecord, FeedbackStore, FeedbackUnavailable
 from mafioso.core.config import WorkerConfig
@@ -342,9 +342,8 @@ class Worker:
         if task.done() and task.exception() is not None:
             raise task.exception()
         text_of = getattr(self.engine, "text_so_far", None)
-        hold = getattr(self.engine, "stream_hold", None)
-        hold = hold_tokens(getattr(self.engine, "gen", None)) if hold is None else hold
-        text = StreamText(lambda ids: text_of(code, ids), hold) if text_of else None
+        text = StreamText(lambda ids: text_of(code, ids), ready_tokens(getattr(self.engine, "gen", None)))
+        text = text if text_of else None
         return AnswerStream(task, sink, text, answer_id)
 
     async def explain(self, code: str, request: str | None = None, *, max_tokens: int | None = None,

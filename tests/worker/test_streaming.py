@@ -9,7 +9,7 @@ import pytest
 
 from mafioso.core.config import GenerationConfig, WorkerConfig
 from mafioso.worker.service import Worker
-from mafioso.worker.token_stream import StreamText, hold_tokens, settled
+from mafioso.worker.token_stream import StreamText, loop_safe, ready_tokens, settled
 from tests.helpers import SNIPPETS, FakeEngine, serving, worker_config
 
 SENTENCES = "x = 1\ny = 2\nz = x + y\nprint(z)\n"  # the fake's answer ("explained <code>") has line ends
@@ -40,20 +40,37 @@ def test_settled_text_is_whole_sentences_only():
 
 def test_stream_text_holds_back_tokens_and_says_when_the_final_text_replaces_what_was_sent():
     texts = {1: "One. T", 2: "One. Two. T", 3: "Uno. Two. Three."}
-    text = StreamText(lambda ids: texts[len(ids)], hold=1, clock=iter(range(0, 100, 1)).__next__)
+    text = StreamText(lambda ids: texts[len(ids)], lambda ids: len(ids) - 1, clock=iter(range(0, 100, 1)).__next__)
     assert text.add([0]) == ""  # held back
     assert text.add([0]) == "One."
     assert text.add([0]) == " Two."
     assert text.add([0]) == ""  # the text changed under what was sent: nothing more is shown
     assert text.finish("One. Two. Three.") == (" Three.", False)
-    other = StreamText(lambda ids: "One. Two. T", hold=0)
+    other = StreamText(lambda ids: "One. Two. T")
     assert other.add([0]) == "One. Two."
     assert other.finish("Uno.") == ("Uno.", True)
 
 
-def test_hold_covers_the_loop_rule_and_is_zero_without_it():
-    assert hold_tokens(GenerationConfig(stop_loops=False)) == 0
-    assert hold_tokens(GenerationConfig()) >= GenerationConfig().loop_span
+def test_a_repeat_that_may_become_a_loop_is_held_back_and_nothing_is_without_the_loop_rule():
+    prose = list(range(40))
+    assert loop_safe(prose, 12) == 28  # a new run may start in the last 12 tokens
+    assert loop_safe(prose + [7, 8, 9] * 6, 12) == 40  # a run of period 3 from 43 on: a loop would start at 40
+    assert ready_tokens(GenerationConfig(stop_loops=False))(prose) == 40
+    assert ready_tokens(GenerationConfig())(prose) == 28
+
+
+@pytest.mark.parametrize("text", ["It adds one. It adds one. It adds one. It adds one. It adds one. It adds one.",
+                                  "No, no, no, no, no, no, no, no, no, no, no, no, no, no, no, no, no.",
+                                  "It counts. It prints 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13 and more."])
+def test_what_a_stream_shows_before_a_loop_is_never_cut_back(engine, text, monkeypatch):
+    """Token by token through the engine's own rules (loop cut included): the deltas only extend each other and
+    end as the final answer."""
+    monkeypatch.setattr(engine, "gen", GenerationConfig(max_new_tokens=80))
+    ids = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
+    stream = StreamText(lambda part: engine.text_so_far("x = 1", part), ready_tokens(engine.gen))
+    sent = "".join(stream.add([token], force=True) for token in ids)
+    final = engine.text_so_far("x = 1", ids)
+    assert stream.finish(final) == (final[len(sent):], False)
 
 
 def test_the_engine_text_never_shows_a_broken_character_or_a_section_marker(engine):
@@ -61,7 +78,7 @@ def test_the_engine_text_never_shows_a_broken_character_or_a_section_marker(engi
     code = "s = 'café'\n"
     answer = "It holds a café ☕ for you. It prints nothing. Capisce? ### Next"
     ids = engine.tokenizer(answer, add_special_tokens=False)["input_ids"]
-    text = StreamText(lambda part: engine.text_so_far(code, part), hold=0)
+    text = StreamText(lambda part: engine.text_so_far(code, part))
     sent = "".join(text.add([token], force=True) for token in ids)
     assert "\ufffd" not in sent and "#" not in sent and sent
     final = engine.text_so_far(code, ids)
