@@ -13,6 +13,10 @@ Both sides load the same base and adapter and decode greedily with the same Gene
 * naive: transformers ``generate`` on one request at a time, stopping at EOS only, with the adapter as an
   unmerged PeftModel on the base (4-bit NF4 on CUDA, fp32 on CPU).
 
+Time to first token (issue 20): ``ttft`` rows, at each ``--ttft`` concurrency (default 1 16 64), whose p50/p95
+columns are the seconds from a request to the engine's first answer token (queueing and prefill included; the
+``mafioso_time_to_first_token_seconds`` histogram of /metrics measures the same).
+
 Prints a table, then one JSON line with every number (the last line of the output). For the fast engine each
 row also says where its decode thread spent the level (``DecodeStats``): ms per decode step, the part of it spent
 waiting for the device (the rest is host work), and prefill ms per request.
@@ -85,12 +89,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "ramp at the start and the drain at the end in the aggregate")
     parser.add_argument("--naive-requests", type=int, default=8, help="requests for the naive baseline")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--ttft", type=int, nargs="*", default=list(TTFT_LEVELS),
+                        help="concurrency levels for the time-to-first-token rows (none: skip them)")
     parser.add_argument("--max-new-tokens", type=int, default=120)
     parser.add_argument("--quick", action="store_true",
                         help="CPU smoke run: concurrency 1 4, 4 requests a level, 4 naive, 16 new tokens")
     args = parser.parse_args(argv)
     if args.quick:
         args.concurrency, args.requests, args.naive_requests, args.max_new_tokens = [1, 4], 4, 4, 16
+        args.ttft = [1]
         args.also = []
     return args
 
@@ -188,9 +195,45 @@ def run_naive(model, tokenizer, gen: GenerationConfig, requests: int) -> dict:
     return summary("naive", 1, latencies, tokens, time.perf_counter() - started)
 
 
+TTFT_LEVELS = (1, 16, 64)
+
+
+class _FirstToken:
+    """A token sink (``Control.sink``) that only notes when the first answer token came."""
+
+    def __init__(self):
+        self.at: float | None = None
+
+    def push(self, token: int) -> None:
+        if self.at is None:
+            self.at = time.perf_counter()
+
+
+async def measure_ttft(worker, levels=TTFT_LEVELS, name: str = "ttft") -> list[dict]:
+    """Time to first token at each concurrency level: C callers keep C requests in flight (2 x C requests, at
+    least 8); a row's p50_s/p95_s are the seconds from a request to its first answer token."""
+    rows = []
+    for concurrency in levels:
+        gate, ttfts, tokens = asyncio.Semaphore(concurrency), [], 0
+
+        async def one(i: int) -> None:
+            nonlocal tokens
+            async with gate:
+                sink, sent = _FirstToken(), time.perf_counter()
+                answer = await worker.explain(SNIPPETS[i % len(SNIPPETS)], sink=sink)
+                tokens += answer.tokens
+                ttfts.append(sink.at - sent)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(max(8, 2 * concurrency))))
+        rows.append(summary(name, concurrency, ttfts, tokens, time.perf_counter() - started))
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
 async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dict[int, int],
                          name: str, admit_every: list[int] | None = None,
-                         no_lookahead_rows: bool = False) -> tuple[list[dict], float | None]:
+                         no_lookahead_rows: bool = False, ttft=()) -> tuple[list[dict], float | None]:
     """Table rows for one worker configuration (``requests``: concurrency -> request count), and its start-up
     time and GPU memory in GB (None on CPU): the fast engine's start-up steps, the peak while serving, the
     overall peak of torch's allocations, what torch's allocator reserved and what the whole card had in use.
@@ -240,6 +283,7 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
         for level in sorted({min(requests), top}):
             rows.append(await run_worker(worker, requests[level], level, f"{name}-nolook"))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    rows += await measure_ttft(worker, ttft)
     await worker.stop()
     decoder = getattr(engine, "decoder", None)
     info = {"start_up_s": start_up_s, "warm_up_s": getattr(decoder, "warm_up_s", None),
@@ -274,7 +318,8 @@ async def bench(args: argparse.Namespace) -> dict:
                        request_timeout=3600.0, fast_decode=args.fast_decode, compile_decode=args.compile_decode,
                        compile_scope=args.compile_scope)
     levels = {c: args.requests or max(8, args.waves * c) for c in args.concurrency}
-    rows, memory = await measure_worker(cfg, gen, levels, "worker", args.admit_every, args.no_lookahead_rows)
+    rows, memory = await measure_worker(cfg, gen, levels, "worker", args.admit_every, args.no_lookahead_rows,
+                                        args.ttft)
     memory = {args.quantization: memory}
     for mode in args.also:  # the slow generate-based modes: fewer requests
         extra, memory[mode] = await measure_worker(dataclasses.replace(cfg, quantization=mode), gen,

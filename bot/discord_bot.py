@@ -10,8 +10,13 @@ Three ways in, one way out (checks → explain → split under 2,000 characters 
 A 👍 or 👎 reaction on one of the bot's answers is a rating (``on_raw_reaction_add``): with a feedback store
 (:mod:`mafioso.core.feedback`) each answer message is linked to its answer id, and the reacting user is stored hashed.
 
-The bot never touches the model: it awaits ``explainer.explain(code)``. Worker failures become in-character
-apologies in :meth:`MafiosoBot.explain_chunks`; anything unexpected lands in the central handlers
+With an explainer that streams (the worker, the HTTP client: :mod:`mafioso.bot.streaming`) the reply appears at
+once as an in-progress marker and is edited as the answer grows, at most once a second per channel
+(:class:`mafioso.bot.streaming.Throttle`, under Discord's edit rate limit; discord.py waits out a 429); the final
+edit drops the marker and any further chunks (split under 2,000 characters, fences kept) follow as messages.
+
+The bot never touches the model: it awaits ``explainer.explain(code)`` (or its stream). Worker failures
+become in-character apologies in :meth:`MafiosoBot.explain_chunks`; anything unexpected lands in the central handlers
 :meth:`MafiosoBot.on_error` / :meth:`MafiosoBot.on_app_command_error`, which log and apologise.
 """
 
@@ -25,6 +30,7 @@ from typing import Callable, Iterable, Sequence
 import discord
 from discord import app_commands
 
+from mafioso.bot.streaming import IN_PROGRESS, Throttle, answer_texts
 from mafioso.core.explanation import Explainer, Explanation
 from mafioso.bot.extract import (EMPTY_ANSWER, FILE_TOO_BIG, NO_CODE, NOT_HERE, cooldown_line, decode_code_file, error_line,
                          extract_code, is_code_file, join_code, python_blocks, split_text)
@@ -40,6 +46,14 @@ PERMISSIONS = discord.Permissions(view_channel=True, send_messages=True, send_me
                                   read_message_history=True)
 APOLOGY = "Somethin' went sideways back here, pal. Try again in a minute."
 RATINGS = {"👍": 1, "👎": -1}
+#: A streamed reply is edited at most this often per channel.
+EDIT_EVERY_S = 1.0
+
+
+async def _edited(message: discord.Message, text: str) -> discord.Message:
+    """``message`` after its text became ``text`` (its id stays: a reaction on it still rates the answer)."""
+    await message.edit(content=text, allowed_mentions=NO_MENTIONS)
+    return message
 
 
 class Cooldown:
@@ -92,6 +106,7 @@ class MafiosoBot(discord.Client):
         self.explainer, self.cfg, self.max_code_chars = explainer, cfg, max_code_chars
         self.feedback = feedback  # a mafioso.core.feedback.FeedbackStore, or None: no ratings
         self.cooldown = Cooldown(cfg.cooldown, clock)
+        self.edits = Throttle(EDIT_EVERY_S, clock)  # streamed replies: edits per channel
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self.on_app_command_error)
         self._add_commands()
@@ -168,6 +183,16 @@ class MafiosoBot(discord.Client):
             await message.reply(cooldown_line(wait), mention_author=False, allowed_mentions=NO_MENTIONS,
                                 delete_after=15)
             return
+        if self.streams:
+            code, refusal = await self.code_or_refusal(text, message.attachments, fence_required=not mentioned)
+            if refusal is None:
+                placeholder = await message.reply(IN_PROGRESS.strip(), mention_author=False,
+                                                  allowed_mentions=NO_MENTIONS)
+                sent, explanation = await self.stream_answer(
+                    code, message.channel.id, lambda text: _edited(placeholder, text),
+                    lambda chunk: message.channel.send(chunk, allowed_mentions=NO_MENTIONS))
+                await self.remember(sent, explanation, message.author.id)
+                return
         async with message.channel.typing():
             chunks, explanation = await self.answer(text, message.attachments, fence_required=not mentioned)
         first, *rest = chunks
@@ -182,6 +207,15 @@ class MafiosoBot(discord.Client):
         if not await self.admit(interaction):
             return
         await interaction.response.defer(thinking=True)
+        if self.streams:
+            code, refusal = await self.code_or_refusal(text, attachments, fence_required=False)
+            if refusal is None:
+                sent, explanation = await self.stream_answer(
+                    code, interaction.channel_id,
+                    lambda text: interaction.edit_original_response(content=text, allowed_mentions=NO_MENTIONS),
+                    lambda chunk: interaction.followup.send(chunk, allowed_mentions=NO_MENTIONS, wait=True))
+                await self.remember(sent, explanation, interaction.user.id)
+                return
         chunks, explanation = await self.answer(text, attachments, fence_required=False)
         sent = [await interaction.followup.send(chunk, allowed_mentions=NO_MENTIONS) for chunk in chunks]
         await self.remember(sent, explanation, interaction.user.id)
@@ -215,6 +249,33 @@ class MafiosoBot(discord.Client):
         if not code and too_big:
             return [FILE_TOO_BIG.format(limit=self.max_code_chars)], None
         return await self.explain_chunks(code)
+
+    @property
+    def streams(self) -> bool:
+        """Whether the explainer can stream an answer (then replies grow by edits)."""
+        return callable(getattr(self.explainer, "stream", None))
+
+    async def code_or_refusal(self, text: str, attachments: Iterable[discord.Attachment], *,
+                              fence_required: bool) -> tuple[str, str | None]:
+        """The code to explain, or the in-character line that refuses it (no code, a file too big)."""
+        code, too_big = await self.gather_code(text, attachments, fence_required=fence_required)
+        if not code and too_big:
+            return "", FILE_TOO_BIG.format(limit=self.max_code_chars)
+        return code, None if code.strip() else NO_CODE
+
+    async def stream_answer(self, code: str, channel_id: int, show, more) -> tuple[list, Explanation | None]:
+        """Show the answer as it grows with ``show(text)`` (editing the one message that holds the in-progress
+        marker, at most once a second per channel), then the final first chunk without it and the other chunks
+        with ``more(chunk)``; the messages sent and the answer (None on a refusal)."""
+        try:
+            async for text, answer in answer_texts(self.explainer, code):
+                if answer is None and self.edits.ready(channel_id):
+                    await show(split_text(text, DISCORD_LIMIT - len(IN_PROGRESS))[0] + IN_PROGRESS)
+        except RequestError as exc:
+            log.warning("discord: request not served: %s", type(exc).__name__)
+            return [await show(error_line(exc, self.max_code_chars))], None
+        first, *rest = split_text(answer.text, DISCORD_LIMIT) or [EMPTY_ANSWER]
+        return [await show(first)] + [await more(chunk) for chunk in rest], answer
 
     async def gather_code(self, text: str, attachments: Iterable[discord.Attachment], *,
                           fence_required: bool) -> tuple[str, bool]:

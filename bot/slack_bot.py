@@ -13,6 +13,13 @@ Socket Mode by default (``SLACK_APP_TOKEN``); HTTP mode (``mafioso serve --slack
 ``POST /slack/events``, where Bolt checks every request's signature against ``SLACK_SIGNING_SECRET``.
 The Web API client talks to ``SLACK_API_URL`` and retries rate-limited calls. The bot never touches the
 model: it awaits ``explainer.explain(code)``; worker failures become in-character apologies.
+
+With an explainer that streams (:mod:`mafioso.bot.streaming`), a mention's answer is streamed into its thread:
+with Slack's native message streaming where the installed slack_sdk has it (``AsyncWebClient.chat_stream``:
+chat.startStream / appendStream / stopStream, slack_sdk >= 3.37), else as one message edited with
+``chat.update``; either way at most once a second per channel. If the final check changed text already shown
+(rare), the message is then updated to the final text. ``/explain`` answers through its response URL (five
+uses, no streaming) and the shortcut in the thread as before.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -32,6 +41,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (AsyncConnectionErrorRet
                                                          AsyncRateLimitErrorRetryHandler)
 from slack_sdk.web.async_client import AsyncWebClient
 
+from mafioso.bot.streaming import IN_PROGRESS, Throttle, answer_texts
 from mafioso.core.explanation import Explainer, Explanation
 from mafioso.bot.extract import (EMPTY_ANSWER, FILE_TOO_BIG, NO_CODE, decode_code_file, error_line, extract_code,
                          is_code_file, join_code, split_text)
@@ -49,6 +59,8 @@ EVENTS_REMEMBERED = 1000  # Slack retries an event within minutes (3 tries): far
 APOLOGY = "Somethin' went sideways back here, pal. Try again in a minute."
 INVITE_ME = "I ain't in this channel, pal, so this stays between us. Invite me with `/invite @Mafioso`."
 RATINGS = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
+#: A streamed answer is sent on at most this often per channel (Slack's chat.update allows ~1 a second).
+EDIT_EVERY_S = 1.0
 _MARKUP = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
 
 
@@ -89,8 +101,10 @@ for _name in ("slack_bolt.AsyncRequestVerification", "slack_bolt.RequestVerifica
 class SlackBot:
     """The Slack app: one Bolt ``AsyncApp``, three listeners, one way out."""
 
-    def __init__(self, explainer: Explainer, cfg: SlackConfig, *, max_code_chars: int = 6000, feedback=None):
+    def __init__(self, explainer: Explainer, cfg: SlackConfig, *, max_code_chars: int = 6000, feedback=None,
+                 clock: Callable[[], float] = time.monotonic):
         self.explainer, self.cfg, self.max_code_chars = explainer, cfg, max_code_chars
+        self.edits = Throttle(EDIT_EVERY_S, clock)  # streamed answers: sends per channel
         self.feedback = feedback  # a mafioso.core.feedback.FeedbackStore, or None: no ratings
         # The token goes in here, not through client=: given a client, Bolt still reads SLACK_BOT_TOKEN from the
         # environment and warns that it is unused.
@@ -209,9 +223,14 @@ class SlackBot:
             return
         bot_id = context.bot_user_id or self.bot_user_id
         text = event.get("text", "").replace(f"<@{bot_id}>", "") if bot_id else event.get("text", "")
+        thread = event.get("thread_ts") or event["ts"]
+        if callable(getattr(self.explainer, "stream", None)):
+            code, _ = await self.gather_code(slack_to_plain(text), event.get("files") or [])
+            if code.strip():
+                await self.stream_in_thread(event["channel"], thread, code, event.get("user"), body.get("team_id"))
+                return
         chunks, explanation = await self.answer(text, event.get("files"))
-        await self.post_in_thread(event["channel"], event.get("thread_ts") or event["ts"], chunks, explanation,
-                                  event.get("user"))
+        await self.post_in_thread(event["channel"], thread, chunks, explanation, event.get("user"))
 
     async def on_shortcut(self, ack, shortcut: dict, respond) -> None:
         """Message menu → "Explain this code": answer in the message's thread (privately if we are not there)."""
@@ -300,6 +319,44 @@ class SlackBot:
             return [escape_mrkdwn(error_line(exc, self.max_code_chars))], None
         chunks = split_text(explanation.text, SLACK_LIMIT) or [EMPTY_ANSWER]
         return [escape_mrkdwn(chunk) for chunk in chunks], explanation
+
+    async def stream_in_thread(self, channel: str, thread_ts: str, code: str, user: str | None,
+                               team: str | None) -> None:
+        """Stream the answer into one reply in the thread (module docstring), linked to the answer for ratings."""
+        native = callable(getattr(self.client, "chat_stream", None)) and user and team
+        streamer = ts = None
+        sent = ""
+        if native:
+            streamer = await self.client.chat_stream(channel=channel, thread_ts=thread_ts, recipient_user_id=user,
+                                                     recipient_team_id=team, buffer_size=1)
+        else:
+            ts = (await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=IN_PROGRESS.strip(),
+                                                     unfurl_links=False, unfurl_media=False))["ts"]
+        explanation, final = None, ""
+        try:
+            async for text, answer in answer_texts(self.explainer, code):
+                if answer is not None:
+                    explanation, final = answer, text or EMPTY_ANSWER
+                elif self.edits.ready(channel) and text.startswith(sent):
+                    if native:
+                        await streamer.append(markdown_text=escape_mrkdwn(text[len(sent):]))
+                    else:
+                        await self.client.chat_update(channel=channel, ts=ts, text=escape_mrkdwn(text) + IN_PROGRESS)
+                    sent = text
+        except RequestError as exc:
+            log.warning("slack: request not served: %s", type(exc).__name__)
+            final = error_line(exc, self.max_code_chars)
+        if native:
+            rest = final[len(sent):] if final.startswith(sent) else ""
+            ts = (await streamer.stop(markdown_text=escape_mrkdwn(rest)) if rest or not sent else
+                  await streamer.stop()).get("ts") or streamer.ts
+            if not final.startswith(sent):  # the final check changed text already shown
+                await self.client.chat_update(channel=channel, ts=ts, text=escape_mrkdwn(final))
+        else:
+            await self.client.chat_update(channel=channel, ts=ts, text=escape_mrkdwn(final))
+        if self.feedback is not None and explanation is not None and explanation.answer_id and ts:
+            await self.feedback.call("link_message", "slack", f"{channel}:{ts}", explanation.answer_id, user,
+                                     explanation.text)
 
     async def post_in_thread(self, channel: str, thread_ts: str, chunks: list[str],
                              explanation: Explanation | None = None, user: str | None = None) -> None:

@@ -168,6 +168,38 @@ class FakeExplainer:
         return Explanation(text=text, tokens=len(text.split()), latency_s=0.01, finished=True)
 
 
+class StreamingExplainer(FakeExplainer):
+    """A FakeExplainer that also streams: its answer comes as ``deltas``, one event each, and ``tick`` (when
+    given) runs before each one (a test clock moves on). The last event carries the whole answer."""
+
+    def __init__(self, deltas: list[str], tick=None, **options):
+        super().__init__(answer="".join(deltas), **options)
+        self.deltas, self.tick = deltas, tick
+        self.closed = 0  # streams left (finished or hung up)
+
+    async def stream(self, code: str, request: str | None = None):
+        from mafioso.worker.service import StreamEvent
+
+        answer = await self.explain(code, request)
+        explainer = self
+
+        class Events:
+            async def _events(self):
+                for delta in explainer.deltas[:-1]:
+                    if explainer.tick:
+                        explainer.tick()
+                    yield StreamEvent(delta)
+                yield StreamEvent(explainer.deltas[-1], answer)
+
+            def __aiter__(self):
+                return self._events()
+
+            async def aclose(self):
+                explainer.closed += 1
+
+        return Events()
+
+
 def spec_mock(instance, **attributes):
     """A MagicMock with ``spec_set`` = a real discord.py object (a wrong attribute fails); async methods are
     AsyncMocks. ``attributes`` are set on it."""
@@ -430,7 +462,8 @@ class FakeEngine:
         self.fail = fail
         self.tokens = tokens
         self.token_delay = token_delay
-        self.gen = GenerationConfig(max_new_tokens=max_new_tokens)
+        # no loop rule: the fake never loops, and a stream may show all its tokens at once
+        self.gen = GenerationConfig(max_new_tokens=max_new_tokens, stop_loops=False)
         self.batches: list[list[tuple[str, str | None]]] = []
         self.started = threading.Event()
         self.decoded = 0
@@ -465,10 +498,16 @@ class FakeEngine:
             time.sleep(self.token_delay)
             for row in live:
                 done[row] += 1
+                controls[row].emit(done[row] - 1)
             with self._lock:
                 self.decoded += len(live)
         return [Generation(text=f"explained {code}", tokens=n, finished=n >= self.tokens)
                 for (code, _), n in zip(requests, done)]
+
+    def text_so_far(self, code: str, ids: list[int]) -> str:
+        """The answer if it ended after ``ids``: the share of "explained <code>" that ``ids`` are of its tokens."""
+        text = f"explained {code}"
+        return text[:len(text) * min(len(ids), self.tokens) // self.tokens]
 
     def seen(self) -> list[str]:
         """Every code the engine was asked to explain."""

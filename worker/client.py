@@ -22,6 +22,7 @@ messages are logged and users get ours (404 unknown model, 400 past the context,
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
@@ -32,7 +33,7 @@ from mafioso.core import guard
 from mafioso.worker.claim_check import NOTHING_SURE, drop_unsupported
 from mafioso.core.explanation import Explanation
 from mafioso.worker.postcheck import finish
-from mafioso.worker.service import BUSY, FAILED
+from mafioso.worker.service import BUSY, FAILED, StreamEvent
 from mafioso.core.config import WORKER_APIS, WorkerConfig
 from mafioso.core.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 
@@ -89,6 +90,26 @@ class WorkerClient:
         return Explanation(text=data["explanation"], tokens=data["tokens"], latency_s=data["latency_s"],
                            finished=data["finished"], code_leak=data.get("code_leak", False),
                            answer_id=data.get("answer_id", ""))
+
+    async def stream(self, code: str, request: str | None = None) -> _RemoteStream:
+        """Explain ``code`` as :class:`mafioso.worker.service.StreamEvent` s from the worker's ``/v1/explain``
+        stream (``"stream": true``); returns once the worker answered, raising like :meth:`explain` when it
+        refused. In ``openai`` mode the answer is checked whole here, so it comes as one last event."""
+        if self.api == "openai":
+            return _RemoteStream(None, await self._complete(code, request))
+        try:
+            response = await self._open().post(f"{self.url}/v1/explain",
+                                               json={"code": code, "request": request, "stream": True})
+        except asyncio.TimeoutError:
+            raise WorkerTimeout(SLOW) from None
+        except aiohttp.ClientError as exc:
+            log.warning("cannot reach the worker at %s: %s", self.url, type(exc).__name__)
+            raise WorkerUnavailable(UNREACHABLE) from None
+        if response.status != 200 or not response.content_type.startswith("text/event-stream"):
+            async with response:
+                await self._json(response, "explanation")  # raises the worker's error
+            raise RequestError(FAILED)
+        return _RemoteStream(response)
 
     async def rate(self, answer_id: str, rating: int) -> None:
         """Rate an answer this worker gave (``POST /v1/feedback``); raises :class:`mafioso.core.feedback.UnknownAnswer`
@@ -194,3 +215,52 @@ class WorkerClient:
         if status != 401:
             log.error("the server at %s answered HTTP %d: %s", self.url, status, message)
             raise RequestError(FAILED)
+
+
+#: An error event's code (mafioso.worker.http_stream) -> the exception the in-process worker raises.
+_STREAM_ERRORS = {"timeout": WorkerTimeout, "busy": WorkerBusy, "unavailable": WorkerUnavailable}
+
+
+class _RemoteStream:
+    """The events of one ``/v1/explain`` stream (or, with ``answer``, just that answer as its last event)."""
+
+    def __init__(self, response: aiohttp.ClientResponse | None, answer: Explanation | None = None):
+        self._response, self._answer = response, answer
+
+    def __aiter__(self):
+        return self._events()
+
+    async def aclose(self) -> None:
+        """Hang up: the worker cancels the request."""
+        if self._response is not None:
+            self._response.close()
+
+    async def _events(self):
+        if self._response is None:
+            yield StreamEvent(self._answer.text, self._answer)
+            return
+        try:
+            async for line in self._response.content:
+                if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
+                    continue
+                event = json.loads(line[6:])
+                if "error" in event:
+                    error = event["error"]
+                    kind = _STREAM_ERRORS.get(error.get("code"), RequestError)
+                    raise kind(error.get("message") or FAILED)
+                if not event.get("done"):
+                    yield StreamEvent(event["delta"])
+                    continue
+                answer = Explanation(text=event["explanation"], tokens=event["tokens"], latency_s=event["latency_s"],
+                                     finished=event["finished"], code_leak=event.get("code_leak", False),
+                                     answer_id=event.get("answer_id", ""))
+                yield StreamEvent(answer.text if event["replaced"] else event["delta"], answer, event["replaced"])
+                return
+        except asyncio.TimeoutError:
+            raise WorkerTimeout(SLOW) from None
+        except aiohttp.ClientError as exc:
+            log.warning("the worker's stream broke off: %s", type(exc).__name__)
+            raise WorkerUnavailable(UNREACHABLE) from None
+        finally:
+            self._response.close()
+        raise RequestError(FAILED)  # the stream ended without its answer

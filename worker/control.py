@@ -5,21 +5,42 @@ The worker makes one :class:`Control` per request and hands the engine the list 
 ``max_new_tokens``; ``cancel()`` (the client hung up, the request timed out, a sibling prompt failed) tells
 the engine nobody wants the answer any more: it stops decoding that row at its next step and frees the slot.
 The engines read ``cancelled`` once per row per decode step, so it is a plain attribute, not a lock.
+
+Both engines call :meth:`Control.emit` with each answer token as it is decoded (in their decode thread): it
+notes when the first one came (time to first token) and hands the token to ``sink`` when the request streams
+(:class:`mafioso.worker.token_stream.TokenSink`). ``emit`` must stay cheap: it runs once per token per row.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["Control"]
+__all__ = ["Control", "Sink"]
+
+
+class Sink(Protocol):
+    """Where a streaming request's tokens go, one call per token, from the engine's decode thread."""
+
+    def push(self, token: int) -> None: ...
 
 
 @dataclass(eq=False)
 class Control:
-    """One request's answer-length limit (None = the engine's) and cancel flag."""
+    """One request's answer-length limit (None = the engine's), cancel flag and token sink."""
 
     max_tokens: int | None = None
     cancelled: bool = False
+    sink: Sink | None = None  # a streaming request's consumer of answer tokens
+    first_token_at: float | None = None  # time.monotonic() when the engine made the first answer token
+
+    def emit(self, token: int) -> None:
+        """The engine made the answer's next token (called from its decode thread)."""
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+        if self.sink is not None:
+            self.sink.push(token)
 
     def cancel(self) -> None:
         """Nobody waits for this answer any more: stop decoding it (safe from any thread)."""

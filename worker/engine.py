@@ -240,11 +240,14 @@ class _LoopStop(StoppingCriteria):
 class _RequestStop(StoppingCriteria):
     """Stopping criterion: a row is done at its own ``max_tokens`` or once its request is cancelled
     (:class:`mafioso.worker.control.Control`); the batch ends when every row is done. ``cancelled_at[row]`` records how
-    many tokens a cancelled row had generated when it stopped."""
+    many tokens a cancelled row had generated when it stopped. It also hands each live row's new token to its
+    control (``Control.emit``: streaming, time to first token) until the row ends (EOS, ``stops``, its limit)."""
 
-    def __init__(self, controls: list[Control], limits: list[int], prompt_len: int):
+    def __init__(self, controls: list[Control], limits: list[int], prompt_len: int, eos_ids=(), stops=()):
         self.controls, self.limits, self.prompt_len = controls, limits, prompt_len
+        self.eos_ids, self.stops = set(eos_ids), stops
         self.cancelled_at: dict[int, int] = {}
+        self.ended: set[int] = set()  # rows whose answer is over: padding follows, nothing more to emit
 
     def __call__(self, input_ids, scores, **kwargs):
         generated = input_ids.shape[1] - self.prompt_len
@@ -252,6 +255,11 @@ class _RequestStop(StoppingCriteria):
             if control.cancelled:
                 self.cancelled_at.setdefault(row, generated)
         done = [generated >= limit or row in self.cancelled_at for row, limit in enumerate(self.limits)]
+        for row, token in enumerate(input_ids[:, -1].tolist()):
+            if row not in self.ended and row not in self.cancelled_at:
+                self.controls[row].emit(token)
+                if done[row] or token in self.eos_ids or any(row in stop.stopped_at for stop in self.stops):
+                    self.ended.add(row)
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
@@ -392,6 +400,11 @@ class Engine:
                    for (ids, stop), limit in zip(rows, limits, strict=True)]
         return [self._checked(code, answer) for (code, _), answer in zip(requests, answers, strict=True)]
 
+    def text_so_far(self, code: str, ids: list[int]) -> str:
+        """The answer's text if it ended after ``ids`` (its tokens so far), cut and checked as ``generate`` does:
+        what a stream may show (:mod:`mafioso.worker.token_stream`)."""
+        return self._checked(code, self._finish(ids, None)).text
+
     def _checked(self, code: str, answer: Generation) -> Generation:
         """The answer without the sentences its code contradicts (``drop_unsupported``), both paths alike."""
         if not self.gen.drop_unsupported:
@@ -427,7 +440,7 @@ class Engine:
             stops.append(_LoopStop(LoopRule.of(self.gen), self.pieces, width))
         controls = controls or [Control() for _ in prompt_ids]
         limits = [control.limit(self.gen.max_new_tokens) for control in controls]
-        requested = _RequestStop(controls, limits, width)
+        requested = _RequestStop(controls, limits, width, self.eos_ids, stops)
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=input_ids, attention_mask=mask, max_new_tokens=max(limits),

@@ -363,6 +363,7 @@ class FastEngine(Engine):
         """Append one token to a slot's answer; finish the row at EOS, ###, a loop or the token budget."""
         row = active[slot]
         row.generated.append(token)
+        row.control.emit(token)
         if row.ngrams is not None:
             row.ngrams.add(token)
         if row.grounding is not None and row.grounding.add(token):

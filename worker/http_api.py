@@ -16,13 +16,15 @@ Flags override ``MAFIOSO_*`` variables (and ``.env``). With ``MAFIOSO_API_KEY`` 
 /healthz needs ``Authorization: Bearer <key>``. Errors are JSON ``{"error": {"message", "type", "code"}}``:
 400 bad JSON or input, 401 key, 404 unknown model or answer id, 413 too large, 503 busy (with Retry-After) or shutting
 down, 504 timeout. Request bodies and the key are never logged. OpenAI sampling fields the worker cannot
-honour (temperature, top_p, n, stream, stop) are accepted only at their greedy default; other values get a
+honour (temperature, top_p, n, stop) are accepted only at their greedy default; other values get a
 400 that says so. ``max_tokens`` (1 to the worker's ``max_new_tokens``) is honoured per request; an answer
 cut there has ``finish_reason: "length"`` (``finished: false``).
 
 Every answer is recorded in the feedback store (core/feedback.py, ``MAFIOSO_FEEDBACK_DB``) under its
 ``answer_id``; the OpenAI endpoints' response ``id`` (``chatcmpl-<answer_id>``, ``cmpl-<answer_id>`` for one
 prompt) names it too, and ``POST /v1/feedback`` takes either. ``/metrics`` counts the ratings per adapter.
+
+``"stream": true`` answers with server-sent events (:mod:`mafioso.worker.http_stream`, docs/API.md).
 
 A client that hangs up cancels its request (aiohttp's ``handler_cancellation``): it leaves the queue, or the
 engine stops decoding it at the next step. A ``/v1/completions`` prompt list is answered whole or not at
@@ -46,6 +48,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import mafioso
 from mafioso.worker.api_schema import BadRequest, Body, Param, openapi
+from mafioso.worker.http_stream import stream_chat, stream_completion, stream_explain
 from mafioso.core.feedback import FeedbackUnavailable, UnknownAnswer, open_store
 from mafioso.core.guard import REFUSALS
 from mafioso.worker.runtime import add_settings_arguments, build_worker, load_settings
@@ -177,6 +180,8 @@ _GREEDY = "this worker decodes greedily, the way its adapter was tuned and evalu
 _MAX_TOKENS = Param("max_tokens", {"type": "integer", "minimum": 1},
                    "longest answer in tokens, at most the worker's max_new_tokens (its default; a larger value is "
                    "a 400 that says the maximum); an answer cut there has finish_reason 'length'")
+_STREAM = Param("stream", {"type": "boolean"}, "stream the answer as server-sent events (docs/API.md); a stream "
+                "answers one prompt")
 _DEFAULTS_ONLY = (
     _MAX_TOKENS,
     Param("model", _TEXT, f"the model; this worker serves '{MODEL_ID}' (another name is a 404)"),
@@ -186,8 +191,7 @@ _DEFAULTS_ONLY = (
           why=_GREEDY),
     Param("n", {"type": "integer", "minimum": 1}, "answers per prompt: 1 only", only=(1,),
           why="one answer per prompt; send several prompts instead"),
-    Param("stream", {"type": "boolean"}, "stream the answer: false only", only=(False,),
-          why="streaming is not supported; send the request without stream=true"),
+    _STREAM,
     Param("stop", {"oneOf": [_TEXT, {"type": "array", "items": _TEXT}]}, "stop strings: none", only=([],),
           why="the answer stops on its own (end of text or a new ### section)"),
 )
@@ -195,6 +199,7 @@ EXPLAIN = Body("ExplainRequest", (
     Param("code", _TEXT, "the Python code to explain", required=True),
     Param("request", _TEXT, "what the user asked about it (default: 'Explain this code.')"),
     _MAX_TOKENS,
+    _STREAM,
 ))
 COMPLETIONS = Body("CompletionRequest", (
     Param("prompt", {"oneOf": [_TEXT, {"type": "array", "items": _TEXT, "minItems": 1}]},
@@ -288,6 +293,9 @@ async def _all_or_none(worker: Worker, codes: list[str], max_tokens: int | None)
 async def explain(request: web.Request) -> web.Response:
     """POST /v1/explain: the project's own endpoint."""
     body = await _parse(request, EXPLAIN)
+    if body["stream"]:
+        return await stream_explain(request, await request.app[WORKER].stream(
+            body["code"], body["request"], max_tokens=body["max_tokens"]))
     answer = await request.app[WORKER].explain(body["code"], body["request"], max_tokens=body["max_tokens"])
     return web.json_response({"explanation": answer.text, "answer_id": answer.answer_id, "tokens": answer.tokens,
                               "latency_s": answer.latency_s, "finished": answer.finished,
@@ -308,6 +316,11 @@ async def completions(request: web.Request) -> web.Response:
     prompt = body["prompt"]
     pairs = [(code, None) for code in (prompt if isinstance(prompt, list) else [prompt])]
     worker = request.app[WORKER]
+    if body["stream"]:
+        if len(pairs) != 1:
+            raise BadRequest("A stream answers one prompt; send the pieces of code one request each.")
+        return await stream_completion(request, await worker.stream(pairs[0][0], max_tokens=body["max_tokens"]),
+                                       MODEL_ID)
     answers = await _all_or_none(worker, [code for code, _ in pairs], body["max_tokens"])
     return web.json_response({
         "id": f"cmpl-{answers[0].answer_id if len(answers) == 1 else uuid.uuid4().hex}",  # one answer: ratable
@@ -332,6 +345,8 @@ async def chat_completions(request: web.Request) -> web.Response:
         raise BadRequest("the last user message's 'content' must be a string or a list of text parts.")
     code, req = split_fence(content)
     worker = request.app[WORKER]
+    if body["stream"]:
+        return await stream_chat(request, await worker.stream(code, req, max_tokens=body["max_tokens"]), MODEL_ID)
     answer = await worker.explain(code, req, max_tokens=body["max_tokens"])
     return web.json_response({
         "id": f"chatcmpl-{answer.answer_id or uuid.uuid4().hex}", "object": "chat.completion",

@@ -47,12 +47,13 @@ from prometheus_client.core import CounterMetricFamily
 
 from mafioso.core import guard
 from mafioso.worker.control import Control
+from mafioso.worker.token_stream import StreamText, TokenSink, ready_tokens
 from mafioso.core.explanation import Explanation
 from mafioso.core.feedback import AnswerRecord, FeedbackStore, FeedbackUnavailable
 from mafioso.core.config import WorkerConfig
 from mafioso.core.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 
-__all__ = ["ADMIT_HEADROOM", "Metrics", "ServiceRate", "Worker"]
+__all__ = ["ADMIT_HEADROOM", "AnswerStream", "Metrics", "ServiceRate", "StreamEvent", "Worker"]
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +177,64 @@ class Metrics:
                                   "answers (admission control's measure; 0 before the first)",
                                   registry=self.registry)
         self.in_flight = Gauge("mafioso_in_flight", "requests the engine holds now", registry=self.registry)
+        self.first_token = Histogram("mafioso_time_to_first_token_seconds", "request to the engine's first answer "
+                                     "token, queueing and prefill included (p50/p95: histogram_quantile)",
+                                     buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 1, 2, 4, 8, 15, 30),
+                                     registry=self.registry)
         self.ratings = Counter("mafioso_feedback_ratings", "users' ratings of answers since start, by adapter "
                                "and rating (up = 👍, down = 👎)", ["adapter", "rating"], registry=self.registry)
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One step of a streamed answer: ``delta`` is text to append; the last event also has ``answer`` (the
+    whole :class:`Explanation`), and ``replaced`` when ``delta`` is the whole final text, replacing what was
+    sent (a check changed text already shown: :mod:`mafioso.worker.token_stream`)."""
+
+    delta: str
+    answer: Explanation | None = None
+    replaced: bool = False
+
+
+class AnswerStream:
+    """A streamed answer, admitted: iterate for :class:`StreamEvent` s (the last one carries the answer; errors
+    such as WorkerTimeout are raised from the iteration). Leaving the iteration early (``aclose``, the consumer
+    cancelled) cancels the request: the engine frees its slot at its next step."""
+
+    def __init__(self, task: asyncio.Task, sink: TokenSink, text: StreamText | None, answer_id: str):
+        self._task, self._sink, self._text = task, sink, text
+        self.answer_id = answer_id  # the answer's id, known before its text
+        self._events = self._run()
+
+    def __aiter__(self):
+        return self._events
+
+    async def aclose(self) -> None:
+        """Stop the stream; a request still decoding is cancelled."""
+        await self._events.aclose()
+        await self._cancel()
+
+    async def _cancel(self) -> None:
+        if not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self):
+        try:
+            while not self._task.done():
+                waiter = asyncio.ensure_future(self._sink.wait())
+                try:
+                    await asyncio.wait({self._task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                tokens = self._sink.take()
+                if self._text is not None and tokens and (delta := self._text.add(tokens)):
+                    yield StreamEvent(delta)
+            answer = self._task.result()
+            rest, replaced = self._text.finish(answer.text) if self._text else (answer.text, False)
+            yield StreamEvent(rest, answer, replaced)
+        finally:
+            await self._cancel()
 
 
 @dataclass(eq=False)  # identity equality: the queue removes exactly this job
@@ -273,16 +330,36 @@ class Worker:
         self._executor.shutdown(wait=True)
         self._executor = None
 
-    async def explain(self, code: str, request: str | None = None, *, max_tokens: int | None = None) -> Explanation:
+    async def stream(self, code: str, request: str | None = None, *, max_tokens: int | None = None) -> AnswerStream:
+        """Explain ``code`` as a stream of text deltas (:class:`AnswerStream`); returns once the request is
+        admitted, raising like :meth:`explain` when it is not. An engine without ``text_so_far`` streams the
+        whole answer in its last event."""
+        sink = TokenSink(asyncio.get_running_loop())
+        answer_id = uuid.uuid4().hex
+        task = asyncio.ensure_future(self.explain(code, request, max_tokens=max_tokens, sink=sink,
+                                                  answer_id=answer_id))
+        await asyncio.sleep(0)  # it runs up to its admission (or its refusal)
+        if task.done() and task.exception() is not None:
+            raise task.exception()
+        text_of = getattr(self.engine, "text_so_far", None)
+        text = StreamText(lambda ids: text_of(code, ids), ready_tokens(getattr(self.engine, "gen", None)))
+        text = text if text_of else None
+        return AnswerStream(task, sink, text, answer_id)
+
+    async def explain(self, code: str, request: str | None = None, *, max_tokens: int | None = None,
+                      sink: TokenSink | None = None, answer_id: str | None = None) -> Explanation:
         """Explain ``code`` in at most ``max_tokens`` tokens (default and most: the engine's ``max_new_tokens``);
-        raises InputRejected, WorkerBusy, WorkerTimeout or WorkerUnavailable."""
+        raises InputRejected, WorkerBusy, WorkerTimeout or WorkerUnavailable. ``sink``: where the engine puts
+        each answer token as it makes it (:meth:`stream` uses it); ``answer_id``: the answer's id (default: a new
+        one)."""
         limit = self.max_new_tokens
         if max_tokens is not None and not (1 <= max_tokens <= (limit or max_tokens)):
             raise ValueError(f"max_tokens must be between 1 and {limit}, not {max_tokens}")
         started = time.monotonic()
         outcome = "error"
         try:
-            result = await self._explain(code, request, Control(max_tokens))
+            control = Control(max_tokens, sink=sink)
+            result = await self._explain(code, request, control)
             outcome = "ok"
         except InputRejected:
             outcome = "rejected"
@@ -303,8 +380,11 @@ class Worker:
             self.metrics.requests.labels(outcome).inc()
         latency = time.monotonic() - started
         self.metrics.latency.observe(latency)
+        if control.first_token_at is not None:
+            self.metrics.first_token.observe(max(0.0, control.first_token_at - started))
         answer = Explanation(text=result.text, tokens=result.tokens, latency_s=round(latency, 4),
-                             finished=result.finished, code_leak=result.code_leak, answer_id=uuid.uuid4().hex)
+                             finished=result.finished, code_leak=result.code_leak,
+                             answer_id=answer_id or uuid.uuid4().hex)
         if self.feedback is not None:  # in a thread: the event loop never waits on the disk
             await self.feedback.call("record_answer", self._record(code, request, answer))
         return answer

@@ -108,3 +108,37 @@ def test_an_answer_from_a_worker_is_rated_on_that_worker(capsys, tmp_path):
     assert (row["downs"], row["code"].strip()) == (1, "x = 1")
     assert explain(str(script), "--worker-url", "http://127.0.0.1:9") == 1
     assert "line's dead" in capsys.readouterr().out
+
+
+def test_prints_the_answer_as_it_is_written_through_a_worker_and_whole_with_no_stream(capsys, tmp_path,
+                                                                                         monkeypatch):
+    """The worker streams sentence by sentence: stdout grows while the answer is written (seen by a stdout
+    that records each write with the time), and ends as the whole answer either way."""
+    import sys
+    import time
+
+    cfg = worker_config()
+    code = "x = 1\ny = 2\nz = 3\nprint(x + y + z)\n"
+    script = tmp_path / "s.py"
+    script.write_text(code)
+    writes = []
+
+    class Recording:
+        def write(self, text):
+            writes.append((time.monotonic(), text))
+
+        def flush(self):
+            pass
+
+    async def run(*flags):
+        async with serving(Worker(FakeEngine(tokens=8, token_delay=0.1), cfg), cfg) as url:
+            return await asyncio.to_thread(explain, str(script), "--worker-url", url, *flags)
+
+    monkeypatch.setattr(sys, "stdout", Recording())
+    assert asyncio.run(run()) == 0
+    pieces = [(t, text) for t, text in writes if text.strip()]
+    assert "".join(text for _, text in writes) == f"explained {code}\n"
+    assert len(pieces) > 2 and pieces[-1][0] - pieces[0][0] > 0.2  # printed over time, not at once
+    writes.clear()
+    assert asyncio.run(run("--no-stream")) == 0
+    assert [text for _, text in writes if text.strip()] == [f"explained {code}"]

@@ -11,10 +11,11 @@ import pytest
 
 from mafioso.bot.discord_bot import APOLOGY, DISCORD_LIMIT, CodeModal, MafiosoBot
 from mafioso.bot.extract import NOT_HERE
+from mafioso.bot.streaming import IN_PROGRESS
 from mafioso.core.config import DiscordConfig
 from mafioso.core.errors import InputRejected, WorkerBusy, WorkerTimeout, WorkerUnavailable
-from tests.helpers import (FakeExplainer, serve_loopback, discord_attachment, discord_channel, discord_client_user,
-                           discord_guild, discord_interaction, discord_message, discord_user)
+from tests.helpers import (FakeExplainer, StreamingExplainer, serve_loopback, discord_attachment, discord_channel,
+                           discord_client_user, discord_guild, discord_interaction, discord_message, discord_user)
 
 BOT_ID = 9000
 CODE = "def add(a, b):\n    return a + b"
@@ -45,8 +46,11 @@ def run(coro):
 
 
 def replies(message) -> list[str]:
-    """Everything the bot sent in answer to a message: the reply, then follow-up messages in the channel."""
+    """Everything the bot sent in answer to a message: the reply (as last edited), then follow-ups in the channel."""
     sent = [c.args[0] for c in message.reply.await_args_list]
+    edits = message.reply.return_value.edit.await_args_list if sent else []
+    if edits:  # a streamed reply: what it says after its last edit
+        sent[-1] = edits[-1].kwargs["content"]
     return sent + [c.args[0] for c in message.channel.send.await_args_list]
 
 
@@ -367,3 +371,59 @@ def test_a_thumbs_reaction_on_the_bots_answer_is_a_rating(tmp_path):
     store.close()
     data = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert b"4242424242" not in data and b"5151515151" not in data
+
+
+# ------------------------------------------------------------------------------------------- streaming
+
+
+def _bot_message():
+    return discord_message("⏳", author=discord_client_user(BOT_ID))
+
+
+def test_a_streamed_reply_appears_at_once_and_is_edited_at_most_once_a_second_per_channel():
+    clock = Clock()
+    deltas = ["Listen up.", " It adds.", " Two numbers.", " Like the books.", " Capisce?"]
+    explainer = StreamingExplainer(deltas, tick=lambda: setattr(clock, "now", clock.now + 0.4))
+    bot = make_bot(explainer, clock=clock)
+    message = discord_message(FENCED)
+    placeholder = message.reply.return_value = _bot_message()
+    placeholder.edit.return_value = placeholder
+    run(bot.on_message(message))
+    assert message.reply.await_args.args == ("⏳",)  # the reply appears at once, as the in-progress marker
+    edits = [c.kwargs["content"] for c in placeholder.edit.await_args_list]
+    # deltas at t = 0.4, 0.8, 1.2, 1.6: edited at 0.4 and 1.6 (one second apart), then the final edit
+    assert edits == ["Listen up." + IN_PROGRESS, "Listen up. It adds. Two numbers. Like the books." + IN_PROGRESS,
+                     "".join(deltas)]
+    assert all(c.kwargs["allowed_mentions"].to_dict() == discord.AllowedMentions.none().to_dict()
+               for c in placeholder.edit.await_args_list)
+    assert explainer.closed == 1 and message.channel.send.await_count == 0
+
+
+def test_a_long_streamed_reply_keeps_its_fences_in_the_split_and_refusals_need_no_placeholder():
+    answer = "Look at this.\n```\n" + "x = 1\n" * 500 + "```\nThat's all, pal."
+    bot = make_bot(StreamingExplainer([answer[:1000], answer[1000:]]))
+    message = discord_message(FENCED)
+    placeholder = message.reply.return_value = _bot_message()
+    placeholder.edit.return_value = placeholder
+    run(bot.on_message(message))
+    final = placeholder.edit.await_args.kwargs["content"]
+    rest = [c.args[0] for c in message.channel.send.await_args_list]
+    assert rest and all(len(chunk) <= 2000 and chunk.count("```") % 2 == 0 for chunk in [final, *rest])
+    assert IN_PROGRESS not in final
+    empty = discord_message("<@9000>  ", mentions=[discord_client_user(BOT_ID)])
+    run(make_bot(StreamingExplainer(["x"]), listen_to_messages=False).on_message(empty))
+    assert "⏳" not in replies(empty)[0]
+
+
+def test_a_streamed_interaction_edits_its_deferred_response_and_a_failure_replaces_the_marker():
+    from mafioso.core.errors import WorkerBusy
+
+    bot = make_bot(StreamingExplainer(["It adds.", " Capisce?"]))
+    interaction = discord_interaction()
+    run(bot.answer_interaction(interaction, CODE))
+    interaction.response.defer.assert_awaited_once()
+    assert interaction.edit_original_response.await_args.kwargs["content"] == "It adds. Capisce?"
+    failing = make_bot(StreamingExplainer(["x"], error=WorkerBusy("busy, pal", retry_after=3)))
+    interaction = discord_interaction()
+    run(failing.answer_interaction(interaction, CODE))
+    assert "⏳" not in interaction.edit_original_response.await_args.kwargs["content"]

@@ -439,8 +439,8 @@ def test_a_thumbs_reaction_on_the_bots_answer_is_a_rating(tmp_path):
         try:
             async with slack_app(worker, feedback=store) as (stub, url):
                 await post_signed(url, mention_body("<@UBOT> x = 1"), as_json)
-                await stub.wait_for(lambda: stub.posted())
-                posted_ts = "1700000001.000200"  # what the stand-in answers chat.postMessage with
+                await stub.wait_for(lambda: [c for c in stub.calls if c[0] == "chat.stopStream"])  # streamed
+                posted_ts = "1700000001.000200"  # what the stand-in answers chat.startStream with
                 await post_signed(url, reaction_body("-1", "U7RATER", posted_ts, "Ev8"), as_json)
                 await stub.wait_for(lambda: store.rated_answers())  # rated down, before the change of mind
                 await post_signed(url, reaction_body("+1::skin-tone-3", "U7RATER", posted_ts, "Ev9"), as_json)
@@ -460,3 +460,72 @@ def test_a_thumbs_reaction_on_the_bots_answer_is_a_rating(tmp_path):
     store.close()
     data = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert b"U7RATER" not in data
+
+
+# ------------------------------------------------------------------------------------------- streaming
+
+
+class _Ticks:
+    """A clock that moves 0.6 s each time it is read: every other delta may be sent on."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        self.now += 0.6
+        return self.now
+
+
+def _streaming_app(explainer, **cfg):
+    """slack_app with the bot's clock ticking (the throttle sees time pass between deltas)."""
+    import mafioso.bot.slack_bot as slack_bot
+
+    ticks = _Ticks()
+    original = slack_bot.Throttle
+
+    class Ticking(original):
+        def __init__(self, interval, clock=None):
+            super().__init__(interval, ticks)
+
+    slack_bot.Throttle = Ticking
+    return slack_app(explainer, **cfg), lambda: setattr(slack_bot, "Throttle", original)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_mention_is_streamed_into_its_thread_natively_or_by_throttled_updates(native, monkeypatch):
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from tests.helpers import StreamingExplainer
+
+    if not native:
+        monkeypatch.delattr(AsyncWebClient, "chat_stream")
+    deltas = ["Listen up.", " It adds.", " Two <numbers>.", " Like the books.", " Capisce?"]
+    context, restore = _streaming_app(StreamingExplainer(deltas))
+
+    async def main():
+        try:
+            async with context as (stub, url):
+                status, _ = await post_signed(url, mention_body("<@UBOT> ```py\nprint(1 + 2)\n```"),
+                                              {"Content-Type": "application/json"})
+                done = "chat.stopStream" if native else "chat.update"
+                await stub.wait_for(lambda: [c for c in stub.calls if c[0] == done and "Capisce" in str(c[1])])
+                return status, stub.calls
+        finally:
+            restore()
+
+    status, calls = asyncio.run(main())
+    assert status == 200
+    calls = [(method, data) for method, data in calls if method.startswith("chat.")]
+    if native:
+        methods = [method for method, _ in calls]
+        assert methods[0] == "chat.startStream" and methods[-1] == "chat.stopStream"
+        assert calls[0][1]["thread_ts"] == "1700000000.000100" and calls[0][1]["recipient_user_id"] == "U1"
+        assert calls[0][1]["recipient_team_id"] == "T1"
+        texts = "".join(chunk["text"] for _, data in calls for chunk in data.get("chunks", []))
+        assert texts == "Listen up. It adds. Two &lt;numbers&gt;. Like the books. Capisce?"
+        assert 2 <= len(calls) < len(deltas) + 1  # throttled: fewer calls than deltas
+    else:
+        assert calls[0][0] == "chat.postMessage" and calls[0][1]["text"] == "⏳"
+        updates = [data["text"] for method, data in calls if method == "chat.update"]
+        assert updates[-1] == "Listen up. It adds. Two &lt;numbers&gt;. Like the books. Capisce?"
+        assert all(text.endswith("⏳") for text in updates[:-1]) and len(updates) < len(deltas)

@@ -80,8 +80,10 @@ def test_errors_are_json_with_the_right_status():
                 "empty": await post("/v1/explain", json={"code": "  "}),
                 "too_large": await post("/v1/explain", json={"code": "x" * 101}),
                 "huge_body": await post("/v1/explain", data=b"x" * 200_000),
-                "stream": await post("/v1/chat/completions", json={"messages": [
-                    {"role": "user", "content": "x"}], "stream": True}),
+                "stream": await post("/v1/completions", json={"prompt": ["x", "y"], "stream": True}),
+                # refused before the stream starts: a plain JSON error, not an event
+                "stream_empty": await post("/v1/chat/completions", json={"messages": [
+                    {"role": "user", "content": "  "}], "stream": True}),
                 "no_user": await post("/v1/chat/completions", json={"messages": []}),
                 # issue 19: both were plain-text 500s (RecursionError in the JSON parser; the tokenizer's
                 # TypeError on a lone surrogate)
@@ -111,7 +113,8 @@ def test_errors_are_json_with_the_right_status():
 
     results = asyncio.run(main())
     expected = {"bad_json": 400, "no_code": 400, "empty": 400, "too_large": 413, "huge_body": 413,
-                "stream": 400, "no_user": 400, "temperature": 400, "n": 400, "max_tokens_word": 400,
+                "stream": 400, "stream_empty": 400, "no_user": 400, "temperature": 400, "n": 400,
+                "max_tokens_word": 400,
                 "prompt_type": 400, "unknown_model": 404, "deep_json": 400, "surrogate": 400, "busy": 503,
                 "running": 200, "queued": 200, "404": 404}
     assert {k: v[0] for k, v in results.items()} == expected

@@ -159,7 +159,5 @@ def test_the_stand_in_streams_chunks_ending_with_done():
     _check_stream(*_streamed("vllm stand-in"))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: our worker does not stream yet; it answers stream=true with a "
-                                       "400 that says so")
 def test_our_worker_streams_chunks_ending_with_done():
     _check_stream(*_streamed("mafioso worker"))
