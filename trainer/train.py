@@ -7,6 +7,15 @@ in bf16. Without CUDA the same path runs on the CPU: bitsandbytes NF4 with fp32 
 mixed precision. Checkpoints go to ``<output>.work/`` so ``--resume`` can pick up an interrupted run; the
 finished adapter is written to a temporary folder and renamed into place, so ``<output>`` is either the
 previous adapter or the complete new one, never half of each.
+
+Several GPUs (or CPU processes), unchanged, through the standard launchers (DDP; each process holds the base):
+
+    torchrun --nproc_per_node 2 -m mafioso train ...
+    accelerate launch --num_processes 2 -m mafioso train ...
+
+Only the main process clears the checkpoint folder and writes the adapter, its card, logs and plot; the others
+wait for it. The effective batch is ``batch_size x grad_accum x processes``; a run is resumed only with the
+process count it was started with.
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ from mafioso.trainer.model_card import write_loss_plot, write_model_card
 from mafioso.core.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
+
+RUN_FILE = "mafioso-run.json"  # in the checkpoint folder: the process count a resumed run must keep
 
 
 def work_dir(output: Path) -> Path:
@@ -79,6 +90,7 @@ class Run:
     train_tokens: int
     checkpoint: str | None
     base: dict  # what mafioso.json records of the base: its name and the facts an adapter depends on
+    state: object  # accelerate's PartialState: this process's rank, the process count, the barrier
 
 
 def setup(cfg: TrainConfig) -> Run:
@@ -86,15 +98,24 @@ def setup(cfg: TrainConfig) -> Run:
     import torch
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from accelerate import PartialState
     from trl import SFTConfig, SFTTrainer
 
+    state = PartialState()  # one process, or one of a torchrun / accelerate launch group (joins it here)
     work = work_dir(Path(cfg.output))
     checkpoint = _last_checkpoint(work) if cfg.resume else None
-    if cfg.resume and checkpoint is None:
-        log.warning("--resume: no checkpoint in %s, starting from scratch", work)
-    elif not cfg.resume and work.exists():
-        log.info("removing the checkpoints of an earlier run in %s (use --resume to continue it)", work)
-        shutil.rmtree(work)
+    if checkpoint is not None:
+        _check_process_count(work, state.num_processes)
+    if state.is_main_process:
+        if cfg.resume and checkpoint is None:
+            log.warning("--resume: no checkpoint in %s, starting from scratch", work)
+        elif not cfg.resume and work.exists():
+            log.info("removing the checkpoints of an earlier run in %s (use --resume to continue it)", work)
+            shutil.rmtree(work)
+        if checkpoint is None:
+            work.mkdir(parents=True, exist_ok=True)
+            (work / RUN_FILE).write_text(json.dumps({"processes": state.num_processes}))
+    state.wait_for_everyone()  # no process starts before the folder is cleared
 
     train_samples, val_samples = load_splits(cfg)
     base = resolve_base(cfg.base_model)
@@ -110,7 +131,9 @@ def setup(cfg: TrainConfig) -> Run:
 
     cuda = torch.cuda.is_available()
     device_args, compute_dtype = _device_settings(cfg, cuda)
-    model = load_model(base, cfg.quantization, "cuda" if cuda else "cpu", compute_dtype)
+    # each process on its own GPU (LOCAL_RANK under a launcher)
+    model = load_model(base, cfg.quantization, f"cuda:{state.local_process_index}" if cuda else "cpu",
+                       compute_dtype)
     model.config.use_cache = False
     if not cuda:
         # bitsandbytes repacks a 4-bit weight for its CPU inference kernel at the first eval and keeps it packed;
@@ -165,7 +188,18 @@ def setup(cfg: TrainConfig) -> Run:
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows),
     )
     return Run(cfg, trainer, cuda, {"train": len(train_rows), "validation": len(val_rows)},
-               sum(len(r["input_ids"]) for r in train_rows), checkpoint, base_info)
+               sum(len(r["input_ids"]) for r in train_rows), checkpoint, base_info, state)
+
+
+def _check_process_count(work: Path, processes: int) -> None:
+    """Refuse to resume a checkpoint made by another number of processes: its step count, data order and
+    optimizer state belong to that effective batch."""
+    recorded = work / RUN_FILE
+    made_by = json.loads(recorded.read_text())["processes"] if recorded.is_file() else 1
+    if made_by != processes:
+        raise ConfigError(f"the checkpoints in {work} were made by {made_by} process(es) and this run has "
+                          f"{processes}: resume with the same count (torchrun --nproc_per_node {made_by}), or "
+                          "start over without --resume")
 
 
 def _cast_weights(path: Path, dtype: str) -> None:
@@ -235,7 +269,13 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> Path:
         torch.cuda.reset_peak_memory_stats()
     result = run.trainer.train(resume_from_checkpoint=run.checkpoint)
     final_eval = run.trainer.evaluate()
+    processes = run.state.num_processes
     stats = {
+        "processes": processes,
+        "per_device_batch": cfg.batch_size,
+        "grad_accum": cfg.grad_accum,
+        "effective_batch": cfg.batch_size * cfg.grad_accum * processes,
+        "optimizer_steps": run.trainer.state.global_step,
         "train_loss": result.training_loss,
         "eval_loss": final_eval.get("eval_loss"),
         "train_runtime_s": round(time.time() - started, 1),
@@ -247,8 +287,11 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> Path:
     if run.checkpoint:
         stats.update(resumed_statistics(run.trainer.state, run.checkpoint, stats["train_tokens"],
                                         result.metrics["train_runtime"]))
-    output = save(run, stats, [arg for arg in command or sys.argv if arg != "--resume"])
-    shutil.rmtree(work_dir(output), ignore_errors=True)
+    output = Path(cfg.output)
+    if run.state.is_main_process:  # one writer; the others wait, so none returns before the adapter exists
+        save(run, stats, [arg for arg in command or sys.argv if arg != "--resume"])
+        shutil.rmtree(work_dir(output), ignore_errors=True)
+    run.state.wait_for_everyone()
     log.info("adapter written to %s (train loss %.4f, eval loss %s)", output, stats["train_loss"],
              stats["eval_loss"])
     return output
