@@ -55,6 +55,8 @@ class TrainConfig:
     validation_fraction: float = _help("share of --data held out when no --validation is given", default=0.1)
     seed: int = _help("seed for the split, LoRA init and data order", default=42)
     quantization: str = _help("base weights while training: nf4 (QLoRA) or none", default="nf4")
+    persona: str = _help("the voice trained in: a folder of prompts/personas (its instruction starts every "
+                         "prompt; the adapter records it and is served with it)", default="mafioso")
     lora_r: int = _help("LoRA rank", default=64)
     lora_alpha: int = _help("LoRA alpha", default=16)
     lora_dropout: float = _help("LoRA dropout", default=0.05)
@@ -79,6 +81,11 @@ class TrainConfig:
                                "shipped adapter uses it)", default="float32")
 
     def __post_init__(self) -> None:
+        from mafioso.prompts import personas
+
+        if self.persona not in personas():
+            raise ConfigError(f"--persona must be one of {', '.join(personas())}, got {self.persona!r} (a new one "
+                              "is a folder prompts/personas/NAME with persona.json and instruction.txt)")
         if self.quantization not in ("nf4", "none"):
             raise ConfigError(f"quantization must be 'nf4' or 'none', not {self.quantization!r}")
         if self.adapter_dtype not in ("float32", "bfloat16"):

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
-#: Words and phrases that mark the mafioso voice (lowercase; matched on word boundaries).
-PERSONA_MARKERS = (
-    "capisce", "pal", "paisan", "boss", "the family", "wiseguy", "goodfella", "fuhgeddaboudit", "kid",
-    "consigliere", "capo", "made man", "an offer", "respect", "badda bing", "the books", "cannoli",
-    "sleeps with the fishes", "the boys", "my friend", "omertà", "the don", "the business", "the racket",
-    "sweetheart", "racket", "family", "kids", "this business", "respectful",
-)
-_MARKER_RE = re.compile(r"\b(" + "|".join(re.escape(m) for m in PERSONA_MARKERS) + r")\b", re.IGNORECASE)
+from mafioso.prompts import persona
+
+#: Words and phrases that mark the default (mafioso) voice, lowercase, matched on word boundaries; each persona's
+#: own are in prompts/personas/<name>/persona.json.
+PERSONA_MARKERS = persona().markers
+
+
+@lru_cache(maxsize=None)
+def _marker_re(markers: tuple[str, ...]) -> re.Pattern:
+    return re.compile(r"\b(" + "|".join(re.escape(m) for m in markers) + r")\b", re.IGNORECASE)
 
 _FENCE = re.compile(r"```|~~~")
 _CODE_LINE = re.compile(
@@ -23,9 +26,9 @@ _BACKTICK = re.compile(r"`([^`\n]+)`")
 _CODE_SPAN = re.compile(r"\w\s*\(.*\)|\s=\s|:\s*$|\bfor\b.+\bin\b|\blambda\b.*:")
 
 
-def persona_markers(text: str) -> list[str]:
-    """The persona markers found in ``text`` (lowercased)."""
-    return [m.lower() for m in _MARKER_RE.findall(text)]
+def persona_markers(text: str, markers: tuple[str, ...] = PERSONA_MARKERS) -> list[str]:
+    """The persona markers (by default the mafioso's) found in ``text`` (lowercased)."""
+    return [m.lower() for m in _marker_re(markers).findall(text)]
 
 
 def contains_code(text: str) -> bool:

@@ -23,6 +23,7 @@ import sys
 
 from mafioso.core.base_model import BASES
 from mafioso.core.config import TrainConfig, add_arguments, from_args
+from mafioso import prompts
 from mafioso.core.errors import MafiosoError
 from mafioso.bot import console, serve
 from mafioso.trainer import evaluate
@@ -60,7 +61,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_data_check(args: argparse.Namespace) -> int:
     from mafioso.trainer.data_check import check
 
-    return check(args.files, lint=not args.schema_only)
+    return check(args.files, lint=not args.schema_only, persona=args.persona)
 
 
 def _feedback_store(args: argparse.Namespace):
@@ -189,6 +190,8 @@ def make_parser() -> argparse.ArgumentParser:
     check = data.add_parser("check", help="validate and lint dataset files")
     check.add_argument("files", nargs="+", help="dataset files (JSON object, JSON list or JSONL)")
     check.add_argument("--schema-only", action="store_true", help="only the schema checks, no lint")
+    check.add_argument("--persona", default="mafioso", choices=prompts.personas(),
+                       help="whose voice markers the lint looks for (default mafioso)")
     check.set_defaults(func=cmd_data_check)
     export = data.add_parser("export", help="export users' rated answers as dataset rows")
     export.add_argument("--feedback", required=True, metavar="OUT_DIR",

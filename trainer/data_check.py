@@ -8,7 +8,7 @@ from mafioso.core.errors import DatasetError
 from mafioso.trainer.dataset import load_samples
 
 
-def check(files: list[str], lint: bool = True, out=None) -> int:
+def check(files: list[str], lint: bool = True, out=None, persona: str = "mafioso") -> int:
     """Validate ``files`` together; print problems or counts; return the exit status."""
     out = out or sys.stdout
     try:
@@ -29,6 +29,8 @@ def check(files: list[str], lint: bool = True, out=None) -> int:
         return 0
     from mafioso.trainer.lint import lint_report
 
-    report = lint_report(samples)
+    from mafioso.prompts import persona as find_persona
+
+    report = lint_report(samples, find_persona(persona).markers)
     print(report.render(), file=out)
     return 1 if report.errors else 0

@@ -1,6 +1,7 @@
 """Loading Mafioso datasets and turning them into training rows.
 
-Accepted files, all holding samples ``{"prompt", "code", "mafia_explanation"}`` (extra keys ignored):
+Accepted files, all holding samples ``{"prompt", "code", "mafia_explanation"}`` (extra keys ignored;
+``explanation`` may stand for ``mafia_explanation``, as in another persona's data):
 
 * the original format: a JSON object whose values are samples, keyed by sample id;
 * a JSON list of samples (key = ``id`` field or the index);
@@ -111,6 +112,8 @@ def _check_row(path: Path, key: str, row: object, problems: list[str]) -> Sample
     if not isinstance(row, dict):
         problems.append(f"{where}: expected an object with {', '.join(FIELDS)}, got {type(row).__name__}")
         return None
+    if "mafia_explanation" not in row and "explanation" in row:  # another persona's data: the neutral name
+        row = {**row, "mafia_explanation": row["explanation"]}
     ok = True
     for name in FIELDS:
         if name not in row:
@@ -190,14 +193,15 @@ def split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sampl
     return train, [s for i, s in enumerate(samples) if i in held]
 
 
-def tokenize(samples: list[Sample], tokenizer, max_length: int) -> tuple[list[dict], list[str]]:
-    """Training rows (input_ids + completion_mask) and warnings for rows cut at ``max_length`` (or left out,
-    when even their prompt does not fit)."""
+def tokenize(samples: list[Sample], tokenizer, max_length: int,
+             persona: str = "mafioso") -> tuple[list[dict], list[str]]:
+    """Training rows (input_ids + completion_mask) in ``persona``'s prompt, and warnings for rows cut at
+    ``max_length`` (or left out, when even their prompt does not fit)."""
     from mafioso.prompts import encode
 
     rows, warnings = [], []
     for sample in samples:
-        row = encode(tokenizer, sample.code, sample.prompt, sample.explanation)
+        row = encode(tokenizer, sample.code, sample.prompt, sample.explanation, persona_name=persona)
         if len(row["input_ids"]) > max_length:
             if not any(row["completion_mask"][:max_length]):  # the cut leaves no answer to learn from
                 warnings.append(f"{sample.where}: its prompt alone is {row['completion_mask'].index(1)} tokens, "

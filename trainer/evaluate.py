@@ -36,6 +36,8 @@ from pathlib import Path
 from mafioso.core.config import DEFAULT_ADAPTER, GenerationConfig, WorkerConfig, build, from_args
 from mafioso.core.config import add_arguments as add_config_arguments
 from mafioso.core.errors import ConfigError, DatasetError
+from mafioso.prompts import DEFAULT_PERSONA
+from mafioso.prompts import persona as find_persona
 from mafioso.trainer.dataset import Sample, load_samples
 from mafioso.trainer.grounding import unsupported_claims
 from mafioso.trainer.metrics import Prediction, response_nll, summarize
@@ -142,7 +144,7 @@ def response_loss(engine, samples: list[Sample], batch_size: int, label: str) ->
     from mafioso.prompts import encode
 
     tokenizer = engine.tokenizer
-    rows = [encode(tokenizer, s.code, s.prompt, s.explanation) for s in samples]
+    rows = [encode(tokenizer, s.code, s.prompt, s.explanation, persona_name=engine.persona) for s in samples]
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     with tqdm(total=len(rows), desc=f"{label}: loss", unit="sample") as bar:
@@ -161,10 +163,10 @@ def check_claims(predictions: list[Prediction], runner: SnippetRunner) -> list[P
     return checked
 
 
-def reference_metrics(samples: list[Sample], runner: SnippetRunner) -> dict:
+def reference_metrics(samples: list[Sample], runner: SnippetRunner, persona: str = DEFAULT_PERSONA) -> dict:
     """The text metrics of the dataset's own answers: the ceiling a model is measured against."""
     answers = [Prediction(s.key, s.code, s.explanation, s.explanation, 0, 0.0, True) for s in samples]
-    metrics = summarize(check_claims(answers, runner), None, 0, 0.0)
+    metrics = summarize(check_claims(answers, runner), None, 0, 0.0, find_persona(persona).markers)
     return {key: metrics[key] for key in ("identifier_recall", "grounded", "grounded_samples", "unsupported",
                                           "persona_rate", "mean_words")}
 
@@ -175,7 +177,7 @@ def evaluate_engine(engine, samples: list[Sample], batch_size: int, label: str,
     loss, count = response_loss(engine, samples, batch_size, label)
     predictions, spent = generate_all(engine, samples, batch_size, label)
     predictions = check_claims(predictions, runner)
-    return summarize(predictions, loss, count, spent), predictions
+    return summarize(predictions, loss, count, spent, find_persona(engine.persona).markers), predictions
 
 
 def write_predictions(path: Path, predictions: list[Prediction]) -> None:
@@ -267,13 +269,16 @@ def _label(spec: str) -> str:
 
 
 def score_model(cfg: WorkerConfig, gen: GenerationConfig, samples: list[Sample], batch_size: int,
-                label: str, runner: SnippetRunner) -> tuple[dict, list[Prediction], str]:
-    """Load one engine, score it, and free it: metrics, predictions and the device it ran on."""
+                label: str, runner: SnippetRunner, persona: str | None = None) -> tuple[dict, list[Prediction], str]:
+    """Load one engine, score it, and free it: metrics, predictions and the device it ran on. ``persona``: the
+    voice to prompt and score it in (default: its adapter's; the bare base is asked in the adapter's)."""
     import torch
 
     from mafioso.worker.engine import Engine
 
     engine = Engine.load(cfg, gen)
+    if persona:
+        engine.persona = persona
     device = str(engine.device)
     try:
         metrics, predictions = evaluate_engine(engine, samples, batch_size, label, runner)
@@ -288,8 +293,8 @@ def score_model(cfg: WorkerConfig, gen: GenerationConfig, samples: list[Sample],
 
 def run(args: argparse.Namespace) -> int:
     """Score the model(s), write predictions, metrics and chart, print the table."""
-    from mafioso.worker.engine import adapter_folder, base_of
     from mafioso.core.base_model import sha256_file
+    from mafioso.worker.engine import adapter_folder, adapter_persona, base_of
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -317,8 +322,9 @@ def run(args: argparse.Namespace) -> int:
         stale.unlink(missing_ok=True)
     # Pin the base now, so the --compare-base run loads exactly the weights under the adapter.
     cfg = dataclasses.replace(cfg, base_model=base_of(cfg.base_model, adapter_folder(cfg.adapter, cfg.base_model)))
+    persona = adapter_persona(adapter_folder(cfg.adapter, cfg.base_model))
     runner = SnippetRunner()  # every snippet runs once, before a model takes the memory
-    reference = reference_metrics(samples, runner)
+    reference = reference_metrics(samples, runner, persona)
     ran = runner.summary()
     log.info("ran %d snippets (isolation: %s), %d runnable; the reference answers score grounded %.3f",
              ran["snippets"], ran["isolation"], ran["runnable"], reference["grounded"])
@@ -329,7 +335,8 @@ def run(args: argparse.Namespace) -> int:
     write_predictions(out / "predictions.jsonl", predictions)
     if args.compare_base:
         base_cfg = dataclasses.replace(cfg, adapter="none")
-        results["base"], predictions, _ = score_model(base_cfg, gen, samples, args.batch_size, "base", runner)
+        results["base"], predictions, _ = score_model(base_cfg, gen, samples, args.batch_size, "base", runner,
+                                                      persona)
         write_predictions(out / "base" / "predictions.jsonl", predictions)
         results = {"base": results["base"], "adapter": results["adapter"]}  # table and chart: base first
     verdict = None

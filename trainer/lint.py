@@ -19,7 +19,7 @@ import tokenize
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from mafioso.core.text_checks import contains_code, persona_markers, phrase, sentences, words
+from mafioso.core.text_checks import PERSONA_MARKERS, contains_code, persona_markers, phrase, sentences, words
 from mafioso.trainer.dataset import Sample
 
 WORDS = (30, 110)
@@ -182,7 +182,7 @@ def same_lesson_pairs(samples: list[Sample]) -> list[str]:
     return found
 
 
-def lint_report(samples: list[Sample]) -> LintReport:
+def lint_report(samples: list[Sample], markers: tuple[str, ...] = PERSONA_MARKERS) -> LintReport:
     """Lint ``samples`` together (run it on train and validation files at once to catch leaks)."""
     report = LintReport(total=len(samples))
 
@@ -216,7 +216,7 @@ def lint_report(samples: list[Sample]) -> LintReport:
         if not SENTENCES[0] <= n_sent <= SENTENCES[1]:
             report.warnings.append(
                 f"{s.where}: explanation has {n_sent} sentences (aim for {SENTENCES[0]}-{SENTENCES[1]})")
-        if not persona_markers(text):
+        if not persona_markers(text, markers):
             report.warnings.append(f"{s.where}: explanation has no persona marker (capisce, pal, boss, ...)")
 
     for label, end in (("opener", False), ("sign-off", True)):

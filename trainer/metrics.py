@@ -19,7 +19,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from mafioso.core.text_checks import contains_code, persona_markers, words
+from mafioso.core.text_checks import PERSONA_MARKERS, contains_code, persona_markers, words
 from mafioso.trainer.grounding import summarize_claims
 
 _ROUGE_TOKEN = re.compile(r"[a-z0-9]+")
@@ -143,8 +143,9 @@ def perplexity(loss: float | None) -> float | None:
 
 
 def summarize(predictions: list[Prediction], loss: float | None, response_tokens: int,
-              generation_s: float) -> dict:
-    """All metrics of one model over one dataset, as a flat JSON-ready dict."""
+              generation_s: float, markers: tuple[str, ...] = PERSONA_MARKERS) -> dict:
+    """All metrics of one model over one dataset, as a flat JSON-ready dict; ``markers``: the voice the
+    persona rate looks for (the adapter's persona's)."""
     recalls = [r for r in (identifier_recall(p.code, p.prediction) for p in predictions) if r is not None]
     n = len(predictions)
     generated = sum(p.tokens for p in predictions)
@@ -160,7 +161,7 @@ def summarize(predictions: list[Prediction], loss: float | None, response_tokens
         "grounded_model": summarize_claims([p.unsupported_raw if p.raw_prediction else p.unsupported
                                             for p in predictions])["grounded"],
         "dropped_rate": _mean([float(p.dropped > 0) for p in predictions]),
-        "persona_rate": _mean([float(bool(persona_markers(p.prediction))) for p in predictions]),
+        "persona_rate": _mean([float(bool(persona_markers(p.prediction, markers))) for p in predictions]),
         "code_leak_rate": _mean([float(p.code_leak or contains_code(p.prediction)) for p in predictions]),
         "stop_rate": _mean([float(p.finished) for p in predictions]),
         "loop_rate": _mean([float(p.looped) for p in predictions]),

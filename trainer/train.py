@@ -120,8 +120,8 @@ def setup(cfg: TrainConfig) -> Run:
     train_samples, val_samples = load_splits(cfg)
     base = resolve_base(cfg.base_model)
     tokenizer = load_tokenizer(base)
-    train_rows, cut = tokenize(train_samples, tokenizer, cfg.max_length)
-    val_rows, val_cut = tokenize(val_samples, tokenizer, cfg.max_length)
+    train_rows, cut = tokenize(train_samples, tokenizer, cfg.max_length, cfg.persona)
+    val_rows, val_cut = tokenize(val_samples, tokenizer, cfg.max_length, cfg.persona)
     for warning in cut + val_cut:
         log.warning(warning)
     if not train_rows:

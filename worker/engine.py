@@ -126,6 +126,21 @@ def base_of(cfg_base: str, adapter: Path | None) -> str:
     return EMBEDDED_BASE
 
 
+def adapter_persona(adapter: Path | None) -> str:
+    """The persona an adapter was trained with (its ``mafioso.json``; the mafioso for an older one or none)."""
+    info_file = adapter / ADAPTER_INFO if adapter is not None else None
+    if info_file is None or not info_file.is_file():
+        return prompts.DEFAULT_PERSONA
+    try:
+        name = (json.loads(info_file.read_text(encoding="utf-8")).get("config") or {}).get("persona")
+    except json.JSONDecodeError:
+        raise ModelError(f"{info_file} is not a valid mafioso.json") from None
+    if name and name not in prompts.personas():
+        raise ModelError(f"the adapter {adapter} speaks as the persona {name!r}, which this Mafioso does not have "
+                         f"({', '.join(prompts.personas())}); add prompts/personas/{name}/")
+    return name or prompts.DEFAULT_PERSONA
+
+
 def check_adapter_base(adapter: Path, base: str, config) -> None:
     """Refuse an adapter trained on another base model, saying which base it needs.
 
@@ -305,8 +320,9 @@ class _GroundedMask(LogitsProcessor):
 class Engine:
     """A loaded model + tokenizer that turns (code, request) pairs into explanations."""
 
-    def __init__(self, model, tokenizer, gen: GenerationConfig, device: str):
+    def __init__(self, model, tokenizer, gen: GenerationConfig, device: str, persona: str = prompts.DEFAULT_PERSONA):
         self.model = model
+        self.persona = persona  # whose instruction starts every prompt: the adapter's own
         self.tokenizer = tokenizer
         self.gen = gen
         self.device = device
@@ -372,16 +388,17 @@ class Engine:
                                   slots=cfg.max_batch_size if cuda else min(cfg.max_batch_size, FastEngine.cpu_slots),
                                   max_len=FastEngine.slot_length(cfg, gen), compile=compiled,
                                   compile_scope=cfg.compile_scope,
-                                  long_slots=FastEngine.long_slots if cuda else None)
+                                  long_slots=FastEngine.long_slots if cuda else None,
+                                  persona=adapter_persona(adapter))
             log.info("fast decode path off: it needs quantization=none, greedy decoding and a Gemma 3 model")
-        return cls(model, tokenizer, gen, device)
+        return cls(model, tokenizer, gen, device, persona=adapter_persona(adapter))
 
     def close(self) -> None:
         """Release what the engine runs besides the model (nothing here; the fast engine stops its thread)."""
 
     def prompt_tokens(self, code: str, request: str | None = None) -> int:
         """How many tokens the prompt for ``code`` takes (the input guard compares it to the context)."""
-        return len(prompts.encode(self.tokenizer, code, request)["input_ids"])
+        return len(prompts.encode(self.tokenizer, code, request, persona_name=self.persona)["input_ids"])
 
     def generate(self, requests: list[tuple[str, str | None]],
                  controls: list[Control] | None = None) -> list[Generation]:
@@ -391,7 +408,8 @@ class Engine:
         if not requests:
             return []
         controls = controls or [Control() for _ in requests]
-        prompt_ids = [prompts.encode(self.tokenizer, code, request)["input_ids"] for code, request in requests]
+        prompt_ids = [prompts.encode(self.tokenizer, code, request, persona_name=self.persona)["input_ids"]
+                      for code, request in requests]
         grounding = [self.grounding.for_answer(code) for code, _ in requests] if self.grounding else None
         rows = self.decode(prompt_ids, controls, grounding)
         limits = [control.limit(self.gen.max_new_tokens) for control in controls]

@@ -131,10 +131,12 @@ class FastEngine(Engine):
     share_prefix = True
 
     def __init__(self, model, tokenizer, gen, device: str, slots: int, max_len: int, compile: bool = False,
-                 lookahead: bool | None = None, long_slots: int | None = None, compile_scope: str = "step"):
-        super().__init__(model, tokenizer, gen, device)
+                 lookahead: bool | None = None, long_slots: int | None = None, compile_scope: str = "step",
+                 persona: str = prompts.DEFAULT_PERSONA):
+        super().__init__(model, tokenizer, gen, device, persona)
         gpu = _GpuMemory() if device == "cuda" else None
-        self.decoder = self.build_decoder(model, tokenizer, gen, slots, max_len, compile, long_slots, compile_scope)
+        self.decoder = self.build_decoder(model, tokenizer, gen, slots, max_len, compile, long_slots, compile_scope,
+                                          persona)
         self.stats = DecodeStats()
         #: Launch each decode step before reading the last one's tokens, so the GPU never waits for the host
         #: (default: with CUDA graphs). A finished row then costs one discarded step. Off with n-gram bans,
@@ -170,7 +172,8 @@ class FastEngine(Engine):
 
     @classmethod
     def build_decoder(cls, model, tokenizer, gen, slots: int, max_len: int, compile: bool,
-                      long_slots: int | None, compile_scope: str = "step") -> Gemma3Decoder:
+                      long_slots: int | None, compile_scope: str = "step",
+                      persona: str = prompts.DEFAULT_PERSONA) -> Gemma3Decoder:
         """The engine's decoder, set up for ``gen`` (penalty, n-gram bans, the shared prefix), not warmed up."""
         decoder = Gemma3Decoder(model, slots=slots, max_len=max_len, compile=compile, compile_scope=compile_scope,
                                 prefill_tokens=cls.prefill_tokens, **cls.slot_split(slots, long_slots, gen))
@@ -178,7 +181,7 @@ class FastEngine(Engine):
         if gen.no_repeat_ngram or gen.grounded_decoding:
             decoder.enable_ngram_bans()
         if cls.share_prefix:
-            decoder.set_prefix(prompts.shared_prefix_ids(tokenizer))
+            decoder.set_prefix(prompts.shared_prefix_ids(tokenizer, persona))
         return decoder
 
     @classmethod

@@ -157,7 +157,7 @@ def test_eval_records_grounded_with_a_stand_in_engine(tmp_path, monkeypatch, cap
                rows[1][1]: "The loop prints 0, 1 and 2, capisce?"}
 
     class StandIn:  # the engine at the boundary: answers by code, no model behind it
-        device = "cpu"
+        device, persona = "cpu", "mafioso"
 
         def generate(self, requests):
             return [Generation(text=answers[code], tokens=5, finished=True) for code, _ in requests]
@@ -329,7 +329,7 @@ def test_eval_compare_puts_two_adapters_side_by_side_and_gates_the_default(tmp_p
     seen = []
 
     class StandIn:  # the engine at the boundary: answers by adapter and code, no model behind it
-        device = "cpu"
+        device, persona = "cpu", "mafioso"
 
         def __init__(self, cfg, gen):
             self.name = Path(cfg.adapter).name
