@@ -2,6 +2,7 @@
 
     python bench/bench_cpu.py                       # 5 rounds, then the cold explain per dtype
     python bench/bench_cpu.py --rounds 3 --no-cold  # warm figures only
+    python bench/bench_cpu.py --agreement 16        # also: greedy answers to 16 validation rows against fp32's
 
 Loads the real embedded Gemma 3 with the shipped adapter three times, as the worker does with
 ``MAFIOSO_DTYPE`` float32, bfloat16 and int8 (merged weights from the serving cache; a first run builds them),
@@ -13,7 +14,10 @@ then, round by round with the three in turn (the machine is shared: load hits al
 
 Medians over the rounds. Then, unless ``--no-cold``, the cold ``mafioso explain examples/fizzbuzz.py
 --max-new-tokens 1`` per dtype, a fresh process with the cache warm, ``--cold-runs`` times each interleaved: the
-time to the first token (``explain`` prints its answer whole, so one token is the first token). Prints the machine
+time to the first token (``explain`` prints its answer whole, so one token is the first token). With
+``--agreement N``, each dtype also answers the first N rows of ``data/validation.json`` greedily (one at a time,
+up to 120 tokens or EOS, on the decoder): how many answers are token-identical to fp32's, and where the others
+first differ. Prints the machine
 (CPU model, avx512_bf16), the load (``uptime``) before and after, what ``auto`` chooses here, a table, the three
 answers, and one JSON line.
 """
@@ -71,6 +75,32 @@ def fixed_answer(engine, ids: list[int]) -> float:
     return time.perf_counter() - start
 
 
+def greedy_answer(engine, ids: list[int]) -> list[int]:
+    """The decoder's greedy answer to one prompt: up to 120 tokens, stopping at EOS."""
+    decoder, eos = engine.decoder, set(engine.eos_ids)
+    tokens = [decoder.prefill_many([0], [ids])[0]]
+    while tokens[-1] not in eos and len(tokens) < TOKENS:
+        tokens.append(decoder.step(1).tolist()[0])
+    return tokens
+
+
+def agreement(engines: dict, rows: int) -> dict:
+    """Per dtype: answers to the first ``rows`` validation rows token-identical to fp32's, and the first
+    differing token of each other one."""
+    data = json.loads((ROOT / "data" / "validation.json").read_text(encoding="utf-8"))
+    samples = list(data.values())[:rows]
+    tokenizer = engines["float32"].tokenizer
+    ids = [prompts.encode(tokenizer, s["code"], s.get("prompt"))["input_ids"] for s in samples]
+    answers = {dtype: [greedy_answer(engine, p) for p in ids] for dtype, engine in engines.items()}
+    result = {}
+    for dtype, mine in answers.items():
+        pairs = list(zip(mine, answers["float32"]))
+        firsts = sorted(next((i for i, (a, b) in enumerate(zip(x, y)) if a != b), min(len(x), len(y)))
+                        for x, y in pairs if x != y)
+        result[dtype] = {"identical": sum(x == y for x, y in pairs), "of": len(pairs), "first_difference": firsts}
+    return result
+
+
 def cold_explain(dtype: str) -> float:
     """Seconds from starting ``mafioso explain FIZZBUZZ --max-new-tokens 1`` to its exit (the cache warm)."""
     env = {**os.environ, "MAFIOSO_DTYPE": dtype}
@@ -88,6 +118,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="warm measurements per dtype, interleaved")
     parser.add_argument("--cold-runs", type=int, default=3, help="cold explain runs per dtype, interleaved")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold explain")
+    parser.add_argument("--agreement", type=int, default=0, metavar="N",
+                        help="also compare greedy answers to the first N validation rows with fp32's")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -119,6 +151,7 @@ def main() -> int:
             [result] = engines[dtype].generate([(code, None)])
             answer[dtype].append((result.tokens, time.perf_counter() - start))
             answers[dtype] = result.text
+    agreed = agreement(engines, args.agreement) if args.agreement else {}
     for engine in engines.values():
         engine.close()
     engines.clear()
@@ -141,8 +174,8 @@ def main() -> int:
                        "cold_first_token_s": round(statistics.median(cold[dtype]), 1) if cold[dtype] else None,
                        "cold_runs": [round(s, 1) for s in cold[dtype]]}
     base = rows["bfloat16"]["tokens_per_s_120"], rows["float32"]["tokens_per_s_120"]
-    print(f"\n| dtype | 120-token answer, tokens/s (median of {args.rounds}) | vs bf16 | vs fp32 | real answer: tokens, "
-          "s, tokens/s | load in the bench, s | cold explain, first token, s |")
+    print(f"\n| dtype | 120-token answer, tokens/s (median of {args.rounds}) | vs bf16 | vs fp32 | real answer: "
+          "tokens, s, tokens/s | load in the bench, s | cold explain, first token, s |")
     print("|---|---|---|---|---|---|---|")
     for dtype, row in rows.items():
         cold_cell = f"{row['cold_first_token_s']}" if row["cold_first_token_s"] is not None else "—"
@@ -150,10 +183,13 @@ def main() -> int:
               f"{row['tokens_per_s_120'] / base[1]:.2f}x | {row['answer_tokens']}, {row['answer_s']}, "
               f"{row['answer_tokens_per_s']} | {row['load_s']} | {cold_cell} |")
     print(f"\n# load after: {load_after}")
+    for dtype, row in agreed.items():
+        print(f"# {dtype}: {row['identical']}/{row['of']} validation answers token-identical to fp32's; the others "
+              f"first differ at token {row['first_difference']}")
     for dtype, text in answers.items():
         print(f"\n{dtype}: {text}")
     print(json.dumps({"machine": facts, "auto": auto, "load_before": load_before, "load_after": load_after,
-                      "rounds": args.rounds, "rows": rows, "answers": answers}))
+                      "rounds": args.rounds, "rows": rows, "answers": answers, "agreement": agreed}))
     return 0
 
 

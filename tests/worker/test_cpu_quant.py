@@ -56,6 +56,20 @@ def test_a_weight_is_rounded_per_row_and_multiplies_like_the_fp32_one():
     assert torch.allclose(F.linear(x, int8, bias), got + bias)
 
 
+def test_each_row_is_quantized_on_its_own_scale():
+    """A token with huge activations (Gemma's first) in the same prompt or batch leaves the others' precision as
+    it was: measured, a whole-input scale put the validation loss at 3.74 against fp32's 2.62 (2.63 per row)."""
+    torch.manual_seed(0)
+    weight = torch.randn(256, 64)
+    int8 = Int8Weight.of(weight)
+    small = torch.randn(4, 64)
+    alone = F.linear(small, int8)
+    beside = F.linear(torch.cat([small, 500 * torch.randn(1, 64)]), int8)[:4]
+    exact = F.linear(small, weight)
+    assert (beside - exact).norm() <= 0.02 * exact.norm()
+    assert (beside - alone).norm() <= 0.02 * exact.norm()
+
+
 def test_concatenated_weights_are_the_rows_of_each():
     torch.manual_seed(0)
     parts = [torch.randn(n, 32) for n in (16, 8, 8)]
@@ -77,11 +91,11 @@ def test_quantize_unties_the_head_and_keeps_logits_close_to_fp32(fp32_model, tin
     ids = torch.tensor([prompts.encode(tokenizer, code, request)["input_ids"][-48:] for request, code, _ in SNIPPETS])
     with torch.inference_mode():
         exact, got = fp32_model(ids).logits, model(ids).logits
-    # measured: a relative RMS error of 0.042, at most 0.033 off in a range of 0.65, 96 % of the argmaxes equal
+    # measured: a relative RMS error of 0.026, at most 0.019 off in a range of 0.65, 98 % of the argmaxes equal
     # (this random model's top two logits are often closer than that; the confident model below has no ties)
-    assert (got - exact).norm() <= 0.08 * exact.norm()
-    assert (got - exact).abs().max() <= 0.1 * exact.abs().max()
-    assert (got.argmax(-1) == exact.argmax(-1)).float().mean() >= 0.9
+    assert (got - exact).norm() <= 0.05 * exact.norm()
+    assert (got - exact).abs().max() <= 0.06 * exact.abs().max()
+    assert (got.argmax(-1) == exact.argmax(-1)).float().mean() >= 0.95
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["generate", "fast-path"])
