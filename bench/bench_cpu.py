@@ -103,7 +103,7 @@ def agreement(engines: dict, rows: int) -> dict:
 
 def cold_explain(dtype: str) -> float:
     """Seconds from starting ``mafioso explain FIZZBUZZ --max-new-tokens 1`` to its exit (the cache warm)."""
-    env = {**os.environ, "MAFIOSO_DTYPE": dtype}
+    env = {**os.environ, "MAFIOSO_DTYPE": dtype, "MAFIOSO_FEEDBACK_DB": "off"}  # keep no bench answers
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "mafioso", "explain", str(EXAMPLE), "--max-new-tokens", "1"],
                           capture_output=True, text=True, env=env, cwd=ROOT)
