@@ -4,9 +4,11 @@ Decode on a CPU is bound by reading the weights, and most of Gemma 3 270M's are 
 tied to the embedding). Here every linear layer, and the LM head untied from the embedding, keeps its weight as
 int8 rows, each with its own fp32 scale (``max |row| / 127``), packed once for fbgemm; each matmul quantizes
 its input on the fly, each token's row on its own scale, and runs fbgemm's int8 GEMM with int32 accumulation
-(torch's ``quantized::linear_dynamic``, what ``torch.ao.quantization.quantize_dynamic`` builds on). On a 2-core AVX-512
-EPYC the LM head takes 6 ms a token against 24 ms in bf16 and 54 ms in fp32 (docs/BENCHMARKS.md, issue 21).
-The embedding stays as it is (a lookup reads one row); norms, attention and the KV cache run in fp32.
+(torch's ``quantized::linear_dynamic``, what ``torch.ao.quantization.quantize_dynamic`` builds on). On a 2-core
+AVX-512 EPYC the LM head takes 6 ms a token against 24 ms in bf16 and 54 ms in fp32 (docs/BENCHMARKS.md, issue
+21). The embedding stays as it is (a lookup reads one row); norms, attention and the KV cache run in fp32.
+torch marks its quantized tensors deprecated (2.13 still has them; packing uses one for a moment): a torch that
+drops them needs another kernel here.
 
     model = quantize(model)      # a merged fp32 model: its Linear layers become Int8Linear, in place
     save(model, folder)          # int8 rows and scales (mafioso.worker.serving_cache keeps them per settings)
