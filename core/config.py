@@ -155,9 +155,9 @@ class WorkerConfig:
                               "unquantized with the adapter merged. docs/BENCHMARKS.md has the measured trade-off",
                               default="none")
     device: str = _help("cuda, cpu or auto", default="auto")
-    dtype: str = _help("compute dtype: auto (bf16 on CUDA; on a CPU the faster of bf16 and fp32 by a short "
-                       "measurement, cached per machine), "
-                       "bfloat16 or float32", default="auto")
+    dtype: str = _help("compute dtype: auto (bf16 on CUDA; on a CPU the fastest of fp32, bf16 and int8 by a "
+                       "short measurement, cached per machine), bfloat16, float32, or int8 (CPU only: int8 "
+                       "weights with per-row scales, fp32 elsewhere; worker/cpu_quant.py)", default="auto")
     fast_decode: bool = _help("with quantization none and greedy decoding: Mafioso's own decode loop with "
                               "continuous batching, in CUDA graphs on a GPU (worker/fast_engine.py); "
                               "off = transformers generate", default=True)
@@ -183,8 +183,8 @@ class WorkerConfig:
             raise ConfigError("MAFIOSO_FEEDBACK_RETENTION_DAYS must be >= 0 (0 keeps every answer)")
         if self.quantization not in ("nf4", "int8", "none"):
             raise ConfigError(f"MAFIOSO_QUANTIZATION must be nf4, int8 or none, not {self.quantization!r}")
-        if self.dtype not in ("auto", "bfloat16", "float32"):
-            raise ConfigError(f"MAFIOSO_DTYPE must be auto, bfloat16 or float32, not {self.dtype!r}")
+        if self.dtype not in ("auto", "bfloat16", "float32", "int8"):
+            raise ConfigError(f"MAFIOSO_DTYPE must be auto, bfloat16, float32 or int8, not {self.dtype!r}")
         if self.compile_scope not in COMPILE_SCOPES:
             raise ConfigError(f"MAFIOSO_COMPILE_SCOPE must be step or layer, not {self.compile_scope!r}")
         if self.device not in ("auto", "cuda", "cpu"):

@@ -90,6 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=worker["quantization"].metadata["help"])
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help=worker["device"].metadata["help"])
+    parser.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float32", "int8"),
+                        help=worker["dtype"].metadata["help"])
     parser.add_argument("--fast-decode", action=argparse.BooleanOptionalAction, default=True,
                         help=worker["fast_decode"].metadata["help"])
     parser.add_argument("--compile-decode", action=argparse.BooleanOptionalAction, default=True,
@@ -310,8 +312,9 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a folder")
     cfg = build(WorkerConfig, {"adapter": args.adapter, "base_model": args.base_model, "device": args.device,
-                               "quantization": args.quantization, "max_batch_size": args.batch_size,
-                               "fast_decode": args.fast_decode, "compile_decode": args.compile_decode},
+                               "quantization": args.quantization, "dtype": args.dtype,
+                               "max_batch_size": args.batch_size, "fast_decode": args.fast_decode,
+                               "compile_decode": args.compile_decode},
                 where="flags")
     gen = from_args(GenerationConfig, args)
     samples = select_samples(args.data, args.limit)
@@ -356,7 +359,7 @@ def run(args: argparse.Namespace) -> int:
         "data_files": {path: sha256_file(Path(path)) for path in args.data},
         "adapter": cfg.adapter, "base_model": cfg.base_model, "compare_base": args.compare_base,
         "compare": args.compare,
-        "limit": args.limit, "batch_size": args.batch_size, "quantization": cfg.quantization,
+        "limit": args.limit, "batch_size": args.batch_size, "quantization": cfg.quantization, "dtype": cfg.dtype,
         "device": device, "generation": dataclasses.asdict(gen), "sandbox": runner.summary(),
     }
     extra = {"gate": verdict} if verdict else {}

@@ -9,8 +9,9 @@ Where the adapter goes depends on the device:
   (merging LoRA into 4-bit weights rounds the update away and gives garbage);
 * CUDA with ``none`` (the default): adapter merged in fp32 on the CPU, served in bf16 (the GPU never holds
   the fp32 copy: ~1 GB less peak memory at start-up);
-* CPU: never bitsandbytes, adapter merged in fp32, served in bf16 where a short measurement finds it clearly
-  faster than fp32 on this CPU (:mod:`mafioso.worker.cpu_dtype`), else fp32.
+* CPU: never bitsandbytes, adapter merged in fp32, served in bf16 or as int8 weights
+  (:mod:`mafioso.worker.cpu_quant`) where a short measurement finds it clearly faster than fp32 on this CPU
+  (:mod:`mafioso.worker.cpu_dtype`), else fp32.
 
 :meth:`Engine.generate` is the reference decode path: one ``model.generate`` call for the whole batch, left
 padding, stopping each row at EOS, when the model opens a new ``###`` section or when it loops
@@ -38,7 +39,7 @@ from transformers import (LogitsProcessor, LogitsProcessorList, RepetitionPenalt
 
 import mafioso
 from mafioso import prompts
-from mafioso.worker import serving_cache
+from mafioso.worker import cpu_quant, serving_cache
 from mafioso.worker.claim_check import NOTHING_SURE, drop_unsupported
 from mafioso.worker.control import Control
 from mafioso.worker.cpu_dtype import cpu_dtype
@@ -170,12 +171,15 @@ def check_adapter_base(adapter: Path, base: str, config) -> None:
                          "leave --base-model out to load the base the adapter names")
 
 
-def serving_dtype(spec: str, device: str, base: str = "") -> torch.dtype:
-    """The dtype answers are computed in: ``auto`` is bf16 on CUDA; on a CPU, whichever of bf16 and fp32 a short
-    measurement shaped like the model ``base``'s decode finds faster (:mod:`mafioso.worker.cpu_dtype`, cached per machine;
-    oneDNN's "bf16 supported" is no guide: bf16 ran at half fp32's speed on a CPU it called supported)."""
+def serving_dtype(spec: str, device: str, base: str = "") -> torch.dtype | str:
+    """The dtype answers are computed in: ``auto`` is bf16 on CUDA; on a CPU, whichever of fp32, bf16 and int8
+    weights (``"int8"``) a short measurement shaped like the model ``base``'s decode finds fastest
+    (:mod:`mafioso.worker.cpu_dtype`, cached per machine; oneDNN's "bf16 supported" is no guide: bf16 ran at half
+    fp32's speed on a CPU it called supported)."""
     if spec == "auto" and device == "cuda":
         return torch.bfloat16
+    if spec == cpu_quant.INT8:
+        cpu_quant.check(device)
     if spec == "auto":
         from transformers import AutoConfig
 
@@ -185,7 +189,7 @@ def serving_dtype(spec: str, device: str, base: str = "") -> torch.dtype:
             config = None  # load_model says what is wrong with the base
         hidden, vocab = (config.hidden_size, config.vocab_size) if config is not None else (640, 262144)
         return cpu_dtype(hidden, vocab)
-    return {"bfloat16": torch.bfloat16, "float32": torch.float32}[spec]
+    return {"bfloat16": torch.bfloat16, "float32": torch.float32, cpu_quant.INT8: cpu_quant.INT8}[spec]
 
 
 def _with_adapter(model, adapter: Path, base: str):
@@ -362,15 +366,17 @@ class Engine:
         if model is not None:
             check_adapter_base(adapter, base, model.config)
         else:
-            load_dtype = torch.float32 if merge else dtype
+            load_dtype = torch.float32 if merge or dtype == cpu_quant.INT8 else dtype
             model = load_model(base, quantization, "cpu" if merge else device, load_dtype, attn_implementation="sdpa")
             if adapter is not None:
                 model = _with_adapter(model, adapter, base)
             if merge:
-                model = model.merge_and_unload().to(dtype)  # faster to run than an unmerged adapter
+                model = cpu_quant.cast(model.merge_and_unload(), dtype)  # faster than an unmerged adapter
                 serving_cache.save(model, merged)
                 model = model.to(device)
                 model.hf_device_map = {"": device}  # where it lies now (transformers reads this in generate)
+            elif dtype == cpu_quant.INT8:
+                model = cpu_quant.quantize(model)
         model.eval()
         log.info("engine ready: base %s, adapter %s, %s %s, quantization %s%s", base, adapter or "none", device,
                  str(dtype).removeprefix("torch."), quantization,

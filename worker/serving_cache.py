@@ -9,7 +9,9 @@ it under ``cache_dir()/merged/`` and every later one loads it directly:
     save(model, folder)                      # atomically: a temp folder renamed into place
 
 The key hashes the base (its name, and for a local folder each weights file's size and time), the adapter's
-weights file and config (sha256), the dtype and :data:`VERSION`. An entry is complete only with its
+weights file and config (sha256), the dtype and :data:`VERSION` (for int8 weights also
+:data:`mafioso.worker.cpu_quant.VERSION`: an entry then holds the quantized weights, so a start does not quantize
+again). An entry is complete only with its
 ``mafioso-merged.json`` (written last, with every file's size); a partial or corrupt one is removed and rebuilt.
 Only the unquantized path uses it (the CPU, or CUDA with quantization none): there the merged model is plain
 dense weights.
@@ -28,6 +30,7 @@ import torch
 from safetensors import SafetensorError
 
 from mafioso.core.base_model import cache_dir, sha256_file
+from mafioso.worker import cpu_quant
 
 __all__ = ["VERSION", "entry", "key", "load", "save"]
 
@@ -53,14 +56,17 @@ def _adapter_files(adapter: Path) -> list[Path]:
                         adapter / "adapter_config.json") if p.is_file()]
 
 
-def key(base: str, adapter: Path, dtype: torch.dtype) -> str:
-    """What the merged weights are made of, hashed: base, adapter weights and config, dtype, code version."""
+def key(base: str, adapter: Path, dtype: torch.dtype | str) -> str:
+    """What the merged weights are made of, hashed: base, adapter weights and config, dtype (a torch dtype or
+    ``"int8"``), code version."""
     facts = {"base": _base_facts(base), "adapter": {p.name: sha256_file(p) for p in _adapter_files(adapter)},
              "dtype": str(dtype), "version": VERSION}
+    if dtype == cpu_quant.INT8:
+        facts["int8_version"] = cpu_quant.VERSION
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def entry(base: str, adapter: Path, dtype: torch.dtype) -> Path:
+def entry(base: str, adapter: Path, dtype: torch.dtype | str) -> Path:
     """The cache folder for the merged ``base`` + ``adapter`` in ``dtype`` (it may not exist yet)."""
     name = Path(base.rstrip("/")).name or "base"
     return cache_dir() / "merged" / f"{name}-{str(dtype).removeprefix('torch.')}-{key(base, adapter, dtype)}"
@@ -75,15 +81,17 @@ def _complete(folder: Path) -> bool:
         return False
 
 
-def load(folder: Path, device: str, dtype: torch.dtype):
-    """The cached merged model on ``device``, or None when there is no complete, loadable entry (a broken one
-    is removed, so the caller rebuilds it)."""
+def load(folder: Path, device: str, dtype: torch.dtype | str):
+    """The cached merged model on ``device`` (int8 weights: on the CPU), or None when there is no complete,
+    loadable entry (a broken one is removed, so the caller rebuilds it)."""
     from transformers import AutoModelForCausalLM
 
     if not folder.is_dir():
         return None
     if _complete(folder):
         try:
+            if dtype == cpu_quant.INT8:
+                return cpu_quant.load(folder)
             return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa",
                                                         device_map={"": device})
         except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
@@ -101,7 +109,10 @@ def save(model, folder: Path) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        model.save_pretrained(partial, safe_serialization=True)
+        if cpu_quant.is_quantized(model):
+            cpu_quant.save(model, partial)
+        else:
+            model.save_pretrained(partial, safe_serialization=True)
         sizes = {p.name: p.stat().st_size for p in partial.iterdir()}
         (partial / MARK).write_text(json.dumps({"files": sizes, "version": VERSION}), encoding="utf-8")
         partial.rename(folder)

@@ -1,4 +1,4 @@
-"""MAFIOSO_DTYPE=auto on a CPU: bf16 or fp32 by a short measurement, cached per machine (issue 21)."""
+"""MAFIOSO_DTYPE=auto on a CPU: fp32, bf16 or int8 weights by a short measurement, cached per machine (issue 21)."""
 
 import json
 import time
@@ -38,6 +38,36 @@ def test_bf16_only_when_clearly_faster(fp32, bf16, expected):
     assert choose(Timings(float32=fp32, bfloat16=bf16)) is expected
 
 
+@pytest.mark.parametrize(("fp32", "bf16", "int8", "expected"), [
+    (4.0, 2.0, 0.8, "int8"),  # issue 21's measurement: int8 the fastest
+    (1.0, 0.5, 0.6, torch.bfloat16),  # the fastest wins
+    (1.0, 1.0, 0.9, torch.float32),  # int8 a little faster is not enough either
+    (1.0, 2.0, 0.85, "int8"),  # bf16 slow, int8 clearly faster
+    (1.0, 0.8, None, torch.bfloat16),  # no int8 engine in this torch: bf16 or fp32 as before
+])
+def test_the_fastest_of_bf16_and_int8_when_clearly_faster_than_fp32(fp32, bf16, int8, expected):
+    assert choose(Timings(float32=fp32, bfloat16=bf16, int8=int8)) == expected
+
+
+def test_an_int8_verdict_is_cached_and_taken_again_only_where_int8_runs(cache, monkeypatch):
+    assert cpu_dtype(640, 262144, timer=counting(Timings(float32=4.0, bfloat16=2.0, int8=1.0))) == "int8"
+    [entry] = json.loads((cache / "cpu-dtype.json").read_text()).values()
+    assert entry["dtype"] == "int8" and entry["int8_ms"] == 1000.0
+    again = counting(Timings(float32=1.0, bfloat16=9.0, int8=9.0))
+    assert cpu_dtype(640, 262144, timer=again) == "int8" and again.calls == []  # cached
+    monkeypatch.setattr(module.cpu_quant, "available", lambda: False)  # e.g. the same cache under another torch
+    assert cpu_dtype(640, 262144, timer=again) is torch.float32 and len(again.calls) == 1
+
+
+def test_a_verdict_measured_without_int8_is_measured_again(cache, monkeypatch):
+    """Verdicts cached before int8 was a candidate (another CANDIDATES) are not reused."""
+    monkeypatch.setattr(module, "CANDIDATES", "float32 bfloat16")
+    cpu_dtype(640, 262144, timer=counting(Timings(float32=4.0, bfloat16=2.0)))
+    monkeypatch.undo()
+    timer = counting(Timings(float32=4.0, bfloat16=2.0, int8=1.0))
+    assert cpu_dtype(640, 262144, timer=timer) == "int8" and len(timer.calls) == 1
+
+
 def test_the_verdict_is_measured_once_per_machine(cache, caplog):
     timer = counting(Timings(float32=0.004, bfloat16=0.002))
     with caplog.at_level("INFO", logger="mafioso.worker.cpu_dtype"):
@@ -74,10 +104,11 @@ def test_a_broken_cache_file_is_measured_again(cache):
     assert len(timer.calls) == 1
 
 
-def test_a_real_measurement_is_short_and_picks_one_of_the_two(cache):
+def test_a_real_measurement_is_short_and_picks_one_of_the_three(cache):
     start = time.perf_counter()
     timings = measure(640, 262144)  # the embedded Gemma 3's width and vocabulary
     took = time.perf_counter() - start
     assert timings.float32 > 0 and timings.bfloat16 > 0
+    assert (timings.int8 is not None and timings.int8 > 0) == module.cpu_quant.available()
     assert took < 2.0  # ~0.4 s; slack for a loaded 2-core machine
-    assert cpu_dtype(64, 1000) in (torch.float32, torch.bfloat16)
+    assert cpu_dtype(64, 1000) in (torch.float32, torch.bfloat16, "int8")
