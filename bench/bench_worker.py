@@ -92,6 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ttft", type=int, nargs="*", default=list(TTFT_LEVELS),
                         help="concurrency levels for the time-to-first-token rows (none: skip them)")
     parser.add_argument("--max-new-tokens", type=int, default=120)
+    parser.add_argument("--grounded-decoding", action=argparse.BooleanOptionalAction, default=True,
+                        help="the worker's grounded decoding (default on, as served; off to measure its cost)")
     parser.add_argument("--quick", action="store_true",
                         help="CPU smoke run: concurrency 1 4, 4 requests a level, 4 naive, 16 new tokens")
     args = parser.parse_args(argv)
@@ -312,7 +314,7 @@ async def bench(args: argparse.Namespace) -> dict:
         FastEngine.long_slots = args.long_slots
     if args.share_prefix is not None:
         FastEngine.share_prefix = args.share_prefix
-    gen = GenerationConfig(max_new_tokens=args.max_new_tokens)
+    gen = GenerationConfig(max_new_tokens=args.max_new_tokens, grounded_decoding=args.grounded_decoding)
     cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, quantization=args.quantization,
                        max_batch_size=max(args.concurrency), queue_size=max(1024, 4 * max(args.concurrency)),
                        request_timeout=3600.0, fast_decode=args.fast_decode, compile_decode=args.compile_decode,

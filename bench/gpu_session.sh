@@ -5,6 +5,8 @@
 #   bash bench/gpu_session.sh setup            # wheels into /tmp/site, the project into $PROJ (the wheel's layout),
 #                                              # the embedded base converted once
 #   bash bench/gpu_session.sh gemma            # retrain the default adapter's candidates + score them (background)
+#   bash bench/gpu_session.sh noir             # train and score the film-noir persona's adapter
+#   bash bench/gpu_session.sh bench            # the worker's speed and first-token time, grounded decoding on/off
 #   bash bench/gpu_session.sh wait SECONDS     # until the background jobs end (or SECONDS pass); their last lines
 #   bash bench/gpu_session.sh collect DIR      # metrics, predictions and adapters into DIR (16 MB pieces)
 #
@@ -46,6 +48,19 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
       --eval-parallel 0 --eval-flags=--batch-size,64 > "$RUNS/gemma.log" 2>&1 < /dev/null &
     echo "gemma sweep started"
     ;;
+  noir)  # the second persona (issue 23): the same recipe on its own data, scored in its own voice
+    cd "$PROJ"
+    python3 bench/sweep.py --base-model "$GEMMA" --out "$RUNS/noir" --with-base \
+      --data data/personas/noir/train.json --validation data/personas/noir/validation.json \
+      --run "noir16:$COMMON,--persona=noir" --eval-flags=--batch-size,64 2>&1 | tail -n 8
+    ;;
+  bench)  # the worker at concurrency 1 and 64 with time to first token, grounded decoding on (served) and off
+    cd "$PROJ"
+    for grounded in --grounded-decoding --no-grounded-decoding; do
+      python3 bench/bench_worker.py --base-model "$GEMMA" --concurrency 1 64 --ttft 1 64 --waves 4 \
+        --naive-requests 1 $grounded 2>&1 | grep -v "Loading weights" | tail -n 9
+    done
+    ;;
   wait)
     end=$((SECONDS + ${2:-500}))
     while pgrep -f bench/sweep.py > /dev/null && [ $SECONDS -lt $end ]; do sleep 10; done
@@ -62,5 +77,5 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
     tar -cf - */*/adapter/adapter_model.safetensors | split -b 15M -d - "$out/adapters.tar."
     ls -la "$out"
     ;;
-  *) echo "usage: $0 setup|gemma|wait SECONDS|collect DIR"; exit 2 ;;
+  *) echo "usage: $0 setup|gemma|noir|bench|wait SECONDS|collect DIR"; exit 2 ;;
 esac

@@ -93,8 +93,9 @@ def shipped_adapter(base: str) -> Path | None:
 
 
 def adapter_folder(spec: str, base: str = "") -> Path | None:
-    """The adapter folder for ``--adapter`` (a folder, ``default`` or ``none``) on the base ``--base-model``
-    (empty: embedded); None means the bare base. ``default`` is the adapter shipped for that base."""
+    """The adapter folder for ``--adapter`` (a folder, ``default``, ``none`` or a shipped persona's name such as
+    ``noir``) on the base ``--base-model`` (empty: embedded); None means the bare base. ``default`` is the
+    adapter shipped for that base."""
     if spec == "none":
         return None
     if spec == DEFAULT_ADAPTER:
@@ -106,9 +107,14 @@ def adapter_folder(spec: str, base: str = "") -> Path | None:
                         "persona); pass --adapter FOLDER to use a trained one", base or EMBEDDED_BASE)
         return folder
     folder = Path(spec).expanduser()
+    persona_folder = SHIPPED_ADAPTERS_DIR / f"adapter-{spec}"  # a shipped persona by name: --adapter noir
+    if not (folder / "adapter_config.json").is_file() and spec in prompts.personas() \
+            and (persona_folder / "adapter_config.json").is_file():
+        return persona_folder
     if not (folder / "adapter_config.json").is_file():
-        raise ModelError(f"{spec} is not an adapter folder (no adapter_config.json); "
-                         "give the output folder of 'mafioso train', 'default' or 'none'")
+        raise ModelError(f"{spec} is not an adapter folder (no adapter_config.json); give the output folder "
+                         "of 'mafioso train', 'default', 'none' or a shipped persona's name ("
+                         f"{', '.join(p for p in prompts.personas() if (SHIPPED_ADAPTERS_DIR / f'adapter-{p}').is_dir())})")
     return folder
 
 
