@@ -148,8 +148,11 @@ class WorkerConfig:
     base_model: str = _help("base model: 'embedded' (Gemma 3 270M), a HF model id, a local folder or a .gguf "
                             "file; default: the base the adapter was trained on",
                             default="")
-    adapter: str = _help("LoRA adapter folder, 'default' for the one shipped for the base, or 'none'",
-                         default=DEFAULT_ADAPTER)
+    adapter: str = _help("LoRA adapter folder, 'default' for the one shipped for the base, 'none', or a shipped "
+                         "persona's name (noir)", default=DEFAULT_ADAPTER)
+    adapters: str = _help("more personas on the same worker, each chosen by the request's OpenAI 'model': "
+                          "name=ADAPTER,... (ADAPTER as for --adapter, e.g. noir=noir); one merged copy each",
+                          default="")
     quantization: str = _help("base weights on CUDA: none (bf16, adapter merged, fast decode path), nf4 or "
                               "int8 (bitsandbytes, adapter unmerged, transformers generate); CPU always runs "
                               "unquantized with the adapter merged. docs/BENCHMARKS.md has the measured trade-off",
@@ -178,7 +181,20 @@ class WorkerConfig:
     feedback_retention_days: int = _help("answers (and their ratings) older than this many days are deleted "
                                          "(0 = keep them all)", default=365)
 
+    def more_adapters(self) -> dict[str, str]:
+        """``adapters`` as {model name: adapter spec}, in order."""
+        pairs = [part.strip() for part in self.adapters.split(",") if part.strip()]
+        return dict(part.split("=", 1) for part in pairs)
+
     def __post_init__(self) -> None:
+        for part in (p.strip() for p in self.adapters.split(",") if p.strip()):
+            name, _, spec = part.partition("=")
+            if not name.strip() or not spec.strip() or not all(c.isalnum() or c in "-_." for c in name.strip()):
+                raise ConfigError(f"MAFIOSO_ADAPTERS takes name=ADAPTER pairs separated by commas (e.g. "
+                                  f"noir=noir), got {part!r}")
+        names = [p.split("=", 1)[0] for p in (q.strip() for q in self.adapters.split(",")) if p]
+        if len(set(names)) != len(names) or "mafioso" in names:
+            raise ConfigError("MAFIOSO_ADAPTERS: each name once, and not 'mafioso' (the worker's own --adapter)")
         if self.feedback_retention_days < 0:
             raise ConfigError("MAFIOSO_FEEDBACK_RETENTION_DAYS must be >= 0 (0 keeps every answer)")
         if self.quantization not in ("nf4", "int8", "none"):

@@ -525,11 +525,12 @@ def worker_config(**overrides):
 
 
 @contextlib.asynccontextmanager
-async def serving(worker, cfg):
-    """The real worker HTTP app (mafioso.worker.http_api) on a loopback port; yields its base URL. Starts and stops the worker."""
+async def serving(worker, cfg, personas=None):
+    """The real worker HTTP app (mafioso.worker.http_api) on a loopback port; yields its base URL. Starts and
+    stops the worker (and the workers of ``personas``, more models by name)."""
     from mafioso.worker.http_api import RUNNER_OPTIONS, make_app
 
-    runner, url = await serve_loopback(make_app(worker, cfg), **RUNNER_OPTIONS)
+    runner, url = await serve_loopback(make_app(worker, cfg, personas=personas), **RUNNER_OPTIONS)
     try:
         yield url
     finally:

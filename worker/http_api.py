@@ -7,7 +7,7 @@
     POST /v1/completions        OpenAI-compatible; the prompt is the code
     POST /v1/chat/completions   OpenAI-compatible; the last user message is the code (``` fence optional,
                                 text outside the fence is the request)
-    GET  /v1/models             the one model, "mafioso"
+    GET  /v1/models             "mafioso", and each persona of MAFIOSO_ADAPTERS (chosen by "model")
     GET  /openapi.json          this API as an OpenAPI 3.1 document (from the bodies the handlers check)
     GET  /healthz               liveness (never needs the API key)
     GET  /metrics               Prometheus text
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import errno
 import hmac
 import json
@@ -62,7 +63,10 @@ log = logging.getLogger(__name__)
 
 MODEL_ID = "mafioso"
 WORKER = web.AppKey("worker", Worker)
+#: More personas on this worker (MAFIOSO_ADAPTERS): model name -> its own Worker (engine, queue, admission)
+PERSONAS = web.AppKey("personas", dict)
 _KEYED = web.AppKey("keyed", bool)
+_ROOTS = web.AppKey("roots", dict)  # persona name -> its adapter spec, for /v1/models
 _VERSION = mafioso.__version__
 _STARTED = int(time.time())
 #: How the app is served: a handler is cancelled when its client disconnects (aiohttp stopped doing that by
@@ -91,7 +95,7 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
     except BadRequest as exc:
         return _error(400, str(exc), "invalid_request_error", "bad_request")
     except _UnknownModel as exc:
-        return _error(404, f"The model '{exc}' does not exist; this worker serves '{MODEL_ID}'.",
+        return _error(404, f"The model '{exc}' does not exist; GET /v1/models lists the ones this worker serves.",
                       "invalid_request_error", "model_not_found")
     except UnknownAnswer as exc:
         return _error(404, f"No answer {exc.args[0]!r} here, pal. Rate an answer_id this worker gave.",
@@ -163,13 +167,21 @@ async def _parse(request: web.Request, spec: Body) -> dict:
     """The request's body checked against ``spec``; a named model must be ours, ``max_tokens`` within the
     worker's longest answer."""
     values = spec.parse(await _body(request))
-    if values.get("model") not in (None, MODEL_ID):
-        raise _UnknownModel(values["model"])
-    most = request.app[WORKER].max_new_tokens
+    most = _chosen(request, values).max_new_tokens
     if most is not None and (values.get("max_tokens") or 0) > most:
         raise BadRequest(f"'max_tokens' must be at most {most}, the longest answer this worker gives "
                          "(MAFIOSO_MAX_NEW_TOKENS).")
     return values
+
+
+def _chosen(request: web.Request, body: dict) -> Worker:
+    """The worker of the body's ``model`` (none: this worker's own); an unknown name is a 404, as in vLLM."""
+    model = body.get("model")
+    if model in (None, MODEL_ID):
+        return request.app[WORKER]
+    if model not in request.app[PERSONAS]:
+        raise _UnknownModel(model)
+    return request.app[PERSONAS][model]
 
 
 # ------------------------------------------------------------------------------------- request bodies
@@ -184,7 +196,7 @@ _STREAM = Param("stream", {"type": "boolean"}, "stream the answer as server-sent
                 "answers one prompt")
 _DEFAULTS_ONLY = (
     _MAX_TOKENS,
-    Param("model", _TEXT, f"the model; this worker serves '{MODEL_ID}' (another name is a 404)"),
+    Param("model", _TEXT, f"the model: '{MODEL_ID}' or a persona of GET /v1/models (another name is a 404)"),
     Param("temperature", {"type": "number", "minimum": 0}, "sampling temperature: 0 (greedy) only",
           only=(0,), why=_GREEDY),
     Param("top_p", {"type": "number", "minimum": 0, "maximum": 1}, "nucleus sampling: 1 only", only=(1,),
@@ -198,6 +210,8 @@ _DEFAULTS_ONLY = (
 EXPLAIN = Body("ExplainRequest", (
     Param("code", _TEXT, "the Python code to explain", required=True),
     Param("request", _TEXT, "what the user asked about it (default: 'Explain this code.')"),
+    Param("model", _TEXT, f"the persona's model: '{MODEL_ID}' (default) or another of GET /v1/models (a 404 "
+                          "otherwise)"),
     _MAX_TOKENS,
     _STREAM,
 ))
@@ -293,10 +307,11 @@ async def _all_or_none(worker: Worker, codes: list[str], max_tokens: int | None)
 async def explain(request: web.Request) -> web.Response:
     """POST /v1/explain: the project's own endpoint."""
     body = await _parse(request, EXPLAIN)
+    worker = _chosen(request, body)
     if body["stream"]:
-        return await stream_explain(request, await request.app[WORKER].stream(
+        return await stream_explain(request, await worker.stream(
             body["code"], body["request"], max_tokens=body["max_tokens"]))
-    answer = await request.app[WORKER].explain(body["code"], body["request"], max_tokens=body["max_tokens"])
+    answer = await worker.explain(body["code"], body["request"], max_tokens=body["max_tokens"])
     return web.json_response({"explanation": answer.text, "answer_id": answer.answer_id, "tokens": answer.tokens,
                               "latency_s": answer.latency_s, "finished": answer.finished,
                               "code_leak": answer.code_leak})
@@ -315,17 +330,17 @@ async def completions(request: web.Request) -> web.Response:
     body = await _parse(request, COMPLETIONS)
     prompt = body["prompt"]
     pairs = [(code, None) for code in (prompt if isinstance(prompt, list) else [prompt])]
-    worker = request.app[WORKER]
+    worker, model = _chosen(request, body), body.get("model") or MODEL_ID
     if body["stream"]:
         if len(pairs) != 1:
             raise BadRequest("A stream answers one prompt; send the pieces of code one request each.")
         return await stream_completion(request, await worker.stream(pairs[0][0], max_tokens=body["max_tokens"]),
-                                       MODEL_ID)
+                                       model)
     answers = await _all_or_none(worker, [code for code, _ in pairs], body["max_tokens"])
     return web.json_response({
         "id": f"cmpl-{answers[0].answer_id if len(answers) == 1 else uuid.uuid4().hex}",  # one answer: ratable
         "object": "text_completion", "created": int(time.time()),
-        "model": MODEL_ID, "usage": _usage(worker, pairs, answers),
+        "model": model, "usage": _usage(worker, pairs, answers),
         "choices": [{"index": i, "text": a.text, "logprobs": None, "finish_reason": _finish_reason(a)}
                     for i, a in enumerate(answers)],
     })
@@ -344,23 +359,26 @@ async def chat_completions(request: web.Request) -> web.Response:
     if not isinstance(content, str):
         raise BadRequest("the last user message's 'content' must be a string or a list of text parts.")
     code, req = split_fence(content)
-    worker = request.app[WORKER]
+    worker, model = _chosen(request, body), body.get("model") or MODEL_ID
     if body["stream"]:
-        return await stream_chat(request, await worker.stream(code, req, max_tokens=body["max_tokens"]), MODEL_ID)
+        return await stream_chat(request, await worker.stream(code, req, max_tokens=body["max_tokens"]), model)
     answer = await worker.explain(code, req, max_tokens=body["max_tokens"])
     return web.json_response({
         "id": f"chatcmpl-{answer.answer_id or uuid.uuid4().hex}", "object": "chat.completion",
         "created": int(time.time()),
-        "model": MODEL_ID, "usage": _usage(worker, [(code, req)], [answer]),
+        "model": model, "usage": _usage(worker, [(code, req)], [answer]),
         "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
                      "logprobs": None, "finish_reason": _finish_reason(answer)}],
     })
 
 
 async def models(request: web.Request) -> web.Response:
-    """GET /v1/models: the one model this worker serves."""
+    """GET /v1/models: this worker's own model, then each persona's, with ``parent`` = this worker's model as
+    vLLM lists a LoRA module (``root``: its adapter)."""
     return web.json_response({"object": "list", "data": [
-        {"id": MODEL_ID, "object": "model", "created": _STARTED, "owned_by": "mafioso"}]})
+        {"id": MODEL_ID, "object": "model", "created": _STARTED, "owned_by": "mafioso"},
+        *({"id": name, "object": "model", "created": _STARTED, "owned_by": "mafioso", "parent": MODEL_ID,
+           "root": spec} for name, spec in request.app[_ROOTS].items())]})
 
 
 async def openapi_document(request: web.Request) -> web.Response:
@@ -386,12 +404,16 @@ async def metrics(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------------------------------- the app
 
 
-def make_app(worker: Worker, cfg: WorkerConfig, *, manage_worker: bool = True) -> web.Application:
-    """The aiohttp application; with ``manage_worker`` it starts the worker and drains it on shutdown."""
+def make_app(worker: Worker, cfg: WorkerConfig, *, manage_worker: bool = True,
+             personas: dict[str, Worker] | None = None) -> web.Application:
+    """The aiohttp application; with ``manage_worker`` it starts the worker (and each of ``personas``: more
+    models by name, MAFIOSO_ADAPTERS) and drains them on shutdown."""
     middlewares = [_errors] + ([_auth(cfg.api_key)] if cfg.api_key else [])
     # JSON may spell one character as \\uXXXX: leave room so the guard, not the socket, says "too large".
     app = web.Application(middlewares=middlewares, client_max_size=6 * cfg.max_input_chars + 65536)
     app[WORKER] = worker
+    app[PERSONAS] = dict(personas or {})
+    app[_ROOTS] = {name: cfg.more_adapters().get(name, name) for name in app[PERSONAS]}
     app[_KEYED] = bool(cfg.api_key)
     app.router.add_post("/v1/explain", explain)
     app.router.add_post("/v1/completions", completions)
@@ -403,10 +425,11 @@ def make_app(worker: Worker, cfg: WorkerConfig, *, manage_worker: bool = True) -
     app.router.add_get("/metrics", metrics)
     if manage_worker:
         async def start(app: web.Application) -> None:
-            await app[WORKER].start()
+            for each in (app[WORKER], *app[PERSONAS].values()):
+                await each.start()
 
         async def drain(app: web.Application) -> None:
-            await app[WORKER].stop(drain=True)
+            await asyncio.gather(*(each.stop(drain=True) for each in (app[WORKER], *app[PERSONAS].values())))
 
         app.on_startup.append(start)
         app.on_shutdown.append(drain)
@@ -424,8 +447,12 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.api_key and cfg.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s without MAFIOSO_API_KEY: anyone who can reach it can use it", cfg.host)
     sock = listen(cfg.host, cfg.port)  # before the model loads: a busy port is known in a second, not minutes
-    worker = build_worker(cfg, gen, feedback=open_store(cfg))
-    web.run_app(make_app(worker, cfg), sock=sock, print=lambda text: log.info("%s", text), **RUNNER_OPTIONS)
+    store = open_store(cfg)
+    worker = build_worker(cfg, gen, feedback=store)
+    # one merged copy of the base per persona (~0.5 GB for Gemma 3 270M in bf16), each with its own queue
+    personas = {name: build_worker(dataclasses.replace(cfg, adapter=spec, adapters=""), gen, feedback=store)
+                for name, spec in cfg.more_adapters().items()}
+    web.run_app(make_app(worker, cfg, personas=personas), sock=sock, print=lambda text: log.info("%s", text), **RUNNER_OPTIONS)
     return 0
 
 

@@ -1,0 +1,56 @@
+"""Several personas on one worker, each chosen by the request's OpenAI ``model`` as vLLM does (issue 23)."""
+
+import asyncio
+import json
+import shutil
+
+import aiohttp
+import openai
+
+from mafioso.core.config import GenerationConfig, WorkerConfig
+from mafioso.worker.engine import Engine
+from mafioso.worker.service import Worker
+from tests.helpers import serving, worker_config
+
+CODES = ["print(1 + 1)", "x = [1, 2]\nprint(len(x))", "def f():\n    return 3\n", "for i in range(3):\n    print(i)"]
+
+
+def test_two_personas_answer_by_model_at_once(engine, tiny_model_dir, tiny_adapter_dir, tmp_path):
+    noir_dir = tmp_path / "noir"  # a tiny adapter trained "as" the noir detective: its mafioso.json says so
+    shutil.copytree(tiny_adapter_dir, noir_dir)
+    info = json.loads((noir_dir / "mafioso.json").read_text())
+    info.setdefault("config", {})["persona"] = "noir"
+    (noir_dir / "mafioso.json").write_text(json.dumps(info))
+    noir = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter=str(noir_dir), device="cpu",
+                                    fast_decode=False), GenerationConfig(max_new_tokens=8))
+    assert noir.persona == "noir" and engine.persona == "mafioso"
+    expected = {"mafioso": [engine.generate([(c, None)])[0].text for c in CODES],
+                "noir": [noir.generate([(c, None)])[0].text for c in CODES]}
+    assert expected["mafioso"] != expected["noir"]  # another adapter, another instruction: other answers
+    cfg = worker_config(adapters=f"noir={noir_dir}")
+
+    async def main():
+        async with serving(Worker(engine, cfg), cfg, personas={"noir": Worker(noir, cfg)}) as url:
+            client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+            asked, answers = [], []
+            for i, code in enumerate(CODES):  # both personas at once, one request each (no padding effects)
+                pair = ("mafioso", "noir")
+                answers += await asyncio.gather(*(client.completions.create(model=m, prompt=code) for m in pair))
+                asked += [(m, i) for m in pair]
+            models = await client.models.list()
+            await client.close()
+            async with aiohttp.ClientSession() as http:
+                async with http.post(f"{url}/v1/explain", json={"code": "x = 1", "model": "pirate"}) as r:
+                    unknown = (r.status, await r.json())
+                async with http.post(f"{url}/v1/explain", json={"code": CODES[0], "model": "noir"}) as r:
+                    explained = (r.status, await r.json())
+            return asked, answers, models, unknown, explained
+
+    asked, answers, models, unknown, explained = asyncio.run(main())
+    for (model, i), answer in zip(asked, answers):
+        assert answer.model == model and answer.choices[0].text == expected[model][i], (model, i)
+    listed = {m.id: m for m in models.data}
+    assert list(listed) == ["mafioso", "noir"] and listed["noir"].parent == "mafioso"
+    assert listed["noir"].root == str(noir_dir)
+    assert unknown[0] == 404 and unknown[1]["error"]["code"] == "model_not_found"
+    assert explained == (200, explained[1]) and explained[1]["explanation"] == expected["noir"][0]
