@@ -10,6 +10,11 @@
 #   bash bench/gpu_session.sh wait SECONDS     # until the background jobs end (or SECONDS pass); their last lines
 #   bash bench/gpu_session.sh collect DIR      # metrics, predictions and adapters into DIR (16 MB pieces)
 #
+# It replaces bench/gpu_round.sh (commit 427fca0), which set up the last round's Qwen and Gemma sweeps the same way.
+#
+# Habit learned the hard way: a call that trains ends by collecting into $OUT, and prints progress as it goes
+# (a machine given back between calls loses everything under /tmp).
+#
 # The repository keeps one folder per room and the wheel installs them under `mafioso` (pyproject.toml); without
 # installing, $PROJ/mafioso/<room> links give Python the same layout.
 set -euo pipefail
