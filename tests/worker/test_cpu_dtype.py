@@ -61,9 +61,10 @@ def test_an_int8_verdict_is_cached_and_taken_again_only_where_int8_runs(cache, m
 
 def test_a_verdict_measured_without_int8_is_measured_again(cache, monkeypatch):
     """Verdicts cached before int8 was a candidate (another CANDIDATES) are not reused."""
+    candidates = module.CANDIDATES
     monkeypatch.setattr(module, "CANDIDATES", "float32 bfloat16")
     cpu_dtype(640, 262144, timer=counting(Timings(float32=4.0, bfloat16=2.0)))
-    monkeypatch.undo()
+    monkeypatch.setattr(module, "CANDIDATES", candidates)  # not undo(): that would drop the test's cache folder
     timer = counting(Timings(float32=4.0, bfloat16=2.0, int8=1.0))
     assert cpu_dtype(640, 262144, timer=timer) == "int8" and len(timer.calls) == 1
 
