@@ -112,9 +112,12 @@ def adapter_folder(spec: str, base: str = "") -> Path | None:
             and (persona_folder / "adapter_config.json").is_file():
         return persona_folder
     if not (folder / "adapter_config.json").is_file():
-        raise ModelError(f"{spec} is not an adapter folder (no adapter_config.json); give the output folder "
-                         "of 'mafioso train', 'default', 'none' or a shipped persona's name ("
-                         f"{', '.join(p for p in prompts.personas() if (SHIPPED_ADAPTERS_DIR / f'adapter-{p}').is_dir())})")
+        shipped = [p for p in prompts.personas() if (SHIPPED_ADAPTERS_DIR / f"adapter-{p}").is_dir()]
+        names = f" or a shipped persona's name ({', '.join(shipped)})" if shipped else ""
+        trained = (f"; the persona {spec!r} has no shipped adapter yet: train one with mafioso train --persona "
+                   f"{spec}" if spec in prompts.personas() else "")
+        raise ModelError(f"{spec} is not an adapter folder (no adapter_config.json); give the output folder of "
+                         f"'mafioso train', 'default', 'none'{names}{trained}")
     return folder
 
 

@@ -47,3 +47,10 @@ def test_an_adapter_is_served_in_the_persona_it_was_trained_in(tmp_path):
     (tmp_path / "mafioso.json").write_text(json.dumps({"config": {"persona": "pirate"}}))
     with pytest.raises(ModelError, match="persona 'pirate'.*prompts/personas/pirate"):
         adapter_persona(tmp_path)
+
+
+def test_a_persona_without_a_shipped_adapter_is_a_clear_error():
+    from mafioso.worker.engine import adapter_folder
+
+    with pytest.raises(ModelError, match="persona 'noir' has no shipped adapter yet.*--persona noir"):
+        adapter_folder("noir")
