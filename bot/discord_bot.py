@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Sequence
 import discord
 from discord import app_commands
 
+from mafioso.bot.personas import UnknownPersonaChoice, choose, parse_channel_personas, use_persona
 from mafioso.bot.streaming import IN_PROGRESS, Throttle, answer_texts
 from mafioso.core.explanation import Explainer, Explanation
 from mafioso.bot.extract import (EMPTY_ANSWER, FILE_TOO_BIG, NO_CODE, NOT_HERE, cooldown_line, decode_code_file, error_line,
@@ -81,14 +82,14 @@ class CodeModal(discord.ui.Modal, title="Explain this code, pal"):
     code = discord.ui.Label(text="Your Python code", component=discord.ui.TextInput(
         style=discord.TextStyle.paragraph, placeholder="def shakedown(crew): ..."))
 
-    def __init__(self, bot: MafiosoBot):
+    def __init__(self, bot: MafiosoBot, persona: str | None = None):
         super().__init__(timeout=900)
-        self.bot = bot
+        self.bot, self.persona = bot, persona
         self.code.component.max_length = min(4000, bot.max_code_chars)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         """Explain what was pasted."""
-        await self.bot.answer_interaction(interaction, self.code.component.value)
+        await self.bot.answer_interaction(interaction, self.code.component.value, persona=self.persona)
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:
         """Route failures to the bot's central handler."""
@@ -106,6 +107,7 @@ class MafiosoBot(discord.Client):
         self.explainer, self.cfg, self.max_code_chars = explainer, cfg, max_code_chars
         self.feedback = feedback  # a mafioso.core.feedback.FeedbackStore, or None: no ratings
         self.cooldown = Cooldown(cfg.cooldown, clock)
+        self.channel_personas = parse_channel_personas(cfg.channel_personas, "DISCORD_CHANNEL_PERSONAS")
         self.edits = Throttle(EDIT_EVERY_S, clock)  # streamed replies: edits per channel
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self.on_app_command_error)
@@ -115,13 +117,21 @@ class MafiosoBot(discord.Client):
         bot = self
 
         @app_commands.command(name="explain", description="Explain some Python code, mafioso style")
-        @app_commands.describe(code="the code; leave it out to paste several lines in a form")
-        async def explain(interaction: discord.Interaction, code: str | None = None) -> None:
-            """/explain [code]: explain the code, or open the form when there is none."""
+        @app_commands.describe(code="the code; leave it out to paste several lines in a form",
+                               persona="who explains it (default: this channel's)")
+        async def explain(interaction: discord.Interaction, code: str | None = None,
+                          persona: str | None = None) -> None:
+            """/explain [code] [persona]: explain the code, or open the form when there is none."""
+            try:
+                choose(bot.explainer, {}, None, persona)
+            except UnknownPersonaChoice as exc:
+                await interaction.response.send_message(f"Who's that, pal? {exc}", ephemeral=True,
+                                                        allowed_mentions=NO_MENTIONS)
+                return
             if code and code.strip():
-                await bot.answer_interaction(interaction, code)
+                await bot.answer_interaction(interaction, code, persona=persona)
             elif await bot.admit(interaction, cooldown=False):  # the cooldown counts when the form comes back
-                await interaction.response.send_modal(CodeModal(bot))
+                await interaction.response.send_modal(CodeModal(bot, persona))
 
         async def explain_message(interaction: discord.Interaction, message: discord.Message) -> None:
             """Message menu → Apps → Explain this code."""
@@ -174,6 +184,7 @@ class MafiosoBot(discord.Client):
         # the allow-list before any parsing: a stranger's paste costs us nothing (issue 19)
         if not self.allowed(message.guild.id if message.guild else None, message.channel, message.author.id):
             return  # strangers' channels get silence, not a lecture
+        self.use_channel_persona(message.channel)
         text = re.sub(rf"<@!?{self.user.id}>", "", message.content) if mentioned else message.content
         has_code = bool(python_blocks(text)) or any(is_code_file(a.filename) for a in message.attachments)
         if not (mentioned or has_code):
@@ -202,10 +213,12 @@ class MafiosoBot(discord.Client):
         await self.remember(sent, explanation, message.author.id)
 
     async def answer_interaction(self, interaction: discord.Interaction, text: str,
-                                 attachments: Sequence[discord.Attachment] = ()) -> None:
-        """Answer /explain, the form or the context menu: checks, defer (Discord wants it within 3 s), follow up."""
+                                 attachments: Sequence[discord.Attachment] = (), persona: str | None = None) -> None:
+        """Answer /explain, the form or the context menu: checks, defer (Discord wants it within 3 s), follow up;
+        in ``persona``, else the channel's."""
         if not await self.admit(interaction):
             return
+        self.use_channel_persona(interaction.channel, interaction.channel_id, persona)
         await interaction.response.defer(thinking=True)
         if self.streams:
             code, refusal = await self.code_or_refusal(text, attachments, fence_required=False)
@@ -231,6 +244,12 @@ class MafiosoBot(discord.Client):
         if refusal:
             await interaction.response.send_message(refusal, ephemeral=True, allowed_mentions=NO_MENTIONS)
         return refusal is None
+
+    def use_channel_persona(self, channel: object, channel_id: int | None = None, asked: str | None = None) -> None:
+        """Answer this request in ``asked``, else the persona of the channel (or of a thread's parent)."""
+        ids = [i for i in (channel_id, getattr(channel, "id", None), getattr(channel, "parent_id", None)) if i]
+        mapped = next((str(i) for i in ids if str(i) in self.channel_personas), None)
+        use_persona(choose(self.explainer, self.channel_personas, mapped, asked))
 
     def allowed(self, guild_id: int | None, channel: object, user_id: int, channel_id: int | None = None) -> bool:
         """True when every configured allow-list admits the guild, the channel (or a thread's parent), the user."""

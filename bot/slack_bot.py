@@ -41,6 +41,8 @@ from slack_sdk.http_retry.builtin_async_handlers import (AsyncConnectionErrorRet
                                                          AsyncRateLimitErrorRetryHandler)
 from slack_sdk.web.async_client import AsyncWebClient
 
+from mafioso.bot.personas import (UnknownPersonaChoice, choose, parse_channel_personas, split_persona_option,
+                                    use_persona)
 from mafioso.bot.streaming import IN_PROGRESS, Throttle, answer_texts
 from mafioso.core.explanation import Explainer, Explanation
 from mafioso.bot.extract import (EMPTY_ANSWER, FILE_TOO_BIG, NO_CODE, decode_code_file, error_line, extract_code,
@@ -105,6 +107,7 @@ class SlackBot:
                  clock: Callable[[], float] = time.monotonic):
         self.explainer, self.cfg, self.max_code_chars = explainer, cfg, max_code_chars
         self.edits = Throttle(EDIT_EVERY_S, clock)  # streamed answers: sends per channel
+        self.channel_personas = parse_channel_personas(cfg.channel_personas, "SLACK_CHANNEL_PERSONAS")
         self.feedback = feedback  # a mafioso.core.feedback.FeedbackStore, or None: no ratings
         # The token goes in here, not through client=: given a client, Bolt still reads SLACK_BOT_TOKEN from the
         # environment and warns that it is unused.
@@ -196,7 +199,13 @@ class SlackBot:
             await ack()  # the same signed request again (a replay within Slack's five minutes): answered once
             log.info("slack: command %s delivered again; answered already", command.get("trigger_id"))
             return
-        code = extract_code(slack_to_plain(command.get("text", "")))
+        asked, text = split_persona_option(slack_to_plain(command.get("text", "")))
+        try:
+            use_persona(choose(self.explainer, self.channel_personas, command.get("channel_id"), asked))
+        except UnknownPersonaChoice as exc:
+            await ack(text=f"Who's that, pal? {exc}")
+            return
+        code = extract_code(text)
         if not code:
             await ack(text=NO_CODE)
             return
@@ -224,6 +233,7 @@ class SlackBot:
         bot_id = context.bot_user_id or self.bot_user_id
         text = event.get("text", "").replace(f"<@{bot_id}>", "") if bot_id else event.get("text", "")
         thread = event.get("thread_ts") or event["ts"]
+        use_persona(choose(self.explainer, self.channel_personas, event.get("channel")))
         if callable(getattr(self.explainer, "stream", None)):
             code, _ = await self.gather_code(slack_to_plain(text), event.get("files") or [])
             if code.strip():
@@ -236,6 +246,7 @@ class SlackBot:
         """Message menu → "Explain this code": answer in the message's thread (privately if we are not there)."""
         await ack()
         message = shortcut.get("message", {})
+        use_persona(choose(self.explainer, self.channel_personas, shortcut.get("channel", {}).get("id")))
         chunks, explanation = await self.answer(message.get("text", ""), message.get("files"))
         try:
             await self.post_in_thread(shortcut["channel"]["id"], message.get("thread_ts") or message["ts"], chunks,

@@ -228,6 +228,8 @@ class DiscordConfig:
     listen_to_messages: bool = _help("answer every message with a fenced Python block (needs the privileged "
                                      "Message Content intent); off: only /explain, the menu and @mentions",
                                      default=False)
+    channel_personas: str = _help("the persona each channel gets, channel_id=name,... (names the worker serves: "
+                                  "MAFIOSO_ADAPTERS); /explain persona:NAME overrides it", default="")
 
     def __post_init__(self) -> None:
         self.token = Secret(self.token)  # hidden from repr even when built from a plain str
@@ -262,6 +264,8 @@ class SlackConfig:
     host: str = _help("HTTP-mode listen address (0.0.0.0: every interface, e.g. behind your TLS proxy in a "
                       "container)", default="127.0.0.1")
     port: int = _help("HTTP-mode port", default=3000)
+    channel_personas: str = _help("the persona each channel gets, channel_id=name,... (names the worker serves: "
+                                  "MAFIOSO_ADAPTERS); `/explain persona:NAME code` overrides it", default="")
 
     def __post_init__(self) -> None:
         self.bot_token, self.app_token = Secret(self.bot_token), Secret(self.app_token)

@@ -302,7 +302,7 @@ def test_commands_are_the_slash_command_and_the_message_menu():
     bot = make_bot()
     names = {(c.name, type(c).__name__) for c in bot.tree.get_commands()}
     assert names == {("explain", "Command"), ("Explain this code", "ContextMenu")}
-    assert [p.name for p in bot.tree.get_command("explain").parameters] == ["code"]
+    assert [p.name for p in bot.tree.get_command("explain").parameters] == ["code", "persona"]
     assert re.fullmatch(r"[a-z_-]{1,32}", bot.tree.get_command("explain").name)
 
 
