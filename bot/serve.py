@@ -23,9 +23,12 @@ import signal
 from dataclasses import dataclass
 from typing import Mapping
 
+from mafioso.bot.personas import PersonaExplainer, parse_channel_personas
+from mafioso.core.config import DEFAULT_MODEL_NAME
 from mafioso.core.explanation import Explainer
 from mafioso.core.feedback import open_store
-from mafioso.worker.runtime import add_remote_arguments, add_settings_arguments, build_worker
+from mafioso.prompts import DEFAULT_PERSONA, persona_names
+from mafioso.worker.runtime import add_remote_arguments, add_settings_arguments, build_workers
 from mafioso.worker.runtime import load_settings as load_worker_settings
 from mafioso.core.config import DiscordConfig, GenerationConfig, ServeConfig, SlackConfig, WorkerConfig, build
 from mafioso.core.errors import ConfigError
@@ -106,21 +109,41 @@ async def _start_explainer(settings: ServeSettings, feedback=None) -> Explainer:
 
         remote = settings.serve
         log.info("serve: explaining through the worker at %s (%s API)", remote.worker_url, remote.worker_api)
-        return WorkerClient(remote.worker_url, settings.worker.api_key, api=remote.worker_api,
-                            model=remote.worker_model, max_tokens=settings.generation.max_new_tokens,
-                            max_input_chars=settings.worker.max_input_chars,
-                            drop_unsupported=settings.generation.drop_unsupported)
+        names = {DEFAULT_MODEL_NAME: remote.worker_model, **{n: n for n in settings.worker.named_adapters()}}
+        return _one_or_personas({name: WorkerClient(
+            remote.worker_url, settings.worker.api_key, api=remote.worker_api, model=model,
+            max_tokens=settings.generation.max_new_tokens, max_input_chars=settings.worker.max_input_chars,
+            drop_unsupported=settings.generation.drop_unsupported, persona=_persona_of(name))
+            for name, model in names.items()}, settings)
     log.info("serve: loading the model in this process")
-    worker = build_worker(settings.worker, settings.generation, feedback)  # blocking, but nothing is served yet
-    await worker.start()
-    return worker
+    workers = build_workers(settings.worker, settings.generation, feedback)  # blocking; nothing is served yet
+    for worker in workers.values():
+        await worker.start()
+    return _one_or_personas(workers, settings)
+
+
+def _persona_of(name: str) -> str:
+    """The persona a remote model name prompts in (openai mode renders the prompt): its own, else the default."""
+    return name if name in persona_names() else DEFAULT_PERSONA
+
+
+def _one_or_personas(explainers: dict, settings: ServeSettings) -> Explainer:
+    """The one explainer, or with MAFIOSO_ADAPTERS one per name behind a PersonaExplainer (channel maps checked)."""
+    if len(explainers) == 1 and not (settings.discord.channel_personas or settings.slack.channel_personas):
+        return explainers[DEFAULT_MODEL_NAME]
+    explainer = PersonaExplainer(explainers, DEFAULT_MODEL_NAME)
+    for variable, value in (("DISCORD_CHANNEL_PERSONAS", settings.discord.channel_personas),
+                            ("SLACK_CHANNEL_PERSONAS", settings.slack.channel_personas)):
+        explainer.check_channels(parse_channel_personas(value, variable), variable)
+    return explainer
 
 
 async def _stop_explainer(settings: ServeSettings, explainer) -> None:
-    if settings.serve.worker_url:
-        await explainer.close()
-    else:
-        await explainer.stop(drain=True)  # finish the answers in flight
+    for one in getattr(explainer, "explainers", {"": explainer}).values():
+        if settings.serve.worker_url:
+            await one.close()
+        else:
+            await one.stop(drain=True)  # finish the answers in flight
 
 
 def _adapters(settings: ServeSettings, explainer: Explainer, feedback=None) -> dict:

@@ -34,7 +34,7 @@ from mafioso.worker.claim_check import NOTHING_SURE, drop_unsupported
 from mafioso.core.explanation import Explanation
 from mafioso.worker.postcheck import finish
 from mafioso.worker.service import BUSY, FAILED, StreamEvent
-from mafioso.core.config import WORKER_APIS, WorkerConfig
+from mafioso.core.config import DEFAULT_MODEL_NAME, WORKER_APIS, WorkerConfig
 from mafioso.core.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 
 __all__ = ["WorkerClient"]
@@ -55,12 +55,14 @@ class WorkerClient:
 
     def __init__(self, url: str, api_key: str = "", timeout: float = 150.0, *, api: str = "mafioso",
                  model: str = "mafioso", max_tokens: int = 200,
-                 max_input_chars: int = WorkerConfig.max_input_chars, drop_unsupported: bool = True):
+                 max_input_chars: int = WorkerConfig.max_input_chars, drop_unsupported: bool = True,
+                 persona: str = prompts.DEFAULT_PERSONA):
         if api not in WORKER_APIS:
             raise ValueError(f"api must be one of {WORKER_APIS}, not {api!r}")
         self.url = url.rstrip("/")
         self.api, self.model, self.max_tokens, self.max_input_chars = api, model, max_tokens, max_input_chars
         self.drop_unsupported = drop_unsupported  # the claim post-check, as our engines apply it (openai mode)
+        self.persona = persona  # whose instruction the prompt carries (openai mode renders it here)
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -86,7 +88,8 @@ class WorkerClient:
         """Explain ``code`` on the worker; raises the RequestError the worker answered with."""
         if self.api == "openai":
             return await self._complete(code, request)
-        data = await self._post("/v1/explain", {"code": code, "request": request}, "explanation")
+        data = await self._post("/v1/explain", {"code": code, "request": request, **self._model_field()},
+                                "explanation")
         return Explanation(text=data["explanation"], tokens=data["tokens"], latency_s=data["latency_s"],
                            finished=data["finished"], code_leak=data.get("code_leak", False),
                            answer_id=data.get("answer_id", ""))
@@ -99,7 +102,8 @@ class WorkerClient:
             return _RemoteStream(None, await self._complete(code, request))
         try:
             response = await self._open().post(f"{self.url}/v1/explain",
-                                               json={"code": code, "request": request, "stream": True})
+                                               json={"code": code, "request": request, "stream": True,
+                                                     **self._model_field()})
         except asyncio.TimeoutError:
             raise WorkerTimeout(SLOW) from None
         except aiohttp.ClientError as exc:
@@ -134,10 +138,15 @@ class WorkerClient:
             raise UnknownAnswer(answer_id)
         raise RequestError(error.get("message") or f"the worker answered HTTP {response.status}")
 
+    def _model_field(self) -> dict:
+        """``/v1/explain``'s ``model``: sent only for another adapter than the default, so older workers work."""
+        return {} if self.model == DEFAULT_MODEL_NAME else {"model": self.model}
+
     def completion_body(self, code: str, request: str | None = None) -> dict:
         """The ``/v1/completions`` body of ``openai`` mode: our rendered prompt, decoded the way the adapter
         was tuned and evaluated (greedy, stopping at the next ``###`` section)."""
-        return {"model": self.model, "prompt": prompts.render_prompt(code, request), "max_tokens": self.max_tokens,
+        return {"model": self.model, "prompt": prompts.render_prompt(code, request, self.persona),
+                "max_tokens": self.max_tokens,
                 "temperature": 0, "stop": [prompts.SECTION_MARKER]}
 
     async def _complete(self, code: str, request: str | None) -> Explanation:

@@ -86,3 +86,22 @@ def test_discord_explain_takes_a_persona_option_and_the_channel_map():
     mafioso_codes, noir_codes, interaction = ask("pirate")
     assert mafioso_codes == noir_codes == []
     assert "unknown persona 'pirate'" in interaction.response.send_message.call_args.args[0]
+
+
+def test_serve_gives_each_served_name_its_client_in_its_personas_prompt(monkeypatch, no_chat_env):
+    from mafioso.bot.serve import _start_explainer
+    from tests.bot.test_serve import settings
+
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-test")
+    monkeypatch.setenv("MAFIOSO_ADAPTERS", "noir=/adapters/noir")
+    monkeypatch.setenv("SLACK_CHANNEL_PERSONAS", "C1=noir")
+    explainer = asyncio.run(_start_explainer(settings("--worker-url", "http://127.0.0.1:9", "--worker-api",
+                                                      "openai")))
+    assert explainer.names == ["mafioso", "noir"]
+    noir = explainer.explainers["noir"]
+    assert noir.model == "noir" and "detective" in noir.completion_body("x = 1")["prompt"]
+    assert "detective" not in explainer.explainers["mafioso"].completion_body("x = 1")["prompt"]
+    monkeypatch.setenv("SLACK_CHANNEL_PERSONAS", "C1=pirate")
+    with pytest.raises(ConfigError, match="SLACK_CHANNEL_PERSONAS: pirate not served"):
+        asyncio.run(_start_explainer(settings("--worker-url", "http://127.0.0.1:9")))
