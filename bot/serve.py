@@ -27,7 +27,8 @@ from mafioso.bot.personas import PersonaExplainer, parse_channel_personas
 from mafioso.core.config import DEFAULT_MODEL_NAME
 from mafioso.core.explanation import Explainer
 from mafioso.core.feedback import open_store
-from mafioso.prompts import DEFAULT_PERSONA, persona_names
+from mafioso.prompts import DEFAULT_PERSONA
+from mafioso.prompts import personas as persona_names
 from mafioso.worker.runtime import add_remote_arguments, add_settings_arguments, build_workers
 from mafioso.worker.runtime import load_settings as load_worker_settings
 from mafioso.core.config import DiscordConfig, GenerationConfig, ServeConfig, SlackConfig, WorkerConfig, build

@@ -25,6 +25,8 @@ from mafioso.core.errors import ConfigError
 EMBEDDED_BASE = "embedded"
 #: The adapter shipped inside the package for the base (``mafioso/adapter`` for Gemma), used when none is named.
 DEFAULT_ADAPTER = "default"
+#: The OpenAI model name of a worker's own adapter; MAFIOSO_ADAPTERS names the others.
+DEFAULT_MODEL_NAME = "mafioso"
 #: Machine-readable facts written beside every trained adapter; the worker reads ``base_model`` from it.
 ADAPTER_INFO = "mafioso.json"
 #: What the worker's torch.compile may cover: the whole decode step, or each layer (worker/fast_decode.py).
@@ -184,7 +186,11 @@ class WorkerConfig:
     def more_adapters(self) -> dict[str, str]:
         """``adapters`` as {model name: adapter spec}, in order."""
         pairs = [part.strip() for part in self.adapters.split(",") if part.strip()]
-        return dict(part.split("=", 1) for part in pairs)
+        return {name.strip(): spec.strip() for name, spec in (part.split("=", 1) for part in pairs)}
+
+    def named_adapters(self) -> dict[str, str]:
+        """The same as :meth:`more_adapters` (the name the chat adapters know it by)."""
+        return self.more_adapters()
 
     def __post_init__(self) -> None:
         for part in (p.strip() for p in self.adapters.split(",") if p.strip()):

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import errno
 import hmac
 import json
@@ -52,16 +51,16 @@ from mafioso.worker.api_schema import BadRequest, Body, Param, openapi
 from mafioso.worker.http_stream import stream_chat, stream_completion, stream_explain
 from mafioso.core.feedback import FeedbackUnavailable, UnknownAnswer, open_store
 from mafioso.core.guard import REFUSALS
-from mafioso.worker.runtime import add_settings_arguments, build_worker, load_settings
+from mafioso.worker.runtime import add_settings_arguments, build_workers, load_settings
 from mafioso.worker.service import FAILED, Worker
-from mafioso.core.config import WorkerConfig
+from mafioso.core.config import DEFAULT_MODEL_NAME, WorkerConfig
 from mafioso.core.errors import ConfigError, InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 
 __all__ = ["MODEL_ID", "RUNNER_OPTIONS", "WORKER", "add_arguments", "listen", "make_app", "run", "split_fence"]
 
 log = logging.getLogger(__name__)
 
-MODEL_ID = "mafioso"
+MODEL_ID = DEFAULT_MODEL_NAME
 WORKER = web.AppKey("worker", Worker)
 #: More personas on this worker (MAFIOSO_ADAPTERS): model name -> its own Worker (engine, queue, admission)
 PERSONAS = web.AppKey("personas", dict)
@@ -448,11 +447,10 @@ def run(args: argparse.Namespace) -> int:
         log.warning("serving on %s without MAFIOSO_API_KEY: anyone who can reach it can use it", cfg.host)
     sock = listen(cfg.host, cfg.port)  # before the model loads: a busy port is known in a second, not minutes
     store = open_store(cfg)
-    worker = build_worker(cfg, gen, feedback=store)
     # one merged copy of the base per persona (~0.5 GB for Gemma 3 270M in bf16), each with its own queue
-    personas = {name: build_worker(dataclasses.replace(cfg, adapter=spec, adapters=""), gen, feedback=store)
-                for name, spec in cfg.more_adapters().items()}
-    web.run_app(make_app(worker, cfg, personas=personas), sock=sock, print=lambda text: log.info("%s", text), **RUNNER_OPTIONS)
+    workers = build_workers(cfg, gen, feedback=store)
+    worker = workers.pop(DEFAULT_MODEL_NAME)
+    web.run_app(make_app(worker, cfg, personas=workers), sock=sock, print=lambda text: log.info("%s", text), **RUNNER_OPTIONS)
     return 0
 
 

@@ -6,7 +6,8 @@ import argparse
 import dataclasses
 from collections.abc import Callable
 
-from mafioso.core.config import (WORKER_APIS, GenerationConfig, WorkerConfig, add_arguments, build, from_env,
+from mafioso.core.config import (DEFAULT_MODEL_NAME, WORKER_APIS, GenerationConfig, WorkerConfig, add_arguments,
+                                 build, from_env,
                             load_dotenv_file)
 
 __all__ = ["ENV_PREFIX", "add_remote_arguments", "add_settings_arguments", "build_worker", "load_settings"]
@@ -52,3 +53,13 @@ def build_worker(cfg: WorkerConfig, gen: GenerationConfig, feedback=None,
     from mafioso.worker.service import Worker
 
     return Worker(Engine.load(cfg, gen, **({"note": note} if note else {})), cfg, feedback=feedback)
+
+
+def build_workers(cfg: WorkerConfig, gen: GenerationConfig, feedback=None,
+                  note: Callable[[str], None] | None = None) -> dict:
+    """{model name: Worker}: the worker's own adapter as ``mafioso``, then one per MAFIOSO_ADAPTERS entry (a merged
+    copy of the base each, sharing only the process and the feedback store), each in its adapter's persona."""
+    workers = {DEFAULT_MODEL_NAME: build_worker(cfg, gen, feedback, note)}
+    for name, spec in cfg.more_adapters().items():
+        workers[name] = build_worker(dataclasses.replace(cfg, adapter=spec, adapters=""), gen, feedback, note)
+    return workers

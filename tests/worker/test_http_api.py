@@ -216,7 +216,7 @@ def test_a_port_in_use_or_out_of_range_is_a_clear_error_before_the_model_loads(m
         with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}.*another --port"):
             listen("127.0.0.1", port)
         loaded = []
-        monkeypatch.setattr("mafioso.worker.http_api.build_worker", lambda *a: loaded.append(a))
+        monkeypatch.setattr("mafioso.worker.http_api.build_workers", lambda *a, **k: loaded.append(a))
         monkeypatch.setenv("MAFIOSO_PORT", str(port))
         assert main(["worker"]) == 2  # the CLI's own path: refused before any model is loaded
         assert loaded == [] and f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
