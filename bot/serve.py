@@ -110,7 +110,7 @@ async def _start_explainer(settings: ServeSettings, feedback=None) -> Explainer:
 
         remote = settings.serve
         log.info("serve: explaining through the worker at %s (%s API)", remote.worker_url, remote.worker_api)
-        names = {DEFAULT_MODEL_NAME: remote.worker_model, **{n: n for n in settings.worker.named_adapters()}}
+        names = {DEFAULT_MODEL_NAME: remote.worker_model, **{n: n for n in settings.worker.more_adapters()}}
         return _one_or_personas({name: WorkerClient(
             remote.worker_url, settings.worker.api_key, api=remote.worker_api, model=model,
             max_tokens=settings.generation.max_new_tokens, max_input_chars=settings.worker.max_input_chars,

@@ -184,23 +184,20 @@ class WorkerConfig:
                                          "(0 = keep them all)", default=365)
 
     def more_adapters(self) -> dict[str, str]:
-        """``adapters`` as {model name: adapter spec}, in order."""
-        pairs = [part.strip() for part in self.adapters.split(",") if part.strip()]
-        return {name.strip(): spec.strip() for name, spec in (part.split("=", 1) for part in pairs)}
-
-    def named_adapters(self) -> dict[str, str]:
-        """The same as :meth:`more_adapters` (the name the chat adapters know it by)."""
-        return self.more_adapters()
+        """``adapters`` as {model name: adapter spec}, in order (checked by ``__post_init__``)."""
+        parts = (part.partition("=") for part in self.adapters.split(",") if part.strip())
+        return {name.strip(): spec.strip() for name, _, spec in parts}
 
     def __post_init__(self) -> None:
-        for part in (p.strip() for p in self.adapters.split(",") if p.strip()):
-            name, _, spec = part.partition("=")
-            if not name.strip() or not spec.strip() or not all(c.isalnum() or c in "-_." for c in name.strip()):
+        for part in filter(str.strip, self.adapters.split(",")):
+            name, _, spec = (piece.strip() for piece in part.partition("="))
+            if not name or not spec or not all(c.isalnum() or c in "-_." for c in name):
                 raise ConfigError(f"MAFIOSO_ADAPTERS takes name=ADAPTER pairs separated by commas (e.g. "
-                                  f"noir=noir), got {part!r}")
-        names = [p.split("=", 1)[0] for p in (q.strip() for q in self.adapters.split(",")) if p]
-        if len(set(names)) != len(names) or "mafioso" in names:
-            raise ConfigError("MAFIOSO_ADAPTERS: each name once, and not 'mafioso' (the worker's own --adapter)")
+                                  f"noir=noir), got {part.strip()!r}")
+        names = [part.partition("=")[0].strip() for part in filter(str.strip, self.adapters.split(","))]
+        if len(set(names)) != len(names) or DEFAULT_MODEL_NAME in names:
+            raise ConfigError(f"MAFIOSO_ADAPTERS: each name once, and not {DEFAULT_MODEL_NAME!r} (the worker's own "
+                              "--adapter)")
         if self.feedback_retention_days < 0:
             raise ConfigError("MAFIOSO_FEEDBACK_RETENTION_DAYS must be >= 0 (0 keeps every answer)")
         if self.quantization not in ("nf4", "int8", "none"):

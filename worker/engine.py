@@ -125,26 +125,27 @@ def base_of(cfg_base: str, adapter: Path | None) -> str:
     """The base to load: the configured one, else the adapter's ``mafioso.json`` base, else embedded."""
     if cfg_base:
         return cfg_base
-    info = adapter / ADAPTER_INFO if adapter else None
-    if info and info.is_file():
-        try:
-            base = json.loads(info.read_text(encoding="utf-8")).get("base_model")
-        except (json.JSONDecodeError, AttributeError):
-            raise ModelError(f"{info} is not a valid mafioso.json; pass --base-model explicitly") from None
-        if base:
-            return base
-    return EMBEDDED_BASE
+    return adapter_info(adapter, "; pass --base-model explicitly").get("base_model") or EMBEDDED_BASE
+
+
+def adapter_info(adapter: Path | None, hint: str = "") -> dict:
+    """An adapter's ``mafioso.json`` (empty for none, or an adapter trained elsewhere); a broken one is a
+    ModelError naming it (``hint``: what to do instead)."""
+    info_file = adapter / ADAPTER_INFO if adapter is not None else None
+    if info_file is None or not info_file.is_file():
+        return {}
+    try:
+        info = json.loads(info_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        info = None
+    if not isinstance(info, dict):
+        raise ModelError(f"{info_file} is not a valid mafioso.json{hint}")
+    return info
 
 
 def adapter_persona(adapter: Path | None) -> str:
     """The persona an adapter was trained with (its ``mafioso.json``; the mafioso for an older one or none)."""
-    info_file = adapter / ADAPTER_INFO if adapter is not None else None
-    if info_file is None or not info_file.is_file():
-        return prompts.DEFAULT_PERSONA
-    try:
-        name = (json.loads(info_file.read_text(encoding="utf-8")).get("config") or {}).get("persona")
-    except json.JSONDecodeError:
-        raise ModelError(f"{info_file} is not a valid mafioso.json") from None
+    name = (adapter_info(adapter).get("config") or {}).get("persona")
     if name and name not in prompts.personas():
         raise ModelError(f"the adapter {adapter} speaks as the persona {name!r}, which this Mafioso does not have "
                          f"({', '.join(prompts.personas())}); add prompts/personas/{name}/")
@@ -158,11 +159,7 @@ def check_adapter_base(adapter: Path, base: str, config) -> None:
     the named base it records) must be the loaded model's; when both the adapter's base and the loaded one are
     named bases, the names must agree too. A local copy of the same model passes: only its facts are compared.
     """
-    info_file = adapter / ADAPTER_INFO
-    try:
-        info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
-    except json.JSONDecodeError:
-        raise ModelError(f"{info_file} is not a valid mafioso.json") from None
+    info = adapter_info(adapter)
     recorded = info.get("base") or {}
     wanted = recorded.get("name") or info.get("base_model") or ""
     name = named_base(wanted) if wanted else None
