@@ -7,6 +7,9 @@
 #   bash bench/gpu_session.sh gemma            # retrain the default adapter's candidates + score them (background)
 #   bash bench/gpu_session.sh noir             # train and score the film-noir persona's adapter
 #   bash bench/gpu_session.sh bench            # the worker's speed and first-token time, grounded decoding on/off
+#   bash bench/gpu_session.sh sweep NAME DATA VALIDATION RUN...
+#                                              # train RUNs (NAME:--flag=value,... on top of COMMON) side by side
+#                                              # and score them, in the foreground, stopped after $SWEEP_LIMIT s
 #   bash bench/gpu_session.sh wait SECONDS     # until the background jobs end (or SECONDS pass); their last lines
 #   bash bench/gpu_session.sh collect DIR      # metrics, predictions and adapters into DIR (16 MB pieces)
 #
@@ -66,6 +69,13 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
         --naive-requests 1 $grounded 2>&1 | grep -v "Loading weights" | tail -n 9
     done
     ;;
+  sweep)  # foreground, bounded: a call that outlives its limit loses everything, so whatever finished is kept
+    name=$2 data=$3 validation=$4; shift 4
+    runs=(); for spec in "$@"; do runs+=(--run "${spec%%:*}:$COMMON,${spec#*:}"); done
+    cd "$PROJ"
+    timeout "${SWEEP_LIMIT:-480}" python3 bench/sweep.py --base-model "${BASE:-$GEMMA}" --out "$RUNS/$name" \
+      --data "$data" --validation "$validation" "${runs[@]}" --eval-flags=--batch-size,64 || echo "sweep $name: exit $?"
+    ;;
   wait)
     end=$((SECONDS + ${2:-500}))
     while pgrep -f bench/sweep.py > /dev/null && [ $SECONDS -lt $end ]; do sleep 10; done
@@ -82,5 +92,5 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
     tar -cf - */*/adapter/adapter_model.safetensors | split -b 15M -d - "$out/adapters.tar."
     ls -la "$out"
     ;;
-  *) echo "usage: $0 setup|gemma|noir|bench|wait SECONDS|collect DIR"; exit 2 ;;
+  *) echo "usage: $0 setup|gemma|noir|bench|sweep NAME DATA VALIDATION RUN...|wait SECONDS|collect DIR"; exit 2 ;;
 esac
