@@ -5,9 +5,10 @@
 * ``@Mafioso <code>`` (``app_mention``): answered in the message's thread;
 * the "Explain this code" message shortcut (callback id ``explain_code``): answered in the message's thread.
 
-A 👍 (``+1``) or 👎 (``-1``) reaction on an answer the bot posted (a thread reply or a streamed channel message) is a rating (``reaction_added``;
-the app needs the ``reactions:read`` scope and that event): with a feedback store (:mod:`mafioso.core.feedback`) each
-posted message's ``channel:ts`` is linked to its answer id, and the reacting user is stored hashed.
+A 👍 (``+1``) or 👎 (``-1``) reaction on an answer the bot posted (a thread reply or a streamed channel message) is
+a rating (``reaction_added``; the app needs the ``reactions:read`` scope and that event): with a feedback store
+(:mod:`mafioso.core.feedback`) each posted message's ``channel:ts`` is linked to its answer id, and the reacting
+user is stored hashed.
 
 Socket Mode by default (``SLACK_APP_TOKEN``); HTTP mode (``mafioso serve --slack-http``) serves
 ``POST /slack/events``, where Bolt checks every request's signature against ``SLACK_SIGNING_SECRET``.
