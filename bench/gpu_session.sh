@@ -7,6 +7,8 @@
 #   bash bench/gpu_session.sh gemma            # retrain the default adapter's candidates + score them (background)
 #   bash bench/gpu_session.sh noir             # train and score the film-noir persona's adapter
 #   bash bench/gpu_session.sh bench            # the worker's speed and first-token time, grounded decoding on/off
+#   bash bench/gpu_session.sh train-bench      # issue 24: the default QLoRA recipe and the fast one, 1 epoch each
+#   bash bench/gpu_session.sh train-eval       # then eval's comparison of the fast adapters with the QLoRA one
 #   bash bench/gpu_session.sh wait SECONDS     # until the background jobs end (or SECONDS pass); their last lines
 #   bash bench/gpu_session.sh collect DIR      # metrics, predictions and adapters into DIR (16 MB pieces)
 #
@@ -66,6 +68,19 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
         --naive-requests 1 $grounded 2>&1 | grep -v "Loading weights" | tail -n 9
     done
     ;;
+  train-bench)  # one after the other, alone on the card, same data and seed; ~5 min on an H200 (an estimate)
+    cd "$PROJ"
+    python3 bench/bench_train.py --base-model "$GEMMA" --epochs 1 --out "$RUNS/train-bench" \
+      --run qlora --run fast --run "fast_b4:--recipe=fast,--batch-size=4"
+    ;;
+  train-eval)  # grounded, persona, recall, stop of each fast adapter against the QLoRA one, and the gate
+    cd "$PROJ"
+    for run in fast fast_b4; do
+      python3 -m mafioso eval --base-model "$GEMMA" --data data/validation.json --batch-size 64 \
+        --adapter "$RUNS/train-bench/$run" --compare "$RUNS/train-bench/qlora" --out "$RUNS/train-bench/eval-$run" \
+        2>&1 | grep -v "Loading weights" | tail -n 16
+    done
+    ;;
   wait)
     end=$((SECONDS + ${2:-500}))
     while pgrep -f bench/sweep.py > /dev/null && [ $SECONDS -lt $end ]; do sleep 10; done
@@ -82,5 +97,5 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
     tar -cf - */*/adapter/adapter_model.safetensors | split -b 15M -d - "$out/adapters.tar."
     ls -la "$out"
     ;;
-  *) echo "usage: $0 setup|gemma|noir|bench|wait SECONDS|collect DIR"; exit 2 ;;
+  *) echo "usage: $0 setup|gemma|noir|bench|train-bench|train-eval|wait SECONDS|collect DIR"; exit 2 ;;
 esac
