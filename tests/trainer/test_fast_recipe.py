@@ -11,7 +11,7 @@ from mafioso.core.config import RECIPES, GenerationConfig, TrainConfig, WorkerCo
 from mafioso.core.errors import ConfigError
 from mafioso.trainer import train as train_module
 from mafioso.trainer.dataset import load_samples, tokenize
-from tests.helpers import write_dataset
+from tests.helpers import SNIPPETS, write_dataset
 
 
 def test_a_recipe_sets_the_starting_values_and_yaml_and_flags_still_win(tmp_path):
@@ -83,11 +83,20 @@ def test_a_packed_batch_scores_each_row_as_it_scores_alone(tiny_model_dir, tmp_p
     assert abs(_loss_and_tokens(trainer, leaky)[0] - loss) > 1e-3
 
 
-def test_evaluation_is_unpacked_in_batches_of_eval_batch_size(tiny_model_dir, tmp_path):
-    run = _fast(tiny_model_dir, tmp_path, eval_batch_size=3)
-    assert "seq_lengths" not in run.trainer.eval_dataset.column_names  # rows, not packs
-    assert run.trainer.args.per_device_eval_batch_size == 3 and run.trainer.args.per_device_train_batch_size == 2
-    assert len(run.trainer.train_dataset) < run.counts["train"]  # the training rows went into fewer packs
+def test_both_recipes_compute_the_same_eval_loss_for_the_same_weights(tiny_model_dir, tmp_path):
+    """Evaluation stays unpacked, in batches of eval_batch_size rows, so a recipe's eval loss measures its weights,
+    not its batching: before any step (LoRA starts as the identity) the two recipes score the base alike."""
+    data = write_dataset(tmp_path / "d.json", SNIPPETS[:3])
+    val = write_dataset(tmp_path / "v.json", SNIPPETS[3:])  # 5 rows: batches of 3 and 2
+    common = {"base_model": str(tiny_model_dir), "data": [str(data)], "validation": [str(val)],
+              "eval_batch_size": 3, "output": str(tmp_path / "a")}
+    fast = train_module.setup(build(TrainConfig, {"recipe": "fast", **common}))
+    assert "seq_lengths" not in fast.trainer.eval_dataset.column_names  # rows, not packs
+    assert fast.trainer.args.per_device_eval_batch_size == 3 and fast.trainer.args.per_device_train_batch_size == 2
+    assert len(fast.trainer.train_dataset) < fast.counts["train"]  # the training rows went into fewer packs
+    padded = train_module.setup(build(TrainConfig, {"recipe": "qlora", "quantization": "none", **common}))
+    assert "attention_mask" in padded.trainer.data_collator([padded.trainer.eval_dataset[0]])  # padded batches
+    assert fast.trainer.evaluate()["eval_loss"] == pytest.approx(padded.trainer.evaluate()["eval_loss"], rel=1e-5)
 
 
 def test_the_fast_recipe_writes_an_adapter_the_worker_serves(tiny_model_dir, tmp_path):
