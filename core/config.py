@@ -60,7 +60,7 @@ class TrainConfig:
 
     recipe: str = _help(f"starting values of the other settings: {' or '.join(RECIPES)} (qlora: 4-bit base, "
                         "padded rows; fast: bf16 base, packed rows, docs/BENCHMARKS.md); a YAML file or a flag "
-                        "still overrides each", default="qlora")
+                        "still overrides each; the defaults shown are qlora's", default="qlora")
     data: list[str] = _help("training dataset file(s): JSON object, JSON list or JSONL", default_factory=list)
     validation: list[str] = _help("validation file(s); default: a seeded split of --data", default_factory=list)
     output: str = _help("folder the adapter is written to (atomically)", default="out/adapter")
