@@ -10,6 +10,8 @@
 #   bash bench/gpu_session.sh sweep NAME DATA VALIDATION RUN...
 #                                              # train RUNs (NAME:--flag=value,... on top of COMMON) side by side
 #                                              # and score them, in the foreground, stopped after $SWEEP_LIMIT s
+#   bash bench/gpu_session.sh train-bench      # issue 24: the default QLoRA recipe and the fast one, 1 epoch each
+#   bash bench/gpu_session.sh train-eval       # then eval's comparison of the fast adapters with the QLoRA one
 #   bash bench/gpu_session.sh wait SECONDS     # until the background jobs end (or SECONDS pass); their last lines
 #   bash bench/gpu_session.sh collect DIR      # metrics, predictions and adapters into DIR (16 MB pieces)
 #
@@ -76,6 +78,19 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
     timeout "${SWEEP_LIMIT:-480}" python3 bench/sweep.py --base-model "${BASE:-$GEMMA}" --out "$RUNS/$name" \
       --data "$data" --validation "$validation" "${runs[@]}" --eval-flags=--batch-size,64 || echo "sweep $name: exit $?"
     ;;
+  train-bench)  # one after the other, alone on the card, same data and seed; ~5 min on an H200 (an estimate)
+    cd "$PROJ"
+    python3 bench/bench_train.py --base-model "$GEMMA" --epochs 1 --out "$RUNS/train-bench" \
+      --run qlora --run fast --run "fast_b4:--recipe=fast,--batch-size=4"
+    ;;
+  train-eval)  # grounded, persona, recall, stop of each fast adapter against the QLoRA one, and the gate
+    cd "$PROJ"
+    for run in fast fast_b4; do
+      python3 -m mafioso eval --base-model "$GEMMA" --data data/validation.json --batch-size 64 \
+        --adapter "$RUNS/train-bench/$run" --compare "$RUNS/train-bench/qlora" --out "$RUNS/train-bench/eval-$run" \
+        2>&1 | grep -v "Loading weights" | tail -n 16
+    done
+    ;;
   wait)
     end=$((SECONDS + ${2:-500}))
     while pgrep -f bench/sweep.py > /dev/null && [ $SECONDS -lt $end ]; do sleep 10; done
@@ -92,5 +107,6 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
     tar -cf - */*/adapter/adapter_model.safetensors | split -b 15M -d - "$out/adapters.tar."
     ls -la "$out"
     ;;
-  *) echo "usage: $0 setup|gemma|noir|bench|sweep NAME DATA VALIDATION RUN...|wait SECONDS|collect DIR"; exit 2 ;;
+  *) echo "usage: $0 setup|gemma|noir|bench|sweep NAME DATA VALIDATION RUN...|train-bench|train-eval|wait SECONDS|collect DIR"
+     exit 2 ;;
 esac

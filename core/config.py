@@ -32,6 +32,15 @@ ADAPTER_INFO = "mafioso.json"
 #: What the worker's torch.compile may cover: the whole decode step, or each layer (worker/fast_decode.py).
 COMPILE_SCOPES = ("step", "layer")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+#: Named starting points of ``mafioso train --recipe``: a recipe's values replace the defaults below, and a YAML
+#: file or a flag still overrides each of them. ``qlora`` is the defaults themselves; ``fast`` trains the bf16
+#: base itself (no 4-bit weights, no recomputation) on packed rows: about 2,000 tokens per optimizer step, as the
+#: default's 4 rows hold, so the learning rate and the number of steps stay those of the default.
+RECIPES: dict[str, dict] = {
+    "qlora": {},
+    "fast": {"quantization": "none", "gradient_checkpointing": False, "packing": True,
+             "attn_implementation": "sdpa", "optim": "adamw_torch_fused", "batch_size": 2, "grad_accum": 1},
+}
 
 
 class Secret(str):
@@ -47,8 +56,11 @@ def _help(text: str, **kwargs) -> typing.Any:
 
 @dataclass
 class TrainConfig:
-    """Everything ``mafioso train`` needs; defaults are the project's QLoRA recipe."""
+    """Everything ``mafioso train`` needs; defaults are the project's QLoRA recipe (:data:`RECIPES`)."""
 
+    recipe: str = _help(f"starting values of the other settings: {' or '.join(RECIPES)} (qlora: 4-bit base, "
+                        "padded rows; fast: bf16 base, packed rows, docs/BENCHMARKS.md); a YAML file or a flag "
+                        "still overrides each; the defaults shown are qlora's", default="qlora")
     data: list[str] = _help("training dataset file(s): JSON object, JSON list or JSONL", default_factory=list)
     validation: list[str] = _help("validation file(s); default: a seeded split of --data", default_factory=list)
     output: str = _help("folder the adapter is written to (atomically)", default="out/adapter")
@@ -75,6 +87,13 @@ class TrainConfig:
     max_length: int = _help("longest training sequence in tokens (longer rows are reported, then truncated)",
                             default=1024)
     gradient_checkpointing: bool = _help("trade compute for memory", default=True)
+    packing: bool = _help("pack whole rows into sequences of max_length tokens (no padding; batch_size then counts "
+                          "packed sequences); each row still attends only to itself", default=False)
+    attn_implementation: str = _help("attention kernel while training: eager or sdpa", default="eager")
+    eval_batch_size: int = _help("rows per evaluation batch (the same in every recipe, so eval losses compare)",
+                                 default=2)
+    max_steps: int = _help("stop after N optimizer steps (0: train the epochs); for benches and smoke runs",
+                           default=0)
     logging_steps: int = _help("log the training loss every N optimizer steps", default=5)
     save_steps: int = _help("checkpoint every N optimizer steps, so --resume loses little", default=50)
     resume: bool = _help("continue from the last checkpoint of an interrupted run with the same --output",
@@ -88,20 +107,26 @@ class TrainConfig:
         if self.persona not in personas():
             raise ConfigError(f"--persona must be one of {', '.join(personas())}, got {self.persona!r} (a new one "
                               "is a folder prompts/personas/NAME with persona.json and instruction.txt)")
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"recipe must be one of {', '.join(RECIPES)}, not {self.recipe!r}")
         if self.quantization not in ("nf4", "none"):
             raise ConfigError(f"quantization must be 'nf4' or 'none', not {self.quantization!r}")
+        if self.attn_implementation not in ("eager", "sdpa"):
+            raise ConfigError(f"attn_implementation must be 'eager' or 'sdpa', not {self.attn_implementation!r}")
         if self.adapter_dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"adapter_dtype must be 'float32' or 'bfloat16', not {self.adapter_dtype!r}")
         if not 0 < self.validation_fraction < 1:
             raise ConfigError("validation_fraction must be between 0 and 1 (e.g. 0.1)")
         for name in ("lora_r", "lora_alpha", "batch_size", "grad_accum", "max_length", "logging_steps",
-                     "save_steps"):
+                     "save_steps", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.epochs <= 0 or self.learning_rate <= 0:
             raise ConfigError("epochs and learning_rate must be positive")
         if self.warmup < 0:
             raise ConfigError("warmup must be >= 0 (a fraction below 1 or a step count)")
+        if self.max_steps < 0:
+            raise ConfigError(f"max_steps must be 0 (train the epochs) or a step count, got {self.max_steps}")
 
 
 @dataclass
@@ -363,6 +388,8 @@ def _coerce(tp: typing.Any, value: typing.Any, where: str) -> typing.Any:
 def build(cls: type, *layers: dict, where: str = "config") -> typing.Any:
     """Build dataclass ``cls`` from layers of overrides (later wins); unknown keys are errors."""
     names = {f.name: f for f in dataclasses.fields(cls)}
+    if cls is TrainConfig:
+        layers = (_recipe_layer(layers, where), *layers)
     values: dict = {}
     for layer in layers:
         for key, value in layer.items():
@@ -371,6 +398,15 @@ def build(cls: type, *layers: dict, where: str = "config") -> typing.Any:
                 raise ConfigError(f"{where}: unknown setting {key!r}; known: {', '.join(sorted(names))}")
             values[key] = _coerce(_field_type(cls, names[key]), value, f"{where}: {key}")
     return cls(**values)
+
+
+def _recipe_layer(layers: tuple[dict, ...], where: str) -> dict:
+    """The values of the recipe the layers name (the last one naming it wins), to lie under them all."""
+    named = [str(layer["recipe"]) for layer in layers if "recipe" in layer]
+    recipe = named[-1] if named else "qlora"
+    if recipe not in RECIPES:
+        raise ConfigError(f"{where}: recipe must be one of {', '.join(RECIPES)}, not {recipe!r}")
+    return RECIPES[recipe]
 
 
 def load_yaml(path: str | Path) -> dict:

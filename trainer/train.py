@@ -1,12 +1,21 @@
-"""The QLoRA recipe behind ``mafioso train``: one linear script, setup → train → save.
+"""The recipes behind ``mafioso train``: one linear script, setup → train → save.
 
     mafioso train --data data/train.json --validation data/validation.json --output out/adapter
+    mafioso train --recipe fast --data data/train.json --validation data/validation.json --output out/adapter
 
-On CUDA the base is loaded in 4-bit NF4 (double quant, bf16 compute) and trained with paged AdamW 32-bit
-in bf16. Without CUDA the same path runs on the CPU: bitsandbytes NF4 with fp32 compute, plain AdamW, no
-mixed precision. Checkpoints go to ``<output>.work/`` so ``--resume`` can pick up an interrupted run; the
-finished adapter is written to a temporary folder and renamed into place, so ``<output>`` is either the
-previous adapter or the complete new one, never half of each.
+The default recipe, ``qlora``: on CUDA the base is loaded in 4-bit NF4 (double quant, bf16 compute) and trained
+with paged AdamW 32-bit in bf16, with gradient checkpointing, on padded batches of 2 rows. Without CUDA the same
+path runs on the CPU: bitsandbytes NF4 with fp32 compute, plain AdamW, no mixed precision. ``--recipe fast``
+(core/config.py: RECIPES) keeps the base in bf16 (fp32 on the CPU), recomputes nothing, and packs whole rows
+into sequences of ``max_length`` tokens without padding: TRL's padding-free batches carry each row's own
+``position_ids``, from which transformers builds a block-diagonal mask for sdpa and eager attention, so no row
+attends to another (tests/trainer/test_fast_recipe.py holds the loss of a packed batch to that of its rows).
+Both recipes put the loss on the answer only, and TRL's fused LM head scores the tokens in chunks without
+building Gemma's 262k-vocabulary logits. bench/bench_train.py measures the two in one run.
+
+Checkpoints go to ``<output>.work/`` so ``--resume`` can pick up an interrupted run; the finished adapter is
+written to a temporary folder and renamed into place, so ``<output>`` is either the previous adapter or the
+complete new one, never half of each.
 
 Several GPUs (or CPU processes), unchanged, through the standard launchers (DDP; each process holds the base):
 
@@ -66,7 +75,8 @@ def _device_settings(cfg: TrainConfig, cuda: bool) -> tuple[dict, object]:
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-        log.info("CUDA found: NF4 base, bf16 compute, %s", cfg.optim)
+        log.info("CUDA found: %s base, bf16 compute, %s, %s attention%s", "NF4" if cfg.quantization == "nf4" else
+                 "bf16", cfg.optim, cfg.attn_implementation, ", packed rows" if cfg.packing else "")
         return {"bf16": True, "tf32": True, "optim": cfg.optim}, torch.bfloat16
     log.warning("no CUDA GPU: training on the CPU (fp32 compute, adamw_torch, no mixed precision); "
                 "expect minutes for the tiny test model and hours for the real one")
@@ -133,7 +143,7 @@ def setup(cfg: TrainConfig) -> Run:
     device_args, compute_dtype = _device_settings(cfg, cuda)
     # each process on its own GPU (LOCAL_RANK under a launcher)
     model = load_model(base, cfg.quantization, f"cuda:{state.local_process_index}" if cuda else "cpu",
-                       compute_dtype)
+                       compute_dtype, cfg.attn_implementation)
     model.config.use_cache = False
     if not cuda:
         # bitsandbytes repacks a 4-bit weight for its CPU inference kernel at the first eval and keeps it packed;
@@ -161,7 +171,7 @@ def setup(cfg: TrainConfig) -> Run:
         output_dir=str(work),
         num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
@@ -170,7 +180,14 @@ def setup(cfg: TrainConfig) -> Run:
         weight_decay=cfg.weight_decay,
         gradient_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
+        max_steps=cfg.max_steps or -1,
         max_length=cfg.max_length,
+        # best-fit packing keeps every row whole (rows are already cut to max_length); TRL then feeds padding-free
+        # batches. Evaluation stays unpacked, in batches of eval_batch_size rows, so every recipe's eval loss is
+        # the same sum over the same batches
+        packing=cfg.packing,
+        packing_strategy="bfd",
+        eval_packing=False,
         completion_only_loss=True,
         eval_strategy="epoch",
         save_strategy="steps",
@@ -270,6 +287,9 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> Path:
     result = run.trainer.train(resume_from_checkpoint=run.checkpoint)
     final_eval = run.trainer.evaluate()
     processes = run.state.num_processes
+    # every row once per epoch; a run cut by max_steps counts what TRL fed the model (its tally of the tokens
+    # that are not padding, over all processes)
+    trained = run.trainer._total_train_tokens if cfg.max_steps else run.train_tokens * cfg.epochs
     stats = {
         "processes": processes,
         "per_device_batch": cfg.batch_size,
@@ -279,8 +299,8 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> Path:
         "train_loss": result.training_loss,
         "eval_loss": final_eval.get("eval_loss"),
         "train_runtime_s": round(time.time() - started, 1),
-        "train_tokens": run.train_tokens * cfg.epochs,
-        "train_tokens_per_s": round(run.train_tokens * cfg.epochs / result.metrics["train_runtime"], 1),
+        "train_tokens": trained,
+        "train_tokens_per_s": round(trained / result.metrics["train_runtime"], 1),
         "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 1e9, 3) if run.cuda else None,
         "device": torch.cuda.get_device_name() if run.cuda else "cpu",
     }
