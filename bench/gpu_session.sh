@@ -12,6 +12,9 @@
 #                                              # and score them, in the foreground, stopped after $SWEEP_LIMIT s
 #   bash bench/gpu_session.sh train-bench      # issue 24: the default QLoRA recipe and the fast one, 1 epoch each
 #   bash bench/gpu_session.sh train-eval       # then eval's comparison of the fast adapters with the QLoRA one
+#   bash bench/gpu_session.sh baseline TGZ     # an older tree (git archive) into $PROJ_BASE, for same-run comparisons
+#   bash bench/gpu_session.sh compare          # the worker bench on the baseline tree, then on this one (issue 18)
+#   bash bench/gpu_session.sh evals ADAPTER... # score adapters side by side (eval folder beside each adapter)
 #   bash bench/gpu_session.sh wait SECONDS     # until the background jobs end (or SECONDS pass); their last lines
 #   bash bench/gpu_session.sh collect DIR      # metrics, predictions and adapters into DIR (16 MB pieces)
 #
@@ -26,6 +29,7 @@ set -euo pipefail
 BUNDLE=${BUNDLE:-/tmp/bundle}
 RUNS=${RUNS:-/tmp/runs}
 PROJ=${PROJ:-/tmp/proj}
+PROJ_BASE=${PROJ_BASE:-/tmp/proj_base}
 export PYTHONPATH=/tmp/site:$PROJ PYTHONUNBUFFERED=1 MAFIOSO_CACHE=${MAFIOSO_CACHE:-/tmp/cache}
 GEMMA=$BUNDLE/gemma.gguf
 # The seed's QLoRA (4-bit NF4 base, paged AdamW, constant lr after warm-up) as shipped last round (g16_b4), with
@@ -91,6 +95,33 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
         2>&1 | grep -v "Loading weights" | tail -n 16
     done
     ;;
+  baseline)
+    rm -rf "$PROJ_BASE" && mkdir -p "$PROJ_BASE" && tar -xzf "$2" -C "$PROJ_BASE"
+    for room in core worker bot trainer prompts; do ln -s "../$room" "$PROJ_BASE/mafioso/$room"; done
+    echo "baseline tree in $PROJ_BASE"
+    ;;
+  compare)  # same card, same call, the baseline first; the default configuration (compiled decode, grounded)
+    for tree in "$PROJ_BASE" "$PROJ"; do
+      echo "== $tree"
+      (cd "$tree" && PYTHONPATH=/tmp/site:$tree timeout "${BENCH_LIMIT:-240}" python3 bench/bench_worker.py \
+        --base-model "$GEMMA" --concurrency 1 64 --ttft 1 64 --waves 4 --naive-requests 1 2>&1 \
+        | grep -v "Loading weights" | tail -n 12) || echo "bench on $tree: exit $?"
+    done
+    ;;
+  evals)  # in parallel, each into ADAPTER/../eval (the card travels back with collect)
+    shift; cd "$PROJ"
+    for adapter in "$@"; do
+      timeout "${EVAL_LIMIT:-400}" python3 -m mafioso eval --base-model "${BASE:-$GEMMA}" \
+        --data "${DATA:-data/validation.json}" --adapter "$adapter" --out "$adapter/../eval" --batch-size 64 > "$adapter/../eval.log" 2>&1 &
+    done
+    wait
+    for adapter in "$@"; do
+      python3 -c "import json, sys; m = json.load(open(sys.argv[1])); m = m.get('adapter', m)
+print(sys.argv[1], {k: round(v, 3) for k, v in m.items() if k in ('loss', 'identifier_recall', 'grounded',
+      'grounded_model', 'persona_rate', 'code_leak_rate', 'stop_rate', 'loop_rate', 'mean_words')})" \
+        "$adapter/../eval/metrics.json" || tail -n 3 "$adapter/../eval.log"
+    done
+    ;;
   wait)
     end=$((SECONDS + ${2:-500}))
     while pgrep -f bench/sweep.py > /dev/null && [ $SECONDS -lt $end ]; do sleep 10; done
@@ -107,6 +138,7 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
     tar -cf - */*/adapter/adapter_model.safetensors | split -b 15M -d - "$out/adapters.tar."
     ls -la "$out"
     ;;
-  *) echo "usage: $0 setup|gemma|noir|bench|sweep NAME DATA VALIDATION RUN...|train-bench|train-eval|wait SECONDS|collect DIR"
+  *) echo "usage: $0 setup|gemma|noir|bench|sweep NAME DATA VALIDATION RUN...|train-bench|train-eval"
+     echo "       $0 baseline TGZ|compare|evals ADAPTER...|wait SECONDS|collect DIR"
      exit 2 ;;
 esac
