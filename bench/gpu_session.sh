@@ -112,7 +112,8 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
     shift; cd "$PROJ"
     for adapter in "$@"; do
       timeout "${EVAL_LIMIT:-400}" python3 -m mafioso eval --base-model "${BASE:-$GEMMA}" \
-        --data "${DATA:-data/validation.json}" --adapter "$adapter" --out "$adapter/../eval" --batch-size 64 > "$adapter/../eval.log" 2>&1 &
+        --data "${DATA:-data/validation.json}" --adapter "$adapter" --out "$adapter/../eval" --batch-size 64 \
+        > "$adapter/../eval.log" 2>&1 &
     done
     wait
     for adapter in "$@"; do
