@@ -1,4 +1,4 @@
-"""What the chat adapters share: code in (extraction), text out (splitting, in-character refusals).
+"""What the chat adapters share: code in (extraction), text out (splitting, the refusal for an error).
 
 Code comes from a chat message in one of three ways:
 
@@ -17,7 +17,9 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
+from mafioso.core import guard
 from mafioso.core.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
+from mafioso.prompts.lines import line
 
 PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3", "pycon", "ipython"})
 _FENCE_RUN = re.compile(r"`{3,}|~{3,}")
@@ -108,14 +110,9 @@ def is_code_file(filename: str, filetype: str | None = None) -> bool:
     return filename.lower().endswith((".py", ".pyw")) or (filetype or "").lower() == "python"
 
 
-def decode_code_file(data: bytes) -> str | None:
-    """The file as text, or ``None`` when it is not UTF-8 text (binary files are not code)."""
-    if b"\x00" in data:
-        return None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return None
+def decode_code_file(data: bytes) -> str:
+    """The file as text; raises ``InputRejected("binary")`` when it is not (the guard's one rule, core.guard)."""
+    return guard.decode(data)
 
 
 # ------------------------------------------------------------------------------------------- splitting
@@ -186,30 +183,13 @@ def _last_break(pattern: re.Pattern, text: str, limit: int, outside) -> int:
 
 # ------------------------------------------------------------- what the bot says when it cannot explain
 
-NO_CODE = ("Ya gotta show me the goods, pal. Paste some Python (a ```python block``` is nice) and I'll walk "
-           "you through it.")
-NOT_HERE = "Sorry, pal, I don't do business in this joint."
-FILE_TOO_BIG = "That file's too heavy for me, pal. Keep it under {limit} characters."
-EMPTY_ANSWER = "I got nothin' to say about that one, pal. Try showin' me a bit more code."
 
-
-def cooldown_line(seconds: float) -> str:
-    """The in-character reply to a user who asks again too soon."""
-    return f"Easy, pal. One job at a time. Come back in {max(1, round(seconds))} seconds."
-
-
-def error_line(exc: RequestError, max_chars: int) -> str:
-    """The in-character apology for a request the worker could not serve; never shows internals."""
+def error_line(exc: RequestError, max_chars: int, persona: str | None = None) -> str:
+    """``persona``'s line for a request the worker could not serve, chosen by the kind of error (its message
+    may come from a remote server and is never shown)."""
     if isinstance(exc, InputRejected):
         if exc.reason == "too_large":
-            return f"That's a lotta code, pal. Keep it under {max_chars} characters and we'll talk."
-        if exc.reason == "binary":
-            return "That ain't Python, that's garbage. Send me some real code, capisce?"
-        return NO_CODE
-    if isinstance(exc, WorkerBusy):
-        return "The whole family's busy right now, pal. Give it a minute and ask again."
-    if isinstance(exc, WorkerTimeout):
-        return "This one's takin' too long, pal. My guy didn't come back in time. Try again, maybe smaller."
-    if isinstance(exc, WorkerUnavailable):
-        return "The boss ain't takin' visitors right now. Try again later, capisce?"
-    return "Somethin' went wrong in the back room, pal. Try again in a bit."
+            return line("code_too_long", persona, limit=max_chars)
+        return line("binary" if exc.reason == "binary" else "no_code", persona)
+    kinds = ((WorkerBusy, "busy"), (WorkerTimeout, "timeout"), (WorkerUnavailable, "worker_down"))
+    return line(next((name for kind, name in kinds if isinstance(exc, kind)), "failed"), persona)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from mafioso.core.claims import false_concepts, invented_names
 from mafioso.core.claims.text import sentences
+from mafioso.prompts.lines import line
 
 __all__ = ["NOTHING_SURE", "drop_unsupported"]
 
-#: What is left to say when every sentence of an answer was dropped.
-NOTHING_SURE = ("I read it twice, pal, and I ain't sure of one thing I'd swear to about this code. Read it "
-                "yourself, or ask me again, capisce?")
+#: The mafioso's line when every sentence of an answer was dropped (a persona's own: line("nothing_sure", name)).
+NOTHING_SURE = line("nothing_sure")
 
 
 def drop_unsupported(code: str, text: str) -> tuple[str, int]:

@@ -50,9 +50,9 @@ import mafioso
 from mafioso.worker.api_schema import BadRequest, Body, Param, openapi
 from mafioso.worker.http_stream import stream_chat, stream_completion, stream_explain
 from mafioso.core.feedback import FeedbackUnavailable, UnknownAnswer, open_store
-from mafioso.core.guard import REFUSALS
+from mafioso.prompts.lines import line
 from mafioso.worker.runtime import add_settings_arguments, build_workers, load_settings
-from mafioso.worker.service import FAILED, Worker
+from mafioso.worker.service import Worker
 from mafioso.core.config import DEFAULT_MODEL_NAME, WorkerConfig
 from mafioso.core.errors import ConfigError, InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 
@@ -116,14 +116,19 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
         return _error(408, "You're talkin' too slow, pal. Send the whole request at once.",
                       "invalid_request_error", "request_timeout")
     except web.HTTPRequestEntityTooLarge:
-        return _error(413, REFUSALS["too_large"], "invalid_request_error", "too_large")
+        return _error(413, line("too_large", _persona(request)), "invalid_request_error", "too_large")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return _error(exc.status, exc.reason, "invalid_request_error", exc.reason.lower().replace(" ", "_"))
     except Exception:  # noqa: BLE001 - a bug must still be the API's JSON error, and the server keeps serving
         log.exception("unexpected error on %s %s", request.method, request.path)  # never the body
-        return _error(500, FAILED, "server_error", "server_error")
+        return _error(500, line("failed", _persona(request)), "server_error", "server_error")
+
+
+def _persona(request: web.Request) -> str | None:
+    """The persona of this worker's own model, whose lines an error outside any one request is told in."""
+    return getattr(request.app.get(WORKER), "persona", None)
 
 
 def _auth(api_key: str):

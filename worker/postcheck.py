@@ -12,11 +12,9 @@ import re
 
 from mafioso import prompts
 from mafioso.core.text_checks import contains_code
+from mafioso.prompts.lines import line
 
-__all__ = ["EMPTY_AFTER_SCRUB", "finish", "scrub"]
-
-#: What is left to say when an answer was nothing but code.
-EMPTY_AFTER_SCRUB = "That one I keep off the record, pal. Ask me again and I'll walk you through it in words."
+__all__ = ["finish", "scrub"]
 
 _FENCE_LINE = re.compile(r"^\s*(```|~~~)")
 _BACKTICK = re.compile(r"`([^`\n]+)`")
@@ -44,18 +42,19 @@ def _scrub_line(line: str) -> str | None:
     return _BACKTICK.sub(lambda m: "that bit of code" if contains_code(m.group(0)) else m.group(0), line)
 
 
-def scrub(text: str) -> tuple[str, bool]:
-    """``(text without code, leaked)``; the text is unchanged when no code was found."""
+def scrub(text: str, persona: str | None = None) -> tuple[str, bool]:
+    """``(text without code, leaked)``; the text is unchanged when no code was found, and ``persona``'s
+    ``off_the_record`` line when nothing but code was."""
     if not contains_code(text):
         return text, False
     lines = [_scrub_line(line) for line in _drop_fenced_blocks(text.splitlines())]
     cleaned = "\n".join(line for line in lines if line is not None)
     cleaned = re.sub(r"\n{3,}", "\n\n", cleaned).strip()
-    return cleaned or EMPTY_AFTER_SCRUB, True
+    return cleaned or line("off_the_record", persona), True
 
 
-def finish(text: str) -> tuple[str, bool]:
+def finish(text: str, persona: str | None = None) -> tuple[str, bool]:
     """The answer as users see it, from the model's raw text: cut at the first ``###`` (a new section means the
     answer is over), stripped, then :func:`scrub`. Our engines and the client of an OpenAI-style server (vLLM)
     both call this, so an answer reads the same whichever served it."""
-    return scrub(text.split(prompts.SECTION_MARKER, 1)[0].strip())
+    return scrub(text.split(prompts.SECTION_MARKER, 1)[0].strip(), persona)

@@ -4,7 +4,8 @@ import pytest
 
 from mafioso.core import guard
 from mafioso.worker.http_api import split_fence
-from mafioso.worker.postcheck import EMPTY_AFTER_SCRUB, scrub
+from mafioso.prompts.lines import line
+from mafioso.worker.postcheck import scrub
 from mafioso.core.errors import InputRejected
 
 
@@ -22,7 +23,7 @@ def test_refusals_name_the_reason_in_character(code, reason):
     with pytest.raises(InputRejected) as caught:
         guard.check(code, max_chars=6000)
     assert caught.value.reason == reason
-    assert str(caught.value) == guard.REFUSALS[reason]
+    assert str(caught.value) == line(reason)
 
 
 def test_accepts_code_and_decodes_utf8_bytes():
@@ -56,7 +57,7 @@ def test_scrub_removes_fences_code_lines_and_code_spans():
 
 
 def test_scrub_of_nothing_but_code_says_something():
-    assert scrub("```\nimport os\n```") == (EMPTY_AFTER_SCRUB, True)
+    assert scrub("```\nimport os\n```") == (line("off_the_record"), True)
 
 
 @pytest.mark.parametrize("message, code, ask", [

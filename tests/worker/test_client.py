@@ -8,8 +8,8 @@ import asyncio
 import pytest
 
 from mafioso import prompts
-from mafioso.worker.client import WRONG_NAME, WorkerClient
-from mafioso.worker.postcheck import EMPTY_AFTER_SCRUB
+from mafioso.prompts.lines import line
+from mafioso.worker.client import WorkerClient
 from mafioso.bot.serve import _start_explainer, load_settings
 from mafioso.worker.service import Worker
 from mafioso.cli import main, make_parser
@@ -66,7 +66,7 @@ def test_an_answer_of_only_code_says_so_in_character():
         async with VllmStandIn(answer="```python\nx = 1\n```") as server:
             return await _explain(server)
 
-    assert asyncio.run(run()).text == EMPTY_AFTER_SCRUB
+    assert asyncio.run(run()).text == line("off_the_record")
 
 
 def test_the_model_name_is_configurable_and_an_unknown_one_is_in_character(caplog):
@@ -78,7 +78,7 @@ def test_the_model_name_is_configurable_and_an_unknown_one_is_in_character(caplo
 
     error, sent = asyncio.run(run())
     assert sent == "mafioso-noir"
-    assert str(error) == WRONG_NAME
+    assert str(error) == line("wrong_name")
     assert "MAFIOSO_WORKER_MODEL" in caplog.text and "does not exist" in caplog.text  # the detail is logged
 
 
