@@ -185,7 +185,7 @@ class MafiosoBot(discord.Client):
             return  # strangers' channels get silence, not a lecture
         self.use_channel_persona(message.channel)
         text = re.sub(rf"<@!?{self.user.id}>", "", message.content) if mentioned else message.content
-        has_code = bool(python_blocks(text)) or any(is_code_file(a.filename) for a in message.attachments)
+        has_code = bool(python_blocks(text, closed=True)) or any(is_code_file(a.filename) for a in message.attachments)
         if not (mentioned or has_code):
             return
         wait = self.cooldown.retry_after(message.author.id)

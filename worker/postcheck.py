@@ -11,25 +11,13 @@ from __future__ import annotations
 import re
 
 from mafioso import prompts
+from mafioso.core.fences import without_fences
 from mafioso.core.text_checks import contains_code
 from mafioso.prompts.lines import line
 
 __all__ = ["finish", "scrub"]
 
-_FENCE_LINE = re.compile(r"^\s*(```|~~~)")
 _BACKTICK = re.compile(r"`([^`\n]+)`")
-
-
-def _drop_fenced_blocks(lines: list[str]) -> list[str]:
-    """Lines outside ``` / ~~~ fences; an unclosed fence runs to the end."""
-    kept, inside = [], False
-    for line in lines:
-        if _FENCE_LINE.match(line):
-            inside = not inside
-            continue
-        if not inside:
-            kept.append(line)
-    return kept
 
 
 def _scrub_line(line: str) -> str | None:
@@ -47,7 +35,7 @@ def scrub(text: str, persona: str | None = None) -> tuple[str, bool]:
     ``off_the_record`` line when nothing but code was."""
     if not contains_code(text):
         return text, False
-    lines = [_scrub_line(line) for line in _drop_fenced_blocks(text.splitlines())]
+    lines = [_scrub_line(line) for line in without_fences(text).splitlines()]  # an unclosed fence: to the end
     cleaned = "\n".join(line for line in lines if line is not None)
     cleaned = re.sub(r"\n{3,}", "\n\n", cleaned).strip()
     return cleaned or line("off_the_record", persona), True

@@ -6,8 +6,8 @@ import signal
 
 import pytest
 
-from mafioso.bot.extract import (decode_code_file, error_line, extract_code, fenced_blocks, is_code_file, python_blocks,
-                                 split_text)
+from mafioso.bot.extract import decode_code_file, error_line, extract_code, is_code_file, python_blocks, split_text
+from mafioso.core.fences import fenced_blocks
 from mafioso.prompts.lines import line
 from mafioso.core.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 
@@ -150,7 +150,8 @@ def test_a_backtick_run_longer_than_the_limit_is_cut_like_a_word():
     assert "".join(chunks) == "`" * 2100 and all(len(chunk) <= 2000 for chunk in chunks)
 
 
-def test_fence_pairs_follow_commonmark():
-    assert [b.code for b in fenced_blocks("````py\nx = 1\n```\ny = 2\n````")] == ["x = 1\n```\ny = 2"]
-    assert [b.code for b in fenced_blocks("```\na\n``` ```\nb\n```")] == ["a", "b"]
-    assert fenced_blocks("```\nnever closed") == []
+def test_a_fence_left_open_is_code_when_asked_but_not_when_listening():
+    assert extract_code("@Mafioso look\n```python\nx = 1") == "x = 1"
+    assert extract_code("look\n```python\nx = 1", fence_required=True) == ""
+    assert extract_code("look\n```python\nx = 1\n```", fence_required=True) == "x = 1"
+    assert python_blocks("```\nx = 1", closed=True) == [] and python_blocks("```\nx = 1")[0].code == "x = 1"
