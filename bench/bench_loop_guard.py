@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from mafioso.worker.loop_guard import LoopGuard, LoopRule, TokenPieces  # noqa: E402
+from mafioso.core.loop_guard import LoopGuard, LoopRule, TokenPieces  # noqa: E402
 
 
 class WordTokenizer:

@@ -40,7 +40,7 @@ SITUATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "rejected_key": ("the client: the worker refused the API key", ()),
     "wrong_name": ("the client: the server does not serve the model asked for", ()),
     "slow": ("the client: the worker never answered", ()),
-    # an answer the post-checks emptied (core/answer_checks.py)
+    # an answer the post-checks emptied (core/postcheck.py, core/claim_check.py)
     "off_the_record": ("the code post-check: the answer was nothing but code", ()),
     "nothing_sure": ("the claim post-check: every sentence was contradicted by the code", ()),
 }

@@ -9,7 +9,7 @@ Two protocols (``MAFIOSO_WORKER_API``). ``mafioso`` posts the code to a ``mafios
 the worker renders the prompt, decodes and post-checks. ``openai`` is for a server that knows nothing of
 Mafioso (``vllm serve BASE --enable-lora --lora-modules mafioso=ADAPTER``, SGLang): the client checks the
 input (mafioso.core.guard), renders the prompt (``prompts.render_prompt``), posts it to ``/v1/completions`` with
-greedy decoding and ``stop: ["###"]``, and finishes the text as our engine does (mafioso.worker.postcheck.finish). Our
+greedy decoding and ``stop: ["###"]``, and finishes the text as our engine does (mafioso.core.postcheck.finish). Our
 own worker refuses ``stop`` and takes the code, not a prompt, on /v1/completions: point ``openai`` mode at
 vLLM, ``mafioso`` mode at a ``mafioso worker``.
 
@@ -30,9 +30,9 @@ import aiohttp
 
 from mafioso import prompts
 from mafioso.core import guard
-from mafioso.worker.claim_check import drop_unsupported
+from mafioso.core.claim_check import drop_unsupported
 from mafioso.core.explanation import Explanation
-from mafioso.worker.postcheck import finish
+from mafioso.core.postcheck import finish
 from mafioso.worker.service import StreamEvent
 from mafioso.core.config import DEFAULT_MODEL_NAME, WORKER_APIS, WorkerConfig
 from mafioso.core.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable

@@ -5,7 +5,7 @@ import pytest
 from mafioso.core import guard
 from mafioso.worker.http_api import split_fence
 from mafioso.prompts.lines import line
-from mafioso.worker.postcheck import scrub
+from mafioso.core.postcheck import scrub
 from mafioso.core.errors import InputRejected
 
 

@@ -47,7 +47,7 @@ def test_openai_mode_sends_the_rendered_prompt_greedy_with_the_section_stop():
 
 def test_openai_mode_finishes_the_text_like_our_engine(monkeypatch):
     """A server that ignores ``stop`` still gives our answer: the client cuts at ###, strips and scrubs code
-    (mafioso.worker.postcheck.finish, as the engine does)."""
+    (mafioso.core.postcheck.finish, as the engine does)."""
     async def run():
         async with VllmStandIn(answer="  It adds them, pal.\n```python\nprint(add(1, 2))\n```\n### EXTRA\nx = 1",
                                finish_reason="length") as server:
@@ -166,7 +166,7 @@ def test_serve_builds_an_openai_client_from_env_and_flags(monkeypatch):
 
 
 def test_openai_mode_applies_the_claim_post_check_like_our_engines():
-    """A vLLM answer gets the same claim post-check as our engines (mafioso.worker.claim_check): the sentence the code
+    """A vLLM answer gets the same claim post-check as our engines (mafioso.core.claim_check): the sentence the code
     contradicts is dropped, unless the setting is off."""
     answer = "`add` is a recursive little racket, pal. It returns `a` plus `b`, capisce?"
 

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from mafioso.worker.loop_guard import LoopGuard, LoopRule, TokenPieces, cut_loop, find_loop
+from mafioso.core.loop_guard import LoopGuard, LoopRule, TokenPieces, cut_loop, find_loop
 from mafioso.core.config import GenerationConfig
 from mafioso.core.errors import ConfigError
 from tests.helpers import SNIPPETS
