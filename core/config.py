@@ -162,7 +162,7 @@ class WorkerConfig:
     device: str = _help("cuda, cpu or auto", default="auto")
     dtype: str = _help("compute dtype: auto (bf16 on CUDA; on a CPU the fastest of fp32, bf16 and int8 by a "
                        "short measurement, cached per machine), bfloat16, float32, or int8 (CPU only: int8 "
-                       "weights with per-row scales, fp32 elsewhere; worker/cpu_quant.py)", default="auto")
+                       "weights with per-row scales, fp32 elsewhere; core/cpu_quant.py)", default="auto")
     fast_decode: bool = _help("with quantization none and greedy decoding: Mafioso's own decode loop with "
                               "continuous batching, in CUDA graphs on a GPU (worker/fast_engine.py); "
                               "off = transformers generate", default=True)
