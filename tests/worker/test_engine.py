@@ -212,6 +212,16 @@ def test_the_claim_post_check_drops_what_the_code_contradicts_and_says_so(engine
     assert answer.raw_text == "`f` is recursive, pal."
 
 
+@pytest.mark.xfail(strict=True, reason="issue 23: worker/engine.py (being redesigned on another branch) must pass "
+                   "its persona to finish() and say line('nothing_sure', self.persona); until then a noir engine's "
+                   "emptied answers are in the mafioso's words")
+def test_an_engine_says_its_persona_s_post_check_lines(engine, forced, monkeypatch):
+    monkeypatch.setattr(engine, "persona", "noir")
+    forced("`f` is recursive, pal.", eos=True)
+    [answer] = engine.generate([("def f():\n    return 1\n", None)])
+    assert answer.text == line("nothing_sure", "noir")
+
+
 def test_the_claim_post_check_can_be_switched_off(engine, forced, monkeypatch):
     monkeypatch.setattr(engine, "gen", dataclasses.replace(engine.gen, drop_unsupported=False))
     forced("`f` is recursive, pal.", eos=True)
