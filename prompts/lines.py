@@ -40,6 +40,14 @@ SITUATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "rejected_key": ("the client: the worker refused the API key", ()),
     "wrong_name": ("the client: the server does not serve the model asked for", ()),
     "slow": ("the client: the worker never answered", ()),
+    # the worker's HTTP API refuses a request (worker/http_api.py)
+    "wrong_key": ("the HTTP API: a missing or wrong API key", ()),
+    "too_slow": ("the HTTP API: a body that did not arrive in time", ()),
+    "unknown_charset": ("the HTTP API: a body in a charset Python does not know", ()),
+    "not_json": ("the HTTP API: a body that is not JSON", ()),
+    "too_deep": ("the HTTP API: JSON nested deeper than Python parses", ()),
+    "unknown_answer": ("the HTTP API: a rating for an answer this worker never gave", ("answer_id",)),
+    "ratings_closed": ("the HTTP API: a rating while feedback is off", ()),
     # an answer the post-checks emptied (core/postcheck.py, core/claim_check.py)
     "off_the_record": ("the code post-check: the answer was nothing but code", ()),
     "nothing_sure": ("the claim post-check: every sentence was contradicted by the code", ()),

@@ -99,10 +99,10 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
         return _error(404, f"The model '{exc}' does not exist; GET /v1/models lists the ones this worker serves.",
                       "invalid_request_error", "model_not_found")
     except UnknownAnswer as exc:
-        return _error(404, f"No answer {exc.args[0]!r} here, pal. Rate an answer_id this worker gave.",
+        return _error(404, line("unknown_answer", _persona(request), answer_id=repr(exc.args[0])),
                       "invalid_request_error", "answer_not_found")
     except FeedbackUnavailable:
-        return _error(503, "The book of ratings is closed today, pal. Your answer still stands.",
+        return _error(503, line("ratings_closed", _persona(request)),
                       "unavailable", "feedback_off")
     except InputRejected as exc:
         return _error(413 if exc.reason == "too_large" else 400, str(exc), "invalid_request_error", exc.reason)
@@ -115,7 +115,7 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
     except RequestError as exc:
         return _error(500, str(exc), "server_error", "server_error")
     except _SlowBody:
-        return _error(408, "You're talkin' too slow, pal. Send the whole request at once.",
+        return _error(408, line("too_slow", _persona(request)),
                       "invalid_request_error", "request_timeout")
     except web.HTTPRequestEntityTooLarge:
         return _error(413, line("too_large", _persona(request)), "invalid_request_error", "too_large")
@@ -141,7 +141,7 @@ def _auth(api_key: str):
         if request.path != "/healthz":
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, expected):
-                return _error(401, "You ain't on the list, pal. Bring the right key (Authorization: Bearer).",
+                return _error(401, line("wrong_key", _persona(request)),
                               "authentication_error", "invalid_api_key", **{"WWW-Authenticate": "Bearer"})
         return await handler(request)
 
@@ -155,15 +155,15 @@ async def _body(request: web.Request) -> dict:
     except TimeoutError:
         raise _SlowBody() from None
     except LookupError:  # Content-Type: application/json; charset=<no such codec>
-        raise BadRequest("The body must be UTF-8 JSON, pal. I don't know that charset.") from None
+        raise BadRequest(line("unknown_charset", _persona(request))) from None
     except UnicodeDecodeError:
-        raise BadRequest("The body must be JSON, pal. That was something else.") from None
+        raise BadRequest(line("not_json", _persona(request))) from None
     try:
         body = json.loads(text)
     except json.JSONDecodeError:
-        raise BadRequest("The body must be JSON, pal. That was something else.") from None
+        raise BadRequest(line("not_json", _persona(request))) from None
     except RecursionError:  # thousands of nested brackets: valid JSON shape, but no request of ours nests
-        raise BadRequest("The body is nested too deep, pal. Send a flat JSON object.") from None
+        raise BadRequest(line("too_deep", _persona(request))) from None
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
     return body

@@ -83,3 +83,24 @@ def test_a_worker_speaks_its_persona_s_fixed_lines(fake_engine):
 
     for persona in ("noir", "mafioso"):
         assert asyncio.run(refusals(persona)) == [line(s, persona) for s in ("empty", "too_large", "binary", "busy")]
+
+
+def test_a_noir_worker_s_http_api_refuses_in_the_noir_s_words(fake_engine):
+    from mafioso.prompts.lines import line
+
+    fake_engine.persona = "noir"
+    cfg = worker_config(api_key="sesame")
+
+    async def main():
+        async with serving(Worker(fake_engine, cfg), cfg) as url, aiohttp.ClientSession() as session:
+            async with session.post(f"{url}/v1/explain", json={"code": "x = 1"}) as reply:
+                no_key = (reply.status, (await reply.json())["error"]["message"])
+            headers = {"Authorization": "Bearer sesame", "Content-Type": "application/json"}
+            async with session.post(f"{url}/v1/explain", data=b"{not json", headers=headers) as reply:
+                not_json = (reply.status, (await reply.json())["error"]["message"])
+            async with session.post(f"{url}/v1/explain", json={"code": "  "}, headers=headers) as reply:
+                empty = (reply.status, (await reply.json())["error"]["message"])
+        return no_key, not_json, empty
+
+    assert asyncio.run(main()) == ((401, line("wrong_key", "noir")), (400, line("not_json", "noir")),
+                                   (400, line("empty", "noir")))
