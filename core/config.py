@@ -119,7 +119,7 @@ class GenerationConfig:
     no_repeat_ngram: int = _help("never repeat an n-gram of the answer's own tokens, e.g. 6 (0 = off); stops "
                                  "loops like '120, 120, 120' but may misspell a name it repeats (see stop_loops)",
                                  default=0)
-    stop_loops: bool = _help("end an answer that loops and cut it back to before the loop (worker/loop_guard.py); "
+    stop_loops: bool = _help("end an answer that loops and cut it back to before the loop (core/loop_guard.py); "
                              "off, it runs on to max_new_tokens. Either way eval reports loop_rate", default=True)
     loop_span: int = _help("stop_loops: tokens a unit of 1-12 tokens repeated 4+ times must cover", default=20)
     loop_count: int = _help("stop_loops: comma-separated numbers in equal steps ('1, 2, 3, ...') that make a "
@@ -129,7 +129,7 @@ class GenerationConfig:
                                     "tokens are banned while it decodes (worker/grounded_decoding.py)", default=True)
     drop_unsupported: bool = _help("drop each sentence of an answer that claims what its own code contradicts: a "
                                    "name the code does not have, a construct its syntax tree lacks "
-                                   "(worker/claim_check.py; reads the code, never runs it)", default=True)
+                                   "(core/claim_check.py; reads the code, never runs it)", default=True)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
