@@ -5,8 +5,8 @@
     POST /v1/explain            {"code", "request"?} → {"explanation", "answer_id", "tokens", "latency_s", ...}
     POST /v1/feedback           {"answer_id", "rating": 1 | -1} → {"answer_id", "rating"}: a user's 👍/👎
     POST /v1/completions        OpenAI-compatible; the prompt is the code
-    POST /v1/chat/completions   OpenAI-compatible; the last user message is the code (``` fence optional,
-                                text outside the fence is the request)
+    POST /v1/chat/completions   OpenAI-compatible; the last user message is the code (``` fences optional, a
+                                fence left open runs to the end, the text around them is the request)
     GET  /v1/models             "mafioso", and each persona of MAFIOSO_ADAPTERS (chosen by "model")
     GET  /openapi.json          this API as an OpenAPI 3.1 document (from the bodies the handlers check)
     GET  /healthz               liveness (never needs the API key)
@@ -229,8 +229,8 @@ COMPLETIONS = Body("CompletionRequest", (
 _MESSAGE = {"type": "object", "properties": {"role": _TEXT, "content": {"oneOf": [_TEXT, {"type": "array"}]}}}
 CHAT = Body("ChatCompletionRequest", (
     Param("messages", {"type": "array", "items": _MESSAGE, "minItems": 1},
-          "the conversation; the last user message holds the code (a ``` fenced block, the text around it is "
-          "the request)", required=True),
+          "the conversation; the last user message holds the code (``` fenced blocks, a fence left open runs to "
+          "the end; the text around them is the request)", required=True),
     *_DEFAULTS_ONLY,
 ))
 FEEDBACK = Body("FeedbackRequest", (
