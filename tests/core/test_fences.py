@@ -32,3 +32,15 @@ def test_empty_blocks_are_left_out_unless_asked():
 ])
 def test_without_fences_takes_every_block_out(text, prose):
     assert without_fences(text) == prose
+
+
+def test_no_other_module_reads_fences():
+    """One fence reader (issue 18): grep proves it."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    fence = re.compile(r"```\|~~~|`\{3|~\{3|find\(\"```")
+    readers = sorted(str(p.relative_to(root)) for room in ("bot", "core", "worker", "trainer", "prompts", "mafioso")
+                     for p in (root / room).rglob("*.py") if fence.search(p.read_text(encoding="utf-8")))
+    assert readers == ["core/fences.py"]
