@@ -123,7 +123,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from mafioso.worker.cpu_dtype import cpu_dtype
+    from mafioso.core.cpu_dtype import cpu_dtype
     from mafioso.worker.engine import Engine
 
     facts = machine()

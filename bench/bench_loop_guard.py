@@ -1,4 +1,4 @@
-"""Host cost of the loop rule (worker/loop_guard.py) per decode step: LoopGuard.add per row and token.
+"""Host cost of the loop rule (core/loop_guard.py) per decode step: LoopGuard.add per row and token.
 
     python bench/bench_loop_guard.py                         # a word-level stand-in tokenizer, no model
     python bench/bench_loop_guard.py --base-model embedded   # Gemma's own tokenizer (converts it once)
@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from mafioso.worker.loop_guard import LoopGuard, LoopRule, TokenPieces  # noqa: E402
+from mafioso.core.loop_guard import LoopGuard, LoopRule, TokenPieces  # noqa: E402
 
 
 class WordTokenizer:

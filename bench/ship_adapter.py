@@ -3,7 +3,7 @@
     python bench/ship_adapter.py RUN_DIR BASE_RUN_DIR mafioso/adapter --base embedded --note "..."
 
 RUN_DIR is one run of bench/sweep.py (RUN_DIR/adapter, RUN_DIR/eval), BASE_RUN_DIR the same sweep's bare-base
-eval. The answers get the claim post-check the engine now applies (mafioso.worker.claim_check) and are re-scored with the
+eval. The answers get the claim post-check the engine now applies (mafioso.core.claim_check) and are re-scored with the
 grounded check (a sweep may predate both: each reads only the answer's text and the code), the card is
 regenerated with its scores (mafioso.trainer.model_card) and every machine path is dropped.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mafioso.worker.claim_check import NOTHING_SURE, drop_unsupported  # noqa: E402
+from mafioso.core.claim_check import NOTHING_SURE, drop_unsupported  # noqa: E402
 from mafioso.core.base_model import BASES  # noqa: E402
 from mafioso.trainer.dataset import load_samples  # noqa: E402
 from mafioso.trainer.evaluate import check_claims, reference_metrics, write_chart, write_predictions  # noqa: E402
@@ -29,7 +29,7 @@ from mafioso.trainer.sandbox import SnippetRunner  # noqa: E402
 
 
 def _served(p: Prediction) -> Prediction:
-    """The answer as the engine serves it now: the claim post-check (mafioso.worker.claim_check, on by default) applied to
+    """The answer as the engine serves it now: the claim post-check (mafioso.core.claim_check, on by default) applied to
     the text the run produced (a sweep may predate the check; the check reads only the text and the code)."""
     if p.raw_prediction:
         return p  # the run applied it already

@@ -17,8 +17,8 @@ character and the command exits with status 1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
-import os
 import sys
 from pathlib import Path
 
@@ -26,8 +26,9 @@ from mafioso import prompts
 from mafioso.bot.streaming import answer_texts
 from mafioso.core import guard
 from mafioso.core.explanation import Explanation
-from mafioso.worker.runtime import ENV_PREFIX, add_remote_arguments, add_settings_arguments, build_worker, load_settings
-from mafioso.core.config import GenerationConfig, ServeConfig, WorkerConfig, build
+from mafioso.core.settings import add_remote_arguments, add_settings_arguments, load, load_settings
+from mafioso.worker.runtime import build_worker
+from mafioso.core.config import GenerationConfig, ServeConfig, WorkerConfig
 from mafioso.core.errors import ConfigError, RequestError
 
 __all__ = ["add_arguments", "run"]
@@ -65,10 +66,8 @@ def _read(name: str) -> bytes:
 def _remote_settings(args: argparse.Namespace) -> ServeConfig:
     """--worker-url (the flag only: a MAFIOSO_WORKER_URL meant for ``serve`` must not send this command away),
     with the API and model from MAFIOSO_WORKER_API / MAFIOSO_WORKER_MODEL unless the flags say otherwise."""
-    env = {k: os.environ[ENV_PREFIX + k.upper()] for k in ("worker_api", "worker_model")
-           if os.environ.get(ENV_PREFIX + k.upper())}
-    flags = {k: v for k, v in vars(args).items() if k in ("worker_url", "worker_api", "worker_model") and v}
-    return build(ServeConfig, env, flags, where="environment/flags")
+    flags = {k: v for k, v in vars(args).items() if k in ("worker_api", "worker_model") and v}
+    return dataclasses.replace(load(ServeConfig, flags), worker_url=args.worker_url or "")
 
 
 async def _print_as_written(explainer, code: str, request: str | None, stream: bool) -> Explanation:

@@ -30,13 +30,13 @@ from typing import Callable, Iterable, Sequence
 import discord
 from discord import app_commands
 
-from mafioso.bot.personas import UnknownPersonaChoice, choose, parse_channel_personas, use_persona
+from mafioso.bot.personas import UnknownPersonaChoice, choose, parse_channel_personas, persona_of, say, use_persona
 from mafioso.bot.streaming import IN_PROGRESS, Throttle, answer_texts
 from mafioso.core.explanation import Explainer, Explanation
-from mafioso.bot.extract import (EMPTY_ANSWER, FILE_TOO_BIG, NO_CODE, NOT_HERE, cooldown_line, decode_code_file, error_line,
-                         extract_code, is_code_file, join_code, python_blocks, split_text)
+from mafioso.bot.extract import (decode_code_file, error_line, extract_code, is_code_file, join_code, python_blocks,
+                                 split_text)
 from mafioso.core.config import DiscordConfig
-from mafioso.core.errors import ConfigError, RequestError
+from mafioso.core.errors import ConfigError, InputRejected, RequestError
 
 log = logging.getLogger("mafioso.discord")
 
@@ -45,7 +45,6 @@ NO_MENTIONS = discord.AllowedMentions.none()
 #: View Channels, Send Messages, Send Messages in Threads, Read Message History (a reply needs it).
 PERMISSIONS = discord.Permissions(view_channel=True, send_messages=True, send_messages_in_threads=True,
                                   read_message_history=True)
-APOLOGY = "Somethin' went sideways back here, pal. Try again in a minute."
 RATINGS = {"👍": 1, "👎": -1}
 #: A streamed reply is edited at most this often per channel.
 EDIT_EVERY_S = 1.0
@@ -76,14 +75,14 @@ class Cooldown:
         return 0.0
 
 
-class CodeModal(discord.ui.Modal, title="Explain this code, pal"):
+class CodeModal(discord.ui.Modal):
     """The form behind ``/explain`` without code: a paragraph box for multi-line code."""
 
     code = discord.ui.Label(text="Your Python code", component=discord.ui.TextInput(
         style=discord.TextStyle.paragraph, placeholder="def shakedown(crew): ..."))
 
     def __init__(self, bot: MafiosoBot, persona: str | None = None):
-        super().__init__(timeout=900)
+        super().__init__(title=bot.say("form_title"), timeout=900)
         self.bot, self.persona = bot, persona
         self.code.component.max_length = min(4000, bot.max_code_chars)
 
@@ -123,9 +122,9 @@ class MafiosoBot(discord.Client):
                           persona: str | None = None) -> None:
             """/explain [code] [persona]: explain the code, or open the form when there is none."""
             try:
-                choose(bot.explainer, {}, None, persona)
+                bot.use_channel_persona(interaction.channel, interaction.channel_id, persona)
             except UnknownPersonaChoice as exc:
-                await interaction.response.send_message(f"Who's that, pal? {exc}", ephemeral=True,
+                await interaction.response.send_message(bot.say("who_is_that", detail=exc), ephemeral=True,
                                                         allowed_mentions=NO_MENTIONS)
                 return
             if code and code.strip():
@@ -186,12 +185,12 @@ class MafiosoBot(discord.Client):
             return  # strangers' channels get silence, not a lecture
         self.use_channel_persona(message.channel)
         text = re.sub(rf"<@!?{self.user.id}>", "", message.content) if mentioned else message.content
-        has_code = bool(python_blocks(text)) or any(is_code_file(a.filename) for a in message.attachments)
+        has_code = bool(python_blocks(text, closed=True)) or any(is_code_file(a.filename) for a in message.attachments)
         if not (mentioned or has_code):
             return
         wait = self.cooldown.retry_after(message.author.id)
         if wait:
-            await message.reply(cooldown_line(wait), mention_author=False, allowed_mentions=NO_MENTIONS,
+            await message.reply(self.say("cooldown", seconds=wait), mention_author=False, allowed_mentions=NO_MENTIONS,
                                 delete_after=15)
             return
         if self.streams:
@@ -216,9 +215,9 @@ class MafiosoBot(discord.Client):
                                  attachments: Sequence[discord.Attachment] = (), persona: str | None = None) -> None:
         """Answer /explain, the form or the context menu: checks, defer (Discord wants it within 3 s), follow up;
         in ``persona``, else the channel's."""
+        self.use_channel_persona(interaction.channel, interaction.channel_id, persona)
         if not await self.admit(interaction):
             return
-        self.use_channel_persona(interaction.channel, interaction.channel_id, persona)
         await interaction.response.defer(thinking=True)
         if self.streams:
             code, refusal = await self.code_or_refusal(text, attachments, fence_required=False)
@@ -238,9 +237,9 @@ class MafiosoBot(discord.Client):
         refusal = None
         if not self.allowed(interaction.guild_id, interaction.channel, interaction.user.id,
                             channel_id=interaction.channel_id):
-            refusal = NOT_HERE
+            refusal = self.say("not_here")
         elif cooldown and (wait := self.cooldown.retry_after(interaction.user.id)):
-            refusal = cooldown_line(wait)
+            refusal = self.say("cooldown", seconds=wait)
         if refusal:
             await interaction.response.send_message(refusal, ephemeral=True, allowed_mentions=NO_MENTIONS)
         return refusal is None
@@ -264,10 +263,21 @@ class MafiosoBot(discord.Client):
     async def answer(self, text: str, attachments: Iterable[discord.Attachment], *,
                      fence_required: bool) -> tuple[list[str], Explanation | None]:
         """The reply chunks for a message's text and files, and the answer they carry (None: a refusal)."""
-        code, too_big = await self.gather_code(text, attachments, fence_required=fence_required)
+        try:
+            code, too_big = await self.gather_code(text, attachments, fence_required=fence_required)
+        except InputRejected as exc:  # a .py file that is not text
+            return [self.refusal(exc)], None
         if not code and too_big:
-            return [FILE_TOO_BIG.format(limit=self.max_code_chars)], None
+            return [self.say("file_too_big", limit=self.max_code_chars)], None
         return await self.explain_chunks(code)
+
+    def say(self, situation: str, **values: object) -> str:
+        """The line for ``situation`` in the voice of the persona answering this request."""
+        return say(self.explainer, situation, **values)
+
+    def refusal(self, exc: RequestError) -> str:
+        """The line for a request that was not served, in the voice of the persona answering it."""
+        return error_line(exc, self.max_code_chars, persona_of(self.explainer))
 
     @property
     def streams(self) -> bool:
@@ -276,11 +286,14 @@ class MafiosoBot(discord.Client):
 
     async def code_or_refusal(self, text: str, attachments: Iterable[discord.Attachment], *,
                               fence_required: bool) -> tuple[str, str | None]:
-        """The code to explain, or the in-character line that refuses it (no code, a file too big)."""
-        code, too_big = await self.gather_code(text, attachments, fence_required=fence_required)
+        """The code to explain, or the in-character line that refuses it (no code, a file too big or binary)."""
+        try:
+            code, too_big = await self.gather_code(text, attachments, fence_required=fence_required)
+        except InputRejected as exc:
+            return "", self.refusal(exc)
         if not code and too_big:
-            return "", FILE_TOO_BIG.format(limit=self.max_code_chars)
-        return code, None if code.strip() else NO_CODE
+            return "", self.say("file_too_big", limit=self.max_code_chars)
+        return code, None if code.strip() else self.say("no_code")
 
     async def stream_answer(self, code: str, channel_id: int, show, more) -> tuple[list, Explanation | None]:
         """Show the answer as it grows with ``show(text)`` (editing the one message that holds the in-progress
@@ -292,8 +305,8 @@ class MafiosoBot(discord.Client):
                     await show(split_text(text, DISCORD_LIMIT - len(IN_PROGRESS))[0] + IN_PROGRESS)
         except RequestError as exc:
             log.warning("discord: request not served: %s", type(exc).__name__)
-            return [await show(error_line(exc, self.max_code_chars))], None
-        first, *rest = split_text(answer.text, DISCORD_LIMIT) or [EMPTY_ANSWER]
+            return [await show(self.refusal(exc))], None
+        first, *rest = split_text(answer.text, DISCORD_LIMIT) or [self.say("empty_answer")]
         return [await show(first)] + [await more(chunk) for chunk in rest], answer
 
     async def gather_code(self, text: str, attachments: Iterable[discord.Attachment], *,
@@ -305,20 +318,20 @@ class MafiosoBot(discord.Client):
             if attachment.size > self.max_code_chars:
                 too_big = True
                 continue
-            parts.append(decode_code_file(await attachment.read()) or "")
+            parts.append(decode_code_file(await attachment.read()))
         return join_code(parts), too_big
 
     async def explain_chunks(self, code: str) -> tuple[list[str], Explanation | None]:
         """The explanation in chunks under 2,000 characters, or an in-character line when there is none; and
         the answer (None when there is none)."""
         if not code.strip():
-            return [NO_CODE], None
+            return [self.say("no_code")], None
         try:
             explanation = await self.explainer.explain(code)
         except RequestError as exc:
             log.warning("discord: request not served: %s", type(exc).__name__)
-            return [error_line(exc, self.max_code_chars)], None
-        return split_text(explanation.text, DISCORD_LIMIT) or [EMPTY_ANSWER], explanation
+            return [self.refusal(exc)], None
+        return split_text(explanation.text, DISCORD_LIMIT) or [self.say("empty_answer")], explanation
 
     # ------------------------------------------------------------------------------------------- ratings
 
@@ -348,7 +361,7 @@ class MafiosoBot(discord.Client):
         message = args[0] if args and isinstance(args[0], discord.Message) else None
         if message is not None:
             try:
-                await message.reply(APOLOGY, mention_author=False, allowed_mentions=NO_MENTIONS)
+                await message.reply(self.say("apology"), mention_author=False, allowed_mentions=NO_MENTIONS)
             except discord.HTTPException:
                 log.warning("discord: could not send the apology either")
 
@@ -358,8 +371,9 @@ class MafiosoBot(discord.Client):
         log.error("discord: unexpected error in an interaction: %s", type(original).__name__, exc_info=original)
         try:
             if interaction.response.is_done():
-                await interaction.followup.send(APOLOGY, ephemeral=True, allowed_mentions=NO_MENTIONS)
+                await interaction.followup.send(self.say("apology"), ephemeral=True, allowed_mentions=NO_MENTIONS)
             else:
-                await interaction.response.send_message(APOLOGY, ephemeral=True, allowed_mentions=NO_MENTIONS)
+                await interaction.response.send_message(self.say("apology"), ephemeral=True,
+                                                        allowed_mentions=NO_MENTIONS)
         except discord.HTTPException:
             log.warning("discord: could not send the apology either")

@@ -1,4 +1,4 @@
-"""What the chat adapters share: code in (extraction), text out (splitting, in-character refusals).
+"""What the chat adapters share: code in (extraction), text out (splitting, the refusal for an error).
 
 Code comes from a chat message in one of three ways:
 
@@ -14,79 +14,31 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass
 from typing import Iterable
 
+from mafioso.core import guard
+from mafioso.core.fences import Block, fenced_blocks, paired_runs
 from mafioso.core.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
+from mafioso.prompts.lines import line
 
 PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3", "pycon", "ipython"})
-_FENCE_RUN = re.compile(r"`{3,}|~{3,}")
 _BACKTICK_RUN = re.compile(r"`+")
-_TAG = re.compile(r"[\w+#.-]+")
 _INLINE = re.compile(r"^(`{1,2})([^`].*?)\1$", re.S)
 
 
-@dataclass(frozen=True)
-class Block:
-    """One fenced block: its language tag (lower case, may be empty) and its code."""
-
-    lang: str
-    code: str
-
-
-#: A fence run longer than this closes like one of this length (only a pathological paste has more).
-_MAX_FENCE = 16
-
-
-def _closed_runs(runs: list[re.Match], fence: bool) -> list[tuple[re.Match, re.Match]]:
-    """(opening, closing) pairs of delimiter runs, left to right: a fence closes at the next run of its
-    character at least as long (CommonMark), an inline code span at the next backtick run of exactly its
-    length; a run nothing closes opens nothing. Linear in the runs: a regex with a back-reference was cubic
-    on a paste of thousands of backticks (issue 19)."""
-    nearest: dict[tuple[str, int], int] = {}  # (character, length) -> index of the nearest later run that closes it
-    partner: list[int | None] = [None] * len(runs)
-    for j in range(len(runs) - 1, -1, -1):
-        char, length = runs[j][0][0], len(runs[j][0])
-        partner[j] = nearest.get((char, min(length, _MAX_FENCE) if fence else length))
-        for closes in range(3, min(length, _MAX_FENCE) + 1) if fence else (length,):
-            nearest[(char, closes)] = j
-    pairs, i = [], 0
-    while i < len(runs):
-        j = partner[i]
-        if j is None:
-            i += 1
-        else:
-            pairs.append((runs[i], runs[j]))
-            i = j + 1
-    return pairs
-
-
-def fenced_blocks(text: str) -> list[Block]:
-    """Every fenced block in ``text``, in order (an unclosed fence is no block)."""
-    blocks = []
-    for opening, closing in _closed_runs(list(_FENCE_RUN.finditer(text)), fence=True):
-        body = text[opening.end():closing.start()]
-        first, newline, rest = body.partition("\n")
-        lang = ""
-        if newline and (first.strip() == "" or _TAG.fullmatch(first.strip())):
-            lang, body = first.strip().lower(), rest  # ```python\n…``` (the tag line is not code)
-        code = body.strip("\n")
-        if code.strip():
-            blocks.append(Block(lang, code))
-    return blocks
-
-
-def python_blocks(text: str) -> list[Block]:
-    """The fenced blocks tagged as Python or not tagged at all."""
-    return [b for b in fenced_blocks(text) if b.lang in PYTHON_TAGS]
+def python_blocks(text: str, *, closed: bool = False) -> list[Block]:
+    """The fenced blocks (mafioso.core.fences) tagged as Python or not tagged at all; only closed ones with
+    ``closed``."""
+    return [b for b in fenced_blocks(text) if b.lang in PYTHON_TAGS and (b.closed or not closed)]
 
 
 def extract_code(text: str, *, fence_required: bool = False) -> str:
     """The code in a message: its Python (else any) fenced blocks joined; without a fence, the text itself.
 
-    With ``fence_required`` (passive listening) only Python or untagged blocks count, and plain text is no code.
+    With ``fence_required`` (passive listening) only closed Python or untagged blocks count, and plain text is no
+    code. Otherwise a fence left open runs to the end of the message (mafioso.core.fences).
     """
-    blocks = python_blocks(text)
+    blocks = python_blocks(text, closed=fence_required)
     if not blocks and not fence_required:
         blocks = fenced_blocks(text)
     if blocks:
@@ -108,14 +60,9 @@ def is_code_file(filename: str, filetype: str | None = None) -> bool:
     return filename.lower().endswith((".py", ".pyw")) or (filetype or "").lower() == "python"
 
 
-def decode_code_file(data: bytes) -> str | None:
-    """The file as text, or ``None`` when it is not UTF-8 text (binary files are not code)."""
-    if b"\x00" in data:
-        return None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return None
+def decode_code_file(data: bytes) -> str:
+    """The file as text; raises ``InputRejected("binary")`` when it is not (the guard's one rule, core.guard)."""
+    return guard.decode(data)
 
 
 # ------------------------------------------------------------------------------------------- splitting
@@ -124,7 +71,7 @@ def decode_code_file(data: bytes) -> str | None:
 
 def _backtick_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) of every backtick span (inline code or fenced block), in order, in linear time."""
-    pairs = _closed_runs(list(_BACKTICK_RUN.finditer(text)), fence=False)
+    pairs = paired_runs(list(_BACKTICK_RUN.finditer(text)), fence=False)
     return [(opening.start(), closing.end()) for opening, closing in pairs]
 
 
@@ -186,30 +133,13 @@ def _last_break(pattern: re.Pattern, text: str, limit: int, outside) -> int:
 
 # ------------------------------------------------------------- what the bot says when it cannot explain
 
-NO_CODE = ("Ya gotta show me the goods, pal. Paste some Python (a ```python block``` is nice) and I'll walk "
-           "you through it.")
-NOT_HERE = "Sorry, pal, I don't do business in this joint."
-FILE_TOO_BIG = "That file's too heavy for me, pal. Keep it under {limit} characters."
-EMPTY_ANSWER = "I got nothin' to say about that one, pal. Try showin' me a bit more code."
 
-
-def cooldown_line(seconds: float) -> str:
-    """The in-character reply to a user who asks again too soon."""
-    return f"Easy, pal. One job at a time. Come back in {max(1, round(seconds))} seconds."
-
-
-def error_line(exc: RequestError, max_chars: int) -> str:
-    """The in-character apology for a request the worker could not serve; never shows internals."""
+def error_line(exc: RequestError, max_chars: int, persona: str | None = None) -> str:
+    """``persona``'s line for a request the worker could not serve, chosen by the kind of error (its message
+    may come from a remote server and is never shown)."""
     if isinstance(exc, InputRejected):
         if exc.reason == "too_large":
-            return f"That's a lotta code, pal. Keep it under {max_chars} characters and we'll talk."
-        if exc.reason == "binary":
-            return "That ain't Python, that's garbage. Send me some real code, capisce?"
-        return NO_CODE
-    if isinstance(exc, WorkerBusy):
-        return "The whole family's busy right now, pal. Give it a minute and ask again."
-    if isinstance(exc, WorkerTimeout):
-        return "This one's takin' too long, pal. My guy didn't come back in time. Try again, maybe smaller."
-    if isinstance(exc, WorkerUnavailable):
-        return "The boss ain't takin' visitors right now. Try again later, capisce?"
-    return "Somethin' went wrong in the back room, pal. Try again in a bit."
+            return line("code_too_long", persona, limit=max_chars)
+        return line("binary" if exc.reason == "binary" else "no_code", persona)
+    kinds = ((WorkerBusy, "busy"), (WorkerTimeout, "timeout"), (WorkerUnavailable, "worker_down"))
+    return line(next((name for kind, name in kinds if isinstance(exc, kind)), "failed"), persona)

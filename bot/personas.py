@@ -3,7 +3,8 @@
 The adapters set the persona once where a request enters (a slash command, a mention, a message) with
 :func:`use_persona`; :class:`PersonaExplainer` is the one explainer the bot holds, and hands each call to the
 explainer of the persona in effect. Context variables follow ``await`` and the tasks a handler starts, so the
-code between entry and worker stays persona-blind.
+code between entry and worker stays persona-blind. The adapters' own lines (no code found, the apology...)
+follow the same persona: :func:`say` asks the explainer whose voice is in effect.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import re
 from collections.abc import Mapping
 
 from mafioso.core.errors import ConfigError
+from mafioso.prompts import DEFAULT_PERSONA
+from mafioso.prompts.lines import line
 
-__all__ = ["PersonaExplainer", "UnknownPersonaChoice", "choose", "parse_channel_personas", "split_persona_option",
-           "use_persona"]
+__all__ = ["PersonaExplainer", "UnknownPersonaChoice", "choose", "parse_channel_personas", "persona_of", "say",
+           "split_persona_option", "use_persona"]
 
 _PERSONA: contextvars.ContextVar[str | None] = contextvars.ContextVar("mafioso_persona", default=None)
 #: ``persona:noir`` (or ``persona=noir``) at the start of a command's text.
@@ -25,6 +28,17 @@ _OPTION = re.compile(r"^\s*persona[:=]\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*", re.IG
 def use_persona(name: str | None) -> None:
     """Answer the rest of this request (this task and those it starts) in persona ``name`` (None: default)."""
     _PERSONA.set(name)
+
+
+def persona_of(explainer) -> str:
+    """The persona answering this request: the explainer's (a :class:`PersonaExplainer` answers in the persona in
+    effect), else the default."""
+    return getattr(explainer, "persona", None) or DEFAULT_PERSONA
+
+
+def say(explainer, situation: str, **values: object) -> str:
+    """The line for ``situation`` (mafioso.prompts.lines) in the voice of the persona answering this request."""
+    return line(situation, persona_of(explainer), **values)
 
 
 def split_persona_option(text: str) -> tuple[str | None, str]:
@@ -81,6 +95,11 @@ class PersonaExplainer:
         if unknown:
             raise ConfigError(f"{variable}: {', '.join(unknown)} not served; served: {', '.join(self.names)} "
                               "(add it to MAFIOSO_ADAPTERS)")
+
+    @property
+    def persona(self) -> str | None:
+        """The persona whose voice answers now: that of the explainer in effect."""
+        return getattr(self._current(), "persona", None)
 
     def _current(self):
         return self.explainers[_PERSONA.get() or self.default]

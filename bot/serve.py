@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
-import os
 import signal
 from dataclasses import dataclass
 from typing import Mapping
@@ -29,9 +27,9 @@ from mafioso.core.explanation import Explainer
 from mafioso.core.feedback import open_store
 from mafioso.prompts import DEFAULT_PERSONA
 from mafioso.prompts import personas as persona_names
-from mafioso.worker.runtime import add_remote_arguments, add_settings_arguments, build_workers
-from mafioso.worker.runtime import load_settings as load_worker_settings
-from mafioso.core.config import DiscordConfig, GenerationConfig, ServeConfig, SlackConfig, WorkerConfig, build
+from mafioso.core.config import DiscordConfig, GenerationConfig, ServeConfig, SlackConfig, WorkerConfig
+from mafioso.core.settings import add_remote_arguments, add_settings_arguments, load
+from mafioso.worker.runtime import build_workers
 from mafioso.core.errors import ConfigError
 
 __all__ = ["ServeSettings", "add_arguments", "load_settings", "run", "serve"]
@@ -72,24 +70,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser, skip=("host", "port", "api_key"))
 
 
-def _env_layer(cls: type, prefix: str, env: Mapping[str, str]) -> dict:
-    """The raw ``<PREFIX><FIELD>`` values (validation waits until the flags are in)."""
-    names = (f.name for f in dataclasses.fields(cls))
-    return {n: env[prefix + n.upper()] for n in names if env.get(prefix + n.upper()) not in (None, "")}
-
-
 def load_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> ServeSettings:
     """Defaults → environment / ``.env`` → flags; fails fast with the variable to set."""
-    worker, generation = load_worker_settings(args)  # loads .env first
-    env = os.environ if env is None else env
     flags = vars(args)
-    serve_cfg = build(ServeConfig, _env_layer(ServeConfig, "MAFIOSO_", env),
-                      {k: flags[k] for k in ("worker_url", "worker_api", "worker_model") if k in flags},
-                      where="environment/flags")
-    discord_cfg = build(DiscordConfig, _env_layer(DiscordConfig, "DISCORD_", env), where="environment")
+    worker, generation = load(WorkerConfig, args, env=env), load(GenerationConfig, args, env=env)
+    serve_cfg = load(ServeConfig, args, env=env)
+    discord_cfg = load(DiscordConfig, env=env)
     slack_flags = {name: flags[flag] for flag, name in (("slack_http", "http"), ("slack_port", "port"))
                    if flag in flags}
-    slack_cfg = build(SlackConfig, _env_layer(SlackConfig, "SLACK_", env), slack_flags, where="environment/flags")
+    slack_cfg = load(SlackConfig, slack_flags, env=env)
     configured = [p for p, on in zip(PLATFORMS, (discord_cfg.token, slack_cfg.bot_token)) if on]
     wanted = tuple(dict.fromkeys(flags.get("platforms") or configured))
     if not wanted:

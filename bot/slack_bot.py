@@ -44,14 +44,13 @@ from slack_sdk.http_retry.builtin_async_handlers import (AsyncConnectionErrorRet
                                                          AsyncRateLimitErrorRetryHandler)
 from slack_sdk.web.async_client import AsyncWebClient
 
-from mafioso.bot.personas import (UnknownPersonaChoice, choose, parse_channel_personas, split_persona_option,
-                                    use_persona)
+from mafioso.bot.personas import (UnknownPersonaChoice, choose, parse_channel_personas, persona_of, say,
+                                  split_persona_option, use_persona)
 from mafioso.bot.streaming import IN_PROGRESS, Throttle, answer_texts
 from mafioso.core.explanation import Explainer, Explanation
-from mafioso.bot.extract import (EMPTY_ANSWER, FILE_TOO_BIG, NO_CODE, decode_code_file, error_line, extract_code,
-                         is_code_file, join_code, split_text)
+from mafioso.bot.extract import decode_code_file, error_line, extract_code, is_code_file, join_code, split_text
 from mafioso.core.config import SlackConfig
-from mafioso.core.errors import ConfigError, RequestError
+from mafioso.core.errors import ConfigError, InputRejected, RequestError
 
 log = logging.getLogger("mafioso.slack")
 
@@ -61,8 +60,6 @@ HTTP_PATH = "/slack/events"
 COMMAND = "/explain"
 SHORTCUT_ID = "explain_code"
 EVENTS_REMEMBERED = 1000  # Slack retries an event within minutes (3 tries): far fewer mentions than this
-APOLOGY = "Somethin' went sideways back here, pal. Try again in a minute."
-INVITE_ME = "I ain't in this channel, pal, so this stays between us. Invite me with `/invite @Mafioso`."
 RATINGS = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
 #: A streamed answer is sent on at most this often per channel (Slack's chat.update allows ~1 a second).
 EDIT_EVERY_S = 1.0
@@ -206,11 +203,11 @@ class SlackBot:
         try:
             use_persona(choose(self.explainer, self.channel_personas, command.get("channel_id"), asked))
         except UnknownPersonaChoice as exc:
-            await ack(text=f"Who's that, pal? {exc}")
+            await ack(text=self.say("who_is_that", detail=exc))
             return
         code = extract_code(text)
         if not code:
-            await ack(text=NO_CODE)
+            await ack(text=self.say("no_code"))
             return
         await ack()
         if self.cfg.response_type == "in_channel" and self._streams():
@@ -246,7 +243,10 @@ class SlackBot:
         thread = event.get("thread_ts") or event["ts"]
         use_persona(choose(self.explainer, self.channel_personas, event.get("channel")))
         if self._streams():
-            code, _ = await self.gather_code(slack_to_plain(text), event.get("files") or [])
+            try:
+                code, _ = await self.gather_code(slack_to_plain(text), event.get("files") or [])
+            except InputRejected:
+                code = ""  # a file that is not text: answer() below says so
             if code.strip():
                 await self.stream_reply(event["channel"], thread, code, event.get("user"), body.get("team_id"))
                 return
@@ -262,7 +262,11 @@ class SlackBot:
         user = shortcut.get("user", {}).get("id")
         try:
             if self._streams():
-                code, _ = await self.gather_code(slack_to_plain(message.get("text", "")), message.get("files") or [])
+                try:
+                    code, _ = await self.gather_code(slack_to_plain(message.get("text", "")),
+                                                     message.get("files") or [])
+                except InputRejected:
+                    code = ""  # a file that is not text: answer() below says so
                 if code.strip():
                     await self.stream_reply(channel, thread, code, user, shortcut.get("team", {}).get("id"))
                     return
@@ -272,7 +276,7 @@ class SlackBot:
             if exc.response.get("error") not in ("not_in_channel", "channel_not_found"):
                 raise
             chunks, _ = await self.answer(message.get("text", ""), message.get("files"))
-            for chunk in [INVITE_ME, *chunks][:RESPONSE_URL_USES]:
+            for chunk in [self.say("invite_me"), *chunks][:RESPONSE_URL_USES]:
                 await respond(text=chunk, response_type="ephemeral", replace_original=False)
 
     async def on_error(self, error: Exception, body: dict, respond) -> None:
@@ -286,7 +290,7 @@ class SlackBot:
         if respond is None or not body.get("response_url"):  # events have no response URL: nowhere else to say it
             return
         try:
-            response = await respond(text=APOLOGY, response_type="ephemeral", replace_original=False)
+            response = await respond(text=self.say("apology"), response_type="ephemeral", replace_original=False)
         except aiohttp.ClientError:
             response = None
         if response is None or response.status_code != 200:
@@ -296,10 +300,21 @@ class SlackBot:
 
     async def answer(self, text: str, files: list[dict] | None) -> tuple[list[str], Explanation | None]:
         """The reply chunks for a message's text (Slack-formatted) and its files; and the answer (None: none)."""
-        code, too_big = await self.gather_code(slack_to_plain(text), files or [])
+        try:
+            code, too_big = await self.gather_code(slack_to_plain(text), files or [])
+        except InputRejected as exc:  # a Python file that is not text
+            return [escape_mrkdwn(self.refusal(exc))], None
         if not code and too_big:
-            return [escape_mrkdwn(FILE_TOO_BIG.format(limit=self.max_code_chars))], None
+            return [escape_mrkdwn(self.say("file_too_big", limit=self.max_code_chars))], None
         return await self.explain_chunks(code)
+
+    def say(self, situation: str, **values: object) -> str:
+        """The line for ``situation`` in the voice of the persona answering this request."""
+        return say(self.explainer, situation, **values)
+
+    def refusal(self, exc: RequestError) -> str:
+        """The line for a request that was not served, in the voice of the persona answering it."""
+        return error_line(exc, self.max_code_chars, persona_of(self.explainer))
 
     async def gather_code(self, text: str, files: list[dict]) -> tuple[str, bool]:
         """The code of the text and the Python files/snippets, and whether a file was too big to take."""
@@ -309,7 +324,7 @@ class SlackBot:
             if file.get("size", 0) > self.max_code_chars:
                 too_big = True
                 continue
-            parts.append(decode_code_file(await self.download(file)) or "")
+            parts.append(decode_code_file(await self.download(file)))
         return join_code(parts), too_big
 
     async def download(self, file: dict) -> bytes:
@@ -340,13 +355,13 @@ class SlackBot:
         """The explanation in escaped chunks under Slack's limits, or an in-character line; and the answer
         (None when it did not work)."""
         if not code.strip():
-            return [escape_mrkdwn(NO_CODE)], None
+            return [escape_mrkdwn(self.say("no_code"))], None
         try:
             explanation = await self.explainer.explain(code)
         except RequestError as exc:
             log.warning("slack: request not served: %s", type(exc).__name__)
-            return [escape_mrkdwn(error_line(exc, self.max_code_chars))], None
-        chunks = split_text(explanation.text, SLACK_LIMIT) or [EMPTY_ANSWER]
+            return [escape_mrkdwn(self.refusal(exc))], None
+        chunks = split_text(explanation.text, SLACK_LIMIT) or [self.say("empty_answer")]
         return [escape_mrkdwn(chunk) for chunk in chunks], explanation
 
     def _streams(self) -> bool:
@@ -371,7 +386,7 @@ class SlackBot:
         try:
             async for text, answer in answer_texts(self.explainer, code):
                 if answer is not None:
-                    explanation, final = answer, text or EMPTY_ANSWER
+                    explanation, final = answer, text or self.say("empty_answer")
                 elif self.edits.ready(channel) and text.startswith(sent):
                     if native:
                         await streamer.append(markdown_text=escape_mrkdwn(text[len(sent):]))
@@ -380,7 +395,7 @@ class SlackBot:
                     sent = text
         except RequestError as exc:
             log.warning("slack: request not served: %s", type(exc).__name__)
-            final = error_line(exc, self.max_code_chars)
+            final = self.refusal(exc)
         if native:
             rest = final[len(sent):] if final.startswith(sent) else ""
             ts = (await streamer.stop(markdown_text=escape_mrkdwn(rest)) if rest or not sent else

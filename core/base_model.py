@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -32,8 +31,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from mafioso.core.config import EMBEDDED_BASE
+from mafioso.core.config import EMBEDDED_BASE, PathsConfig
 from mafioso.core.errors import ModelError
+from mafioso.core.settings import load
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +111,8 @@ BASES: dict[str, BaseSource] = {source.name: source for source in (
 
 
 def cache_dir() -> Path:
-    """Where converted models live: ``$MAFIOSO_CACHE`` or ``~/.cache/mafioso``."""
-    root = os.environ.get("MAFIOSO_CACHE") or Path.home() / ".cache" / "mafioso"
-    return Path(root).expanduser()
+    """Where converted models live: ``MAFIOSO_CACHE`` (PathsConfig.cache) or ``~/.cache/mafioso``."""
+    return Path(load(PathsConfig).cache or Path.home() / ".cache" / "mafioso").expanduser()
 
 
 def sha256_file(path: Path, progress: bool = False) -> str:
@@ -299,7 +298,7 @@ def check_gguf_header(path: Path, source: BaseSource) -> None:
 
 def wheels_folder() -> Path | None:
     """A folder that already holds the data wheels of named bases (``MAFIOSO_WHEELS``), if set."""
-    folder = os.environ.get("MAFIOSO_WHEELS")
+    folder = load(PathsConfig).wheels
     return Path(folder).expanduser() if folder else None
 
 

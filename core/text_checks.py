@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from mafioso.core.fences import FENCE_MARK
 from mafioso.prompts import persona
 
 #: Words and phrases that mark the default (mafioso) voice, lowercase, matched on word boundaries; each persona's
@@ -16,7 +17,6 @@ PERSONA_MARKERS = persona().markers
 def _marker_re(markers: tuple[str, ...]) -> re.Pattern:
     return re.compile(r"\b(" + "|".join(re.escape(m) for m in markers) + r")\b", re.IGNORECASE)
 
-_FENCE = re.compile(r"```|~~~")
 _CODE_LINE = re.compile(
     r"^\s*(def |class |import |from \S+ import |for .+ in .+:|while .+:|if .+:|elif |else:|try:|except\b|"
     r"return\b|print\(|@\w+|>>> |\w+(\.\w+)* = .+)"
@@ -36,7 +36,7 @@ def contains_code(text: str) -> bool:
 
     Short identifiers in backticks (`total`, `read_csv`, `__init__`, `len()`) are fine.
     """
-    if _FENCE.search(text):
+    if FENCE_MARK.search(text):
         return True
     if any(_CODE_LINE.match(line) for line in text.splitlines()):
         return True

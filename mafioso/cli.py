@@ -67,12 +67,11 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 def _feedback_store(args: argparse.Namespace):
     """The feedback store ``--db`` or MAFIOSO_FEEDBACK_DB names (a ConfigError when it is off or broken)."""
     from mafioso.core.feedback import FeedbackStore, default_path
-    from mafioso.worker.runtime import ENV_PREFIX
-    from mafioso.core.config import WorkerConfig, from_env, load_dotenv_file
+    from mafioso.core.config import WorkerConfig
     from mafioso.core.errors import ConfigError
+    from mafioso.core.settings import load
 
-    load_dotenv_file()
-    cfg = from_env(WorkerConfig, ENV_PREFIX)
+    cfg = load(WorkerConfig)
     path = args.db or cfg.feedback_db or str(default_path())
     if path.strip().lower() == "off":
         raise ConfigError("feedback is off (MAFIOSO_FEEDBACK_DB=off); name a database with --db")
@@ -109,12 +108,11 @@ def _rate_remote(args: argparse.Namespace, rating: int) -> int:
 
     from mafioso.worker.client import WorkerClient
     from mafioso.core.feedback import UnknownAnswer
-    from mafioso.worker.runtime import ENV_PREFIX
-    from mafioso.core.config import WorkerConfig, from_env, load_dotenv_file
+    from mafioso.core.config import WorkerConfig
     from mafioso.core.errors import RequestError
+    from mafioso.core.settings import load
 
-    load_dotenv_file()
-    api_key = from_env(WorkerConfig, ENV_PREFIX).api_key
+    api_key = load(WorkerConfig).api_key
 
     async def rate() -> None:
         async with WorkerClient(args.worker_url, api_key) as client:

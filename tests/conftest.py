@@ -14,8 +14,8 @@ def machine_caches(tmp_path_factory):
     converted embedded model stays where ``cache_dir()`` finds it for the slow tests)."""
     folder = tmp_path_factory.mktemp("machine-cache")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("mafioso.worker.cpu_dtype.cache_dir", lambda: folder)
-        patch.setattr("mafioso.worker.serving_cache.cache_dir", lambda: folder)
+        patch.setattr("mafioso.core.cpu_dtype.cache_dir", lambda: folder)
+        patch.setattr("mafioso.core.serving_cache.cache_dir", lambda: folder)
         yield folder
 
 

@@ -146,12 +146,12 @@ class FakeExplainer:
     """Answers ``answer`` (default: "Listen up, pal: <code>. Capisce?") or raises ``error``; records the code.
 
     ``gate`` (an asyncio.Event) holds every answer until the test sets it; ``events`` is a shared log the test
-    can also append to, to check the order of things.
+    can also append to, to check the order of things. ``persona``: the voice it answers in, as a Worker's.
     """
 
     def __init__(self, answer: str | None = None, error: Exception | None = None,
-                 gate: asyncio.Event | None = None, events: list | None = None):
-        self.answer, self.error, self.gate = answer, error, gate
+                 gate: asyncio.Event | None = None, events: list | None = None, persona: str = "mafioso"):
+        self.answer, self.error, self.gate, self.persona = answer, error, gate, persona
         self.codes: list[str] = []
         self.events = [] if events is None else events
 

@@ -112,7 +112,6 @@ def test_rooms_import_downwards_only():
     assert wrong == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18: the worker is 35.2 % until settings and persona lines move")
 def test_no_room_holds_more_than_35_percent_of_the_code():
     lines = {}
     for name, path in modules().items():

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mafioso.core.errors import DatasetError
+from mafioso.core.fences import FENCE_MARK
 
 FIELDS = ("prompt", "code", "mafia_explanation")
 #: Longest accepted text per field, in characters: a longer row is refused by name before any parsing or lint
 #: (a 4 MB code row once took 50 s and 1.7 GB in the lint). A 200-line paste is ~8,000 characters.
 MAX_CHARS = {"prompt": 2_000, "code": 40_000, "mafia_explanation": 4_000}
-CODE_FENCE = re.compile(r"```|~~~")
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def _check_row(path: Path, key: str, row: object, problems: list[str]) -> Sample
             problems.append(f"{where}: field {name!r} has {len(row[name]):,} characters, over the limit of "
                             f"{MAX_CHARS[name]:,}; shorten it or split the sample")
             ok = False
-    if ok and CODE_FENCE.search(row["mafia_explanation"]):
+    if ok and FENCE_MARK.search(row["mafia_explanation"]):
         problems.append(f"{where}: field 'mafia_explanation' contains a code block; explain in words")
         ok = False
     if not ok:

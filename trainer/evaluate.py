@@ -33,9 +33,10 @@ import logging
 import time
 from pathlib import Path
 
-from mafioso.core.config import DEFAULT_ADAPTER, GenerationConfig, WorkerConfig, build, from_args
+from mafioso.core.config import GenerationConfig, WorkerConfig
 from mafioso.core.config import add_arguments as add_config_arguments
 from mafioso.core.errors import ConfigError, DatasetError
+from mafioso.core.settings import load
 from mafioso.prompts import DEFAULT_PERSONA
 from mafioso.prompts import persona as find_persona
 from mafioso.trainer.dataset import Sample, load_samples
@@ -74,11 +75,15 @@ GATE_NOISE = {"grounded": 0.05, "persona_rate": 0.15, "stop_rate": 0.05}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``mafioso eval``."""
     worker = {f.name: f for f in dataclasses.fields(WorkerConfig)}
+
+    def help_of(name: str) -> str:  # the model flags keep their MAFIOSO_* values unless given, as in the worker
+        return f"{worker[name].metadata['help']} (MAFIOSO_{name.upper()})"
+
     parser.add_argument("--data", action="append", required=True, metavar="FILE",
                         help="dataset file(s) to score (repeat for several)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for predictions, metrics and chart")
-    parser.add_argument("--adapter", default=DEFAULT_ADAPTER, help=worker["adapter"].metadata["help"])
-    parser.add_argument("--base-model", default="", help=worker["base_model"].metadata["help"])
+    parser.add_argument("--adapter", default=argparse.SUPPRESS, help=help_of("adapter"))
+    parser.add_argument("--base-model", default=argparse.SUPPRESS, help=help_of("base_model"))
     parser.add_argument("--compare-base", action="store_true",
                         help="also score the base model without the adapter, in the same run")
     parser.add_argument("--compare", metavar="OTHER_ADAPTER",
@@ -86,17 +91,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "decoding, side by side, and say whether --adapter passes the gate to replace it")
     parser.add_argument("--limit", type=int, help="score only the first N samples")
     parser.add_argument("--batch-size", type=int, default=8, help="samples generated (and scored) together")
-    parser.add_argument("--quantization", default=WorkerConfig.quantization, choices=("nf4", "int8", "none"),
-                        help=worker["quantization"].metadata["help"])
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                        help=worker["device"].metadata["help"])
-    parser.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float32", "int8"),
-                        help=worker["dtype"].metadata["help"])
-    parser.add_argument("--fast-decode", action=argparse.BooleanOptionalAction, default=True,
-                        help=worker["fast_decode"].metadata["help"])
-    parser.add_argument("--compile-decode", action=argparse.BooleanOptionalAction, default=True,
-                        help=worker["compile_decode"].metadata["help"])
-    add_config_arguments(parser, GenerationConfig)  # decoding exactly as the worker would: same flags
+    parser.add_argument("--quantization", default=argparse.SUPPRESS, choices=("nf4", "int8", "none"),
+                        help=help_of("quantization"))
+    parser.add_argument("--device", default=argparse.SUPPRESS, choices=("auto", "cpu", "cuda"),
+                        help=help_of("device"))
+    parser.add_argument("--dtype", default=argparse.SUPPRESS, choices=("auto", "bfloat16", "float32", "int8"),
+                        help=help_of("dtype"))
+    parser.add_argument("--fast-decode", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                        help=help_of("fast_decode"))
+    parser.add_argument("--compile-decode", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                        help=help_of("compile_decode"))
+    add_config_arguments(parser, GenerationConfig)  # decoding exactly as the worker would: same flags, same env
 
 
 def select_samples(data: list[str], limit: int | None) -> list[Sample]:
@@ -300,23 +305,22 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    # the worker's settings, read as the worker reads them (core/settings.py): defaults → MAFIOSO_* → flags
+    model_flags = ("adapter", "base_model", "device", "quantization", "dtype", "fast_decode", "compile_decode")
+    cfg = load(WorkerConfig, {**{k: getattr(args, k) for k in model_flags if hasattr(args, k)},
+                              "max_batch_size": args.batch_size, "adapters": ""})
+    gen = load(GenerationConfig, args)
     if args.compare and args.compare_base:
         raise ConfigError("use --compare OTHER_ADAPTER or --compare-base, not both (one comparison per run)")
-    if args.compare and "none" in (args.compare, args.adapter):
+    if args.compare and "none" in (args.compare, cfg.adapter):
         raise ConfigError("--compare puts two adapters side by side; to compare with the bare base use "
                           "--compare-base")
-    if args.compare_base and args.adapter == "none":
+    if args.compare_base and cfg.adapter == "none":
         raise ConfigError("--compare-base compares an adapter with its base; with --adapter none there is no "
                           "adapter (drop --compare-base, or name one with --adapter)")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a folder")
-    cfg = build(WorkerConfig, {"adapter": args.adapter, "base_model": args.base_model, "device": args.device,
-                               "quantization": args.quantization, "dtype": args.dtype,
-                               "max_batch_size": args.batch_size, "fast_decode": args.fast_decode,
-                               "compile_decode": args.compile_decode},
-                where="flags")
-    gen = from_args(GenerationConfig, args)
     samples = select_samples(args.data, args.limit)
     log.info("scoring %d samples from %s", len(samples), ", ".join(args.data))
     out.mkdir(parents=True, exist_ok=True)

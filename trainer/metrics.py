@@ -6,7 +6,7 @@ Everything here but :func:`response_nll` is plain Python on strings, so it is te
 * identifier recall: the share of the names the code defines or calls that the answer mentions;
 * grounded: the share of answers with no claim the code contradicts (:mod:`mafioso.trainer.grounding`);
 * persona, code-leak and stop rates, mean words and tokens/s over a list of :class:`Prediction`;
-* the loop rate: the share of answers that looped (``Generation.looped``, :mod:`mafioso.worker.loop_guard`), whether
+* the loop rate: the share of answers that looped (``Generation.looped``, :mod:`mafioso.core.loop_guard`), whether
   the engine cut them (``stop_loops``, then they count as stopped too) or they ran to the token limit.
 """
 
@@ -41,9 +41,9 @@ class Prediction:
     latency_s: float  # wall time of the batch the sample was generated in
     finished: bool
     code_leak: bool = False  # the engine found code in the answer (and removed it from ``prediction``)
-    looped: bool = False  # the answer looped (mafioso.worker.loop_guard); cut there when the engine stops loops
+    looped: bool = False  # the answer looped (mafioso.core.loop_guard); cut there when the engine stops loops
     unsupported: list[dict] | None = None  # mafioso.trainer.grounding claims the code contradicts; None: not checked
-    dropped: int = 0  # sentences the engine's claim post-check removed from ``prediction`` (mafioso.worker.claim_check)
+    dropped: int = 0  # sentences the engine's claim post-check removed from ``prediction`` (mafioso.core.claim_check)
     raw_prediction: str = ""  # the answer before that check ("" when it removed nothing)
     unsupported_raw: list[dict] | None = None  # the claims of ``raw_prediction`` (None: nothing was removed)
 

@@ -1,41 +1,7 @@
-"""The claim post-check: a served answer keeps no sentence its own code contradicts.
+"""Moved to :mod:`mafioso.core.claim_check`: this name stays (the same module) until worker/engine.py and
+worker/fast_engine.py, being redesigned on other branches, import it from core; then delete this file."""
+import sys
 
-A small model still writes "a recursive function" for a loop or names a method the code never had. The facts
-sheet in the prompt and the training data make that rarer; this check catches what slips through, the way the
-code post-check (:mod:`mafioso.worker.postcheck`) catches code. It uses the static half of ``mafioso eval``'s grounded
-check (:mod:`mafioso.core.claims`): invented names and constructs the syntax tree lacks. It reads the code, never
-runs it, so it is safe on chat input; claims about printed values need a run and are left alone.
+from mafioso.core import claim_check
 
-A sentence with such a claim is dropped whole; the rest of the answer stays as written. Measured on the shipped
-adapters' validation answers (docs/BENCHMARKS.md): most answers lose nothing, and the check is both the filter
-and half the judge of ``grounded``, so eval also reports the model's own figure before it.
-"""
-
-from __future__ import annotations
-
-from mafioso.core.claims import false_concepts, invented_names
-from mafioso.core.claims.text import sentences
-
-__all__ = ["NOTHING_SURE", "drop_unsupported"]
-
-#: What is left to say when every sentence of an answer was dropped.
-NOTHING_SURE = ("I read it twice, pal, and I ain't sure of one thing I'd swear to about this code. Read it "
-                "yourself, or ask me again, capisce?")
-
-
-def drop_unsupported(code: str, text: str) -> tuple[str, int]:
-    """``text`` without the sentences whose claims ``code`` contradicts, and how many were dropped."""
-    parts = sentences(text)
-    flagged: set[str] = set()
-    remaining = text
-    for _ in range(2):  # a name is reported once per answer: a second pass finds its next sentence
-        claims = [*invented_names(code, remaining), *false_concepts(code, remaining)]
-        new = {claim["text"].strip() for claim in claims} - flagged
-        if not new:
-            break
-        flagged |= new
-        # one sentence a line: the checks split it back into exactly these sentences
-        remaining = "\n".join(s for s in parts if s.strip() not in flagged)
-    kept = [s.strip() for s in parts if s.strip() not in flagged]
-    dropped = len(parts) - len(kept)
-    return (" ".join(kept) if dropped else text), dropped
+sys.modules[__name__] = claim_check

@@ -9,7 +9,7 @@ Two protocols (``MAFIOSO_WORKER_API``). ``mafioso`` posts the code to a ``mafios
 the worker renders the prompt, decodes and post-checks. ``openai`` is for a server that knows nothing of
 Mafioso (``vllm serve BASE --enable-lora --lora-modules mafioso=ADAPTER``, SGLang): the client checks the
 input (mafioso.core.guard), renders the prompt (``prompts.render_prompt``), posts it to ``/v1/completions`` with
-greedy decoding and ``stop: ["###"]``, and finishes the text as our engine does (mafioso.worker.postcheck.finish). Our
+greedy decoding and ``stop: ["###"]``, and finishes the text as our engine does (mafioso.core.postcheck.finish). Our
 own worker refuses ``stop`` and takes the code, not a prompt, on /v1/completions: point ``openai`` mode at
 vLLM, ``mafioso`` mode at a ``mafioso worker``.
 
@@ -30,21 +30,18 @@ import aiohttp
 
 from mafioso import prompts
 from mafioso.core import guard
-from mafioso.worker.claim_check import NOTHING_SURE, drop_unsupported
+from mafioso.core.claim_check import drop_unsupported
 from mafioso.core.explanation import Explanation
-from mafioso.worker.postcheck import finish
-from mafioso.worker.service import BUSY, FAILED, StreamEvent
+from mafioso.core.postcheck import finish
+from mafioso.worker.service import StreamEvent
 from mafioso.core.config import DEFAULT_MODEL_NAME, WORKER_APIS, WorkerConfig
 from mafioso.core.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
+from mafioso.prompts.lines import line
 
 __all__ = ["WorkerClient"]
 
 log = logging.getLogger(__name__)
 
-UNREACHABLE = "Can't reach the boss right now, pal. The line's dead; try again in a bit."
-REJECTED_KEY = "The boss doesn't take calls from strangers. Somebody gave me the wrong key."
-WRONG_NAME = "Nobody at that address answers to that name, pal. Somebody set me up wrong; try again later."
-SLOW = "The boss never called back, pal. Try again in a bit."
 #: A vLLM 400 that means the prompt does not fit the model's context (its wording since 0.4).
 _CONTEXT_WORDS = ("context length", "maximum context", "too long")
 
@@ -62,7 +59,7 @@ class WorkerClient:
         self.url = url.rstrip("/")
         self.api, self.model, self.max_tokens, self.max_input_chars = api, model, max_tokens, max_input_chars
         self.drop_unsupported = drop_unsupported  # the claim post-check, as our engines apply it (openai mode)
-        self.persona = persona  # whose instruction the prompt carries (openai mode renders it here)
+        self.persona = persona  # whose instruction the prompt carries (openai mode) and whose lines it says
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -78,6 +75,10 @@ class WorkerClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def say(self, situation: str) -> str:
+        """This client's persona's line for ``situation`` (mafioso.prompts.lines)."""
+        return line(situation, self.persona)
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -99,21 +100,21 @@ class WorkerClient:
         stream (``"stream": true``); returns once the worker answered, raising like :meth:`explain` when it
         refused. In ``openai`` mode the answer is checked whole here, so it comes as one last event."""
         if self.api == "openai":
-            return _RemoteStream(None, await self._complete(code, request))
+            return _RemoteStream(self, None, await self._complete(code, request))
         try:
             response = await self._open().post(f"{self.url}/v1/explain",
                                                json={"code": code, "request": request, "stream": True,
                                                      **self._model_field()})
         except asyncio.TimeoutError:
-            raise WorkerTimeout(SLOW) from None
+            raise WorkerTimeout(self.say("slow")) from None
         except aiohttp.ClientError as exc:
             log.warning("cannot reach the worker at %s: %s", self.url, type(exc).__name__)
-            raise WorkerUnavailable(UNREACHABLE) from None
+            raise WorkerUnavailable(self.say("unreachable")) from None
         if response.status != 200 or not response.content_type.startswith("text/event-stream"):
             async with response:
                 await self._json(response, "explanation")  # raises the worker's error
-            raise RequestError(FAILED)
-        return _RemoteStream(response)
+            raise RequestError(self.say("failed"))
+        return _RemoteStream(self, response)
 
     async def rate(self, answer_id: str, rating: int) -> None:
         """Rate an answer this worker gave (``POST /v1/feedback``); raises :class:`mafioso.core.feedback.UnknownAnswer`
@@ -130,10 +131,10 @@ class WorkerClient:
                 except (aiohttp.ContentTypeError, ValueError):
                     error = {}
         except asyncio.TimeoutError:
-            raise WorkerTimeout("The boss never called back, pal. Try again in a bit.") from None
+            raise WorkerTimeout(self.say("slow")) from None
         except aiohttp.ClientError as exc:
             log.warning("cannot reach the worker at %s: %s", self.url, type(exc).__name__)
-            raise WorkerUnavailable(UNREACHABLE) from None
+            raise WorkerUnavailable(self.say("unreachable")) from None
         if response.status == 404 and error.get("code") == "answer_not_found":
             raise UnknownAnswer(answer_id)
         raise RequestError(error.get("message") or f"the worker answered HTTP {response.status}")
@@ -151,7 +152,7 @@ class WorkerClient:
 
     async def _complete(self, code: str, request: str | None) -> Explanation:
         """``openai`` mode: the server knows no guard and no post-check, so both run here."""
-        code = guard.check(code, request, max_chars=self.max_input_chars)
+        code = guard.check(code, request, max_chars=self.max_input_chars, persona=self.persona)
         started = time.monotonic()
         data = await self._post("/v1/completions", self.completion_body(code, request), "choices")
         try:
@@ -159,11 +160,11 @@ class WorkerClient:
             raw = choice["text"]
         except (IndexError, KeyError, TypeError):
             log.error("the server at %s answered a completion without choices[0].text", self.url)
-            raise RequestError(FAILED) from None
-        text, leaked = finish(raw)
+            raise RequestError(self.say("failed")) from None
+        text, leaked = finish(raw, self.persona)
         if self.drop_unsupported:
             kept, dropped = drop_unsupported(code, text)
-            text = (kept or NOTHING_SURE) if dropped else text
+            text = (kept or self.say("nothing_sure")) if dropped else text
         tokens = (data.get("usage") or {}).get("completion_tokens") or 0
         return Explanation(text=text, tokens=tokens, latency_s=round(time.monotonic() - started, 4),
                            finished=choice.get("finish_reason") != "length", code_leak=leaked)
@@ -173,10 +174,10 @@ class WorkerClient:
             async with self._open().post(f"{self.url}{path}", json=body) as response:
                 return await self._json(response, expect)
         except asyncio.TimeoutError:
-            raise WorkerTimeout(SLOW) from None
+            raise WorkerTimeout(self.say("slow")) from None
         except aiohttp.ClientError as exc:
             log.warning("cannot reach the worker at %s: %s", self.url, type(exc).__name__)
-            raise WorkerUnavailable(UNREACHABLE) from None
+            raise WorkerUnavailable(self.say("unreachable")) from None
 
     async def _json(self, response: aiohttp.ClientResponse, expect: str) -> dict:
         try:
@@ -200,7 +201,7 @@ class WorkerClient:
             raise InputRejected("too_large", message)
         if response.status == 401:
             log.error("the worker refused the API key: check MAFIOSO_API_KEY")
-            raise WorkerUnavailable(REJECTED_KEY)
+            raise WorkerUnavailable(self.say("rejected_key"))
         if response.status == 503:
             raise WorkerUnavailable(message) if error.get("code") == "unavailable" else WorkerBusy(message)
         if response.status == 504:
@@ -214,16 +215,16 @@ class WorkerClient:
         if status == 404:
             log.error("the server at %s does not serve the model %r (%s): set MAFIOSO_WORKER_MODEL to a name "
                       "its /v1/models lists", self.url, self.model, message)
-            raise RequestError(WRONG_NAME)
+            raise RequestError(self.say("wrong_name"))
         if status == 400 and any(word in message.lower() for word in _CONTEXT_WORDS):
-            raise InputRejected("too_large", guard.REFUSALS["too_large"])
+            raise guard.refusal("too_large", self.persona)
         if status in (429, 503):
-            raise WorkerBusy(BUSY)
+            raise WorkerBusy(self.say("busy"))
         if status == 504:
-            raise WorkerTimeout(SLOW)
+            raise WorkerTimeout(self.say("slow"))
         if status != 401:
             log.error("the server at %s answered HTTP %d: %s", self.url, status, message)
-            raise RequestError(FAILED)
+            raise RequestError(self.say("failed"))
 
 
 #: An error event's code (mafioso.worker.http_stream) -> the exception the in-process worker raises.
@@ -233,8 +234,9 @@ _STREAM_ERRORS = {"timeout": WorkerTimeout, "busy": WorkerBusy, "unavailable": W
 class _RemoteStream:
     """The events of one ``/v1/explain`` stream (or, with ``answer``, just that answer as its last event)."""
 
-    def __init__(self, response: aiohttp.ClientResponse | None, answer: Explanation | None = None):
-        self._response, self._answer = response, answer
+    def __init__(self, client: WorkerClient, response: aiohttp.ClientResponse | None,
+                 answer: Explanation | None = None):
+        self._say, self._response, self._answer = client.say, response, answer
 
     def __aiter__(self):
         return self._events()
@@ -256,7 +258,7 @@ class _RemoteStream:
                 if "error" in event:
                     error = event["error"]
                     kind = _STREAM_ERRORS.get(error.get("code"), RequestError)
-                    raise kind(error.get("message") or FAILED)
+                    raise kind(error.get("message") or self._say("failed"))
                 if not event.get("done"):
                     yield StreamEvent(event["delta"])
                     continue
@@ -266,10 +268,10 @@ class _RemoteStream:
                 yield StreamEvent(answer.text if event["replaced"] else event["delta"], answer, event["replaced"])
                 return
         except asyncio.TimeoutError:
-            raise WorkerTimeout(SLOW) from None
+            raise WorkerTimeout(self._say("slow")) from None
         except aiohttp.ClientError as exc:
             log.warning("the worker's stream broke off: %s", type(exc).__name__)
-            raise WorkerUnavailable(UNREACHABLE) from None
+            raise WorkerUnavailable(self._say("unreachable")) from None
         finally:
             self._response.close()
-        raise RequestError(FAILED)  # the stream ended without its answer
+        raise RequestError(self._say("failed"))  # the stream ended without its answer

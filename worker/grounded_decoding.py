@@ -1,6 +1,6 @@
 """Grounded decoding: an answer cannot *write* a name or a construct its code does not have.
 
-The claim post-check (:mod:`mafioso.worker.claim_check`) drops a sentence that says something the code
+The claim post-check (:mod:`mafioso.core.claim_check`) drops a sentence that says something the code
 contradicts; the sentence, its persona and the names in it are lost. This rule acts a step earlier, at the
 token the model picks, from the same two facts the check reads (nothing is run):
 

@@ -5,8 +5,8 @@
     POST /v1/explain            {"code", "request"?} → {"explanation", "answer_id", "tokens", "latency_s", ...}
     POST /v1/feedback           {"answer_id", "rating": 1 | -1} → {"answer_id", "rating"}: a user's 👍/👎
     POST /v1/completions        OpenAI-compatible; the prompt is the code
-    POST /v1/chat/completions   OpenAI-compatible; the last user message is the code (``` fence optional,
-                                text outside the fence is the request)
+    POST /v1/chat/completions   OpenAI-compatible; the last user message is the code (``` fences optional, a
+                                fence left open runs to the end, the text around them is the request)
     GET  /v1/models             "mafioso", and each persona of MAFIOSO_ADAPTERS (chosen by "model")
     GET  /openapi.json          this API as an OpenAPI 3.1 document (from the bodies the handlers check)
     GET  /healthz               liveness (never needs the API key)
@@ -50,9 +50,11 @@ import mafioso
 from mafioso.worker.api_schema import BadRequest, Body, Param, openapi
 from mafioso.worker.http_stream import stream_chat, stream_completion, stream_explain
 from mafioso.core.feedback import FeedbackUnavailable, UnknownAnswer, open_store
-from mafioso.core.guard import REFUSALS
-from mafioso.worker.runtime import add_settings_arguments, build_workers, load_settings
-from mafioso.worker.service import FAILED, Worker
+from mafioso.core.fences import fenced_blocks
+from mafioso.prompts.lines import line
+from mafioso.core.settings import add_settings_arguments, load_settings
+from mafioso.worker.runtime import build_workers
+from mafioso.worker.service import Worker
 from mafioso.core.config import DEFAULT_MODEL_NAME, WorkerConfig
 from mafioso.core.errors import ConfigError, InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 
@@ -97,10 +99,10 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
         return _error(404, f"The model '{exc}' does not exist; GET /v1/models lists the ones this worker serves.",
                       "invalid_request_error", "model_not_found")
     except UnknownAnswer as exc:
-        return _error(404, f"No answer {exc.args[0]!r} here, pal. Rate an answer_id this worker gave.",
+        return _error(404, line("unknown_answer", _persona(request), answer_id=repr(exc.args[0])),
                       "invalid_request_error", "answer_not_found")
     except FeedbackUnavailable:
-        return _error(503, "The book of ratings is closed today, pal. Your answer still stands.",
+        return _error(503, line("ratings_closed", _persona(request)),
                       "unavailable", "feedback_off")
     except InputRejected as exc:
         return _error(413 if exc.reason == "too_large" else 400, str(exc), "invalid_request_error", exc.reason)
@@ -113,17 +115,22 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
     except RequestError as exc:
         return _error(500, str(exc), "server_error", "server_error")
     except _SlowBody:
-        return _error(408, "You're talkin' too slow, pal. Send the whole request at once.",
+        return _error(408, line("too_slow", _persona(request)),
                       "invalid_request_error", "request_timeout")
     except web.HTTPRequestEntityTooLarge:
-        return _error(413, REFUSALS["too_large"], "invalid_request_error", "too_large")
+        return _error(413, line("too_large", _persona(request)), "invalid_request_error", "too_large")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return _error(exc.status, exc.reason, "invalid_request_error", exc.reason.lower().replace(" ", "_"))
     except Exception:  # noqa: BLE001 - a bug must still be the API's JSON error, and the server keeps serving
         log.exception("unexpected error on %s %s", request.method, request.path)  # never the body
-        return _error(500, FAILED, "server_error", "server_error")
+        return _error(500, line("failed", _persona(request)), "server_error", "server_error")
+
+
+def _persona(request: web.Request) -> str | None:
+    """The persona of this worker's own model, whose lines an error outside any one request is told in."""
+    return getattr(request.app.get(WORKER), "persona", None)
 
 
 def _auth(api_key: str):
@@ -134,7 +141,7 @@ def _auth(api_key: str):
         if request.path != "/healthz":
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, expected):
-                return _error(401, "You ain't on the list, pal. Bring the right key (Authorization: Bearer).",
+                return _error(401, line("wrong_key", _persona(request)),
                               "authentication_error", "invalid_api_key", **{"WWW-Authenticate": "Bearer"})
         return await handler(request)
 
@@ -148,15 +155,15 @@ async def _body(request: web.Request) -> dict:
     except TimeoutError:
         raise _SlowBody() from None
     except LookupError:  # Content-Type: application/json; charset=<no such codec>
-        raise BadRequest("The body must be UTF-8 JSON, pal. I don't know that charset.") from None
+        raise BadRequest(line("unknown_charset", _persona(request))) from None
     except UnicodeDecodeError:
-        raise BadRequest("The body must be JSON, pal. That was something else.") from None
+        raise BadRequest(line("not_json", _persona(request))) from None
     try:
         body = json.loads(text)
     except json.JSONDecodeError:
-        raise BadRequest("The body must be JSON, pal. That was something else.") from None
+        raise BadRequest(line("not_json", _persona(request))) from None
     except RecursionError:  # thousands of nested brackets: valid JSON shape, but no request of ours nests
-        raise BadRequest("The body is nested too deep, pal. Send a flat JSON object.") from None
+        raise BadRequest(line("too_deep", _persona(request))) from None
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
     return body
@@ -222,8 +229,8 @@ COMPLETIONS = Body("CompletionRequest", (
 _MESSAGE = {"type": "object", "properties": {"role": _TEXT, "content": {"oneOf": [_TEXT, {"type": "array"}]}}}
 CHAT = Body("ChatCompletionRequest", (
     Param("messages", {"type": "array", "items": _MESSAGE, "minItems": 1},
-          "the conversation; the last user message holds the code (a ``` fenced block, the text around it is "
-          "the request)", required=True),
+          "the conversation; the last user message holds the code (``` fenced blocks, a fence left open runs to "
+          "the end; the text around them is the request)", required=True),
     *_DEFAULTS_ONLY,
 ))
 FEEDBACK = Body("FeedbackRequest", (
@@ -254,23 +261,15 @@ _ANSWERS = {
 
 
 def split_fence(message: str) -> tuple[str, str | None]:
-    """(code, request) from a chat message: the fenced block is the code and the rest the request.
-
-    The first ``` or ~~~ opens the block (its tag line is dropped), the next same fence or the end closes it.
-    Plain ``str.find``, linear: the regex this replaces backtracked quadratically on a message of backticks
-    (32,000 took 1.4 s of the event loop, a full-size body ~14 s; issue 19)."""
-    starts = [i for i in (message.find("```"), message.find("~~~")) if i >= 0]
-    if not starts:
+    """(code, request) from a chat message: its fenced blocks (mafioso.core.fences: a fence left open runs to the
+    end) are the code, joined by a blank line, and the text around them the request; without a block the whole
+    message is the code."""
+    blocks = fenced_blocks(message)
+    if not blocks:
         return message, None
-    start = min(starts)
-    fence = message[start:start + 3]
-    newline = message.find("\n", start + 3)
-    if newline < 0:  # no line after the fence: no block
-        return message, None
-    close = message.find(fence, newline + 1)
-    end = len(message) if close < 0 else close
-    request = (message[:start] + " " + message[end + 3 if close >= 0 else end:]).strip()
-    return message[newline + 1:end], request or None
+    around = [message[end:start] for end, start in zip([0] + [b.end for b in blocks], [b.start for b in blocks])]
+    request = " ".join(" ".join(around + [message[blocks[-1].end:]]).split())
+    return "\n\n".join(b.code for b in blocks), request or None
 
 
 def _usage(worker: Worker, pairs: list[tuple[str, str | None]], answers) -> dict:

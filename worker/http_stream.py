@@ -27,7 +27,8 @@ import time
 from aiohttp import web
 
 from mafioso.core.errors import RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
-from mafioso.worker.service import FAILED, AnswerStream, StreamEvent
+from mafioso.prompts.lines import line
+from mafioso.worker.service import AnswerStream, StreamEvent
 
 __all__ = ["stream_chat", "stream_completion", "stream_explain"]
 
@@ -64,7 +65,8 @@ async def _relay(request: web.Request, stream: AnswerStream, chunk, last) -> web
     except (ConnectionResetError, OSError):
         return response  # the client left; the stream's cleanup cancelled the request
     except Exception:  # noqa: BLE001 - headers are sent: the error must be an event, not a broken stream
-        await _send(response, {"error": {"message": FAILED, "type": "server_error", "code": None}})
+        failed = line("failed", stream.persona)
+        await _send(response, {"error": {"message": failed, "type": "server_error", "code": None}})
         raise
     finally:
         await stream.aclose()

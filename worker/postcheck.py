@@ -1,61 +1,7 @@
-"""The output post-check: Mafioso explains code, it never writes it.
+"""Moved to :mod:`mafioso.core.postcheck`: this name stays (the same module) until worker/engine.py and
+worker/fast_engine.py, being redesigned on other branches, import it from core; then delete this file."""
+import sys
 
-The persona is trained to answer without code, but a small model slips. When
-:func:`mafioso.core.text_checks.contains_code` flags an answer, :func:`scrub` removes fenced blocks, lines of
-code and code expressions in backticks, and says so (``leaked=True``) so the worker can count it: the leak
-is measured, not hidden.
-"""
+from mafioso.core import postcheck
 
-from __future__ import annotations
-
-import re
-
-from mafioso import prompts
-from mafioso.core.text_checks import contains_code
-
-__all__ = ["EMPTY_AFTER_SCRUB", "finish", "scrub"]
-
-#: What is left to say when an answer was nothing but code.
-EMPTY_AFTER_SCRUB = "That one I keep off the record, pal. Ask me again and I'll walk you through it in words."
-
-_FENCE_LINE = re.compile(r"^\s*(```|~~~)")
-_BACKTICK = re.compile(r"`([^`\n]+)`")
-
-
-def _drop_fenced_blocks(lines: list[str]) -> list[str]:
-    """Lines outside ``` / ~~~ fences; an unclosed fence runs to the end."""
-    kept, inside = [], False
-    for line in lines:
-        if _FENCE_LINE.match(line):
-            inside = not inside
-            continue
-        if not inside:
-            kept.append(line)
-    return kept
-
-
-def _scrub_line(line: str) -> str | None:
-    """The line without its code: None for a line of code, code spans in prose replaced."""
-    if not contains_code(line):
-        return line
-    prose = _BACKTICK.sub("", line)
-    if contains_code(prose):
-        return None  # the line itself is code, not prose quoting code
-    return _BACKTICK.sub(lambda m: "that bit of code" if contains_code(m.group(0)) else m.group(0), line)
-
-
-def scrub(text: str) -> tuple[str, bool]:
-    """``(text without code, leaked)``; the text is unchanged when no code was found."""
-    if not contains_code(text):
-        return text, False
-    lines = [_scrub_line(line) for line in _drop_fenced_blocks(text.splitlines())]
-    cleaned = "\n".join(line for line in lines if line is not None)
-    cleaned = re.sub(r"\n{3,}", "\n\n", cleaned).strip()
-    return cleaned or EMPTY_AFTER_SCRUB, True
-
-
-def finish(text: str) -> tuple[str, bool]:
-    """The answer as users see it, from the model's raw text: cut at the first ``###`` (a new section means the
-    answer is over), stripped, then :func:`scrub`. Our engines and the client of an OpenAI-style server (vLLM)
-    both call this, so an answer reads the same whichever served it."""
-    return scrub(text.split(prompts.SECTION_MARKER, 1)[0].strip())
+sys.modules[__name__] = postcheck

@@ -52,15 +52,12 @@ from mafioso.core.explanation import Explanation
 from mafioso.core.feedback import AnswerRecord, FeedbackStore, FeedbackUnavailable
 from mafioso.core.config import WorkerConfig
 from mafioso.core.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
+from mafioso.prompts import DEFAULT_PERSONA
+from mafioso.prompts.lines import line
 
 __all__ = ["ADMIT_HEADROOM", "AnswerStream", "Metrics", "ServiceRate", "StreamEvent", "Worker"]
 
 log = logging.getLogger(__name__)
-
-BUSY = "The boss is seeing a lot of people right now, pal. Come back in a minute."
-TIMEOUT = "I thought about your code so long my cannoli went stale. Try again, maybe with less code."
-UNAVAILABLE = "We're closed for the night, my friend. Come back when the lights are on."
-FAILED = "Something went wrong in the back room, pal. It ain't your fault; try again."
 
 #: A request is admitted only if, at the measured rate, it is expected to finish within this share of the
 #: request timeout: answers vary in length, and one that would just make it on average often would not.
@@ -201,9 +198,11 @@ class AnswerStream:
     such as WorkerTimeout are raised from the iteration). Leaving the iteration early (``aclose``, the consumer
     cancelled) cancels the request: the engine frees its slot at its next step."""
 
-    def __init__(self, task: asyncio.Task, sink: TokenSink, text: StreamText | None, answer_id: str):
+    def __init__(self, task: asyncio.Task, sink: TokenSink, text: StreamText | None, answer_id: str,
+                 persona: str = DEFAULT_PERSONA):
         self._task, self._sink, self._text = task, sink, text
         self.answer_id = answer_id  # the answer's id, known before its text
+        self.persona = persona  # whose lines an error in the stream is told in
         self._events = self._run()
 
     def __aiter__(self):
@@ -279,6 +278,11 @@ class Worker:
         self._closing = False
 
     @property
+    def persona(self) -> str:
+        """The persona this worker answers in: its engine's (its adapter's), which also speaks its fixed lines."""
+        return getattr(self.engine, "persona", None) or DEFAULT_PERSONA
+
+    @property
     def registry(self) -> CollectorRegistry:
         """The Prometheus registry holding this worker's metrics."""
         return self.metrics.registry
@@ -322,7 +326,7 @@ class Worker:
             while self._waiting:
                 job = self._waiting.popleft()
                 if not job.future.done():
-                    job.future.set_exception(WorkerUnavailable(UNAVAILABLE))
+                    job.future.set_exception(WorkerUnavailable(line("unavailable", self.persona)))
             self.metrics.queue_depth.set(0)
         self._wakeup.set()
         await self._scheduler
@@ -344,7 +348,7 @@ class Worker:
         text_of = getattr(self.engine, "text_so_far", None)
         text = StreamText(lambda ids: text_of(code, ids), ready_tokens(getattr(self.engine, "gen", None)))
         text = text if text_of else None
-        return AnswerStream(task, sink, text, answer_id)
+        return AnswerStream(task, sink, text, answer_id, self.persona)
 
     async def explain(self, code: str, request: str | None = None, *, max_tokens: int | None = None,
                       sink: TokenSink | None = None, answer_id: str | None = None) -> Explanation:
@@ -410,10 +414,10 @@ class Worker:
 
     async def _explain(self, code: str, request: str | None, control: Control):
         if not self.accepting:
-            raise WorkerUnavailable(UNAVAILABLE)
+            raise WorkerUnavailable(line("unavailable", self.persona))
         code = guard.check(code, request, max_chars=self.cfg.max_input_chars,
                            prompt_tokens=getattr(self.engine, "prompt_tokens", None),
-                           max_prompt_tokens=getattr(self.engine, "max_prompt_tokens", None))
+                           max_prompt_tokens=getattr(self.engine, "max_prompt_tokens", None), persona=self.persona)
         self._admit()
         job = _Job(code, request, asyncio.get_running_loop().create_future(), control)
         self._waiting.append(job)
@@ -422,7 +426,7 @@ class Worker:
         try:
             return await asyncio.wait_for(job.future, self.cfg.request_timeout)
         except asyncio.TimeoutError:  # the builtin TimeoutError from 3.11 on
-            raise WorkerTimeout(TIMEOUT) from None
+            raise WorkerTimeout(line("timeout", self.persona)) from None
         finally:
             if job in self._waiting:  # timed out or cancelled before its batch: free the slot now
                 self._waiting.remove(job)
@@ -451,7 +455,7 @@ class Worker:
             reason, excess = "overloaded", queued + in_flight + 1 - allowed
         self.metrics.refused.labels(reason).inc()
         wait = RETRY_MIN_S if rate is None or excess is None else math.ceil(excess / rate)
-        raise WorkerBusy(BUSY, retry_after=min(RETRY_MAX_S, max(RETRY_MIN_S, wait)))
+        raise WorkerBusy(line("busy", self.persona), retry_after=min(RETRY_MAX_S, max(RETRY_MIN_S, wait)))
 
     def _next_batch(self) -> list[_Job]:
         batch: list[_Job] = []
@@ -507,7 +511,7 @@ class Worker:
             log.exception("generation failed for a batch of %d", len(batch))
             for job in batch:
                 if not job.future.done():
-                    job.future.set_exception(RequestError(FAILED))
+                    job.future.set_exception(RequestError(line("failed", self.persona)))
             return
         self.rate.finished(0, answered=sum(not job.control.cancelled for job in batch))
         for job, result in zip(batch, results, strict=True):

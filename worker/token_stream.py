@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from mafioso.worker.loop_guard import LoopRule
+from mafioso.core.loop_guard import LoopRule
 
 __all__ = ["StreamText", "TokenSink", "loop_safe", "ready_tokens", "settled"]
 
@@ -45,7 +45,7 @@ _SENTENCE_END = re.compile(r"(?:[.!?…]+[\"'”’)\]*_`]*\s|\n)")
 def loop_safe(ids: list[int], max_period: int) -> int:
     """How many of an answer's first tokens no loop found later can cut: everything before the earliest start
     of a periodic run at its end (a run of period p from i on: ``ids[j] == ids[j - p]`` for every j >= i; the
-    loop rule's loop starts at i - p, :class:`mafioso.worker.loop_guard.LoopGuard`), and before the last
+    loop rule's loop starts at i - p, :class:`mafioso.core.loop_guard.LoopGuard`), and before the last
     ``max_period`` tokens, where a new run may begin."""
     n = len(ids)
     safe = n - max_period

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from mafioso.core.fences import FENCE_MARK
+
 __all__ = ["FENCE", "SENTENCE", "SPAN", "advice_from", "blank", "mask", "negated", "sentences", "within"]
 
 # A denial just before the phrase, in the same clause: "not recursive", "no loop", "never prints",
@@ -28,7 +30,7 @@ _CLAUSE = re.compile(r"[;:\u2014]|,\s+(?:but|so|and|or|while|whereas)\b", re.IGN
 # A sentence ends at . ! ? followed by a space (so `json.dumps` and 3.5 stay inside it) or at a line break.
 SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?](?!\s|$))+[.!?]*")
 SPAN = re.compile(r"`([^`\n]{1,120})`")
-FENCE = re.compile(r"```|~~~")
+FENCE = FENCE_MARK  # where a fence may be (mafioso.core.fences)
 
 
 def blank(match: re.Match) -> str:

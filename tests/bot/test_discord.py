@@ -9,8 +9,8 @@ import re
 import discord
 import pytest
 
-from mafioso.bot.discord_bot import APOLOGY, DISCORD_LIMIT, CodeModal, MafiosoBot
-from mafioso.bot.extract import NOT_HERE
+from mafioso.bot.discord_bot import DISCORD_LIMIT, CodeModal, MafiosoBot
+from mafioso.prompts.lines import line
 from mafioso.bot.streaming import IN_PROGRESS
 from mafioso.core.config import DiscordConfig
 from mafioso.core.errors import InputRejected, WorkerBusy, WorkerTimeout, WorkerUnavailable
@@ -184,8 +184,8 @@ def test_cooldown_answers_easy_pal_then_lets_the_user_back():
 
 
 @pytest.mark.parametrize("error, words", [
-    (WorkerBusy("queue full: 256 waiting"), "busy"),
-    (WorkerTimeout("timed out after 120.0 s"), "too long"),
+    (WorkerBusy("queue full: 256 waiting"), "seeing a lot of people"),
+    (WorkerTimeout("timed out after 120.0 s"), "cannoli went stale"),
     (WorkerUnavailable("connection refused 10.0.0.7:8000"), "ain't takin' visitors"),
     (InputRejected("too_large", "7000 > 6000"), "6000 characters"),
 ])
@@ -203,7 +203,7 @@ def test_unexpected_errors_are_logged_and_apologised_for(caplog):
     with pytest.raises(RuntimeError):
         run(bot.on_message(message))  # discord.py hands this to on_error, the central handler:
     run(bot.on_error("on_message", message))
-    assert replies(message) == [APOLOGY]
+    assert replies(message) == [line("apology")]
 
 
 # --------------------------------------------------------------------------------------- interactions
@@ -257,7 +257,7 @@ def test_context_menu_on_a_busy_worker_apologises():
     menu = bot.tree.get_command("Explain this code", type=discord.AppCommandType.message)
     interaction = discord_interaction()
     run(menu.callback(interaction, discord_message("x = 1")))
-    assert "busy" in followups(interaction)[0]
+    assert "seeing a lot of people" in followups(interaction)[0]
 
 
 def test_interactions_outside_the_allow_list_are_refused_privately():
@@ -266,7 +266,7 @@ def test_interactions_outside_the_allow_list_are_refused_privately():
     interaction = discord_interaction(channel=discord_channel(2))
     run(bot.tree.get_command("explain").callback(interaction, code="x = 1"))
     interaction.response.send_message.assert_awaited_once()
-    assert interaction.response.send_message.await_args.args == (NOT_HERE,)
+    assert interaction.response.send_message.await_args.args == (line("not_here"),)
     assert interaction.response.send_message.await_args.kwargs["ephemeral"] is True
     interaction.response.defer.assert_not_awaited()
     assert explainer.codes == []
@@ -290,11 +290,11 @@ def test_central_interaction_error_handler_apologises_after_deferral(caplog):
     run(interaction.response.defer())
     error = discord.app_commands.CommandInvokeError(bot.tree.get_command("explain"), RuntimeError("internals"))
     run(bot.on_app_command_error(interaction, error))
-    assert followups(interaction) == [APOLOGY]
+    assert followups(interaction) == [line("apology")]
     assert interaction.followup.send.await_args.kwargs["ephemeral"] is True
     fresh = discord_interaction()
     run(bot.on_app_command_error(fresh, error))
-    assert fresh.response.send_message.await_args.args == (APOLOGY,)
+    assert fresh.response.send_message.await_args.args == (line("apology"),)
     assert "RuntimeError" in caplog.text
 
 

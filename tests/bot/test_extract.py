@@ -6,8 +6,9 @@ import signal
 
 import pytest
 
-from mafioso.bot.extract import (NO_CODE, cooldown_line, decode_code_file, error_line, extract_code, fenced_blocks,
-                         is_code_file, python_blocks, split_text)
+from mafioso.bot.extract import decode_code_file, error_line, extract_code, is_code_file, python_blocks, split_text
+from mafioso.core.fences import fenced_blocks
+from mafioso.prompts.lines import line
 from mafioso.core.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 
 
@@ -56,8 +57,11 @@ def test_code_files():
     assert not is_code_file("notes.txt") and not is_code_file("image.png", "png")
     assert decode_code_file("x = 'é'\n".encode()) == "x = 'é'\n"
     assert decode_code_file(b"\xef\xbb\xbfx = 1") == "x = 1"
-    assert decode_code_file(b"\x89PNG\x00\x01") is None
-    assert decode_code_file(b"\xff\xfe\xfa") is None
+    for binary in (b"\x89PNG\x00\x01", b"\xff\xfe\xfa", b"x = 1\x00\x01"):
+        with pytest.raises(InputRejected) as caught:
+            decode_code_file(binary)
+        assert caught.value.reason == "binary"
+        assert error_line(caught.value, 6000) == line("binary")  # the guard's refusal, not "show me some Python"
 
 
 def _balanced(chunk: str) -> bool:
@@ -100,16 +104,19 @@ def test_short_text_is_one_chunk_and_empty_text_none():
     assert split_text("a" * 45, 20) == ["a" * 20, "a" * 20, "a" * 5]
 
 
-def test_in_character_lines_never_show_internals():
+@pytest.mark.parametrize("persona", ["mafioso", "noir"])
+def test_in_character_lines_never_show_internals(persona):
     secret = "Traceback: CUDA OOM at /srv/model token=xoxb-123"
-    for exc in (WorkerBusy(secret), WorkerTimeout(secret), WorkerUnavailable(secret), RequestError(secret),
-                InputRejected("too_large", secret), InputRejected("binary", secret), InputRejected("empty", secret)):
-        line = error_line(exc, max_chars=6000)
-        assert secret not in line
-        assert "pal" in line.lower() or "capisce" in line.lower()
-    assert "6000" in error_line(InputRejected("too_large", secret), 6000)
-    assert error_line(InputRejected("empty", secret), 6000) == NO_CODE
-    assert "Easy, pal" in cooldown_line(7.2) and "7 seconds" in cooldown_line(7.2)
+    expected = [("busy", WorkerBusy(secret)), ("timeout", WorkerTimeout(secret)),
+                ("worker_down", WorkerUnavailable(secret)), ("failed", RequestError(secret)),
+                ("binary", InputRejected("binary", secret)), ("no_code", InputRejected("empty", secret))]
+    for situation, exc in expected:
+        said = error_line(exc, 6000, persona)
+        assert secret not in said and said == line(situation, persona)
+    too_large = error_line(InputRejected("too_large", secret), 6000, persona)
+    assert too_large == line("code_too_long", persona, limit=6000) and "6000" in too_large and secret not in too_large
+    assert "7 seconds" in line("cooldown", persona, seconds=7.2)
+    assert "1 seconds" in line("cooldown", persona, seconds=0.1)
 
 
 @contextlib.contextmanager
@@ -143,7 +150,8 @@ def test_a_backtick_run_longer_than_the_limit_is_cut_like_a_word():
     assert "".join(chunks) == "`" * 2100 and all(len(chunk) <= 2000 for chunk in chunks)
 
 
-def test_fence_pairs_follow_commonmark():
-    assert [b.code for b in fenced_blocks("````py\nx = 1\n```\ny = 2\n````")] == ["x = 1\n```\ny = 2"]
-    assert [b.code for b in fenced_blocks("```\na\n``` ```\nb\n```")] == ["a", "b"]
-    assert fenced_blocks("```\nnever closed") == []
+def test_a_fence_left_open_is_code_when_asked_but_not_when_listening():
+    assert extract_code("@Mafioso look\n```python\nx = 1") == "x = 1"
+    assert extract_code("look\n```python\nx = 1", fence_required=True) == ""
+    assert extract_code("look\n```python\nx = 1\n```", fence_required=True) == "x = 1"
+    assert python_blocks("```\nx = 1", closed=True) == [] and python_blocks("```\nx = 1")[0].code == "x = 1"

@@ -105,3 +105,35 @@ def test_serve_gives_each_served_name_its_client_in_its_personas_prompt(monkeypa
     monkeypatch.setenv("SLACK_CHANNEL_PERSONAS", "C1=pirate")
     with pytest.raises(ConfigError, match="SLACK_CHANNEL_PERSONAS: pirate not served"):
         asyncio.run(_start_explainer(settings("--worker-url", "http://127.0.0.1:9")))
+
+
+def test_the_adapters_own_lines_follow_the_persona_in_effect():
+    from mafioso.core.errors import WorkerBusy
+    from mafioso.prompts.lines import line
+
+    def busy_personas():
+        return PersonaExplainer({"mafioso": FakeExplainer(error=WorkerBusy("queue full")),
+                                 "noir": FakeExplainer(error=WorkerBusy("queue full"), persona="noir")}, "mafioso")
+
+    def discord(code, persona):
+        bot = make_bot(busy_personas())
+        interaction = discord_interaction()
+        asyncio.run(bot.tree.get_command("explain").callback(interaction, code=code, persona=persona))
+        return interaction
+
+    said = discord("x = 1", "noir").followup.send.call_args.args[0]
+    assert said == line("busy", "noir") and said != line("busy")
+    assert discord("x = 1", None).followup.send.call_args.args[0] == line("busy")
+    assert discord(None, "noir").response.send_modal.call_args.args[0].title == line("form_title", "noir")
+    refused = discord("x = 1", "pirate").response.send_message.call_args.args[0]  # no such voice: the default's
+    assert refused.startswith(line("who_is_that", detail="")) and "pirate" in refused
+
+    async def slack(text):
+        async with slack_app(busy_personas(), channel_personas="C1=noir") as (stub, url):
+            body = slash_command_body(text, f"{stub.url}/response/1")
+            headers = {**FORM, **slack_signature_headers(SECRET, body)}
+            async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as reply:
+                return await reply.text()
+
+    assert line("no_code", "noir").split("(")[0].strip() in asyncio.run(slack("   "))  # the channel's persona
+    assert "Ya gotta show me the goods" in asyncio.run(slack("persona:mafioso"))

@@ -13,7 +13,8 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from mafioso.bot.slack_bot import INVITE_ME, SLACK_LIMIT, SlackBot, escape_mrkdwn, slack_to_plain
+from mafioso.prompts.lines import line
+from mafioso.bot.slack_bot import SLACK_LIMIT, SlackBot, escape_mrkdwn, slack_to_plain
 from mafioso.core.config import SlackConfig
 from mafioso.core.errors import ConfigError, WorkerBusy, WorkerUnavailable
 from tests.helpers import FakeExplainer, SlackStub, free_port, slack_signature_headers, slash_command_body
@@ -318,7 +319,7 @@ def test_shortcut_where_the_bot_is_not_a_member_answers_privately():
 
     stub = asyncio.run(main())
     invite, answer = stub.responses
-    assert invite["text"] == INVITE_ME and invite["response_type"] == "ephemeral"
+    assert invite["text"] == line("invite_me") and invite["response_type"] == "ephemeral"
     assert answer["text"].startswith("Listen up") and answer["response_type"] == "ephemeral"
 
 
@@ -330,7 +331,7 @@ def test_shortcut_on_a_busy_worker_apologises_in_the_thread():
         return stub
 
     (post,) = asyncio.run(main()).posted()
-    assert "busy" in post["text"] and "256" not in post["text"]
+    assert "seeing a lot of people" in post["text"] and "256" not in post["text"]
 
 
 # ------------------------------------------------------------------------------------ start and text

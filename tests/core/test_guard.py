@@ -4,7 +4,8 @@ import pytest
 
 from mafioso.core import guard
 from mafioso.worker.http_api import split_fence
-from mafioso.worker.postcheck import EMPTY_AFTER_SCRUB, scrub
+from mafioso.prompts.lines import line
+from mafioso.core.postcheck import scrub
 from mafioso.core.errors import InputRejected
 
 
@@ -22,7 +23,7 @@ def test_refusals_name_the_reason_in_character(code, reason):
     with pytest.raises(InputRejected) as caught:
         guard.check(code, max_chars=6000)
     assert caught.value.reason == reason
-    assert str(caught.value) == guard.REFUSALS[reason]
+    assert str(caught.value) == line(reason)
 
 
 def test_accepts_code_and_decodes_utf8_bytes():
@@ -56,39 +57,27 @@ def test_scrub_removes_fences_code_lines_and_code_spans():
 
 
 def test_scrub_of_nothing_but_code_says_something():
-    assert scrub("```\nimport os\n```") == (EMPTY_AFTER_SCRUB, True)
+    assert scrub("```\nimport os\n```") == (line("off_the_record"), True)
 
 
 @pytest.mark.parametrize("message, code, ask", [
     ("print(1)", "print(1)", None),
-    ("what does this do?\n```python\nprint(1)\n```", "print(1)\n", "what does this do?"),
-    ("```\nx = 1\n```", "x = 1\n", None),
-    ("explain\n```py\nx = 1", "x = 1", "explain"),
+    ("what does this do?\n```python\nprint(1)\n```", "print(1)", "what does this do?"),
+    ("```\nx = 1\n```", "x = 1", None),
+    ("explain\n```py\nx = 1", "x = 1", "explain"),  # a fence left open runs to the end (core/fences.py)
+    ("```x = 1``` why?", "x = 1", "why?"),
+    ("compare\n```\na = 1\n```\nwith\n~~~py\nb = 2\n~~~\nplease", "a = 1\n\nb = 2", "compare with please"),
+    ("use ``` to fence code", "use ``` to fence code", None),  # no line after an unclosed fence: no block
 ])
 def test_chat_message_split(message, code, ask):
     assert split_fence(message) == (code, ask)
 
 
-def test_chat_message_split_is_the_old_regex_in_linear_time():
-    """Issue 19: the regex split backtracked quadratically (32,000 backticks: 1.4 s of the event loop)."""
-    import random
-    import re
+def test_chat_message_split_is_linear():
+    """Issue 19: a regex split backtracked quadratically (32,000 backticks: 1.4 s of the event loop)."""
     import time
 
-    old = re.compile(r"(```|~~~)[^\n]*\n(.*?)(?:\1|\Z)", re.DOTALL)
-
-    def reference(message):
-        match = old.search(message)
-        if not match:
-            return message, None
-        request = (message[:match.start()] + " " + message[match.end():]).strip()
-        return match.group(2), request or None
-
-    rng = random.Random(0)
-    for _ in range(3000):
-        message = "".join(rng.choice(["`", "~", "\n", "x", " ", "```", "~~~", "py"]) for _ in range(rng.randint(0, 20)))
-        assert split_fence(message) == reference(message), repr(message)
     started = time.perf_counter()
-    for message in ("`" * 100_000, "```" * 33_000 + "\n", "~~~\n" + "`" * 100_000):
+    for message in ("`" * 100_000, "```" * 33_000 + "\n", "~~~\n" + "`" * 100_000, "```\n" * 30_000):
         split_fence(message)
-    assert time.perf_counter() - started < 0.1
+    assert time.perf_counter() - started < 1.0  # the quadratic split took 14 s on a full-size body

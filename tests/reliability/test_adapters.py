@@ -48,10 +48,10 @@ class Case:
 SLACK = [
     Case("answered through the worker", "x = 1", "explained x = 1"),
     Case("too large", "x" * 1001, "That's a lotta code", asked=False),
-    Case("binary", "x = 1\u0000\u0001", "garbage", asked=False),
-    Case("worker timed out", "x = 1", "too long", engine={"tokens": 1000, "token_delay": 0.01},
+    Case("binary", "x = 1\u0000\u0001", "bag of bytes", asked=False),
+    Case("worker timed out", "x = 1", "cannoli went stale", engine={"tokens": 1000, "token_delay": 0.01},
          cfg={"request_timeout": 0.3}),
-    Case("worker busy", "x = 1", "busy", state="busy", asked=False),
+    Case("worker busy", "x = 1", "seeing a lot of people", state="busy", asked=False),
     Case("worker stopped", "x = 1", "ain't takin' visitors", state="stopped", asked=False),
     Case("worker down", "x = 1", "ain't takin' visitors", state="down", asked=False),
     Case("worker's engine failing", "x = 1", "back room", engine={"fail": True}),
@@ -132,8 +132,8 @@ def test_slack_a_mention_of_backticks_does_not_hold_the_next_request():
 
 DISCORD = [
     Case("answered through the worker", FENCED, "explained def add"),
-    Case("worker busy", FENCED, "busy", state="busy", asked=False),
-    Case("worker timed out", FENCED, "too long", engine={"tokens": 1000, "token_delay": 0.01},
+    Case("worker busy", FENCED, "seeing a lot of people", state="busy", asked=False),
+    Case("worker timed out", FENCED, "cannoli went stale", engine={"tokens": 1000, "token_delay": 0.01},
          cfg={"request_timeout": 0.3}),
     Case("worker down", FENCED, "ain't takin' visitors", state="down", asked=False),
     Case("too large", "```python\n" + "x" * 1001 + "\n```", "1000 characters", asked=False),

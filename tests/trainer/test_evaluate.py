@@ -365,3 +365,35 @@ def test_the_gate_allows_a_drop_within_the_noise():
     current = {"grounded": 0.55, "persona_rate": 0.88, "stop_rate": 1.0}
     assert gate(current, {"grounded": 0.51, "persona_rate": 0.75, "stop_rate": 0.97})[0] is True
     assert gate(current, {"grounded": 0.55, "persona_rate": 0.70, "stop_rate": 1.0})[0] is False
+
+
+def test_eval_reads_the_worker_s_settings_as_the_worker_does(tmp_path, monkeypatch, clean_env):
+    """MAFIOSO_GROUNDED_DECODING=false mafioso eval decodes as the worker would (issue 18: eval read no env)."""
+    from mafioso.worker.engine import Engine
+    from mafioso.trainer import evaluate
+
+    seen = []
+
+    class StandIn:
+        device, persona = "cpu", "mafioso"
+
+        def __init__(self, cfg, gen):
+            seen.append((cfg, gen))
+
+        def generate(self, requests):
+            return [Generation(text="It prints, pal.", tokens=3, finished=True) for _ in requests]
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(Engine, "load", classmethod(lambda cls, cfg, gen: StandIn(cfg, gen)))
+    monkeypatch.setattr(evaluate, "response_loss", lambda engine, samples, batch_size, label: (2.0, 10))
+    for name, value in (("GROUNDED_DECODING", "false"), ("MAX_NEW_TOKENS", "77"), ("DTYPE", "float32"),
+                        ("DEVICE", "cuda"), ("BASE_MODEL", "stand-in")):
+        monkeypatch.setenv(f"MAFIOSO_{name}", value)
+    data = write_dataset(tmp_path / "val.json", [("explain", "print(1)", "It prints 1, pal.")])
+    assert main(["eval", "--data", str(data), "--out", str(tmp_path / "o"), "--adapter", "none",
+                 "--device", "cpu", "--no-drop-unsupported"]) == 0
+    ((cfg, gen),) = seen
+    assert (gen.grounded_decoding, gen.max_new_tokens, gen.drop_unsupported) == (False, 77, False)
+    assert (cfg.dtype, cfg.device, cfg.base_model, cfg.adapter) == ("float32", "cpu", "stand-in", "none")

@@ -8,8 +8,8 @@ import asyncio
 import pytest
 
 from mafioso import prompts
-from mafioso.worker.client import WRONG_NAME, WorkerClient
-from mafioso.worker.postcheck import EMPTY_AFTER_SCRUB
+from mafioso.prompts.lines import line
+from mafioso.worker.client import WorkerClient
 from mafioso.bot.serve import _start_explainer, load_settings
 from mafioso.worker.service import Worker
 from mafioso.cli import main, make_parser
@@ -47,7 +47,7 @@ def test_openai_mode_sends_the_rendered_prompt_greedy_with_the_section_stop():
 
 def test_openai_mode_finishes_the_text_like_our_engine(monkeypatch):
     """A server that ignores ``stop`` still gives our answer: the client cuts at ###, strips and scrubs code
-    (mafioso.worker.postcheck.finish, as the engine does)."""
+    (mafioso.core.postcheck.finish, as the engine does)."""
     async def run():
         async with VllmStandIn(answer="  It adds them, pal.\n```python\nprint(add(1, 2))\n```\n### EXTRA\nx = 1",
                                finish_reason="length") as server:
@@ -66,7 +66,7 @@ def test_an_answer_of_only_code_says_so_in_character():
         async with VllmStandIn(answer="```python\nx = 1\n```") as server:
             return await _explain(server)
 
-    assert asyncio.run(run()).text == EMPTY_AFTER_SCRUB
+    assert asyncio.run(run()).text == line("off_the_record")
 
 
 def test_the_model_name_is_configurable_and_an_unknown_one_is_in_character(caplog):
@@ -78,7 +78,7 @@ def test_the_model_name_is_configurable_and_an_unknown_one_is_in_character(caplo
 
     error, sent = asyncio.run(run())
     assert sent == "mafioso-noir"
-    assert str(error) == WRONG_NAME
+    assert str(error) == line("wrong_name")
     assert "MAFIOSO_WORKER_MODEL" in caplog.text and "does not exist" in caplog.text  # the detail is logged
 
 
@@ -166,7 +166,7 @@ def test_serve_builds_an_openai_client_from_env_and_flags(monkeypatch):
 
 
 def test_openai_mode_applies_the_claim_post_check_like_our_engines():
-    """A vLLM answer gets the same claim post-check as our engines (mafioso.worker.claim_check): the sentence the code
+    """A vLLM answer gets the same claim post-check as our engines (mafioso.core.claim_check): the sentence the code
     contradicts is dropped, unless the setting is off."""
     answer = "`add` is a recursive little racket, pal. It returns `a` plus `b`, capisce?"
 

@@ -14,7 +14,7 @@ from transformers import AutoConfig
 
 from mafioso import prompts
 from mafioso.worker import engine as engine_module
-from mafioso.worker.claim_check import NOTHING_SURE
+from mafioso.prompts.lines import line
 from mafioso.worker.control import Control
 from mafioso.worker.engine import Engine, Generation, adapter_folder, base_of
 from mafioso.core.config import GenerationConfig, WorkerConfig
@@ -208,8 +208,18 @@ def test_the_claim_post_check_drops_what_the_code_contradicts_and_says_so(engine
     # Engine.generate applies it, so the fast engine (which only replaces decode) does too
     forced("`f` is recursive, pal.", eos=True)
     [answer] = engine.generate([("def f():\n    return 1\n", None)])
-    assert answer.text == NOTHING_SURE and answer.dropped == 1
+    assert answer.text == line("nothing_sure") and answer.dropped == 1
     assert answer.raw_text == "`f` is recursive, pal."
+
+
+@pytest.mark.xfail(strict=True, reason="issue 23: worker/engine.py (being redesigned on another branch) must pass "
+                   "its persona to finish() and say line('nothing_sure', self.persona); until then a noir engine's "
+                   "emptied answers are in the mafioso's words")
+def test_an_engine_says_its_persona_s_post_check_lines(engine, forced, monkeypatch):
+    monkeypatch.setattr(engine, "persona", "noir")
+    forced("`f` is recursive, pal.", eos=True)
+    [answer] = engine.generate([("def f():\n    return 1\n", None)])
+    assert answer.text == line("nothing_sure", "noir")
 
 
 def test_the_claim_post_check_can_be_switched_off(engine, forced, monkeypatch):

@@ -54,3 +54,53 @@ def test_two_personas_answer_by_model_at_once(engine, tiny_model_dir, tiny_adapt
     assert listed["noir"].root == str(noir_dir)
     assert unknown[0] == 404 and unknown[1]["error"]["code"] == "model_not_found"
     assert explained == (200, explained[1]) and explained[1]["explanation"] == expected["noir"][0]
+
+
+def test_a_worker_speaks_its_persona_s_fixed_lines(fake_engine):
+    from mafioso.core.errors import InputRejected, WorkerBusy
+    from mafioso.prompts.lines import line
+
+    async def refusals(persona):
+        fake_engine.persona = persona
+        worker = Worker(fake_engine, worker_config(queue_size=1), admission=False)
+        found = []
+        await worker.start()
+        try:
+            for code in ("   ", "x" * 7000, "x = 1\x00\x01"):
+                try:
+                    await worker.explain(code)
+                except InputRejected as exc:
+                    found.append(str(exc))
+            worker._waiting.append(object())  # a full queue
+            try:
+                worker._admit()
+            except WorkerBusy as exc:
+                found.append(str(exc))
+            worker._waiting.clear()
+        finally:
+            await worker.stop()
+        return found
+
+    for persona in ("noir", "mafioso"):
+        assert asyncio.run(refusals(persona)) == [line(s, persona) for s in ("empty", "too_large", "binary", "busy")]
+
+
+def test_a_noir_worker_s_http_api_refuses_in_the_noir_s_words(fake_engine):
+    from mafioso.prompts.lines import line
+
+    fake_engine.persona = "noir"
+    cfg = worker_config(api_key="sesame")
+
+    async def main():
+        async with serving(Worker(fake_engine, cfg), cfg) as url, aiohttp.ClientSession() as session:
+            async with session.post(f"{url}/v1/explain", json={"code": "x = 1"}) as reply:
+                no_key = (reply.status, (await reply.json())["error"]["message"])
+            headers = {"Authorization": "Bearer sesame", "Content-Type": "application/json"}
+            async with session.post(f"{url}/v1/explain", data=b"{not json", headers=headers) as reply:
+                not_json = (reply.status, (await reply.json())["error"]["message"])
+            async with session.post(f"{url}/v1/explain", json={"code": "  "}, headers=headers) as reply:
+                empty = (reply.status, (await reply.json())["error"]["message"])
+        return no_key, not_json, empty
+
+    assert asyncio.run(main()) == ((401, line("wrong_key", "noir")), (400, line("not_json", "noir")),
+                                   (400, line("empty", "noir")))

@@ -1,4 +1,4 @@
-"""The loop rule (worker/loop_guard.py): what counts as a loop, what never does, and how a looping answer is cut.
+"""The loop rule (core/loop_guard.py): what counts as a loop, what never does, and how a looping answer is cut.
 
 The detector works on token ids; these tests use a word-level stand-in tokenizer that, like Gemma's, writes
 numbers one digit per token and glues a leading space to a word.
@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from mafioso.worker.loop_guard import LoopGuard, LoopRule, TokenPieces, cut_loop, find_loop
+from mafioso.core.loop_guard import LoopGuard, LoopRule, TokenPieces, cut_loop, find_loop
 from mafioso.core.config import GenerationConfig
 from mafioso.core.errors import ConfigError
 from tests.helpers import SNIPPETS

@@ -6,8 +6,8 @@ import time
 import pytest
 import torch
 
-from mafioso.worker import cpu_dtype as module
-from mafioso.worker.cpu_dtype import Timings, choose, cpu_dtype, measure
+from mafioso.core import cpu_dtype as module
+from mafioso.core.cpu_dtype import Timings, choose, cpu_dtype, measure
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_a_verdict_measured_without_int8_is_measured_again(cache, monkeypatch):
 
 def test_the_verdict_is_measured_once_per_machine(cache, caplog):
     timer = counting(Timings(float32=0.004, bfloat16=0.002))
-    with caplog.at_level("INFO", logger="mafioso.worker.cpu_dtype"):
+    with caplog.at_level("INFO", logger="mafioso.core.cpu_dtype"):
         assert cpu_dtype(640, 262144, timer=timer) is torch.bfloat16
     assert "fp32 4.00 ms, bf16 2.00 ms" in caplog.text
     assert cpu_dtype(640, 262144, timer=counting(Timings(float32=1.0, bfloat16=9.0))) is torch.bfloat16  # cached

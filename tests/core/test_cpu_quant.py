@@ -10,8 +10,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from mafioso import prompts
 from mafioso.core.config import GenerationConfig, WorkerConfig
 from mafioso.core.errors import ConfigError
-from mafioso.worker import cpu_quant
-from mafioso.worker.cpu_quant import Int8Linear, Int8Weight
+from mafioso.core import cpu_quant
+from mafioso.core.cpu_quant import Int8Linear, Int8Weight
 from tests.helpers import SNIPPETS
 
 pytestmark = pytest.mark.skipif(not cpu_quant.available(), reason="this torch build has no fbgemm (x86 only)")
@@ -135,7 +135,7 @@ def test_saved_and_loaded_again_it_computes_the_same(fp32_model, tmp_path):
 
 def test_the_engine_serves_int8_and_caches_the_quantized_weights(tiny_model_dir, tiny_adapter_dir, tmp_path,
                                                                    monkeypatch):
-    from mafioso.worker import serving_cache
+    from mafioso.core import serving_cache
     from mafioso.worker.engine import Engine
 
     monkeypatch.setattr(serving_cache, "cache_dir", lambda: tmp_path)

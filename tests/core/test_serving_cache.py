@@ -8,7 +8,7 @@ import torch
 from peft import PeftModel
 from peft.tuners.tuners_utils import BaseTuner
 
-from mafioso.worker import serving_cache
+from mafioso.core import serving_cache
 from mafioso.worker.engine import Engine
 from mafioso.core.config import GenerationConfig, WorkerConfig
 

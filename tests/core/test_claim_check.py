@@ -1,6 +1,6 @@
 """The claim post-check: sentences the code contradicts are dropped, the rest of the answer stays."""
 
-from mafioso.worker.claim_check import drop_unsupported
+from mafioso.core.claim_check import drop_unsupported
 
 LOOP = "def factorial(n):\n    result = 1\n    for i in range(2, n + 1):\n        result *= i\n    return result\n"
 RECURSION = "def factorial(n):\n    return 1 if n < 2 else n * factorial(n - 1)\n"

@@ -1,0 +1,217 @@
+"""Degenerate loops in an answer: found token by token, the answer ended there and cut back to before the loop.
+
+A small model sometimes loops until the token limit: "No, no, no, …" a hundred times, one sentence again and
+again, or a count that never ends ("prints 1, 2, 3, … 40, 41"). Two rules, each cheap per token:
+
+* a **repeat**: the answer's last tokens are one unit of 1-12 tokens repeated at least 4 times, covering at
+  least ``span`` tokens (20 by default: ten "no,"s, four copies of a sentence of 5-12 tokens). Not 16: Gemma
+  writes a number one digit per token, and Python prints 1/3 as 0.3333333333333333, 16 threes;
+* a **count**: ``count`` numbers in a row (10 by default), separated by commas, in steps of one size
+  ("1, 2, 3, …", "0, 5, 10, …", "120, 120, …"). The shipped references list at most 6 such numbers
+  ("1, 2, 3, 4, 5, 6"); a correct answer for ``range(10)`` lists 10 and stays below the rule, which counts
+  only numbers followed by a comma.
+
+This is a stop rule, not a ban: it never changes which token comes next, so names like ``MAX_LOANS`` are
+never mangled (the n-gram ban, :mod:`mafioso.worker.ngram_ban`, can), and it only looks at the answer's own tokens. Both
+decode paths feed one :class:`LoopGuard` per answer and end the answer when it fires (``Engine.decode``
+through a stopping criterion, the fast engine in its per-token record); the final text is cut by
+:func:`find_loop` + :func:`cut_loop` in ``Engine._finish``, shared by both paths, so the same tokens
+give the same cut. The rule is in core because it is also what ``mafioso eval`` measures (``loop_rate`` counts
+the answers it found looping, cut or not: mafioso.trainer.metrics) and what a stream holds back
+(mafioso.worker.token_stream).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["Loop", "LoopGuard", "LoopRule", "TokenPieces", "cut_loop", "find_loop"]
+
+
+@dataclass(frozen=True)
+class LoopRule:
+    """When an answer counts as looping; ``span`` and ``count`` come from ``GenerationConfig.loop_span`` and
+    ``loop_count``."""
+
+    span: int = 20  # tokens a repeated unit must cover
+    count: int = 10  # comma-separated numbers in steps of one size
+    repeats: int = 4  # copies of the unit, at least
+    max_period: int = 12  # longest unit, in tokens
+
+    @classmethod
+    def of(cls, gen) -> LoopRule:
+        """The rule a :class:`mafioso.core.config.GenerationConfig` asks for."""
+        return cls(span=gen.loop_span, count=gen.loop_count)
+
+
+@dataclass(frozen=True)
+class Loop:
+    """Where an answer's loop is, in token positions of the answer."""
+
+    kind: str  # "repeat" or "count"
+    start: int  # the loop's first token
+    keep: int  # just past its first occurrence: a repeat's first unit, a count's first number
+    period: int = 0  # a repeat's unit, in tokens
+
+
+class TokenPieces(dict):
+    """``pieces[token]``: the token's text on its own (``tokenizer.decode([id])``), decoded once and remembered,
+    with two facts the count rule asks of every token: does it hold a digit, and does it end inside a word.
+    A dict, so that a token seen before costs one lookup."""
+
+    def __init__(self, tokenizer):
+        super().__init__()
+        self._decode = tokenizer.decode
+
+    def __missing__(self, token: int) -> tuple[str, bool, bool]:
+        piece = self._decode([token])
+        known = self[token] = (piece, any("0" <= c <= "9" for c in piece), _wordy(piece[-1:]))
+        return known
+
+
+def _wordy(c: str) -> bool:
+    return c.isalnum() or c == "_"
+
+
+class LoopGuard:
+    """Follows one answer, one token at a time (:meth:`add`). Per token: one look into the last ``max_period``
+    tokens, and only where the token is among them a pass over the periods; for the count rule one dict
+    lookup, and only for tokens that hold digits or follow a number a pass over their characters."""
+
+    def __init__(self, rule: LoopRule, pieces: TokenPieces):
+        self.rule = rule
+        self.pieces = pieces
+        self.loop: Loop | None = None
+        self._tokens: list[int] = []
+        # repeat rule: _since[p] is where the current run of tokens equal to the one p before began (the
+        # answer's tail then has period p over n + 1 - _since[p] + p tokens); a run cannot start before p,
+        # nor before _reset, set when a token matches none of the last max_period tokens (every run ends)
+        self._since = list(range(rule.max_period + 1))
+        self._reset = 0
+        self._need = [0] + [max(rule.repeats * p, rule.span) - p for p in range(1, rule.max_period + 1)]
+        # count rule: a small automaton over characters
+        self._num = ""  # the number being read
+        self._num_start = self._num_end = 0  # its first token, and just past the token of its last digit
+        self._wordy = False  # the last character was a letter, digit or underscore: a digit next is in a name
+        self._after_comma = False  # a listed number and its comma were read; spaces, then the next number
+        self._minus = False  # a "-" after such a comma
+        self._prev: float | None = None  # the list's last number (None: no list)
+        self._step: float | None = None
+        self._count = 0  # numbers at the end of the list in steps of ``_step``
+        self._list_start = self._first_end = 0
+
+    def add(self, token: int) -> bool:
+        """Feed the answer's next token; True once the answer loops (:attr:`loop` then says where)."""
+        if self.loop is not None:
+            return True
+        tokens = self._tokens
+        n = len(tokens)
+        tokens.append(token)
+        if self.rule.span:
+            periods = self.rule.max_period
+            if token not in tokens[n - periods if n > periods else 0:n]:
+                self._reset = n + 1
+            elif self._repeats(token, n):
+                return True
+        if self.rule.count:
+            piece, digits, ends_wordy = self.pieces[token]
+            if digits or self._num or self._after_comma:
+                return self._counts(piece, n)
+            self._wordy = ends_wordy  # prose: nothing to read but where a word ends
+        return False
+
+    def _repeats(self, token: int, n: int) -> bool:
+        tokens, since, need, reset = self._tokens, self._since, self._need, self._reset
+        for p in range(1, min(self.rule.max_period, n) + 1):
+            if tokens[n - p] != token:
+                since[p] = n + 1
+            else:
+                start = since[p] = max(since[p], reset)
+                if n + 1 - start >= need[p]:
+                    self.loop = Loop("repeat", start=start - p, keep=start, period=p)
+                    return True
+        return False
+
+    def _counts(self, piece: str, n: int) -> bool:
+        for c in piece:
+            if "0" <= c <= "9":
+                if self._num:
+                    self._num += c
+                elif not self._wordy:  # a number starts (a digit inside a name such as x2 does not)
+                    if not self._after_comma:
+                        self._prev = None  # not the next number of a list: a new one
+                    self._after_comma = False
+                    self._num, self._num_start = ("-" if self._minus else "") + c, n
+                    self._minus = False
+                if self._num:
+                    self._num_end = n + 1
+                self._wordy = True
+            elif c == "." and self._num and "." not in self._num:
+                self._num += c  # 2.5, or a full stop: then the next character ends the list
+                self._wordy = False
+            elif c == ",":
+                if self._listed(n):
+                    return True
+                self._wordy = False
+            elif c == " " and self._after_comma and not self._minus:
+                pass
+            elif c == "-" and self._after_comma and not self._minus:
+                self._minus = True
+            else:
+                self._num, self._prev, self._after_comma, self._minus = "", None, False, False
+                self._wordy = _wordy(c)
+        return False
+
+    def _listed(self, n: int) -> bool:
+        """A comma: the number before it joins the list (or the list ends: a comma after a word)."""
+        num, self._num = self._num, ""
+        if not num or num.endswith("."):
+            self._prev, self._after_comma, self._minus = None, False, False
+            return False
+        value = float(num)
+        if self._prev is None:
+            self._list_start, self._first_end, self._step, self._count = self._num_start, self._num_end, None, 1
+        else:
+            step = round(value - self._prev, 6)
+            self._step, self._count = step, self._count + 1 if step == self._step else 2
+        self._prev, self._after_comma = value, True
+        if self._count >= self.rule.count:
+            self.loop = Loop("count", start=self._list_start, keep=self._first_end)
+            return True
+        return False
+
+
+def find_loop(ids: list[int], rule: LoopRule, pieces: TokenPieces) -> Loop | None:
+    """The first loop in an answer's tokens, found exactly as the decode paths find it; None if it has none."""
+    guard = LoopGuard(rule, pieces)
+    for token in ids:
+        if guard.add(token):
+            return guard.loop
+    return None
+
+
+#: A sentence ends at . ! ? or … (with any closing quotes, brackets or markdown) before a space, or at a newline.
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]*_`]*(?=\s|$)|\n")
+
+
+def cut_loop(decode: Callable[[list[int]], str], ids: list[int], loop: Loop) -> str:
+    """The text of an answer that loops (``ids``, to where the loop was found) without the loop.
+
+    A repeat whose unit holds a sentence end keeps one copy: up to the first sentence end after the loop's
+    first token ("It adds one. It adds one. …" keeps "It adds one."; a loop found from the full stop before
+    its first sentence keeps that sentence too). Otherwise ("No, no, no, …", a count) the answer ends at the
+    last sentence end before the loop; with none there, it keeps the loop's first occurrence ("No, no",
+    "prints 1") without trailing separators.
+    """
+    text = decode(ids)
+    ends = [m.end() for m in _SENTENCE_END.finditer(text) if text[:m.end()].strip()]
+    if loop.period:
+        low = len(decode(ids[:loop.start + 1]))
+        high = len(decode(ids[:loop.start + 2 * loop.period - 1]))
+        if one_copy := [end for end in ends if low < end <= high]:
+            return text[:one_copy[0]]
+    keep = len(decode(ids[:loop.keep]))
+    before = [end for end in ends if end <= keep]
+    return text[:before[-1]] if before else text[:keep].rstrip(" ,;:-–—")
