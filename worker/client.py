@@ -91,9 +91,7 @@ class WorkerClient:
             return await self._complete(code, request)
         data = await self._post("/v1/explain", {"code": code, "request": request, **self._model_field()},
                                 "explanation")
-        return Explanation(text=data["explanation"], tokens=data["tokens"], latency_s=data["latency_s"],
-                           finished=data["finished"], code_leak=data.get("code_leak", False),
-                           answer_id=data.get("answer_id", ""))
+        return _explanation(data)
 
     async def stream(self, code: str, request: str | None = None) -> _RemoteStream:
         """Explain ``code`` as :class:`mafioso.worker.service.StreamEvent` s from the worker's ``/v1/explain``
@@ -111,9 +109,8 @@ class WorkerClient:
             log.warning("cannot reach the worker at %s: %s", self.url, type(exc).__name__)
             raise WorkerUnavailable(self.say("unreachable")) from None
         if response.status != 200 or not response.content_type.startswith("text/event-stream"):
-            async with response:
-                await self._json(response, "explanation")  # raises the worker's error
-            raise RequestError(self.say("failed"))
+            async with response:  # an error, or a worker that does not stream: its whole answer as one event
+                return _RemoteStream(self, None, _explanation(await self._json(response, "explanation")))
         return _RemoteStream(self, response)
 
     async def rate(self, answer_id: str, rating: int) -> None:
@@ -229,6 +226,13 @@ class WorkerClient:
 
 #: An error event's code (mafioso.worker.http_stream) -> the exception the in-process worker raises.
 _STREAM_ERRORS = {"timeout": WorkerTimeout, "busy": WorkerBusy, "unavailable": WorkerUnavailable}
+
+
+def _explanation(data: dict) -> Explanation:
+    """The Explanation in a ``/v1/explain`` answer's JSON."""
+    return Explanation(text=data["explanation"], tokens=data["tokens"], latency_s=data["latency_s"],
+                       finished=data["finished"], code_leak=data.get("code_leak", False),
+                       answer_id=data.get("answer_id", ""))
 
 
 class _RemoteStream:

@@ -176,3 +176,34 @@ def test_openai_mode_applies_the_claim_post_check_like_our_engines():
 
     assert asyncio.run(run()).text == "It returns `a` plus `b`, capisce?"
     assert asyncio.run(run(drop_unsupported=False)).text == answer
+
+
+def test_a_worker_that_does_not_stream_gives_its_whole_answer_as_one_event():
+    """``stream()`` against a worker that ignores ``"stream": true`` (an older one) still answers; an error
+    answer is still raised as that error."""
+    from aiohttp import web
+
+    from tests.helpers import serve_loopback
+
+    async def explain(request: web.Request) -> web.Response:
+        body = await request.json()
+        if body["code"] == "busy":
+            return web.json_response({"error": {"message": "all busy", "code": "busy"}}, status=503)
+        return web.json_response({"explanation": "It adds, pal.", "tokens": 5, "latency_s": 0.1, "finished": True,
+                                  "answer_id": "a1"})
+
+    async def run():
+        app = web.Application()
+        app.router.add_post("/v1/explain", explain)
+        runner, url = await serve_loopback(app)
+        try:
+            async with WorkerClient(url) as client:
+                events = [event async for event in await client.stream(CODE)]
+                with pytest.raises(WorkerBusy):
+                    await client.stream("busy")
+        finally:
+            await runner.cleanup()
+        return events
+
+    (event,) = asyncio.run(run())
+    assert event.answer.text == "It adds, pal." and event.answer.answer_id == "a1"
