@@ -5,8 +5,7 @@
 * ``@Mafioso <code>`` (``app_mention``): answered in the message's thread;
 * the "Explain this code" message shortcut (callback id ``explain_code``): answered in the message's thread.
 
-A 👍 (``+1``) or 👎 (``-1``) reaction on an answer the bot posted (a thread reply or a streamed channel message) is
-a rating (``reaction_added``; the app needs the ``reactions:read`` scope and that event): with a feedback store
+A 👍 (``+1``) or 👎 (``-1``) reaction on an answer the bot posted in a thread is a rating (``reaction_added``; the app needs the ``reactions:read`` scope and that event): with a feedback store
 (:mod:`mafioso.core.feedback`) each posted message's ``channel:ts`` is linked to its answer id, and the reacting
 user is stored hashed.
 
@@ -20,9 +19,8 @@ with Slack's native message streaming where the installed slack_sdk has it (``As
 chat.startStream / appendStream / stopStream, slack_sdk >= 3.37), else as one message edited with
 ``chat.update``; either way at most once a second per channel. If the final check changed text already shown
 (rare), the message is then updated to the final text. The shortcut's answer streams into the message's thread
-the same way. ``/explain`` visible to the channel streams into one new channel message edited with
-``chat.update`` (native streams are replies in a thread); where the bot is not in the channel, and for
-``ephemeral`` answers, it answers through the response URL (five uses: no streaming).
+the same way. ``/explain`` answers whole through its response URL: Slack allows five uses of one, too few to
+stream, and its refusals (busy, too large …) stay private to the caller that way.
 """
 
 from __future__ import annotations
@@ -210,14 +208,6 @@ class SlackBot:
             await ack(text=self.say("no_code"))
             return
         await ack()
-        if self.cfg.response_type == "in_channel" and self._streams():
-            try:
-                await self.stream_reply(command["channel_id"], None, code, command.get("user_id"),
-                                        command.get("team_id"))
-                return
-            except SlackApiError as exc:  # not in the channel (or a private one): answer on the response URL
-                if exc.response.get("error") not in ("not_in_channel", "channel_not_found"):
-                    raise
         chunks, explanation = await self.explain_chunks(code)
         response_type = self.cfg.response_type if explanation else "ephemeral"  # apologies go to the caller only
         for i, chunk in enumerate(chunks[:RESPONSE_URL_USES]):
@@ -368,20 +358,18 @@ class SlackBot:
         """Whether the explainer hands out text as it is made (:mod:`mafioso.bot.streaming`)."""
         return callable(getattr(self.explainer, "stream", None))
 
-    async def stream_reply(self, channel: str, thread_ts: str | None, code: str, user: str | None,
+    async def stream_reply(self, channel: str, thread_ts: str, code: str, user: str | None,
                            team: str | None) -> None:
-        """Stream the answer into one message (module docstring): a reply in the thread, or a new channel message
-        when ``thread_ts`` is None; linked to the answer for ratings. A refused first post raises before any
-        answer is asked for, so the caller can answer another way."""
-        native = callable(getattr(self.client, "chat_stream", None)) and user and team and thread_ts
+        """Stream the answer into one reply in the thread (module docstring), linked to the answer for ratings."""
+        native = callable(getattr(self.client, "chat_stream", None)) and user and team
         streamer = ts = None
         sent = ""
         if native:
             streamer = await self.client.chat_stream(channel=channel, thread_ts=thread_ts, recipient_user_id=user,
                                                      recipient_team_id=team, buffer_size=1)
         else:
-            posted = {"channel": channel, "text": IN_PROGRESS.strip(), "unfurl_links": False, "unfurl_media": False}
-            ts = (await self.client.chat_postMessage(**posted, **({"thread_ts": thread_ts} if thread_ts else {})))["ts"]
+            ts = (await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=IN_PROGRESS.strip(),
+                                                     unfurl_links=False, unfurl_media=False))["ts"]
         explanation, final = None, ""
         try:
             async for text, answer in answer_texts(self.explainer, code):

@@ -532,41 +532,6 @@ def test_a_mention_is_streamed_into_its_thread_natively_or_by_throttled_updates(
         assert all(text.endswith("⏳") for text in updates[:-1]) and len(updates) < len(deltas)
 
 
-@pytest.mark.parametrize("in_channel", [True, False])
-def test_slash_command_streams_into_a_channel_message_or_falls_back_to_the_response_url(in_channel):
-    from tests.helpers import StreamingExplainer
-
-    deltas = ["Listen up.", " It adds.", " Capisce?"]
-    context, restore = _streaming_app(StreamingExplainer(deltas))
-
-    async def main():
-        try:
-            async with context as (stub, url):
-                if not in_channel:
-                    stub.fail["chat.postMessage"] = "not_in_channel"
-                status, took = await post_signed(url, slash_command_body("print(1 + 2)", f"{stub.url}/response/1"))
-                if in_channel:
-                    await stub.wait_for(lambda: [c for c in stub.calls
-                                                 if c[0] == "chat.update" and "Capisce?" == c[1]["text"][-8:]])
-                else:
-                    await stub.wait_for(lambda: stub.responses)
-                return status, took, stub
-        finally:
-            restore()
-
-    status, took, stub = asyncio.run(main())
-    assert status == 200 and took < 3.0
-    chat = [(method, data) for method, data in stub.calls if method.startswith("chat.")]
-    assert chat[0][0] == "chat.postMessage" and "thread_ts" not in chat[0][1] and chat[0][1]["channel"] == "C1"
-    if in_channel:
-        assert stub.responses == []
-        updates = [data["text"] for method, data in chat if method == "chat.update"]
-        assert updates[-1] == "Listen up. It adds. Capisce?" and all(t.endswith("⏳") for t in updates[:-1])
-    else:  # refused before any answer was asked for: one answer, on the response URL
-        assert [r["text"] for r in stub.responses] == ["Listen up. It adds. Capisce?"]
-        assert len(chat) == 1
-
-
 def test_the_message_shortcut_streams_into_the_messages_thread(monkeypatch):
     from slack_sdk.web.async_client import AsyncWebClient
 
