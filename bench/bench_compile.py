@@ -33,11 +33,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from torch._dynamo.utils import counters
 
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
     from mafioso.worker.fast_engine import FastEngine
 
     cfg, gen = WorkerConfig(base_model=args.base_model, fast_decode=False), GenerationConfig()
-    engine = Engine.load(cfg, gen)
+    engine = load_engine(cfg, gen)
     started = time.perf_counter()
     decoder = FastEngine.build_decoder(engine.model, engine.tokenizer, gen, args.slots,
                                        FastEngine.slot_length(cfg, gen), True, args.long_slots, args.compile_scope)

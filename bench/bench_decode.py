@@ -92,14 +92,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
     from mafioso.worker.fast_decode import Gemma3Decoder
     from mafioso.worker.fast_engine import FastEngine, gpu_memory_gb
 
     cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, device=args.device, fast_decode=False)
     gen = GenerationConfig()
     started = time.perf_counter()
-    engine = Engine.load(cfg, gen)  # the reference engine: only its merged model and tokenizer are used
+    engine = load_engine(cfg, gen)  # the reference engine: only its merged model and tokenizer are used
     cuda = next(engine.model.parameters()).device.type == "cuda"
     compiled = args.compile_decode and cuda  # as the worker: torch.compile on CUDA only
     long_slots = args.long_slots if args.long_slots is not None else (FastEngine.long_slots if cuda else None)

@@ -244,7 +244,7 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
     fast engine's lookahead off."""
     import torch
 
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
     from mafioso.worker.fast_engine import gpu_memory_gb
     from mafioso.worker.service import Worker
 
@@ -253,7 +253,7 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    engine = Engine.load(cfg, gen)  # load, merge, compile and capture: the worker's start-up
+    engine = load_engine(cfg, gen)  # load, merge, compile and capture: the worker's start-up
     start_up_s = round(time.perf_counter() - started, 1)
     print(json.dumps({"start_up_s": start_up_s}), file=sys.stderr, flush=True)
     intervals = admit_every if admit_every and hasattr(engine, "admit_every") else []

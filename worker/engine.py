@@ -1,7 +1,10 @@
 """The model behind the worker: load a base (+ LoRA adapter) once, then decode batches of prompts.
 
-    engine = Engine.load(WorkerConfig(base_model="embedded", adapter="out/adapter"), GenerationConfig())
+    loaded = load_model_for(WorkerConfig(base_model="embedded", adapter="out/adapter"))
+    engine = GenerateEngine(loaded.model, loaded.tokenizer, GenerationConfig(), loaded.device, loaded.persona)
     [answer] = engine.generate([("print(1 + 1)", None)])
+
+(the worker loads through :func:`mafioso.worker.engines.load_engine`, which picks the engine).
 
 Where the adapter goes depends on the device:
 
@@ -13,10 +16,11 @@ Where the adapter goes depends on the device:
   (:mod:`mafioso.worker.cpu_quant`) where a short measurement finds it clearly faster than fp32 on this CPU
   (:mod:`mafioso.worker.cpu_dtype`), else fp32.
 
-:meth:`Engine.generate` is the reference decode path: one ``model.generate`` call for the whole batch, left
-padding, stopping each row at EOS, when the model opens a new ``###`` section or when it loops
+:meth:`GenerateEngine.generate` is the reference decode path: one ``model.generate`` call for the whole batch,
+left padding, stopping each row at EOS, when the model opens a new ``###`` section or when it loops
 (:mod:`mafioso.worker.loop_guard`: the answer is then cut back to before the loop). With ``quantization=none``
-and greedy decoding, :meth:`Engine.load` returns a :class:`mafioso.worker.fast_engine.FastEngine` instead: same
+and greedy decoding, :func:`mafioso.worker.engines.load_engine` returns a
+:class:`mafioso.worker.fast_engine.FastEngine` instead (it holds a GenerateEngine for what it cannot serve): same
 ``generate`` signature and greedy maths (token-identical to ``model.generate`` in fp32; in bf16 the different
 kernels may pick other tokens, with equal eval metrics), decoded with continuous batching, on CUDA in
 torch.compile'd CUDA graphs (``fast_decode=false`` turns it off).
@@ -27,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,13 +50,13 @@ from mafioso.worker.grounded_decoding import AnswerGrounding, Grounding
 from mafioso.worker.loop_guard import LoopGuard, LoopRule, TokenPieces, cut_loop, find_loop
 from mafioso.worker.ngram_ban import NgramBan
 from mafioso.worker.postcheck import finish
-from mafioso.core.base_model import (BASES, cache_dir, load_model, load_tokenizer, model_facts, named_base,
+from mafioso.core.base_model import (BASES, load_model, load_tokenizer, model_facts, named_base,
                                  resolve_base)
 from mafioso.core.config import ADAPTER_INFO, DEFAULT_ADAPTER, EMBEDDED_BASE, GenerationConfig, WorkerConfig
 from mafioso.core.errors import ConfigError, ModelError
 
-__all__ = ["SHIPPED_ADAPTERS_DIR", "Engine", "Generation", "adapter_folder", "base_of", "check_adapter_base",
-           "shipped_adapter"]
+__all__ = ["SHIPPED_ADAPTERS_DIR", "GenerateEngine", "Generation", "LoadedModel", "adapter_folder", "base_of",
+           "check_adapter_base", "load_model_for", "shipped_adapter"]
 
 log = logging.getLogger(__name__)
 
@@ -327,8 +330,67 @@ class _GroundedMask(LogitsProcessor):
         return scores
 
 
-class Engine:
-    """A loaded model + tokenizer that turns (code, request) pairs into explanations."""
+@dataclass(frozen=True)
+class LoadedModel:
+    """A base (+ adapter) ready to decode: what :func:`load_model_for` hands to an engine."""
+
+    model: object
+    tokenizer: object
+    device: str
+    quantization: str  # what the weights run in on ``device`` (``none`` on a CPU)
+    persona: str  # the persona the adapter was trained with: whose instruction starts every prompt
+
+
+def load_model_for(cfg: WorkerConfig, note: Callable[[str], None] = log.info) -> LoadedModel:
+    """Load the base and adapter named by ``cfg``; ``note`` hears one line on what the load is about to do
+    (``mafioso explain`` prints it while the user waits)."""
+    adapter = adapter_folder(cfg.adapter, cfg.base_model)
+    base = resolve_base(base_of(cfg.base_model, adapter))
+    device = _device(cfg.device)
+    quantization = cfg.quantization if device == "cuda" else "none"
+    if device == "cpu" and cfg.quantization != "none":
+        log.info("CPU: running the base in fp32 without bitsandbytes (quantization=%s ignored)",
+                 cfg.quantization)
+    dtype = serving_dtype(cfg.dtype, device, base)
+    if quantization == "int8":  # bitsandbytes warns on every int8 matmul that bf16 inputs go through fp16
+        logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+    # unquantized: load and merge in fp32 (exact) on the CPU, then cast and move; quantized: dtype is the
+    # compute dtype and the bitsandbytes weights load straight onto the GPU. The merged result is kept
+    # (mafioso.worker.serving_cache): a second start loads it and skips the fp32 load, the merge and the cast.
+    merge = quantization == "none" and adapter is not None
+    merged = serving_cache.entry(base, adapter, dtype) if merge else None
+    note("loading the cached merged model…" if merged and merged.is_dir() else
+         "loading the model (first run converts it once)…" if merged else "loading the model…")
+    tokenizer = load_tokenizer(base)  # after the note: ~3 s for Gemma's 262k-token tokenizer.json
+    model = serving_cache.load(merged, device, dtype) if merged else None
+    if model is not None:
+        check_adapter_base(adapter, base, model.config)
+    else:
+        load_dtype = torch.float32 if merge or dtype == cpu_quant.INT8 else dtype
+        model = load_model(base, quantization, "cpu" if merge else device, load_dtype, attn_implementation="sdpa")
+        if adapter is not None:
+            model = _with_adapter(model, adapter, base)
+        if merge:
+            model = cpu_quant.cast(model.merge_and_unload(), dtype)  # faster than an unmerged adapter
+            serving_cache.save(model, merged)
+            model = model.to(device)
+            model.hf_device_map = {"": device}  # where it lies now (transformers reads this in generate)
+        elif dtype == cpu_quant.INT8:
+            model = cpu_quant.quantize(model)
+    model.eval()
+    log.info("engine ready: base %s, adapter %s, %s %s, quantization %s%s", base, adapter or "none", device,
+             str(dtype).removeprefix("torch."), quantization,
+             " (adapter unmerged)" if adapter and quantization != "none" else "")
+    return LoadedModel(model, tokenizer, device, quantization, adapter_persona(adapter))
+
+
+class GenerateEngine:
+    """A loaded model + tokenizer that turns (code, request) pairs into explanations with ``model.generate``
+    (the reference decode path; :mod:`mafioso.worker.engines` has the protocol and the loader)."""
+
+    #: Whole batches per call, no decode-step counters (the worker's Engine protocol).
+    continuous_slots = 0
+    stats = None
 
     def __init__(self, model, tokenizer, gen: GenerationConfig, device: str, persona: str = prompts.DEFAULT_PERSONA):
         self.model = model
@@ -346,71 +408,12 @@ class Engine:
         self.grounding = (Grounding(tokenizer, model.get_output_embeddings().weight.shape[0], device)
                           if gen.grounded_decoding else None)
 
-    @classmethod
-    def load(cls, cfg: WorkerConfig, gen: GenerationConfig, note: Callable[[str], None] = log.info) -> Engine:
-        """Load the base and adapter named by ``cfg`` for decoding with ``gen``; ``note`` hears one line on what
-        the load is about to do (``mafioso explain`` prints it while the user waits)."""
-        adapter = adapter_folder(cfg.adapter, cfg.base_model)
-        base = resolve_base(base_of(cfg.base_model, adapter))
-        device = _device(cfg.device)
-        quantization = cfg.quantization if device == "cuda" else "none"
-        if device == "cpu" and cfg.quantization != "none":
-            log.info("CPU: running the base in fp32 without bitsandbytes (quantization=%s ignored)",
-                     cfg.quantization)
-        dtype = serving_dtype(cfg.dtype, device, base)
-        if quantization == "int8":  # bitsandbytes warns on every int8 matmul that bf16 inputs go through fp16
-            logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
-        # unquantized: load and merge in fp32 (exact) on the CPU, then cast and move; quantized: dtype is the
-        # compute dtype and the bitsandbytes weights load straight onto the GPU. The merged result is kept
-        # (mafioso.worker.serving_cache): a second start loads it and skips the fp32 load, the merge and the cast.
-        merge = quantization == "none" and adapter is not None
-        merged = serving_cache.entry(base, adapter, dtype) if merge else None
-        note("loading the cached merged model…" if merged and merged.is_dir() else
-             "loading the model (first run converts it once)…" if merged else "loading the model…")
-        tokenizer = load_tokenizer(base)  # after the note: ~3 s for Gemma's 262k-token tokenizer.json
-        model = serving_cache.load(merged, device, dtype) if merged else None
-        if model is not None:
-            check_adapter_base(adapter, base, model.config)
-        else:
-            load_dtype = torch.float32 if merge or dtype == cpu_quant.INT8 else dtype
-            model = load_model(base, quantization, "cpu" if merge else device, load_dtype, attn_implementation="sdpa")
-            if adapter is not None:
-                model = _with_adapter(model, adapter, base)
-            if merge:
-                model = cpu_quant.cast(model.merge_and_unload(), dtype)  # faster than an unmerged adapter
-                serving_cache.save(model, merged)
-                model = model.to(device)
-                model.hf_device_map = {"": device}  # where it lies now (transformers reads this in generate)
-            elif dtype == cpu_quant.INT8:
-                model = cpu_quant.quantize(model)
-        model.eval()
-        log.info("engine ready: base %s, adapter %s, %s %s, quantization %s%s", base, adapter or "none", device,
-                 str(dtype).removeprefix("torch."), quantization,
-                 " (adapter unmerged)" if adapter and quantization != "none" else "")
-        if cls is Engine and cfg.fast_decode:
-            from mafioso.worker.fast_engine import FastEngine
-
-            if FastEngine.supports(model, gen, quantization):
-                cuda = device == "cuda"
-                compiled = cfg.compile_decode and cuda
-                if compiled:  # compiled kernels kept with the converted model, not in /tmp: a restarted worker
-                    # then compiles from the cache (docs/BENCHMARKS.md)
-                    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "torchinductor"))
-                return FastEngine(model, tokenizer, gen, device,
-                                  slots=cfg.max_batch_size if cuda else min(cfg.max_batch_size, FastEngine.cpu_slots),
-                                  max_len=FastEngine.slot_length(cfg, gen), compile=compiled,
-                                  compile_scope=cfg.compile_scope,
-                                  long_slots=FastEngine.long_slots if cuda else None,
-                                  persona=adapter_persona(adapter))
-            log.info("fast decode path off: it needs quantization=none, greedy decoding and a Gemma 3 model")
-        return cls(model, tokenizer, gen, device, persona=adapter_persona(adapter))
-
     def close(self) -> None:
         """Release what the engine runs besides the model (nothing here; the fast engine stops its thread)."""
 
     def prompt_tokens(self, code: str, request: str | None = None) -> int:
         """How many tokens the prompt for ``code`` takes (the input guard compares it to the context)."""
-        return len(prompts.encode(self.tokenizer, code, request, persona_name=self.persona)["input_ids"])
+        return len(self.prompt_ids([(code, request)])[0])
 
     def generate(self, requests: list[tuple[str, str | None]],
                  controls: list[Control] | None = None) -> list[Generation]:
@@ -420,10 +423,22 @@ class Engine:
         if not requests:
             return []
         controls = controls or [Control() for _ in requests]
-        prompt_ids = [prompts.encode(self.tokenizer, code, request, persona_name=self.persona)["input_ids"]
-                      for code, request in requests]
-        grounding = [self.grounding.for_answer(code) for code, _ in requests] if self.grounding else None
-        rows = self.decode(prompt_ids, controls, grounding)
+        return self.answers(requests, self.decode(self.prompt_ids(requests), controls, self.groundings(requests)),
+                            controls)
+
+    def prompt_ids(self, requests: list[tuple[str, str | None]]) -> list[list[int]]:
+        """Each ``(code, request)`` pair's prompt, as token ids, in the engine's persona."""
+        return [prompts.encode(self.tokenizer, code, request, persona_name=self.persona)["input_ids"]
+                for code, request in requests]
+
+    def groundings(self, requests: list[tuple[str, str | None]]) -> list[AnswerGrounding] | None:
+        """Each answer's grounded-decoding rule (None when ``grounded_decoding`` is off)."""
+        return [self.grounding.for_answer(code) for code, _ in requests] if self.grounding else None
+
+    def answers(self, requests: list[tuple[str, str | None]], rows: list[tuple[list[int], int | None]],
+                controls: list[Control]) -> list[Generation]:
+        """The finished answers for the decoded ``rows`` (ids, stop) of ``requests``: cut at each row's limit and
+        stop, decoded, post-checked. Every engine finishes its rows here, so both paths give the same text."""
         limits = [control.limit(self.gen.max_new_tokens) for control in controls]
         # a row stopped early is padded to the batch's end: its answer ends at its limit, whatever follows
         answers = [self._finish(ids[:limit], stop if stop is not None and stop <= limit else None)

@@ -1,12 +1,14 @@
-"""The fast engine: :class:`mafioso.worker.engine.Engine` with decoding moved onto :class:`mafioso.worker.fast_decode.Gemma3Decoder`.
+"""The fast engine: greedy decoding with continuous batching on :class:`mafioso.worker.fast_decode.Gemma3Decoder`.
 
 One decode thread owns the GPU. Callers (the worker calls with one request at a time, up to one call per
 slot) drop prompts into its inbox; the thread admits them into free KV-cache slots between decode steps, so
 a request never waits for a whole batch to finish (continuous batching). Prompts admitted together are
 prefilled together, in padded batches of similar length; while rows decode, admissions wait for
 ``admit_every`` steps so that prefills, which stall every running row, come in groups. Greedy decoding
-only: sampling, non-Gemma-3 models and quantized weights use the reference ``model.generate`` path of the
-base class. On CUDA the decode step runs in CUDA graphs (torch.compile'd by default); on a CPU, eagerly.
+only: sampling, non-Gemma-3 models and quantized weights are served by the plain
+:class:`mafioso.worker.engine.GenerateEngine` (:func:`mafioso.worker.engines.load_engine` chooses); the fast
+engine holds one too, for prompts too long for its slots and to finish every answer the same way. On CUDA the
+decode step runs in CUDA graphs (torch.compile'd by default); on a CPU, eagerly.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 
 from mafioso import prompts
 from mafioso.worker.control import Control
-from mafioso.worker.engine import Engine
+from mafioso.worker.engine import GenerateEngine, Generation
 from mafioso.worker.fast_decode import Gemma3Decoder
 from mafioso.worker.grounded_decoding import AnswerGrounding
 from mafioso.worker.loop_guard import LoopGuard, LoopRule
@@ -105,8 +107,9 @@ class _GpuMemory:
         return {**self.added, **gpu_memory_gb()}
 
 
-class FastEngine(Engine):
-    """An engine whose greedy decode runs on per-slot KV caches (CUDA-graph decode steps on a GPU)."""
+class FastEngine:
+    """An engine whose greedy decode runs on per-slot KV caches (CUDA-graph decode steps on a GPU); it holds
+    the plain engine (``self.plain``) for prompts too long for a slot and for finishing answers."""
 
     #: While rows decode, waiting prompts are admitted (and prefilled, stalling every running row) at most
     #: once every this many steps (``admit_every``), so prefills happen in groups rather than one per arriving
@@ -133,7 +136,9 @@ class FastEngine(Engine):
     def __init__(self, model, tokenizer, gen, device: str, slots: int, max_len: int, compile: bool = False,
                  lookahead: bool | None = None, long_slots: int | None = None, compile_scope: str = "step",
                  persona: str = prompts.DEFAULT_PERSONA):
-        super().__init__(model, tokenizer, gen, device, persona)
+        self.plain = GenerateEngine(model, tokenizer, gen, device, persona)
+        self.model, self.tokenizer, self.gen, self.device, self.persona = model, tokenizer, gen, device, persona
+        self.pieces, self.eos_ids = self.plain.pieces, self.plain.eos_ids
         gpu = _GpuMemory() if device == "cuda" else None
         self.decoder = self.build_decoder(model, tokenizer, gen, slots, max_len, compile, long_slots, compile_scope,
                                           persona)
@@ -144,7 +149,8 @@ class FastEngine(Engine):
         self.lookahead = ((self.decoder.cuda_graphs if lookahead is None else lookahead) and not gen.no_repeat_ngram
                           and not gen.grounded_decoding)
         self.admit_every = self.gpu_admit_every if self.decoder.cuda_graphs else self.cpu_admit_every
-        self.max_prompt_tokens = min(self.max_prompt_tokens, max_len - gen.max_new_tokens - 1)
+        #: Longest prompt a slot holds with a full answer; longer ones go to the plain engine.
+        self.max_prompt_tokens = min(self.plain.max_prompt_tokens, max_len - gen.max_new_tokens - 1)
         self._hashy = {i for i in range(len(tokenizer)) if "#" in tokenizer.decode([i])}
         self._inbox: queue.Queue[_Row | None] = queue.Queue()
         self._deferred: list[_Row] = []  # taken from the inbox, waiting for a long slot
@@ -205,6 +211,24 @@ class FastEngine(Engine):
         return (quantization == "none" and not gen.do_sample and getattr(text, "model_type", "") == "gemma3_text"
                 and not text.final_logit_softcapping and not text.attn_logit_softcapping)
 
+    def prompt_tokens(self, code: str, request: str | None = None) -> int:
+        """How many tokens the prompt for ``code`` takes (the input guard compares it to the context)."""
+        return self.plain.prompt_tokens(code, request)
+
+    def generate(self, requests: list[tuple[str, str | None]],
+                 controls: list[Control] | None = None) -> list[Generation]:
+        """Explain a batch of ``(code, request)`` pairs; answers come back in order, finished exactly as the
+        plain engine finishes its own (:meth:`GenerateEngine.answers`)."""
+        if not requests:
+            return []
+        controls = controls or [Control() for _ in requests]
+        rows = self.decode(self.plain.prompt_ids(requests), controls, self.plain.groundings(requests))
+        return self.plain.answers(requests, rows, controls)
+
+    def text_so_far(self, code: str, ids: list[int]) -> str:
+        """The answer's text if it ended after ``ids``, as the plain engine would finish it (streams)."""
+        return self.plain.text_so_far(code, ids)
+
     def decode(self, prompt_ids: list[list[int]], controls: list[Control] | None = None,
                grounding: list[AnswerGrounding] | None = None) -> list[tuple[list[int], int | None]]:
         """Queue the prompts for the decode thread and wait; prompts too long for a slot take the slow path."""
@@ -221,9 +245,9 @@ class FastEngine(Engine):
                 for ids, control, ground, ok in zip(prompt_ids, controls, grounding, fits) if ok]
         for row in rows:
             self._inbox.put(row)
-        long = iter(super().decode([ids for ids, ok in zip(prompt_ids, fits) if not ok],
-                                   [c for c, ok in zip(controls, fits) if not ok],
-                                   [g for g, ok in zip(grounding, fits) if not ok] if any(grounding) else None)
+        long = iter(self.plain.decode([ids for ids, ok in zip(prompt_ids, fits) if not ok],
+                                      [c for c, ok in zip(controls, fits) if not ok],
+                                      [g for g, ok in zip(grounding, fits) if not ok] if any(grounding) else None)
                     if not all(fits) else [])
         fast = iter([row.future.result() for row in rows])
         return [next(fast) if ok else next(long) for ok in fits]

@@ -16,7 +16,8 @@ from mafioso import prompts
 from mafioso.worker import engine as engine_module
 from mafioso.worker.claim_check import NOTHING_SURE
 from mafioso.worker.control import Control
-from mafioso.worker.engine import Engine, Generation, adapter_folder, base_of
+from mafioso.worker.engine import Generation, adapter_folder, base_of
+from mafioso.worker.engines import load_engine
 from mafioso.core.config import GenerationConfig, WorkerConfig
 from mafioso.core.errors import ModelError
 
@@ -114,7 +115,7 @@ def test_context_budget(engine):
 
 
 def test_adapter_is_merged_on_cpu_and_base_read_from_mafioso_json(engine, tiny_adapter_dir):
-    merged = Engine.load(WorkerConfig(adapter=str(tiny_adapter_dir), device="cpu"), GenerationConfig(max_new_tokens=4))
+    merged = load_engine(WorkerConfig(adapter=str(tiny_adapter_dir), device="cpu"), GenerationConfig(max_new_tokens=4))
     assert type(merged.model) is type(engine.model)  # a plain model: merge_and_unload removed PEFT
     assert not any("lora" in name for name, _ in merged.model.named_modules())
     layer = lambda e: e.model.model.layers[0].self_attn.q_proj.weight  # noqa: E731
@@ -129,7 +130,7 @@ def test_a_truncated_adapter_file_is_a_clear_model_error(tmp_path, tiny_adapter_
     weights = broken / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # a copy cut short (issue 19: was a SafetensorError traceback)
     with pytest.raises(ModelError, match="cannot load the adapter .*broken"):
-        Engine.load(WorkerConfig(adapter=str(broken), device="cpu"), GenerationConfig(max_new_tokens=4))
+        load_engine(WorkerConfig(adapter=str(broken), device="cpu"), GenerationConfig(max_new_tokens=4))
 
 
 def test_adapter_folder_and_base(tmp_path, monkeypatch, caplog, tiny_adapter_dir, tiny_model_dir):

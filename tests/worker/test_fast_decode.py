@@ -266,13 +266,13 @@ def test_fast_engine_answers_exactly_like_the_reference_engine(tiny_model_dir, p
                                                                lookahead):
     """Same Generations (text, tokens, stop, post-check) as Engine.generate, for a batch and for stragglers,
     with each step launched before the last one is read (lookahead, the GPU default) or not."""
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
     from mafioso.worker.fast_engine import FastEngine
     from mafioso.core.config import GenerationConfig, WorkerConfig
 
     gen = GenerationConfig(max_new_tokens=12, repetition_penalty=1.3, penalize_prompt=penalize_prompt,
                            no_repeat_ngram=no_repeat_ngram, grounded_decoding=not lookahead)  # bans: no lookahead
-    reference = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
+    reference = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
                                          fast_decode=False), gen)
     fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024, lookahead=lookahead)
     assert fast.lookahead is lookahead
@@ -297,7 +297,7 @@ def test_fast_engine_answers_exactly_like_the_reference_engine(tiny_model_dir, p
 def test_long_prompts_wait_for_a_long_slot_and_short_ones_do_not_wait_behind_them(tiny_model_dir, lookahead):
     """Three long prompts and one long slot: they take it in turn (deferred, not refused), while short prompts
     fill the short slots; every answer is the reference one."""
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
     from mafioso.worker.fast_engine import FastEngine
     from mafioso.core.config import GenerationConfig, WorkerConfig
 
@@ -306,7 +306,7 @@ def test_long_prompts_wait_for_a_long_slot_and_short_ones_do_not_wait_behind_the
         # to 384 (long), the facts sheet included
 
     gen = GenerationConfig(max_new_tokens=10, repetition_penalty=1.3)
-    reference = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
+    reference = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
                                          fast_decode=False), gen)
     fast = SmallSlots(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024, lookahead=lookahead,
                       long_slots=1)
@@ -324,12 +324,13 @@ def test_long_prompts_wait_for_a_long_slot_and_short_ones_do_not_wait_behind_the
 
 
 def test_engine_load_picks_the_fast_path_only_where_it_applies(tiny_model_dir):
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engine import GenerateEngine
+    from mafioso.worker.engines import load_engine
     from mafioso.worker.fast_engine import FACTS_TOKENS, FastEngine
     from mafioso.core.config import GenerationConfig, WorkerConfig
 
     cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu")
-    fast = Engine.load(cfg, GenerationConfig())
+    fast = load_engine(cfg, GenerationConfig())
     try:
         assert type(fast) is FastEngine and fast.decoder.slots == FastEngine.cpu_slots  # 64 asked, capped on CPU
         assert not fast.decoder.cuda_graphs
@@ -337,8 +338,8 @@ def test_engine_load_picks_the_fast_path_only_where_it_applies(tiny_model_dir):
         fast.close()
     import dataclasses
 
-    assert type(Engine.load(dataclasses.replace(cfg, fast_decode=False), GenerationConfig())) is Engine
-    assert type(Engine.load(cfg, GenerationConfig(do_sample=True))) is Engine
+    assert type(load_engine(dataclasses.replace(cfg, fast_decode=False), GenerationConfig())) is GenerateEngine
+    assert type(load_engine(cfg, GenerationConfig(do_sample=True))) is GenerateEngine
     cpu = fast
     assert FastEngine.supports(cpu.model, GenerationConfig(), "none")
     assert not FastEngine.supports(cpu.model, GenerationConfig(do_sample=True), "none")
@@ -351,7 +352,7 @@ def test_engine_load_picks_the_fast_path_only_where_it_applies(tiny_model_dir):
 def test_worker_on_the_fast_engine_answers_concurrent_requests(tiny_model_dir, admit_every, lookahead):
     import asyncio
 
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
     from mafioso.worker.fast_engine import FastEngine
     from mafioso.worker.service import Worker
     from mafioso.core.config import GenerationConfig, WorkerConfig
@@ -359,7 +360,7 @@ def test_worker_on_the_fast_engine_answers_concurrent_requests(tiny_model_dir, a
     gen = GenerationConfig(max_new_tokens=6)
     cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32", max_batch_size=4,
                        fast_decode=False)
-    reference = Engine.load(cfg, gen)
+    reference = load_engine(cfg, gen)
     fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024, lookahead=lookahead)
     fast.admit_every = admit_every
     codes = [f"print({i} * {i})" for i in range(12)]
@@ -400,12 +401,12 @@ def test_a_failed_prefill_fails_every_admitted_request_and_the_engine_keeps_serv
     import time
     from concurrent.futures import Future
 
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
     from mafioso.worker.fast_engine import FastEngine, _Row
     from mafioso.core.config import GenerationConfig, WorkerConfig
 
     gen = GenerationConfig(max_new_tokens=4)
-    reference = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu",
+    reference = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu",
                                          dtype="float32", fast_decode=False), gen)
     fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024)
     fast.prefill_tokens = 1  # one prompt per prefill group
@@ -434,7 +435,7 @@ def test_a_failed_prefill_fails_every_admitted_request_and_the_engine_keeps_serv
 
 def test_no_repeat_ngram_bans_repeats_of_the_answer_only(tiny_model_dir):
     """With n=2 no pair of answer tokens comes twice (the tiny model loops without it), on both paths."""
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
     from mafioso.worker.fast_engine import FastEngine
     from mafioso.core.config import GenerationConfig, WorkerConfig
 
@@ -444,12 +445,12 @@ def test_no_repeat_ngram_bans_repeats_of_the_answer_only(tiny_model_dir):
 
     cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
                        fast_decode=False)
-    loose = Engine.load(cfg, GenerationConfig(max_new_tokens=40, repetition_penalty=1.0))
+    loose = load_engine(cfg, GenerationConfig(max_new_tokens=40, repetition_penalty=1.0))
     codes = [code for _, code, _ in SNIPPETS[:4]]
     prompt_ids = [prompts.encode(loose.tokenizer, code)["input_ids"] for code in codes]
     assert any(pairs_repeat(ids) for ids, _ in loose.decode(prompt_ids))  # the test can fail
     gen = GenerationConfig(max_new_tokens=40, repetition_penalty=1.0, no_repeat_ngram=2)
-    reference = Engine.load(cfg, gen)
+    reference = load_engine(cfg, gen)
     fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024)
     try:
         for engine in (reference, fast):
@@ -548,12 +549,12 @@ def test_compiled_decode_matches_generate_on_both_sides_of_the_short_long_bounda
 def test_fast_engine_honours_max_tokens_and_cancellation_like_the_reference(tiny_model_dir, lookahead):
     """Issue 19 items 6 and 7: each row stops at its own max_tokens (token-exact with Engine.generate) and a
     cancelled row leaves its slot at the next step, the others untouched."""
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
     from mafioso.worker.fast_engine import FastEngine
     from mafioso.core.config import GenerationConfig, WorkerConfig
 
     gen = GenerationConfig(max_new_tokens=12)
-    reference = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
+    reference = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
                                          fast_decode=False), gen)
     fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024, lookahead=lookahead)
     try:
