@@ -444,8 +444,8 @@ async def serve_loopback(app, **runner_options):
 
 
 class FakeEngine:
-    """Stands in for :class:`mafioso.worker.engines.Engine`: records every batch, answers "explained <code>" in ``tokens``
-    tokens, decoded one step every ``token_delay`` seconds, honouring each request's Control like the real
+    """Stands in for a :class:`mafioso.worker.engines.Engine`: records every batch, answers "explained <code>" in
+    ``tokens`` tokens, decoded one step every ``token_delay`` seconds, honouring each request's Control like the real
     engines (a row stops at its ``max_tokens``, cut as unfinished, or once cancelled; a batch ends when its
     last row does).
 

@@ -11,14 +11,16 @@ reverse; only this module chooses between them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from mafioso.core.base_model import cache_dir
 from mafioso.core.config import GenerationConfig, WorkerConfig
 from mafioso.worker.control import Control
+from mafioso.worker.decoder_settings import DecoderSettings
 from mafioso.worker.engine import GenerateEngine, Generation, load_model_for
 from mafioso.worker.fast_engine import DecodeStats, FastEngine
 
@@ -57,24 +59,20 @@ class Engine(Protocol):
 
 
 def load_engine(cfg: WorkerConfig, gen: GenerationConfig, note: Callable[[str], None] = log.info,
-                persona: str | None = None) -> GenerateEngine | FastEngine:
+                persona: str | None = None, tuning: Mapping[str, object] | None = None) -> GenerateEngine | FastEngine:
     """Load the model named by ``cfg`` and wrap it in the fastest engine that serves it exactly: the fast
     engine with ``fast_decode`` on a Gemma 3 model, greedy, unquantized; else the plain ``generate`` one.
-    ``note`` hears a line on what the load does; ``persona``: whose voice to prompt in (default: the adapter's)."""
+    ``note`` hears a line on what the load does; ``persona``: whose voice to prompt in (default: the adapter's);
+    ``tuning``: :class:`DecoderSettings` fields to change from what ``cfg`` gives (benches)."""
     loaded = load_model_for(cfg, note)
     model, tokenizer, device = loaded.model, loaded.tokenizer, loaded.device
     persona = persona or loaded.persona
     if cfg.fast_decode:
         if FastEngine.supports(model, gen, loaded.quantization):
-            cuda = device == "cuda"
-            compiled = cfg.compile_decode and cuda
-            if compiled:  # compiled kernels kept with the converted model, not in /tmp: a restarted worker
-                # then compiles from the cache (docs/BENCHMARKS.md)
+            settings = dataclasses.replace(DecoderSettings.of(cfg, gen, device), **(tuning or {}))
+            if settings.compile:  # compiled kernels kept with the converted model, not in /tmp: a restarted
+                # worker then compiles from the cache (docs/BENCHMARKS.md)
                 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "torchinductor"))
-            return FastEngine(model, tokenizer, gen, device,
-                              slots=cfg.max_batch_size if cuda else min(cfg.max_batch_size, FastEngine.cpu_slots),
-                              max_len=FastEngine.slot_length(cfg, gen), compile=compiled,
-                              compile_scope=cfg.compile_scope,
-                              long_slots=FastEngine.long_slots if cuda else None, persona=persona)
+            return FastEngine(model, tokenizer, gen, device, settings, persona)
         log.info("fast decode path off: it needs quantization=none, greedy decoding and a Gemma 3 model")
     return GenerateEngine(model, tokenizer, gen, device, persona)

@@ -255,7 +255,8 @@ class _Job:
 class Worker:
     """Explains code with a local engine, batching concurrent requests (implements ``Explainer``)."""
 
-    def __init__(self, engine: Engine, cfg: WorkerConfig, *, gather_s: float = 0.005, cold_start_limit: int | None = None,
+    def __init__(self, engine: Engine, cfg: WorkerConfig, *, gather_s: float = 0.005,
+                 cold_start_limit: int | None = None,
                  admission: bool = True, feedback: FeedbackStore | None = None):
         """``feedback``: the store every answer is recorded in (none: answers are not kept, ratings refused);
         ``cold_start_limit``: requests in the worker at once before the rate is measured (default 2 x slots);

@@ -102,6 +102,7 @@ def test_quantize_unties_the_head_and_keeps_logits_close_to_fp32(fp32_model, tin
 def test_greedy_tokens_are_fp32_s_on_a_confident_model(tiny_model_dir, fast):
     """Both decode paths, fp32 and int8 weights, give the same answers, token for token."""
     from mafioso.worker.engine import GenerateEngine
+    from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.fast_engine import FastEngine
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -111,7 +112,7 @@ def test_greedy_tokens_are_fp32_s_on_a_confident_model(tiny_model_dir, fast):
         model = confident_model(tiny_model_dir)
         if kind == "int8":
             model = cpu_quant.quantize(model)
-        engine = (FastEngine(model, tokenizer, gen, "cpu", slots=2, max_len=1024) if fast
+        engine = (FastEngine(model, tokenizer, gen, "cpu", DecoderSettings(slots=2, max_len=1024)) if fast
                   else GenerateEngine(model, tokenizer, gen, "cpu"))
         try:
             ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS]

@@ -204,6 +204,7 @@ def test_a_looping_model_is_stopped_and_cut_alike_on_both_paths(tiny_model_dir, 
     """Stopped where the loop is found (finished, looped, the slot freed), cut back to before it, the same
     answers on the reference path and the fast one; with stop_loops off the answer runs on, still flagged."""
     from mafioso.worker.engine import GenerateEngine, Generation
+    from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.fast_engine import FastEngine
 
     model, tokenizer = looping_model(tiny_model_dir, answer)
@@ -212,7 +213,7 @@ def test_a_looping_model_is_stopped_and_cut_alike_on_both_paths(tiny_model_dir, 
     requests = [(code, request) for request, code, _ in SNIPPETS] * 2  # more requests than slots
     stopped = Generation(text=expected, tokens=tokens, finished=True, looped=True)
     assert reference.generate(requests[:3]) == [stopped] * 3  # a padded batch of three
-    fast = FastEngine(model, tokenizer, gen, "cpu", slots=4, max_len=1024, lookahead=lookahead)
+    fast = FastEngine(model, tokenizer, gen, "cpu", DecoderSettings(slots=4, max_len=1024, lookahead=lookahead))
     try:
         assert fast.generate(requests) == [stopped] * len(requests)
         waves = -(-len(requests) // fast.decoder.slots)
@@ -225,7 +226,7 @@ def test_a_looping_model_is_stopped_and_cut_alike_on_both_paths(tiny_model_dir, 
     assert unstopped.tokens == 60 and not unstopped.finished and unstopped.looped
     assert unstopped.text.startswith(expected) and len(unstopped.text) > len(expected) + 20
     if lookahead:
-        fast = FastEngine(model, tokenizer, off, "cpu", slots=4, max_len=1024, lookahead=lookahead)
+        fast = FastEngine(model, tokenizer, off, "cpu", DecoderSettings(slots=4, max_len=1024, lookahead=lookahead))
         try:
             assert fast.generate(requests[:2]) == [unstopped] * 2
         finally:
