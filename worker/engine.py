@@ -47,8 +47,8 @@ from mafioso.worker.claim_check import NOTHING_SURE, drop_unsupported
 from mafioso.worker.control import Control
 from mafioso.worker.cpu_dtype import cpu_dtype
 from mafioso.worker.grounded_decoding import AnswerGrounding, Grounding
-from mafioso.worker.loop_guard import LoopGuard, LoopRule, TokenPieces, cut_loop, find_loop
-from mafioso.worker.ngram_ban import NgramBan
+from mafioso.worker.decoding_rules import AnswerRules, DecodingRules
+from mafioso.worker.loop_guard import LoopRule, TokenPieces, cut_loop, find_loop
 from mafioso.worker.postcheck import finish
 from mafioso.core.base_model import (BASES, load_model, load_tokenizer, model_facts, named_base,
                                  resolve_base)
@@ -220,60 +220,59 @@ def _device(spec: str) -> str:
     return spec
 
 
-class _SectionStop(StoppingCriteria):
-    """Stopping criterion: a row is done once its generated text contains ``###``.
+class _RulesFeed:
+    """Hands each row's new tokens to its :class:`mafioso.worker.decoding_rules.AnswerRules`, once, whichever of
+    ``generate``'s hooks (the stopping criterion after a step, the ban before the next) sees them first."""
 
-    Only the last three generated tokens are decoded each step (``###`` fits in three tokens that each
-    hold a ``#``), so the check costs little next to a decode step. ``stopped_at[row]`` records how many
-    tokens the row had generated when it stopped.
-    """
+    def __init__(self, rows: list[AnswerRules], prompt_len: int):
+        self.rows, self.prompt_len = rows, prompt_len
+        self.fed = 0  # answer tokens fed to every row's rules so far
 
-    def __init__(self, tokenizer, prompt_len: int):
-        self.tokenizer = tokenizer
-        self.prompt_len = prompt_len
-        self.stopped_at: dict[int, int] = {}
-
-    def __call__(self, input_ids, scores, **kwargs):
-        generated = input_ids.shape[1] - self.prompt_len
-        tails = self.tokenizer.batch_decode(input_ids[:, max(self.prompt_len, input_ids.shape[1] - 3):])
-        done = [prompts.SECTION_MARKER in tail for tail in tails]
-        for row, hit in enumerate(done):
-            if hit:
-                self.stopped_at.setdefault(row, generated)
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
-class _LoopStop(StoppingCriteria):
-    """Stopping criterion: a row is done once its answer loops (:class:`mafioso.worker.loop_guard.LoopGuard`, fed one column
-    of new tokens per step). ``stopped_at[row]`` records how many tokens the row had generated then."""
-
-    def __init__(self, rule: LoopRule, pieces: TokenPieces, prompt_len: int):
-        self.rule, self.pieces, self.prompt_len = rule, pieces, prompt_len
-        self.rows: list[LoopGuard] = []
-        self.fed = 0  # answer tokens fed to every row's guard so far
-        self.stopped_at: dict[int, int] = {}
-
-    def __call__(self, input_ids, scores, **kwargs):
-        if not self.rows:
-            self.rows = [LoopGuard(self.rule, self.pieces) for _ in range(input_ids.shape[0])]
+    def catch_up(self, input_ids) -> None:
+        """Feed the columns of ``input_ids`` past the prompt that the rules have not seen yet."""
         for column in input_ids[:, self.prompt_len + self.fed:].T.tolist():
             self.fed += 1
-            for row, (guard, token) in enumerate(zip(self.rows, column, strict=True)):
-                if row not in self.stopped_at and guard.add(token):
-                    self.stopped_at[row] = self.fed
-        return torch.tensor([row in self.stopped_at for row in range(len(self.rows))], dtype=torch.bool,
+            for rules, token in zip(self.rows, column, strict=True):
+                rules.add(token)
+
+
+class _RulesStop(StoppingCriteria):
+    """Stopping criterion: a row is done once its rules end it (``###``, a loop)."""
+
+    def __init__(self, feed: _RulesFeed):
+        self.feed = feed
+
+    def __call__(self, input_ids, scores, **kwargs):
+        self.feed.catch_up(input_ids)
+        return torch.tensor([rules.stop is not None for rules in self.feed.rows], dtype=torch.bool,
                             device=input_ids.device)
+
+
+class _RulesBan(LogitsProcessor):
+    """Per row, forbids the tokens its rules ban next (n-gram bans)."""
+
+    def __init__(self, feed: _RulesFeed):
+        self.feed = feed
+
+    def __call__(self, input_ids, scores):
+        self.feed.catch_up(input_ids)
+        for row, rules in enumerate(self.feed.rows):
+            if banned := rules.banned():
+                scores[row, list(banned)] = float("-inf")
+        return scores
 
 
 class _RequestStop(StoppingCriteria):
     """Stopping criterion: a row is done at its own ``max_tokens`` or once its request is cancelled
     (:class:`mafioso.worker.control.Control`); the batch ends when every row is done. ``cancelled_at[row]`` records how
     many tokens a cancelled row had generated when it stopped. It also hands each live row's new token to its
-    control (``Control.emit``: streaming, time to first token) until the row ends (EOS, ``stops``, its limit)."""
+    control (``Control.emit``: streaming, time to first token) until the row ends (EOS, its ``rules``, its
+    limit)."""
 
-    def __init__(self, controls: list[Control], limits: list[int], prompt_len: int, eos_ids=(), stops=()):
+    def __init__(self, controls: list[Control], limits: list[int], prompt_len: int, eos_ids=(),
+                 rules: list[AnswerRules] = ()):
         self.controls, self.limits, self.prompt_len = controls, limits, prompt_len
-        self.eos_ids, self.stops = set(eos_ids), stops
+        self.eos_ids, self.rules = set(eos_ids), rules
         self.cancelled_at: dict[int, int] = {}
         self.ended: set[int] = set()  # rows whose answer is over: padding follows, nothing more to emit
 
@@ -286,30 +285,9 @@ class _RequestStop(StoppingCriteria):
         for row, token in enumerate(input_ids[:, -1].tolist()):
             if row not in self.ended and row not in self.cancelled_at:
                 self.controls[row].emit(token)
-                if done[row] or token in self.eos_ids or any(row in stop.stopped_at for stop in self.stops):
+                if done[row] or token in self.eos_ids or (self.rules and self.rules[row].stop is not None):
                     self.ended.add(row)
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
-class _AnswerNgramBan(LogitsProcessor):
-    """Per row, forbids the tokens that would repeat an n-gram of its answer (:class:`mafioso.worker.ngram_ban.NgramBan`)."""
-
-    def __init__(self, n: int, prompt_len: int):
-        self.n, self.prompt_len = n, prompt_len
-        self.rows: list[NgramBan] = []
-        self.fed = 0  # answer tokens fed to every row's tracker so far
-
-    def __call__(self, input_ids, scores):
-        if not self.rows:
-            self.rows = [NgramBan(self.n) for _ in range(input_ids.shape[0])]
-        for column in input_ids[:, self.prompt_len + self.fed:].T.tolist():
-            for ban, token in zip(self.rows, column, strict=True):
-                ban.add(token)
-            self.fed += 1
-        for row, ban in enumerate(self.rows):
-            if banned := ban.banned():
-                scores[row, list(banned)] = float("-inf")
-        return scores
 
 
 class _GroundedMask(LogitsProcessor):
@@ -404,9 +382,18 @@ class GenerateEngine:
         eos = model.generation_config.eos_token_id
         eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.eos_ids = sorted(eos | {tokenizer.eos_token_id})
-        self.pieces = TokenPieces(tokenizer)  # each token's text, for the loop rule
+        self.pieces = TokenPieces(tokenizer)  # each token's text, for the loop and section rules
+        self._rules = DecodingRules(gen, tokenizer, self.pieces)
         self.grounding = (Grounding(tokenizer, model.get_output_embeddings().weight.shape[0], device)
                           if gen.grounded_decoding else None)
+
+    @property
+    def rules(self) -> DecodingRules:
+        """The decoding rules of ``gen``: stop at ``###`` or a loop, n-gram bans
+        (:mod:`mafioso.worker.decoding_rules`)."""
+        if self._rules.gen is not self.gen:  # the settings were replaced (tests do)
+            self._rules = DecodingRules(self.gen, self.tokenizer, self.pieces)
+        return self._rules
 
     def close(self) -> None:
         """Release what the engine runs besides the model (nothing here; the fast engine stops its thread)."""
@@ -475,26 +462,22 @@ class GenerateEngine:
         elif self.gen.repetition_penalty != 1.0:  # count only the answer's own tokens as seen
             extra["logits_processor"] = LogitsProcessorList(
                 [RepetitionPenaltyLogitsProcessor(self.gen.repetition_penalty, prompt_ignore_length=width)])
+        rules = _RulesFeed([self.rules.for_answer() for _ in prompt_ids], width)
         if self.gen.no_repeat_ngram:
-            extra.setdefault("logits_processor", LogitsProcessorList()).append(
-                _AnswerNgramBan(self.gen.no_repeat_ngram, width))
+            extra.setdefault("logits_processor", LogitsProcessorList()).append(_RulesBan(rules))
         if grounding:
             extra.setdefault("logits_processor", LogitsProcessorList()).append(_GroundedMask(grounding, width))
-        stops = [_SectionStop(self.tokenizer, width)]
-        if self.gen.stop_loops:
-            stops.append(_LoopStop(LoopRule.of(self.gen), self.pieces, width))
         controls = controls or [Control() for _ in prompt_ids]
         limits = [control.limit(self.gen.max_new_tokens) for control in controls]
-        requested = _RequestStop(controls, limits, width, self.eos_ids, stops)
+        requested = _RequestStop(controls, limits, width, self.eos_ids, rules.rows)
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=input_ids, attention_mask=mask, max_new_tokens=max(limits),
                 do_sample=self.gen.do_sample, pad_token_id=pad, eos_token_id=self.eos_ids,
-                stopping_criteria=StoppingCriteriaList([*stops, requested]), **extra,
+                stopping_criteria=StoppingCriteriaList([_RulesStop(rules), requested]), **extra,
             )
         generated = [ids[:requested.cancelled_at.get(row, len(ids))] for row, ids in enumerate(out[:, width:].tolist())]
-        return [(ids, min((s.stopped_at[row] for s in stops if row in s.stopped_at), default=None))
-                for row, ids in enumerate(generated)]
+        return [(ids, row_rules.stop) for ids, row_rules in zip(generated, rules.rows, strict=True)]
 
     def _finish(self, ids: list[int], stop: int | None) -> Generation:
         """Cut one row at its stop (### or a loop, else EOS), decode it, cut a loop out of the text

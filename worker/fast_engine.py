@@ -25,11 +25,10 @@ import torch
 from mafioso import prompts
 from mafioso.worker.control import Control
 from mafioso.worker.decoder_settings import CPU_ADMIT_EVERY, GPU_ADMIT_EVERY, DecoderSettings
+from mafioso.worker.decoding_rules import AnswerRules, bans_tokens
 from mafioso.worker.engine import GenerateEngine, Generation
 from mafioso.worker.fast_decode import Gemma3Decoder
 from mafioso.worker.grounded_decoding import AnswerGrounding
-from mafioso.worker.loop_guard import LoopGuard, LoopRule
-from mafioso.worker.ngram_ban import NgramBan
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +41,15 @@ class _Row:
     limit: int  # most tokens: the request's max_tokens within max_new_tokens
     control: Control  # read once per step: a cancelled row leaves its slot
     generated: list[int] = field(default_factory=list)
-    stop: int | None = None  # tokens generated when a ### section or a loop stopped it
-    ngrams: NgramBan | None = None  # GenerationConfig.no_repeat_ngram
-    loops: LoopGuard | None = None  # GenerationConfig.stop_loops
+    rules: AnswerRules | None = None  # stop at ### or a loop, n-gram bans (mafioso.worker.decoding_rules)
     bans: frozenset[int] = frozenset()  # the tokens banned for its slot now
     grounding: AnswerGrounding | None = None  # GenerationConfig.grounded_decoding
     regrounded: bool = False  # the grounding mask changed since the slot's bans were last written
+
+    @property
+    def stop(self) -> int | None:
+        """Tokens generated when a ### section or a loop stopped it (None: they did not)."""
+        return self.rules.stop if self.rules is not None else None
 
 
 @dataclass
@@ -112,7 +114,7 @@ class FastEngine:
                  persona: str = prompts.DEFAULT_PERSONA):
         self.plain = GenerateEngine(model, tokenizer, gen, device, persona)
         self.model, self.tokenizer, self.gen, self.device, self.persona = model, tokenizer, gen, device, persona
-        self.pieces, self.eos_ids = self.plain.pieces, self.plain.eos_ids
+        self.eos_ids = self.plain.eos_ids
         self.settings = settings
         gpu = _GpuMemory() if device == "cuda" else None
         self.decoder = build_decoder(model, tokenizer, gen, settings, persona)
@@ -121,11 +123,10 @@ class FastEngine:
         #: (a finished row then costs one discarded step); see DecoderSettings.lookahead. Off with n-gram bans
         #: and grounded decoding, which must know a step's token before the next step runs.
         lookahead = self.decoder.cuda_graphs if settings.lookahead is None else settings.lookahead
-        self.lookahead = lookahead and not gen.no_repeat_ngram and not gen.grounded_decoding
+        self.lookahead = lookahead and not bans_tokens(gen)
         self.admit_every = settings.admit_every or (GPU_ADMIT_EVERY if self.decoder.cuda_graphs else CPU_ADMIT_EVERY)
         #: Longest prompt a slot holds with a full answer; longer ones go to the plain engine.
         self.max_prompt_tokens = min(self.plain.max_prompt_tokens, settings.max_len - gen.max_new_tokens - 1)
-        self._hashy = {i for i in range(len(tokenizer)) if "#" in tokenizer.decode([i])}
         self._inbox: queue.Queue[_Row | None] = queue.Queue()
         self._deferred: list[_Row] = []  # taken from the inbox, waiting for a long slot
         self._closing = False
@@ -183,12 +184,9 @@ class FastEngine:
             raise RuntimeError("the engine is closed")
         controls = controls or [Control() for _ in prompt_ids]
         fits = [len(ids) <= self.max_prompt_tokens for ids in prompt_ids]
-        n = self.gen.no_repeat_ngram
-        rule = LoopRule.of(self.gen) if self.gen.stop_loops else None
         grounding = grounding or [None] * len(prompt_ids)
         rows = [_Row(ids, Future(), control.limit(self.gen.max_new_tokens), control,
-                     ngrams=NgramBan(n) if n else None, loops=LoopGuard(rule, self.pieces) if rule else None,
-                     grounding=ground)
+                     rules=self.plain.rules.for_answer(), grounding=ground)
                 for ids, control, ground, ok in zip(prompt_ids, controls, grounding, fits) if ok]
         for row in rows:
             self._inbox.put(row)
@@ -310,7 +308,7 @@ class FastEngine:
             return
         lift, ban = [], []
         for slot, row in active.items():
-            now = frozenset(row.ngrams.banned()) if row.ngrams is not None else frozenset()
+            now = frozenset(row.rules.banned()) if row.rules is not None else frozenset()
             if row.grounding is not None:
                 if row.regrounded or now != row.bans:  # the whole row: the span's mask, then the n-gram bans
                     mask = row.grounding.mask()
@@ -338,17 +336,10 @@ class FastEngine:
         row = active[slot]
         row.generated.append(token)
         row.control.emit(token)
-        if row.ngrams is not None:
-            row.ngrams.add(token)
         if row.grounding is not None and row.grounding.add(token):
             row.regrounded = True
-        if token in self._hashy and row.stop is None:
-            tail = self.tokenizer.decode(row.generated[-3:])
-            if prompts.SECTION_MARKER in tail:
-                row.stop = len(row.generated)
-        if row.loops is not None and row.stop is None and row.loops.add(token):
-            row.stop = len(row.generated)
-        if token in self.eos_ids or row.stop is not None or len(row.generated) >= row.limit:
+        stopped = row.rules is not None and row.rules.add(token)  # ### or a loop
+        if stopped or token in self.eos_ids or len(row.generated) >= row.limit:
             del active[slot]
             row.future.set_result((row.generated, row.stop))
 
@@ -361,7 +352,7 @@ def build_decoder(model, tokenizer, gen, settings: DecoderSettings,
                             compile_scope=settings.compile_scope, prefill_tokens=settings.prefill_tokens,
                             **settings.slot_split(gen))
     decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)
-    if gen.no_repeat_ngram or gen.grounded_decoding:
+    if bans_tokens(gen):
         decoder.enable_ngram_bans()
     if settings.share_prefix:
         decoder.set_prefix(prompts.shared_prefix_ids(tokenizer, persona))

@@ -467,7 +467,11 @@ def test_no_repeat_ngram_bans_repeats_of_the_answer_only(tiny_model_dir):
 
 
 def test_ngram_ban_counts_the_answer_not_the_prompt():
-    from mafioso.worker.engine import _AnswerNgramBan
+    from types import SimpleNamespace
+
+    from mafioso.core.config import GenerationConfig
+    from mafioso.worker.decoding_rules import DecodingRules
+    from mafioso.worker.engine import _RulesBan, _RulesFeed
     from mafioso.worker.ngram_ban import NgramBan
 
     ban = NgramBan(3)
@@ -477,7 +481,9 @@ def test_ngram_ban_counts_the_answer_not_the_prompt():
     ban.add(6)
     assert ban.banned() == {7}  # 5 6 7 again would repeat a trigram
     prompt = [1, 2, 1, 2, 1]  # the bigram 1 2 twice in the prompt: still allowed in the answer
-    processor = _AnswerNgramBan(2, prompt_len=len(prompt))
+    letters = SimpleNamespace(decode=lambda ids: "".join(chr(ord("a") + i) for i in ids))  # no "#" in sight
+    rules = DecodingRules(GenerationConfig(no_repeat_ngram=2), letters)
+    processor = _RulesBan(_RulesFeed([rules.for_answer()], prompt_len=len(prompt)))
     scores = processor(torch.tensor([prompt]), torch.zeros(1, 10))
     assert torch.isfinite(scores).all()
     scores = processor(torch.tensor([prompt + [2, 3, 2]]), torch.zeros(1, 10))
