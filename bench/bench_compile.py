@@ -1,7 +1,7 @@
 """Start-up cost of the compiled fast path: torch.compile of the prefill layer and of the decode step.
 
     python bench/bench_compile.py                  # one cache length for every slot
-    python bench/bench_compile.py --long-slots 2   # short and long slots (FastEngine.long_slots)
+    python bench/bench_compile.py --long-slots 2   # short and long slots (DecoderSettings.long_slots)
 
 Loads the embedded base with the shipped adapter as the worker does, builds ``Gemma3Decoder`` with
 ``compile=True`` on whatever device there is (on a CPU through inductor's C++ backend: slower than a GPU in
@@ -33,14 +33,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from torch._dynamo.utils import counters
 
-    from mafioso.worker.engine import Engine
-    from mafioso.worker.fast_engine import FastEngine
+    from mafioso.worker.engines import load_engine
+    from mafioso.worker.decoder_settings import DecoderSettings, slot_length
+    from mafioso.worker.fast_engine import build_decoder
 
     cfg, gen = WorkerConfig(base_model=args.base_model, fast_decode=False), GenerationConfig()
-    engine = Engine.load(cfg, gen)
+    engine = load_engine(cfg, gen)
     started = time.perf_counter()
-    decoder = FastEngine.build_decoder(engine.model, engine.tokenizer, gen, args.slots,
-                                       FastEngine.slot_length(cfg, gen), True, args.long_slots, args.compile_scope)
+    settings = DecoderSettings(slots=args.slots, max_len=slot_length(cfg, gen), compile=True,
+                               compile_scope=args.compile_scope, long_slots=args.long_slots)
+    decoder = build_decoder(engine.model, engine.tokenizer, gen, settings)
     decoder.warm_up()  # the prefill's compile (and on CUDA every bucket's graph)
     warmed = time.perf_counter()
     for b in decoder.buckets:

@@ -10,7 +10,7 @@ then, round by round with the three in turn (the machine is shared: load hits al
 
 * a warm 120-token answer to ``examples/fizzbuzz.py`` (the README's example): the prefill and 119 decode steps
   on the engine's own decoder, EOS ignored, so every dtype does the same work; tokens/s counts the prefill;
-* the real answer (``Engine.generate``: stop rules and post-check, its own length): tokens and seconds.
+* the real answer (``GenerateEngine.generate``: stop rules and post-check, its own length): tokens and seconds.
 
 Medians over the rounds. Then, unless ``--no-cold``, the cold ``mafioso explain examples/fizzbuzz.py
 --max-new-tokens 1`` per dtype, a fresh process with the cache warm, ``--cold-runs`` times each interleaved: the
@@ -124,7 +124,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
 
     from mafioso.core.cpu_dtype import cpu_dtype
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
 
     facts = machine()
     load_before = uptime()
@@ -138,7 +138,7 @@ def main() -> int:
     engines, load_s = {}, {}
     for dtype in DTYPES:
         start = time.perf_counter()
-        engines[dtype] = Engine.load(WorkerConfig(device="cpu", dtype=dtype, max_batch_size=1), gen)
+        engines[dtype] = load_engine(WorkerConfig(device="cpu", dtype=dtype, max_batch_size=1), gen)
         load_s[dtype] = time.perf_counter() - start
     ids = prompts.encode(engines["float32"].tokenizer, code, None)["input_ids"]
     fixed, answer, answers = {d: [] for d in DTYPES}, {d: [] for d in DTYPES}, {}

@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--slots", type=int, default=WorkerConfig.max_batch_size, help="KV-cache slots")
     parser.add_argument("--long-slots", type=int, default=None,
-                        help="slots for long prompts, the others short (default: the worker's FastEngine.long_slots on "
-                             "CUDA; all slots long on a CPU)")
+                        help="slots for long prompts, the others short (default: the worker's, 8 on CUDA;"
+                             " all slots long on a CPU)")
     parser.add_argument("--steps", type=int, default=200, help="decode steps timed per batch size")
     parser.add_argument("--position", type=int, default=300, help="cache position of every slot while timing")
     parser.add_argument("--cache-multiple", type=int, default=None,
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile-scope", choices=COMPILE_SCOPES, default=WorkerConfig.compile_scope,
                         help="what torch.compile compiles: the whole step or each layer")
     parser.add_argument("--share-prefix", action=argparse.BooleanOptionalAction, default=None,
-                        help="prefill after the shared instruction, as the worker (default: FastEngine.share_prefix)")
+                        help="prefill after the shared instruction, as the worker (default: on)")
     parser.add_argument("--profile", type=int, nargs="*", default=[], metavar="BATCH",
                         help="also profile one decode step at these batch sizes and a one-prompt prefill: "
                              "kernels per step and the slowest kernels")
@@ -92,23 +92,24 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
     from mafioso.worker.fast_decode import Gemma3Decoder
-    from mafioso.worker.fast_engine import FastEngine, gpu_memory_gb
+    from mafioso.worker.decoder_settings import GPU_LONG_SLOTS, DecoderSettings, slot_length
+    from mafioso.worker.fast_engine import build_decoder, gpu_memory_gb
 
     cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, device=args.device, fast_decode=False)
     gen = GenerationConfig()
     started = time.perf_counter()
-    engine = Engine.load(cfg, gen)  # the reference engine: only its merged model and tokenizer are used
+    engine = load_engine(cfg, gen)  # the reference engine: only its merged model and tokenizer are used
     cuda = next(engine.model.parameters()).device.type == "cuda"
     compiled = args.compile_decode and cuda  # as the worker: torch.compile on CUDA only
-    long_slots = args.long_slots if args.long_slots is not None else (FastEngine.long_slots if cuda else None)
-    if args.share_prefix is not None:
-        FastEngine.share_prefix = args.share_prefix
+    long_slots = args.long_slots if args.long_slots is not None else (GPU_LONG_SLOTS if cuda else None)
     if args.cache_multiple is not None:
         Gemma3Decoder.cache_multiple = args.cache_multiple
-    decoder = FastEngine.build_decoder(engine.model, engine.tokenizer, gen, args.slots,
-                                       FastEngine.slot_length(cfg, gen), compiled, long_slots, args.compile_scope)
+    settings = DecoderSettings(slots=args.slots, max_len=slot_length(cfg, gen), compile=compiled,
+                               compile_scope=args.compile_scope, long_slots=long_slots,
+                               share_prefix=True if args.share_prefix is None else args.share_prefix)
+    decoder = build_decoder(engine.model, engine.tokenizer, gen, settings)
     decoder.warm_up()
     load_s = time.perf_counter() - started
     sync = torch.cuda.synchronize if cuda else (lambda: None)

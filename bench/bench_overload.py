@@ -49,8 +49,20 @@ class PacedEngine:
     def __init__(self, slots: int, tokens: int, token_s: float):
         self.continuous_slots, self.tokens, self.token_s = slots, tokens, token_s
         self.gen = GenerationConfig(max_new_tokens=max(tokens, 1))
+        self.max_prompt_tokens, self.stats = 1 << 30, None  # the Engine protocol: no context limit, no counters
         self.decoded = 0
         self._lock = threading.Lock()
+
+    def prompt_tokens(self, code: str, request: str | None = None) -> int:
+        """About one token a word."""
+        return len(code.split()) + len((request or "").split())
+
+    def text_so_far(self, code: str, ids: list[int]) -> str:
+        """Nothing until the answer is whole (the bench never streams)."""
+        return ""
+
+    def close(self) -> None:
+        """Nothing to release."""
 
     def generate(self, requests, controls):
         from mafioso.worker.engine import Generation
@@ -102,9 +114,9 @@ def build(args: argparse.Namespace):
     if args.engine == "paced":
         engine = PacedEngine(args.slots, args.tokens, args.token_ms / 1000)
         return engine, cfg, args.slots / (args.tokens * args.token_ms / 1000)
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
 
-    return Engine.load(cfg, GenerationConfig()), cfg, args.capacity
+    return load_engine(cfg, GenerationConfig()), cfg, args.capacity
 
 
 def percentiles(values: list[float]) -> dict:

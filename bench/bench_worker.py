@@ -76,9 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "row at the highest concurrency (default: the engine's)")
     parser.add_argument("--long-slots", type=int, default=None,
                         help="fast engine on CUDA: slots for long prompts, the others hold short ones only "
-                             "(default: the engine's FastEngine.long_slots; 0: every slot long)")
+                             "(default: DecoderSettings.of: 8 on a GPU; 0: every slot long)")
     parser.add_argument("--share-prefix", action=argparse.BooleanOptionalAction, default=None,
-                        help="fast engine: prefill the shared instruction once (default: FastEngine.share_prefix)")
+                        help="fast engine: prefill the shared instruction once (default: DecoderSettings.share_prefix)")
     parser.add_argument("--no-lookahead-rows", action="store_true",
                         help="also measure the fast engine without lookahead (each step's tokens read before the "
                              "next is launched) at the lowest and highest concurrency")
@@ -235,7 +235,8 @@ async def measure_ttft(worker, levels=TTFT_LEVELS, name: str = "ttft") -> list[d
 
 async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dict[int, int],
                          name: str, admit_every: list[int] | None = None,
-                         no_lookahead_rows: bool = False, ttft=()) -> tuple[list[dict], float | None]:
+                         no_lookahead_rows: bool = False, ttft=(),
+                         tuning: dict | None = None) -> tuple[list[dict], float | None]:
     """Table rows for one worker configuration (``requests``: concurrency -> request count), and its start-up
     time and GPU memory in GB (None on CPU): the fast engine's start-up steps, the peak while serving, the
     overall peak of torch's allocations, what torch's allocator reserved and what the whole card had in use.
@@ -244,7 +245,7 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
     fast engine's lookahead off."""
     import torch
 
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
     from mafioso.worker.fast_engine import gpu_memory_gb
     from mafioso.worker.service import Worker
 
@@ -253,7 +254,7 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    engine = Engine.load(cfg, gen)  # load, merge, compile and capture: the worker's start-up
+    engine = load_engine(cfg, gen, tuning=tuning)  # load, merge, compile and capture: the worker's start-up
     start_up_s = round(time.perf_counter() - started, 1)
     print(json.dumps({"start_up_s": start_up_s}), file=sys.stderr, flush=True)
     intervals = admit_every if admit_every and hasattr(engine, "admit_every") else []
@@ -308,12 +309,10 @@ async def bench(args: argparse.Namespace) -> dict:
 
     import torch
 
-    from mafioso.worker.fast_engine import FastEngine
+    from mafioso.worker.decoder_settings import GPU_LONG_SLOTS, DecoderSettings
 
-    if args.long_slots is not None:
-        FastEngine.long_slots = args.long_slots
-    if args.share_prefix is not None:
-        FastEngine.share_prefix = args.share_prefix
+    tuning = {name: value for name, value in (("long_slots", args.long_slots), ("share_prefix", args.share_prefix))
+              if value is not None}
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens, grounded_decoding=args.grounded_decoding)
     cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, quantization=args.quantization,
                        max_batch_size=max(args.concurrency), queue_size=max(1024, 4 * max(args.concurrency)),
@@ -321,7 +320,7 @@ async def bench(args: argparse.Namespace) -> dict:
                        compile_scope=args.compile_scope)
     levels = {c: args.requests or max(8, args.waves * c) for c in args.concurrency}
     rows, memory = await measure_worker(cfg, gen, levels, "worker", args.admit_every, args.no_lookahead_rows,
-                                        args.ttft)
+                                        args.ttft, tuning)
     memory = {args.quantization: memory}
     for mode in args.also:  # the slow generate-based modes: fewer requests
         extra, memory[mode] = await measure_worker(dataclasses.replace(cfg, quantization=mode), gen,
@@ -335,8 +334,9 @@ async def bench(args: argparse.Namespace) -> dict:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     return {"device": device, "base_model": args.base_model or "(adapter's / embedded)", "adapter": args.adapter,
             "quantization": args.quantization if torch.cuda.is_available() else "none (CPU)",
-            "gpu_memory_gb": memory, "long_slots": FastEngine.long_slots if torch.cuda.is_available() else None,
-            "share_prefix": FastEngine.share_prefix,
+            "gpu_memory_gb": memory,
+            "long_slots": tuning.get("long_slots", GPU_LONG_SLOTS) if torch.cuda.is_available() else None,
+            "share_prefix": tuning.get("share_prefix", DecoderSettings.share_prefix),
             "max_new_tokens": args.max_new_tokens, "rows": rows}
 
 

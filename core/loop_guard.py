@@ -13,9 +13,9 @@ again, or a count that never ends ("prints 1, 2, 3, … 40, 41"). Two rules, eac
 
 This is a stop rule, not a ban: it never changes which token comes next, so names like ``MAX_LOANS`` are
 never mangled (the n-gram ban, :mod:`mafioso.worker.ngram_ban`, can), and it only looks at the answer's own tokens. Both
-decode paths feed one :class:`LoopGuard` per answer and end the answer when it fires (``Engine.decode``
-through a stopping criterion, the fast engine in its per-token record); the final text is cut by
-:func:`find_loop` + :func:`cut_loop` in ``Engine._finish``, shared by both paths, so the same tokens
+decode paths feed one :class:`LoopGuard` per answer, through the worker's ``AnswerRules``
+(``worker/decoding_rules.py``), and end the answer when it fires; the final text is cut by
+:func:`find_loop` + :func:`cut_loop` in ``GenerateEngine._finish``, shared by both paths, so the same tokens
 give the same cut. The rule is in core because it is also what ``mafioso eval`` measures (``loop_rate`` counts
 the answers it found looping, cut or not: mafioso.trainer.metrics) and what a stream holds back
 (mafioso.worker.token_stream).

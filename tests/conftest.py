@@ -41,10 +41,10 @@ def fake_engine():
 def engine(tiny_model_dir):
     """The real reference Engine (transformers ``generate``) on the tiny random model (CPU, fp32, 8 new tokens),
     shared by the session; tests/worker/test_fast_decode.py holds the fast path to it."""
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
 
     cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", fast_decode=False)
-    return Engine.load(cfg, GenerationConfig(max_new_tokens=8))
+    return load_engine(cfg, GenerationConfig(max_new_tokens=8))
 
 
 @pytest.fixture(scope="session")

@@ -444,8 +444,8 @@ async def serve_loopback(app, **runner_options):
 
 
 class FakeEngine:
-    """Stands in for :class:`mafioso.worker.engine.Engine`: records every batch, answers "explained <code>" in ``tokens``
-    tokens, decoded one step every ``token_delay`` seconds, honouring each request's Control like the real
+    """Stands in for a :class:`mafioso.worker.engines.Engine`: records every batch, answers "explained <code>" in
+    ``tokens`` tokens, decoded one step every ``token_delay`` seconds, honouring each request's Control like the real
     engines (a row stops at its ``max_tokens``, cut as unfinished, or once cancelled; a batch ends when its
     last row does).
 
@@ -464,12 +464,22 @@ class FakeEngine:
         self.token_delay = token_delay
         # no loop rule: the fake never loops, and a stream may show all its tokens at once
         self.gen = GenerationConfig(max_new_tokens=max_new_tokens, stop_loops=False)
+        self.continuous_slots = 0  # the Engine protocol: whole batches per call, no decode stats
+        self.stats = None
+        self.max_prompt_tokens = 1 << 30  # the fake's prompts never outgrow a context
         self.batches: list[list[tuple[str, str | None]]] = []
         self.started = threading.Event()
         self.decoded = 0
         self.cancelled = 0
         self._lock = threading.Lock()  # continuous_slots: several calls at once
         import mafioso.worker.engine  # noqa: F401 - torch loads here, not inside the first (timed) answer
+
+    def prompt_tokens(self, code, request=None):
+        """About one token a word, like the tests' prompts."""
+        return len(code.split()) + len((request or "").split())
+
+    def close(self):
+        """Nothing to release."""
 
     def generate(self, requests, controls=None):
         from mafioso.worker.control import Control

@@ -99,7 +99,6 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18: Engine.load returns FastEngine, which inherits from Engine")
 def test_no_import_cycles_between_modules():
     # a package's __init__ importing its own submodules is not a cycle of the design
     graph = {m: {t for t in ts if not m.startswith(t + ".")} for m, ts in import_graph().items()}

@@ -281,11 +281,9 @@ def score_model(cfg: WorkerConfig, gen: GenerationConfig, samples: list[Sample],
     voice to prompt and score it in (default: its adapter's; the bare base is asked in the adapter's)."""
     import torch
 
-    from mafioso.worker.engine import Engine
+    from mafioso.worker import engines
 
-    engine = Engine.load(cfg, gen)
-    if persona:
-        engine.persona = persona
+    engine = engines.load_engine(cfg, gen, persona=persona)
     device = str(engine.device)
     try:
         metrics, predictions = evaluate_engine(engine, samples, batch_size, label, runner)

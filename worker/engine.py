@@ -1,7 +1,10 @@
 """The model behind the worker: load a base (+ LoRA adapter) once, then decode batches of prompts.
 
-    engine = Engine.load(WorkerConfig(base_model="embedded", adapter="out/adapter"), GenerationConfig())
+    loaded = load_model_for(WorkerConfig(base_model="embedded", adapter="out/adapter"))
+    engine = GenerateEngine(loaded.model, loaded.tokenizer, GenerationConfig(), loaded.device, loaded.persona)
     [answer] = engine.generate([("print(1 + 1)", None)])
+
+(the worker loads through :func:`mafioso.worker.engines.load_engine`, which picks the engine).
 
 Where the adapter goes depends on the device:
 
@@ -10,13 +13,14 @@ Where the adapter goes depends on the device:
 * CUDA with ``none`` (the default): adapter merged in fp32 on the CPU, served in bf16 (the GPU never holds
   the fp32 copy: ~1 GB less peak memory at start-up);
 * CPU: never bitsandbytes, adapter merged in fp32, served in bf16 or as int8 weights
-  (:mod:`mafioso.worker.cpu_quant`) where a short measurement finds it clearly faster than fp32 on this CPU
-  (:mod:`mafioso.worker.cpu_dtype`), else fp32.
+  (:mod:`mafioso.core.cpu_quant`) where a short measurement finds it clearly faster than fp32 on this CPU
+  (:mod:`mafioso.core.cpu_dtype`), else fp32.
 
-:meth:`Engine.generate` is the reference decode path: one ``model.generate`` call for the whole batch, left
-padding, stopping each row at EOS, when the model opens a new ``###`` section or when it loops
-(:mod:`mafioso.worker.loop_guard`: the answer is then cut back to before the loop). With ``quantization=none``
-and greedy decoding, :meth:`Engine.load` returns a :class:`mafioso.worker.fast_engine.FastEngine` instead: same
+:meth:`GenerateEngine.generate` is the reference decode path: one ``model.generate`` call for the whole batch,
+left padding, stopping each row at EOS, when the model opens a new ``###`` section or when it loops
+(:mod:`mafioso.core.loop_guard`: the answer is then cut back to before the loop). With ``quantization=none``
+and greedy decoding, :func:`mafioso.worker.engines.load_engine` returns a
+:class:`mafioso.worker.fast_engine.FastEngine` instead (it holds a GenerateEngine for what it cannot serve): same
 ``generate`` signature and greedy maths (token-identical to ``model.generate`` in fp32; in bf16 the different
 kernels may pick other tokens, with equal eval metrics), decoded with continuous batching, on CUDA in
 torch.compile'd CUDA graphs (``fast_decode=false`` turns it off).
@@ -27,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,21 +42,22 @@ from transformers import (LogitsProcessor, LogitsProcessorList, RepetitionPenalt
 
 import mafioso
 from mafioso import prompts
-from mafioso.worker import cpu_quant, serving_cache
-from mafioso.worker.claim_check import NOTHING_SURE, drop_unsupported
+from mafioso.prompts.lines import line
+from mafioso.core import cpu_quant, serving_cache
+from mafioso.core.claim_check import drop_unsupported
 from mafioso.worker.control import Control
-from mafioso.worker.cpu_dtype import cpu_dtype
+from mafioso.core.cpu_dtype import cpu_dtype
 from mafioso.worker.grounded_decoding import AnswerGrounding, Grounding
-from mafioso.worker.loop_guard import LoopGuard, LoopRule, TokenPieces, cut_loop, find_loop
-from mafioso.worker.ngram_ban import NgramBan
-from mafioso.worker.postcheck import finish
-from mafioso.core.base_model import (BASES, cache_dir, load_model, load_tokenizer, model_facts, named_base,
+from mafioso.worker.decoding_rules import AnswerRules, DecodingRules
+from mafioso.core.loop_guard import LoopRule, TokenPieces, cut_loop, find_loop
+from mafioso.core.postcheck import finish
+from mafioso.core.base_model import (BASES, load_model, load_tokenizer, model_facts, named_base,
                                  resolve_base)
 from mafioso.core.config import ADAPTER_INFO, DEFAULT_ADAPTER, EMBEDDED_BASE, GenerationConfig, WorkerConfig
 from mafioso.core.errors import ConfigError, ModelError
 
-__all__ = ["SHIPPED_ADAPTERS_DIR", "Engine", "Generation", "adapter_folder", "base_of", "check_adapter_base",
-           "shipped_adapter"]
+__all__ = ["SHIPPED_ADAPTERS_DIR", "GenerateEngine", "Generation", "LoadedModel", "adapter_folder", "base_of",
+           "check_adapter_base", "load_model_for", "shipped_adapter"]
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +73,8 @@ class Generation:
     tokens: int  # generated tokens up to and including the stop (EOS, the token that completed ### or a loop)
     finished: bool  # stopped by EOS, ### or a loop (GenerationConfig.stop_loops), not by max_new_tokens
     code_leak: bool = False  # the post-check found code and removed it
-    looped: bool = False  # the answer loops (mafioso.worker.loop_guard), whether stop_loops cut it or not
-    dropped: int = 0  # sentences the claim post-check removed (mafioso.worker.claim_check)
+    looped: bool = False  # the answer loops (mafioso.core.loop_guard), whether stop_loops cut it or not
+    dropped: int = 0  # sentences the claim post-check removed (mafioso.core.claim_check)
     raw_text: str = ""  # the answer before that check ("" when it removed nothing)
 
 
@@ -180,7 +184,7 @@ def check_adapter_base(adapter: Path, base: str, config) -> None:
 def serving_dtype(spec: str, device: str, base: str = "") -> torch.dtype | str:
     """The dtype answers are computed in: ``auto`` is bf16 on CUDA; on a CPU, whichever of fp32, bf16 and int8
     weights (``"int8"``) a short measurement shaped like the model ``base``'s decode finds fastest
-    (:mod:`mafioso.worker.cpu_dtype`, cached per machine; oneDNN's "bf16 supported" is no guide: bf16 ran at half
+    (:mod:`mafioso.core.cpu_dtype`, cached per machine; oneDNN's "bf16 supported" is no guide: bf16 ran at half
     fp32's speed on a CPU it called supported)."""
     if spec == "auto" and device == "cuda":
         return torch.bfloat16
@@ -217,60 +221,59 @@ def _device(spec: str) -> str:
     return spec
 
 
-class _SectionStop(StoppingCriteria):
-    """Stopping criterion: a row is done once its generated text contains ``###``.
+class _RulesFeed:
+    """Hands each row's new tokens to its :class:`mafioso.worker.decoding_rules.AnswerRules`, once, whichever of
+    ``generate``'s hooks (the stopping criterion after a step, the ban before the next) sees them first."""
 
-    Only the last three generated tokens are decoded each step (``###`` fits in three tokens that each
-    hold a ``#``), so the check costs little next to a decode step. ``stopped_at[row]`` records how many
-    tokens the row had generated when it stopped.
-    """
+    def __init__(self, rows: list[AnswerRules], prompt_len: int):
+        self.rows, self.prompt_len = rows, prompt_len
+        self.fed = 0  # answer tokens fed to every row's rules so far
 
-    def __init__(self, tokenizer, prompt_len: int):
-        self.tokenizer = tokenizer
-        self.prompt_len = prompt_len
-        self.stopped_at: dict[int, int] = {}
-
-    def __call__(self, input_ids, scores, **kwargs):
-        generated = input_ids.shape[1] - self.prompt_len
-        tails = self.tokenizer.batch_decode(input_ids[:, max(self.prompt_len, input_ids.shape[1] - 3):])
-        done = [prompts.SECTION_MARKER in tail for tail in tails]
-        for row, hit in enumerate(done):
-            if hit:
-                self.stopped_at.setdefault(row, generated)
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
-class _LoopStop(StoppingCriteria):
-    """Stopping criterion: a row is done once its answer loops (:class:`mafioso.worker.loop_guard.LoopGuard`, fed one column
-    of new tokens per step). ``stopped_at[row]`` records how many tokens the row had generated then."""
-
-    def __init__(self, rule: LoopRule, pieces: TokenPieces, prompt_len: int):
-        self.rule, self.pieces, self.prompt_len = rule, pieces, prompt_len
-        self.rows: list[LoopGuard] = []
-        self.fed = 0  # answer tokens fed to every row's guard so far
-        self.stopped_at: dict[int, int] = {}
-
-    def __call__(self, input_ids, scores, **kwargs):
-        if not self.rows:
-            self.rows = [LoopGuard(self.rule, self.pieces) for _ in range(input_ids.shape[0])]
+    def catch_up(self, input_ids) -> None:
+        """Feed the columns of ``input_ids`` past the prompt that the rules have not seen yet."""
         for column in input_ids[:, self.prompt_len + self.fed:].T.tolist():
             self.fed += 1
-            for row, (guard, token) in enumerate(zip(self.rows, column, strict=True)):
-                if row not in self.stopped_at and guard.add(token):
-                    self.stopped_at[row] = self.fed
-        return torch.tensor([row in self.stopped_at for row in range(len(self.rows))], dtype=torch.bool,
+            for rules, token in zip(self.rows, column, strict=True):
+                rules.add(token)
+
+
+class _RulesStop(StoppingCriteria):
+    """Stopping criterion: a row is done once its rules end it (``###``, a loop)."""
+
+    def __init__(self, feed: _RulesFeed):
+        self.feed = feed
+
+    def __call__(self, input_ids, scores, **kwargs):
+        self.feed.catch_up(input_ids)
+        return torch.tensor([rules.stop is not None for rules in self.feed.rows], dtype=torch.bool,
                             device=input_ids.device)
+
+
+class _RulesBan(LogitsProcessor):
+    """Per row, forbids the tokens its rules ban next (n-gram bans)."""
+
+    def __init__(self, feed: _RulesFeed):
+        self.feed = feed
+
+    def __call__(self, input_ids, scores):
+        self.feed.catch_up(input_ids)
+        for row, rules in enumerate(self.feed.rows):
+            if banned := rules.banned():
+                scores[row, list(banned)] = float("-inf")
+        return scores
 
 
 class _RequestStop(StoppingCriteria):
     """Stopping criterion: a row is done at its own ``max_tokens`` or once its request is cancelled
     (:class:`mafioso.worker.control.Control`); the batch ends when every row is done. ``cancelled_at[row]`` records how
     many tokens a cancelled row had generated when it stopped. It also hands each live row's new token to its
-    control (``Control.emit``: streaming, time to first token) until the row ends (EOS, ``stops``, its limit)."""
+    control (``Control.emit``: streaming, time to first token) until the row ends (EOS, its ``rules``, its
+    limit)."""
 
-    def __init__(self, controls: list[Control], limits: list[int], prompt_len: int, eos_ids=(), stops=()):
+    def __init__(self, controls: list[Control], limits: list[int], prompt_len: int, eos_ids=(),
+                 rules: list[AnswerRules] = ()):
         self.controls, self.limits, self.prompt_len = controls, limits, prompt_len
-        self.eos_ids, self.stops = set(eos_ids), stops
+        self.eos_ids, self.rules = set(eos_ids), rules
         self.cancelled_at: dict[int, int] = {}
         self.ended: set[int] = set()  # rows whose answer is over: padding follows, nothing more to emit
 
@@ -283,30 +286,9 @@ class _RequestStop(StoppingCriteria):
         for row, token in enumerate(input_ids[:, -1].tolist()):
             if row not in self.ended and row not in self.cancelled_at:
                 self.controls[row].emit(token)
-                if done[row] or token in self.eos_ids or any(row in stop.stopped_at for stop in self.stops):
+                if done[row] or token in self.eos_ids or (self.rules and self.rules[row].stop is not None):
                     self.ended.add(row)
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
-class _AnswerNgramBan(LogitsProcessor):
-    """Per row, forbids the tokens that would repeat an n-gram of its answer (:class:`mafioso.worker.ngram_ban.NgramBan`)."""
-
-    def __init__(self, n: int, prompt_len: int):
-        self.n, self.prompt_len = n, prompt_len
-        self.rows: list[NgramBan] = []
-        self.fed = 0  # answer tokens fed to every row's tracker so far
-
-    def __call__(self, input_ids, scores):
-        if not self.rows:
-            self.rows = [NgramBan(self.n) for _ in range(input_ids.shape[0])]
-        for column in input_ids[:, self.prompt_len + self.fed:].T.tolist():
-            for ban, token in zip(self.rows, column, strict=True):
-                ban.add(token)
-            self.fed += 1
-        for row, ban in enumerate(self.rows):
-            if banned := ban.banned():
-                scores[row, list(banned)] = float("-inf")
-        return scores
 
 
 class _GroundedMask(LogitsProcessor):
@@ -327,8 +309,67 @@ class _GroundedMask(LogitsProcessor):
         return scores
 
 
-class Engine:
-    """A loaded model + tokenizer that turns (code, request) pairs into explanations."""
+@dataclass(frozen=True)
+class LoadedModel:
+    """A base (+ adapter) ready to decode: what :func:`load_model_for` hands to an engine."""
+
+    model: object
+    tokenizer: object
+    device: str
+    quantization: str  # what the weights run in on ``device`` (``none`` on a CPU)
+    persona: str  # the persona the adapter was trained with: whose instruction starts every prompt
+
+
+def load_model_for(cfg: WorkerConfig, note: Callable[[str], None] = log.info) -> LoadedModel:
+    """Load the base and adapter named by ``cfg``; ``note`` hears one line on what the load is about to do
+    (``mafioso explain`` prints it while the user waits)."""
+    adapter = adapter_folder(cfg.adapter, cfg.base_model)
+    base = resolve_base(base_of(cfg.base_model, adapter))
+    device = _device(cfg.device)
+    quantization = cfg.quantization if device == "cuda" else "none"
+    if device == "cpu" and cfg.quantization != "none":
+        log.info("CPU: running the base in fp32 without bitsandbytes (quantization=%s ignored)",
+                 cfg.quantization)
+    dtype = serving_dtype(cfg.dtype, device, base)
+    if quantization == "int8":  # bitsandbytes warns on every int8 matmul that bf16 inputs go through fp16
+        logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+    # unquantized: load and merge in fp32 (exact) on the CPU, then cast and move; quantized: dtype is the
+    # compute dtype and the bitsandbytes weights load straight onto the GPU. The merged result is kept
+    # (mafioso.core.serving_cache): a second start loads it and skips the fp32 load, the merge and the cast.
+    merge = quantization == "none" and adapter is not None
+    merged = serving_cache.entry(base, adapter, dtype) if merge else None
+    note("loading the cached merged model…" if merged and merged.is_dir() else
+         "loading the model (first run converts it once)…" if merged else "loading the model…")
+    tokenizer = load_tokenizer(base)  # after the note: ~3 s for Gemma's 262k-token tokenizer.json
+    model = serving_cache.load(merged, device, dtype) if merged else None
+    if model is not None:
+        check_adapter_base(adapter, base, model.config)
+    else:
+        load_dtype = torch.float32 if merge or dtype == cpu_quant.INT8 else dtype
+        model = load_model(base, quantization, "cpu" if merge else device, load_dtype, attn_implementation="sdpa")
+        if adapter is not None:
+            model = _with_adapter(model, adapter, base)
+        if merge:
+            model = cpu_quant.cast(model.merge_and_unload(), dtype)  # faster than an unmerged adapter
+            serving_cache.save(model, merged)
+            model = model.to(device)
+            model.hf_device_map = {"": device}  # where it lies now (transformers reads this in generate)
+        elif dtype == cpu_quant.INT8:
+            model = cpu_quant.quantize(model)
+    model.eval()
+    log.info("engine ready: base %s, adapter %s, %s %s, quantization %s%s", base, adapter or "none", device,
+             str(dtype).removeprefix("torch."), quantization,
+             " (adapter unmerged)" if adapter and quantization != "none" else "")
+    return LoadedModel(model, tokenizer, device, quantization, adapter_persona(adapter))
+
+
+class GenerateEngine:
+    """A loaded model + tokenizer that turns (code, request) pairs into explanations with ``model.generate``
+    (the reference decode path; :mod:`mafioso.worker.engines` has the protocol and the loader)."""
+
+    #: Whole batches per call, no decode-step counters (the worker's Engine protocol).
+    continuous_slots = 0
+    stats = None
 
     def __init__(self, model, tokenizer, gen: GenerationConfig, device: str, persona: str = prompts.DEFAULT_PERSONA):
         self.model = model
@@ -342,75 +383,25 @@ class Engine:
         eos = model.generation_config.eos_token_id
         eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.eos_ids = sorted(eos | {tokenizer.eos_token_id})
-        self.pieces = TokenPieces(tokenizer)  # each token's text, for the loop rule
+        self.pieces = TokenPieces(tokenizer)  # each token's text, for the loop and section rules
+        self._rules = DecodingRules(gen, tokenizer, self.pieces)
         self.grounding = (Grounding(tokenizer, model.get_output_embeddings().weight.shape[0], device)
                           if gen.grounded_decoding else None)
 
-    @classmethod
-    def load(cls, cfg: WorkerConfig, gen: GenerationConfig, note: Callable[[str], None] = log.info) -> Engine:
-        """Load the base and adapter named by ``cfg`` for decoding with ``gen``; ``note`` hears one line on what
-        the load is about to do (``mafioso explain`` prints it while the user waits)."""
-        adapter = adapter_folder(cfg.adapter, cfg.base_model)
-        base = resolve_base(base_of(cfg.base_model, adapter))
-        device = _device(cfg.device)
-        quantization = cfg.quantization if device == "cuda" else "none"
-        if device == "cpu" and cfg.quantization != "none":
-            log.info("CPU: running the base in fp32 without bitsandbytes (quantization=%s ignored)",
-                     cfg.quantization)
-        dtype = serving_dtype(cfg.dtype, device, base)
-        if quantization == "int8":  # bitsandbytes warns on every int8 matmul that bf16 inputs go through fp16
-            logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
-        # unquantized: load and merge in fp32 (exact) on the CPU, then cast and move; quantized: dtype is the
-        # compute dtype and the bitsandbytes weights load straight onto the GPU. The merged result is kept
-        # (mafioso.worker.serving_cache): a second start loads it and skips the fp32 load, the merge and the cast.
-        merge = quantization == "none" and adapter is not None
-        merged = serving_cache.entry(base, adapter, dtype) if merge else None
-        note("loading the cached merged model…" if merged and merged.is_dir() else
-             "loading the model (first run converts it once)…" if merged else "loading the model…")
-        tokenizer = load_tokenizer(base)  # after the note: ~3 s for Gemma's 262k-token tokenizer.json
-        model = serving_cache.load(merged, device, dtype) if merged else None
-        if model is not None:
-            check_adapter_base(adapter, base, model.config)
-        else:
-            load_dtype = torch.float32 if merge or dtype == cpu_quant.INT8 else dtype
-            model = load_model(base, quantization, "cpu" if merge else device, load_dtype, attn_implementation="sdpa")
-            if adapter is not None:
-                model = _with_adapter(model, adapter, base)
-            if merge:
-                model = cpu_quant.cast(model.merge_and_unload(), dtype)  # faster than an unmerged adapter
-                serving_cache.save(model, merged)
-                model = model.to(device)
-                model.hf_device_map = {"": device}  # where it lies now (transformers reads this in generate)
-            elif dtype == cpu_quant.INT8:
-                model = cpu_quant.quantize(model)
-        model.eval()
-        log.info("engine ready: base %s, adapter %s, %s %s, quantization %s%s", base, adapter or "none", device,
-                 str(dtype).removeprefix("torch."), quantization,
-                 " (adapter unmerged)" if adapter and quantization != "none" else "")
-        if cls is Engine and cfg.fast_decode:
-            from mafioso.worker.fast_engine import FastEngine
-
-            if FastEngine.supports(model, gen, quantization):
-                cuda = device == "cuda"
-                compiled = cfg.compile_decode and cuda
-                if compiled:  # compiled kernels kept with the converted model, not in /tmp: a restarted worker
-                    # then compiles from the cache (docs/BENCHMARKS.md)
-                    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "torchinductor"))
-                return FastEngine(model, tokenizer, gen, device,
-                                  slots=cfg.max_batch_size if cuda else min(cfg.max_batch_size, FastEngine.cpu_slots),
-                                  max_len=FastEngine.slot_length(cfg, gen), compile=compiled,
-                                  compile_scope=cfg.compile_scope,
-                                  long_slots=FastEngine.long_slots if cuda else None,
-                                  persona=adapter_persona(adapter))
-            log.info("fast decode path off: it needs quantization=none, greedy decoding and a Gemma 3 model")
-        return cls(model, tokenizer, gen, device, persona=adapter_persona(adapter))
+    @property
+    def rules(self) -> DecodingRules:
+        """The decoding rules of ``gen``: stop at ``###`` or a loop, n-gram bans
+        (:mod:`mafioso.worker.decoding_rules`)."""
+        if self._rules.gen is not self.gen:  # the settings were replaced (tests do)
+            self._rules = DecodingRules(self.gen, self.tokenizer, self.pieces)
+        return self._rules
 
     def close(self) -> None:
         """Release what the engine runs besides the model (nothing here; the fast engine stops its thread)."""
 
     def prompt_tokens(self, code: str, request: str | None = None) -> int:
         """How many tokens the prompt for ``code`` takes (the input guard compares it to the context)."""
-        return len(prompts.encode(self.tokenizer, code, request, persona_name=self.persona)["input_ids"])
+        return len(self.prompt_ids([(code, request)])[0])
 
     def generate(self, requests: list[tuple[str, str | None]],
                  controls: list[Control] | None = None) -> list[Generation]:
@@ -420,10 +411,22 @@ class Engine:
         if not requests:
             return []
         controls = controls or [Control() for _ in requests]
-        prompt_ids = [prompts.encode(self.tokenizer, code, request, persona_name=self.persona)["input_ids"]
-                      for code, request in requests]
-        grounding = [self.grounding.for_answer(code) for code, _ in requests] if self.grounding else None
-        rows = self.decode(prompt_ids, controls, grounding)
+        return self.answers(requests, self.decode(self.prompt_ids(requests), controls, self.groundings(requests)),
+                            controls)
+
+    def prompt_ids(self, requests: list[tuple[str, str | None]]) -> list[list[int]]:
+        """Each ``(code, request)`` pair's prompt, as token ids, in the engine's persona."""
+        return [prompts.encode(self.tokenizer, code, request, persona_name=self.persona)["input_ids"]
+                for code, request in requests]
+
+    def groundings(self, requests: list[tuple[str, str | None]]) -> list[AnswerGrounding] | None:
+        """Each answer's grounded-decoding rule (None when ``grounded_decoding`` is off)."""
+        return [self.grounding.for_answer(code) for code, _ in requests] if self.grounding else None
+
+    def answers(self, requests: list[tuple[str, str | None]], rows: list[tuple[list[int], int | None]],
+                controls: list[Control]) -> list[Generation]:
+        """The finished answers for the decoded ``rows`` (ids, stop) of ``requests``: cut at each row's limit and
+        stop, decoded, post-checked. Every engine finishes its rows here, so both paths give the same text."""
         limits = [control.limit(self.gen.max_new_tokens) for control in controls]
         # a row stopped early is padded to the batch's end: its answer ends at its limit, whatever follows
         answers = [self._finish(ids[:limit], stop if stop is not None and stop <= limit else None)
@@ -442,7 +445,8 @@ class Engine:
         text, dropped = drop_unsupported(code, answer.text)
         if not dropped:
             return answer
-        return dataclasses.replace(answer, text=text or NOTHING_SURE, dropped=dropped, raw_text=answer.text)
+        return dataclasses.replace(answer, text=text or line("nothing_sure", self.persona), dropped=dropped,
+                                   raw_text=answer.text)
 
     def decode(self, prompt_ids: list[list[int]], controls: list[Control] | None = None,
                grounding: list[AnswerGrounding] | None = None) -> list[tuple[list[int], int | None]]:
@@ -460,26 +464,22 @@ class Engine:
         elif self.gen.repetition_penalty != 1.0:  # count only the answer's own tokens as seen
             extra["logits_processor"] = LogitsProcessorList(
                 [RepetitionPenaltyLogitsProcessor(self.gen.repetition_penalty, prompt_ignore_length=width)])
+        rules = _RulesFeed([self.rules.for_answer() for _ in prompt_ids], width)
         if self.gen.no_repeat_ngram:
-            extra.setdefault("logits_processor", LogitsProcessorList()).append(
-                _AnswerNgramBan(self.gen.no_repeat_ngram, width))
+            extra.setdefault("logits_processor", LogitsProcessorList()).append(_RulesBan(rules))
         if grounding:
             extra.setdefault("logits_processor", LogitsProcessorList()).append(_GroundedMask(grounding, width))
-        stops = [_SectionStop(self.tokenizer, width)]
-        if self.gen.stop_loops:
-            stops.append(_LoopStop(LoopRule.of(self.gen), self.pieces, width))
         controls = controls or [Control() for _ in prompt_ids]
         limits = [control.limit(self.gen.max_new_tokens) for control in controls]
-        requested = _RequestStop(controls, limits, width, self.eos_ids, stops)
+        requested = _RequestStop(controls, limits, width, self.eos_ids, rules.rows)
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=input_ids, attention_mask=mask, max_new_tokens=max(limits),
                 do_sample=self.gen.do_sample, pad_token_id=pad, eos_token_id=self.eos_ids,
-                stopping_criteria=StoppingCriteriaList([*stops, requested]), **extra,
+                stopping_criteria=StoppingCriteriaList([_RulesStop(rules), requested]), **extra,
             )
         generated = [ids[:requested.cancelled_at.get(row, len(ids))] for row, ids in enumerate(out[:, width:].tolist())]
-        return [(ids, min((s.stopped_at[row] for s in stops if row in s.stopped_at), default=None))
-                for row, ids in enumerate(generated)]
+        return [(ids, row_rules.stop) for ids, row_rules in zip(generated, rules.rows, strict=True)]
 
     def _finish(self, ids: list[int], stop: int | None) -> Generation:
         """Cut one row at its stop (### or a loop, else EOS), decode it, cut a loop out of the text
@@ -493,5 +493,5 @@ class Engine:
             text = cut_loop(lambda part: self.tokenizer.decode(part, skip_special_tokens=True), answer, loop)
         else:
             text = self.tokenizer.decode(answer, skip_special_tokens=True)
-        text, leaked = finish(text)
+        text, leaked = finish(text, self.persona)
         return Generation(text=text, tokens=tokens, finished=bool(stops), code_leak=leaked, looped=loop is not None)

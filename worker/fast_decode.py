@@ -39,7 +39,7 @@ def _fuse(*linears: torch.nn.Linear) -> torch.Tensor:
     if any(linear.bias is not None for linear in linears):
         raise ValueError("Gemma3Decoder expects bias-free projections")
     fused = torch.cat([linear.weight.detach() for linear in linears])
-    if not isinstance(fused, torch.Tensor):  # int8 weights (mafioso.worker.cpu_quant): a fused copy, no views
+    if not isinstance(fused, torch.Tensor):  # int8 weights (mafioso.core.cpu_quant): a fused copy, no views
         return fused
     start = 0
     for linear in linears:

@@ -1,12 +1,14 @@
-"""The fast engine: :class:`mafioso.worker.engine.Engine` with decoding moved onto :class:`mafioso.worker.fast_decode.Gemma3Decoder`.
+"""The fast engine: greedy decoding with continuous batching on :class:`mafioso.worker.fast_decode.Gemma3Decoder`.
 
 One decode thread owns the GPU. Callers (the worker calls with one request at a time, up to one call per
 slot) drop prompts into its inbox; the thread admits them into free KV-cache slots between decode steps, so
 a request never waits for a whole batch to finish (continuous batching). Prompts admitted together are
 prefilled together, in padded batches of similar length; while rows decode, admissions wait for
 ``admit_every`` steps so that prefills, which stall every running row, come in groups. Greedy decoding
-only: sampling, non-Gemma-3 models and quantized weights use the reference ``model.generate`` path of the
-base class. On CUDA the decode step runs in CUDA graphs (torch.compile'd by default); on a CPU, eagerly.
+only: sampling, non-Gemma-3 models and quantized weights are served by the plain
+:class:`mafioso.worker.engine.GenerateEngine` (:func:`mafioso.worker.engines.load_engine` chooses); the fast
+engine holds one too, for prompts too long for its slots and to finish every answer the same way. On CUDA the
+decode step runs in CUDA graphs (torch.compile'd by default); on a CPU, eagerly.
 """
 
 from __future__ import annotations
@@ -22,18 +24,14 @@ import torch
 
 from mafioso import prompts
 from mafioso.worker.control import Control
-from mafioso.worker.engine import Engine
+from mafioso.worker.decoder_settings import CPU_ADMIT_EVERY, GPU_ADMIT_EVERY, DecoderSettings
+from mafioso.worker.decoding_rules import AnswerRules, bans_tokens
+from mafioso.worker.engine import GenerateEngine, Generation
 from mafioso.worker.fast_decode import Gemma3Decoder
 from mafioso.worker.grounded_decoding import AnswerGrounding
-from mafioso.worker.loop_guard import LoopGuard, LoopRule
-from mafioso.worker.ngram_ban import NgramBan
 
 log = logging.getLogger(__name__)
 
-#: The most tokens the facts sheet adds to a prompt: its bound (prompts.FACTS_MAX_TOKENS, an estimate up to
-#: ~1/6 under the real count) and its "### FACTS:" header. Slots grow by this, so code that fitted before
-#: the sheet still fits.
-FACTS_TOKENS = prompts.FACTS_MAX_TOKENS * 5 // 4 + 8
 
 
 @dataclass
@@ -43,12 +41,15 @@ class _Row:
     limit: int  # most tokens: the request's max_tokens within max_new_tokens
     control: Control  # read once per step: a cancelled row leaves its slot
     generated: list[int] = field(default_factory=list)
-    stop: int | None = None  # tokens generated when a ### section or a loop stopped it
-    ngrams: NgramBan | None = None  # GenerationConfig.no_repeat_ngram
-    loops: LoopGuard | None = None  # GenerationConfig.stop_loops
+    rules: AnswerRules | None = None  # stop at ### or a loop, n-gram bans (mafioso.worker.decoding_rules)
     bans: frozenset[int] = frozenset()  # the tokens banned for its slot now
     grounding: AnswerGrounding | None = None  # GenerationConfig.grounded_decoding
     regrounded: bool = False  # the grounding mask changed since the slot's bans were last written
+
+    @property
+    def stop(self) -> int | None:
+        """Tokens generated when a ### section or a loop stopped it (None: they did not)."""
+        return self.rules.stop if self.rules is not None else None
 
 
 @dataclass
@@ -105,47 +106,27 @@ class _GpuMemory:
         return {**self.added, **gpu_memory_gb()}
 
 
-class FastEngine(Engine):
-    """An engine whose greedy decode runs on per-slot KV caches (CUDA-graph decode steps on a GPU)."""
+class FastEngine:
+    """An engine whose greedy decode runs on per-slot KV caches (CUDA-graph decode steps on a GPU); it holds
+    the plain engine (``self.plain``) for prompts too long for a slot and for finishing answers."""
 
-    #: While rows decode, waiting prompts are admitted (and prefilled, stalling every running row) at most
-    #: once every this many steps (``admit_every``), so prefills happen in groups rather than one per arriving
-    #: request. A prefill cost ~10 decode steps on the GPU before prefill graphs (~3 on a CPU; docs/BENCHMARKS.md).
-    gpu_admit_every = 16
-    cpu_admit_every = 4
-    #: Slots on a CPU: throughput there stops growing past ~16 rows (docs/BENCHMARKS.md), the cache would not.
-    cpu_slots = 16
-    #: Most padded tokens in one prefill batch (rows x longest prompt): 16 prompts of 256 tokens. On the GPU
-    #: the decoder pads a batch further, to its prefill graph's bucket, and splits one that no bucket holds.
-    prefill_tokens = 4096
-    #: On the GPU, slots for prompts longer than ``short_prompt_tokens``; the other slots keep a full-attention
-    #: cache for short prompts only (~1,000 tokens, ~3,000 characters of code, plus the facts sheet): 8 long
-    #: slots of 64 make the KV cache ~0.8 GB instead of 1.05, and served as fast on the H100 (docs/BENCHMARKS.md,
-    #: "Short and long slots"; measured before the facts sheet made every slot ~400 tokens longer). A long
-    #: prompt waits for a long slot; a short one takes a long slot only when every short slot is busy. None =
-    #: every slot long.
-    long_slots: int | None = 8
-    short_prompt_tokens = 1024 + FACTS_TOKENS
-    #: Compute the keys of the instruction every prompt starts with once (prompts.shared_prefix_ids): a prefill
-    #: then runs only the request and the code, ~1/3 of a typical prompt's tokens (docs/BENCHMARKS.md).
-    share_prefix = True
-
-    def __init__(self, model, tokenizer, gen, device: str, slots: int, max_len: int, compile: bool = False,
-                 lookahead: bool | None = None, long_slots: int | None = None, compile_scope: str = "step",
+    def __init__(self, model, tokenizer, gen, device: str, settings: DecoderSettings,
                  persona: str = prompts.DEFAULT_PERSONA):
-        super().__init__(model, tokenizer, gen, device, persona)
+        self.plain = GenerateEngine(model, tokenizer, gen, device, persona)
+        self.model, self.tokenizer, self.gen, self.device, self.persona = model, tokenizer, gen, device, persona
+        self.eos_ids = self.plain.eos_ids
+        self.settings = settings
         gpu = _GpuMemory() if device == "cuda" else None
-        self.decoder = self.build_decoder(model, tokenizer, gen, slots, max_len, compile, long_slots, compile_scope,
-                                          persona)
+        self.decoder = build_decoder(model, tokenizer, gen, settings, persona)
         self.stats = DecodeStats()
         #: Launch each decode step before reading the last one's tokens, so the GPU never waits for the host
-        #: (default: with CUDA graphs). A finished row then costs one discarded step. Off with n-gram bans,
-        #: which must know a step's token before the next step runs.
-        self.lookahead = ((self.decoder.cuda_graphs if lookahead is None else lookahead) and not gen.no_repeat_ngram
-                          and not gen.grounded_decoding)
-        self.admit_every = self.gpu_admit_every if self.decoder.cuda_graphs else self.cpu_admit_every
-        self.max_prompt_tokens = min(self.max_prompt_tokens, max_len - gen.max_new_tokens - 1)
-        self._hashy = {i for i in range(len(tokenizer)) if "#" in tokenizer.decode([i])}
+        #: (a finished row then costs one discarded step); see DecoderSettings.lookahead. Off with n-gram bans
+        #: and grounded decoding, which must know a step's token before the next step runs.
+        lookahead = self.decoder.cuda_graphs if settings.lookahead is None else settings.lookahead
+        self.lookahead = lookahead and not bans_tokens(gen)
+        self.admit_every = settings.admit_every or (GPU_ADMIT_EVERY if self.decoder.cuda_graphs else CPU_ADMIT_EVERY)
+        #: Longest prompt a slot holds with a full answer; longer ones go to the plain engine.
+        self.max_prompt_tokens = min(self.plain.max_prompt_tokens, settings.max_len - gen.max_new_tokens - 1)
         self._inbox: queue.Queue[_Row | None] = queue.Queue()
         self._deferred: list[_Row] = []  # taken from the inbox, waiting for a long slot
         self._closing = False
@@ -156,9 +137,10 @@ class FastEngine(Engine):
         #: GPU memory in GB at start-up (empty on a CPU): weights and buffers, KV cache, warm-up, peak
         self.memory = gpu.mark("warm_up") if gpu else {}
         self._thread.start()
+        slots, max_len, short_slots = settings.slots, settings.max_len, self.decoder.short_slots
         log.info("fast decode path: %d slots (%d of %d tokens, %d of %d), KV cache %.2f GB, shared prefix %d "
-                 "tokens, CUDA graphs %s, torch.compile: %s; warm-up: %s", slots, self.decoder.short_slots,
-                 self.decoder.short_len, slots - self.decoder.short_slots, max_len, self.decoder.cache_bytes / 1e9,
+                 "tokens, CUDA graphs %s, torch.compile: %s; warm-up: %s", slots, short_slots,
+                 self.decoder.short_len, slots - short_slots, max_len, self.decoder.cache_bytes / 1e9,
                  len(self.decoder.prefix), "on" if self.decoder.cuda_graphs else "off",
                  self.decoder.compile_scope or "off",
                  ", ".join(f"{part} {s} s" for part, s in self.decoder.warm_up_s.items()) or "nothing to compile")
@@ -170,40 +152,30 @@ class FastEngine(Engine):
         """Requests the engine decodes at once; the worker hands them over one by one (see mafioso.worker.service)."""
         return self.decoder.slots if self.decoder is not None else 1
 
-    @classmethod
-    def build_decoder(cls, model, tokenizer, gen, slots: int, max_len: int, compile: bool,
-                      long_slots: int | None, compile_scope: str = "step",
-                      persona: str = prompts.DEFAULT_PERSONA) -> Gemma3Decoder:
-        """The engine's decoder, set up for ``gen`` (penalty, n-gram bans, the shared prefix), not warmed up."""
-        decoder = Gemma3Decoder(model, slots=slots, max_len=max_len, compile=compile, compile_scope=compile_scope,
-                                prefill_tokens=cls.prefill_tokens, **cls.slot_split(slots, long_slots, gen))
-        decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)
-        if gen.no_repeat_ngram or gen.grounded_decoding:
-            decoder.enable_ngram_bans()
-        if cls.share_prefix:
-            decoder.set_prefix(prompts.shared_prefix_ids(tokenizer, persona))
-        return decoder
-
-    @classmethod
-    def slot_split(cls, slots: int, long_slots: int | None, gen) -> dict:
-        """Gemma3Decoder's ``short_slots`` and ``short_len`` when ``long_slots`` of ``slots`` take long prompts
-        (None: every slot does)."""
-        short = slots - long_slots if long_slots is not None and 0 < long_slots < slots else 0
-        return {"short_slots": short, "short_len": cls.short_prompt_tokens + gen.max_new_tokens + 1}
-
-    @staticmethod
-    def slot_length(cfg, gen) -> int:
-        """KV-cache length per slot: the instruction plus code of ``max_input_chars`` (about 3 characters a
-        token) plus its facts sheet, rounded up to 512, plus a full answer. Longer prompts still work, on the
-        reference path."""
-        return -(-(cfg.max_input_chars // 3 + 256 + FACTS_TOKENS) // 512) * 512 + gen.max_new_tokens
-
     @staticmethod
     def supports(model, gen, quantization: str) -> bool:
         """Whether the fast path can serve this model and these settings."""
         text = model.config.get_text_config()
         return (quantization == "none" and not gen.do_sample and getattr(text, "model_type", "") == "gemma3_text"
                 and not text.final_logit_softcapping and not text.attn_logit_softcapping)
+
+    def prompt_tokens(self, code: str, request: str | None = None) -> int:
+        """How many tokens the prompt for ``code`` takes (the input guard compares it to the context)."""
+        return self.plain.prompt_tokens(code, request)
+
+    def generate(self, requests: list[tuple[str, str | None]],
+                 controls: list[Control] | None = None) -> list[Generation]:
+        """Explain a batch of ``(code, request)`` pairs; answers come back in order, finished exactly as the
+        plain engine finishes its own (:meth:`GenerateEngine.answers`)."""
+        if not requests:
+            return []
+        controls = controls or [Control() for _ in requests]
+        rows = self.decode(self.plain.prompt_ids(requests), controls, self.plain.groundings(requests))
+        return self.plain.answers(requests, rows, controls)
+
+    def text_so_far(self, code: str, ids: list[int]) -> str:
+        """The answer's text if it ended after ``ids``, as the plain engine would finish it (streams)."""
+        return self.plain.text_so_far(code, ids)
 
     def decode(self, prompt_ids: list[list[int]], controls: list[Control] | None = None,
                grounding: list[AnswerGrounding] | None = None) -> list[tuple[list[int], int | None]]:
@@ -212,18 +184,15 @@ class FastEngine(Engine):
             raise RuntimeError("the engine is closed")
         controls = controls or [Control() for _ in prompt_ids]
         fits = [len(ids) <= self.max_prompt_tokens for ids in prompt_ids]
-        n = self.gen.no_repeat_ngram
-        rule = LoopRule.of(self.gen) if self.gen.stop_loops else None
         grounding = grounding or [None] * len(prompt_ids)
         rows = [_Row(ids, Future(), control.limit(self.gen.max_new_tokens), control,
-                     ngrams=NgramBan(n) if n else None, loops=LoopGuard(rule, self.pieces) if rule else None,
-                     grounding=ground)
+                     rules=self.plain.rules.for_answer(), grounding=ground)
                 for ids, control, ground, ok in zip(prompt_ids, controls, grounding, fits) if ok]
         for row in rows:
             self._inbox.put(row)
-        long = iter(super().decode([ids for ids, ok in zip(prompt_ids, fits) if not ok],
-                                   [c for c, ok in zip(controls, fits) if not ok],
-                                   [g for g, ok in zip(grounding, fits) if not ok] if any(grounding) else None)
+        long = iter(self.plain.decode([ids for ids, ok in zip(prompt_ids, fits) if not ok],
+                                      [c for c, ok in zip(controls, fits) if not ok],
+                                      [g for g, ok in zip(grounding, fits) if not ok] if any(grounding) else None)
                     if not all(fits) else [])
         fast = iter([row.future.result() for row in rows])
         return [next(fast) if ok else next(long) for ok in fits]
@@ -311,7 +280,7 @@ class FastEngine(Engine):
             block = False
             place(row)
         active.update(new)  # all of them before any prefill: if one fails, _loop fails every admitted row
-        for group in prefill_groups(new, self.prefill_tokens):
+        for group in prefill_groups(new, self.settings.prefill_tokens):
             started = time.perf_counter()
             firsts = self.decoder.prefill_many([slot for slot, _ in group], [row.prompt for _, row in group],
                                                [row.grounding.mask() if row.grounding else None for _, row in group])
@@ -339,7 +308,7 @@ class FastEngine(Engine):
             return
         lift, ban = [], []
         for slot, row in active.items():
-            now = frozenset(row.ngrams.banned()) if row.ngrams is not None else frozenset()
+            now = frozenset(row.rules.banned()) if row.rules is not None else frozenset()
             if row.grounding is not None:
                 if row.regrounded or now != row.bans:  # the whole row: the span's mask, then the n-gram bans
                     mask = row.grounding.mask()
@@ -367,16 +336,24 @@ class FastEngine(Engine):
         row = active[slot]
         row.generated.append(token)
         row.control.emit(token)
-        if row.ngrams is not None:
-            row.ngrams.add(token)
         if row.grounding is not None and row.grounding.add(token):
             row.regrounded = True
-        if token in self._hashy and row.stop is None:
-            tail = self.tokenizer.decode(row.generated[-3:])
-            if prompts.SECTION_MARKER in tail:
-                row.stop = len(row.generated)
-        if row.loops is not None and row.stop is None and row.loops.add(token):
-            row.stop = len(row.generated)
-        if token in self.eos_ids or row.stop is not None or len(row.generated) >= row.limit:
+        stopped = row.rules is not None and row.rules.add(token)  # ### or a loop
+        if stopped or token in self.eos_ids or len(row.generated) >= row.limit:
             del active[slot]
             row.future.set_result((row.generated, row.stop))
+
+
+def build_decoder(model, tokenizer, gen, settings: DecoderSettings,
+                  persona: str = prompts.DEFAULT_PERSONA) -> Gemma3Decoder:
+    """The engine's decoder, set up for ``gen`` (penalty, bans), ``settings`` and the shared prefix of
+    ``persona``'s prompts, not warmed up."""
+    decoder = Gemma3Decoder(model, slots=settings.slots, max_len=settings.max_len, compile=settings.compile,
+                            compile_scope=settings.compile_scope, prefill_tokens=settings.prefill_tokens,
+                            **settings.slot_split(gen))
+    decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)
+    if bans_tokens(gen):
+        decoder.enable_ngram_bans()
+    if settings.share_prefix:
+        decoder.set_prefix(prompts.shared_prefix_ids(tokenizer, persona))
+    return decoder

@@ -2,7 +2,8 @@
 
 transformers' ``no_repeat_ngram_size`` also counts the prompt, so it would forbid an answer to copy the
 code's names (the same trap as its repetition penalty, see ``GenerationConfig.penalize_prompt``). Both decode
-paths use this class, one instance per answer, fed one token at a time.
+paths use this class, one instance per answer, fed one token at a time by its
+:class:`mafioso.worker.decoding_rules.AnswerRules`.
 """
 
 from __future__ import annotations

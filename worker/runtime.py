@@ -15,10 +15,10 @@ def build_worker(cfg: WorkerConfig, gen: GenerationConfig, feedback=None,
     """Load the engine (minutes on first use of the embedded model) and wrap it in a Worker that records its
     answers in ``feedback`` (a :class:`mafioso.core.feedback.FeedbackStore`, or None); ``note`` hears a line on what the
     load does (by default it is logged)."""
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
     from mafioso.worker.service import Worker
 
-    return Worker(Engine.load(cfg, gen, **({"note": note} if note else {})), cfg, feedback=feedback)
+    return Worker(load_engine(cfg, gen, **({"note": note} if note else {})), cfg, feedback=feedback)
 
 
 def build_workers(cfg: WorkerConfig, gen: GenerationConfig, feedback=None,

@@ -1,6 +1,6 @@
 """The in-process generation worker: one bounded queue, one scheduler, one GPU thread.
 
-    worker = Worker(Engine.load(cfg, gen), cfg)
+    worker = Worker(load_engine(cfg, gen), cfg)
     await worker.start()
     answer = await worker.explain("print(1 + 1)", max_tokens=100)
     await worker.stop()
@@ -21,11 +21,11 @@ the next decode step. Both count in ``mafioso_cancelled_total``. ``stop(drain=Tr
 and finishes every queued one; ``stop(drain=False)`` fails the queued ones with :class:`WorkerUnavailable`.
 Nothing is dropped silently.
 
-The engine is duck-typed: anything with ``generate(list[(code, request)], list[Control]) -> list[Generation]``
-works (tests inject a fake one); each :class:`mafioso.worker.control.Control` carries its request's ``max_tokens`` and
-cancel flag. If it also has ``prompt_tokens(code, request)`` and ``max_prompt_tokens``, the guard checks
-prompts against the model's context too. An engine that owns its GPU thread and admits new rows between
-decode steps (continuous batching) sets ``continuous_slots = N``: the worker then hands it each request on
+The engine is a :class:`mafioso.worker.engines.Engine` (tests inject a fake one): ``generate(list[(code,
+request)], list[Control]) -> list[Generation]``, where each :class:`mafioso.worker.control.Control` carries its
+request's ``max_tokens`` and cancel flag; ``prompt_tokens(code, request)`` and ``max_prompt_tokens`` let the guard
+check prompts against the model's context. An engine that owns its GPU thread and admits new rows between
+decode steps (continuous batching) has ``continuous_slots = N``: the worker then hands it each request on
 its own, up to N at once (N calling threads that only wait on the engine), so an answer comes back as soon
 as its own row finishes instead of with the slowest row of a batch.
 """
@@ -41,6 +41,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
@@ -54,6 +55,9 @@ from mafioso.core.config import WorkerConfig
 from mafioso.core.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 from mafioso.prompts import DEFAULT_PERSONA
 from mafioso.prompts.lines import line
+
+if TYPE_CHECKING:
+    from mafioso.worker.engines import Engine
 
 __all__ = ["ADMIT_HEADROOM", "AnswerStream", "Metrics", "ServiceRate", "StreamEvent", "Worker"]
 
@@ -129,11 +133,11 @@ class _DecodeCollector:
                  ("engine_idle_seconds", "idle_s", "time the decode thread waited for requests"),
                  ("decode_cancelled_rows", "cancelled", "rows stopped because nobody waited for them any more"))
 
-    def __init__(self, engine) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def collect(self):
-        stats = getattr(self.engine, "stats", None)
+        stats = self.engine.stats
         if stats is None:
             return
         for name, field_name, doc in self._COUNTERS:
@@ -144,7 +148,7 @@ class Metrics:
     """The worker's Prometheus metrics, in a registry of its own (never the global one); ``engine``: also its
     decode-thread counters, where it keeps them."""
 
-    def __init__(self, engine=None) -> None:
+    def __init__(self, engine: Engine | None = None) -> None:
         self.registry = CollectorRegistry()
         if engine is not None:
             self.registry.register(_DecodeCollector(engine))
@@ -250,7 +254,8 @@ class _Job:
 class Worker:
     """Explains code with a local engine, batching concurrent requests (implements ``Explainer``)."""
 
-    def __init__(self, engine, cfg: WorkerConfig, *, gather_s: float = 0.005, cold_start_limit: int | None = None,
+    def __init__(self, engine: Engine, cfg: WorkerConfig, *, gather_s: float = 0.005,
+                 cold_start_limit: int | None = None,
                  admission: bool = True, feedback: FeedbackStore | None = None):
         """``feedback``: the store every answer is recorded in (none: answers are not kept, ratings refused);
         ``cold_start_limit``: requests in the worker at once before the rate is measured (default 2 x slots);
@@ -262,7 +267,7 @@ class Worker:
         self.feedback = feedback
         # One batch at a time on one GPU thread, unless the engine schedules the GPU itself (continuous batching):
         # then one request per call, as many calls as it has slots, and the engine groups their prefills.
-        continuous = int(getattr(engine, "continuous_slots", 0))
+        continuous = engine.continuous_slots
         self._concurrent_batches = max(1, continuous)
         self._batch_limit = 1 if continuous else cfg.max_batch_size
         self._gather_s = 0.0 if continuous else gather_s  # a short wait lets a burst share the first batch
@@ -293,10 +298,9 @@ class Worker:
         return len(self._waiting)
 
     @property
-    def max_new_tokens(self) -> int | None:
-        """The engine's longest answer in tokens: the most ``max_tokens`` may ask for (None if it does not say)."""
-        gen = getattr(self.engine, "gen", None)
-        return getattr(gen, "max_new_tokens", None)
+    def max_new_tokens(self) -> int:
+        """The engine's longest answer in tokens: the most ``max_tokens`` may ask for."""
+        return self.engine.gen.max_new_tokens
 
     @property
     def accepting(self) -> bool:
@@ -304,9 +308,8 @@ class Worker:
         return self._scheduler is not None and not self._closing
 
     def prompt_tokens(self, code: str, request: str | None = None) -> int:
-        """Prompt length in tokens (0 when the engine cannot tell)."""
-        count = getattr(self.engine, "prompt_tokens", None)
-        return count(code, request) if count else 0
+        """Prompt length in tokens."""
+        return self.engine.prompt_tokens(code, request)
 
     async def start(self) -> None:
         """Start the scheduler and the generation thread."""
@@ -336,8 +339,7 @@ class Worker:
 
     async def stream(self, code: str, request: str | None = None, *, max_tokens: int | None = None) -> AnswerStream:
         """Explain ``code`` as a stream of text deltas (:class:`AnswerStream`); returns once the request is
-        admitted, raising like :meth:`explain` when it is not. An engine without ``text_so_far`` streams the
-        whole answer in its last event."""
+        admitted, raising like :meth:`explain` when it is not."""
         sink = TokenSink(asyncio.get_running_loop())
         answer_id = uuid.uuid4().hex
         task = asyncio.ensure_future(self.explain(code, request, max_tokens=max_tokens, sink=sink,
@@ -345,9 +347,7 @@ class Worker:
         await asyncio.sleep(0)  # it runs up to its admission (or its refusal)
         if task.done() and task.exception() is not None:
             raise task.exception()
-        text_of = getattr(self.engine, "text_so_far", None)
-        text = StreamText(lambda ids: text_of(code, ids), ready_tokens(getattr(self.engine, "gen", None)))
-        text = text if text_of else None
+        text = StreamText(lambda ids: self.engine.text_so_far(code, ids), ready_tokens(self.engine.gen))
         return AnswerStream(task, sink, text, answer_id, self.persona)
 
     async def explain(self, code: str, request: str | None = None, *, max_tokens: int | None = None,
@@ -394,11 +394,9 @@ class Worker:
         return answer
 
     def _record(self, code: str, request: str | None, answer: Explanation) -> AnswerRecord:
-        gen = getattr(self.engine, "gen", None)
         return AnswerRecord(answer.answer_id, code=code, answer=answer.text, request=request,
-                            adapter=getattr(self.engine, "adapter_id", None) or self.cfg.adapter,
-                            base_model=getattr(self.engine, "base_id", None) or self.cfg.base_model or "embedded",
-                            decoding=dataclasses.asdict(gen) if dataclasses.is_dataclass(gen) else {},
+                            adapter=self.cfg.adapter, base_model=self.cfg.base_model or "embedded",
+                            decoding=dataclasses.asdict(self.engine.gen),
                             latency_s=answer.latency_s, tokens=answer.tokens)
 
     async def rate_answer(self, answer_id: str, rating: int, *, user: object = "anonymous",
@@ -416,8 +414,8 @@ class Worker:
         if not self.accepting:
             raise WorkerUnavailable(line("unavailable", self.persona))
         code = guard.check(code, request, max_chars=self.cfg.max_input_chars,
-                           prompt_tokens=getattr(self.engine, "prompt_tokens", None),
-                           max_prompt_tokens=getattr(self.engine, "max_prompt_tokens", None), persona=self.persona)
+                           prompt_tokens=self.engine.prompt_tokens, max_prompt_tokens=self.engine.max_prompt_tokens,
+                           persona=self.persona)
         self._admit()
         job = _Job(code, request, asyncio.get_running_loop().create_future(), control)
         self._waiting.append(job)

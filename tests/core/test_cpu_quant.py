@@ -101,7 +101,8 @@ def test_quantize_unties_the_head_and_keeps_logits_close_to_fp32(fp32_model, tin
 @pytest.mark.parametrize("fast", [False, True], ids=["generate", "fast-path"])
 def test_greedy_tokens_are_fp32_s_on_a_confident_model(tiny_model_dir, fast):
     """Both decode paths, fp32 and int8 weights, give the same answers, token for token."""
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engine import GenerateEngine
+    from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.fast_engine import FastEngine
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -111,8 +112,8 @@ def test_greedy_tokens_are_fp32_s_on_a_confident_model(tiny_model_dir, fast):
         model = confident_model(tiny_model_dir)
         if kind == "int8":
             model = cpu_quant.quantize(model)
-        engine = (FastEngine(model, tokenizer, gen, "cpu", slots=2, max_len=1024) if fast
-                  else Engine(model, tokenizer, gen, "cpu"))
+        engine = (FastEngine(model, tokenizer, gen, "cpu", DecoderSettings(slots=2, max_len=1024)) if fast
+                  else GenerateEngine(model, tokenizer, gen, "cpu"))
         try:
             ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS]
             answers[kind] = [tokens for tokens, _ in engine.decode(ids)]
@@ -136,7 +137,7 @@ def test_saved_and_loaded_again_it_computes_the_same(fp32_model, tmp_path):
 def test_the_engine_serves_int8_and_caches_the_quantized_weights(tiny_model_dir, tiny_adapter_dir, tmp_path,
                                                                    monkeypatch):
     from mafioso.core import serving_cache
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
 
     monkeypatch.setattr(serving_cache, "cache_dir", lambda: tmp_path)
     cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter=str(tiny_adapter_dir), device="cpu", dtype="int8")
@@ -144,11 +145,11 @@ def test_the_engine_serves_int8_and_caches_the_quantized_weights(tiny_model_dir,
     quantized = []
     real_quantize = cpu_quant.quantize
     monkeypatch.setattr(cpu_quant, "quantize", lambda model: quantized.append(1) or real_quantize(model))
-    first = Engine.load(cfg, gen)
+    first = load_engine(cfg, gen)
     entry = serving_cache.entry(str(tiny_model_dir), tiny_adapter_dir, cpu_quant.INT8)
     assert (entry / cpu_quant.WEIGHTS_FILE).is_file() and "-int8-" in entry.name
     assert serving_cache.entry(str(tiny_model_dir), tiny_adapter_dir, torch.float32) != entry
-    second = Engine.load(cfg, gen)  # from the cache: not quantized again
+    second = load_engine(cfg, gen)  # from the cache: not quantized again
     try:
         assert quantized == [1]
         assert cpu_quant.is_quantized(first.model) and cpu_quant.is_quantized(second.model)
@@ -160,10 +161,10 @@ def test_the_engine_serves_int8_and_caches_the_quantized_weights(tiny_model_dir,
 
 
 def test_int8_without_an_adapter_is_quantized_at_load(tiny_model_dir):
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
 
     cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="int8", fast_decode=False)
-    engine = Engine.load(cfg, GenerationConfig(max_new_tokens=4))
+    engine = load_engine(cfg, GenerationConfig(max_new_tokens=4))
     assert cpu_quant.is_quantized(engine.model)
     assert engine.generate([("x = 1", None)])[0].tokens == 4
 

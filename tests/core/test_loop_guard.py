@@ -203,16 +203,17 @@ def looping_model(tiny_model_dir, answer: str):
 def test_a_looping_model_is_stopped_and_cut_alike_on_both_paths(tiny_model_dir, answer, expected, tokens, lookahead):
     """Stopped where the loop is found (finished, looped, the slot freed), cut back to before it, the same
     answers on the reference path and the fast one; with stop_loops off the answer runs on, still flagged."""
-    from mafioso.worker.engine import Engine, Generation
+    from mafioso.worker.engine import GenerateEngine, Generation
+    from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.fast_engine import FastEngine
 
     model, tokenizer = looping_model(tiny_model_dir, answer)
     gen = GenerationConfig(max_new_tokens=60)
-    reference = Engine(model, tokenizer, gen, "cpu")
+    reference = GenerateEngine(model, tokenizer, gen, "cpu")
     requests = [(code, request) for request, code, _ in SNIPPETS] * 2  # more requests than slots
     stopped = Generation(text=expected, tokens=tokens, finished=True, looped=True)
     assert reference.generate(requests[:3]) == [stopped] * 3  # a padded batch of three
-    fast = FastEngine(model, tokenizer, gen, "cpu", slots=4, max_len=1024, lookahead=lookahead)
+    fast = FastEngine(model, tokenizer, gen, "cpu", DecoderSettings(slots=4, max_len=1024, lookahead=lookahead))
     try:
         assert fast.generate(requests) == [stopped] * len(requests)
         waves = -(-len(requests) // fast.decoder.slots)
@@ -221,11 +222,11 @@ def test_a_looping_model_is_stopped_and_cut_alike_on_both_paths(tiny_model_dir, 
         fast.close()
 
     off = GenerationConfig(max_new_tokens=60, stop_loops=False)
-    [unstopped] = Engine(model, tokenizer, off, "cpu").generate(requests[:1])
+    [unstopped] = GenerateEngine(model, tokenizer, off, "cpu").generate(requests[:1])
     assert unstopped.tokens == 60 and not unstopped.finished and unstopped.looped
     assert unstopped.text.startswith(expected) and len(unstopped.text) > len(expected) + 20
     if lookahead:
-        fast = FastEngine(model, tokenizer, off, "cpu", slots=4, max_len=1024, lookahead=lookahead)
+        fast = FastEngine(model, tokenizer, off, "cpu", DecoderSettings(slots=4, max_len=1024, lookahead=lookahead))
         try:
             assert fast.generate(requests[:2]) == [unstopped] * 2
         finally:

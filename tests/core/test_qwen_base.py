@@ -12,7 +12,8 @@ import pytest
 
 from mafioso import prompts
 from mafioso.worker import engine as engine_module
-from mafioso.worker.engine import Engine, adapter_folder, check_adapter_base
+from mafioso.worker.engine import GenerateEngine, adapter_folder, check_adapter_base
+from mafioso.worker.engines import load_engine
 from mafioso.core.base_model import BASE_MARK, load_tokenizer
 from mafioso.cli import main
 from mafioso.core.config import GenerationConfig, WorkerConfig
@@ -37,7 +38,7 @@ def test_training_rows_end_with_the_eos_the_engine_stops_on(tiny_qwen_dir):
     tokenizer = load_tokenizer(str(tiny_qwen_dir))
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"  # as Qwen's
     row = prompts.encode(tokenizer, "print(1)", None, "It prints 1, pal.")
-    engine = Engine.load(WorkerConfig(base_model=str(tiny_qwen_dir), adapter="none", device="cpu"),
+    engine = load_engine(WorkerConfig(base_model=str(tiny_qwen_dir), adapter="none", device="cpu"),
                          GenerationConfig(max_new_tokens=4))
     assert row["input_ids"][-1] == tokenizer.eos_token_id and row["completion_mask"][-1] == 1
     assert engine.eos_ids == sorted([tokenizer.eos_token_id, tokenizer.pad_token_id])  # both of Qwen's ends
@@ -56,9 +57,9 @@ def test_the_adapter_records_its_base(qwen_adapter, tiny_qwen_dir):
 
 def test_the_engine_loads_the_qwen_adapter_and_answers(qwen_adapter, tiny_qwen_dir):
     # the base is read from mafioso.json; the fast path is Gemma-only, so this is transformers generate
-    engine = Engine.load(WorkerConfig(adapter=str(qwen_adapter), device="cpu", fast_decode=True),
+    engine = load_engine(WorkerConfig(adapter=str(qwen_adapter), device="cpu", fast_decode=True),
                          GenerationConfig(max_new_tokens=6))
-    assert type(engine) is Engine and engine.model.config.model_type == "qwen2"
+    assert type(engine) is GenerateEngine and engine.model.config.model_type == "qwen2"
     assert not any("lora" in name for name, _ in engine.model.named_modules())  # merged
     [answer] = engine.generate([("print(1 + 1)", None)])
     assert 1 <= answer.tokens <= 6
@@ -66,7 +67,7 @@ def test_the_engine_loads_the_qwen_adapter_and_answers(qwen_adapter, tiny_qwen_d
 
 def test_a_local_copy_of_the_base_is_accepted(qwen_adapter, tiny_qwen_dir, tmp_path):
     copy = shutil.copytree(tiny_qwen_dir, tmp_path / "my-copy")
-    engine = Engine.load(WorkerConfig(base_model=str(copy), adapter=str(qwen_adapter), device="cpu"),
+    engine = load_engine(WorkerConfig(base_model=str(copy), adapter=str(qwen_adapter), device="cpu"),
                          GenerationConfig(max_new_tokens=2))
     assert engine.generate([("x = 1", None)])
 
@@ -74,12 +75,12 @@ def test_a_local_copy_of_the_base_is_accepted(qwen_adapter, tiny_qwen_dir, tmp_p
 def test_a_gemma_adapter_is_refused_on_qwen_and_a_qwen_adapter_on_gemma(qwen_adapter, tiny_adapter_dir,
                                                                          tiny_qwen_dir, tiny_model_dir):
     with pytest.raises(ModelError, match=f"needs the base {tiny_model_dir}") as error:
-        Engine.load(WorkerConfig(base_model=str(tiny_qwen_dir), adapter=str(tiny_adapter_dir), device="cpu"),
+        load_engine(WorkerConfig(base_model=str(tiny_qwen_dir), adapter=str(tiny_adapter_dir), device="cpu"),
                     GenerationConfig(max_new_tokens=2))
     assert "architecture gemma3_text (this model: qwen2)" in str(error.value)
     assert f"--base-model {tiny_model_dir}" in str(error.value)
     with pytest.raises(ModelError, match="architecture qwen2 \\(this model: gemma3_text\\)"):
-        Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter=str(qwen_adapter), device="cpu"),
+        load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter=str(qwen_adapter), device="cpu"),
                     GenerationConfig(max_new_tokens=2))
 
 

@@ -9,7 +9,7 @@ from peft import PeftModel
 from peft.tuners.tuners_utils import BaseTuner
 
 from mafioso.core import serving_cache
-from mafioso.worker.engine import Engine
+from mafioso.worker.engines import load_engine
 from mafioso.core.config import GenerationConfig, WorkerConfig
 
 PAIRS = [("print(1)", None), ("def f(x):\n    return x * 2\n", "why?")]
@@ -35,7 +35,7 @@ def merges(monkeypatch):
 
 def load(adapter, dtype="float32", notes=None):
     cfg = WorkerConfig(adapter=str(adapter), device="cpu", dtype=dtype, fast_decode=False)
-    return Engine.load(cfg, GenerationConfig(max_new_tokens=8), note=(notes if notes is not None else []).append)
+    return load_engine(cfg, GenerationConfig(max_new_tokens=8), note=(notes if notes is not None else []).append)
 
 
 def test_the_key_changes_with_the_adapter_and_the_dtype(tmp_path, tiny_model_dir, tiny_adapter_dir):

@@ -31,10 +31,10 @@ def test_snippets_are_not_in_the_dataset():
 @pytest.fixture(scope="module")
 def answers():
     """The shipped adapter's answers to UNSEEN, with the defaults of `mafioso explain` on CPU."""
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
     from mafioso.core.config import GenerationConfig, WorkerConfig
 
-    engine = Engine.load(WorkerConfig(device="cpu"), GenerationConfig())  # the defaults: embedded + shipped
+    engine = load_engine(WorkerConfig(device="cpu"), GenerationConfig())  # the defaults: embedded + shipped
     try:
         yield engine.generate([(code, None) for _, code in UNSEEN])
     finally:

@@ -106,9 +106,10 @@ async def a_tokenizer_that_raises(url, worker, engine, http):
     def broken(code, request):
         raise RuntimeError("tokenizer exploded")
 
+    real = engine.prompt_tokens, engine.max_prompt_tokens
     engine.prompt_tokens, engine.max_prompt_tokens = broken, 100
     answer = await post(http, url)
-    del engine.prompt_tokens, engine.max_prompt_tokens
+    engine.prompt_tokens, engine.max_prompt_tokens = real
     return answer
 
 

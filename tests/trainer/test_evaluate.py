@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mafioso.worker.engine import Engine, Generation
+from mafioso.worker.engine import Generation
+from mafioso.worker.engines import load_engine
 from mafioso.cli import main
 from mafioso.core.config import GenerationConfig, TrainConfig, WorkerConfig
 from mafioso.prompts import encode
@@ -148,7 +149,7 @@ def test_the_chart_marks_direction_and_samples_for_one_model_or_two(tmp_path):
 
 
 def test_eval_records_grounded_with_a_stand_in_engine(tmp_path, monkeypatch, capsys):
-    from mafioso.worker.engine import Engine
+    from mafioso.worker import engines
     from mafioso.trainer import evaluate
 
     rows = [("explain", "def add(a, b):\n    return a + b\n\nprint(add(2, 3))", "`add` sums them and prints 5."),
@@ -165,7 +166,7 @@ def test_eval_records_grounded_with_a_stand_in_engine(tmp_path, monkeypatch, cap
         def close(self):
             pass
 
-    monkeypatch.setattr(Engine, "load", classmethod(lambda cls, cfg, gen: StandIn()))
+    monkeypatch.setattr(engines, "load_engine", lambda cfg, gen, **_: StandIn())
     monkeypatch.setattr(evaluate, "response_loss", lambda engine, samples, batch_size, label: (2.0, 10))
     data = write_dataset(tmp_path / "val.json", rows)
     out = tmp_path / "eval"
@@ -201,7 +202,7 @@ def test_answers_come_back_in_dataset_order(tmp_path):
 
 
 def test_batched_response_loss_equals_the_per_sample_training_loss(tiny_model_dir, tmp_path):
-    engine = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu"),
+    engine = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu"),
                          GenerationConfig())
     samples = load_samples([write_dataset(tmp_path / "d.json")])[:4]
     rows = [encode(engine.tokenizer, s.code, s.prompt, s.explanation) for s in samples]
@@ -313,7 +314,7 @@ def test_missing_dataset_fails_with_a_message(tmp_path, capsys):
 
 
 def test_eval_compare_puts_two_adapters_side_by_side_and_gates_the_default(tmp_path, monkeypatch, capsys):
-    from mafioso.worker.engine import Engine
+    from mafioso.worker import engines
     from mafioso.trainer import evaluate
 
     rows = [("explain", "def add(a, b):\n    return a + b\n\nprint(add(2, 3))", "`add` sums them and prints 5."),
@@ -341,7 +342,7 @@ def test_eval_compare_puts_two_adapters_side_by_side_and_gates_the_default(tmp_p
         def close(self):
             pass
 
-    monkeypatch.setattr(Engine, "load", classmethod(lambda cls, cfg, gen: StandIn(cfg, gen)))
+    monkeypatch.setattr(engines, "load_engine", lambda cfg, gen, **_: StandIn(cfg, gen))
     monkeypatch.setattr(evaluate, "response_loss", lambda engine, samples, batch_size, label: (2.0, 10))
     data = write_dataset(tmp_path / "val.json", rows)
     out = tmp_path / "eval"

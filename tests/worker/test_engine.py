@@ -16,7 +16,8 @@ from mafioso import prompts
 from mafioso.worker import engine as engine_module
 from mafioso.prompts.lines import line
 from mafioso.worker.control import Control
-from mafioso.worker.engine import Engine, Generation, adapter_folder, base_of
+from mafioso.worker.engine import Generation, adapter_folder, base_of
+from mafioso.worker.engines import load_engine
 from mafioso.core.config import GenerationConfig, WorkerConfig
 from mafioso.core.errors import ModelError
 
@@ -114,7 +115,9 @@ def test_context_budget(engine):
 
 
 def test_adapter_is_merged_on_cpu_and_base_read_from_mafioso_json(engine, tiny_adapter_dir):
-    merged = Engine.load(WorkerConfig(adapter=str(tiny_adapter_dir), device="cpu"), GenerationConfig(max_new_tokens=4))
+    # float32, not auto: on a busy CPU the dtype measurement may pick int8 weights, which torch.equal cannot read
+    merged = load_engine(WorkerConfig(adapter=str(tiny_adapter_dir), device="cpu", dtype="float32"),
+                         GenerationConfig(max_new_tokens=4))
     assert type(merged.model) is type(engine.model)  # a plain model: merge_and_unload removed PEFT
     assert not any("lora" in name for name, _ in merged.model.named_modules())
     layer = lambda e: e.model.model.layers[0].self_attn.q_proj.weight  # noqa: E731
@@ -129,7 +132,7 @@ def test_a_truncated_adapter_file_is_a_clear_model_error(tmp_path, tiny_adapter_
     weights = broken / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # a copy cut short (issue 19: was a SafetensorError traceback)
     with pytest.raises(ModelError, match="cannot load the adapter .*broken"):
-        Engine.load(WorkerConfig(adapter=str(broken), device="cpu"), GenerationConfig(max_new_tokens=4))
+        load_engine(WorkerConfig(adapter=str(broken), device="cpu"), GenerationConfig(max_new_tokens=4))
 
 
 def test_adapter_folder_and_base(tmp_path, monkeypatch, caplog, tiny_adapter_dir, tiny_model_dir):
@@ -212,9 +215,6 @@ def test_the_claim_post_check_drops_what_the_code_contradicts_and_says_so(engine
     assert answer.raw_text == "`f` is recursive, pal."
 
 
-@pytest.mark.xfail(strict=True, reason="issue 23: worker/engine.py (being redesigned on another branch) must pass "
-                   "its persona to finish() and say line('nothing_sure', self.persona); until then a noir engine's "
-                   "emptied answers are in the mafioso's words")
 def test_an_engine_says_its_persona_s_post_check_lines(engine, forced, monkeypatch):
     monkeypatch.setattr(engine, "persona", "noir")
     forced("`f` is recursive, pal.", eos=True)

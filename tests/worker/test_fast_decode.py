@@ -266,15 +266,17 @@ def test_fast_engine_answers_exactly_like_the_reference_engine(tiny_model_dir, p
                                                                lookahead):
     """Same Generations (text, tokens, stop, post-check) as Engine.generate, for a batch and for stragglers,
     with each step launched before the last one is read (lookahead, the GPU default) or not."""
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
+    from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.fast_engine import FastEngine
     from mafioso.core.config import GenerationConfig, WorkerConfig
 
     gen = GenerationConfig(max_new_tokens=12, repetition_penalty=1.3, penalize_prompt=penalize_prompt,
                            no_repeat_ngram=no_repeat_ngram, grounded_decoding=not lookahead)  # bans: no lookahead
-    reference = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
+    reference = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
                                          fast_decode=False), gen)
-    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024, lookahead=lookahead)
+    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu",
+                      DecoderSettings(slots=4, max_len=1024, lookahead=lookahead))
     assert fast.lookahead is lookahead
     try:
         requests = [(code, request) for request, code, _ in SNIPPETS[:6]]  # more requests than slots
@@ -297,19 +299,17 @@ def test_fast_engine_answers_exactly_like_the_reference_engine(tiny_model_dir, p
 def test_long_prompts_wait_for_a_long_slot_and_short_ones_do_not_wait_behind_them(tiny_model_dir, lookahead):
     """Three long prompts and one long slot: they take it in turn (deferred, not refused), while short prompts
     fill the short slots; every answer is the reference one."""
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
+    from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.fast_engine import FastEngine
     from mafioso.core.config import GenerationConfig, WorkerConfig
 
-    class SmallSlots(FastEngine):
-        short_prompt_tokens = 365  # the tiny tokenizer spells the instruction out: these prompts take 358 (short)
-        # to 384 (long), the facts sheet included
-
     gen = GenerationConfig(max_new_tokens=10, repetition_penalty=1.3)
-    reference = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
+    reference = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
                                          fast_decode=False), gen)
-    fast = SmallSlots(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024, lookahead=lookahead,
-                      long_slots=1)
+    # the tiny tokenizer spells the instruction out: these prompts take 358 (short) to 384 (long), facts included
+    settings = DecoderSettings(slots=4, max_len=1024, lookahead=lookahead, long_slots=1, short_prompt_tokens=365)
+    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", settings)
     try:
         assert fast.decoder.short_slots == 3 and fast.decoder.short_len == 365 + 10 + 1
         long = [(code, request) for request, code, _ in SNIPPETS[:3]]
@@ -324,34 +324,37 @@ def test_long_prompts_wait_for_a_long_slot_and_short_ones_do_not_wait_behind_the
 
 
 def test_engine_load_picks_the_fast_path_only_where_it_applies(tiny_model_dir):
-    from mafioso.worker.engine import Engine
-    from mafioso.worker.fast_engine import FACTS_TOKENS, FastEngine
+    from mafioso.worker.engine import GenerateEngine
+    from mafioso.worker.engines import load_engine
+    from mafioso.worker.decoder_settings import CPU_SLOTS, FACTS_TOKENS, slot_length
+    from mafioso.worker.fast_engine import FastEngine
     from mafioso.core.config import GenerationConfig, WorkerConfig
 
     cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu")
-    fast = Engine.load(cfg, GenerationConfig())
+    fast = load_engine(cfg, GenerationConfig())
     try:
-        assert type(fast) is FastEngine and fast.decoder.slots == FastEngine.cpu_slots  # 64 asked, capped on CPU
+        assert type(fast) is FastEngine and fast.decoder.slots == CPU_SLOTS  # 64 asked, capped on CPU
         assert not fast.decoder.cuda_graphs
     finally:
         fast.close()
     import dataclasses
 
-    assert type(Engine.load(dataclasses.replace(cfg, fast_decode=False), GenerationConfig())) is Engine
-    assert type(Engine.load(cfg, GenerationConfig(do_sample=True))) is Engine
+    assert type(load_engine(dataclasses.replace(cfg, fast_decode=False), GenerationConfig())) is GenerateEngine
+    assert type(load_engine(cfg, GenerationConfig(do_sample=True))) is GenerateEngine
     cpu = fast
     assert FastEngine.supports(cpu.model, GenerationConfig(), "none")
     assert not FastEngine.supports(cpu.model, GenerationConfig(do_sample=True), "none")
     assert not FastEngine.supports(cpu.model, GenerationConfig(), "nf4")
-    # a paste of max_input_chars at ~3 characters a token, the instruction and the facts sheet (mafioso.worker.fast_engine)
-    assert FastEngine.slot_length(WorkerConfig(), GenerationConfig()) >= 6000 // 3 + 200 + FACTS_TOKENS
+    # a paste of max_input_chars at ~3 characters a token, the instruction and the facts sheet (decoder_settings)
+    assert slot_length(WorkerConfig(), GenerationConfig()) >= 6000 // 3 + 200 + FACTS_TOKENS
 
 
 @pytest.mark.parametrize(("admit_every", "lookahead"), [(1, False), (3, False), (1, True), (3, True)])
 def test_worker_on_the_fast_engine_answers_concurrent_requests(tiny_model_dir, admit_every, lookahead):
     import asyncio
 
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
+    from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.fast_engine import FastEngine
     from mafioso.worker.service import Worker
     from mafioso.core.config import GenerationConfig, WorkerConfig
@@ -359,9 +362,9 @@ def test_worker_on_the_fast_engine_answers_concurrent_requests(tiny_model_dir, a
     gen = GenerationConfig(max_new_tokens=6)
     cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32", max_batch_size=4,
                        fast_decode=False)
-    reference = Engine.load(cfg, gen)
-    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024, lookahead=lookahead)
-    fast.admit_every = admit_every
+    reference = load_engine(cfg, gen)
+    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu",
+                      DecoderSettings(slots=4, max_len=1024, lookahead=lookahead, admit_every=admit_every))
     codes = [f"print({i} * {i})" for i in range(12)]
 
     async def main():
@@ -400,15 +403,17 @@ def test_a_failed_prefill_fails_every_admitted_request_and_the_engine_keeps_serv
     import time
     from concurrent.futures import Future
 
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
+    from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.fast_engine import FastEngine, _Row
     from mafioso.core.config import GenerationConfig, WorkerConfig
 
     gen = GenerationConfig(max_new_tokens=4)
-    reference = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu",
+    reference = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu",
                                          dtype="float32", fast_decode=False), gen)
-    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024)
-    fast.prefill_tokens = 1  # one prompt per prefill group
+    # one prompt per prefill group
+    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", DecoderSettings(slots=4, max_len=1024,
+                                                                                         prefill_tokens=1))
     real, gate = fast.decoder.prefill_many, threading.Event()
 
     def failing(*args):
@@ -434,7 +439,8 @@ def test_a_failed_prefill_fails_every_admitted_request_and_the_engine_keeps_serv
 
 def test_no_repeat_ngram_bans_repeats_of_the_answer_only(tiny_model_dir):
     """With n=2 no pair of answer tokens comes twice (the tiny model loops without it), on both paths."""
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
+    from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.fast_engine import FastEngine
     from mafioso.core.config import GenerationConfig, WorkerConfig
 
@@ -444,13 +450,13 @@ def test_no_repeat_ngram_bans_repeats_of_the_answer_only(tiny_model_dir):
 
     cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
                        fast_decode=False)
-    loose = Engine.load(cfg, GenerationConfig(max_new_tokens=40, repetition_penalty=1.0))
+    loose = load_engine(cfg, GenerationConfig(max_new_tokens=40, repetition_penalty=1.0))
     codes = [code for _, code, _ in SNIPPETS[:4]]
     prompt_ids = [prompts.encode(loose.tokenizer, code)["input_ids"] for code in codes]
     assert any(pairs_repeat(ids) for ids, _ in loose.decode(prompt_ids))  # the test can fail
     gen = GenerationConfig(max_new_tokens=40, repetition_penalty=1.0, no_repeat_ngram=2)
-    reference = Engine.load(cfg, gen)
-    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024)
+    reference = load_engine(cfg, gen)
+    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", DecoderSettings(slots=4, max_len=1024))
     try:
         for engine in (reference, fast):
             for ids, stop in engine.decode(prompt_ids):
@@ -461,7 +467,11 @@ def test_no_repeat_ngram_bans_repeats_of_the_answer_only(tiny_model_dir):
 
 
 def test_ngram_ban_counts_the_answer_not_the_prompt():
-    from mafioso.worker.engine import _AnswerNgramBan
+    from types import SimpleNamespace
+
+    from mafioso.core.config import GenerationConfig
+    from mafioso.worker.decoding_rules import DecodingRules
+    from mafioso.worker.engine import _RulesBan, _RulesFeed
     from mafioso.worker.ngram_ban import NgramBan
 
     ban = NgramBan(3)
@@ -471,7 +481,9 @@ def test_ngram_ban_counts_the_answer_not_the_prompt():
     ban.add(6)
     assert ban.banned() == {7}  # 5 6 7 again would repeat a trigram
     prompt = [1, 2, 1, 2, 1]  # the bigram 1 2 twice in the prompt: still allowed in the answer
-    processor = _AnswerNgramBan(2, prompt_len=len(prompt))
+    letters = SimpleNamespace(decode=lambda ids: "".join(chr(ord("a") + i) for i in ids))  # no "#" in sight
+    rules = DecodingRules(GenerationConfig(no_repeat_ngram=2), letters)
+    processor = _RulesBan(_RulesFeed([rules.for_answer()], prompt_len=len(prompt)))
     scores = processor(torch.tensor([prompt]), torch.zeros(1, 10))
     assert torch.isfinite(scores).all()
     scores = processor(torch.tensor([prompt + [2, 3, 2]]), torch.zeros(1, 10))
@@ -548,14 +560,16 @@ def test_compiled_decode_matches_generate_on_both_sides_of_the_short_long_bounda
 def test_fast_engine_honours_max_tokens_and_cancellation_like_the_reference(tiny_model_dir, lookahead):
     """Issue 19 items 6 and 7: each row stops at its own max_tokens (token-exact with Engine.generate) and a
     cancelled row leaves its slot at the next step, the others untouched."""
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
+    from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.fast_engine import FastEngine
     from mafioso.core.config import GenerationConfig, WorkerConfig
 
     gen = GenerationConfig(max_new_tokens=12)
-    reference = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
+    reference = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
                                          fast_decode=False), gen)
-    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", slots=4, max_len=1024, lookahead=lookahead)
+    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu",
+                      DecoderSettings(slots=4, max_len=1024, lookahead=lookahead))
     try:
         requests = [(code, request) for request, code, _ in SNIPPETS[:6]]
         limits = [1, 5, None, 12, 3, None]

@@ -12,10 +12,10 @@ RECURSIVE = "def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)\n"
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir):
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
 
     gen = GenerationConfig(max_new_tokens=16, repetition_penalty=1.3)
-    return Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
+    return load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
                                     fast_decode=False), gen)
 
 
@@ -73,6 +73,7 @@ def test_fast_path_and_generate_agree_where_the_bans_bite(engine):
     """Token for token, with a span that really restricts the answer: the answer's own second token is made a
     span-opener, so what follows it must come from the code's few tokens."""
     from mafioso import prompts
+    from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.fast_engine import FastEngine
 
     requests = [("x = 1", None)] + [(code, request) for request, code, _ in SNIPPETS[:4]]
@@ -81,8 +82,8 @@ def test_fast_path_and_generate_agree_where_the_bans_bite(engine):
     [(before, _)] = engine.decode([ids], grounding=[free])
     opener = before[1]
     engine.grounding.flips[opener] = True
-    fast = FastEngine(engine.model, engine.tokenizer, engine.gen, "cpu", slots=2, max_len=1024)
-    fast.grounding = engine.grounding
+    fast = FastEngine(engine.model, engine.tokenizer, engine.gen, "cpu", DecoderSettings(slots=2, max_len=1024))
+    fast.plain.grounding = engine.grounding  # the patched rule: the plain engine it holds builds each answer's
     try:
         expected = [engine.generate([pair])[0] for pair in requests]
         assert fast.generate(requests) == expected

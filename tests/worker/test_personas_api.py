@@ -8,7 +8,7 @@ import aiohttp
 import openai
 
 from mafioso.core.config import GenerationConfig, WorkerConfig
-from mafioso.worker.engine import Engine
+from mafioso.worker.engines import load_engine
 from mafioso.worker.service import Worker
 from tests.helpers import serving, worker_config
 
@@ -21,7 +21,7 @@ def test_two_personas_answer_by_model_at_once(engine, tiny_model_dir, tiny_adapt
     info = json.loads((noir_dir / "mafioso.json").read_text())
     info.setdefault("config", {})["persona"] = "noir"
     (noir_dir / "mafioso.json").write_text(json.dumps(info))
-    noir = Engine.load(WorkerConfig(base_model=str(tiny_model_dir), adapter=str(noir_dir), device="cpu",
+    noir = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter=str(noir_dir), device="cpu",
                                     fast_decode=False), GenerationConfig(max_new_tokens=8))
     assert noir.persona == "noir" and engine.persona == "mafioso"
     expected = {"mafioso": [engine.generate([(c, None)])[0].text for c in CODES],

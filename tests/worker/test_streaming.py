@@ -88,15 +88,16 @@ def test_the_engine_text_never_shows_a_broken_character_or_a_section_marker(engi
 
 @pytest.mark.parametrize("fast", [False, True])
 def test_both_engines_stream_exactly_the_answer_they_give_unstreamed(tiny_model_dir, fast):
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
+    from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.fast_engine import FastEngine
 
     gen = GenerationConfig(max_new_tokens=24)
     cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
                        fast_decode=False, max_batch_size=4)
-    engine = Engine.load(cfg, gen)
+    engine = load_engine(cfg, gen)
     if fast:
-        engine = FastEngine(engine.model, engine.tokenizer, gen, "cpu", slots=4, max_len=1024)
+        engine = FastEngine(engine.model, engine.tokenizer, gen, "cpu", DecoderSettings(slots=4, max_len=1024))
     codes = [code for _, code, _ in SNIPPETS[:3]]
 
     async def main():

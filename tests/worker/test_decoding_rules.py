@@ -1,0 +1,42 @@
+"""The decoding rules both paths apply to an answer (mafioso.worker.decoding_rules), on a letters tokenizer."""
+
+from types import SimpleNamespace
+
+from mafioso.core.config import GenerationConfig
+from mafioso.worker.decoding_rules import DecodingRules, bans_tokens
+
+PIECES = ["a", " b", "#", "##", "c#", "x", ", ", "1"]
+TEXT = SimpleNamespace(decode=lambda ids: "".join(PIECES[i] for i in ids))
+
+
+def feed(rules, tokens):
+    """The token at which the answer was ended (its 1-based count), or None."""
+    return next((n for n, token in enumerate(tokens, 1) if rules.add(token)), None)
+
+
+def test_the_answer_stops_once_its_text_holds_the_section_marker_across_tokens():
+    rules = DecodingRules(GenerationConfig(stop_loops=False), TEXT)
+    answer = rules.for_answer()
+    assert feed(answer, [0, 1, 4, 2, 5]) is None  # "a bc##x": two marks only
+    answer = rules.for_answer()
+    assert feed(answer, [0, 4, 3, 5]) == 3 and answer.stop == 3  # "ac###": the third token completes it
+    assert answer.add(2) is False and answer.stop == 3  # padding after the end changes nothing
+
+
+def test_a_loop_ends_the_answer_and_ngram_bans_follow_it():
+    looping = [0, 1] * 30
+    off = DecodingRules(GenerationConfig(stop_loops=False), TEXT).for_answer()
+    assert feed(off, looping) is None and off.banned() == set()
+    on = DecodingRules(GenerationConfig(stop_loops=True), TEXT).for_answer()
+    stop = feed(on, looping)
+    assert stop is not None and stop < len(looping) and on.stop == stop
+    bans = DecodingRules(GenerationConfig(stop_loops=False, no_repeat_ngram=2), TEXT).for_answer()
+    for token in [0, 1, 5, 0]:
+        bans.add(token)
+    assert bans.banned() == {1}  # "a b" came before
+
+
+def test_bans_tokens_says_when_a_step_must_see_the_last_token():
+    assert not bans_tokens(GenerationConfig(no_repeat_ngram=0, grounded_decoding=False))
+    assert bans_tokens(GenerationConfig(no_repeat_ngram=3, grounded_decoding=False))
+    assert bans_tokens(GenerationConfig(no_repeat_ngram=0, grounded_decoding=True))

@@ -1,0 +1,90 @@
+"""The fast engine's tuning, as one value: :class:`DecoderSettings`, built once from the config and passed in.
+
+    settings = DecoderSettings.of(cfg, gen, "cuda")          # what the worker runs
+    settings = dataclasses.replace(settings, long_slots=0)    # what a bench tries instead
+
+Benches and tests pass a different value; nothing patches a class for the whole process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mafioso import prompts
+from mafioso.core.config import GenerationConfig, WorkerConfig
+
+__all__ = ["CPU_ADMIT_EVERY", "CPU_SLOTS", "FACTS_TOKENS", "GPU_ADMIT_EVERY", "GPU_LONG_SLOTS", "DecoderSettings",
+           "slot_length"]
+
+#: The most tokens the facts sheet adds to a prompt: its bound (prompts.FACTS_MAX_TOKENS, an estimate up to
+#: ~1/6 under the real count) and its "### FACTS:" header. Slots grow by this, so code that fitted before
+#: the sheet still fits.
+FACTS_TOKENS = prompts.FACTS_MAX_TOKENS * 5 // 4 + 8
+#: Slots on a CPU: throughput there stops growing past ~16 rows (docs/BENCHMARKS.md), the cache would not.
+CPU_SLOTS = 16
+#: On the GPU, the default slots for prompts longer than ``short_prompt_tokens``; the other slots keep a
+#: full-attention cache for short prompts only (~1,000 tokens, ~3,000 characters of code, plus the facts sheet):
+#: 8 long slots of 64 make the KV cache ~0.8 GB instead of 1.05, and served as fast on the H100
+#: (docs/BENCHMARKS.md, "Short and long slots"; measured before the facts sheet made every slot ~400 tokens longer).
+GPU_LONG_SLOTS = 8
+#: While rows decode, waiting prompts are admitted (and prefilled, stalling every running row) at most once every
+#: this many steps, so prefills come in groups rather than one per arriving request. A prefill cost ~10 decode
+#: steps on the GPU before prefill graphs (~3 on a CPU; docs/BENCHMARKS.md).
+GPU_ADMIT_EVERY = 16
+CPU_ADMIT_EVERY = 4
+
+
+def slot_length(cfg: WorkerConfig, gen: GenerationConfig) -> int:
+    """KV-cache length per slot: the instruction plus code of ``max_input_chars`` (about 3 characters a token)
+    plus its facts sheet, rounded up to 512, plus a full answer. Longer prompts still work, on the plain engine."""
+    return -(-(cfg.max_input_chars // 3 + 256 + FACTS_TOKENS) // 512) * 512 + gen.max_new_tokens
+
+
+@dataclass(frozen=True)
+class DecoderSettings:
+    """How the fast engine decodes: its KV-cache slots, compilation and scheduling."""
+
+    #: KV-cache slots: requests decoded at once.
+    slots: int
+    #: Tokens per slot (prompt + answer); longer prompts take the plain engine.
+    max_len: int
+    #: CUDA: torch.compile the decode step (``compile_scope``: the whole ``step`` or each ``layer``).
+    compile: bool = False
+    compile_scope: str = "step"
+    #: Launch each decode step before reading the last one's tokens (None: with CUDA graphs). Off with n-gram
+    #: bans and grounded decoding, which must know a step's token before the next step runs.
+    lookahead: bool | None = None
+    #: Slots for prompts longer than ``short_prompt_tokens``; the other slots keep a cache for short prompts
+    #: only. A long prompt waits for a long slot; a short one takes a long slot only when every short slot is
+    #: busy. None (or 0, or ``slots``): every slot long.
+    long_slots: int | None = None
+    short_prompt_tokens: int = 1024 + FACTS_TOKENS
+    #: Admit waiting prompts at most once every this many decode steps. None: GPU_ADMIT_EVERY with CUDA graphs,
+    #: CPU_ADMIT_EVERY without.
+    admit_every: int | None = None
+    #: Most padded tokens in one prefill batch (rows x longest prompt): 16 prompts of 256 tokens. On the GPU the
+    #: decoder pads a batch further, to its prefill graph's bucket, and splits one that no bucket holds.
+    prefill_tokens: int = 4096
+    #: Compute the keys of the instruction every prompt starts with once (prompts.shared_prefix_ids): a prefill
+    #: then runs only the request and the code, ~1/3 of a typical prompt's tokens (docs/BENCHMARKS.md).
+    share_prefix: bool = True
+
+    def __post_init__(self):
+        if self.slots < 1 or self.max_len < 2:
+            raise ValueError(f"DecoderSettings needs a slot and two tokens a slot, not {self.slots}, {self.max_len}")
+        if self.admit_every is not None and self.admit_every < 1:
+            raise ValueError(f"admit_every must be at least 1, not {self.admit_every}")
+
+    @classmethod
+    def of(cls, cfg: WorkerConfig, gen: GenerationConfig, device: str) -> DecoderSettings:
+        """What the worker runs for ``cfg`` and ``gen`` on ``device`` ("cuda" or "cpu")."""
+        cuda = device == "cuda"
+        return cls(slots=cfg.max_batch_size if cuda else min(cfg.max_batch_size, CPU_SLOTS),
+                   max_len=slot_length(cfg, gen), compile=cfg.compile_decode and cuda,
+                   compile_scope=cfg.compile_scope, long_slots=GPU_LONG_SLOTS if cuda else None)
+
+    def slot_split(self, gen: GenerationConfig) -> dict:
+        """The decoder's ``short_slots`` and ``short_len``."""
+        long = self.long_slots
+        short = self.slots - long if long is not None and 0 < long < self.slots else 0
+        return {"short_slots": short, "short_len": self.short_prompt_tokens + gen.max_new_tokens + 1}

@@ -1,0 +1,86 @@
+"""The decoding rules for one answer, written once and applied by both decode paths alike.
+
+    rules = DecodingRules(gen, tokenizer)      # once per engine
+    answer = rules.for_answer()                # once per answer
+    for token in generated:
+        if answer.add(token):                  # the answer stops here: ### or a loop
+            break
+        banned = answer.banned()               # the tokens it may not take next (n-gram bans)
+
+Three rules live here:
+
+* **section stop**: the answer ends once its text holds ``###`` (the model opening a new section of the prompt
+  template, :data:`mafioso.prompts.SECTION_MARKER`); only a token that holds a ``#`` can complete it, so the
+  last three tokens are decoded only then;
+* **loop stop** (``stop_loops``): the answer ends where it starts to loop (:mod:`mafioso.core.loop_guard`);
+* **n-gram bans** (``no_repeat_ngram``): no n-gram of the answer comes twice (:mod:`mafioso.worker.ngram_ban`).
+
+``GenerateEngine`` feeds each row's tokens to its :class:`AnswerRules` from a stopping criterion and a logits
+processor of ``model.generate``; the fast engine feeds them in its per-token record and hands the bans to the
+decoder. Grounded decoding (:mod:`mafioso.worker.grounded_decoding`) is the one other token rule; the repetition
+penalty is arithmetic on the logits, done by transformers on one path and by the decoder's kernel on the other.
+"""
+
+from __future__ import annotations
+
+from mafioso import prompts
+from mafioso.core.config import GenerationConfig
+from mafioso.core.loop_guard import LoopGuard, LoopRule, TokenPieces
+from mafioso.worker.ngram_ban import NgramBan
+
+__all__ = ["AnswerRules", "DecodingRules", "bans_tokens"]
+
+
+def bans_tokens(gen: GenerationConfig) -> bool:
+    """Whether some rule forbids tokens (n-gram bans, grounded decoding): a decode step must then know the last
+    step's token before it runs, and the fast decoder keeps a ban mask per slot."""
+    return bool(gen.no_repeat_ngram or gen.grounded_decoding)
+
+
+class DecodingRules:
+    """What the rules need of the settings and the tokenizer, kept once per engine."""
+
+    def __init__(self, gen: GenerationConfig, tokenizer, pieces: TokenPieces | None = None):
+        self.gen = gen
+        self.decode = tokenizer.decode
+        self.pieces = pieces if pieces is not None else TokenPieces(tokenizer)  # each token's text, remembered
+        self.loop_rule = LoopRule.of(gen) if gen.stop_loops else None
+
+    @property
+    def bans_tokens(self) -> bool:
+        """Whether some rule forbids tokens (see :func:`bans_tokens`)."""
+        return bans_tokens(self.gen)
+
+    def for_answer(self) -> AnswerRules:
+        """A fresh follower for one answer."""
+        return AnswerRules(self)
+
+
+class AnswerRules:
+    """Follows one answer: :meth:`add` each generated token; ``stop`` is how many tokens it had when ``###`` or
+    a loop ended it (None while it runs); :meth:`banned` are the tokens it may not take next."""
+
+    def __init__(self, rules: DecodingRules):
+        self._rules = rules
+        self._tokens: list[int] = []
+        self._ngrams = NgramBan(rules.gen.no_repeat_ngram) if rules.gen.no_repeat_ngram else None
+        self._loops = LoopGuard(rules.loop_rule, rules.pieces) if rules.loop_rule is not None else None
+        self.stop: int | None = None
+
+    def add(self, token: int) -> bool:
+        """Take the answer's next token; True when it ends the answer (``###`` completed or a loop found)."""
+        self._tokens.append(token)
+        if self._ngrams is not None:
+            self._ngrams.add(token)
+        if self.stop is not None:  # already over (generate pads a finished row): nothing more to find
+            return False
+        if "#" in self._rules.pieces[token][0] \
+                and prompts.SECTION_MARKER in self._rules.decode(self._tokens[-3:]):
+            self.stop = len(self._tokens)
+        elif self._loops is not None and self._loops.add(token):
+            self.stop = len(self._tokens)
+        return self.stop is not None
+
+    def banned(self) -> set[int]:
+        """The tokens that may not come next (n-gram bans; empty without them)."""
+        return self._ngrams.banned() if self._ngrams is not None else set()

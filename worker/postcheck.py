@@ -1,7 +1,0 @@
-"""Moved to :mod:`mafioso.core.postcheck`: this name stays (the same module) until worker/engine.py and
-worker/fast_engine.py, being redesigned on other branches, import it from core; then delete this file."""
-import sys
-
-from mafioso.core import postcheck
-
-sys.modules[__name__] = postcheck
