@@ -1,12 +1,14 @@
-"""The fast engine: :class:`mafioso.worker.engine.Engine` with decoding moved onto :class:`mafioso.worker.fast_decode.Gemma3Decoder`.
+"""The fast engine: :class:`mafioso.worker.engine.Engine` with decoding moved onto
+:class:`mafioso.worker.fast_decode.FastDecoder`.
 
 One decode thread owns the GPU. Callers (the worker calls with one request at a time, up to one call per
 slot) drop prompts into its inbox; the thread admits them into free KV-cache slots between decode steps, so
 a request never waits for a whole batch to finish (continuous batching). Prompts admitted together are
 prefilled together, in padded batches of similar length; while rows decode, admissions wait for
 ``admit_every`` steps so that prefills, which stall every running row, come in groups. Greedy decoding
-only: sampling, non-Gemma-3 models and quantized weights use the reference ``model.generate`` path of the
-base class. On CUDA the decode step runs in CUDA graphs (torch.compile'd by default); on a CPU, eagerly.
+only: sampling, architectures :mod:`mafioso.worker.models` has no maths for (it has Gemma 3) and
+quantized weights use the reference ``model.generate`` path of the base class. On CUDA the decode step runs in
+CUDA graphs (torch.compile'd by default); on a CPU, eagerly.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from dataclasses import dataclass, field
 import torch
 
 from mafioso import prompts
+from mafioso.worker import models
 from mafioso.worker.control import Control
 from mafioso.worker.engine import Engine
-from mafioso.worker.fast_decode import Gemma3Decoder
+from mafioso.worker.fast_decode import FastDecoder
 from mafioso.worker.grounded_decoding import AnswerGrounding
 from mafioso.worker.loop_guard import LoopGuard, LoopRule
 from mafioso.worker.ngram_ban import NgramBan
@@ -173,10 +176,10 @@ class FastEngine(Engine):
     @classmethod
     def build_decoder(cls, model, tokenizer, gen, slots: int, max_len: int, compile: bool,
                       long_slots: int | None, compile_scope: str = "step",
-                      persona: str = prompts.DEFAULT_PERSONA) -> Gemma3Decoder:
+                      persona: str = prompts.DEFAULT_PERSONA) -> FastDecoder:
         """The engine's decoder, set up for ``gen`` (penalty, n-gram bans, the shared prefix), not warmed up."""
-        decoder = Gemma3Decoder(model, slots=slots, max_len=max_len, compile=compile, compile_scope=compile_scope,
-                                prefill_tokens=cls.prefill_tokens, **cls.slot_split(slots, long_slots, gen))
+        decoder = FastDecoder(model, slots=slots, max_len=max_len, compile=compile, compile_scope=compile_scope,
+                              prefill_tokens=cls.prefill_tokens, **cls.slot_split(slots, long_slots, gen))
         decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)
         if gen.no_repeat_ngram or gen.grounded_decoding:
             decoder.enable_ngram_bans()
@@ -186,7 +189,7 @@ class FastEngine(Engine):
 
     @classmethod
     def slot_split(cls, slots: int, long_slots: int | None, gen) -> dict:
-        """Gemma3Decoder's ``short_slots`` and ``short_len`` when ``long_slots`` of ``slots`` take long prompts
+        """FastDecoder's ``short_slots`` and ``short_len`` when ``long_slots`` of ``slots`` take long prompts
         (None: every slot does)."""
         short = slots - long_slots if long_slots is not None and 0 < long_slots < slots else 0
         return {"short_slots": short, "short_len": cls.short_prompt_tokens + gen.max_new_tokens + 1}
@@ -201,9 +204,7 @@ class FastEngine(Engine):
     @staticmethod
     def supports(model, gen, quantization: str) -> bool:
         """Whether the fast path can serve this model and these settings."""
-        text = model.config.get_text_config()
-        return (quantization == "none" and not gen.do_sample and getattr(text, "model_type", "") == "gemma3_text"
-                and not text.final_logit_softcapping and not text.attn_logit_softcapping)
+        return quantization == "none" and not gen.do_sample and models.supports(model)
 
     def decode(self, prompt_ids: list[list[int]], controls: list[Control] | None = None,
                grounding: list[AnswerGrounding] | None = None) -> list[tuple[list[int], int | None]]:
