@@ -402,7 +402,7 @@ class Engine:
                                   compile_scope=cfg.compile_scope,
                                   long_slots=FastEngine.long_slots if cuda else None,
                                   persona=adapter_persona(adapter))
-            log.info("fast decode path off: it needs quantization=none, greedy decoding and a Gemma 3 model")
+            log.info("fast decode path off: it needs quantization=none, greedy decoding and a Gemma 3 or Qwen2 model")
         return cls(model, tokenizer, gen, device, persona=adapter_persona(adapter))
 
     def close(self) -> None:

@@ -1,5 +1,5 @@
 """A serving-only decode loop: per-slot KV cache, continuous batching, CUDA graphs, for every architecture
-:mod:`mafioso.worker.models` has the maths of (Gemma 3).
+:mod:`mafioso.worker.models` has the maths of (Gemma 3, Qwen2).
 
 ``model.generate`` spends almost all of a decode step of a 270M model in Python and kernel launches. This
 module runs the same maths (the architecture's module computes everything but the attention over the cache) on

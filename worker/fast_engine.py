@@ -6,7 +6,7 @@ slot) drop prompts into its inbox; the thread admits them into free KV-cache slo
 a request never waits for a whole batch to finish (continuous batching). Prompts admitted together are
 prefilled together, in padded batches of similar length; while rows decode, admissions wait for
 ``admit_every`` steps so that prefills, which stall every running row, come in groups. Greedy decoding
-only: sampling, architectures :mod:`mafioso.worker.models` has no maths for (it has Gemma 3) and
+only: sampling, architectures :mod:`mafioso.worker.models` has no maths for (it has Gemma 3 and Qwen2) and
 quantized weights use the reference ``model.generate`` path of the base class. On CUDA the decode step runs in
 CUDA graphs (torch.compile'd by default); on a CPU, eagerly.
 """

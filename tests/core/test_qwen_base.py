@@ -13,6 +13,7 @@ import pytest
 from mafioso import prompts
 from mafioso.worker import engine as engine_module
 from mafioso.worker.engine import Engine, adapter_folder, check_adapter_base
+from mafioso.worker.fast_engine import FastEngine
 from mafioso.core.base_model import BASE_MARK, load_tokenizer
 from mafioso.cli import main
 from mafioso.core.config import GenerationConfig, WorkerConfig
@@ -37,7 +38,7 @@ def test_training_rows_end_with_the_eos_the_engine_stops_on(tiny_qwen_dir):
     tokenizer = load_tokenizer(str(tiny_qwen_dir))
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"  # as Qwen's
     row = prompts.encode(tokenizer, "print(1)", None, "It prints 1, pal.")
-    engine = Engine.load(WorkerConfig(base_model=str(tiny_qwen_dir), adapter="none", device="cpu"),
+    engine = Engine.load(WorkerConfig(base_model=str(tiny_qwen_dir), adapter="none", device="cpu", fast_decode=False),
                          GenerationConfig(max_new_tokens=4))
     assert row["input_ids"][-1] == tokenizer.eos_token_id and row["completion_mask"][-1] == 1
     assert engine.eos_ids == sorted([tokenizer.eos_token_id, tokenizer.pad_token_id])  # both of Qwen's ends
@@ -55,18 +56,22 @@ def test_the_adapter_records_its_base(qwen_adapter, tiny_qwen_dir):
 
 
 def test_the_engine_loads_the_qwen_adapter_and_answers(qwen_adapter, tiny_qwen_dir):
-    # the base is read from mafioso.json; the fast path is Gemma-only, so this is transformers generate
+    # the base is read from mafioso.json; the merged Qwen2 is served by the fast path (worker/models/qwen2.py)
     engine = Engine.load(WorkerConfig(adapter=str(qwen_adapter), device="cpu", fast_decode=True),
                          GenerationConfig(max_new_tokens=6))
-    assert type(engine) is Engine and engine.model.config.model_type == "qwen2"
-    assert not any("lora" in name for name, _ in engine.model.named_modules())  # merged
-    [answer] = engine.generate([("print(1 + 1)", None)])
-    assert 1 <= answer.tokens <= 6
+    try:
+        assert type(engine) is FastEngine and engine.model.config.model_type == "qwen2"
+        assert not any("lora" in name for name, _ in engine.model.named_modules())  # merged
+        [answer] = engine.generate([("print(1 + 1)", None)])
+        assert 1 <= answer.tokens <= 6
+    finally:
+        engine.close()
 
 
 def test_a_local_copy_of_the_base_is_accepted(qwen_adapter, tiny_qwen_dir, tmp_path):
     copy = shutil.copytree(tiny_qwen_dir, tmp_path / "my-copy")
-    engine = Engine.load(WorkerConfig(base_model=str(copy), adapter=str(qwen_adapter), device="cpu"),
+    engine = Engine.load(WorkerConfig(base_model=str(copy), adapter=str(qwen_adapter), device="cpu",
+                                      fast_decode=False),
                          GenerationConfig(max_new_tokens=2))
     assert engine.generate([("x = 1", None)])
 
@@ -127,13 +132,13 @@ def test_default_adapter_is_the_one_shipped_for_the_base(tmp_path, monkeypatch, 
     assert adapter_folder("default", "Qwen/Qwen2.5-Coder-0.5B-Instruct") == tmp_path / "adapter-qwen2.5-coder-0.5b"
 
 
-def test_the_fast_path_says_no_to_qwen2(tiny_qwen_dir):
+def test_the_fast_path_serves_qwen2_greedy_and_unquantized(tiny_qwen_dir):
     from transformers import AutoModelForCausalLM
 
-    from mafioso.worker.fast_engine import FastEngine
-
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen_dir)
-    assert not FastEngine.supports(model, GenerationConfig(), "none")
+    assert FastEngine.supports(model, GenerationConfig(), "none")  # tests/worker/test_fast_decode_qwen2.py
+    assert not FastEngine.supports(model, GenerationConfig(), "nf4")
+    assert not FastEngine.supports(model, GenerationConfig(do_sample=True), "none")
 
 
 def test_the_shipped_gemma_adapter_is_the_default_for_embedded_and_refused_on_qwen(tiny_qwen_dir):

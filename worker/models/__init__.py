@@ -7,12 +7,13 @@ To add an architecture: a module beside ``gemma3.py`` with ``supports(cfg)`` and
 
 from __future__ import annotations
 
-from mafioso.worker.models import gemma3
+from mafioso.worker.models import gemma3, qwen2
 from mafioso.worker.models.common import DecoderModel, Layer
 
 #: model_type -> (whether the maths covers a config, the maths' class)
 ARCHITECTURES = {
     gemma3.MODEL_TYPE: (gemma3.supports, gemma3.Gemma3),
+    qwen2.MODEL_TYPE: (qwen2.supports, qwen2.Qwen2),
 }
 
 __all__ = ["ARCHITECTURES", "DecoderModel", "Layer", "decoder_model", "supports"]
