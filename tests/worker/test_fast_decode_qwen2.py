@@ -172,3 +172,23 @@ def test_fast_engine_on_a_qwen2_base_answers_exactly_like_the_reference_engine(t
         assert fast.generate(requests) == expected
     finally:
         fast.close()
+
+
+def test_qwen2_int8_weights_decode_as_through_generate(untied, tokenizer):
+    """With MAFIOSO_DTYPE=int8 (mafioso.worker.cpu_quant) the fused q/k/v weight is a fused int8 copy and the
+    biases stay fp32: the fast path answers as ``generate`` on the same int8 model (one prompt at a time: a batch
+    quantizes each row's input on its own scale, a path of its own, whose rounding can swap this random model's
+    near-tied logits)."""
+    import copy
+
+    from mafioso.worker import cpu_quant
+
+    if not cpu_quant.available():
+        pytest.skip("int8 matmuls need fbgemm (x86)")
+    model = cpu_quant.quantize(copy.deepcopy(untied))
+    decoder = FastDecoder(model, slots=1, max_len=1024)
+    assert not isinstance(decoder.layers[0].weights["wqkv"], torch.Tensor)  # an Int8Weight
+    decoder.set_repetition_penalty(1.3)
+    for ids in _prompts(tokenizer):
+        got = [decoder.prefill(0, ids)] + [int(decoder.step(active=1)[0]) for _ in range(11)]
+        assert got == _reference(model, ids, 12, 1.3)
