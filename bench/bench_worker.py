@@ -123,9 +123,10 @@ WEIGHT_FILES = (".safetensors", ".safetensors.index.json", ".bin", ".bin.index.j
 def random_base(folder: str, seed: int = 0, target: Path | None = None) -> str:
     """A model folder (``target``, else a new temporary one): ``folder``'s config with random weights
     (transformers' initialisation, seeded; bf16), and ``folder``'s other files but its weights (tokenizer,
-    generation config). The final norm's weight gets random signs: with transformers' small initial weights the hidden state stays close to the token's
-    embedding, which a tied head would score highest, so greedy answers would repeat one token and stop at once
-    as a loop; with the signs flipped the next token is a pseudo-random function of the context."""
+    generation config). The final norm's weight gets random signs: with transformers' small initial weights the
+    hidden state stays close to the token's embedding, which a tied head would score highest, so greedy answers
+    would repeat one token and stop at once as a loop; with the signs flipped the next token is a pseudo-random
+    function of the context."""
     import shutil
     import tempfile
 
