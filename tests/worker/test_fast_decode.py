@@ -527,7 +527,7 @@ def test_compiled_decode_matches_generate_on_both_sides_of_the_short_long_bounda
     n = 12
     expected = [_reference(model, prompt, n, 1.3) for prompt in ids]
     decoder = FastDecoder(model, slots=8, max_len=1024, compile=True, short_slots=6, short_len=600,
-                            compile_scope=scope)
+                          compile_scope=scope)
     compiled = decoder._decode_step if scope == "step" else decoder._decode_layer_step
     assert compiled != (decoder._decode if scope == "step" else decoder._decode_layer)  # a torch.compile wrapper
     decoder.set_prefix(prompts.shared_prefix_ids(tokenizer))

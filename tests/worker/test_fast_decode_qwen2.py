@@ -192,3 +192,27 @@ def test_qwen2_int8_weights_decode_as_through_generate(untied, tokenizer):
     for ids in _prompts(tokenizer):
         got = [decoder.prefill(0, ids)] + [int(decoder.step(active=1)[0]) for _ in range(11)]
         assert got == _reference(model, ids, 12, 1.3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scope", ["step", "layer"])
+def test_qwen2_compiled_decode_matches_generate_across_short_and_long_slots(untied, tokenizer, scope):
+    """torch.compile of the whole step or of each layer (inductor's C++ backend here, Triton on a GPU), as the
+    GPU serves: generate's tokens from a short slot, then from a step spanning both cache parts."""
+    ids = _prompts(tokenizer)[:2]
+    n = 12
+    expected = [_reference(untied, prompt, n, 1.3) for prompt in ids]
+    decoder = FastDecoder(untied, slots=8, max_len=1024, compile=True, short_slots=6, short_len=600,
+                          compile_scope=scope)
+    decoder.set_prefix(prompts.shared_prefix_ids(tokenizer))
+    decoder.set_repetition_penalty(1.3)
+    got = {0: [decoder.prefill(0, ids[0])]}
+    for step in range(n - 1):
+        if step == 4:  # a long slot joins: from here every step runs over both parts
+            got[6] = [decoder.prefill(6, ids[1])]
+        tokens = decoder.step(active=max(got) + 1).tolist()
+        for slot in got:
+            got[slot].append(tokens[slot])
+    while len(got[6]) < n:
+        got[6].append(decoder.step(active=7).tolist()[6])
+    assert [got[0][:n], got[6]] == expected
