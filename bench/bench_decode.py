@@ -2,6 +2,7 @@
 
     python bench/bench_decode.py --base-model /tmp/gemma.gguf            # GPU (CUDA graphs, torch.compile)
     python bench/bench_decode.py --steps 5 --slots 8                      # CPU smoke run
+    python bench/bench_decode.py --base-model DIR --random-weights --adapter none --profile 1 64   # Qwen2: config only
 
 Loads the model as the worker does (bf16, shipped adapter merged) and builds the fast path's decoder on it
 with ``--slots`` slots (as the worker's engine does: CUDA graphs and torch.compile on a GPU, eager on a CPU),
@@ -21,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from mafioso import prompts  # noqa: E402
-from bench.bench_worker import SNIPPETS  # noqa: E402
+from bench.bench_worker import SNIPPETS, random_base  # noqa: E402
 from mafioso.core.config import COMPILE_SCOPES, GenerationConfig, WorkerConfig  # noqa: E402
 
 
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base-model", default="")
     parser.add_argument("--adapter", default="default")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="as bench_worker.py: --base-model's config (a Hugging Face folder) with random weights")
     parser.add_argument("--compile-decode", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--slots", type=int, default=WorkerConfig.max_batch_size, help="KV-cache slots")
@@ -96,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     from mafioso.worker.fast_decode import FastDecoder
     from mafioso.worker.fast_engine import FastEngine, gpu_memory_gb
 
-    cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, device=args.device, fast_decode=False)
+    base = random_base(args.base_model) if args.random_weights else args.base_model
+    cfg = WorkerConfig(base_model=base, adapter=args.adapter, device=args.device, fast_decode=False)
     gen = GenerationConfig()
     started = time.perf_counter()
     engine = Engine.load(cfg, gen)  # the reference engine: only its merged model and tokenizer are used
