@@ -3,7 +3,7 @@
     python bench/bench_compile.py                  # one cache length for every slot
     python bench/bench_compile.py --long-slots 2   # short and long slots (DecoderSettings.long_slots)
 
-Loads the embedded base with the shipped adapter as the worker does, builds ``Gemma3Decoder`` with
+Loads the embedded base with the shipped adapter as the worker does, builds ``FastDecoder`` with
 ``compile=True`` on whatever device there is (on a CPU through inductor's C++ backend: slower than a GPU in
 absolute terms, but the number of compiled graphs is the same), then runs one decode step per batch-size
 bucket. Prints the seconds of each phase and dynamo's graph counters as one JSON line.

@@ -5,7 +5,7 @@
 
 Loads the model as the worker does (bf16, shipped adapter merged) and builds the fast path's decoder on it
 with ``--slots`` slots (as the worker's engine does: CUDA graphs and torch.compile on a GPU, eager on a CPU),
-then times ``Gemma3Decoder.step`` at every batch-size bucket (slots at a typical position; each step's tokens read
+then times ``FastDecoder.step`` at every batch-size bucket (slots at a typical position; each step's tokens read
 before the next, and again launched ahead as the engine runs them) and ``prefill_many`` of 1, 4, 16 and 64
 prompts of the benchmark snippets (after the shared instruction, as the worker). Prints a table and one JSON line.
 """
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=200, help="decode steps timed per batch size")
     parser.add_argument("--position", type=int, default=300, help="cache position of every slot while timing")
     parser.add_argument("--cache-multiple", type=int, default=None,
-                        help="cache parts hold a multiple of this many positions (default: Gemma3Decoder's)")
+                        help="cache parts hold a multiple of this many positions (default: FastDecoder's)")
     parser.add_argument("--compile-scope", choices=COMPILE_SCOPES, default=WorkerConfig.compile_scope,
                         help="what torch.compile compiles: the whole step or each layer")
     parser.add_argument("--share-prefix", action=argparse.BooleanOptionalAction, default=None,
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from mafioso.worker.engines import load_engine
-    from mafioso.worker.fast_decode import Gemma3Decoder
+    from mafioso.worker.fast_decode import FastDecoder
     from mafioso.worker.decoder_settings import GPU_LONG_SLOTS, DecoderSettings, slot_length
     from mafioso.worker.fast_engine import build_decoder, gpu_memory_gb
 
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     compiled = args.compile_decode and cuda  # as the worker: torch.compile on CUDA only
     long_slots = args.long_slots if args.long_slots is not None else (GPU_LONG_SLOTS if cuda else None)
     if args.cache_multiple is not None:
-        Gemma3Decoder.cache_multiple = args.cache_multiple
+        FastDecoder.cache_multiple = args.cache_multiple
     settings = DecoderSettings(slots=args.slots, max_len=slot_length(cfg, gen), compile=compiled,
                                compile_scope=args.compile_scope, long_slots=long_slots,
                                share_prefix=True if args.share_prefix is None else args.share_prefix)

@@ -3,6 +3,7 @@
     python bench/bench_worker.py --also nf4 int8            # GPU: the full table, shipped adapter
     python bench/bench_worker.py --concurrency 1 4 --requests 4 --naive-requests 4   # CPU
     python bench/bench_worker.py --quick --adapter none     # smoke run
+    python bench/bench_worker.py --base-model DIR --random-weights --adapter none   # DIR: config + tokenizer only
 
 Both sides load the same base and adapter and decode greedily with the same GenerationConfig:
 
@@ -16,6 +17,13 @@ Both sides load the same base and adapter and decode greedily with the same Gene
 Time to first token (issue 20): ``ttft`` rows, at each ``--ttft`` concurrency (default 1 16 64), whose p50/p95
 columns are the seconds from a request to the engine's first answer token (queueing and prefill included; the
 ``mafioso_time_to_first_token_seconds`` histogram of /metrics measures the same).
+
+An architecture's speed without its weights (``--random-weights``): ``--base-model`` names a Hugging Face folder
+of which only ``config.json`` and the tokenizer files are read; the model is built from that config with random
+weights (seeded) and saved once to a temporary folder, which the worker then loads as any base. Random weights
+answer noise: the final norm's weight gets random signs so that greedy decoding does not repeat the token it
+read (a tied head makes a token its own best successor) and answers run to ``--max-new-tokens`` like real ones;
+the table's tokens per request shows whether they did.
 
 Prints a table, then one JSON line with every number (the last line of the output). For the fast engine each
 row also says where its decode thread spent the level (``DecodeStats``): ms per decode step, the part of it spent
@@ -60,6 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base-model", default="", help="as for mafioso worker (default: the adapter's base)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="build the model from --base-model's config (a Hugging Face folder: config.json and "
+                             "tokenizer files; weights not needed) with random weights: the architecture's speed")
     parser.add_argument("--adapter", default="default", help="adapter folder, 'default' or 'none'")
     parser.add_argument("--quantization", default=WorkerConfig.quantization,
                         help="the worker's quantization on CUDA (default: the worker's default)")
@@ -97,11 +108,47 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="CPU smoke run: concurrency 1 4, 4 requests a level, 4 naive, 16 new tokens")
     args = parser.parse_args(argv)
+    if args.random_weights and not (Path(args.base_model) / "config.json").is_file():
+        parser.error("--random-weights needs --base-model FOLDER holding a config.json and the tokenizer files")
     if args.quick:
         args.concurrency, args.requests, args.naive_requests, args.max_new_tokens = [1, 4], 4, 4, 16
         args.ttft = [1]
         args.also = []
     return args
+
+
+WEIGHT_FILES = (".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json", ".pt", ".gguf")
+
+
+def random_base(folder: str, seed: int = 0, target: Path | None = None) -> str:
+    """A model folder (``target``, else a new temporary one): ``folder``'s config with random weights
+    (transformers' initialisation, seeded; bf16), and ``folder``'s other files but its weights (tokenizer,
+    generation config). The final norm's weight gets random signs: with transformers' small initial weights the
+    hidden state stays close to the token's embedding, which a tied head would score highest, so greedy answers
+    would repeat one token and stop at once as a loop; with the signs flipped the next token is a pseudo-random
+    function of the context."""
+    import shutil
+    import tempfile
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    source = Path(folder)
+    config = AutoConfig.from_pretrained(source)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    with torch.no_grad():  # Gemma's norms scale by 1 + weight, Qwen2's by the weight
+        norm = model.get_decoder().norm.weight
+        signs = torch.where(torch.rand(norm.shape) < 0.5, -1.0, 1.0)
+        norm.copy_(signs - 1.0 if config.get_text_config().model_type.startswith("gemma") else signs)
+    target = target or Path(tempfile.mkdtemp(prefix="mafioso-random-base-"))
+    model.save_pretrained(target)
+    for path in source.iterdir():  # the folder's own config, tokenizer and generation config over the saved ones
+        if path.is_file() and not path.name.endswith(WEIGHT_FILES):
+            shutil.copy2(path, target / path.name)
+    print(json.dumps({"random_weights": str(target), "config": str(source / "config.json"),
+                      "parameters": sum(p.numel() for p in model.parameters())}), file=sys.stderr, flush=True)
+    return str(target)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -314,7 +361,8 @@ async def bench(args: argparse.Namespace) -> dict:
     tuning = {name: value for name, value in (("long_slots", args.long_slots), ("share_prefix", args.share_prefix))
               if value is not None}
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens, grounded_decoding=args.grounded_decoding)
-    cfg = WorkerConfig(base_model=args.base_model, adapter=args.adapter, quantization=args.quantization,
+    base = random_base(args.base_model) if args.random_weights else args.base_model
+    cfg = WorkerConfig(base_model=base, adapter=args.adapter, quantization=args.quantization,
                        max_batch_size=max(args.concurrency), queue_size=max(1024, 4 * max(args.concurrency)),
                        request_timeout=3600.0, fast_decode=args.fast_decode, compile_decode=args.compile_decode,
                        compile_scope=args.compile_scope)
@@ -333,6 +381,7 @@ async def bench(args: argparse.Namespace) -> dict:
     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     return {"device": device, "base_model": args.base_model or "(adapter's / embedded)", "adapter": args.adapter,
+            "random_weights": args.random_weights,
             "quantization": args.quantization if torch.cuda.is_available() else "none (CPU)",
             "gpu_memory_gb": memory,
             "long_slots": tuning.get("long_slots", GPU_LONG_SLOTS) if torch.cuda.is_available() else None,

@@ -16,6 +16,7 @@ CHECK = """
 import pathlib, bot, mafioso
 assert bot.WHO == "the user's own bot", bot
 import mafioso.bot.discord_bot, mafioso.worker.http_api, mafioso.trainer.evaluate, mafioso.core.config
+import mafioso.worker.fast_decode  # imports the architectures of mafioso.worker.models
 from mafioso import prompts
 assert "### CODE:" in prompts.render_prompt("x = 1")
 here = pathlib.Path(mafioso.__file__).parent

@@ -61,7 +61,7 @@ class Engine(Protocol):
 def load_engine(cfg: WorkerConfig, gen: GenerationConfig, note: Callable[[str], None] = log.info,
                 persona: str | None = None, tuning: Mapping[str, object] | None = None) -> GenerateEngine | FastEngine:
     """Load the model named by ``cfg`` and wrap it in the fastest engine that serves it exactly: the fast
-    engine with ``fast_decode`` on a Gemma 3 model, greedy, unquantized; else the plain ``generate`` one.
+    engine with ``fast_decode`` on a Gemma 3 or Qwen2 model, greedy, unquantized; else the plain ``generate`` one.
     ``note`` hears a line on what the load does; ``persona``: whose voice to prompt in (default: the adapter's);
     ``tuning``: :class:`DecoderSettings` fields to change from what ``cfg`` gives (benches)."""
     loaded = load_model_for(cfg, note)
@@ -74,5 +74,5 @@ def load_engine(cfg: WorkerConfig, gen: GenerationConfig, note: Callable[[str], 
                 # worker then compiles from the cache (docs/BENCHMARKS.md)
                 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "torchinductor"))
             return FastEngine(model, tokenizer, gen, device, settings, persona)
-        log.info("fast decode path off: it needs quantization=none, greedy decoding and a Gemma 3 model")
+        log.info("fast decode path off: it needs quantization=none, greedy decoding and a Gemma 3 or Qwen2 model")
     return GenerateEngine(model, tokenizer, gen, device, persona)

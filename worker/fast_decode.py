@@ -1,7 +1,9 @@
-"""A serving-only forward pass for Gemma 3 text models: per-slot KV cache, continuous batching, CUDA graphs.
+"""A serving-only decode loop: per-slot KV cache, continuous batching, CUDA graphs, for every architecture
+:mod:`mafioso.worker.models` has the maths of (Gemma 3, Qwen2).
 
 ``model.generate`` spends almost all of a decode step of a 270M model in Python and kernel launches. This
-module runs the same maths on the same (merged) weights with:
+module runs the same maths (the architecture's module computes everything but the attention over the cache) on
+the same (merged) weights with:
 
 * a static KV cache of ``slots`` rows, each slot at its own position, so a request can join or leave the
   running batch between any two decode steps (continuous batching);
@@ -17,44 +19,28 @@ Correctness is pinned by a test that compares its greedy tokens with ``model.gen
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import torch
 import torch.nn.functional as F
 
 from mafioso.core.config import COMPILE_SCOPES
+from mafioso.worker.models import Layer, decoder_model
 
 _NEG_INF = float("-inf")
 
 log = logging.getLogger(__name__)
 
 
-def _gelu(x: torch.Tensor) -> torch.Tensor:
-    return F.gelu(x, approximate="tanh")
-
-
-def _fuse(*linears: torch.nn.Linear) -> torch.Tensor:
-    """One weight for several bias-free projections of the same input; each module's weight becomes a view
-    into it, so the model (still used for over-long prompts) and the decoder share one copy."""
-    if any(linear.bias is not None for linear in linears):
-        raise ValueError("Gemma3Decoder expects bias-free projections")
-    fused = torch.cat([linear.weight.detach() for linear in linears])
-    if not isinstance(fused, torch.Tensor):  # int8 weights (mafioso.core.cpu_quant): a fused copy, no views
-        return fused
-    start = 0
-    for linear in linears:
-        rows = linear.weight.shape[0]
-        linear.weight = torch.nn.Parameter(fused[start:start + rows], requires_grad=False)
-        start += rows
-    return fused
-
-
 def chunked_argmax(logits: torch.Tensor, chunks: int = 512) -> torch.Tensor:
-    """``logits.argmax(-1)`` of a (rows, vocab) tensor in two stages over ``chunks`` slices of the vocabulary:
-    the same index (the first maximum), but one row's reduction runs in parallel (compiled as one reduction,
-    a single block went through Gemma's 262k logits alone: 73 us of a 1.06 ms step at batch 1)."""
+    """``logits.argmax(-1)`` of a (rows, vocab) tensor in two stages over equal slices of the vocabulary (at most
+    ``chunks``, as many as divide it: 512 for Gemma's 262,144 tokens, 128 for Qwen2's 151,936): the same index
+    (the first maximum), but one row's reduction runs in parallel (compiled as one reduction, a single block went
+    through Gemma's 262k logits alone: 73 us of a 1.06 ms step at batch 1)."""
     rows, vocab = logits.shape
-    if vocab % chunks:
+    chunks = math.gcd(vocab, chunks)
+    if chunks == 1:
         return logits.argmax(-1)
     sliced = logits.view(rows, chunks, vocab // chunks)
     inner = sliced.argmax(-1)  # (rows, chunks): the first maximum of each slice
@@ -70,13 +56,9 @@ def _clear_cublas_workspaces() -> None:
         clear()
 
 
-def _norm_weight(norm: torch.nn.Module) -> torch.Tensor:
-    """Gemma's RMSNorm scales by ``1 + weight`` in fp32: precompute it once."""
-    return 1.0 + norm.weight.detach().float()
-
-
-class Gemma3Decoder:
-    """Prefill and decode for a (merged, unquantized) ``Gemma3ForCausalLM`` on one device."""
+class FastDecoder:
+    """Prefill and decode for a (merged, unquantized) transformers causal LM of a served architecture
+    (:func:`mafioso.worker.models.decoder_model`) on one device."""
 
     #: Cache parts hold a multiple of this many positions: cuBLAS runs a bf16 matmul over a cache of, say,
     #: 1,145 positions (a misaligned row) in a float kernel without tensor cores, 35-100 us a layer on the H100.
@@ -85,81 +67,23 @@ class Gemma3Decoder:
     def __init__(self, model, slots: int, max_len: int, cuda_graphs: bool | None = None, compile: bool = False,
                  short_slots: int = 0, short_len: int | None = None, prefill_tokens: int = 4096,
                  compile_scope: str = "step"):
-        cfg = model.config.get_text_config()
-        if getattr(cfg, "model_type", "") != "gemma3_text" or cfg.final_logit_softcapping or \
-                cfg.attn_logit_softcapping or cfg.use_bidirectional_attention:
-            raise ValueError("Gemma3Decoder supports plain Gemma 3 text models only")
-        core = model.get_decoder() if hasattr(model, "get_decoder") else model.model
-        self.device = core.embed_tokens.weight.device
-        self.dtype = core.embed_tokens.weight.dtype
+        self.model = decoder_model(model)  # the architecture's maths; the cache, graphs and scheduling are ours
+        self.device, self.dtype = self.model.device, self.model.dtype
         self.slots, self.max_len = slots, max_len
         # Slots [0, short_slots) hold at most short_len positions, the others max_len: most prompts are short,
         # and a full-attention layer's cache is as long as the slot (the sliding ones keep their window only).
         self.short_slots = short_slots if short_len and short_len < max_len else 0
         self.short_len = short_len if self.short_slots else max_len
-        self.n_heads, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
-        self.head_dim, self.eps = cfg.head_dim, cfg.rms_norm_eps
-        self.scaling = cfg.query_pre_attn_scalar ** -0.5
-        self.embed = core.embed_tokens.weight
-        self.embed_scale = torch.tensor(cfg.hidden_size ** 0.5).to(self.dtype)
-        self.lm_head = model.lm_head.weight
-        self.final_norm = _norm_weight(core.norm)
-        self.layers = []
-        inv_freq = {}
-        for i, layer in enumerate(core.layers):
-            kind = cfg.layer_types[i]
-            if kind not in inv_freq:
-                params = cfg.rope_parameters[kind]
-                if params.get("rope_type", "default") != "default":
-                    raise ValueError(f"Gemma3Decoder supports default RoPE only, not {params['rope_type']}")
-                exponent = torch.arange(0, self.head_dim, 2, dtype=torch.int64).float() / self.head_dim
-                inv_freq[kind] = (1.0 / params["rope_theta"] ** exponent).to(self.device)
-            attn, mlp = layer.self_attn, layer.mlp
-            wqkv = _fuse(attn.q_proj, attn.k_proj, attn.v_proj)
-            gate_up = _fuse(mlp.gate_proj, mlp.up_proj)
-            self.layers.append({
-                "window": cfg.sliding_window if kind == "sliding_attention" else None,
-                "kind": kind,
-                # q, k and v in one matmul, gate and up in another: fewer, larger kernels per step
-                "wqkv": wqkv,
-                "wo": attn.o_proj.weight, "q_norm": _norm_weight(attn.q_norm), "k_norm": _norm_weight(attn.k_norm),
-                "in_norm": _norm_weight(layer.input_layernorm),
-                "post_attn_norm": _norm_weight(layer.post_attention_layernorm),
-                "pre_ff_norm": _norm_weight(layer.pre_feedforward_layernorm),
-                "post_ff_norm": _norm_weight(layer.post_feedforward_layernorm),
-                "gate_up": gate_up, "down": mlp.down_proj.weight,
-            })
-        # RoPE cos/sin for every position, per layer kind, computed as transformers does (fp32, then cast)
-        self.rope = {}
-        for kind, freq in inv_freq.items():
-            angles = torch.arange(max_len, device=self.device).float()[:, None] * freq
-            emb = torch.cat((angles, angles), dim=-1)
-            self.rope[kind] = (emb.cos().to(self.dtype), emb.sin().to(self.dtype))
-        self.q_size, self.kv_size = self.n_heads * self.head_dim, self.n_kv * self.head_dim
-        self.ff_size = core.layers[0].mlp.gate_proj.weight.shape[0]
+        self.n_heads, self.n_kv, self.head_dim = self.model.n_heads, self.model.n_kv, self.model.head_dim
+        self.scaling = self.model.scaling
+        self.layers = self.model.layers
+        self.rope = self.model.rope_tables(max_len)  # cos/sin for every position, per table the layers name
         # Sliding-window layers keep only their last `window` keys, in a ring indexed by position % window;
         # full-attention layers keep the whole slot. For Gemma 3 270M (15 of 18 layers sliding) that is ~4x less.
         # A layer's cache is split into parts, ranges of slots of one length: a full-attention layer has a
         # short part and a long one, a sliding layer one part for every slot.
-        for w in self.layers:
-            w["parts"] = []
-            for first, stop, capacity in ((0, self.short_slots, self.short_len), (self.short_slots, slots, max_len)):
-                stored = -(-capacity // self.cache_multiple) * self.cache_multiple  # never-written tail: masked
-                length = min(w["window"], stored) if w["window"] else stored
-                part = w["parts"][-1] if w["parts"] else None
-                if part is not None and part["length"] == length and part["ring"] == (length < capacity):
-                    part["stop"] = stop  # same shape as the previous range: one part for both
-                    continue
-                if stop > first:
-                    w["parts"].append({"first": first, "stop": stop, "length": length, "ring": length < capacity})
-            for part in w["parts"]:
-                part["key_index"] = torch.arange(part["length"], device=self.device)
-                # one spare row after the part's slots: a prefill writes every (prompt, position) of its padded
-                # batch, and the padding's keys go there (fixed shapes, no host-side selection)
-                shape = (part["stop"] - part["first"] + 1, self.n_kv, part["length"], self.head_dim)
-                part["k"] = torch.zeros(shape, dtype=self.dtype, device=self.device)
-                part["v"] = torch.zeros(shape, dtype=self.dtype, device=self.device)
-        self.vocab = self.lm_head.shape[0]
+        self.caches: list[list[dict]] = [self._cache_parts(layer.window) for layer in self.layers]
+        self.vocab = self.model.vocab
         # decode-step inputs and outputs live in fixed buffers so CUDA graphs can replay them
         self.tokens = torch.zeros(slots, dtype=torch.long, device=self.device)
         self.positions = torch.zeros(slots, dtype=torch.long, device=self.device)
@@ -219,30 +143,31 @@ class Gemma3Decoder:
         # prefill shapes vary (prompts x tokens): one layer compiled with dynamic shapes, run eagerly per layer
         self._prefill_layer_step = torch.compile(self._prefill_layer, dynamic=True) if compile else self._prefill_layer
 
-    # ------------------------------------------------------------------------------------------ maths
+    # ----------------------------------------------------------------------------------- the KV cache
 
-    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * weight).type_as(x)
+    def _cache_parts(self, window: int | None) -> list[dict]:
+        """One layer's cache, split into parts: ranges of slots [first, stop) of one stored length, each with
+        a spare row after its slots (a prefill writes every (prompt, position) of its padded batch, and the
+        padding's keys go there: fixed shapes, no host-side selection)."""
+        parts: list[dict] = []
+        for first, stop, capacity in ((0, self.short_slots, self.short_len), (self.short_slots, self.slots,
+                                                                               self.max_len)):
+            stored = -(-capacity // self.cache_multiple) * self.cache_multiple  # never-written tail: masked
+            length = min(window, stored) if window else stored
+            part = parts[-1] if parts else None
+            if part is not None and part["length"] == length and part["ring"] == (length < capacity):
+                part["stop"] = stop  # same shape as the previous range: one part for both
+                continue
+            if stop > first:
+                parts.append({"first": first, "stop": stop, "length": length, "ring": length < capacity})
+        for part in parts:
+            part["key_index"] = torch.arange(part["length"], device=self.device)
+            shape = (part["stop"] - part["first"] + 1, self.n_kv, part["length"], self.head_dim)
+            part["k"] = torch.zeros(shape, dtype=self.dtype, device=self.device)
+            part["v"] = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        return parts
 
-    @staticmethod
-    def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        # x: (..., heads, head_dim); cos, sin: (..., head_dim) for x's positions
-        cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)
-        half = x.shape[-1] // 2
-        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-        return x * cos + rotated * sin
-
-    def _mlp(self, x: torch.Tensor, w: dict) -> torch.Tensor:
-        gate, up = F.linear(x, w["gate_up"]).split(self.ff_size, dim=-1)
-        return F.linear(_gelu(gate) * up, w["down"])
-
-    def _qkv(self, h: torch.Tensor, w: dict, rope: tuple[torch.Tensor, torch.Tensor]):
-        lead = h.shape[:-1]
-        q, k, v = F.linear(h, w["wqkv"]).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-        q = self._rope(self._norm(q.reshape(*lead, self.n_heads, self.head_dim), w["q_norm"]), *rope)
-        k = self._rope(self._norm(k.reshape(*lead, self.n_kv, self.head_dim), w["k_norm"]), *rope)
-        return q, k, v.reshape(*lead, self.n_kv, self.head_dim)
+    # ------------------------------------------------------------------------------------- attention
 
     def _attend(self, q, k, v, mask) -> torch.Tensor:
         # q: (B, H, Tq, D); k, v: (B, KV, Tk, D); mask: bool (B or 1, 1, Tq or 1, Tk), True = may attend.
@@ -257,27 +182,20 @@ class Gemma3Decoder:
         probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
         return torch.matmul(probs.view(b, self.n_kv, group * tq, -1), v).reshape(b, heads, tq, d)
 
-    def _block(self, x, w, attn_out) -> torch.Tensor:
-        x = x + self._norm(attn_out, w["post_attn_norm"])
-        return x + self._norm(self._mlp(self._norm(x, w["pre_ff_norm"]), w), w["post_ff_norm"])
-
-    def _logits(self, h: torch.Tensor) -> torch.Tensor:
-        return F.linear(self._norm(h, self.final_norm), self.lm_head).float()
-
     # ---------------------------------------------------------------------------------------- prefill
 
     def prefill(self, slot: int, ids: list[int]) -> int:
         """Run a prompt into ``slot``'s cache; returns the first generated token (greedy, penalised)."""
         return self.prefill_many([slot], [ids])[0]
 
-    def _prefill_layer(self, x: torch.Tensor, w: dict, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor,
-                       past: tuple[torch.Tensor, torch.Tensor] | None = None):
+    def _prefill_layer(self, x: torch.Tensor, layer: Layer, cos: torch.Tensor, sin: torch.Tensor,
+                       mask: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None):
         """One layer over whole prompts: x (B, n, hidden), mask (B, 1, n, p + n) over the ``p`` positions of
         ``past`` (the shared prefix's keys and values, (1, p, KV, D)) and the prompts' own; returns x and the
         layer's keys and values of every position (B, p + n, KV, D), for the cache. Attention is one fused kernel
         (scaled_dot_product_attention): the scores of a long prompt batch are never materialised."""
         b, n, _ = x.shape
-        q, k, v = self._qkv(self._norm(x, w["in_norm"]), w, (cos, sin))  # (B, n, heads, D)
+        q, k, v = self.model.qkv(x, layer, cos, sin)  # (B, n, heads, D)
         if past is not None:
             k = torch.cat((past[0].expand(b, -1, -1, -1), k), dim=1)
             v = torch.cat((past[1].expand(b, -1, -1, -1), v), dim=1)
@@ -285,7 +203,7 @@ class Gemma3Decoder:
         out = F.scaled_dot_product_attention(
             q.transpose(1, 2), k.transpose(1, 2).repeat_interleave(group, dim=1),
             v.transpose(1, 2).repeat_interleave(group, dim=1), attn_mask=mask, scale=self.scaling)
-        return self._block(x, w, F.linear(out.transpose(1, 2).reshape(b, n, -1), w["wo"])), k, v
+        return self.model.finish(x, layer, out.transpose(1, 2).reshape(b, n, -1)), k, v
 
     def capacity(self, slot: int) -> int:
         """Positions a slot holds: prompt plus answer must stay below it."""
@@ -314,24 +232,24 @@ class Gemma3Decoder:
         causal = keys[None, :] <= queries[:, None]
         itself = keys[None, :] == queries[:, None]
         masks, targets = {}, {}
-        for w in self.layers:
-            if (window := w["window"]) not in masks:  # a padding query may see only itself: never all -inf (NaN)
+        for layer, parts in zip(self.layers, self.caches):
+            if (window := layer.window) not in masks:  # a padding query may see only itself: never all -inf (NaN)
                 mask = causal if window is None else causal & (keys[None, :] > queries[:, None] - window)
                 masks[window] = (mask & real_keys) | itself
-            for part in w["parts"]:
+            for part in parts:
                 if (key := (part["first"], part["length"])) not in targets:
                     targets[key] = self._write_targets(part, slots, ends, keys)
         # compiled for the prompts that follow the prefix (all of them, in practice); the prefix itself and the
         # rare prompt that does not start with it run eagerly rather than compile a second variant while serving
-        layer = self._prefill_layer_step if start == len(self.prefix) and layer_kv is None else self._prefill_layer
-        x = F.embedding(tokens, self.embed) * self.embed_scale  # (B, n, hidden)
-        for i, w in enumerate(self.layers):
-            cos, sin = self.rope[w["kind"]]
-            x, k, v = layer(x, w, cos[start:start + n], sin[start:start + n], masks[w["window"]],
-                            self.prefix_kv[i] if start else None)
+        run = self._prefill_layer_step if start == len(self.prefix) and layer_kv is None else self._prefill_layer
+        x = self.model.embed(tokens)  # (B, n, hidden)
+        for i, (layer, parts) in enumerate(zip(self.layers, self.caches)):
+            cos, sin = self.rope[layer.rope]
+            x, k, v = run(x, layer, cos[start:start + n], sin[start:start + n], masks[layer.window],
+                          self.prefix_kv[i] if start else None)
             if layer_kv is not None:
                 layer_kv.append((k, v))
-            for part in w["parts"]:
+            for part in parts:
                 row, entry = targets[(part["first"], part["length"])]
                 part["k"][row, :, entry] = k
                 part["v"][row, :, entry] = v
@@ -433,7 +351,7 @@ class Gemma3Decoder:
             flat_tokens = [token for ids in prompts for token in ids]
             self.seen[torch.tensor(flat_slots, device=self.device), torch.tensor(flat_tokens, device=self.device)] \
                 = True
-        logits = self._penalise(self._logits(last), self.seen[rows])
+        logits = self._penalise(self.model.logits(last), self.seen[rows])
         if self.ban_ngrams:
             logits = logits.masked_fill(self.banned[rows], _NEG_INF)
         first = logits.argmax(-1)
@@ -451,24 +369,24 @@ class Gemma3Decoder:
     def _decode(self, b: int) -> None:
         """One decode step for slots [0, b): reads ``tokens``/``positions``, writes ``next_tokens``."""
         x, rope = self._decode_in(self.tokens[:b], self.positions[:b])
-        for w in self.layers:
-            x = self._decode_layer_step(x, w, *rope[w["kind"]], self.positions[:b])
+        for layer, parts in zip(self.layers, self.caches):
+            x = self._decode_layer_step(x, layer, parts, *rope[layer.rope], self.positions[:b])
         self._decode_out(x)
 
     def _decode_in(self, tokens: torch.Tensor, positions: torch.Tensor):
         """The step's embeddings (b, hidden) and RoPE cos/sin per layer kind at the rows' positions."""
-        x = F.embedding(tokens, self.embed) * self.embed_scale
+        x = self.model.embed(tokens)
         return x, {kind: (cos[positions], sin[positions]) for kind, (cos, sin) in self.rope.items()}
 
-    def _decode_layer(self, x: torch.Tensor, w: dict, cos: torch.Tensor, sin: torch.Tensor,
+    def _decode_layer(self, x: torch.Tensor, layer: Layer, parts: list[dict], cos: torch.Tensor, sin: torch.Tensor,
                       positions: torch.Tensor) -> torch.Tensor:
         """One layer of a decode step for slots [0, b) (b = x's rows): writes their keys and values into the
         layer's cache at ``positions`` and attends over it."""
         b = x.shape[0]
         rows = torch.arange(b, device=self.device)
-        q, k, v = self._qkv(self._norm(x, w["in_norm"]), w, (cos, sin))  # (b, heads, D)
+        q, k, v = self.model.qkv(x, layer, cos, sin)  # (b, heads, D)
         outs = []
-        for part in w["parts"]:  # slots [first, stop) of the step's [0, b)
+        for part in parts:  # slots [first, stop) of the step's [0, b)
             first, stop = part["first"], min(b, part["stop"])
             if first >= stop:
                 break
@@ -478,18 +396,18 @@ class Gemma3Decoder:
             mask = part["key_index"][None, :] <= at[:, None]  # written entries only
             if part["ring"]:  # once the ring is full every entry is one of the last `window` positions
                 mask = mask | (at[:, None] >= part["length"] - 1)
-            elif w["window"]:
-                mask = mask & (part["key_index"][None, :] > at[:, None] - w["window"])
+            elif layer.window:
+                mask = mask & (part["key_index"][None, :] > at[:, None] - layer.window)
             outs.append(self._attend(q[first:stop, :, None], part["k"][:stop - first], part["v"][:stop - first],
                                      mask[:, None, None, :]))
         out = outs[0] if len(outs) == 1 else torch.cat(outs)
-        return self._block(x, w, F.linear(out.reshape(b, -1), w["wo"]))
+        return self.model.finish(x, layer, out.reshape(b, -1))
 
     def _decode_out(self, x: torch.Tensor) -> None:
         """The step's greedy tokens for slots [0, b) from the last layer's x: penalised, banned, the first
         maximum; they become the next step's input."""
         b = x.shape[0]
-        logits = self._penalise(self._logits(x), self.seen[:b])
+        logits = self._penalise(self.model.logits(x), self.seen[:b])
         if self.ban_ngrams:  # fixed when the graphs are captured
             logits = logits.masked_fill(self.banned[:b], _NEG_INF)
         nxt = chunked_argmax(logits)
@@ -646,5 +564,5 @@ class Gemma3Decoder:
     @property
     def cache_bytes(self) -> int:
         """Memory held by the KV cache."""
-        return sum(2 * part["k"].numel() * part["k"].element_size() for w in self.layers for part in w["parts"])
+        return sum(2 * part["k"].numel() * part["k"].element_size() for parts in self.caches for part in parts)
 

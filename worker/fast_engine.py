@@ -1,11 +1,12 @@
-"""The fast engine: greedy decoding with continuous batching on :class:`mafioso.worker.fast_decode.Gemma3Decoder`.
+"""The fast engine: greedy decoding with continuous batching on :class:`mafioso.worker.fast_decode.FastDecoder`.
 
 One decode thread owns the GPU. Callers (the worker calls with one request at a time, up to one call per
 slot) drop prompts into its inbox; the thread admits them into free KV-cache slots between decode steps, so
 a request never waits for a whole batch to finish (continuous batching). Prompts admitted together are
 prefilled together, in padded batches of similar length; while rows decode, admissions wait for
 ``admit_every`` steps so that prefills, which stall every running row, come in groups. Greedy decoding
-only: sampling, non-Gemma-3 models and quantized weights are served by the plain
+only: sampling, architectures :mod:`mafioso.worker.models` has no maths for (it has Gemma 3 and Qwen2) and
+quantized weights are served by the plain
 :class:`mafioso.worker.engine.GenerateEngine` (:func:`mafioso.worker.engines.load_engine` chooses); the fast
 engine holds one too, for prompts too long for its slots and to finish every answer the same way. On CUDA the
 decode step runs in CUDA graphs (torch.compile'd by default); on a CPU, eagerly.
@@ -24,10 +25,11 @@ import torch
 
 from mafioso import prompts
 from mafioso.worker.control import Control
+from mafioso.worker import models
 from mafioso.worker.decoder_settings import CPU_ADMIT_EVERY, GPU_ADMIT_EVERY, DecoderSettings
 from mafioso.worker.decoding_rules import AnswerRules, bans_tokens
 from mafioso.worker.engine import GenerateEngine, Generation
-from mafioso.worker.fast_decode import Gemma3Decoder
+from mafioso.worker.fast_decode import FastDecoder
 from mafioso.worker.grounded_decoding import AnswerGrounding
 
 log = logging.getLogger(__name__)
@@ -155,9 +157,7 @@ class FastEngine:
     @staticmethod
     def supports(model, gen, quantization: str) -> bool:
         """Whether the fast path can serve this model and these settings."""
-        text = model.config.get_text_config()
-        return (quantization == "none" and not gen.do_sample and getattr(text, "model_type", "") == "gemma3_text"
-                and not text.final_logit_softcapping and not text.attn_logit_softcapping)
+        return quantization == "none" and not gen.do_sample and models.supports(model)
 
     def prompt_tokens(self, code: str, request: str | None = None) -> int:
         """How many tokens the prompt for ``code`` takes (the input guard compares it to the context)."""
@@ -345,10 +345,10 @@ class FastEngine:
 
 
 def build_decoder(model, tokenizer, gen, settings: DecoderSettings,
-                  persona: str = prompts.DEFAULT_PERSONA) -> Gemma3Decoder:
+                  persona: str = prompts.DEFAULT_PERSONA) -> FastDecoder:
     """The engine's decoder, set up for ``gen`` (penalty, bans), ``settings`` and the shared prefix of
     ``persona``'s prompts, not warmed up."""
-    decoder = Gemma3Decoder(model, slots=settings.slots, max_len=settings.max_len, compile=settings.compile,
+    decoder = FastDecoder(model, slots=settings.slots, max_len=settings.max_len, compile=settings.compile,
                             compile_scope=settings.compile_scope, prefill_tokens=settings.prefill_tokens,
                             **settings.slot_split(gen))
     decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)

@@ -14,6 +14,7 @@ from mafioso import prompts
 from mafioso.worker import engine as engine_module
 from mafioso.worker.engine import GenerateEngine, adapter_folder, check_adapter_base
 from mafioso.worker.engines import load_engine
+from mafioso.worker.fast_engine import FastEngine
 from mafioso.core.base_model import BASE_MARK, load_tokenizer
 from mafioso.cli import main
 from mafioso.core.config import GenerationConfig, WorkerConfig
@@ -56,13 +57,16 @@ def test_the_adapter_records_its_base(qwen_adapter, tiny_qwen_dir):
 
 
 def test_the_engine_loads_the_qwen_adapter_and_answers(qwen_adapter, tiny_qwen_dir):
-    # the base is read from mafioso.json; the fast path is Gemma-only, so this is transformers generate
+    # the base is read from mafioso.json; the merged Qwen2 is served by the fast path (worker/models/qwen2.py)
     engine = load_engine(WorkerConfig(adapter=str(qwen_adapter), device="cpu", fast_decode=True),
                          GenerationConfig(max_new_tokens=6))
-    assert type(engine) is GenerateEngine and engine.model.config.model_type == "qwen2"
-    assert not any("lora" in name for name, _ in engine.model.named_modules())  # merged
-    [answer] = engine.generate([("print(1 + 1)", None)])
-    assert 1 <= answer.tokens <= 6
+    try:
+        assert type(engine) is FastEngine and engine.model.config.model_type == "qwen2"
+        assert not any("lora" in name for name, _ in engine.model.named_modules())  # merged
+        [answer] = engine.generate([("print(1 + 1)", None)])
+        assert 1 <= answer.tokens <= 6
+    finally:
+        engine.close()
 
 
 def test_a_local_copy_of_the_base_is_accepted(qwen_adapter, tiny_qwen_dir, tmp_path):

@@ -370,7 +370,7 @@ def test_the_gate_allows_a_drop_within_the_noise():
 
 def test_eval_reads_the_worker_s_settings_as_the_worker_does(tmp_path, monkeypatch, clean_env):
     """MAFIOSO_GROUNDED_DECODING=false mafioso eval decodes as the worker would (issue 18: eval read no env)."""
-    from mafioso.worker.engine import Engine
+    from mafioso.worker import engines
     from mafioso.trainer import evaluate
 
     seen = []
@@ -387,7 +387,7 @@ def test_eval_reads_the_worker_s_settings_as_the_worker_does(tmp_path, monkeypat
         def close(self):
             pass
 
-    monkeypatch.setattr(Engine, "load", classmethod(lambda cls, cfg, gen: StandIn(cfg, gen)))
+    monkeypatch.setattr(engines, "load_engine", lambda cfg, gen, persona=None: StandIn(cfg, gen))
     monkeypatch.setattr(evaluate, "response_loss", lambda engine, samples, batch_size, label: (2.0, 10))
     for name, value in (("GROUNDED_DECODING", "false"), ("MAX_NEW_TOKENS", "77"), ("DTYPE", "float32"),
                         ("DEVICE", "cuda"), ("BASE_MODEL", "stand-in")):

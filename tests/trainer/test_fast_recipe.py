@@ -100,7 +100,7 @@ def test_both_recipes_compute_the_same_eval_loss_for_the_same_weights(tiny_model
 
 
 def test_the_fast_recipe_writes_an_adapter_the_worker_serves(tiny_model_dir, tmp_path):
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
 
     data = write_dataset(tmp_path / "train.json")
     out = tmp_path / "adapter"
@@ -116,7 +116,7 @@ def test_the_fast_recipe_writes_an_adapter_the_worker_serves(tiny_model_dir, tmp
     losses = [h["loss"] for h in json.loads((out / "training_log.json").read_text())["log_history"] if "loss" in h]
     assert len(losses) == stats["optimizer_steps"] and losses[-1] < losses[0]  # it learned
 
-    engine = Engine.load(WorkerConfig(adapter=str(out), device="cpu"), GenerationConfig(max_new_tokens=4))
+    engine = load_engine(WorkerConfig(adapter=str(out), device="cpu"), GenerationConfig(max_new_tokens=4))
     [result] = engine.generate([("print(1)", None)])
     assert 1 <= result.tokens <= 4
 

@@ -6,7 +6,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mafioso import prompts
 from mafioso.worker.control import Control
-from mafioso.worker.fast_decode import Gemma3Decoder
+from mafioso.worker.fast_decode import FastDecoder
 from tests.helpers import SNIPPETS
 
 
@@ -35,7 +35,7 @@ def test_greedy_tokens_match_generate_with_requests_joining_mid_batch(model_and_
     n = 24
     expected = [_reference(model, ids, n, penalty) for ids in prompts_ids]
 
-    decoder = Gemma3Decoder(model, slots=4, max_len=1024)
+    decoder = FastDecoder(model, slots=4, max_len=1024)
     decoder.pad_prefill = padded
     if prefix:
         decoder.set_prefix(prompts.shared_prefix_ids(tokenizer))
@@ -70,7 +70,7 @@ def test_prompts_prefilled_together_answer_as_if_alone(model_and_tokenizer, pena
     assert len({len(ids) for ids in prompts_ids}) == 4 and max(map(len, prompts_ids)) > model.config.sliding_window
     n = 12
     expected = [_reference(model, ids, n, penalty) for ids in prompts_ids]
-    decoder = Gemma3Decoder(model, slots=4, max_len=1024)
+    decoder = FastDecoder(model, slots=4, max_len=1024)
     decoder.pad_prefill = padded
     if padded and not prefix:
         assert decoder.prefill_bucket(4, max(map(len, prompts_ids))) == (4, 512)
@@ -106,11 +106,11 @@ def test_short_and_long_slots_answer_alike_and_refuse_what_does_not_fit(model_an
     n = 16
     window = model.config.sliding_window
     assert min(map(len, longer)) > window + 16
-    decoder = Gemma3Decoder(model, slots=4, max_len=1024, short_slots=2, short_len=window + 16)
-    assert [len(w["parts"]) for w in decoder.layers] == [1, 2]  # sliding: one part; full attention: two
+    decoder = FastDecoder(model, slots=4, max_len=1024, short_slots=2, short_len=window + 16)
+    assert [len(parts) for parts in decoder.caches] == [1, 2]  # sliding: one part; full attention: two
     # the short part stores 192 positions (a multiple of 64, for aligned matmuls), its slots still hold 144
-    assert decoder.layers[1]["parts"][0]["length"] == 192 and decoder.capacity(0) == window + 16
-    full = Gemma3Decoder(model, slots=4, max_len=1024)
+    assert decoder.caches[1][0]["length"] == 192 and decoder.capacity(0) == window + 16
+    full = FastDecoder(model, slots=4, max_len=1024)
     assert decoder.cache_bytes < full.cache_bytes
     with pytest.raises(ValueError, match="does not fit slot 1"):
         decoder.prefill(1, longer[0])
@@ -128,12 +128,12 @@ def test_short_and_long_slots_answer_alike_and_refuse_what_does_not_fit(model_an
     assert [got[slot] for slot in slots] == expected
     for slot, ids in zip(slots, [short, *longer]):  # every cached key and value where the one-part cache has it
         end = len(ids) + n - 1
-        for split, whole in zip(decoder.layers, full.layers):
-            part = next(p for p in split["parts"] if p["first"] <= slot < p["stop"])
+        for split, whole in zip(decoder.caches, full.caches):
+            part = next(p for p in split if p["first"] <= slot < p["stop"])
             kept = torch.arange(max(0, end - part["length"]), end) % part["length"]
             for name in ("k", "v"):
                 assert torch.equal(part[name][slot - part["first"], :, kept],
-                                   whole["parts"][0][name][slot, :, kept]), (slot, name)
+                                   whole[0][name][slot, :, kept]), (slot, name)
 
 
 def test_padded_prefill_splits_a_batch_no_bucket_holds_and_spans_both_cache_parts(model_and_tokenizer, monkeypatch):
@@ -146,7 +146,7 @@ def test_padded_prefill_splits_a_batch_no_bucket_holds_and_spans_both_cache_part
     longer = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:2]]
     longer[1] = longer[1][-200:]  # every whole prompt is over 256 tokens here (the tiny tokenizer spells out)
     assert 256 < len(longer[0]) <= 512 and 128 < len(longer[1]) <= 256
-    decoder = Gemma3Decoder(model, slots=6, max_len=1024, short_slots=3, short_len=window + 16, prefill_tokens=1024)
+    decoder = FastDecoder(model, slots=6, max_len=1024, short_slots=3, short_len=window + 16, prefill_tokens=1024)
     assert decoder.prefill_buckets == [(1, 64), (1, 128), (1, 256), (1, 512), (1, 1024), (2, 64), (2, 128),
                                        (2, 256), (2, 512), (4, 64), (4, 128), (4, 256), (8, 64), (8, 128)]
     decoder.pad_prefill = True
@@ -154,7 +154,7 @@ def test_padded_prefill_splits_a_batch_no_bucket_holds_and_spans_both_cache_part
     batches = []
     padded = decoder._prefill_last
     monkeypatch.setattr(decoder, "_prefill_last", lambda shape, *args: batches.append(shape) or padded(shape, *args))
-    spare = decoder.layers[0]["parts"][0]["k"][-1]
+    spare = decoder.caches[0][0]["k"][-1]
     spare.fill_(7.0)
     slots, asked = [1, 4, 3, 0, 2], [short, longer[0], longer[1], short, short]
     got = decoder.prefill_many(slots, asked)
@@ -191,7 +191,7 @@ def test_graph_plumbing_captures_at_warm_up_and_replays_with_live_slots_untouche
     prefill graphs run what follows it."""
     model, tokenizer = model_and_tokenizer
     ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:3]]
-    decoder = Gemma3Decoder(model, slots=4, max_len=1024, prefill_tokens=1024)
+    decoder = FastDecoder(model, slots=4, max_len=1024, prefill_tokens=1024)
     decoder.cuda_graphs = decoder.pad_prefill = True
     if prefix:
         decoder.set_prefix(prompts.shared_prefix_ids(tokenizer))
@@ -205,11 +205,11 @@ def test_graph_plumbing_captures_at_warm_up_and_replays_with_live_slots_untouche
     # entry of the one position no later step reads
     written = int(decoder.positions[0])
     kept = [torch.arange(max(0, written - part["length"] + 1), written) % part["length"]
-            for w in decoder.layers for part in w["parts"]]
-    before = [part[name][0, :, at].clone() for w in decoder.layers for part, at in zip(w["parts"], kept)
+            for parts in decoder.caches for part in parts]
+    before = [part[name][0, :, at].clone() for parts in decoder.caches for part, at in zip(parts, kept)
               for name in ("k", "v")]
     decoder.warm_up()
-    after = [part[name][0, :, at] for w in decoder.layers for part, at in zip(w["parts"], kept) for name in ("k", "v")]
+    after = [part[name][0, :, at] for parts in decoder.caches for part, at in zip(parts, kept) for name in ("k", "v")]
     assert all(torch.equal(a, b) for a, b in zip(before, after))
     assert set(decoder.graphs) == set(decoder.buckets) and set(decoder.prefill_graphs) == set(decoder.prefill_buckets)
     got.update({slot: [first] for slot, first in zip((2, 1), decoder.prefill_many([2, 1], ids[1:]))})
@@ -224,7 +224,7 @@ def test_graph_plumbing_captures_at_warm_up_and_replays_with_live_slots_untouche
 def test_a_slot_reused_by_a_new_request_forgets_the_old_one(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     ids = [prompts.encode(tokenizer, code, req)["input_ids"] for req, code, _ in SNIPPETS[3:5]]
-    decoder = Gemma3Decoder(model, slots=1, max_len=1024)
+    decoder = FastDecoder(model, slots=1, max_len=1024)
     decoder.set_repetition_penalty(1.3)
     decoder.prefill(0, ids[0])
     for _ in range(10):
@@ -238,7 +238,7 @@ def test_decoding_across_the_sliding_window_edge(model_and_tokenizer):
     window = model.config.sliding_window
     ids = tokenizer("x = 1", add_special_tokens=True)["input_ids"]
     n = window - len(ids) + 20  # starts inside the window, ends 20 tokens past it
-    decoder = Gemma3Decoder(model, slots=2, max_len=512)
+    decoder = FastDecoder(model, slots=2, max_len=512)
     got = [decoder.prefill(1, ids)] + [int(decoder.step(active=2)[1]) for _ in range(n - 1)]
     assert got == _reference(model, ids, n, 1.0)
 
@@ -253,7 +253,7 @@ def test_penalty_on_the_answer_only_matches_transformers_prompt_ignore_length(mo
     out = model.generate(torch.tensor([ids]), max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0,
                          logits_processor=LogitsProcessorList([processor]))
     expected = out[0, len(ids):].tolist()
-    decoder = Gemma3Decoder(model, slots=1, max_len=1024)
+    decoder = FastDecoder(model, slots=1, max_len=1024)
     decoder.set_repetition_penalty(1.5, penalize_prompt=False)
     got = [decoder.prefill(0, ids)] + [int(decoder.step(active=1)[0]) for _ in range(n - 1)]
     assert got == expected
@@ -287,7 +287,7 @@ def test_fast_engine_answers_exactly_like_the_reference_engine(tiny_model_dir, p
         assert fast.generate(requests[2:3]) == expected[2:3]
         assert fast.stats.prefill_prompts == 7 and fast.stats.steps >= 11
         q_proj = reference.model.model.layers[0].self_attn.q_proj.weight
-        assert q_proj.data_ptr() == fast.decoder.layers[0]["wqkv"].data_ptr()  # one copy of the weights
+        assert q_proj.data_ptr() == fast.decoder.layers[0].weights["wqkv"].data_ptr()  # one copy of the weights
         assert reference.generate(requests[:1]) == expected[:1]  # the model still answers through the views
     finally:
         fast.close()
@@ -490,7 +490,7 @@ def test_ngram_ban_counts_the_answer_not_the_prompt():
     assert torch.isinf(scores[0, 3]) and torch.isfinite(scores[0, [0, 1, 2, 4]]).all()  # 2 3 came before
 
 
-@pytest.mark.parametrize("vocab", [262144, 1024, 1000])
+@pytest.mark.parametrize("vocab", [262144, 151936, 1024, 1000, 997])
 def test_chunked_argmax_is_argmax_ties_included(vocab):
     from mafioso.worker.fast_decode import chunked_argmax
 
@@ -507,7 +507,7 @@ def test_chunked_argmax_is_argmax_ties_included(vocab):
 
 def test_a_prefill_that_does_not_compile_falls_back_to_the_eager_layer(model_and_tokenizer, caplog):
     model, tokenizer = model_and_tokenizer
-    decoder = Gemma3Decoder(model, slots=1, max_len=256)
+    decoder = FastDecoder(model, slots=1, max_len=256)
 
     def broken(*args):
         raise RuntimeError("inductor says no")
@@ -523,9 +523,9 @@ def test_compiled_decoder_runs_one_row_in_the_batch_of_two_graph(model_and_token
     """torch.compile specialises a batch of 1: compiled, the smallest bucket is 2 (one graph less to build);
     eager (a CPU), one row runs alone."""
     model, _ = model_and_tokenizer
-    assert Gemma3Decoder(model, slots=8, max_len=256, compile=True).buckets == [2, 4, 8]
-    assert Gemma3Decoder(model, slots=8, max_len=256).buckets == [1, 2, 4, 8]
-    assert Gemma3Decoder(model, slots=1, max_len=256, compile=True).buckets == [1]
+    assert FastDecoder(model, slots=8, max_len=256, compile=True).buckets == [2, 4, 8]
+    assert FastDecoder(model, slots=8, max_len=256).buckets == [1, 2, 4, 8]
+    assert FastDecoder(model, slots=1, max_len=256, compile=True).buckets == [1]
 
 
 @pytest.mark.slow
@@ -538,8 +538,8 @@ def test_compiled_decode_matches_generate_on_both_sides_of_the_short_long_bounda
     ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:2]]
     n = 12
     expected = [_reference(model, prompt, n, 1.3) for prompt in ids]
-    decoder = Gemma3Decoder(model, slots=8, max_len=1024, compile=True, short_slots=6, short_len=600,
-                            compile_scope=scope)
+    decoder = FastDecoder(model, slots=8, max_len=1024, compile=True, short_slots=6, short_len=600,
+                          compile_scope=scope)
     compiled = decoder._decode_step if scope == "step" else decoder._decode_layer_step
     assert compiled != (decoder._decode if scope == "step" else decoder._decode_layer)  # a torch.compile wrapper
     decoder.set_prefix(prompts.shared_prefix_ids(tokenizer))

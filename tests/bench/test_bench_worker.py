@@ -1,0 +1,56 @@
+"""bench/bench_worker.py's random-weights base: an architecture's speed measured from its config and tokenizer."""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench_worker():
+    spec = importlib.util.spec_from_file_location("bench_worker", ROOT / "bench" / "bench_worker.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def config_and_tokenizer(tiny_qwen_dir, tmp_path):
+    """The tiny Qwen2's folder without its weights: what the GPU bundle holds of Qwen2.5-Coder-0.5B."""
+    folder = tmp_path / "qwen-config"
+    shutil.copytree(tiny_qwen_dir, folder, ignore=shutil.ignore_patterns("*.safetensors"))
+    assert not list(folder.glob("*.safetensors"))
+    return folder
+
+
+def test_random_weights_build_the_architecture_from_its_config(bench_worker, config_and_tokenizer, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from mafioso.worker.fast_engine import FastEngine
+    from mafioso.core.config import GenerationConfig
+
+    folder = Path(bench_worker.random_base(str(config_and_tokenizer), seed=1, target=tmp_path / "a"))
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    source = json.loads((config_and_tokenizer / "config.json").read_text())
+    assert model.config.model_type == "qwen2" and model.config.hidden_size == source["hidden_size"]
+    assert model.lm_head.weight is model.model.embed_tokens.weight  # tied, as the config says
+    assert set(model.model.norm.weight.tolist()) == {-1.0, 1.0}
+    assert model.model.layers[0].self_attn.q_proj.weight.std() > 0  # initialised, not zeros
+    assert model.generation_config.eos_token_id == json.loads(
+        (config_and_tokenizer / "generation_config.json").read_text())["eos_token_id"]  # Qwen's two ends
+    assert AutoTokenizer.from_pretrained(folder).eos_token == "<|im_end|>"
+    assert FastEngine.supports(model, GenerationConfig(), "none")
+    again = AutoModelForCausalLM.from_pretrained(bench_worker.random_base(str(config_and_tokenizer), seed=1,
+                                                                          target=tmp_path / "b"))
+    assert torch.equal(again.model.embed_tokens.weight, model.model.embed_tokens.weight)  # seeded
+
+
+def test_random_weights_need_a_folder_with_a_config(bench_worker, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        bench_worker.parse_args(["--base-model", str(tmp_path), "--random-weights"])
+    assert "--random-weights needs --base-model FOLDER holding a config.json" in capsys.readouterr().err
