@@ -181,7 +181,7 @@ def test_qwen2_int8_weights_decode_as_through_generate(untied, tokenizer):
     near-tied logits)."""
     import copy
 
-    from mafioso.worker import cpu_quant
+    from mafioso.core import cpu_quant
 
     if not cpu_quant.available():
         pytest.skip("int8 matmuls need fbgemm (x86)")
