@@ -80,7 +80,8 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
     runs=(); for spec in "$@"; do runs+=(--run "${spec%%:*}:$COMMON,${spec#*:}"); done
     cd "$PROJ"
     timeout "${SWEEP_LIMIT:-480}" python3 bench/sweep.py --base-model "${BASE:-$GEMMA}" --out "$RUNS/$name" \
-      --data "$data" --validation "$validation" "${runs[@]}" --eval-flags=--batch-size,64 || echo "sweep $name: exit $?"
+      --data "$data" --validation "$validation" "${runs[@]}" --eval-flags="${EVAL_FLAGS:---batch-size,64}" \
+      || echo "sweep $name: exit $?"
     ;;
   train-bench)  # one after the other, alone on the card, same data and seed; ~5 min on an H200 (an estimate)
     cd "$PROJ"
