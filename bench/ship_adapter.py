@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mafioso.core.claim_check import NOTHING_SURE, drop_unsupported  # noqa: E402
 from mafioso.core.base_model import BASES  # noqa: E402
+from mafioso.prompts import persona as find_persona  # noqa: E402
 from mafioso.trainer.dataset import load_samples  # noqa: E402
 from mafioso.trainer.evaluate import check_claims, reference_metrics, write_chart, write_predictions  # noqa: E402
 from mafioso.trainer.metrics import Prediction, summarize  # noqa: E402
@@ -39,7 +40,7 @@ def _served(p: Prediction) -> Prediction:
     return dataclasses.replace(p, prediction=text or NOTHING_SURE, dropped=dropped, raw_prediction=p.prediction)
 
 
-def _rescored(eval_dir: Path, runner: SnippetRunner) -> tuple[dict, list[Prediction]]:
+def _rescored(eval_dir: Path, runner: SnippetRunner, markers: tuple[str, ...]) -> tuple[dict, list[Prediction]]:
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     measured = metrics.get("adapter") or metrics["base"]
     fields = {f.name for f in dataclasses.fields(Prediction)}
@@ -47,7 +48,7 @@ def _rescored(eval_dir: Path, runner: SnippetRunner) -> tuple[dict, list[Predict
     predictions = [_served(Prediction(**{k: v for k, v in r.items() if k in fields})) for r in rows]
     predictions = check_claims(predictions, runner)
     again = summarize(predictions, measured.get("loss"), measured.get("response_tokens", 0),
-                      measured.get("generation_s", 0.0))
+                      measured.get("generation_s", 0.0), markers)
     keys = ("grounded", "grounded_samples", "unsupported", "grounded_model", "dropped_rate", "persona_rate",
             "identifier_recall", "code_leak_rate", "mean_words", "rouge_l_f1")
     return {**measured, **{k: again[k] for k in keys}}, predictions
@@ -64,9 +65,11 @@ def main() -> int:
     args = parser.parse_args()
 
     runner = SnippetRunner()
-    adapter, predictions = _rescored(args.run / "eval", runner)
-    base_metrics, base_predictions = _rescored(args.base_run / "eval", runner)
-    reference = reference_metrics(load_samples([args.validation]), runner)
+    persona = json.loads((args.run / "adapter" / "mafioso.json").read_text())["config"].get("persona") or "mafioso"
+    markers = find_persona(persona).markers  # the voice the run was trained in and is scored in
+    adapter, predictions = _rescored(args.run / "eval", runner, markers)
+    base_metrics, base_predictions = _rescored(args.base_run / "eval", runner, markers)
+    reference = reference_metrics(load_samples([args.validation]), runner, persona)
     run_info = json.loads((args.run / "eval" / "metrics.json").read_text())
     samples = run_info["samples"]
 
