@@ -46,13 +46,17 @@ def load_settings(args: argparse.Namespace) -> tuple[WorkerConfig, GenerationCon
 
 def build_worker(cfg: WorkerConfig, gen: GenerationConfig, feedback=None,
                  note: Callable[[str], None] | None = None):
-    """Load the engine (minutes on first use of the embedded model) and wrap it in a Worker that records its
-    answers in ``feedback`` (a :class:`mafioso.core.feedback.FeedbackStore`, or None); ``note`` hears a line on what the
-    load does (by default it is logged)."""
-    from mafioso.worker.engine import Engine
+    """Load the engine (``cfg.engine``: torch, or llama.cpp on a GGUF; minutes on first use of the embedded model)
+    and wrap it in a Worker that records its answers in ``feedback`` (a
+    :class:`mafioso.core.feedback.FeedbackStore`, or None); ``note`` hears a line on what the load does (by
+    default it is logged)."""
     from mafioso.worker.service import Worker
 
-    return Worker(Engine.load(cfg, gen, **({"note": note} if note else {})), cfg, feedback=feedback)
+    if cfg.engine == "llamacpp":
+        from mafioso.worker.llamacpp_engine import LlamaCppEngine as engine
+    else:
+        from mafioso.worker.engine import Engine as engine
+    return Worker(engine.load(cfg, gen, **({"note": note} if note else {})), cfg, feedback=feedback)
 
 
 def build_workers(cfg: WorkerConfig, gen: GenerationConfig, feedback=None,
