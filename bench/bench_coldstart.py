@@ -43,7 +43,8 @@ def uptime() -> str:
 
 
 def checkout(ref: str, into: Path) -> Path:
-    """A folder to put on PYTHONPATH that imports ``mafioso`` (and its rooms) from commit ``ref``'s files."""
+    """A folder that imports ``mafioso`` (and its rooms) from commit ``ref``'s files, when it is the working folder
+    and on PYTHONPATH (this checkout's editable install would answer for a room missing there)."""
     source = into / "src"
     source.mkdir(parents=True)
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", ref], capture_output=True)
@@ -70,8 +71,9 @@ def one_run(pythonpath: str | None, env: dict) -> dict:
     command = [sys.executable, "-m", "mafioso", "explain", str(EXAMPLE), "--no-stream", "--max-new-tokens", "1"]
     start = time.perf_counter()
     seen: dict[str, float] = {}
+    # run from the folder that holds the package: Python puts the working folder first on the path
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                               cwd=ROOT)
+                               cwd=pythonpath or ROOT)
 
     def watch_stderr() -> None:
         for line in process.stderr:

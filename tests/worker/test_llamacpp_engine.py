@@ -106,3 +106,27 @@ def test_refusals_say_what_to_do(tiny_model_dir, tmp_path, monkeypatch, fake_lla
     with pytest.raises(ConfigError) as refused:
         LlamaCppEngine.load(cfg, GenerationConfig())
     assert str(refused.value) == INSTALL and "mafioso[llamacpp]" in INSTALL
+
+
+@pytest.mark.slow
+def test_real_llama_cpp_answers_the_readme_example_as_the_torch_engine_does(tmp_path):
+    """With llama-cpp-python installed (the llamacpp extra): the merged F16 GGUF that `mafioso export gguf` writes
+    loads, and its greedy answer to the README's example is the fp32 torch engine's, token for token, over the
+    first tokens (F16 weights round a near-tie further on; docs/BENCHMARKS.md has the measured length)."""
+    pytest.importorskip("llama_cpp")
+    from pathlib import Path
+
+    from mafioso.cli import main
+
+    assert main(["export", "gguf", "--adapter", "default", "--out", str(tmp_path), "--type", "f16"]) == 0
+    code = (Path(__file__).resolve().parents[2] / "examples" / "fizzbuzz.py").read_text(encoding="utf-8")
+    gen = GenerationConfig(max_new_tokens=40)
+    llama = LlamaCppEngine.load(WorkerConfig(engine="llamacpp", gguf=str(tmp_path / "mafioso-f16.gguf")), gen)
+    reference = Engine.load(WorkerConfig(device="cpu", dtype="float32", max_batch_size=1), gen)
+    answers = {}
+    for name, engine in (("llamacpp", llama), ("torch", reference)):
+        tokens = []
+        [answers[name]] = engine.generate([(code, None)], [Control(sink=types.SimpleNamespace(push=tokens.append))])
+        answers[name + " tokens"] = tokens
+    assert answers["llamacpp"].text and answers["llamacpp tokens"][:16] == answers["torch tokens"][:16]
+    llama.close()
