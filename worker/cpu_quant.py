@@ -26,6 +26,7 @@ decoder uses to fuse projections), so the fast decode path runs it unchanged. fb
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -83,13 +84,15 @@ warnings.filterwarnings("ignore", message=".*quantized tensor creation functions
 #: The one thread (per process: a forked child makes its own) that packs and unpacks weights: it alone switches
 #: torch's quantized engine to fbgemm (a packed weight keeps its engine), so no other thread sees the switch.
 _packer: tuple[int, ThreadPoolExecutor] | None = None
+_packer_made = threading.Lock()
 
 
 def _on_packer(work, *args) -> Future:
     """``work(*args)`` on the packing thread, fbgemm as the engine meanwhile."""
     global _packer
-    if _packer is None or _packer[0] != os.getpid():
-        _packer = os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="mafioso-int8-pack")
+    with _packer_made:
+        if _packer is None or _packer[0] != os.getpid():
+            _packer = os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="mafioso-int8-pack")
 
     def run():
         previous = torch.backends.quantized.engine
