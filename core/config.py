@@ -31,6 +31,8 @@ DEFAULT_MODEL_NAME = "mafioso"
 ADAPTER_INFO = "mafioso.json"
 #: What the worker's torch.compile may cover: the whole decode step, or each layer (worker/fast_decode.py).
 COMPILE_SCOPES = ("step", "layer")
+#: What decodes answers (WorkerConfig.engine): torch in the default install; llamacpp with the extra of that name.
+ENGINES = ("torch", "llamacpp")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 #: Named starting points of ``mafioso train --recipe``: a recipe's values replace the defaults below, and a YAML
 #: file or a flag still overrides each of them. ``qlora`` is the defaults themselves; ``fast`` trains the bf16
@@ -185,6 +187,10 @@ class WorkerConfig:
                               "unquantized with the adapter merged. docs/BENCHMARKS.md has the measured trade-off",
                               default="none")
     device: str = _help("cuda, cpu or auto", default="auto")
+    engine: str = _help("what decodes: torch (transformers, or Mafioso's fast path) or llamacpp (llama.cpp on the "
+                        "merged GGUF named by --gguf; needs pip install 'mafioso[llamacpp]')", default="torch")
+    gguf: str = _help("with --engine llamacpp: the merged GGUF that 'mafioso export gguf' wrote for this base and "
+                      "adapter", default="")
     dtype: str = _help("compute dtype: auto (bf16 on CUDA; on a CPU the fastest of fp32, bf16 and int8 by a "
                        "short measurement, cached per machine), bfloat16, float32, or int8 (CPU only: int8 "
                        "weights with per-row scales, fp32 elsewhere; core/cpu_quant.py)", default="auto")
@@ -231,6 +237,11 @@ class WorkerConfig:
             raise ConfigError(f"MAFIOSO_DTYPE must be auto, bfloat16, float32 or int8, not {self.dtype!r}")
         if self.compile_scope not in COMPILE_SCOPES:
             raise ConfigError(f"MAFIOSO_COMPILE_SCOPE must be step or layer, not {self.compile_scope!r}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"MAFIOSO_ENGINE must be {' or '.join(ENGINES)}, not {self.engine!r}")
+        if self.engine == "llamacpp" and not self.gguf:
+            raise ConfigError("MAFIOSO_ENGINE=llamacpp serves a GGUF: set MAFIOSO_GGUF (--gguf) to the file "
+                              "'mafioso export gguf --adapter default --out dist/' writes")
         if self.device not in ("auto", "cuda", "cpu"):
             raise ConfigError(f"MAFIOSO_DEVICE must be auto, cuda or cpu, not {self.device!r}")
         for name in ("max_batch_size", "queue_size", "max_input_chars"):

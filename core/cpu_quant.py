@@ -12,7 +12,11 @@ drops them needs another kernel here.
 
     model = quantize(model)      # a merged fp32 model: its Linear layers become Int8Linear, in place
     save(model, folder)          # int8 rows and scales (mafioso.core.serving_cache keeps them per settings)
-    model = load(folder)         # packs them again (a few seconds), no fp32 weights read
+    model = load(folder)         # packs them again in the background, no fp32 weights read
+
+Packing for fbgemm is the slow part of a load (~3 s on 2 cores, most of it the LM head; torch cannot save a
+packed weight). So each :class:`Int8Weight` is packed by one background thread, queued when it is made, and a
+matmul waits for its own: the tokenizer and the decoder's set-up run meanwhile (packing releases the GIL).
 
 An :class:`Int8Weight` stands where a weight tensor stood for ``F.linear`` (and ``torch.cat``, which the fast
 decoder uses to fuse projections), so the fast decode path runs it unchanged. fbgemm is x86 only: elsewhere
@@ -21,8 +25,10 @@ decoder uses to fuse projections), so the fast decode path runs it unchanged. fb
 
 from __future__ import annotations
 
+import os
+import threading
 import warnings
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -72,23 +78,47 @@ def _reduce_range() -> bool:
 REDUCE_RANGE = _reduce_range()
 
 
-@contextmanager
-def _packing():
-    """fbgemm as the engine while weights are packed (a packed weight keeps its engine), and quiet about torch's
-    deprecation of quantized tensors, which packing makes for a moment."""
-    previous = torch.backends.quantized.engine
-    torch.backends.quantized.engine = ENGINE
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
-            yield
-    finally:
-        torch.backends.quantized.engine = previous
+# Packing makes a quantized tensor for a moment, which torch marks deprecated: said once here, not per weight
+# (catch_warnings is not thread-safe, and packing runs on its own thread).
+warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+#: The one thread (per process: a forked child makes its own) that packs and unpacks weights: it alone switches
+#: torch's quantized engine to fbgemm (a packed weight keeps its engine), so no other thread sees the switch.
+_packer: tuple[int, ThreadPoolExecutor] | None = None
+_packer_made = threading.Lock()
+
+
+def _on_packer(work, *args) -> Future:
+    """``work(*args)`` on the packing thread, fbgemm as the engine meanwhile."""
+    global _packer
+    with _packer_made:
+        if _packer is None or _packer[0] != os.getpid():
+            _packer = os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="mafioso-int8-pack")
+
+    def run():
+        previous = torch.backends.quantized.engine
+        torch.backends.quantized.engine = ENGINE
+        try:
+            return work(*args)
+        finally:
+            torch.backends.quantized.engine = previous
+    return _packer[1].submit(run)
+
+
+def _pack(rows: torch.Tensor, scales: torch.Tensor):
+    quantized = torch._make_per_channel_quantized_tensor(rows, scales.double(), torch.zeros(len(scales),
+                                                                                          dtype=torch.long), 0)
+    return torch.ops.quantized.linear_prepack(quantized, None)
+
+
+def _unpack(packed) -> tuple[torch.Tensor, torch.Tensor]:
+    quantized, _ = torch.ops.quantized.linear_unpack(packed)
+    return quantized.int_repr(), quantized.q_per_channel_scales().float()
 
 
 class Int8Weight:
-    """An (out, in) weight as int8 rows with one fp32 scale each, packed for fbgemm. Works as the weight of
-    ``F.linear(x, w, bias)`` (fp32 in, fp32 out) and in ``torch.cat`` along rows; anything else is a TypeError."""
+    """An (out, in) weight as int8 rows with one fp32 scale each, packed for fbgemm in the background (see the
+    module's doc). Works as the weight of ``F.linear(x, w, bias)`` (fp32 in, fp32 out) and in ``torch.cat``
+    along rows; anything else is a TypeError."""
 
     def __init__(self, rows: torch.Tensor, scales: torch.Tensor):
         if rows.dtype != torch.int8 or rows.dim() != 2 or scales.shape != rows.shape[:1]:
@@ -96,10 +126,22 @@ class Int8Weight:
                              f"{tuple(rows.shape)} with {tuple(scales.shape)} scales")
         self.shape = rows.shape
         self.device = torch.device("cpu")
-        with _packing():
-            quantized = torch._make_per_channel_quantized_tensor(
-                rows.contiguous(), scales.double(), torch.zeros(len(scales), dtype=torch.long), 0)
-            self.packed = torch.ops.quantized.linear_prepack(quantized, None)
+        self._rows: tuple[torch.Tensor, torch.Tensor] | None = (rows.contiguous(), scales.float())
+        self._packed = None
+        self._packing: Future = _on_packer(self._pack_now)
+
+    def _pack_now(self):
+        if self._packed is None:  # (packed already when a put-off packing was asked for twice)
+            self._packed = _pack(*self._rows)
+            self._rows = None  # the packed copy holds them now (unpacked() gets them back)
+        return self._packed
+
+    @property
+    def packed(self):
+        """The weight packed for fbgemm (waits for the background packing, or packs it now if it was put off)."""
+        if self._packing.cancelled():  # put off by torch.cat, which made a fused copy of it: needed after all
+            self._packing = _on_packer(self._pack_now)
+        return self._packing.result()
 
     @classmethod
     def of(cls, weight: torch.Tensor) -> Int8Weight:
@@ -110,9 +152,10 @@ class Int8Weight:
 
     def unpacked(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The int8 rows and their fp32 scales."""
-        with _packing():
-            quantized, _ = torch.ops.quantized.linear_unpack(self.packed)
-            return quantized.int_repr(), quantized.q_per_channel_scales().float()
+        rows = self._rows
+        if rows is not None:
+            return rows
+        return _on_packer(_unpack, self.packed).result()
 
     def dequantized(self) -> torch.Tensor:
         """The fp32 weight these int8 rows stand for (rows × scales)."""
@@ -142,6 +185,8 @@ class Int8Weight:
             if dim != 0 or not all(isinstance(part, Int8Weight) for part in parts):
                 raise TypeError("Int8Weights concatenate along rows only, with each other")
             unpacked = [part.unpacked() for part in parts]
+            for part in parts:  # the fused copy is what will be used: pack a part only if it is used on its own
+                part._packing.cancel()
             return cls(torch.cat([rows for rows, _ in unpacked]), torch.cat([scales for _, scales in unpacked]))
         raise TypeError(f"{func.__name__} is not defined on an Int8Weight (only F.linear and torch.cat are)")
 
@@ -218,24 +263,26 @@ def save(model, folder: Path) -> None:
 
 
 def load(folder: Path):
-    """The model :func:`save` wrote into ``folder``, on the CPU, its int8 layers packed again."""
+    """The model :func:`save` wrote into ``folder``, on the CPU, its int8 layers packing in the background (the
+    LM head first: it is most of the work) while the model around them is built."""
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
     from transformers.initialization import no_init_weights
 
-    config = AutoConfig.from_pretrained(folder)
     tensors = load_file(str(folder / WEIGHTS_FILE))
+    names = sorted((key.removesuffix(".rows") for key in tensors if key.endswith(".rows")),
+                   key=lambda name: -tensors[f"{name}.rows"].numel())
+    weights = {name: Int8Weight(tensors.pop(f"{name}.rows"), tensors.pop(f"{name}.scales")) for name in names}
+    config = AutoConfig.from_pretrained(folder)
     with no_init_weights():  # every weight is overwritten below: skip the random initialisation
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="sdpa")
     for prefix, parent, name, _ in _linears(model):
-        if f"{prefix}.rows" not in tensors:
+        if prefix not in weights:
             raise ValueError(f"{folder / WEIGHTS_FILE} has no int8 weight for {prefix}")
-        bias = tensors.pop(f"{prefix}.bias", None)
-        weight = Int8Weight(tensors.pop(f"{prefix}.rows"), tensors.pop(f"{prefix}.scales"))
-        setattr(parent, name, Int8Linear(weight, bias))
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    if missing or unexpected:
+        setattr(parent, name, Int8Linear(weights.pop(prefix), tensors.pop(f"{prefix}.bias", None)))
+    # assign: the loaded tensors become the parameters (no copy of the 0.67 GB embedding)
+    missing, unexpected = model.load_state_dict(tensors, strict=False, assign=True)
+    if missing or unexpected or weights:
         raise ValueError(f"{folder / WEIGHTS_FILE} does not match the model: missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]}")
+                         f"unexpected {(unexpected + list(weights))[:3]}")
     model.generation_config = GenerationConfig.from_pretrained(folder)
     return model.eval()
-

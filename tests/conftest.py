@@ -10,12 +10,13 @@ from tests.helpers import FakeEngine, tiny_model, tiny_qwen_model
 
 @pytest.fixture(scope="session", autouse=True)
 def machine_caches(tmp_path_factory):
-    """The CPU dtype verdicts and the merged-model cache of this session, kept out of the real cache folder (the
-    converted embedded model stays where ``cache_dir()`` finds it for the slow tests)."""
+    """The CPU dtype verdicts, the merged-model cache and the tokenizer facts of this session, kept out of the
+    real cache folder (the converted embedded model stays where ``cache_dir()`` finds it for the slow tests)."""
     folder = tmp_path_factory.mktemp("machine-cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("mafioso.core.cpu_dtype.cache_dir", lambda: folder)
         patch.setattr("mafioso.core.serving_cache.cache_dir", lambda: folder)
+        patch.setattr("mafioso.core.tokenizer_cache.cache_dir", lambda: folder)
         yield folder
 
 

@@ -340,8 +340,10 @@ def load_model_for(cfg: WorkerConfig, note: Callable[[str], None] = log.info) ->
     merged = serving_cache.entry(base, adapter, dtype) if merge else None
     note("loading the cached merged model…" if merged and merged.is_dir() else
          "loading the model (first run converts it once)…" if merged else "loading the model…")
-    tokenizer = load_tokenizer(base)  # after the note: ~3 s for Gemma's 262k-token tokenizer.json
     model = serving_cache.load(merged, device, dtype) if merged else None
+    # after the note: ~3 s for Gemma's 262k-token tokenizer.json; after a cached int8 model, whose weights
+    # pack in the background meanwhile (mafioso.core.cpu_quant)
+    tokenizer = load_tokenizer(base)
     if model is not None:
         check_adapter_base(adapter, base, model.config)
     else:

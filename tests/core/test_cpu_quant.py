@@ -80,6 +80,29 @@ def test_concatenated_weights_are_the_rows_of_each():
         torch.matmul(torch.randn(2, 32), fused)
 
 
+def test_fusing_puts_off_packing_the_parts_and_a_part_still_works_on_its_own():
+    """torch.cat takes the int8 rows as they are (no unpacking of a packed weight) and cancels the parts' queued
+    packing, the fused copy being what the fast decoder uses; a part used after all is packed then."""
+    torch.manual_seed(0)
+    blocker = Int8Weight.of(torch.randn(4096, 640))  # keeps the packing thread busy while the parts are queued
+    parts = [torch.randn(n, 32) for n in (16, 8)]
+    weights = [Int8Weight.of(p) for p in parts]
+    fused = torch.cat(weights)
+    assert all(w._packing.cancelled() or w._packing.done() for w in weights)
+    x = torch.randn(2, 32)
+    assert torch.allclose(F.linear(x, fused)[:, :16], F.linear(x, weights[0]), atol=1e-5)  # the same rows
+    assert torch.equal(weights[1].dequantized(), Int8Weight.of(parts[1]).dequantized())
+    assert blocker.packed is not None
+
+
+def test_a_weight_is_packed_in_the_background_and_its_rows_let_go():
+    weight = Int8Weight.of(torch.randn(64, 32))
+    packed = weight.packed  # waits for the packing thread
+    assert weight._rows is None and weight.packed is packed  # one packed copy, no second copy of the rows
+    rows, scales = weight.unpacked()  # back from the packed weight
+    assert rows.shape == (64, 32) and scales.shape == (64,)
+
+
 def test_quantize_unties_the_head_and_keeps_logits_close_to_fp32(fp32_model, tiny_model_dir):
     model = cpu_quant.quantize(copy.deepcopy(fp32_model))
     assert cpu_quant.is_quantized(model) and not cpu_quant.is_quantized(fp32_model)
