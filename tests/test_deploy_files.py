@@ -52,7 +52,9 @@ def test_compose_runs_the_worker_and_the_bot_with_volumes_and_env_secrets():
 
 def test_deploy_doc_gives_the_vllm_command_and_the_client_settings():
     doc = (ROOT / "docs" / "DEPLOY.md").read_text()
-    assert 'vllm serve "$BASE" --enable-lora --lora-modules mafioso="$ADAPTER" --max-lora-rank 16' in doc
+    served = re.search(r'vllm serve "\$BASE" --enable-lora --lora-modules mafioso="\$ADAPTER" --max-lora-rank (\d+)',
+                       doc)
+    assert served
     assert "MAFIOSO_WORKER_API=openai mafioso serve --worker-url" in doc
     rank = json.loads((ROOT / "mafioso" / "adapter" / "adapter_config.json").read_text())["r"]
-    assert rank <= 16, "the shipped adapter's rank must fit --max-lora-rank in docs/DEPLOY.md"
+    assert rank <= int(served[1]), "the shipped adapter's rank must fit --max-lora-rank in docs/DEPLOY.md"
