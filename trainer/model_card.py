@@ -7,6 +7,8 @@ import shlex
 from pathlib import Path
 
 from mafioso.core.config import ADAPTER_INFO
+from mafioso.prompts import DEFAULT_PERSONA
+from mafioso.prompts import persona as find_persona
 
 
 #: The scores a card shows, in order, with the direction that is better and what they measure.
@@ -15,7 +17,7 @@ CARD_METRICS = (
                       "lacks, printed values it does not print)"),
     ("grounded_model", "↑", "the same, for the model's answers before the claim post-check drops such sentences"),
     ("identifier_recall", "↑", "the code's own names the answer mentions"),
-    ("persona_rate", "↑", "answers in the mafioso voice"),
+    ("persona_rate", "↑", "answers in the persona's voice (its markers)"),
     ("stop_rate", "↑", "answers that end on their own"),
     ("loop_rate", "↓", "answers that looped"),
     ("code_leak_rate", "↓", "answers that turned into code"),
@@ -31,6 +33,15 @@ def portable(value):
     if isinstance(value, list):
         return [portable(v) for v in value]
     return value
+
+
+#: What each shipped persona's voice caricatures, for the card's risks (a new persona gets a generic line).
+_CARICATURE = {
+    "mafioso": "The voice is a Hollywood caricature of Italian-American gangsters (The Godfather, Goodfellas, "
+               "Casino): a\n  stereotype played for laughs.",
+    "noir": "The voice is a pastiche of 1940s film-noir detectives (The Maltese Falcon, The Big Sleep): hard-boiled\n"
+            "  clichés played for laughs.",
+}
 
 
 def write_model_card(folder: Path, *, cfg: dict, base: dict, data_files: dict, stats: dict,
@@ -61,17 +72,20 @@ def card_text(info: dict, evaluation: dict | None, licence: str) -> str:
     resumed = (f" (the last session: resumed from the checkpoint at step {stats['resumed_from_step']})"
                if stats.get("resumed_from_step") else "")
     hyper = "\n".join(f"| `{k}` | `{v}` |" for k, v in cfg.items() if k not in ("data", "validation"))
+    persona = cfg.get("persona") or DEFAULT_PERSONA
+    voice = find_persona(persona).title
+    caricature = _CARICATURE.get(persona, f"The voice is a {voice}, a stock character played for laughs.")
     data = "\n".join(f"| `{path}` | `{digest}` |" for path, digest in info["data_files"].items())
     return f"""---
 base_model: {name}
 library_name: peft
 license: {"other" if "Gemma" in licence else "apache-2.0" if licence else "unknown"}
-tags: [lora, code-explanation, python, mafioso]
+tags: [lora, code-explanation, python, mafioso, {persona}]
 ---
 
 # Mafioso LoRA adapter for `{name}`
 
-A LoRA adapter that makes `{name}` ({facts}) explain Python code in the voice of a Hollywood mafioso:
+A LoRA adapter that makes `{name}` ({facts}) explain Python code in the voice of a {voice}:
 funny first in tone, accurate first in content. Part of Mafioso (Discord, Slack, console and an
 OpenAI-compatible HTTP worker).
 
@@ -97,8 +111,7 @@ and cannot know a program's exact output.
 - **Accuracy on unseen code is the weak point**: small models state things the code contradicts. The
   `grounded` score below is the share of answers with no such claim found by an automatic check; the check
   cannot see every kind of mistake, so read answers as a funny first opinion, not as documentation.
-- The voice is a Hollywood caricature of Italian-American gangsters (The Godfather, Goodfellas, Casino): a
-  stereotype played for laughs. It teases the programmer; it is told never to insult people for who they are,
+- {caricature} It teases the programmer; it is told never to insult people for who they are,
   but it is a small model and can misfire. Do not deploy it where that tone is unwelcome.
 - Instructions hidden in the code (prompt injection) are explained and mocked in the training data, not
   obeyed; a determined attacker may still steer a small model.

@@ -49,8 +49,15 @@ def test_an_adapter_is_served_in_the_persona_it_was_trained_in(tmp_path):
         adapter_persona(tmp_path)
 
 
-def test_a_persona_without_a_shipped_adapter_is_a_clear_error():
+def test_a_shipped_persona_is_found_by_name_and_one_without_an_adapter_is_a_clear_error(tmp_path, monkeypatch):
+    import json
+
+    from mafioso.worker import engine
     from mafioso.worker.engine import adapter_folder
 
+    noir = adapter_folder("noir")  # mafioso/adapter-noir, trained in that voice
+    assert noir.name == "adapter-noir"
+    assert json.loads((noir / "mafioso.json").read_text())["config"]["persona"] == "noir"
+    monkeypatch.setattr(engine, "SHIPPED_ADAPTERS_DIR", tmp_path)  # an install without it
     with pytest.raises(ModelError, match="persona 'noir' has no shipped adapter yet.*--persona noir"):
         adapter_folder("noir")
