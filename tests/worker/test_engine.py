@@ -114,8 +114,10 @@ def test_context_budget(engine):
     assert engine.prompt_tokens("print(1)") == len(prompts.encode(engine.tokenizer, "print(1)")["input_ids"])
 
 
-def test_adapter_is_merged_on_cpu_and_base_read_from_mafioso_json(engine, tiny_adapter_dir):
+def test_adapter_is_merged_on_cpu_and_base_read_from_mafioso_json(tiny_model_dir, tiny_adapter_dir):
     # float32, not auto: on a busy CPU the dtype measurement may pick int8 weights, which torch.equal cannot read
+    engine = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
+                                      fast_decode=False), GenerationConfig(max_new_tokens=4))
     merged = load_engine(WorkerConfig(adapter=str(tiny_adapter_dir), device="cpu", dtype="float32"),
                          GenerationConfig(max_new_tokens=4))
     assert type(merged.model) is type(engine.model)  # a plain model: merge_and_unload removed PEFT

@@ -21,7 +21,8 @@ CODES = [code for _, code, _ in SNIPPETS[:4]] + ["def f(x):\n    return x * 2\n"
 
 
 def _reference(tiny_model_dir, **gen):
-    cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", fast_decode=False)
+    cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
+                       fast_decode=False)  # the stand-in decodes the fp32 model; auto may pick int8 on a busy CPU
     return load_engine(cfg, GenerationConfig(**{"max_new_tokens": 12, **gen}))
 
 
