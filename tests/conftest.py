@@ -5,7 +5,8 @@ import json
 import pytest
 
 from mafioso.core.config import GenerationConfig, WorkerConfig
-from tests.helpers import FakeEngine, tiny_model, tiny_qwen_model
+from tests.tiny_models import tiny_model, tiny_qwen_model
+from tests.worker.helpers import FakeEngine
 
 
 @pytest.fixture(scope="session", autouse=True)

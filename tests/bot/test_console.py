@@ -9,7 +9,7 @@ import pytest
 from mafioso import prompts
 from mafioso.worker.service import Worker
 from mafioso.cli import main
-from tests.helpers import FakeEngine, serving, worker_config
+from tests.worker.helpers import FakeEngine, serving, worker_config
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

@@ -14,8 +14,10 @@ from mafioso.prompts.lines import line
 from mafioso.bot.streaming import IN_PROGRESS
 from mafioso.core.config import DiscordConfig
 from mafioso.core.errors import InputRejected, WorkerBusy, WorkerTimeout, WorkerUnavailable
-from tests.helpers import (FakeExplainer, StreamingExplainer, serve_loopback, discord_attachment, discord_channel,
-                           discord_client_user, discord_guild, discord_interaction, discord_message, discord_user)
+from tests.bot.discord_fakes import (discord_attachment, discord_channel, discord_client_user, discord_guild,
+                                     discord_interaction, discord_message, discord_user)
+from tests.bot.helpers import FakeExplainer, StreamingExplainer
+from tests.helpers import serve_loopback
 
 BOT_ID = 9000
 CODE = "def add(a, b):\n    return a + b"
@@ -338,7 +340,7 @@ def test_a_token_discord_rejects_is_a_config_error_naming_the_variable(monkeypat
 def test_a_thumbs_reaction_on_the_bots_answer_is_a_rating(tmp_path):
     from mafioso.core.feedback import FeedbackStore
     from mafioso.worker.service import Worker
-    from tests.helpers import FakeEngine, worker_config
+    from tests.worker.helpers import FakeEngine, worker_config
 
     store = FeedbackStore.open(tmp_path / "f.db")
     asker, rater = discord_user(4242424242), discord_user(5151515151)

@@ -9,7 +9,9 @@ from mafioso.bot.personas import PersonaExplainer, choose, parse_channel_persona
 from mafioso.core.errors import ConfigError
 from tests.bot.test_discord import make_bot
 from tests.bot.test_slack import FORM, SECRET, post_signed, slack_app
-from tests.helpers import FakeExplainer, discord_interaction, slack_signature_headers, slash_command_body
+from tests.bot.discord_fakes import discord_interaction
+from tests.bot.helpers import FakeExplainer
+from tests.bot.slack_stub import slack_signature_headers, slash_command_body
 
 
 def personas():

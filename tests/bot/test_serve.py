@@ -15,7 +15,9 @@ from mafioso.bot.serve import load_settings, serve
 from mafioso.cli import make_parser
 from mafioso.core.config import DiscordConfig, SlackConfig
 from mafioso.core.errors import ConfigError
-from tests.helpers import FakeExplainer, SlackStub, free_port, serve_loopback, slack_signature_headers, slash_command_body
+from tests.bot.helpers import FakeExplainer
+from tests.bot.slack_stub import SlackStub, slack_signature_headers, slash_command_body
+from tests.helpers import free_port, serve_loopback
 
 SECRET = "serve-test-signing-secret"
 

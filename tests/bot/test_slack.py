@@ -17,7 +17,9 @@ from mafioso.prompts.lines import line
 from mafioso.bot.slack_bot import SLACK_LIMIT, SlackBot, escape_mrkdwn, slack_to_plain
 from mafioso.core.config import SlackConfig
 from mafioso.core.errors import ConfigError, WorkerBusy, WorkerUnavailable
-from tests.helpers import FakeExplainer, SlackStub, free_port, slack_signature_headers, slash_command_body
+from tests.bot.helpers import FakeExplainer
+from tests.bot.slack_stub import SlackStub, slack_signature_headers, slash_command_body
+from tests.helpers import free_port
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -429,7 +431,7 @@ def reaction_body(reaction: str, user: str, ts: str, event_id: str) -> str:
 def test_a_thumbs_reaction_on_the_bots_answer_is_a_rating(tmp_path):
     from mafioso.core.feedback import FeedbackStore
     from mafioso.worker.service import Worker
-    from tests.helpers import FakeEngine, worker_config
+    from tests.worker.helpers import FakeEngine, worker_config
 
     store = FeedbackStore.open(tmp_path / "f.db")
     as_json = {"Content-Type": "application/json"}
@@ -496,7 +498,7 @@ def _streaming_app(explainer, **cfg):
 def test_a_mention_is_streamed_into_its_thread_natively_or_by_throttled_updates(native, monkeypatch):
     from slack_sdk.web.async_client import AsyncWebClient
 
-    from tests.helpers import StreamingExplainer
+    from tests.bot.helpers import StreamingExplainer
 
     if not native:
         monkeypatch.delattr(AsyncWebClient, "chat_stream")
@@ -535,7 +537,7 @@ def test_a_mention_is_streamed_into_its_thread_natively_or_by_throttled_updates(
 def test_the_message_shortcut_streams_into_the_messages_thread(monkeypatch):
     from slack_sdk.web.async_client import AsyncWebClient
 
-    from tests.helpers import StreamingExplainer
+    from tests.bot.helpers import StreamingExplainer
 
     monkeypatch.delattr(AsyncWebClient, "chat_stream")
     context, restore = _streaming_app(StreamingExplainer(["Listen up.", " It adds.", " Capisce?"]))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mafioso.worker.service import Worker
-from tests.helpers import serving, worker_config
+from tests.worker.helpers import serving, worker_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,8 +17,10 @@ from mafioso.worker.client import WorkerClient
 from mafioso.worker.service import Worker
 from tests.bot.test_discord import FENCED, make_bot, replies
 from tests.bot.test_slack import FORM, mention_body, post_signed, slack_app
-from tests.helpers import (FakeEngine, discord_attachment, discord_channel, discord_message, discord_user, free_port,
-                           serving, slash_command_body, worker_config)
+from tests.bot.discord_fakes import discord_attachment, discord_channel, discord_message, discord_user
+from tests.bot.slack_stub import slash_command_body
+from tests.helpers import free_port
+from tests.worker.helpers import FakeEngine, serving, worker_config
 
 JSON = {"Content-Type": "application/json"}
 

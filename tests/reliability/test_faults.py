@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from mafioso.worker.service import Worker
-from tests.helpers import FakeEngine, serving, worker_config
+from tests.worker.helpers import FakeEngine, serving, worker_config
 
 
 @dataclass(frozen=True)

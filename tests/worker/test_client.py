@@ -1,5 +1,6 @@
-"""mafioso.worker.client.WorkerClient in ``openai`` mode against a loopback vLLM stand-in (tests.helpers.VllmStandIn,
-which passes tests/worker/test_openai_contract.py), and through ``mafioso explain`` / ``mafioso serve``."""
+"""mafioso.worker.client.WorkerClient in ``openai`` mode against a loopback vLLM stand-in
+(tests/worker/vllm_stand_in.py, which passes tests/worker/test_openai_contract.py), and through ``mafioso explain`` /
+``mafioso serve``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from mafioso.bot.serve import _start_explainer, load_settings
 from mafioso.worker.service import Worker
 from mafioso.cli import main, make_parser
 from mafioso.core.errors import ConfigError, InputRejected, RequestError, WorkerBusy
-from tests.helpers import FakeEngine, VllmStandIn, serving, worker_config
+from tests.worker.helpers import FakeEngine, serving, worker_config
+from tests.worker.vllm_stand_in import VllmStandIn
 
 CODE = "def add(a, b):\n    return a + b"
 

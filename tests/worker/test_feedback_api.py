@@ -7,7 +7,7 @@ import aiohttp
 
 from mafioso.core.feedback import FeedbackStore
 from mafioso.worker.service import Worker
-from tests.helpers import FakeEngine, serving, worker_config
+from tests.worker.helpers import FakeEngine, serving, worker_config
 
 
 def test_answer_ids_ratings_404_400_metrics_and_openapi(tmp_path):

@@ -13,7 +13,7 @@ from mafioso.worker.http_api import listen, make_app
 from mafioso.worker.service import Worker
 from mafioso.cli import main
 from mafioso.core.errors import ConfigError, InputRejected, WorkerBusy, WorkerTimeout, WorkerUnavailable
-from tests.helpers import FakeEngine, serving, worker_config
+from tests.worker.helpers import FakeEngine, serving, worker_config
 
 
 def test_openai_client_gets_completions_chat_and_models(engine):

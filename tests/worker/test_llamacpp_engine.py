@@ -1,6 +1,6 @@
 """The llama.cpp engine (worker/llamacpp_engine.py, issue 21): the plain engine's prompt, per-step rules, stops
 and post-check around llama.cpp's decode. Driven through a stand-in for ``llama_cpp.Llama`` over the tiny torch
-model (tests/helpers.TorchLlama), its greedy answers must be the reference engine's token for token; the real
+model (tests/worker/torch_llama.py), its greedy answers must be the reference engine's token for token; the real
 llama.cpp, where installed, is held to the torch engine on the real model in the slow test at the end."""
 
 import asyncio
@@ -15,7 +15,8 @@ from mafioso.worker.control import Control
 from mafioso.worker.engines import load_engine
 from mafioso.worker.llamacpp_engine import INSTALL, LlamaCppEngine
 from mafioso.worker.runtime import build_worker
-from tests.helpers import SNIPPETS, TorchLlama
+from tests.helpers import SNIPPETS
+from tests.worker.torch_llama import TorchLlama
 
 CODES = [code for _, code, _ in SNIPPETS[:4]] + ["def f(x):\n    return x * 2\n"]
 

@@ -19,7 +19,7 @@ before 0.10):
   status, 404; OpenAI's and ours the string ``model_not_found``).
 
 Only what a client may rely on is pinned: the fields above, their types, and nothing of vLLM's extras. The
-same checks run against tests.helpers.VllmStandIn, so the stand-in the client tests use passes the contract
+same checks run against tests/worker/vllm_stand_in.py, so the stand-in the client tests use passes the contract
 too. Requests carry only fields our worker honours (it refuses ``stop`` and a non-zero ``temperature``).
 """
 
@@ -33,7 +33,8 @@ import aiohttp
 import pytest
 
 from mafioso.worker.service import Worker
-from tests.helpers import FakeEngine, VllmStandIn, serving, worker_config
+from tests.worker.helpers import FakeEngine, serving, worker_config
+from tests.worker.vllm_stand_in import VllmStandIn
 
 MODEL = "mafioso"
 FINISH_REASONS = ("stop", "length")

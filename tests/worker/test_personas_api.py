@@ -10,7 +10,7 @@ import openai
 from mafioso.core.config import GenerationConfig, WorkerConfig
 from mafioso.worker.engines import load_engine
 from mafioso.worker.service import Worker
-from tests.helpers import serving, worker_config
+from tests.worker.helpers import serving, worker_config
 
 CODES = ["print(1 + 1)", "x = [1, 2]\nprint(len(x))", "def f():\n    return 3\n", "for i in range(3):\n    print(i)"]
 

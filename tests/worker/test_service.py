@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY
 from mafioso.core.explanation import Explanation
 from mafioso.worker.service import ServiceRate, Worker
 from mafioso.core.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
-from tests.helpers import FakeEngine, worker_config
+from tests.worker.helpers import FakeEngine, worker_config
 
 
 def metric(worker: Worker, name: str, **labels) -> float:

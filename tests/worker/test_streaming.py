@@ -10,7 +10,8 @@ import pytest
 from mafioso.core.config import GenerationConfig, WorkerConfig
 from mafioso.worker.service import Worker
 from mafioso.worker.token_stream import StreamText, loop_safe, ready_tokens, settled
-from tests.helpers import SNIPPETS, FakeEngine, serving, worker_config
+from tests.helpers import SNIPPETS
+from tests.worker.helpers import FakeEngine, serving, worker_config
 
 SENTENCES = "x = 1\ny = 2\nz = x + y\nprint(z)\n"  # the fake's answer ("explained <code>") has line ends
 

@@ -56,6 +56,27 @@ class DecoderModel(Protocol):
         """The next-token logits (fp32) of the last layer's hidden state."""
 
 
+def read_decoder(arch, model, supports, refusal: str):
+    """Check ``model``'s text config with ``supports`` (ValueError ``refusal`` if it fails), set on ``arch`` what
+    every architecture reads the same way (cfg, device, dtype, head counts and sizes, eps, embedding, LM head,
+    vocab, projection sizes) and return the decoder stack (``embed_tokens``, ``layers``, ``norm``)."""
+    cfg = model.config.get_text_config()
+    if not supports(cfg):
+        raise ValueError(refusal)
+    core = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    arch.cfg = cfg
+    arch.device, arch.dtype = core.embed_tokens.weight.device, core.embed_tokens.weight.dtype
+    arch.n_heads, arch.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
+    arch.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    arch.eps = cfg.rms_norm_eps
+    arch.embed_weight = core.embed_tokens.weight
+    arch.lm_head = model.lm_head.weight  # the embedding itself when the config ties them
+    arch.vocab = arch.lm_head.shape[0]
+    arch.q_size, arch.kv_size = arch.n_heads * arch.head_dim, arch.n_kv * arch.head_dim
+    arch.ff_size = core.layers[0].mlp.gate_proj.weight.shape[0]
+    return core
+
+
 def fuse(*linears: torch.nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One weight (and bias, if they have biases) for several projections of the same input; each module's
     weight and bias become views into it, so the model (still used for over-long prompts) and the decoder share

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mafioso.worker.models.common import Layer, apply_rope, default_rope, fuse
+from mafioso.worker.models.common import Layer, apply_rope, default_rope, fuse, read_decoder
 
 MODEL_TYPE = "gemma3_text"
 
@@ -31,23 +31,11 @@ class Gemma3:
     """The forward pieces of a (merged, unquantized) ``Gemma3ForCausalLM`` on one device."""
 
     def __init__(self, model):
-        cfg = model.config.get_text_config()
-        if not supports(cfg):
-            raise ValueError("the Gemma 3 fast path supports plain Gemma 3 text models only")
-        core = model.get_decoder() if hasattr(model, "get_decoder") else model.model
-        self.cfg = cfg
-        self.device = core.embed_tokens.weight.device
-        self.dtype = core.embed_tokens.weight.dtype
-        self.n_heads, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
-        self.head_dim, self.eps = cfg.head_dim, cfg.rms_norm_eps
+        core = read_decoder(self, model, supports, "the Gemma 3 fast path supports plain Gemma 3 text models only")
+        cfg = self.cfg
         self.scaling = cfg.query_pre_attn_scalar ** -0.5
-        self.embed_weight = core.embed_tokens.weight
         self.embed_scale = torch.tensor(cfg.hidden_size ** 0.5).to(self.dtype)
-        self.lm_head = model.lm_head.weight
-        self.vocab = self.lm_head.shape[0]
         self.final_norm = _norm_weight(core.norm)
-        self.q_size, self.kv_size = self.n_heads * self.head_dim, self.n_kv * self.head_dim
-        self.ff_size = core.layers[0].mlp.gate_proj.weight.shape[0]
         self.layers = []
         for kind, layer in zip(cfg.layer_types, core.layers):
             attn, mlp = layer.self_attn, layer.mlp

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mafioso.worker.models.common import Layer, apply_rope, default_rope, fuse
+from mafioso.worker.models.common import Layer, apply_rope, default_rope, fuse, read_decoder
 
 MODEL_TYPE = "qwen2"
 
@@ -26,23 +26,11 @@ class Qwen2:
     """The forward pieces of a (merged, unquantized) ``Qwen2ForCausalLM`` on one device."""
 
     def __init__(self, model):
-        cfg = model.config.get_text_config()
-        if not supports(cfg):
-            raise ValueError("the Qwen2 fast path supports Qwen2 models with SiLU and default RoPE only")
-        core = model.get_decoder() if hasattr(model, "get_decoder") else model.model
-        self.cfg = cfg
-        self.device = core.embed_tokens.weight.device
-        self.dtype = core.embed_tokens.weight.dtype
-        self.n_heads, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
-        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        self.eps = cfg.rms_norm_eps
+        core = read_decoder(self, model, supports,
+                            "the Qwen2 fast path supports Qwen2 models with SiLU and default RoPE only")
+        cfg = self.cfg
         self.scaling = self.head_dim ** -0.5
-        self.embed_weight = core.embed_tokens.weight
-        self.lm_head = model.lm_head.weight  # the embedding itself when the config ties them
-        self.vocab = self.lm_head.shape[0]
         self.final_norm = core.norm.weight.detach()
-        self.q_size, self.kv_size = self.n_heads * self.head_dim, self.n_kv * self.head_dim
-        self.ff_size = core.layers[0].mlp.gate_proj.weight.shape[0]
         self.layers = []
         for kind, layer in zip(cfg.layer_types, core.layers):
             attn, mlp = layer.self_attn, layer.mlp
