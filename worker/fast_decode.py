@@ -494,9 +494,10 @@ class FastDecoder:
                                                                            static["ends"], start))
         self.prefill_graphs[bucket] = graph, static
 
-    def set_repetition_penalty(self, penalty: float, penalize_prompt: bool = True) -> None:
+    def set_repetition_penalty(self, penalty: float, *, penalize_prompt: bool) -> None:
         """The repetition penalty (1.0 = off), as transformers applies it; with ``penalize_prompt=False``
-        only generated tokens count as seen (transformers' ``prompt_ignore_length``)."""
+        only generated tokens count as seen (transformers' ``prompt_ignore_length``). No default: the
+        config's (``GenerationConfig.penalize_prompt``) is the one rule, passed in by the engine."""
         self.penalty.fill_(penalty)
         self.penalize_prompt = penalize_prompt
 

@@ -351,7 +351,7 @@ def build_decoder(model, tokenizer, gen, settings: DecoderSettings,
     decoder = FastDecoder(model, slots=settings.slots, max_len=settings.max_len, compile=settings.compile,
                             compile_scope=settings.compile_scope, prefill_tokens=settings.prefill_tokens,
                             **settings.slot_split(gen))
-    decoder.set_repetition_penalty(gen.repetition_penalty, gen.penalize_prompt)
+    decoder.set_repetition_penalty(gen.repetition_penalty, penalize_prompt=gen.penalize_prompt)
     if bans_tokens(gen):
         decoder.enable_ngram_bans()
     if settings.share_prefix:

@@ -8,6 +8,7 @@ from mafioso import prompts
 from mafioso.worker.control import Control
 from mafioso.worker.fast_decode import FastDecoder
 from tests.helpers import SNIPPETS
+from tests.worker.helpers import short_then_long_slot
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_greedy_tokens_match_generate_with_requests_joining_mid_batch(model_and_
     if prefix:
         decoder.set_prefix(prompts.shared_prefix_ids(tokenizer))
         assert len(decoder.prefix) > model.config.sliding_window
-    decoder.set_repetition_penalty(penalty)
+    decoder.set_repetition_penalty(penalty, penalize_prompt=True)
     got = {0: [decoder.prefill(0, prompts_ids[0])], 1: [decoder.prefill(1, prompts_ids[1])]}
     for step in range(n - 1):
         if step == 5:  # a third request joins while the others are mid-answer
@@ -81,7 +82,7 @@ def test_prompts_prefilled_together_answer_as_if_alone(model_and_tokenizer, pena
     monkeypatch.setattr(decoder, "_prefill_forward",
                         lambda tokens, *args, **kw: runs.append((tuple(tokens.shape), kw.get("start", 0)))
                         or forward(tokens, *args, **kw))
-    decoder.set_repetition_penalty(penalty)
+    decoder.set_repetition_penalty(penalty, penalize_prompt=True)
     slots = [2, 0, 3, 1]
     got = {slot: [first] for slot, first in zip(slots, decoder.prefill_many(slots, prompts_ids))}
     rest = max(len(ids) - len(shared) for ids in prompts_ids[:3])
@@ -115,8 +116,8 @@ def test_short_and_long_slots_answer_alike_and_refuse_what_does_not_fit(model_an
     with pytest.raises(ValueError, match="does not fit slot 1"):
         decoder.prefill(1, longer[0])
     expected = [_reference(model, ids, n, 1.3) for ids in (short, longer[0], longer[1])]
-    decoder.set_repetition_penalty(1.3)
-    full.set_repetition_penalty(1.3)
+    decoder.set_repetition_penalty(1.3, penalize_prompt=True)
+    full.set_repetition_penalty(1.3, penalize_prompt=True)
     slots = [1, 3, 2]  # a short slot, then two long ones: every step runs over both parts
     got = {slot: [first] for slot, first in zip(slots, decoder.prefill_many(slots, [short, *longer]))}
     full.prefill_many(slots, [short, *longer])
@@ -150,7 +151,7 @@ def test_padded_prefill_splits_a_batch_no_bucket_holds_and_spans_both_cache_part
     assert decoder.prefill_buckets == [(1, 64), (1, 128), (1, 256), (1, 512), (1, 1024), (2, 64), (2, 128),
                                        (2, 256), (2, 512), (4, 64), (4, 128), (4, 256), (8, 64), (8, 128)]
     decoder.pad_prefill = True
-    decoder.set_repetition_penalty(1.3)
+    decoder.set_repetition_penalty(1.3, penalize_prompt=True)
     batches = []
     padded = decoder._prefill_last
     monkeypatch.setattr(decoder, "_prefill_last", lambda shape, *args: batches.append(shape) or padded(shape, *args))
@@ -197,7 +198,7 @@ def test_graph_plumbing_captures_at_warm_up_and_replays_with_live_slots_untouche
         decoder.set_prefix(prompts.shared_prefix_ids(tokenizer))
         assert max(n for _, n in decoder.prefill_buckets) == 1024 - len(decoder.prefix)
     monkeypatch.setattr(decoder, "_record", lambda run: (_ReplayedGraph(run, out := run()), out))
-    decoder.set_repetition_penalty(1.3)
+    decoder.set_repetition_penalty(1.3, penalize_prompt=True)
     n = 10
     got = {0: [decoder.prefill(0, ids[0])]}  # captures its bucket on first use
     got[0] += [int(decoder.step(active=1)[0]) for _ in range(3)]
@@ -225,7 +226,7 @@ def test_a_slot_reused_by_a_new_request_forgets_the_old_one(model_and_tokenizer)
     model, tokenizer = model_and_tokenizer
     ids = [prompts.encode(tokenizer, code, req)["input_ids"] for req, code, _ in SNIPPETS[3:5]]
     decoder = FastDecoder(model, slots=1, max_len=1024)
-    decoder.set_repetition_penalty(1.3)
+    decoder.set_repetition_penalty(1.3, penalize_prompt=True)
     decoder.prefill(0, ids[0])
     for _ in range(10):
         decoder.step(active=1)
@@ -543,17 +544,8 @@ def test_compiled_decode_matches_generate_on_both_sides_of_the_short_long_bounda
     compiled = decoder._decode_step if scope == "step" else decoder._decode_layer_step
     assert compiled != (decoder._decode if scope == "step" else decoder._decode_layer)  # a torch.compile wrapper
     decoder.set_prefix(prompts.shared_prefix_ids(tokenizer))
-    decoder.set_repetition_penalty(1.3)
-    got = {0: [decoder.prefill(0, ids[0])]}
-    for step in range(n - 1):
-        if step == 4:  # a long slot joins: from here every step runs over both parts
-            got[6] = [decoder.prefill(6, ids[1])]
-        tokens = decoder.step(active=max(got) + 1).tolist()
-        for slot in got:
-            got[slot].append(tokens[slot])
-    while len(got[6]) < n:
-        got[6].append(decoder.step(active=7).tolist()[6])
-    assert [got[0][:n], got[6]] == expected
+    decoder.set_repetition_penalty(1.3, penalize_prompt=True)
+    assert short_then_long_slot(decoder, ids, n) == expected
 
 
 @pytest.mark.parametrize("lookahead", [False, True])

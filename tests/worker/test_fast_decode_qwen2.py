@@ -14,6 +14,7 @@ from mafioso.worker.fast_decode import FastDecoder
 from mafioso.worker.models import decoder_model, supports
 from mafioso.worker.models.qwen2 import Qwen2
 from tests.helpers import SNIPPETS
+from tests.worker.helpers import short_then_long_slot
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,7 @@ def test_qwen2_greedy_tokens_match_generate_batched_and_joining_mid_batch(reques
     if prefix:
         decoder.set_prefix(prompts.shared_prefix_ids(tokenizer))
         assert len(decoder.prefix) >= 64
-    decoder.set_repetition_penalty(penalty)
+    decoder.set_repetition_penalty(penalty, penalize_prompt=True)
     assert _decode_batched(decoder, prompts_ids, n) == expected
 
 
@@ -124,7 +125,7 @@ def test_qwen2_sliding_layers_attend_within_their_window(tiny_qwen_dir, tokenize
     assert [layer.window for layer in decoder.layers] == [None, 16]
     prompts_ids = _prompts(tokenizer)
     expected = [_reference(model, ids, 12, 1.3) for ids in prompts_ids]
-    decoder.set_repetition_penalty(1.3)
+    decoder.set_repetition_penalty(1.3, penalize_prompt=True)
     assert _decode_batched(decoder, prompts_ids, 12) == expected
     unwindowed = _variant(tiny_qwen_dir, 4)  # the same weights, every layer attending to every key
     assert expected[1:3] != [_reference(unwindowed, ids, 12, 1.3) for ids in prompts_ids[1:3]]  # the window shows
@@ -188,7 +189,7 @@ def test_qwen2_int8_weights_decode_as_through_generate(untied, tokenizer):
     model = cpu_quant.quantize(copy.deepcopy(untied))
     decoder = FastDecoder(model, slots=1, max_len=1024)
     assert not isinstance(decoder.layers[0].weights["wqkv"], torch.Tensor)  # an Int8Weight
-    decoder.set_repetition_penalty(1.3)
+    decoder.set_repetition_penalty(1.3, penalize_prompt=True)
     for ids in _prompts(tokenizer):
         got = [decoder.prefill(0, ids)] + [int(decoder.step(active=1)[0]) for _ in range(11)]
         assert got == _reference(model, ids, 12, 1.3)
@@ -205,14 +206,5 @@ def test_qwen2_compiled_decode_matches_generate_across_short_and_long_slots(unti
     decoder = FastDecoder(untied, slots=8, max_len=1024, compile=True, short_slots=6, short_len=600,
                           compile_scope=scope)
     decoder.set_prefix(prompts.shared_prefix_ids(tokenizer))
-    decoder.set_repetition_penalty(1.3)
-    got = {0: [decoder.prefill(0, ids[0])]}
-    for step in range(n - 1):
-        if step == 4:  # a long slot joins: from here every step runs over both parts
-            got[6] = [decoder.prefill(6, ids[1])]
-        tokens = decoder.step(active=max(got) + 1).tolist()
-        for slot in got:
-            got[slot].append(tokens[slot])
-    while len(got[6]) < n:
-        got[6].append(decoder.step(active=7).tolist()[6])
-    assert [got[0][:n], got[6]] == expected
+    decoder.set_repetition_penalty(1.3, penalize_prompt=True)
+    assert short_then_long_slot(decoder, ids, n) == expected
