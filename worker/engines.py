@@ -67,7 +67,7 @@ def load_engine(cfg: WorkerConfig, gen: GenerationConfig, note: Callable[[str], 
     if cfg.engine == "llamacpp":  # the exported GGUF in llama.cpp (the llamacpp extra)
         from mafioso.worker.llamacpp_engine import LlamaCppEngine
 
-        return LlamaCppEngine.load(cfg, gen, note)
+        return LlamaCppEngine.load(cfg, gen, note, persona)
     loaded = load_model_for(cfg, note)
     model, tokenizer, device = loaded.model, loaded.tokenizer, loaded.device
     persona = persona or loaded.persona

@@ -118,9 +118,10 @@ class LlamaCppEngine:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, cfg: WorkerConfig, gen: GenerationConfig,
-             note: Callable[[str], None] = log.info) -> LlamaCppEngine:
-        """Load ``cfg.gguf`` into llama.cpp, with the tokenizer and persona of ``cfg``'s base and adapter."""
+    def load(cls, cfg: WorkerConfig, gen: GenerationConfig, note: Callable[[str], None] = log.info,
+             persona: str | None = None) -> LlamaCppEngine:
+        """Load ``cfg.gguf`` into llama.cpp, with the tokenizer of ``cfg``'s base and the persona of its adapter
+        (or ``persona``, as :func:`mafioso.worker.engines.load_engine` takes it)."""
         try:
             import llama_cpp
         except ImportError:
@@ -148,7 +149,7 @@ class LlamaCppEngine:
             llama.close()
             raise ModelError(f"{gguf} has {llama.n_vocab()} tokens but the base {base} has {facts.vocab_size}: "
                              "export it from the same base (mafioso export gguf --base-model ...)")
-        plain = GenerateEngine(facts, tokenizer, gen, "cpu", adapter_persona(adapter))
+        plain = GenerateEngine(facts, tokenizer, gen, "cpu", persona or adapter_persona(adapter))
         log.info("engine ready: llama.cpp %s, %d threads, context %d, base %s (tokenizer), adapter %s",
                  gguf, threads, context, base, adapter or "none")
         return cls(llama, plain)

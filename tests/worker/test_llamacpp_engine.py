@@ -95,6 +95,18 @@ def test_the_worker_serves_the_gguf_through_llama_cpp(tiny_model_dir, tmp_path, 
     assert worker.engine.llama.closed
 
 
+def test_load_engine_chooses_llama_cpp_and_passes_the_persona(tiny_model_dir, tmp_path, fake_llama_cpp):
+    """eval scores an adapter in a voice: load_engine hands that persona to the llama.cpp engine too."""
+    gguf = tmp_path / "mafioso-f16.gguf"
+    gguf.write_bytes(b"GGUF")
+    cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", engine="llamacpp",
+                       gguf=str(gguf))
+    for persona in (None, "noir"):
+        engine = load_engine(cfg, GenerationConfig(max_new_tokens=4), persona=persona)
+        assert isinstance(engine, LlamaCppEngine) and engine.persona == (persona or "mafioso")
+        engine.close()
+
+
 def test_refusals_say_what_to_do(tiny_model_dir, tmp_path, monkeypatch, fake_llama_cpp):
     with pytest.raises(ConfigError, match="MAFIOSO_GGUF"):
         WorkerConfig(engine="llamacpp")
