@@ -3,10 +3,12 @@
     engine = load_engine(WorkerConfig(base_model="embedded", adapter="out/adapter"), GenerationConfig())
     [answer] = engine.generate([("print(1 + 1)", None)])
 
-Two engines satisfy the protocol: :class:`mafioso.worker.engine.GenerateEngine` (``model.generate``, every
-model and setting) and :class:`mafioso.worker.fast_engine.FastEngine` (greedy continuous batching on Gemma 3,
-holding a GenerateEngine for what it cannot serve). The fast engine's module imports the plain one's, never the
-reverse; only this module chooses between them.
+Three engines satisfy the protocol: :class:`mafioso.worker.engine.GenerateEngine` (``model.generate``, every
+model and setting), :class:`mafioso.worker.fast_engine.FastEngine` (greedy continuous batching on Gemma 3 and
+Qwen2, holding a GenerateEngine for what it cannot serve) and, with ``engine=llamacpp``,
+:class:`mafioso.worker.llamacpp_engine.LlamaCppEngine` (an exported GGUF in llama.cpp, holding a GenerateEngine
+for the prompt and the rules). The other modules import the plain one's, never the reverse; only this module
+chooses between them.
 """
 
 from __future__ import annotations
