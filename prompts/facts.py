@@ -315,6 +315,33 @@ def _body(scope: ast.AST):
             stack.extend(reversed(list(ast.iter_child_nodes(node))))
 
 
+def _guarded_body(scope: ast.AST):
+    """``(node, when)`` for the nodes of :func:`_body`: ``when`` is the innermost condition the node runs under
+    (``if i % 3 == 0``, ``otherwise`` for an else branch, ``on ValueError`` in an except handler), or ""."""
+    stack = [(child, "") for child in reversed(list(ast.iter_child_nodes(scope)))]
+    while stack:
+        node, when = stack.pop()
+        yield node, when
+        if isinstance(node, _SCOPES):
+            continue
+        if isinstance(node, ast.If):
+            guarded = [(node.test, when)] + [(child, f"if {_short(node.test)}") for child in node.body]
+            # an elif is an If alone in the else branch: its own test says when it runs
+            otherwise = "" if len(node.orelse) == 1 and isinstance(node.orelse[0], ast.If) else "otherwise"
+            guarded += [(child, otherwise or when) for child in node.orelse]
+        elif isinstance(node, ast.ExceptHandler):
+            names = _exception_name(node.type).replace(", ", " or ") if node.type is not None else "any exception"
+            caught = f"on {names}"
+            guarded = [(child, caught) for child in node.body]
+        else:
+            guarded = [(child, when) for child in ast.iter_child_nodes(node)]
+        stack.extend(reversed(guarded))
+
+
+def _when(text: str, when: str) -> str:
+    return f"{text} {when}" if when else text
+
+
 def _listed(items: list[str], limit: int = _MAX_LISTED, sep: str = ", ") -> str:
     """Distinct items in order, the first ``limit`` of them and "…" for the rest."""
     items = list(dict.fromkeys(items))
@@ -327,12 +354,13 @@ class _Scope:
     def __init__(self, scope: ast.AST):
         self.loops, self.raises, self.catches, self.returns, self.prints, self.io = [], [], [], [], [], []
         self.imports, self.sets, self.calls, self.asserts, self.whiles, self.yielded = [], [], [], [], [], []
-        for node in _body(scope):
-            self._read(node)
+        self.call_texts = []  # a plain name's call with its arguments (``fizzbuzz(15)``), else the callee
+        for node, when in _guarded_body(scope):
+            self._read(node, when)
 
-    def _read(self, node: ast.AST) -> None:
+    def _read(self, node: ast.AST, when: str) -> None:
         if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
-            self.loops.append(_short(node.iter))
+            self.loops.append(f"{_short(node.target, 24)} over {_short(node.iter)}")
         elif isinstance(node, ast.While):
             self.whiles.append(_short(node.test))
         elif isinstance(node, ast.Yield):
@@ -340,11 +368,11 @@ class _Scope:
         elif isinstance(node, ast.YieldFrom):
             self.yielded.append(f"from {_short(node.value)}")
         elif isinstance(node, ast.Raise):
-            self.raises.append(_exception_name(node.exc) if node.exc else "re-raises")
+            self.raises.append(_when(_exception_name(node.exc) if node.exc else "re-raises", when))
         elif isinstance(node, ast.ExceptHandler):
             self.catches.append(_exception_name(node.type))
         elif isinstance(node, ast.Return) and node.value is not None:
-            self.returns.append(_short(node.value))
+            self.returns.append(_when(_short(node.value), when))
         elif isinstance(node, ast.Import):
             self.imports += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -356,8 +384,9 @@ class _Scope:
             self.asserts.append(_short(node.test))
         elif isinstance(node, ast.Call):
             self.calls.append(_callee(node))
+            self.call_texts.append(_short(node, 30) if isinstance(node.func, ast.Name) else _callee(node))
             if _call_name(node) == "print":
-                self.prints.append(_print_fact(node))
+                self.prints.append(_when(_print_fact(node), when))
             elif io := _io_fact(node):
                 self.io.append(io)
 
@@ -365,7 +394,7 @@ class _Scope:
         """The function's facts, in reading order."""
         facts = []
         if self.loops:
-            facts.append(f"loops over {_listed(self.loops)}")
+            facts.append(f"loops {_listed(self.loops)}")
         if self.whiles:
             facts.append(f"loops while {_listed(self.whiles, sep=' / ')}")
         if self.raises:
@@ -501,7 +530,9 @@ def _top_level_line(tree: ast.Module) -> str:
     if scope.sets:
         facts.append(f"sets {_listed(scope.sets, 6)}")
     if scope.calls:  # print is listed with what it prints
-        called = [name for name in scope.calls if name != "print"]
+        defined = {node.name for node in ast.walk(tree) if isinstance(node, _DEFS)}  # their arguments matter
+        called = [text if name in defined else name for name, text in zip(scope.calls, scope.call_texts)
+                  if name != "print"]
         facts += [f"calls {_listed(called, 6)}"] if called else []
     else:
         facts.append("calls nothing (nothing runs)")

@@ -18,9 +18,23 @@ def line_for(code: str, start: str) -> str:
 
 def test_recursion_and_what_a_function_returns():
     code = "def fact(n: int = 5) -> int:\n    if n < 2:\n        return 1\n    return n * fact(n - 1)\n"
-    assert line_for(code, "def fact") == "- def fact(n: int = 5) -> int: recurses; returns 1 or n * fact(n - 1)"
+    assert line_for(code, "def fact") == ("- def fact(n: int = 5) -> int: recurses; "
+                                          "returns 1 if n < 2 or n * fact(n - 1)")
     assert "not in the code: yield" in facts_sheet(code)
     assert "recursion" not in lines_of(code)[-1]
+
+
+def test_what_is_returned_printed_or_raised_says_under_which_condition():
+    code = ("def grade(score):\n    if score < 0:\n        raise ValueError('negative')\n    if score >= 90:\n"
+            "        return 'A'\n    elif score >= 50:\n        print('pass')\n        return 'B'\n    else:\n"
+            "        return 'F'\n\ndef parse(text):\n    try:\n        return int(text)\n    except ValueError:\n"
+            "        return None\n    except:\n        print('odd')\n\nprint(grade(75))\n")
+    assert line_for(code, "def grade") == ("- def grade(score): raises ValueError if score < 0; prints 'pass' if "
+                                           "score >= 50; returns 'A' if score >= 90 or 'B' if score >= 50 or 'F' "
+                                           "otherwise")
+    assert line_for(code, "def parse") == ("- def parse(text): catches ValueError, everything (bare except); "
+                                           "prints 'odd' on any exception; returns int(text) or None on ValueError")
+    assert line_for(code, "top level") == "- top level: calls grade(75); prints grade(75)"
 
 
 def test_a_function_that_does_not_recurse_says_so_and_returns_nothing():
@@ -34,7 +48,7 @@ def test_generator_and_what_it_loops_over():
     code = "def evens(items, *, limit=10, **kw):\n    for x in items:\n        yield x * 2\n    while limit:\n" \
            "        limit -= 1\n"
     assert line_for(code, "def evens") == ("- def evens(items, *, limit=10, **kw): a generator: yields x * 2; "
-                                           "loops over items; loops while limit")
+                                           "loops x over items; loops while limit")
     assert "yield" not in lines_of(code)[-1]
 
 
@@ -57,9 +71,9 @@ def test_async_awaits_and_calls_the_codes_own_functions():
             "async def main():\n    results = await asyncio.gather(*(fetch(i) for i in range(3)))\n"
             "    print(results)\n\nasyncio.run(main())\n")
     assert line_for(code, "async def fetch") == "- async def fetch(n): awaits; returns n"
-    assert line_for(code, "async def main") == ("- async def main(): awaits; calls fetch; loops over range(3); "
+    assert line_for(code, "async def main") == ("- async def main(): awaits; calls fetch; loops i over range(3); "
                                                 "prints results; returns nothing")
-    assert line_for(code, "top level") == "- top level: imports asyncio; calls asyncio.run, main"
+    assert line_for(code, "top level") == "- top level: imports asyncio; calls asyncio.run, main()"
     assert "async" not in lines_of(code)[-1]
 
 
@@ -68,7 +82,7 @@ def test_raises_and_catches_name_the_exceptions():
             "    except (FileNotFoundError, ValueError):\n        raise RuntimeError('bad file')\n"
             "    except Exception:\n        raise\n")
     line = line_for(code, "def load")
-    assert "raises RuntimeError, re-raises" in line
+    assert "raises RuntimeError on FileNotFoundError or ValueError, re-raises on Exception" in line
     assert "catches FileNotFoundError, ValueError, Exception" in line
     assert "reads a file" in line
     assert "exceptions" not in lines_of(code)[-1]
