@@ -91,7 +91,7 @@ def main() -> int:
     cfg = {**trained["config"], "base_model": args.base}
     write_model_card(target, cfg=cfg, base={"name": args.base, **source.facts()}, data_files=trained["data_files"],
                      stats=trained["stats"], command=["mafioso", *command[command.index("train"):]],
-                     counts=trained["counts"], licence=source.licence,
+                     counts=trained["counts"], licence=source.licence, prompt_format=trained.get("prompt_format", 1),
                      evaluation={"adapter": adapter, "base": base_metrics, "reference": reference,
                                  "samples": samples})
     info = json.loads((target / "mafioso.json").read_text())

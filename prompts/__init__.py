@@ -19,11 +19,17 @@ from importlib.resources import files
 
 from mafioso.prompts.facts import FACTS_MAX_CHARS, FACTS_MAX_TOKENS, facts_sheet
 
-__all__ = ["DEFAULT_PERSONA", "DEFAULT_REQUEST", "FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "SECTION_MARKER", "Persona",
+__all__ = ["DEFAULT_PERSONA", "DEFAULT_REQUEST", "FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "PROMPT_FORMAT",
+           "SECTION_MARKER", "Persona",
            "encode", "facts_sheet", "instruction", "persona", "personas", "render_prompt", "shared_prefix_ids"]
 
 DEFAULT_REQUEST = "Explain this code."
 DEFAULT_PERSONA = "mafioso"
+#: The version of what :func:`render_prompt` writes (template, instructions, facts sheet): bumped with every change
+#: to it. An adapter records the format it was trained on (``mafioso.json``; none recorded means 1) and the worker
+#: warns when it serves one trained on another. 2: the facts sheet says under which condition a function returns,
+#: prints or raises, and names each loop's variable.
+PROMPT_FORMAT = 2
 #: Every section header starts with this; a model that writes it has finished its answer.
 SECTION_MARKER = "###"
 

@@ -65,7 +65,10 @@ def tiny_adapter_dir(tiny_model_dir, tmp_path_factory):
     from mafioso.core.base_model import model_facts
 
     base = {"name": str(tiny_model_dir), **model_facts(model.config)}  # what the trainer records
-    (folder / "mafioso.json").write_text(json.dumps({"base_model": str(tiny_model_dir), "base": base}))
+    from mafioso.prompts import PROMPT_FORMAT
+
+    (folder / "mafioso.json").write_text(json.dumps({"base_model": str(tiny_model_dir), "base": base,
+                                                     "prompt_format": PROMPT_FORMAT}))
     return folder
 
 

@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 
 from mafioso.core.config import ADAPTER_INFO
-from mafioso.prompts import DEFAULT_PERSONA
+from mafioso.prompts import DEFAULT_PERSONA, PROMPT_FORMAT
 from mafioso.prompts import persona as find_persona
 
 
@@ -46,19 +46,20 @@ _CARICATURE = {
 
 def write_model_card(folder: Path, *, cfg: dict, base: dict, data_files: dict, stats: dict,
                      command: list[str], counts: dict, evaluation: dict | None = None,
-                     licence: str = "") -> None:
+                     licence: str = "", prompt_format: int = PROMPT_FORMAT) -> None:
     """Write ``README.md`` (for people) and ``mafioso.json`` (for the worker) into ``folder``.
 
     ``base`` is ``{"name": ..., "architecture": ..., "hidden_size": ..., "num_hidden_layers": ...}``: the worker
     loads ``base_model`` (the name) by default and refuses the adapter on a model with other facts.
     ``evaluation`` is ``mafioso eval``'s metrics.json of this adapter (``adapter``, ``base``, ``reference``);
-    without one the card says how to make it. Machine paths never reach either file.
+    without one the card says how to make it. ``prompt_format`` is the :data:`mafioso.prompts.PROMPT_FORMAT` it
+    was trained on. Machine paths never reach either file.
     """
     cfg = {k: portable(v) for k, v in cfg.items()}
     command = [portable(part) for part in command]
     data_files = {portable(path): digest for path, digest in data_files.items()}
-    info = {"base_model": base["name"], "base": base, "data_files": data_files, "counts": counts,
-            "stats": stats, "config": cfg, "command": shlex.join(command)}
+    info = {"base_model": base["name"], "base": base, "prompt_format": prompt_format, "data_files": data_files,
+            "counts": counts, "stats": stats, "config": cfg, "command": shlex.join(command)}
     (folder / ADAPTER_INFO).write_text(json.dumps(info, indent=2) + "\n")
     (folder / "README.md").write_text(card_text(info, evaluation, licence))
 
@@ -95,7 +96,8 @@ OpenAI-compatible HTTP worker).
 - Licence: {licence or "see the base model's licence"}. The adapter is a derivative of the base: whoever
   redistributes the two together is bound by the base's terms (see the project's NOTICE).
 - Prompt: the project's one format (`prompts/`: instruction, request, code and a facts sheet read from the
-  code's syntax tree); the adapter only answers well inside it.
+  code's syntax tree), version {info.get("prompt_format", 1)}; the adapter only answers well inside it (the
+  worker warns when it serves it with another version).
 
 ## Intended use
 Explaining short Python snippets pasted in a chat (a function, a class, a script, a traceback with its code,

@@ -57,7 +57,7 @@ from mafioso.core.config import ADAPTER_INFO, DEFAULT_ADAPTER, EMBEDDED_BASE, Ge
 from mafioso.core.errors import ConfigError, ModelError
 
 __all__ = ["SHIPPED_ADAPTERS_DIR", "GenerateEngine", "Generation", "LoadedModel", "adapter_folder", "base_of",
-           "check_adapter_base", "load_model_for", "shipped_adapter"]
+           "check_adapter_base", "check_prompt_format", "load_model_for", "shipped_adapter"]
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,17 @@ def adapter_persona(adapter: Path | None) -> str:
         raise ModelError(f"the adapter {adapter} speaks as the persona {name!r}, which this Mafioso does not have "
                          f"({', '.join(prompts.personas())}); add prompts/personas/{name}/")
     return name or prompts.DEFAULT_PERSONA
+
+
+def check_prompt_format(adapter: Path | None) -> None:
+    """Warn when the adapter was trained on another prompt format than the one rendered now
+    (:data:`mafioso.prompts.PROMPT_FORMAT`; an adapter from before the record counts as format 1): it still
+    loads, but it answers a prompt it never saw."""
+    info = adapter_info(adapter)
+    if info and info.get("prompt_format", 1) != prompts.PROMPT_FORMAT:
+        log.warning("the adapter %s was trained on prompt format %s, and this Mafioso writes format %s: its "
+                    "answers may be worse; retrain it with mafioso train", adapter, info.get("prompt_format", 1),
+                    prompts.PROMPT_FORMAT)
 
 
 def check_adapter_base(adapter: Path, base: str, config) -> None:
@@ -359,6 +370,7 @@ def load_model_for(cfg: WorkerConfig, note: Callable[[str], None] = log.info) ->
         elif dtype == cpu_quant.INT8:
             model = cpu_quant.quantize(model)
     model.eval()
+    check_prompt_format(adapter)
     log.info("engine ready: base %s, adapter %s, %s %s, quantization %s%s", base, adapter or "none", device,
              str(dtype).removeprefix("torch."), quantization,
              " (adapter unmerged)" if adapter and quantization != "none" else "")

@@ -50,6 +50,7 @@ def test_flags_override_yaml_and_card_records_the_run(trained):
     assert info["config"]["max_grad_norm"] == 0.3 and info["config"]["lora_dropout"] == 0.05  # defaults
     assert len(info["data_files"]) == 2 and all(len(d) == 64 for d in info["data_files"].values())
     assert info["stats"]["eval_loss"] is not None and "mafioso train" in info["command"]
+    assert info["prompt_format"] == prompts.PROMPT_FORMAT  # the worker warns when it serves another
     log = json.loads((trained / "training_log.json").read_text())
     assert any("eval_loss" in h for h in log["log_history"])  # evaluated each epoch
     card = (trained / "README.md").read_text()

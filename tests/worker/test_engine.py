@@ -5,6 +5,7 @@ forces the model's next tokens.
 """
 
 import dataclasses
+import json
 import logging
 import shutil
 
@@ -149,6 +150,23 @@ def test_adapter_folder_and_base(tmp_path, monkeypatch, caplog, tiny_adapter_dir
     assert base_of("", tiny_adapter_dir) == str(tiny_model_dir)
     assert base_of("some/model", tiny_adapter_dir) == "some/model"
     assert base_of("", None) == "embedded"
+
+
+def test_an_adapter_trained_on_another_prompt_format_is_served_with_a_warning(tmp_path, caplog, tiny_adapter_dir):
+    from mafioso.worker.engine import check_prompt_format
+
+    older = tmp_path / "older"
+    shutil.copytree(tiny_adapter_dir, older)
+    info = json.loads((older / "mafioso.json").read_text())
+    del info["prompt_format"]  # trained before the format was recorded: format 1
+    (older / "mafioso.json").write_text(json.dumps(info))
+    with caplog.at_level(logging.WARNING, logger="mafioso.worker.engine"):
+        check_prompt_format(tiny_adapter_dir)
+        check_prompt_format(None)
+        assert "prompt format" not in caplog.text
+        load_engine(WorkerConfig(adapter=str(older), device="cpu", dtype="float32", fast_decode=False),
+                    GenerationConfig(max_new_tokens=2))
+    assert f"trained on prompt format 1, and this Mafioso writes format {prompts.PROMPT_FORMAT}" in caplog.text
 
 
 def test_serving_dtype(monkeypatch, tiny_model_dir):
