@@ -3,9 +3,11 @@
     python bench/bench_cpu.py                       # 5 rounds, then the cold explain per dtype
     python bench/bench_cpu.py --rounds 3 --no-cold  # warm figures only
     python bench/bench_cpu.py --agreement 16        # also: greedy answers to 16 validation rows against fp32's
+    python bench/bench_cpu.py --base-model qwen2.5-coder-0.5b --dtypes int8 --no-cold   # another base (issue 17)
 
-Loads the real embedded Gemma 3 with the shipped adapter three times, as the worker does with
-``MAFIOSO_DTYPE`` float32, bfloat16 and int8 (merged weights from the serving cache; a first run builds them),
+Loads the real embedded Gemma 3 (or ``--base-model``) with its shipped adapter three times, as the worker does
+with ``MAFIOSO_DTYPE`` float32, bfloat16 and int8 (or ``--dtypes``; merged weights from the serving cache; a first
+run builds them),
 then, round by round with the three in turn (the machine is shared: load hits all alike), for each:
 
 * a warm 120-token answer to ``examples/fizzbuzz.py`` (the README's example): the prefill and 119 decode steps
@@ -101,11 +103,12 @@ def agreement(engines: dict, rows: int) -> dict:
     return result
 
 
-def cold_explain(dtype: str) -> float:
+def cold_explain(dtype: str, base: str = "") -> float:
     """Seconds from starting ``mafioso explain FIZZBUZZ --max-new-tokens 1`` to its exit (the cache warm)."""
     env = {**os.environ, "MAFIOSO_DTYPE": dtype, "MAFIOSO_FEEDBACK_DB": "off"}  # keep no bench answers
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "mafioso", "explain", str(EXAMPLE), "--max-new-tokens", "1"],
+    more = ["--base-model", base] if base else []
+    done = subprocess.run([sys.executable, "-m", "mafioso", "explain", str(EXAMPLE), "--max-new-tokens", "1", *more],
                           capture_output=True, text=True, env=env, cwd=ROOT)
     took = time.perf_counter() - start
     if done.returncode != 0:
@@ -119,8 +122,13 @@ def main() -> int:
     parser.add_argument("--cold-runs", type=int, default=3, help="cold explain runs per dtype, interleaved")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold explain")
     parser.add_argument("--agreement", type=int, default=0, metavar="N",
-                        help="also compare greedy answers to the first N validation rows with fp32's")
+                        help="also compare greedy answers to the first N validation rows with fp32's (needs "
+                        "float32 among --dtypes)")
+    parser.add_argument("--base-model", default="", help="as for mafioso worker (default: embedded), with the "
+                        "adapter shipped for it")
+    parser.add_argument("--dtypes", nargs="+", choices=DTYPES, default=list(DTYPES), help="the weights measured")
     args = parser.parse_args()
+    dtypes = tuple(args.dtypes)
     logging.basicConfig(level=logging.WARNING)
 
     from mafioso.core.cpu_dtype import cpu_dtype
@@ -131,21 +139,24 @@ def main() -> int:
     print(f"# {facts['cpu']}, avx512_bf16 {'yes' if facts['avx512_bf16'] else 'no'}, avx512_vnni "
           f"{'yes' if facts['avx512_vnni'] else 'no'}, {facts['threads']} threads, torch {facts['torch']}")
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; load before: {load_before}")
-    auto = str(cpu_dtype(640, 262144)).removeprefix("torch.")
-    print(f"# MAFIOSO_DTYPE=auto chooses {auto} on this machine")
+    worker = lambda dtype: WorkerConfig(base_model=args.base_model, device="cpu", dtype=dtype,  # noqa: E731
+                                        max_batch_size=1)
     code = EXAMPLE.read_text(encoding="utf-8")
     gen = GenerationConfig(max_new_tokens=TOKENS)
     engines, load_s = {}, {}
-    for dtype in DTYPES:
+    for dtype in dtypes:
         start = time.perf_counter()
-        engines[dtype] = load_engine(WorkerConfig(device="cpu", dtype=dtype, max_batch_size=1), gen)
+        engines[dtype] = load_engine(worker(dtype), gen)
         load_s[dtype] = time.perf_counter() - start
-    ids = prompts.encode(engines["float32"].tokenizer, code, None)["input_ids"]
-    fixed, answer, answers = {d: [] for d in DTYPES}, {d: [] for d in DTYPES}, {}
-    for dtype in DTYPES:  # warm-up: first calls build kernels
+    config = engines[dtypes[0]].model.config.get_text_config()
+    auto = str(cpu_dtype(config.hidden_size, config.vocab_size)).removeprefix("torch.")
+    print(f"# base {args.base_model or 'embedded'}; MAFIOSO_DTYPE=auto chooses {auto} on this machine")
+    ids = prompts.encode(engines[dtypes[0]].tokenizer, code, None)["input_ids"]
+    fixed, answer, answers = {d: [] for d in dtypes}, {d: [] for d in dtypes}, {}
+    for dtype in dtypes:  # warm-up: first calls build kernels
         fixed_answer(engines[dtype], ids)
     for _ in range(args.rounds):
-        for dtype in DTYPES:
+        for dtype in dtypes:
             fixed[dtype].append(fixed_answer(engines[dtype], ids))
             start = time.perf_counter()
             [result] = engines[dtype].generate([(code, None)])
@@ -155,15 +166,15 @@ def main() -> int:
     for engine in engines.values():
         engine.close()
     engines.clear()
-    cold = {d: [] for d in DTYPES}
+    cold = {d: [] for d in dtypes}
     if not args.no_cold:
         for _ in range(args.cold_runs):
-            for dtype in DTYPES:
-                cold[dtype].append(cold_explain(dtype))
+            for dtype in dtypes:
+                cold[dtype].append(cold_explain(dtype, args.base_model))
     load_after = uptime()
 
     rows = {}
-    for dtype in DTYPES:
+    for dtype in dtypes:
         seconds = statistics.median(fixed[dtype])
         tokens = statistics.median(t for t, _ in answer[dtype])
         answer_s = statistics.median(s for _, s in answer[dtype])
@@ -173,7 +184,8 @@ def main() -> int:
                        "load_s": round(load_s[dtype], 1),
                        "cold_first_token_s": round(statistics.median(cold[dtype]), 1) if cold[dtype] else None,
                        "cold_runs": [round(s, 1) for s in cold[dtype]]}
-    base = rows["bfloat16"]["tokens_per_s_120"], rows["float32"]["tokens_per_s_120"]
+    speed = lambda d: rows[d]["tokens_per_s_120"] if d in rows else float("nan")  # noqa: E731
+    base = speed("bfloat16"), speed("float32")
     print(f"\n| dtype | 120-token answer, tokens/s (median of {args.rounds}) | vs bf16 | vs fp32 | real answer: "
           "tokens, s, tokens/s | load in the bench, s | cold explain, first token, s |")
     print("|---|---|---|---|---|---|---|")
