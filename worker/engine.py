@@ -48,7 +48,7 @@ from mafioso.worker.control import Control
 from mafioso.core.cpu_dtype import cpu_dtype
 from mafioso.worker.grounded_decoding import AnswerGrounding, Grounding
 from mafioso.worker.decoding_rules import AnswerRules, DecodingRules
-from mafioso.worker.repetition_penalty import penalize
+from mafioso.worker.repetition_penalty import penalize_
 from mafioso.core.loop_guard import LoopRule, TokenPieces, cut_loop, find_loop
 from mafioso.core.postcheck import finish
 from mafioso.core.base_model import (BASES, load_model, load_tokenizer, model_facts, named_base,
@@ -264,7 +264,7 @@ class _RulesBan(LogitsProcessor):
 
 
 class _RepetitionPenalty(LogitsProcessor):
-    """The repetition penalty (:func:`mafioso.worker.repetition_penalty.penalize`) on ``generate``'s rows, whose
+    """The repetition penalty (:func:`mafioso.worker.repetition_penalty.penalize_`) on ``generate``'s rows, whose
     prompts are left-padded to one width: the answer's tokens count as seen, and with ``penalize_prompt`` each
     row's prompt tokens too (not its padding)."""
 
@@ -276,7 +276,7 @@ class _RepetitionPenalty(LogitsProcessor):
         self.prompts = torch.tensor(prompts, dtype=torch.long, device=device)  # (rows, width), or (rows, 0)
 
     def __call__(self, input_ids, scores):
-        return penalize(scores, torch.cat([self.prompts, input_ids[:, self.width:]], dim=1), self.penalty)
+        return penalize_(scores, torch.cat([self.prompts, input_ids[:, self.width:]], dim=1), self.penalty)
 
 
 class _RequestStop(StoppingCriteria):

@@ -38,7 +38,7 @@ from mafioso.worker.control import Control
 from mafioso.worker.decoding_rules import AnswerRules
 from mafioso.worker.engine import GenerateEngine, Generation, adapter_folder, adapter_persona, base_of
 from mafioso.worker.grounded_decoding import AnswerGrounding
-from mafioso.worker.repetition_penalty import penalize
+from mafioso.worker.repetition_penalty import penalize_
 
 __all__ = ["INSTALL", "LlamaCppEngine"]
 
@@ -94,8 +94,8 @@ class _AnswerRules:
             if self.grounding:
                 self.grounding.add(token)
         if self.penalty != 1.0 and self.seen:
-            row = torch.from_numpy(scores)[None]  # llama.cpp's array itself: written in place
-            row.copy_(penalize(row, torch.tensor(sorted(self.seen))[None], self.penalty))
+            ids = np.fromiter(self.seen, dtype=np.int64, count=len(self.seen))
+            penalize_(torch.from_numpy(scores)[None], torch.from_numpy(ids)[None], self.penalty)  # llama.cpp's row
         if banned := self.rules.banned():
             scores[list(banned)] = -np.inf
         if self.grounding:

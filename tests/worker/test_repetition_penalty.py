@@ -1,6 +1,7 @@
 """The repetition penalty, written once (worker/repetition_penalty.py, issue 18): transformers' numbers in both its
-forms, and no other module of the product doing the arithmetic (grep proves it). The paths that use it are held to
-``model.generate`` token for token elsewhere (tests/worker/test_fast_decode*.py, test_llamacpp_engine.py)."""
+forms (a mask; ids, in place), and no other module of the product doing the arithmetic (grep proves it). The paths
+that use it are held to ``model.generate`` token for token elsewhere (tests/worker/test_fast_decode*.py,
+test_engine.py, test_llamacpp_engine.py)."""
 
 import re
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 import torch
 from transformers import RepetitionPenaltyLogitsProcessor
 
-from mafioso.worker.repetition_penalty import penalize
+from mafioso.worker.repetition_penalty import penalize, penalize_
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,25 +31,25 @@ def test_both_forms_give_transformers_numbers(penalty):
     want = RepetitionPenaltyLogitsProcessor(penalty)(ids, logits.clone())
     mask = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, ids, True)
     before = logits.clone()
-    assert torch.equal(penalize(logits, ids, penalty), want)
     assert torch.equal(penalize(logits, mask, penalty), want)
     assert torch.equal(penalize(logits, mask, torch.tensor(penalty)), want)  # the fast decoder's 0-d tensor
     assert torch.equal(logits, before)  # a new tensor, the input left alone
+    assert penalize_(logits, ids, penalty) is logits and torch.equal(logits, want)  # in place
 
 
 def test_a_seen_token_loses_likelihood_whatever_its_sign():
     """The sign rule itself: divide a positive logit, multiply a negative one (flipped, a negative seen logit
     would rise). Unseen tokens keep theirs."""
     logits = torch.tensor([[2.0, -2.0, 3.0, -3.0]])
-    seen = torch.tensor([[0, 1]])
-    assert penalize(logits, seen, 2.0).tolist() == [[1.0, -4.0, 3.0, -3.0]]
     mask = torch.tensor([[True, True, False, False]])
     assert penalize(logits, mask, 2.0).tolist() == [[1.0, -4.0, 3.0, -3.0]]
+    assert penalize_(logits, torch.tensor([[0, 1]]), 2.0).tolist() == [[1.0, -4.0, 3.0, -3.0]]
 
 
 def test_rows_see_only_their_own_tokens():
     logits = torch.tensor([[1.0, 1.0], [1.0, 1.0]])
-    assert penalize(logits, torch.tensor([[0], [1]]), 2.0).tolist() == [[0.5, 1.0], [1.0, 0.5]]
+    assert penalize(logits, torch.tensor([[True, False], [False, True]]), 2.0).tolist() == [[0.5, 1.0], [1.0, 0.5]]
+    assert penalize_(logits, torch.tensor([[0, 0], [1, 1]]), 2.0).tolist() == [[0.5, 1.0], [1.0, 0.5]]  # once each
 
 
 def test_no_other_module_does_the_penalty_arithmetic():
