@@ -18,7 +18,7 @@ Three rules live here:
 ``GenerateEngine`` feeds each row's tokens to its :class:`AnswerRules` from a stopping criterion and a logits
 processor of ``model.generate``; the fast engine feeds them in its per-token record and hands the bans to the
 decoder. Grounded decoding (:mod:`mafioso.worker.grounded_decoding`) is the one other token rule; the repetition
-penalty is arithmetic on the logits, done by transformers on one path and by the decoder's kernel on the other.
+penalty is arithmetic on the logits, written once in :mod:`mafioso.worker.repetition_penalty` for every path.
 """
 
 from __future__ import annotations

@@ -37,8 +37,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from transformers import (LogitsProcessor, LogitsProcessorList, RepetitionPenaltyLogitsProcessor, StoppingCriteria,
-                          StoppingCriteriaList)
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 import mafioso
 from mafioso import prompts
@@ -49,6 +48,7 @@ from mafioso.worker.control import Control
 from mafioso.core.cpu_dtype import cpu_dtype
 from mafioso.worker.grounded_decoding import AnswerGrounding, Grounding
 from mafioso.worker.decoding_rules import AnswerRules, DecodingRules
+from mafioso.worker.repetition_penalty import penalize_
 from mafioso.core.loop_guard import LoopRule, TokenPieces, cut_loop, find_loop
 from mafioso.core.postcheck import finish
 from mafioso.core.base_model import (BASES, load_model, load_tokenizer, model_facts, named_base,
@@ -274,6 +274,22 @@ class _RulesBan(LogitsProcessor):
         return scores
 
 
+class _RepetitionPenalty(LogitsProcessor):
+    """The repetition penalty (:func:`mafioso.worker.repetition_penalty.penalize_`) on ``generate``'s rows, whose
+    prompts are left-padded to one width: the answer's tokens count as seen, and with ``penalize_prompt`` each
+    row's prompt tokens too (not its padding)."""
+
+    def __init__(self, penalty: float, prompt_ids: list[list[int]], penalize_prompt: bool, device):
+        self.penalty = penalty
+        self.width = max(map(len, prompt_ids))
+        # a padding column stands for the row's first prompt token (counted anyway), so a row's ids are all seen
+        prompts = [[ids[0]] * (self.width - len(ids)) + ids if penalize_prompt else [] for ids in prompt_ids]
+        self.prompts = torch.tensor(prompts, dtype=torch.long, device=device)  # (rows, width), or (rows, 0)
+
+    def __call__(self, input_ids, scores):
+        return penalize_(scores, torch.cat([self.prompts, input_ids[:, self.width:]], dim=1), self.penalty)
+
+
 class _RequestStop(StoppingCriteria):
     """Stopping criterion: a row is done at its own ``max_tokens`` or once its request is cancelled
     (:class:`mafioso.worker.control.Control`); the batch ends when every row is done. ``cancelled_at[row]`` records how
@@ -398,17 +414,10 @@ class GenerateEngine:
         eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.eos_ids = sorted(eos | {tokenizer.eos_token_id})
         self.pieces = TokenPieces(tokenizer)  # each token's text, for the loop and section rules
-        self._rules = DecodingRules(gen, tokenizer, self.pieces)
+        #: The decoding rules of ``gen``: stop at ``###`` or a loop, n-gram bans (:mod:`mafioso.worker.decoding_rules`).
+        self.rules = DecodingRules(gen, tokenizer, self.pieces)
         self.grounding = (Grounding(tokenizer, model.get_output_embeddings().weight.shape[0], device)
                           if gen.grounded_decoding else None)
-
-    @property
-    def rules(self) -> DecodingRules:
-        """The decoding rules of ``gen``: stop at ``###`` or a loop, n-gram bans
-        (:mod:`mafioso.worker.decoding_rules`)."""
-        if self._rules.gen is not self.gen:  # the settings were replaced (tests do)
-            self._rules = DecodingRules(self.gen, self.tokenizer, self.pieces)
-        return self._rules
 
     def close(self) -> None:
         """Release what the engine runs besides the model (nothing here; the fast engine stops its thread)."""
@@ -473,11 +482,9 @@ class GenerateEngine:
         mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids],
                             device=self.device)
         extra = {"temperature": self.gen.temperature, "top_p": self.gen.top_p} if self.gen.do_sample else {}
-        if self.gen.penalize_prompt:
-            extra["repetition_penalty"] = self.gen.repetition_penalty
-        elif self.gen.repetition_penalty != 1.0:  # count only the answer's own tokens as seen
+        if self.gen.repetition_penalty != 1.0:
             extra["logits_processor"] = LogitsProcessorList(
-                [RepetitionPenaltyLogitsProcessor(self.gen.repetition_penalty, prompt_ignore_length=width)])
+                [_RepetitionPenalty(self.gen.repetition_penalty, prompt_ids, self.gen.penalize_prompt, self.device)])
         rules = _RulesFeed([self.rules.for_answer() for _ in prompt_ids], width)
         if self.gen.no_repeat_ngram:
             extra.setdefault("logits_processor", LogitsProcessorList()).append(_RulesBan(rules))

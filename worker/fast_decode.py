@@ -10,7 +10,8 @@ the same (merged) weights with:
 * one decode step per batch-size bucket (1, 2, 4, … slots) captured once in a CUDA graph and replayed, and one
   prefill per (prompts, tokens) bucket: batches are padded to their bucket, the padding's keys go to a spare
   cache row;
-* greedy decoding and the repetition penalty inside the graph, exactly as transformers computes them, and
+* greedy decoding and the repetition penalty (:mod:`mafioso.worker.repetition_penalty`, on a (slots, vocab) mask
+  of the tokens each slot has seen) inside the graph, exactly as transformers computes them, and
   optional per-slot token bans set between steps (no repeated n-grams, :mod:`mafioso.worker.ngram_ban`).
 
 Correctness is pinned by a test that compares its greedy tokens with ``model.generate`` on a tiny model.
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 
 from mafioso.core.config import COMPILE_SCOPES
 from mafioso.worker.models import Layer, decoder_model
+from mafioso.worker.repetition_penalty import penalize
 
 _NEG_INF = float("-inf")
 
@@ -351,7 +353,7 @@ class FastDecoder:
             flat_tokens = [token for ids in prompts for token in ids]
             self.seen[torch.tensor(flat_slots, device=self.device), torch.tensor(flat_tokens, device=self.device)] \
                 = True
-        logits = self._penalise(self.model.logits(last), self.seen[rows])
+        logits = penalize(self.model.logits(last), self.seen[rows], self.penalty)
         if self.ban_ngrams:
             logits = logits.masked_fill(self.banned[rows], _NEG_INF)
         first = logits.argmax(-1)
@@ -361,10 +363,6 @@ class FastDecoder:
         return first.tolist()
 
     # ----------------------------------------------------------------------------------------- decode
-
-    def _penalise(self, logits: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
-        penalised = torch.where(logits < 0, logits * self.penalty, logits / self.penalty)
-        return torch.where(seen, penalised, logits)
 
     def _decode(self, b: int) -> None:
         """One decode step for slots [0, b): reads ``tokens``/``positions``, writes ``next_tokens``."""
@@ -407,7 +405,7 @@ class FastDecoder:
         """The step's greedy tokens for slots [0, b) from the last layer's x: penalised, banned, the first
         maximum; they become the next step's input."""
         b = x.shape[0]
-        logits = self._penalise(self.model.logits(x), self.seen[:b])
+        logits = penalize(self.model.logits(x), self.seen[:b], self.penalty)
         if self.ban_ngrams:  # fixed when the graphs are captured
             logits = logits.masked_fill(self.banned[:b], _NEG_INF)
         nxt = chunked_argmax(logits)

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 
 import numpy as np
+import torch
 
 from mafioso import prompts
 from mafioso.core.base_model import load_tokenizer, resolve_base
@@ -37,6 +38,7 @@ from mafioso.worker.control import Control
 from mafioso.worker.decoding_rules import AnswerRules
 from mafioso.worker.engine import GenerateEngine, Generation, adapter_folder, adapter_persona, base_of
 from mafioso.worker.grounded_decoding import AnswerGrounding
+from mafioso.worker.repetition_penalty import penalize_
 
 __all__ = ["INSTALL", "LlamaCppEngine"]
 
@@ -73,9 +75,8 @@ class _ModelFacts:
 
 class _AnswerRules:
     """The plain engine's per-step rules for one answer, on llama.cpp's logits (a numpy row per step): the
-    answer's own repetition penalty (transformers' rule: divide a positive logit, multiply a negative one),
-    n-gram bans (``rules``, which the decode loop feeds) and grounded decoding, in that order, as
-    ``GenerateEngine.decode`` stacks them."""
+    answer's own repetition penalty (:mod:`mafioso.worker.repetition_penalty`), n-gram bans (``rules``, which the
+    decode loop feeds) and grounded decoding, in that order, as ``GenerateEngine.decode`` stacks them."""
 
     def __init__(self, gen: GenerationConfig, prompt_ids: list[int], rules: AnswerRules,
                  grounding: AnswerGrounding | None):
@@ -94,8 +95,7 @@ class _AnswerRules:
                 self.grounding.add(token)
         if self.penalty != 1.0 and self.seen:
             ids = np.fromiter(self.seen, dtype=np.int64, count=len(self.seen))
-            picked = scores[ids]
-            scores[ids] = np.where(picked < 0, picked * self.penalty, picked / self.penalty)
+            penalize_(torch.from_numpy(scores)[None], torch.from_numpy(ids)[None], self.penalty)  # llama.cpp's row
         if banned := self.rules.banned():
             scores[list(banned)] = -np.inf
         if self.grounding:

@@ -10,6 +10,14 @@ import time
 from tests.helpers import serve_loopback
 
 
+def engine_with(engine, gen):
+    """A fresh :class:`mafioso.worker.engine.GenerateEngine` on ``engine``'s model, tokenizer, device and persona,
+    decoding with ``gen`` (an engine's settings are fixed when it is made)."""
+    from mafioso.worker.engine import GenerateEngine
+
+    return GenerateEngine(engine.model, engine.tokenizer, gen, engine.device, engine.persona)
+
+
 class FakeEngine:
     """Stands in for a :class:`mafioso.worker.engines.Engine`: records every batch, answers "explained <code>" in
     ``tokens`` tokens, decoded one step every ``token_delay`` seconds, honouring each request's Control like the real

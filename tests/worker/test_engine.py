@@ -21,13 +21,20 @@ from mafioso.worker.engine import Generation, adapter_folder, base_of
 from mafioso.worker.engines import load_engine
 from mafioso.core.config import GenerationConfig, WorkerConfig
 from mafioso.core.errors import ModelError
+from tests.worker.helpers import engine_with
 
 
 @pytest.fixture
-def forced(engine, monkeypatch):
-    """``force(text)``: the model writes ``text`` token by token (then repeats its last token); 16 new tokens."""
+def engine16(engine):
+    """The reference engine on the tiny model, 16 new tokens."""
+    return engine_with(engine, GenerationConfig(max_new_tokens=16))
+
+
+@pytest.fixture
+def forced(engine):
+    """``force(text)``: the model (every engine's on the tiny model) writes ``text`` token by token (then repeats
+    its last token)."""
     handles = []
-    monkeypatch.setattr(engine, "gen", GenerationConfig(max_new_tokens=16))
 
     def force(text: str, eos: bool = False) -> list[int]:
         ids = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -67,52 +74,76 @@ def test_prompt_ids_are_the_training_encoding(engine, monkeypatch):
                     prompts.encode(engine.tokenizer, "x = 2", "what is x?")["input_ids"]]
 
 
-def test_stops_when_the_model_opens_a_new_section(engine, forced):
+def test_stops_when_the_model_opens_a_new_section(engine16, forced):
     ids = forced("ok pal\n### CODE:")
-    [a, b] = engine.generate([("print(1)", None), ("x = 1\n" * 3, None)])
+    [a, b] = engine16.generate([("print(1)", None), ("x = 1\n" * 3, None)])
     assert a == b
     assert a.text == "ok pal" and a.finished and not a.code_leak
-    marker_end = len(engine.tokenizer("ok pal\n###", add_special_tokens=False)["input_ids"])
+    marker_end = len(engine16.tokenizer("ok pal\n###", add_special_tokens=False)["input_ids"])
     assert a.tokens == marker_end < len(ids)
 
 
-def test_stops_at_eos(engine, forced):
+def test_stops_at_eos(engine16, forced):
     ids = forced("Capisce", eos=True)
-    [result] = engine.generate([("print(1)", None)])
+    [result] = engine16.generate([("print(1)", None)])
     assert result == Generation(text="Capisce", tokens=len(ids), finished=True)
 
 
-def test_unfinished_answer_runs_to_max_new_tokens(engine, forced):
+def test_unfinished_answer_runs_to_max_new_tokens(engine16, forced):
     forced("ba" * 20)
-    [result] = engine.generate([("print(1)", None)])
+    [result] = engine16.generate([("print(1)", None)])
     assert result.tokens == 16 and not result.finished
 
 
-def test_a_count_that_runs_on_is_stopped_and_cut_back(engine, forced, monkeypatch):
+def test_a_count_that_runs_on_is_stopped_and_cut_back(engine, forced):
     """The count half of the loop rule on the reference path (tests/worker/test_loop_guard.py holds both paths to
     each other on a model that repeats itself)."""
+    count = [("for i in range(1, 40):\n    print(i)", None)]
     ids = forced("It counts up. It prints " + ", ".join(map(str, range(1, 40))))
-    monkeypatch.setattr(engine, "gen", GenerationConfig(max_new_tokens=80))
-    [result] = engine.generate([("for i in range(1, 40):\n    print(i)", None)])
+    [result] = engine_with(engine, GenerationConfig(max_new_tokens=80)).generate(count)
     tenth = len(engine.tokenizer("It counts up. It prints " + ", ".join(map(str, range(1, 11))) + ",",
                                  add_special_tokens=False)["input_ids"])
     assert result == Generation(text="It counts up.", tokens=tenth, finished=True, looped=True)
     assert tenth < len(ids)
     forced("It counts up. It prints " + ", ".join(map(str, range(1, 40))))  # from the start again
-    monkeypatch.setattr(engine, "gen", GenerationConfig(max_new_tokens=80, stop_loops=False))
-    [result] = engine.generate([("for i in range(1, 40):\n    print(i)", None)])
+    [result] = engine_with(engine, GenerationConfig(max_new_tokens=80, stop_loops=False)).generate(count)
     assert result.looped and result.text.startswith("It counts up. It prints 1, 2, 3,") and result.tokens == 80
 
 
-def test_code_in_the_answer_is_removed_and_flagged(engine, forced):
+def test_code_in_the_answer_is_removed_and_flagged(engine16, forced):
     forced("x = 1\nok pal", eos=True)
-    [result] = engine.generate([("print(1)", None)])
+    [result] = engine16.generate([("print(1)", None)])
     assert result.code_leak and result.text == "ok pal"
 
 
 def test_context_budget(engine):
     assert engine.max_prompt_tokens == 4096 - 8
     assert engine.prompt_tokens("print(1)") == len(prompts.encode(engine.tokenizer, "print(1)")["input_ids"])
+
+
+@pytest.mark.parametrize("penalize_prompt", [True, False])
+def test_the_repetition_penalty_on_generate_s_rows_is_transformers_own(engine, penalize_prompt):
+    """The reference path's penalty (worker/repetition_penalty.py through a logits processor) scores a left-padded
+    batch exactly as transformers' processor did: with ``penalize_prompt`` the prompt's tokens count, its padding
+    never; without it only the answer's tokens."""
+    from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
+    rows = [[2, 10, 11, 12, 10, 13], [2, 13, 10]]  # repeats, and a shorter row padded on the left
+    width, pad = 6, 7  # a pad id whose logit is not 0 (the tokenizer's, 0, has a zero logit: penalised the same)
+    batch = dict(input_ids=torch.tensor([[pad] * (width - len(ids)) + ids for ids in rows]),
+                 attention_mask=torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in rows]),
+                 max_new_tokens=10, do_sample=False, pad_token_id=pad, output_scores=True,
+                 return_dict_in_generate=True)
+    ours = LogitsProcessorList([engine_module._RepetitionPenalty(1.3, rows, penalize_prompt, "cpu")])
+    answer_only = RepetitionPenaltyLogitsProcessor(1.3, prompt_ignore_length=width)
+    theirs = {"repetition_penalty": 1.3} if penalize_prompt else {"logits_processor": LogitsProcessorList([answer_only])}
+    with torch.inference_mode():
+        got = engine.model.generate(**batch, logits_processor=ours)
+        want = engine.model.generate(**batch, **theirs)
+        plain = engine.model.generate(**batch)
+    assert torch.equal(got.sequences, want.sequences)
+    assert all(torch.equal(g, w) for g, w in zip(got.scores, want.scores, strict=True))
+    assert not torch.equal(got.scores[1], plain.scores[1])  # the penalty did act
 
 
 def test_adapter_is_merged_on_cpu_and_base_read_from_mafioso_json(tiny_model_dir, tiny_adapter_dir):
@@ -227,23 +258,23 @@ def test_cancelled_rows_stop_at_the_next_step_and_a_batch_ends_with_its_last_liv
         hook.remove()
 
 
-def test_the_claim_post_check_drops_what_the_code_contradicts_and_says_so(engine, forced, monkeypatch):
+def test_the_claim_post_check_drops_what_the_code_contradicts_and_says_so(engine16, forced):
     # Engine.generate applies it, so the fast engine (which only replaces decode) does too
     forced("`f` is recursive, pal.", eos=True)
-    [answer] = engine.generate([("def f():\n    return 1\n", None)])
+    [answer] = engine16.generate([("def f():\n    return 1\n", None)])
     assert answer.text == line("nothing_sure") and answer.dropped == 1
     assert answer.raw_text == "`f` is recursive, pal."
 
 
-def test_an_engine_says_its_persona_s_post_check_lines(engine, forced, monkeypatch):
-    monkeypatch.setattr(engine, "persona", "noir")
+def test_an_engine_says_its_persona_s_post_check_lines(engine16, forced, monkeypatch):
+    monkeypatch.setattr(engine16, "persona", "noir")
     forced("`f` is recursive, pal.", eos=True)
-    [answer] = engine.generate([("def f():\n    return 1\n", None)])
+    [answer] = engine16.generate([("def f():\n    return 1\n", None)])
     assert answer.text == line("nothing_sure", "noir")
 
 
-def test_the_claim_post_check_can_be_switched_off(engine, forced, monkeypatch):
-    monkeypatch.setattr(engine, "gen", dataclasses.replace(engine.gen, drop_unsupported=False))
+def test_the_claim_post_check_can_be_switched_off(engine16, forced):
+    engine = engine_with(engine16, dataclasses.replace(engine16.gen, drop_unsupported=False))
     forced("`f` is recursive, pal.", eos=True)
     [raw] = engine.generate([("def f():\n    return 1\n", None)])
     assert raw.text == "`f` is recursive, pal." and raw.dropped == 0

@@ -11,7 +11,7 @@ from mafioso.core.config import GenerationConfig, WorkerConfig
 from mafioso.worker.service import Worker
 from mafioso.worker.token_stream import StreamText, loop_safe, ready_tokens, settled
 from tests.helpers import SNIPPETS
-from tests.worker.helpers import FakeEngine, serving, worker_config
+from tests.worker.helpers import FakeEngine, engine_with, serving, worker_config
 
 SENTENCES = "x = 1\ny = 2\nz = x + y\nprint(z)\n"  # the fake's answer ("explained <code>") has line ends
 
@@ -63,10 +63,10 @@ def test_a_repeat_that_may_become_a_loop_is_held_back_and_nothing_is_without_the
 @pytest.mark.parametrize("text", ["It adds one. It adds one. It adds one. It adds one. It adds one. It adds one.",
                                   "No, no, no, no, no, no, no, no, no, no, no, no, no, no, no, no, no.",
                                   "It counts. It prints 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13 and more."])
-def test_what_a_stream_shows_before_a_loop_is_never_cut_back(engine, text, monkeypatch):
+def test_what_a_stream_shows_before_a_loop_is_never_cut_back(engine, text):
     """Token by token through the engine's own rules (loop cut included): the deltas only extend each other and
     end as the final answer."""
-    monkeypatch.setattr(engine, "gen", GenerationConfig(max_new_tokens=80))
+    engine = engine_with(engine, GenerationConfig(max_new_tokens=80))
     ids = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
     stream = StreamText(lambda part: engine.text_so_far("x = 1", part), ready_tokens(engine.gen))
     sent = "".join(stream.add([token], force=True) for token in ids)
