@@ -91,7 +91,7 @@ class FastDecoder:
         self.positions = torch.zeros(slots, dtype=torch.long, device=self.device)
         self.seen = torch.zeros(slots, self.vocab, dtype=torch.bool, device=self.device)
         self.penalty = torch.ones((), dtype=torch.float32, device=self.device)
-        self.penalize_prompt = True  # transformers' rule: prompt tokens count as seen
+        self.penalize_prompt = False  # with the penalty (off until set_repetition_penalty passes the config's rule)
         self.banned: torch.Tensor | None = None  # (slots, vocab) once enable_ngram_bans() is called
         self.ban_ngrams = False
         self.next_tokens = torch.zeros(slots, dtype=torch.long, device=self.device)
