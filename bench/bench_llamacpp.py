@@ -11,8 +11,9 @@ fp32 (the exact merge the GGUF was written from; ``--torch-dtype`` picks another
 
 * a warm 120-token answer straight from llama.cpp (prompt, then 119 greedy tokens, EOS ignored, none of the
   worker's per-step rules): llama.cpp's own speed;
-* the same with the worker's rules on each step (repetition penalty, grounded decoding: a numpy pass over the
-  262,144 logits): what ``--engine llamacpp`` decodes at;
+* the same with the worker's rules on each step (repetition penalty, n-gram bans, grounded decoding: a numpy pass
+  over the 262,144 logits; each token fed to the answer's DecodingRules, whose ### and loop stops are found but
+  not obeyed): what ``--engine llamacpp`` decodes at;
 * the real answer of each engine (``generate``: stops, post-check): tokens, seconds, tokens/s.
 
 Medians over the rounds. Prints the machine and load, a table, whether the two engines' greedy answers are the
@@ -50,14 +51,18 @@ def raw_answer(engine, ids: list[int], rules: bool) -> float:
     """Seconds for 120 greedy tokens from llama.cpp (EOS ignored), with or without the worker's per-step rules."""
     from mafioso.worker.llamacpp_engine import _AnswerRules
 
-    grounding = engine.rules.grounding.for_answer(EXAMPLE.read_text(encoding="utf-8")) if rules else None
-    processors = [_AnswerRules(engine.gen, ids, grounding)] if rules else None
+    plain = engine.plain  # the rules are the plain engine's, as LlamaCppEngine.decode uses them
+    answer = plain.rules.for_answer() if rules else None  # n-gram bans, fed below; ### and loops found, not obeyed
+    grounding = plain.grounding.for_answer(EXAMPLE.read_text(encoding="utf-8")) if rules and plain.grounding else None
+    processors = [_AnswerRules(engine.gen, ids, answer, grounding)] if rules else None
     start = time.perf_counter()
     steps = engine.llama.generate(ids, top_k=0, min_p=0.0, typical_p=1.0, repeat_penalty=1.0, temp=0.0,
                                   logits_processor=processors)
-    for n, _ in enumerate(steps, start=1):
+    for n, token in enumerate(steps, start=1):
         if n == TOKENS:
             break
+        if answer is not None:
+            answer.add(token)
     steps.close()
     return time.perf_counter() - start
 
@@ -82,14 +87,14 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from mafioso.worker.engine import Engine
+    from mafioso.worker.engines import load_engine
     from mafioso.worker.llamacpp_engine import LlamaCppEngine
 
     load_before = uptime()
     print(f"# load before: {load_before}")
     gen = GenerationConfig(max_new_tokens=TOKENS)
     llama = LlamaCppEngine.load(WorkerConfig(engine="llamacpp", gguf=args.gguf), gen)
-    torch_engine = Engine.load(WorkerConfig(device="cpu", dtype=args.torch_dtype, max_batch_size=1), gen)
+    torch_engine = load_engine(WorkerConfig(device="cpu", dtype=args.torch_dtype, max_batch_size=1), gen)
     print(f"# llama.cpp threads {llama.llama.n_threads if hasattr(llama.llama, 'n_threads') else '?'}")
     code = EXAMPLE.read_text(encoding="utf-8")
     ids = prompts.encode(llama.tokenizer, code, None, persona_name=llama.persona)["input_ids"]

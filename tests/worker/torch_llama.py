@@ -23,7 +23,7 @@ class TorchLlama:
     def close(self) -> None:
         self.closed = True
 
-    def generate(self, tokens, *, logits_processor=(), temp: float = 0.8, **settings):
+    def generate(self, tokens, *, logits_processor=None, temp: float = 0.8, **settings):
         import numpy as np
         import torch
 
@@ -34,7 +34,7 @@ class TorchLlama:
         while len(ids) < self._n_ctx:
             with torch.no_grad():
                 scores = self.model(torch.tensor([ids])).logits[0, -1].float().numpy().copy()
-            for process in logits_processor:
+            for process in logits_processor or ():  # None: none, as llama.cpp takes it
                 scores = process(np.array(ids, dtype=np.intc), scores)
             ids.append(int(np.argmax(scores)))
             yield ids[-1]
