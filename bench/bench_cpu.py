@@ -191,8 +191,9 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|")
     for dtype, row in rows.items():
         cold_cell = f"{row['cold_first_token_s']}" if row["cold_first_token_s"] is not None else "—"
-        print(f"| {dtype} | {row['tokens_per_s_120']} | {row['tokens_per_s_120'] / base[0]:.2f}x | "
-              f"{row['tokens_per_s_120'] / base[1]:.2f}x | {row['answer_tokens']}, {row['answer_s']}, "
+        ratio = lambda other: "—" if other != other else f"{row['tokens_per_s_120'] / other:.2f}x"  # noqa: E731
+        print(f"| {dtype} | {row['tokens_per_s_120']} | {ratio(base[0])} | {ratio(base[1])} | "
+              f"{row['answer_tokens']}, {row['answer_s']}, "
               f"{row['answer_tokens_per_s']} | {row['load_s']} | {cold_cell} |")
     print(f"\n# load after: {load_after}")
     for dtype, row in agreed.items():

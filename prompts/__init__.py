@@ -26,9 +26,11 @@ __all__ = ["DEFAULT_PERSONA", "DEFAULT_REQUEST", "FACTS_MAX_CHARS", "FACTS_MAX_T
 DEFAULT_REQUEST = "Explain this code."
 DEFAULT_PERSONA = "mafioso"
 #: The version of what :func:`render_prompt` writes (template, instructions, facts sheet): bumped with every change
-#: to it. An adapter records the format it was trained on (``mafioso.json``; none recorded means 1) and the worker
-#: warns when it serves one trained on another. 2: the facts sheet says under which condition a function returns,
-#: prints or raises, and names each loop's variable.
+#: to it, the older ones still written on request. An adapter records the format it was trained on
+#: (``mafioso.json``; none recorded means 1) and is served in it, as it is in its persona.
+#: 1: the facts sheet lists what a function returns, prints and raises, and what it loops over.
+#: 2: the same, each under its condition ("returns None on ZeroDivisionError", "prints 'Fizz' if i % 3 == 0"), each
+#: loop with its variable, top-level calls of the code's own functions with their arguments.
 PROMPT_FORMAT = 2
 #: Every section header starts with this; a model that writes it has finished its answer.
 SECTION_MARKER = "###"
@@ -72,24 +74,29 @@ def instruction(name: str = DEFAULT_PERSONA) -> str:
     return persona(name).instruction
 
 
-def render_prompt(code: str, request: str | None = None, persona_name: str = DEFAULT_PERSONA) -> str:
+def render_prompt(code: str, request: str | None = None, persona_name: str = DEFAULT_PERSONA,
+                  prompt_format: int = PROMPT_FORMAT) -> str:
     """The full prompt up to and including the ``### RESPONSE:`` header (training and inference): the
-    persona's instruction, the request, the code and the facts sheet read from the code (mafioso.prompts.facts)."""
+    persona's instruction, the request, the code and the facts sheet read from the code (mafioso.prompts.facts),
+    in ``prompt_format`` (:data:`PROMPT_FORMAT`; a ValueError for one this Mafioso does not know)."""
+    if not 1 <= prompt_format <= PROMPT_FORMAT:
+        raise ValueError(f"prompt format {prompt_format} is unknown here (1 to {PROMPT_FORMAT}): the adapter was "
+                         "trained by a newer Mafioso; upgrade it")
     request = " ".join((request or "").split()) or DEFAULT_REQUEST
     code = code.strip("\n")
-    return _read("template.txt").format(
-        instruction=instruction(persona_name), request=request, code=code, facts=facts_sheet(code)
-    )
+    return _read("template.txt").format(instruction=instruction(persona_name), request=request, code=code,
+                                        facts=facts_sheet(code, conditions=prompt_format >= 2))
 
 
 def encode(tokenizer, code: str, request: str | None = None, response: str | None = None,
-           persona_name: str = DEFAULT_PERSONA) -> dict:
+           persona_name: str = DEFAULT_PERSONA, prompt_format: int = PROMPT_FORMAT) -> dict:
     """Token ids of the prompt, plus the response and EOS when one is given.
 
     Returns ``{"input_ids": [...], "completion_mask": [...]}`` where the mask is 1 on the response
     tokens (and EOS) only, so the loss is computed on the answer and never on the prompt.
     """
-    prompt_ids = tokenizer(render_prompt(code, request, persona_name), add_special_tokens=True)["input_ids"]
+    prompt = render_prompt(code, request, persona_name, prompt_format)
+    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
     if response is None:
         return {"input_ids": prompt_ids, "completion_mask": [0] * len(prompt_ids)}
     response_ids = tokenizer(response.strip(), add_special_tokens=False)["input_ids"]

@@ -351,16 +351,18 @@ def _listed(items: list[str], limit: int = _MAX_LISTED, sep: str = ", ") -> str:
 class _Scope:
     """What one scope's own body does (a function's, or the module's top level)."""
 
-    def __init__(self, scope: ast.AST):
+    def __init__(self, scope: ast.AST, conditions: bool = True):
+        self.conditions = conditions  # prompt format 2: each fact with its condition, each loop with its variable
         self.loops, self.raises, self.catches, self.returns, self.prints, self.io = [], [], [], [], [], []
         self.imports, self.sets, self.calls, self.asserts, self.whiles, self.yielded = [], [], [], [], [], []
         self.call_texts = []  # a plain name's call with its arguments (``fizzbuzz(15)``), else the callee
-        for node, when in _guarded_body(scope):
+        for node, when in _guarded_body(scope) if conditions else ((node, "") for node in _body(scope)):
             self._read(node, when)
 
     def _read(self, node: ast.AST, when: str) -> None:
         if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
-            self.loops.append(f"{_short(node.target, 24)} over {_short(node.iter)}")
+            over = f"{_short(node.target, 24)} over " if self.conditions else ""  # format 1: "loops over a, b"
+            self.loops.append(f"{over}{_short(node.iter)}")
         elif isinstance(node, ast.While):
             self.whiles.append(_short(node.test))
         elif isinstance(node, ast.Yield):
@@ -384,7 +386,8 @@ class _Scope:
             self.asserts.append(_short(node.test))
         elif isinstance(node, ast.Call):
             self.calls.append(_callee(node))
-            self.call_texts.append(_short(node, 30) if isinstance(node.func, ast.Name) else _callee(node))
+            plain = isinstance(node.func, ast.Name) and self.conditions
+            self.call_texts.append(_short(node, 30) if plain else _callee(node))
             if _call_name(node) == "print":
                 self.prints.append(_when(_print_fact(node), when))
             elif io := _io_fact(node):
@@ -394,7 +397,7 @@ class _Scope:
         """The function's facts, in reading order."""
         facts = []
         if self.loops:
-            facts.append(f"loops {_listed(self.loops)}")
+            facts.append(f"loops {'' if self.conditions else 'over '}{_listed(self.loops)}")
         if self.whiles:
             facts.append(f"loops while {_listed(self.whiles, sep=' / ')}")
         if self.raises:
@@ -453,11 +456,12 @@ def _decorators(node: ast.AST) -> str:
     return "".join(f"@{_short(d, 40)} " for d in node.decorator_list)
 
 
-def _function_line(node: ast.FunctionDef | ast.AsyncFunctionDef, outline: bool, defined: frozenset[str]) -> str:
+def _function_line(node: ast.FunctionDef | ast.AsyncFunctionDef, outline: bool, defined: frozenset[str],
+                   conditions: bool = True) -> str:
     """``@cache def fib(n): recurses; returns …`` — one line of facts for one function."""
     kind = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
     head = f"{_decorators(node)}{kind} {_signature(node)}"
-    scope = _Scope(node)
+    scope = _Scope(node, conditions)
     facts = []
     if recurses(node):
         facts.append("recurses")
@@ -503,7 +507,7 @@ def _class_line(node: ast.ClassDef) -> str:
     return f"{head}: attributes {_listed(fields, 6)}" if fields else head
 
 
-def _definition_lines(tree: ast.Module, outline: bool) -> list[str]:
+def _definition_lines(tree: ast.Module, outline: bool, conditions: bool = True) -> list[str]:
     """One line per def/class, nested ones indented under their parent (methods under their class)."""
     defined = frozenset(node.name for node in ast.walk(tree) if isinstance(node, _DEFS))
     lines = []
@@ -511,7 +515,8 @@ def _definition_lines(tree: ast.Module, outline: bool) -> list[str]:
     while stack:
         node, depth = stack.pop()
         if isinstance(node, _DEFS):
-            text = _class_line(node) if isinstance(node, ast.ClassDef) else _function_line(node, outline, defined)
+            text = (_class_line(node) if isinstance(node, ast.ClassDef)
+                    else _function_line(node, outline, defined, conditions))
             lines.append("  " * min(depth, 4) + "- " + _cut(text, _LINE_CHARS))
             depth += 1
         children = [child for child in _body(node) if isinstance(child, _DEFS)] if isinstance(node, _DEFS) else []
@@ -521,9 +526,9 @@ def _definition_lines(tree: ast.Module, outline: bool) -> list[str]:
     return lines
 
 
-def _top_level_line(tree: ast.Module) -> str:
+def _top_level_line(tree: ast.Module, conditions: bool = True) -> str:
     """What runs when the file runs: imports, assignments, calls, loops, prints (with literal text)."""
-    scope = _Scope(tree)
+    scope = _Scope(tree, conditions)
     facts = []
     if scope.imports:
         facts.append(f"imports {_listed(scope.imports, 6)}")
@@ -573,9 +578,10 @@ def _fit(lines: list[str], tail: list[str]) -> str:
 
 
 @lru_cache(maxsize=64)  # the worker renders a prompt twice per request: to check its length, then to run it
-def facts_sheet(code: str) -> str:
+def facts_sheet(code: str, conditions: bool = True) -> str:
     """Facts about ``code`` read from its syntax tree, one per line, within FACTS_MAX_CHARS and FACTS_MAX_TOKENS
-    (deterministic: the same code always gets the same sheet)."""
+    (deterministic: the same code always gets the same sheet). ``conditions=False`` writes prompt format 1's
+    sheet: no conditions, no loop variables, no arguments of top-level calls."""
     tree, why = _parse(code)
     if tree is None and code[:1] in " \t":  # a method or block pasted with its indentation
         tree = parse(textwrap.dedent(code))
@@ -583,8 +589,8 @@ def facts_sheet(code: str) -> str:
         return f"- not parseable as Python ({why})"
     absent = [line for line in [_absent_line(tree)] if line]
     if code.count("\n") < OUTLINE_LINES:
-        full = _definition_lines(tree, False) + [_top_level_line(tree)] + absent
+        full = _definition_lines(tree, False, conditions) + [_top_level_line(tree, conditions)] + absent
         text = "\n".join(full)
         if _within(text):
             return text
-    return _fit(_definition_lines(tree, True), [_top_level_line(tree)] + absent)
+    return _fit(_definition_lines(tree, True, conditions), [_top_level_line(tree, conditions)] + absent)

@@ -151,7 +151,8 @@ def response_loss(engine, samples: list[Sample], batch_size: int, label: str) ->
     from mafioso.prompts import encode
 
     tokenizer = engine.tokenizer
-    rows = [encode(tokenizer, s.code, s.prompt, s.explanation, persona_name=engine.persona) for s in samples]
+    rows = [encode(tokenizer, s.code, s.prompt, s.explanation, persona_name=engine.persona,
+                   prompt_format=engine.prompt_format) for s in samples]
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     with tqdm(total=len(rows), desc=f"{label}: loss", unit="sample") as bar:

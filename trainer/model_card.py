@@ -96,8 +96,8 @@ OpenAI-compatible HTTP worker).
 - Licence: {licence or "see the base model's licence"}. The adapter is a derivative of the base: whoever
   redistributes the two together is bound by the base's terms (see the project's NOTICE).
 - Prompt: the project's one format (`prompts/`: instruction, request, code and a facts sheet read from the
-  code's syntax tree), version {info.get("prompt_format", 1)}; the adapter only answers well inside it (the
-  worker warns when it serves it with another version).
+  code's syntax tree), version {info.get("prompt_format", 1)}; the adapter only answers well inside it, and the
+  worker serves it in that version.
 
 ## Intended use
 Explaining short Python snippets pasted in a chat (a function, a class, a script, a traceback with its code,

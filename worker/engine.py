@@ -57,7 +57,7 @@ from mafioso.core.config import ADAPTER_INFO, DEFAULT_ADAPTER, EMBEDDED_BASE, Ge
 from mafioso.core.errors import ConfigError, ModelError
 
 __all__ = ["SHIPPED_ADAPTERS_DIR", "GenerateEngine", "Generation", "LoadedModel", "adapter_folder", "base_of",
-           "check_adapter_base", "check_prompt_format", "load_model_for", "shipped_adapter"]
+           "adapter_prompt_format", "check_adapter_base", "load_model_for", "shipped_adapter"]
 
 log = logging.getLogger(__name__)
 
@@ -156,15 +156,18 @@ def adapter_persona(adapter: Path | None) -> str:
     return name or prompts.DEFAULT_PERSONA
 
 
-def check_prompt_format(adapter: Path | None) -> None:
-    """Warn when the adapter was trained on another prompt format than the one rendered now
-    (:data:`mafioso.prompts.PROMPT_FORMAT`; an adapter from before the record counts as format 1): it still
-    loads, but it answers a prompt it never saw."""
+def adapter_prompt_format(adapter: Path | None) -> int:
+    """The prompt format an adapter is served in: the one it was trained on (its ``mafioso.json``; 1 for one from
+    before the record; the current :data:`mafioso.prompts.PROMPT_FORMAT` for none or one trained elsewhere). A
+    format newer than this Mafioso's is a ModelError."""
     info = adapter_info(adapter)
-    if info and info.get("prompt_format", 1) != prompts.PROMPT_FORMAT:
-        log.warning("the adapter %s was trained on prompt format %s, and this Mafioso writes format %s: its "
-                    "answers may be worse; retrain it with mafioso train", adapter, info.get("prompt_format", 1),
-                    prompts.PROMPT_FORMAT)
+    if not info:
+        return prompts.PROMPT_FORMAT
+    found = info.get("prompt_format", 1)
+    if not isinstance(found, int) or not 1 <= found <= prompts.PROMPT_FORMAT:
+        raise ModelError(f"the adapter {adapter} was trained on prompt format {found!r}, which this Mafioso does "
+                         f"not write (1 to {prompts.PROMPT_FORMAT}): upgrade Mafioso")
+    return found
 
 
 def check_adapter_base(adapter: Path, base: str, config) -> None:
@@ -345,6 +348,7 @@ class LoadedModel:
     device: str
     quantization: str  # what the weights run in on ``device`` (``none`` on a CPU)
     persona: str  # the persona the adapter was trained with: whose instruction starts every prompt
+    prompt_format: int = prompts.PROMPT_FORMAT  # the prompt format it was trained on, which it is served in
 
 
 def load_model_for(cfg: WorkerConfig, note: Callable[[str], None] = log.info) -> LoadedModel:
@@ -386,11 +390,11 @@ def load_model_for(cfg: WorkerConfig, note: Callable[[str], None] = log.info) ->
         elif dtype == cpu_quant.INT8:
             model = cpu_quant.quantize(model)
     model.eval()
-    check_prompt_format(adapter)
     log.info("engine ready: base %s, adapter %s, %s %s, quantization %s%s", base, adapter or "none", device,
              str(dtype).removeprefix("torch."), quantization,
              " (adapter unmerged)" if adapter and quantization != "none" else "")
-    return LoadedModel(model, tokenizer, device, quantization, adapter_persona(adapter))
+    return LoadedModel(model, tokenizer, device, quantization, adapter_persona(adapter),
+                       adapter_prompt_format(adapter))
 
 
 class GenerateEngine:
@@ -401,9 +405,11 @@ class GenerateEngine:
     continuous_slots = 0
     stats = None
 
-    def __init__(self, model, tokenizer, gen: GenerationConfig, device: str, persona: str = prompts.DEFAULT_PERSONA):
+    def __init__(self, model, tokenizer, gen: GenerationConfig, device: str, persona: str = prompts.DEFAULT_PERSONA,
+                 prompt_format: int = prompts.PROMPT_FORMAT):
         self.model = model
         self.persona = persona  # whose instruction starts every prompt: the adapter's own
+        self.prompt_format = prompt_format  # the adapter's own too (mafioso.prompts.PROMPT_FORMAT)
         self.tokenizer = tokenizer
         self.gen = gen
         self.device = device
@@ -438,9 +444,9 @@ class GenerateEngine:
                             controls)
 
     def prompt_ids(self, requests: list[tuple[str, str | None]]) -> list[list[int]]:
-        """Each ``(code, request)`` pair's prompt, as token ids, in the engine's persona."""
-        return [prompts.encode(self.tokenizer, code, request, persona_name=self.persona)["input_ids"]
-                for code, request in requests]
+        """Each ``(code, request)`` pair's prompt, as token ids, in the engine's persona and prompt format."""
+        return [prompts.encode(self.tokenizer, code, request, persona_name=self.persona,
+                               prompt_format=self.prompt_format)["input_ids"] for code, request in requests]
 
     def groundings(self, requests: list[tuple[str, str | None]]) -> list[AnswerGrounding] | None:
         """Each answer's grounded-decoding rule (None when ``grounded_decoding`` is off)."""

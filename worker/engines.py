@@ -79,6 +79,6 @@ def load_engine(cfg: WorkerConfig, gen: GenerationConfig, note: Callable[[str], 
             if settings.compile:  # compiled kernels kept with the converted model, not in /tmp: a restarted
                 # worker then compiles from the cache (docs/BENCHMARKS.md)
                 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "torchinductor"))
-            return FastEngine(model, tokenizer, gen, device, settings, persona)
+            return FastEngine(model, tokenizer, gen, device, settings, persona, loaded.prompt_format)
         log.info("fast decode path off: it needs quantization=none, greedy decoding and a Gemma 3 or Qwen2 model")
-    return GenerateEngine(model, tokenizer, gen, device, persona)
+    return GenerateEngine(model, tokenizer, gen, device, persona, loaded.prompt_format)

@@ -113,9 +113,10 @@ class FastEngine:
     the plain engine (``self.plain``) for prompts too long for a slot and for finishing answers."""
 
     def __init__(self, model, tokenizer, gen, device: str, settings: DecoderSettings,
-                 persona: str = prompts.DEFAULT_PERSONA):
-        self.plain = GenerateEngine(model, tokenizer, gen, device, persona)
+                 persona: str = prompts.DEFAULT_PERSONA, prompt_format: int = prompts.PROMPT_FORMAT):
+        self.plain = GenerateEngine(model, tokenizer, gen, device, persona, prompt_format)
         self.model, self.tokenizer, self.gen, self.device, self.persona = model, tokenizer, gen, device, persona
+        self.prompt_format = prompt_format
         self.eos_ids = self.plain.eos_ids
         self.settings = settings
         gpu = _GpuMemory() if device == "cuda" else None

@@ -10,9 +10,10 @@ encodes it, as for the torch engines; llama.cpp never tokenizes), and every rule
 :class:`mafioso.worker.engine.GenerateEngine`'s, held here, not copied: the answer's own repetition penalty,
 n-gram bans and grounded decoding act on llama.cpp's logits at each step (one numpy pass over the vocabulary); it
 stops at EOS, at a new ``###`` section and at a loop (``worker/decoding_rules.py``); the answer is cut, decoded and
-post-checked (code removed, claims its code contradicts dropped) by the same methods. Greedy answers from the merged F16 GGUF are the torch engine's
-(docs/BENCHMARKS.md says how closely); with ``do_sample`` llama.cpp samples with the same temperature and
-nucleus, in its own order (nucleus, then temperature).
+post-checked (code removed, claims its code contradicts dropped) by the same methods, in the adapter's persona and
+prompt format. Greedy answers from the merged F16 GGUF are the torch engine's (docs/BENCHMARKS.md says how
+closely); with ``do_sample`` llama.cpp samples with the same temperature and nucleus, in its own order (nucleus,
+then temperature).
 
 One llama.cpp context, so one answer at a time (``continuous_slots = 1``: the worker hands it one request per
 call); a request that shares a prefix with the last one (the instruction every prompt starts with) reuses that
@@ -30,13 +31,13 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from mafioso import prompts
 from mafioso.core.base_model import load_tokenizer, resolve_base
 from mafioso.core.config import GenerationConfig, WorkerConfig
 from mafioso.core.errors import ConfigError, ModelError
 from mafioso.worker.control import Control
 from mafioso.worker.decoding_rules import AnswerRules
-from mafioso.worker.engine import GenerateEngine, Generation, adapter_folder, adapter_persona, base_of
+from mafioso.worker.engine import (GenerateEngine, Generation, adapter_folder, adapter_persona, adapter_prompt_format,
+                                   base_of)
 from mafioso.worker.grounded_decoding import AnswerGrounding
 from mafioso.worker.repetition_penalty import penalize_
 
@@ -113,7 +114,8 @@ class LlamaCppEngine:
     def __init__(self, llama, plain: GenerateEngine):
         self.llama = llama
         self.plain = plain  # prompt, stop rules, cut and post-check: the plain engine's own
-        self.gen, self.tokenizer, self.persona = plain.gen, plain.tokenizer, plain.persona
+        self.gen, self.tokenizer, self.persona, self.prompt_format = (plain.gen, plain.tokenizer, plain.persona,
+                                                                      plain.prompt_format)
         self.max_prompt_tokens = min(plain.max_prompt_tokens, llama.n_ctx() - plain.gen.max_new_tokens - 1)
         self._lock = threading.Lock()
 
@@ -149,7 +151,8 @@ class LlamaCppEngine:
             llama.close()
             raise ModelError(f"{gguf} has {llama.n_vocab()} tokens but the base {base} has {facts.vocab_size}: "
                              "export it from the same base (mafioso export gguf --base-model ...)")
-        plain = GenerateEngine(facts, tokenizer, gen, "cpu", persona or adapter_persona(adapter))
+        plain = GenerateEngine(facts, tokenizer, gen, "cpu", persona or adapter_persona(adapter),
+                               adapter_prompt_format(adapter))
         log.info("engine ready: llama.cpp %s, %d threads, context %d, base %s (tokenizer), adapter %s",
                  gguf, threads, context, base, adapter or "none")
         return cls(llama, plain)
@@ -173,7 +176,7 @@ class LlamaCppEngine:
         controls = controls or [Control() for _ in requests]
         answers = []
         for (code, request), control in zip(requests, controls, strict=True):
-            ids = prompts.encode(self.tokenizer, code, request, persona_name=self.persona)["input_ids"]
+            [ids] = self.plain.prompt_ids([(code, request)])
             grounding = self.plain.grounding.for_answer(code) if self.plain.grounding else None
             limit = control.limit(self.gen.max_new_tokens)
             tokens, stop = self.decode(ids, control, grounding)

@@ -164,3 +164,19 @@ def test_deep_nesting_and_huge_inputs_return_quickly(code):
     sheet = facts_sheet(code)
     assert time.perf_counter() - started < 2
     assert sheet and len(sheet) <= FACTS_MAX_CHARS
+
+
+def test_prompt_format_1_writes_the_sheet_without_conditions_loop_variables_or_call_arguments():
+    from mafioso.prompts import render_prompt
+
+    code = ("def pick(xs):\n    for x in xs:\n        if x > 1:\n            return x\n    return None\n\n"
+            "print(pick([1, 2]))\n")
+    assert facts_sheet(code, conditions=False).splitlines()[:2] == [
+        "- def pick(xs): loops over xs; returns x or None", "- top level: calls pick; prints pick([1, 2])"]
+    assert facts_sheet(code).splitlines()[:2] == [
+        "- def pick(xs): loops x over xs; returns x if x > 1 or None",
+        "- top level: calls pick([1, 2]); prints pick([1, 2])"]
+    assert facts_sheet(code, conditions=False) in render_prompt(code, prompt_format=1)
+    assert facts_sheet(code) in render_prompt(code)
+    with pytest.raises(ValueError, match="prompt format 3 is unknown"):
+        render_prompt(code, prompt_format=3)

@@ -183,21 +183,34 @@ def test_adapter_folder_and_base(tmp_path, monkeypatch, caplog, tiny_adapter_dir
     assert base_of("", None) == "embedded"
 
 
-def test_an_adapter_trained_on_another_prompt_format_is_served_with_a_warning(tmp_path, caplog, tiny_adapter_dir):
-    from mafioso.worker.engine import check_prompt_format
+def test_an_adapter_is_served_in_the_prompt_format_it_was_trained_on(tmp_path, tiny_adapter_dir):
+    from mafioso.worker.engine import adapter_prompt_format
 
-    older = tmp_path / "older"
-    shutil.copytree(tiny_adapter_dir, older)
-    info = json.loads((older / "mafioso.json").read_text())
-    del info["prompt_format"]  # trained before the format was recorded: format 1
-    (older / "mafioso.json").write_text(json.dumps(info))
-    with caplog.at_level(logging.WARNING, logger="mafioso.worker.engine"):
-        check_prompt_format(tiny_adapter_dir)
-        check_prompt_format(None)
-        assert "prompt format" not in caplog.text
-        load_engine(WorkerConfig(adapter=str(older), device="cpu", dtype="float32", fast_decode=False),
-                    GenerationConfig(max_new_tokens=2))
-    assert f"trained on prompt format 1, and this Mafioso writes format {prompts.PROMPT_FORMAT}" in caplog.text
+    def with_format(name, value):
+        folder = tmp_path / name
+        shutil.copytree(tiny_adapter_dir, folder)
+        info = json.loads((folder / "mafioso.json").read_text())
+        info.pop("prompt_format")
+        if value is not None:
+            info["prompt_format"] = value
+        (folder / "mafioso.json").write_text(json.dumps(info))
+        return folder
+
+    older = with_format("older", None)  # trained before the format was recorded: format 1
+    assert adapter_prompt_format(tiny_adapter_dir) == prompts.PROMPT_FORMAT == 2
+    assert adapter_prompt_format(None) == prompts.PROMPT_FORMAT and adapter_prompt_format(older) == 1
+    code = "def f(x):\n    if x:\n        return 1\n    return 0\n"
+    engines = {folder.name: load_engine(WorkerConfig(adapter=str(folder), device="cpu", dtype="float32"),
+                                        GenerationConfig(max_new_tokens=2)) for folder in (older, tiny_adapter_dir)}
+    for engine, fmt in zip(engines.values(), (1, 2)):
+        assert engine.prompt_format == fmt
+        expected = prompts.encode(engine.tokenizer, code, None, prompt_format=fmt)["input_ids"]
+        assert engine.plain.prompt_ids([(code, None)]) == [expected]  # the fast engine's prompts too
+    old_text, new_text = (engine.tokenizer.decode(engine.plain.prompt_ids([(code, None)])[0]) for engine in
+                          engines.values())
+    assert "returns 1 or 0" in old_text and "returns 1 if x or 0" in new_text
+    with pytest.raises(ModelError, match="prompt format 3, which this Mafioso does not write"):
+        adapter_prompt_format(with_format("newer", 3))
 
 
 def test_serving_dtype(monkeypatch, tiny_model_dir):
