@@ -25,12 +25,12 @@ from mafioso.bot.personas import PersonaExplainer, parse_channel_personas
 from mafioso.core.config import DEFAULT_MODEL_NAME
 from mafioso.core.explanation import Explainer
 from mafioso.core.feedback import open_store
-from mafioso.prompts import DEFAULT_PERSONA
+from mafioso.prompts import DEFAULT_PERSONA, PROMPT_FORMAT
 from mafioso.prompts import personas as persona_names
 from mafioso.core.config import DiscordConfig, GenerationConfig, ServeConfig, SlackConfig, WorkerConfig
 from mafioso.core.settings import add_remote_arguments, add_settings_arguments, load
 from mafioso.worker.runtime import build_workers
-from mafioso.core.errors import ConfigError
+from mafioso.core.errors import ConfigError, ModelError
 
 __all__ = ["ServeSettings", "add_arguments", "load_settings", "run", "serve"]
 
@@ -103,7 +103,8 @@ async def _start_explainer(settings: ServeSettings, feedback=None) -> Explainer:
         return _one_or_personas({name: WorkerClient(
             remote.worker_url, settings.worker.api_key, api=remote.worker_api, model=model,
             max_tokens=settings.generation.max_new_tokens, max_input_chars=settings.worker.max_input_chars,
-            drop_unsupported=settings.generation.drop_unsupported, persona=_persona_of(name))
+            drop_unsupported=settings.generation.drop_unsupported, persona=_persona_of(name),
+            prompt_format=_prompt_format_of(name, settings) if remote.worker_api == "openai" else PROMPT_FORMAT)
             for name, model in names.items()}, settings)
     log.info("serve: loading the model in this process")
     workers = build_workers(settings.worker, settings.generation, feedback)  # blocking; nothing is served yet
@@ -115,6 +116,20 @@ async def _start_explainer(settings: ServeSettings, feedback=None) -> Explainer:
 def _persona_of(name: str) -> str:
     """The persona a remote model name prompts in (openai mode renders the prompt): its own, else the default."""
     return name if name in persona_names() else DEFAULT_PERSONA
+
+
+def _prompt_format_of(name: str, settings: ServeSettings) -> int:
+    """The prompt format openai mode renders for a remote model name: that of the adapter the server runs under
+    it (the configured ``--adapter`` for the default, the persona's shipped one for a persona's name)."""
+    from mafioso.worker.engine import adapter_folder, adapter_prompt_format
+
+    spec = settings.worker.adapter if name == DEFAULT_MODEL_NAME else name
+    try:
+        return adapter_prompt_format(adapter_folder(spec, settings.worker.base_model))
+    except ModelError:  # an adapter only the server has: it was trained by this Mafioso, presumably
+        log.info("serve: no local copy of the adapter %r to read its prompt format from: format %d", name,
+                 PROMPT_FORMAT)
+        return PROMPT_FORMAT
 
 
 def _one_or_personas(explainers: dict, settings: ServeSettings) -> Explainer:

@@ -53,13 +53,14 @@ class WorkerClient:
     def __init__(self, url: str, api_key: str = "", timeout: float = 150.0, *, api: str = "mafioso",
                  model: str = "mafioso", max_tokens: int = 200,
                  max_input_chars: int = WorkerConfig.max_input_chars, drop_unsupported: bool = True,
-                 persona: str = prompts.DEFAULT_PERSONA):
+                 persona: str = prompts.DEFAULT_PERSONA, prompt_format: int = prompts.PROMPT_FORMAT):
         if api not in WORKER_APIS:
             raise ValueError(f"api must be one of {WORKER_APIS}, not {api!r}")
         self.url = url.rstrip("/")
         self.api, self.model, self.max_tokens, self.max_input_chars = api, model, max_tokens, max_input_chars
         self.drop_unsupported = drop_unsupported  # the claim post-check, as our engines apply it (openai mode)
         self.persona = persona  # whose instruction the prompt carries (openai mode) and whose lines it says
+        self.prompt_format = prompt_format  # openai mode: the format of the adapter the server runs
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -143,8 +144,8 @@ class WorkerClient:
     def completion_body(self, code: str, request: str | None = None) -> dict:
         """The ``/v1/completions`` body of ``openai`` mode: our rendered prompt, decoded the way the adapter
         was tuned and evaluated (greedy, stopping at the next ``###`` section)."""
-        return {"model": self.model, "prompt": prompts.render_prompt(code, request, self.persona),
-                "max_tokens": self.max_tokens,
+        prompt = prompts.render_prompt(code, request, self.persona, self.prompt_format)
+        return {"model": self.model, "prompt": prompt, "max_tokens": self.max_tokens,
                 "temperature": 0, "stop": [prompts.SECTION_MARKER]}
 
     async def _complete(self, code: str, request: str | None) -> Explanation:

@@ -104,6 +104,8 @@ def test_serve_gives_each_served_name_its_client_in_its_personas_prompt(monkeypa
     noir = explainer.explainers["noir"]
     assert noir.model == "noir" and "detective" in noir.completion_body("x = 1")["prompt"]
     assert "detective" not in explainer.explainers["mafioso"].completion_body("x = 1")["prompt"]
+    # each renders the prompt format of the adapter shipped under its name (both trained before format 2)
+    assert noir.prompt_format == explainer.explainers["mafioso"].prompt_format == 1
     monkeypatch.setenv("SLACK_CHANNEL_PERSONAS", "C1=pirate")
     with pytest.raises(ConfigError, match="SLACK_CHANNEL_PERSONAS: pirate not served"):
         asyncio.run(_start_explainer(settings("--worker-url", "http://127.0.0.1:9")))
