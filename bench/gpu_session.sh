@@ -13,7 +13,10 @@
 #   bash bench/gpu_session.sh train-bench      # issue 24: the default QLoRA recipe and the fast one, 1 epoch each
 #   bash bench/gpu_session.sh train-eval       # then eval's comparison of the fast adapters with the QLoRA one
 #   bash bench/gpu_session.sh baseline TGZ     # an older tree (git archive) into $PROJ_BASE, for same-run comparisons
-#   bash bench/gpu_session.sh compare          # the worker bench on the baseline tree, then on this one (issue 18)
+#   bash bench/gpu_session.sh compare          # the worker bench on the baseline tree, then on this one (issue 18);
+#                                              # BENCH_FLAGS=--no-compile-decode for a short call (the step compile
+#                                              # takes 4-5 min at a first start: give BENCH_LIMIT 420 otherwise)
+#   bash bench/gpu_session.sh serving BASE     # compiled, 8 waves, grounded decoding on then off (issues 17, 20)
 #   bash bench/gpu_session.sh evals ADAPTER... # score adapters side by side (eval folder beside each adapter)
 #   bash bench/gpu_session.sh wait SECONDS     # until the background jobs end (or SECONDS pass); their last lines
 #   bash bench/gpu_session.sh collect DIR      # metrics, predictions and adapters into DIR (16 MB pieces)
@@ -47,6 +50,11 @@ case "${1:-}" in
     for room in core worker bot trainer prompts; do ln -s "../$room" "$PROJ/mafioso/$room"; done
     cd "$PROJ"
     python3 -m mafioso model prepare --base-model "$GEMMA"
+    # a bundle may carry the shipped adapters' weights (kept out of the 64 MiB tree) and the Qwen GGUF
+    for weights in "$BUNDLE"/adapters/*/adapter_model.safetensors; do
+      [ -f "$weights" ] && cp "$weights" "mafioso/$(basename "$(dirname "$weights")")/"
+    done
+    [ -f "$BUNDLE/qwen.gguf" ] && python3 -m mafioso model prepare --base-model "$BUNDLE/qwen.gguf"
     python3 -c "import hashlib, json, sys; from mafioso import prompts
 rows = [r for f in ('data/train.json', 'data/validation.json') for r in json.load(open(f)).values()]
 print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
@@ -101,12 +109,20 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
     for room in core worker bot trainer prompts; do ln -s "../$room" "$PROJ_BASE/mafioso/$room"; done
     echo "baseline tree in $PROJ_BASE"
     ;;
-  compare)  # same card, same call, the baseline first; the default configuration (compiled decode, grounded)
+  compare)  # same card, same call, the baseline first, the baseline's own adapter on both (answers alike)
     for tree in "$PROJ_BASE" "$PROJ"; do
       echo "== $tree"
-      (cd "$tree" && PYTHONPATH=/tmp/site:$tree timeout "${BENCH_LIMIT:-240}" python3 bench/bench_worker.py \
-        --base-model "$GEMMA" --concurrency 1 64 --ttft 1 64 --waves 4 --naive-requests 1 2>&1 \
-        | grep -v "Loading weights" | tail -n 12) || echo "bench on $tree: exit $?"
+      (cd "$tree" && PYTHONPATH=/tmp/site:$tree timeout "${BENCH_LIMIT:-420}" python3 bench/bench_worker.py \
+        --base-model "$GEMMA" --adapter "$PROJ_BASE/mafioso/adapter" --concurrency 1 64 --ttft 1 64 --waves 4 \
+        --naive-requests 1 ${BENCH_FLAGS:-} 2>&1 | grep -v "Loading weights" | tail -n 12) \
+        || echo "bench on $tree: exit $?"
+    done
+    ;;
+  serving)  # the default configuration (step compile) and the cost of grounded decoding in it
+    cd "$PROJ"
+    for grounded in --grounded-decoding --no-grounded-decoding; do
+      timeout "${BENCH_LIMIT:-420}" python3 bench/bench_worker.py --base-model "${2:-$GEMMA}" --concurrency 1 64 \
+        --ttft 1 64 --waves 8 --naive-requests 1 $grounded 2>&1 | grep -v "Loading weights" | tail -n 9
     done
     ;;
   evals)  # in parallel, each into ADAPTER/../eval (the card travels back with collect)
@@ -141,6 +157,6 @@ print(sys.argv[1], {k: round(v, 3) for k, v in m.items() if k in ('loss', 'ident
     ls -la "$out"
     ;;
   *) echo "usage: $0 setup|gemma|noir|bench|sweep NAME DATA VALIDATION RUN...|train-bench|train-eval"
-     echo "       $0 baseline TGZ|compare|evals ADAPTER...|wait SECONDS|collect DIR"
+     echo "       $0 baseline TGZ|compare|serving [BASE]|evals ADAPTER...|wait SECONDS|collect DIR"
      exit 2 ;;
 esac
