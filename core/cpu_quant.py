@@ -278,7 +278,8 @@ def load(folder: Path):
     for prefix, parent, name, _ in _linears(model):
         if prefix not in weights:
             raise ValueError(f"{folder / WEIGHTS_FILE} has no int8 weight for {prefix}")
-        setattr(parent, name, Int8Linear(weights.pop(prefix), tensors.pop(f"{prefix}.bias", None)))
+        # the bias stays in ``tensors``: it is the Int8Linear's buffer, which load_state_dict below assigns
+        setattr(parent, name, Int8Linear(weights.pop(prefix), tensors.get(f"{prefix}.bias")))
     # assign: the loaded tensors become the parameters (no copy of the 0.67 GB embedding)
     missing, unexpected = model.load_state_dict(tensors, strict=False, assign=True)
     if missing or unexpected or weights:
