@@ -19,8 +19,11 @@ with Slack's native message streaming where the installed slack_sdk has it (``As
 chat.startStream / appendStream / stopStream, slack_sdk >= 3.37), else as one message edited with
 ``chat.update``; either way at most once a second per channel. If the final check changed text already shown
 (rare), the message is then updated to the final text. The shortcut's answer streams into the message's thread
-the same way. ``/explain`` answers whole through its response URL: Slack allows five uses of one, too few to
-stream, and its refusals (busy, too large …) stay private to the caller that way.
+the same way; where the bot is not in the channel it goes privately to the caller through the response URL
+instead, after an "invite me" line, and it is asked for once: a native stream hears Slack's ``not_in_channel``
+only once the answer has started, so the rest of it is read and that text is sent. ``/explain`` answers whole
+through its response URL: Slack allows five uses of one, too few to stream, and its refusals (busy, too large …)
+stay private to the caller that way.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ EVENTS_REMEMBERED = 1000  # Slack retries an event within minutes (3 tries): far
 RATINGS = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
 #: A streamed answer is sent on at most this often per channel (Slack's chat.update allows ~1 a second).
 EDIT_EVERY_S = 1.0
+NOT_A_MEMBER = ("not_in_channel", "channel_not_found")  # Slack refusing a channel the bot is not in
 _MARKUP = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
 
 
@@ -96,6 +100,15 @@ class _NoRequestBodies(logging.Filter):
 _NO_BODIES = _NoRequestBodies()
 for _name in ("slack_bolt.AsyncRequestVerification", "slack_bolt.RequestVerification"):
     logging.getLogger(_name).addFilter(_NO_BODIES)
+
+
+class _Undelivered(SlackApiError):
+    """Slack refused the thread (:data:`NOT_A_MEMBER`) after the answer was asked for: carries that answer's reply
+    chunks, so the caller delivers them another way instead of asking the worker again."""
+
+    def __init__(self, refused: SlackApiError, chunks: list[str]):
+        super().__init__("the thread refused a streamed answer", refused.response)
+        self.chunks = chunks
 
 
 class SlackBot:
@@ -263,9 +276,12 @@ class SlackBot:
             chunks, explanation = await self.answer(message.get("text", ""), message.get("files"))
             await self.post_in_thread(channel, thread, chunks, explanation, user)
         except SlackApiError as exc:
-            if exc.response.get("error") not in ("not_in_channel", "channel_not_found"):
+            if exc.response.get("error") not in NOT_A_MEMBER:
                 raise
-            chunks, _ = await self.answer(message.get("text", ""), message.get("files"))
+            if isinstance(exc, _Undelivered):  # refused mid-stream: the answer is made already, never ask twice
+                chunks = exc.chunks
+            else:  # refused before anything was asked
+                chunks, _ = await self.answer(message.get("text", ""), message.get("files"))
             for chunk in [self.say("invite_me"), *chunks][:RESPONSE_URL_USES]:
                 await respond(text=chunk, response_type="ephemeral", replace_original=False)
 
@@ -351,8 +367,12 @@ class SlackBot:
         except RequestError as exc:
             log.warning("slack: request not served: %s", type(exc).__name__)
             return [escape_mrkdwn(self.refusal(exc))], None
-        chunks = split_text(explanation.text, SLACK_LIMIT) or [self.say("empty_answer")]
-        return [escape_mrkdwn(chunk) for chunk in chunks], explanation
+        return self.reply_chunks(explanation.text), explanation
+
+    def reply_chunks(self, text: str) -> list[str]:
+        """An answer's text as escaped chunks under Slack's limits (the "empty answer" line when it is blank)."""
+        chunks = split_text(text, SLACK_LIMIT) or [self.say("empty_answer")]
+        return [escape_mrkdwn(chunk) for chunk in chunks]
 
     def _streams(self) -> bool:
         """Whether the explainer hands out text as it is made (:mod:`mafioso.bot.streaming`)."""
@@ -360,9 +380,14 @@ class SlackBot:
 
     async def stream_reply(self, channel: str, thread_ts: str, code: str, user: str | None,
                            team: str | None) -> None:
-        """Stream the answer into one reply in the thread (module docstring), linked to the answer for ratings."""
+        """Stream the answer into one reply in the thread (module docstring), linked to the answer for ratings.
+
+        A thread Slack refuses before the answer is asked for raises that SlackApiError; one it refuses later
+        (the native stream says ``not_in_channel`` only at its first append, or at stop) raises
+        :class:`_Undelivered` with the whole answer's chunks: the answer is read to its end, not asked for again.
+        """
         native = callable(getattr(self.client, "chat_stream", None)) and user and team
-        streamer = ts = None
+        streamer = ts = refused = None
         sent = ""
         if native:
             streamer = await self.client.chat_stream(channel=channel, thread_ts=thread_ts, recipient_user_id=user,
@@ -375,26 +400,46 @@ class SlackBot:
             async for text, answer in answer_texts(self.explainer, code):
                 if answer is not None:
                     explanation, final = answer, text or self.say("empty_answer")
-                elif self.edits.ready(channel) and text.startswith(sent):
-                    if native:
-                        await streamer.append(markdown_text=escape_mrkdwn(text[len(sent):]))
-                    else:
-                        await self.client.chat_update(channel=channel, ts=ts, text=escape_mrkdwn(text) + IN_PROGRESS)
+                elif refused is None and self.edits.ready(channel) and text.startswith(sent):
+                    try:
+                        if native:
+                            await streamer.append(markdown_text=escape_mrkdwn(text[len(sent):]))
+                        else:
+                            await self.client.chat_update(channel=channel, ts=ts,
+                                                          text=escape_mrkdwn(text) + IN_PROGRESS)
+                    except SlackApiError as exc:
+                        if exc.response.get("error") not in NOT_A_MEMBER:
+                            raise
+                        refused = exc  # nothing more goes to the thread; the answer is still read to its end
                     sent = text
         except RequestError as exc:
             log.warning("slack: request not served: %s", type(exc).__name__)
             final = self.refusal(exc)
-        if native:
-            rest = final[len(sent):] if final.startswith(sent) else ""
-            ts = (await streamer.stop(markdown_text=escape_mrkdwn(rest)) if rest or not sent else
-                  await streamer.stop()).get("ts") or streamer.ts
-            if not final.startswith(sent):  # the final check changed text already shown
-                await self.client.chat_update(channel=channel, ts=ts, text=escape_mrkdwn(final))
-        else:
-            await self.client.chat_update(channel=channel, ts=ts, text=escape_mrkdwn(final))
+        if refused is None:
+            try:
+                ts = await self._finish_stream(channel, ts, streamer, sent, final)
+            except SlackApiError as exc:
+                if exc.response.get("error") not in NOT_A_MEMBER:
+                    raise
+                refused = exc
+        if refused is not None:
+            log.warning("slack: the thread refused a streamed answer (%s)", refused.response.get("error"))
+            raise _Undelivered(refused, self.reply_chunks(final))
         if self.feedback is not None and explanation is not None and explanation.answer_id and ts:
             await self.feedback.call("link_message", "slack", f"{channel}:{ts}", explanation.answer_id, user,
                                      explanation.text)
+
+    async def _finish_stream(self, channel: str, ts: str | None, streamer, sent: str, final: str) -> str | None:
+        """Show the final text of a streamed reply (what is left of it, natively); the reply's ts."""
+        if streamer is None:
+            await self.client.chat_update(channel=channel, ts=ts, text=escape_mrkdwn(final))
+            return ts
+        rest = final[len(sent):] if final.startswith(sent) else ""
+        ts = (await streamer.stop(markdown_text=escape_mrkdwn(rest)) if rest or not sent else
+              await streamer.stop()).get("ts") or streamer.ts
+        if not final.startswith(sent):  # the final check changed text already shown
+            await self.client.chat_update(channel=channel, ts=ts, text=escape_mrkdwn(final))
+        return ts
 
     async def post_in_thread(self, channel: str, thread_ts: str, chunks: list[str],
                              explanation: Explanation | None = None, user: str | None = None) -> None:

@@ -557,3 +557,68 @@ def test_the_message_shortcut_streams_into_the_messages_thread(monkeypatch):
     chat = [(method, data) for method, data in stub.calls if method.startswith("chat.")]
     assert chat[0][0] == "chat.postMessage" and chat[0][1]["thread_ts"] == "1699.1"
     assert stub.responses == []
+
+
+@pytest.mark.parametrize("refusing", ["chat.startStream", "chat.appendStream", "chat.stopStream",
+                                      "chat.update", "chat.postMessage"])
+def test_a_shortcut_where_the_bot_is_not_a_member_gets_the_streamed_answer_privately_asked_once(refusing,
+                                                                                                monkeypatch):
+    """Slack says not_in_channel to a native stream only at its first append (chat.startStream), a later one, or
+    at stop, when the answer is under way: that answer goes through the response URL, not a second one."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from mafioso.bot.extract import split_text
+    from tests.bot.helpers import StreamingExplainer
+
+    if refusing in ("chat.update", "chat.postMessage"):  # the edited-message path: refused before or mid-answer
+        monkeypatch.delattr(AsyncWebClient, "chat_stream")
+    deltas = ["Listen up.", *(f" Line {i} adds `x{i}` & <y{i}> for the family." for i in range(120)), " Capisce?"]
+    answer = "".join(deltas)
+    explainer = StreamingExplainer(deltas)
+    context, restore = _streaming_app(explainer)
+    expected = [escape_mrkdwn(chunk) for chunk in split_text(answer, SLACK_LIMIT)]
+
+    async def main():
+        try:
+            async with context as (stub, url):
+                stub.fail[refusing] = "not_in_channel"
+                assert (await post_signed(url, shortcut_body("```py\nprint(1 + 2)\n```", f"{stub.url}/response/4"))
+                        )[0] == 200
+                await stub.wait_for(lambda: len(stub.responses) >= 1 + len(expected))
+                await asyncio.sleep(0.2)  # nothing more comes
+                return stub
+        finally:
+            restore()
+
+    stub = asyncio.run(main())
+    assert explainer.codes == ["print(1 + 2)"]  # the worker was asked once
+    assert refusing in [method for method, _ in stub.calls]
+    invite, *chunks = stub.responses
+    assert invite["text"] == line("invite_me")
+    assert [r["text"] for r in chunks] == expected and len(expected) >= 2
+    assert all(r["response_type"] == "ephemeral" and r["replace_original"] is False for r in stub.responses)
+
+
+def test_a_refusal_where_the_bot_is_not_a_member_stays_private_and_the_worker_is_asked_once():
+    from tests.bot.helpers import StreamingExplainer
+
+    explainer = StreamingExplainer(["never"], error=WorkerBusy("256 waiting"))
+    context, restore = _streaming_app(explainer)
+
+    async def main():
+        try:
+            async with context as (stub, url):
+                stub.fail["chat.startStream"] = "not_in_channel"  # nothing was appended: the stop starts it
+                await post_signed(url, shortcut_body("x = 1", f"{stub.url}/response/5"))
+                await stub.wait_for(lambda: len(stub.responses) >= 2)
+                await asyncio.sleep(0.2)
+                return stub
+        finally:
+            restore()
+
+    stub = asyncio.run(main())
+    assert explainer.codes == ["x = 1"]
+    invite, apology = stub.responses
+    assert invite["text"] == line("invite_me") and "seeing a lot of people" in apology["text"]
+    assert "256" not in apology["text"] and apology["response_type"] == "ephemeral"
+    assert not stub.posted("chat.postMessage")  # nothing public
