@@ -1,0 +1,76 @@
+"""Ten small snippets no training row uses, answered by an engine and printed for reading by hand (issue 16).
+
+    python bench/read_unseen.py                                         # the default: Gemma + shipped adapter
+    python bench/read_unseen.py --base-model qwen2.5-coder-0.5b         # Qwen + its shipped adapter
+    python bench/read_unseen.py --base-model embedded --adapter DIR     # a candidate adapter
+
+The static checks (``grounded``) cannot see a false claim about behaviour ("it returns the longest vowel"), so
+each round's adapters are also read by hand on these ten. Each snippet comes with what a true answer says, to
+read against; the verdicts go into docs/BENCHMARKS.md. The names here are held out: data rows must not use them
+(data/README.md). The code is only explained, never run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from mafioso.core.config import GenerationConfig, WorkerConfig  # noqa: E402
+
+#: (code, what a true answer says)
+UNSEEN = (
+    ("def count_vowels(word):\n    return sum(1 for ch in word.lower() if ch in 'aeiou')\n\n"
+     "print(count_vowels('Godfather'))",
+     "counts the vowels of the lower-cased word with a generator expression; prints 3"),
+    ("class Counter:\n    def __init__(self):\n        self.n = 0\n    def bump(self):\n        self.n += 1\n"
+     "        return self.n\n\nc = Counter()\nc.bump()\nprint(c.bump())",
+     "bump adds 1 to n and returns it; bumped twice, one print: 2"),
+    ("def merge(a, b):\n    out = dict(a)\n    out.update(b)\n    return out\n\n"
+     "print(merge({'x': 1}, {'x': 2, 'y': 3}))",
+     "a new dict, b's values win on shared keys; prints {'x': 2, 'y': 3}; a and b untouched"),
+    ("import os\n\ndef largest_file(folder):\n    files = [os.path.join(folder, f) for f in os.listdir(folder)]\n"
+     "    return max(files, key=os.path.getsize)",
+     "full paths of the folder's entries, returns the biggest by size; an empty folder raises ValueError; "
+     "nothing is called"),
+    ("def power(base, exp):\n    if exp == 0:\n        return 1\n    return base * power(base, exp - 1)\n\n"
+     "print(power(2, 5))",
+     "recursive; exp 0 gives 1; prints 32; a negative exp never reaches 0 (RecursionError)"),
+    ("words = ['ant', 'bee', 'cat', 'bee']\nunique = sorted(set(words))\nprint(len(unique), unique)",
+     "set drops the duplicate bee, sorted makes a list; prints 3 ['ant', 'bee', 'cat']"),
+    ("def safe_div(a, b):\n    try:\n        return a / b\n    except ZeroDivisionError:\n        return None\n\n"
+     "print(safe_div(1, 0))",
+     "returns a / b, or None when b is zero (the error is caught, not raised); prints None"),
+    ("def evens(limit):\n    n = 0\n    while n < limit:\n        yield n\n        n += 2\n\n"
+     "print(list(evens(7)))",
+     "a generator of the even numbers below limit; prints [0, 2, 4, 6]"),
+    ("prices = {'apple': 1.2, 'pear': 0.8}\ncheap = {k: v for k, v in prices.items() if v < 1}\nprint(cheap)",
+     "a dict comprehension keeping prices under 1; prints {'pear': 0.8}"),
+    ("def first_duplicate(items):\n    seen = set()\n    for item in items:\n        if item in seen:\n"
+     "            return item\n        seen.add(item)\n    return None",
+     "returns the first item seen twice, else None; a loop with a set, no recursion; nothing is called"),
+)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--base-model", default="", help="as for mafioso explain (default: embedded)")
+    parser.add_argument("--adapter", default="default", help="adapter folder, 'default' or 'none'")
+    args = parser.parse_args()
+    from mafioso.worker.engines import load_engine
+
+    engine = load_engine(WorkerConfig(base_model=args.base_model, adapter=args.adapter), GenerationConfig())
+    try:
+        answers = engine.generate([(code, None) for code, _ in UNSEEN])
+    finally:
+        engine.close()
+    for number, ((code, truth), answer) in enumerate(zip(UNSEEN, answers, strict=True), 1):
+        print(f"=== {number}\n{code}\n--- a true answer: {truth}\n--- the answer ({answer.dropped} sentences "
+              f"dropped):\n{answer.text}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
