@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mafioso.core.base_model import cache_dir
 from mafioso.core import cpu_quant
+from mafioso.core.files import cache_dir
 
 __all__ = ["SPEEDUP", "Timings", "choose", "cpu_dtype", "machine_key", "measure"]
 

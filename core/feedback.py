@@ -96,7 +96,7 @@ class AnswerRecord:
 
 def default_path() -> Path:
     """``feedback.sqlite3`` in the cache folder."""
-    from mafioso.core.base_model import cache_dir
+    from mafioso.core.files import cache_dir
 
     return cache_dir() / "feedback.sqlite3"
 

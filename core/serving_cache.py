@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 
-from mafioso.core.base_model import cache_dir, sha256_file
 from mafioso.core import cpu_quant
+from mafioso.core.files import cache_dir, sha256_file
 
 __all__ = ["VERSION", "entry", "key", "load", "save"]
 

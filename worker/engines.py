@@ -19,8 +19,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from mafioso.core.base_model import cache_dir
 from mafioso.core.config import GenerationConfig, WorkerConfig
+from mafioso.core.files import cache_dir
 from mafioso.worker.control import Control
 from mafioso.worker.decoder_settings import DecoderSettings
 from mafioso.worker.engine import GenerateEngine, Generation, load_model_for

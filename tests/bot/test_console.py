@@ -33,7 +33,7 @@ def test_explains_a_file(tiny_model_dir, tmp_path, capsys):
 
 
 def test_explains_stdin_with_an_adapter(tiny_adapter_dir, monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr("mafioso.core.serving_cache.cache_dir", lambda: tmp_path)  # no merged model kept yet
+    monkeypatch.setenv("MAFIOSO_CACHE", str(tmp_path))  # no merged model kept yet
     for note in ("loading the model (first run converts it once)…", "loading the cached merged model…"):
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"print('ciao')\n")))
         assert explain("-", "--adapter", str(tiny_adapter_dir), "--max-new-tokens", "4", "--request", "why?") == 0

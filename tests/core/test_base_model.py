@@ -231,7 +231,7 @@ def test_the_tokenizer_s_added_tokens_are_kept_and_passed_back(tiny_model_dir, t
     from mafioso.core import tokenizer_cache
     from mafioso.core.base_model import load_tokenizer
 
-    monkeypatch.setattr(tokenizer_cache, "cache_dir", lambda: tmp_path)
+    monkeypatch.setenv("MAFIOSO_CACHE", str(tmp_path))
     plain = load_tokenizer(str(tiny_model_dir))
     [kept] = (tmp_path / "tokenizer").iterdir()
     passed = []

@@ -13,7 +13,7 @@ from mafioso.core.cpu_dtype import Timings, choose, cpu_dtype, measure
 @pytest.fixture
 def cache(monkeypatch, tmp_path):
     """An empty cache folder of this test's own."""
-    monkeypatch.setattr(module, "cache_dir", lambda: tmp_path)
+    monkeypatch.setenv("MAFIOSO_CACHE", str(tmp_path))
     return tmp_path
 
 

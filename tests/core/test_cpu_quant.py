@@ -165,7 +165,7 @@ def test_the_engine_serves_int8_and_caches_the_quantized_weights(tiny_model_dir,
     from mafioso.core import serving_cache
     from mafioso.worker.engines import load_engine
 
-    monkeypatch.setattr(serving_cache, "cache_dir", lambda: tmp_path)
+    monkeypatch.setenv("MAFIOSO_CACHE", str(tmp_path))
     cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter=str(tiny_adapter_dir), device="cpu", dtype="int8")
     gen = GenerationConfig(max_new_tokens=8)
     quantized = []

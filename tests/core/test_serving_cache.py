@@ -18,7 +18,7 @@ PAIRS = [("print(1)", None), ("def f(x):\n    return x * 2\n", "why?")]
 @pytest.fixture
 def cache(monkeypatch, tmp_path):
     """An empty cache folder of this test's own."""
-    monkeypatch.setattr(serving_cache, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setenv("MAFIOSO_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
 
 

@@ -34,7 +34,8 @@ def test_a_bad_value_names_the_setting(monkeypatch):
 
 
 def test_the_cache_folder_is_a_setting_read_by_the_loader(tmp_path, monkeypatch):
-    from mafioso.core.base_model import cache_dir, wheels_folder
+    from mafioso.core.base_model import wheels_folder
+    from mafioso.core.files import cache_dir
 
     monkeypatch.setenv("MAFIOSO_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("MAFIOSO_WHEELS", raising=False)
