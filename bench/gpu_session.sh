@@ -91,14 +91,15 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
       --data "$data" --validation "$validation" "${runs[@]}" --eval-flags="${EVAL_FLAGS:---batch-size,64}" \
       || echo "sweep $name: exit $?"
     ;;
-  train-bench)  # one after the other, alone on the card, same data and seed; ~5 min on an H200 (an estimate)
+  train-bench)  # one after the other, alone on the card, same data and seed; the QLoRA epoch alone takes ~4 min
     cd "$PROJ"
     python3 bench/bench_train.py --base-model "$GEMMA" --epochs 1 --out "$RUNS/train-bench" \
-      --run qlora --run fast --run "fast_b4:--recipe=fast,--batch-size=4"
+      --run qlora --run fast --run "fast16:--recipe=fast,--batch-size=16" \
+      --run "fast16_liger:--recipe=fast,--batch-size=16,--liger-kernel"  # the liger wheel in the bundle
     ;;
   train-eval)  # grounded, persona, recall, stop of each fast adapter against the QLoRA one, and the gate
     cd "$PROJ"
-    for run in fast fast_b4; do
+    for run in fast fast16 fast16_liger; do
       python3 -m mafioso eval --base-model "$GEMMA" --data data/validation.json --batch-size 64 \
         --adapter "$RUNS/train-bench/$run" --compare "$RUNS/train-bench/qlora" --out "$RUNS/train-bench/eval-$run" \
         2>&1 | grep -v "Loading weights" | tail -n 16

@@ -92,6 +92,9 @@ class TrainConfig:
     packing: bool = _help("pack whole rows into sequences of max_length tokens (no padding; batch_size then counts "
                           "packed sequences); each row still attends only to itself", default=False)
     attn_implementation: str = _help("attention kernel while training: eager or sdpa", default="eager")
+    liger_kernel: bool = _help("CUDA: Liger's fused Triton kernels (RMSNorm, RoPE, SwiGLU, and the LM head fused "
+                               "with the loss, so the vocabulary-wide logits are never stored); needs the liger "
+                               "extra (pip install 'mafioso[liger]')", default=False)
     eval_batch_size: int = _help("rows per evaluation batch (the same in every recipe, so eval losses compare)",
                                  default=2)
     max_steps: int = _help("stop after N optimizer steps (0: train the epochs); for benches and smoke runs",

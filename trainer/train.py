@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import importlib.util
 import json
 import logging
 import shutil
@@ -72,12 +73,17 @@ def load_splits(cfg: TrainConfig) -> tuple[list[Sample], list[Sample]]:
 def _device_settings(cfg: TrainConfig, cuda: bool) -> tuple[dict, object]:
     import torch
 
+    if cfg.liger_kernel and not cuda:
+        raise ConfigError("--liger-kernel needs a CUDA GPU (Liger's kernels are Triton kernels)")
+    if cfg.liger_kernel and importlib.util.find_spec("liger_kernel") is None:
+        raise ConfigError("--liger-kernel needs the liger-kernel package: pip install 'mafioso[liger]'")
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-        log.info("CUDA found: %s base, bf16 compute, %s, %s attention%s", "NF4" if cfg.quantization == "nf4" else
-                 "bf16", cfg.optim, cfg.attn_implementation, ", packed rows" if cfg.packing else "")
-        return {"bf16": True, "tf32": True, "optim": cfg.optim}, torch.bfloat16
+        log.info("CUDA found: %s base, bf16 compute, %s, %s attention%s%s", "NF4" if cfg.quantization == "nf4" else
+                 "bf16", cfg.optim, cfg.attn_implementation, ", packed rows" if cfg.packing else "",
+                 ", Liger kernels" if cfg.liger_kernel else "")
+        return {"bf16": True, "tf32": True, "optim": cfg.optim, "use_liger_kernel": cfg.liger_kernel}, torch.bfloat16
     log.warning("no CUDA GPU: training on the CPU (fp32 compute, adamw_torch, no mixed precision); "
                 "expect minutes for the tiny test model and hours for the real one")
     return {"use_cpu": True, "optim": "adamw_torch"}, torch.float32

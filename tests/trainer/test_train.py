@@ -153,3 +153,21 @@ def test_a_full_disk_while_saving_is_one_sentence_and_keeps_the_old_adapter(tmp_
         train_module.save(run, stats={}, command=["mafioso", "train"])
     assert (output / "adapter_model.safetensors").read_bytes() == b"the old adapter"
     assert [p.name for p in tmp_path.iterdir()] == ["adapter"]  # no half-written temp folder left behind
+
+
+def test_liger_kernels_are_asked_of_trl_on_a_gpu_and_refused_clearly_elsewhere(monkeypatch):
+    from mafioso.core.errors import ConfigError
+
+    cfg = TrainConfig(data=["x.json"], liger_kernel=True)
+    with pytest.raises(ConfigError, match="--liger-kernel needs a CUDA GPU"):
+        train_module._device_settings(cfg, cuda=False)
+    found = train_module.importlib.util.find_spec  # the package is an extra: absent here, present on a GPU box
+    monkeypatch.setattr(train_module.importlib.util, "find_spec", lambda name: None if name == "liger_kernel"
+                        else found(name))
+    with pytest.raises(ConfigError, match=r"pip install 'mafioso\[liger\]'"):
+        train_module._device_settings(cfg, cuda=True)
+    monkeypatch.setattr(train_module.importlib.util, "find_spec", lambda name: object())
+    args, _ = train_module._device_settings(cfg, cuda=True)
+    assert args["use_liger_kernel"] is True and args["bf16"] is True
+    args, _ = train_module._device_settings(TrainConfig(data=["x.json"]), cuda=True)
+    assert args["use_liger_kernel"] is False  # off unless asked: the seed's recipe is unchanged
