@@ -73,6 +73,9 @@ class TrainConfig:
     quantization: str = _help("base weights while training: nf4 (QLoRA) or none", default="nf4")
     persona: str = _help("the voice trained in: a folder of prompts/personas (its instruction starts every "
                          "prompt; the adapter records it and is served with it)", default="mafioso")
+    prompt_format: int = _help("the prompt format trained in (mafioso.prompts.PROMPT_FORMAT, the current one by "
+                               "default; an older one to compare formats on the same data); recorded in the "
+                               "adapter, which is then served in it", default=0)
     lora_r: int = _help("LoRA rank", default=64)
     lora_alpha: int = _help("LoRA alpha", default=16)
     lora_dropout: float = _help("LoRA dropout", default=0.05)
@@ -112,6 +115,11 @@ class TrainConfig:
         if self.persona not in personas():
             raise ConfigError(f"--persona must be one of {', '.join(personas())}, got {self.persona!r} (a new one "
                               "is a folder prompts/personas/NAME with persona.json and instruction.txt)")
+        from mafioso.prompts import PROMPT_FORMAT
+
+        self.prompt_format = self.prompt_format or PROMPT_FORMAT
+        if not 1 <= self.prompt_format <= PROMPT_FORMAT:
+            raise ConfigError(f"--prompt-format must be 1 to {PROMPT_FORMAT}, not {self.prompt_format}")
         if self.recipe not in RECIPES:
             raise ConfigError(f"recipe must be one of {', '.join(RECIPES)}, not {self.recipe!r}")
         if self.quantization not in ("nf4", "none"):

@@ -193,15 +193,16 @@ def split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sampl
     return train, [s for i, s in enumerate(samples) if i in held]
 
 
-def tokenize(samples: list[Sample], tokenizer, max_length: int,
-             persona: str = "mafioso") -> tuple[list[dict], list[str]]:
-    """Training rows (input_ids + completion_mask) in ``persona``'s prompt, and warnings for rows cut at
-    ``max_length`` (or left out, when even their prompt does not fit)."""
-    from mafioso.prompts import encode
+def tokenize(samples: list[Sample], tokenizer, max_length: int, persona: str = "mafioso",
+             prompt_format: int | None = None) -> tuple[list[dict], list[str]]:
+    """Training rows (input_ids + completion_mask) in ``persona``'s prompt, in ``prompt_format`` (default: the
+    current one), and warnings for rows cut at ``max_length`` (or left out, when even their prompt does not fit)."""
+    from mafioso.prompts import PROMPT_FORMAT, encode
 
     rows, warnings = [], []
     for sample in samples:
-        row = encode(tokenizer, sample.code, sample.prompt, sample.explanation, persona_name=persona)
+        row = encode(tokenizer, sample.code, sample.prompt, sample.explanation, persona_name=persona,
+                     prompt_format=prompt_format or PROMPT_FORMAT)
         if len(row["input_ids"]) > max_length:
             if not any(row["completion_mask"][:max_length]):  # the cut leaves no answer to learn from
                 warnings.append(f"{sample.where}: its prompt alone is {row['completion_mask'].index(1)} tokens, "

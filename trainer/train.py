@@ -136,8 +136,8 @@ def setup(cfg: TrainConfig) -> Run:
     train_samples, val_samples = load_splits(cfg)
     base = resolve_base(cfg.base_model)
     tokenizer = load_tokenizer(base)
-    train_rows, cut = tokenize(train_samples, tokenizer, cfg.max_length, cfg.persona)
-    val_rows, val_cut = tokenize(val_samples, tokenizer, cfg.max_length, cfg.persona)
+    train_rows, cut = tokenize(train_samples, tokenizer, cfg.max_length, cfg.persona, cfg.prompt_format)
+    val_rows, val_cut = tokenize(val_samples, tokenizer, cfg.max_length, cfg.persona, cfg.prompt_format)
     for warning in cut + val_cut:
         log.warning(warning)
     if not train_rows:
@@ -251,7 +251,8 @@ def save(run: Run, stats: dict, command: list[str]) -> Path:
         files = {p: sha256_file(Path(p)) for p in [*cfg.data, *cfg.validation]}
         known = BASES.get(run.base["name"])
         write_model_card(tmp, cfg=dataclasses.asdict(cfg), base=run.base, data_files=files,
-                         stats=stats, command=command, counts=run.counts, licence=known.licence if known else "")
+                         stats=stats, command=command, counts=run.counts, licence=known.licence if known else "",
+                         prompt_format=cfg.prompt_format)
         if output.exists():
             old = output.with_name(f".{output.name}.old")
             shutil.rmtree(old, ignore_errors=True)

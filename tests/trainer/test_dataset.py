@@ -115,3 +115,24 @@ def test_a_row_whose_prompt_alone_is_too_long_is_left_out_with_a_warning(tiny_mo
     assert len(rows) == 1 and any(rows[0]["completion_mask"])
     (warning,) = warnings
     assert "'long'" in warning and "left out" in warning
+
+
+def test_rows_are_tokenized_in_the_prompt_format_asked_for(tiny_model_dir):
+    from mafioso import prompts
+    from mafioso.core.base_model import load_tokenizer
+    from mafioso.core.config import TrainConfig
+    from mafioso.core.errors import ConfigError
+    from mafioso.trainer.dataset import Sample, tokenize
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    code = "def pick(xs):\n    for x in xs:\n        if x:\n            return x\n"
+    sample = Sample("s", "t.json", "explain", code, "It picks, pal.")
+    for fmt in (1, 2):
+        [row], _ = tokenize([sample], tokenizer, 10_000, prompt_format=fmt)
+        assert row == prompts.encode(tokenizer, code, "explain", "It picks, pal.", prompt_format=fmt)
+    [current], _ = tokenize([sample], tokenizer, 10_000)
+    assert current == row  # format 2 is the current one
+    assert TrainConfig(data=["x.json"]).prompt_format == prompts.PROMPT_FORMAT
+    assert TrainConfig(data=["x.json"], prompt_format=1).prompt_format == 1
+    with pytest.raises(ConfigError, match="--prompt-format must be 1 to 2"):
+        TrainConfig(data=["x.json"], prompt_format=3)
