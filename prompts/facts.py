@@ -307,17 +307,13 @@ def _exception_name(node: ast.expr | None) -> str:
 
 def _body(scope: ast.AST):
     """The nodes of a scope's own body in source order, not entering nested definitions or lambdas."""
-    stack = list(reversed(list(ast.iter_child_nodes(scope))))
-    while stack:
-        node = stack.pop()
-        yield node
-        if not isinstance(node, _SCOPES):
-            stack.extend(reversed(list(ast.iter_child_nodes(node))))
+    return (node for node, _ in _guarded_body(scope))
 
 
 def _guarded_body(scope: ast.AST):
-    """``(node, when)`` for the nodes of :func:`_body`: ``when`` is the innermost condition the node runs under
-    (``if i % 3 == 0``, ``otherwise`` for an else branch, ``on ValueError`` in an except handler), or ""."""
+    """``(node, when)`` for the nodes of a scope's own body in source order, not entering nested definitions or
+    lambdas: ``when`` is the innermost condition the node runs under (``if i % 3 == 0``, ``otherwise`` for an else
+    branch, ``on ValueError`` in an except handler), or ""."""
     stack = [(child, "") for child in reversed(list(ast.iter_child_nodes(scope)))]
     while stack:
         node, when = stack.pop()
@@ -332,7 +328,7 @@ def _guarded_body(scope: ast.AST):
         elif isinstance(node, ast.ExceptHandler):
             names = _exception_name(node.type).replace(", ", " or ") if node.type is not None else "any exception"
             caught = f"on {names}"
-            guarded = [(child, caught) for child in node.body]
+            guarded = [(node.type, when)] * (node.type is not None) + [(child, caught) for child in node.body]
         else:
             guarded = [(child, when) for child in ast.iter_child_nodes(node)]
         stack.extend(reversed(guarded))
@@ -356,8 +352,8 @@ class _Scope:
         self.loops, self.raises, self.catches, self.returns, self.prints, self.io = [], [], [], [], [], []
         self.imports, self.sets, self.calls, self.asserts, self.whiles, self.yielded = [], [], [], [], [], []
         self.call_texts = []  # a plain name's call with its arguments (``fizzbuzz(15)``), else the callee
-        for node, when in _guarded_body(scope) if conditions else ((node, "") for node in _body(scope)):
-            self._read(node, when)
+        for node, when in _guarded_body(scope):
+            self._read(node, when if conditions else "")
 
     def _read(self, node: ast.AST, when: str) -> None:
         if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
