@@ -24,7 +24,9 @@
 # It replaces bench/gpu_round.sh (commit 427fca0), which set up the last round's Qwen and Gemma sweeps the same way.
 #
 # Habit learned the hard way: a call that trains ends by collecting into $OUT, and prints progress as it goes
-# (a machine given back between calls loses everything under /tmp).
+# (a machine given back between calls loses everything under /tmp): `wait` then `collect` in the same call, never
+# in two (2026-12-04, night: the next call came 40 s later and three trained adapters were lost). Seven
+# trainings side by side fill the H200 (fast Gemma runs of 16 x 1,024 hold up to 60 GB each): three or four.
 #
 # The repository keeps one folder per room and the wheel installs them under `mafioso` (pyproject.toml); without
 # installing, $PROJ/mafioso/<room> links give Python the same layout.
