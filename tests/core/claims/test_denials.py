@@ -80,6 +80,7 @@ def test_only_crisp_denials_are_checked():
     crisp = {c.claim for c in CONCEPTS if c.denial}
     assert crisp == {"recursive", "generator", "list comprehension", "dict comprehension", "set comprehension",
                      "comprehension", "decorator", "dataclass", "lambda", "class"}
+    assert all(c.denial <= c.features for c in CONCEPTS)  # what contradicts a denial supports the claim
     loop = "for x in [1, 2]:\n    print(x)\n"  # "never prints" of a function, "no loop" of a comprehension ...
     assert false_concepts(loop, "The loop never prints twice, no sorting, and it never raises.") == []
 
