@@ -89,10 +89,12 @@ _DENIAL_BEFORE = re.compile(r"(?:\b(?:not|no|never|without|nor|neither|nothing|n
                             r"\brather than)\s+(?:(?:a|an|the|any|one|single|real|actual|sign of|trace of|kind of|"
                             r"use|uses|using|involve|involves|have|has|need|needs|do|does|here|in here|in this code|"
                             r"function|method|at all|of them|of it|is|are|itself|ever)\s+){0,3}$", re.IGNORECASE)
-# What may follow a denied phrase: the end of its clause, maybe "at all" or "here" first. Anything else ("never
-# recurses forever", "no recursion limit", "doesn't recurse on an empty list") qualifies it: not a denial.
-_DENIAL_AFTER = re.compile(r"(?:\s+(?:at all|here|anywhere|whatsoever|in sight|involved|in (?:this|the|your) "
-                           r"(?:code|function|snippet|one)))?(?:\s*[,.;:!?)\u2014\u2013]|\s*$|\s+(?:and|but|so|just|"
+# What may follow a denied phrase: the end of its clause, maybe a noun of its own ("not a recursive function")
+# and "at all" or "here" first. Anything else ("never recurses forever", "no recursion limit", "doesn't recurse
+# on an empty list", "not a generator expression") qualifies it: not a denial.
+_DENIAL_AFTER = re.compile(r"(?:\s+(?:functions?|methods?|calls?|approach|version|solution|business|magic))?"
+                           r"(?:\s+(?:at all|here|anywhere|whatsoever|in sight|involved|in (?:this|the|your) "
+                           r"(?:code|function|snippet|one|case)))?(?:\s*[,.;:!?)\u2014\u2013]|\s*$|\s+(?:and|but|so|just|"
                            r"only|either|instead)\b|\s+-\s)", re.IGNORECASE)
 
 

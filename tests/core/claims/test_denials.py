@@ -34,9 +34,11 @@ def denials(code, answer):
 @pytest.mark.parametrize("code, answer, claim", [
     (POWER, "It returns the result, not None, and the function never recurses; it just returns 1.", "recursive"),
     (POWER, "`power` is not recursive, just a multiplication.", "recursive"),
+    (POWER, "It's not a recursive function at all, capisce?", "recursive"),
     (POWER, "Nothing here calls itself, capisce?", "recursive"),
     (POWER, "No recursion here, just one multiplication.", "recursive"),
     (EVENS, "`evens` is a plain function, not a generator.", "generator"),
+    (EVENS, "No generator function here, just a loop.", "generator"),
     (TIMED, "There's no decorator at all, pal.", "decorator"),
     (POINT, "`Point` is a plain class, not a dataclass.", "dataclass"),
     (BY_AGE, "It sorts by age without a lambda.", "lambda"),
@@ -61,6 +63,7 @@ def test_a_false_denial_is_caught(code, answer, claim):
     (POWER, "A negative exp means no recursion limit is ever enough."),
     (POWER, "It does not recurse on an exp of 0, it returns 1 right away."),
     (POWER, "It is not just recursive, it multiplies too."),
+    (EVENS, "There's no generator expression, the function yields."),  # not the construct it has
     (TWO, "`helper` never calls itself, it adds one."),  # a denial of the other function
     (TIMED, "`timed` is not decorated, `greet` is."),  # a named definition and decorators: left alone
     (TIMED, "`wrapper` is not a decorator, just the inner function."),
