@@ -3,8 +3,9 @@
 A small model still writes "a recursive function" for a loop or names a method the code never had. The facts
 sheet in the prompt and the training data make that rarer; this check catches what slips through, the way the
 code post-check (:mod:`mafioso.core.postcheck`) catches code. It uses the static half of ``mafioso eval``'s grounded
-check (:mod:`mafioso.core.claims`): invented names and constructs the syntax tree lacks. It reads the code, never
-runs it, so it is safe on chat input; claims about printed values need a run and are left alone.
+check (:mod:`mafioso.core.claims`): invented names, constructs the syntax tree lacks and ones it has that the
+answer denies ("the function never recurses"). It reads the code, never runs it, so it is safe on chat input;
+claims about printed values need a run and are left alone.
 
 A sentence with such a claim is dropped whole; the rest of the answer stays as written. Measured on the shipped
 adapters' validation answers (docs/BENCHMARKS.md): most answers lose nothing, and the check is both the filter

@@ -22,8 +22,8 @@ import textwrap
 from functools import lru_cache
 from itertools import islice
 
-__all__ = ["FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "FEATURES", "call_features", "code_features", "facts_sheet",
-           "parse"]
+__all__ = ["FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "FEATURES", "call_features", "code_features",
+           "definition_features", "facts_sheet", "parse"]
 
 #: Every feature name :func:`code_features` can report.
 FEATURES = frozenset({
@@ -137,6 +137,21 @@ def code_features(code: str) -> frozenset[str] | None:
     """The :data:`FEATURES` the code has, or None when it is not parseable as Python."""
     tree = parse(code)
     return None if tree is None else _features(tree)
+
+
+def definition_features(code: str) -> dict[str, frozenset[str]] | None:
+    """The :data:`FEATURES` of each ``def`` and ``class`` of the code by name (of its decorators and body), or
+    None when the code does not parse. "decorator" is left out: "`wrapper` is not a decorator" and "`greet`
+    is not decorated" ask different things of one tree."""
+    tree = parse(code)
+    if tree is None:
+        return None
+    found: dict[str, frozenset[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, _DEFS):
+            features = _features(ast.Module(body=[node], type_ignores=[])) - {"decorator"}
+            found[node.name] = found.get(node.name, frozenset()) | features
+    return found
 
 
 def _features(tree: ast.Module) -> frozenset[str]:

@@ -1,12 +1,13 @@
-"""False concepts: the answer says recursive, generator, decorator, ... and the code has no such construct."""
+"""False concepts: the answer says recursive, generator, decorator, ... and the code has no such construct, or it
+denies one ("it never recurses") that the code has."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from mafioso.prompts.facts import code_features
-from mafioso.core.claims.text import FENCE, SENTENCE, SPAN, advice_from, mask, negated, within
+from mafioso.prompts.facts import code_features, definition_features
+from mafioso.core.claims.text import FENCE, SENTENCE, SPAN, advice_from, denied, mask, negated, within
 
 __all__ = ["CONCEPTS", "Concept", "false_concepts"]
 
@@ -14,6 +15,7 @@ _LOOPING = frozenset({"loop", "list comprehension", "dict comprehension", "set c
                       "generator expression"})
 _COMPREHENSIONS = frozenset({"list comprehension", "dict comprehension", "set comprehension",
                              "generator expression"})
+_BRACKETED = _COMPREHENSIONS - {"generator expression"}  # "no comprehension" may fairly say so of a genexp
 
 @dataclass(frozen=True)
 class Concept:
@@ -26,31 +28,42 @@ class Concept:
     #: words that make this claim on their own: when the code lacks the construct, grounded decoding bans
     #: their first token (mafioso.worker.grounded_decoding); empty for claims that need a phrase
     words: tuple[str, ...] = ()
+    #: a denial of the claim ("it never recurses", "no lambda here") is false when the code has one of these;
+    #: empty where a denial can be true of code that has the construct ("it never prints" of a function, while
+    #: the module prints; "never raises" of code that catches; "no explicit loop" of a comprehension)
+    denial: frozenset[str] = frozenset()
 
 
 #: The vocabulary of concept claims, in one table. Two more kinds of support are added per answer: what the
 #: code really printed supports "prints" (logging), a run that ended in a traceback supports "raises".
 CONCEPTS: tuple[Concept, ...] = (
     Concept("recursive", r"\brecurs(?:ive|ively|ion|ions|es|ing|e)\b|\bcalls? (?:it|him|her)self\b",
-            frozenset({"recursion"}),
+            frozenset({"recursion"}), denial=frozenset({"recursion"}),
             code=r"rglob|\bwalk\(|\*\*/|/\*\*|recursive\s*=\s*True",  # a folder searched to the bottom
             words=("recursive", "recursively", "recursion")),
     Concept("generator", r"\bgenerators?\b", frozenset({"generator", "generator expression"}),
-            words=("generator", "generators")),
-    Concept("list comprehension", r"\blist comprehensions?\b", frozenset({"list comprehension"})),
-    Concept("dict comprehension", r"\bdict(?:ionary)? comprehensions?\b", frozenset({"dict comprehension"})),
-    Concept("set comprehension", r"\bset comprehensions?\b", frozenset({"set comprehension"})),
+            words=("generator", "generators"), denial=frozenset({"generator"})),  # "a list, not a generator"
+    Concept("list comprehension", r"\blist comprehensions?\b", frozenset({"list comprehension"}),
+            denial=frozenset({"list comprehension"})),
+    Concept("dict comprehension", r"\bdict(?:ionary)? comprehensions?\b", frozenset({"dict comprehension"}),
+            denial=frozenset({"dict comprehension"})),
+    Concept("set comprehension", r"\bset comprehensions?\b", frozenset({"set comprehension"}),
+            denial=frozenset({"set comprehension"})),
     Concept("comprehension", r"(?<!list )(?<!dict )(?<!set )(?<!dictionary )\bcomprehensions?\b", _COMPREHENSIONS,
-            words=("comprehension", "comprehensions")),
+            words=("comprehension", "comprehensions"), denial=_BRACKETED),
     Concept("decorator", r"\bdecorat(?:or|ors|ed|es|ing)\b", frozenset({"decorator"}),
-            words=("decorator", "decorators", "decorated")),
-    Concept("dataclass", r"\bdata ?class(?:es)?\b", frozenset({"dataclass"}), words=("dataclass",)),
+            words=("decorator", "decorators", "decorated"), denial=frozenset({"decorator"})),
+    Concept("dataclass", r"\bdata ?class(?:es)?\b", frozenset({"dataclass"}), words=("dataclass",),
+            denial=frozenset({"dataclass"})),
     Concept("async", r"\basync(?:hronous|hronously)?\b|\bawait(?:s|ed|ing)?\b|\bcoroutines?\b|\bevent loop\b",
             frozenset({"async"}), words=("asynchronous", "asynchronously", "coroutine", "coroutines")),
-    Concept("lambda", r"\blambdas?\b", frozenset({"lambda"}), words=("lambda", "lambdas")),
+    # (no denial: "the coroutine was never awaited", "the loop itself isn't async" are true of async code)
+    Concept("lambda", r"\blambdas?\b", frozenset({"lambda"}), words=("lambda", "lambdas"),
+            denial=frozenset({"lambda"})),
     Concept("class", r"\b(?:defines?|defining|declares?|declaring|builds?|creates?|sets? up)\s+(?:a|an|the|"
                      r"its own|one|two|three)\s+(?:new\s+|custom\s+|little\s+|small\s+|simple\s+)?class(?:es)?\b"
                      r"|\bclass (?:called|named)\b|\bis an? (?:\w+ )?class\b", frozenset({"class"}),
+            denial=frozenset({"class"}),  # "doesn't define a class": a `class` statement says otherwise
             code=r"(?<![\w.])[A-Z][a-z]\w*\("),  # "`Counter` is a class": the code makes an instance of one
     Concept("prints", r"\bprint(?:s|ed|ing)?\b", frozenset({"print"})),
     Concept("raises", r"\b(?:rais(?:es|e|ed|ing)|throws?|throwing)\s+(?:(?:a|an|the|its)\s+)?(?:\S+\s+){0,2}?"
@@ -73,6 +86,8 @@ _CONCEPT_RES = tuple((c, re.compile(c.phrase, re.IGNORECASE), re.compile(c.code)
 def false_concepts(code: str, answer: str, output: str | None = None, raised: str | None = None) -> list[dict]:
     """Concept claims (:data:`CONCEPTS`) the code contradicts; none when the code does not parse.
 
+    A claim the code lacks is ``{"kind": "false concept", "claim": ..., "text": ...}``; a denial the code
+    contradicts ("the function never recurses" of a recursive one) is the same with ``"denied": True``.
     ``output`` (what a run printed) supports "prints" and ``raised`` (the exception a run ended with)
     supports "raises", for code that prints through logging or fails without a ``raise`` of its own.
     """
@@ -90,15 +105,35 @@ def false_concepts(code: str, answer: str, output: str | None = None, raised: st
     prose = re.sub(r'"[^"\n]{0,200}"', mask, SPAN.sub(mask, FENCE.sub(mask, answer)))
     for at in SENTENCE.finditer(prose):
         sentence = at.group(0)
-        advice = advice_from(answer[at.start():at.end()])
+        original = answer[at.start():at.end()]
+        advice = advice_from(original)
         for concept, pattern, code_support in _CONCEPT_RES:
             claim = concept.claim
-            if claim in seen or concept.features & features or (code_support and code_support.search(code)):
+            has = bool(concept.features & features or (code_support and code_support.search(code)))
+            denials = bool(concept.denial & features)
+            if (has or claim in seen) and (not denials or (claim, True) in seen):
                 continue
             for match in pattern.finditer(sentence):
-                if not negated(sentence, match.start(), match.end()) and not within(advice, match.start()):
-                    found.append({"kind": "false concept", "claim": claim,
-                                  "text": answer[at.start():at.end()].strip()[:200]})
-                    seen.add(claim)
-                    break
+                start, end = match.span()
+                if within(advice, start):
+                    continue
+                if negated(sentence, start, end):
+                    key = (claim, True)
+                    wrong = denials and denied(sentence, start, end) and _denial_contradicted(concept, code, original)
+                else:
+                    key, wrong = claim, not has
+                if wrong and key not in seen:
+                    seen.add(key)
+                    found.append({"kind": "false concept", "claim": claim, **({"denied": True} if key != claim else {}),
+                                  "text": original.strip()[:200]})
     return found
+
+
+def _denial_contradicted(concept: Concept, code: str, sentence: str) -> bool:
+    """Whether the code has what ``sentence`` denies: in every ``def`` or ``class`` it names in backticks
+    ("`helper` never recurses" may be true while another function does), or anywhere when it names none. A
+    named one is never contradicted on decorators (:func:`mafioso.prompts.facts.definition_features`)."""
+    definitions = definition_features(code) or {}
+    named = [definitions[name] for name in (span.strip().removesuffix("()") for span in SPAN.findall(sentence))
+             if name in definitions]
+    return all(concept.denial & features for features in named)  # none named: the whole code has it

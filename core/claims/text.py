@@ -6,7 +6,7 @@ import re
 
 from mafioso.core.fences import FENCE_MARK
 
-__all__ = ["FENCE", "SENTENCE", "SPAN", "advice_from", "blank", "mask", "negated", "sentences", "within"]
+__all__ = ["FENCE", "SENTENCE", "SPAN", "advice_from", "blank", "denied", "mask", "negated", "sentences", "within"]
 
 # A denial just before the phrase, in the same clause: "not recursive", "no loop", "never prints",
 # "without a decorator", "instead of a generator", "doesn't use recursion".
@@ -80,3 +80,26 @@ def negated(sentence: str, start: int, end: int) -> bool:
     if breaks:
         before = before[breaks[-1].end():]
     return bool(_NEGATION.search(before)) or bool(_NEGATED_AFTER.match(sentence, end))
+
+
+# A denial that governs the phrase and nothing else ("never recurses", "no recursion here", "isn't a generator",
+# "doesn't use a lambda", "nothing here calls itself"): the negation, at most three filler words, the phrase,
+# then the end of the clause. Narrower than :func:`negated`, which only has to spare a claim; this one makes one.
+_DENIAL_BEFORE = re.compile(r"(?:\b(?:not|no|never|without|nor|neither|nothing|none|\w+n't)|\binstead of|"
+                            r"\brather than)\s+(?:(?:a|an|the|any|one|single|real|actual|sign of|trace of|kind of|"
+                            r"use|uses|using|involve|involves|have|has|need|needs|do|does|here|in here|in this code|"
+                            r"function|method|at all|of them|of it|is|are|itself|ever)\s+){0,3}$", re.IGNORECASE)
+# What may follow a denied phrase: the end of its clause, maybe a noun of its own ("not a recursive function")
+# and "at all" or "here" first. Anything else ("never recurses forever", "no recursion limit", "doesn't recurse
+# on an empty list", "not a generator expression") qualifies it: not a denial.
+_DENIAL_AFTER = re.compile(r"(?:\s+(?:functions?|methods?|calls?|approach|version|solution|business|magic))?"
+                           r"(?:\s+(?:at all|here|anywhere|whatsoever|in sight|involved|in (?:this|the|your) "
+                           r"(?:code|function|snippet|one|case)))?(?:\s*[,.;:!?)\u2014\u2013]|\s*$|\s+(?:and|but|so|just|"
+                           r"only|either|instead)\b|\s+-\s)", re.IGNORECASE)
+
+
+def denied(sentence: str, start: int, end: int) -> bool:
+    """True if the phrase at ``sentence[start:end]`` is plainly denied: a negation right before it ("never",
+    "no", "isn't a", "doesn't use") and its clause ending right after it. Stricter than :func:`negated`:
+    "doesn't recurse forever" and "no recursion limit" are denials of something else."""
+    return bool(_DENIAL_BEFORE.search(sentence, 0, start)) and bool(_DENIAL_AFTER.match(sentence, end))

@@ -5,11 +5,14 @@
 * ``invented name`` - a name the answer presents as the code's (in backticks, ``name()``, ``x.y``, "a
   function called x", "the x_y function") that appears nowhere in the code;
 * ``false concept`` - the answer says recursive, generator, comprehension, decorator, ... (:data:`CONCEPTS`)
-  and :func:`mafioso.prompts.facts.code_features` says the code has no such construct;
+  and :func:`mafioso.prompts.facts.code_features` says the code has no such construct; or, marked
+  ``"denied": True``, it plainly denies one the code has ("the function never recurses" of a recursive one),
+  for the constructs whose denial the syntax tree can settle (``Concept.denial``);
 * ``false output`` - a value the answer says is printed (a quoted string, a number, a list/dict/tuple
   literal after "prints", "outputs", "so you get", ...) that is not in what the code really printed.
 
-Denials ("it is not recursive", "no loop here") and advice ("a ``for`` loop would be cleaner") claim nothing.
+Other denials ("it never prints", "no loop here", "it doesn't recurse forever") and advice ("a ``for`` loop
+would be cleaner") claim nothing.
 The checks read text and syntax trees only; the real output is handed in by the caller, who got it from
 :mod:`mafioso.trainer.sandbox` for dataset rows (never for chat input).
 

@@ -1,0 +1,125 @@
+"""False denials: an answer that denies a construct its code has ("the function never recurses" of a recursive
+one) is flagged; true denials, qualified ones ("doesn't recurse forever") and denials of another function pass."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mafioso.core.claim_check import drop_unsupported
+from mafioso.core.claims import CONCEPTS, false_concepts
+from mafioso.core.claims.text import denied
+from mafioso.prompts.facts import definition_features
+from mafioso.trainer.grounding import summarize_claims
+
+POWER = ("def power(base, exp):\n    if exp == 0:\n        return 1\n    return base * power(base, exp - 1)\n\n"
+         "print(power(2, 5))\n")
+EVENS = "def evens(limit):\n    n = 0\n    while n < limit:\n        yield n\n        n += 2\n"
+TIMED = ("import functools\n\ndef timed(fn):\n    @functools.wraps(fn)\n    def wrapper(*a):\n        return fn(*a)\n"
+         "    return wrapper\n\n@timed\ndef greet(name):\n    return 'hi ' + name\n")
+POINT = "from dataclasses import dataclass\n\n@dataclass\nclass Point:\n    x: int\n    y: int\n"
+BY_AGE = "people = [('al', 40), ('vito', 60)]\nprint(sorted(people, key=lambda p: p[1]))\n"
+SQUARES = "def squares(n):\n    return [i * i for i in range(n)]\n"
+CHEAP = "prices = {'apple': 1.2, 'pear': 0.8}\ncheap = {k: v for k, v in prices.items() if v < 1}\n"
+UNIQUE = "words = ['ant', 'bee']\nfirsts = {w[0] for w in words}\n"
+COUNTER = "class Counter:\n    def bump(self):\n        return 1\n\nc = Counter()\n"
+PLAIN = "def double(n):\n    return n * 2\n"
+TWO = POWER + "\ndef helper(x):\n    return x + 1\n"  # one function recurses, the other does not
+
+
+def denials(code, answer):
+    return [(c["claim"], c.get("denied", False)) for c in false_concepts(code, answer)]
+
+
+@pytest.mark.parametrize("code, answer, claim", [
+    (POWER, "It returns the result, not None, and the function never recurses; it just returns 1.", "recursive"),
+    (POWER, "`power` is not recursive, just a multiplication.", "recursive"),
+    (POWER, "It's not a recursive function at all, capisce?", "recursive"),
+    (POWER, "Nothing here calls itself, capisce?", "recursive"),
+    (POWER, "No recursion here, just one multiplication.", "recursive"),
+    (EVENS, "`evens` is a plain function, not a generator.", "generator"),
+    (EVENS, "No generator function here, just a loop.", "generator"),
+    (TIMED, "There's no decorator at all, pal.", "decorator"),
+    (POINT, "`Point` is a plain class, not a dataclass.", "dataclass"),
+    (BY_AGE, "It sorts by age without a lambda.", "lambda"),
+    (SQUARES, "A plain return, no list comprehension.", "list comprehension"),
+    (CHEAP, "It filters the prices with a loop, no dict comprehension.", "dict comprehension"),
+    (UNIQUE, "It builds the set by hand, no set comprehension.", "set comprehension"),
+    (SQUARES, "No comprehension here, paisan.", "comprehension"),
+    (COUNTER, "It doesn't define a class, it just counts.", "class"),
+])
+def test_a_false_denial_is_caught(code, answer, claim):
+    assert denials(code, answer) == [(claim, True)]
+
+
+@pytest.mark.parametrize("code, answer", [
+    (PLAIN, "`double` never recurses; it just multiplies."),  # true denials: the code lacks each
+    (PLAIN, "Not a generator, no decorator, no lambda, no list comprehension and no dataclass."),
+    (PLAIN, "It doesn't define a class, it just doubles."),
+    ("squares = (i * i for i in range(3))\n", "A generator expression, no comprehension in sight."),
+    ("squares = (i * i for i in range(3))\n", "The expression is lazy, no generator function."),
+    (POWER, "It doesn't recurse forever because exp reaches 0."),  # qualified: a denial of something else
+    (POWER, "It recurses until exp is 0, no deeper."),
+    (POWER, "A negative exp means no recursion limit is ever enough."),
+    (POWER, "It does not recurse on an exp of 0, it returns 1 right away."),
+    (POWER, "It is not just recursive, it multiplies too."),
+    (EVENS, "There's no generator expression, the function yields."),  # not the construct it has
+    (TWO, "`helper` never calls itself, it adds one."),  # a denial of the other function
+    (TIMED, "`timed` is not decorated, `greet` is."),  # a named definition and decorators: left alone
+    (TIMED, "`wrapper` is not a decorator, just the inner function."),
+    (TIMED, "`greet` is not decorated, it just adds 'hi'."),  # (false, but "is decorated" and "is one" differ)
+    (POINT, "Without the decorator it would be a plain class."),  # a what-if
+    (POWER, "You could write it without recursion, with a loop."),  # advice
+    ("import asyncio\n\nasync def main():\n    asyncio.sleep(1)\n", "The sleep is never awaited, pal."),
+    (CHEAP, "Curly braces without a colon would make a set comprehension."),
+    ("from dataclasses import dataclass\n\n@dataclass\nclass Page:\n    n: int\n",
+     "`Page` is a dataclass, so you can't bind it to a dataclass, capisce?"),  # a real answer: no denial of it
+])
+def test_true_or_qualified_denials_pass(code, answer):
+    assert [c for c in false_concepts(code, answer) if c.get("denied")] == []
+
+
+def test_only_crisp_denials_are_checked():
+    crisp = {c.claim for c in CONCEPTS if c.denial}
+    assert crisp == {"recursive", "generator", "list comprehension", "dict comprehension", "set comprehension",
+                     "comprehension", "decorator", "dataclass", "lambda", "class"}
+    assert all(c.denial <= c.features for c in CONCEPTS)  # what contradicts a denial supports the claim
+    loop = "for x in [1, 2]:\n    print(x)\n"  # "never prints" of a function, "no loop" of a comprehension ...
+    assert false_concepts(loop, "The loop never prints twice, no sorting, and it never raises.") == []
+
+
+def test_a_claim_and_a_denial_are_reported_apart():
+    found = false_concepts(PLAIN, "`double` is recursive. `double` is not a generator.")
+    assert [(c["claim"], c.get("denied", False)) for c in found] == [("recursive", False)]
+    found = false_concepts(EVENS, "`evens` is recursive, not a generator.")
+    assert [(c["claim"], c.get("denied", False)) for c in found] == [("recursive", False), ("generator", True)]
+    assert found[1]["kind"] == "false concept"  # counted with the claims of a construct the code lacks
+    assert summarize_claims([found])["unsupported"]["false concept"] == 2
+
+
+def test_the_post_check_drops_a_false_denial():
+    answer = "`power` multiplies `base` by itself. It never recurses; it just returns 1. So it prints 32."
+    text, dropped = drop_unsupported(POWER, answer)
+    assert dropped == 1 and "never recurses" not in text and "prints 32" in text
+
+
+def test_denied_needs_the_negation_to_govern_the_phrase():
+    sentence = "Curly braces without a colon make a set, not a list."
+    assert not denied(sentence, sentence.index("set"), sentence.index("set") + 3)
+    assert denied(sentence, sentence.index("list"), sentence.index("list") + 4)
+
+
+def test_definition_features_are_per_definition():
+    features = definition_features(TWO + TIMED)
+    assert "recursion" in features["power"] and "recursion" not in features["helper"]
+    assert "dataclass" in definition_features(POINT)["Point"]
+    assert not any("decorator" in f for f in features.values())  # "is not decorated" or "is not a decorator"?
+    assert definition_features("def broken(:\n") is None
+
+
+def test_the_reference_answers_deny_nothing_their_code_has():
+    root = Path(__file__).resolve().parents[3] / "data"
+    for path in ("validation.json", "train.json"):
+        rows = json.loads((root / path).read_text()).values()
+        hits = [c for r in rows for c in false_concepts(r["code"], r["mafia_explanation"]) if c.get("denied")]
+        assert hits == [], path
