@@ -52,7 +52,7 @@ class DecoderSettings:
     compile: bool = False
     compile_scope: str = "step"
     #: Launch each decode step before reading the last one's tokens (None: with CUDA graphs). Off with n-gram
-    #: bans and grounded decoding, which must know a step's token before the next step runs.
+    #: bans, which the host must compute from a step's token before the next step runs.
     lookahead: bool | None = None
     #: Slots for prompts longer than ``short_prompt_tokens``; the other slots keep a cache for short prompts
     #: only. A long prompt waits for a long slot; a short one takes a long slot only when every short slot is

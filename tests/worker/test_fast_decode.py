@@ -222,6 +222,42 @@ def test_graph_plumbing_captures_at_warm_up_and_replays_with_live_slots_untouche
     assert [got[slot] for slot in (0, 2, 1)] == [_reference(model, prompt, n, 1.3) for prompt in ids]
 
 
+def test_grounding_follows_the_span_on_the_device_and_capturing_keeps_its_state(model_and_tokenizer, monkeypatch):
+    """Grounded decoding in the decoder, with every token a span flip (so the masks alternate): the tokens read
+    inside a span come from its allowed few and the others do not have to; capturing the graphs mid-answer
+    leaves the slot's span state as it was (the answer goes on exactly as a decoder's that never captured); a
+    slot reused without grounding answers freely."""
+    model, tokenizer = model_and_tokenizer
+    ids = prompts.encode(tokenizer, SNIPPETS[0][1], SNIPPETS[0][0])["input_ids"]
+    decoders = [FastDecoder(model, slots=4, max_len=1024) for _ in range(2)]
+    captured = decoders[1]
+    captured.cuda_graphs = True
+    monkeypatch.setattr(captured, "_record", lambda run: (_ReplayedGraph(run, out := run()), out))
+    vocab = decoders[0].vocab
+    allowed = torch.arange(20, 40)
+    inside = torch.ones(vocab, dtype=torch.bool)
+    inside[allowed] = False
+    tables = (torch.zeros(vocab, dtype=torch.bool), inside, torch.ones(vocab, dtype=torch.bool))
+    answers = []
+    for decoder in decoders:
+        decoder.set_repetition_penalty(1.3, penalize_prompt=True)
+        decoder.enable_grounding()
+        answer = [decoder.prefill_many([0], [ids], [tables])[0]]
+        answer += [int(decoder.step(active=1)[0]) for _ in range(3)]
+        if decoder is captured:
+            state = decoder.inside.clone()
+            decoder.warm_up()  # captures buckets 2 and 4 (1 was captured at the first step): each runs a step
+            assert set(decoder.graphs) == {1, 2, 4} and torch.equal(decoder.inside, state)
+        answer += [int(decoder.step(active=1)[0]) for _ in range(8)]
+        answers.append(answer)
+    assert answers[0] == answers[1]
+    assert all(token in allowed for token in answers[0][1::2])  # read inside a span
+    assert any(token not in allowed for token in answers[0][0::2])  # outside: the model's own choice
+    decoder = decoders[0]
+    free = [decoder.prefill_many([0], [ids], [None])[0]] + [int(decoder.step(active=1)[0]) for _ in range(9)]
+    assert free == _reference(model, ids, 10, 1.3)
+
+
 def test_a_slot_reused_by_a_new_request_forgets_the_old_one(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     ids = [prompts.encode(tokenizer, code, req)["input_ids"] for req, code, _ in SNIPPETS[3:5]]
@@ -261,19 +297,21 @@ def test_penalty_on_the_answer_only_matches_transformers_prompt_ignore_length(mo
     assert got != _reference(model, ids, n, 1.5)  # the prompt rule really changes the answer here
 
 
-@pytest.mark.parametrize(("penalize_prompt", "no_repeat_ngram", "lookahead"),
-                         [(True, 0, False), (False, 0, False), (False, 2, False), (True, 0, True), (False, 0, True)])
+@pytest.mark.parametrize(("penalize_prompt", "no_repeat_ngram", "grounded", "lookahead"),
+                         [(True, 0, True, False), (False, 0, True, False), (False, 2, True, False),
+                          (True, 0, True, True), (False, 0, False, True)])
 def test_fast_engine_answers_exactly_like_the_reference_engine(tiny_model_dir, penalize_prompt, no_repeat_ngram,
-                                                               lookahead):
+                                                               grounded, lookahead):
     """Same Generations (text, tokens, stop, post-check) as Engine.generate, for a batch and for stragglers,
-    with each step launched before the last one is read (lookahead, the GPU default) or not."""
+    with each step launched before the last one is read (lookahead, the GPU default: grounded decoding keeps it,
+    n-gram bans do not) or not."""
     from mafioso.worker.engines import load_engine
     from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.fast_engine import FastEngine
     from mafioso.core.config import GenerationConfig, WorkerConfig
 
     gen = GenerationConfig(max_new_tokens=12, repetition_penalty=1.3, penalize_prompt=penalize_prompt,
-                           no_repeat_ngram=no_repeat_ngram, grounded_decoding=not lookahead)  # bans: no lookahead
+                           no_repeat_ngram=no_repeat_ngram, grounded_decoding=grounded)
     reference = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
                                          fast_decode=False), gen)
     fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu",

@@ -69,9 +69,11 @@ def test_the_generate_path_applies_the_mask(engine):
     assert out[0].argmax().item() != banned
 
 
-def test_fast_path_and_generate_agree_where_the_bans_bite(engine):
+@pytest.mark.parametrize("lookahead", [False, True])
+def test_fast_path_and_generate_agree_where_the_bans_bite(engine, lookahead):
     """Token for token, with a span that really restricts the answer: the answer's own second token is made a
-    span-opener, so what follows it must come from the code's few tokens."""
+    span-opener, so what follows it must come from the code's few tokens. With lookahead (the GPU default) each
+    step is launched before the host reads the last one: the decoder follows the span on the device."""
     from mafioso import prompts
     from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.fast_engine import FastEngine
@@ -81,8 +83,10 @@ def test_fast_path_and_generate_agree_where_the_bans_bite(engine):
     free = AnswerFree()
     [(before, _)] = engine.decode([ids], grounding=[free])
     opener = before[1]
-    engine.grounding.flips[opener] = True
-    fast = FastEngine(engine.model, engine.tokenizer, engine.gen, "cpu", DecoderSettings(slots=2, max_len=1024))
+    engine.grounding.flips[opener] = engine.grounding.flip_mask[opener] = True
+    fast = FastEngine(engine.model, engine.tokenizer, engine.gen, "cpu",
+                      DecoderSettings(slots=2, max_len=1024, lookahead=lookahead))
+    assert fast.lookahead is lookahead
     fast.plain.grounding = engine.grounding  # the patched rule: the plain engine it holds builds each answer's
     try:
         expected = [engine.generate([pair])[0] for pair in requests]
@@ -93,7 +97,7 @@ def test_fast_path_and_generate_agree_where_the_bans_bite(engine):
         inside = after[2:next((i for i, t in enumerate(after[2:], 2) if engine.grounding.flips[t]), len(after))]
         assert inside and set(inside) <= allowed
     finally:
-        engine.grounding.flips[opener] = False
+        engine.grounding.flips[opener] = engine.grounding.flip_mask[opener] = False
         fast.close()
 
 
