@@ -1,5 +1,7 @@
 """Grounded decoding: names in backticks come from the code, words for constructs it lacks are never written."""
 
+import re
+
 import pytest
 import torch
 
@@ -55,6 +57,16 @@ def test_inside_a_backtick_span_only_the_codes_tokens_and_closers_may_follow(eng
     assert invented and inside[invented].all()
     assert rule.add(tick) and not rule.inside
     assert not rule.mask()[invented].any()  # outside a span, prose is free
+
+
+def test_span_tokens_are_the_codes_own_encodings_each_alone(engine):
+    """The batched encode of the code and its names gives exactly the tokens of encoding each text on its own."""
+    tok, grounding = engine.tokenizer, engine.grounding
+    for _, code, _ in SNIPPETS:
+        names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", code))
+        alone = {t for text in [code, *names, *(" " + n for n in names), *(n + "()" for n in names)]
+                 for t in tok.encode(text, add_special_tokens=False)} | set(grounding._ticks)
+        assert grounding.allowed_in_spans(code) == sorted(alone)
 
 
 def test_the_generate_path_applies_the_mask(engine):
