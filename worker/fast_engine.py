@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -26,7 +27,7 @@ import torch
 from mafioso import prompts
 from mafioso.worker.control import Control
 from mafioso.worker import models
-from mafioso.worker.decoder_settings import CPU_ADMIT_EVERY, GPU_ADMIT_EVERY, DecoderSettings
+from mafioso.worker.decoder_settings import CPU_ADMIT_EVERY, GPU_ADMIT_EVERY, GPU_SWITCH_INTERVAL_S, DecoderSettings
 from mafioso.worker.decoding_rules import AnswerRules, host_bans
 from mafioso.worker.engine import GenerateEngine, Generation
 from mafioso.worker.fast_decode import FastDecoder
@@ -128,6 +129,9 @@ class FastEngine:
         lookahead = self.decoder.cuda_graphs if settings.lookahead is None else settings.lookahead
         self.lookahead = lookahead and not host_bans(gen)
         self.admit_every = settings.admit_every or (GPU_ADMIT_EVERY if self.decoder.cuda_graphs else CPU_ADMIT_EVERY)
+        switch = settings.switch_interval_s or (GPU_SWITCH_INTERVAL_S if self.decoder.cuda_graphs else None)
+        if switch:  # process-wide: the decode thread gets the GIL back soon after each wait for the device
+            sys.setswitchinterval(switch)
         #: Longest prompt a slot holds with a full answer; longer ones go to the plain engine.
         self.max_prompt_tokens = min(self.plain.max_prompt_tokens, settings.max_len - gen.max_new_tokens - 1)
         self._inbox: queue.Queue[_Row | None] = queue.Queue()

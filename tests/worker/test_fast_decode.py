@@ -425,6 +425,30 @@ def test_worker_on_the_fast_engine_answers_concurrent_requests(tiny_model_dir, a
     assert steps == fast.stats.steps > 0 and registry.get_sample_value("mafioso_decode_step_rows_total") >= steps
 
 
+def test_the_engine_sets_the_gil_switch_interval_it_is_given(tiny_model_dir):
+    """DecoderSettings.switch_interval_s is the process's GIL switch interval from the engine's start (without
+    CUDA graphs and without a value, Python's own stays)."""
+    import sys
+
+    from mafioso.core.config import GenerationConfig, WorkerConfig
+    from mafioso.worker.decoder_settings import DecoderSettings
+    from mafioso.worker.engines import load_engine
+    from mafioso.worker.fast_engine import FastEngine
+
+    gen = GenerationConfig(max_new_tokens=4)
+    plain = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
+                                     fast_decode=False), gen)
+    before = sys.getswitchinterval()
+    try:
+        for value, expected in ((None, before), (0.002, 0.002)):
+            fast = FastEngine(plain.model, plain.tokenizer, gen, "cpu",
+                              DecoderSettings(slots=2, max_len=1024, switch_interval_s=value))
+            fast.close()
+            assert sys.getswitchinterval() == pytest.approx(expected)
+    finally:
+        sys.setswitchinterval(before)
+
+
 def test_prefill_groups_keep_similar_lengths_together_within_the_budget():
     from concurrent.futures import Future
 
