@@ -2,6 +2,7 @@
 
     python bench/bench_host.py                                  # 64 rows, grounded decoding on and off
     python bench/bench_host.py --rows 64 --tokens 200 --profile 25   # and the costliest functions (cProfile)
+    python bench/bench_host.py --simulate 1.1 --base-model DIR        # a GPU's 1.1 ms step against request work
 
 On a GPU the decode thread launches a step (a CUDA-graph replay), reads the last step's tokens and then does
 host work for every row: record the token, the stop rules, the bans for the next step. Without lookahead the
@@ -11,6 +12,13 @@ work on the CPU, apart from the model's maths: a FastEngine on the tiny random G
 answers ``--rows`` requests at once; ``FastDecoder.launch`` (the maths here, a graph replay on a GPU) and the
 prefills are timed apart, and what the loop spends besides them, per step, is host work. Prints one JSON line
 per setting and, with ``--profile``, cProfile's costliest functions of the decode thread.
+
+``--simulate MS``: what the GIL does to a GPU's step. A stand-in device runs each launched step in MS
+milliseconds (the host waits for it asleep, without the GIL, as ``Event.synchronize``); the loop does the
+engine's real per-row work (token, stop rules) for ``--rows`` answers of real text, with and without lookahead,
+alone and while another thread does the per-request work of the worker's request threads (prompt, grounding
+tables, finishing and the claim check) non-stop, at Python's 5 ms GIL switch interval and the engine's 0.5 ms.
+``--base-model``: the engine whose tokenizer and rules it uses (default: the tiny model).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import json
 import pstats
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -41,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-repeat-ngram", type=int, default=0, help="GenerationConfig.no_repeat_ngram")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="print cProfile's N costliest functions (own time) of one batch per setting")
+    parser.add_argument("--simulate", type=float, default=0.0, metavar="MS",
+                        help="instead: a stand-in device of MS ms a step against a busy request thread")
+    parser.add_argument("--base-model", default="", help="--simulate: the model folder (default: the tiny one)")
     return parser.parse_args(argv)
 
 
@@ -114,10 +126,97 @@ def _profiled(fn, profiler: cProfile.Profile):
     return run
 
 
+_ANSWER = ("Listen up, pal: `add` takes `a` and `b` and returns their sum, so the print shows 5. Capisce? The loop "
+           "walks `i` through 0, 1 and 2 and prints each square: 0, 1, 4. Simple business, kid. A list comprehension "
+           "that shouts every name in `names`: AL and VITO. Respect the family. ")
+
+
+def simulated_step_ms(plain, device_ms: float, rows: int, lookahead: bool, steps: int = 300) -> float:
+    """Mean ms per step of a decode loop on a stand-in device of ``device_ms`` a step: each launch queues a step
+    behind the last, each read waits for its step without the GIL, and every row's token goes through a
+    :class:`mafioso.worker.control.Control` and the answer rules, as FastEngine._record does."""
+    from mafioso.worker.control import Control
+
+    text = plain.tokenizer.encode(_ANSWER * 3, add_special_tokens=False)
+    rules = [plain.rules.for_answer() for _ in range(rows)]
+    controls = [Control() for _ in range(rows)]
+    done_at = time.perf_counter()
+
+    def launch() -> float:
+        nonlocal done_at
+        done_at = max(done_at, time.perf_counter()) + device_ms / 1e3
+        return done_at
+
+    def collect(step: int, at: float) -> None:
+        if (left := at - time.perf_counter()) > 0:
+            time.sleep(left)
+        for row in range(rows):
+            token = text[(step + 7 * row) % len(text)]
+            controls[row].emit(token)
+            rules[row].add(token)
+
+    started, pending = time.perf_counter(), None
+    for step in range(steps):
+        launched = launch()
+        if pending is not None:
+            collect(step - 1, pending)
+        pending = launched
+        if not lookahead:
+            collect(step, pending)
+            pending = None
+    return 1e3 * (time.perf_counter() - started) / steps
+
+
+def simulate(plain, device_ms: float, rows: int) -> list[dict]:
+    """:func:`simulated_step_ms` with and without lookahead, alone and against a request thread doing the
+    worker's per-request work non-stop, at two GIL switch intervals."""
+    from mafioso.worker.control import Control
+    from mafioso.worker.decoder_settings import GPU_SWITCH_INTERVAL_S
+
+    requests = [(code, request) for request, code, _ in SNIPPETS]
+    answer = plain.tokenizer.encode(_ANSWER, add_special_tokens=False)
+    stop = threading.Event()
+
+    def request_work() -> None:
+        while not stop.is_set():
+            for pair in requests:  # what a request thread does around its wait for the decode thread
+                plain.prompt_ids([pair])
+                plain.groundings([pair])
+                plain.answers([pair], [(answer, None)], [Control()])
+
+    results, default = [], sys.getswitchinterval()
+    try:
+        for interval in (0.005, GPU_SWITCH_INTERVAL_S):
+            sys.setswitchinterval(interval)
+            for lookahead in (False, True):
+                alone = simulated_step_ms(plain, device_ms, rows, lookahead)
+                stop.clear()
+                worker = threading.Thread(target=request_work)
+                worker.start()
+                try:
+                    busy = simulated_step_ms(plain, device_ms, rows, lookahead)
+                finally:
+                    stop.set()
+                    worker.join()
+                results.append({"device_ms": device_ms, "switch_interval_ms": interval * 1e3, "lookahead": lookahead,
+                                "step_ms_alone": round(alone, 3), "step_ms_request_thread_busy": round(busy, 3)})
+                print(json.dumps(results[-1]), flush=True)
+    finally:
+        sys.setswitchinterval(default)
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Measure every setting; print one JSON line each and return them."""
     args = parse_args(argv)
     folder = str(tiny_gemma_dir(tempfile.mkdtemp(prefix="mafioso-bench-host-"), flip_norm=True))
+    if args.simulate:
+        from mafioso.worker.engines import load_engine
+
+        cfg = WorkerConfig(base_model=args.base_model or folder, adapter="none", device="cpu", dtype="float32",
+                           fast_decode=False)
+        plain = load_engine(cfg, GenerationConfig(max_new_tokens=args.tokens))
+        return {"simulated": simulate(plain, args.simulate, args.rows)}
     requests = [(code, request) for request, code, _ in SNIPPETS] * (-(-args.rows // len(SNIPPETS)))
     requests = requests[:args.rows]
     results = {}

@@ -34,8 +34,9 @@ GPU_ADMIT_EVERY = 16
 CPU_ADMIT_EVERY = 4
 #: On the GPU, Python's GIL switch interval (sys.setswitchinterval) while the engine serves. The decode thread
 #: lets go of the GIL at every wait for the device; with Python's 5 ms it may wait up to that long to get it back
-#: while a request thread renders a prompt or checks an answer, and the device idles. On a 2-core CPU with a
-#: simulated 1.1 ms step and one busy request thread: 1.85 ms a step at 5 ms, 1.47 at 0.5 ms (docs/BENCHMARKS.md).
+#: while a request thread renders a prompt or checks an answer, and the device idles. A stand-in 1.1 ms step with
+#: lookahead, one request thread busy, a 2-core CPU (bench/bench_host.py --simulate): 1.71 ms a step at 5 ms,
+#: 1.50-1.64 at 0.5 ms (docs/BENCHMARKS.md).
 GPU_SWITCH_INTERVAL_S = 0.0005
 
 
