@@ -610,6 +610,27 @@ def test_compiled_decode_matches_generate_on_both_sides_of_the_short_long_bounda
     assert short_then_long_slot(decoder, ids, n) == expected
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("scope", ["step", "layer"])
+def test_compiled_decode_follows_grounding_as_the_eager_one(model_and_tokenizer, scope):
+    """Grounded decoding inside a compiled step (every token a span flip, spans allowing 20 tokens): the tokens
+    of the eager decoder."""
+    model, tokenizer = model_and_tokenizer
+    ids = prompts.encode(tokenizer, SNIPPETS[1][1], SNIPPETS[1][0])["input_ids"]
+    vocab = model.config.vocab_size
+    inside = torch.ones(vocab, dtype=torch.bool)
+    inside[20:40] = False
+    tables = (torch.zeros(vocab, dtype=torch.bool), inside, torch.ones(vocab, dtype=torch.bool))
+    answers = []
+    for compile in (False, True):
+        decoder = FastDecoder(model, slots=2, max_len=1024, compile=compile, compile_scope=scope)
+        decoder.set_repetition_penalty(1.3, penalize_prompt=True)
+        decoder.enable_grounding()
+        answers.append([decoder.prefill_many([0], [ids], [tables])[0]]
+                       + [int(decoder.step(active=1)[0]) for _ in range(10)])
+    assert answers[0] == answers[1] and all(20 <= token < 40 for token in answers[0][1::2])
+
+
 @pytest.mark.parametrize("lookahead", [False, True])
 def test_fast_engine_honours_max_tokens_and_cancellation_like_the_reference(tiny_model_dir, lookahead):
     """Issue 19 items 6 and 7: each row stops at its own max_tokens (token-exact with Engine.generate) and a
