@@ -90,6 +90,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(default: DecoderSettings.of: 8 on a GPU; 0: every slot long)")
     parser.add_argument("--share-prefix", action=argparse.BooleanOptionalAction, default=None,
                         help="fast engine: prefill the shared instruction once (default: DecoderSettings.share_prefix)")
+    parser.add_argument("--switch-interval", type=float, default=None, metavar="S",
+                        help="fast engine: Python's GIL switch interval while serving (default: "
+                             "DecoderSettings: 0.0005 on a GPU; 0.005 is Python's own)")
     parser.add_argument("--no-lookahead-rows", action="store_true",
                         help="also measure the fast engine without lookahead (each step's tokens read before the "
                              "next is launched) at the lowest and highest concurrency")
@@ -358,8 +361,8 @@ async def bench(args: argparse.Namespace) -> dict:
 
     from mafioso.worker.decoder_settings import GPU_LONG_SLOTS, DecoderSettings
 
-    tuning = {name: value for name, value in (("long_slots", args.long_slots), ("share_prefix", args.share_prefix))
-              if value is not None}
+    tuning = {name: value for name, value in (("long_slots", args.long_slots), ("share_prefix", args.share_prefix),
+                                              ("switch_interval_s", args.switch_interval)) if value is not None}
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens, grounded_decoding=args.grounded_decoding)
     base = random_base(args.base_model) if args.random_weights else args.base_model
     cfg = WorkerConfig(base_model=base, adapter=args.adapter, quantization=args.quantization,

@@ -92,3 +92,21 @@ def tiny_model(tmp_path_factory) -> Path:
 def tiny_qwen_model(tmp_path_factory) -> Path:
     """The tiny Qwen2 model folder, shared by all tests of a session."""
     return _tiny_qwen_dir(str(tmp_path_factory.getbasetemp()))
+
+
+def tiny_gemma_dir(root: str, flip_norm: bool = False) -> Path:
+    """The tiny Gemma 3 folder under ``root`` (benches build one outside a test session); ``flip_norm``: the final
+    norm's weight gets random signs, as bench_worker's ``--random-weights`` does, so greedy answers are noise that
+    runs its full length instead of a loop."""
+    folder = _tiny_model_dir(root)
+    if flip_norm:
+        import torch
+        from transformers import Gemma3ForCausalLM
+
+        model = Gemma3ForCausalLM.from_pretrained(folder)
+        torch.manual_seed(0)
+        with torch.no_grad():  # Gemma's norm scales by 1 + weight
+            norm = model.model.norm.weight
+            norm.copy_(torch.where(torch.rand(norm.shape) < 0.5, -1.0, 1.0) - 1.0)
+        model.save_pretrained(folder)
+    return folder

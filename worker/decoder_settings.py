@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from mafioso import prompts
 from mafioso.core.config import GenerationConfig, WorkerConfig
 
-__all__ = ["CPU_ADMIT_EVERY", "CPU_SLOTS", "FACTS_TOKENS", "GPU_ADMIT_EVERY", "GPU_LONG_SLOTS", "DecoderSettings",
-           "slot_length"]
+__all__ = ["CPU_ADMIT_EVERY", "CPU_SLOTS", "FACTS_TOKENS", "GPU_ADMIT_EVERY", "GPU_LONG_SLOTS", "GPU_SWITCH_INTERVAL_S",
+           "DecoderSettings", "slot_length"]
 
 #: The most tokens the facts sheet adds to a prompt: its bound (prompts.FACTS_MAX_TOKENS, an estimate up to
 #: ~1/6 under the real count) and its "### FACTS:" header. Slots grow by this, so code that fitted before
@@ -32,6 +32,12 @@ GPU_LONG_SLOTS = 8
 #: steps on the GPU before prefill graphs (~3 on a CPU; docs/BENCHMARKS.md).
 GPU_ADMIT_EVERY = 16
 CPU_ADMIT_EVERY = 4
+#: On the GPU, Python's GIL switch interval (sys.setswitchinterval) while the engine serves. The decode thread
+#: lets go of the GIL at every wait for the device; with Python's 5 ms it may wait up to that long to get it back
+#: while a request thread renders a prompt or checks an answer, and the device idles. A stand-in 1.1 ms step with
+#: lookahead, one request thread busy, a 2-core CPU (bench/bench_host.py --simulate): 1.71 ms a step at 5 ms,
+#: 1.50-1.64 at 0.5 ms (docs/BENCHMARKS.md).
+GPU_SWITCH_INTERVAL_S = 0.0005
 
 
 def slot_length(cfg: WorkerConfig, gen: GenerationConfig) -> int:
@@ -52,7 +58,7 @@ class DecoderSettings:
     compile: bool = False
     compile_scope: str = "step"
     #: Launch each decode step before reading the last one's tokens (None: with CUDA graphs). Off with n-gram
-    #: bans and grounded decoding, which must know a step's token before the next step runs.
+    #: bans, which the host must compute from a step's token before the next step runs.
     lookahead: bool | None = None
     #: Slots for prompts longer than ``short_prompt_tokens``; the other slots keep a cache for short prompts
     #: only. A long prompt waits for a long slot; a short one takes a long slot only when every short slot is
@@ -68,12 +74,17 @@ class DecoderSettings:
     #: Compute the keys of the instruction every prompt starts with once (prompts.shared_prefix_ids): a prefill
     #: then runs only the request and the code, ~1/3 of a typical prompt's tokens (docs/BENCHMARKS.md).
     share_prefix: bool = True
+    #: Python's GIL switch interval from the engine's start on, for the whole process (None: GPU_SWITCH_INTERVAL_S
+    #: with CUDA graphs; Python's own, 5 ms, without).
+    switch_interval_s: float | None = None
 
     def __post_init__(self):
         if self.slots < 1 or self.max_len < 2:
             raise ValueError(f"DecoderSettings needs a slot and two tokens a slot, not {self.slots}, {self.max_len}")
         if self.admit_every is not None and self.admit_every < 1:
             raise ValueError(f"admit_every must be at least 1, not {self.admit_every}")
+        if self.switch_interval_s is not None and self.switch_interval_s <= 0:
+            raise ValueError(f"switch_interval_s must be above 0, not {self.switch_interval_s}")
 
     @classmethod
     def of(cls, cfg: WorkerConfig, gen: GenerationConfig, device: str) -> DecoderSettings:

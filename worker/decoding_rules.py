@@ -28,13 +28,14 @@ from mafioso.core.config import GenerationConfig
 from mafioso.core.loop_guard import LoopGuard, LoopRule, TokenPieces
 from mafioso.worker.ngram_ban import NgramBan
 
-__all__ = ["AnswerRules", "DecodingRules", "bans_tokens"]
+__all__ = ["AnswerRules", "DecodingRules", "host_bans"]
 
 
-def bans_tokens(gen: GenerationConfig) -> bool:
-    """Whether some rule forbids tokens (n-gram bans, grounded decoding): a decode step must then know the last
-    step's token before it runs, and the fast decoder keeps a ban mask per slot."""
-    return bool(gen.no_repeat_ngram or gen.grounded_decoding)
+def host_bans(gen: GenerationConfig) -> bool:
+    """Whether a rule of the host forbids tokens (n-gram bans): the fast decoder then needs each step's token
+    read on the host before the next step runs, and keeps a ban mask per slot that the host writes. Grounded
+    decoding is not one: the fast decoder follows it on the device (mafioso.worker.fast_decode)."""
+    return bool(gen.no_repeat_ngram)
 
 
 class DecodingRules:
@@ -45,11 +46,6 @@ class DecodingRules:
         self.decode = tokenizer.decode
         self.pieces = pieces if pieces is not None else TokenPieces(tokenizer)  # each token's text, remembered
         self.loop_rule = LoopRule.of(gen) if gen.stop_loops else None
-
-    @property
-    def bans_tokens(self) -> bool:
-        """Whether some rule forbids tokens (see :func:`bans_tokens`)."""
-        return bans_tokens(self.gen)
 
     def for_answer(self) -> AnswerRules:
         """A fresh follower for one answer."""

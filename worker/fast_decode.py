@@ -12,7 +12,10 @@ the same (merged) weights with:
   cache row;
 * greedy decoding and the repetition penalty (:mod:`mafioso.worker.repetition_penalty`, on a (slots, vocab) mask
   of the tokens each slot has seen) inside the graph, exactly as transformers computes them, and
-  optional per-slot token bans set between steps (no repeated n-grams, :mod:`mafioso.worker.ngram_ban`).
+  optional per-slot token bans set between steps (no repeated n-grams, :mod:`mafioso.worker.ngram_ban`);
+* grounded decoding (:mod:`mafioso.worker.grounded_decoding`) on the device: each slot's two ban masks (outside a
+  backtick span, inside one) and its span-flipping tokens, with the slot's in-span state updated by each step's
+  own token, so a step's bans never wait for the host to read the last token (the engine's lookahead stays on).
 
 Correctness is pinned by a test that compares its greedy tokens with ``model.generate`` on a tiny model.
 """
@@ -94,6 +97,11 @@ class FastDecoder:
         self.penalize_prompt = False  # with the penalty (off until set_repetition_penalty passes the config's rule)
         self.banned: torch.Tensor | None = None  # (slots, vocab) once enable_ngram_bans() is called
         self.ban_ngrams = False
+        # grounded decoding, once enable_grounding() is called: per slot the bans outside and inside a backtick
+        # span (slots, 2, vocab), the tokens that open or close one (slots, vocab), and whether it is in one (0/1)
+        self.ground: torch.Tensor | None = None
+        self.ground_flips: torch.Tensor | None = None
+        self.inside: torch.Tensor | None = None
         self.next_tokens = torch.zeros(slots, dtype=torch.long, device=self.device)
         if self.device.type == "cuda":  # page-locked, so the copy of a step's tokens runs asynchronously
             self._host = [torch.zeros(slots, dtype=torch.long, pin_memory=True) for _ in range(2)]
@@ -313,11 +321,12 @@ class FastDecoder:
 
     @torch.inference_mode()
     def prefill_many(self, slots: list[int], prompts: list[list[int]],
-                     bans: list[torch.Tensor | None] | None = None) -> list[int]:
+                     grounding: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] | None = None
+                     ) -> list[int]:
         """Run several prompts into their slots in one forward pass (right-padded to the longest; padding is
-        masked out and never cached); returns each slot's first generated token. ``bans``: per prompt, the
-        (vocab,) tokens its answer may not start with and keeps banned (:meth:`set_ban_row`), or None."""
-        bans = bans or [None] * len(prompts)
+        masked out and never cached); returns each slot's first generated token. ``grounding``: per prompt, its
+        answer's grounded-decoding tables (:meth:`set_grounding`), or None for none."""
+        grounding = grounding or [None] * len(prompts)
         lengths = [len(ids) for ids in prompts]
         for slot, length in zip(slots, lengths):
             if length >= self.capacity(slot):
@@ -328,7 +337,7 @@ class FastDecoder:
             for flag in (True, False):
                 rows = [i for i, s in enumerate(shared) if s == flag]
                 firsts.update(zip(rows, self.prefill_many([slots[i] for i in rows], [prompts[i] for i in rows],
-                                                          [bans[i] for i in rows])))
+                                                          [grounding[i] for i in rows])))
             return [firsts[i] for i in range(len(prompts))]
         start = len(self.prefix) if shared[0] else 0
         rest = [ids[start:] for ids in prompts]
@@ -337,26 +346,26 @@ class FastDecoder:
         bucket = self.prefill_bucket(len(prompts), n) if padded else None
         if padded and bucket is None and len(prompts) > 1:  # more padded tokens than any bucket
             half = len(prompts) // 2
-            return (self.prefill_many(slots[:half], prompts[:half], bans[:half])
-                    + self.prefill_many(slots[half:], prompts[half:], bans[half:]))
+            return (self.prefill_many(slots[:half], prompts[:half], grounding[:half])
+                    + self.prefill_many(slots[half:], prompts[half:], grounding[half:]))
         last = self._prefill_last(bucket or (len(prompts), n), slots, rest, start)
         rows = torch.tensor(slots, device=self.device)
         ends = torch.tensor(lengths, device=self.device)
         self.seen[rows] = False
         if self.ban_ngrams:
             self.banned[rows] = False
-            for slot, mask in zip(slots, bans):
-                if mask is not None:
-                    self.banned[slot] = mask
+        for slot, tables in zip(slots, grounding):
+            self.set_grounding(slot, tables)
         if self.penalize_prompt:
             flat_slots = [slot for slot, length in zip(slots, lengths) for _ in range(length)]
             flat_tokens = [token for ids in prompts for token in ids]
             self.seen[torch.tensor(flat_slots, device=self.device), torch.tensor(flat_tokens, device=self.device)] \
                 = True
         logits = penalize(self.model.logits(last), self.seen[rows], self.penalty)
-        if self.ban_ngrams:
-            logits = logits.masked_fill(self.banned[rows], _NEG_INF)
+        if (banned := self._banned(rows)) is not None:
+            logits = logits.masked_fill(banned, _NEG_INF)
         first = logits.argmax(-1)
+        self._ground_step(rows, first)
         self.seen[rows, first] = True
         self.tokens[rows] = first
         self.positions[rows] = ends
@@ -406,13 +415,28 @@ class FastDecoder:
         maximum; they become the next step's input."""
         b = x.shape[0]
         logits = penalize(self.model.logits(x), self.seen[:b], self.penalty)
-        if self.ban_ngrams:  # fixed when the graphs are captured
-            logits = logits.masked_fill(self.banned[:b], _NEG_INF)
+        rows = torch.arange(b, device=self.device)
+        if (banned := self._banned(rows)) is not None:  # which bans apply is fixed when the graphs are captured
+            logits = logits.masked_fill(banned, _NEG_INF)
         nxt = chunked_argmax(logits)
+        self._ground_step(rows, nxt)
         self.next_tokens[:b] = nxt
-        self.seen[torch.arange(b, device=self.device), nxt] = self._true[:b]  # a device tensor: no host copy
+        self.seen[rows, nxt] = self._true[:b]  # a device tensor: no host copy
         self.tokens[:b] = nxt
         self.positions[:b] = torch.clamp(self.positions[:b] + 1, max=self.max_len - 1)
+
+    def _banned(self, rows: torch.Tensor) -> torch.Tensor | None:
+        """(len(rows), vocab) bool: the tokens each slot of ``rows`` may not take next (grounded decoding's mask
+        for where its answer is, the host's n-gram bans), or None when no ban is enabled."""
+        banned = self.ground[rows, self.inside[rows]] if self.ground is not None else None
+        if self.ban_ngrams:
+            banned = self.banned[rows] if banned is None else banned | self.banned[rows]
+        return banned
+
+    def _ground_step(self, rows: torch.Tensor, tokens: torch.Tensor) -> None:
+        """Each slot of ``rows`` took its token of ``tokens``: a span-flipping token moves it in or out of a span."""
+        if self.ground is not None:
+            self.inside[rows] = self.inside[rows] ^ self.ground_flips[rows, tokens].long()
 
     def bucket(self, active: int) -> int:
         """The smallest captured batch size that covers slots [0, active)."""
@@ -477,11 +501,14 @@ class FastDecoder:
 
     def _capture(self, b: int) -> None:
         # restore the state the warm-up runs touched, so capturing never changes what a live slot generates
-        saved = (self.tokens.clone(), self.positions.clone(), self.seen[:b].clone())
+        saved = (self.tokens.clone(), self.positions.clone(), self.seen[:b].clone(),
+                 self.inside.clone() if self.inside is not None else None)
         self.graphs[b], _ = self._record(lambda: self._decode_step(b))
         self.tokens.copy_(saved[0])
         self.positions.copy_(saved[1])
         self.seen[:b].copy_(saved[2])
+        if saved[3] is not None:
+            self.inside.copy_(saved[3])
 
     def _capture_prefill(self, bucket: tuple[int, int]) -> None:
         # the inputs name no slot while capturing: every key goes to the spare rows, no live slot is touched
@@ -516,10 +543,30 @@ class FastDecoder:
                 slots, tokens = zip(*pairs)
                 self.banned[list(slots), list(tokens)] = value
 
-    def set_ban_row(self, slot: int, mask: torch.Tensor) -> None:
-        """Replace every ban of ``slot`` by ``mask`` ((vocab,) bool, True = banned) from the next step on."""
-        if self.ban_ngrams:
-            self.banned[slot] = mask
+    def enable_grounding(self) -> None:
+        """Apply each slot's grounded-decoding tables (:meth:`set_grounding`) in every step from now on (call
+        before :meth:`warm_up`)."""
+        if self.graphs:
+            raise RuntimeError("enable grounding before the decode graphs are captured")
+        self.ground = torch.zeros(self.slots, 2, self.vocab, dtype=torch.bool, device=self.device)
+        self.ground_flips = torch.zeros(self.slots, self.vocab, dtype=torch.bool, device=self.device)
+        self.inside = torch.zeros(self.slots, dtype=torch.long, device=self.device)
+
+    def set_grounding(self, slot: int, tables: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None) -> None:
+        """Ground ``slot``'s answer from its start: ``tables`` = (bans outside a backtick span, bans inside one,
+        tokens that open or close a span), each (vocab,) bool
+        (:meth:`mafioso.worker.grounded_decoding.AnswerGrounding.tables`); None: nothing banned."""
+        if self.ground is None:
+            return
+        self.inside[slot] = 0
+        if tables is None:
+            self.ground[slot] = False
+            self.ground_flips[slot] = False
+            return
+        outside, inside, flips = tables
+        self.ground[slot, 0] = outside
+        self.ground[slot, 1] = inside
+        self.ground_flips[slot] = flips
 
     def warm_up(self) -> None:
         """Compile the prefill and capture every graph now (decode and prefill buckets), so no request pays

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -26,8 +27,8 @@ import torch
 from mafioso import prompts
 from mafioso.worker.control import Control
 from mafioso.worker import models
-from mafioso.worker.decoder_settings import CPU_ADMIT_EVERY, GPU_ADMIT_EVERY, DecoderSettings
-from mafioso.worker.decoding_rules import AnswerRules, bans_tokens
+from mafioso.worker.decoder_settings import CPU_ADMIT_EVERY, GPU_ADMIT_EVERY, GPU_SWITCH_INTERVAL_S, DecoderSettings
+from mafioso.worker.decoding_rules import AnswerRules, host_bans
 from mafioso.worker.engine import GenerateEngine, Generation
 from mafioso.worker.fast_decode import FastDecoder
 from mafioso.worker.grounded_decoding import AnswerGrounding
@@ -44,9 +45,8 @@ class _Row:
     control: Control  # read once per step: a cancelled row leaves its slot
     generated: list[int] = field(default_factory=list)
     rules: AnswerRules | None = None  # stop at ### or a loop, n-gram bans (mafioso.worker.decoding_rules)
-    bans: frozenset[int] = frozenset()  # the tokens banned for its slot now
-    grounding: AnswerGrounding | None = None  # GenerationConfig.grounded_decoding
-    regrounded: bool = False  # the grounding mask changed since the slot's bans were last written
+    bans: frozenset[int] = frozenset()  # the n-gram bans set for its slot now
+    grounding: AnswerGrounding | None = None  # GenerationConfig.grounded_decoding: the decoder follows it
 
     @property
     def stop(self) -> int | None:
@@ -123,11 +123,15 @@ class FastEngine:
         self.decoder = build_decoder(model, tokenizer, gen, settings, persona)
         self.stats = DecodeStats()
         #: Launch each decode step before reading the last one's tokens, so the GPU never waits for the host
-        #: (a finished row then costs one discarded step); see DecoderSettings.lookahead. Off with n-gram bans
-        #: and grounded decoding, which must know a step's token before the next step runs.
+        #: (a finished row then costs one discarded step); see DecoderSettings.lookahead. Off with n-gram bans,
+        #: which the host must compute from a step's token before the next step runs (grounded decoding is
+        #: followed on the device: it keeps the lookahead).
         lookahead = self.decoder.cuda_graphs if settings.lookahead is None else settings.lookahead
-        self.lookahead = lookahead and not bans_tokens(gen)
+        self.lookahead = lookahead and not host_bans(gen)
         self.admit_every = settings.admit_every or (GPU_ADMIT_EVERY if self.decoder.cuda_graphs else CPU_ADMIT_EVERY)
+        switch = settings.switch_interval_s or (GPU_SWITCH_INTERVAL_S if self.decoder.cuda_graphs else None)
+        if switch:  # process-wide: the decode thread gets the GIL back soon after each wait for the device
+            sys.setswitchinterval(switch)
         #: Longest prompt a slot holds with a full answer; longer ones go to the plain engine.
         self.max_prompt_tokens = min(self.plain.max_prompt_tokens, settings.max_len - gen.max_new_tokens - 1)
         self._inbox: queue.Queue[_Row | None] = queue.Queue()
@@ -284,7 +288,7 @@ class FastEngine:
         for group in prefill_groups(new, self.settings.prefill_tokens):
             started = time.perf_counter()
             firsts = self.decoder.prefill_many([slot for slot, _ in group], [row.prompt for _, row in group],
-                                               [row.grounding.mask() if row.grounding else None for _, row in group])
+                                               [row.grounding.tables() if row.grounding else None for _, row in group])
             self.stats.prefill_s += time.perf_counter() - started
             self.stats.prefills += 1
             self.stats.prefill_prompts += len(group)
@@ -303,22 +307,13 @@ class FastEngine:
         self._update_bans(active)
 
     def _update_bans(self, active: dict[int, _Row]) -> None:
-        """Hand the decoder each running answer's bans for its next token (n-gram bans, grounded decoding),
-        where they changed."""
+        """Hand the decoder each running answer's n-gram bans for its next token, where they changed (grounded
+        decoding needs nothing per step: the decoder follows it)."""
         if not self.decoder.ban_ngrams:
             return
         lift, ban = [], []
         for slot, row in active.items():
-            now = frozenset(row.rules.banned()) if row.rules is not None else frozenset()
-            if row.grounding is not None:
-                if row.regrounded or now != row.bans:  # the whole row: the span's mask, then the n-gram bans
-                    mask = row.grounding.mask()
-                    if now:
-                        mask = mask.clone()
-                        mask[list(now)] = True
-                    self.decoder.set_ban_row(slot, mask)
-                    row.bans, row.regrounded = now, False
-            elif now != row.bans:
+            if (now := frozenset(row.rules.banned())) != row.bans:
                 lift += [(slot, token) for token in row.bans]
                 ban += [(slot, token) for token in now]
                 row.bans = now
@@ -337,8 +332,6 @@ class FastEngine:
         row = active[slot]
         row.generated.append(token)
         row.control.emit(token)
-        if row.grounding is not None and row.grounding.add(token):
-            row.regrounded = True
         stopped = row.rules is not None and row.rules.add(token)  # ### or a loop
         if stopped or token in self.eos_ids or len(row.generated) >= row.limit:
             del active[slot]
@@ -353,8 +346,10 @@ def build_decoder(model, tokenizer, gen, settings: DecoderSettings,
                             compile_scope=settings.compile_scope, prefill_tokens=settings.prefill_tokens,
                             **settings.slot_split(gen))
     decoder.set_repetition_penalty(gen.repetition_penalty, penalize_prompt=gen.penalize_prompt)
-    if bans_tokens(gen):
+    if host_bans(gen):
         decoder.enable_ngram_bans()
+    if gen.grounded_decoding:
+        decoder.enable_grounding()
     if settings.share_prefix:
         decoder.set_prefix(prompts.shared_prefix_ids(tokenizer, persona))
     return decoder

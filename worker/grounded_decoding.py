@@ -13,8 +13,9 @@ token the model picks, from the same two facts the check reads (nothing is run):
   for the whole answer. Only a first token that is most of its word is banned, so common word starts stay free.
 
 One :class:`AnswerGrounding` per answer, fed each generated token (:meth:`AnswerGrounding.add`); its
-:meth:`AnswerGrounding.mask` is the vocabulary the next token may not take. Both decode paths use it: a
-logits processor on ``generate`` and the per-slot ban rows of the fast decoder, token for token alike.
+:meth:`AnswerGrounding.mask` is the vocabulary the next token may not take. Both decode paths use it, token for
+token alike: a logits processor on ``generate``, and the fast decoder, which takes the answer's
+:meth:`AnswerGrounding.tables` once and follows the span on the device from each step's own token.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Grounding:
         pieces = tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), vocab_size))))
         #: token -> does it flip the answer in or out of a backtick span (an odd number of backticks)
         self.flips = [bool(p) and p.count("`") % 2 == 1 for p in pieces] + [False] * (vocab_size - len(pieces))
+        self.flip_mask = torch.tensor(self.flips, dtype=torch.bool, device=self.device)  # the same, for a device
         self._ticks = [i for i, p in enumerate(pieces) if p and "`" in p]
         self._concept_tokens = {c.claim: self._first_tokens(c.words) for c in CONCEPTS if c.words}
 
@@ -73,12 +75,9 @@ class Grounding:
     def allowed_in_spans(self, code: str) -> list[int]:
         """Token ids that may stand inside a backtick span: the code's own tokens, its identifiers alone (with
         and without a leading space) and every token with a backtick (to close the span)."""
-        encode = self.tokenizer.encode
-        allowed = set(encode(code, add_special_tokens=False))
-        for name in set(_IDENTIFIER.findall(code)):
-            allowed.update(encode(name, add_special_tokens=False))
-            allowed.update(encode(" " + name, add_special_tokens=False))
-            allowed.update(encode(name + "()", add_special_tokens=False))
+        texts = [code] + [text for name in set(_IDENTIFIER.findall(code)) for text in (name, " " + name, name + "()")]
+        # one call for all: per text, half the cost of encode()
+        allowed = {token for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"] for token in ids}
         allowed.update(self._ticks)
         return sorted(t for t in allowed if t < self.vocab_size)
 
@@ -90,15 +89,16 @@ class Grounding:
             outside[banned] = True
         inside = torch.ones(self.vocab_size, dtype=torch.bool, device=self.device)
         inside[self.allowed_in_spans(code)] = False
-        return AnswerGrounding(self.flips, outside, inside | outside)
+        return AnswerGrounding(self.flips, outside, inside | outside, self.flip_mask)
 
 
 class AnswerGrounding:
     """Follows one answer: :meth:`add` each token; :meth:`mask` bans what the next one may not be."""
 
-    def __init__(self, flips: list[bool], outside: torch.Tensor, inside: torch.Tensor):
-        self._flips = flips
+    def __init__(self, flips: list[bool], outside: torch.Tensor, inside: torch.Tensor, flip_mask: torch.Tensor):
+        self._flips = flips  # host and device forms of one table (Grounding.flips, Grounding.flip_mask)
         self._masks = (outside, inside)
+        self._flip_mask = flip_mask
         self.inside = False  # within a backtick span
 
     def add(self, token: int) -> bool:
@@ -111,3 +111,9 @@ class AnswerGrounding:
     def mask(self) -> torch.Tensor:
         """(vocab,) bool: True where the next token is banned."""
         return self._masks[self.inside]
+
+    def tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The whole rule from the answer's start, (vocab,) bool each: the bans outside a span, the bans inside
+        one, and the tokens that open or close a span (what :meth:`add` reads), for a decoder that follows the
+        span itself."""
+        return self._masks[0], self._masks[1], self._flip_mask

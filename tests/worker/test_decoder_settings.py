@@ -33,6 +33,8 @@ def test_settings_are_frozen_and_nonsense_is_refused():
         DecoderSettings(slots=0, max_len=1024)
     with pytest.raises(ValueError, match="admit_every"):
         DecoderSettings(slots=4, max_len=1024, admit_every=0)
+    with pytest.raises(ValueError, match="switch_interval_s"):
+        DecoderSettings(slots=4, max_len=1024, switch_interval_s=0)
 
 
 def test_load_engine_builds_the_fast_engine_from_the_config_and_the_tuning(tiny_model_dir):

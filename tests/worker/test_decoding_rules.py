@@ -3,7 +3,7 @@
 from types import SimpleNamespace
 
 from mafioso.core.config import GenerationConfig
-from mafioso.worker.decoding_rules import DecodingRules, bans_tokens
+from mafioso.worker.decoding_rules import DecodingRules, host_bans
 
 PIECES = ["a", " b", "#", "##", "c#", "x", ", ", "1"]
 TEXT = SimpleNamespace(decode=lambda ids: "".join(PIECES[i] for i in ids))
@@ -36,7 +36,8 @@ def test_a_loop_ends_the_answer_and_ngram_bans_follow_it():
     assert bans.banned() == {1}  # "a b" came before
 
 
-def test_bans_tokens_says_when_a_step_must_see_the_last_token():
-    assert not bans_tokens(GenerationConfig(no_repeat_ngram=0, grounded_decoding=False))
-    assert bans_tokens(GenerationConfig(no_repeat_ngram=3, grounded_decoding=False))
-    assert bans_tokens(GenerationConfig(no_repeat_ngram=0, grounded_decoding=True))
+def test_host_bans_says_when_a_step_must_see_the_last_token():
+    assert not host_bans(GenerationConfig(no_repeat_ngram=0, grounded_decoding=False))
+    assert host_bans(GenerationConfig(no_repeat_ngram=3, grounded_decoding=False))
+    assert host_bans(GenerationConfig(no_repeat_ngram=3, grounded_decoding=True))
+    assert not host_bans(GenerationConfig(no_repeat_ngram=0, grounded_decoding=True))  # followed on the device

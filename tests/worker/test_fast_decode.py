@@ -222,6 +222,42 @@ def test_graph_plumbing_captures_at_warm_up_and_replays_with_live_slots_untouche
     assert [got[slot] for slot in (0, 2, 1)] == [_reference(model, prompt, n, 1.3) for prompt in ids]
 
 
+def test_grounding_follows_the_span_on_the_device_and_capturing_keeps_its_state(model_and_tokenizer, monkeypatch):
+    """Grounded decoding in the decoder, with every token a span flip (so the masks alternate): the tokens read
+    inside a span come from its allowed few and the others do not have to; capturing the graphs mid-answer
+    leaves the slot's span state as it was (the answer goes on exactly as a decoder's that never captured); a
+    slot reused without grounding answers freely."""
+    model, tokenizer = model_and_tokenizer
+    ids = prompts.encode(tokenizer, SNIPPETS[0][1], SNIPPETS[0][0])["input_ids"]
+    decoders = [FastDecoder(model, slots=4, max_len=1024) for _ in range(2)]
+    captured = decoders[1]
+    captured.cuda_graphs = True
+    monkeypatch.setattr(captured, "_record", lambda run: (_ReplayedGraph(run, out := run()), out))
+    vocab = decoders[0].vocab
+    allowed = torch.arange(20, 40)
+    inside = torch.ones(vocab, dtype=torch.bool)
+    inside[allowed] = False
+    tables = (torch.zeros(vocab, dtype=torch.bool), inside, torch.ones(vocab, dtype=torch.bool))
+    answers = []
+    for decoder in decoders:
+        decoder.set_repetition_penalty(1.3, penalize_prompt=True)
+        decoder.enable_grounding()
+        answer = [decoder.prefill_many([0], [ids], [tables])[0]]
+        answer += [int(decoder.step(active=1)[0]) for _ in range(3)]
+        if decoder is captured:
+            state = decoder.inside.clone()
+            decoder.warm_up()  # captures buckets 2 and 4 (1 was captured at the first step): each runs a step
+            assert set(decoder.graphs) == {1, 2, 4} and torch.equal(decoder.inside, state)
+        answer += [int(decoder.step(active=1)[0]) for _ in range(8)]
+        answers.append(answer)
+    assert answers[0] == answers[1]
+    assert all(token in allowed for token in answers[0][1::2])  # read inside a span
+    assert any(token not in allowed for token in answers[0][0::2])  # outside: the model's own choice
+    decoder = decoders[0]
+    free = [decoder.prefill_many([0], [ids], [None])[0]] + [int(decoder.step(active=1)[0]) for _ in range(9)]
+    assert free == _reference(model, ids, 10, 1.3)
+
+
 def test_a_slot_reused_by_a_new_request_forgets_the_old_one(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     ids = [prompts.encode(tokenizer, code, req)["input_ids"] for req, code, _ in SNIPPETS[3:5]]
@@ -261,19 +297,21 @@ def test_penalty_on_the_answer_only_matches_transformers_prompt_ignore_length(mo
     assert got != _reference(model, ids, n, 1.5)  # the prompt rule really changes the answer here
 
 
-@pytest.mark.parametrize(("penalize_prompt", "no_repeat_ngram", "lookahead"),
-                         [(True, 0, False), (False, 0, False), (False, 2, False), (True, 0, True), (False, 0, True)])
+@pytest.mark.parametrize(("penalize_prompt", "no_repeat_ngram", "grounded", "lookahead"),
+                         [(True, 0, True, False), (False, 0, True, False), (False, 2, True, False),
+                          (True, 0, True, True), (False, 0, False, True)])
 def test_fast_engine_answers_exactly_like_the_reference_engine(tiny_model_dir, penalize_prompt, no_repeat_ngram,
-                                                               lookahead):
+                                                               grounded, lookahead):
     """Same Generations (text, tokens, stop, post-check) as Engine.generate, for a batch and for stragglers,
-    with each step launched before the last one is read (lookahead, the GPU default) or not."""
+    with each step launched before the last one is read (lookahead, the GPU default: grounded decoding keeps it,
+    n-gram bans do not) or not."""
     from mafioso.worker.engines import load_engine
     from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.fast_engine import FastEngine
     from mafioso.core.config import GenerationConfig, WorkerConfig
 
     gen = GenerationConfig(max_new_tokens=12, repetition_penalty=1.3, penalize_prompt=penalize_prompt,
-                           no_repeat_ngram=no_repeat_ngram, grounded_decoding=not lookahead)  # bans: no lookahead
+                           no_repeat_ngram=no_repeat_ngram, grounded_decoding=grounded)
     reference = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
                                          fast_decode=False), gen)
     fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu",
@@ -385,6 +423,30 @@ def test_worker_on_the_fast_engine_answers_concurrent_requests(tiny_model_dir, a
     assert registry.get_sample_value("mafioso_prefill_prompts_total") == len(codes)
     steps = registry.get_sample_value("mafioso_decode_steps_total")
     assert steps == fast.stats.steps > 0 and registry.get_sample_value("mafioso_decode_step_rows_total") >= steps
+
+
+def test_the_engine_sets_the_gil_switch_interval_it_is_given(tiny_model_dir):
+    """DecoderSettings.switch_interval_s is the process's GIL switch interval from the engine's start (without
+    CUDA graphs and without a value, Python's own stays)."""
+    import sys
+
+    from mafioso.core.config import GenerationConfig, WorkerConfig
+    from mafioso.worker.decoder_settings import DecoderSettings
+    from mafioso.worker.engines import load_engine
+    from mafioso.worker.fast_engine import FastEngine
+
+    gen = GenerationConfig(max_new_tokens=4)
+    plain = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
+                                     fast_decode=False), gen)
+    before = sys.getswitchinterval()
+    try:
+        for value, expected in ((None, before), (0.002, 0.002)):
+            fast = FastEngine(plain.model, plain.tokenizer, gen, "cpu",
+                              DecoderSettings(slots=2, max_len=1024, switch_interval_s=value))
+            fast.close()
+            assert sys.getswitchinterval() == pytest.approx(expected)
+    finally:
+        sys.setswitchinterval(before)
 
 
 def test_prefill_groups_keep_similar_lengths_together_within_the_budget():
@@ -546,6 +608,27 @@ def test_compiled_decode_matches_generate_on_both_sides_of_the_short_long_bounda
     decoder.set_prefix(prompts.shared_prefix_ids(tokenizer))
     decoder.set_repetition_penalty(1.3, penalize_prompt=True)
     assert short_then_long_slot(decoder, ids, n) == expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scope", ["step", "layer"])
+def test_compiled_decode_follows_grounding_as_the_eager_one(model_and_tokenizer, scope):
+    """Grounded decoding inside a compiled step (every token a span flip, spans allowing 20 tokens): the tokens
+    of the eager decoder."""
+    model, tokenizer = model_and_tokenizer
+    ids = prompts.encode(tokenizer, SNIPPETS[1][1], SNIPPETS[1][0])["input_ids"]
+    vocab = model.config.vocab_size
+    inside = torch.ones(vocab, dtype=torch.bool)
+    inside[20:40] = False
+    tables = (torch.zeros(vocab, dtype=torch.bool), inside, torch.ones(vocab, dtype=torch.bool))
+    answers = []
+    for compile in (False, True):
+        decoder = FastDecoder(model, slots=2, max_len=1024, compile=compile, compile_scope=scope)
+        decoder.set_repetition_penalty(1.3, penalize_prompt=True)
+        decoder.enable_grounding()
+        answers.append([decoder.prefill_many([0], [ids], [tables])[0]]
+                       + [int(decoder.step(active=1)[0]) for _ in range(10)])
+    assert answers[0] == answers[1] and all(20 <= token < 40 for token in answers[0][1::2])
 
 
 @pytest.mark.parametrize("lookahead", [False, True])

@@ -1,5 +1,7 @@
 """Grounded decoding: names in backticks come from the code, words for constructs it lacks are never written."""
 
+import re
+
 import pytest
 import torch
 
@@ -57,6 +59,16 @@ def test_inside_a_backtick_span_only_the_codes_tokens_and_closers_may_follow(eng
     assert not rule.mask()[invented].any()  # outside a span, prose is free
 
 
+def test_span_tokens_are_the_codes_own_encodings_each_alone(engine):
+    """The batched encode of the code and its names gives exactly the tokens of encoding each text on its own."""
+    tok, grounding = engine.tokenizer, engine.grounding
+    for _, code, _ in SNIPPETS:
+        names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", code))
+        alone = {t for text in [code, *names, *(" " + n for n in names), *(n + "()" for n in names)]
+                 for t in tok.encode(text, add_special_tokens=False)} | set(grounding._ticks)
+        assert grounding.allowed_in_spans(code) == sorted(alone)
+
+
 def test_the_generate_path_applies_the_mask(engine):
     from mafioso.worker.engine import _GroundedMask
 
@@ -69,9 +81,11 @@ def test_the_generate_path_applies_the_mask(engine):
     assert out[0].argmax().item() != banned
 
 
-def test_fast_path_and_generate_agree_where_the_bans_bite(engine):
+@pytest.mark.parametrize("lookahead", [False, True])
+def test_fast_path_and_generate_agree_where_the_bans_bite(engine, lookahead):
     """Token for token, with a span that really restricts the answer: the answer's own second token is made a
-    span-opener, so what follows it must come from the code's few tokens."""
+    span-opener, so what follows it must come from the code's few tokens. With lookahead (the GPU default) each
+    step is launched before the host reads the last one: the decoder follows the span on the device."""
     from mafioso import prompts
     from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.fast_engine import FastEngine
@@ -81,8 +95,10 @@ def test_fast_path_and_generate_agree_where_the_bans_bite(engine):
     free = AnswerFree()
     [(before, _)] = engine.decode([ids], grounding=[free])
     opener = before[1]
-    engine.grounding.flips[opener] = True
-    fast = FastEngine(engine.model, engine.tokenizer, engine.gen, "cpu", DecoderSettings(slots=2, max_len=1024))
+    engine.grounding.flips[opener] = engine.grounding.flip_mask[opener] = True
+    fast = FastEngine(engine.model, engine.tokenizer, engine.gen, "cpu",
+                      DecoderSettings(slots=2, max_len=1024, lookahead=lookahead))
+    assert fast.lookahead is lookahead
     fast.plain.grounding = engine.grounding  # the patched rule: the plain engine it holds builds each answer's
     try:
         expected = [engine.generate([pair])[0] for pair in requests]
@@ -93,7 +109,7 @@ def test_fast_path_and_generate_agree_where_the_bans_bite(engine):
         inside = after[2:next((i for i, t in enumerate(after[2:], 2) if engine.grounding.flips[t]), len(after))]
         assert inside and set(inside) <= allowed
     finally:
-        engine.grounding.flips[opener] = False
+        engine.grounding.flips[opener] = engine.grounding.flip_mask[opener] = False
         fast.close()
 
 
