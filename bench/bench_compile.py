@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile-scope", choices=COMPILE_SCOPES, default=WorkerConfig.compile_scope,
                         help="what torch.compile compiles: the whole step or each layer")
     parser.add_argument("--long-slots", type=int, default=None, help="slots for long prompts (default: all)")
+    parser.add_argument("--dtype", default="bfloat16",
+                        help="weights (default bf16, as on the GPU: a CPU's auto may pick int8, whose step compiles "
+                             "in pieces around the quantized matmuls)")
     args = parser.parse_args(argv)
 
     from torch._dynamo.utils import counters
@@ -37,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from mafioso.worker.decoder_settings import DecoderSettings, slot_length
     from mafioso.worker.fast_engine import build_decoder
 
-    cfg, gen = WorkerConfig(base_model=args.base_model, fast_decode=False), GenerationConfig()
+    cfg, gen = WorkerConfig(base_model=args.base_model, fast_decode=False, dtype=args.dtype), GenerationConfig()
     engine = load_engine(cfg, gen)
     started = time.perf_counter()
     settings = DecoderSettings(slots=args.slots, max_len=slot_length(cfg, gen), compile=True,
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         decoder.step(b)
     done = time.perf_counter()
     print(json.dumps({"device": str(decoder.device), "scope": decoder.compile_scope, "slots": args.slots,
-                      "short_slots": decoder.short_slots,
+                      "short_slots": decoder.short_slots, "dtype": str(decoder.dtype),
                       "warm_up_s": round(warmed - started, 1), "first_steps_s": round(done - warmed, 1),
                       "dynamo": dict(counters["stats"])}))
     return 0

@@ -107,6 +107,7 @@ class FastDecoder:
             self._host = [torch.zeros(slots, dtype=torch.long, pin_memory=True) for _ in range(2)]
             self._flip = 0
         self._true = torch.ones(slots, dtype=torch.bool, device=self.device)
+        self._slot_ids = torch.arange(slots, device=self.device)
         self.cuda_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         # one memory pool for every graph (decode and prefill): they never run at the same time and keep their
@@ -145,7 +146,9 @@ class FastDecoder:
         self._decode_step = self._decode
         self._decode_layer_step = self._decode_layer
         if self.compile_scope == "step":
-            self._decode_step = torch.compile(self._decode, dynamic=True)
+            # Only the batch may vary (_batch_rows marks it): dynamic=True made every size and int the step reads
+            # symbolic (each weight's, the cache's, head counts, eps), 2.3x the compile work (docs/BENCHMARKS.md).
+            self._decode_step = torch.compile(self._decode)
         elif self.compile_scope == "layer":
             self._decode_layer_step = torch.compile(self._decode_layer, dynamic=True)
             self._decode_in = torch.compile(self._decode_in, dynamic=True)
@@ -373,8 +376,17 @@ class FastDecoder:
 
     # ----------------------------------------------------------------------------------------- decode
 
-    def _decode(self, b: int) -> None:
-        """One decode step for slots [0, b): reads ``tokens``/``positions``, writes ``next_tokens``."""
+    def _batch_rows(self, b: int) -> torch.Tensor:
+        """The indices of slots [0, b), the decode step's argument: its length is the one size torch.compile
+        keeps symbolic, so every bucket on one side of the short/long boundary runs the same compiled step."""
+        rows = self._slot_ids[:b]
+        torch._dynamo.maybe_mark_dynamic(rows, 0)  # a batch of 1 is still specialised (and runs alone)
+        return rows
+
+    def _decode(self, rows: torch.Tensor) -> None:
+        """One decode step for slots [0, b), ``rows`` their indices (:meth:`_batch_rows`): reads
+        ``tokens``/``positions``, writes ``next_tokens``."""
+        b = rows.shape[0]
         x, rope = self._decode_in(self.tokens[:b], self.positions[:b])
         for layer, parts in zip(self.layers, self.caches):
             x = self._decode_layer_step(x, layer, parts, *rope[layer.rope], self.positions[:b])
@@ -444,7 +456,7 @@ class FastDecoder:
 
     def _run(self, b: int) -> None:
         if not self.cuda_graphs:
-            self._decode_step(b)
+            self._decode_step(self._batch_rows(b))
         else:
             if b not in self.graphs:
                 self._capture(b)
@@ -503,7 +515,7 @@ class FastDecoder:
         # restore the state the warm-up runs touched, so capturing never changes what a live slot generates
         saved = (self.tokens.clone(), self.positions.clone(), self.seen[:b].clone(),
                  self.inside.clone() if self.inside is not None else None)
-        self.graphs[b], _ = self._record(lambda: self._decode_step(b))
+        self.graphs[b], _ = self._record(lambda: self._decode_step(self._batch_rows(b)))
         self.tokens.copy_(saved[0])
         self.positions.copy_(saved[1])
         self.seen[:b].copy_(saved[2])

@@ -122,6 +122,37 @@ async def serving(worker, cfg, personas=None):
         await runner.cleanup()
 
 
+def recording_compiles(fn):
+    """``fn`` (a torch.compile wrapper) wrapped to record what compiling costs while it runs: the graphs dynamo
+    compiles, and the source of every size they keep symbolic (e.g. ``L['rows'].size()[0]``, from torch's shape
+    log). Returns the wrapper and the record, ``{"graphs": int, "symbolic": [source, ...]}``."""
+    import logging
+
+    from torch._dynamo.utils import counters
+
+    record = {"graphs": 0, "symbolic": []}
+
+    class Collect(logging.Handler):
+        def emit(self, log_record):
+            text = log_record.getMessage()
+            if text.startswith("create_symbol "):  # "create_symbol s3 = 2 for L['rows'].size()[0] [2, int_oo] ..."
+                record["symbolic"].append(text.split(" for ", 1)[1].split(" [", 1)[0])
+
+    def recording(*args, **kwargs):
+        shapes = logging.getLogger("torch.fx.experimental.symbolic_shapes")
+        handler, level, graphs = Collect(), shapes.level, counters["stats"]["unique_graphs"]
+        shapes.addHandler(handler)
+        shapes.setLevel(logging.INFO)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            shapes.removeHandler(handler)
+            shapes.setLevel(level)
+            record["graphs"] += counters["stats"]["unique_graphs"] - graphs
+
+    return recording, record
+
+
 def short_then_long_slot(decoder, ids: list[list[int]], n: int) -> list[list[int]]:
     """``n`` greedy tokens for ``ids[0]`` in short slot 0 and ``ids[1]`` in long slot 6, which joins after four
     steps, so that later steps run over both cache parts (how the GPU serves a long prompt beside short ones)."""
