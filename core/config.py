@@ -211,8 +211,8 @@ class WorkerConfig:
     compile_decode: bool = _help("CUDA: torch.compile the fast decode step (a few minutes once at start; "
                                  "faster per token, see docs/BENCHMARKS.md)", default=True)
     compile_scope: str = _help("what compile_decode compiles: step (the whole decode step as one graph, the "
-                               "fastest per token; 4-5 min at a first start, ~1.5 min on a restart) or layer "
-                               "(each layer once: ~1.5 min and ~0.8 min; a step ~5 percent slower)", default="step")
+                               "fastest per token; minutes at a first start, less on a restart: docs/BENCHMARKS.md) or "
+                               "layer (each layer once: about half the compile work; a step ~5 percent slower)", default="step")
     max_batch_size: int = _help("most requests decoded together", default=64)
     queue_size: int = _help("most requests waiting; more are refused as busy", default=256)
     request_timeout: float = _help("seconds before a request gives up", default=120.0)
