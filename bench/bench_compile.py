@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     done = time.perf_counter()
     print(json.dumps({"device": str(decoder.device), "scope": decoder.compile_scope, "slots": args.slots,
                       "short_slots": decoder.short_slots, "dtype": str(decoder.dtype),
-                      "warm_up_s": round(warmed - started, 1), "first_steps_s": round(done - warmed, 1),
+                      "warm_up_s": round(warmed - started, 1), "warm_up_parts_s": decoder.warm_up_s,
+                      "first_steps_s": round(done - warmed, 1),
                       "dynamo": dict(counters["stats"])}))
     return 0
 

@@ -53,6 +53,16 @@ def chunked_argmax(logits: torch.Tensor, chunks: int = 512) -> torch.Tensor:
     return best * (vocab // chunks) + inner.gather(-1, best[:, None]).squeeze(-1)
 
 
+def _varying(tensor: torch.Tensor, *dims: int) -> torch.Tensor:
+    """``tensor``, its sizes ``dims`` marked as the ones a compiled function keeps symbolic (the batch, a prompt's
+    length): what is not marked stays static under ``dynamic=False``. Traced inside a compiled step it does
+    nothing (the step's own input carries the symbol)."""
+    if not torch.compiler.is_compiling():
+        for dim in dims:
+            torch._dynamo.maybe_mark_dynamic(tensor, dim)  # a size of 1 is still specialised
+    return tensor
+
+
 def _clear_cublas_workspaces() -> None:
     """Free the workspaces cuBLAS keeps per stream (after the GPU is done with them)."""
     clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
@@ -150,11 +160,15 @@ class FastDecoder:
             # symbolic (each weight's, the cache's, head counts, eps), 2.3x the compile work (docs/BENCHMARKS.md).
             self._decode_step = torch.compile(self._decode)
         elif self.compile_scope == "layer":
-            self._decode_layer_step = torch.compile(self._decode_layer, dynamic=True)
-            self._decode_in = torch.compile(self._decode_in, dynamic=True)
-            self._decode_out = torch.compile(self._decode_out, dynamic=True)
-        # prefill shapes vary (prompts x tokens): one layer compiled with dynamic shapes, run eagerly per layer
-        self._prefill_layer_step = torch.compile(self._prefill_layer, dynamic=True) if compile else self._prefill_layer
+            # The same for each piece: the batch is their one symbolic size (_decode marks it on their inputs);
+            # dynamic=False, as layers differ in ints (windows, cache lengths) that must not turn symbolic.
+            self._decode_layer_step = torch.compile(self._decode_layer, dynamic=False)
+            self._decode_in = torch.compile(self._decode_in, dynamic=False)
+            self._decode_out = torch.compile(self._decode_out, dynamic=False)
+        # prefill shapes vary in prompts x tokens, its two symbolic sizes (_prefill_forward marks them); one layer
+        # compiled, run eagerly per layer
+        self._prefill_layer_step = (torch.compile(self._prefill_layer, dynamic=False) if compile
+                                    else self._prefill_layer)
 
     # ----------------------------------------------------------------------------------- the KV cache
 
@@ -255,10 +269,13 @@ class FastDecoder:
         # compiled for the prompts that follow the prefix (all of them, in practice); the prefix itself and the
         # rare prompt that does not start with it run eagerly rather than compile a second variant while serving
         run = self._prefill_layer_step if start == len(self.prefix) and layer_kv is None else self._prefill_layer
+        # the compiled layer's two symbolic sizes: prompts and tokens (of x, the rope's rows, the masks' axes)
+        rope = {kind: (_varying(cos[start:start + n], 0), _varying(sin[start:start + n], 0))
+                for kind, (cos, sin) in self.rope.items()}
+        masks = {window: _varying(mask, 0, 2, 3) for window, mask in masks.items()}
         x = self.model.embed(tokens)  # (B, n, hidden)
         for i, (layer, parts) in enumerate(zip(self.layers, self.caches)):
-            cos, sin = self.rope[layer.rope]
-            x, k, v = run(x, layer, cos[start:start + n], sin[start:start + n], masks[layer.window],
+            x, k, v = run(_varying(x, 0, 1), layer, *rope[layer.rope], masks[layer.window],
                           self.prefix_kv[i] if start else None)
             if layer_kv is not None:
                 layer_kv.append((k, v))
@@ -387,10 +404,12 @@ class FastDecoder:
         """One decode step for slots [0, b), ``rows`` their indices (:meth:`_batch_rows`): reads
         ``tokens``/``positions``, writes ``next_tokens``."""
         b = rows.shape[0]
-        x, rope = self._decode_in(self.tokens[:b], self.positions[:b])
+        positions = _varying(self.positions[:b], 0)  # scope "layer": each compiled piece's one symbolic size
+        x, rope = self._decode_in(_varying(self.tokens[:b], 0), positions)
         for layer, parts in zip(self.layers, self.caches):
-            x = self._decode_layer_step(x, layer, parts, *rope[layer.rope], self.positions[:b])
-        self._decode_out(x)
+            cos, sin = rope[layer.rope]
+            x = self._decode_layer_step(_varying(x, 0), layer, parts, _varying(cos, 0), _varying(sin, 0), positions)
+        self._decode_out(_varying(x, 0))
 
     def _decode_in(self, tokens: torch.Tensor, positions: torch.Tensor):
         """The step's embeddings (b, hidden) and RoPE cos/sin per layer kind at the rows' positions."""
@@ -406,7 +425,9 @@ class FastDecoder:
         q, k, v = self.model.qkv(x, layer, cos, sin)  # (b, heads, D)
         outs = []
         for part in parts:  # slots [first, stop) of the step's [0, b)
-            first, stop = part["first"], min(b, part["stop"])
+            # b <= slots: a part that reaches the last slot ends at b (a Min(b, stop) the compiler need not carry;
+            # a restart's cached graph once narrowed it to b <= 7 of 8 slots, and recompiled for 8)
+            first, stop = part["first"], b if part["stop"] >= self.slots else min(b, part["stop"])
             if first >= stop:
                 break
             at = positions[first:stop]

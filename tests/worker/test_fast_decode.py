@@ -603,19 +603,32 @@ def test_compiled_decode_matches_generate_on_both_sides_of_the_short_long_bounda
     ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:2]]
     n = 12
     expected = [_reference(model, prompt, n, 1.3) for prompt in ids]
+    torch._dynamo.reset()  # dynamo keeps a method's graphs per code, not per decoder: count this decoder's
     decoder = FastDecoder(model, slots=8, max_len=1024, compile=True, short_slots=6, short_len=600,
                           compile_scope=scope)
     compiled = decoder._decode_step if scope == "step" else decoder._decode_layer_step
     assert compiled != (decoder._decode if scope == "step" else decoder._decode_layer)  # a torch.compile wrapper
     decoder.set_prefix(prompts.shared_prefix_ids(tokenizer))
     decoder.set_repetition_penalty(1.3, penalize_prompt=True)
-    decoder._decode_step, compiles = recording_compiles(decoder._decode_step)
+    decoder._decode_step, compiles = recording_compiles(decoder._decode_step)  # scope "layer": all its pieces
+    decoder._prefill_layer_step, prefill_compiles = recording_compiles(decoder._prefill_layer_step)
     assert short_then_long_slot(decoder, ids, n) == expected
     for active in (3, 5, 8):  # buckets 4 and 8, after 2 and 8: nothing more to compile
         decoder.step(active)
     if scope == "step":
         # the short variant and the long one, the batch their one symbolic size
         assert compiles == {"graphs": 2, "symbolic": ["L['rows'].size()[0]"] * 2}
+    else:  # embedding, logits, a sliding layer, a full one over the short slots and one spanning both parts
+        assert compiles["graphs"] == 5
+        assert set(compiles["symbolic"]) == {f"L['{name}'].size()[0]" for name in ("tokens", "positions", "x", "cos",
+                                                                                   "sin")}  # the batch, each input
+    for count in (2, 3):  # two prompts, then three (one, above): a second variant, then none
+        decoder.prefill_many(list(range(2, 2 + count)), [ids[0][:len(ids[0]) - cut] for cut in range(count)])
+    # (a prompt is specialised): one variant for a prompt, one for several, the prompts and tokens symbolic
+    assert prefill_compiles["graphs"] == 2
+    assert set(prefill_compiles["symbolic"]) == {
+        "L['x'].size()[0]", "L['x'].size()[1]", "L['cos'].size()[0]", "L['cos'].storage_offset()",
+        "L['sin'].size()[0]", "L['mask'].size()[0]", "L['mask'].size()[2]", "L['mask'].size()[3]"}
 
 
 @pytest.mark.slow
