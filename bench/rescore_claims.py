@@ -20,15 +20,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from mafioso.core.claim_check import NOTHING_SURE, drop_unsupported  # noqa: E402
-from mafioso.core.claims import false_concepts, invented_names  # noqa: E402
-
-
-def _static(code: str, text: str) -> list[dict]:
-    return [*invented_names(code, text), *false_concepts(code, text)]
+from mafioso.core.claims import claim_kind, static_claims  # noqa: E402
 
 
 def _label(claim: dict) -> str:
-    return f"{claim['kind']}{' (denied)' if claim.get('denied') else ''}: {claim['claim']!r}"
+    return f"{claim_kind(claim)}: {claim['claim']!r}"
+
+
+def _recorded_claims(row: dict) -> list[dict]:
+    """The claims recorded for the model's own text of one ``predictions.jsonl`` row."""
+    return (row.get("unsupported_raw") if row.get("raw_prediction") else row.get("unsupported")) or []
 
 
 def _recorded(folder: Path) -> dict:
@@ -44,12 +45,11 @@ def rescore(row: dict) -> tuple[list[dict], list[dict], str]:
     """The model's claims, the served answer's claims and the served text of one ``predictions.jsonl`` row, as
     this checkout finds them (false outputs as recorded, kept where their sentence is still served)."""
     model_text = row.get("raw_prediction") or row["prediction"]
-    recorded = (row.get("unsupported_raw") if row.get("raw_prediction") else row.get("unsupported")) or []
-    outputs = [c for c in recorded if c["kind"] == "false output"]
-    model = [*_static(row["code"], model_text), *outputs]
+    outputs = [c for c in _recorded_claims(row) if c["kind"] == "false output"]
+    model = [*static_claims(row["code"], model_text), *outputs]
     kept, dropped = drop_unsupported(row["code"], model_text)
     served_text = (kept or NOTHING_SURE) if dropped else model_text
-    served = [*_static(row["code"], served_text), *(c for c in outputs if c["text"] in served_text)]
+    served = [*static_claims(row["code"], served_text), *(c for c in outputs if c["text"] in served_text)]
     return model, served, served_text
 
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             model, served, served_text = rescore(row)
             model_ok += not model
             served_ok += not served
-            before = (row.get("unsupported_raw") if row.get("raw_prediction") else row.get("unsupported")) or []
+            before = _recorded_claims(row)
             if sorted(map(_label, model)) != sorted(map(_label, before)) or served_text != row["prediction"]:
                 changed.append((row, model, before))
         print(f"== {folder}: {len(rows)} answers; grounded {recorded['grounded']:.3f} -> {served_ok / len(rows):.3f}, "

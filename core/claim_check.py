@@ -14,7 +14,7 @@ and half the judge of ``grounded``, so eval also reports the model's own figure 
 
 from __future__ import annotations
 
-from mafioso.core.claims import false_concepts, invented_names
+from mafioso.core.claims import static_claims
 from mafioso.core.claims.text import sentences
 from mafioso.prompts.lines import line
 
@@ -30,7 +30,7 @@ def drop_unsupported(code: str, text: str) -> tuple[str, int]:
     flagged: set[str] = set()
     remaining = text
     for _ in range(2):  # a name is reported once per answer: a second pass finds its next sentence
-        claims = [*invented_names(code, remaining), *false_concepts(code, remaining)]
+        claims = static_claims(code, remaining)
         new = {claim["text"].strip() for claim in claims} - flagged
         if not new:
             break

@@ -8,14 +8,10 @@ import argparse
 import sys
 from collections import Counter
 
+from mafioso.core.claims import claim_kind
 from mafioso.trainer.dataset import load_samples
 from mafioso.trainer.grounding import summarize_claims, unsupported_claims
 from mafioso.trainer.sandbox import SnippetRunner, isolation
-
-
-def _kind(claim: dict) -> str:
-    """"false concept", or "false concept (denied)" for a construct the answer denies and the code has."""
-    return f"{claim['kind']} (denied)" if claim.get("denied") else claim["kind"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
             claims = unsupported_claims(sample.code, sample.explanation, run and run.output, run and run.raised)
             if claims:
                 failing.append((sample, claims, run))
-                reasons.update(f"{_kind(c)}: {c['claim']}" for c in claims)
+                reasons.update(f"{claim_kind(c)}: {c['claim']}" for c in claims)
         score = summarize_claims([[]] * (len(samples) - len(failing)) + [c for _, c, _ in failing])
         print(f"\n== {path}: grounded {score['grounded']:.3f} ({len(samples) - len(failing)}/{len(samples)}), "
               f"unsupported claims {score['unsupported']}")
@@ -44,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
                    if run.output is None else f"ran, output {run.output[:120]!r}")
             print(f"\n-- {sample.key} ({ran})")
             for claim in claims:
-                print(f"   {_kind(claim)}: {claim['claim']!r} in: {claim['text']}")
+                print(f"   {claim_kind(claim)}: {claim['claim']!r} in: {claim['text']}")
     return 0
 
 
