@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--simulate", type=float, default=0.0, metavar="MS",
                         help="instead: a stand-in device of MS ms a step against a busy request thread")
     parser.add_argument("--base-model", default="", help="--simulate: the model folder (default: the tiny one)")
+    parser.add_argument("--request-threads", type=int, default=1, help="--simulate: busy request threads")
+    parser.add_argument("--intervals", type=float, nargs="+", default=None, metavar="MS",
+                        help="--simulate: GIL switch intervals to try (default: Python's 5 ms and the engine's)")
     return parser.parse_args(argv)
 
 
@@ -167,9 +170,10 @@ def simulated_step_ms(plain, device_ms: float, rows: int, lookahead: bool, steps
     return 1e3 * (time.perf_counter() - started) / steps
 
 
-def simulate(plain, device_ms: float, rows: int) -> list[dict]:
-    """:func:`simulated_step_ms` with and without lookahead, alone and against a request thread doing the
-    worker's per-request work non-stop, at two GIL switch intervals."""
+def simulate(plain, device_ms: float, rows: int, threads: int = 1,
+             intervals_ms: list[float] | None = None) -> list[dict]:
+    """:func:`simulated_step_ms` with and without lookahead, alone and against ``threads`` request threads doing
+    the worker's per-request work non-stop, at each GIL switch interval (default: Python's and the engine's)."""
     from mafioso.worker.control import Control
     from mafioso.worker.decoder_settings import GPU_SWITCH_INTERVAL_S
 
@@ -186,19 +190,22 @@ def simulate(plain, device_ms: float, rows: int) -> list[dict]:
 
     results, default = [], sys.getswitchinterval()
     try:
-        for interval in (0.005, GPU_SWITCH_INTERVAL_S):
+        for interval in [ms / 1e3 for ms in intervals_ms] if intervals_ms else (0.005, GPU_SWITCH_INTERVAL_S):
             sys.setswitchinterval(interval)
             for lookahead in (False, True):
                 alone = simulated_step_ms(plain, device_ms, rows, lookahead)
                 stop.clear()
-                worker = threading.Thread(target=request_work)
-                worker.start()
+                workers = [threading.Thread(target=request_work) for _ in range(threads)]
+                for worker in workers:
+                    worker.start()
                 try:
                     busy = simulated_step_ms(plain, device_ms, rows, lookahead)
                 finally:
                     stop.set()
-                    worker.join()
+                    for worker in workers:
+                        worker.join()
                 results.append({"device_ms": device_ms, "switch_interval_ms": interval * 1e3, "lookahead": lookahead,
+                                "request_threads": threads,
                                 "step_ms_alone": round(alone, 3), "step_ms_request_thread_busy": round(busy, 3)})
                 print(json.dumps(results[-1]), flush=True)
     finally:
@@ -216,7 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = WorkerConfig(base_model=args.base_model or folder, adapter="none", device="cpu", dtype="float32",
                            fast_decode=False)
         plain = load_engine(cfg, GenerationConfig(max_new_tokens=args.tokens))
-        return {"simulated": simulate(plain, args.simulate, args.rows)}
+        return {"simulated": simulate(plain, args.simulate, args.rows, args.request_threads, args.intervals)}
     requests = [(code, request) for request, code, _ in SNIPPETS] * (-(-args.rows // len(SNIPPETS)))
     requests = requests[:args.rows]
     results = {}

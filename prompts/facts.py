@@ -19,11 +19,12 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import islice
 
-__all__ = ["FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "FEATURES", "call_features", "code_features",
-           "definition_features", "facts_sheet", "parse"]
+__all__ = ["FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "FEATURES", "NameRoles", "call_features", "code_features",
+           "definition_features", "facts_sheet", "name_roles", "parse"]
 
 #: Every feature name :func:`code_features` can report.
 FEATURES = frozenset({
@@ -152,6 +153,47 @@ def definition_features(code: str) -> dict[str, frozenset[str]] | None:
             features = _features(ast.Module(body=[node], type_ignores=[])) - {"decorator"}
             found[node.name] = found.get(node.name, frozenset()) | features
     return found
+
+
+@dataclass(frozen=True)
+class NameRoles:
+    """What the code does with its names: the ones a loop or comprehension binds or walks over (its targets and
+    every name in what it iterates), the ones it calls (a call's function, by its last part), and the ones it
+    may call out of sight: defined, imported, assigned a lambda, named in a decorator, or passed to a function
+    the code does not define (``key=len``, ``map(f, xs)``; passed to one of its own, what it does is in sight)."""
+
+    looped: frozenset[str]
+    called: frozenset[str]
+    callable: frozenset[str]
+
+
+def name_roles(code: str) -> NameRoles | None:
+    """The :class:`NameRoles` of the code, or None when it does not parse."""
+    tree = parse(code)
+    if tree is None:
+        return None
+    own = {node.name for node in ast.walk(tree) if isinstance(node, _DEFS)}
+    looped, called, callable_ = set(), set(), set(own)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
+            looped |= _names_in(node.target) | _names_in(node.iter)
+        elif isinstance(node, ast.Call):
+            called.add(_last_name(node.func))
+            if _last_name(node.func) not in own:
+                arguments = (*node.args, *(keyword.value for keyword in node.keywords))
+                callable_ |= {name for argument in arguments if (name := _last_name(argument))}
+        elif isinstance(node, _DEFS):
+            callable_ |= set().union(*(_names_in(decorator) for decorator in node.decorator_list))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            callable_ |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda):
+            callable_ |= set().union(*(_names_in(target) for target in node.targets))
+    return NameRoles(frozenset(looped), frozenset(called - {""}), frozenset(callable_))
+
+
+def _names_in(node: ast.AST) -> set[str]:
+    """Every name and attribute name inside ``node``."""
+    return {found for child in ast.walk(node) if (found := _last_name(child))}
 
 
 def _features(tree: ast.Module) -> frozenset[str]:

@@ -1,4 +1,5 @@
-"""Static checks of an answer's claims against its code: names it invents, constructs the code lacks.
+"""Static checks of an answer's claims against its code: names it invents, constructs the code lacks, loops and
+calls the code does not make.
 
 They read text and syntax trees only, never run anything, so the worker's post-check can use them on chat input;
 ``mafioso eval`` adds the third check, printed values, from a sandboxed run (:mod:`mafioso.trainer.grounding`).
@@ -6,14 +7,17 @@ They read text and syntax trees only, never run anything, so the worker's post-c
 
 from mafioso.core.claims.concepts import CONCEPTS, Concept, false_concepts
 from mafioso.core.claims.names import invented_names
+from mafioso.core.claims.roles import false_roles
 
-__all__ = ["CONCEPTS", "Concept", "claim_kind", "false_concepts", "invented_names", "static_claims"]
+__all__ = ["CONCEPTS", "Concept", "claim_kind", "false_concepts", "false_roles", "invented_names", "static_claims"]
 
 
 def static_claims(code: str, answer: str, output: str | None = None, raised: str | None = None) -> list[dict]:
-    """The static claims of ``answer`` that ``code`` contradicts: invented names, then false concepts (``output``
-    and ``raised``, from a run of the code, support "prints" and "raises"; see :func:`false_concepts`)."""
-    return [*invented_names(code, answer, output), *false_concepts(code, answer, output, raised)]
+    """The static claims of ``answer`` that ``code`` contradicts: invented names, false concepts (``output``
+    and ``raised``, from a run of the code, support "prints" and "raises"; see :func:`false_concepts`), then
+    false roles (:func:`false_roles`)."""
+    return [*invented_names(code, answer, output), *false_concepts(code, answer, output, raised),
+            *false_roles(code, answer)]
 
 
 def claim_kind(claim: dict) -> str:

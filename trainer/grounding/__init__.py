@@ -1,6 +1,6 @@
 """Is an answer true to its code? The ``grounded`` check of ``mafioso eval``.
 
-:func:`unsupported_claims` lists what an answer says that the code itself contradicts, three kinds:
+:func:`unsupported_claims` lists what an answer says that the code itself contradicts, four kinds:
 
 * ``invented name`` - a name the answer presents as the code's (in backticks, ``name()``, ``x.y``, "a
   function called x", "the x_y function") that appears nowhere in the code;
@@ -8,6 +8,8 @@
   and :func:`mafioso.prompts.facts.code_features` says the code has no such construct; or, marked
   ``"denied": True``, it plainly denies one the code has ("the function never recurses" of a recursive one),
   for the constructs whose denial the syntax tree can settle (``Concept.denial``);
+* ``false role`` - the answer says the code loops with a name or calls a name of its own that no loop and no
+  call uses so ("it loops `seen` through `set`", "it calls `base`" of a number; :mod:`mafioso.core.claims.roles`);
 * ``false output`` - a value the answer says is printed (a quoted string, a number, a list/dict/tuple
   literal after "prints", "outputs", "so you get", ...) that is not in what the code really printed.
 
@@ -32,7 +34,7 @@ from mafioso.trainer.grounding.outputs import false_outputs
 __all__ = ["CONCEPTS", "KINDS", "Concept", "false_concepts", "false_outputs", "invented_names", "repeatable",
            "summarize_claims", "unsupported_claims"]
 
-KINDS = ("invented name", "false concept", "false output")
+KINDS = ("invented name", "false concept", "false role", "false output")
 
 # Output that changes from run to run, or needs the network the sandbox cuts, proves nothing.
 _UNREPEATABLE = re.compile(r"\b(?:secrets|uuid|requests|urllib|httpx|aiohttp|socket|argv|argparse|environ|"

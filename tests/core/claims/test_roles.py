@@ -1,0 +1,75 @@
+"""False roles: "it loops `seen` through `set`" of a name no loop uses, "it calls `base`" of a number the code
+only multiplies, are flagged; the roles the code gives its names, denials, advice and unparseable code pass."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mafioso.core.claim_check import drop_unsupported
+from mafioso.core.claims import false_roles, static_claims
+from mafioso.prompts.facts import name_roles
+from mafioso.trainer.grounding import summarize_claims
+
+POWER = ("def power(base, exp):\n    if exp == 0:\n        return 1\n    return base * power(base, exp - 1)\n\n"
+         "print(power(2, 5))\n")
+FIRST_DUP = ("def first_duplicate(items):\n    seen = set()\n    for item in items:\n        if item in seen:\n"
+             "            return item\n        seen.add(item)\n    return None\n")
+RANKED = ("def score(row):\n    return row[1]\n\nrows = [('al', 3), ('vito', 5)]\ntotal = 0\n"
+          "best = sorted(rows, key=score)\nnames = [name for name, _ in best]\nshout = lambda s: s.upper()\n")
+HANDLER = "import atexit\n\ndef bye(flush):\n    print('bye')\n\ncleanup = bye\natexit.register(cleanup)\n"
+APPLY = "def apply(f, x):\n    return f(x)\n\nprint(apply(abs, -3))\n"
+
+
+def roles(code, answer):
+    return [c["claim"] for c in false_roles(code, answer)]
+
+
+@pytest.mark.parametrize("code, answer, claim", [
+    (POWER, "It first calls `base` for 0 and returns 1.", "calls base"),
+    (POWER, "`power` calls `exp` until it hits zero.", "calls exp"),
+    (FIRST_DUP, "It loops `seen` through `set` and returns None for the rest.", "loops with seen"),
+    (FIRST_DUP, "The function walks `seen` over the list, kid.", "loops with seen"),
+    (RANKED, "Then it iterates `total` across the rows.", "loops with total"),
+    (RANKED, "`score` calls `row` and hands back the second item.", "calls row"),
+    (HANDLER, "`bye` calls `flush` on its way out.", "calls flush"),
+])
+def test_a_planted_false_role_is_flagged(code, answer, claim):
+    assert roles(code, answer) == [claim]
+    assert summarize_claims([static_claims(code, answer)])["unsupported"]["false role"] == 1
+
+
+@pytest.mark.parametrize("code, answer", [
+    (POWER, "`power` calls `power` again with `exp` minus one, and `print` calls it with 2 and 5."),
+    (FIRST_DUP, "It loops `item` over `items` and calls `add` on `seen` for each new one."),
+    (FIRST_DUP, "The loop walks `items` from the first to the last."),  # the iterable, not the target
+    (RANKED, "`sorted` calls `score` on each row; the comprehension walks `best` through its pairs."),
+    (RANKED, "It calls `shout` nowhere, but `shout` is a lambda you could call."),
+    (RANKED, "It never calls `total`, and it doesn't loop `total` over anything."),  # denials
+    (RANKED, "You could loop `total` over the rows instead."),  # advice
+    (HANDLER, "`atexit` calls `cleanup` at exit, which is `bye`."),  # passed to a library: it may call it
+    (APPLY, "`apply` calls `f` on `x`, and here `abs` is called on -3."),
+    (POWER, "It calls `helper` first."),  # not the code's name at all: invented_names' business
+])
+def test_true_roles_denials_and_advice_pass(code, answer):
+    assert roles(code, answer) == []
+
+
+def test_code_that_does_not_parse_has_no_roles():
+    assert name_roles("def broken(:\n") is None
+    assert roles("def broken(:\n    x", "It calls `x` and loops `x` over `broken`.") == []
+
+
+def test_the_post_check_drops_a_false_role_sentence_and_keeps_the_rest():
+    answer = "`power` is recursive, kid. It first calls `base` for 0 and returns 1. Capisce?"
+    kept, dropped = drop_unsupported(POWER, answer)
+    assert dropped == 1 and "calls `base`" not in kept and "recursive" in kept and "Capisce" in kept
+
+
+@pytest.mark.parametrize("path", ["data/train.json", "data/validation.json", "data/personas/noir/train.json",
+                                  "data/personas/noir/validation.json"])
+def test_no_reference_answer_has_a_false_role(path):
+    rows = json.loads((Path(__file__).resolve().parents[3] / path).read_text())
+    flagged = {key: false_roles(row["code"], row.get("mafia_explanation") or row.get("explanation"))
+               for key, row in rows.items()}
+    assert {key: claims for key, claims in flagged.items() if claims} == {}
