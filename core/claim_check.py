@@ -15,7 +15,7 @@ and half the judge of ``grounded``, so eval also reports the model's own figure 
 from __future__ import annotations
 
 from mafioso.core.claims import static_claims
-from mafioso.core.claims.text import sentences
+from mafioso.core.claims.text import quoted, sentences
 from mafioso.prompts.lines import line
 
 __all__ = ["NOTHING_SURE", "drop_unsupported"]
@@ -36,7 +36,7 @@ def drop_unsupported(code: str, text: str) -> tuple[str, int]:
             break
         flagged |= new
         # one sentence a line: the checks split it back into exactly these sentences
-        remaining = "\n".join(s for s in parts if s.strip() not in flagged)
-    kept = [s.strip() for s in parts if s.strip() not in flagged]
+        remaining = "\n".join(s for s in parts if quoted(s) not in flagged)
+    kept = [s.strip() for s in parts if quoted(s) not in flagged]
     dropped = len(parts) - len(kept)
     return (" ".join(kept) if dropped else text), dropped

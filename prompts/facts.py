@@ -160,11 +160,14 @@ class NameRoles:
     """What the code does with its names: the ones a loop or comprehension binds or walks over (its targets and
     every name in what it iterates), the ones it calls (a call's function, by its last part), and the ones it
     may call out of sight: defined, imported, assigned a lambda, named in a decorator, or passed to a function
-    the code does not define (``key=len``, ``map(f, xs)``; passed to one of its own, what it does is in sight)."""
+    the code does not define (``key=len``, ``map(f, xs)``; passed to one of its own, what it does is in sight);
+    and the kind of each name that is only ever one: "function" (a ``def``), "class", or a value kind ("dict",
+    "list", "set", "tuple", "string", "number", "bool") when every binding is a literal or display of it."""
 
     looped: frozenset[str]
     called: frozenset[str]
     callable: frozenset[str]
+    kinds: dict[str, str]
 
 
 def name_roles(code: str) -> NameRoles | None:
@@ -188,7 +191,59 @@ def name_roles(code: str) -> NameRoles | None:
             callable_ |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
         elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda):
             callable_ |= set().union(*(_names_in(target) for target in node.targets))
-    return NameRoles(frozenset(looped), frozenset(called - {""}), frozenset(callable_))
+    return NameRoles(frozenset(looped), frozenset(called - {""}), frozenset(callable_), _kinds(tree))
+
+
+_VALUE_KINDS = {ast.Dict: "dict", ast.DictComp: "dict", ast.List: "list", ast.ListComp: "list", ast.Set: "set",
+                ast.SetComp: "set", ast.Tuple: "tuple", ast.JoinedStr: "string"}
+_CONSTANT_KINDS = {bool: "bool", int: "number", float: "number", complex: "number", str: "string"}
+def _kinds(tree: ast.Module) -> dict[str, str]:
+    """Each name bound only as one kind of thing (see :class:`NameRoles`); a name bound any other way (a
+    call's result, a parameter, a loop) has no kind here."""
+    bound: dict[str, set[str | None]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            kind = "class" if isinstance(node, ast.ClassDef) else "function"
+            bound.setdefault(node.name, set()).add(kind)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            kind = _value_kind(node.value)
+            for target in targets:
+                for name in _names_in(target) if not isinstance(target, (ast.Name, ast.Attribute)) else ():
+                    bound.setdefault(name, set()).add(None)  # unpacked: a part of the value, kind unknown
+                if isinstance(target, (ast.Name, ast.Attribute)):
+                    bound.setdefault(_last_name(target), set()).add(kind)
+        else:
+            for name in _bound_otherwise(node):
+                bound.setdefault(name, set()).add(None)
+    return {name: kinds.pop() for name, kinds in bound.items() if len(kinds) == 1 and None not in kinds}
+
+
+def _bound_otherwise(node: ast.AST) -> set[str]:
+    """The names ``node`` binds other than by ``def``, ``class`` or assignment: loop and ``with`` targets,
+    parameters, imports, ``:=``, ``except ... as``, ``global``, ``nonlocal``, ``del``."""
+    if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension, ast.NamedExpr)):
+        return _names_in(node.target)
+    if isinstance(node, ast.withitem):
+        return _names_in(node.optional_vars) if node.optional_vars is not None else set()
+    if isinstance(node, ast.arg):
+        return {node.arg}
+    if isinstance(node, ast.alias):
+        return {(node.asname or node.name).split(".")[0]}
+    if isinstance(node, ast.ExceptHandler):
+        return {node.name} if node.name else set()
+    if isinstance(node, (ast.Global, ast.Nonlocal)):
+        return set(node.names)
+    if isinstance(node, ast.Delete):
+        return set().union(*(_names_in(target) for target in node.targets))
+    return set()
+
+
+def _value_kind(value: ast.expr | None) -> str | None:
+    """The kind of value a literal or display makes, else None."""
+    if isinstance(value, ast.Constant):
+        return _CONSTANT_KINDS.get(type(value.value))
+    return _VALUE_KINDS.get(type(value))
 
 
 def _names_in(node: ast.AST) -> set[str]:

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from mafioso.prompts.facts import code_features, definition_features
-from mafioso.core.claims.text import FENCE, SENTENCE, SPAN, advice_from, denied, mask, negated, within
+from mafioso.core.claims.text import FENCE, SENTENCE, SPAN, advice_from, denied, mask, negated, quoted, within
 
 __all__ = ["CONCEPTS", "Concept", "false_concepts"]
 
@@ -125,7 +125,7 @@ def false_concepts(code: str, answer: str, output: str | None = None, raised: st
                 if wrong and key not in seen:
                     seen.add(key)
                     found.append({"kind": "false concept", "claim": claim, **({"denied": True} if key != claim else {}),
-                                  "text": original.strip()[:200]})
+                                  "text": quoted(original)})
     return found
 
 

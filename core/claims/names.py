@@ -10,7 +10,7 @@ import re
 import sys
 import warnings
 
-from mafioso.core.claims.text import FENCE, SPAN, advice_from, blank, negated, sentences, within
+from mafioso.core.claims.text import FENCE, SPAN, advice_from, blank, negated, quoted, sentences, within
 
 __all__ = ["invented_names"]
 
@@ -135,5 +135,5 @@ def invented_names(code: str, answer: str, output: str | None = None) -> list[di
             if within(advice, start):
                 continue
             if not _name_in_code(name, code, tokens, modules, printed):
-                found[name] = {"kind": "invented name", "claim": name, "text": sentence.strip()[:200]}
+                found[name] = {"kind": "invented name", "claim": name, "text": quoted(sentence)}
     return list(found.values())

@@ -6,7 +6,8 @@ import re
 
 from mafioso.core.fences import FENCE_MARK
 
-__all__ = ["FENCE", "SENTENCE", "SPAN", "advice_from", "blank", "denied", "mask", "negated", "sentences", "within"]
+__all__ = ["FENCE", "SENTENCE", "SPAN", "advice_from", "blank", "denied", "mask", "negated", "quoted", "sentences",
+           "within"]
 
 # A denial just before the phrase, in the same clause: "not recursive", "no loop", "never prints",
 # "without a decorator", "instead of a generator", "doesn't use recursion".
@@ -41,6 +42,12 @@ def blank(match: re.Match) -> str:
 def mask(match: re.Match) -> str:
     """Same length, one opaque word: "the sorted `menu` it" must not read as "sorted it"."""
     return "`" * len(match.group(0))
+
+
+def quoted(sentence: str) -> str:
+    """How a claim quotes the sentence it is in (its ``text``): stripped, at most 200 characters. The post-check
+    finds the sentence again by this quote (:func:`mafioso.core.claim_check.drop_unsupported`)."""
+    return sentence.strip()[:200]
 
 
 def sentences(text: str) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from mafioso.core.claims.text import FENCE, advice_from, negated, sentences, within
+from mafioso.core.claims.text import FENCE, advice_from, negated, quoted, sentences, within
 
 __all__ = ["false_outputs"]
 
@@ -137,5 +137,5 @@ def false_outputs(answer: str, output: str | None) -> list[dict]:
                 continue
             for kind, value in _claimed_values(sentence, verb.end()):
                 if not _printed(kind, value, output):
-                    found.append({"kind": "false output", "claim": value, "text": sentence.strip()[:200]})
+                    found.append({"kind": "false output", "claim": value, "text": quoted(sentence)})
     return found

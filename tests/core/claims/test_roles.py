@@ -19,6 +19,8 @@ RANKED = ("def score(row):\n    return row[1]\n\nrows = [('al', 3), ('vito', 5)]
           "best = sorted(rows, key=score)\nnames = [name for name, _ in best]\nshout = lambda s: s.upper()\n")
 HANDLER = "import atexit\n\ndef bye(flush):\n    print('bye')\n\ncleanup = bye\natexit.register(cleanup)\n"
 APPLY = "def apply(f, x):\n    return f(x)\n\nprint(apply(abs, -3))\n"
+ROSTERS = ("teams = ['red', 'blue']\nrosters = dict.fromkeys(teams, [])\nlimit = 3\nlabel = 'crew'\n\n"
+           "def mentions_cops(text):\n    return 'cops' in text\n\nclass Crew(dict):\n    size = 0\n")
 
 
 def roles(code, answer):
@@ -33,6 +35,11 @@ def roles(code, answer):
     (RANKED, "Then it iterates `total` across the rows.", "loops with total"),
     (RANKED, "`score` calls `row` and hands back the second item.", "calls row"),
     (HANDLER, "`bye` calls `flush` on its way out.", "calls flush"),
+    (ROSTERS, "`teams` is a dict keyed by team name, kid.", "teams is a dict"),
+    (ROSTERS, "Because `mentions_cops` is a list, the first print shows it.", "mentions_cops is a list"),
+    (ROSTERS, "The nested dict `limit` caps the crew.", "limit is a dict"),
+    (ROSTERS, "`Crew` is a function that counts heads.", "Crew is a function"),
+    (ROSTERS, "`label` is a number, like the count of the family.", "label is a number"),
 ])
 def test_a_planted_false_role_is_flagged(code, answer, claim):
     assert roles(code, answer) == [claim]
@@ -50,6 +57,12 @@ def test_a_planted_false_role_is_flagged(code, answer, claim):
     (HANDLER, "`atexit` calls `cleanup` at exit, which is `bye`."),  # passed to a library: it may call it
     (APPLY, "`apply` calls `f` on `x`, and here `abs` is called on -3."),
     (POWER, "It calls `helper` first."),  # not the code's name at all: invented_names' business
+    (ROSTERS, "`teams` is a list, `rosters` is a dict, `limit` is a number and `label` is a string."),
+    (ROSTERS, "The function `mentions_cops` checks the text; `Crew` is a dict with a class attribute `size`."),
+    (ROSTERS, "`label` is a messy shopping list for the family."),  # "list" is not after a plain adjective
+    (ROSTERS, "`size` is a class attribute, one counter for the whole `Crew`."),  # "class" is not the head
+    (ROSTERS, "`teams` is not a dict, it is a list."),  # a denial
+    (ROSTERS, "`rosters` is a dict, and the dict `rosters` shares one list."),  # a call's result: no kind
 ])
 def test_true_roles_denials_and_advice_pass(code, answer):
     assert roles(code, answer) == []
