@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="instead: a stand-in device of MS ms a step against a busy request thread")
     parser.add_argument("--base-model", default="", help="--simulate: the model folder (default: the tiny one)")
     parser.add_argument("--request-threads", type=int, default=1, help="--simulate: busy request threads")
+    parser.add_argument("--request-rate", type=float, default=0.0, metavar="R",
+                        help="--simulate: requests a second, all threads together (default 0: non-stop)")
     parser.add_argument("--intervals", type=float, nargs="+", default=None, metavar="MS",
                         help="--simulate: GIL switch intervals to try (default: Python's 5 ms and the engine's)")
     return parser.parse_args(argv)
@@ -120,10 +122,10 @@ def measure(engine, requests: list[tuple[str, str | None]], profiler: cProfile.P
 
 
 def _profiled(fn, profiler: cProfile.Profile):
-    def run(*args):
+    def run(*args, **kwargs):
         profiler.enable()
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         finally:
             profiler.disable()
     return run
@@ -170,10 +172,11 @@ def simulated_step_ms(plain, device_ms: float, rows: int, lookahead: bool, steps
     return 1e3 * (time.perf_counter() - started) / steps
 
 
-def simulate(plain, device_ms: float, rows: int, threads: int = 1,
-             intervals_ms: list[float] | None = None) -> list[dict]:
+def simulate(plain, device_ms: float, rows: int, threads: int = 1, intervals_ms: list[float] | None = None,
+             rate: float = 0.0) -> list[dict]:
     """:func:`simulated_step_ms` with and without lookahead, alone and against ``threads`` request threads doing
-    the worker's per-request work non-stop, at each GIL switch interval (default: Python's and the engine's)."""
+    the worker's per-request work (non-stop, or ``rate`` requests a second in all), at each GIL switch interval
+    (default: Python's and the engine's)."""
     from mafioso.worker.control import Control
     from mafioso.worker.decoder_settings import GPU_SWITCH_INTERVAL_S
 
@@ -182,11 +185,15 @@ def simulate(plain, device_ms: float, rows: int, threads: int = 1,
     stop = threading.Event()
 
     def request_work() -> None:
+        period = threads / rate if rate else 0.0
         while not stop.is_set():
             for pair in requests:  # what a request thread does around its wait for the decode thread
+                started = time.perf_counter()
                 plain.prompt_ids([pair])
                 plain.groundings([pair])
                 plain.answers([pair], [(answer, None)], [Control()])
+                if period:
+                    stop.wait(max(0.0, period - (time.perf_counter() - started)))
 
     results, default = [], sys.getswitchinterval()
     try:
@@ -205,7 +212,7 @@ def simulate(plain, device_ms: float, rows: int, threads: int = 1,
                     for worker in workers:
                         worker.join()
                 results.append({"device_ms": device_ms, "switch_interval_ms": interval * 1e3, "lookahead": lookahead,
-                                "request_threads": threads,
+                                "request_threads": threads, "request_rate": rate,
                                 "step_ms_alone": round(alone, 3), "step_ms_request_thread_busy": round(busy, 3)})
                 print(json.dumps(results[-1]), flush=True)
     finally:
@@ -223,7 +230,8 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = WorkerConfig(base_model=args.base_model or folder, adapter="none", device="cpu", dtype="float32",
                            fast_decode=False)
         plain = load_engine(cfg, GenerationConfig(max_new_tokens=args.tokens))
-        return {"simulated": simulate(plain, args.simulate, args.rows, args.request_threads, args.intervals)}
+        return {"simulated": simulate(plain, args.simulate, args.rows, args.request_threads, args.intervals,
+                                      args.request_rate)}
     requests = [(code, request) for request, code, _ in SNIPPETS] * (-(-args.rows // len(SNIPPETS)))
     requests = requests[:args.rows]
     results = {}

@@ -27,7 +27,8 @@ the table's tokens per request shows whether they did.
 
 Prints a table, then one JSON line with every number (the last line of the output). For the fast engine each
 row also says where its decode thread spent the level (``DecodeStats``): ms per decode step, the part of it spent
-waiting for the device (the rest is host work), and prefill ms per request.
+waiting for the device, the host's launching, recording tokens and admitting rows (ms per step; the rest of the
+step is the loop's own work and waiting for the GIL), and prefill ms per request.
 """
 
 from __future__ import annotations
@@ -171,8 +172,9 @@ def summary(name: str, concurrency: int, latencies: list[float], tokens: int, wa
 
 def decode_breakdown(before, after, wall: float) -> dict:
     """Where the fast engine's decode thread spent a level (two :class:`mafioso.worker.fast_engine.DecodeStats` readings):
-    per decode step, the loop's time, the part of it spent waiting for the device (the rest is host work), rows
-    per step; per request, prefill time."""
+    per decode step, the loop's time, the part of it spent waiting for the device (the rest is host work:
+    launching, recording tokens and admitting rows are timed apart, what is left is the loop's own and the GIL),
+    rows per step; per request, prefill time."""
     steps = max(1, after.steps - before.steps)
     prefill = after.prefill_s - before.prefill_s
     loop = wall - (after.idle_s - before.idle_s) - prefill
@@ -180,6 +182,8 @@ def decode_breakdown(before, after, wall: float) -> dict:
     return {"steps": after.steps - before.steps,
             "rows_per_step": round((after.step_rows - before.step_rows) / steps, 1),
             "step_ms": round(loop / steps * 1e3, 3), "wait_ms": round((after.wait_s - before.wait_s) / steps * 1e3, 3),
+            **{f"{part}_ms": round((getattr(after, f"{part}_s") - getattr(before, f"{part}_s")) / steps * 1e3, 3)
+               for part in ("launch", "record", "admit")},
             "prefills": after.prefills - before.prefills,
             "prefill_ms_per_request": round(prefill / prompts_in * 1e3, 3)}
 
@@ -395,14 +399,15 @@ async def bench(args: argparse.Namespace) -> dict:
 def table(result: dict) -> str:
     """The rows as a plain-text table."""
     head = (f"{'path':<15}{'conc':>6}{'reqs':>6}{'tokens':>8}{'wall s':>9}{'tok/s':>9}{'p50 s':>8}{'p95 s':>8}"
-            f"{'step ms':>9}{'wait ms':>9}{'prefill ms':>11}")
+            f"{'step ms':>9}{'wait ms':>9}{'launch':>8}{'record':>8}{'admit':>8}{'prefill ms':>11}")
     lines = [f"device {result['device']}, adapter {result['adapter']}, max_new_tokens {result['max_new_tokens']}, "
              f"GPU memory GB {result['gpu_memory_gb']}", head, "-" * len(head)]
     for r in result["rows"]:
         d = r.get("decode", {})  # the fast engine's decode thread: per step, and its wait for the device
         lines.append(f"{r['name']:<15}{r['concurrency']:>6}{r['requests']:>6}{r['tokens']:>8}{r['wall_s']:>9}"
                      f"{r['tokens_per_s']:>9}{r['p50_s']:>8}{r['p95_s']:>8}{d.get('step_ms', ''):>9}"
-                     f"{d.get('wait_ms', ''):>9}{d.get('prefill_ms_per_request', ''):>11}")
+                     f"{d.get('wait_ms', ''):>9}{d.get('launch_ms', ''):>8}{d.get('record_ms', ''):>8}"
+                     f"{d.get('admit_ms', ''):>8}{d.get('prefill_ms_per_request', ''):>11}")
     return "\n".join(lines)
 
 

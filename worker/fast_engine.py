@@ -69,6 +69,11 @@ class DecodeStats:
     prefill_s: float = 0.0
     idle_s: float = 0.0
     cancelled: int = 0  # rows stopped because nobody waited for them any more
+    # where the host work goes (issue 17's host-bound steps): launching steps, recording their tokens (the stop
+    # rules, finishing rows), admitting rows (prefill and idle apart)
+    launch_s: float = 0.0
+    record_s: float = 0.0
+    admit_s: float = 0.0
 
 
 def prefill_groups(rows: list[tuple[int, _Row]], budget: int) -> list[list[tuple[int, _Row]]]:
@@ -225,12 +230,18 @@ class FastEngine:
                     if pending is not None:  # a slot that step frees may be refilled: read its tokens first
                         self._collect(active, pending)
                         pending = None
+                    started = time.perf_counter()
+                    before = self.stats.prefill_s + self.stats.idle_s
                     self._admit(active, block=not active)
+                    self.stats.admit_s += time.perf_counter() - started - (self.stats.prefill_s + self.stats.idle_s
+                                                                            - before)
                     steps = 0
                 if active:
                     self._drop_cancelled(active)
                 if active:
+                    started = time.perf_counter()
                     launched = self.decoder.launch(max(active) + 1)
+                    self.stats.launch_s += time.perf_counter() - started
                     self.stats.steps += 1
                     self.stats.step_rows += len(active)
                     if pending is not None:
@@ -301,10 +312,12 @@ class FastEngine:
         gone from ``active``: their token is dropped)."""
         started = time.perf_counter()
         tokens = self.decoder.collect(launched)
-        self.stats.wait_s += time.perf_counter() - started
+        waited = time.perf_counter()
+        self.stats.wait_s += waited - started
         for slot in list(active):
             self._record(active, slot, tokens[slot])
         self._update_bans(active)
+        self.stats.record_s += time.perf_counter() - waited
 
     def _update_bans(self, active: dict[int, _Row]) -> None:
         """Hand the decoder each running answer's n-gram bans for its next token, where they changed (grounded
