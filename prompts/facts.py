@@ -197,6 +197,8 @@ def name_roles(code: str) -> NameRoles | None:
 _VALUE_KINDS = {ast.Dict: "dict", ast.DictComp: "dict", ast.List: "list", ast.ListComp: "list", ast.Set: "set",
                 ast.SetComp: "set", ast.Tuple: "tuple", ast.JoinedStr: "string"}
 _CONSTANT_KINDS = {bool: "bool", int: "number", float: "number", complex: "number", str: "string"}
+
+
 def _kinds(tree: ast.Module) -> dict[str, str]:
     """Each name bound only as one kind of thing (see :class:`NameRoles`); a name bound any other way (a
     call's result, a parameter, a loop) has no kind here."""

@@ -230,11 +230,10 @@ class FastEngine:
                     if pending is not None:  # a slot that step frees may be refilled: read its tokens first
                         self._collect(active, pending)
                         pending = None
-                    started = time.perf_counter()
-                    before = self.stats.prefill_s + self.stats.idle_s
+                    started, timed = time.perf_counter(), self.stats.prefill_s + self.stats.idle_s
                     self._admit(active, block=not active)
-                    self.stats.admit_s += time.perf_counter() - started - (self.stats.prefill_s + self.stats.idle_s
-                                                                            - before)
+                    elapsed = time.perf_counter() - started  # less its prefills and idle wait, timed apart
+                    self.stats.admit_s += elapsed - (self.stats.prefill_s + self.stats.idle_s - timed)
                     steps = 0
                 if active:
                     self._drop_cancelled(active)
