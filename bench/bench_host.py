@@ -3,6 +3,7 @@
     python bench/bench_host.py                                  # 64 rows, grounded decoding on and off
     python bench/bench_host.py --rows 64 --tokens 200 --profile 25   # and the costliest functions (cProfile)
     python bench/bench_host.py --simulate 1.1 --base-model DIR        # a GPU's 1.1 ms step against request work
+    python bench/bench_host.py --stand-in 1.3 --base-model DIR        # the whole worker on a 1.3 ms stand-in device
 
 On a GPU the decode thread launches a step (a CUDA-graph replay), reads the last step's tokens and then does
 host work for every row: record the token, the stop rules, the bans for the next step. Without lookahead the
@@ -19,6 +20,12 @@ engine's real per-row work (token, stop rules) for ``--rows`` answers of real te
 alone and while another thread does the per-request work of the worker's request threads (prompt, grounding
 tables, finishing and the claim check) non-stop, at Python's 5 ms GIL switch interval and the engine's 0.5 ms.
 ``--base-model``: the engine whose tokenizer and rules it uses (default: the tiny model).
+
+``--stand-in MS``: the whole worker (the service, its request threads and post-check, the FastEngine loop with
+lookahead, admission every 16 steps as on a GPU) on a stand-in device whose decode steps take MS ms without the
+GIL and whose tokens are real answer text, each answer ending after 40-120 tokens; prefills are instant (their
+grounding tables are still written). At concurrency 1 and ``--rows``, ``bench_worker.py``'s per-step breakdown:
+what the host adds to a device step when nothing but Python and the GIL stand in between.
 """
 
 from __future__ import annotations
@@ -52,12 +59,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="print cProfile's N costliest functions (own time) of one batch per setting")
     parser.add_argument("--simulate", type=float, default=0.0, metavar="MS",
                         help="instead: a stand-in device of MS ms a step against a busy request thread")
-    parser.add_argument("--base-model", default="", help="--simulate: the model folder (default: the tiny one)")
+    parser.add_argument("--stand-in", type=float, default=0.0, metavar="MS",
+                        help="instead: the whole worker on a stand-in device of MS ms a step")
+    parser.add_argument("--base-model", default="",
+                        help="--simulate, --stand-in: the model folder (default: the tiny one)")
     parser.add_argument("--request-threads", type=int, default=1, help="--simulate: busy request threads")
     parser.add_argument("--request-rate", type=float, default=0.0, metavar="R",
                         help="--simulate: requests a second, all threads together (default 0: non-stop)")
     parser.add_argument("--intervals", type=float, nargs="+", default=None, metavar="MS",
-                        help="--simulate: GIL switch intervals to try (default: Python's 5 ms and the engine's)")
+                        help="--simulate, --stand-in: GIL switch intervals to try (default: --simulate Python's "
+                             "5 ms and the engine's, --stand-in the engine's)")
     return parser.parse_args(argv)
 
 
@@ -220,10 +231,86 @@ def simulate(plain, device_ms: float, rows: int, threads: int = 1, intervals_ms:
     return results
 
 
+def stand_in_device(engine, device_ms: float, seed: int = 1) -> None:
+    """Replace ``engine``'s decoder maths with a stand-in device (see ``--stand-in``)."""
+    import random
+
+    decoder, rng = engine.decoder, random.Random(seed)
+    text = engine.tokenizer.encode(_ANSWER * 4, add_special_tokens=False)
+    eos, position, length, done_at = engine.eos_ids[0], {}, {}, [time.perf_counter()]
+
+    def prefill_many(slots, prompts, grounding=None):
+        for slot, tables in zip(slots, grounding or [None] * len(slots)):
+            position[slot], length[slot] = 0, rng.randint(40, 120)
+            decoder.set_grounding(slot, tables)
+        return [text[(7 * slot) % len(text)] for slot in slots]
+
+    def launch(active):
+        done_at[0] = max(done_at[0], time.perf_counter()) + device_ms / 1e3
+        tokens = []
+        for slot in range(decoder.bucket(active)):
+            position[slot] = step = position.get(slot, 0) + 1
+            tokens.append(eos if step >= length.get(slot, 1 << 30) else text[(step + 7 * slot) % len(text)])
+        return tokens, done_at[0]
+
+    def collect(handle):
+        tokens, at = handle
+        if (left := at - time.perf_counter()) > 0:
+            time.sleep(left)  # the device's time, without the GIL
+        return tokens
+
+    decoder.prefill_many, decoder.launch, decoder.collect = prefill_many, launch, collect
+
+
+def stand_in(folder: str, device_ms: float, rows: int, switch_interval_s: float | None = None) -> list[dict]:
+    """The whole worker on a stand-in device at concurrency 1 and ``rows``: one JSON line per level.
+    ``switch_interval_s``: Python's GIL switch interval while it runs (default: the engine's on a GPU)."""
+    import asyncio
+
+    from bench_worker import run_worker
+    from mafioso.worker.decoder_settings import GPU_ADMIT_EVERY, GPU_SWITCH_INTERVAL_S
+    from mafioso.worker.engines import load_engine
+    from mafioso.worker.service import Worker
+
+    cfg = WorkerConfig(base_model=folder, adapter="none", device="cpu", dtype="float32", compile_decode=False,
+                       max_batch_size=rows)
+    engine = load_engine(cfg, GenerationConfig(max_new_tokens=120),
+                         tuning={"slots": rows, "lookahead": True, "admit_every": GPU_ADMIT_EVERY,
+                                 "switch_interval_s": switch_interval_s or GPU_SWITCH_INTERVAL_S})
+    stand_in_device(engine, device_ms)
+
+    async def levels() -> list[dict]:
+        worker = Worker(engine, cfg)
+        await worker.start()
+        try:
+            await run_worker(worker, rows, rows)  # warm-up
+            results = []
+            for concurrency in (1, rows):
+                row = await run_worker(worker, 8 * concurrency, concurrency)
+                results.append({"device_ms": device_ms, "switch_interval_ms": sys.getswitchinterval() * 1e3,
+                                "concurrency": concurrency,
+                                "tokens_per_s": row["tokens_per_s"], **row["decode"]})
+                print(json.dumps(results[-1]), flush=True)
+            return results
+        finally:
+            await worker.stop()
+
+    default = sys.getswitchinterval()
+    try:
+        return asyncio.run(levels())
+    finally:
+        engine.close()
+        sys.setswitchinterval(default)
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Measure every setting; print one JSON line each and return them."""
     args = parse_args(argv)
     folder = str(tiny_gemma_dir(tempfile.mkdtemp(prefix="mafioso-bench-host-"), flip_norm=True))
+    if args.stand_in:
+        intervals = [ms / 1e3 for ms in args.intervals] if args.intervals else [None]
+        return {"stand_in": [row for interval in intervals
+                             for row in stand_in(args.base_model or folder, args.stand_in, args.rows, interval)]}
     if args.simulate:
         from mafioso.worker.engines import load_engine
 
