@@ -422,7 +422,7 @@ class GenerateEngine:
         self.pieces = TokenPieces(tokenizer)  # each token's text, for the loop and section rules
         #: The decoding rules of ``gen``: stop at ``###`` or a loop, n-gram bans (:mod:`mafioso.worker.decoding_rules`).
         self.rules = DecodingRules(gen, tokenizer, self.pieces)
-        self.grounding = (Grounding(tokenizer, model.get_output_embeddings().weight.shape[0], device)
+        self.grounding = (Grounding(tokenizer, model.get_output_embeddings().weight.shape[0])
                           if gen.grounded_decoding else None)
 
     def close(self) -> None:
@@ -494,7 +494,8 @@ class GenerateEngine:
         rules = _RulesFeed([self.rules.for_answer() for _ in prompt_ids], width)
         if self.gen.no_repeat_ngram:
             extra.setdefault("logits_processor", LogitsProcessorList()).append(_RulesBan(rules))
-        if grounding:
+        if grounding:  # its masks on the device once, not copied there every step
+            grounding = [rule.on(self.device) for rule in grounding]
             extra.setdefault("logits_processor", LogitsProcessorList()).append(_GroundedMask(grounding, width))
         controls = controls or [Control() for _ in prompt_ids]
         limits = [control.limit(self.gen.max_new_tokens) for control in controls]

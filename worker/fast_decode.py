@@ -112,6 +112,7 @@ class FastDecoder:
         self.ground: torch.Tensor | None = None
         self.ground_flips: torch.Tensor | None = None
         self.inside: torch.Tensor | None = None
+        self._ground_stage: torch.Tensor | None = None  # on CUDA: page-locked (slots, 3, vocab) for set_grounding
         self.next_tokens = torch.zeros(slots, dtype=torch.long, device=self.device)
         if self.device.type == "cuda":  # page-locked, so the copy of a step's tokens runs asynchronously
             self._host = [torch.zeros(slots, dtype=torch.long, pin_memory=True) for _ in range(2)]
@@ -584,10 +585,12 @@ class FastDecoder:
         self.ground = torch.zeros(self.slots, 2, self.vocab, dtype=torch.bool, device=self.device)
         self.ground_flips = torch.zeros(self.slots, self.vocab, dtype=torch.bool, device=self.device)
         self.inside = torch.zeros(self.slots, dtype=torch.long, device=self.device)
+        if self.device.type == "cuda":  # page-locked staging per slot: set_grounding's copies then never block
+            self._ground_stage = torch.zeros(self.slots, 3, self.vocab, dtype=torch.bool, pin_memory=True)
 
     def set_grounding(self, slot: int, tables: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None) -> None:
         """Ground ``slot``'s answer from its start: ``tables`` = (bans outside a backtick span, bans inside one,
-        tokens that open or close a span), each (vocab,) bool
+        tokens that open or close a span), each (vocab,) bool on the host
         (:meth:`mafioso.worker.grounded_decoding.AnswerGrounding.tables`); None: nothing banned."""
         if self.ground is None:
             return
@@ -596,10 +599,17 @@ class FastDecoder:
             self.ground[slot] = False
             self.ground_flips[slot] = False
             return
-        outside, inside, flips = tables
-        self.ground[slot, 0] = outside
-        self.ground[slot, 1] = inside
-        self.ground_flips[slot] = flips
+        if self.device.type != "cuda":
+            self.ground[slot, 0], self.ground[slot, 1], self.ground_flips[slot] = tables
+            return
+        # the host's tables go through this slot's page-locked staging, asynchronously: a plain copy from
+        # pageable memory would wait for the decode step in flight. The prefill that follows reads its first
+        # tokens back (a sync), so the copy has finished before the slot's staging can be written again.
+        stage = self._ground_stage[slot]
+        for row, table in enumerate(tables):
+            stage[row].copy_(table)
+        self.ground[slot].copy_(stage[:2], non_blocking=True)
+        self.ground_flips[slot].copy_(stage[2], non_blocking=True)
 
     def warm_up(self) -> None:
         """Compile the prefill and capture every graph now (decode and prefill buckets), so no request pays

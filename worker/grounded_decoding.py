@@ -16,6 +16,10 @@ One :class:`AnswerGrounding` per answer, fed each generated token (:meth:`Answer
 :meth:`AnswerGrounding.mask` is the vocabulary the next token may not take. Both decode paths use it, token for
 token alike: a logits processor on ``generate``, and the fast decoder, which takes the answer's
 :meth:`AnswerGrounding.tables` once and follows the span on the device from each step's own token.
+
+The tables are built on the host, always: they are made in the worker's request threads, and CUDA work there
+(a list index is a blocking copy that waits for the decode step in flight, holding the GIL) stalls the decode
+thread; the decode thread copies them to the device itself (:meth:`mafioso.worker.fast_decode.FastDecoder.set_grounding`).
 """
 
 from __future__ import annotations
@@ -39,14 +43,13 @@ class Grounding:
     """What grounding needs of a tokenizer, computed once per engine: which tokens open or close a backtick
     span, and which words' first tokens to ban per concept."""
 
-    def __init__(self, tokenizer, vocab_size: int, device: torch.device | str = "cpu"):
+    def __init__(self, tokenizer, vocab_size: int):
         self.tokenizer = tokenizer
         self.vocab_size = vocab_size
-        self.device = torch.device(device)
         pieces = tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), vocab_size))))
         #: token -> does it flip the answer in or out of a backtick span (an odd number of backticks)
         self.flips = [bool(p) and p.count("`") % 2 == 1 for p in pieces] + [False] * (vocab_size - len(pieces))
-        self.flip_mask = torch.tensor(self.flips, dtype=torch.bool, device=self.device)  # the same, for a device
+        self.flip_mask = torch.tensor(self.flips, dtype=torch.bool)  # the same, as a table
         self._ticks = [i for i, p in enumerate(pieces) if p and "`" in p]
         self._concept_tokens = {c.claim: self._first_tokens(c.words) for c in CONCEPTS if c.words}
 
@@ -83,11 +86,11 @@ class Grounding:
 
     def for_answer(self, code: str) -> AnswerGrounding:
         """A fresh rule for one answer to ``code``."""
-        outside = torch.zeros(self.vocab_size, dtype=torch.bool, device=self.device)
+        outside = torch.zeros(self.vocab_size, dtype=torch.bool)
         banned = [t for claim in self.banned_concepts(code) for t in self._concept_tokens[claim]]
         if banned:
             outside[banned] = True
-        inside = torch.ones(self.vocab_size, dtype=torch.bool, device=self.device)
+        inside = torch.ones(self.vocab_size, dtype=torch.bool)
         inside[self.allowed_in_spans(code)] = False
         return AnswerGrounding(self.flips, outside, inside | outside, self.flip_mask)
 
@@ -107,6 +110,12 @@ class AnswerGrounding:
             self.inside = not self.inside
             return True
         return False
+
+    def on(self, device: torch.device | str) -> AnswerGrounding:
+        """This rule with its masks on ``device`` (for a decode loop that applies them there each step)."""
+        moved = AnswerGrounding(self._flips, *(mask.to(device) for mask in self._masks), self._flip_mask)
+        moved.inside = self.inside
+        return moved
 
     def mask(self) -> torch.Tensor:
         """(vocab,) bool: True where the next token is banned."""

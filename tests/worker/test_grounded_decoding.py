@@ -119,5 +119,19 @@ class AnswerFree:
     def add(self, token):
         return False
 
+    def on(self, device):
+        return self
+
     def mask(self):
         return torch.zeros(1, dtype=torch.bool)
+
+
+def test_an_answers_tables_are_built_on_the_host_whatever_the_engines_device(engine):
+    # the worker's request threads build them: CUDA work there (a list index is a blocking copy that waits for
+    # the decode step in flight) would stall the decode thread; the decoder copies them to its device itself
+    from mafioso.worker.engine import GenerateEngine
+
+    elsewhere = GenerateEngine(engine.model, engine.tokenizer, engine.gen, "meta", engine.persona)
+    rule = elsewhere.grounding.for_answer(LOOP)
+    assert {table.device.type for table in rule.tables()} == {"cpu"}
+    assert rule.tables()[1].any() and not rule.tables()[1].all()  # real: inside a span, only the code's tokens
