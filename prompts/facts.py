@@ -161,13 +161,16 @@ class NameRoles:
     every name in what it iterates), the ones it calls (a call's function, by its last part), and the ones it
     may call out of sight: defined, imported, assigned a lambda, named in a decorator, or passed to a function
     the code does not define (``key=len``, ``map(f, xs)``; passed to one of its own, what it does is in sight);
-    and the kind of each name that is only ever one: "function" (a ``def``), "class", or a value kind ("dict",
-    "list", "set", "tuple", "string", "number", "bool") when every binding is a literal or display of it."""
+    the kind of each name that is only ever one: "function" (a ``def``), "class", or a value kind ("dict",
+    "list", "set", "tuple", "string", "number", "bool") when every binding is a literal or display of it; and
+    the functions that never hand back a value (every ``def`` of the name: no ``return`` of a value but None,
+    no ``yield``)."""
 
     looped: frozenset[str]
     called: frozenset[str]
     callable: frozenset[str]
     kinds: dict[str, str]
+    valueless: frozenset[str]
 
 
 def name_roles(code: str) -> NameRoles | None:
@@ -191,7 +194,20 @@ def name_roles(code: str) -> NameRoles | None:
             callable_ |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
         elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda):
             callable_ |= set().union(*(_names_in(target) for target in node.targets))
-    return NameRoles(frozenset(looped), frozenset(called - {""}), frozenset(callable_), _kinds(tree))
+    hands_back: dict[str, bool] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            hands_back[node.name] = hands_back.get(node.name, False) or _hands_back(node)
+    valueless = frozenset(name for name, value in hands_back.items() if not value)
+    return NameRoles(frozenset(looped), frozenset(called - {""}), frozenset(callable_), _kinds(tree), valueless)
+
+
+def _hands_back(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """True if the function's own body returns a value other than None, or yields."""
+    return any(isinstance(node, (ast.Yield, ast.YieldFrom)) or (
+        isinstance(node, ast.Return) and node.value is not None
+        and not (isinstance(node.value, ast.Constant) and node.value.value is None))
+        for node in _own_nodes(function))
 
 
 _VALUE_KINDS = {ast.Dict: "dict", ast.DictComp: "dict", ast.List: "list", ast.ListComp: "list", ast.Set: "set",

@@ -9,6 +9,8 @@ name is the code's (so :mod:`~mafioso.core.claims.names` lets it pass) but not i
   `table` from 10 down", "loops `i` through 15").
 - A call claim holds when the code calls the name, or might out of sight: a name it defines, imports, passes
   as an argument or decorates with (``key=len``, ``map(f, xs)``).
+- A return claim ("`fizzbuzz` returns the words") is false of a function that never hands back a value;
+  "returns nothing", "returns None" are not return claims.
 - A kind claim is checked only for a name the code binds as one kind alone
   (:class:`mafioso.prompts.facts.NameRoles`), and only where the kind's noun heads the phrase ("`raw` is a
   messy shopping list" and "a class attribute" are not kind claims).
@@ -40,6 +42,8 @@ _HEAD = (r"(?=\s*(?:[,.;:!?)]|$|(?:that|which|with|of|keyed|holding|containing|m
          r"but|for|from|in|on|to|built|made|called|named|like|here|there|now)\b))")
 _IS_A = re.compile(r"`([A-Za-z_]\w*)`\s+(?:is|was|becomes|stays|remains)\s+(?:just\s+|only\s+|still\s+|really\s+)?"
                    r"an?\s+" + _ADJECTIVE + _NOUN + _HEAD, re.IGNORECASE)
+_RETURNS = re.compile(r"`([A-Za-z_]\w*)(?:\(\))?`\s+(?:then\s+|also\s+|just\s+|only\s+|finally\s+)?"
+                      r"(?:returns|hands back|gives back)\b(?!\s+(?:nothing|None|`None`|no\b))", re.IGNORECASE)
 _THE_X = re.compile(r"\b(?:the|an?)\s+" + _ADJECTIVE + _NOUN + r"\s+`([A-Za-z_]\w*)`", re.IGNORECASE)
 
 
@@ -50,10 +54,10 @@ def _kind_fits(kind: str, noun: str) -> bool:
 
 
 def false_roles(code: str, answer: str) -> list[dict]:
-    """Loop, call and kind claims about the code's own names that its syntax tree contradicts, each
-    ``{"kind": "false role", "claim": "loops with x" | "calls x" | "x is a list", "text": ...}``; none when
-    the code does not parse. Names the code lacks are :func:`~mafioso.core.claims.names.invented_names`'
-    business."""
+    """Loop, call, return and kind claims about the code's own names that its syntax tree contradicts, each
+    ``{"kind": "false role", "claim": ..., "text": ...}`` ("loops with x", "calls x", "x returns a value",
+    "x is a list"); none when the code does not parse. Names the code lacks are
+    :func:`~mafioso.core.claims.names.invented_names`' business."""
     roles = name_roles(code)
     if roles is None:
         return []
@@ -67,6 +71,8 @@ def false_roles(code: str, answer: str) -> list[dict]:
                   for m in _LOOPS.finditer(sentence)]
         claims += [(m, f"calls {name}", name, name in calls)
                    for m in _CALLS.finditer(sentence) for name in [m.group(1).rsplit(".", 1)[-1]]]
+        claims += [(m, f"{m.group(1)} returns a value", m.group(1), m.group(1) not in roles.valueless)
+                   for m in _RETURNS.finditer(sentence)]
         kinds = [(m, m.group(1), m.group(2).lower()) for m in _IS_A.finditer(sentence)]
         kinds += [(m, m.group(2), m.group(1).lower()) for m in _THE_X.finditer(sentence)]
         claims += [(m, f"{name} is a {noun}", name, _kind_fits(roles.kinds[name], noun))

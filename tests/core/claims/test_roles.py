@@ -19,6 +19,9 @@ RANKED = ("def score(row):\n    return row[1]\n\nrows = [('al', 3), ('vito', 5)]
           "best = sorted(rows, key=score)\nnames = [name for name, _ in best]\nshout = lambda s: s.upper()\n")
 HANDLER = "import atexit\n\ndef bye(flush):\n    print('bye')\n\ncleanup = bye\natexit.register(cleanup)\n"
 APPLY = "def apply(f, x):\n    return f(x)\n\nprint(apply(abs, -3))\n"
+FIZZ = ("def fizzbuzz(n):\n    for i in range(1, n + 1):\n        print('Fizz' if i % 3 == 0 else i)\n\n"
+        "def check(x):\n    if x < 0:\n        return None\n    print(x)\n\n"
+        "def outer():\n    def inner():\n        return 5\n    inner()\n")
 ROSTERS = ("teams = ['red', 'blue']\nrosters = dict.fromkeys(teams, [])\nlimit = 3\nlabel = 'crew'\n\n"
            "def mentions_cops(text):\n    return 'cops' in text\n\nclass Crew(dict):\n    size = 0\n")
 
@@ -35,6 +38,9 @@ def roles(code, answer):
     (RANKED, "Then it iterates `total` across the rows.", "loops with total"),
     (RANKED, "`score` calls `row` and hands back the second item.", "calls row"),
     (HANDLER, "`bye` calls `flush` on its way out.", "calls flush"),
+    (FIZZ, "`fizzbuzz` returns the words in a list, capisce?", "fizzbuzz returns a value"),
+    (FIZZ, "Then `check` hands back the number.", "check returns a value"),
+    (FIZZ, "`outer` returns 5.", "outer returns a value"),  # its inner function's return is not its own
     (ROSTERS, "`teams` is a dict keyed by team name, kid.", "teams is a dict"),
     (ROSTERS, "Because `mentions_cops` is a list, the first print shows it.", "mentions_cops is a list"),
     (ROSTERS, "The nested dict `limit` caps the crew.", "limit is a dict"),
@@ -57,6 +63,9 @@ def test_a_planted_false_role_is_flagged(code, answer, claim):
     (HANDLER, "`atexit` calls `cleanup` at exit, which is `bye`."),  # passed to a library: it may call it
     (APPLY, "`apply` calls `f` on `x`, and here `abs` is called on -3."),
     (POWER, "It calls `helper` first."),  # not the code's name at all: invented_names' business
+    (FIZZ, "`fizzbuzz` returns nothing, it prints; `check` returns None for a negative `x`."),
+    (POWER, "`power` returns `base` times the rest, and `print` shows it."),
+    (ROSTERS, "`mentions_cops` returns True when the text names the cops."),
     (ROSTERS, "`teams` is a list, `rosters` is a dict, `limit` is a number and `label` is a string."),
     (ROSTERS, "The function `mentions_cops` checks the text; `Crew` is a dict with a class attribute `size`."),
     (ROSTERS, "`label` is a messy shopping list for the family."),  # "list" is not after a plain adjective
