@@ -599,7 +599,7 @@ class FastDecoder:
             self.ground[slot] = False
             self.ground_flips[slot] = False
             return
-        if self.device.type != "cuda":
+        if self._ground_stage is None:  # on a CPU: the tables are in its memory already
             self.ground[slot, 0], self.ground[slot, 1], self.ground_flips[slot] = tables
             return
         # the host's tables go through this slot's page-locked staging, asynchronously: a plain copy from

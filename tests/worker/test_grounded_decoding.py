@@ -81,11 +81,12 @@ def test_the_generate_path_applies_the_mask(engine):
     assert out[0].argmax().item() != banned
 
 
-@pytest.mark.parametrize("lookahead", [False, True])
-def test_fast_path_and_generate_agree_where_the_bans_bite(engine, lookahead):
+@pytest.mark.parametrize("lookahead, staged", [(False, False), (True, False), (True, True)])
+def test_fast_path_and_generate_agree_where_the_bans_bite(engine, lookahead, staged):
     """Token for token, with a span that really restricts the answer: the answer's own second token is made a
     span-opener, so what follows it must come from the code's few tokens. With lookahead (the GPU default) each
-    step is launched before the host reads the last one: the decoder follows the span on the device."""
+    step is launched before the host reads the last one: the decoder follows the span on the device. ``staged``:
+    the tables reach the decoder's rows through per-slot staging, as on a GPU (page-locked there)."""
     from mafioso import prompts
     from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.fast_engine import FastEngine
@@ -99,6 +100,9 @@ def test_fast_path_and_generate_agree_where_the_bans_bite(engine, lookahead):
     fast = FastEngine(engine.model, engine.tokenizer, engine.gen, "cpu",
                       DecoderSettings(slots=2, max_len=1024, lookahead=lookahead))
     assert fast.lookahead is lookahead
+    if staged:
+        decoder = fast.decoder
+        decoder._ground_stage = torch.ones(decoder.slots, 3, decoder.vocab, dtype=torch.bool)  # stale contents
     fast.plain.grounding = engine.grounding  # the patched rule: the plain engine it holds builds each answer's
     try:
         expected = [engine.generate([pair])[0] for pair in requests]
