@@ -203,11 +203,10 @@ def name_roles(code: str) -> NameRoles | None:
 
 
 def _hands_back(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    """True if the function's own body returns a value other than None, or yields."""
-    return any(isinstance(node, (ast.Yield, ast.YieldFrom)) or (
+    """True if the function yields, or its own body returns a value other than None."""
+    return yields(function) or any(
         isinstance(node, ast.Return) and node.value is not None
-        and not (isinstance(node.value, ast.Constant) and node.value.value is None))
-        for node in _own_nodes(function))
+        and not (isinstance(node.value, ast.Constant) and node.value.value is None) for node in _own_nodes(function))
 
 
 _VALUE_KINDS = {ast.Dict: "dict", ast.DictComp: "dict", ast.List: "list", ast.ListComp: "list", ast.Set: "set",

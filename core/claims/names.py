@@ -12,7 +12,7 @@ import warnings
 
 from mafioso.core.claims.text import FENCE, SPAN, advice_from, blank, negated, quoted, sentences, within
 
-__all__ = ["invented_names"]
+__all__ = ["code_tokens", "invented_names"]
 
 _STRING = re.compile(r"""[rRbBfFuU]{0,2}(?:"[^"\n]*"|'[^'\n]*')""")
 _NAME = re.compile(r"(?<![\w])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
@@ -34,7 +34,8 @@ _TYPE_NAMES = frozenset({"int", "float", "complex", "str", "bytes", "bytearray",
 _KEYWORDS = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
 
 
-def _code_tokens(code: str) -> set[str]:
+def code_tokens(code: str) -> set[str]:
+    """Every word of the code's text (names, attributes, words in its strings and comments)."""
     return set(re.findall(r"\w+", code))
 
 
@@ -122,7 +123,7 @@ def _library_types(code: str) -> set[str]:
 
 def invented_names(code: str, answer: str, output: str | None = None) -> list[dict]:
     """Names the answer presents as the code's that appear nowhere in it (nor, when known, in its output)."""
-    tokens, modules = _code_tokens(code), _plain_imports(code)
+    tokens, modules = code_tokens(code), _plain_imports(code)
     printed = output or ""
     has_class = "class" in tokens
     library_types = _library_types(code)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 
+from mafioso.core.claims.names import code_tokens
 from mafioso.core.claims.text import FENCE, advice_from, negated, quoted, sentences, within
 from mafioso.prompts.facts import name_roles
 
@@ -61,7 +62,7 @@ def false_roles(code: str, answer: str) -> list[dict]:
     roles = name_roles(code)
     if roles is None:
         return []
-    tokens = set(re.findall(r"\w+", code))
+    tokens = code_tokens(code)
     calls = roles.called | roles.callable
     found: dict[str, dict] = {}
     for sentence in sentences(FENCE.sub(" ", answer)):
