@@ -171,8 +171,8 @@ def summary(name: str, concurrency: int, latencies: list[float], tokens: int, wa
 
 
 def decode_breakdown(before, after, wall: float) -> dict:
-    """Where the fast engine's decode thread spent a level (two :class:`mafioso.worker.fast_engine.DecodeStats` readings):
-    per decode step, the loop's time, the part of it spent waiting for the device (the rest is host work:
+    """Where the fast engine's decode thread spent a level (two readings of
+    :class:`mafioso.worker.fast_engine.DecodeStats`): per decode step, the loop's time, the part of it spent waiting for the device (the rest is host work:
     launching, recording tokens and admitting rows are timed apart, what is left is the loop's own and the GIL),
     rows per step; per request, prefill time."""
     steps = max(1, after.steps - before.steps)

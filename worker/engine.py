@@ -335,7 +335,7 @@ class _GroundedMask(LogitsProcessor):
             self.fed += 1
         for row, rule in enumerate(self.rows):
             mask = rule.mask()
-            scores[row, :mask.shape[0]].masked_fill_(mask.to(scores.device), float("-inf"))
+            scores[row, :mask.shape[0]].masked_fill_(mask, float("-inf"))  # on the device (AnswerGrounding.on)
         return scores
 
 

@@ -397,9 +397,7 @@ class FastDecoder:
     def _batch_rows(self, b: int) -> torch.Tensor:
         """The indices of slots [0, b), the decode step's argument: its length is the one size torch.compile
         keeps symbolic, so every bucket on one side of the short/long boundary runs the same compiled step."""
-        rows = self._slot_ids[:b]
-        torch._dynamo.maybe_mark_dynamic(rows, 0)  # a batch of 1 is still specialised (and runs alone)
-        return rows
+        return _varying(self._slot_ids[:b], 0)
 
     def _decode(self, rows: torch.Tensor) -> None:
         """One decode step for slots [0, b), ``rows`` their indices (:meth:`_batch_rows`): reads

@@ -18,8 +18,8 @@ token alike: a logits processor on ``generate``, and the fast decoder, which tak
 :meth:`AnswerGrounding.tables` once and follows the span on the device from each step's own token.
 
 The tables are built on the host, always: they are made in the worker's request threads, and CUDA work there
-(a list index is a blocking copy that waits for the decode step in flight, holding the GIL) stalls the decode
-thread; the decode thread copies them to the device itself (:meth:`mafioso.worker.fast_decode.FastDecoder.set_grounding`).
+(a list index is a blocking copy that waits for the decode step in flight) stalls the decode thread; the decode
+thread copies them to the device itself (:meth:`mafioso.worker.fast_decode.FastDecoder.set_grounding`).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class AnswerGrounding:
     """Follows one answer: :meth:`add` each token; :meth:`mask` bans what the next one may not be."""
 
     def __init__(self, flips: list[bool], outside: torch.Tensor, inside: torch.Tensor, flip_mask: torch.Tensor):
-        self._flips = flips  # host and device forms of one table (Grounding.flips, Grounding.flip_mask)
+        self._flips = flips  # a list and a tensor of one table (Grounding.flips, Grounding.flip_mask)
         self._masks = (outside, inside)
         self._flip_mask = flip_mask
         self.inside = False  # within a backtick span

@@ -101,8 +101,9 @@ _DENIAL_BEFORE = re.compile(r"(?:\b(?:not|no|never|without|nor|neither|nothing|n
 # on an empty list", "not a generator expression") qualifies it: not a denial.
 _DENIAL_AFTER = re.compile(r"(?:\s+(?:functions?|methods?|calls?|approach|version|solution|business|magic))?"
                            r"(?:\s+(?:at all|here|anywhere|whatsoever|in sight|involved|in (?:this|the|your) "
-                           r"(?:code|function|snippet|one|case)))?(?:\s*[,.;:!?)\u2014\u2013]|\s*$|\s+(?:and|but|so|just|"
-                           r"only|either|instead)\b|\s+-\s)", re.IGNORECASE)
+                           r"(?:code|function|snippet|one|case)))?"
+                           r"(?:\s*[,.;:!?)\u2014\u2013]|\s*$|\s+(?:and|but|so|just|only|either|instead)\b|\s+-\s)",
+                           re.IGNORECASE)
 
 
 def denied(sentence: str, start: int, end: int) -> bool:
