@@ -5,7 +5,10 @@ again, or a count that never ends ("prints 1, 2, 3, … 40, 41"). Two rules, eac
 
 * a **repeat**: the answer's last tokens are one unit of 1-12 tokens repeated at least 4 times, covering at
   least ``span`` tokens (20 by default: ten "no,"s, four copies of a sentence of 5-12 tokens). Not 16: Gemma
-  writes a number one digit per token, and Python prints 1/3 as 0.3333333333333333, 16 threes;
+  writes a number one digit per token, and Python prints 1/3 as 0.3333333333333333, 16 threes. A longer unit
+  of 13-64 tokens (a whole sentence or two, "Omertà on this one? Not really, pal: …" again and again) counts
+  from 3 copies: no shipped reference repeats a 13-token stretch even twice in a row, and tuned models loop on
+  such sentences too (docs/BENCHMARKS.md);
 * a **count**: ``count`` numbers in a row (10 by default), separated by commas, in steps of one size
   ("1, 2, 3, …", "0, 5, 10, …", "120, 120, …"). The shipped references list at most 6 such numbers
   ("1, 2, 3, 4, 5, 6"); a correct answer for ``range(10)`` lists 10 and stays below the rule, which counts
@@ -39,6 +42,8 @@ class LoopRule:
     count: int = 10  # comma-separated numbers in steps of one size
     repeats: int = 4  # copies of the unit, at least
     max_period: int = 12  # longest unit, in tokens
+    long_period: int = 64  # longest unit of the long-repeat half (units of max_period + 1 to long_period tokens)
+    long_repeats: int = 3  # copies of such a unit, at least
 
     @classmethod
     def of(cls, gen) -> LoopRule:
@@ -77,8 +82,9 @@ def _wordy(c: str) -> bool:
 
 class LoopGuard:
     """Follows one answer, one token at a time (:meth:`add`). Per token: one look into the last ``max_period``
-    tokens, and only where the token is among them a pass over the periods; for the count rule one dict
-    lookup, and only for tokens that hold digits or follow a number a pass over their characters."""
+    tokens, and only where the token is among them a pass over the periods; for long units a pass over the
+    token's own positions among the last ``long_period`` tokens; for the count rule one dict lookup, and only
+    for tokens that hold digits or follow a number a pass over their characters."""
 
     def __init__(self, rule: LoopRule, pieces: TokenPieces):
         self.rule = rule
@@ -91,6 +97,11 @@ class LoopGuard:
         self._since = list(range(rule.max_period + 1))
         self._reset = 0
         self._need = [0] + [max(rule.repeats * p, rule.span) - p for p in range(1, rule.max_period + 1)]
+        # long repeats: each token's positions among the last long_period tokens, and for each period p with
+        # a run ending at the last token (it equals the token p before), where that run began; a token then
+        # costs a look at its own recent positions, a few in prose
+        self._at: dict[int, list[int]] = {}
+        self._runs: dict[int, int] = {}
         # count rule: a small automaton over characters
         self._num = ""  # the number being read
         self._num_start = self._num_end = 0  # its first token, and just past the token of its last digit
@@ -115,6 +126,8 @@ class LoopGuard:
                 self._reset = n + 1
             elif self._repeats(token, n):
                 return True
+            if self.rule.long_period > periods and self._long_repeats(token, n):
+                return True
         if self.rule.count:
             piece, digits, ends_wordy = self.pieces[token]
             if digits or self._num or self._after_comma:
@@ -132,6 +145,28 @@ class LoopGuard:
                 if n + 1 - start >= need[p]:
                     self.loop = Loop("repeat", start=start - p, keep=start, period=p)
                     return True
+        return False
+
+    def _long_repeats(self, token: int, n: int) -> bool:
+        seen = self._at.get(token)
+        if seen is None:  # a token new to the answer ends every run
+            self._at[token] = [n]
+            self._runs = {}
+            return False
+        rule, last, runs = self.rule, self._runs, {}
+        while seen[0] < n - rule.long_period:
+            del seen[0]
+            if not seen:
+                break
+        for q in reversed(seen):  # the shortest period first, as the short half does
+            p = n - q
+            if p > rule.max_period:
+                start = runs[p] = last.get(p, n)  # the run goes on if it reached the last token
+                if n + 1 - start >= (rule.long_repeats - 1) * p:
+                    self.loop = Loop("repeat", start=start - p, keep=start, period=p)
+                    return True
+        seen.append(n)
+        self._runs = runs
         return False
 
     def _counts(self, piece: str, n: int) -> bool:

@@ -10,7 +10,9 @@ turns the tokens into text deltas that never have to be taken back, in the usual
 * it holds back the tokens of a repeat that may still become a loop (:func:`loop_safe`): the loop rule finds a
   loop only once it has repeated for a while and then cuts the answer back to its first copy, so the tokens
   from the start of the answer's current periodic run (period 1-12) on are not shown yet; in prose that is a
-  token or two;
+  token or two. A unit of 13-64 tokens (a sentence said again and again) is not held back, or every stream
+  would lag a sentence behind: its second copy may be shown before the third ends the answer, which then
+  replaces the text (below);
 * it releases whole sentences only (up to the last sentence end followed by more text), and only when the
   new text extends what was sent: a later sentence that makes the claim check drop an earlier one, or code
   that makes the scrub rewrite the answer, holds the stream back instead of contradicting it. A count that

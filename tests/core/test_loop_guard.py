@@ -70,6 +70,14 @@ def cut(tok, text: str) -> tuple[str, str]:
     ("Steps back: " + ", ".join(str(-i) for i in range(1, 30)), "count", "Steps back: -1"),
     ("Rates: " + ", ".join(f"{i / 2:.1f}" for i in range(1, 30)), "count", "Rates: 0.5"),
     ("It rolls the dice.\n" + "!" * 40, "repeat", "It rolls the dice.\n"),
+    # a unit of 13-64 tokens from its third copy (a tuned adapter's answer, validation row oneliner-v03)
+    ("The fix is to divide by the length. Omertà on this one? Not really, pal: the sum of the whole bunch comes "
+     "home divided by the length. " + "Omertà on this one? Not really, pal: the average of the whole bunch comes "
+     "home divided by the length. " * 4, "repeat", "The fix is to divide by the length. Omertà on this one? Not "
+     "really, pal: the sum of the whole bunch comes home divided by the length."),
+    # (the run reaches back to the full stop before the first line: the cut ends at that sentence)
+    ("It reads the file.\n" + "- 1940s: the first time I saw this film noir, see.\n" * 3, "repeat",
+     "It reads the file.\n"),
 ])
 def test_loops_are_found_and_cut_back(tok, text, kind, expected):
     assert cut(tok, text) == (kind, expected)
@@ -88,6 +96,9 @@ def test_loops_are_found_and_cut_back(tok, text, kind, expected):
     "No, no, no, no. Not like that.", "Ha! Ha! Ha! Ha! Ha!",
     "OK, OWES, OK, OWES, OK: the ledger alternates.",
     "1,000, 2,000, 3,000, 4,000, 5,000, 6,000, 7,000, 8,000, 9,000, 10,000 dollars",
+    # a long sentence said twice is not yet a loop; three near-copies that differ in a word are none
+    "So it prints the total of the whole crew's take. So it prints the total of the whole crew's take. Capisce?",
+    " ".join(f"Row {word} gets the whole family's share of the take, pal." for word in ("one", "two", "three", "four")),
 ])
 def test_names_lists_and_prose_are_not_loops(tok, text):
     assert loop_of(tok, text) is None
@@ -143,6 +154,38 @@ def test_the_incremental_repeat_rule_matches_a_brute_force_one():
         assert ((at, guard.loop.start, guard.loop.period) if at else None) == brute(ids), ids
         fired += at is not None
     assert 50 < fired < 250
+
+
+def test_the_long_repeat_rule_matches_a_brute_force_one():
+    """Units of 13-30 tokens over a few symbols, repeated 1-4 times amid noise: the guard fires where a check of
+    every period over every prefix does (the short half first, then units of 13-64 tokens from 3 copies)."""
+    import random
+
+    rule = LoopRule(span=20, count=10**6)
+    pieces = {t: ("x", False, True) for t in range(12)}
+
+    def brute(ids):
+        for end in range(1, len(ids) + 1):
+            for p in range(1, rule.long_period + 1):
+                run = 0
+                while end - 1 - run - p >= 0 and ids[end - 1 - run] == ids[end - 1 - run - p]:
+                    run += 1
+                copies, least = (rule.repeats, rule.span) if p <= rule.max_period else (rule.long_repeats, 0)
+                if run and run + p >= max(copies * p, least):
+                    return end, end - run - p, p
+        return None
+
+    rng = random.Random(11)
+    fired = 0
+    for _ in range(200):
+        unit = [rng.randrange(12) for _ in range(rng.randint(13, 30))]
+        ids = [rng.randrange(12) for _ in range(rng.randint(0, 40))]
+        ids += unit * rng.randint(1, 4) + [rng.randrange(12) for _ in range(rng.randint(0, 30))]
+        guard = LoopGuard(rule, pieces)
+        at = next((i + 1 for i, token in enumerate(ids) if guard.add(token)), None)
+        assert ((at, guard.loop.start, guard.loop.period) if at else None) == brute(ids), ids
+        fired += at is not None
+    assert 60 < fired < 180
 
 
 def test_a_guard_fires_once_and_stays_fired(tok):
