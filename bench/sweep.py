@@ -5,7 +5,8 @@
 
 Each run is `mafioso train` then `mafioso eval` on data/validation.json, in its own process (a 270M QLoRA
 run uses a fraction of an H100, so runs share the card); `--with-base` scores the bare base too (row
-`base`). Results: OUT/<name>/adapter, OUT/<name>/eval/metrics.json and OUT/sweep.json.
+`base`). Results: OUT/<name>/adapter, OUT/<name>/eval/metrics.json and OUT/sweep.json. A run trained with
+`--epoch-snapshots` is also scored after each earlier epoch (rows `<name>@e<N>`, OUT/<name>/eval-e<N>/).
 """
 
 from __future__ import annotations
@@ -51,26 +52,32 @@ def main() -> int:
         print(f"train {name}: exit {proc.returncode} after {time.time() - start:.0f}s", flush=True)
 
     evals = {}
-    adapters = {name: str(out / name / "adapter") for name in jobs
-                if (out / name / "adapter" / "adapter_config.json").is_file()}
+    adapters, eval_dirs = {}, {}
+    for name in jobs:
+        if (out / name / "adapter" / "adapter_config.json").is_file():
+            adapters[name], eval_dirs[name] = str(out / name / "adapter"), out / name / "eval"
+        for snapshot in sorted((out / name / "adapter.epochs").glob("epoch-*/adapter_config.json")):
+            epoch = snapshot.parent.name.removeprefix("epoch-")
+            adapters[f"{name}@e{epoch}"] = str(snapshot.parent)
+            eval_dirs[f"{name}@e{epoch}"] = out / name / f"eval-e{epoch}"
     if args.with_base:
         (out / "base").mkdir(exist_ok=True)
-        adapters["base"] = "none"
+        adapters["base"], eval_dirs["base"] = "none", out / "base" / "eval"
     for name, adapter in adapters.items():
         cmd = [*mafioso, "eval", "--base-model", args.base_model, "--data", args.validation,
-               "--adapter", adapter, "--out", str(out / name / "eval"),
+               "--adapter", adapter, "--out", str(eval_dirs[name]),
                *[f for f in args.eval_flags.split(",") if f]]
-        log = open(out / name / "eval.log", "w")
+        log = open(eval_dirs[name].with_suffix(".log"), "w")
         if args.eval_parallel and len([p for p in evals.values() if p.poll() is None]) >= args.eval_parallel:
             next(p for p in evals.values() if p.poll() is None).wait()
         evals[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     results = {}
     for name, proc in evals.items():
         proc.wait()
-        metrics_file = out / name / "eval" / "metrics.json"
+        metrics_file = eval_dirs[name] / "metrics.json"
         if metrics_file.is_file():
             metrics = json.loads(metrics_file.read_text())
-            card_file = out / name / "adapter" / "mafioso.json"
+            card_file = Path(adapters[name]) / "mafioso.json"
             card = json.loads(card_file.read_text()) if card_file.is_file() else {"stats": {}, "command": ""}
             results[name] = {"metrics": metrics.get("adapter", metrics.get("base")), "train": card["stats"],
                              "command": card["command"]}

@@ -72,6 +72,9 @@ def card_text(info: dict, evaluation: dict | None, licence: str) -> str:
     loss = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     resumed = (f" (the last session: resumed from the checkpoint at step {stats['resumed_from_step']})"
                if stats.get("resumed_from_step") else "")
+    snapshot = (f"- Snapshot: this is the adapter after epoch {stats['epoch']} of {cfg.get('epochs')} "
+                f"({stats.get('optimizer_steps')} optimizer steps), kept by `--epoch-snapshots`\n"
+                if stats.get("epoch") else "")
     hyper = "\n".join(f"| `{k}` | `{v}` |" for k, v in cfg.items() if k not in ("data", "validation"))
     persona = cfg.get("persona") or DEFAULT_PERSONA
     voice = find_persona(persona).title
@@ -125,7 +128,7 @@ and cannot know a program's exact output.
 - Command: `{info['command']}`
 - Samples: {counts['train']} training, {counts['validation']} validation (the project's `data/`, written for
   Mafioso; every stated output checked by running the snippet)
-- Final losses: train {loss(stats.get('train_loss'))}, validation {loss(stats.get('eval_loss'))}
+{snapshot}- Final losses: train {loss(stats.get('train_loss'))}, validation {loss(stats.get('eval_loss'))}
 - Device: {stats.get('device')}; wall time {stats.get('train_runtime_s')} s{resumed};
   {stats.get('train_tokens_per_s')} tokens/s; peak GPU memory {stats.get('peak_gpu_memory_gb')} GB
 

@@ -15,7 +15,8 @@ building Gemma's 262k-vocabulary logits. bench/bench_train.py measures the two i
 
 Checkpoints go to ``<output>.work/`` so ``--resume`` can pick up an interrupted run; the finished adapter is
 written to a temporary folder and renamed into place, so ``<output>`` is either the previous adapter or the
-complete new one, never half of each.
+complete new one, never half of each. ``--epoch-snapshots`` also writes the adapter after each earlier epoch,
+the same way, to ``<output>.epochs/epoch-N/``: one run then gives a candidate per epoch to evaluate.
 
 Several GPUs (or CPU processes), unchanged, through the standard launchers (DDP; each process holds the base):
 
@@ -56,6 +57,11 @@ RUN_FILE = "mafioso-run.json"  # in the checkpoint folder: the process count a r
 def work_dir(output: Path) -> Path:
     """Where checkpoints of a run that writes ``output`` are kept until it finishes."""
     return output.with_name(output.name + ".work")
+
+
+def snapshots_dir(output: Path) -> Path:
+    """Where ``--epoch-snapshots`` keeps the adapter after each earlier epoch of a run that writes ``output``."""
+    return output.with_name(output.name + ".epochs")
 
 
 def load_splits(cfg: TrainConfig) -> tuple[list[Sample], list[Sample]]:
@@ -128,6 +134,9 @@ def setup(cfg: TrainConfig) -> Run:
         elif not cfg.resume and work.exists():
             log.info("removing the checkpoints of an earlier run in %s (use --resume to continue it)", work)
             shutil.rmtree(work)
+        if not cfg.resume and (snapshots := snapshots_dir(Path(cfg.output))).exists():
+            log.info("removing the epoch snapshots of an earlier run in %s", snapshots)
+            shutil.rmtree(snapshots)
         if checkpoint is None:
             work.mkdir(parents=True, exist_ok=True)
             (work / RUN_FILE).write_text(json.dumps({"processes": state.num_processes}))
@@ -235,9 +244,10 @@ def _cast_weights(path: Path, dtype: str) -> None:
     save_file(tensors, path, metadata={"format": "pt"})
 
 
-def save(run: Run, stats: dict, command: list[str]) -> Path:
-    """Write adapter, logs, plot and model card to a temp folder, then rename it into ``cfg.output``."""
-    cfg, output = run.cfg, Path(run.cfg.output)
+def save(run: Run, stats: dict, command: list[str], output: Path | None = None) -> Path:
+    """Write adapter, logs, plot and model card to a temp folder, then rename it into ``output`` (default:
+    ``cfg.output``)."""
+    cfg, output = run.cfg, Path(output or run.cfg.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
     tmp.chmod(0o755)
@@ -271,13 +281,45 @@ def save(run: Run, stats: dict, command: list[str]) -> Path:
     return output
 
 
+def _device_name(run: Run) -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if run.cuda else "cpu"
+
+
+def _mean_loss(state) -> float | None:
+    """The mean of the training losses logged so far (a resumed run's earlier sessions included)."""
+    losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+    return sum(losses) / len(losses) if losses else None
+
+
+def epoch_snapshots(run: Run, command: list[str]):
+    """A trainer callback that saves the adapter after each whole epoch before the last (:func:`save`, into
+    :func:`snapshots_dir`), from the main process, with that epoch's eval loss on its card."""
+    from transformers import TrainerCallback
+
+    class EpochSnapshots(TrainerCallback):
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            epoch = round(state.epoch or 0)
+            if not state.is_world_process_zero or abs(state.epoch - epoch) > 1e-6 or not 0 < epoch < run.cfg.epochs:
+                return
+            folder = snapshots_dir(Path(run.cfg.output)) / f"epoch-{epoch}"
+            if folder.exists():  # the epoch's eval ran again (a resumed run): its snapshot is written
+                return
+            stats = {"epoch": epoch, "optimizer_steps": state.global_step, "train_loss": _mean_loss(state),
+                     "eval_loss": (metrics or {}).get("eval_loss"), "device": _device_name(run)}
+            save(run, stats, command, output=folder)
+            log.info("epoch %d: adapter snapshot written to %s", epoch, folder)
+
+    return EpochSnapshots()
+
+
 def resumed_statistics(state, checkpoint: str, tokens: float, runtime_s: float) -> dict:
     """Figures of a resumed run that cover the whole run, not only its last session: the trainer's own
     ``training_loss`` and speed count just the steps after the checkpoint."""
     done = int(Path(checkpoint).name.rsplit("-", 1)[-1])
-    losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
     return {
-        "train_loss": sum(losses) / len(losses) if losses else None,  # mean of the logged losses, all sessions
+        "train_loss": _mean_loss(state),
         "train_tokens_per_s": round(tokens * (1 - done / state.max_steps) / runtime_s, 1),
         "resumed_from_step": done,
     }
@@ -289,6 +331,9 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> Path:
 
     started = time.time()
     run = setup(cfg)
+    command = [arg for arg in command or sys.argv if arg != "--resume"]
+    if cfg.epoch_snapshots:
+        run.trainer.add_callback(epoch_snapshots(run, command))
     if run.cuda:
         torch.cuda.reset_peak_memory_stats()
     result = run.trainer.train(resume_from_checkpoint=run.checkpoint)
@@ -309,14 +354,14 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> Path:
         "train_tokens": trained,
         "train_tokens_per_s": round(trained / result.metrics["train_runtime"], 1),
         "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 1e9, 3) if run.cuda else None,
-        "device": torch.cuda.get_device_name() if run.cuda else "cpu",
+        "device": _device_name(run),
     }
     if run.checkpoint:
         stats.update(resumed_statistics(run.trainer.state, run.checkpoint, stats["train_tokens"],
                                         result.metrics["train_runtime"]))
     output = Path(cfg.output)
     if run.state.is_main_process:  # one writer; the others wait, so none returns before the adapter exists
-        save(run, stats, [arg for arg in command or sys.argv if arg != "--resume"])
+        save(run, stats, command)
         shutil.rmtree(work_dir(output), ignore_errors=True)
     run.state.wait_for_everyone()
     log.info("adapter written to %s (train loss %.4f, eval loss %s)", output, stats["train_loss"],

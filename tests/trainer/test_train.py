@@ -134,6 +134,32 @@ def test_interrupted_run_resumes_and_never_leaves_a_half_adapter(tiny_model_dir,
     assert card["command"] == "mafioso train --epochs 2"  # the card's command re-creates the run from scratch
 
 
+def test_epoch_snapshots_keep_each_earlier_epoch_as_a_complete_adapter(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    data = write_dataset(tmp_path / "train.json")
+    stale = tmp_path / "a.epochs" / "epoch-7"
+    stale.mkdir(parents=True)  # an earlier run's: a new run starts without it
+    cfg = TrainConfig(base_model=str(tiny_model_dir), data=[str(data)], output=str(tmp_path / "a"), epochs=3,
+                      grad_accum=1, learning_rate=0.01, lora_r=4, epoch_snapshots=True, adapter_dtype="bfloat16")
+    out = train_module.train(cfg, ["mafioso", "train", "--epochs", "3", "--epoch-snapshots"])
+    snapshots = sorted(p.name for p in (tmp_path / "a.epochs").iterdir())
+    assert snapshots == ["epoch-1", "epoch-2"]  # the last epoch is the adapter itself
+    steps = json.loads((out / "mafioso.json").read_text())["stats"]["optimizer_steps"]
+    weights = [load_file(folder / "adapter_model.safetensors")
+               for folder in (tmp_path / "a.epochs" / "epoch-1", tmp_path / "a.epochs" / "epoch-2", out)]
+    assert all(w.dtype == torch.bfloat16 for w in weights[0].values())
+    assert not any(torch.equal(weights[0][k], weights[2][k]) for k in weights[0] if "lora_B" in k)  # it trained on
+    for epoch in (1, 2):
+        folder = tmp_path / "a.epochs" / f"epoch-{epoch}"
+        info = json.loads((folder / "mafioso.json").read_text())
+        assert info["stats"]["epoch"] == epoch and info["stats"]["optimizer_steps"] == steps * epoch // 3
+        assert info["stats"]["eval_loss"] is not None and info["base_model"] == str(tiny_model_dir)
+        assert f"after epoch {epoch} of 3" in (folder / "README.md").read_text()
+        PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), folder)  # it loads
+    assert not list((tmp_path / "a.epochs").glob(".epoch-*.tmp-*"))
+
+
 def test_a_full_disk_while_saving_is_one_sentence_and_keeps_the_old_adapter(tmp_path):
     import errno
     from types import SimpleNamespace
