@@ -6,7 +6,8 @@
 Each run is `mafioso train` then `mafioso eval` on data/validation.json, in its own process (a 270M QLoRA
 run uses a fraction of an H100, so runs share the card); `--with-base` scores the bare base too (row
 `base`). Results: OUT/<name>/adapter, OUT/<name>/eval/metrics.json and OUT/sweep.json. A run trained with
-`--epoch-snapshots` is also scored after each earlier epoch (rows `<name>@e<N>`, OUT/<name>/eval-e<N>/).
+`--epoch-snapshots` is also scored after each earlier epoch (rows `<name>@e<N>`, OUT/<name>/eval-e<N>/; from
+`--snapshots-from` on).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def main() -> int:
     parser.add_argument("--run", action="append", required=True, help="NAME:--flag=value,--flag=value")
     parser.add_argument("--eval-flags", default="", help="extra flags for mafioso eval, comma-separated")
     parser.add_argument("--with-base", action="store_true", help="also score the bare base model (row 'base')")
+    parser.add_argument("--snapshots-from", type=int, default=1, metavar="EPOCH",
+                        help="score the epoch snapshots of runs trained with --epoch-snapshots from this epoch on")
     parser.add_argument("--eval-parallel", type=int, default=0,
                         help="most evals run at once (0: all; each holds a KV cache and loss batches on the GPU)")
     args = parser.parse_args()
@@ -58,6 +61,8 @@ def main() -> int:
             adapters[name], eval_dirs[name] = str(out / name / "adapter"), out / name / "eval"
         for snapshot in sorted((out / name / "adapter.epochs").glob("epoch-*/adapter_config.json")):
             epoch = snapshot.parent.name.removeprefix("epoch-")
+            if int(epoch) < args.snapshots_from:
+                continue
             adapters[f"{name}@e{epoch}"] = str(snapshot.parent)
             eval_dirs[f"{name}@e{epoch}"] = out / name / f"eval-e{epoch}"
     if args.with_base:

@@ -18,14 +18,15 @@ def test_the_sweep_scores_the_adapter_and_each_epoch_snapshot(tiny_model_dir, tm
     out = tmp_path / "sweep"
     done = subprocess.run([sys.executable, "bench/sweep.py", "--base-model", str(tiny_model_dir), "--out", str(out),
                            "--data", str(data), "--validation", str(val),
-                           "--run", "r4:--lora-r=4,--epochs=2,--grad-accum=1,--epoch-snapshots,--quantization=none",
-                           "--eval-flags=--max-new-tokens,2,--device,cpu"],
+                           "--run", "r4:--lora-r=4,--epochs=3,--grad-accum=1,--epoch-snapshots,--quantization=none",
+                           "--snapshots-from", "2", "--eval-flags=--max-new-tokens,2,--device,cpu"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = json.loads((out / "sweep.json").read_text())
-    assert set(results) == {"r4", "r4@e1"}
-    assert results["r4@e1"]["train"]["epoch"] == 1 and "epoch" not in results["r4"]["train"]
-    for name, folder in (("r4", "eval"), ("r4@e1", "eval-e1")):
+    assert set(results) == {"r4", "r4@e2"}  # epoch 1's snapshot is kept, not scored
+    assert (out / "r4" / "adapter.epochs" / "epoch-1").is_dir() and not (out / "r4" / "eval-e1").exists()
+    assert results["r4@e2"]["train"]["epoch"] == 2 and "epoch" not in results["r4"]["train"]
+    for name, folder in (("r4", "eval"), ("r4@e2", "eval-e2")):
         assert (out / "r4" / folder / "metrics.json").is_file() and (out / "r4" / f"{folder}.log").is_file()
         assert 0 <= results[name]["metrics"]["grounded"] <= 1
-    assert "| r4 | " in done.stdout and "| r4@e1 | " in done.stdout
+    assert "| r4 | " in done.stdout and "| r4@e2 | " in done.stdout
