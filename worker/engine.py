@@ -92,7 +92,7 @@ def shipped_adapter(base: str) -> Path | None:
         found = {"architecture": config.get("model_type"), "hidden_size": config.get("hidden_size"),
                  "num_hidden_layers": config.get("num_hidden_layers")}
         name = next((s.name for s in BASES.values() if s.facts() == found), None)
-    folder = SHIPPED_ADAPTERS_DIR / BASES[name].adapter if name in BASES else None
+    folder = SHIPPED_ADAPTERS_DIR / BASES[name].adapter if name in BASES and BASES[name].adapter else None
     return folder if folder is not None and (folder / "adapter_config.json").is_file() else None
 
 

