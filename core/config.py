@@ -66,8 +66,8 @@ class TrainConfig:
     data: list[str] = _help("training dataset file(s): JSON object, JSON list or JSONL", default_factory=list)
     validation: list[str] = _help("validation file(s); default: a seeded split of --data", default_factory=list)
     output: str = _help("folder the adapter is written to (atomically)", default="out/adapter")
-    base_model: str = _help("'embedded' (Gemma 3 270M), 'qwen2.5-coder-0.5b' (fetched on first use), a HF model "
-                            "id, a local folder or a .gguf file", default=EMBEDDED_BASE)
+    base_model: str = _help("'embedded' (Gemma 3 270M), 'qwen2.5-coder-0.5b' or 'qwen2.5-coder-1.5b' (fetched on "
+                            "first use), a HF model id, a local folder or a .gguf file", default=EMBEDDED_BASE)
     validation_fraction: float = _help("share of --data held out when no --validation is given", default=0.1)
     seed: int = _help("seed for the split, LoRA init and data order", default=42)
     quantization: str = _help("base weights while training: nf4 (QLoRA) or none", default="nf4")
@@ -188,9 +188,9 @@ class GenerationConfig:
 class WorkerConfig:
     """The generation worker: which model, how it is served, and the request limits."""
 
-    base_model: str = _help("base model: 'embedded' (Gemma 3 270M), a HF model id, a local folder or a .gguf "
-                            "file; default: the base the adapter was trained on",
-                            default="")
+    base_model: str = _help("base model: 'embedded' (Gemma 3 270M), 'qwen2.5-coder-0.5b' or 'qwen2.5-coder-1.5b' "
+                            "(fetched on first use), a HF model id, a local folder or a .gguf file; default: the "
+                            "base the adapter was trained on", default="")
     adapter: str = _help("LoRA adapter folder, 'default' for the one shipped for the base, 'none', or a shipped "
                          "persona's name (noir)", default=DEFAULT_ADAPTER)
     adapters: str = _help("more personas on the same worker, each chosen by the request's OpenAI 'model': "
