@@ -72,7 +72,7 @@ def card_text(info: dict, evaluation: dict | None, licence: str) -> str:
     loss = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     resumed = (f" (the last session: resumed from the checkpoint at step {stats['resumed_from_step']})"
                if stats.get("resumed_from_step") else "")
-    snapshot = (f"- Snapshot: this is the adapter after epoch {stats['epoch']} of {cfg.get('epochs')} "
+    snapshot = (f"- Snapshot: this is the adapter after epoch {stats['epoch']} of {cfg.get('epochs'):g} "
                 f"({stats.get('optimizer_steps')} optimizer steps), kept by `--epoch-snapshots`\n"
                 if stats.get("epoch") else "")
     hyper = "\n".join(f"| `{k}` | `{v}` |" for k, v in cfg.items() if k not in ("data", "validation"))

@@ -155,7 +155,7 @@ def test_epoch_snapshots_keep_each_earlier_epoch_as_a_complete_adapter(tiny_mode
         info = json.loads((folder / "mafioso.json").read_text())
         assert info["stats"]["epoch"] == epoch and info["stats"]["optimizer_steps"] == steps * epoch // 3
         assert info["stats"]["eval_loss"] is not None and info["base_model"] == str(tiny_model_dir)
-        assert f"after epoch {epoch} of 3" in (folder / "README.md").read_text()
+        assert f"after epoch {epoch} of 3 (" in (folder / "README.md").read_text()
         PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), folder)  # it loads
     assert not list((tmp_path / "a.epochs").glob(".epoch-*.tmp-*"))
 
