@@ -3,7 +3,8 @@
     python bench/ship_adapter.py RUN_DIR BASE_RUN_DIR mafioso/adapter --base embedded --note "..."
 
 RUN_DIR is one run of bench/sweep.py (RUN_DIR/adapter, RUN_DIR/eval; with ``--epoch N`` its snapshot after
-epoch N, RUN_DIR/adapter.epochs/epoch-N and RUN_DIR/eval-eN), BASE_RUN_DIR the same sweep's bare-base eval. The answers get the claim post-check the engine now applies (mafioso.core.claim_check) and are re-scored with the
+epoch N, RUN_DIR/adapter.epochs/epoch-N and RUN_DIR/eval-eN), BASE_RUN_DIR the same sweep's bare-base eval. The
+answers get the claim post-check the engine now applies (mafioso.core.claim_check) and are re-scored with the
 grounded check (a sweep may predate both: each reads only the answer's text and the code), the card is
 regenerated with its scores (mafioso.trainer.model_card) and every machine path is dropped.
 """
