@@ -234,17 +234,24 @@ _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]*_`]*(?=\s|$)|\n")
 def cut_loop(decode: Callable[[list[int]], str], ids: list[int], loop: Loop) -> str:
     """The text of an answer that loops (``ids``, to where the loop was found) without the loop.
 
-    A repeat whose unit holds a sentence end keeps one copy: up to the first sentence end after the loop's
-    first token ("It adds one. It adds one. …" keeps "It adds one."; a loop found from the full stop before
-    its first sentence keeps that sentence too). Otherwise ("No, no, no, …", a count) the answer ends at the
-    last sentence end before the loop; with none there, it keeps the loop's first occurrence ("No, no",
-    "prints 1") without trailing separators.
+    A repeat whose unit holds a sentence end keeps one copy: up to the last sentence end of its first copy
+    ("It adds one. It adds one. …" keeps "It adds one.", a unit of two sentences keeps both, a loop found from
+    the full stop before its first sentence keeps that sentence too), or, where there is none after the loop's
+    first token, the first sentence end after it. Otherwise ("No, no, no, …", a count)
+    the answer ends at the last sentence end before the loop; with none there, it keeps the loop's first
+    occurrence ("No, no", "prints 1") without trailing separators. A stream that holds back the repetition
+    (mafioso.worker.token_stream) has shown no more than the kept text.
     """
     text = decode(ids)
     ends = [m.end() for m in _SENTENCE_END.finditer(text) if text[:m.end()].strip()]
     if loop.period:
         low = len(decode(ids[:loop.start + 1]))
+        # the first copy ends where the repetition begins; when the loop begins with the full stop of the
+        # sentence before it, each copy ends with the full stop that begins the next
+        copy = len(decode(ids[:loop.keep + (low in ends)]))
         high = len(decode(ids[:loop.start + 2 * loop.period - 1]))
+        if in_copy := [end for end in ends if low < end <= copy]:
+            return text[:in_copy[-1]]
         if one_copy := [end for end in ends if low < end <= high]:
             return text[:one_copy[0]]
     keep = len(decode(ids[:loop.keep]))

@@ -10,9 +10,8 @@ turns the tokens into text deltas that never have to be taken back, in the usual
 * it holds back the tokens of a repeat that may still become a loop (:func:`loop_safe`): the loop rule finds a
   loop only once it has repeated for a while and then cuts the answer back to its first copy, so the tokens
   from the start of the answer's current periodic run (period 1-12) on are not shown yet; in prose that is a
-  token or two. A unit of 13-64 tokens (a sentence said again and again) is not held back, or every stream
-  would lag a sentence behind: its second copy may be shown before the third ends the answer, which then
-  replaces the text (below);
+  token or two. For a unit of 13-64 tokens (a sentence said again and again) it holds back the repetition
+  only, from where the answer starts to repeat itself: the cut keeps the first copy whole;
 * it releases whole sentences only (up to the last sentence end followed by more text), and only when the
   new text extends what was sent: a later sentence that makes the claim check drop an earlier one, or code
   that makes the scrub rewrite the answer, holds the stream back instead of contradicting it. A count that
@@ -44,19 +43,28 @@ RECHECK_S = 0.2
 _SENTENCE_END = re.compile(r"(?:[.!?…]+[\"'”’)\]*_`]*\s|\n)")
 
 
-def loop_safe(ids: list[int], max_period: int) -> int:
+def _run(ids: list[int], p: int) -> int:
+    """How many of the last tokens of ``ids`` equal the token ``p`` before each."""
+    n, k = len(ids), 0
+    while k < n - p and ids[n - 1 - k] == ids[n - 1 - k - p]:
+        k += 1
+    return k
+
+
+def loop_safe(ids: list[int], max_period: int, long_period: int = 0) -> int:
     """How many of an answer's first tokens no loop found later can cut: everything before the earliest start
     of a periodic run at its end (a run of period p from i on: ``ids[j] == ids[j - p]`` for every j >= i; the
     loop rule's loop starts at i - p, :class:`mafioso.core.loop_guard.LoopGuard`), and before the last
-    ``max_period`` tokens, where a new run may begin."""
+    ``max_period`` tokens, where a new run may begin. A run of a longer period (up to ``long_period``) holds
+    back from i only: its cut keeps the whole first copy (:func:`mafioso.core.loop_guard.cut_loop`)."""
     n = len(ids)
     safe = n - max_period
     for p in range(1, min(max_period, n - 1) + 1):
-        k = 0
-        while k < n - p and ids[n - 1 - k] == ids[n - 1 - k - p]:
-            k += 1
-        if k:
+        if k := _run(ids, p):
             safe = min(safe, n - k - p)
+    for p in range(max_period + 1, min(long_period, n - 1) + 1):
+        if k := _run(ids, p):
+            safe = min(safe, n - k)
     return max(0, safe)
 
 
@@ -65,8 +73,8 @@ def ready_tokens(gen) -> Callable[[list[int]], int]:
     ``gen`` (all of them when ``stop_loops`` is off: nothing is cut back then)."""
     if not getattr(gen, "stop_loops", False):
         return len
-    period = LoopRule.of(gen).max_period
-    return lambda ids: loop_safe(ids, period)
+    rule = LoopRule.of(gen)
+    return lambda ids: loop_safe(ids, rule.max_period, rule.long_period)
 
 
 def settled(text: str) -> str:

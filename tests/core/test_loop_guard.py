@@ -62,7 +62,7 @@ def cut(tok, text: str) -> tuple[str, str]:
      "Listen, pal. This function calls itself."),
     ("It adds one. " * 10, "repeat", "It adds one."),
     ("Boss says so. " + "It adds one to the pile. " * 8, "repeat", "Boss says so. It adds one to the pile."),
-    ("Yes. No. " * 12, "repeat", "Yes. No."),
+    ("Yes. No. " * 12, "repeat", "Yes. No. Yes."),  # the first "Yes" has no space: the unit is ". No. Yes"
     ("The loop counts up, see? It prints " + ", ".join(map(str, range(1, 42))), "count",
      "The loop counts up, see?"),
     ("Every fifth crate: " + ", ".join(map(str, range(0, 200, 5))), "count", "Every fifth crate: 0"),
@@ -70,14 +70,16 @@ def cut(tok, text: str) -> tuple[str, str]:
     ("Steps back: " + ", ".join(str(-i) for i in range(1, 30)), "count", "Steps back: -1"),
     ("Rates: " + ", ".join(f"{i / 2:.1f}" for i in range(1, 30)), "count", "Rates: 0.5"),
     ("It rolls the dice.\n" + "!" * 40, "repeat", "It rolls the dice.\n"),
-    # a unit of 13-64 tokens from its third copy (a tuned adapter's answer, validation row oneliner-v03)
+    # a unit of 13-64 tokens from its third copy (a tuned adapter's answer, validation row oneliner-v03); the
+    # repetition begins after "average" in the second copy, so its first sentence is kept: a stream showed it
     ("The fix is to divide by the length. Omertà on this one? Not really, pal: the sum of the whole bunch comes "
      "home divided by the length. " + "Omertà on this one? Not really, pal: the average of the whole bunch comes "
      "home divided by the length. " * 4, "repeat", "The fix is to divide by the length. Omertà on this one? Not "
-     "really, pal: the sum of the whole bunch comes home divided by the length."),
-    # (the run reaches back to the full stop before the first line: the cut ends at that sentence)
+     "really, pal: the sum of the whole bunch comes home divided by the length. Omertà on this one?"),
+    ("Listen. " + "It adds one to the pile, see? Then the pile goes back to the boss, pal. " * 4, "repeat",
+     "Listen. It adds one to the pile, see? Then the pile goes back to the boss, pal."),  # both sentences kept
     ("It reads the file.\n" + "- 1940s: the first time I saw this film noir, see.\n" * 3, "repeat",
-     "It reads the file.\n"),
+     "It reads the file.\n- 1940s: the first time I saw this film noir, see."),
 ])
 def test_loops_are_found_and_cut_back(tok, text, kind, expected):
     assert cut(tok, text) == (kind, expected)

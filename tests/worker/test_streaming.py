@@ -58,11 +58,17 @@ def test_a_repeat_that_may_become_a_loop_is_held_back_and_nothing_is_without_the
     assert loop_safe(prose + [7, 8, 9] * 6, 12) == 40  # a run of period 3 from 43 on: a loop would start at 40
     assert ready_tokens(GenerationConfig(stop_loops=False))(prose) == 40
     assert ready_tokens(GenerationConfig())(prose) == 28
+    unit = list(range(100, 120))  # a sentence of 20 tokens, said again: held back from where it repeats
+    assert loop_safe(prose + unit + unit[:15], 12, 64) == 60
+    assert loop_safe(prose + unit + unit + unit[:5], 12, 64) == 60
+    assert loop_safe(prose + unit + unit[:15], 12) == 63  # without the long half: only the last 12 tokens
 
 
 @pytest.mark.parametrize("text", ["It adds one. It adds one. It adds one. It adds one. It adds one. It adds one.",
                                   "No, no, no, no, no, no, no, no, no, no, no, no, no, no, no, no, no.",
-                                  "It counts. It prints 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13 and more."])
+                                  "It counts. It prints 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13 and more.",
+                                  "The fix is to divide. " + "Omertà on this one? Not really, pal: the average of the "
+                                  "whole bunch comes home divided by the length. " * 4])
 def test_what_a_stream_shows_before_a_loop_is_never_cut_back(engine, text):
     """Token by token through the engine's own rules (loop cut included): the deltas only extend each other and
     end as the final answer."""
