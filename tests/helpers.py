@@ -42,6 +42,11 @@ def write_dataset(path: Path, rows=SNIPPETS, fmt: str = "object", prefix: str = 
     return path
 
 
+def write_one_row_validation(path: Path) -> Path:
+    """A validation file of one small runnable row (JSONL), for the tests that train and score a tiny model."""
+    return write_dataset(path, [("p", "y = [1]\nprint(y)", "Prints a list with 1, pal.")], fmt="jsonl")
+
+
 def free_port() -> int:
     """A TCP port free on loopback right now."""
     with socket.socket() as sock:

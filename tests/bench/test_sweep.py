@@ -6,15 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import write_dataset
+from tests.helpers import write_dataset, write_one_row_validation
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_sweep_scores_each_epoch_snapshot_and_one_ships(tiny_model_dir, tmp_path):
     data = write_dataset(tmp_path / "train.json")
-    val = write_dataset(tmp_path / "val.jsonl", [("p", "y = [1]\nprint(y)", "Prints a list with 1, pal.")],
-                        fmt="jsonl")
+    val = write_one_row_validation(tmp_path / "val.jsonl")
     out = tmp_path / "sweep"
     done = subprocess.run([sys.executable, "bench/sweep.py", "--base-model", str(tiny_model_dir), "--out", str(out),
                            "--data", str(data), "--validation", str(val),

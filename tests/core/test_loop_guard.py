@@ -127,67 +127,41 @@ def test_the_rule_is_tuned_by_span_and_count(tok):
         GenerationConfig(loop_count=3)
 
 
-def test_the_incremental_repeat_rule_matches_a_brute_force_one():
-    """Random answers over a few tokens (so runs start, break and restart): the guard fires at the same token,
-    with the same loop, as a check of every period over every prefix."""
+def _brute_force_loop(rule: LoopRule, ids: list[int]):
+    """Where the repeat rule first fires, by checking every period over every prefix: (end, start, period)."""
+    for end in range(1, len(ids) + 1):
+        for p in range(1, rule.long_period + 1):
+            run = 0  # positions i < end, counted back from end - 1, with ids[i] == ids[i - p]
+            while end - 1 - run - p >= 0 and ids[end - 1 - run] == ids[end - 1 - run - p]:
+                run += 1
+            copies, least = (rule.repeats, rule.span) if p <= rule.max_period else (rule.long_repeats, 0)
+            if run and run + p >= max(copies * p, least):
+                return end, end - run - p, p
+    return None
+
+
+@pytest.mark.parametrize(("span", "symbols", "unit", "copies", "seed", "fired"), [
+    (10, 4, (1, 5), 6, 7, (50, 250)),  # short units (1-12 tokens, 4 copies)
+    (20, 12, (13, 30), 4, 11, (60, 180)),  # long units (13-64 tokens, 3 copies)
+])
+def test_the_incremental_repeat_rule_matches_a_brute_force_one(span, symbols, unit, copies, seed, fired):
+    """Random answers over a few tokens (so runs start, break and restart), a unit repeated amid noise: the guard
+    fires at the same token, with the same loop, as a check of every period over every prefix."""
     import random
 
-    rule = LoopRule(span=10, count=10**6)
-    pieces = {t: ("x", False, True) for t in range(4)}
-
-    def brute(ids):
-        for end in range(1, len(ids) + 1):
-            for p in range(1, rule.max_period + 1):
-                run = 0  # positions i < end, counted back from end - 1, with ids[i] == ids[i - p]
-                while end - 1 - run - p >= 0 and ids[end - 1 - run] == ids[end - 1 - run - p]:
-                    run += 1
-                if run + p >= max(rule.repeats * p, rule.span):
-                    return end, end - run - p, p
-        return None
-
-    rng = random.Random(7)
-    fired = 0
-    for _ in range(300):
-        unit = [rng.randrange(4) for _ in range(rng.randint(1, 5))]
-        ids = [rng.randrange(4) for _ in range(rng.randint(0, 30))]
-        ids += unit * rng.randint(1, 6) + [rng.randrange(4) for _ in range(rng.randint(0, 20))]
+    rule = LoopRule(span=span, count=10**6)
+    pieces = {t: ("x", False, True) for t in range(symbols)}
+    rng = random.Random(seed)
+    found = 0
+    for _ in range(250):
+        repeated = [rng.randrange(symbols) for _ in range(rng.randint(*unit))]
+        ids = [rng.randrange(symbols) for _ in range(rng.randint(0, 40))]
+        ids += repeated * rng.randint(1, copies) + [rng.randrange(symbols) for _ in range(rng.randint(0, 30))]
         guard = LoopGuard(rule, pieces)
         at = next((i + 1 for i, token in enumerate(ids) if guard.add(token)), None)
-        assert ((at, guard.loop.start, guard.loop.period) if at else None) == brute(ids), ids
-        fired += at is not None
-    assert 50 < fired < 250
-
-
-def test_the_long_repeat_rule_matches_a_brute_force_one():
-    """Units of 13-30 tokens over a few symbols, repeated 1-4 times amid noise: the guard fires where a check of
-    every period over every prefix does (the short half first, then units of 13-64 tokens from 3 copies)."""
-    import random
-
-    rule = LoopRule(span=20, count=10**6)
-    pieces = {t: ("x", False, True) for t in range(12)}
-
-    def brute(ids):
-        for end in range(1, len(ids) + 1):
-            for p in range(1, rule.long_period + 1):
-                run = 0
-                while end - 1 - run - p >= 0 and ids[end - 1 - run] == ids[end - 1 - run - p]:
-                    run += 1
-                copies, least = (rule.repeats, rule.span) if p <= rule.max_period else (rule.long_repeats, 0)
-                if run and run + p >= max(copies * p, least):
-                    return end, end - run - p, p
-        return None
-
-    rng = random.Random(11)
-    fired = 0
-    for _ in range(200):
-        unit = [rng.randrange(12) for _ in range(rng.randint(13, 30))]
-        ids = [rng.randrange(12) for _ in range(rng.randint(0, 40))]
-        ids += unit * rng.randint(1, 4) + [rng.randrange(12) for _ in range(rng.randint(0, 30))]
-        guard = LoopGuard(rule, pieces)
-        at = next((i + 1 for i, token in enumerate(ids) if guard.add(token)), None)
-        assert ((at, guard.loop.start, guard.loop.period) if at else None) == brute(ids), ids
-        fired += at is not None
-    assert 60 < fired < 180
+        assert ((at, guard.loop.start, guard.loop.period) if at else None) == _brute_force_loop(rule, ids), ids
+        found += at is not None
+    assert fired[0] < found < fired[1]
 
 
 def test_a_guard_fires_once_and_stays_fired(tok):

@@ -19,7 +19,7 @@ from mafioso.core.base_model import BASE_MARK, load_tokenizer
 from mafioso.cli import main
 from mafioso.core.config import GenerationConfig, WorkerConfig
 from mafioso.core.errors import ModelError
-from tests.helpers import write_dataset
+from tests.helpers import write_dataset, write_one_row_validation
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def qwen_adapter(tiny_qwen_dir, tmp_path_factory):
     """One `mafioso train` run on the tiny Qwen2 (CPU, NF4 through bitsandbytes, the default targets)."""
     root = tmp_path_factory.mktemp("train-qwen")
     data = write_dataset(root / "train.json")
-    val = write_dataset(root / "val.jsonl", [("p", "y = [1]\nprint(y)", "Prints a list with 1, pal.")], fmt="jsonl")
+    val = write_one_row_validation(root / "val.jsonl")
     out = root / "adapter"
     assert main(["train", "--base-model", str(tiny_qwen_dir), "--data", str(data), "--validation", str(val),
                  "--output", str(out), "--lora-r", "4", "--epochs", "2", "--learning-rate", "0.01",

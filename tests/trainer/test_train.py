@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mafioso.cli import main
 from mafioso.core.config import TrainConfig
-from tests.helpers import write_dataset
+from tests.helpers import write_dataset, write_one_row_validation
 from mafioso.trainer import train as train_module
 from mafioso.trainer.dataset import load_samples
 
@@ -20,7 +20,7 @@ def trained(tiny_model_dir, tmp_path_factory):
     """One `mafioso train` run through the CLI, shared by the assertions below."""
     root = tmp_path_factory.mktemp("train")
     data = write_dataset(root / "train.json")
-    val = write_dataset(root / "val.jsonl", [("p", "y = [1]\nprint(y)", "Prints a list with 1, pal.")], fmt="jsonl")
+    val = write_one_row_validation(root / "val.jsonl")
     config = root / "recipe.yaml"
     config.write_text("lora_r: 8\nlora_alpha: 16\nepochs: 2\nlearning_rate: 0.01\n")
     out = root / "adapter"
