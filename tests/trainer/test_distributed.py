@@ -24,7 +24,7 @@ def test_two_processes_write_one_adapter_with_the_effective_batch(tiny_model_dir
     out = tmp_path / "adapter"
     done = _torchrun(["--base-model", str(tiny_model_dir), "--data", str(data), "--output", str(out),
                       "--lora-r", "4", "--epochs", "2", "--batch-size", "2", "--grad-accum", "1",
-                      "--logging-steps", "1", "--learning-rate", "0.01"])
+                      "--logging-steps", "1", "--learning-rate", "0.01", "--epoch-snapshots"])
     assert done.returncode == 0, done.stderr[-3000:]
     stats = json.loads((out / "mafioso.json").read_text())["stats"]
     assert stats["processes"] == 2 and stats["effective_batch"] == 4
@@ -32,7 +32,11 @@ def test_two_processes_write_one_adapter_with_the_effective_batch(tiny_model_dir
     steps = sorted({entry["step"] for entry in log if "loss" in entry})
     assert steps == list(range(1, stats["optimizer_steps"] + 1))  # the loss curve covers every step
     assert not out.with_name("adapter.work").exists() and not list(tmp_path.glob(".adapter.*"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "train.json"]  # one writer, nothing left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "adapter.epochs", "train.json"]  # one writer
+    snapshot = out.with_name("adapter.epochs") / "epoch-1"  # the main process's, after the first of 2 epochs
+    assert [p.name for p in snapshot.parent.iterdir()] == ["epoch-1"]
+    assert json.loads((snapshot / "mafioso.json").read_text())["stats"]["optimizer_steps"] * 2 == \
+        stats["optimizer_steps"]
 
 
 def test_a_checkpoint_resumes_only_with_its_process_count(tmp_path):
