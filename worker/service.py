@@ -166,6 +166,11 @@ class Metrics:
                                  registry=self.registry)
         self.loops = Counter("mafioso_loops", "answers that looped (ended and cut there unless stop_loops is off)",
                              registry=self.registry)
+        # the claim post-check in production: 1 - unsupported / ok answers is eval's "grounded, model alone"
+        self.unsupported = Counter("mafioso_unsupported_answers", "answers in which the claim post-check found a "
+                                   "claim the code contradicts (it drops those sentences)", registry=self.registry)
+        self.dropped = Counter("mafioso_dropped_sentences", "sentences the claim post-check dropped",
+                               registry=self.registry)
         self.refused = Counter("mafioso_refused", "requests refused at admission (503 busy with Retry-After): "
                                "queue_full, overloaded (expected past the timeout at the measured rate), "
                                "cold_start (2 x slots in the worker before a round of answers was measured)",
@@ -522,5 +527,8 @@ class Worker:
                 self.metrics.truncated.inc()
             if result.looped:
                 self.metrics.loops.inc()
+            if result.dropped:
+                self.metrics.unsupported.inc()
+                self.metrics.dropped.inc(result.dropped)
             if not job.future.done():
                 job.future.set_result(result)

@@ -44,13 +44,13 @@ def test_concurrent_requests_share_batches(fake_engine):
     assert REGISTRY.get_sample_value("mafioso_requests_total", {"outcome": "ok"}) is None  # own registry
 
 
-def test_looping_and_truncated_answers_are_counted():
+def test_looping_truncated_and_unsupported_answers_are_counted():
     from mafioso.worker.engine import Generation
 
     class Looping(FakeEngine):
         def generate(self, requests, controls=None):
-            return [Generation(text="Capisce?", tokens=30, finished=code != "long", looped=code != "fine")
-                    for code, _ in requests]
+            return [Generation(text="Capisce?", tokens=30, finished=code != "long", looped=code != "fine",
+                               dropped=2 if code == "long" else 0) for code, _ in requests]
 
     async def main():
         worker = await started(Looping())
@@ -60,6 +60,8 @@ def test_looping_and_truncated_answers_are_counted():
 
     worker = asyncio.run(main())
     assert metric(worker, "mafioso_loops_total") == 2 and metric(worker, "mafioso_truncated_total") == 1
+    assert metric(worker, "mafioso_unsupported_answers_total") == 1
+    assert metric(worker, "mafioso_dropped_sentences_total") == 2
 
 
 def test_batches_never_exceed_max_batch_size(fake_engine):
