@@ -19,6 +19,7 @@ class Explanation:
     latency_s: float  # from request to answer, queueing included
     finished: bool  # ended on its own (EOS, a new ### section or a loop cut back), not cut at max_new_tokens
     code_leak: bool = False  # the post-check found code in the answer (it was removed)
+    dropped: int = 0  # sentences the claim post-check removed: claims the code contradicts (core/claim_check.py)
     answer_id: str = ""  # what a rating names (POST /v1/feedback, reactions); empty when nobody keeps answers
 
 

@@ -55,6 +55,9 @@ MIGRATIONS = (
         answer_id TEXT NOT NULL REFERENCES answers (id) ON DELETE CASCADE,
         PRIMARY KEY (platform, message_id));
     """,
+    # sentences the claim post-check dropped from the answer; NULL where unknown (a remote worker's answer, or one
+    # stored before this column)
+    "ALTER TABLE answers ADD COLUMN dropped INTEGER",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 _RATINGS = {"up": 1, "down": -1, "+1": 1, "-1": -1, "👍": 1, "👎": -1}
@@ -92,6 +95,7 @@ class AnswerRecord:
     latency_s: float = 0.0
     tokens: int = 0
     created: float | None = None  # default: now
+    dropped: int = 0  # sentences the claim post-check removed (claims the code contradicts)
 
 
 def default_path() -> Path:
@@ -228,10 +232,11 @@ class FeedbackStore:
         """Store one answer (``user``: the asker's platform id, stored hashed)."""
         def write():
             self._db.execute(
-                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (rec.answer_id, rec.created if rec.created is not None else self.clock(), rec.platform,
                  None if user is None else self.hash_user(rec.platform, user), rec.code, rec.request, rec.answer,
-                 rec.adapter, rec.base_model, json.dumps(rec.decoding, sort_keys=True), rec.latency_s, rec.tokens))
+                 rec.adapter, rec.base_model, json.dumps(rec.decoding, sort_keys=True), rec.latency_s, rec.tokens,
+                 rec.dropped))
         self._write(write)
         if self.enabled and self.clock() - self._purged_at > DAY_S:
             self.purge()
@@ -293,6 +298,13 @@ class FeedbackStore:
             names = ("answer_id", "created", "platform", "code", "request", "answer", "adapter", "base_model",
                      "decoding", "latency_s", "tokens", "ups", "downs", "score")
             return [dict(zip(names, row)) for row in cursor]
+        return self._write(read) or []
+
+    def checked_answers(self) -> list[tuple[str, float, int]]:
+        """(adapter, time, sentences dropped) of every answer whose claim post-check is known, oldest first."""
+        def read():
+            return self._db.execute("SELECT COALESCE(adapter, ''), created, dropped FROM answers WHERE dropped IS "
+                                    "NOT NULL ORDER BY created").fetchall()
         return self._write(read) or []
 
     def ratings(self) -> list[tuple[str, float, int]]:

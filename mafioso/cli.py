@@ -5,7 +5,7 @@
     mafioso data check FILE ...     validate (and lint) dataset files
     mafioso data export --feedback DIR   users' well-rated answers as dataset rows (and the poorly rated ones)
     mafioso feedback rate ID up     rate an answer (its id is printed by `mafioso explain`)
-    mafioso feedback report         👍/👎 rates per adapter and per day, and a PNG
+    mafioso feedback report         👍/👎 rates and grounded per adapter and per day, and a PNG
     mafioso model prepare           fetch, verify and convert a named base model once, into the cache
     mafioso eval --data FILE ...    score base vs adapter on a dataset
     mafioso worker                  serve the HTTP / OpenAI-compatible API
@@ -131,12 +131,13 @@ def _rate_remote(args: argparse.Namespace, rating: int) -> int:
 
 
 def cmd_feedback_report(args: argparse.Namespace) -> int:
-    from mafioso.trainer.feedback import rates, render_report, write_chart
+    from mafioso.trainer.feedback import claim_counts, rates, render_report, write_chart
 
     store = _feedback_store(args)
     by_adapter, by_day = rates(store)
+    claims = claim_counts(store)
     store.close()
-    print(render_report(by_adapter, by_day))
+    print(render_report(by_adapter, by_day, claims))
     print(f"chart: {write_chart(by_day, args.png)}")
     return 0
 
@@ -205,7 +206,7 @@ def make_parser() -> argparse.ArgumentParser:
     rate.add_argument("rating", help="up or down")
     rate.add_argument("--worker-url", help="rate on a running 'mafioso worker' (the answer came from it; key from "
                                            "MAFIOSO_API_KEY) instead of in the local database")
-    report = feedback.add_parser("report", help="rates per adapter and per day, and a PNG chart")
+    report = feedback.add_parser("report", help="rates and grounded per adapter and per day, and a PNG chart")
     report.add_argument("--png", default="feedback.png", help="where the chart goes (default feedback.png)")
     for command, func in ((rate, cmd_feedback_rate), (report, cmd_feedback_report)):
         command.add_argument("--db", help="feedback database (default: MAFIOSO_FEEDBACK_DB or the cache folder's)")

@@ -1,6 +1,6 @@
 """From users' ratings back to training data (issue 20).
 
-    mafioso feedback report --png feedback.png       # 👍/👎 rates per adapter and per day, and a chart
+    mafioso feedback report --png feedback.png       # 👍/👎 rates and grounded per adapter and per day, a chart
     mafioso data export --feedback out/feedback      # well-rated answers as dataset rows; poorly rated to rewrite
 
 The export writes two files into the folder:
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from mafioso.core.feedback import FeedbackStore
 
-__all__ = ["export_feedback", "rates", "render_report", "write_chart"]
+__all__ = ["claim_counts", "export_feedback", "rates", "render_report", "write_chart"]
 
 DEFAULT_PROMPT = "Explain this code."
 
@@ -65,19 +65,42 @@ def rates(store: FeedbackStore) -> tuple[dict, dict]:
     return dict(by_adapter), dict(by_day)
 
 
+def claim_counts(store: FeedbackStore) -> tuple[dict, dict]:
+    """({adapter: [answers, unsupported]}, {(day, adapter): [...]}) over the stored answers whose claim post-check
+    is known: ``unsupported`` counts those it dropped a sentence from (a claim the code contradicts), so one minus
+    its share is eval's "grounded, model alone" on what users asked."""
+    by_adapter: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    by_day: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for adapter, created, dropped in store.checked_answers():
+        day = time.strftime("%Y-%m-%d", time.gmtime(created))
+        for counts in (by_adapter[adapter], by_day[(day, adapter)]):
+            counts[0] += 1
+            counts[1] += dropped > 0
+    return dict(by_adapter), dict(by_day)
+
+
 def _line(name: str, ups: int, downs: int) -> str:
     total = ups + downs
     return f"{name:<40} {ups:>6} {downs:>6} {ups / total if total else 0:>8.2f}"
 
 
-def render_report(by_adapter: dict, by_day: dict) -> str:
-    """The text report: one line per adapter, then one per day and adapter."""
-    if not by_adapter:
-        return "no ratings yet"
-    head = f"{'adapter':<40} {'up':>6} {'down':>6} {'up rate':>8}"
-    lines = [head, *(_line(a, *c) for a, c in sorted(by_adapter.items())), "",
-             f"{'day / adapter':<40} {'up':>6} {'down':>6} {'up rate':>8}",
-             *(_line(f"{day} {adapter}", *c) for (day, adapter), c in sorted(by_day.items()))]
+def _claims_line(name: str, answers: int, unsupported: int) -> str:
+    return f"{name:<40} {answers:>7} {unsupported:>11} {1 - unsupported / answers:>9.2f}"
+
+
+def render_report(by_adapter: dict, by_day: dict, claims: tuple[dict, dict] = ({}, {})) -> str:
+    """The text report: ratings per adapter, then per day and adapter; then the same for the claim post-check
+    (``claims``: :func:`claim_counts`)."""
+    lines = ["no ratings yet"] if not by_adapter else [
+        f"{'adapter':<40} {'up':>6} {'down':>6} {'up rate':>8}", *(_line(a, *c) for a, c in sorted(by_adapter.items())),
+        "", f"{'day / adapter':<40} {'up':>6} {'down':>6} {'up rate':>8}",
+        *(_line(f"{day} {adapter}", *c) for (day, adapter), c in sorted(by_day.items()))]
+    claims_by_adapter, claims_by_day = claims
+    if claims_by_adapter:
+        head = f"{'answers (the claim post-check)':<40} {'answers':>7} {'unsupported':>11} {'grounded':>9}"
+        lines += ["", head, *(_claims_line(a, *c) for a, c in sorted(claims_by_adapter.items())), "",
+                  f"{'day / adapter':<40} {'answers':>7} {'unsupported':>11} {'grounded':>9}",
+                  *(_claims_line(f"{day} {adapter}", *c) for (day, adapter), c in sorted(claims_by_day.items()))]
     return "\n".join(lines)
 
 

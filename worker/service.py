@@ -392,7 +392,7 @@ class Worker:
         if control.first_token_at is not None:
             self.metrics.first_token.observe(max(0.0, control.first_token_at - started))
         answer = Explanation(text=result.text, tokens=result.tokens, latency_s=round(latency, 4),
-                             finished=result.finished, code_leak=result.code_leak,
+                             finished=result.finished, code_leak=result.code_leak, dropped=result.dropped,
                              answer_id=answer_id or uuid.uuid4().hex)
         if self.feedback is not None:  # in a thread: the event loop never waits on the disk
             await self.feedback.call("record_answer", self._record(code, request, answer))
@@ -402,7 +402,7 @@ class Worker:
         return AnswerRecord(answer.answer_id, code=code, answer=answer.text, request=request,
                             adapter=self.cfg.adapter, base_model=self.cfg.base_model or "embedded",
                             decoding=dataclasses.asdict(self.engine.gen),
-                            latency_s=answer.latency_s, tokens=answer.tokens)
+                            latency_s=answer.latency_s, tokens=answer.tokens, dropped=answer.dropped)
 
     async def rate_answer(self, answer_id: str, rating: int, *, user: object = "anonymous",
                           platform: str = "api") -> None:

@@ -5,8 +5,8 @@ import sqlite3
 
 import pytest
 
-from mafioso.core.feedback import (RETRY_S, SCHEMA_VERSION, AnswerRecord, FeedbackStore, UnknownAnswer,
-                                   rating_value)
+from mafioso.core.feedback import (MIGRATIONS, RETRY_S, SCHEMA_VERSION, AnswerRecord, FeedbackStore,
+                                   UnknownAnswer, rating_value)
 
 RAW_USER = 987654321012345678  # a Discord-sized snowflake
 
@@ -27,6 +27,22 @@ def test_a_rating_survives_a_restart(tmp_path):
     assert (row["answer_id"], row["ups"], row["downs"], row["adapter"]) == ("a1", 1, 0, "default")
     assert sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_a_version_1_database_is_migrated_and_keeps_its_answers(tmp_path):
+    path = tmp_path / "feedback.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(MIGRATIONS[0] + "; CREATE TABLE schema_version (version INTEGER NOT NULL);"
+                      "INSERT INTO schema_version VALUES (1); INSERT INTO meta VALUES ('salt', 'pepper');"
+                      "INSERT INTO answers (id, created, platform, code, answer, adapter) "
+                      "VALUES ('old', 1.0, 'api', 'x = 1', 'It sets x, pal.', 'default')")
+    old.close()
+    store = FeedbackStore.open(path, retention_days=10**6)
+    store.record_answer(record("new", dropped=2, created=2.0))
+    store.record_answer(record("clean", created=3.0))
+    assert store.rate("old", 1, user="u1") == "default"  # the old answer is still there
+    assert store.checked_answers() == [("default", 2.0, 2), ("default", 3.0, 0)]  # unknown for the old one
+    assert sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,) == (2,)
 
 
 def test_one_rating_per_user_the_last_one_wins(tmp_path):

@@ -15,7 +15,7 @@ LIKED = AnswerRecord("good1", code="def add(a, b):\n    return a + b\n\nprint(ad
                             "asks for 2 and 3, so 5 goes on the table, capisce?",
                      request="what does it print?", adapter="default", base_model="embedded")
 DISLIKED = AnswerRecord("bad1", code="x = [1, 2, 3]\nprint(len(x))", answer="It prints the moon.",
-                        adapter="default", base_model="embedded")
+                        adapter="default", base_model="embedded", dropped=1)
 
 
 def test_report_export_and_data_check(tmp_path, capsys):
@@ -31,6 +31,8 @@ def test_report_export_and_data_check(tmp_path, capsys):
     assert main(["feedback", "report", "--png", str(tmp_path / "chart.png")]) == 0
     out = capsys.readouterr().out
     assert "default" in out and "0.67" in out  # two ups, one down
+    claims = out[out.index("answers (the claim post-check)"):].splitlines()
+    assert claims[1].split() == ["default", "2", "1", "0.50"]  # one answer of two lost a sentence to the check
     assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
 
     assert main(["data", "export", "--feedback", str(tmp_path / "export")]) == 0

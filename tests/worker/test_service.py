@@ -64,6 +64,29 @@ def test_looping_truncated_and_unsupported_answers_are_counted():
     assert metric(worker, "mafioso_dropped_sentences_total") == 2
 
 
+def test_an_answer_keeps_what_the_claim_post_check_dropped_and_the_store_records_it(tmp_path):
+    from mafioso.core.feedback import FeedbackStore
+    from mafioso.worker.engine import Generation
+
+    class Checked(FakeEngine):
+        def generate(self, requests, controls=None):
+            return [Generation(text="It adds, pal.", tokens=5, finished=True, dropped=len(code) - 1)
+                    for code, _ in requests]
+
+    store = FeedbackStore.open(tmp_path / "feedback.sqlite3")
+
+    async def main():
+        worker = Worker(Checked(), worker_config(), feedback=store)
+        await worker.start()
+        answers = [await worker.explain(code) for code in ("x", "abc")]
+        await worker.stop()
+        return answers
+
+    answers = asyncio.run(main())
+    assert [a.dropped for a in answers] == [0, 2]
+    assert [dropped for _, _, dropped in store.checked_answers()] == [0, 2]
+
+
 def test_batches_never_exceed_max_batch_size(fake_engine):
     fake_engine.delay = 0.02
 
