@@ -18,6 +18,7 @@ named base becomes that base).
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
@@ -399,6 +400,9 @@ def resolve_base(spec: str | None, progress: bool = True, wheels: Path | None = 
     if path.exists() or spec.startswith((".", "/", "~")):
         raise ModelError(f"base model not found: {spec} (give {', '.join(BASES)}, a HF id, a model folder or a "
                          ".gguf file)")
+    if "/" not in spec and (near := difflib.get_close_matches(spec, BASES, n=1, cutoff=0.75)):
+        raise ModelError(f"unknown base model {spec!r}: did you mean {near[0]!r}? (the named bases: "
+                         f"{', '.join(BASES)}; or a HF id, a model folder or a .gguf file)")
     return spec  # a Hugging Face model id; from_pretrained finds it in the local HF cache or the hub
 
 

@@ -192,6 +192,18 @@ def test_the_real_pins_are_consistent():
     assert dict(big.header)["qwen2.block_count"] == big.num_hidden_layers == 28
 
 
+def test_a_misspelt_named_base_is_named_back_and_other_ids_go_to_the_hub(tmp_path):
+    from mafioso.core.errors import ModelError
+
+    with pytest.raises(ModelError, match=r"unknown base model 'qwen2.5-coder-9b': did you mean 'qwen2.5-coder-"):
+        resolve_base("qwen2.5-coder-9b")
+    with pytest.raises(ModelError, match="did you mean 'embedded'"):
+        resolve_base("embeded")
+    assert resolve_base("gpt2") == "gpt2" and resolve_base("Qwen/Qwen2.5-Coder-9B") == "Qwen/Qwen2.5-Coder-9B"
+    with pytest.raises(ModelError, match="base model not found: ./nowhere"):
+        resolve_base("./nowhere")
+
+
 def test_a_named_base_without_a_shipped_adapter_runs_bare_with_a_warning(caplog):
     from mafioso.worker.engine import adapter_folder, shipped_adapter
 
