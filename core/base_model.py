@@ -174,6 +174,8 @@ def _convert_gguf(gguf: Path, target: Path, name: str = "") -> Path:
         if name:
             (tmp / BASE_MARK).write_text(json.dumps({"name": name}) + "\n")
         (tmp / _DONE_MARK).write_text(str(gguf) + "\n")
+        for file in tmp.iterdir():  # readable like its folder: transformers writes the weights through a 0600 file
+            file.chmod(0o644)
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)

@@ -192,6 +192,31 @@ def test_the_real_pins_are_consistent():
     assert dict(big.header)["qwen2.block_count"] == big.num_hidden_layers == 28
 
 
+def test_a_converted_folder_is_readable_by_others_like_its_folder(tmp_path, monkeypatch):
+    """transformers writes the weights through a private (0600) file; a cache shared by several users (a service
+    account, an admin who prepared it) must still read them."""
+    import os
+    import stat
+
+    import transformers
+
+    from mafioso.core import base_model
+
+    class Saves:
+        def __init__(self, name):
+            self.name, self.generation_config = name, transformers.GenerationConfig()
+
+        def save_pretrained(self, folder):
+            os.close(os.open(Path(folder) / self.name, os.O_CREAT | os.O_WRONLY, 0o600))
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: Saves("model.bin"))
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: Saves("tokenizer.json"))
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    target = base_model._convert_gguf(tmp_path / "m.gguf", tmp_path / "cache" / "m-hf")
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in target.iterdir()}
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755 and modes["model.bin"] == modes["tokenizer.json"] == 0o644
+
+
 def test_a_misspelt_named_base_is_named_back_and_other_ids_go_to_the_hub(tmp_path):
     from mafioso.core.errors import ModelError
 
