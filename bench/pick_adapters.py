@@ -42,11 +42,12 @@ def candidates(root: Path) -> list[dict]:
         if metrics is None or not (adapter / "adapter_model.safetensors").is_file():
             continue  # a bare base's eval, or weights that are not here
         base = json.loads((adapter / "mafioso.json").read_text())["base_model"]
-        missed = [name for name, (holds, target) in TARGETS.items() if not holds(metrics.get(name, 0), target)]
+        missed = [name for name, (holds, target) in TARGETS.items()  # a figure eval could not compute: missed
+                  if metrics.get(name) is None or not holds(metrics[name], target)]
         found.append({"adapter": adapter, "base": base, "metrics": metrics, "missed": missed})
     return sorted(found, key=lambda c: (len([m for m in c["missed"] if m != "identifier_recall"]),
-                                        -c["metrics"].get("identifier_recall", 0),
-                                        -c["metrics"].get("grounded_model", 0)))
+                                        -(c["metrics"].get("identifier_recall") or 0),
+                                        -(c["metrics"].get("grounded_model") or 0)))
 
 
 def pick(ranked: list[dict], max_bytes: int) -> list[dict]:

@@ -29,6 +29,7 @@ def test_the_best_of_each_base_is_picked_within_the_size_limit(tmp_path):
     scored(tmp_path, "g1/gf/eval-e5", "embedded", 15, identifier_recall=0.79)  # misses recall only
     scored(tmp_path, "g2/gf7/eval-e6", "embedded", 15)  # meets every target
     scored(tmp_path, "q/qf/eval", "qwen2.5-coder-0.5b", 18, code_leak_rate=0.008)
+    scored(tmp_path, "q/qf/eval-e3", "qwen2.5-coder-0.5b", 18, identifier_recall=None)  # eval had no names to count
     (tmp_path / "g1" / "base" / "eval").mkdir(parents=True)
     (tmp_path / "g1" / "base" / "eval" / "metrics.json").write_text(json.dumps({"base": GOOD}))  # no adapter
     listed = tmp_path / "picked.txt"
@@ -37,12 +38,12 @@ def test_the_best_of_each_base_is_picked_within_the_size_limit(tmp_path):
     assert done.returncode == 0, done.stderr
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[-2] for line in done.stdout.splitlines()[2:]}
     # every target met; recall alone missed; then one other target missed each, the higher recall first
-    assert list(rows) == ["g2/gf7/adapter.epochs/epoch-6", "g1/gf/adapter.epochs/epoch-5", "g1/gf/adapter",
-                          "q/qf/adapter"]
-    assert list(rows.values()) == ["none", "identifier_recall", "stop_rate", "code_leak_rate"]
-    # each base's best first (15 + 18 MB), then Gemma's next (15 MB) fits in 50 MB, the fourth would not
+    assert list(rows) == ["g2/gf7/adapter.epochs/epoch-6", "g1/gf/adapter.epochs/epoch-5",
+                          "q/qf/adapter.epochs/epoch-3", "g1/gf/adapter", "q/qf/adapter"]
+    assert list(rows.values()) == ["none", "identifier_recall", "identifier_recall", "stop_rate", "code_leak_rate"]
+    # each base's best first (15 + 18 MB), then Gemma's next (15 MB) fits in 50 MB, Qwen's next would not
     assert listed.read_text().splitlines() == ["g2/gf7/adapter.epochs/epoch-6/adapter_model.safetensors",
-                                               "q/qf/adapter/adapter_model.safetensors",
+                                               "q/qf/adapter.epochs/epoch-3/adapter_model.safetensors",
                                                "g1/gf/adapter.epochs/epoch-5/adapter_model.safetensors"]
 
 
