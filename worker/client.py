@@ -160,12 +160,13 @@ class WorkerClient:
             log.error("the server at %s answered a completion without choices[0].text", self.url)
             raise RequestError(self.say("failed")) from None
         text, leaked = finish(raw, self.persona)
+        dropped = 0
         if self.drop_unsupported:
             kept, dropped = drop_unsupported(code, text)
             text = (kept or self.say("nothing_sure")) if dropped else text
         tokens = (data.get("usage") or {}).get("completion_tokens") or 0
         return Explanation(text=text, tokens=tokens, latency_s=round(time.monotonic() - started, 4),
-                           finished=choice.get("finish_reason") != "length", code_leak=leaked)
+                           finished=choice.get("finish_reason") != "length", code_leak=leaked, dropped=dropped)
 
     async def _post(self, path: str, body: dict, expect: str) -> dict:
         try:
@@ -233,6 +234,7 @@ def _explanation(data: dict) -> Explanation:
     """The Explanation in a ``/v1/explain`` answer's JSON."""
     return Explanation(text=data["explanation"], tokens=data["tokens"], latency_s=data["latency_s"],
                        finished=data["finished"], code_leak=data.get("code_leak", False),
+                       dropped=data.get("dropped", 0),
                        answer_id=data.get("answer_id", ""))
 
 
@@ -269,6 +271,7 @@ class _RemoteStream:
                     continue
                 answer = Explanation(text=event["explanation"], tokens=event["tokens"], latency_s=event["latency_s"],
                                      finished=event["finished"], code_leak=event.get("code_leak", False),
+                                     dropped=event.get("dropped", 0),
                                      answer_id=event.get("answer_id", ""))
                 yield StreamEvent(answer.text if event["replaced"] else event["delta"], answer, event["replaced"])
                 return

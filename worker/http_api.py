@@ -243,7 +243,8 @@ _USAGE = {"type": "object", "properties": {k: {"type": "integer"} for k in (
 _ANSWERS = {
     "/v1/explain": (EXPLAIN, {"type": "object", "properties": {
         "explanation": _TEXT, "answer_id": _TEXT, "tokens": {"type": "integer"}, "latency_s": {"type": "number"},
-        "finished": {"type": "boolean"}, "code_leak": {"type": "boolean"}}}, "explain code in character"),
+        "finished": {"type": "boolean"}, "code_leak": {"type": "boolean"}, "dropped": {"type": "integer"}}},
+        "explain code in character"),
     "/v1/completions": (COMPLETIONS, {"type": "object", "properties": {
         "id": _TEXT, "object": {"const": "text_completion"}, "created": {"type": "integer"}, "model": _TEXT,
         "usage": _USAGE, "choices": {"type": "array", "items": {"type": "object", "properties": {
@@ -312,7 +313,7 @@ async def explain(request: web.Request) -> web.Response:
     answer = await worker.explain(body["code"], body["request"], max_tokens=body["max_tokens"])
     return web.json_response({"explanation": answer.text, "answer_id": answer.answer_id, "tokens": answer.tokens,
                               "latency_s": answer.latency_s, "finished": answer.finished,
-                              "code_leak": answer.code_leak})
+                              "code_leak": answer.code_leak, "dropped": answer.dropped})
 
 
 async def feedback(request: web.Request) -> web.Response:

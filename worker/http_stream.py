@@ -89,7 +89,7 @@ async def stream_explain(request: web.Request, stream: AnswerStream) -> web.Stre
         a = event.answer
         yield {"done": True, "delta": "" if event.replaced else event.delta, "replaced": event.replaced,
                "explanation": a.text, "answer_id": a.answer_id, "tokens": a.tokens, "latency_s": a.latency_s,
-               "finished": a.finished, "code_leak": a.code_leak}
+               "finished": a.finished, "code_leak": a.code_leak, "dropped": a.dropped}
 
     return await _relay(request, stream, lambda delta: {"delta": delta}, last)
 

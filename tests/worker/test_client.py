@@ -176,8 +176,9 @@ def test_openai_mode_applies_the_claim_post_check_like_our_engines():
         async with VllmStandIn(answer=answer) as server:
             return await _explain(server, **options)
 
-    assert asyncio.run(run()).text == "It returns `a` plus `b`, capisce?"
-    assert asyncio.run(run(drop_unsupported=False)).text == answer
+    checked, unchecked = asyncio.run(run()), asyncio.run(run(drop_unsupported=False))
+    assert (checked.text, checked.dropped) == ("It returns `a` plus `b`, capisce?", 1)
+    assert (unchecked.text, unchecked.dropped) == (answer, 0)
 
 
 def test_a_worker_that_does_not_stream_gives_its_whole_answer_as_one_event():

@@ -376,3 +376,27 @@ def test_the_real_engine_honours_max_tokens_through_the_api(engine):
 
     cut = asyncio.run(main())
     assert cut.usage.completion_tokens == 6 and [c.finish_reason for c in cut.choices] == ["length", "length"]
+
+
+def test_what_the_claim_post_check_dropped_travels_to_the_client_whole_and_streamed():
+    from mafioso.worker.engine import Generation
+
+    class Checked(FakeEngine):
+        def generate(self, requests, controls=None):
+            return [Generation(text="It adds, pal.", tokens=3, finished=True, dropped=2) for _ in requests]
+
+    cfg = worker_config()
+
+    async def main():
+        worker = Worker(Checked(), cfg)
+        async with serving(worker, cfg) as url:
+            async with aiohttp.ClientSession() as http, http.post(f"{url}/v1/explain", json={"code": "x = 1"}) as r:
+                body = await r.json()
+            async with WorkerClient(url) as client:
+                whole = await client.explain("x = 1")
+                events = [event async for event in await client.stream("x = 1")]
+        await worker.stop()
+        return body, whole, events[-1].answer
+
+    body, whole, streamed = asyncio.run(main())
+    assert body["dropped"] == whole.dropped == streamed.dropped == 2
