@@ -180,24 +180,23 @@ def name_roles(code: str) -> NameRoles | None:
         return None
     own = {node.name for node in ast.walk(tree) if isinstance(node, _DEFS)}
     looped, called, callable_ = set(), set(), set(own)
+    hands_back: dict[str, bool] = {}  # per function name: does any def of it hand back a value
     for node in ast.walk(tree):
         if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
             looped |= _names_in(node.target) | _names_in(node.iter)
         elif isinstance(node, ast.Call):
-            called.add(_last_name(node.func))
-            if _last_name(node.func) not in own:
+            called.add(function := _last_name(node.func))
+            if function not in own:
                 arguments = (*node.args, *(keyword.value for keyword in node.keywords))
                 callable_ |= {name for argument in arguments if (name := _last_name(argument))}
         elif isinstance(node, _DEFS):
             callable_ |= set().union(*(_names_in(decorator) for decorator in node.decorator_list))
+            if not isinstance(node, ast.ClassDef):
+                hands_back[node.name] = hands_back.get(node.name, False) or _hands_back(node)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             callable_ |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
         elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda):
             callable_ |= set().union(*(_names_in(target) for target in node.targets))
-    hands_back: dict[str, bool] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            hands_back[node.name] = hands_back.get(node.name, False) or _hands_back(node)
     valueless = frozenset(name for name, value in hands_back.items() if not value)
     return NameRoles(frozenset(looped), frozenset(called - {""}), frozenset(callable_), _kinds(tree), valueless)
 
@@ -219,7 +218,7 @@ def _kinds(tree: ast.Module) -> dict[str, str]:
     call's result, a parameter, a loop) has no kind here."""
     bound: dict[str, set[str | None]] = {}
     for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        if isinstance(node, _DEFS):
             kind = "class" if isinstance(node, ast.ClassDef) else "function"
             bound.setdefault(node.name, set()).add(kind)
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
