@@ -4,8 +4,9 @@
 
 For a change to :mod:`mafioso.core.claims` (a new kind of claim, a narrower phrase): each EVAL_DIR's
 ``predictions.jsonl`` holds the model's answers, what the post-check served and the claims found then. The
-static claims (invented names, false concepts, false roles) are found again on the model's text and the post-check is applied
-again; the false outputs recorded then are kept (they need a sandboxed run, and the model's text is the same).
+static claims (invented names, false concepts, false roles) are found again on the model's text and the
+post-check is applied again; the false outputs recorded then are kept (they need a sandboxed run, and the
+model's text is the same).
 Prints ``grounded`` and ``grounded_model`` as recorded and as re-scored, and every answer whose claims changed,
 to be read by hand. The files are not rewritten.
 """

@@ -215,7 +215,8 @@ class WorkerConfig:
                                  "faster per token, see docs/BENCHMARKS.md)", default=True)
     compile_scope: str = _help("what compile_decode compiles: step (the whole decode step as one graph, the "
                                "fastest per token; minutes at a first start, less on a restart: docs/BENCHMARKS.md) or "
-                               "layer (each layer once: about half the compile work; a step ~5 percent slower)", default="step")
+                               "layer (each layer once: about half the compile work; a step ~5 percent slower)",
+                               default="step")
     max_batch_size: int = _help("most requests decoded together", default=64)
     queue_size: int = _help("most requests waiting; more are refused as busy", default=256)
     request_timeout: float = _help("seconds before a request gives up", default=120.0)

@@ -14,7 +14,7 @@ from mafioso.prompts import persona as find_persona
 #: The scores a card shows, in order, with the direction that is better and what they measure.
 CARD_METRICS = (
     ("grounded", "↑", "served answers with no claim the code contradicts (invented names, constructs it "
-                      "lacks or has but denies, loops and calls it does not make, printed values it does not print)"),
+                      "lacks or has but denies, its names in roles it never gives them, printed values it does not print)"),
     ("grounded_model", "↑", "the same, for the model's answers before the claim post-check drops such sentences"),
     ("identifier_recall", "↑", "the code's own names the answer mentions"),
     ("persona_rate", "↑", "answers in the persona's voice (its markers)"),

@@ -1,5 +1,5 @@
-"""Static checks of an answer's claims against its code: names it invents, constructs the code lacks, loops and
-calls the code does not make.
+"""Static checks of an answer's claims against its code: names it invents, constructs the code lacks, and its
+names put in roles the code never gives them (loops, calls, returns, kinds).
 
 They read text and syntax trees only, never run anything, so the worker's post-check can use them on chat input;
 ``mafioso eval`` adds the third check, printed values, from a sandboxed run (:mod:`mafioso.trainer.grounding`).

@@ -8,8 +8,10 @@
   and :func:`mafioso.prompts.facts.code_features` says the code has no such construct; or, marked
   ``"denied": True``, it plainly denies one the code has ("the function never recurses" of a recursive one),
   for the constructs whose denial the syntax tree can settle (``Concept.denial``);
-* ``false role`` - the answer says the code loops with a name or calls a name of its own that no loop and no
-  call uses so ("it loops `seen` through `set`", "it calls `base`" of a number; :mod:`mafioso.core.claims.roles`);
+* ``false role`` - the answer puts a name of the code in a role the code never gives it: a loop or a call that
+  uses no such name ("it loops `seen` through `set`", "it calls `base`" of a number), a value returned by a
+  function that returns none, or a kind the name is never bound as ("`teams` is a dict" of a list;
+  :mod:`mafioso.core.claims.roles`);
 * ``false output`` - a value the answer says is printed (a quoted string, a number, a list/dict/tuple
   literal after "prints", "outputs", "so you get", ...) that is not in what the code really printed.
 
