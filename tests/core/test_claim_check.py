@@ -31,7 +31,6 @@ def test_code_that_does_not_parse_loses_nothing():
     assert drop_unsupported("WITH RECURSIVE t AS (SELECT 1) SELECT * FROM t", answer) == (answer, 0)
 
 
-
 def test_a_sentence_longer_than_a_claims_quote_is_dropped_too():
     long = ("`factorial` is a recursive racket that starts `result` at one, multiplies it by every `i` from two up "
             "to `n` in a plain loop, one after the other like a crew counting the take at the end of a long night, "
