@@ -29,7 +29,9 @@ def drop_unsupported(code: str, text: str) -> tuple[str, int]:
     parts = sentences(text)
     flagged: set[str] = set()
     remaining = text
-    for _ in range(2):  # a name is reported once per answer: a second pass finds its next sentence
+    # a check reports a claim once per answer: each pass finds its next sentence, until none is left (a pass
+    # that finds something drops a sentence, so there are at most as many passes as sentences)
+    for _ in range(len(parts) + 1):
         claims = static_claims(code, remaining)
         new = {claim["text"].strip() for claim in claims} - flagged
         if not new:

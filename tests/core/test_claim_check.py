@@ -26,6 +26,14 @@ def test_an_invented_name_is_dropped_in_every_sentence_it_appears():
     assert dropped == 2 and text == "It returns `result`."
 
 
+def test_a_false_claim_made_in_three_sentences_is_dropped_from_each():
+    """The checks report a claim once per answer; the post-check asks again until no sentence is left with one."""
+    answer = ("`factorial` is a recursive racket, pal. It recurses down to one. Then the recursion unwinds. "
+              "It returns `result`.")
+    text, dropped = drop_unsupported(LOOP, answer)
+    assert dropped == 3 and text == "It returns `result`."
+
+
 def test_code_that_does_not_parse_loses_nothing():
     answer = "This ain't Python, pal, it's SQL: a recursive query."
     assert drop_unsupported("WITH RECURSIVE t AS (SELECT 1) SELECT * FROM t", answer) == (answer, 0)
