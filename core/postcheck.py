@@ -28,7 +28,17 @@ def _scrub_line(line: str) -> str | None:
     prose = _BACKTICK.sub("", line)
     if contains_code(prose):
         return None  # the line itself is code, not prose quoting code
-    return _BACKTICK.sub(lambda m: "that bit of code" if contains_code(m.group(0)) else m.group(0), line)
+    return _BACKTICK.sub(lambda m: _stand_in(m, line), line)
+
+
+def _stand_in(span: re.Match, line: str) -> str:
+    """What a code span of ``line`` becomes: itself when it is not code, else "that bit of code", with a space on
+    each side that touches a word (an answer with unbalanced backticks pairs them across words: "`idx`max`x =
+    1`fees`" must not read "maxthat bit of codefees")."""
+    if not contains_code(span.group(0)):
+        return span.group(0)
+    before, after = line[span.start() - 1:span.start()], line[span.end():span.end() + 1]
+    return f"{' ' if before.isalnum() else ''}that bit of code{' ' if after.isalnum() else ''}"
 
 
 def scrub(text: str, persona: str | None = None) -> tuple[str, bool]:

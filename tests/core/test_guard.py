@@ -81,3 +81,11 @@ def test_chat_message_split_is_linear():
     for message in ("`" * 100_000, "```" * 33_000 + "\n", "~~~\n" + "`" * 100_000, "```\n" * 30_000):
         split_fence(message)
     assert time.perf_counter() - started < 1.0  # the quadratic split took 14 s on a full-size body
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("It keeps `idx`max`x = y + 1`fees` here.", "It keeps `idx`max that bit of code fees` here."),
+    ("It calls `total = sum(xs)`, pal.", "It calls that bit of code, pal."),  # no word beside it: no space added
+])
+def test_a_scrubbed_span_never_glues_the_words_beside_it(text, expected):
+    assert scrub(text) == (expected, True)
