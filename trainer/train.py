@@ -10,8 +10,9 @@ path runs on the CPU: bitsandbytes NF4 with fp32 compute, plain AdamW, no mixed 
 into sequences of ``max_length`` tokens without padding: TRL's padding-free batches carry each row's own
 ``position_ids``, from which transformers builds a block-diagonal mask for sdpa and eager attention, so no row
 attends to another (tests/trainer/test_fast_recipe.py holds the loss of a packed batch to that of its rows).
-Both recipes put the loss on the answer only, and TRL's fused LM head scores the tokens in chunks without
-building Gemma's 262k-vocabulary logits. bench/bench_train.py measures the two in one run.
+Both recipes put the loss on the answer only, and TRL's fused LM head scores the answer's tokens in chunks without
+building Gemma's 262k-vocabulary logits (on the CPU too: :func:`_score_answers_only`). bench/bench_train.py
+measures the two in one run.
 
 Checkpoints go to ``<output>.work/`` so ``--resume`` can pick up an interrupted run; the finished adapter is
 written to a temporary folder and renamed into place, so ``<output>`` is either the previous adapter or the
@@ -77,6 +78,7 @@ def load_splits(cfg: TrainConfig) -> tuple[list[Sample], list[Sample]]:
 
 
 def _device_settings(cfg: TrainConfig, cuda: bool) -> tuple[dict, object]:
+    """The trainer's device arguments and the compute dtype: bf16 on CUDA, fp32 on a CPU."""
     import torch
 
     if cfg.liger_kernel and not cuda:
@@ -90,9 +92,33 @@ def _device_settings(cfg: TrainConfig, cuda: bool) -> tuple[dict, object]:
                  "bf16", cfg.optim, cfg.attn_implementation, ", packed rows" if cfg.packing else "",
                  ", Liger kernels" if cfg.liger_kernel else "")
         return {"bf16": True, "tf32": True, "optim": cfg.optim, "use_liger_kernel": cfg.liger_kernel}, torch.bfloat16
-    log.warning("no CUDA GPU: training on the CPU (fp32 compute, adamw_torch, no mixed precision); "
-                "expect minutes for the tiny test model and hours for the real one")
+    _score_answers_only()
+    log.warning("no CUDA GPU: training on the CPU (fp32 compute, adamw_torch, no mixed precision); expect minutes "
+                "for the tiny test model and about an hour per epoch of the shipped data for the real one")
     return {"use_cpu": True, "optim": "adamw_torch"}, torch.float32
+
+
+def _score_answers_only() -> None:
+    """Let TRL's chunked LM head score only the positions that carry a label on the CPU too.
+
+    SFTTrainer's loss projects the hidden states through the LM head in chunks (``add_fused_lm_head``). On Triton
+    devices it takes only the positions with a label; elsewhere every position, because a varying count would
+    recompile the graphs of a device such as Neuron. A CPU runs eagerly and compiles nothing, and most positions of
+    a row are its prompt (the loss is on the answer): scoring only the answer's made a CPU training step of Gemma 3
+    270M, whose LM head is 262,144 rows, 2.4-2.9x faster (docs/BENCHMARKS.md). The loss and its gradients are the same
+    (tests/trainer/test_cpu_training.py). TRL decides it by ``trl.trainer.utils._use_triton``, a private name: where
+    a TRL release has none, this does nothing and the test fails."""
+    from trl.trainer import utils
+
+    decide = getattr(utils, "_use_triton", None)
+    if decide is None or getattr(decide, "cpu_too", False):
+        return
+
+    def compact(device) -> bool:
+        return device.type == "cpu" or decide(device)
+
+    compact.cpu_too = True
+    utils._use_triton = compact
 
 
 def _last_checkpoint(folder: Path) -> str | None:
