@@ -104,10 +104,11 @@ def _score_answers_only() -> None:
     SFTTrainer's loss projects the hidden states through the LM head in chunks (``add_fused_lm_head``). On Triton
     devices it takes only the positions with a label; elsewhere every position, because a varying count would
     recompile the graphs of a device such as Neuron. A CPU runs eagerly and compiles nothing, and most positions of
-    a row are its prompt (the loss is on the answer): scoring only the answer's made a CPU training step of Gemma 3
-    270M, whose LM head is 262,144 rows, 2.4-2.9x faster (docs/BENCHMARKS.md). The loss and its gradients are the same
-    (tests/trainer/test_cpu_training.py). TRL decides it by ``trl.trainer.utils._use_triton``, a private name: where
-    a TRL release has none, this does nothing and the test fails."""
+    a row are its prompt (the loss is on the answer, about a quarter of the shipped rows' tokens): scoring only the
+    answer's trains Gemma 3 270M, whose LM head is 262,144 rows, 2.2x faster on 2 cores (docs/BENCHMARKS.md). The
+    loss and its gradients are the same (tests/trainer/test_cpu_training.py). TRL decides it by
+    ``trl.trainer.utils._use_triton``, a private name: where a TRL release has none, this does nothing and the test
+    fails."""
     from trl.trainer import utils
 
     decide = getattr(utils, "_use_triton", None)
