@@ -78,8 +78,9 @@ async def _print_as_written(explainer, code: str, request: str | None, stream: b
         return answer
     printed = ""
     async for text, answer in answer_texts(explainer, code, request):
-        if not text.startswith(printed):  # the final check changed what was printed
-            print(f"\nmafioso: the final check changed the answer; the whole of it:", file=sys.stderr, flush=True)
+        if not text.startswith(printed):  # the final check changed what was printed: end that line, then all of it
+            print(flush=True)
+            print("mafioso: the final check changed the answer; the whole of it:", file=sys.stderr, flush=True)
             printed = ""
         print(text[len(printed):], end="" if answer is None else "\n", flush=True)
         printed = text

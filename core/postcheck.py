@@ -13,7 +13,7 @@ import re
 
 from mafioso import prompts
 from mafioso.core.fences import without_fences
-from mafioso.core.text_checks import contains_code
+from mafioso.core.text_checks import contains_code, sentences
 from mafioso.prompts.lines import line
 
 __all__ = ["finish", "scrub"]
@@ -22,13 +22,18 @@ _BACKTICK = re.compile(r"`([^`\n]+)`")
 
 
 def _scrub_line(line: str) -> str | None:
-    """The line without its code: None for a line of code, code spans in prose replaced."""
+    """The line without its code: None for a line of code, code spans in prose replaced. A line of several
+    sentences that starts as prose loses only its sentences of code: a model writes a whole answer on one line,
+    and one sentence with a stray fence mark ("builds the list ````list`") must not take the rest with it."""
     if not contains_code(line):
         return line
-    prose = _BACKTICK.sub("", line)
-    if contains_code(prose):
-        return None  # the line itself is code, not prose quoting code
-    return _BACKTICK.sub(lambda m: _stand_in(m, line), line)
+    if not contains_code(_BACKTICK.sub("", line)):  # prose quoting code
+        return _BACKTICK.sub(lambda m: _stand_in(m, line), line)
+    parts = sentences(line)
+    if len(parts) < 2 or contains_code(_BACKTICK.sub("", parts[0])):
+        return None  # the line itself is code (a string with ". " in it splits a code line too)
+    kept = [scrubbed for part in parts if (scrubbed := _scrub_line(part)) is not None]
+    return " ".join(kept)
 
 
 def _stand_in(span: re.Match, line: str) -> str:

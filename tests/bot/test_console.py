@@ -142,3 +142,25 @@ def test_prints_the_answer_as_it_is_written_through_a_worker_and_whole_with_no_s
     writes.clear()
     assert asyncio.run(run("--no-stream")) == 0
     assert [text for _, text in writes if text.strip()] == [f"explained {code}"]
+
+
+def test_an_answer_the_final_check_changed_is_printed_whole_on_a_line_of_its_own(capsys):
+    """Text already printed cannot be taken back: stdout ends that line and prints the whole final answer, stderr
+    says why."""
+    from mafioso.bot.console import _print_as_written
+    from mafioso.core.explanation import Explanation
+    from mafioso.worker.service import StreamEvent
+
+    final = Explanation("That one I keep off the record, pal.", tokens=9, latency_s=0.1, finished=True)
+
+    class Replacing:
+        async def stream(self, code, request):
+            async def events():
+                yield StreamEvent("It prints hi. ")
+                yield StreamEvent(final.text, final, replaced=True)
+            return events()
+
+    assert asyncio.run(_print_as_written(Replacing(), "print('hi')", None, stream=True)) is final
+    out, err = capsys.readouterr()
+    assert out == "It prints hi. \nThat one I keep off the record, pal.\n"
+    assert "the final check changed the answer" in err

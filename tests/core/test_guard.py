@@ -89,3 +89,20 @@ def test_chat_message_split_is_linear():
 ])
 def test_a_scrubbed_span_never_glues_the_words_beside_it(text, expected):
     assert scrub(text) == (expected, True)
+
+
+def test_a_sentence_of_code_in_a_one_line_answer_takes_only_itself():
+    """A whole answer on one line; one sentence has a stray fence mark (read in the shipped Gemma's answer to
+    `print("hi")`, which was served as the off-the-record line before)."""
+    text = ("It prints 'hi' once, kid. The `print` call takes the string `hi`. Then it builds the list ````list`, "
+            "`a` `b`. Nobody runs this restaurant, capisce?")
+    assert scrub(text) == ("It prints 'hi' once, kid. The `print` call takes the string `hi`. Nobody runs this "
+                           "restaurant, capisce?", True)
+
+
+@pytest.mark.parametrize("line", [
+    'msg = "Done. Next one"',  # a code line a sentence split cuts in two: dropped whole
+    "print('Ready. Set.') and more",
+])
+def test_a_line_of_code_with_a_full_stop_inside_is_still_dropped_whole(line):
+    assert scrub(f"It greets, pal.\n{line}\nCapisce?") == ("It greets, pal.\nCapisce?", True)
