@@ -24,7 +24,7 @@ from functools import lru_cache
 from itertools import islice
 
 __all__ = ["FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "FEATURES", "NameRoles", "call_features", "code_features",
-           "definition_features", "facts_sheet", "name_roles", "parse"]
+           "definition_features", "facts_sheet", "name_roles", "parse", "session_record"]
 
 #: Every feature name :func:`code_features` can report.
 FEATURES = frozenset({
@@ -59,12 +59,54 @@ _PATH_SAVES = ("torch.save", "np.save", "numpy.save", "np.savez", "numpy.savez",
 
 
 def parse(code: str) -> ast.Module | None:
-    """The syntax tree of ``code``, or None when it is not parseable as Python."""
+    """The syntax tree of ``code`` as a reader takes it, or None when it is not parseable as Python: the code as
+    it is, else dedented (a method or block pasted with its indentation), else the statements of an interactive
+    session (``>>>`` and ``...`` lines without their prompts; the echoed values and tracebacks are not code)."""
     return _parse(code)[0]
 
 
+_SESSION = re.compile(r">>>(?: |$)", re.MULTILINE)
+
+
 def _parse(code: str) -> tuple[ast.Module | None, str]:
-    """The tree, or None and why not (a short hint for the facts sheet)."""
+    """The tree (:func:`parse`), or None and why the code as it is does not parse (a hint for the facts sheet)."""
+    tree, why = _parse_text(code)
+    if tree is None and code[:1] in " \t":
+        tree = _parse_text(textwrap.dedent(code))[0]
+    if tree is None and _SESSION.match(code.lstrip()):
+        tree = _parse_text(_session_source(code))[0]
+    return tree, "" if tree is not None else why
+
+
+def _typed(line: str) -> bool:
+    """Whether a line of an interactive session is typed in (after a ``>>>`` or ``...`` prompt)."""
+    return line.startswith((">>> ", "... ")) or line in (">>>", "...")
+
+
+def _session_source(code: str) -> str:
+    """The statements typed into an interactive session: its ``>>>`` and ``...`` lines without the prompts."""
+    return "\n".join(line[4:] for line in code.splitlines() if _typed(line))
+
+
+_RAISED = re.compile(r"([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt))(?::|$)")
+
+
+def session_record(code: str) -> tuple[str, str | None] | None:
+    """What an interactive session pasted as code shows besides its statements, as a run would: the lines it
+    echoed (values, tracebacks) and the exception its last traceback ends with (None when none); None when the
+    code is not a session. Nothing is run: the paste is its own record."""
+    if not _SESSION.match(code.lstrip()):
+        return None
+    shown = [line for line in code.splitlines() if not _typed(line)]
+    tracebacks = [i for i, line in enumerate(shown) if line.startswith("Traceback (most recent call last)")]
+    raised = None
+    if tracebacks:
+        raised = next((m.group(1) for line in shown[tracebacks[-1] + 1:] if (m := _RAISED.match(line))), None)
+    return "\n".join(shown), raised
+
+
+def _parse_text(code: str) -> tuple[ast.Module | None, str]:
+    """The tree of exactly ``code``, or None and why not."""
     try:
         return ast.parse(code), ""
     except SyntaxError as exc:
@@ -707,8 +749,6 @@ def facts_sheet(code: str, conditions: bool = True) -> str:
     (deterministic: the same code always gets the same sheet). ``conditions=False`` writes prompt format 1's
     sheet: no conditions, no loop variables, no arguments of top-level calls."""
     tree, why = _parse(code)
-    if tree is None and code[:1] in " \t":  # a method or block pasted with its indentation
-        tree = parse(textwrap.dedent(code))
     if tree is None:
         return f"- not parseable as Python ({why})"
     absent = [line for line in [_absent_line(tree)] if line]

@@ -46,3 +46,15 @@ def test_a_sentence_longer_than_a_claims_quote_is_dropped_too():
     assert len(long) > 200  # a claim quotes its sentence's first 200 characters
     text, dropped = drop_unsupported(LOOP, long + " Capisce?")
     assert dropped == 1 and text == "Capisce?"
+
+
+def test_an_interactive_session_is_checked_against_its_statements_and_its_own_record():
+    """A ``>>>`` paste was read as not Python, so nothing was checked: "the list comprehension walks `nums`" was
+    served for a session with no comprehension. Its traceback supports "raises", as a run's would."""
+    session = (">>> nums = [3, 1, 2]\n>>> sorted(nums)\n[1, 2, 3]\n>>> nums[5]\nTraceback (most recent call last):\n"
+               "  File \"<stdin>\", line 1, in <module>\nIndexError: list index out of range\n")
+    answer = ("`sorted` hands back a new list, pal. The list comprehension walks `nums` and keeps three items. "
+              "Index 5 raises IndexError.")
+    assert drop_unsupported(session, answer) == ("`sorted` hands back a new list, pal. Index 5 raises IndexError.", 1)
+    quiet = ">>> nums = [3, 1, 2]\n>>> sorted(nums)\n[1, 2, 3]\n"  # no traceback: nothing raised
+    assert drop_unsupported(quiet, "Sorting never fails, but `sorted` raises a TypeError here.")[1] == 1

@@ -5,7 +5,8 @@ import time
 import pytest
 
 from mafioso.prompts import SECTION_MARKER
-from mafioso.prompts.facts import FACTS_MAX_CHARS, FACTS_MAX_TOKENS, _cost, facts_sheet
+from mafioso.prompts.facts import (FACTS_MAX_CHARS, FACTS_MAX_TOKENS, _cost, code_features, facts_sheet,
+                                   session_record)
 
 
 def lines_of(code: str) -> list[str]:
@@ -114,8 +115,27 @@ def test_not_python_says_so_with_the_line():
 
 
 def test_an_indented_method_paste_is_read_as_python():
-    assert lines_of("    def total(self):\n        return sum(self.items)")[0] == \
-        "- def total(self): returns sum(self.items)"
+    code = "    def total(self):\n        return sum(self.items)"
+    assert lines_of(code)[0] == "- def total(self): returns sum(self.items)"
+    assert "return" in code_features(code)  # the checks read the paste as the sheet does
+
+
+SESSION = (">>> nums = [3, 1, 2]\n>>> def first(xs):\n...     return sorted(xs)[0]\n...\n>>> first(nums)\n1\n"
+           ">>> nums[5]\nTraceback (most recent call last):\n  File \"<stdin>\", line 1, in <module>\n"
+           "IndexError: list index out of range\n")
+
+
+def test_an_interactive_session_is_read_as_its_statements():
+    assert lines_of(SESSION)[:2] == ["- def first(xs): returns sorted(xs)[0]",
+                                     "- top level: sets nums; calls first(nums)"]
+    assert code_features(SESSION) == frozenset({"sort", "return"})  # echoes and tracebacks are not code
+
+
+def test_a_session_is_its_own_record_of_what_it_showed_and_raised():
+    shown, raised = session_record(SESSION)
+    assert shown.splitlines()[0] == "1" and raised == "IndexError"
+    assert session_record(">>> 1 + 1\n2\n") == ("2", None)
+    assert session_record("x = 1\n") is None and session_record("print('>>> not a session')") is None
 
 
 def test_deterministic_and_never_a_section_marker():
