@@ -24,7 +24,7 @@ from functools import lru_cache
 from itertools import islice
 
 __all__ = ["FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "FEATURES", "NameRoles", "call_features", "code_features",
-           "definition_features", "facts_sheet", "name_roles", "parse", "session_record"]
+           "definition_features", "facts_sheet", "name_roles", "parse", "run_record"]
 
 #: Every feature name :func:`code_features` can report.
 FEATURES = frozenset({
@@ -60,12 +60,9 @@ _PATH_SAVES = ("torch.save", "np.save", "numpy.save", "np.savez", "numpy.savez",
 
 def parse(code: str) -> ast.Module | None:
     """The syntax tree of ``code`` as a reader takes it, or None when it is not parseable as Python: the code as
-    it is, else dedented (a method or block pasted with its indentation), else the statements of an interactive
-    session (``>>>`` and ``...`` lines without their prompts; the echoed values and tracebacks are not code)."""
+    it is, else dedented (a method or block pasted with its indentation), else the code of a pasted run
+    (:func:`_split_run`: an interactive session, or code followed by what it printed and its traceback)."""
     return _parse(code)[0]
-
-
-_SESSION = re.compile(r">>>(?: |$)", re.MULTILINE)
 
 
 def _parse(code: str) -> tuple[ast.Module | None, str]:
@@ -73,9 +70,15 @@ def _parse(code: str) -> tuple[ast.Module | None, str]:
     tree, why = _parse_text(code)
     if tree is None and code[:1] in " \t":
         tree = _parse_text(textwrap.dedent(code))[0]
-    if tree is None and _SESSION.match(code.lstrip()):
-        tree = _parse_text(_session_source(code))[0]
+    if tree is None and (run := _split_run(code)) is not None:
+        tree = _parse_text(run[0])[0]
     return tree, "" if tree is not None else why
+
+
+_SESSION = re.compile(r">>>(?: |$)")
+_TRACEBACK = "Traceback (most recent call last)"
+_OUTPUT_LINES = 20  # printed lines a pasted run may show between its code and its traceback
+_RAISED = re.compile(r"([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt))(?::|$)")
 
 
 def _typed(line: str) -> bool:
@@ -83,26 +86,36 @@ def _typed(line: str) -> bool:
     return line.startswith((">>> ", "... ")) or line in (">>>", "...")
 
 
-def _session_source(code: str) -> str:
-    """The statements typed into an interactive session: its ``>>>`` and ``...`` lines without the prompts."""
-    return "\n".join(line[4:] for line in code.splitlines() if _typed(line))
+@lru_cache(maxsize=32)  # every check of one answer reads the same paste
+def _split_run(code: str) -> tuple[str, str] | None:
+    """``(code, what its run showed)`` of a paste that does not parse as it is: an interactive session (its
+    ``>>>`` and ``...`` lines without the prompts, and the lines it echoed), or code followed by what it
+    printed and a traceback (the longest start before the traceback that parses, at most
+    :data:`_OUTPUT_LINES` lines before it); None for anything else."""
+    lines = code.splitlines()
+    if _SESSION.match(code.lstrip()):
+        return "\n".join(line[4:] for line in lines if _typed(line)), "\n".join(l for l in lines if not _typed(l))
+    start = next((i for i, line in enumerate(lines) if line.startswith(_TRACEBACK)), 0)
+    for end in range(start, max(start - _OUTPUT_LINES, 0), -1):
+        source = "\n".join(lines[:end])
+        if source.strip() and _parse_text(source)[0] is not None:
+            return source, "\n".join(lines[end:])
+    return None
 
 
-_RAISED = re.compile(r"([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt))(?::|$)")
-
-
-def session_record(code: str) -> tuple[str, str | None] | None:
-    """What an interactive session pasted as code shows besides its statements, as a run would: the lines it
-    echoed (values, tracebacks) and the exception its last traceback ends with (None when none); None when the
-    code is not a session. Nothing is run: the paste is its own record."""
-    if not _SESSION.match(code.lstrip()):
+def run_record(code: str) -> tuple[str, str | None] | None:
+    """What a pasted run shows beside its code, as a run of it would: the lines it printed or echoed, and the
+    exception its last traceback ends with (None when none); None when the code is not a pasted run (it parses
+    as it is, or no reading finds code in it). Nothing is run: the paste is its own record."""
+    if _parse_text(code)[0] is not None or (run := _split_run(code)) is None:
         return None
-    shown = [line for line in code.splitlines() if not _typed(line)]
-    tracebacks = [i for i, line in enumerate(shown) if line.startswith("Traceback (most recent call last)")]
+    shown = run[1].splitlines()
+    tracebacks = [i for i, line in enumerate(shown) if line.startswith(_TRACEBACK)]
     raised = None
     if tracebacks:
-        raised = next((m.group(1) for line in shown[tracebacks[-1] + 1:] if (m := _RAISED.match(line))), None)
-    return "\n".join(shown), raised
+        raised = next((m.group(1) for line in reversed(shown[tracebacks[-1] + 1:]) if (m := _RAISED.match(line))),
+                      None)
+    return run[1], raised
 
 
 def _parse_text(code: str) -> tuple[ast.Module | None, str]:
@@ -746,12 +759,15 @@ def _fit(lines: list[str], tail: list[str]) -> str:
 @lru_cache(maxsize=64)  # the worker renders a prompt twice per request: to check its length, then to run it
 def facts_sheet(code: str, conditions: bool = True) -> str:
     """Facts about ``code`` read from its syntax tree, one per line, within FACTS_MAX_CHARS and FACTS_MAX_TOKENS
-    (deterministic: the same code always gets the same sheet). ``conditions=False`` writes prompt format 1's
+    (deterministic: the same code always gets the same sheet); a pasted run's code (:func:`parse`) also gets the
+    exception its traceback ends in. ``conditions=False`` writes prompt format 1's
     sheet: no conditions, no loop variables, no arguments of top-level calls."""
     tree, why = _parse(code)
     if tree is None:
         return f"- not parseable as Python ({why})"
-    absent = [line for line in [_absent_line(tree)] if line]
+    record = run_record(code)
+    ran = [f"- pasted with its run, whose traceback ends in {record[1]}"] if record and record[1] else []
+    absent = ran + [line for line in [_absent_line(tree)] if line]
     if code.count("\n") < OUTLINE_LINES:
         full = _definition_lines(tree, False, conditions) + [_top_level_line(tree, conditions)] + absent
         text = "\n".join(full)

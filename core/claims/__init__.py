@@ -8,7 +8,7 @@ They read text and syntax trees only, never run anything, so the worker's post-c
 from mafioso.core.claims.concepts import CONCEPTS, Concept, false_concepts
 from mafioso.core.claims.names import invented_names
 from mafioso.core.claims.roles import false_roles
-from mafioso.prompts.facts import session_record
+from mafioso.prompts.facts import run_record
 
 __all__ = ["CONCEPTS", "Concept", "claim_kind", "false_concepts", "false_roles", "invented_names", "static_claims"]
 
@@ -16,10 +16,11 @@ __all__ = ["CONCEPTS", "Concept", "claim_kind", "false_concepts", "false_roles",
 def static_claims(code: str, answer: str, output: str | None = None, raised: str | None = None) -> list[dict]:
     """The static claims of ``answer`` that ``code`` contradicts: invented names, false concepts (``output``
     and ``raised``, from a run of the code, support "prints" and "raises"; see :func:`false_concepts`), then
-    false roles (:func:`false_roles`). An interactive session pasted as code is its own run (running the paste
-    as a script only fails on its prompts): what it echoed and the exception its traceback names
-    (:func:`mafioso.prompts.facts.session_record`)."""
-    if (record := session_record(code)) is not None:
+    false roles (:func:`false_roles`). A pasted run (an interactive session, or code with what it printed and
+    its traceback) is its own record, as a run of it would be (running the paste as a script would only fail on
+    what is not code): what it showed and the exception its traceback names
+    (:func:`mafioso.prompts.facts.run_record`)."""
+    if (record := run_record(code)) is not None:
         output, raised = record
     return [*invented_names(code, answer, output), *false_concepts(code, answer, output, raised),
             *false_roles(code, answer)]

@@ -58,3 +58,10 @@ def test_an_interactive_session_is_checked_against_its_statements_and_its_own_re
     assert drop_unsupported(session, answer) == ("`sorted` hands back a new list, pal. Index 5 raises IndexError.", 1)
     quiet = ">>> nums = [3, 1, 2]\n>>> sorted(nums)\n[1, 2, 3]\n"  # no traceback: nothing raised
     assert drop_unsupported(quiet, "Sorting never fails, but `sorted` raises a TypeError here.")[1] == 1
+
+
+def test_code_pasted_with_its_traceback_is_checked_and_its_traceback_supports_raises():
+    pasted = ('settings = {"region": "us-east"}\nwait = settings["timeout"]\n\nTraceback (most recent call last):\n'
+              '  File "deploy.py", line 2, in <module>\nKeyError: \'timeout\'\n')
+    answer = "The lookup raises a KeyError, pal. The recursive call never ends. Add the key, capisce?"
+    assert drop_unsupported(pasted, answer) == ("The lookup raises a KeyError, pal. Add the key, capisce?", 1)

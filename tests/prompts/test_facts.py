@@ -6,7 +6,7 @@ import pytest
 
 from mafioso.prompts import SECTION_MARKER
 from mafioso.prompts.facts import (FACTS_MAX_CHARS, FACTS_MAX_TOKENS, _cost, code_features, facts_sheet,
-                                   session_record)
+                                   run_record)
 
 
 def lines_of(code: str) -> list[str]:
@@ -132,10 +132,10 @@ def test_an_interactive_session_is_read_as_its_statements():
 
 
 def test_a_session_is_its_own_record_of_what_it_showed_and_raised():
-    shown, raised = session_record(SESSION)
+    shown, raised = run_record(SESSION)
     assert shown.splitlines()[0] == "1" and raised == "IndexError"
-    assert session_record(">>> 1 + 1\n2\n") == ("2", None)
-    assert session_record("x = 1\n") is None and session_record("print('>>> not a session')") is None
+    assert run_record(">>> 1 + 1\n2\n") == ("2", None)
+    assert run_record("x = 1\n") is None and run_record("print('>>> not a session')") is None
 
 
 def test_deterministic_and_never_a_section_marker():
@@ -200,3 +200,24 @@ def test_prompt_format_1_writes_the_sheet_without_conditions_loop_variables_or_c
     assert facts_sheet(code) in render_prompt(code)
     with pytest.raises(ValueError, match="prompt format 3 is unknown"):
         render_prompt(code, prompt_format=3)
+
+
+RUN = ('settings = {"region": "us-east"}\nprint("deploying to", settings["region"])\nwait = settings["timeout"]\n\n'
+       'deploying to us-east\nTraceback (most recent call last):\n  File "deploy.py", line 3, in <module>\n'
+       '    wait = settings["timeout"]\nKeyError: \'timeout\'\n')
+
+
+def test_code_pasted_with_its_output_and_traceback_is_read_as_its_code():
+    assert lines_of(RUN) == [
+        "- top level: sets settings, wait; prints 'deploying to', settings['region']",
+        "- pasted with its run, whose traceback ends in KeyError",
+        "- not in the code: recursion, yield, async/await, files, network, exceptions"]
+    shown, raised = run_record(RUN)
+    assert shown.splitlines()[:2] == ["deploying to us-east", "Traceback (most recent call last):"]
+    assert raised == "KeyError"
+
+
+def test_a_traceback_inside_code_that_parses_is_no_pasted_run():
+    code = 'LOG = """Traceback (most recent call last):\nKeyError: 1"""\nprint(LOG)\n'
+    assert run_record(code) is None and "pasted with its run" not in facts_sheet(code)
+    assert run_record("just words\nTraceback (most recent call last):\nKeyError: 1") is None  # no code before
