@@ -10,18 +10,23 @@ from mafioso.core.claims.names import invented_names
 from mafioso.core.claims.roles import false_roles
 from mafioso.prompts.facts import run_record
 
-__all__ = ["CONCEPTS", "Concept", "claim_kind", "false_concepts", "false_roles", "invented_names", "static_claims"]
+__all__ = ["CONCEPTS", "Concept", "claim_kind", "false_concepts", "false_roles", "invented_names", "run_evidence",
+           "static_claims"]
+
+
+def run_evidence(code: str, output: str | None, raised: str | None) -> tuple[str | None, str | None]:
+    """What stands for a run of ``code``: a pasted run's own record (an interactive session, or code with what it
+    printed and its traceback: :func:`mafioso.prompts.facts.run_record`; running the paste as a script would only
+    fail on what is not code), else ``output`` and ``raised`` as given (a sandboxed run's, or None)."""
+    record = run_record(code)
+    return (output, raised) if record is None else record
 
 
 def static_claims(code: str, answer: str, output: str | None = None, raised: str | None = None) -> list[dict]:
     """The static claims of ``answer`` that ``code`` contradicts: invented names, false concepts (``output``
     and ``raised``, from a run of the code, support "prints" and "raises"; see :func:`false_concepts`), then
-    false roles (:func:`false_roles`). A pasted run (an interactive session, or code with what it printed and
-    its traceback) is its own record, as a run of it would be (running the paste as a script would only fail on
-    what is not code): what it showed and the exception its traceback names
-    (:func:`mafioso.prompts.facts.run_record`)."""
-    if (record := run_record(code)) is not None:
-        output, raised = record
+    false roles (:func:`false_roles`); a pasted run is its own record (:func:`run_evidence`)."""
+    output, raised = run_evidence(code, output, raised)
     return [*invented_names(code, answer, output), *false_concepts(code, answer, output, raised),
             *false_roles(code, answer)]
 

@@ -302,3 +302,11 @@ def test_an_echoed_facts_sheet_denial_line_is_not_a_claim():
     code = "def total(xs):\n    return sum(xs)\n"
     assert false_concepts(code, "- not in the code: recursion, yield, async/await, files, network") == []
     assert false_concepts(code, "It is recursive, pal.") != []  # the same words outside the line still count
+
+
+def test_a_pasted_session_is_its_own_record_for_printed_values():
+    """Running a ``>>>`` paste only fails on its prompts; what it echoed is what its statements show."""
+    session = ">>> words = ['ant', 'bee', 'ant']\n>>> sorted(set(words))\n['ant', 'bee']\n"
+    assert unsupported_claims(session, "It shows ['ant', 'bee'], pal.") == []
+    [claim] = unsupported_claims(session, "It prints ['ant', 'bee', 'ant'], pal.")
+    assert claim["kind"] == "false output"

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from mafioso.core.claims import CONCEPTS, Concept, false_concepts, invented_names, static_claims
+from mafioso.core.claims import CONCEPTS, Concept, false_concepts, invented_names, run_evidence, static_claims
 from mafioso.trainer.grounding.outputs import false_outputs
 
 __all__ = ["CONCEPTS", "KINDS", "Concept", "false_concepts", "false_outputs", "invented_names", "repeatable",
@@ -57,6 +57,7 @@ def unsupported_claims(code: str, answer: str, output: str | None = None, raised
     when it did not run cleanly) and ``raised`` the exception a failed run ended with."""
     if output is not None and not repeatable(code):
         output = None
+    output, raised = run_evidence(code, output, raised)
     return [*static_claims(code, answer, output, raised), *false_outputs(answer, output)]
 
 
