@@ -5,7 +5,7 @@ import time
 import pytest
 
 from mafioso.prompts import SECTION_MARKER
-from mafioso.prompts.facts import FACTS_MAX_CHARS, FACTS_MAX_TOKENS, _cost, facts_sheet
+from mafioso.prompts.facts import FACTS_MAX_CHARS, FACTS_MAX_TOKENS, _cost, facts_sheet, name_roles
 
 
 def lines_of(code: str) -> list[str]:
@@ -180,3 +180,15 @@ def test_prompt_format_1_writes_the_sheet_without_conditions_loop_variables_or_c
     assert facts_sheet(code) in render_prompt(code)
     with pytest.raises(ValueError, match="prompt format 3 is unknown"):
         render_prompt(code, prompt_format=3)
+
+
+def test_name_roles_knows_what_each_function_hands_back():
+    code = ("def total(xs):\n    result = sum(xs)\n    result += bonus\n    return result\n\n"
+            "def outer(a):\n    def inner(b):\n        return b\n    return 'done'\n\n"
+            "def gen(n):\n    yield n * 2\n\nshout = lambda s: s.upper()\nout = total([1])\nother = len([1])\n")
+    roles = name_roles(code)
+    assert roles.returns_of["total"] >= {"result", "sum", "xs", "bonus"}
+    assert roles.returns_of["outer"] == {"done"}  # its inner function's return is not its own
+    assert roles.returns_of["inner"] == {"b"} and roles.returns_of["gen"] == {"n"}
+    assert {"b", "s", "upper", "done", "xs"} <= roles.returned and "a" not in roles.returned
+    assert roles.received == {"out"}  # bound to what the code's own function hands back; `len` is not its own
