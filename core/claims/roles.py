@@ -70,6 +70,7 @@ _RELATIVE = re.compile(r"\b(?:which|that|who|whose|where|when|while|if|so|but|be
 # A test's check, not a claim about what the code returns: "checks that `action` returns `expected`".
 _CHECKED = re.compile(r"\b(?:checks?|checking|asserts?|asserting|tests?|testing|verif(?:y|ies)|ensures?|expects?|"
                       r"makes?\s+sure)\s+(?:that\s+)?$", re.IGNORECASE)
+_CHECK_WINDOW = 30  # characters before the claim searched for a check
 _LITERALS = frozenset({"True", "False", "None"})
 _INSTEAD_OF = re.compile(r"\binstead of\b", re.IGNORECASE)
 _THE_X = re.compile(r"\b(?:the|an?)\s+" + _ADJECTIVE + _NOUN + r"\s+`([A-Za-z_]\w*)`", re.IGNORECASE)
@@ -87,18 +88,20 @@ def _returned_names(sentence: str) -> list[tuple[re.Match, str | None, str]]:
     last part (``self.n`` is returned as ``n``)."""
     found = [(m, m.group(1), m.group(2)) for m in _RETURNS_NAME.finditer(sentence)]
     found += [(m, m.group(2), m.group(1)) for m in _NAME_RETURNED.finditer(sentence)]
-    return [(m, _who(sentence, who, m.start()), name.rsplit(".", 1)[-1]) for m, who, name in found
-            if not _CHECKED.search(sentence, 0, m.start())]
+    lead = _LEAD.match(sentence)
+    clause = _RELATIVE.search(sentence, lead.end()) if lead else None  # where the lead's own clause may end
+    lead_until = clause.start() if clause else len(sentence)
+    return [(m, _who(who, lead, m.start() <= lead_until), name.rsplit(".", 1)[-1]) for m, who, name in found
+            if not _CHECKED.search(sentence, max(0, m.start() - _CHECK_WINDOW), m.start())]
 
 
-def _who(sentence: str, word: str, start: int) -> str | None:
-    """The function said to hand a name back ("" for the code as a whole) from the word before the verb at
-    ``start``; "and returns" has the sentence's subject unless a clause of its own comes between."""
+def _who(word: str, lead: re.Match | None, in_lead_clause: bool) -> str | None:
+    """The function said to hand a name back ("" for the code as a whole) from the word before the verb; "and
+    returns" has the sentence's subject (``lead``) unless a clause of its own comes between."""
     if word.startswith("`"):
         return word.strip("`()")
     if word.lower() in ("and", "then", ","):
-        lead = _LEAD.match(sentence)
-        if lead is None or _RELATIVE.search(sentence, lead.end(), start):
+        if lead is None or not in_lead_clause:
             return None
         return lead.group(2).strip("`()") if lead.group(2) else ""
     return ""
