@@ -24,7 +24,7 @@ from functools import lru_cache
 from itertools import islice
 
 __all__ = ["FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "FEATURES", "NameRoles", "call_features", "code_features",
-           "definition_features", "facts_sheet", "name_roles", "parse", "run_record"]
+           "definition_features", "facts_sheet", "handed_back", "name_roles", "parse", "run_record"]
 
 #: Every feature name :func:`code_features` can report.
 FEATURES = frozenset({
@@ -219,13 +219,18 @@ class NameRoles:
     the kind of each name that is only ever one: "function" (a ``def``), "class", or a value kind ("dict",
     "list", "set", "tuple", "string", "number", "bool") when every binding is a literal or display of it; and
     the functions that never hand back a value (every ``def`` of the name: no ``return`` of a value but None,
-    no ``yield``)."""
+    no ``yield``); what each function hands back (:func:`handed_back`, over every ``def`` of the name) and what
+    any ``return``, ``yield`` or lambda of the code does; and the names bound to what a call of its own function
+    or class hands back (``gen = squares_gen(4)``)."""
 
     looped: frozenset[str]
     called: frozenset[str]
     callable: frozenset[str]
     kinds: dict[str, str]
     valueless: frozenset[str]
+    returns_of: dict[str, frozenset[str]]
+    returned: frozenset[str]
+    received: frozenset[str]
 
 
 def name_roles(code: str) -> NameRoles | None:
@@ -236,6 +241,9 @@ def name_roles(code: str) -> NameRoles | None:
     own = {node.name for node in ast.walk(tree) if isinstance(node, _DEFS)}
     looped, called, callable_ = set(), set(), set(own)
     hands_back: dict[str, bool] = {}  # per function name: does any def of it hand back a value
+    returns_of: dict[str, frozenset[str]] = {}  # per function name: the words of what its defs hand back
+    lambdas: set[str] = set()
+    received: set[str] = set()  # bound to what a call of the code's own hands back: "`f` hands back `gen`"
     for node in ast.walk(tree):
         if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
             looped |= _names_in(node.target) | _names_in(node.iter)
@@ -248,12 +256,55 @@ def name_roles(code: str) -> NameRoles | None:
             callable_ |= set().union(*(_names_in(decorator) for decorator in node.decorator_list))
             if not isinstance(node, ast.ClassDef):
                 hands_back[node.name] = hands_back.get(node.name, False) or _hands_back(node)
+                returns_of[node.name] = returns_of.get(node.name, frozenset()) | handed_back(node)
+        elif isinstance(node, ast.Lambda):
+            lambdas |= _words_in(node.body)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             callable_ |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
         elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda):
             callable_ |= set().union(*(_names_in(target) for target in node.targets))
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and _calls_own(node.value, own):
+            received |= set().union(*map(_names_in, node.targets if isinstance(node, ast.Assign) else [node.target]))
     valueless = frozenset(name for name, value in hands_back.items() if not value)
-    return NameRoles(frozenset(looped), frozenset(called - {""}), frozenset(callable_), _kinds(tree), valueless)
+    returned = frozenset(lambdas).union(*returns_of.values())
+    return NameRoles(frozenset(looped), frozenset(called - {""}), frozenset(callable_), _kinds(tree), valueless,
+                     returns_of, returned, frozenset(received))
+
+
+def _calls_own(value: ast.expr | None, own: set[str]) -> bool:
+    """True if ``value`` is a call (maybe awaited) of a function or class the code defines."""
+    value = value.value if isinstance(value, ast.Await) else value
+    return isinstance(value, ast.Call) and _last_name(value.func) in own
+
+
+def handed_back(function: ast.FunctionDef | ast.AsyncFunctionDef) -> frozenset[str]:
+    """The words of what the function's own body hands back: every name, attribute name and word of a string in
+    its ``return`` and ``yield`` values and its return annotation, and in what is assigned to a name it hands back
+    (``result = a / b`` then ``return result`` hands back ``a`` and ``b`` too)."""
+    words = _words_in(function.returns) if function.returns else set()
+    sources: dict[str, set[str]] = {}  # each name the function assigns: the words of what it assigns to it
+    for node in _own_nodes(function):
+        if isinstance(node, (ast.Return, ast.Yield, ast.YieldFrom)) and node.value is not None:
+            words |= _words_in(node.value)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.NamedExpr)) and node.value is not None:
+            value = _words_in(node.value)
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                for name in _names_in(target):
+                    sources.setdefault(name, set()).update(value)
+    stack = list(words)
+    while stack:  # each word is pushed once: linear in the function's size
+        for word in sources.get(stack.pop(), ()):
+            if word not in words:
+                words.add(word)
+                stack.append(word)
+    return frozenset(words)
+
+
+def _words_in(node: ast.AST) -> set[str]:
+    """Every name, attribute name and word of a string constant inside ``node``."""
+    strings = (child.value for child in ast.walk(node) if isinstance(child, ast.Constant)
+               and isinstance(child.value, str))
+    return _names_in(node) | {word for string in strings for word in re.findall(r"\w+", string)}
 
 
 def _hands_back(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:

@@ -6,7 +6,7 @@ import pytest
 
 from mafioso.prompts import SECTION_MARKER
 from mafioso.prompts.facts import (FACTS_MAX_CHARS, FACTS_MAX_TOKENS, _cost, code_features, facts_sheet,
-                                   run_record)
+                                   name_roles, run_record)
 
 
 def lines_of(code: str) -> list[str]:
@@ -221,3 +221,15 @@ def test_a_traceback_inside_code_that_parses_is_no_pasted_run():
     code = 'LOG = """Traceback (most recent call last):\nKeyError: 1"""\nprint(LOG)\n'
     assert run_record(code) is None and "pasted with its run" not in facts_sheet(code)
     assert run_record("just words\nTraceback (most recent call last):\nKeyError: 1") is None  # no code before
+
+
+def test_name_roles_knows_what_each_function_hands_back():
+    code = ("def total(xs):\n    result = sum(xs)\n    result += bonus\n    return result\n\n"
+            "def outer(a):\n    def inner(b):\n        return b\n    return 'done'\n\n"
+            "def gen(n):\n    yield n * 2\n\nshout = lambda s: s.upper()\nout = total([1])\nother = len([1])\n")
+    roles = name_roles(code)
+    assert roles.returns_of["total"] >= {"result", "sum", "xs", "bonus"}
+    assert roles.returns_of["outer"] == {"done"}  # its inner function's return is not its own
+    assert roles.returns_of["inner"] == {"b"} and roles.returns_of["gen"] == {"n"}
+    assert {"b", "s", "upper", "done", "xs"} <= roles.returned and "a" not in roles.returned
+    assert roles.received == {"out"}  # bound to what the code's own function hands back; `len` is not its own

@@ -10,7 +10,8 @@
   for the constructs whose denial the syntax tree can settle (``Concept.denial``);
 * ``false role`` - the answer puts a name of the code in a role the code never gives it: a loop or a call that
   uses no such name ("it loops `seen` through `set`", "it calls `base`" of a number), a value returned by a
-  function that returns none, or a kind the name is never bound as ("`teams` is a dict" of a list;
+  function that returns none, a name returned that no ``return`` hands back ("it returns `ZeroDivisionError`"
+  of code that catches it), or a kind the name is never bound as ("`teams` is a dict" of a list;
   :mod:`mafioso.core.claims.roles`);
 * ``false output`` - a value the answer says is printed (a quoted string, a number, a list/dict/tuple
   literal after "prints", "outputs", "so you get", ...) that is not in what the code really printed.

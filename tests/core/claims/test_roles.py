@@ -1,5 +1,6 @@
 """False roles: "it loops `seen` through `set`" of a name no loop uses, "it calls `base`" of a number the code
-only multiplies, are flagged; the roles the code gives its names, denials, advice and unparseable code pass."""
+only multiplies, "it returns `ZeroDivisionError`" of code that catches it, are flagged; the roles the code gives
+its names, denials, advice and unparseable code pass."""
 
 import json
 from pathlib import Path
@@ -25,6 +26,16 @@ FIZZ = ("def fizzbuzz(n):\n    for i in range(1, n + 1):\n        print('Fizz' i
 ROSTERS = ("teams = ['red', 'blue']\nrosters = dict.fromkeys(teams, [])\nlimit = 3\nlabel = 'crew'\n\n"
            "def mentions_cops(text):\n    return 'cops' in text\n\nclass Crew(dict):\n    size = 0\n")
 
+SAFE_DIV = ("def safe_div(a, b):\n    try:\n        return a / b\n    except ZeroDivisionError:\n"
+            "        return None\n\nprint(safe_div(1, 0))\n")
+PAIR = ("def total(xs):\n    result = sum(xs)\n    return result\n\ndef label(name):\n    return f'{name}!'\n\n"
+        "class Counter:\n    def bump(self):\n        self.n += 1\n        return self.n\n\n"
+        "def evens(limit):\n    n = 0\n    while n < limit:\n        yield n\n        n += 2\n")
+SQUARES = "def squares_gen(limit):\n    for n in range(limit):\n        yield n * n\n\ngen = squares_gen(4)\n"
+RETRY = ("def retry(times):\n    def decorator(func):\n        def wrapper(*args):\n            return func(*args)\n"
+         "        return wrapper\n    return decorator\n")
+TEST = "def double(x):\n    return 2 * x\n\ndef test_double(expected=4):\n    assert double(2) == expected\n"
+
 
 def roles(code, answer):
     return [c["claim"] for c in false_roles(code, answer)]
@@ -46,6 +57,15 @@ def roles(code, answer):
     (ROSTERS, "The nested dict `limit` caps the crew.", "limit is a dict"),
     (ROSTERS, "`Crew` is a function that counts heads.", "Crew is a function"),
     (ROSTERS, "`label` is a number, like the count of the family.", "label is a number"),
+    # a name the code has, said to be handed back where no return hands it back
+    (SAFE_DIV, "It takes `a` and divides by `b`, so dividing by zero raises `ZeroDivisionError`, which the "
+               "function returns instead of returning None.", "returns ZeroDivisionError"),
+    (SAFE_DIV, "`safe_div` hands back `ZeroDivisionError` when `b` is zero.", "safe_div returns ZeroDivisionError"),
+    (FIRST_DUP, "It returns `seen` once a repeat shows up.", "returns seen"),
+    (FIRST_DUP, "`first_duplicate` walks `items` and returns `seen` at the end.", "first_duplicate returns seen"),
+    (FIRST_DUP, "It fills `seen`, which the function gives back when it is done.", "returns seen"),
+    (PAIR, "`label` returns `xs` with a bang on it.", "label returns xs"),  # `total`'s, not `label`'s
+    (TEST, "Here `double` returns `expected` times two.", "double returns expected"),
 ])
 def test_a_planted_false_role_is_flagged(code, answer, claim):
     assert roles(code, answer) == [claim]
@@ -72,6 +92,21 @@ def test_a_planted_false_role_is_flagged(code, answer, claim):
     (ROSTERS, "`size` is a class attribute, one counter for the whole `Crew`."),  # "class" is not the head
     (ROSTERS, "`teams` is not a dict, it is a list."),  # a denial
     (ROSTERS, "`rosters` is a dict, and the dict `rosters` shares one list."),  # a call's result: no kind
+    (SAFE_DIV, "It returns `a` divided by `b`, or `None` when `b` is zero."),
+    (SAFE_DIV, "It catches `ZeroDivisionError` and returns None instead of returning `ZeroDivisionError`."),
+    (SAFE_DIV, "It never returns `ZeroDivisionError`, it catches it."),  # a denial
+    (SAFE_DIV, "It would be safer if it returns `ZeroDivisionError` to the caller."),  # advice
+    (FIRST_DUP, "It returns `item` the moment it shows up twice, which is what the function returns."),
+    (FIRST_DUP, "It returns `None` when nothing repeats, and `True` is never involved."),  # literals
+    (FIRST_DUP, "It returns `ghost` at the end."),  # not the code's name: invented_names' business
+    (PAIR, "`total` returns `xs` summed up, and `label` hands back `name` with a bang."),  # via `result`
+    (PAIR, "`bump` returns `self.n`, and then `bump` returns `n` again."),  # an attribute, by its last part
+    (PAIR, "`evens` hands back `n` one even number at a time."),  # a generator yields it
+    (SQUARES, "Calling `squares_gen` runs nothing yet; it hands back `gen`, which produces squares."),  # a result
+    (RANKED, "The sort returns `names`, and `sorted` returns `total` for all we know."),  # not the code's function
+    (RETRY, "`retry` returns `decorator`, which takes `func` and returns `wrapper`."),  # the clause's own subject
+    (TEST, "The test checks that `double` returns `expected` for 2."),  # a test's check
+    (TEST, "Pull up a chair: `double` is called with 2 and returns `expected`."),  # no subject the rule can tell
 ])
 def test_true_roles_denials_and_advice_pass(code, answer):
     assert roles(code, answer) == []
