@@ -17,7 +17,7 @@ import re
 from typing import Iterable
 
 from mafioso.core import guard
-from mafioso.core.fences import Block, fenced_blocks, paired_runs
+from mafioso.prompts.fences import Block, fenced_blocks, paired_runs
 from mafioso.core.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 from mafioso.prompts.lines import line
 
@@ -27,7 +27,7 @@ _INLINE = re.compile(r"^(`{1,2})([^`].*?)\1$", re.S)
 
 
 def python_blocks(text: str, *, closed: bool = False) -> list[Block]:
-    """The fenced blocks (mafioso.core.fences) tagged as Python or not tagged at all; only closed ones with
+    """The fenced blocks (mafioso.prompts.fences) tagged as Python or not tagged at all; only closed ones with
     ``closed``."""
     return [b for b in fenced_blocks(text) if b.lang in PYTHON_TAGS and (b.closed or not closed)]
 
@@ -36,7 +36,7 @@ def extract_code(text: str, *, fence_required: bool = False) -> str:
     """The code in a message: its Python (else any) fenced blocks joined; without a fence, the text itself.
 
     With ``fence_required`` (passive listening) only closed Python or untagged blocks count, and plain text is no
-    code. Otherwise a fence left open runs to the end of the message (mafioso.core.fences).
+    code. Otherwise a fence left open runs to the end of the message (mafioso.prompts.fences).
     """
     blocks = python_blocks(text, closed=fence_required)
     if not blocks and not fence_required:

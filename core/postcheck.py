@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from mafioso import prompts
-from mafioso.core.fences import without_fences
+from mafioso.prompts.fences import without_fences
 from mafioso.core.text_checks import contains_code, sentences
 from mafioso.prompts.lines import line
 

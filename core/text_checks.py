@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from mafioso.core.fences import FENCE_MARK
+from mafioso.prompts.fences import FENCE_MARK
 from mafioso.prompts import persona
 
 #: Words and phrases that mark the default (mafioso) voice, lowercase, matched on word boundaries; each persona's

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mafioso.core.errors import DatasetError
-from mafioso.core.fences import FENCE_MARK
+from mafioso.prompts.fences import FENCE_MARK
 
 FIELDS = ("prompt", "code", "mafia_explanation")
 #: Longest accepted text per field, in characters: a longer row is refused by name before any parsing or lint

@@ -50,7 +50,7 @@ import mafioso
 from mafioso.worker.api_schema import BadRequest, Body, Param, openapi
 from mafioso.worker.http_stream import stream_chat, stream_completion, stream_explain
 from mafioso.core.feedback import FeedbackUnavailable, UnknownAnswer, open_store
-from mafioso.core.fences import fenced_blocks
+from mafioso.prompts.fences import fenced_blocks
 from mafioso.prompts.lines import line
 from mafioso.core.settings import add_settings_arguments, load_settings
 from mafioso.worker.runtime import build_workers
@@ -262,7 +262,7 @@ _ANSWERS = {
 
 
 def split_fence(message: str) -> tuple[str, str | None]:
-    """(code, request) from a chat message: its fenced blocks (mafioso.core.fences: a fence left open runs to the
+    """(code, request) from a chat message: its fenced blocks (mafioso.prompts.fences: a fence left open runs to the
     end) are the code, joined by a blank line, and the text around them the request; without a block the whole
     message is the code."""
     blocks = fenced_blocks(message)

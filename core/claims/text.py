@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from mafioso.core.fences import FENCE_MARK
+from mafioso.prompts.fences import FENCE_MARK
 
 __all__ = ["FENCE", "SENTENCE", "SPAN", "advice_from", "blank", "denied", "mask", "negated", "quoted", "sentences",
            "within"]
@@ -31,7 +31,7 @@ _CLAUSE = re.compile(r"[;:\u2014]|,\s+(?:but|so|and|or|while|whereas)\b", re.IGN
 # A sentence ends at . ! ? followed by a space (so `json.dumps` and 3.5 stay inside it) or at a line break.
 SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?](?!\s|$))+[.!?]*")
 SPAN = re.compile(r"`([^`\n]{1,120})`")
-FENCE = FENCE_MARK  # where a fence may be (mafioso.core.fences)
+FENCE = FENCE_MARK  # where a fence may be (mafioso.prompts.fences)
 
 
 def blank(match: re.Match) -> str:

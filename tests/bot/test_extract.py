@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from mafioso.bot.extract import decode_code_file, error_line, extract_code, is_code_file, python_blocks, split_text
-from mafioso.core.fences import fenced_blocks
+from mafioso.prompts.fences import fenced_blocks
 from mafioso.prompts.lines import line
 from mafioso.core.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 

@@ -64,7 +64,7 @@ def test_scrub_of_nothing_but_code_says_something():
     ("print(1)", "print(1)", None),
     ("what does this do?\n```python\nprint(1)\n```", "print(1)", "what does this do?"),
     ("```\nx = 1\n```", "x = 1", None),
-    ("explain\n```py\nx = 1", "x = 1", "explain"),  # a fence left open runs to the end (core/fences.py)
+    ("explain\n```py\nx = 1", "x = 1", "explain"),  # a fence left open runs to the end (prompts/fences.py)
     ("```x = 1``` why?", "x = 1", "why?"),
     ("compare\n```\na = 1\n```\nwith\n~~~py\nb = 2\n~~~\nplease", "a = 1\n\nb = 2", "compare with please"),
     ("use ``` to fence code", "use ``` to fence code", None),  # no line after an unclosed fence: no block

@@ -1,8 +1,8 @@
-"""The one fence reader (mafioso.core.fences): CommonMark pairs, a fence left open runs to the end."""
+"""The one fence reader (mafioso.prompts.fences): CommonMark pairs, a fence left open runs to the end."""
 
 import pytest
 
-from mafioso.core.fences import Block, fenced_blocks, without_fences
+from mafioso.prompts.fences import Block, fenced_blocks, without_fences
 
 
 def test_fence_pairs_follow_commonmark():
@@ -43,4 +43,4 @@ def test_no_other_module_reads_fences():
     fence = re.compile(r"```\|~~~|`\{3|~\{3|find\(\"```")
     readers = sorted(str(p.relative_to(root)) for room in ("bot", "core", "worker", "trainer", "prompts", "mafioso")
                      for p in (root / room).rglob("*.py") if fence.search(p.read_text(encoding="utf-8")))
-    assert readers == ["core/fences.py"]
+    assert readers == ["prompts/fences.py"]

@@ -1,4 +1,5 @@
-"""The one reader of fenced code blocks (```` ``` ```` / ``~~~``): chat messages, API chat messages, answers.
+"""The one reader of fenced code blocks (```` ``` ```` / ``~~~``): chat messages, API chat messages, answers, and
+Markdown pastes the facts sheet reads (it lives with the prompt, the room every other one may use).
 
     fenced_blocks("explain\\n```python\\nx = 1\\n```")   -> [Block(lang="python", code="x = 1", ...)]
     without_fences("It adds.\\n```\\nx = 1\\n```\\nDone.")  -> "It adds.\\n\\nDone."
