@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import islice
 
+from mafioso.prompts.fences import fenced_blocks
+
 __all__ = ["FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "FEATURES", "NameRoles", "call_features", "code_features",
            "definition_features", "facts_sheet", "handed_back", "name_roles", "parse", "run_record"]
 
@@ -59,20 +61,17 @@ _PATH_SAVES = ("torch.save", "np.save", "numpy.save", "np.savez", "numpy.savez",
 
 
 def parse(code: str) -> ast.Module | None:
-    """The syntax tree of ``code`` as a reader takes it, or None when it is not parseable as Python: the code as
-    it is, else dedented (a method or block pasted with its indentation), else the code of a pasted run
-    (:func:`_split_run`: an interactive session, or code followed by what it printed and its traceback)."""
+    """The syntax tree of ``code`` as a reader takes it (:func:`_reading`), or None when it is not parseable as
+    Python."""
     return _parse(code)[0]
 
 
 def _parse(code: str) -> tuple[ast.Module | None, str]:
     """The tree (:func:`parse`), or None and why the code as it is does not parse (a hint for the facts sheet)."""
-    tree, why = _parse_text(code)
-    if tree is None and code[:1] in " \t":
-        tree = _parse_text(textwrap.dedent(code))[0]
-    if tree is None and (run := _split_run(code)) is not None:
-        tree = _parse_text(run[0])[0]
-    return tree, "" if tree is not None else why
+    reading = _reading(code)
+    if reading is None:
+        return None, _parse_text(code)[1]
+    return _parse_text(reading[0])[0], ""
 
 
 _SESSION = re.compile(r">>>(?: |$)")
@@ -81,20 +80,37 @@ _OUTPUT_LINES = 20  # printed lines a pasted run may show between its code and i
 _RAISED = re.compile(r"([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt))(?::|$)")
 
 
+@lru_cache(maxsize=32)  # every check of one answer reads the same paste
+def _reading(code: str) -> tuple[str, str | None] | None:
+    """How a paste reads as Python: ``(source, shown)``, the source that parses and what a pasted run showed
+    beside it (None when it is no run); None when no reading parses. Tried in turn: the code as it is, dedented
+    (a method pasted with its indentation), the code of its fenced blocks (a Markdown paste); then each of
+    those as a pasted run (:func:`_split_run`)."""
+    texts = [code]
+    if code[:1] in " \t":
+        texts.append(textwrap.dedent(code))
+    if blocks := fenced_blocks(code):
+        texts.append("\n\n".join(block.code for block in blocks))
+    for text in texts:
+        if _parse_text(text)[0] is not None:
+            return text, None
+    return next((run for text in texts if (run := _split_run(text)) is not None), None)
+
+
 def _typed(line: str) -> bool:
     """Whether a line of an interactive session is typed in (after a ``>>>`` or ``...`` prompt)."""
     return line.startswith((">>> ", "... ")) or line in (">>>", "...")
 
 
-@lru_cache(maxsize=32)  # every check of one answer reads the same paste
 def _split_run(code: str) -> tuple[str, str] | None:
-    """``(code, what its run showed)`` of a paste that does not parse as it is: an interactive session (its
-    ``>>>`` and ``...`` lines without the prompts, and the lines it echoed), or code followed by what it
-    printed and a traceback (the longest start before the traceback that parses, at most
-    :data:`_OUTPUT_LINES` lines before it); None for anything else."""
+    """``(code, what its run showed)`` of a pasted run: an interactive session (its ``>>>`` and ``...`` lines
+    without the prompts, and the lines it echoed), or code followed by what it printed and a traceback (the
+    longest start before the traceback that parses, at most :data:`_OUTPUT_LINES` lines before it); None for
+    anything else."""
     lines = code.splitlines()
     if _SESSION.match(code.lstrip()):
-        return "\n".join(line[4:] for line in lines if _typed(line)), "\n".join(l for l in lines if not _typed(l))
+        source = "\n".join(line[4:] for line in lines if _typed(line))
+        return (source, "\n".join(l for l in lines if not _typed(l))) if _parse_text(source)[0] else None
     start = next((i for i, line in enumerate(lines) if line.startswith(_TRACEBACK)), 0)
     for end in range(start, max(start - _OUTPUT_LINES, 0), -1):
         source = "\n".join(lines[:end])
@@ -105,17 +121,18 @@ def _split_run(code: str) -> tuple[str, str] | None:
 
 def run_record(code: str) -> tuple[str, str | None] | None:
     """What a pasted run shows beside its code, as a run of it would: the lines it printed or echoed, and the
-    exception its last traceback ends with (None when none); None when the code is not a pasted run (it parses
-    as it is, or no reading finds code in it). Nothing is run: the paste is its own record."""
-    if _parse_text(code)[0] is not None or (run := _split_run(code)) is None:
+    exception its last traceback ends with (None when none); None when the code is no pasted run
+    (:func:`_reading`). Nothing is run: the paste is its own record."""
+    reading = _reading(code)
+    if reading is None or reading[1] is None:
         return None
-    shown = run[1].splitlines()
+    shown = reading[1].splitlines()
     tracebacks = [i for i, line in enumerate(shown) if line.startswith(_TRACEBACK)]
     raised = None
     if tracebacks:
         raised = next((m.group(1) for line in reversed(shown[tracebacks[-1] + 1:]) if (m := _RAISED.match(line))),
                       None)
-    return run[1], raised
+    return reading[1], raised
 
 
 def _parse_text(code: str) -> tuple[ast.Module | None, str]:

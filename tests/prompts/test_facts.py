@@ -233,3 +233,10 @@ def test_name_roles_knows_what_each_function_hands_back():
     assert roles.returns_of["inner"] == {"b"} and roles.returns_of["gen"] == {"n"}
     assert {"b", "s", "upper", "done", "xs"} <= roles.returned and "a" not in roles.returned
     assert roles.received == {"out"}  # bound to what the code's own function hands back; `len` is not its own
+
+
+def test_a_markdown_paste_is_read_as_its_fenced_code():
+    """repl-009 and its kind: code pasted with its Markdown fence (and words around it) was "not parseable"."""
+    assert lines_of("here:\n```python\ndef twice(x):\n    return x * 2\n```\nthanks")[0] == \
+        "- def twice(x): returns x * 2"
+    assert run_record("```\n>>> twice = 2\n>>> twice\n2\n```") == ("2", None)  # a fenced session is a run too
