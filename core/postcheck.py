@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 
 from mafioso import prompts
-from mafioso.prompts.fences import without_fences
 from mafioso.core.text_checks import contains_code, sentences
+from mafioso.prompts.fences import without_fences
 from mafioso.prompts.lines import line
 
 __all__ = ["finish", "scrub"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from mafioso.prompts.fences import FENCE_MARK
 from mafioso.prompts import persona
+from mafioso.prompts.fences import FENCE_MARK
 
 #: Words and phrases that mark the default (mafioso) voice, lowercase, matched on word boundaries; each persona's
 #: own are in prompts/personas/<name>/persona.json.

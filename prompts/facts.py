@@ -10,6 +10,10 @@ short list of facts the prompt carries after the code (see prompts/template.txt)
     - top level: calls fact; prints an f-string "5! = {fact(5)}"
     - not in the code: yield, async/await, files, network, exceptions
 
+A paste is read the way a reader takes it (:func:`parse`): as it is, dedented, its fenced code, or as a pasted
+run (a ``>>>`` session, or code followed by what it printed and its traceback), whose echoed lines and exception
+stand for a run of it (:func:`run_record`); nothing is ever run.
+
 Everything here is iterative or bounded: a deeply nested paste never raises RecursionError, it is read as
 "too deeply nested" or abbreviated to "…".
 """
