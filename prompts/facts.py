@@ -30,7 +30,8 @@ from itertools import islice
 from mafioso.prompts.fences import fenced_blocks
 
 __all__ = ["FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "FEATURES", "NameRoles", "call_features", "code_features",
-           "definition_features", "facts_sheet", "handed_back", "name_roles", "parse", "run_record"]
+           "definition_features", "facts_sheet", "handed_back", "name_roles", "parse", "run_record",
+           "source"]
 
 #: Every feature name :func:`code_features` can report.
 FEATURES = frozenset({
@@ -99,6 +100,13 @@ def _reading(code: str) -> tuple[str, str | None] | None:
         if _parse_text(text)[0] is not None:
             return text, None
     return next((run for text in texts if (run := _split_run(text)) is not None), None)
+
+
+def source(code: str) -> str:
+    """The Python a paste holds (:func:`_reading`): the code as it is, dedented, its fenced code or a pasted run's
+    statements; the code itself when no reading parses. What eval's sandbox runs of a dataset snippet."""
+    reading = _reading(code)
+    return code if reading is None else reading[0]
 
 
 def _typed(line: str) -> bool:

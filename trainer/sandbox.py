@@ -34,6 +34,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from mafioso.prompts.facts import source
+
 TIME_LIMIT_S = 5.0
 MEMORY_BYTES = 1 << 30
 CPU_SECONDS = 5
@@ -143,7 +145,9 @@ class SnippetRunner:
         self._runs: dict[str, Run] = {}
 
     def run(self, code: str) -> Run:
-        """The (cached) run of ``code``."""
+        """The (cached) run of the Python ``code`` holds (:func:`mafioso.prompts.facts.source`: a Markdown or
+        indented paste runs as its code, and would fail on its fence or indentation as it is)."""
+        code = source(code)
         key = hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest()
         if key not in self._runs:
             self._runs[key] = run_snippet(code, **self._limits)

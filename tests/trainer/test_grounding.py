@@ -310,3 +310,9 @@ def test_a_pasted_session_is_its_own_record_for_printed_values():
     assert unsupported_claims(session, "It shows ['ant', 'bee'], pal.") == []
     [claim] = unsupported_claims(session, "It prints ['ant', 'bee', 'ant'], pal.")
     assert claim["kind"] == "false output"
+
+
+def test_a_markdown_paste_runs_as_its_code():
+    """A fenced snippet (the data's repl-v02) failed on its fence, and its SyntaxError supported "raises"."""
+    run = SnippetRunner().run("```python\nprint(2 + 2)\n```")
+    assert (run.output, run.raised) == ("4\n", None)
