@@ -92,7 +92,6 @@ def _device_settings(cfg: TrainConfig, cuda: bool) -> tuple[dict, object]:
                  "bf16", cfg.optim, cfg.attn_implementation, ", packed rows" if cfg.packing else "",
                  ", Liger kernels" if cfg.liger_kernel else "")
         return {"bf16": True, "tf32": True, "optim": cfg.optim, "use_liger_kernel": cfg.liger_kernel}, torch.bfloat16
-    _score_answers_only()
     log.warning("no CUDA GPU: training on the CPU (fp32 compute, adamw_torch, no mixed precision); expect minutes "
                 "for the tiny test model and about an hour per epoch of the shipped data for the real one")
     return {"use_cpu": True, "optim": "adamw_torch"}, torch.float32
@@ -183,6 +182,8 @@ def setup(cfg: TrainConfig) -> Run:
 
     cuda = torch.cuda.is_available()
     device_args, compute_dtype = _device_settings(cfg, cuda)
+    if not cuda:
+        _score_answers_only()
     # each process on its own GPU (LOCAL_RANK under a launcher)
     model = load_model(base, cfg.quantization, f"cuda:{state.local_process_index}" if cuda else "cpu",
                        compute_dtype, cfg.attn_implementation)
