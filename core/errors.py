@@ -4,6 +4,7 @@
     ├── ConfigError              - a setting is missing or invalid (names the variable or flag)
     ├── DatasetError             - a dataset file or row is malformed (names file, key and field)
     ├── ModelError               - the base model or adapter cannot be found or loaded
+    ├── TrainingDiverged         - a training run's loss or gradients stopped being finite numbers
     └── RequestError             - one explain request cannot be served
         ├── InputRejected        - empty, oversized or binary input (``reason`` says which)
         ├── WorkerBusy           - too much work to answer in time; try again after ``retry_after``
@@ -32,6 +33,10 @@ class DatasetError(MafiosoError):
 
 class ModelError(MafiosoError):
     """The base model or the adapter cannot be found or loaded."""
+
+
+class TrainingDiverged(MafiosoError):
+    """The training loss or gradients became NaN or infinite: the weights are lost, so the run stops."""
 
 
 class RequestError(MafiosoError):

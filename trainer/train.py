@@ -48,7 +48,7 @@ from mafioso.core.config import TrainConfig
 from mafioso.core.files import sha256_file
 from mafioso.trainer.dataset import Sample, duplicate_problems, load_samples, split, tokenize
 from mafioso.trainer.model_card import write_loss_plot, write_model_card
-from mafioso.core.errors import ConfigError, DatasetError
+from mafioso.core.errors import ConfigError, DatasetError, TrainingDiverged
 
 log = logging.getLogger(__name__)
 
@@ -342,6 +342,33 @@ def epoch_snapshots(run: Run, command: list[str]):
     return EpochSnapshots()
 
 
+def divergence_guard(run: Run):
+    """A trainer callback that stops the run at the first logged gradient norm or loss, or eval loss, that is
+    NaN or infinite. One such optimizer step makes every LoRA weight NaN (the clipped gradient is NaN too), and
+    the run would otherwise train on for hours and write an adapter that answers nothing. The error leaves the
+    adapter folder as it was; epoch snapshots from before stay valid."""
+    import math
+
+    from transformers import TrainerCallback
+
+    def check(state, logs: dict, keys: tuple[str, ...]) -> None:
+        bad = [key for key in keys if logs.get(key) is not None and not math.isfinite(float(logs[key]))]
+        if bad:
+            raise TrainingDiverged(
+                f"training diverged at step {state.global_step} of {state.max_steps} (epoch {state.epoch:.2f}): "
+                f"{', '.join(f'{key} is {logs[key]}' for key in bad)}. Nothing was written to {run.cfg.output}. "
+                f"Run again with a lower --learning-rate (this run: {run.cfg.learning_rate:g}), or another --seed.")
+
+    class DivergenceGuard(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            check(state, logs or {}, ("grad_norm", "loss"))
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            check(state, metrics or {}, ("eval_loss",))
+
+    return DivergenceGuard()
+
+
 def resumed_statistics(state, checkpoint: str, tokens: float, runtime_s: float) -> dict:
     """Figures of a resumed run that cover the whole run, not only its last session: the trainer's own
     ``training_loss`` and speed count just the steps after the checkpoint."""
@@ -360,6 +387,7 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> Path:
     started = time.time()
     run = setup(cfg)
     command = [arg for arg in command or sys.argv if arg != "--resume"]
+    run.trainer.add_callback(divergence_guard(run))
     if cfg.epoch_snapshots:
         run.trainer.add_callback(epoch_snapshots(run, command))
     if run.cuda:

@@ -197,3 +197,20 @@ def test_liger_kernels_are_asked_of_trl_on_a_gpu_and_refused_clearly_elsewhere(m
     assert args["use_liger_kernel"] is True and args["bf16"] is True
     args, _ = train_module._device_settings(TrainConfig(data=["x.json"]), cuda=True)
     assert args["use_liger_kernel"] is False  # off unless asked: the seed's recipe is unchanged
+
+
+def test_a_diverging_run_stops_with_one_sentence_and_writes_nothing(tiny_model_dir, tmp_path):
+    from mafioso.core.errors import TrainingDiverged
+
+    data = write_dataset(tmp_path / "train.json")
+    output = tmp_path / "a"
+    output.mkdir()
+    (output / "adapter_model.safetensors").write_bytes(b"the old adapter")
+    # an absurd learning rate: the first update overflows the weights, the next step's loss and gradients are NaN
+    cfg = TrainConfig(base_model=str(tiny_model_dir), data=[str(data)], output=str(output), epochs=3,
+                      grad_accum=1, learning_rate=1e30, lora_r=4, logging_steps=1, epoch_snapshots=True)
+    with pytest.raises(TrainingDiverged, match=r"training diverged at step \d+ of \d+ .*grad_norm is nan.*"
+                                               r"Nothing was written .*lower --learning-rate \(this run: 1e\+30\)"):
+        train_module.train(cfg)
+    assert (output / "adapter_model.safetensors").read_bytes() == b"the old adapter"
+    assert not (tmp_path / "a.epochs").exists()  # no NaN snapshot either
