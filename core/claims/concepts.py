@@ -43,6 +43,9 @@ CONCEPTS: tuple[Concept, ...] = (
             words=("recursive", "recursively", "recursion")),
     Concept("generator", r"\bgenerators?\b", frozenset({"generator", "generator expression"}),
             words=("generator", "generators"), denial=frozenset({"generator"})),  # "a list, not a generator"
+    # "`evens` is a generator expression" of a def with yield (no denial: "a generator, not a generator
+    # expression" is true of such a def while its body may hold one)
+    Concept("generator expression", r"\bgenerator expressions?\b", frozenset({"generator expression"})),
     Concept("list comprehension", r"\blist comprehensions?\b", frozenset({"list comprehension"}),
             denial=frozenset({"list comprehension"})),
     Concept("dict comprehension", r"\bdict(?:ionary)? comprehensions?\b", frozenset({"dict comprehension"}),
