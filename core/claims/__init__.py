@@ -8,9 +8,10 @@ They read text and syntax trees only, never run anything, so the worker's post-c
 from mafioso.core.claims.concepts import CONCEPTS, Concept, false_concepts
 from mafioso.core.claims.names import invented_names
 from mafioso.core.claims.roles import false_roles
+from mafioso.core.claims.values import false_values
 from mafioso.prompts.facts import run_record
 
-__all__ = ["CONCEPTS", "Concept", "claim_kind", "false_concepts", "false_roles", "invented_names", "run_evidence",
+__all__ = ["CONCEPTS", "Concept", "claim_kind", "false_concepts", "false_roles", "false_values", "invented_names", "run_evidence",
            "static_claims"]
 
 
@@ -25,10 +26,11 @@ def run_evidence(code: str, output: str | None, raised: str | None) -> tuple[str
 def static_claims(code: str, answer: str, output: str | None = None, raised: str | None = None) -> list[dict]:
     """The static claims of ``answer`` that ``code`` contradicts: invented names, false concepts (``output``
     and ``raised``, from a run of the code, support "prints" and "raises"; see :func:`false_concepts`), then
-    false roles (:func:`false_roles`); a pasted run is its own record (:func:`run_evidence`)."""
+    false roles (:func:`false_roles`) and start values (:func:`false_values`); a pasted run is its own record
+    (:func:`run_evidence`)."""
     output, raised = run_evidence(code, output, raised)
     return [*invented_names(code, answer, output), *false_concepts(code, answer, output, raised),
-            *false_roles(code, answer)]
+            *false_roles(code, answer), *false_values(code, answer)]
 
 
 def claim_kind(claim: dict) -> str:

@@ -11,8 +11,9 @@
 * ``false role`` - the answer puts a name of the code in a role the code never gives it: a loop or a call that
   uses no such name ("it loops `seen` through `set`", "it calls `base`" of a number), a value returned by a
   function that returns none, a name returned that no ``return`` hands back ("it returns `ZeroDivisionError`"
-  of code that catches it), or a kind the name is never bound as ("`teams` is a dict" of a list;
-  :mod:`mafioso.core.claims.roles`);
+  of code that catches it), a kind the name is never bound as ("`teams` is a dict" of a list;
+  :mod:`mafioso.core.claims.roles`), or a start value no assignment gives it ("`seen` gets set to `None`" of
+  ``seen = set()``; :mod:`mafioso.core.claims.values`);
 * ``false output`` - a value the answer says is printed (a quoted string, a number, a list/dict/tuple
   literal after "prints", "outputs", "so you get", ...) that is not in what the code really printed.
 
