@@ -104,7 +104,7 @@ def test_grounded_is_the_share_of_checked_answers_without_unsupported_claims():
                    Prediction("c", "x = 1", "r", "p", 1, 0.1, True, unsupported=[])]
     m = summarize(predictions, None, 0, 1.0)
     assert m["grounded"] == pytest.approx(2 / 3) and m["grounded_samples"] == 3
-    assert m["unsupported"] == {"invented name": 0, "false concept": 2, "false role": 0, "false output": 0}
+    assert m["unsupported"] == {"invented name": 0, "false concept": 2, "false role": 0, "false output": 0, "no answer": 0}
 
 
 def test_loop_rate_counts_looping_answers_cut_or_not():
@@ -178,7 +178,7 @@ def test_eval_records_grounded_with_a_stand_in_engine(tmp_path, monkeypatch, cap
     assert predictions["s1"]["unsupported"] == []
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["base"]["grounded"] == 0.5 and metrics["base"]["grounded_samples"] == 2
-    assert metrics["base"]["unsupported"] == {"invented name": 1, "false concept": 1, "false role": 0, "false output": 1}
+    assert metrics["base"]["unsupported"] == {"invented name": 1, "false concept": 1, "false role": 0, "false output": 1, "no answer": 0}
     assert metrics["reference"]["grounded"] == 1.0
     assert metrics["config"]["sandbox"]["snippets"] == 2 and metrics["config"]["sandbox"]["runnable"] == 2
     assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # one model gets a chart too
@@ -398,3 +398,14 @@ def test_eval_reads_the_worker_s_settings_as_the_worker_does(tmp_path, monkeypat
     ((cfg, gen),) = seen
     assert (gen.grounded_decoding, gen.max_new_tokens, gen.drop_unsupported) == (False, 77, False)
     assert (cfg.dtype, cfg.device, cfg.base_model, cfg.adapter) == ("float32", "cpu", "stand-in", "none")
+
+
+def test_an_empty_answer_is_not_a_grounded_one():
+    from mafioso.trainer.grounding import unsupported_claims
+
+    assert unsupported_claims("x = 1\n", "  \n") == [{"kind": "no answer", "claim": "no answer", "text": ""}]
+    assert unsupported_claims("x = 1\n", "It sets `x` to 1, capisce?") == []
+    predictions = [Prediction("a", "x = 1", "r", "", 20, 0.1, True, unsupported=unsupported_claims("x = 1", "")),
+                   Prediction("b", "x = 1", "r", "It sets `x`.", 5, 0.1, True, unsupported=[])]
+    m = summarize(predictions, None, 0, 1.0)
+    assert m["grounded"] == 0.5 and m["unsupported"]["no answer"] == 1

@@ -168,7 +168,8 @@ def test_a_claim_of_printing_with_no_print_in_the_code_is_caught_twice():
 def test_the_summary_counts_answers_and_kinds():
     summary = summarize_claims([[], [{"kind": "false concept"}, {"kind": "false output"}], None, []])
     assert summary == {"grounded": pytest.approx(2 / 3), "grounded_samples": 3,
-                       "unsupported": {"invented name": 0, "false concept": 1, "false role": 0, "false output": 1}}
+                       "unsupported": {"invented name": 0, "false concept": 1, "false role": 0, "false output": 1,
+                                       "no answer": 0}}
     assert summarize_claims([None])["grounded"] is None
 
 

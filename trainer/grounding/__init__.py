@@ -1,6 +1,6 @@
 """Is an answer true to its code? The ``grounded`` check of ``mafioso eval``.
 
-:func:`unsupported_claims` lists what an answer says that the code itself contradicts, four kinds:
+:func:`unsupported_claims` lists what an answer says that the code itself contradicts, five kinds:
 
 * ``invented name`` - a name the answer presents as the code's (in backticks, ``name()``, ``x.y``, "a
   function called x", "the x_y function") that appears nowhere in the code;
@@ -16,6 +16,8 @@
   ``seen = set()``; :mod:`mafioso.core.claims.values`);
 * ``false output`` - a value the answer says is printed (a quoted string, a number, a list/dict/tuple
   literal after "prints", "outputs", "so you get", ...) that is not in what the code really printed.
+* ``no answer`` - the answer has no words at all: it explains nothing, so it is not counted as true (the
+  adapter of a training run that went NaN answered nothing 124 times and scored grounded 1.000 before).
 
 Other denials ("it never prints", "no loop here", "it doesn't recurse forever") and advice ("a ``for`` loop
 would be cleaner") claim nothing.
@@ -33,12 +35,13 @@ import re
 from collections import Counter
 
 from mafioso.core.claims import CONCEPTS, Concept, false_concepts, invented_names, run_evidence, static_claims
+from mafioso.core.text_checks import words
 from mafioso.trainer.grounding.outputs import false_outputs
 
 __all__ = ["CONCEPTS", "KINDS", "Concept", "false_concepts", "false_outputs", "invented_names", "repeatable",
            "summarize_claims", "unsupported_claims"]
 
-KINDS = ("invented name", "false concept", "false role", "false output")
+KINDS = ("invented name", "false concept", "false role", "false output", "no answer")
 
 # Output that changes from run to run, or needs the network the sandbox cuts, proves nothing.
 _UNREPEATABLE = re.compile(r"\b(?:secrets|uuid|requests|urllib|httpx|aiohttp|socket|argv|argparse|environ|"
@@ -59,6 +62,8 @@ def unsupported_claims(code: str, answer: str, output: str | None = None, raised
     when it did not run cleanly) and ``raised`` the exception a failed run ended with."""
     if output is not None and not repeatable(code):
         output = None
+    if not words(answer):  # an answer that says nothing is not a true one (a diverged adapter's, all of them)
+        return [{"kind": "no answer", "claim": "no answer", "text": ""}]
     output, raised = run_evidence(code, output, raised)
     return [*static_claims(code, answer, output, raised), *false_outputs(answer, output)]
 
