@@ -28,6 +28,7 @@ from functools import lru_cache
 from itertools import islice
 
 from mafioso.prompts.fences import fenced_blocks
+from mafioso.prompts.language import other_language
 
 __all__ = ["FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "FEATURES", "NameRoles", "call_features", "code_features",
            "definition_features", "facts_sheet", "handed_back", "name_roles", "parse", "run_record",
@@ -840,11 +841,13 @@ def _fit(lines: list[str], tail: list[str]) -> str:
 def facts_sheet(code: str, conditions: bool = True) -> str:
     """Facts about ``code`` read from its syntax tree, one per line, within FACTS_MAX_CHARS and FACTS_MAX_TOKENS
     (deterministic: the same code always gets the same sheet); a pasted run's code (:func:`parse`) also gets the
-    exception its traceback ends in. ``conditions=False`` writes prompt format 1's
-    sheet: no conditions, no loop variables, no arguments of top-level calls."""
+    exception its traceback ends in, and a paste in another language its name (:mod:`mafioso.prompts.language`).
+    ``conditions=False`` writes prompt format 1's sheet: no conditions, no loop variables, no arguments of
+    top-level calls, no language."""
     tree, why = _parse(code)
     if tree is None:
-        return f"- not parseable as Python ({why})"
+        language = other_language(code) if conditions else None  # format 1's sheet said nothing of it
+        return f"- not parseable as Python ({why})" + (f"; it reads as {language}" if language else "")
     record = run_record(code)
     ran = [f"- pasted with its run, whose traceback ends in {record[1]}"] if record and record[1] else []
     absent = ran + [line for line in [_absent_line(tree)] if line]

@@ -69,4 +69,5 @@ def test_every_snippet_renders_the_same_prompt_for_training_and_inference(tiny_m
         infer = prompts.encode(tokenizer, code, request)["input_ids"]
         assert prompts.encode(tokenizer, code, request, answer)["input_ids"][:len(infer)] == infer, code
         assert prompts.render_prompt(code, request) == prompts.render_prompt(code, request)
-    assert "### FACTS:\n- not parseable as Python (syntax error at line 1)\n" in prompts.render_prompt(rows[-1][1])
+    assert "### FACTS:\n- not parseable as Python (syntax error at line 1); it reads as SQL\n" in \
+        prompts.render_prompt(rows[-1][1])
