@@ -7,7 +7,8 @@ snapshots, ``<run>/eval-e<N>``), prints one table row per adapter with the targe
 adapters' weight files, relative to the folder, best first, into ``--list`` (for ``tar -T``): each base's best
 first, then the next best of each, while they fit in ``--max-mb`` (a device call brings back 64 MiB at most).
 Best: the fewest targets missed besides identifier recall, then the highest recall, then the highest grounded
-before the post-check. Picking on the validation split flatters the pick: read its answers on unseen code.
+before the post-check. An adapter that answered nothing is listed, never picked. Picking on the validation split
+flatters the pick: read its answers on unseen code.
 """
 
 from __future__ import annotations
@@ -51,14 +52,15 @@ def candidates(root: Path) -> list[dict]:
 
 
 def pick(ranked: list[dict], max_bytes: int) -> list[dict]:
-    """Each base's best first, then the next best of each, while their weights fit in ``max_bytes``."""
+    """Each base's best first, then the next best of each, while their weights fit in ``max_bytes``; never an
+    adapter whose answers had no words (a training run that went NaN)."""
     by_base: dict[str, list[dict]] = {}
     for candidate in ranked:
         by_base.setdefault(candidate["base"], []).append(candidate)
     picked, used = [], 0
     for depth in range(max((len(c) for c in by_base.values()), default=0)):
         for queue in by_base.values():
-            if depth < len(queue):
+            if depth < len(queue) and queue[depth]["metrics"].get("mean_words"):  # one that answered nothing: never
                 size = (queue[depth]["adapter"] / "adapter_model.safetensors").stat().st_size
                 if used + size <= max_bytes:
                     picked.append(queue[depth])

@@ -30,6 +30,8 @@ def test_the_best_of_each_base_is_picked_within_the_size_limit(tmp_path):
     scored(tmp_path, "g2/gf7/eval-e6", "embedded", 15)  # meets every target
     scored(tmp_path, "q/qf/eval", "qwen2.5-coder-0.5b", 18, code_leak_rate=0.008)
     scored(tmp_path, "q/qf/eval-e3", "qwen2.5-coder-0.5b", 18, identifier_recall=None)  # eval had no names to count
+    scored(tmp_path, "q2/nan/eval", "qwen2.5-coder-0.5b", 18, grounded=0.0, persona_rate=0.0, identifier_recall=0.0,
+           mean_words=0.0)  # a run that went NaN: empty answers
     (tmp_path / "g1" / "base" / "eval").mkdir(parents=True)
     (tmp_path / "g1" / "base" / "eval" / "metrics.json").write_text(json.dumps({"base": GOOD}))  # no adapter
     listed = tmp_path / "picked.txt"
@@ -39,12 +41,17 @@ def test_the_best_of_each_base_is_picked_within_the_size_limit(tmp_path):
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[-2] for line in done.stdout.splitlines()[2:]}
     # every target met; recall alone missed; then one other target missed each, the higher recall first
     assert list(rows) == ["g2/gf7/adapter.epochs/epoch-6", "g1/gf/adapter.epochs/epoch-5",
-                          "q/qf/adapter.epochs/epoch-3", "g1/gf/adapter", "q/qf/adapter"]
-    assert list(rows.values()) == ["none", "identifier_recall", "identifier_recall", "stop_rate", "code_leak_rate"]
+                          "q/qf/adapter.epochs/epoch-3", "g1/gf/adapter", "q/qf/adapter", "q2/nan/adapter"]
+    assert list(rows.values()) == ["none", "identifier_recall", "identifier_recall", "stop_rate", "code_leak_rate",
+                                   "grounded, persona_rate, identifier_recall"]
     # each base's best first (15 + 18 MB), then Gemma's next (15 MB) fits in 50 MB, Qwen's next would not
     assert listed.read_text().splitlines() == ["g2/gf7/adapter.epochs/epoch-6/adapter_model.safetensors",
                                                "q/qf/adapter.epochs/epoch-3/adapter_model.safetensors",
                                                "g1/gf/adapter.epochs/epoch-5/adapter_model.safetensors"]
+    roomy = subprocess.run([sys.executable, "bench/pick_adapters.py", str(tmp_path), "--max-mb", "500",
+                            "--list", str(listed)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert roomy.returncode == 0 and len(listed.read_text().splitlines()) == 5  # all but the one that said nothing
+    assert "q2/nan" not in listed.read_text()
 
 
 def test_nothing_scored_is_a_failure(tmp_path):
