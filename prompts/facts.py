@@ -86,7 +86,12 @@ _OUTPUT_LINES = 20  # printed lines a pasted run may show between its code and i
 _RAISED = re.compile(r"([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt))(?::|$)")
 
 
-@lru_cache(maxsize=32)  # every check of one answer reads the same paste
+#: How many pastes the readings and analyses below keep: a worker at 64 concurrent holds as many at once, and each
+#: request reads its paste in three phases (prompt, grounding tables, the post-check's passes); 32 thrashed.
+CACHED_PASTES = 128
+
+
+@lru_cache(maxsize=CACHED_PASTES)  # every check of one answer reads the same paste
 def _reading(code: str) -> tuple[str, str | None] | None:
     """How a paste reads as Python: ``(source, shown)``, the source that parses and what a pasted run showed
     beside it (None when it is no run); None when no reading parses. Tried in turn: the code as it is, dedented
@@ -219,6 +224,7 @@ if hasattr(ast, "TryStar"):
     _NODE_FEATURES[ast.TryStar] = "try"
 
 
+@lru_cache(maxsize=CACHED_PASTES)
 def code_features(code: str) -> frozenset[str] | None:
     """The :data:`FEATURES` the code has, or None when it is not parseable as Python."""
     tree = parse(code)
@@ -263,8 +269,10 @@ class NameRoles:
     received: frozenset[str]
 
 
+@lru_cache(maxsize=CACHED_PASTES)
 def name_roles(code: str) -> NameRoles | None:
-    """The :class:`NameRoles` of the code, or None when it does not parse."""
+    """The :class:`NameRoles` of the code, or None when it does not parse (shared between calls: read it, never
+    change it)."""
     tree = parse(code)
     if tree is None:
         return None
@@ -837,7 +845,7 @@ def _fit(lines: list[str], tail: list[str]) -> str:
     return _cut("\n".join(lines[:keep] + [f"- … {len(lines) - keep} more definitions"] + tail), FACTS_MAX_CHARS)
 
 
-@lru_cache(maxsize=64)  # the worker renders a prompt twice per request: to check its length, then to run it
+@lru_cache(maxsize=CACHED_PASTES)  # the worker renders a prompt twice per request: to check its length, then to run it
 def facts_sheet(code: str, conditions: bool = True) -> str:
     """Facts about ``code`` read from its syntax tree, one per line, within FACTS_MAX_CHARS and FACTS_MAX_TOKENS
     (deterministic: the same code always gets the same sheet); a pasted run's code (:func:`parse`) also gets the

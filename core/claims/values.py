@@ -18,7 +18,7 @@ import re
 from functools import lru_cache
 
 from mafioso.core.claims.text import FENCE, advice_from, negated, quoted, sentences, within
-from mafioso.prompts.facts import parse
+from mafioso.prompts.facts import CACHED_PASTES, parse
 
 __all__ = ["false_values"]
 
@@ -89,7 +89,7 @@ def _claimed(text: str) -> tuple | None:
     return ("number", float(text) if "." in text else int(text))
 
 
-@lru_cache(maxsize=32)  # the post-check reads one answer sentence by sentence against the same code
+@lru_cache(maxsize=CACHED_PASTES)  # the post-check reads one answer in passes against the same code
 def _bindings(code: str) -> tuple[dict[str, list[tuple]], set[str], set[str]] | None:
     """None when the code does not parse; else each name's assigned values (:func:`_literal`, None where unknown), the names bound any other way
     (parameters, targets, imports, definitions, unpacking), and the names changed in place (``n += 2``)."""
