@@ -4,7 +4,8 @@
     python bench/bench_request_work.py --base-model DIR --pastes 100
 
 Each paste of the data (validation first, then training rows) goes once through the three phases a request
-takes around its decode: its prompt rendered and tokenized (facts sheet included), its grounded-decoding tables,
+takes around its decode: its prompt rendered and tokenized (facts sheet included; the input guard counts its
+tokens first, then the engine takes its ids), its grounded-decoding tables,
 and its answer finished and post-checked (a fixed answer of real text). Every paste is new to the caches, as at
 64 concurrent. Prints the best of ``--repeat`` passes in milliseconds per request; the caches are emptied
 between passes. At 64 concurrent on a GPU this work holds the GIL that the decode thread needs between steps
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         clear_caches()
         started = time.perf_counter()
         for request in requests:
+            plain.prompt_tokens(*request)  # the input guard's length check
             plain.prompt_ids([request])
             plain.groundings([request])
             plain.answers([request], [(answer, None)], [Control()])

@@ -33,6 +33,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -50,6 +51,7 @@ from mafioso.worker.grounded_decoding import AnswerGrounding, Grounding
 from mafioso.worker.decoding_rules import AnswerRules, DecodingRules
 from mafioso.worker.repetition_penalty import penalize_
 from mafioso.core.loop_guard import LoopRule, TokenPieces, cut_loop, find_loop
+from mafioso.prompts.facts import CACHED_PASTES
 from mafioso.core.postcheck import finish
 from mafioso.core.base_model import (BASES, load_model, load_tokenizer, model_facts, named_base,
                                  resolve_base)
@@ -424,6 +426,9 @@ class GenerateEngine:
         self.rules = DecodingRules(gen, tokenizer, self.pieces)
         self.grounding = (Grounding(tokenizer, model.get_output_embeddings().weight.shape[0])
                           if gen.grounded_decoding else None)
+        # the guard counts a prompt's tokens, then the engine runs it: one encoding, kept for as many pastes as
+        # the facts sheet keeps (a tuple: callers get their own list)
+        self._encoded = lru_cache(maxsize=CACHED_PASTES)(self._encode)
 
     def close(self) -> None:
         """Release what the engine runs besides the model (nothing here; the fast engine stops its thread)."""
@@ -445,8 +450,11 @@ class GenerateEngine:
 
     def prompt_ids(self, requests: list[tuple[str, str | None]]) -> list[list[int]]:
         """Each ``(code, request)`` pair's prompt, as token ids, in the engine's persona and prompt format."""
-        return [prompts.encode(self.tokenizer, code, request, persona_name=self.persona,
-                               prompt_format=self.prompt_format)["input_ids"] for code, request in requests]
+        return [list(self._encoded(code, request)) for code, request in requests]
+
+    def _encode(self, code: str, request: str | None) -> tuple[int, ...]:
+        return tuple(prompts.encode(self.tokenizer, code, request, persona_name=self.persona,
+                                    prompt_format=self.prompt_format)["input_ids"])
 
     def groundings(self, requests: list[tuple[str, str | None]]) -> list[AnswerGrounding] | None:
         """Each answer's grounded-decoding rule (None when ``grounded_decoding`` is off)."""

@@ -74,6 +74,18 @@ def test_prompt_ids_are_the_training_encoding(engine, monkeypatch):
                     prompts.encode(engine.tokenizer, "x = 2", "what is x?")["input_ids"]]
 
 
+def test_a_prompt_is_encoded_once_for_the_guard_and_the_run(engine, monkeypatch):
+    calls = []
+    real = prompts.encode
+    monkeypatch.setattr(prompts, "encode", lambda *a, **k: calls.append(a[1:3]) or real(*a, **k))
+    code = "total = sum([4, 5])  # encoded once\n"
+    assert engine.prompt_tokens(code, "why?") == len(real(engine.tokenizer, code, "why?")["input_ids"])
+    first = engine.prompt_ids([(code, "why?")])[0]
+    first.append(-1)  # a caller's list is its own
+    assert engine.prompt_ids([(code, "why?")])[0] == real(engine.tokenizer, code, "why?")["input_ids"]
+    assert calls == [(code, "why?")]
+
+
 def test_stops_when_the_model_opens_a_new_section(engine16, forced):
     ids = forced("ok pal\n### CODE:")
     [a, b] = engine16.generate([("print(1)", None), ("x = 1\n" * 3, None)])
