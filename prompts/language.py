@@ -33,12 +33,14 @@ _SIGNATURES: tuple[tuple[str, re.Pattern, re.Pattern], ...] = tuple(
          r"(?:(?:private|protected|public)\s+\w+|\}\s*$)"),
         ("Go", r"(?:package\s+main\b|func\s+main\s*\(\)|fmt\.Print)", r"(?:func\s+\w+\s*\(|\w+\s*:=|\}\s*$)"),
         ("Rust", r"(?:fn\s+main\s*\(\)|use\s+std::|println!\()", r"(?:fn\s+\w+\s*\(|let\s+mut\s|\}\s*$)"),
-        ("shell", r"(?:#!\s*/(?:usr/)?bin/(?:env\s+)?(?:ba|z)?sh\b)", r"(?:echo\s|fi$|done$|then$|esac$|export\s+\w+=)"),
+        ("shell", r"(?:#!\s*/(?:usr/)?bin/(?:env\s+)?(?:ba|z)?sh\b)",
+         r"(?:echo\s|fi$|done$|then$|esac$|export\s+\w+=)"),
         ("PHP", r"<\?php\b", r"(?:\$\w+\s*=|echo\s)"),
         ("HTML", r"(?i:<!doctype\s+html|<html\b)", r"(?i:</?(?:div|head|body|p|span|a|ul|li|script|style)\b)"),
     ))
 # Lines only Python starts with: with one of them the paste is Python with a mistake in it.
-_PYTHON = re.compile(r"(?:def\s+\w+\s*\(|class\s+\w+\s*[(:]|from\s+[\w.]+\s+import\s|import\s+[\w.]+(?:\s+as\s+\w+)?\s*$|"
+_PYTHON = re.compile(r"(?:def\s+\w+\s*\(|class\s+\w+\s*[(:]|from\s+[\w.]+\s+import\s|"
+                     r"import\s+[\w.]+(?:\s+as\s+\w+)?\s*$|"
                      r"elif\b|(?:if|for|while|with|try|except|else|finally)\b.*:\s*(?:#.*)?$|print\s+['\"]|@\w+)")
 
 

@@ -11,7 +11,8 @@ from mafioso.core.claims.roles import false_roles
 from mafioso.core.claims.values import false_values
 from mafioso.prompts.facts import run_record
 
-__all__ = ["CONCEPTS", "Concept", "claim_kind", "false_concepts", "false_roles", "false_values", "invented_names", "run_evidence",
+__all__ = ["CONCEPTS", "Concept", "claim_kind", "false_concepts", "false_roles", "false_values", "invented_names",
+           "run_evidence",
            "static_claims"]
 
 

@@ -91,8 +91,9 @@ def _claimed(text: str) -> tuple | None:
 
 @lru_cache(maxsize=CACHED_PASTES)  # the post-check reads one answer in passes against the same code
 def _bindings(code: str) -> tuple[dict[str, list[tuple]], set[str], set[str]] | None:
-    """None when the code does not parse; else each name's assigned values (:func:`_literal`, None where unknown), the names bound any other way
-    (parameters, targets, imports, definitions, unpacking), and the names changed in place (``n += 2``)."""
+    """None when the code does not parse; else each name's assigned values (:func:`_literal`, None where
+    unknown), the names bound any other way (parameters, targets, imports, definitions, unpacking), and the
+    names changed in place (``n += 2``)."""
     tree = parse(code)
     if tree is None:
         return None

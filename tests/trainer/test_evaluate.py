@@ -104,7 +104,8 @@ def test_grounded_is_the_share_of_checked_answers_without_unsupported_claims():
                    Prediction("c", "x = 1", "r", "p", 1, 0.1, True, unsupported=[])]
     m = summarize(predictions, None, 0, 1.0)
     assert m["grounded"] == pytest.approx(2 / 3) and m["grounded_samples"] == 3
-    assert m["unsupported"] == {"invented name": 0, "false concept": 2, "false role": 0, "false output": 0, "no answer": 0}
+    assert m["unsupported"] == {"invented name": 0, "false concept": 2, "false role": 0, "false output": 0,
+                                "no answer": 0}
 
 
 def test_loop_rate_counts_looping_answers_cut_or_not():
@@ -178,7 +179,8 @@ def test_eval_records_grounded_with_a_stand_in_engine(tmp_path, monkeypatch, cap
     assert predictions["s1"]["unsupported"] == []
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["base"]["grounded"] == 0.5 and metrics["base"]["grounded_samples"] == 2
-    assert metrics["base"]["unsupported"] == {"invented name": 1, "false concept": 1, "false role": 0, "false output": 1, "no answer": 0}
+    assert metrics["base"]["unsupported"] == {"invented name": 1, "false concept": 1, "false role": 0,
+                                              "false output": 1, "no answer": 0}
     assert metrics["reference"]["grounded"] == 1.0
     assert metrics["config"]["sandbox"]["snippets"] == 2 and metrics["config"]["sandbox"]["runnable"] == 2
     assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # one model gets a chart too
