@@ -25,11 +25,12 @@ thread copies them to the device itself (:meth:`mafioso.worker.fast_decode.FastD
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import torch
 
 from mafioso.core.claims import CONCEPTS
-from mafioso.prompts.facts import code_features
+from mafioso.prompts.facts import CACHED_PASTES, code_features
 
 __all__ = ["AnswerGrounding", "Grounding"]
 
@@ -52,6 +53,8 @@ class Grounding:
         self.flip_mask = torch.tensor(self.flips, dtype=torch.bool)  # the same, as a table
         self._ticks = [i for i, p in enumerate(pieces) if p and "`" in p]
         self._concept_tokens = {c.claim: self._first_tokens(c.words) for c in CONCEPTS if c.words}
+        # an answer's masks depend on its code alone and are only read: built once per paste, as its facts
+        self._tables = lru_cache(maxsize=CACHED_PASTES)(self._build_tables)
 
     def _first_tokens(self, words: tuple[str, ...]) -> list[int]:
         firsts = set()
@@ -85,14 +88,19 @@ class Grounding:
         return sorted(t for t in allowed if t < self.vocab_size)
 
     def for_answer(self, code: str) -> AnswerGrounding:
-        """A fresh rule for one answer to ``code``."""
+        """A fresh rule for one answer to ``code`` (its masks shared with other answers to the same code: read
+        only)."""
+        return AnswerGrounding(self.flips, *self._tables(code), self.flip_mask)
+
+    def _build_tables(self, code: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(vocab,) bool each: the tokens banned outside a backtick span, and inside one."""
         outside = torch.zeros(self.vocab_size, dtype=torch.bool)
         banned = [t for claim in self.banned_concepts(code) for t in self._concept_tokens[claim]]
         if banned:
             outside[banned] = True
         inside = torch.ones(self.vocab_size, dtype=torch.bool)
         inside[self.allowed_in_spans(code)] = False
-        return AnswerGrounding(self.flips, outside, inside | outside, self.flip_mask)
+        return outside, inside | outside
 
 
 class AnswerGrounding:

@@ -59,6 +59,15 @@ def test_inside_a_backtick_span_only_the_codes_tokens_and_closers_may_follow(eng
     assert not rule.mask()[invented].any()  # outside a span, prose is free
 
 
+def test_answers_to_one_paste_share_its_tables_and_follow_their_own_spans(engine):
+    tok, grounding = engine.tokenizer, engine.grounding
+    first, second = grounding.for_answer(LOOP), grounding.for_answer(LOOP)
+    assert all(a is b for a, b in zip(first.tables(), second.tables()))  # built once for the paste
+    first.add(tok.convert_tokens_to_ids("`"))
+    assert first.inside and not second.inside  # each answer's own place
+    assert torch.equal(second.mask(), grounding._build_tables(LOOP)[0])  # the shared tables are unchanged
+
+
 def test_span_tokens_are_the_codes_own_encodings_each_alone(engine):
     """The batched encode of the code and its names gives exactly the tokens of encoding each text on its own."""
     tok, grounding = engine.tokenizer, engine.grounding
