@@ -30,7 +30,7 @@ from functools import lru_cache
 import torch
 
 from mafioso.core.claims import CONCEPTS
-from mafioso.prompts.facts import CACHED_PASTES, code_features
+from mafioso.prompts.facts import code_features
 
 __all__ = ["AnswerGrounding", "Grounding"]
 
@@ -38,6 +38,8 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # A word's first token is banned only when it is most of the word (5+ letters and 60 %), so that "Gener"
 # ("General"), " Compre" ("Comprehensive") or " dec" stay free.
 _MIN_BANNED_PREFIX = 5
+#: Pastes whose grounded-decoding tables are kept (32 x 0.5 MB for Gemma; a repeated paste, a retried request)
+TABLES_KEPT = 32
 
 
 class Grounding:
@@ -53,8 +55,9 @@ class Grounding:
         self.flip_mask = torch.tensor(self.flips, dtype=torch.bool)  # the same, as a table
         self._ticks = [i for i, p in enumerate(pieces) if p and "`" in p]
         self._concept_tokens = {c.claim: self._first_tokens(c.words) for c in CONCEPTS if c.words}
-        # an answer's masks depend on its code alone and are only read: built once per paste, as its facts
-        self._tables = lru_cache(maxsize=CACHED_PASTES)(self._build_tables)
+        # an answer's masks depend on its code alone and are only read: built once per paste, for fewer pastes
+        # than its facts are (two vocabulary-long masks each, 0.5 MB for Gemma's 262,144 tokens)
+        self._tables = lru_cache(maxsize=TABLES_KEPT)(self._build_tables)
 
     def _first_tokens(self, words: tuple[str, ...]) -> list[int]:
         firsts = set()
