@@ -374,12 +374,12 @@ def _kinds(tree: ast.Module) -> dict[str, str]:
                 if isinstance(target, (ast.Name, ast.Attribute)):
                     bound.setdefault(_last_name(target), set()).add(kind)
         else:
-            for name in _bound_otherwise(node):
+            for name in bound_otherwise(node):
                 bound.setdefault(name, set()).add(None)
     return {name: kinds.pop() for name, kinds in bound.items() if len(kinds) == 1 and None not in kinds}
 
 
-def _bound_otherwise(node: ast.AST) -> set[str]:
+def bound_otherwise(node: ast.AST) -> set[str]:
     """The names ``node`` binds other than by ``def``, ``class`` or assignment: loop and ``with`` targets,
     parameters, imports, ``:=``, ``except ... as``, ``global``, ``nonlocal``, ``del``."""
     if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension, ast.NamedExpr)):

@@ -18,7 +18,7 @@ import re
 from functools import lru_cache
 
 from mafioso.core.claims.text import FENCE, advice_from, negated, quoted, sentences, within
-from mafioso.prompts.facts import CACHED_PASTES, parse
+from mafioso.prompts.facts import CACHED_PASTES, bound_otherwise, parse
 
 __all__ = ["false_values"]
 
@@ -109,19 +109,10 @@ def _bindings(code: str) -> tuple[dict[str, list[tuple]], set[str], set[str]] | 
                     other |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
         elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
             changed.add(node.target.id)
-        elif isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension, ast.withitem, ast.NamedExpr)):
-            target = node.optional_vars if isinstance(node, ast.withitem) else node.target
-            other |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)} if target else set()
-        elif isinstance(node, ast.arg):
-            other.add(node.arg)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             other.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            other |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            other.add(node.name)
-        elif isinstance(node, (ast.Global, ast.Nonlocal)):
-            other |= set(node.names)
+        else:  # loop and with targets, parameters, imports, :=, except ... as, global, del
+            other |= bound_otherwise(node)
     return values, other, changed
 
 
