@@ -17,8 +17,9 @@ Flags override ``MAFIOSO_*`` variables (and ``.env``). With ``MAFIOSO_API_KEY`` 
 400 bad JSON or input, 401 key, 404 unknown model or answer id, 413 too large, 503 busy (with Retry-After) or shutting
 down, 504 timeout. Request bodies and the key are never logged. OpenAI sampling fields the worker cannot
 honour (temperature, top_p, n, stop) are accepted only at their greedy default; other values get a
-400 that says so. ``max_tokens`` (1 to the worker's ``max_new_tokens``) is honoured per request; an answer
-cut there has ``finish_reason: "length"`` (``finished: false``).
+400 that says so. ``max_tokens`` (1 to the worker's ``max_new_tokens``; chat's ``max_completion_tokens`` is the
+same limit) is honoured per request; an answer cut there has ``finish_reason: "length"`` (``finished: false``).
+A stream's ``stream_options.include_usage`` ends it with OpenAI's usage chunk.
 
 Every answer is recorded in the feedback store (core/feedback.py, ``MAFIOSO_FEEDBACK_DB``) under its
 ``answer_id``; the OpenAI endpoints' response ``id`` (``chatcmpl-<answer_id>``, ``cmpl-<answer_id>`` for one
@@ -170,14 +171,32 @@ async def _body(request: web.Request) -> dict:
 
 
 async def _parse(request: web.Request, spec: Body) -> dict:
-    """The request's body checked against ``spec``; a named model must be ours, ``max_tokens`` within the
-    worker's longest answer."""
+    """The request's body checked against ``spec``; a named model must be ours, ``max_tokens`` (or chat's
+    ``max_completion_tokens``, the same limit) within the worker's longest answer, ``stream_options`` only
+    with a stream, as OpenAI answers."""
     values = spec.parse(await _body(request))
+    limit = "max_tokens"
+    if values.get("max_completion_tokens") is not None:
+        if values["max_tokens"] not in (None, values["max_completion_tokens"]):
+            raise BadRequest("'max_tokens' and 'max_completion_tokens' are the same limit: send one of them.")
+        limit, values["max_tokens"] = "max_completion_tokens", values["max_completion_tokens"]
     most = _chosen(request, values).max_new_tokens
     if most is not None and (values.get("max_tokens") or 0) > most:
-        raise BadRequest(f"'max_tokens' must be at most {most}, the longest answer this worker gives "
+        raise BadRequest(f"'{limit}' must be at most {most}, the longest answer this worker gives "
                          "(MAFIOSO_MAX_NEW_TOKENS).")
+    options = values.get("stream_options")
+    if options is not None:
+        if not values.get("stream"):
+            raise BadRequest("'stream_options' is only allowed with 'stream': true.")
+        if not isinstance(options.get("include_usage", False), bool):
+            raise BadRequest("'stream_options.include_usage' must be true or false.")
     return values
+
+
+def _streamed_usage(worker: Worker, body: dict, code: str, req: str | None = None) -> int | None:
+    """The prompt's token count when the stream's last chunk must carry the usage (``include_usage``)."""
+    wanted = (body.get("stream_options") or {}).get("include_usage")
+    return worker.prompt_tokens(code, req) if wanted else None
 
 
 def _chosen(request: web.Request, body: dict) -> Worker:
@@ -200,6 +219,8 @@ _MAX_TOKENS = Param("max_tokens", {"type": "integer", "minimum": 1},
                    "a 400 that says the maximum); an answer cut there has finish_reason 'length'")
 _STREAM = Param("stream", {"type": "boolean"}, "stream the answer as server-sent events (docs/API.md); a stream "
                 "answers one prompt")
+_STREAM_OPTIONS = Param("stream_options", {"type": "object"}, "with stream only: {'include_usage': true} adds a last "
+                        "chunk with the request's usage and no choices (the other chunks carry usage: null)")
 _DEFAULTS_ONLY = (
     _MAX_TOKENS,
     Param("model", _TEXT, f"the model: '{MODEL_ID}' or a persona of GET /v1/models (another name is a 404)"),
@@ -210,6 +231,7 @@ _DEFAULTS_ONLY = (
     Param("n", {"type": "integer", "minimum": 1}, "answers per prompt: 1 only", only=(1,),
           why="one answer per prompt; send several prompts instead"),
     _STREAM,
+    _STREAM_OPTIONS,
     Param("stop", {"oneOf": [_TEXT, {"type": "array", "items": _TEXT}]}, "stop strings: none", only=([],),
           why="the answer stops on its own (end of text or a new ### section)"),
 )
@@ -231,6 +253,8 @@ CHAT = Body("ChatCompletionRequest", (
     Param("messages", {"type": "array", "items": _MESSAGE, "minItems": 1},
           "the conversation; the last user message holds the code (``` fenced blocks, a fence left open runs to "
           "the end; the text around them is the request)", required=True),
+    Param("max_completion_tokens", {"type": "integer", "minimum": 1}, "OpenAI's newer name of max_tokens (the "
+          "same limit; sending both with different values is a 400)"),
     *_DEFAULTS_ONLY,
 ))
 FEEDBACK = Body("FeedbackRequest", (
@@ -333,8 +357,9 @@ async def completions(request: web.Request) -> web.Response:
     if body["stream"]:
         if len(pairs) != 1:
             raise BadRequest("A stream answers one prompt; send the pieces of code one request each.")
-        return await stream_completion(request, await worker.stream(pairs[0][0], max_tokens=body["max_tokens"]),
-                                       model)
+        code = pairs[0][0]
+        return await stream_completion(request, await worker.stream(code, max_tokens=body["max_tokens"]), model,
+                                       _streamed_usage(worker, body, code))
     answers = await _all_or_none(worker, [code for code, _ in pairs], body["max_tokens"])
     return web.json_response({
         "id": f"cmpl-{answers[0].answer_id if len(answers) == 1 else uuid.uuid4().hex}",  # one answer: ratable
@@ -360,7 +385,8 @@ async def chat_completions(request: web.Request) -> web.Response:
     code, req = split_fence(content)
     worker, model = _chosen(request, body), body.get("model") or MODEL_ID
     if body["stream"]:
-        return await stream_chat(request, await worker.stream(code, req, max_tokens=body["max_tokens"]), model)
+        return await stream_chat(request, await worker.stream(code, req, max_tokens=body["max_tokens"]), model,
+                                 _streamed_usage(worker, body, code, req))
     answer = await worker.explain(code, req, max_tokens=body["max_tokens"])
     return web.json_response({
         "id": f"chatcmpl-{answer.answer_id or uuid.uuid4().hex}", "object": "chat.completion",

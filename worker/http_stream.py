@@ -6,6 +6,8 @@ Each endpoint's events are JSON objects on ``data:`` lines, ended by ``data: [DO
   ``delta.role``, then ``delta.content`` pieces, a last chunk with an empty ``delta`` and ``finish_reason``
   (``stop`` or ``length``);
 * ``/v1/completions``: ``text_completion`` objects with ``choices[0].text`` pieces, the same last chunk;
+* both, with ``"stream_options": {"include_usage": true}``: every chunk has ``"usage": null`` and one more chunk
+  before ``[DONE]`` has ``"choices": []`` and the request's ``usage``, as OpenAI sends it;
 * ``/v1/explain``: ``{"delta": "..."}`` events, then one ``{"done": true, ...}`` with the whole answer
   (``explanation``, ``answer_id``, ``tokens``, ``latency_s``, ``finished``, ``code_leak``, ``replaced``).
 
@@ -83,6 +85,20 @@ def _replaced(event: StreamEvent) -> dict:
     return {"mafioso": {"replaced": True, "text": event.delta}} if event.replaced else {}
 
 
+def _usage(head: dict, prompt_tokens: int | None, event: StreamEvent):
+    """OpenAI's usage chunk (``include_usage``: ``prompt_tokens`` is not None), after the finishing one."""
+    if prompt_tokens is not None:
+        done = event.answer.tokens
+        yield {**head, "choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": done,
+                                                "total_tokens": prompt_tokens + done}}
+
+
+def _head(kind: str, prefix: str, stream: AnswerStream, model: str, prompt_tokens: int | None) -> dict:
+    """The fields every chunk of an OpenAI stream repeats (``usage: null`` when a usage chunk ends it)."""
+    return {"id": f"{prefix}-{stream.answer_id}", "object": kind, "created": int(time.time()), "model": model,
+            **({"usage": None} if prompt_tokens is not None else {})}
+
+
 async def stream_explain(request: web.Request, stream: AnswerStream) -> web.StreamResponse:
     """/v1/explain's events."""
     def last(event: StreamEvent):
@@ -94,10 +110,10 @@ async def stream_explain(request: web.Request, stream: AnswerStream) -> web.Stre
     return await _relay(request, stream, lambda delta: {"delta": delta}, last)
 
 
-async def stream_chat(request: web.Request, stream: AnswerStream, model: str) -> web.StreamResponse:
-    """/v1/chat/completions' ``chat.completion.chunk`` events."""
-    head = {"id": f"chatcmpl-{stream.answer_id}", "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": model}
+async def stream_chat(request: web.Request, stream: AnswerStream, model: str,
+                      prompt_tokens: int | None = None) -> web.StreamResponse:
+    """/v1/chat/completions' ``chat.completion.chunk`` events; a usage chunk last when ``prompt_tokens`` is given."""
+    head = _head("chat.completion.chunk", "chatcmpl", stream, model, prompt_tokens)
     started = False
 
     def chunk(delta: dict, finish: str | None = None, **extra) -> dict:
@@ -111,14 +127,15 @@ async def stream_chat(request: web.Request, stream: AnswerStream, model: str) ->
         if event.delta and not event.replaced:
             yield chunk({"content": event.delta})
         yield chunk({} if started else {"content": ""}, _finish_reason(event), **_replaced(event))
+        yield from _usage(head, prompt_tokens, event)
 
     return await _relay(request, stream, lambda delta: chunk({"content": delta}), last)
 
 
-async def stream_completion(request: web.Request, stream: AnswerStream, model: str) -> web.StreamResponse:
-    """/v1/completions' ``text_completion`` events."""
-    head = {"id": f"cmpl-{stream.answer_id}", "object": "text_completion", "created": int(time.time()),
-            "model": model}
+async def stream_completion(request: web.Request, stream: AnswerStream, model: str,
+                            prompt_tokens: int | None = None) -> web.StreamResponse:
+    """/v1/completions' ``text_completion`` events; a usage chunk last when ``prompt_tokens`` is given."""
+    head = _head("text_completion", "cmpl", stream, model, prompt_tokens)
 
     def chunk(text: str, finish: str | None = None, **extra) -> dict:
         return {**head, "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}], **extra}
@@ -127,5 +144,6 @@ async def stream_completion(request: web.Request, stream: AnswerStream, model: s
         if event.delta and not event.replaced:
             yield chunk(event.delta)
         yield chunk("", _finish_reason(event), **_replaced(event))
+        yield from _usage(head, prompt_tokens, event)
 
     return await _relay(request, stream, chunk, last)

@@ -288,6 +288,10 @@ def test_max_tokens_is_honoured_and_checked():
                 "completions": await post("/v1/completions", {"prompt": ["a", "b"], "max_tokens": 3}),
                 "chat": await post("/v1/chat/completions", {"messages": chat, "max_tokens": 50}),
                 "too_many": await post("/v1/chat/completions", {"messages": chat, "max_tokens": 51}),
+                "newer_name": await post("/v1/chat/completions", {"messages": chat, "max_completion_tokens": 7}),
+                "newer_too_many": await post("/v1/chat/completions", {"messages": chat, "max_completion_tokens": 51}),
+                "both": await post("/v1/chat/completions", {"messages": chat, "max_tokens": 7,
+                                                            "max_completion_tokens": 8}),
                 "zero": await post("/v1/explain", {"code": "x", "max_tokens": 0}),
                 "word": await post("/v1/completions", {"prompt": "x", "max_tokens": "lots"}),
             }
@@ -301,6 +305,13 @@ def test_max_tokens_is_honoured_and_checked():
                                              "worker gives (MAFIOSO_MAX_NEW_TOKENS).",
                                              "type": "invalid_request_error", "code": "bad_request"}})
     assert r["zero"][0] == r["word"][0] == 400
+    # OpenAI's newer name for the chat limit is the same limit (it was ignored: a 10-token answer)
+    assert r["newer_name"][1]["usage"]["completion_tokens"] == 7
+    assert r["newer_name"][1]["choices"][0]["finish_reason"] == "length"
+    assert r["newer_too_many"][1]["error"]["message"].startswith("'max_completion_tokens' must be at most 50")
+    assert r["both"] == (400, {"error": {"message": "'max_tokens' and 'max_completion_tokens' are the same limit: "
+                                                    "send one of them.", "type": "invalid_request_error",
+                                         "code": "bad_request"}})
     assert r["word"][1]["error"]["message"] == "'max_tokens' must be an integer at least 1."
 
 

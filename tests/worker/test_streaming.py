@@ -163,6 +163,35 @@ def test_the_openai_client_streams_chat_and_completions_over_loopback():
     assert "mafioso_time_to_first_token_seconds_count 3.0" in metrics
 
 
+def test_include_usage_ends_an_openai_stream_with_the_requests_usage():
+    """What the openai client asks with stream_options={"include_usage": True}: usage null on every chunk, then
+    one chunk with no choices and the usage a plain answer reports (it was ignored: no usage at all)."""
+    worker, cfg = _streaming_worker()
+
+    async def main():
+        async with serving(worker, cfg) as url:
+            client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+            messages = [{"role": "user", "content": SENTENCES}]
+            plain = await client.chat.completions.create(model="mafioso", messages=messages)
+            chat = [chunk async for chunk in await client.chat.completions.create(
+                model="mafioso", messages=messages, stream=True, stream_options={"include_usage": True})]
+            text = [chunk async for chunk in await client.completions.create(
+                model="mafioso", prompt=SENTENCES, stream=True, max_tokens=4, stream_options={"include_usage": True})]
+            without = [chunk async for chunk in await client.completions.create(
+                model="mafioso", prompt=SENTENCES, stream=True, max_tokens=4)]
+            with pytest.raises(openai.BadRequestError, match="only allowed with 'stream': true"):
+                await client.chat.completions.create(model="mafioso", messages=messages,
+                                                     stream_options={"include_usage": True})
+            return plain, chat, text, without
+
+    plain, chat, text, without = asyncio.run(main())
+    assert chat[-1].choices == [] and chat[-1].usage == plain.usage
+    assert chat[-2].choices[0].finish_reason == "stop" and all(c.usage is None for c in chat[:-1])
+    assert text[-1].choices == [] and text[-1].usage.completion_tokens == 4
+    assert text[-1].usage.total_tokens == text[-1].usage.prompt_tokens + 4 > 4
+    assert without[-1].choices[0].finish_reason == "length" and all(c.usage is None for c in without)
+
+
 def test_explain_streams_deltas_then_the_whole_answer():
     worker, cfg = _streaming_worker()
 
