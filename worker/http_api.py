@@ -6,7 +6,8 @@
     POST /v1/feedback           {"answer_id", "rating": 1 | -1} → {"answer_id", "rating"}: a user's 👍/👎
     POST /v1/completions        OpenAI-compatible; the prompt is the code
     POST /v1/chat/completions   OpenAI-compatible; the last user message is the code (``` fences optional, a
-                                fence left open runs to the end, the text around them is the request)
+                                fence left open runs to the end, the text around them is the request), or a
+                                follow-up question about an earlier message's fenced code
     GET  /v1/models             "mafioso", and each persona of MAFIOSO_ADAPTERS (chosen by "model")
     GET  /openapi.json          this API as an OpenAPI 3.1 document (from the bodies the handlers check)
     GET  /healthz               liveness (never needs the API key)
@@ -51,6 +52,7 @@ import mafioso
 from mafioso.worker.api_schema import BadRequest, Body, Param, openapi
 from mafioso.worker.http_stream import stream_chat, stream_completion, stream_explain
 from mafioso.core.feedback import FeedbackUnavailable, UnknownAnswer, open_store
+from mafioso.prompts import facts
 from mafioso.prompts.fences import fenced_blocks
 from mafioso.prompts.lines import line
 from mafioso.core.settings import add_settings_arguments, load_settings
@@ -59,7 +61,8 @@ from mafioso.worker.service import Worker
 from mafioso.core.config import DEFAULT_MODEL_NAME, WorkerConfig
 from mafioso.core.errors import ConfigError, InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 
-__all__ = ["MODEL_ID", "RUNNER_OPTIONS", "WORKER", "add_arguments", "listen", "make_app", "run", "split_fence"]
+__all__ = ["MODEL_ID", "RUNNER_OPTIONS", "WORKER", "add_arguments", "chat_code", "listen", "make_app", "run",
+           "split_fence"]
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +254,8 @@ COMPLETIONS = Body("CompletionRequest", (
 _MESSAGE = {"type": "object", "properties": {"role": _TEXT, "content": {"oneOf": [_TEXT, {"type": "array"}]}}}
 CHAT = Body("ChatCompletionRequest", (
     Param("messages", {"type": "array", "items": _MESSAGE, "minItems": 1},
-          "the conversation; the last user message holds the code (``` fenced blocks, a fence left open runs to "
+          "the conversation; the last user message holds the code, or a follow-up question (no fence, not Python) "
+          "asks about the latest earlier user message's fenced code (``` fenced blocks, a fence left open runs to "
           "the end; the text around them is the request)", required=True),
     Param("max_completion_tokens", {"type": "integer", "minimum": 1}, "OpenAI's newer name of max_tokens (the "
           "same limit; sending both with different values is a 400)"),
@@ -295,6 +299,28 @@ def split_fence(message: str) -> tuple[str, str | None]:
     around = [message[end:start] for end, start in zip([0] + [b.end for b in blocks], [b.start for b in blocks])]
     request = " ".join(" ".join(around + [message[blocks[-1].end:]]).split())
     return "\n\n".join(b.code for b in blocks), request or None
+
+
+def chat_code(messages: list[str]) -> tuple[str, str | None]:
+    """(code, request) from a conversation's user messages: the last one's (:func:`split_fence`), unless it is a
+    follow-up. A last message with no fenced block that no reading parses as Python ("is there a bug?", "and
+    the second function?") asks about the code of the latest earlier message with a fenced block, as a chat
+    client's follow-up question does; it is then the request."""
+    last = messages[-1]
+    if not fenced_blocks(last) and facts.parse(last) is None:
+        for earlier in reversed(messages[:-1]):
+            if fenced_blocks(earlier):
+                return split_fence(earlier)[0], " ".join(last.split()) or None
+    return split_fence(last)
+
+
+def _text(content) -> str:
+    """A message's text: a string, or the text parts of a list of content parts."""
+    if isinstance(content, list):  # content parts: keep the text ones
+        content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    if not isinstance(content, str):
+        raise BadRequest("a user message's 'content' must be a string or a list of text parts.")
+    return content
 
 
 def _usage(worker: Worker, pairs: list[tuple[str, str | None]], answers) -> dict:
@@ -377,12 +403,7 @@ async def chat_completions(request: web.Request) -> web.Response:
     users = [m for m in messages if m.get("role") == "user"]
     if not users:
         raise BadRequest("'messages' must hold at least one user message with the code.")
-    content = users[-1].get("content")
-    if isinstance(content, list):  # content parts: keep the text ones
-        content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    if not isinstance(content, str):
-        raise BadRequest("the last user message's 'content' must be a string or a list of text parts.")
-    code, req = split_fence(content)
+    code, req = chat_code([_text(m.get("content")) for m in users])
     worker, model = _chosen(request, body), body.get("model") or MODEL_ID
     if body["stream"]:
         return await stream_chat(request, await worker.stream(code, req, max_tokens=body["max_tokens"]), model,

@@ -3,7 +3,7 @@
 import pytest
 
 from mafioso.core import guard
-from mafioso.worker.http_api import split_fence
+from mafioso.worker.http_api import chat_code, split_fence
 from mafioso.prompts.lines import line
 from mafioso.core.postcheck import scrub
 from mafioso.core.errors import InputRejected
@@ -71,6 +71,21 @@ def test_scrub_of_nothing_but_code_says_something():
 ])
 def test_chat_message_split(message, code, ask):
     assert split_fence(message) == (code, ask)
+
+
+FENCED = "what does this do?\n```python\ndef pop(self):\n    return self.items.pop()\n```"
+
+
+@pytest.mark.parametrize("messages, code, ask", [
+    ([FENCED, "is there a bug?"], "def pop(self):\n    return self.items.pop()", "is there a bug?"),  # a follow-up
+    ([FENCED, "```\nx = 1\n```", "and  now\nthis one?"], "x = 1", "and now this one?"),  # the latest fenced code
+    ([FENCED, "x = 1"], "x = 1", None),  # parses as Python: new code, pasted without a fence
+    ([FENCED, "```\ny = 2\n```"], "y = 2", None),  # new fenced code
+    (["plain text, no code here", "is there a bug?"], "is there a bug?", None),  # no earlier code: as before
+    (["is there a bug?"], "is there a bug?", None),
+])
+def test_a_follow_up_question_asks_about_the_latest_fenced_code(messages, code, ask):
+    assert chat_code(messages) == (code, ask)
 
 
 def test_chat_message_split_is_linear():

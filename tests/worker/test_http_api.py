@@ -411,3 +411,18 @@ def test_what_the_claim_post_check_dropped_travels_to_the_client_whole_and_strea
 
     body, whole, streamed = asyncio.run(main())
     assert body["dropped"] == whole.dropped == streamed.dropped == 2
+
+
+def test_a_follow_up_in_a_chat_is_answered_about_the_earlier_code():
+    """A chat client sends the whole conversation: "is there a bug?" after the answer asks about the code before."""
+    cfg = worker_config()
+    messages = [{"role": "system", "content": "be nice"}, {"role": "user", "content": "```\nx = 1\n```"},
+                {"role": "assistant", "content": "It sets x, pal."}, {"role": "user", "content": "is there a bug?"}]
+
+    async def main():
+        async with serving(Worker(FakeEngine(), cfg), cfg) as url, aiohttp.ClientSession() as http:
+            async with http.post(url + "/v1/chat/completions", json={"messages": messages}) as r:
+                return r.status, await r.json()
+
+    status, body = asyncio.run(main())
+    assert status == 200 and body["choices"][0]["message"]["content"] == "explained x = 1"
