@@ -9,6 +9,7 @@
                                 fence left open runs to the end, the text around them is the request), or a
                                 follow-up question about an earlier message's fenced code
     GET  /v1/models             "mafioso", and each persona of MAFIOSO_ADAPTERS (chosen by "model")
+    GET  /v1/models/{model}     one of them (404 for another name)
     GET  /openapi.json          this API as an OpenAPI 3.1 document (from the bodies the handlers check)
     GET  /healthz               liveness (never needs the API key)
     GET  /metrics               Prometheus text
@@ -418,13 +419,26 @@ async def chat_completions(request: web.Request) -> web.Response:
     })
 
 
+def _model_cards(request: web.Request) -> list[dict]:
+    """This worker's own model, then each persona's, with ``parent`` = this worker's model as vLLM lists a LoRA
+    module (``root``: its adapter)."""
+    return [{"id": MODEL_ID, "object": "model", "created": _STARTED, "owned_by": "mafioso"},
+            *({"id": name, "object": "model", "created": _STARTED, "owned_by": "mafioso", "parent": MODEL_ID,
+               "root": spec} for name, spec in request.app[_ROOTS].items())]
+
+
 async def models(request: web.Request) -> web.Response:
-    """GET /v1/models: this worker's own model, then each persona's, with ``parent`` = this worker's model as
-    vLLM lists a LoRA module (``root``: its adapter)."""
-    return web.json_response({"object": "list", "data": [
-        {"id": MODEL_ID, "object": "model", "created": _STARTED, "owned_by": "mafioso"},
-        *({"id": name, "object": "model", "created": _STARTED, "owned_by": "mafioso", "parent": MODEL_ID,
-           "root": spec} for name, spec in request.app[_ROOTS].items())]})
+    """GET /v1/models: every model this worker serves (:func:`_model_cards`)."""
+    return web.json_response({"object": "list", "data": _model_cards(request)})
+
+
+async def model_card(request: web.Request) -> web.Response:
+    """GET /v1/models/{model}: one model's card (the openai client's ``models.retrieve``); another name is a 404."""
+    name = request.match_info["model"]
+    card = next((card for card in _model_cards(request) if card["id"] == name), None)
+    if card is None:
+        raise _UnknownModel(name)
+    return web.json_response(card)
 
 
 async def openapi_document(request: web.Request) -> web.Response:
@@ -466,6 +480,7 @@ def make_app(worker: Worker, cfg: WorkerConfig, *, manage_worker: bool = True,
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/feedback", feedback)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/v1/models/{model}", model_card)
     app.router.add_get("/openapi.json", openapi_document)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

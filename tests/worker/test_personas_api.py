@@ -6,6 +6,7 @@ import shutil
 
 import aiohttp
 import openai
+import pytest
 
 from mafioso.core.config import GenerationConfig, WorkerConfig
 from mafioso.worker.engines import load_engine
@@ -38,20 +39,23 @@ def test_two_personas_answer_by_model_at_once(engine, tiny_model_dir, tiny_adapt
                 answers += await asyncio.gather(*(client.completions.create(model=m, prompt=code) for m in pair))
                 asked += [(m, i) for m in pair]
             models = await client.models.list()
+            retrieved = await client.models.retrieve("noir")
+            with pytest.raises(openai.NotFoundError, match="does not exist"):
+                await client.models.retrieve("pirate")
             await client.close()
             async with aiohttp.ClientSession() as http:
                 async with http.post(f"{url}/v1/explain", json={"code": "x = 1", "model": "pirate"}) as r:
                     unknown = (r.status, await r.json())
                 async with http.post(f"{url}/v1/explain", json={"code": CODES[0], "model": "noir"}) as r:
                     explained = (r.status, await r.json())
-            return asked, answers, models, unknown, explained
+            return asked, answers, models, unknown, explained, retrieved
 
-    asked, answers, models, unknown, explained = asyncio.run(main())
+    asked, answers, models, unknown, explained, retrieved = asyncio.run(main())
     for (model, i), answer in zip(asked, answers):
         assert answer.model == model and answer.choices[0].text == expected[model][i], (model, i)
     listed = {m.id: m for m in models.data}
     assert list(listed) == ["mafioso", "noir"] and listed["noir"].parent == "mafioso"
-    assert listed["noir"].root == str(noir_dir)
+    assert listed["noir"].root == str(noir_dir) and retrieved == listed["noir"]
     assert unknown[0] == 404 and unknown[1]["error"]["code"] == "model_not_found"
     assert explained == (200, explained[1]) and explained[1]["explanation"] == expected["noir"][0]
 
