@@ -15,9 +15,9 @@ once as an in-progress marker and is edited as the answer grows, at most once a 
 (:class:`mafioso.bot.streaming.Throttle`, under Discord's edit rate limit; discord.py waits out a 429); the final
 edit drops the marker and any further chunks (split under 2,000 characters, fences kept) follow as messages.
 
-The bot never touches the model: it awaits ``explainer.explain(code)`` (or its stream). Worker failures
-become in-character apologies in :meth:`MafiosoBot.explain_chunks`; anything unexpected lands in the central handlers
-:meth:`MafiosoBot.on_error` / :meth:`MafiosoBot.on_app_command_error`, which log and apologise.
+The bot never touches the model: it awaits ``explainer.explain(code, request)`` (or its stream; the text
+around a fenced block, or beside a file, is the request). Worker failures become in-character apologies in
+:meth:`MafiosoBot.explain_chunks`; anything unexpected lands in the central handlers :meth:`MafiosoBot.on_error` / :meth:`MafiosoBot.on_app_command_error`, which log and apologise.
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ from discord import app_commands
 from mafioso.bot.personas import UnknownPersonaChoice, choose, parse_channel_personas, persona_of, say, use_persona
 from mafioso.bot.streaming import IN_PROGRESS, Throttle, answer_texts
 from mafioso.core.explanation import Explainer, Explanation
-from mafioso.bot.extract import (decode_code_file, error_line, extract_code, is_code_file, join_code, python_blocks,
-                                 split_text)
+from mafioso.bot.extract import Paste, decode_code_file, error_line, is_code_file, python_blocks, split_text
 from mafioso.core.config import DiscordConfig
 from mafioso.core.errors import ConfigError, InputRejected, RequestError
 
@@ -194,12 +193,12 @@ class MafiosoBot(discord.Client):
                                 delete_after=15)
             return
         if self.streams:
-            code, refusal = await self.code_or_refusal(text, message.attachments, fence_required=not mentioned)
+            paste, refusal = await self.code_or_refusal(text, message.attachments, fence_required=not mentioned)
             if refusal is None:
                 placeholder = await message.reply(IN_PROGRESS.strip(), mention_author=False,
                                                   allowed_mentions=NO_MENTIONS)
                 sent, explanation = await self.stream_answer(
-                    code, message.channel.id, lambda text: _edited(placeholder, text),
+                    paste, message.channel.id, lambda text: _edited(placeholder, text),
                     lambda chunk: message.channel.send(chunk, allowed_mentions=NO_MENTIONS))
                 await self.remember(sent, explanation, message.author.id)
                 return
@@ -220,10 +219,10 @@ class MafiosoBot(discord.Client):
             return
         await interaction.response.defer(thinking=True)
         if self.streams:
-            code, refusal = await self.code_or_refusal(text, attachments, fence_required=False)
+            paste, refusal = await self.code_or_refusal(text, attachments, fence_required=False)
             if refusal is None:
                 sent, explanation = await self.stream_answer(
-                    code, interaction.channel_id,
+                    paste, interaction.channel_id,
                     lambda text: interaction.edit_original_response(content=text, allowed_mentions=NO_MENTIONS),
                     lambda chunk: interaction.followup.send(chunk, allowed_mentions=NO_MENTIONS, wait=True))
                 await self.remember(sent, explanation, interaction.user.id)
@@ -264,12 +263,12 @@ class MafiosoBot(discord.Client):
                      fence_required: bool) -> tuple[list[str], Explanation | None]:
         """The reply chunks for a message's text and files, and the answer they carry (None: a refusal)."""
         try:
-            code, too_big = await self.gather_code(text, attachments, fence_required=fence_required)
+            paste, too_big = await self.gather_code(text, attachments, fence_required=fence_required)
         except InputRejected as exc:  # a .py file that is not text
             return [self.refusal(exc)], None
-        if not code and too_big:
+        if not paste.code and too_big:
             return [self.say("file_too_big", limit=self.max_code_chars)], None
-        return await self.explain_chunks(code)
+        return await self.explain_chunks(paste)
 
     def say(self, situation: str, **values: object) -> str:
         """The line for ``situation`` in the voice of the persona answering this request."""
@@ -285,22 +284,23 @@ class MafiosoBot(discord.Client):
         return callable(getattr(self.explainer, "stream", None))
 
     async def code_or_refusal(self, text: str, attachments: Iterable[discord.Attachment], *,
-                              fence_required: bool) -> tuple[str, str | None]:
-        """The code to explain, or the in-character line that refuses it (no code, a file too big or binary)."""
+                              fence_required: bool) -> tuple[Paste, str | None]:
+        """The code to explain and its question, or the in-character line that refuses it (no code, a file too
+        big or binary)."""
         try:
-            code, too_big = await self.gather_code(text, attachments, fence_required=fence_required)
+            paste, too_big = await self.gather_code(text, attachments, fence_required=fence_required)
         except InputRejected as exc:
-            return "", self.refusal(exc)
-        if not code and too_big:
-            return "", self.say("file_too_big", limit=self.max_code_chars)
-        return code, None if code.strip() else self.say("no_code")
+            return Paste(""), self.refusal(exc)
+        if not paste.code and too_big:
+            return paste, self.say("file_too_big", limit=self.max_code_chars)
+        return paste, None if paste.code.strip() else self.say("no_code")
 
-    async def stream_answer(self, code: str, channel_id: int, show, more) -> tuple[list, Explanation | None]:
+    async def stream_answer(self, paste: Paste, channel_id: int, show, more) -> tuple[list, Explanation | None]:
         """Show the answer as it grows with ``show(text)`` (editing the one message that holds the in-progress
         marker, at most once a second per channel), then the final first chunk without it and the other chunks
         with ``more(chunk)``; the messages sent and the answer (None on a refusal)."""
         try:
-            async for text, answer in answer_texts(self.explainer, code):
+            async for text, answer in answer_texts(self.explainer, paste.code, paste.request):
                 if answer is None and self.edits.ready(channel_id):
                     await show(split_text(text, DISCORD_LIMIT - len(IN_PROGRESS))[0] + IN_PROGRESS)
         except RequestError as exc:
@@ -310,24 +310,23 @@ class MafiosoBot(discord.Client):
         return [await show(first)] + [await more(chunk) for chunk in rest], answer
 
     async def gather_code(self, text: str, attachments: Iterable[discord.Attachment], *,
-                          fence_required: bool) -> tuple[str, bool]:
-        """The code of the text and the ``.py`` attachments, and whether a file was too big to take."""
+                          fence_required: bool) -> tuple[Paste, bool]:
+        """The code of the text and the ``.py`` attachments with the message's question (:class:`Paste`), and
+        whether a file was too big to take."""
         files = [a for a in attachments if is_code_file(a.filename)]
-        parts, too_big = [extract_code(text, fence_required=fence_required or bool(files))], False
+        parts = []
         for attachment in files:
-            if attachment.size > self.max_code_chars:
-                too_big = True
-                continue
-            parts.append(decode_code_file(await attachment.read()))
-        return join_code(parts), too_big
+            if attachment.size <= self.max_code_chars:
+                parts.append(decode_code_file(await attachment.read()))
+        return Paste.of(text, parts, fence_required=fence_required), len(parts) < len(files)
 
-    async def explain_chunks(self, code: str) -> tuple[list[str], Explanation | None]:
+    async def explain_chunks(self, paste: Paste) -> tuple[list[str], Explanation | None]:
         """The explanation in chunks under 2,000 characters, or an in-character line when there is none; and
         the answer (None when there is none)."""
-        if not code.strip():
+        if not paste.code.strip():
             return [self.say("no_code")], None
         try:
-            explanation = await self.explainer.explain(code)
+            explanation = await self.explainer.explain(paste.code, paste.request)
         except RequestError as exc:
             log.warning("discord: request not served: %s", type(exc).__name__)
             return [self.refusal(exc)], None

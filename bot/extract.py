@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import bisect
 import re
+from dataclasses import dataclass
 from typing import Iterable
 
 from mafioso.core import guard
-from mafioso.prompts.fences import Block, fenced_blocks, paired_runs
+from mafioso.prompts.fences import Block, around, fenced_blocks, paired_runs
 from mafioso.core.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
 from mafioso.prompts.lines import line
 
@@ -32,8 +33,10 @@ def python_blocks(text: str, *, closed: bool = False) -> list[Block]:
     return [b for b in fenced_blocks(text) if b.lang in PYTHON_TAGS and (b.closed or not closed)]
 
 
-def extract_code(text: str, *, fence_required: bool = False) -> str:
-    """The code in a message: its Python (else any) fenced blocks joined; without a fence, the text itself.
+def extract(text: str, *, fence_required: bool = False) -> tuple[str, str | None]:
+    """(code, request) of a message: its Python (else any) fenced blocks joined, and the text around them, what
+    the message asks about the code ("is there a bug?"; None when there is none); without a fence, the text itself
+    is the code.
 
     With ``fence_required`` (passive listening) only closed Python or untagged blocks count, and plain text is no
     code. Otherwise a fence left open runs to the end of the message (mafioso.prompts.fences).
@@ -42,12 +45,31 @@ def extract_code(text: str, *, fence_required: bool = False) -> str:
     if not blocks and not fence_required:
         blocks = fenced_blocks(text)
     if blocks:
-        return join_code(b.code for b in blocks)
+        return join_code(b.code for b in blocks), around(text, blocks)
     if fence_required:
-        return ""
+        return "", None
     text = text.strip()
     inline = _INLINE.match(text)  # `x = 1` sent as inline code
-    return (inline[2] if inline else text).strip()
+    return (inline[2] if inline else text).strip(), None
+
+
+@dataclass(frozen=True)
+class Paste:
+    """What a chat message gives to explain: the code, and the question the message asks about it (None: explain
+    it)."""
+
+    code: str
+    request: str | None = None
+
+    @classmethod
+    def of(cls, text: str, files: list[str], *, fence_required: bool = False) -> Paste:
+        """A message's text with the code of its files (already read): the text's code (:func:`extract`; only
+        fenced blocks beside files) and the files', joined; the text around the blocks is the question. Beside
+        files, a text with no block is all question ("why does this crash?" with ``main.py``)."""
+        code, request = extract(text, fence_required=fence_required or bool(files))
+        if files and not code:
+            request = " ".join(text.split()) or None
+        return cls(join_code([code, *files]), request)
 
 
 def join_code(parts: Iterable[str]) -> str:

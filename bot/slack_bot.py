@@ -12,7 +12,8 @@ user is stored hashed.
 Socket Mode by default (``SLACK_APP_TOKEN``); HTTP mode (``mafioso serve --slack-http``) serves
 ``POST /slack/events``, where Bolt checks every request's signature against ``SLACK_SIGNING_SECRET``.
 The Web API client talks to ``SLACK_API_URL`` and retries rate-limited calls. The bot never touches the
-model: it awaits ``explainer.explain(code)``; worker failures become in-character apologies.
+model: it awaits ``explainer.explain(code, request)`` (the text around a fenced block, or beside a file, is
+the request); worker failures become in-character apologies.
 
 With an explainer that streams (:mod:`mafioso.bot.streaming`), a mention's answer is streamed into its thread:
 with Slack's native message streaming where the installed slack_sdk has it (``AsyncWebClient.chat_stream``:
@@ -49,7 +50,7 @@ from mafioso.bot.personas import (UnknownPersonaChoice, choose, parse_channel_pe
                                   split_persona_option, use_persona)
 from mafioso.bot.streaming import IN_PROGRESS, Throttle, answer_texts
 from mafioso.core.explanation import Explainer, Explanation
-from mafioso.bot.extract import decode_code_file, error_line, extract_code, is_code_file, join_code, split_text
+from mafioso.bot.extract import Paste, decode_code_file, error_line, extract, is_code_file, split_text
 from mafioso.core.config import SlackConfig
 from mafioso.core.errors import ConfigError, InputRejected, RequestError
 
@@ -216,12 +217,12 @@ class SlackBot:
         except UnknownPersonaChoice as exc:
             await ack(text=self.say("who_is_that", detail=exc))
             return
-        code = extract_code(text)
-        if not code:
+        paste = Paste(*extract(text))
+        if not paste.code:
             await ack(text=self.say("no_code"))
             return
         await ack()
-        chunks, explanation = await self.explain_chunks(code)
+        chunks, explanation = await self.explain_chunks(paste)
         response_type = self.cfg.response_type if explanation else "ephemeral"  # apologies go to the caller only
         for i, chunk in enumerate(chunks[:RESPONSE_URL_USES]):
             response = await respond(text=chunk, response_type=response_type, replace_original=False)
@@ -247,11 +248,11 @@ class SlackBot:
         use_persona(choose(self.explainer, self.channel_personas, event.get("channel")))
         if self._streams():
             try:
-                code, _ = await self.gather_code(slack_to_plain(text), event.get("files") or [])
+                paste, _ = await self.gather_code(slack_to_plain(text), event.get("files") or [])
             except InputRejected:
-                code = ""  # a file that is not text: answer() below says so
-            if code.strip():
-                await self.stream_reply(event["channel"], thread, code, event.get("user"), body.get("team_id"))
+                paste = Paste("")  # a file that is not text: answer() below says so
+            if paste.code.strip():
+                await self.stream_reply(event["channel"], thread, paste, event.get("user"), body.get("team_id"))
                 return
         chunks, explanation = await self.answer(text, event.get("files"))
         await self.post_in_thread(event["channel"], thread, chunks, explanation, event.get("user"))
@@ -266,12 +267,12 @@ class SlackBot:
         try:
             if self._streams():
                 try:
-                    code, _ = await self.gather_code(slack_to_plain(message.get("text", "")),
-                                                     message.get("files") or [])
+                    paste, _ = await self.gather_code(slack_to_plain(message.get("text", "")),
+                                                      message.get("files") or [])
                 except InputRejected:
-                    code = ""  # a file that is not text: answer() below says so
-                if code.strip():
-                    await self.stream_reply(channel, thread, code, user, shortcut.get("team", {}).get("id"))
+                    paste = Paste("")  # a file that is not text: answer() below says so
+                if paste.code.strip():
+                    await self.stream_reply(channel, thread, paste, user, shortcut.get("team", {}).get("id"))
                     return
             chunks, explanation = await self.answer(message.get("text", ""), message.get("files"))
             await self.post_in_thread(channel, thread, chunks, explanation, user)
@@ -307,12 +308,12 @@ class SlackBot:
     async def answer(self, text: str, files: list[dict] | None) -> tuple[list[str], Explanation | None]:
         """The reply chunks for a message's text (Slack-formatted) and its files; and the answer (None: none)."""
         try:
-            code, too_big = await self.gather_code(slack_to_plain(text), files or [])
+            paste, too_big = await self.gather_code(slack_to_plain(text), files or [])
         except InputRejected as exc:  # a Python file that is not text
             return [escape_mrkdwn(self.refusal(exc))], None
-        if not code and too_big:
+        if not paste.code and too_big:
             return [escape_mrkdwn(self.say("file_too_big", limit=self.max_code_chars))], None
-        return await self.explain_chunks(code)
+        return await self.explain_chunks(paste)
 
     def say(self, situation: str, **values: object) -> str:
         """The line for ``situation`` in the voice of the persona answering this request."""
@@ -322,16 +323,15 @@ class SlackBot:
         """The line for a request that was not served, in the voice of the persona answering it."""
         return error_line(exc, self.max_code_chars, persona_of(self.explainer))
 
-    async def gather_code(self, text: str, files: list[dict]) -> tuple[str, bool]:
-        """The code of the text and the Python files/snippets, and whether a file was too big to take."""
+    async def gather_code(self, text: str, files: list[dict]) -> tuple[Paste, bool]:
+        """The code of the text and the Python files/snippets with the message's question (:class:`Paste`), and
+        whether a file was too big to take."""
         files = [f for f in files if is_code_file(f.get("name") or "", f.get("filetype"))]
-        parts, too_big = [extract_code(text, fence_required=bool(files))], False
+        parts = []
         for file in files:
-            if file.get("size", 0) > self.max_code_chars:
-                too_big = True
-                continue
-            parts.append(decode_code_file(await self.download(file)))
-        return join_code(parts), too_big
+            if file.get("size", 0) <= self.max_code_chars:
+                parts.append(decode_code_file(await self.download(file)))
+        return Paste.of(text, parts), len(parts) < len(files)
 
     async def download(self, file: dict) -> bytes:
         """A file's bytes (empty when it cannot be had); the bot token only ever goes to Slack's hosts."""
@@ -357,13 +357,13 @@ class SlackBot:
             return b""
         return bytes(data)
 
-    async def explain_chunks(self, code: str) -> tuple[list[str], Explanation | None]:
+    async def explain_chunks(self, paste: Paste) -> tuple[list[str], Explanation | None]:
         """The explanation in escaped chunks under Slack's limits, or an in-character line; and the answer
         (None when it did not work)."""
-        if not code.strip():
+        if not paste.code.strip():
             return [escape_mrkdwn(self.say("no_code"))], None
         try:
-            explanation = await self.explainer.explain(code)
+            explanation = await self.explainer.explain(paste.code, paste.request)
         except RequestError as exc:
             log.warning("slack: request not served: %s", type(exc).__name__)
             return [escape_mrkdwn(self.refusal(exc))], None
@@ -378,7 +378,7 @@ class SlackBot:
         """Whether the explainer hands out text as it is made (:mod:`mafioso.bot.streaming`)."""
         return callable(getattr(self.explainer, "stream", None))
 
-    async def stream_reply(self, channel: str, thread_ts: str, code: str, user: str | None,
+    async def stream_reply(self, channel: str, thread_ts: str, paste: Paste, user: str | None,
                            team: str | None) -> None:
         """Stream the answer into one reply in the thread (module docstring), linked to the answer for ratings.
 
@@ -397,7 +397,7 @@ class SlackBot:
                                                      unfurl_links=False, unfurl_media=False))["ts"]
         explanation, final = None, ""
         try:
-            async for text, answer in answer_texts(self.explainer, code):
+            async for text, answer in answer_texts(self.explainer, paste.code, paste.request):
                 if answer is not None:
                     explanation, final = answer, text or self.say("empty_answer")
                 elif refused is None and self.edits.ready(channel) and text.startswith(sent):

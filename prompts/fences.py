@@ -2,6 +2,7 @@
 Markdown pastes the facts sheet reads (it lives with the prompt, the room every other one may use).
 
     fenced_blocks("explain\\n```python\\nx = 1\\n```")   -> [Block(lang="python", code="x = 1", ...)]
+    around("why?\\n```\\nx = 1\\n```\\nplease", blocks)   -> "why? please"  (what a chat message asks)
     without_fences("It adds.\\n```\\nx = 1\\n```\\nDone.")  -> "It adds.\\n\\nDone."
 
 The rule is CommonMark's, loosened for chat: a run of three or more backticks (or tildes) opens a block anywhere
@@ -20,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["FENCE_MARK", "Block", "fenced_blocks", "paired_runs", "without_fences"]
+__all__ = ["FENCE_MARK", "Block", "around", "fenced_blocks", "paired_runs", "without_fences"]
 
 #: Where a fence may be: any run of three backticks or tildes (the checks that only ask "is there a fence?").
 FENCE_MARK = re.compile(r"```|~~~")
@@ -101,8 +102,19 @@ def fenced_blocks(text: str, *, empty: bool = False) -> list[Block]:
 
 def without_fences(text: str) -> str:
     """``text`` with every fenced block (fences, tag and code) taken out."""
-    kept, at = [], 0
-    for block in fenced_blocks(text, empty=True):
-        kept.append(text[at:block.start])
+    return "".join(_outside(text, fenced_blocks(text, empty=True)))
+
+
+def _outside(text: str, blocks: list[Block]) -> list[str]:
+    """The pieces of ``text`` before, between and after ``blocks`` (in order)."""
+    pieces, at = [], 0
+    for block in blocks:
+        pieces.append(text[at:block.start])
         at = block.end
-    return "".join(kept) + text[at:]
+    return pieces + [text[at:]]
+
+
+def around(text: str, blocks: list[Block]) -> str | None:
+    """The text of ``text`` outside ``blocks`` (its fenced blocks, in order), whitespace collapsed: what a chat
+    message asks about its code; None when there is none."""
+    return " ".join(" ".join(_outside(text, blocks)).split()) or None

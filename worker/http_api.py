@@ -54,7 +54,7 @@ from mafioso.worker.api_schema import BadRequest, Body, Param, openapi
 from mafioso.worker.http_stream import stream_chat, stream_completion, stream_explain
 from mafioso.core.feedback import FeedbackUnavailable, UnknownAnswer, open_store
 from mafioso.prompts import facts
-from mafioso.prompts.fences import fenced_blocks
+from mafioso.prompts.fences import around, fenced_blocks
 from mafioso.prompts.lines import line
 from mafioso.core.settings import add_settings_arguments, load_settings
 from mafioso.worker.runtime import build_workers
@@ -297,9 +297,7 @@ def split_fence(message: str) -> tuple[str, str | None]:
     blocks = fenced_blocks(message)
     if not blocks:
         return message, None
-    around = [message[end:start] for end, start in zip([0] + [b.end for b in blocks], [b.start for b in blocks])]
-    request = " ".join(" ".join(around + [message[blocks[-1].end:]]).split())
-    return "\n\n".join(b.code for b in blocks), request or None
+    return "\n\n".join(b.code for b in blocks), around(message, blocks)
 
 
 def chat_code(messages: list[str]) -> tuple[str, str | None]:

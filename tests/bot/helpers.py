@@ -6,7 +6,8 @@ import asyncio
 
 
 class FakeExplainer:
-    """Answers ``answer`` (default: "Listen up, pal: <code>. Capisce?") or raises ``error``; records the code.
+    """Answers ``answer`` (default: "Listen up, pal: <code>. Capisce?") or raises ``error``; records the code
+    (``codes``) and the question asked about it (``requests``).
 
     ``gate`` (an asyncio.Event) holds every answer until the test sets it; ``events`` is a shared log the test
     can also append to, to check the order of things. ``persona``: the voice it answers in, as a Worker's.
@@ -16,12 +17,14 @@ class FakeExplainer:
                  gate: asyncio.Event | None = None, events: list | None = None, persona: str = "mafioso"):
         self.answer, self.error, self.gate, self.persona = answer, error, gate, persona
         self.codes: list[str] = []
+        self.requests: list[str | None] = []
         self.events = [] if events is None else events
 
     async def explain(self, code: str, request: str | None = None):
         from mafioso.core.explanation import Explanation
 
         self.codes.append(code)
+        self.requests.append(request)
         self.events.append("explain")
         if self.gate is not None:
             await asyncio.wait_for(self.gate.wait(), 10)

@@ -76,6 +76,21 @@ def test_message_with_a_code_block_gets_a_reply_while_typing():
     assert replies(message) == [f"Listen up, pal: {CODE}. Capisce?"]
 
 
+@pytest.mark.parametrize("streams", [False, True])
+def test_the_question_around_the_code_is_asked_with_it(streams):
+    """"@Mafioso is there a bug?" with a fenced block: the question goes with the code (it was dropped, and the
+    code only explained); beside a .py file the whole text is the question."""
+    explainer = StreamingExplainer(["Listen up. ", "Capisce?"]) if streams else FakeExplainer()
+    bot = make_bot(explainer)
+    me = [discord_client_user(BOT_ID)]
+    run(bot.on_message(discord_message(f"<@{BOT_ID}> is there a bug?\n```py\n{CODE}\n```", mentions=me)))
+    run(bot.on_message(discord_message(f"<@{BOT_ID}> why does it crash?", mentions=me,
+                                       attachments=[discord_attachment("mob.py", b"x = 1\n")])))
+    run(bot.on_message(discord_message(FENCED)))
+    assert explainer.codes == [CODE, "x = 1", CODE]
+    assert explainer.requests == ["is there a bug?", "why does it crash?", "what does this do?"]
+
+
 def test_messages_without_python_code_are_ignored():
     explainer = FakeExplainer()
     bot = make_bot(explainer)

@@ -6,10 +6,14 @@ import signal
 
 import pytest
 
-from mafioso.bot.extract import decode_code_file, error_line, extract_code, is_code_file, python_blocks, split_text
+from mafioso.bot.extract import Paste, decode_code_file, error_line, extract, is_code_file, python_blocks, split_text
 from mafioso.prompts.fences import fenced_blocks
 from mafioso.prompts.lines import line
 from mafioso.core.errors import InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
+
+
+def extract_code(text: str, **options) -> str:
+    return extract(text, **options)[0]
 
 
 @pytest.mark.parametrize("message", [
@@ -50,6 +54,24 @@ def test_other_languages_count_only_when_explicitly_asked():
     mixed = "```bash\npip install x\n```\n```python\nimport x\n```"
     assert extract_code(mixed) == "import x"
     assert [b.lang for b in fenced_blocks(mixed)] == ["bash", "python"]
+
+
+@pytest.mark.parametrize("message, request_", [
+    ("is there a bug?\n```py\nprint(1)\n```", "is there a bug?"),
+    ("why\n```\nprint(1)\n```\ndoes it  print\none?", "why does it print one?"),
+    ("```python\nprint(1)\n```", None),
+    ("print(1)", None),  # no fence: all of it is the code
+    ("`print(1)`", None),
+])
+def test_the_text_around_the_code_is_the_question(message, request_):
+    assert extract(message) == ("print(1)", request_)
+
+
+def test_beside_a_file_a_text_with_no_block_is_all_question():
+    assert Paste.of("why does  this crash?", ["x = 1"]) == Paste("x = 1", "why does this crash?")
+    assert Paste.of("and this\n```\ny = 2\n```", ["x = 1"]) == Paste("y = 2\n\nx = 1", "and this")
+    assert Paste.of("", ["x = 1"]) == Paste("x = 1", None)
+    assert Paste.of("hello", [], fence_required=True) == Paste("", None)  # listening: plain text is no code
 
 
 def test_code_files():

@@ -94,6 +94,28 @@ def test_slash_command_is_acked_at_once_then_answered_on_the_response_url():
     assert response["text"] == "It checks `a &lt; b` &amp; prints &lt;@U999&gt;. Capisce?"
 
 
+@pytest.mark.parametrize("streams", [False, True])
+def test_the_question_around_the_code_is_asked_with_it(streams):
+    """"/explain is there a bug? ```…```" and "@Mafioso why? ```…```": the question goes with the code (it was
+    dropped, and the code only explained)."""
+    from tests.bot.helpers import StreamingExplainer
+
+    async def main():
+        explainer = StreamingExplainer(["Listen up.", " Capisce?"]) if streams else FakeExplainer()
+        async with slack_app(explainer) as (stub, url):
+            await post_signed(url, slash_command_body("is there a bug?\n```\nx = 1 &lt; 2\n```",
+                                                      f"{stub.url}/response/1"))
+            await stub.wait_for(lambda: stub.responses)
+            await post_signed(url, mention_body("<@UBOT> why  this?\n```py\ny = 2\n```"),
+                              {"Content-Type": "application/json"})
+            await stub.wait_for(lambda: len(explainer.codes) == 2)
+        return explainer
+
+    explainer = asyncio.run(main())
+    assert explainer.codes == ["x = 1 < 2", "y = 2"]
+    assert explainer.requests == ["is there a bug?", "why this?"]
+
+
 def test_ephemeral_response_type_is_configurable():
     async def main():
         async with slack_app(FakeExplainer(), response_type="ephemeral") as (stub, url):
@@ -250,6 +272,7 @@ def test_mention_inside_a_thread_answers_in_that_thread_and_reads_python_files()
 
     explainer, stub = asyncio.run(main())
     assert explainer.codes == ["def boss():\n    return 'Vito'"]  # the request text is not code
+    assert explainer.requests == ["explain this file"]  # but it is what the mention asks
     assert stub.downloads == [{"name": "mob.py", "authorization": "Bearer xoxb-test"}]  # token only to Slack
     assert stub.posted()[0]["thread_ts"] == "1699999999.000001"
 
