@@ -17,7 +17,8 @@ edit drops the marker and any further chunks (split under 2,000 characters, fenc
 
 The bot never touches the model: it awaits ``explainer.explain(code, request)`` (or its stream; the text
 around a fenced block, or beside a file, is the request). Worker failures become in-character apologies in
-:meth:`MafiosoBot.explain_chunks`; anything unexpected lands in the central handlers :meth:`MafiosoBot.on_error` / :meth:`MafiosoBot.on_app_command_error`, which log and apologise.
+:meth:`MafiosoBot.explain_chunks`; anything unexpected lands in the central handlers
+:meth:`MafiosoBot.on_error` / :meth:`MafiosoBot.on_app_command_error`, which log and apologise.
 """
 
 from __future__ import annotations
