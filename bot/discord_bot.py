@@ -76,19 +76,23 @@ class Cooldown:
 
 
 class CodeModal(discord.ui.Modal):
-    """The form behind ``/explain`` without code: a paragraph box for multi-line code."""
+    """The form behind ``/explain`` without code: a paragraph box for multi-line code, a line for the question."""
 
     code = discord.ui.Label(text="Your Python code", component=discord.ui.TextInput(
         style=discord.TextStyle.paragraph, placeholder="def shakedown(crew): ..."))
+    question = discord.ui.Label(text="Your question (optional)", component=discord.ui.TextInput(
+        style=discord.TextStyle.short, placeholder="is there a bug?", required=False, max_length=300))
 
-    def __init__(self, bot: MafiosoBot, persona: str | None = None):
+    def __init__(self, bot: MafiosoBot, persona: str | None = None, question: str | None = None):
         super().__init__(title=bot.say("form_title"), timeout=900)
         self.bot, self.persona = bot, persona
         self.code.component.max_length = min(4000, bot.max_code_chars)
+        self.question.component.default = question
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        """Explain what was pasted."""
-        await self.bot.answer_interaction(interaction, self.code.component.value, persona=self.persona)
+        """Explain what was pasted, with the question asked."""
+        await self.bot.answer_interaction(interaction, self.code.component.value, persona=self.persona,
+                                          question=self.question.component.value)
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:
         """Route failures to the bot's central handler."""
@@ -117,10 +121,11 @@ class MafiosoBot(discord.Client):
 
         @app_commands.command(name="explain", description="Explain some Python code, mafioso style")
         @app_commands.describe(code="the code; leave it out to paste several lines in a form",
+                               question="what you want to know about it (default: explain it)",
                                persona="who explains it (default: this channel's)")
-        async def explain(interaction: discord.Interaction, code: str | None = None,
+        async def explain(interaction: discord.Interaction, code: str | None = None, question: str | None = None,
                           persona: str | None = None) -> None:
-            """/explain [code] [persona]: explain the code, or open the form when there is none."""
+            """/explain [code] [question] [persona]: explain the code, or open the form when there is none."""
             try:
                 bot.use_channel_persona(interaction.channel, interaction.channel_id, persona)
             except UnknownPersonaChoice as exc:
@@ -128,9 +133,9 @@ class MafiosoBot(discord.Client):
                                                         allowed_mentions=NO_MENTIONS)
                 return
             if code and code.strip():
-                await bot.answer_interaction(interaction, code, persona=persona)
+                await bot.answer_interaction(interaction, code, persona=persona, question=question)
             elif await bot.admit(interaction, cooldown=False):  # the cooldown counts when the form comes back
-                await interaction.response.send_modal(CodeModal(bot, persona))
+                await interaction.response.send_modal(CodeModal(bot, persona, question))
 
         async def explain_message(interaction: discord.Interaction, message: discord.Message) -> None:
             """Message menu → Apps → Explain this code."""
@@ -212,15 +217,16 @@ class MafiosoBot(discord.Client):
         await self.remember(sent, explanation, message.author.id)
 
     async def answer_interaction(self, interaction: discord.Interaction, text: str,
-                                 attachments: Sequence[discord.Attachment] = (), persona: str | None = None) -> None:
+                                 attachments: Sequence[discord.Attachment] = (), persona: str | None = None,
+                                 question: str | None = None) -> None:
         """Answer /explain, the form or the context menu: checks, defer (Discord wants it within 3 s), follow up;
-        in ``persona``, else the channel's."""
+        in ``persona``, else the channel's; ``question`` (the command's or the form's) is asked with the code."""
         self.use_channel_persona(interaction.channel, interaction.channel_id, persona)
         if not await self.admit(interaction):
             return
         await interaction.response.defer(thinking=True)
         if self.streams:
-            paste, refusal = await self.code_or_refusal(text, attachments, fence_required=False)
+            paste, refusal = await self.code_or_refusal(text, attachments, fence_required=False, question=question)
             if refusal is None:
                 sent, explanation = await self.stream_answer(
                     paste, interaction.channel_id,
@@ -228,7 +234,7 @@ class MafiosoBot(discord.Client):
                     lambda chunk: interaction.followup.send(chunk, allowed_mentions=NO_MENTIONS, wait=True))
                 await self.remember(sent, explanation, interaction.user.id)
                 return
-        chunks, explanation = await self.answer(text, attachments, fence_required=False)
+        chunks, explanation = await self.answer(text, attachments, fence_required=False, question=question)
         sent = [await interaction.followup.send(chunk, allowed_mentions=NO_MENTIONS) for chunk in chunks]
         await self.remember(sent, explanation, interaction.user.id)
 
@@ -260,11 +266,12 @@ class MafiosoBot(discord.Client):
 
     # ----------------------------------------------------------------------------------- the one way out
 
-    async def answer(self, text: str, attachments: Iterable[discord.Attachment], *,
-                     fence_required: bool) -> tuple[list[str], Explanation | None]:
+    async def answer(self, text: str, attachments: Iterable[discord.Attachment], *, fence_required: bool,
+                     question: str | None = None) -> tuple[list[str], Explanation | None]:
         """The reply chunks for a message's text and files, and the answer they carry (None: a refusal)."""
         try:
-            paste, too_big = await self.gather_code(text, attachments, fence_required=fence_required)
+            paste, too_big = await self.gather_code(text, attachments, fence_required=fence_required,
+                                                    question=question)
         except InputRejected as exc:  # a .py file that is not text
             return [self.refusal(exc)], None
         if not paste.code and too_big:
@@ -284,12 +291,13 @@ class MafiosoBot(discord.Client):
         """Whether the explainer can stream an answer (then replies grow by edits)."""
         return callable(getattr(self.explainer, "stream", None))
 
-    async def code_or_refusal(self, text: str, attachments: Iterable[discord.Attachment], *,
-                              fence_required: bool) -> tuple[Paste, str | None]:
+    async def code_or_refusal(self, text: str, attachments: Iterable[discord.Attachment], *, fence_required: bool,
+                              question: str | None = None) -> tuple[Paste, str | None]:
         """The code to explain and its question, or the in-character line that refuses it (no code, a file too
         big or binary)."""
         try:
-            paste, too_big = await self.gather_code(text, attachments, fence_required=fence_required)
+            paste, too_big = await self.gather_code(text, attachments, fence_required=fence_required,
+                                                    question=question)
         except InputRejected as exc:
             return Paste(""), self.refusal(exc)
         if not paste.code and too_big:
@@ -310,16 +318,19 @@ class MafiosoBot(discord.Client):
         first, *rest = split_text(answer.text, DISCORD_LIMIT) or [self.say("empty_answer")]
         return [await show(first)] + [await more(chunk) for chunk in rest], answer
 
-    async def gather_code(self, text: str, attachments: Iterable[discord.Attachment], *,
-                          fence_required: bool) -> tuple[Paste, bool]:
-        """The code of the text and the ``.py`` attachments with the message's question (:class:`Paste`), and
-        whether a file was too big to take."""
+    async def gather_code(self, text: str, attachments: Iterable[discord.Attachment], *, fence_required: bool,
+                          question: str | None = None) -> tuple[Paste, bool]:
+        """The code of the text and the ``.py`` attachments with the message's question (:class:`Paste`; a
+        ``question`` given apart replaces it), and whether a file was too big to take."""
         files = [a for a in attachments if is_code_file(a.filename)]
         parts = []
         for attachment in files:
             if attachment.size <= self.max_code_chars:
                 parts.append(decode_code_file(await attachment.read()))
-        return Paste.of(text, parts, fence_required=fence_required), len(parts) < len(files)
+        paste = Paste.of(text, parts, fence_required=fence_required)
+        if question and question.strip():
+            paste = Paste(paste.code, " ".join(question.split()))
+        return paste, len(parts) < len(files)
 
     async def explain_chunks(self, paste: Paste) -> tuple[list[str], Explanation | None]:
         """The explanation in chunks under 2,000 characters, or an in-character line when there is none; and

@@ -235,7 +235,7 @@ def test_slash_command_defers_before_explaining_then_follows_up():
     run(command.callback(interaction, code="```py\nprint(1)\n```"))
     assert events == ["defer", "explain"]
     interaction.response.defer.assert_awaited_once_with(thinking=True)
-    assert explainer.codes == ["print(1)"]
+    assert explainer.codes == ["print(1)"] and explainer.requests == [None]
     assert followups(interaction) == ["Listen up, pal: print(1). Capisce?"]
     assert interaction.followup.send.await_args.kwargs["allowed_mentions"].to_dict() == \
         discord.AllowedMentions.none().to_dict()
@@ -250,11 +250,24 @@ def test_slash_command_without_code_opens_the_form_and_the_form_explains():
     assert isinstance(modal, CodeModal)
     assert modal.to_dict()["components"][0]["component"]["style"] == discord.TextStyle.paragraph.value
     modal.code.component._value = "for i in range(3):\n    print(i)"  # what Discord fills in on submit
+    modal.question.component._value = "why  three?"
     submit = discord_interaction()
     run(modal.on_submit(submit))
     submit.response.defer.assert_awaited_once()
-    assert explainer.codes == ["for i in range(3):\n    print(i)"]
+    assert explainer.codes == ["for i in range(3):\n    print(i)"] and explainer.requests == ["why three?"]
     assert followups(submit)[0].startswith("Listen up")
+
+
+def test_the_slash_commands_question_is_asked_with_the_code():
+    explainer = FakeExplainer()
+    bot = make_bot(explainer)
+    run(bot.tree.get_command("explain").callback(discord_interaction(), code="x = 1", question="is it  a bug?"))
+    run(bot.tree.get_command("explain").callback(discord_interaction(), code="why?\n```\ny = 2\n```"))
+    assert explainer.codes == ["x = 1", "y = 2"] and explainer.requests == ["is it a bug?", "why?"]
+    form = discord_interaction()
+    run(bot.tree.get_command("explain").callback(form, question="is there a bug?"))  # the form, question filled in
+    (modal,) = form.response.send_modal.await_args.args
+    assert modal.question.component.default == "is there a bug?"
 
 
 def test_context_menu_explains_the_target_message_and_its_files():
@@ -319,7 +332,7 @@ def test_commands_are_the_slash_command_and_the_message_menu():
     bot = make_bot()
     names = {(c.name, type(c).__name__) for c in bot.tree.get_commands()}
     assert names == {("explain", "Command"), ("Explain this code", "ContextMenu")}
-    assert [p.name for p in bot.tree.get_command("explain").parameters] == ["code", "persona"]
+    assert [p.name for p in bot.tree.get_command("explain").parameters] == ["code", "question", "persona"]
     assert re.fullmatch(r"[a-z_-]{1,32}", bot.tree.get_command("explain").name)
 
 
