@@ -5,7 +5,8 @@
 
 Feeds the shipped reference answers (prose) and a long count ("1, 2, 3, …", the rule's slowest case: every
 token holds a digit or follows one) token by token through one guard per answer, the rule set so that it
-never fires, and prints microseconds per token and per decode step of ``--rows`` rows as one JSON line.
+never fires, and prints microseconds per token and per decode step of ``--rows`` rows as one JSON line (the
+prose once more without the variant rule, to compare in the same run).
 The fast engine pays this on the host once per running row per step (``FastEngine._record``).
 """
 
@@ -40,23 +41,24 @@ class WordTokenizer:
         return "".join(self.pieces[i] for i in ids)
 
 
-def feed(answers: list[list[int]], pieces: TokenPieces) -> None:
-    """Every answer through a guard of its own, under a rule that never fires: each token pays the whole check."""
-    rule = LoopRule(span=10**6, count=10**6)
+def feed(answers: list[list[int]], pieces: TokenPieces, variants: int = LoopRule.variants) -> None:
+    """Every answer through a guard of its own, under a rule that never fires: each token pays the whole check
+    (``variants`` 0: without the variant rule, for comparison)."""
+    rule = LoopRule(span=10**6, count=10**6, variants=variants)
     for ids in answers:
         guard = LoopGuard(rule, pieces)
         for token in ids:
             guard.add(token)
 
 
-def per_token_us(answers: list[list[int]], pieces: TokenPieces) -> float:
+def per_token_us(answers: list[list[int]], pieces: TokenPieces, variants: int = LoopRule.variants) -> float:
     """Microseconds per LoopGuard.add, every piece already known (the steady state of a serving worker); the
     best of five passes, as the CPU may be shared."""
-    feed(answers, pieces)  # decodes each piece once
+    feed(answers, pieces, variants)  # decodes each piece once
     passes = []
     for _ in range(5):
         started = time.perf_counter()
-        feed(answers, pieces)
+        feed(answers, pieces, variants)
         passes.append(time.perf_counter() - started)
     return min(passes) / sum(map(len, answers)) * 1e6
 
@@ -82,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         us = per_token_us(ids, pieces)
         result[f"{label}_us_per_token"] = round(us, 3)
         result[f"{label}_us_per_step"] = round(us * args.rows, 1)
+    prose = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in answers]
+    result["prose_us_per_token_without_variant_rule"] = round(per_token_us(prose, pieces, variants=0), 3)
     print(json.dumps(result))
     return 0
 

@@ -1,7 +1,8 @@
 """Degenerate loops in an answer: found token by token, the answer ended there and cut back to before the loop.
 
 A small model sometimes loops until the token limit: "No, no, no, …" a hundred times, one sentence again and
-again, or a count that never ends ("prints 1, 2, 3, … 40, 41"). Two rules, each cheap per token:
+again, a count that never ends ("prints 1, 2, 3, … 40, 41"), or one sentence with a word counting on
+("Counting to one, then dividing … Counting to two, then dividing …"). Three rules, each cheap per token:
 
 * a **repeat**: the answer's last tokens are one unit of 1-12 tokens repeated at least 4 times, covering at
   least ``span`` tokens (20 by default: ten "no,"s, four copies of a sentence of 5-12 tokens). Not 16: Gemma
@@ -12,7 +13,13 @@ again, or a count that never ends ("prints 1, 2, 3, … 40, 41"). Two rules, eac
 * a **count**: ``count`` numbers in a row (10 by default), separated by commas, in steps of one size
   ("1, 2, 3, …", "0, 5, 10, …", "120, 120, …"). The shipped references list at most 6 such numbers
   ("1, 2, 3, 4, 5, 6"); a correct answer for ``range(10)`` lists 10 and stays below the rule, which counts
-  only numbers followed by a comma.
+  only numbers followed by a comma;
+* a **variant**: ``variants`` sentences in a row (6 by default), each of at least ``variant_tokens`` tokens (8)
+  and each the sentence before it with one token changed, same length. The tuned Qwen adapter counted so
+  to the token limit when asked "is there a bug?" (docs/BENCHMARKS.md). No shipped reference has even 3 such
+  sentences in a row (with either base's tokenizer); 4 or 5 parallel sentences ("Row one gets …", "Row two
+  gets …") may be a true list, so they stay. Only sentence ends cost anything: one comparison of two
+  sentences.
 
 This is a stop rule, not a ban: it never changes which token comes next, so names like ``MAX_LOANS`` are
 never mangled (the n-gram ban, :mod:`mafioso.worker.ngram_ban`, can), and it only looks at the answer's own tokens. Both
@@ -44,6 +51,8 @@ class LoopRule:
     max_period: int = 12  # longest unit, in tokens
     long_period: int = 64  # longest unit of the long-repeat half (units of max_period + 1 to long_period tokens)
     long_repeats: int = 3  # copies of such a unit, at least
+    variants: int = 6  # sentences in a row, each the one before with one token changed (0: that rule off)
+    variant_tokens: int = 8  # the shortest such sentence, in tokens
 
     @classmethod
     def of(cls, gen) -> LoopRule:
@@ -55,16 +64,16 @@ class LoopRule:
 class Loop:
     """Where an answer's loop is, in token positions of the answer."""
 
-    kind: str  # "repeat" or "count"
+    kind: str  # "repeat", "count" or "variant"
     start: int  # the loop's first token
     keep: int  # just past its first occurrence: a repeat's first unit, a count's first number
-    period: int = 0  # a repeat's unit, in tokens
+    period: int = 0  # a repeat's unit, a variant's first sentence, in tokens
 
 
 class TokenPieces(dict):
     """``pieces[token]``: the token's text on its own (``tokenizer.decode([id])``), decoded once and remembered,
-    with two facts the count rule asks of every token: does it hold a digit, and does it end inside a word.
-    A dict, so that a token seen before costs one lookup."""
+    with three facts the rules ask of every token: does it hold a digit, does it end inside a word (the count
+    rule), does it end a sentence (the variant rule). A dict, so that a token seen before costs one lookup."""
 
     def __init__(self, tokenizer):
         super().__init__()
@@ -72,12 +81,17 @@ class TokenPieces(dict):
 
     def __missing__(self, token: int) -> tuple[str, bool, bool]:
         piece = self._decode([token])
-        known = self[token] = (piece, any("0" <= c <= "9" for c in piece), _wordy(piece[-1:]))
+        known = self[token] = (piece, any("0" <= c <= "9" for c in piece), _wordy(piece[-1:]),
+                               bool(_ENDS_SENTENCE.search(piece)))
         return known
 
 
 def _wordy(c: str) -> bool:
     return c.isalnum() or c == "_"
+
+
+#: A token that ends a sentence: . ! ? or … last (closing quotes, brackets or markdown may follow), or a newline.
+_ENDS_SENTENCE = re.compile(r"[.!?…][\"'”’)\]*_`]*\s*$|\n")
 
 
 class LoopGuard:
@@ -112,6 +126,11 @@ class LoopGuard:
         self._step: float | None = None
         self._count = 0  # numbers at the end of the list in steps of ``_step``
         self._list_start = self._first_end = 0
+        # variant rule: where the sentence being written began, the last finished one (start, end), and the
+        # first sentence of the run of variants it ends (each the one before with one token changed)
+        self._sentence = 0
+        self._last: tuple[int, int] = (0, 0)
+        self._run: list[tuple[int, int]] = []
 
     def add(self, token: int) -> bool:
         """Feed the answer's next token; True once the answer loops (:attr:`loop` then says where)."""
@@ -128,11 +147,34 @@ class LoopGuard:
                 return True
             if self.rule.long_period > periods and self._long_repeats(token, n):
                 return True
+        piece, digits, ends_wordy, ends_sentence = self.pieces[token]
+        if ends_sentence and self.rule.variants and self._varies(n):
+            return True
         if self.rule.count:
-            piece, digits, ends_wordy = self.pieces[token]
             if digits or self._num or self._after_comma:
                 return self._counts(piece, n)
             self._wordy = ends_wordy  # prose: nothing to read but where a word ends
+        return False
+
+    def _varies(self, n: int) -> bool:
+        """A sentence ended at token ``n``: the variant rule's one comparison, with the sentence before."""
+        tokens, (start, end), (a, b) = self._tokens, (self._sentence, n + 1), self._last
+        self._sentence, self._last = end, (start, end)
+        if end - start < self.rule.variant_tokens or end - start != b - a:
+            self._run = [(start, end)]
+            return False
+        changed = 0
+        for i in range(end - start):
+            if tokens[start + i] != tokens[a + i]:
+                changed += 1
+                if changed > 1:
+                    self._run = [(start, end)]
+                    return False
+        self._run.append((start, end))
+        if len(self._run) >= self.rule.variants:
+            first, first_end = self._run[0]
+            self.loop = Loop("variant", start=first, keep=first_end, period=first_end - first)
+            return True
         return False
 
     def _repeats(self, token: int, n: int) -> bool:

@@ -48,7 +48,7 @@ from prometheus_client.core import CounterMetricFamily
 
 from mafioso.core import guard
 from mafioso.worker.control import Control
-from mafioso.worker.token_stream import StreamText, TokenSink, ready_tokens
+from mafioso.worker.token_stream import StreamText, TokenSink, ready_tokens, variant_safe
 from mafioso.core.explanation import Explanation
 from mafioso.core.feedback import AnswerRecord, FeedbackStore, FeedbackUnavailable
 from mafioso.core.config import WorkerConfig
@@ -352,7 +352,9 @@ class Worker:
         await asyncio.sleep(0)  # it runs up to its admission (or its refusal)
         if task.done() and task.exception() is not None:
             raise task.exception()
-        text = StreamText(lambda ids: self.engine.text_so_far(code, ids), ready_tokens(self.engine.gen))
+        gen = self.engine.gen
+        text = StreamText(lambda ids: self.engine.text_so_far(code, ids), ready_tokens(gen),
+                          hold=variant_safe if gen.stop_loops else None)
         return AnswerStream(task, sink, text, answer_id, self.persona)
 
     async def explain(self, code: str, request: str | None = None, *, max_tokens: int | None = None,

@@ -11,7 +11,9 @@ turns the tokens into text deltas that never have to be taken back, in the usual
   loop only once it has repeated for a while and then cuts the answer back to its first copy, so the tokens
   from the start of the answer's current periodic run (period 1-12) on are not shown yet; in prose that is a
   token or two. For a unit of 13-64 tokens (a sentence said again and again) it holds back the repetition
-  only, from where the answer starts to repeat itself: the cut keeps the first copy whole;
+  only, from where the answer starts to repeat itself: the cut keeps the first copy whole; and sentences that
+  repeat the one before with a word changed ("Counting to one, …. Counting to two, ….") from the second on
+  (:func:`variant_safe`), as the variant loop keeps only the first;
 * it releases whole sentences only (up to the last sentence end followed by more text), and only when the
   new text extends what was sent: a later sentence that makes the claim check drop an earlier one, or code
   that makes the scrub rewrite the answer, holds the stream back instead of contradicting it. A count that
@@ -32,7 +34,7 @@ from collections.abc import Callable
 
 from mafioso.core.loop_guard import LoopRule
 
-__all__ = ["StreamText", "TokenSink", "loop_safe", "ready_tokens", "settled"]
+__all__ = ["StreamText", "TokenSink", "loop_safe", "ready_tokens", "settled", "variant_safe"]
 
 #: Text is recomputed from the tokens at most this often per stream: the claim check parses the code, and
 #: 64 streams on one event loop must not each do it per token.
@@ -66,6 +68,25 @@ def loop_safe(ids: list[int], max_period: int, long_period: int = 0) -> int:
         if k := _run(ids, p):
             safe = min(safe, n - k)
     return max(0, safe)
+
+
+#: A sentence end in shown text (as the loop cut finds them: the end of the text counts).
+_SENTENCE = re.compile(r"[^\n]*?(?:[.!?…]+[\"'”’)\]*_`]*(?=\s|$)|\n|$)")
+
+
+def variant_safe(text: str) -> str:
+    """``text`` (whole sentences) without the end of a run of variant sentences it ends with, past the run's first
+    sentence: the loop rule's variant cut keeps that one only (``LoopRule.variants``). Here a run is 2 or more
+    sentences in a row, each with as many words as the one before (3 or more) and at most two of them other:
+    looser than the rule's one token, so that what the rule may cut is held back until the run breaks."""
+    spans = [(m.start(), m.end(), m.group().split()) for m in _SENTENCE.finditer(text) if m.group().strip()]
+    first = len(spans) - 1
+    while first > 0:
+        words, before = spans[first][2], spans[first - 1][2]
+        if len(words) < 3 or len(words) != len(before) or sum(a != b for a, b in zip(words, before)) > 2:
+            break
+        first -= 1
+    return text[:spans[first][1]] if first < len(spans) - 1 else text
 
 
 def ready_tokens(gen) -> Callable[[list[int]], int]:
@@ -124,11 +145,13 @@ class StreamText:
     """Text deltas for one streamed answer, from its tokens (module docstring)."""
 
     def __init__(self, text_of: Callable[[list[int]], str], ready: Callable[[list[int]], int] = len,
-                 clock=time.monotonic):
+                 clock=time.monotonic, hold: Callable[[str], str] | None = None):
         """``text_of(ids)``: the answer's text if it ended after ``ids``; ``ready(ids)``: how many of them may
-        be shown (:func:`ready_tokens`)."""
+        be shown (:func:`ready_tokens`); ``hold(text)``: the part of its whole sentences that may (with the loop
+        rule on: :func:`variant_safe`)."""
         self._text_of = text_of
         self._ready = ready
+        self._hold = hold or (lambda text: text)
         self._clock = clock
         self._checked_at = float("-inf")
         self._checked_len = 0
@@ -143,7 +166,7 @@ class StreamText:
         if ready <= self._checked_len or (not force and now - self._checked_at < RECHECK_S):
             return ""
         self._checked_at, self._checked_len = now, ready
-        safe = settled(self._text_of(self.ids[:ready]))
+        safe = self._hold(settled(self._text_of(self.ids[:ready])))
         if len(safe) <= len(self.sent) or not safe.startswith(self.sent):
             return ""
         delta, self.sent = safe[len(self.sent):], safe

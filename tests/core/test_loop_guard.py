@@ -57,6 +57,11 @@ def cut(tok, text: str) -> tuple[str, str]:
     return loop.kind, cut_loop(tok.decode, ids[:fired], loop)  # cut where a decode path stops
 
 
+COUNTING = "There's a bug, boss. " + " ".join(
+    f"Counting to {word}, then dividing by how many there are, and you get the real average."
+    for word in ("one", "two", "three", "four", "five", "six", "seven", "eight"))  # the tuned Qwen, asked "a bug?"
+
+
 @pytest.mark.parametrize(("text", "kind", "expected"), [
     ("Listen, pal. This function calls itself. No, no, " + "no, " * 30, "repeat",
      "Listen, pal. This function calls itself."),
@@ -80,6 +85,9 @@ def cut(tok, text: str) -> tuple[str, str]:
      "Listen. It adds one to the pile, see? Then the pile goes back to the boss, pal."),  # both sentences kept
     ("It reads the file.\n" + "- 1940s: the first time I saw this film noir, see.\n" * 3, "repeat",
      "It reads the file.\n- 1940s: the first time I saw this film noir, see."),
+    # one sentence with a word counting on: six in a row, and only the first is kept
+    (COUNTING, "variant", "There's a bug, boss. Counting to one, then dividing by how many there are, and you get "
+                          "the real average."),
 ])
 def test_loops_are_found_and_cut_back(tok, text, kind, expected):
     assert cut(tok, text) == (kind, expected)
@@ -101,6 +109,11 @@ def test_loops_are_found_and_cut_back(tok, text, kind, expected):
     # a long sentence said twice is not yet a loop; three near-copies that differ in a word are none
     "So it prints the total of the whole crew's take. So it prints the total of the whole crew's take. Capisce?",
     " ".join(f"Row {word} gets the whole family's share of the take, pal." for word in ("one", "two", "three", "four")),
+    # five are a list still; two changed words, another length or a short sentence are no variants
+    " ".join(f"Row {word} gets the whole family's share of the take, pal." for word in ("one", "two", "3", "4", "5")),
+    " ".join(f"Row {word} gets the {word} share of the take, pal." for word in ("one", "two", "3", "4", "5", "6", "7")),
+    " ".join(f"Row {'1' * k} gets the whole family's share of the take, pal." for k in range(1, 9)),
+    " ".join(f"Row {word} wins." for word in ("one", "two", "3", "4", "5", "6", "7")),
 ])
 def test_names_lists_and_prose_are_not_loops(tok, text):
     assert loop_of(tok, text) is None
@@ -150,7 +163,7 @@ def test_the_incremental_repeat_rule_matches_a_brute_force_one(span, symbols, un
     import random
 
     rule = LoopRule(span=span, count=10**6)
-    pieces = {t: ("x", False, True) for t in range(symbols)}
+    pieces = {t: ("x", False, True, False) for t in range(symbols)}
     rng = random.Random(seed)
     found = 0
     for _ in range(250):

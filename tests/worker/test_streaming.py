@@ -9,7 +9,8 @@ import pytest
 
 from mafioso.core.config import GenerationConfig, WorkerConfig
 from mafioso.worker.service import Worker
-from mafioso.worker.token_stream import StreamText, loop_safe, ready_tokens, settled
+from mafioso.core.loop_guard import LoopRule, find_loop
+from mafioso.worker.token_stream import StreamText, loop_safe, ready_tokens, settled, variant_safe
 from tests.helpers import SNIPPETS
 from tests.worker.helpers import FakeEngine, engine_with, serving, worker_config
 
@@ -68,16 +69,31 @@ def test_a_repeat_that_may_become_a_loop_is_held_back_and_nothing_is_without_the
                                   "No, no, no, no, no, no, no, no, no, no, no, no, no, no, no, no, no.",
                                   "It counts. It prints 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13 and more.",
                                   "The fix is to divide. " + "Omertà on this one? Not really, pal: the average of the "
-                                  "whole bunch comes home divided by the length. " * 4])
+                                  "whole bunch comes home divided by the length. " * 4,
+                                  "A bug. " + " ".join(f"Counting to {k}, then dividing by all of them, the average."
+                                                       for k in range(1, 8))])
 def test_what_a_stream_shows_before_a_loop_is_never_cut_back(engine, text):
     """Token by token through the engine's own rules (loop cut included): the deltas only extend each other and
     end as the final answer."""
-    engine = engine_with(engine, GenerationConfig(max_new_tokens=80))
+    engine = engine_with(engine, GenerationConfig(max_new_tokens=200))
     ids = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
-    stream = StreamText(lambda part: engine.text_so_far("x = 1", part), ready_tokens(engine.gen))
+    stream = StreamText(lambda part: engine.text_so_far("x = 1", part), ready_tokens(engine.gen), hold=variant_safe)
     sent = "".join(stream.add([token], force=True) for token in ids)
     final = engine.text_so_far("x = 1", ids)
     assert stream.finish(final) == (final[len(sent):], False)
+    assert find_loop(ids, LoopRule.of(engine.gen), engine.pieces) is not None  # each text loops
+
+
+def test_variant_sentences_are_held_back_from_the_second_on_until_they_stop_varying():
+    one, two, three = (f"Counting to {w}, then dividing, you get it." for w in ("one", "two", "three"))
+    assert variant_safe(f"A bug. {one} {two} {three}") == f"A bug. {one}"
+    assert variant_safe(f"A bug. {one} {two} {three} Then it ends here, pal.") == \
+        f"A bug. {one} {two} {three} Then it ends here, pal."  # the run broke: a loop can no longer cut it
+    assert variant_safe(f"A bug. {one}") == f"A bug. {one}"
+    assert variant_safe("Row one wins big. Row two wins big.") == "Row one wins big."
+    assert variant_safe("It adds. It subtracts numbers. It divides numbers today.") == \
+        "It adds. It subtracts numbers. It divides numbers today."  # other lengths
+    assert variant_safe("Ha ha. Ha ha.") == "Ha ha. Ha ha."  # under 3 words: the token rule's 8 tokens
 
 
 def test_the_engine_text_never_shows_a_broken_character_or_a_section_marker(engine):
