@@ -12,7 +12,7 @@ import warnings
 
 from mafioso.core.claims.text import FENCE, SPAN, advice_from, blank, negated, quoted, sentences, within
 
-__all__ = ["code_tokens", "invented_names"]
+__all__ = ["DESCRIBING", "code_tokens", "invented_names", "library_types"]
 
 _STRING = re.compile(r"""[rRbBfFuU]{0,2}(?:"[^"\n]*"|'[^'\n]*')""")
 _NAME = re.compile(r"(?<![\w])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
@@ -32,6 +32,9 @@ _TYPE_NAMES = frozenset({"int", "float", "complex", "str", "bytes", "bytearray",
                          "set", "frozenset", "object", "type", "NoneType", "None", "True", "False"}) | frozenset(
     name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException))
 _KEYWORDS = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
+#: Names an answer may put in backticks whatever its code: keywords, builtin types and exceptions (with
+#: :func:`library_types`, what :func:`_described` accepts; grounded decoding lets a span spell them too)
+DESCRIBING = _KEYWORDS | _TYPE_NAMES
 
 
 def code_tokens(code: str) -> set[str]:
@@ -84,12 +87,12 @@ def _presented_names(sentence: str) -> list[tuple[str, int, int]]:
     return names
 
 
-def _described(name: str, code_has_class: bool, library_types: set[str]) -> bool:
+def _described(name: str, code_has_class: bool, library: set[str]) -> bool:
     """Names that describe rather than point into the code: keywords, types and exceptions (builtin, or of a
     standard module the code imports: a `timedelta`, a `JSONDecodeError`), and the special methods a class
     gets from Python (`__init__` of a dataclass, `__eq__`)."""
     base = name.split(".")[0]
-    if name in _KEYWORDS or base in _KEYWORDS or name in _TYPE_NAMES or name in library_types:
+    if name in DESCRIBING or base in _KEYWORDS or name in library:
         return True
     return code_has_class and name.startswith("__") and name.endswith("__")
 
@@ -115,7 +118,7 @@ def _module_types(module: str) -> frozenset[str]:
                      and not name.startswith("_"))
 
 
-def _library_types(code: str) -> set[str]:
+def library_types(code: str) -> set[str]:
     """Class names of the standard modules the code imports."""
     modules = {m.group(1) for m in re.finditer(r"^\s*(?:from|import)\s+(\w+)", code, re.MULTILINE)}
     return set().union(*(_module_types(m) for m in modules)) if modules else set()
@@ -126,12 +129,12 @@ def invented_names(code: str, answer: str, output: str | None = None) -> list[di
     tokens, modules = code_tokens(code), _plain_imports(code)
     printed = output or ""
     has_class = "class" in tokens
-    library_types = _library_types(code)
+    library = library_types(code)
     found: dict[str, dict] = {}
     for sentence in sentences(FENCE.sub(" ", answer)):
         advice = advice_from(sentence)
         for name, start, end in _presented_names(sentence):
-            if name in found or _described(name, has_class, library_types) or negated(sentence, start, end):
+            if name in found or _described(name, has_class, library) or negated(sentence, start, end):
                 continue
             if within(advice, start):
                 continue
