@@ -37,6 +37,7 @@ from mafioso.core.explanation import Explainer, Explanation
 from mafioso.bot.extract import Paste, decode_code_file, error_line, is_code_file, python_blocks, split_text
 from mafioso.core.config import DiscordConfig
 from mafioso.core.errors import ConfigError, InputRejected, RequestError
+from mafioso.prompts.language import prose
 
 log = logging.getLogger("mafioso.discord")
 
@@ -190,16 +191,20 @@ class MafiosoBot(discord.Client):
             return  # strangers' channels get silence, not a lecture
         self.use_channel_persona(message.channel)
         text = re.sub(rf"<@!?{self.user.id}>", "", message.content) if mentioned else message.content
-        has_code = bool(python_blocks(text, closed=True)) or any(is_code_file(a.filename) for a in message.attachments)
+        attachments, question = message.attachments, None
+        has_code = bool(python_blocks(text, closed=True)) or any(is_code_file(a.filename) for a in attachments)
         if not (mentioned or has_code):
             return
+        if mentioned and not has_code and prose(text) and (asked := await self.replied_code(message)):
+            text, attachments, question = asked.content, asked.attachments, text  # a follow-up question
         wait = self.cooldown.retry_after(message.author.id)
         if wait:
             await message.reply(self.say("cooldown", seconds=wait), mention_author=False, allowed_mentions=NO_MENTIONS,
                                 delete_after=15)
             return
         if self.streams:
-            paste, refusal = await self.code_or_refusal(text, message.attachments, fence_required=not mentioned)
+            paste, refusal = await self.code_or_refusal(text, attachments, fence_required=not mentioned,
+                                                        question=question)
             if refusal is None:
                 placeholder = await message.reply(IN_PROGRESS.strip(), mention_author=False,
                                                   allowed_mentions=NO_MENTIONS)
@@ -209,12 +214,33 @@ class MafiosoBot(discord.Client):
                 await self.remember(sent, explanation, message.author.id)
                 return
         async with message.channel.typing():
-            chunks, explanation = await self.answer(text, message.attachments, fence_required=not mentioned)
+            chunks, explanation = await self.answer(text, attachments, fence_required=not mentioned,
+                                                    question=question)
         first, *rest = chunks
         sent = [await message.reply(first, mention_author=False, allowed_mentions=NO_MENTIONS)]
         for chunk in rest:
             sent.append(await message.channel.send(chunk, allowed_mentions=NO_MENTIONS))
         await self.remember(sent, explanation, message.author.id)
+
+    async def replied_code(self, message: discord.Message) -> discord.Message | None:
+        """The message with code that a reply asks about: the one it replies to, or, when that is one of our
+        answers, the message the answer replied to; None when it is no reply, that message has no code or
+        cannot be read."""
+        target = message
+        for _ in range(2):
+            reference = target.reference
+            if reference is None or reference.message_id is None:
+                return None
+            target = reference.resolved if isinstance(reference.resolved, discord.Message) else None
+            if target is None:
+                try:
+                    target = await message.channel.fetch_message(reference.message_id)
+                except discord.HTTPException:  # deleted, or no Read Message History
+                    return None
+            if target.author.id != self.user.id:
+                has_code = python_blocks(target.content) or any(is_code_file(a.filename) for a in target.attachments)
+                return target if has_code else None
+        return None
 
     async def answer_interaction(self, interaction: discord.Interaction, text: str,
                                  attachments: Sequence[discord.Attachment] = (), persona: str | None = None,

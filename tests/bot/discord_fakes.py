@@ -70,8 +70,9 @@ def discord_attachment(filename: str = "mob.py", content: bytes = b"x = 1\n", si
     return attachment
 
 
-def discord_message(content: str, *, author=None, channel=None, mentions=(), attachments=()):
-    """A spec_set mock of a real Message built from a payload: ``reply`` is an AsyncMock."""
+def discord_message(content: str, *, author=None, channel=None, mentions=(), attachments=(), reference=None):
+    """A spec_set mock of a real Message built from a payload: ``reply`` is an AsyncMock; ``reference``: the
+    message it replies to (:func:`reply_reference`)."""
     import discord
 
     channel = channel or discord_channel()
@@ -83,7 +84,17 @@ def discord_message(content: str, *, author=None, channel=None, mentions=(), att
         "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": [], "embeds": [],
         "pinned": False, "type": 0})
     return spec_mock(real, content=content, author=author, channel=channel, guild=channel.guild,
-                     mentions=list(mentions), attachments=list(attachments), mention_everyone=False)
+                     mentions=list(mentions), attachments=list(attachments), mention_everyone=False,
+                     reference=reference)
+
+
+def reply_reference(message, *, resolved: bool = True):
+    """A real ``discord.MessageReference`` to ``message``, resolved (as the gateway sends a reply) or not."""
+    import discord
+
+    reference = discord.MessageReference(message_id=message.id, channel_id=message.channel.id)
+    reference.resolved = message if resolved else None
+    return reference
 
 
 def discord_interaction(*, user=None, channel=None, events: list | None = None):

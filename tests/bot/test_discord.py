@@ -15,7 +15,7 @@ from mafioso.bot.streaming import IN_PROGRESS
 from mafioso.core.config import DiscordConfig
 from mafioso.core.errors import InputRejected, WorkerBusy, WorkerTimeout, WorkerUnavailable
 from tests.bot.discord_fakes import (discord_attachment, discord_channel, discord_client_user, discord_guild,
-                                     discord_interaction, discord_message, discord_user)
+                                     discord_interaction, discord_message, discord_user, reply_reference)
 from tests.bot.helpers import FakeExplainer, StreamingExplainer
 from tests.helpers import serve_loopback
 
@@ -89,6 +89,28 @@ def test_the_question_around_the_code_is_asked_with_it(streams):
     run(bot.on_message(discord_message(FENCED)))
     assert explainer.codes == [CODE, "x = 1", CODE]
     assert explainer.requests == ["is there a bug?", "why does it crash?", "what does this do?"]
+
+
+def test_a_reply_with_a_question_is_answered_about_the_code_it_replies_to():
+    """"@Mafioso is there a bug?" as a reply to our answer (or to the code itself): the question about the
+    code the answer was for. It was explained as code itself."""
+    explainer = FakeExplainer()
+    bot = make_bot(explainer, listen_to_messages=False)
+    me = discord_client_user(BOT_ID)
+    code = discord_message(f"see this\n```py\n{CODE}\n```")
+    answer = discord_message("Listen up, pal.", author=me, reference=reply_reference(code))
+    run(bot.on_message(discord_message(f"<@{BOT_ID}> is there a bug?", mentions=[me],
+                                       reference=reply_reference(answer))))
+    run(bot.on_message(discord_message(f"<@{BOT_ID}> explain", mentions=[me], reference=reply_reference(code))))
+    channel = discord_channel()
+    channel.fetch_message.return_value = code  # not in the gateway's cache: read from the channel
+    run(bot.on_message(discord_message(f"<@{BOT_ID}> why?", mentions=[me], channel=channel,
+                                       reference=reply_reference(code, resolved=False))))
+    assert explainer.codes == [CODE] * 3 and explainer.requests == ["is there a bug?", "explain", "why?"]
+    prose = discord_message("just words here")
+    run(bot.on_message(discord_message(f"<@{BOT_ID}> why?", mentions=[me], reference=reply_reference(prose))))
+    run(bot.on_message(discord_message(f"<@{BOT_ID}> x = 1", mentions=[me], reference=reply_reference(code))))
+    assert explainer.codes[3:] == ["why?", "x = 1"]  # no code there, or code here: as before
 
 
 def test_messages_without_python_code_are_ignored():

@@ -80,6 +80,7 @@ FENCED = "what does this do?\n```python\ndef pop(self):\n    return self.items.p
     ([FENCED, "is there a bug?"], "def pop(self):\n    return self.items.pop()", "is there a bug?"),  # a follow-up
     ([FENCED, "```\nx = 1\n```", "and  now\nthis one?"], "x = 1", "and now this one?"),  # the latest fenced code
     ([FENCED, "x = 1"], "x = 1", None),  # parses as Python: new code, pasted without a fence
+    ([FENCED, "explain"], "def pop(self):\n    return self.items.pop()", "explain"),  # a word, not a name
     ([FENCED, "```\ny = 2\n```"], "y = 2", None),  # new fenced code
     (["plain text, no code here", "is there a bug?"], "is there a bug?", None),  # no earlier code: as before
     (["is there a bug?"], "is there a bug?", None),
