@@ -37,7 +37,7 @@ from mafioso.core.explanation import Explainer, Explanation
 from mafioso.bot.extract import Paste, decode_code_file, error_line, is_code_file, python_blocks, split_text
 from mafioso.core.config import DiscordConfig
 from mafioso.core.errors import ConfigError, InputRejected, RequestError
-from mafioso.prompts.language import prose
+from mafioso.prompts.followups import prose
 
 log = logging.getLogger("mafioso.discord")
 

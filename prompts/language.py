@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 
-__all__ = ["other_language", "prose"]
+__all__ = ["other_language"]
 
 # (language, a line that only it starts with: one is enough, lines it starts with: two are needed)
 _SIGNATURES: tuple[tuple[str, re.Pattern, re.Pattern], ...] = tuple(
@@ -57,18 +57,3 @@ def other_language(code: str) -> str | None:
     count, name = max((sum(1 for line in lines if usual.match(line)), name) for name, _, usual in _SIGNATURES)
     return name if count >= 2 else None
 
-
-#: One line of plain words and sentence marks: prose, though a bare word would parse as a Python name.
-_PLAIN_WORDS = re.compile(r"[\w\s,.;:'’!?&-]*")
-
-
-def prose(text: str) -> bool:
-    """Whether a chat message holds no code but words: a follow-up question ("is there a bug?", "explain it
-    again"). No fenced block, and either no reading of it parses as Python or it is one line of plain words
-    ("explain", "thanks": a bare word parses as a name). ``x = 1`` or ``print(x)`` is code."""
-    from mafioso.prompts.facts import parse  # facts reads this module for its sheet
-    from mafioso.prompts.fences import FENCE_MARK
-
-    if not text.strip() or FENCE_MARK.search(text):
-        return False
-    return ("\n" not in text.strip() and _PLAIN_WORDS.fullmatch(text) is not None) or parse(text) is None

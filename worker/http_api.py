@@ -53,7 +53,7 @@ import mafioso
 from mafioso.worker.api_schema import BadRequest, Body, Param, openapi
 from mafioso.worker.http_stream import stream_chat, stream_completion, stream_explain
 from mafioso.core.feedback import FeedbackUnavailable, UnknownAnswer, open_store
-from mafioso.prompts.language import prose
+from mafioso.prompts.followups import prose
 from mafioso.prompts.fences import around, fenced_blocks
 from mafioso.prompts.lines import line
 from mafioso.core.settings import add_settings_arguments, load_settings
@@ -302,7 +302,7 @@ def split_fence(message: str) -> tuple[str, str | None]:
 
 def chat_code(messages: list[str]) -> tuple[str, str | None]:
     """(code, request) from a conversation's user messages: the last one's (:func:`split_fence`), unless it is a
-    follow-up: a last message of words, not code (:func:`mafioso.prompts.language.prose`: "is there a bug?",
+    follow-up: a last message of words, not code (:func:`mafioso.prompts.followups.prose`: "is there a bug?",
     "and the second function?") asks about the code of the latest earlier message with a fenced block, as a
     chat client's follow-up question does; it is then the request."""
     last = messages[-1]

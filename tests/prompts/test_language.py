@@ -5,7 +5,7 @@ import time
 import pytest
 
 from mafioso.prompts.facts import facts_sheet
-from mafioso.prompts.language import other_language, prose
+from mafioso.prompts.language import other_language
 
 
 @pytest.mark.parametrize("code, language", [
@@ -54,14 +54,3 @@ def test_long_lines_are_read_in_linear_time():
         other_language(line + "\n" + line)
         assert time.perf_counter() - started < 1, line[:20]
 
-
-@pytest.mark.parametrize("text", ["is there a bug?", "explain", "thanks!", "and the second function?",
-                                  "Why does it print None, pal?", "what about line 3\nand line 4?"])
-def test_a_follow_up_is_prose(text):
-    assert prose(text)
-
-
-@pytest.mark.parametrize("text", ["x = 1", "print(x)", "def f():\n    return 1", "```\nwhy\n```", "", "  ",
-                                  "for x in xs: total += x", "items.sort()"])
-def test_code_and_fences_are_not_prose(text):
-    assert not prose(text)

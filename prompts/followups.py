@@ -1,0 +1,28 @@
+"""Is a chat message a follow-up question, words rather than code? Then a chat adapter or the API's chat endpoint
+asks it about code sent earlier (the latest fenced code of the conversation, the message a Discord reply is
+about) instead of explaining the words as code.
+
+    prose("is there a bug?")  -> True        prose("x = 1")    -> False
+    prose("explain")          -> True        prose("```…```")  -> False
+"""
+
+from __future__ import annotations
+
+import re
+
+from mafioso.prompts.facts import parse
+from mafioso.prompts.fences import FENCE_MARK
+
+__all__ = ["prose"]
+
+#: One line of plain words and sentence marks: prose, though a bare word would parse as a Python name.
+_PLAIN_WORDS = re.compile(r"[\w\s,.;:'’!?&-]*")
+
+
+def prose(text: str) -> bool:
+    """Whether a chat message holds no code but words: no fenced block, and either no reading of it parses as
+    Python (:func:`mafioso.prompts.facts.parse`) or it is one line of plain words ("explain", "thanks": a bare
+    word parses as a name). ``x = 1`` or ``print(x)`` is code. Linear in the text."""
+    if not text.strip() or FENCE_MARK.search(text):
+        return False
+    return ("\n" not in text.strip() and _PLAIN_WORDS.fullmatch(text) is not None) or parse(text) is None

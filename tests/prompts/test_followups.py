@@ -1,0 +1,17 @@
+"""A chat message of words, not code: a follow-up question about code sent earlier."""
+
+import pytest
+
+from mafioso.prompts.followups import prose
+
+
+@pytest.mark.parametrize("text", ["is there a bug?", "explain", "thanks!", "and the second function?",
+                                  "Why does it print None, pal?", "what about line 3\nand line 4?"])
+def test_a_follow_up_is_prose(text):
+    assert prose(text)
+
+
+@pytest.mark.parametrize("text", ["x = 1", "print(x)", "def f():\n    return 1", "```\nwhy\n```", "", "  ",
+                                  "for x in xs: total += x", "items.sort()"])
+def test_code_and_fences_are_not_prose(text):
+    assert not prose(text)
