@@ -51,6 +51,7 @@ from mafioso.bot.personas import (UnknownPersonaChoice, choose, parse_channel_pe
 from mafioso.bot.streaming import IN_PROGRESS, Throttle, answer_texts
 from mafioso.core.explanation import Explainer, Explanation
 from mafioso.bot.extract import Paste, decode_code_file, error_line, extract, is_code_file, split_text
+from mafioso.prompts.followups import prose
 from mafioso.core.config import SlackConfig
 from mafioso.core.errors import ConfigError, InputRejected, RequestError
 
@@ -62,6 +63,8 @@ HTTP_PATH = "/slack/events"
 COMMAND = "/explain"
 SHORTCUT_ID = "explain_code"
 EVENTS_REMEMBERED = 1000  # Slack retries an event within minutes (3 tries): far fewer mentions than this
+#: Threads whose latest explained code is kept (in memory only) for a follow-up question mentioning the bot there.
+THREADS_REMEMBERED = 1000
 RATINGS = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
 #: A streamed answer is sent on at most this often per channel (Slack's chat.update allows ~1 a second).
 EDIT_EVERY_S = 1.0
@@ -135,6 +138,7 @@ class SlackBot:
         self.app.error(self.on_error)
         self.bot_user_id = ""
         self._events: OrderedDict[str, None] = OrderedDict()  # the latest event ids, for _first_delivery
+        self._thread_code: OrderedDict[tuple[str, str], str] = OrderedDict()  # (channel, thread) -> its code
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
 
@@ -246,15 +250,16 @@ class SlackBot:
         text = event.get("text", "").replace(f"<@{bot_id}>", "") if bot_id else event.get("text", "")
         thread = event.get("thread_ts") or event["ts"]
         use_persona(choose(self.explainer, self.channel_personas, event.get("channel")))
+        where = (event["channel"], thread)
         if self._streams():
             try:
-                paste, _ = await self.gather_code(slack_to_plain(text), event.get("files") or [])
+                paste, _ = await self.gather_code(slack_to_plain(text), event.get("files") or [], where)
             except InputRejected:
                 paste = Paste("")  # a file that is not text: answer() below says so
             if paste.code.strip():
                 await self.stream_reply(event["channel"], thread, paste, event.get("user"), body.get("team_id"))
                 return
-        chunks, explanation = await self.answer(text, event.get("files"))
+        chunks, explanation = await self.answer(text, event.get("files"), where)
         await self.post_in_thread(event["channel"], thread, chunks, explanation, event.get("user"))
 
     async def on_shortcut(self, ack, shortcut: dict, respond) -> None:
@@ -305,10 +310,12 @@ class SlackBot:
 
     # ----------------------------------------------------------------------------------- the one way out
 
-    async def answer(self, text: str, files: list[dict] | None) -> tuple[list[str], Explanation | None]:
-        """The reply chunks for a message's text (Slack-formatted) and its files; and the answer (None: none)."""
+    async def answer(self, text: str, files: list[dict] | None,
+                     thread: tuple[str, str] | None = None) -> tuple[list[str], Explanation | None]:
+        """The reply chunks for a message's text (Slack-formatted) and its files, in ``thread`` (channel, ts:
+        a follow-up there asks about its code); and the answer (None: none)."""
         try:
-            paste, too_big = await self.gather_code(slack_to_plain(text), files or [])
+            paste, too_big = await self.gather_code(slack_to_plain(text), files or [], thread)
         except InputRejected as exc:  # a Python file that is not text
             return [escape_mrkdwn(self.refusal(exc))], None
         if not paste.code and too_big:
@@ -323,15 +330,27 @@ class SlackBot:
         """The line for a request that was not served, in the voice of the persona answering it."""
         return error_line(exc, self.max_code_chars, persona_of(self.explainer))
 
-    async def gather_code(self, text: str, files: list[dict]) -> tuple[Paste, bool]:
+    async def gather_code(self, text: str, files: list[dict],
+                          thread: tuple[str, str] | None = None) -> tuple[Paste, bool]:
         """The code of the text and the Python files/snippets with the message's question (:class:`Paste`), and
-        whether a file was too big to take."""
+        whether a file was too big to take. In a ``thread`` (channel, ts) a text of words only and no file is a
+        follow-up: the question about the code last explained there (kept in memory for the last
+        ``THREADS_REMEMBERED`` threads); code is remembered for the next one."""
         files = [f for f in files if is_code_file(f.get("name") or "", f.get("filetype"))]
         parts = []
         for file in files:
             if file.get("size", 0) <= self.max_code_chars:
                 parts.append(decode_code_file(await self.download(file)))
-        return Paste.of(text, parts), len(parts) < len(files)
+        paste = Paste.of(text, parts)
+        if thread is not None:
+            if not files and prose(text) and thread in self._thread_code:
+                paste = Paste(self._thread_code[thread], " ".join(text.split()))
+            elif paste.code.strip():
+                self._thread_code[thread] = paste.code
+                self._thread_code.move_to_end(thread)
+                if len(self._thread_code) > THREADS_REMEMBERED:
+                    self._thread_code.popitem(last=False)
+        return paste, len(parts) < len(files)
 
     async def download(self, file: dict) -> bytes:
         """A file's bytes (empty when it cannot be had); the bot token only ever goes to Slack's hosts."""

@@ -277,6 +277,32 @@ def test_mention_inside_a_thread_answers_in_that_thread_and_reads_python_files()
     assert stub.posted()[0]["thread_ts"] == "1699999999.000001"
 
 
+@pytest.mark.parametrize("streams", [False, True])
+def test_a_follow_up_mention_in_a_thread_asks_about_the_code_explained_there(streams):
+    """"@Mafioso is there a bug?" in the thread of an answer: the question about that thread's code (it was
+    explained as code itself). Another thread, or words with nothing explained before, stay as they were."""
+    from tests.bot.helpers import StreamingExplainer
+
+    async def main():
+        explainer = StreamingExplainer(["Listen up.", " Capisce?"]) if streams else FakeExplainer()
+        async with slack_app(explainer) as (stub, url):
+            headers = {"Content-Type": "application/json"}
+            first = "1700000000.000100"
+            await post_signed(url, mention_body("<@UBOT> ```py\nx = 1\n```", ts=first, event_id="Ev1"), headers)
+            await stub.wait_for(lambda: len(explainer.codes) == 1)  # answered before the follow-up comes
+            await post_signed(url, mention_body("<@UBOT> is there  a bug?", ts="1700000000.000200", thread_ts=first,
+                                                event_id="Ev2"), headers)
+            await post_signed(url, mention_body("<@UBOT> why?", ts="1700000000.000300", event_id="Ev3"), headers)
+            await post_signed(url, mention_body("<@UBOT> y = 2", ts="1700000000.000400", thread_ts=first,
+                                                event_id="Ev4"), headers)
+            await stub.wait_for(lambda: len(explainer.codes) == 4)
+        return explainer
+
+    explainer = asyncio.run(main())
+    assert explainer.codes == ["x = 1", "x = 1", "why?", "y = 2"]
+    assert explainer.requests == [None, "is there a bug?", None, None]
+
+
 def test_a_mention_slack_delivers_again_is_answered_once():
     """Slack retries an event it saw no acknowledgement for (X-Slack-Retry-Num); the same event id is the same
     question. Another event id is a new one."""
