@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 
-__all__ = ["other_language"]
+__all__ = ["PYTHON_LINE", "other_language"]
 
 # (language, a line that only it starts with: one is enough, lines it starts with: two are needed)
 _SIGNATURES: tuple[tuple[str, re.Pattern, re.Pattern], ...] = tuple(
@@ -39,7 +39,7 @@ _SIGNATURES: tuple[tuple[str, re.Pattern, re.Pattern], ...] = tuple(
         ("HTML", r"(?i:<!doctype\s+html|<html\b)", r"(?i:</?(?:div|head|body|p|span|a|ul|li|script|style)\b)"),
     ))
 # Lines only Python starts with: with one of them the paste is Python with a mistake in it.
-_PYTHON = re.compile(r"(?:def\s+\w+\s*\(|class\s+\w+\s*[(:]|from\s+[\w.]+\s+import\s|"
+PYTHON_LINE = re.compile(r"(?:def\s+\w+\s*\(|class\s+\w+\s*[(:]|from\s+[\w.]+\s+import\s|"
                      r"import\s+[\w.]+(?:\s+as\s+\w+)?\s*$|"
                      r"elif\b|(?:if|for|while|with|try|except|else|finally)\b.*:\s*(?:#.*)?$|print\s+['\"]|@\w+)")
 
@@ -49,7 +49,7 @@ def other_language(code: str) -> str | None:
     say which (module docstring); else None."""
     lines = [line.strip() for line in code.splitlines()]
     lines = [line for line in lines if line and not line.startswith(("//", "--", "/*", "*"))]
-    if any(_PYTHON.match(line) for line in lines):
+    if any(PYTHON_LINE.match(line) for line in lines):
         return None
     for name, decisive, _ in _SIGNATURES:
         if any(decisive.match(line) for line in lines):

@@ -12,6 +12,9 @@ def test_a_follow_up_is_prose(text):
 
 
 @pytest.mark.parametrize("text", ["x = 1", "print(x)", "def f():\n    return 1", "```\nwhy\n```", "", "  ",
-                                  "for x in xs: total += x", "items.sort()"])
+                                  "for x in xs: total += x", "items.sort()",
+                                  # code that does not parse is code still
+                                  "def f(:\n    pass", "total = sum(xs\nprint(total)", "counts[word] += 1 +",
+                                  "if x > 1 print(x):", "int main() {"])
 def test_code_and_fences_are_not_prose(text):
     assert not prose(text)
