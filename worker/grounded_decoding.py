@@ -6,9 +6,8 @@ token the model picks, from the same two facts the check reads (nothing is run):
 
 * **names in backticks**: inside an open backtick span (an odd number of backticks so far), only tokens of the
   code itself (its own tokenization, and each identifier it holds with and without a leading space), of the
-  names the claim check lets any answer put in backticks (keywords, builtin types and exceptions, the classes
-  of the standard modules the code imports: `` `ZeroDivisionError` ``, `` `JSONDecodeError` ``) and tokens
-  that close the span may follow, so `` `asyncio.get` `` or `` `__frozen__` `` cannot be spelled when the code
+  builtin exceptions and of the classes of the standard modules the code imports (which the claim check accepts
+  in backticks: `` `ZeroDivisionError` ``, `` `JSONDecodeError` ``) and tokens that close the span may follow, so `` `asyncio.get` `` or `` `__frozen__` `` cannot be spelled when the code
   has neither. A span that these tokens cannot continue is closed by the model at once.
 * **constructs the code lacks**: the first token of each word of :data:`mafioso.core.claims.CONCEPTS` whose
   construct the syntax tree lacks (``words``: "recursive" for a loop, "decorator", "generator", ...) is banned
@@ -32,7 +31,7 @@ from functools import lru_cache
 import torch
 
 from mafioso.core.claims import CONCEPTS
-from mafioso.core.claims.names import DESCRIBING, library_types
+from mafioso.core.claims.names import EXCEPTIONS, imported_modules, module_types
 from mafioso.prompts.facts import code_features
 
 __all__ = ["AnswerGrounding", "Grounding"]
@@ -58,7 +57,9 @@ class Grounding:
         self.flip_mask = torch.tensor(self.flips, dtype=torch.bool)  # the same, as a table
         self._ticks = [i for i, p in enumerate(pieces) if p and "`" in p]
         self._concept_tokens = {c.claim: self._first_tokens(c.words) for c in CONCEPTS if c.words}
-        self._describing = self._name_tokens(DESCRIBING)  # allowed in every span: computed once
+        self._exceptions = self._name_tokens(EXCEPTIONS)  # allowed in every span: computed once
+        # a standard module's classes, encoded once per module (the standard library only: module_types)
+        self._module_tokens = lru_cache(maxsize=256)(lambda module: frozenset(self._name_tokens(module_types(module))))
         # an answer's masks depend on its code alone and are only read: built once per paste, for fewer pastes
         # than its facts are (two vocabulary-long masks each, 0.5 MB for Gemma's 262,144 tokens)
         self._tables = lru_cache(maxsize=TABLES_KEPT)(self._build_tables)
@@ -86,13 +87,14 @@ class Grounding:
                 and not (c.code and re.search(c.code, code))]
 
     def allowed_in_spans(self, code: str) -> list[int]:
-        """Token ids that may stand inside a backtick span: the code's own tokens, its identifiers and the
-        classes of the standard modules it imports alone (with and without a leading space, and called), the
-        names any answer may put in backticks (:data:`mafioso.core.claims.names.DESCRIBING`) and every token with
-        a backtick (to close the span)."""
-        names = set(_IDENTIFIER.findall(code)) | library_types(code)
-        allowed = self._name_tokens(names, code)
-        allowed.update(self._describing)
+        """Token ids that may stand inside a backtick span: the code's own tokens, its identifiers, the builtin
+        exceptions and the classes of the standard modules it imports, each alone (with and without a leading
+        space, and called), and every token with a backtick (to close the span). Not builtin types or keywords:
+        with ``set`` spellable, Gemma wrote "`self.entries.set`" of a dict."""
+        allowed = self._name_tokens(set(_IDENTIFIER.findall(code)), code)
+        allowed.update(self._exceptions)
+        for module in imported_modules(code):
+            allowed.update(self._module_tokens(module))
         allowed.update(self._ticks)
         return sorted(t for t in allowed if t < self.vocab_size)
 

@@ -12,7 +12,7 @@ import warnings
 
 from mafioso.core.claims.text import FENCE, SPAN, advice_from, blank, negated, quoted, sentences, within
 
-__all__ = ["DESCRIBING", "code_tokens", "invented_names", "library_types"]
+__all__ = ["EXCEPTIONS", "code_tokens", "imported_modules", "invented_names", "library_types", "module_types"]
 
 _STRING = re.compile(r"""[rRbBfFuU]{0,2}(?:"[^"\n]*"|'[^'\n]*')""")
 _NAME = re.compile(r"(?<![\w])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
@@ -28,13 +28,13 @@ _ABBREVIATIONS = frozenset({"e.g", "i.e", "etc", "vs", "a.k.a", "p.s"})
 # Names that describe a value rather than point into the code: types ("a `tuple`") and exceptions
 # ("raises a `KeyError`"). Builtin functions (len, enumerate, sorted) are not here: a backticked `len` the
 # code never calls is an invented name.
+#: The builtin exceptions (``ZeroDivisionError``): grounded decoding lets a span spell them whatever the code, as
+#: it does the classes of the standard modules the code imports (:func:`library_types`)
+EXCEPTIONS = frozenset(name for name, value in vars(builtins).items()
+                       if isinstance(value, type) and issubclass(value, BaseException))
 _TYPE_NAMES = frozenset({"int", "float", "complex", "str", "bytes", "bytearray", "bool", "list", "dict", "tuple",
-                         "set", "frozenset", "object", "type", "NoneType", "None", "True", "False"}) | frozenset(
-    name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException))
+                         "set", "frozenset", "object", "type", "NoneType", "None", "True", "False"}) | EXCEPTIONS
 _KEYWORDS = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
-#: Names an answer may put in backticks whatever its code: keywords, builtin types and exceptions (with
-#: :func:`library_types`, what :func:`_described` accepts; grounded decoding lets a span spell them too)
-DESCRIBING = _KEYWORDS | _TYPE_NAMES
 
 
 def code_tokens(code: str) -> set[str]:
@@ -92,7 +92,7 @@ def _described(name: str, code_has_class: bool, library: set[str]) -> bool:
     standard module the code imports: a `timedelta`, a `JSONDecodeError`), and the special methods a class
     gets from Python (`__init__` of a dataclass, `__eq__`)."""
     base = name.split(".")[0]
-    if name in DESCRIBING or base in _KEYWORDS or name in library:
+    if name in _KEYWORDS or base in _KEYWORDS or name in _TYPE_NAMES or name in library:
         return True
     return code_has_class and name.startswith("__") and name.endswith("__")
 
@@ -103,7 +103,7 @@ _NOISY_MODULES = frozenset({"this", "antigravity", "__hello__", "__phello__", "i
 
 
 @functools.lru_cache(maxsize=256)
-def _module_types(module: str) -> frozenset[str]:
+def module_types(module: str) -> frozenset[str]:
     """The classes a standard-library module exports (imported here: standard library only, never dataset
     code)."""
     if module not in sys.stdlib_module_names or module in _NOISY_MODULES:
@@ -118,10 +118,14 @@ def _module_types(module: str) -> frozenset[str]:
                      and not name.startswith("_"))
 
 
+def imported_modules(code: str) -> set[str]:
+    """The top-level modules the code imports (``from a.b import c``: ``a``)."""
+    return {m.group(1) for m in re.finditer(r"^\s*(?:from|import)\s+(\w+)", code, re.MULTILINE)}
+
+
 def library_types(code: str) -> set[str]:
-    """Class names of the standard modules the code imports."""
-    modules = {m.group(1) for m in re.finditer(r"^\s*(?:from|import)\s+(\w+)", code, re.MULTILINE)}
-    return set().union(*(_module_types(m) for m in modules)) if modules else set()
+    """Class names of the standard modules the code imports (:func:`module_types`)."""
+    return set().union(*map(module_types, imported_modules(code)))
 
 
 def invented_names(code: str, answer: str, output: str | None = None) -> list[dict]:
