@@ -47,6 +47,8 @@ NO_MENTIONS = discord.AllowedMentions.none()
 PERMISSIONS = discord.Permissions(view_channel=True, send_messages=True, send_messages_in_threads=True,
                                   read_message_history=True)
 RATINGS = {"👍": 1, "👎": -1}
+#: How far back along a chain of replies a follow-up question looks for the code it asks about.
+REPLY_HOPS = 6
 #: A streamed reply is edited at most this often per channel.
 EDIT_EVERY_S = 1.0
 
@@ -223,11 +225,11 @@ class MafiosoBot(discord.Client):
         await self.remember(sent, explanation, message.author.id)
 
     async def replied_code(self, message: discord.Message) -> discord.Message | None:
-        """The message with code that a reply asks about: the one it replies to, or, when that is one of our
-        answers, the message the answer replied to; None when it is no reply, that message has no code or
-        cannot be read."""
+        """The message with code that a reply asks about: back along the replies (through our answers and earlier
+        follow-ups, at most ``REPLY_HOPS``) to the first one someone else sent with code; None when it is no
+        reply, none has code or one cannot be read."""
         target = message
-        for _ in range(2):
+        for _ in range(REPLY_HOPS):
             reference = target.reference
             if reference is None or reference.message_id is None:
                 return None
@@ -237,9 +239,9 @@ class MafiosoBot(discord.Client):
                     target = await message.channel.fetch_message(reference.message_id)
                 except discord.HTTPException:  # deleted, or no Read Message History
                     return None
-            if target.author.id != self.user.id:
-                has_code = python_blocks(target.content) or any(is_code_file(a.filename) for a in target.attachments)
-                return target if has_code else None
+            if target.author.id != self.user.id and (
+                    python_blocks(target.content) or any(is_code_file(a.filename) for a in target.attachments)):
+                return target
         return None
 
     async def answer_interaction(self, interaction: discord.Interaction, text: str,

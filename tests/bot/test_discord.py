@@ -107,10 +107,14 @@ def test_a_reply_with_a_question_is_answered_about_the_code_it_replies_to():
     run(bot.on_message(discord_message(f"<@{BOT_ID}> why?", mentions=[me], channel=channel,
                                        reference=reply_reference(code, resolved=False))))
     assert explainer.codes == [CODE] * 3 and explainer.requests == ["is there a bug?", "explain", "why?"]
+    follow_up = discord_message(f"<@{BOT_ID}> and now?", mentions=[me], reference=reply_reference(answer))
+    second = discord_message("It adds, pal.", author=me, reference=reply_reference(follow_up))
+    run(bot.on_message(discord_message(f"<@{BOT_ID}> what else?", mentions=[me], reference=reply_reference(second))))
+    assert explainer.codes[3] == CODE and explainer.requests[3] == "what else?"  # a follow-up to a follow-up
     prose = discord_message("just words here")
     run(bot.on_message(discord_message(f"<@{BOT_ID}> why?", mentions=[me], reference=reply_reference(prose))))
     run(bot.on_message(discord_message(f"<@{BOT_ID}> x = 1", mentions=[me], reference=reply_reference(code))))
-    assert explainer.codes[3:] == ["why?", "x = 1"]  # no code there, or code here: as before
+    assert explainer.codes[4:] == ["why?", "x = 1"]  # no code there, or code here: as before
 
 
 def test_messages_without_python_code_are_ignored():
