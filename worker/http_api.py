@@ -7,7 +7,7 @@
     POST /v1/completions        OpenAI-compatible; the prompt is the code
     POST /v1/chat/completions   OpenAI-compatible; the last user message is the code (``` fences optional, a
                                 fence left open runs to the end, the text around them is the request), or a
-                                follow-up question about an earlier message's fenced code
+                                follow-up question about an earlier message's code
     GET  /v1/models             "mafioso", and each persona of MAFIOSO_ADAPTERS (chosen by "model")
     GET  /v1/models/{model}     one of them (404 for another name)
     GET  /openapi.json          this API as an OpenAPI 3.1 document (from the bodies the handlers check)
@@ -256,7 +256,7 @@ _MESSAGE = {"type": "object", "properties": {"role": _TEXT, "content": {"oneOf":
 CHAT = Body("ChatCompletionRequest", (
     Param("messages", {"type": "array", "items": _MESSAGE, "minItems": 1},
           "the conversation; the last user message holds the code, or a follow-up question (no fence, not Python) "
-          "asks about the latest earlier user message's fenced code (``` fenced blocks, a fence left open runs to "
+          "asks about the latest earlier user message's code (``` fenced blocks, a fence left open runs to "
           "the end; the text around them is the request)", required=True),
     Param("max_completion_tokens", {"type": "integer", "minimum": 1}, "OpenAI's newer name of max_tokens (the "
           "same limit; sending both with different values is a 400)"),
@@ -303,12 +303,13 @@ def split_fence(message: str) -> tuple[str, str | None]:
 def chat_code(messages: list[str]) -> tuple[str, str | None]:
     """(code, request) from a conversation's user messages: the last one's (:func:`split_fence`), unless it is a
     follow-up: a last message of words, not code (:func:`mafioso.prompts.followups.prose`: "is there a bug?",
-    "and the second function?") asks about the code of the latest earlier message with a fenced block, as a
-    chat client's follow-up question does; it is then the request."""
+    "and the second function?") asks about the code of the latest earlier message that has some (fenced or
+    not; earlier follow-ups are passed over), as a chat client's follow-up question does; it is then the
+    request."""
     last = messages[-1]
     if prose(last):
         for earlier in reversed(messages[:-1]):
-            if fenced_blocks(earlier):
+            if earlier.strip() and not prose(earlier):
                 return split_fence(earlier)[0], " ".join(last.split()) or None
     return split_fence(last)
 

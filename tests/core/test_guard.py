@@ -82,6 +82,8 @@ FENCED = "what does this do?\n```python\ndef pop(self):\n    return self.items.p
     ([FENCED, "x = 1"], "x = 1", None),  # parses as Python: new code, pasted without a fence
     ([FENCED, "explain"], "def pop(self):\n    return self.items.pop()", "explain"),  # a word, not a name
     ([FENCED, "```\ny = 2\n```"], "y = 2", None),  # new fenced code
+    (["x = 1", "what does it do?"], "x = 1", "what does it do?"),  # earlier code without a fence
+    ([FENCED, "is there a bug?", "and now?"], "def pop(self):\n    return self.items.pop()", "and now?"),
     (["plain text, no code here", "is there a bug?"], "is there a bug?", None),  # no earlier code: as before
     (["is there a bug?"], "is there a bug?", None),
 ])
