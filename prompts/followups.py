@@ -1,6 +1,6 @@
 """Is a chat message a follow-up question, words rather than code? Then a chat adapter or the API's chat endpoint
-asks it about code sent earlier (the latest fenced code of the conversation, the message a Discord reply is
-about) instead of explaining the words as code.
+asks it about code sent earlier (the conversation's latest code, the message a Discord reply is about, the code
+last explained in a Slack thread) instead of explaining the words as code.
 
     prose("is there a bug?")  -> True        prose("x = 1")    -> False
     prose("explain")          -> True        prose("```…```")  -> False
@@ -18,8 +18,6 @@ __all__ = ["prose"]
 
 #: One line of plain words and sentence marks: prose, though a bare word would parse as a Python name.
 _PLAIN_WORDS = re.compile(r"[\w\s,.;:'’!?&-]*")
-
-
 #: A line that reads as code even when the paste does not parse: a Python statement's start
 #: (:mod:`mafioso.prompts.language`), an assignment, or a bracket or semicolon at its end.
 _CODE_LINE = re.compile(r"\s*[\w.\[\]'\"]+\s*[-+*/%|&]?=[^=]|.*[;{}()\[\]]\s*$")

@@ -18,3 +18,13 @@ def test_a_follow_up_is_prose(text):
                                   "if x > 1 print(x):", "int main() {"])
 def test_code_and_fences_are_not_prose(text):
     assert not prose(text)
+
+
+def test_prose_is_linear_in_the_text():
+    """Chat input is untrusted: long adversarial lines must not backtrack (the brief: parsing in linear time)."""
+    import time
+
+    started = time.perf_counter()
+    for text in ("(" * 100_000, "a" * 100_000 + "=", " " * 100_000 + "(x", "is it " * 20_000 + "?", "a b\n" * 30_000):
+        prose(text)
+    assert time.perf_counter() - started < 2.0  # each is a few milliseconds; a quadratic one takes minutes
