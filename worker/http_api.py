@@ -18,8 +18,8 @@ Flags override ``MAFIOSO_*`` variables (and ``.env``). With ``MAFIOSO_API_KEY`` 
 /healthz needs ``Authorization: Bearer <key>``. Errors are JSON ``{"error": {"message", "type", "code"}}``:
 400 bad JSON or input, 401 key, 404 unknown model or answer id, 413 too large, 503 busy (with Retry-After) or shutting
 down, 504 timeout. Request bodies and the key are never logged. OpenAI fields the worker cannot honour
-(temperature, top_p, n, stop, logprobs, response_format, tools) are accepted only at their greedy or empty
-default; other values get a 400 that says so. ``max_tokens`` (1 to the worker's ``max_new_tokens``; chat's ``max_completion_tokens`` is the
+(temperature, top_p, n, stop, logprobs, response_format, tool_choice) are accepted only at their greedy or
+empty default; other values get a 400 that says so (``tools`` may be sent: none is ever called). ``max_tokens`` (1 to the worker's ``max_new_tokens``; chat's ``max_completion_tokens`` is the
 same limit) is honoured per request; an answer cut there has ``finish_reason: "length"`` (``finished: false``).
 A stream's ``stream_options.include_usage`` ends it with OpenAI's usage chunk.
 
@@ -242,8 +242,9 @@ _DEFAULTS_ONLY = (
           "none", only=(False, 0), why="this worker returns no log-probabilities"),
     Param("response_format", {"type": "object"}, "the answer's format: text only", only=({"type": "text"},),
           why="the answer is prose in character, never JSON"),
-    Param("tools", {"type": "array"}, "tools the model may call: none", only=([],),
-          why="this model explains code; it calls no tools"),
+    Param("tool_choice", {"oneOf": [_TEXT, {"type": "object"}]}, "whether a tool must be called: 'none' or 'auto' "
+          "(tools sent are never called: the model explains code)", only=("none", "auto"),
+          why="this model explains code and calls no tools, so none can be required"),
 )
 EXPLAIN = Body("ExplainRequest", (
     Param("code", _TEXT, "the Python code to explain", required=True),

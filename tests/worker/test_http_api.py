@@ -96,8 +96,9 @@ def test_errors_are_json_with_the_right_status():
                                                                      "logprobs": True}),
                 "json_format": await post("/v1/chat/completions", json={
                     "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}),
-                "tools": await post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}],
-                                                                  "tools": [{"type": "function"}]}),
+                "tool_required": await post("/v1/chat/completions", json={
+                    "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}],
+                    "tool_choice": "required"}),
                 "prompt_type": await post("/v1/completions", json={"prompt": 3}),
                 "unknown_model": await post("/v1/completions", json={"prompt": "x", "model": "gpt-9"}),
                 "deep_json": await post("/v1/explain", data=b"[" * 20_000 + b"]" * 20_000,
@@ -120,7 +121,7 @@ def test_errors_are_json_with_the_right_status():
     results = asyncio.run(main())
     expected = {"bad_json": 400, "no_code": 400, "empty": 400, "too_large": 413, "huge_body": 413,
                 "stream": 400, "stream_empty": 400, "no_user": 400, "temperature": 400, "n": 400,
-                "max_tokens_word": 400, "logprobs": 400, "json_format": 400, "tools": 400,
+                "max_tokens_word": 400, "logprobs": 400, "json_format": 400, "tool_required": 400,
                 "prompt_type": 400, "unknown_model": 404, "deep_json": 400, "surrogate": 400, "busy": 503,
                 "running": 200, "queued": 200, "404": 404}
     assert {k: v[0] for k, v in results.items()} == expected
@@ -243,7 +244,7 @@ def test_openapi_document_describes_the_real_requests_and_answers():
             "/v1/completions": {"model": "mafioso", "prompt": ["a = 1", "b = 2"], "temperature": 0, "n": 1,
                                 "logprobs": 0},
             "/v1/chat/completions": {"messages": [{"role": "user", "content": "```\nx = 1\n```\nwhy?"}],
-                                     "stream": False}}
+                                     "stream": False, "tools": [{"type": "function"}], "tool_choice": "auto"}}
     bad = {"/v1/explain": {"code": 3}, "/v1/completions": {"prompt": "x", "top_p": 0.5},
            "/v1/chat/completions": {"messages": [], "n": 1}}
 
