@@ -59,6 +59,12 @@ async def _edited(message: discord.Message, text: str) -> discord.Message:
     return message
 
 
+def _carries_code(text: str, attachments: Iterable[discord.Attachment], *, closed: bool = False) -> bool:
+    """Whether a message has code to explain: a Python (or untagged) fenced block, only closed ones with
+    ``closed``, or a ``.py`` file."""
+    return bool(python_blocks(text, closed=closed)) or any(is_code_file(a.filename) for a in attachments)
+
+
 class Cooldown:
     """Per-user cooldown: one request every ``seconds``."""
 
@@ -194,7 +200,7 @@ class MafiosoBot(discord.Client):
         self.use_channel_persona(message.channel)
         text = re.sub(rf"<@!?{self.user.id}>", "", message.content) if mentioned else message.content
         attachments, question = message.attachments, None
-        has_code = bool(python_blocks(text, closed=True)) or any(is_code_file(a.filename) for a in attachments)
+        has_code = _carries_code(text, attachments, closed=True)
         if not (mentioned or has_code):
             return
         if mentioned and not has_code and prose(text) and (asked := await self.replied_code(message)):
@@ -239,8 +245,7 @@ class MafiosoBot(discord.Client):
                     target = await message.channel.fetch_message(reference.message_id)
                 except discord.HTTPException:  # deleted, or no Read Message History
                     return None
-            if target.author.id != self.user.id and (
-                    python_blocks(target.content) or any(is_code_file(a.filename) for a in target.attachments)):
+            if target.author.id != self.user.id and _carries_code(target.content, target.attachments):
                 return target
         return None
 

@@ -37,7 +37,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Loop", "LoopGuard", "LoopRule", "TokenPieces", "cut_loop", "find_loop"]
+__all__ = ["SENTENCE_END", "Loop", "LoopGuard", "LoopRule", "TokenPieces", "cut_loop", "find_loop"]
 
 
 @dataclass(frozen=True)
@@ -269,8 +269,9 @@ def find_loop(ids: list[int], rule: LoopRule, pieces: TokenPieces) -> Loop | Non
     return None
 
 
-#: A sentence ends at . ! ? or … (with any closing quotes, brackets or markdown) before a space, or at a newline.
-_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]*_`]*(?=\s|$)|\n")
+#: A sentence ends at . ! ? or … (with any closing quotes, brackets or markdown) before a space, or at a newline
+#: (the cut's rule; a stream's hold-back reads shown text by it too, mafioso.worker.token_stream)
+SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]*_`]*(?=\s|$)|\n")
 
 
 def cut_loop(decode: Callable[[list[int]], str], ids: list[int], loop: Loop) -> str:
@@ -285,7 +286,7 @@ def cut_loop(decode: Callable[[list[int]], str], ids: list[int], loop: Loop) -> 
     (mafioso.worker.token_stream) has shown no more than the kept text.
     """
     text = decode(ids)
-    ends = [m.end() for m in _SENTENCE_END.finditer(text) if text[:m.end()].strip()]
+    ends = [m.end() for m in SENTENCE_END.finditer(text) if text[:m.end()].strip()]
     if loop.period:
         low = len(decode(ids[:loop.start + 1]))
         # the first copy ends where the repetition begins; when the loop begins with the full stop of the

@@ -7,8 +7,9 @@ token the model picks, from the same two facts the check reads (nothing is run):
 * **names in backticks**: inside an open backtick span (an odd number of backticks so far), only tokens of the
   code itself (its own tokenization, and each identifier it holds with and without a leading space), of the
   builtin exceptions and of the classes of the standard modules the code imports (which the claim check accepts
-  in backticks: `` `ZeroDivisionError` ``, `` `JSONDecodeError` ``) and tokens that close the span may follow, so `` `asyncio.get` `` or `` `__frozen__` `` cannot be spelled when the code
-  has neither. A span that these tokens cannot continue is closed by the model at once.
+  in backticks: `` `ZeroDivisionError` ``, `` `JSONDecodeError` ``) and tokens that close the span may follow,
+  so `` `asyncio.get` `` or `` `__frozen__` `` cannot be spelled when the code has neither. A span that these
+  tokens cannot continue is closed by the model at once.
 * **constructs the code lacks**: the first token of each word of :data:`mafioso.core.claims.CONCEPTS` whose
   construct the syntax tree lacks (``words``: "recursive" for a loop, "decorator", "generator", ...) is banned
   for the whole answer. Only a first token that is most of its word is banned, so common word starts stay free.

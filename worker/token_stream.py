@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from mafioso.core.loop_guard import LoopRule
+from mafioso.core.loop_guard import SENTENCE_END, LoopRule
 
 __all__ = ["StreamText", "TokenSink", "loop_safe", "ready_tokens", "settled", "variant_safe"]
 
@@ -70,8 +70,8 @@ def loop_safe(ids: list[int], max_period: int, long_period: int = 0) -> int:
     return max(0, safe)
 
 
-#: A sentence end in shown text (as the loop cut finds them: the end of the text counts).
-_SENTENCE = re.compile(r"[^\n]*?(?:[.!?…]+[\"'”’)\]*_`]*(?=\s|$)|\n|$)")
+#: A sentence of shown text, up to its end as the loop cut finds ends (or the end of the text).
+_SENTENCE = re.compile(rf"[^\n]*?(?:{SENTENCE_END.pattern}|$)")
 
 
 def variant_safe(text: str) -> str:
