@@ -150,9 +150,10 @@ class GenerationConfig:
     """How answers are decoded."""
 
     max_new_tokens: int = _help("longest answer in tokens", default=200)
-    do_sample: bool = _help("sample instead of greedy decoding", default=False)
-    temperature: float = _help("sampling temperature", default=0.7)
-    top_p: float = _help("nucleus sampling mass", default=0.9)
+    do_sample: bool = _help("sample answers instead of decoding greedily, unless a request says otherwise (the "
+                            "API's temperature: worker/sampling.py)", default=False)
+    temperature: float = _help("do_sample: the sampling temperature", default=0.7)
+    top_p: float = _help("do_sample: the nucleus sampling mass", default=0.9)
     repetition_penalty: float = _help("penalty on repeated tokens (1.0 = off)", default=1.05)
     penalize_prompt: bool = _help("let the repetition penalty count the prompt's tokens too (transformers' "
                                   "rule); off, the answer may freely name the code's identifiers",

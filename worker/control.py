@@ -4,6 +4,7 @@ The worker makes one :class:`Control` per request and hands the engine the list 
 (``engine.generate(requests, controls)``). ``max_tokens`` cuts that answer short of the engine's
 ``max_new_tokens``; ``cancel()`` (the client hung up, the request timed out, a sibling prompt failed) tells
 the engine nobody wants the answer any more: it stops decoding that row at its next step and frees the slot.
+``sampling`` is how the answer picks its tokens (:mod:`mafioso.worker.sampling`; None: the worker's default).
 The engines read ``cancelled`` once per row per decode step, so it is a plain attribute, not a lock.
 
 Both engines call :meth:`Control.emit` with each answer token as it is decoded (in their decode thread): it
@@ -17,6 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from mafioso.worker.sampling import Sampling
+
 __all__ = ["Control", "Sink"]
 
 
@@ -28,9 +31,10 @@ class Sink(Protocol):
 
 @dataclass(eq=False)
 class Control:
-    """One request's answer-length limit (None = the engine's), cancel flag and token sink."""
+    """One request's answer-length limit (None = the engine's), sampling, cancel flag and token sink."""
 
     max_tokens: int | None = None
+    sampling: Sampling | None = None  # None: the worker's default (GenerationConfig: greedy unless do_sample)
     cancelled: bool = False
     sink: Sink | None = None  # a streaming request's consumer of answer tokens
     first_token_at: float | None = None  # time.monotonic() when the engine made the first answer token
@@ -45,6 +49,10 @@ class Control:
     def cancel(self) -> None:
         """Nobody waits for this answer any more: stop decoding it (safe from any thread)."""
         self.cancelled = True
+
+    def decoding(self, gen) -> Sampling:
+        """How this answer picks its tokens under the engine's ``GenerationConfig`` ``gen``."""
+        return self.sampling or Sampling.default(gen)
 
     def limit(self, max_new_tokens: int) -> int:
         """The most tokens this answer may have under an engine limit of ``max_new_tokens``."""

@@ -50,6 +50,7 @@ from mafioso.core.cpu_dtype import cpu_dtype
 from mafioso.worker.grounded_decoding import AnswerGrounding, Grounding
 from mafioso.worker.decoding_rules import AnswerRules, DecodingRules
 from mafioso.worker.repetition_penalty import penalize_
+from mafioso.worker.sampling import Sampling
 from mafioso.core.loop_guard import LoopRule, TokenPieces, cut_loop, find_loop
 from mafioso.prompts.facts import CACHED_PASTES
 from mafioso.core.postcheck import finish
@@ -341,6 +342,22 @@ class _GroundedMask(LogitsProcessor):
         return scores
 
 
+class _Sample(LogitsProcessor):
+    """Sampled rows: the token each draws (:meth:`Sampling.draw`, with a generator of its own) is the only one
+    left, so ``generate``'s greedy pick takes it; greedy rows are left as they are."""
+
+    def __init__(self, samplings: list[Sampling], device):
+        self.rows = [(row, sampling, sampling.generator(device)) for row, sampling in enumerate(samplings)
+                     if not sampling.greedy]
+
+    def __call__(self, input_ids, scores):
+        for row, sampling, generator in self.rows:
+            token = sampling.draw(scores[row], generator)
+            scores[row] = float("-inf")
+            scores[row, token] = 0.0
+        return scores
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A base (+ adapter) ready to decode: what :func:`load_model_for` hands to an engine."""
@@ -495,7 +512,8 @@ class GenerateEngine:
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompt_ids], device=self.device)
         mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids],
                             device=self.device)
-        extra = {"temperature": self.gen.temperature, "top_p": self.gen.top_p} if self.gen.do_sample else {}
+        controls = controls or [Control() for _ in prompt_ids]
+        extra = {}
         if self.gen.repetition_penalty != 1.0:
             extra["logits_processor"] = LogitsProcessorList(
                 [_RepetitionPenalty(self.gen.repetition_penalty, prompt_ids, self.gen.penalize_prompt, self.device)])
@@ -505,13 +523,15 @@ class GenerateEngine:
         if grounding:  # its masks on the device once, not copied there every step
             grounding = [rule.on(self.device) for rule in grounding]
             extra.setdefault("logits_processor", LogitsProcessorList()).append(_GroundedMask(grounding, width))
-        controls = controls or [Control() for _ in prompt_ids]
+        samplings = [control.decoding(self.gen) for control in controls]
+        if not all(sampling.greedy for sampling in samplings):  # last: it draws from what the rules left
+            extra.setdefault("logits_processor", LogitsProcessorList()).append(_Sample(samplings, self.device))
         limits = [control.limit(self.gen.max_new_tokens) for control in controls]
         requested = _RequestStop(controls, limits, width, self.eos_ids, rules.rows)
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=input_ids, attention_mask=mask, max_new_tokens=max(limits),
-                do_sample=self.gen.do_sample, pad_token_id=pad, eos_token_id=self.eos_ids,
+                do_sample=False, pad_token_id=pad, eos_token_id=self.eos_ids,
                 stopping_criteria=StoppingCriteriaList([_RulesStop(rules), requested]), **extra,
             )
         generated = [ids[:requested.cancelled_at.get(row, len(ids))] for row, ids in enumerate(out[:, width:].tolist())]

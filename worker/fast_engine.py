@@ -5,10 +5,11 @@ slot) drop prompts into its inbox; the thread admits them into free KV-cache slo
 a request never waits for a whole batch to finish (continuous batching). Prompts admitted together are
 prefilled together, in padded batches of similar length; while rows decode, admissions wait for
 ``admit_every`` steps so that prefills, which stall every running row, come in groups. Greedy decoding
-only: sampling, architectures :mod:`mafioso.worker.models` has no maths for (it has Gemma 3 and Qwen2) and
-quantized weights are served by the plain
-:class:`mafioso.worker.engine.GenerateEngine` (:func:`mafioso.worker.engines.load_engine` chooses); the fast
-engine holds one too, for prompts too long for its slots and to finish every answer the same way. On CUDA the
+only: architectures :mod:`mafioso.worker.models` has no maths for (it has Gemma 3 and Qwen2) and quantized
+weights are served by the plain :class:`mafioso.worker.engine.GenerateEngine`
+(:func:`mafioso.worker.engines.load_engine` chooses); the fast engine holds one too, for prompts too long for
+its slots, for answers a request asks to sample (:mod:`mafioso.worker.sampling`: they decode at the plain
+path's speed) and to finish every answer the same way. On CUDA the
 decode step runs in CUDA graphs (torch.compile'd by default); on a CPU, eagerly.
 """
 
@@ -189,11 +190,13 @@ class FastEngine:
 
     def decode(self, prompt_ids: list[list[int]], controls: list[Control] | None = None,
                grounding: list[AnswerGrounding] | None = None) -> list[tuple[list[int], int | None]]:
-        """Queue the prompts for the decode thread and wait; prompts too long for a slot take the slow path."""
+        """Queue the prompts for the decode thread and wait; prompts too long for a slot and sampled answers
+        (the decode thread is greedy) take the plain engine's path."""
         if self.decoder is None:
             raise RuntimeError("the engine is closed")
         controls = controls or [Control() for _ in prompt_ids]
-        fits = [len(ids) <= self.max_prompt_tokens for ids in prompt_ids]
+        fits = [len(ids) <= self.max_prompt_tokens and control.decoding(self.gen).greedy
+                for ids, control in zip(prompt_ids, controls, strict=True)]
         grounding = grounding or [None] * len(prompt_ids)
         rows = [_Row(ids, Future(), control.limit(self.gen.max_new_tokens), control,
                      rules=self.plain.rules.for_answer(), grounding=ground)

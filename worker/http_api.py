@@ -18,9 +18,12 @@ Flags override ``MAFIOSO_*`` variables (and ``.env``). With ``MAFIOSO_API_KEY`` 
 /healthz needs ``Authorization: Bearer <key>``. Errors are JSON ``{"error": {"message", "type", "code"}}``:
 400 bad JSON or input, 401 key, 404 unknown model or answer id, 413 too large, 503 busy (with Retry-After) or shutting
 down, 504 timeout. Request bodies and the key are never logged. OpenAI fields the worker cannot honour
-(temperature, top_p, n, stop, logprobs, response_format, tool_choice) are accepted only at their greedy or
-empty default; other values get a 400 that says so (``tools`` may be sent: none is ever called). ``max_tokens`` (1 to the worker's ``max_new_tokens``; chat's ``max_completion_tokens`` is the
-same limit) is honoured per request; an answer cut there has ``finish_reason: "length"`` (``finished: false``).
+(n, stop, logprobs, response_format, tool_choice) are accepted only at their empty default; other values get a
+400 that says so (``tools`` may be sent: none is ever called). Answers are greedy unless a request sends a
+``temperature`` above 0 (with ``top_p`` and ``seed``: :mod:`mafioso.worker.sampling`) or the worker samples by
+default (``MAFIOSO_DO_SAMPLE``). ``max_tokens`` (1 to the worker's ``max_new_tokens``; chat's
+``max_completion_tokens`` is the same limit) is honoured per request; an answer cut there has
+``finish_reason: "length"`` (``finished: false``).
 A stream's ``stream_options.include_usage`` ends it with OpenAI's usage chunk.
 
 Every answer is recorded in the feedback store (core/feedback.py, ``MAFIOSO_FEEDBACK_DB``) under its
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import errno
 import hmac
 import json
@@ -58,6 +62,7 @@ from mafioso.prompts.fences import around, fenced_blocks
 from mafioso.prompts.lines import line
 from mafioso.core.settings import add_settings_arguments, load_settings
 from mafioso.worker.runtime import build_workers
+from mafioso.worker.sampling import Sampling
 from mafioso.worker.service import Worker
 from mafioso.core.config import DEFAULT_MODEL_NAME, WorkerConfig
 from mafioso.core.errors import ConfigError, InputRejected, RequestError, WorkerBusy, WorkerTimeout, WorkerUnavailable
@@ -194,7 +199,14 @@ async def _parse(request: web.Request, spec: Body) -> dict:
             raise BadRequest("'stream_options' is only allowed with 'stream': true.")
         if not isinstance(options.get("include_usage", False), bool):
             raise BadRequest("'stream_options.include_usage' must be true or false.")
+    values["sampling"] = _sampling(values, _chosen(request, values).engine.gen)
     return values
+
+
+def _sampling(values: dict, gen) -> Sampling | None:
+    """The request's decoding: the worker's default (``gen``) with the sampling fields it sent (None: none)."""
+    sent = {name: values[name] for name in ("temperature", "top_p", "seed") if values.get(name) is not None}
+    return dataclasses.replace(Sampling.default(gen), **sent) if sent else None
 
 
 def _streamed_usage(worker: Worker, body: dict, code: str, req: str | None = None) -> int | None:
@@ -216,22 +228,29 @@ def _chosen(request: web.Request, body: dict) -> Worker:
 # ------------------------------------------------------------------------------------- request bodies
 
 _TEXT = {"type": "string"}
-_GREEDY = "this worker decodes greedily, the way its adapter was tuned and evaluated; leave it out or send the default"
-#: OpenAI fields the worker honours only at their default value: anything else is a 400 that says so.
 _MAX_TOKENS = Param("max_tokens", {"type": "integer", "minimum": 1},
                    "longest answer in tokens, at most the worker's max_new_tokens (its default; a larger value is "
                    "a 400 that says the maximum); an answer cut there has finish_reason 'length'")
 _STREAM = Param("stream", {"type": "boolean"}, "stream the answer as server-sent events (docs/API.md); a stream "
                 "answers one prompt")
+#: How the answer picks its tokens (mafioso.worker.sampling); a field left out is the worker's default decoding.
+_SAMPLING = (
+    Param("temperature", {"type": "number", "minimum": 0, "maximum": 2}, "0 decodes greedily (the worker's default "
+          "unless MAFIOSO_DO_SAMPLE: the way its adapter was tuned and evaluated); above 0 samples at that "
+          "temperature, at the plain decode path's speed"),
+    Param("top_p", {"type": "number", "minimum": 0, "maximum": 1}, "when sampling: draw from the fewest most likely "
+          "tokens whose probability reaches top_p (default: the worker's, 1 unless MAFIOSO_DO_SAMPLE)"),
+    Param("seed", {"type": "integer"}, "when sampling: the same seed and request give the same answer on this "
+          "worker (default: a fresh draw each time)"),
+)
 _STREAM_OPTIONS = Param("stream_options", {"type": "object"}, "with stream only: {'include_usage': true} adds a last "
                         "chunk with the request's usage and no choices (the other chunks carry usage: null)")
-_DEFAULTS_ONLY = (
+#: The fields of both OpenAI endpoints. Those the worker cannot honour (n, stop, logprobs, response_format,
+#: tool_choice) are accepted only at their default value: anything else is a 400 that says so.
+_OPENAI_FIELDS = (
     _MAX_TOKENS,
     Param("model", _TEXT, f"the model: '{MODEL_ID}' or a persona of GET /v1/models (another name is a 404)"),
-    Param("temperature", {"type": "number", "minimum": 0}, "sampling temperature: 0 (greedy) only",
-          only=(0,), why=_GREEDY),
-    Param("top_p", {"type": "number", "minimum": 0, "maximum": 1}, "nucleus sampling: 1 only", only=(1,),
-          why=_GREEDY),
+    *_SAMPLING,
     Param("n", {"type": "integer", "minimum": 1}, "answers per prompt: 1 only", only=(1,),
           why="one answer per prompt; send several prompts instead"),
     _STREAM,
@@ -252,12 +271,13 @@ EXPLAIN = Body("ExplainRequest", (
     Param("model", _TEXT, f"the persona's model: '{MODEL_ID}' (default) or another of GET /v1/models (a 404 "
                           "otherwise)"),
     _MAX_TOKENS,
+    *_SAMPLING,
     _STREAM,
 ))
 COMPLETIONS = Body("CompletionRequest", (
     Param("prompt", {"oneOf": [_TEXT, {"type": "array", "items": _TEXT, "minItems": 1}]},
           "the code to explain, or a list of pieces of code (one answer each)", required=True),
-    *_DEFAULTS_ONLY,
+    *_OPENAI_FIELDS,
 ))
 _MESSAGE = {"type": "object", "properties": {"role": _TEXT, "content": {"oneOf": [_TEXT, {"type": "array"}]}}}
 CHAT = Body("ChatCompletionRequest", (
@@ -267,7 +287,7 @@ CHAT = Body("ChatCompletionRequest", (
           "the end; the text around them is the request)", required=True),
     Param("max_completion_tokens", {"type": "integer", "minimum": 1}, "OpenAI's newer name of max_tokens (the "
           "same limit; sending both with different values is a 400)"),
-    *_DEFAULTS_ONLY,
+    *_OPENAI_FIELDS,
 ))
 FEEDBACK = Body("FeedbackRequest", (
     Param("answer_id", _TEXT, "the answer rated: /v1/explain's answer_id or an OpenAI response's id", required=True),
@@ -340,13 +360,14 @@ def _finish_reason(answer) -> str:
     return "stop" if answer.finished else "length"
 
 
-async def _all_or_none(worker: Worker, codes: list[str], max_tokens: int | None) -> list:
+async def _all_or_none(worker: Worker, codes: list[str], max_tokens: int | None,
+                       sampling: Sampling | None) -> list:
     """Every code's answer, or the first failure with the other requests cancelled at once (their queue places
     and slots freed): nobody reads the rest of a list whose request failed."""
     tasks: list[asyncio.Task] = []
     try:
         for code in codes:
-            tasks.append(asyncio.ensure_future(worker.explain(code, max_tokens=max_tokens)))
+            tasks.append(asyncio.ensure_future(worker.explain(code, max_tokens=max_tokens, sampling=sampling)))
             await asyncio.sleep(0)  # it runs up to its admission: a refused one ends the list here
             if tasks[-1].done() and tasks[-1].exception() is not None:
                 break
@@ -366,8 +387,9 @@ async def explain(request: web.Request) -> web.Response:
     worker = _chosen(request, body)
     if body["stream"]:
         return await stream_explain(request, await worker.stream(
-            body["code"], body["request"], max_tokens=body["max_tokens"]))
-    answer = await worker.explain(body["code"], body["request"], max_tokens=body["max_tokens"])
+            body["code"], body["request"], max_tokens=body["max_tokens"], sampling=body["sampling"]))
+    answer = await worker.explain(body["code"], body["request"], max_tokens=body["max_tokens"],
+                                  sampling=body["sampling"])
     return web.json_response({"explanation": answer.text, "answer_id": answer.answer_id, "tokens": answer.tokens,
                               "latency_s": answer.latency_s, "finished": answer.finished,
                               "code_leak": answer.code_leak, "dropped": answer.dropped})
@@ -391,9 +413,9 @@ async def completions(request: web.Request) -> web.Response:
         if len(pairs) != 1:
             raise BadRequest("A stream answers one prompt; send the pieces of code one request each.")
         code = pairs[0][0]
-        return await stream_completion(request, await worker.stream(code, max_tokens=body["max_tokens"]), model,
-                                       _streamed_usage(worker, body, code))
-    answers = await _all_or_none(worker, [code for code, _ in pairs], body["max_tokens"])
+        stream = await worker.stream(code, max_tokens=body["max_tokens"], sampling=body["sampling"])
+        return await stream_completion(request, stream, model, _streamed_usage(worker, body, code))
+    answers = await _all_or_none(worker, [code for code, _ in pairs], body["max_tokens"], body["sampling"])
     return web.json_response({
         "id": f"cmpl-{answers[0].answer_id if len(answers) == 1 else uuid.uuid4().hex}",  # one answer: ratable
         "object": "text_completion", "created": int(time.time()),
@@ -413,9 +435,9 @@ async def chat_completions(request: web.Request) -> web.Response:
     code, req = chat_code([_text(m.get("content")) for m in users])
     worker, model = _chosen(request, body), body.get("model") or MODEL_ID
     if body["stream"]:
-        return await stream_chat(request, await worker.stream(code, req, max_tokens=body["max_tokens"]), model,
-                                 _streamed_usage(worker, body, code, req))
-    answer = await worker.explain(code, req, max_tokens=body["max_tokens"])
+        stream = await worker.stream(code, req, max_tokens=body["max_tokens"], sampling=body["sampling"])
+        return await stream_chat(request, stream, model, _streamed_usage(worker, body, code, req))
+    answer = await worker.explain(code, req, max_tokens=body["max_tokens"], sampling=body["sampling"])
     return web.json_response({
         "id": f"chatcmpl-{answer.answer_id or uuid.uuid4().hex}", "object": "chat.completion",
         "created": int(time.time()),

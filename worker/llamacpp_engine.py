@@ -12,8 +12,8 @@ n-gram bans and grounded decoding act on llama.cpp's logits at each step (one nu
 stops at EOS, at a new ``###`` section and at a loop (``worker/decoding_rules.py``); the answer is cut, decoded and
 post-checked (code removed, claims its code contradicts dropped) by the same methods, in the adapter's persona and
 prompt format. Greedy answers from the merged F16 GGUF are the torch engine's (docs/BENCHMARKS.md says how
-closely); with ``do_sample`` llama.cpp samples with the same temperature and nucleus, in its own order (nucleus,
-then temperature).
+closely); a sampled answer (a request's temperature, or ``do_sample``) is llama.cpp's own draw with the same
+temperature, nucleus and seed, in its own order (nucleus, then temperature).
 
 One llama.cpp context, so one answer at a time (``continuous_slots = 1``: the worker hands it one request per
 call); a request that shares a prefix with the last one (the instruction every prompt starts with) reuses that
@@ -191,13 +191,15 @@ class LlamaCppEngine:
         gen = self.gen
         limit = control.limit(gen.max_new_tokens)
         rules = self.plain.rules.for_answer()  # ### and loop stops, n-gram bans: worker/decoding_rules.py
-        sampling = ({"temp": gen.temperature, "top_p": gen.top_p} if gen.do_sample else {"temp": 0.0})
+        sampling = control.decoding(gen)
         tokens: list[int] = []
         stop = None
         with self._lock:
+            if not sampling.greedy:
+                self.llama.set_seed(sampling.seed_value())  # its sampler chain is built per generate call
             steps = self.llama.generate(prompt_ids, top_k=0, min_p=0.0, typical_p=1.0, repeat_penalty=1.0,
                                         logits_processor=[_AnswerRules(gen, prompt_ids, rules, grounding)],
-                                        **sampling)
+                                        temp=sampling.temperature, top_p=sampling.top_p)
             for token in steps:
                 if control.cancelled:
                     break

@@ -23,8 +23,8 @@ Nothing is dropped silently.
 
 The engine is a :class:`mafioso.worker.engines.Engine` (tests inject a fake one): ``generate(list[(code,
 request)], list[Control]) -> list[Generation]``, where each :class:`mafioso.worker.control.Control` carries its
-request's ``max_tokens`` and cancel flag; ``prompt_tokens(code, request)`` and ``max_prompt_tokens`` let the guard
-check prompts against the model's context. An engine that owns its GPU thread and admits new rows between
+request's ``max_tokens``, sampling and cancel flag; ``prompt_tokens(code, request)`` and ``max_prompt_tokens``
+let the guard check prompts against the model's context. An engine that owns its GPU thread and admits new rows between
 decode steps (continuous batching) has ``continuous_slots = N``: the worker then hands it each request on
 its own, up to N at once (N calling threads that only wait on the engine), so an answer comes back as soon
 as its own row finishes instead of with the slowest row of a batch.
@@ -48,6 +48,7 @@ from prometheus_client.core import CounterMetricFamily
 
 from mafioso.core import guard
 from mafioso.worker.control import Control
+from mafioso.worker.sampling import Sampling
 from mafioso.worker.token_stream import StreamText, TokenSink, ready_tokens, variant_safe
 from mafioso.core.explanation import Explanation
 from mafioso.core.feedback import AnswerRecord, FeedbackStore, FeedbackUnavailable
@@ -342,13 +343,14 @@ class Worker:
         self._executor.shutdown(wait=True)
         self._executor = None
 
-    async def stream(self, code: str, request: str | None = None, *, max_tokens: int | None = None) -> AnswerStream:
+    async def stream(self, code: str, request: str | None = None, *, max_tokens: int | None = None,
+                     sampling: Sampling | None = None) -> AnswerStream:
         """Explain ``code`` as a stream of text deltas (:class:`AnswerStream`); returns once the request is
         admitted, raising like :meth:`explain` when it is not."""
         sink = TokenSink(asyncio.get_running_loop())
         answer_id = uuid.uuid4().hex
-        task = asyncio.ensure_future(self.explain(code, request, max_tokens=max_tokens, sink=sink,
-                                                  answer_id=answer_id))
+        task = asyncio.ensure_future(self.explain(code, request, max_tokens=max_tokens, sampling=sampling,
+                                                  sink=sink, answer_id=answer_id))
         await asyncio.sleep(0)  # it runs up to its admission (or its refusal)
         if task.done() and task.exception() is not None:
             raise task.exception()
@@ -358,9 +360,11 @@ class Worker:
         return AnswerStream(task, sink, text, answer_id, self.persona)
 
     async def explain(self, code: str, request: str | None = None, *, max_tokens: int | None = None,
+                      sampling: Sampling | None = None,
                       sink: TokenSink | None = None, answer_id: str | None = None) -> Explanation:
         """Explain ``code`` in at most ``max_tokens`` tokens (default and most: the engine's ``max_new_tokens``);
-        raises InputRejected, WorkerBusy, WorkerTimeout or WorkerUnavailable. ``sink``: where the engine puts
+        raises InputRejected, WorkerBusy, WorkerTimeout or WorkerUnavailable. ``sampling``: how the answer picks
+        its tokens (:mod:`mafioso.worker.sampling`; None: the worker's default). ``sink``: where the engine puts
         each answer token as it makes it (:meth:`stream` uses it); ``answer_id``: the answer's id (default: a new
         one)."""
         limit = self.max_new_tokens
@@ -369,7 +373,7 @@ class Worker:
         started = time.monotonic()
         outcome = "error"
         try:
-            control = Control(max_tokens, sink=sink)
+            control = Control(max_tokens, sampling, sink=sink)
             result = await self._explain(code, request, control)
             outcome = "ok"
         except InputRejected:
@@ -397,13 +401,16 @@ class Worker:
                              finished=result.finished, code_leak=result.code_leak, dropped=result.dropped,
                              answer_id=answer_id or uuid.uuid4().hex)
         if self.feedback is not None:  # in a thread: the event loop never waits on the disk
-            await self.feedback.call("record_answer", self._record(code, request, answer))
+            await self.feedback.call("record_answer", self._record(code, request, answer, control.decoding(
+                self.engine.gen)))
         return answer
 
-    def _record(self, code: str, request: str | None, answer: Explanation) -> AnswerRecord:
+    def _record(self, code: str, request: str | None, answer: Explanation, sampling: Sampling) -> AnswerRecord:
+        decoding = dict(dataclasses.asdict(self.engine.gen), do_sample=not sampling.greedy, seed=sampling.seed,
+                        **({} if sampling.greedy else {"temperature": sampling.temperature, "top_p": sampling.top_p}))
         return AnswerRecord(answer.answer_id, code=code, answer=answer.text, request=request,
                             adapter=self.cfg.adapter, base_model=self.cfg.base_model or "embedded",
-                            decoding=dataclasses.asdict(self.engine.gen),
+                            decoding=decoding,
                             latency_s=answer.latency_s, tokens=answer.tokens, dropped=answer.dropped)
 
     async def rate_answer(self, answer_id: str, rating: int, *, user: object = "anonymous",

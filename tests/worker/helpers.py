@@ -43,6 +43,7 @@ class FakeEngine:
         self.stats = None
         self.max_prompt_tokens = 1 << 30  # the fake's prompts never outgrow a context
         self.batches: list[list[tuple[str, str | None]]] = []
+        self.controls: list = []  # every request's Control, in the order the batches came
         self.started = threading.Event()
         self.decoded = 0
         self.cancelled = 0
@@ -62,6 +63,7 @@ class FakeEngine:
 
         controls = controls or [Control() for _ in requests]
         self.batches.append(list(requests))
+        self.controls += controls
         self.started.set()
         if self.gate is not None:
             self.gate.wait(timeout=10)

@@ -1,6 +1,7 @@
 """Feedback through the worker's HTTP API on a real loopback socket, with a real SQLite file."""
 
 import asyncio
+import json
 import logging
 
 import aiohttp
@@ -19,7 +20,7 @@ def test_answer_ids_ratings_404_400_metrics_and_openapi(tmp_path):
             async with http.post(f"{url}/v1/explain", json={"code": "print(1)"}) as r:
                 answer = await r.json()
             async with http.post(f"{url}/v1/chat/completions", json={"messages": [
-                    {"role": "user", "content": "x = 2"}]}) as r:
+                    {"role": "user", "content": "x = 2"}], "temperature": 0.7, "seed": 4}) as r:
                 chat = await r.json()
             out = {}
             for name, body in (("up", {"answer_id": answer["answer_id"], "rating": 1}),
@@ -50,6 +51,11 @@ def test_answer_ids_ratings_404_400_metrics_and_openapi(tmp_path):
     store.close()
     rows = FeedbackStore.open(tmp_path / "f.db").rated_answers()  # after a restart
     assert {(r["code"].strip(), r["ups"], r["downs"]) for r in rows} == {("print(1)", 1, 0), ("x = 2", 0, 1)}
+    # each answer records how it was decoded: the worker's greedy default, or the request's own sampling
+    decoding = {r["code"].strip(): json.loads(r["decoding"]) for r in rows}
+    assert (decoding["print(1)"]["do_sample"], decoding["print(1)"]["seed"]) == (False, None)
+    assert {k: decoding["x = 2"][k] for k in ("do_sample", "temperature", "top_p", "seed")} == {
+        "do_sample": True, "temperature": 0.7, "top_p": 1.0, "seed": 4}
 
 
 def test_a_corrupt_database_is_reported_once_and_the_worker_still_answers(tmp_path, caplog):

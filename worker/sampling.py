@@ -1,0 +1,68 @@
+"""How one answer picks its tokens: greedily, or sampled with a temperature, a nucleus (``top_p``) and a seed.
+
+The worker decodes greedily unless told otherwise: its adapters were tuned and evaluated that way, and the same
+code gets the same answer. A request may ask for sampling (OpenAI's ``temperature``, ``top_p`` and ``seed``);
+``GenerationConfig.do_sample`` makes sampling the default for requests that do not say. A request's
+:class:`Sampling` rides on its :class:`mafioso.worker.control.Control`.
+
+Every engine applies its rules (repetition penalty, n-gram and grounded-decoding bans) to the scores first and
+samples last, so a banned token is never drawn. :meth:`Sampling.draw` is the one sampling rule of the torch
+engines: temperature, then the nucleus (the fewest most likely tokens whose probability reaches ``top_p``; at
+least the most likely one), then one draw from the answer's own generator. A seeded answer draws from a
+generator of its own, so the same seed gives the same answer on the same worker whatever else is in its batch
+(as OpenAI's ``seed``: repeatable on one machine, not across devices). llama.cpp samples with its own chain.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["GREEDY", "Sampling"]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """One answer's decoding: ``temperature`` 0 is greedy (``top_p`` and ``seed`` then change nothing)."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None  # None: a fresh random draw per answer
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0 or not 0 <= self.top_p <= 1:
+            raise ValueError("temperature must be >= 0 and top_p in [0, 1]")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    @classmethod
+    def default(cls, gen) -> Sampling:
+        """The worker's own decoding for requests that ask for none (``GenerationConfig``: greedy unless
+        ``do_sample``)."""
+        return cls(gen.temperature, gen.top_p) if gen.do_sample else GREEDY
+
+    def seed_value(self) -> int:
+        """The seed an answer draws with: its own, or a fresh random one."""
+        return self.seed if self.seed is not None else random.getrandbits(63)
+
+    def generator(self, device) -> torch.Generator:
+        """A generator of this answer's own on ``device``, seeded (:meth:`seed_value`)."""
+        return torch.Generator(device=device).manual_seed(self.seed_value())
+
+    def draw(self, scores: torch.Tensor, generator: torch.Generator) -> int:
+        """One token drawn from one row of next-token ``scores`` (banned tokens at -inf are never drawn)."""
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        if self.top_p < 1:
+            ranked, order = probs.sort(descending=True)
+            before = ranked.cumsum(-1) - ranked  # the mass of the tokens ranked above each one
+            ranked[1:][before[1:] >= self.top_p] = 0  # the most likely token always stays
+            probs = torch.zeros_like(probs).scatter_(-1, order, ranked)
+        return int(torch.multinomial(probs, 1, generator=generator))
+
+
+#: Greedy decoding: what every answer gets unless its request or the worker's settings ask to sample.
+GREEDY = Sampling()
