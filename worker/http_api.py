@@ -21,8 +21,8 @@ down, 504 timeout. Request bodies and the key are never logged. OpenAI fields th
 (n, stop, logprobs, response_format, tool_choice) are accepted only at their empty default; other values get a
 400 that says so (``tools`` may be sent: none is ever called). Answers are greedy unless a request sends a
 ``temperature`` above 0 (with ``top_p`` and ``seed``: :mod:`mafioso.worker.sampling`) or the worker samples by
-default (``MAFIOSO_DO_SAMPLE``). ``max_tokens`` (1 to the worker's ``max_new_tokens``; chat's
-``max_completion_tokens`` is the same limit) is honoured per request; an answer cut there has
+default (``MAFIOSO_DO_SAMPLE``). ``max_tokens`` (chat's ``max_completion_tokens`` is the same limit) is
+honoured per request, up to the worker's ``max_new_tokens`` (a larger cap is that one); an answer cut there has
 ``finish_reason: "length"`` (``finished: false``).
 A stream's ``stream_options.include_usage`` ends it with OpenAI's usage chunk.
 
@@ -180,19 +180,18 @@ async def _body(request: web.Request) -> dict:
 
 
 async def _parse(request: web.Request, spec: Body) -> dict:
-    """The request's body checked against ``spec``; a named model must be ours, ``max_tokens`` (or chat's
-    ``max_completion_tokens``, the same limit) within the worker's longest answer, ``stream_options`` only
-    with a stream, as OpenAI answers."""
+    """The request's body checked against ``spec``; a named model must be ours, ``stream_options`` only with a
+    stream, as OpenAI answers. ``max_tokens`` (or chat's ``max_completion_tokens``, the same limit) is a cap:
+    one above the worker's longest answer (clients often send 4096) is that answer's length, as an answer may
+    always end before its cap; cut there, it still ends with finish_reason 'length'."""
     values = spec.parse(await _body(request))
-    limit = "max_tokens"
     if values.get("max_completion_tokens") is not None:
         if values["max_tokens"] not in (None, values["max_completion_tokens"]):
             raise BadRequest("'max_tokens' and 'max_completion_tokens' are the same limit: send one of them.")
-        limit, values["max_tokens"] = "max_completion_tokens", values["max_completion_tokens"]
+        values["max_tokens"] = values["max_completion_tokens"]
     most = _chosen(request, values).max_new_tokens
-    if most is not None and (values.get("max_tokens") or 0) > most:
-        raise BadRequest(f"'{limit}' must be at most {most}, the longest answer this worker gives "
-                         "(MAFIOSO_MAX_NEW_TOKENS).")
+    if most is not None and values.get("max_tokens") is not None:
+        values["max_tokens"] = min(values["max_tokens"], most)
     options = values.get("stream_options")
     if options is not None:
         if not values.get("stream"):
@@ -229,8 +228,8 @@ def _chosen(request: web.Request, body: dict) -> Worker:
 
 _TEXT = {"type": "string"}
 _MAX_TOKENS = Param("max_tokens", {"type": "integer", "minimum": 1},
-                   "longest answer in tokens, at most the worker's max_new_tokens (its default; a larger value is "
-                   "a 400 that says the maximum); an answer cut there has finish_reason 'length'")
+                   "longest answer in tokens (default and most: the worker's max_new_tokens; a larger cap "
+                   "is that one); an answer cut there has finish_reason 'length'")
 _STREAM = Param("stream", {"type": "boolean"}, "stream the answer as server-sent events (docs/API.md); a stream "
                 "answers one prompt")
 #: How the answer picks its tokens (mafioso.worker.sampling); a field left out is the worker's default decoding.
