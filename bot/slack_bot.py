@@ -5,6 +5,9 @@
 * ``@Mafioso <code>`` (``app_mention``): answered in the message's thread;
 * the "Explain this code" message shortcut (callback id ``explain_code``): answered in the message's thread.
 
+A mention of words only in a thread ("@Mafioso is there a bug?") asks about the latest code there: remembered
+from the bot's own answers, or read back from the thread (the manifest's history scopes) after a restart.
+
 A 👍 (``+1``) or 👎 (``-1``) reaction on an answer the bot posted in a thread is a rating (``reaction_added``; the app needs the ``reactions:read`` scope and that event): with a feedback store
 (:mod:`mafioso.core.feedback`) each posted message's ``channel:ts`` is linked to its answer id, and the reacting
 user is stored hashed.
@@ -63,8 +66,11 @@ HTTP_PATH = "/slack/events"
 COMMAND = "/explain"
 SHORTCUT_ID = "explain_code"
 EVENTS_REMEMBERED = 1000  # Slack retries an event within minutes (3 tries): far fewer mentions than this
-#: Threads whose latest explained code is kept (in memory only) for a follow-up question mentioning the bot there.
+#: Threads whose latest explained code is kept (in memory) for a follow-up question mentioning the bot there.
 THREADS_REMEMBERED = 1000
+#: A follow-up in a thread not remembered (the bot restarted since) reads this many of the thread's messages
+#: (conversations.replies, from the first; the history scopes of slack/manifest.yml) for its latest code.
+THREAD_HISTORY = 200
 RATINGS = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
 #: A streamed answer is sent on at most this often per channel (Slack's chat.update allows ~1 a second).
 EDIT_EVERY_S = 1.0
@@ -139,6 +145,7 @@ class SlackBot:
         self.bot_user_id = ""
         self._events: OrderedDict[str, None] = OrderedDict()  # the latest event ids, for _first_delivery
         self._thread_code: OrderedDict[tuple[str, str], str] = OrderedDict()  # (channel, thread) -> its code
+        self._history_refused = False  # conversations.replies refused once (no history scope): said in the log
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
 
@@ -335,7 +342,8 @@ class SlackBot:
         """The code of the text and the Python files/snippets with the message's question (:class:`Paste`), and
         whether a file was too big to take. In a ``thread`` (channel, ts) a text of words only and no file is a
         follow-up: the question about the code last explained there (kept in memory for the last
-        ``THREADS_REMEMBERED`` threads); code is remembered for the next one."""
+        ``THREADS_REMEMBERED`` threads; a thread not among them is read back, :meth:`thread_code`); code is
+        remembered for the next one."""
         files = [f for f in files if is_code_file(f.get("name") or "", f.get("filetype"))]
         parts = []
         for file in files:
@@ -343,14 +351,47 @@ class SlackBot:
                 parts.append(decode_code_file(await self.download(file)))
         paste = Paste.of(text, parts)
         if thread is not None:
-            if not files and prose(text) and thread in self._thread_code:
+            follow_up = not files and prose(text)
+            if follow_up and thread not in self._thread_code and (earlier := await self.thread_code(*thread)):
+                self._thread_code[thread] = earlier
+            if follow_up and thread in self._thread_code:
                 paste = Paste(self._thread_code[thread], " ".join(text.split()))
-            elif paste.code.strip():
+            elif paste.code.strip() and not follow_up:  # words explained as code are no code to ask about
                 self._thread_code[thread] = paste.code
                 self._thread_code.move_to_end(thread)
                 if len(self._thread_code) > THREADS_REMEMBERED:
                     self._thread_code.popitem(last=False)
         return paste, len(parts) < len(files)
+
+    async def thread_code(self, channel: str, thread_ts: str) -> str:
+        """The code of the latest message in a thread that has some (text or files; our answers and other bots'
+        messages passed over), read from Slack: what a follow-up there asks about when the bot does not remember
+        the thread. Empty when there is none, or Slack refuses (without a history scope: logged once)."""
+        try:
+            reply = await self.client.conversations_replies(channel=channel, ts=thread_ts, limit=THREAD_HISTORY)
+        except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            if not self._history_refused:
+                self._history_refused = True
+                response = getattr(exc, "response", None)
+                why = (response.data.get("error") if response is not None and isinstance(response.data, dict)
+                       else type(exc).__name__)
+                log.warning("slack: cannot read a thread for a follow-up (%s; the manifest's history scopes let a "
+                            "follow-up find code explained before a restart)", why)
+            return ""
+        for message in reversed(reply.get("messages") or []):
+            if message.get("bot_id"):
+                continue
+            text = slack_to_plain(message.get("text", "").replace(f"<@{self.bot_user_id}>", ""))
+            files = message.get("files") or []
+            if not files and prose(text):
+                continue
+            try:
+                paste, _ = await self.gather_code(text, files)
+            except InputRejected:
+                continue
+            if paste.code.strip():
+                return paste.code
+        return ""
 
     async def download(self, file: dict) -> bytes:
         """A file's bytes (empty when it cannot be had); the bot token only ever goes to Slack's hosts."""

@@ -45,6 +45,7 @@ class SlackStub:
         self.fail: dict[str, str] = {}
         self.http_status: dict[str, int] = {}
         self.rate_limit = 0
+        self.threads: dict[str, list[dict]] = {}  # conversations.replies: a thread's ts -> its messages
         self.envelopes: asyncio.Queue = asyncio.Queue()  # Socket Mode: what "Slack" sends down the socket
         self.acks: list[dict] = []  # Socket Mode: what the app sent back
         self._runner = None
@@ -55,6 +56,7 @@ class SlackStub:
 
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)  # slack_sdk reads some methods with GET (query string)
         app.router.add_post("/response/{id}", self._response)
         app.router.add_get("/files/{name}", self._file)
         app.router.add_get("/socket", self._socket)
@@ -68,7 +70,10 @@ class SlackStub:
         from aiohttp import web
 
         method = request.match_info["method"]
-        data = dict(await request.post()) if request.content_type != "application/json" else await request.json()
+        if request.method == "GET":
+            data = dict(request.query)
+        else:
+            data = dict(await request.post()) if request.content_type != "application/json" else await request.json()
         if method == "chat.postMessage" and self.rate_limit > 0:
             self.rate_limit -= 1
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
@@ -83,6 +88,9 @@ class SlackStub:
         if method == "auth.test":
             return web.json_response({"ok": True, "user_id": "UBOT", "bot_id": "B1", "team_id": "T1",
                                       "user": "mafioso", "team": "family", "url": "https://family.slack.com/"})
+        if method == "conversations.replies":
+            messages = self.threads.get(data.get("ts"), [])[:int(data.get("limit") or 1000)]
+            return web.json_response({"ok": True, "messages": messages, "has_more": False})
         return web.json_response({"ok": True, "ts": "1700000001.000200", "channel": data.get("channel")})
 
     async def _response(self, request):

@@ -303,6 +303,41 @@ def test_a_follow_up_mention_in_a_thread_asks_about_the_code_explained_there(str
     assert explainer.requests == [None, "is there a bug?", None, None]
 
 
+def test_a_follow_up_after_a_restart_reads_the_thread_back_for_its_code(caplog):
+    """The bot remembers threads in memory only: after a restart, "@Mafioso is there a bug?" in an old thread
+    was explained as code itself. It now reads the thread (conversations.replies) for its latest code, passing
+    over bot messages; without the history scope it says so in the log once and answers as before."""
+    first = "1700000000.000100"
+    thread = [{"user": "U1", "text": "<@UBOT> ```py\nx = 1\n```", "ts": first},
+              {"bot_id": "B1", "user": "UBOT", "text": "Listen up, `x` is one.", "ts": "1700000000.000150",
+               "thread_ts": first},
+              {"user": "U1", "text": "<@UBOT> is there a bug?", "ts": "1700000000.000200", "thread_ts": first}]
+
+    async def main(refuse: bool):
+        explainer = FakeExplainer()
+        async with slack_app(explainer) as (stub, url):
+            stub.threads[first] = thread
+            if refuse:
+                stub.fail["conversations.replies"] = "missing_scope"
+            headers = {"Content-Type": "application/json"}
+            for n, question in enumerate(["is there a bug?", "and why?"]):
+                await post_signed(url, mention_body(f"<@UBOT> {question}", ts=f"1700000000.00020{n}",
+                                                    thread_ts=first, event_id=f"Ev{n}"), headers)
+                await stub.wait_for(lambda: len(explainer.codes) == n + 1)
+        return explainer, stub.posted("conversations.replies")
+
+    with caplog.at_level(logging.WARNING, logger="mafioso.slack"):
+        explainer, reads = asyncio.run(main(refuse=False))
+    assert explainer.codes == ["x = 1", "x = 1"] and explainer.requests == ["is there a bug?", "and why?"]
+    assert [(r["channel"], r["ts"]) for r in reads] == [("C1", first)]  # then remembered
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="mafioso.slack"):
+        explainer, reads = asyncio.run(main(refuse=True))
+    assert explainer.codes == ["is there a bug?", "and why?"]  # as before: the words are all there is
+    [warning] = caplog.records
+    assert "missing_scope" in warning.getMessage() and "bug" not in warning.getMessage()
+
+
 def test_a_mention_slack_delivers_again_is_answered_once():
     """Slack retries an event it saw no acknowledgement for (X-Slack-Retry-Num); the same event id is the same
     question. Another event id is a new one."""
