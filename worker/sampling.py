@@ -22,6 +22,8 @@ import torch
 
 __all__ = ["GREEDY", "Sampling"]
 
+_TINY = torch.finfo(torch.float32).tiny
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -55,7 +57,10 @@ class Sampling:
 
     def draw(self, scores: torch.Tensor, generator: torch.Generator) -> int:
         """One token drawn from one row of next-token ``scores`` (banned tokens at -inf are never drawn)."""
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        scores = scores.float()
+        # from the best score down, by at least float32's smallest normal temperature: 1e-300 (0 in float32)
+        # then draws the best token, where 0 / 0 would be NaN
+        probs = torch.softmax((scores - scores.max()) / max(self.temperature, _TINY), dim=-1)
         if self.top_p < 1:
             ranked, order = probs.sort(descending=True)
             before = ranked.cumsum(-1) - ranked  # the mass of the tokens ranked above each one

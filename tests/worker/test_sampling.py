@@ -33,6 +33,7 @@ def test_a_draw_follows_temperature_and_nucleus_and_never_takes_a_banned_token()
     assert set(_draws(Sampling(1.0, 0.7, seed=1), logits)) == {0, 1}
     assert set(_draws(Sampling(1.0, 0.0, seed=1), logits)) == {0}  # top_p 0: the most likely token only
     assert _draws(Sampling(0.05, seed=1), logits)[0] == 4000  # a cold temperature is nearly greedy
+    assert _draws(Sampling(1e-300, seed=1), logits, 50)[0] == 50  # and a tiny one is greedy, not NaN
     hot = _draws(Sampling(2.0, seed=1), logits)
     assert hot[3] > plain[3] * 1.5  # a hot one flattens the distribution
     banned = _draws(Sampling(2.0, seed=1), [logits[0], float("-inf"), logits[2], logits[3]])
