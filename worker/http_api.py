@@ -18,10 +18,10 @@ Flags override ``MAFIOSO_*`` variables (and ``.env``). With ``MAFIOSO_API_KEY`` 
 /healthz needs ``Authorization: Bearer <key>``. Errors are JSON ``{"error": {"message", "type", "code"}}``:
 400 bad JSON or input, 401 key, 404 unknown model or answer id, 413 too large, 503 busy (with Retry-After) or shutting
 down, 504 timeout. Request bodies and the key are never logged. OpenAI fields the worker cannot honour
-(n, stop, logprobs, response_format, tool_choice) are accepted only at their empty default; other values get a
+(stop, logprobs, response_format, tool_choice) are accepted only at their empty default; other values get a
 400 that says so (``tools`` may be sent: none is ever called). Answers are greedy unless a request sends a
 ``temperature`` above 0 (with ``top_p`` and ``seed``: :mod:`mafioso.worker.sampling`) or the worker samples by
-default (``MAFIOSO_DO_SAMPLE``). ``max_tokens`` (chat's ``max_completion_tokens`` is the same limit) is
+default (``MAFIOSO_DO_SAMPLE``); then ``n`` (up to ``MAX_CHOICES``) asks for several answers to a prompt. ``max_tokens`` (chat's ``max_completion_tokens`` is the same limit) is
 honoured per request, up to the worker's ``max_new_tokens`` (a larger cap is that one); an answer cut there has
 ``finish_reason: "length"`` (``finished: false``).
 A stream's ``stream_options.include_usage`` ends it with OpenAI's usage chunk.
@@ -189,7 +189,8 @@ async def _parse(request: web.Request, spec: Body) -> dict:
         if values["max_tokens"] not in (None, values["max_completion_tokens"]):
             raise BadRequest("'max_tokens' and 'max_completion_tokens' are the same limit: send one of them.")
         values["max_tokens"] = values["max_completion_tokens"]
-    most = _chosen(request, values).max_new_tokens
+    worker = _chosen(request, values)
+    most = worker.max_new_tokens
     if most is not None and values.get("max_tokens") is not None:
         values["max_tokens"] = min(values["max_tokens"], most)
     options = values.get("stream_options")
@@ -198,7 +199,8 @@ async def _parse(request: web.Request, spec: Body) -> dict:
             raise BadRequest("'stream_options' is only allowed with 'stream': true.")
         if not isinstance(options.get("include_usage", False), bool):
             raise BadRequest("'stream_options.include_usage' must be true or false.")
-    values["sampling"] = _sampling(values, _chosen(request, values).engine.gen)
+    values["sampling"] = _sampling(values, worker.engine.gen)
+    values["samplings"] = _draws(values, worker.engine.gen)
     return values
 
 
@@ -206,6 +208,20 @@ def _sampling(values: dict, gen) -> Sampling | None:
     """The request's decoding: the worker's default (``gen``) with the sampling fields it sent (None: none)."""
     sent = {name: values[name] for name in ("temperature", "top_p", "seed") if values.get(name) is not None}
     return dataclasses.replace(Sampling.default(gen), **sent) if sent else None
+
+
+def _draws(values: dict, gen) -> list[Sampling | None]:
+    """One sampling per answer to a prompt: ``n`` of them, each its own draw (a seed gives answer i seed + i); more
+    than one needs a temperature above 0, and no stream."""
+    n = values.get("n") or 1
+    if n == 1:
+        return [values["sampling"]]
+    if values.get("stream"):
+        raise BadRequest("A stream carries one answer: leave 'n' out (or send 1) with 'stream': true.")
+    drawn = values["sampling"] or Sampling.default(gen)
+    if drawn.greedy:
+        raise BadRequest("'n' above 1 needs a 'temperature' above 0: greedy answers to one prompt are all the same.")
+    return [dataclasses.replace(drawn, seed=None if drawn.seed is None else drawn.seed + i) for i in range(n)]
 
 
 def _streamed_usage(worker: Worker, body: dict, code: str, req: str | None = None) -> int | None:
@@ -227,6 +243,7 @@ def _chosen(request: web.Request, body: dict) -> Worker:
 # ------------------------------------------------------------------------------------- request bodies
 
 _TEXT = {"type": "string"}
+MAX_CHOICES = 8  # OpenAI's n: answers to one prompt, each a request of the worker's queue
 _MAX_TOKENS = Param("max_tokens", {"type": "integer", "minimum": 1},
                    "longest answer in tokens (default and most: the worker's max_new_tokens; a larger cap "
                    "is that one); an answer cut there has finish_reason 'length'")
@@ -244,14 +261,14 @@ _SAMPLING = (
 )
 _STREAM_OPTIONS = Param("stream_options", {"type": "object"}, "with stream only: {'include_usage': true} adds a last "
                         "chunk with the request's usage and no choices (the other chunks carry usage: null)")
-#: The fields of both OpenAI endpoints. Those the worker cannot honour (n, stop, logprobs, response_format,
+#: The fields of both OpenAI endpoints. Those the worker cannot honour (stop, logprobs, response_format,
 #: tool_choice) are accepted only at their default value: anything else is a 400 that says so.
 _OPENAI_FIELDS = (
     _MAX_TOKENS,
     Param("model", _TEXT, f"the model: '{MODEL_ID}' or a persona of GET /v1/models (another name is a 404)"),
     *_SAMPLING,
-    Param("n", {"type": "integer", "minimum": 1}, "answers per prompt: 1 only", only=(1,),
-          why="one answer per prompt; send several prompts instead"),
+    Param("n", {"type": "integer", "minimum": 1, "maximum": MAX_CHOICES}, f"answers per prompt (at most "
+          f"{MAX_CHOICES}), each its own draw: above 1 needs a temperature above 0, and no stream"),
     _STREAM,
     _STREAM_OPTIONS,
     Param("stop", {"oneOf": [_TEXT, {"type": "array", "items": _TEXT}]}, "stop strings: none", only=([],),
@@ -359,14 +376,14 @@ def _finish_reason(answer) -> str:
     return "stop" if answer.finished else "length"
 
 
-async def _all_or_none(worker: Worker, codes: list[str], max_tokens: int | None,
-                       sampling: Sampling | None) -> list:
-    """Every code's answer, or the first failure with the other requests cancelled at once (their queue places
-    and slots freed): nobody reads the rest of a list whose request failed."""
+async def _all_or_none(worker: Worker, jobs: list[tuple[str, str | None, Sampling | None]],
+                       max_tokens: int | None) -> list:
+    """Every (code, request, sampling) job's answer, or the first failure with the other requests cancelled at
+    once (their queue places and slots freed): nobody reads the rest of a list whose request failed."""
     tasks: list[asyncio.Task] = []
     try:
-        for code in codes:
-            tasks.append(asyncio.ensure_future(worker.explain(code, max_tokens=max_tokens, sampling=sampling)))
+        for code, req, sampling in jobs:
+            tasks.append(asyncio.ensure_future(worker.explain(code, req, max_tokens=max_tokens, sampling=sampling)))
             await asyncio.sleep(0)  # it runs up to its admission: a refused one ends the list here
             if tasks[-1].done() and tasks[-1].exception() is not None:
                 break
@@ -414,7 +431,8 @@ async def completions(request: web.Request) -> web.Response:
         code = pairs[0][0]
         stream = await worker.stream(code, max_tokens=body["max_tokens"], sampling=body["sampling"])
         return await stream_completion(request, stream, model, _streamed_usage(worker, body, code))
-    answers = await _all_or_none(worker, [code for code, _ in pairs], body["max_tokens"], body["sampling"])
+    answers = await _all_or_none(worker, [(code, None, sampling) for code, _ in pairs for sampling in
+                                          body["samplings"]], body["max_tokens"])
     return web.json_response({
         "id": f"cmpl-{answers[0].answer_id if len(answers) == 1 else uuid.uuid4().hex}",  # one answer: ratable
         "object": "text_completion", "created": int(time.time()),
@@ -436,13 +454,14 @@ async def chat_completions(request: web.Request) -> web.Response:
     if body["stream"]:
         stream = await worker.stream(code, req, max_tokens=body["max_tokens"], sampling=body["sampling"])
         return await stream_chat(request, stream, model, _streamed_usage(worker, body, code, req))
-    answer = await worker.explain(code, req, max_tokens=body["max_tokens"], sampling=body["sampling"])
+    answers = await _all_or_none(worker, [(code, req, sampling) for sampling in body["samplings"]],
+                                 body["max_tokens"])
     return web.json_response({
-        "id": f"chatcmpl-{answer.answer_id or uuid.uuid4().hex}", "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model, "usage": _usage(worker, [(code, req)], [answer]),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
-                     "logprobs": None, "finish_reason": _finish_reason(answer)}],
+        "id": f"chatcmpl-{answers[0].answer_id if len(answers) == 1 else uuid.uuid4().hex}",  # one: ratable
+        "object": "chat.completion", "created": int(time.time()),
+        "model": model, "usage": _usage(worker, [(code, req)], answers),
+        "choices": [{"index": i, "message": {"role": "assistant", "content": answer.text},
+                     "logprobs": None, "finish_reason": _finish_reason(answer)} for i, answer in enumerate(answers)],
     })
 
 

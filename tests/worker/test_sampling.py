@@ -155,3 +155,28 @@ def test_sampled_answers_through_the_api_repeat_with_a_seed_on_the_real_engine(e
 
     (one, again, other), greedy = asyncio.run(main())
     assert one == again and len({one, other, greedy}) == 3
+
+
+def test_n_answers_each_draw_on_their_own_prompt_by_prompt():
+    engine = FakeEngine()
+    cfg = worker_config()
+
+    async def main():
+        async with serving(Worker(engine, cfg), cfg) as url:
+            client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+            chat = await client.chat.completions.create(
+                model="mafioso", messages=[{"role": "user", "content": "x = 1"}], n=3, temperature=0.8, seed=10)
+            completion = await client.completions.create(model="mafioso", prompt=["a = 1", "b = 2"], n=2,
+                                                         temperature=0.8)
+            with pytest.raises(openai.BadRequestError, match="temperature"):
+                await client.chat.completions.create(model="mafioso", messages=[{"role": "user", "content": "x"}],
+                                                     n=2)
+            await client.close()
+            return chat, completion
+
+    chat, completion = asyncio.run(main())
+    assert [c.index for c in chat.choices] == [0, 1, 2]
+    assert [c.sampling for c in engine.controls[:3]] == [Sampling(0.8, seed=seed) for seed in (10, 11, 12)]
+    assert chat.usage.prompt_tokens == 3 and chat.usage.completion_tokens == 9  # the prompt once, three answers
+    assert [c.text for c in completion.choices] == ["explained a = 1"] * 2 + ["explained b = 2"] * 2
+    assert [c.index for c in completion.choices] == [0, 1, 2, 3]
