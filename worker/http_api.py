@@ -21,9 +21,10 @@ down, 504 timeout. Request bodies and the key are never logged. OpenAI fields th
 (stop, logprobs, response_format, tool_choice) are accepted only at their empty default; other values get a
 400 that says so (``tools`` may be sent: none is ever called). Answers are greedy unless a request sends a
 ``temperature`` above 0 (with ``top_p`` and ``seed``: :mod:`mafioso.worker.sampling`) or the worker samples by
-default (``MAFIOSO_DO_SAMPLE``); then ``n`` (up to ``MAX_CHOICES``) asks for several answers to a prompt. ``max_tokens`` (chat's ``max_completion_tokens`` is the same limit) is
-honoured per request, up to the worker's ``max_new_tokens`` (a larger cap is that one); an answer cut there has
-``finish_reason: "length"`` (``finished: false``).
+default (``MAFIOSO_DO_SAMPLE``); then ``n`` (up to ``MAX_CHOICES``) asks for several answers to a prompt.
+``max_tokens`` (chat's ``max_completion_tokens`` is the same limit) is honoured per request, up to the worker's
+``max_new_tokens`` (a larger cap is that one); an answer cut there has ``finish_reason: "length"``
+(``finished: false``).
 A stream's ``stream_options.include_usage`` ends it with OpenAI's usage chunk.
 
 Every answer is recorded in the feedback store (core/feedback.py, ``MAFIOSO_FEEDBACK_DB``) under its
