@@ -21,7 +21,8 @@ from mafioso.prompts.facts import FACTS_MAX_CHARS, FACTS_MAX_TOKENS, facts_sheet
 
 __all__ = ["DEFAULT_PERSONA", "DEFAULT_REQUEST", "FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "PROMPT_FORMAT",
            "SECTION_MARKER", "Persona",
-           "encode", "facts_sheet", "instruction", "persona", "personas", "render_prompt", "shared_prefix_ids"]
+           "encode", "facts_sheet", "instruction", "is_rendered_prompt", "persona", "personas", "render_prompt",
+           "shared_prefix_ids"]
 
 DEFAULT_REQUEST = "Explain this code."
 DEFAULT_PERSONA = "mafioso"
@@ -86,6 +87,15 @@ def render_prompt(code: str, request: str | None = None, persona_name: str = DEF
     code = code.strip("\n")
     return _read("template.txt").format(instruction=instruction(persona_name), request=request, code=code,
                                         facts=facts_sheet(code, conditions=prompt_format >= 2))
+
+
+def is_rendered_prompt(text: str) -> bool:
+    """Whether ``text`` is a whole prompt as :func:`render_prompt` writes it (its template's first and last
+    lines around it): what a client that renders prompts itself sends (``MAFIOSO_WORKER_API=openai``, for vLLM),
+    never code to explain."""
+    lines = _read("template.txt").strip().splitlines()
+    text = text.strip()
+    return text.startswith(lines[0]) and text.endswith(lines[-1])
 
 
 def encode(tokenizer, code: str, request: str | None = None, response: str | None = None,

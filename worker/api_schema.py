@@ -72,7 +72,8 @@ class Body:
 
 
 def _matches(value, schema: dict) -> bool:
-    """A small JSON-schema check: type (with integer not bool), minimum/maximum, items, oneOf."""
+    """A small JSON-schema check: type (with integer not bool), minimum/maximum, minLength, min/maxItems, items,
+    oneOf."""
     if "oneOf" in schema:
         return any(_matches(value, option) for option in schema["oneOf"])
     kind = schema.get("type")
@@ -83,8 +84,10 @@ def _matches(value, schema: dict) -> bool:
     if kind in ("integer", "number"):
         if value < schema.get("minimum", value) or value > schema.get("maximum", value):
             return False
+    if kind == "string" and len(value) < schema.get("minLength", 0):
+        return False
     if kind == "array":
-        if len(value) < schema.get("minItems", 0):
+        if not schema.get("minItems", 0) <= len(value) <= schema.get("maxItems", len(value)):
             return False
         return all(_matches(item, schema["items"]) for item in value) if "items" in schema else True
     return True
@@ -96,10 +99,14 @@ def _describe(schema: dict) -> str:
     kind = schema["type"]
     text = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
             "array": "a list", "object": "an object"}[kind]
+    if kind == "string" and schema.get("minLength"):
+        text = "a non-empty string"
     if kind == "array" and "items" in schema:
         text = f"a list of {_describe(schema['items']).removeprefix('a ').removeprefix('an ')}s"
         if schema.get("minItems"):
             text = "a non-empty " + text.removeprefix("a ")
+        if schema.get("maxItems"):
+            text += f" (at most {schema['maxItems']})"
     bounds = [f"at least {schema['minimum']}" if "minimum" in schema else "",
               f"at most {schema['maximum']}" if "maximum" in schema else ""]
     bounds = " and ".join(b for b in bounds if b)

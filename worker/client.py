@@ -10,8 +10,8 @@ the worker renders the prompt, decodes and post-checks. ``openai`` is for a serv
 Mafioso (``vllm serve BASE --enable-lora --lora-modules mafioso=ADAPTER``, SGLang): the client checks the
 input (mafioso.core.guard), renders the prompt (``prompts.render_prompt``), posts it to ``/v1/completions`` with
 greedy decoding and ``stop: ["###"]``, and finishes the text as our engine does (mafioso.core.postcheck.finish). Our
-own worker refuses ``stop`` and takes the code, not a prompt, on /v1/completions: point ``openai`` mode at
-vLLM, ``mafioso`` mode at a ``mafioso worker``.
+own worker takes the code, not a prompt, on /v1/completions (a whole rendered prompt is a 400): point ``openai``
+mode at vLLM, ``mafioso`` mode at a ``mafioso worker``.
 
 HTTP errors come back as the same exceptions the in-process worker raises: 400/413 → InputRejected,
 503 → WorkerBusy (or WorkerUnavailable while the worker shuts down), 504 → WorkerTimeout, connection

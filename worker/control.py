@@ -4,7 +4,8 @@ The worker makes one :class:`Control` per request and hands the engine the list 
 (``engine.generate(requests, controls)``). ``max_tokens`` cuts that answer short of the engine's
 ``max_new_tokens``; ``cancel()`` (the client hung up, the request timed out, a sibling prompt failed) tells
 the engine nobody wants the answer any more: it stops decoding that row at its next step and frees the slot.
-``sampling`` is how the answer picks its tokens (:mod:`mafioso.worker.sampling`; None: the worker's default).
+``sampling`` is how the answer picks its tokens (:mod:`mafioso.worker.sampling`; None: the worker's default),
+``stop`` the strings it ends at (:mod:`mafioso.worker.decoding_rules`).
 The engines read ``cancelled`` once per row per decode step, so it is a plain attribute, not a lock.
 
 Both engines call :meth:`Control.emit` with each answer token as it is decoded (in their decode thread): it
@@ -35,6 +36,7 @@ class Control:
 
     max_tokens: int | None = None
     sampling: Sampling | None = None  # None: the worker's default (GenerationConfig: greedy unless do_sample)
+    stop: tuple[str, ...] = ()  # the request's stop strings: the answer ends at any of them
     cancelled: bool = False
     sink: Sink | None = None  # a streaming request's consumer of answer tokens
     first_token_at: float | None = None  # time.monotonic() when the engine made the first answer token

@@ -7,11 +7,13 @@
             break
         banned = answer.banned()               # the tokens it may not take next (n-gram bans)
 
-Three rules live here:
+Four rules live here:
 
 * **section stop**: the answer ends once its text holds ``###`` (the model opening a new section of the prompt
   template, :data:`mafioso.prompts.SECTION_MARKER`); only a token that holds a ``#`` can complete it, so the
   last three tokens are decoded only then;
+* **stop strings** (a request's OpenAI ``stop``): the answer ends once its text holds one of them; the text is
+  cut before it (:func:`before_stop`, by the worker, on the streamed and the final text alike);
 * **loop stop** (``stop_loops``): the answer ends where it starts to loop (:mod:`mafioso.core.loop_guard`);
 * **n-gram bans** (``no_repeat_ngram``): no n-gram of the answer comes twice (:mod:`mafioso.worker.ngram_ban`).
 
@@ -28,7 +30,13 @@ from mafioso.core.config import GenerationConfig
 from mafioso.core.loop_guard import LoopGuard, LoopRule, TokenPieces
 from mafioso.worker.ngram_ban import NgramBan
 
-__all__ = ["AnswerRules", "DecodingRules", "host_bans"]
+__all__ = ["AnswerRules", "DecodingRules", "before_stop", "host_bans"]
+
+
+def before_stop(text: str, stops: tuple[str, ...]) -> str:
+    """``text`` up to the earliest of the ``stops`` strings in it (all of it when none is)."""
+    cut = min((i for i in (text.find(stop) for stop in stops) if i >= 0), default=len(text))
+    return text[:cut]
 
 
 def host_bans(gen: GenerationConfig) -> bool:
@@ -47,24 +55,29 @@ class DecodingRules:
         self.pieces = pieces if pieces is not None else TokenPieces(tokenizer)  # each token's text, remembered
         self.loop_rule = LoopRule.of(gen) if gen.stop_loops else None
 
-    def for_answer(self) -> AnswerRules:
-        """A fresh follower for one answer."""
-        return AnswerRules(self)
+    def for_answer(self, stops: tuple[str, ...] = ()) -> AnswerRules:
+        """A fresh follower for one answer, which also ends at any of the request's ``stops`` strings."""
+        return AnswerRules(self, stops)
 
 
 class AnswerRules:
-    """Follows one answer: :meth:`add` each generated token; ``stop`` is how many tokens it had when ``###`` or
-    a loop ended it (None while it runs); :meth:`banned` are the tokens it may not take next."""
+    """Follows one answer: :meth:`add` each generated token; ``stop`` is how many tokens it had when ``###``, a
+    stop string or a loop ended it (None while it runs); :meth:`banned` are the tokens it may not take next."""
 
-    def __init__(self, rules: DecodingRules):
+    def __init__(self, rules: DecodingRules, stops: tuple[str, ...] = ()):
         self._rules = rules
+        self._stops = stops
+        # a stop string is found in the text of the last tokens: a token holds a character at least (or a
+        # byte of one: a few more)
+        self._stop_tokens = max(map(len, stops), default=0) + 4
         self._tokens: list[int] = []
         self._ngrams = NgramBan(rules.gen.no_repeat_ngram) if rules.gen.no_repeat_ngram else None
         self._loops = LoopGuard(rules.loop_rule, rules.pieces) if rules.loop_rule is not None else None
         self.stop: int | None = None
 
     def add(self, token: int) -> bool:
-        """Take the answer's next token; True when it ends the answer (``###`` completed or a loop found)."""
+        """Take the answer's next token; True when it ends the answer (``###`` or a stop string completed, or a
+        loop found)."""
         self._tokens.append(token)
         if self._ngrams is not None:
             self._ngrams.add(token)
@@ -72,6 +85,9 @@ class AnswerRules:
             return False
         if "#" in self._rules.pieces[token][0] \
                 and prompts.SECTION_MARKER in self._rules.decode(self._tokens[-3:]):
+            self.stop = len(self._tokens)
+        elif self._stops and any(stop in self._rules.decode(self._tokens[-self._stop_tokens:])
+                                 for stop in self._stops):
             self.stop = len(self._tokens)
         elif self._loops is not None and self._loops.add(token):
             self.stop = len(self._tokens)

@@ -517,7 +517,7 @@ class GenerateEngine:
         if self.gen.repetition_penalty != 1.0:
             extra["logits_processor"] = LogitsProcessorList(
                 [_RepetitionPenalty(self.gen.repetition_penalty, prompt_ids, self.gen.penalize_prompt, self.device)])
-        rules = _RulesFeed([self.rules.for_answer() for _ in prompt_ids], width)
+        rules = _RulesFeed([self.rules.for_answer(control.stop) for control in controls], width)
         if self.gen.no_repeat_ngram:
             extra.setdefault("logits_processor", LogitsProcessorList()).append(_RulesBan(rules))
         if grounding:  # its masks on the device once, not copied there every step

@@ -199,7 +199,7 @@ class FastEngine:
                 for ids, control in zip(prompt_ids, controls, strict=True)]
         grounding = grounding or [None] * len(prompt_ids)
         rows = [_Row(ids, Future(), control.limit(self.gen.max_new_tokens), control,
-                     rules=self.plain.rules.for_answer(), grounding=ground)
+                     rules=self.plain.rules.for_answer(control.stop), grounding=ground)
                 for ids, control, ground, ok in zip(prompt_ids, controls, grounding, fits) if ok]
         for row in rows:
             self._inbox.put(row)

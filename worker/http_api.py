@@ -18,7 +18,7 @@ Flags override ``MAFIOSO_*`` variables (and ``.env``). With ``MAFIOSO_API_KEY`` 
 /healthz needs ``Authorization: Bearer <key>``. Errors are JSON ``{"error": {"message", "type", "code"}}``:
 400 bad JSON or input, 401 key, 404 unknown model or answer id, 413 too large, 503 busy (with Retry-After) or shutting
 down, 504 timeout. Request bodies and the key are never logged. OpenAI fields the worker cannot honour
-(stop, logprobs, response_format, tool_choice) are accepted only at their empty default; other values get a
+(logprobs, response_format, tool_choice) are accepted only at their empty default; other values get a
 400 that says so (``tools`` may be sent: none is ever called). Answers are greedy unless a request sends a
 ``temperature`` above 0 (with ``top_p`` and ``seed``: :mod:`mafioso.worker.sampling`) or the worker samples by
 default (``MAFIOSO_DO_SAMPLE``); then ``n`` (up to ``MAX_CHOICES``) asks for several answers to a prompt.
@@ -58,6 +58,7 @@ import mafioso
 from mafioso.worker.api_schema import BadRequest, Body, Param, openapi
 from mafioso.worker.http_stream import stream_chat, stream_completion, stream_explain
 from mafioso.core.feedback import FeedbackUnavailable, UnknownAnswer, open_store
+from mafioso.prompts import is_rendered_prompt
 from mafioso.prompts.followups import prose
 from mafioso.prompts.fences import around, fenced_blocks
 from mafioso.prompts.lines import line
@@ -200,6 +201,8 @@ async def _parse(request: web.Request, spec: Body) -> dict:
             raise BadRequest("'stream_options' is only allowed with 'stream': true.")
         if not isinstance(options.get("include_usage", False), bool):
             raise BadRequest("'stream_options.include_usage' must be true or false.")
+    stop = values.get("stop")
+    values["stop"] = (stop,) if isinstance(stop, str) else tuple(stop or ())
     values["sampling"] = _sampling(values, worker.engine.gen)
     values["samplings"] = _draws(values, worker.engine.gen)
     return values
@@ -244,6 +247,8 @@ def _chosen(request: web.Request, body: dict) -> Worker:
 # ------------------------------------------------------------------------------------- request bodies
 
 _TEXT = {"type": "string"}
+_NON_EMPTY = {"type": "string", "minLength": 1}
+MAX_STOPS = 4  # OpenAI's limit on stop strings
 MAX_CHOICES = 8  # OpenAI's n: answers to one prompt, each a request of the worker's queue
 _MAX_TOKENS = Param("max_tokens", {"type": "integer", "minimum": 1},
                    "longest answer in tokens (default and most: the worker's max_new_tokens; a larger cap "
@@ -262,8 +267,8 @@ _SAMPLING = (
 )
 _STREAM_OPTIONS = Param("stream_options", {"type": "object"}, "with stream only: {'include_usage': true} adds a last "
                         "chunk with the request's usage and no choices (the other chunks carry usage: null)")
-#: The fields of both OpenAI endpoints. Those the worker cannot honour (stop, logprobs, response_format,
-#: tool_choice) are accepted only at their default value: anything else is a 400 that says so.
+#: The fields of both OpenAI endpoints. Those the worker cannot honour (logprobs, response_format, tool_choice)
+#: are accepted only at their default value: anything else is a 400 that says so.
 _OPENAI_FIELDS = (
     _MAX_TOKENS,
     Param("model", _TEXT, f"the model: '{MODEL_ID}' or a persona of GET /v1/models (another name is a 404)"),
@@ -272,8 +277,8 @@ _OPENAI_FIELDS = (
           f"{MAX_CHOICES}), each its own draw: above 1 needs a temperature above 0, and no stream"),
     _STREAM,
     _STREAM_OPTIONS,
-    Param("stop", {"oneOf": [_TEXT, {"type": "array", "items": _TEXT}]}, "stop strings: none", only=([],),
-          why="the answer stops on its own (end of text or a new ### section)"),
+    Param("stop", {"oneOf": [_NON_EMPTY, {"type": "array", "items": _NON_EMPTY, "maxItems": MAX_STOPS}]},
+          f"up to {MAX_STOPS} strings that end the answer, cut before the first (finish_reason 'stop')"),
     Param("logprobs", {"oneOf": [{"type": "boolean"}, {"type": "integer", "minimum": 0}]}, "token log-probabilities: "
           "none", only=(False, 0), why="this worker returns no log-probabilities"),
     Param("response_format", {"type": "object"}, "the answer's format: text only", only=({"type": "text"},),
@@ -378,13 +383,14 @@ def _finish_reason(answer) -> str:
 
 
 async def _all_or_none(worker: Worker, jobs: list[tuple[str, str | None, Sampling | None]],
-                       max_tokens: int | None) -> list:
+                       max_tokens: int | None, stop: tuple[str, ...]) -> list:
     """Every (code, request, sampling) job's answer, or the first failure with the other requests cancelled at
     once (their queue places and slots freed): nobody reads the rest of a list whose request failed."""
     tasks: list[asyncio.Task] = []
     try:
         for code, req, sampling in jobs:
-            tasks.append(asyncio.ensure_future(worker.explain(code, req, max_tokens=max_tokens, sampling=sampling)))
+            tasks.append(asyncio.ensure_future(worker.explain(code, req, max_tokens=max_tokens, sampling=sampling,
+                                                              stop=stop)))
             await asyncio.sleep(0)  # it runs up to its admission: a refused one ends the list here
             if tasks[-1].done() and tasks[-1].exception() is not None:
                 break
@@ -425,15 +431,19 @@ async def completions(request: web.Request) -> web.Response:
     body = await _parse(request, COMPLETIONS)
     prompt = body["prompt"]
     pairs = [(code, None) for code in (prompt if isinstance(prompt, list) else [prompt])]
+    if any(is_rendered_prompt(code) for code, _ in pairs):  # a client for vLLM (MAFIOSO_WORKER_API=openai)
+        raise BadRequest("The prompt is a whole rendered Mafioso prompt; this worker takes the code itself and "
+                         "renders the prompt: point a Mafioso client at it with MAFIOSO_WORKER_API=mafioso.")
     worker, model = _chosen(request, body), body.get("model") or MODEL_ID
     if body["stream"]:
         if len(pairs) != 1:
             raise BadRequest("A stream answers one prompt; send the pieces of code one request each.")
         code = pairs[0][0]
-        stream = await worker.stream(code, max_tokens=body["max_tokens"], sampling=body["sampling"])
+        stream = await worker.stream(code, max_tokens=body["max_tokens"], sampling=body["sampling"],
+                                     stop=body["stop"])
         return await stream_completion(request, stream, model, _streamed_usage(worker, body, code))
     answers = await _all_or_none(worker, [(code, None, sampling) for code, _ in pairs for sampling in
-                                          body["samplings"]], body["max_tokens"])
+                                          body["samplings"]], body["max_tokens"], body["stop"])
     return web.json_response({
         "id": f"cmpl-{answers[0].answer_id if len(answers) == 1 else uuid.uuid4().hex}",  # one answer: ratable
         "object": "text_completion", "created": int(time.time()),
@@ -453,10 +463,11 @@ async def chat_completions(request: web.Request) -> web.Response:
     code, req = chat_code([_text(m.get("content")) for m in users])
     worker, model = _chosen(request, body), body.get("model") or MODEL_ID
     if body["stream"]:
-        stream = await worker.stream(code, req, max_tokens=body["max_tokens"], sampling=body["sampling"])
+        stream = await worker.stream(code, req, max_tokens=body["max_tokens"], sampling=body["sampling"],
+                                     stop=body["stop"])
         return await stream_chat(request, stream, model, _streamed_usage(worker, body, code, req))
     answers = await _all_or_none(worker, [(code, req, sampling) for sampling in body["samplings"]],
-                                 body["max_tokens"])
+                                 body["max_tokens"], body["stop"])
     return web.json_response({
         "id": f"chatcmpl-{answers[0].answer_id if len(answers) == 1 else uuid.uuid4().hex}",  # one: ratable
         "object": "chat.completion", "created": int(time.time()),

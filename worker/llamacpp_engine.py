@@ -190,7 +190,7 @@ class LlamaCppEngine:
         at EOS, at the control's limit and when the control is cancelled. Each token goes to the control."""
         gen = self.gen
         limit = control.limit(gen.max_new_tokens)
-        rules = self.plain.rules.for_answer()  # ### and loop stops, n-gram bans: worker/decoding_rules.py
+        rules = self.plain.rules.for_answer(control.stop)  # ###, stop strings, loops, n-gram bans
         sampling = control.decoding(gen)
         tokens: list[int] = []
         stop = None

@@ -48,6 +48,7 @@ from prometheus_client.core import CounterMetricFamily
 
 from mafioso.core import guard
 from mafioso.worker.control import Control
+from mafioso.worker.decoding_rules import before_stop
 from mafioso.worker.sampling import Sampling
 from mafioso.worker.token_stream import StreamText, TokenSink, ready_tokens, variant_safe
 from mafioso.core.explanation import Explanation
@@ -344,27 +345,28 @@ class Worker:
         self._executor = None
 
     async def stream(self, code: str, request: str | None = None, *, max_tokens: int | None = None,
-                     sampling: Sampling | None = None) -> AnswerStream:
+                     sampling: Sampling | None = None, stop: tuple[str, ...] = ()) -> AnswerStream:
         """Explain ``code`` as a stream of text deltas (:class:`AnswerStream`); returns once the request is
         admitted, raising like :meth:`explain` when it is not."""
         sink = TokenSink(asyncio.get_running_loop())
         answer_id = uuid.uuid4().hex
         task = asyncio.ensure_future(self.explain(code, request, max_tokens=max_tokens, sampling=sampling,
-                                                  sink=sink, answer_id=answer_id))
+                                                  stop=stop, sink=sink, answer_id=answer_id))
         await asyncio.sleep(0)  # it runs up to its admission (or its refusal)
         if task.done() and task.exception() is not None:
             raise task.exception()
         gen = self.engine.gen
-        text = StreamText(lambda ids: self.engine.text_so_far(code, ids), ready_tokens(gen),
-                          hold=variant_safe if gen.stop_loops else None)
+        text = StreamText(lambda ids: before_stop(self.engine.text_so_far(code, ids), stop),  # as explain cuts it
+                          ready_tokens(gen), hold=variant_safe if gen.stop_loops else None)
         return AnswerStream(task, sink, text, answer_id, self.persona)
 
     async def explain(self, code: str, request: str | None = None, *, max_tokens: int | None = None,
-                      sampling: Sampling | None = None,
+                      sampling: Sampling | None = None, stop: tuple[str, ...] = (),
                       sink: TokenSink | None = None, answer_id: str | None = None) -> Explanation:
         """Explain ``code`` in at most ``max_tokens`` tokens (default and most: the engine's ``max_new_tokens``);
         raises InputRejected, WorkerBusy, WorkerTimeout or WorkerUnavailable. ``sampling``: how the answer picks
-        its tokens (:mod:`mafioso.worker.sampling`; None: the worker's default). ``sink``: where the engine puts
+        its tokens (:mod:`mafioso.worker.sampling`; None: the worker's default); ``stop``: strings that end the
+        answer, cut before the first (:mod:`mafioso.worker.decoding_rules`). ``sink``: where the engine puts
         each answer token as it makes it (:meth:`stream` uses it); ``answer_id``: the answer's id (default: a new
         one)."""
         limit = self.max_new_tokens
@@ -373,7 +375,7 @@ class Worker:
         started = time.monotonic()
         outcome = "error"
         try:
-            control = Control(max_tokens, sampling, sink=sink)
+            control = Control(max_tokens, sampling, stop, sink=sink)
             result = await self._explain(code, request, control)
             outcome = "ok"
         except InputRejected:
@@ -397,7 +399,7 @@ class Worker:
         self.metrics.latency.observe(latency)
         if control.first_token_at is not None:
             self.metrics.first_token.observe(max(0.0, control.first_token_at - started))
-        answer = Explanation(text=result.text, tokens=result.tokens, latency_s=round(latency, 4),
+        answer = Explanation(text=before_stop(result.text, stop), tokens=result.tokens, latency_s=round(latency, 4),
                              finished=result.finished, code_leak=result.code_leak, dropped=result.dropped,
                              answer_id=answer_id or uuid.uuid4().hex)
         if self.feedback is not None:  # in a thread: the event loop never waits on the disk

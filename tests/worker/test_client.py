@@ -116,9 +116,9 @@ def test_a_busy_server_is_busy_in_character():
     assert "pal" in asyncio.run(run())
 
 
-def test_our_worker_refuses_openai_mode_so_it_keeps_the_mafioso_api():
-    """Our worker takes code, not a prompt, on /v1/completions and refuses ``stop``: a worker_api=openai
-    client pointed at it fails loudly instead of explaining the rendered prompt."""
+def test_our_worker_refuses_openai_mode_so_it_keeps_the_mafioso_api(caplog):
+    """Our worker takes code, not a prompt, on /v1/completions and refuses a whole rendered prompt: a
+    worker_api=openai client pointed at it fails loudly instead of explaining the rendered prompt."""
     cfg = worker_config()
 
     async def run():
@@ -131,6 +131,7 @@ def test_our_worker_refuses_openai_mode_so_it_keeps_the_mafioso_api():
         return ours
 
     assert asyncio.run(run()).text == "explained x = 1"
+    assert "MAFIOSO_WORKER_API=mafioso" in caplog.text  # the operator's log says what to change
 
 
 def test_mafioso_explain_through_a_vllm_style_server(tmp_path, capsys):

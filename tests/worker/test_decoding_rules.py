@@ -41,3 +41,11 @@ def test_host_bans_says_when_a_step_must_see_the_last_token():
     assert host_bans(GenerationConfig(no_repeat_ngram=3, grounded_decoding=False))
     assert host_bans(GenerationConfig(no_repeat_ngram=3, grounded_decoding=True))
     assert not host_bans(GenerationConfig(no_repeat_ngram=0, grounded_decoding=True))  # followed on the device
+
+
+def test_before_stop_cuts_at_the_earliest_stop_string():
+    from mafioso.worker.decoding_rules import before_stop
+
+    assert before_stop("a boss and a capo", ("capo", "boss")) == "a "
+    assert before_stop("a boss", ()) == "a boss" and before_stop("a boss", ("zzz",)) == "a boss"
+    assert before_stop("Listen.\n\nCapisce?", ("\n\n",)) == "Listen."

@@ -95,6 +95,17 @@ def test_stops_when_the_model_opens_a_new_section(engine16, forced):
     assert a.tokens == marker_end < len(ids)
 
 
+def test_a_requests_stop_strings_end_its_row_where_the_text_completes_one(engine16, forced):
+    """OpenAI's ``stop``: the row ends at the token that completes a stop string (a row beside it runs on); the
+    worker cuts the text before it (worker/service.py, tests/worker/test_sampling.py)."""
+    ids = forced("Listen up pal. Then the boss walks in and the books get burned")
+    stopped, other = engine16.generate([("print(1)", None)] * 2, [Control(stop=("boss", "zzz")), Control()])
+    completed = len(engine16.tokenizer("Listen up pal. Then the boss", add_special_tokens=False)["input_ids"])
+    assert stopped.tokens == completed and stopped.finished
+    assert "Then the boss" in stopped.text and "walks" not in stopped.text
+    assert other.tokens == 16 and not other.finished and len(ids) > 16
+
+
 def test_stops_at_eos(engine16, forced):
     ids = forced("Capisce", eos=True)
     [result] = engine16.generate([("print(1)", None)])

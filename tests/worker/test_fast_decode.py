@@ -694,3 +694,27 @@ def test_fast_engine_honours_max_tokens_and_cancellation_like_the_reference(tiny
         assert fast.generate(requests[:1]) == [reference.generate(requests[:1])[0]]  # the slot came back
     finally:
         fast.close()
+
+
+def test_fast_engine_ends_a_row_at_a_stop_string_like_the_reference(tiny_model_dir):
+    """A request's stop strings: the row ends at the token that completes one, on both paths alike (the stop is a
+    piece of the reference's own answer, since the tiny model writes gibberish)."""
+    from mafioso.worker.engines import load_engine
+    from mafioso.worker.decoder_settings import DecoderSettings
+    from mafioso.worker.fast_engine import FastEngine
+    from mafioso.core.config import GenerationConfig, WorkerConfig
+
+    gen = GenerationConfig(max_new_tokens=12, drop_unsupported=False)
+    reference = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
+                                         fast_decode=False), gen)
+    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", DecoderSettings(slots=4, max_len=1024))
+    try:
+        requests = [(code, request) for request, code, _ in SNIPPETS[:2]]
+        [whole, _] = reference.generate(requests)
+        stop = whole.text[len(whole.text) // 2:][:3]
+        controls = [Control(stop=(stop,)), Control()]
+        expected = reference.generate(requests, controls)
+        assert expected[0].tokens < whole.tokens and expected[0].finished and stop in expected[0].text
+        assert fast.generate(requests, [Control(stop=(stop,)), Control()]) == expected
+    finally:
+        fast.close()

@@ -437,3 +437,26 @@ def test_a_follow_up_in_a_chat_is_answered_about_the_earlier_code():
 
     status, body = asyncio.run(main())
     assert status == 200 and body["choices"][0]["message"]["content"] == "explained x = 1"
+
+
+def test_stop_strings_reach_the_engine_and_cut_the_answer_whole_and_streamed():
+    """OpenAI's ``stop`` was refused (a 400); clients that send one got nothing. The engine ends the row at a stop
+    string (tests/worker/test_engine.py); the worker cuts the text before it, the streamed text too."""
+    engine = FakeEngine()
+    cfg = worker_config()
+
+    async def main():
+        async with serving(Worker(engine, cfg), cfg) as url:
+            client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+            chat = await client.chat.completions.create(model="mafioso", stop=["= 1", "zzz"],
+                                                        messages=[{"role": "user", "content": "x = 1"}])
+            whole = await client.completions.create(model="mafioso", prompt="y = 2", stop="= 2")
+            stream = await client.completions.create(model="mafioso", prompt="y = 2", stop="= 2", stream=True)
+            streamed = "".join([chunk.choices[0].text async for chunk in stream if chunk.choices])
+            await client.close()
+            return chat, whole, streamed
+
+    chat, whole, streamed = asyncio.run(main())
+    assert chat.choices[0].message.content == "explained x " and chat.choices[0].finish_reason == "stop"
+    assert whole.choices[0].text == streamed == "explained y "
+    assert [c.stop for c in engine.controls] == [("= 1", "zzz"), ("= 2",), ("= 2",)]

@@ -20,7 +20,7 @@ before 0.10):
 
 Only what a client may rely on is pinned: the fields above, their types, and nothing of vLLM's extras. The
 same checks run against tests/worker/vllm_stand_in.py, so the stand-in the client tests use passes the contract
-too. Requests carry only fields our worker honours (it refuses ``stop`` strings and ``n`` above 1).
+too. Requests carry only fields our worker honours (it refuses ``logprobs`` and a JSON ``response_format``).
 """
 
 from __future__ import annotations
