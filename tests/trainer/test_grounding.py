@@ -73,6 +73,7 @@ def test_advice_and_denials_do_not_present_names():
 
 @pytest.mark.parametrize("code, answer, claim", [
     (LOOP, "`total` is a recursive function that adds the list.", "recursive"),
+    (LOOP, "The base case says an empty list gives 0.", "recursive"),
     (PLAIN, "`double` is a generator that hands back twice `n`.", "generator"),
     (PLAIN, "A list comprehension doubles `n`.", "list comprehension"),
     (GENERATOR, "`count_up` is a generator expression that yields each number.", "generator expression"),
@@ -92,6 +93,7 @@ def test_a_false_concept_is_caught(code, answer, claim):
 
 @pytest.mark.parametrize("code, answer", [
     (RECURSIVE, "`fact` is recursive: it calls itself until `n` drops below 2."),
+    (RECURSIVE, "`n` below 2 is the base case."),
     (GENERATOR, "`count_up` is a generator: a loop that yields each number."),
     ("squares = (x * x for x in range(5))\n", "A generator expression that loops over five numbers."),
     ("ok = all(x > 0 for x in [1, 2])\n", "`all` walks a generator expression, no list is built."),
