@@ -3,6 +3,7 @@
     python bench/bench_worker.py --also nf4 int8            # GPU: the full table, shipped adapter
     python bench/bench_worker.py --concurrency 1 4 --requests 4 --naive-requests 4   # CPU
     python bench/bench_worker.py --quick --adapter none     # smoke run
+    python bench/bench_worker.py --concurrency 1 4 --sampled 0.7   # greedy and sampled requests, one run
     python bench/bench_worker.py --base-model DIR --random-weights --adapter none   # DIR: config + tokenizer only
 
 Both sides load the same base and adapter and decode greedily with the same GenerationConfig:
@@ -107,6 +108,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ttft", type=int, nargs="*", default=list(TTFT_LEVELS),
                         help="concurrency levels for the time-to-first-token rows (none: skip them)")
     parser.add_argument("--max-new-tokens", type=int, default=120)
+    parser.add_argument("--sampled", type=float, default=None, metavar="TEMPERATURE",
+                        help="also every level with requests sampled at this temperature (top_p 0.9), as the API's "
+                             "temperature asks: the plain generate path")
     parser.add_argument("--grounded-decoding", action=argparse.BooleanOptionalAction, default=True,
                         help="the worker's grounded decoding (default on, as served; off to measure its cost)")
     parser.add_argument("--quick", action="store_true",
@@ -188,8 +192,9 @@ def decode_breakdown(before, after, wall: float) -> dict:
             "prefill_ms_per_request": round(prefill / prompts_in * 1e3, 3)}
 
 
-async def run_worker(worker, requests: int, concurrency: int, name: str = "worker") -> dict:
-    """Drive ``worker.explain`` with ``concurrency`` callers until ``requests`` answers came back."""
+async def run_worker(worker, requests: int, concurrency: int, name: str = "worker", sampling=None) -> dict:
+    """Drive ``worker.explain`` with ``concurrency`` callers until ``requests`` answers came back (``sampling``:
+    each request's, as the API's temperature sets it; None: the worker's greedy default)."""
     import dataclasses
 
     latencies: list[float] = []
@@ -201,14 +206,14 @@ async def run_worker(worker, requests: int, concurrency: int, name: str = "worke
     async def one(i: int) -> None:
         nonlocal tokens
         async with gate:
-            answer = await worker.explain(SNIPPETS[i % len(SNIPPETS)])
+            answer = await worker.explain(SNIPPETS[i % len(SNIPPETS)], sampling=sampling)
         latencies.append(answer.latency_s)
         tokens += answer.tokens
 
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(requests)))
     row = summary(name, concurrency, latencies, tokens, time.perf_counter() - started)
-    if before is not None:
+    if before is not None and stats.steps > before.steps:  # sampled rows take the plain path: no decode steps
         row["decode"] = decode_breakdown(before, stats, row["wall_s"])
     return row
 
@@ -290,13 +295,14 @@ async def measure_ttft(worker, levels=TTFT_LEVELS, name: str = "ttft") -> list[d
 async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dict[int, int],
                          name: str, admit_every: list[int] | None = None,
                          no_lookahead_rows: bool = False, ttft=(),
-                         tuning: dict | None = None) -> tuple[list[dict], float | None]:
+                         tuning: dict | None = None, sampled: float | None = None) -> tuple[list[dict], float | None]:
     """Table rows for one worker configuration (``requests``: concurrency -> request count), and its start-up
     time and GPU memory in GB (None on CPU): the fast engine's start-up steps, the peak while serving, the
     overall peak of torch's allocations, what torch's allocator reserved and what the whole card had in use.
     ``admit_every``: fast-engine admission intervals, the first for every level, the others at the highest
     level only; ``no_lookahead_rows``: the lowest and highest level again with the
-    fast engine's lookahead off."""
+    fast engine's lookahead off; ``sampled``: every level again with requests sampled at that temperature
+    (top_p 0.9: the fast engine hands them to its plain ``generate`` path)."""
     import torch
 
     from mafioso.worker.engines import load_engine
@@ -340,6 +346,14 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
         for level in sorted({min(requests), top}):
             rows.append(await run_worker(worker, requests[level], level, f"{name}-nolook"))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    if sampled is not None:
+        from mafioso.worker.sampling import Sampling
+
+        drawn = Sampling(sampled, 0.9)
+        await run_worker(worker, min(requests), min(requests), sampling=drawn)  # warm-up of the plain path
+        for concurrency, count in requests.items():
+            rows.append(await run_worker(worker, count, concurrency, f"{name}-T{sampled:g}", drawn))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     rows += await measure_ttft(worker, ttft)
     await worker.stop()
     decoder = getattr(engine, "decoder", None)
@@ -375,7 +389,7 @@ async def bench(args: argparse.Namespace) -> dict:
                        compile_scope=args.compile_scope)
     levels = {c: args.requests or max(8, args.waves * c) for c in args.concurrency}
     rows, memory = await measure_worker(cfg, gen, levels, "worker", args.admit_every, args.no_lookahead_rows,
-                                        args.ttft, tuning)
+                                        args.ttft, tuning, args.sampled)
     memory = {args.quantization: memory}
     for mode in args.also:  # the slow generate-based modes: fewer requests
         extra, memory[mode] = await measure_worker(dataclasses.replace(cfg, quantization=mode), gen,

@@ -54,3 +54,24 @@ def test_random_weights_need_a_folder_with_a_config(bench_worker, tmp_path, caps
     with pytest.raises(SystemExit):
         bench_worker.parse_args(["--base-model", str(tmp_path), "--random-weights"])
     assert "--random-weights needs --base-model FOLDER holding a config.json" in capsys.readouterr().err
+
+
+def test_sampled_rows_send_each_request_its_sampling(bench_worker):
+    """``--sampled T``: the rows drive the worker with requests sampled at T, as the API's temperature does."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from mafioso.worker.sampling import Sampling
+
+    seen = []
+
+    class Worker:
+        engine = SimpleNamespace()  # no decode stats
+
+        async def explain(self, code, sampling=None):
+            seen.append(sampling)
+            return SimpleNamespace(latency_s=0.01, tokens=5)
+
+    row = asyncio.run(bench_worker.run_worker(Worker(), 3, 2, "worker-T0.7", Sampling(0.7, 0.9)))
+    assert seen == [Sampling(0.7, 0.9)] * 3 and (row["name"], row["requests"], row["tokens"]) == ("worker-T0.7", 3, 15)
+    assert bench_worker.parse_args(["--sampled", "0.7"]).sampled == 0.7
