@@ -18,8 +18,8 @@ Flags override ``MAFIOSO_*`` variables (and ``.env``). With ``MAFIOSO_API_KEY`` 
 /healthz needs ``Authorization: Bearer <key>``. Errors are JSON ``{"error": {"message", "type", "code"}}``:
 400 bad JSON or input, 401 key, 404 unknown model or answer id, 413 too large, 503 busy (with Retry-After) or shutting
 down, 504 timeout. Request bodies and the key are never logged. OpenAI fields the worker cannot honour
-(logprobs, response_format, tool_choice) are accepted only at their empty default; other values get a
-400 that says so (``tools`` may be sent: none is ever called). Answers are greedy unless a request sends a
+(presence_penalty, frequency_penalty, logit_bias, logprobs, response_format, tool_choice) are accepted only at
+their empty default; other values get a 400 that says so (``tools`` may be sent: none is ever called). Answers are greedy unless a request sends a
 ``temperature`` above 0 (with ``top_p`` and ``seed``: :mod:`mafioso.worker.sampling`) or the worker samples by
 default (``MAFIOSO_DO_SAMPLE``); then ``n`` (up to ``MAX_CHOICES``) asks for several answers to a prompt.
 ``max_tokens`` (chat's ``max_completion_tokens`` is the same limit) is honoured per request, up to the worker's
@@ -267,8 +267,8 @@ _SAMPLING = (
 )
 _STREAM_OPTIONS = Param("stream_options", {"type": "object"}, "with stream only: {'include_usage': true} adds a last "
                         "chunk with the request's usage and no choices (the other chunks carry usage: null)")
-#: The fields of both OpenAI endpoints. Those the worker cannot honour (logprobs, response_format, tool_choice)
-#: are accepted only at their default value: anything else is a 400 that says so.
+#: The fields of both OpenAI endpoints. Those the worker cannot honour (penalties, logit_bias, logprobs,
+#: response_format, tool_choice) are accepted only at their default value: anything else is a 400 that says so.
 _OPENAI_FIELDS = (
     _MAX_TOKENS,
     Param("model", _TEXT, f"the model: '{MODEL_ID}' or a persona of GET /v1/models (another name is a 404)"),
@@ -279,6 +279,11 @@ _OPENAI_FIELDS = (
     _STREAM_OPTIONS,
     Param("stop", {"oneOf": [_NON_EMPTY, {"type": "array", "items": _NON_EMPTY, "maxItems": MAX_STOPS}]},
           f"up to {MAX_STOPS} strings that end the answer, cut before the first (finish_reason 'stop')"),
+    *(Param(name, {"type": "number", "minimum": -2, "maximum": 2}, f"OpenAI's {name}: 0 only", only=(0,),
+            why="the worker applies its own repetition penalty (MAFIOSO_REPETITION_PENALTY), the one its adapter "
+                "was evaluated with") for name in ("presence_penalty", "frequency_penalty")),
+    Param("logit_bias", {"type": "object"}, "token biases: none", only=({},),
+          why="the worker's decoding rules and grounded decoding decide which tokens an answer may take"),
     Param("logprobs", {"oneOf": [{"type": "boolean"}, {"type": "integer", "minimum": 0}]}, "token log-probabilities: "
           "none", only=(False, 0), why="this worker returns no log-probabilities"),
     Param("response_format", {"type": "object"}, "the answer's format: text only", only=({"type": "text"},),
