@@ -32,7 +32,7 @@ class Sink(Protocol):
 
 @dataclass(eq=False)
 class Control:
-    """One request's answer-length limit (None = the engine's), sampling, cancel flag and token sink."""
+    """One request's answer-length limit (None = the engine's), sampling, stop strings, cancel flag and token sink."""
 
     max_tokens: int | None = None
     sampling: Sampling | None = None  # None: the worker's default (GenerationConfig: greedy unless do_sample)

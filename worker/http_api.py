@@ -19,9 +19,10 @@ Flags override ``MAFIOSO_*`` variables (and ``.env``). With ``MAFIOSO_API_KEY`` 
 400 bad JSON or input, 401 key, 404 unknown model or answer id, 413 too large, 503 busy (with Retry-After) or shutting
 down, 504 timeout. Request bodies and the key are never logged. OpenAI fields the worker cannot honour
 (presence_penalty, frequency_penalty, logit_bias, logprobs, response_format, tool_choice) are accepted only at
-their empty default; other values get a 400 that says so (``tools`` may be sent: none is ever called). Answers are greedy unless a request sends a
-``temperature`` above 0 (with ``top_p`` and ``seed``: :mod:`mafioso.worker.sampling`) or the worker samples by
-default (``MAFIOSO_DO_SAMPLE``); then ``n`` (up to ``MAX_CHOICES``) asks for several answers to a prompt.
+their empty default; other values get a 400 that says so (``tools`` may be sent: none is ever called).
+Answers are greedy unless a request sends a ``temperature`` above 0 (with ``top_p`` and ``seed``:
+:mod:`mafioso.worker.sampling`) or the worker samples by default (``MAFIOSO_DO_SAMPLE``); then ``n`` (up to
+``MAX_CHOICES``) asks for several answers to a prompt. ``stop`` strings end an answer, cut before the first.
 ``max_tokens`` (chat's ``max_completion_tokens`` is the same limit) is honoured per request, up to the worker's
 ``max_new_tokens`` (a larger cap is that one); an answer cut there has ``finish_reason: "length"``
 (``finished: false``).
