@@ -60,6 +60,10 @@ MIGRATIONS = (
     "ALTER TABLE answers ADD COLUMN dropped INTEGER",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+#: How the reports name the adapter of an answer ``a``: its name, with " (sampled)" when the request sampled it
+#: (a temperature above 0, docs/API.md), so that greedy and sampled answers are rated and checked apart.
+_SERVED_BY = ("COALESCE(a.adapter, '') || CASE WHEN json_valid(a.decoding) AND json_extract(a.decoding, "
+              "'$.do_sample') THEN ' (sampled)' ELSE '' END")
 _RATINGS = {"up": 1, "down": -1, "+1": 1, "-1": -1, "👍": 1, "👎": -1}
 
 
@@ -301,15 +305,16 @@ class FeedbackStore:
         return self._write(read) or []
 
     def checked_answers(self) -> list[tuple[str, float, int]]:
-        """(adapter, time, sentences dropped) of every answer whose claim post-check is known, oldest first."""
+        """(adapter, time, sentences dropped) of every answer whose claim post-check is known, oldest first; the
+        adapter as :data:`_SERVED_BY` names it (sampled answers apart)."""
         def read():
-            return self._db.execute("SELECT COALESCE(adapter, ''), created, dropped FROM answers WHERE dropped IS "
+            return self._db.execute(f"SELECT {_SERVED_BY}, created, dropped FROM answers a WHERE dropped IS "
                                     "NOT NULL ORDER BY created").fetchall()
         return self._write(read) or []
 
     def ratings(self) -> list[tuple[str, float, int]]:
-        """(adapter, time, rating) of every rating, oldest first."""
+        """(adapter, time, rating) of every rating, oldest first; the adapter as :data:`_SERVED_BY` names it."""
         def read():
-            return self._db.execute("SELECT COALESCE(a.adapter, ''), r.created, r.rating FROM ratings r JOIN "
+            return self._db.execute(f"SELECT {_SERVED_BY}, r.created, r.rating FROM ratings r JOIN "
                                     "answers a ON a.id = r.answer_id ORDER BY r.created").fetchall()
         return self._write(read) or []

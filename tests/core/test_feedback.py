@@ -140,3 +140,15 @@ def test_a_store_that_failed_comes_back_when_the_database_does(tmp_path, caplog)
     assert [r.levelno for r in caplog.records] == [logging.ERROR, logging.WARNING]
     assert "back ON" in caplog.records[-1].getMessage()
     assert [row["answer_id"] for row in store.rated_answers()] == ["a3"]
+
+
+def test_sampled_answers_are_rated_and_checked_apart_from_greedy_ones(tmp_path):
+    """A request's temperature samples its answer (docs/API.md); the reports name those "<adapter> (sampled)"."""
+    store = FeedbackStore.open(tmp_path / "f.db")
+    store.record_answer(record("greedy", dropped=0, created=1.0))
+    store.record_answer(AnswerRecord("drawn", code="x = 1", answer="It sets x.", adapter="default",
+                                     decoding={"do_sample": True, "temperature": 0.7}, dropped=1, created=2.0))
+    store.rate("greedy", 1, user="u1")
+    store.rate("drawn", -1, user="u1")
+    assert [(adapter, rating) for adapter, _, rating in store.ratings()] == [("default", 1), ("default (sampled)", -1)]
+    assert store.checked_answers() == [("default", 1.0, 0), ("default (sampled)", 2.0, 1)]
