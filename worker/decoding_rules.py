@@ -67,9 +67,8 @@ class AnswerRules:
     def __init__(self, rules: DecodingRules, stops: tuple[str, ...] = ()):
         self._rules = rules
         self._stops = stops
-        # a stop string is found in the text of the last tokens: a token holds a character at least (or a
-        # byte of one: a few more)
-        self._stop_tokens = max(map(len, stops), default=0) + 4
+        # a stop string is found in the text of the last tokens: every token holds a byte of text at least
+        self._stop_tokens = max((len(stop.encode()) for stop in stops), default=0) + 1
         self._tokens: list[int] = []
         self._ngrams = NgramBan(rules.gen.no_repeat_ngram) if rules.gen.no_repeat_ngram else None
         self._loops = LoopGuard(rules.loop_rule, rules.pieces) if rules.loop_rule is not None else None

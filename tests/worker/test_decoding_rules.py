@@ -36,6 +36,17 @@ def test_a_loop_ends_the_answer_and_ngram_bans_follow_it():
     assert bans.banned() == {1}  # "a b" came before
 
 
+def test_a_stop_string_ends_the_answer_even_when_byte_tokens_spell_it():
+    """A request's stop strings, found across tokens; a byte-level tokenizer spends four tokens on one emoji."""
+    data = "la 🙂🙂 fin".encode()
+    byte_text = SimpleNamespace(decode=lambda ids: bytes(ids).decode(errors="replace"))
+    answer = DecodingRules(GenerationConfig(stop_loops=False), byte_text).for_answer(("🙂🙂",))
+    assert feed(answer, list(data)) == len("la 🙂🙂".encode())  # the token completing the second emoji
+    letters = DecodingRules(GenerationConfig(stop_loops=False), TEXT)
+    assert feed(letters.for_answer(("b c",)), [0, 1, 0, 1, 4]) is None  # "a ba bc#": no "b c"
+    assert feed(letters.for_answer(("x, ",)), [0, 5, 6, 7]) == 3
+
+
 def test_host_bans_says_when_a_step_must_see_the_last_token():
     assert not host_bans(GenerationConfig(no_repeat_ngram=0, grounded_decoding=False))
     assert host_bans(GenerationConfig(no_repeat_ngram=3, grounded_decoding=False))
