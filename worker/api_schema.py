@@ -72,8 +72,8 @@ class Body:
 
 
 def _matches(value, schema: dict) -> bool:
-    """A small JSON-schema check: type (with integer not bool), minimum/maximum, minLength, min/maxItems, items,
-    oneOf."""
+    """A small JSON-schema check: type (with integer not bool), minimum/maximum, min/maxLength, min/maxItems,
+    items, oneOf."""
     if "oneOf" in schema:
         return any(_matches(value, option) for option in schema["oneOf"])
     kind = schema.get("type")
@@ -84,7 +84,7 @@ def _matches(value, schema: dict) -> bool:
     if kind in ("integer", "number"):
         if value < schema.get("minimum", value) or value > schema.get("maximum", value):
             return False
-    if kind == "string" and len(value) < schema.get("minLength", 0):
+    if kind == "string" and not schema.get("minLength", 0) <= len(value) <= schema.get("maxLength", len(value)):
         return False
     if kind == "array":
         if not schema.get("minItems", 0) <= len(value) <= schema.get("maxItems", len(value)):
@@ -93,16 +93,25 @@ def _matches(value, schema: dict) -> bool:
     return True
 
 
-def _describe(schema: dict) -> str:
+_NOUNS = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
+          "array": "a list", "object": "an object"}
+
+
+def _describe(schema: dict, many: bool = False) -> str:
+    """What a value of ``schema`` must be, in words ("a non-empty string"); ``many``: in the plural, for a list's
+    items ("non-empty strings")."""
     if "oneOf" in schema:
-        return " or ".join(_describe(option) for option in schema["oneOf"])
+        return " or ".join(_describe(option, many) for option in schema["oneOf"])
     kind = schema["type"]
-    text = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
-            "array": "a list", "object": "an object"}[kind]
+    text = _NOUNS[kind]
+    if many:
+        text = text.split(" ", 1)[1] + ("s" if kind != "boolean" else "")
     if kind == "string" and schema.get("minLength"):
-        text = "a non-empty string"
+        text = f"{'' if many else 'a '}non-empty {text.removeprefix('a ')}"
+    if kind == "string" and "maxLength" in schema:
+        text += f" of at most {schema['maxLength']} characters"
     if kind == "array" and "items" in schema:
-        text = f"a list of {_describe(schema['items']).removeprefix('a ').removeprefix('an ')}s"
+        text = f"a list of {_describe(schema['items'], many=True)}"
         if schema.get("minItems"):
             text = "a non-empty " + text.removeprefix("a ")
         if schema.get("maxItems"):

@@ -175,6 +175,8 @@ async def _body(request: web.Request) -> dict:
         body = json.loads(text)
     except json.JSONDecodeError:
         raise BadRequest(line("not_json", _persona(request))) from None
+    except ValueError:  # valid JSON, but an integer past Python's 4,300-digit conversion limit
+        raise BadRequest("A number in the body has too many digits.") from None
     except RecursionError:  # thousands of nested brackets: valid JSON shape, but no request of ours nests
         raise BadRequest(line("too_deep", _persona(request))) from None
     if not isinstance(body, dict):
@@ -248,8 +250,9 @@ def _chosen(request: web.Request, body: dict) -> Worker:
 # ------------------------------------------------------------------------------------- request bodies
 
 _TEXT = {"type": "string"}
-_NON_EMPTY = {"type": "string", "minLength": 1}
 MAX_STOPS = 4  # OpenAI's limit on stop strings
+#: A stop string's length: each step decodes a tail as long as the longest (an answer is ~1,000 characters)
+_STOP_TEXT = {"type": "string", "minLength": 1, "maxLength": 200}
 MAX_CHOICES = 8  # OpenAI's n: answers to one prompt, each a request of the worker's queue
 _MAX_TOKENS = Param("max_tokens", {"type": "integer", "minimum": 1},
                    "longest answer in tokens (default and most: the worker's max_new_tokens; a larger cap "
@@ -278,7 +281,7 @@ _OPENAI_FIELDS = (
           f"{MAX_CHOICES}), each its own draw: above 1 needs a temperature above 0, and no stream"),
     _STREAM,
     _STREAM_OPTIONS,
-    Param("stop", {"oneOf": [_NON_EMPTY, {"type": "array", "items": _NON_EMPTY, "maxItems": MAX_STOPS}]},
+    Param("stop", {"oneOf": [_STOP_TEXT, {"type": "array", "items": _STOP_TEXT, "maxItems": MAX_STOPS}]},
           f"up to {MAX_STOPS} strings that end the answer, cut before the first (finish_reason 'stop')"),
     *(Param(name, {"type": "number", "minimum": -2, "maximum": 2}, f"OpenAI's {name}: 0 only", only=(0,),
             why="the worker applies its own repetition penalty (MAFIOSO_REPETITION_PENALTY), the one its adapter "

@@ -196,7 +196,7 @@ class LlamaCppEngine:
         stop = None
         with self._lock:
             if not sampling.greedy:
-                self.llama.set_seed(sampling.seed_value())  # its sampler chain is built per generate call
+                self.llama.set_seed(sampling.seed_value(32))  # its sampler chain is built per generate call
             steps = self.llama.generate(prompt_ids, top_k=0, min_p=0.0, typical_p=1.0, repeat_penalty=1.0,
                                         logits_processor=[_AnswerRules(gen, prompt_ids, rules, grounding)],
                                         temp=sampling.temperature, top_p=sampling.top_p)

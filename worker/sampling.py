@@ -47,9 +47,10 @@ class Sampling:
         ``do_sample``)."""
         return cls(gen.temperature, gen.top_p) if gen.do_sample else GREEDY
 
-    def seed_value(self) -> int:
-        """The seed an answer draws with: its own, or a fresh random one."""
-        return self.seed if self.seed is not None else random.getrandbits(63)
+    def seed_value(self, bits: int = 64) -> int:
+        """The seed an answer draws with, as a ``bits``-bit unsigned integer (torch takes 64, llama.cpp 32): its
+        own (any integer a client sends, taken modulo 2**bits), or a fresh random one."""
+        return self.seed % (1 << bits) if self.seed is not None else random.getrandbits(bits)
 
     def generator(self, device) -> torch.Generator:
         """A generator of this answer's own on ``device``, seeded (:meth:`seed_value`)."""

@@ -48,6 +48,14 @@ def test_a_seed_repeats_its_draws_and_no_seed_does_not():
     assert seq[0] != seq[1]
 
 
+def test_any_integer_a_client_sends_is_a_seed():
+    """torch seeds with 64 bits and llama.cpp with 32: 2**70 overflowed and failed the batch."""
+    logits = [0.0] * 50
+    assert _draws(Sampling(1.0, seed=2**70), logits, 10) == _draws(Sampling(1.0, seed=2**70 + 2**64), logits, 10)
+    assert _draws(Sampling(1.0, seed=-3), logits, 10) == _draws(Sampling(1.0, seed=2**64 - 3), logits, 10)
+    assert Sampling(1.0, seed=2**40 + 5).seed_value(32) == 5
+
+
 def test_sampling_settings_are_checked_and_the_default_is_the_workers():
     with pytest.raises(ValueError):
         Sampling(-0.1)
