@@ -4,6 +4,7 @@ temperature but 0, so a chat UI that sends its usual 0.7 got a 400 on every mess
 
 import asyncio
 import collections
+import contextlib
 
 import openai
 import pytest
@@ -126,13 +127,23 @@ def test_llama_cpp_gets_the_requests_temperature_nucleus_and_seed(tiny_model_dir
     assert [(c["temp"], c["top_p"]) for c in engine.llama.calls] == [(0.0, 1.0), (1.5, 0.95), (1.5, 0.95)]
 
 
+@contextlib.asynccontextmanager
+async def _openai(engine):
+    """The real worker on ``engine``, served on loopback, and an openai client for it."""
+    cfg = worker_config()
+    async with serving(Worker(engine, cfg), cfg) as url:
+        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        try:
+            yield client
+        finally:
+            await client.close()
+
+
 def test_the_api_passes_openai_sampling_fields_to_the_engine():
     engine = FakeEngine()
-    cfg = worker_config()
 
     async def main():
-        async with serving(Worker(engine, cfg), cfg) as url:
-            client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        async with _openai(engine) as client:
             chat = [{"role": "user", "content": "x = 1"}]
             await client.chat.completions.create(model="mafioso", messages=chat, temperature=0.7, top_p=0.9, seed=5)
             await client.completions.create(model="mafioso", prompt=["a = 1", "b = 2"], temperature=1.2)
@@ -142,7 +153,6 @@ def test_the_api_passes_openai_sampling_fields_to_the_engine():
                                                           stream=True)
             async for _ in stream:
                 pass
-            await client.close()
 
     asyncio.run(main())
     assert [c.sampling for c in engine.controls] == [
@@ -150,15 +160,11 @@ def test_the_api_passes_openai_sampling_fields_to_the_engine():
 
 
 def test_sampled_answers_through_the_api_repeat_with_a_seed_on_the_real_engine(engine):
-    cfg = worker_config()
-
     async def main():
-        async with serving(Worker(engine, cfg), cfg) as url:
-            client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        async with _openai(engine) as client:
             answers = [(await client.completions.create(model="mafioso", prompt="print(1 + 1)", temperature=1.5,
                                                         seed=seed)).choices[0].text for seed in (1, 1, 2)]
             greedy = (await client.completions.create(model="mafioso", prompt="print(1 + 1)")).choices[0].text
-            await client.close()
             return answers, greedy
 
     (one, again, other), greedy = asyncio.run(main())
@@ -167,11 +173,9 @@ def test_sampled_answers_through_the_api_repeat_with_a_seed_on_the_real_engine(e
 
 def test_n_answers_each_draw_on_their_own_prompt_by_prompt():
     engine = FakeEngine()
-    cfg = worker_config()
 
     async def main():
-        async with serving(Worker(engine, cfg), cfg) as url:
-            client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        async with _openai(engine) as client:
             chat = await client.chat.completions.create(
                 model="mafioso", messages=[{"role": "user", "content": "x = 1"}], n=3, temperature=0.8, seed=10)
             completion = await client.completions.create(model="mafioso", prompt=["a = 1", "b = 2"], n=2,
@@ -179,7 +183,6 @@ def test_n_answers_each_draw_on_their_own_prompt_by_prompt():
             with pytest.raises(openai.BadRequestError, match="temperature"):
                 await client.chat.completions.create(model="mafioso", messages=[{"role": "user", "content": "x"}],
                                                      n=2)
-            await client.close()
             return chat, completion
 
     chat, completion = asyncio.run(main())
