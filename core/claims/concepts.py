@@ -75,6 +75,11 @@ CONCEPTS: tuple[Concept, ...] = (
     Concept("raises", r"\b(?:rais(?:es|e|ed|ing)|throws?|throwing)\s+(?:(?:a|an|the|its)\s+)?(?:\S+\s+){0,2}?"
                       r"(?:\w*error|\w*exception|exceptions?)\b", frozenset({"raise", "try"})),
     Concept("loops", r"(?<!event )\bloop(?:s|ed|ing)?\b", _LOOPING),
+    # "it loops forever" of a `for` over a range: endless needs a while, an endless iterator, a server loop or
+    # recursion (no reference says it otherwise; the shipped Gemma did of FizzBuzz and a one-liner)
+    Concept("loops forever", r"\b(?:loops?|looping|looped|runs?|running|spins?|spinning|keeps? going|goes on)\s+"
+                             r"forever\b|\binfinite(?:ly)?\b|\bendless(?:ly)?\b|\bnever[- ]ending\b", frozenset(),
+            code=r"\bwhile\b|count\(|cycle\(|repeat\(|forever|\brecurs"),
     Concept("sorts", r"\bsorts\b|\bsorting\b|\bsorts?\s+(?:it|them|the|by|in place)\b|\bsorted\s+(?:it|them|the)\b",
             frozenset({"sort"}),  # or by hand (a *sort* function, two items swapped), a library or a query
             code=r"(?i:sort|order by|order_by|value_counts|most_common|median|nlargest|nsmallest|insort)|"

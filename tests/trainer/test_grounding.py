@@ -85,6 +85,8 @@ def test_advice_and_denials_do_not_present_names():
     (PLAIN, "It raises a ValueError for strings.", "raises"),
     (PLAIN, "It loops over `n`.", "loops"),
     (PLAIN, "It sorts the numbers first.", "sorts"),
+    (LOOP, "`total` loops forever, so it never gets close to zero.", "loops forever"),
+    (LOOP, "An infinite loop walks `xs`.", "loops forever"),
     (PLAIN, "It reads the ledger file.", "reads a file"),
 ])
 def test_a_false_concept_is_caught(code, answer, claim):
@@ -94,6 +96,9 @@ def test_a_false_concept_is_caught(code, answer, claim):
 @pytest.mark.parametrize("code, answer", [
     (RECURSIVE, "`fact` is recursive: it calls itself until `n` drops below 2."),
     (RECURSIVE, "`n` below 2 is the base case."),
+    ("while True:\n    print(1)\n", "It loops forever, printing 1."),
+    ("import itertools\nfor i in itertools.count():\n    print(i)\n", "An endless count, pal."),
+    (LOOP, "`total` never loops forever: `xs` runs out."),  # a denial of what the code lacks is true
     (GENERATOR, "`count_up` is a generator: a loop that yields each number."),
     ("squares = (x * x for x in range(5))\n", "A generator expression that loops over five numbers."),
     ("ok = all(x > 0 for x in [1, 2])\n", "`all` walks a generator expression, no list is built."),
