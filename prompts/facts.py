@@ -49,6 +49,7 @@ FEATURES = frozenset({
     "raise",
     "try",                 # try/except (catches exceptions)
     "loop",                # for / while (comprehensions are not counted here)
+    "nested loop",         # a loop or comprehension inside a loop or comprehension, or one of several fors
     "sort",                # sorted(), .sort(), heapq, min/max with key= are not sorting
     "file read",           # open() in a read mode, .read_text(), .read_bytes(), csv/json load from a file
     "file write",          # open() in w/a/x mode, .write_text(), .write_bytes()
@@ -411,8 +412,26 @@ def _names_in(node: ast.AST) -> set[str]:
     return {found for child in ast.walk(node) if (found := _last_name(child))}
 
 
+_LOOPS = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def nests_loops(tree: ast.AST) -> bool:
+    """Whether a loop or comprehension runs inside another (or a comprehension has several ``for``): one pass,
+    each node visited once with whether a loop encloses it."""
+    stack = [(tree, False)]
+    while stack:
+        node, inside = stack.pop()
+        looping = isinstance(node, _LOOPS)
+        if looping and (inside or len(getattr(node, "generators", ())) > 1):
+            return True
+        stack.extend((child, inside or looping) for child in ast.iter_child_nodes(node))
+    return False
+
+
 def _features(tree: ast.Module) -> frozenset[str]:
     found: set[str] = set()
+    if nests_loops(tree):
+        found.add("nested loop")
     for node in ast.walk(tree):
         feature = _NODE_FEATURES.get(type(node))
         if feature:

@@ -75,6 +75,10 @@ CONCEPTS: tuple[Concept, ...] = (
     Concept("raises", r"\b(?:rais(?:es|e|ed|ing)|throws?|throwing)\s+(?:(?:a|an|the|its)\s+)?(?:\S+\s+){0,2}?"
                       r"(?:\w*error|\w*exception|exceptions?)\b", frozenset({"raise", "try"})),
     Concept("loops", r"(?<!event )\bloop(?:s|ed|ing)?\b", _LOOPING),
+    # "a nested loop" of one loop: 3 references say it of nested code, one denies it ("no nested loops") of a
+    # single pass; the shipped Gemma said it of single loops 6 times in 372 answers
+    Concept("nested loop", r"\bnested (?:for[- ]|while[- ])?loops?\b|\bloops? (?:inside|within) (?:a|another) "
+                           r"loop\b|\bdouble loop\b", frozenset({"nested loop"})),
     # "it loops forever" of a `for` over a range: endless needs a while, an endless iterator, a server loop or
     # recursion (no reference says it otherwise; the shipped Gemma did of FizzBuzz and a one-liner)
     Concept("loops forever", r"\b(?:loops?|looping|looped|runs?|running|spins?|spinning|keeps? going|goes on)\s+"

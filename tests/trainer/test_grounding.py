@@ -87,6 +87,7 @@ def test_advice_and_denials_do_not_present_names():
     (PLAIN, "It sorts the numbers first.", "sorts"),
     (LOOP, "`total` loops forever, so it never gets close to zero.", "loops forever"),
     (LOOP, "An infinite loop walks `xs`.", "loops forever"),
+    (LOOP, "`total` is a nested loop over `xs`.", "nested loop"),
     (PLAIN, "It reads the ledger file.", "reads a file"),
 ])
 def test_a_false_concept_is_caught(code, answer, claim):
@@ -99,6 +100,10 @@ def test_a_false_concept_is_caught(code, answer, claim):
     ("while True:\n    print(1)\n", "It loops forever, printing 1."),
     ("import itertools\nfor i in itertools.count():\n    print(i)\n", "An endless count, pal."),
     (LOOP, "`total` never loops forever: `xs` runs out."),  # a denial of what the code lacks is true
+    (LOOP, "One pass, no nested loops."),
+    ("grid = [[0] * 3 for _ in range(3)]\nfor row in grid:\n    for cell in row:\n        print(cell)\n",
+     "A nested loop prints every cell."),
+    ("pairs = [(a, b) for a in 'xy' for b in 'uv']\n", "A list comprehension with a nested loop over both."),
     (GENERATOR, "`count_up` is a generator: a loop that yields each number."),
     ("squares = (x * x for x in range(5))\n", "A generator expression that loops over five numbers."),
     ("ok = all(x > 0 for x in [1, 2])\n", "`all` walks a generator expression, no list is built."),
