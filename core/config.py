@@ -225,10 +225,16 @@ class WorkerConfig:
     host: str = _help("HTTP API address", default="127.0.0.1")
     port: int = _help("HTTP API port", default=8000)
     api_key: Secret = _help("bearer token required by the HTTP API (empty = none)", default=Secret(""))
+    cors_origins: str = _help("web pages allowed to call the HTTP API from a browser (CORS): comma-separated "
+                              "origins such as https://chat.example.com, or * for any; empty = none", default="")
     feedback_db: str = _help("SQLite file of answers and their 👍/👎 ratings (core/feedback.py); empty = "
                              "feedback.sqlite3 in the cache folder, 'off' = keep no feedback", default="")
     feedback_retention_days: int = _help("answers (and their ratings) older than this many days are deleted "
                                          "(0 = keep them all)", default=365)
+
+    def allowed_origins(self) -> frozenset[str]:
+        """``cors_origins`` as a set of origins (``*``: any)."""
+        return frozenset(origin.strip().rstrip("/") for origin in self.cors_origins.split(",") if origin.strip())
 
     def more_adapters(self) -> dict[str, str]:
         """``adapters`` as {model name: adapter spec}, in order (checked by ``__post_init__``)."""

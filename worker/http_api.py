@@ -15,7 +15,8 @@
     GET  /metrics               Prometheus text
 
 Flags override ``MAFIOSO_*`` variables (and ``.env``). With ``MAFIOSO_API_KEY`` set every endpoint but
-/healthz needs ``Authorization: Bearer <key>``. Errors are JSON ``{"error": {"message", "type", "code"}}``:
+/healthz needs ``Authorization: Bearer <key>``; ``MAFIOSO_CORS_ORIGINS`` lets web pages call it from a browser.
+Errors are JSON ``{"error": {"message", "type", "code"}}``:
 400 bad JSON or input, 401 key, 404 unknown model or answer id, 413 too large, 503 busy (with Retry-After) or shutting
 down, 504 timeout. Request bodies and the key are never logged. OpenAI fields the worker cannot honour
 (presence_penalty, frequency_penalty, logit_bias, logprobs, response_format, tool_choice) are accepted only at
@@ -80,6 +81,7 @@ WORKER = web.AppKey("worker", Worker)
 #: More personas on this worker (MAFIOSO_ADAPTERS): model name -> its own Worker (engine, queue, admission)
 PERSONAS = web.AppKey("personas", dict)
 _KEYED = web.AppKey("keyed", bool)
+_ORIGINS = web.AppKey("origins", frozenset)  # MAFIOSO_CORS_ORIGINS: pages that may call from a browser
 _ROOTS = web.AppKey("roots", dict)  # persona name -> its adapter spec, for /v1/models
 _VERSION = mafioso.__version__
 _STARTED = int(time.time())
@@ -144,6 +146,41 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
 def _persona(request: web.Request) -> str | None:
     """The persona of this worker's own model, whose lines an error outside any one request is told in."""
     return getattr(request.app.get(WORKER), "persona", None)
+
+
+def _cors(origins: frozenset[str]):
+    """Browsers may call the API from the pages of ``origins`` (``*``: any page): a preflight (OPTIONS) is
+    answered before the key is checked (browsers send none with it); every answer to an allowed page, errors and
+    streams included, carries ``Access-Control-Allow-Origin`` (:func:`_allow_origin`, on response prepare)."""
+
+    @web.middleware
+    async def preflight(request: web.Request, handler) -> web.StreamResponse:
+        if request.method != "OPTIONS" or "Access-Control-Request-Method" not in request.headers:
+            return await handler(request)
+        if _allowed(origins, request.headers.get("Origin", "")) is None:
+            return _error(403, "This page's origin may not call the API (MAFIOSO_CORS_ORIGINS).",
+                          "invalid_request_error", "origin_not_allowed")
+        return web.Response(status=204, headers={
+            "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+            "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers",
+                                                                "Authorization, Content-Type"),
+            "Access-Control-Max-Age": "600"})
+
+    return preflight
+
+
+def _allowed(origins: frozenset[str], origin: str) -> str | None:
+    """What ``Access-Control-Allow-Origin`` says to a request from ``origin`` (None: nothing, not allowed)."""
+    if not origin:
+        return None
+    return "*" if "*" in origins else origin if origin.rstrip("/") in origins else None
+
+
+async def _allow_origin(request: web.Request, response: web.StreamResponse) -> None:
+    allowed = _allowed(request.app[_ORIGINS], request.headers.get("Origin", ""))
+    if allowed is not None:
+        response.headers["Access-Control-Allow-Origin"] = allowed
+        response.headers["Vary"] = "Origin"
 
 
 def _auth(api_key: str):
@@ -535,13 +572,17 @@ def make_app(worker: Worker, cfg: WorkerConfig, *, manage_worker: bool = True,
              personas: dict[str, Worker] | None = None) -> web.Application:
     """The aiohttp application; with ``manage_worker`` it starts the worker (and each of ``personas``: more
     models by name, MAFIOSO_ADAPTERS) and drains them on shutdown."""
-    middlewares = [_errors] + ([_auth(cfg.api_key)] if cfg.api_key else [])
+    origins = cfg.allowed_origins()
+    middlewares = ([_cors(origins)] if origins else []) + [_errors] + ([_auth(cfg.api_key)] if cfg.api_key else [])
     # JSON may spell one character as \\uXXXX: leave room so the guard, not the socket, says "too large".
     app = web.Application(middlewares=middlewares, client_max_size=6 * cfg.max_input_chars + 65536)
     app[WORKER] = worker
     app[PERSONAS] = dict(personas or {})
     app[_ROOTS] = {name: cfg.more_adapters().get(name, name) for name in app[PERSONAS]}
     app[_KEYED] = bool(cfg.api_key)
+    app[_ORIGINS] = origins
+    if origins:
+        app.on_response_prepare.append(_allow_origin)
     app.router.add_post("/v1/explain", explain)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat_completions)

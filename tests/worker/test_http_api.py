@@ -460,3 +460,42 @@ def test_stop_strings_reach_the_engine_and_cut_the_answer_whole_and_streamed():
     assert chat.choices[0].message.content == "explained x " and chat.choices[0].finish_reason == "stop"
     assert whole.choices[0].text == streamed == "explained y "
     assert [c.stop for c in engine.controls] == [("= 1", "zzz"), ("= 2",), ("= 2",)]
+
+
+def test_browser_pages_of_the_allowed_origins_may_call_the_api():
+    """CORS (MAFIOSO_CORS_ORIGINS): a web chat UI calling the worker from a browser needs a preflight answer
+    (before the key: browsers send none with it) and Access-Control-Allow-Origin on every answer, errors and
+    streams too. Off by default; another page gets nothing it can read."""
+    page = "https://chat.example.com"
+    preflight = {"Origin": page, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization, content-type"}
+
+    async def run(origins: str):
+        cfg = worker_config(api_key="k", cors_origins=origins)
+        async with serving(Worker(FakeEngine(), cfg), cfg) as url, aiohttp.ClientSession() as http:
+            seen = {}
+            async with http.options(url + "/v1/chat/completions", headers=preflight) as r:
+                seen["preflight"] = r.status, dict(r.headers)
+            async with http.options(url + "/v1/chat/completions",
+                                    headers={**preflight, "Origin": "https://evil.example"}) as r:
+                seen["other page"] = r.status, dict(r.headers)
+            keyed = {"Origin": page, "Authorization": "Bearer k"}
+            async with http.post(url + "/v1/chat/completions", headers=keyed,
+                                 json={"messages": [{"role": "user", "content": "x = 1"}], "stream": True}) as r:
+                await r.read()
+                seen["stream"] = r.status, dict(r.headers)
+            async with http.get(url + "/v1/models", headers={"Origin": page}) as r:
+                seen["no key"] = r.status, dict(r.headers)
+            return seen
+
+    on, star, off = (asyncio.run(run(origins)) for origins in (page, "*", ""))
+    status, headers = on["preflight"]
+    assert status == 204 and headers["Access-Control-Allow-Origin"] == page
+    assert "POST" in headers["Access-Control-Allow-Methods"]
+    assert headers["Access-Control-Allow-Headers"] == "authorization, content-type"
+    assert on["other page"][0] == 403 and "Access-Control-Allow-Origin" not in on["other page"][1]
+    for name in ("stream", "no key"):  # a 200 stream and a 401 alike
+        assert on[name][1]["Access-Control-Allow-Origin"] == page and on[name][1]["Vary"] == "Origin"
+    assert (on["stream"][0], on["no key"][0]) == (200, 401)
+    assert star["preflight"][1]["Access-Control-Allow-Origin"] == "*" and star["other page"][0] == 204
+    assert off["preflight"][0] in (401, 405) and all("Access-Control-Allow-Origin" not in h for _, h in off.values())
