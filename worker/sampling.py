@@ -47,6 +47,12 @@ class Sampling:
         ``do_sample``)."""
         return cls(gen.temperature, gen.top_p) if gen.do_sample else GREEDY
 
+    def settings(self) -> dict:
+        """This decoding in ``GenerationConfig``'s words, with the seed: what an answer's record keeps (greedy
+        leaves the worker's temperature and nucleus as they are: they did nothing)."""
+        drawn = {} if self.greedy else {"temperature": self.temperature, "top_p": self.top_p}
+        return {"do_sample": not self.greedy, **drawn, "seed": self.seed}
+
     def seed_value(self, bits: int = 64) -> int:
         """The seed an answer draws with, as a ``bits``-bit unsigned integer (torch takes 64, llama.cpp 32): its
         own (any integer a client sends, taken modulo 2**bits), or a fresh random one."""

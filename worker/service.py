@@ -408,11 +408,9 @@ class Worker:
         return answer
 
     def _record(self, code: str, request: str | None, answer: Explanation, sampling: Sampling) -> AnswerRecord:
-        decoding = dict(dataclasses.asdict(self.engine.gen), do_sample=not sampling.greedy, seed=sampling.seed,
-                        **({} if sampling.greedy else {"temperature": sampling.temperature, "top_p": sampling.top_p}))
         return AnswerRecord(answer.answer_id, code=code, answer=answer.text, request=request,
                             adapter=self.cfg.adapter, base_model=self.cfg.base_model or "embedded",
-                            decoding=decoding,
+                            decoding={**dataclasses.asdict(self.engine.gen), **sampling.settings()},
                             latency_s=answer.latency_s, tokens=answer.tokens, dropped=answer.dropped)
 
     async def rate_answer(self, answer_id: str, rating: int, *, user: object = "anonymous",
