@@ -93,8 +93,10 @@ def _matches(value, schema: dict) -> bool:
     return True
 
 
-_NOUNS = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
-          "array": "a list", "object": "an object"}
+#: Each JSON type in words: (one value, several values)
+_NOUNS = {"string": ("a string", "strings"), "integer": ("an integer", "integers"), "number": ("a number", "numbers"),
+          "boolean": ("true or false", "true or false"), "array": ("a list", "lists"),
+          "object": ("an object", "objects")}
 
 
 def _describe(schema: dict, many: bool = False) -> str:
@@ -103,9 +105,7 @@ def _describe(schema: dict, many: bool = False) -> str:
     if "oneOf" in schema:
         return " or ".join(_describe(option, many) for option in schema["oneOf"])
     kind = schema["type"]
-    text = _NOUNS[kind]
-    if many:
-        text = text.split(" ", 1)[1] + ("s" if kind != "boolean" else "")
+    text = _NOUNS[kind][many]
     if kind == "string" and schema.get("minLength"):
         text = f"{'' if many else 'a '}non-empty {text.removeprefix('a ')}"
     if kind == "string" and "maxLength" in schema:
