@@ -71,6 +71,8 @@ THREADS_REMEMBERED = 1000
 #: A follow-up in a thread not remembered (the bot restarted since) reads this many of the thread's messages
 #: (conversations.replies, from the first; the history scopes of slack/manifest.yml) for its latest code.
 THREAD_HISTORY = 200
+#: Most pages of THREAD_HISTORY messages read back: the latest code of a long thread is near its end.
+THREAD_PAGES = 5
 RATINGS = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
 #: A streamed answer is sent on at most this often per channel (Slack's chat.update allows ~1 a second).
 EDIT_EVERY_S = 1.0
@@ -81,6 +83,11 @@ _MARKUP = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
 def escape_mrkdwn(text: str) -> str:
     """Escape the three characters Slack's mrkdwn reserves (&, <, >), so nothing pings or links."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def without_mention(text: str, bot_user_id: str | None) -> str:
+    """A message's text with the bot's own mentions (``<@UBOT>``) taken out: the rest is the paste or question."""
+    return text.replace(f"<@{bot_user_id}>", "") if bot_user_id else text
 
 
 def slack_to_plain(text: str) -> str:
@@ -253,8 +260,7 @@ class SlackBot:
         if not self._first_delivery(body.get("event_id")):
             log.info("slack: event %s delivered again; answered already", body.get("event_id"))
             return
-        bot_id = context.bot_user_id or self.bot_user_id
-        text = event.get("text", "").replace(f"<@{bot_id}>", "") if bot_id else event.get("text", "")
+        text = without_mention(event.get("text", ""), context.bot_user_id or self.bot_user_id)
         thread = event.get("thread_ts") or event["ts"]
         use_persona(choose(self.explainer, self.channel_personas, event.get("channel")))
         where = (event["channel"], thread)
@@ -367,8 +373,14 @@ class SlackBot:
         """The code of the latest message in a thread that has some (text or files; our answers and other bots'
         messages passed over), read from Slack: what a follow-up there asks about when the bot does not remember
         the thread. Empty when there is none, or Slack refuses (without a history scope: logged once)."""
+        messages, cursor = [], None
         try:
-            reply = await self.client.conversations_replies(channel=channel, ts=thread_ts, limit=THREAD_HISTORY)
+            for _ in range(THREAD_PAGES):  # Slack gives a thread oldest first, a page at a time
+                reply = await self.client.conversations_replies(channel=channel, ts=thread_ts, limit=THREAD_HISTORY,
+                                                                cursor=cursor)
+                messages += reply.get("messages") or []
+                if not (cursor := (reply.get("response_metadata") or {}).get("next_cursor")):
+                    break
         except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
             if not self._history_refused:
                 self._history_refused = True
@@ -378,10 +390,10 @@ class SlackBot:
                 log.warning("slack: cannot read a thread for a follow-up (%s; the manifest's history scopes let a "
                             "follow-up find code explained before a restart)", why)
             return ""
-        for message in reversed(reply.get("messages") or []):
+        for message in reversed(messages):
             if message.get("bot_id"):
                 continue
-            text = slack_to_plain(message.get("text", "").replace(f"<@{self.bot_user_id}>", ""))
+            text = slack_to_plain(without_mention(message.get("text", ""), self.bot_user_id))
             files = message.get("files") or []
             if not files and prose(text):
                 continue

@@ -89,8 +89,11 @@ class SlackStub:
             return web.json_response({"ok": True, "user_id": "UBOT", "bot_id": "B1", "team_id": "T1",
                                       "user": "mafioso", "team": "family", "url": "https://family.slack.com/"})
         if method == "conversations.replies":
-            messages = self.threads.get(data.get("ts"), [])[:int(data.get("limit") or 1000)]
-            return web.json_response({"ok": True, "messages": messages, "has_more": False})
+            start, limit = int(data.get("cursor") or 0), int(data.get("limit") or 1000)
+            messages = self.threads.get(data.get("ts"), [])
+            more = start + limit < len(messages)
+            return web.json_response({"ok": True, "messages": messages[start:start + limit], "has_more": more,
+                                      "response_metadata": {"next_cursor": str(start + limit) if more else ""}})
         return web.json_response({"ok": True, "ts": "1700000001.000200", "channel": data.get("channel")})
 
     async def _response(self, request):

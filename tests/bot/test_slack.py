@@ -338,6 +338,30 @@ def test_a_follow_up_after_a_restart_reads_the_thread_back_for_its_code(caplog):
     assert "missing_scope" in warning.getMessage() and "bug" not in warning.getMessage()
 
 
+def test_a_follow_up_in_a_long_thread_finds_the_code_past_the_first_page():
+    """Slack gives a thread oldest first, 200 messages a page: the bot read the first page only, so in a long
+    thread a follow-up asked about the first code there, not the latest."""
+    first = "1700000000.000100"
+    chatter = [{"user": "U2", "text": f"message {n}", "ts": f"1700000001.{n:06d}", "thread_ts": first}
+               for n in range(300)]
+    thread = [{"user": "U1", "text": "<@UBOT> ```py\nx = 1\n```", "ts": first}, *chatter[:250],
+              {"user": "U1", "text": "```py\ny = 2\n```", "ts": "1700000002.000000", "thread_ts": first},
+              *chatter[250:]]
+
+    async def main():
+        explainer = FakeExplainer()
+        async with slack_app(explainer) as (stub, url):
+            stub.threads[first] = thread
+            await post_signed(url, mention_body("<@UBOT> is there a bug?", ts="1700000003.000000",
+                                                thread_ts=first), {"Content-Type": "application/json"})
+            await stub.wait_for(lambda: explainer.codes)
+        return explainer, stub.posted("conversations.replies")
+
+    explainer, reads = asyncio.run(main())
+    assert explainer.codes == ["y = 2"] and explainer.requests == ["is there a bug?"]
+    assert [r.get("cursor") for r in reads] == [None, "200"]
+
+
 def test_a_mention_slack_delivers_again_is_answered_once():
     """Slack retries an event it saw no acknowledgement for (X-Slack-Retry-Num); the same event id is the same
     question. Another event id is a new one."""
