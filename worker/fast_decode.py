@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from mafioso.core.config import COMPILE_SCOPES
 from mafioso.worker.models import Layer, decoder_model
 from mafioso.worker.repetition_penalty import penalize
+from mafioso.worker.sampling import Sampling
 
 _NEG_INF = float("-inf")
 
@@ -114,6 +115,8 @@ class FastDecoder:
         self.inside: torch.Tensor | None = None
         self._ground_stage: torch.Tensor | None = None  # on CUDA: page-locked (slots, 3, vocab) for set_grounding
         self.next_tokens = torch.zeros(slots, dtype=torch.long, device=self.device)
+        # sampled answers (set_sampling): per slot its decoding and a generator of its own; greedy slots absent
+        self.draws: dict[int, tuple[Sampling, torch.Generator]] = {}
         if self.device.type == "cuda":  # page-locked, so the copy of a step's tokens runs asynchronously
             self._host = [torch.zeros(slots, dtype=torch.long, pin_memory=True) for _ in range(2)]
             self._flip = 0
@@ -385,7 +388,7 @@ class FastDecoder:
         logits = penalize(self.model.logits(last), self.seen[rows], self.penalty)
         if (banned := self._banned(rows)) is not None:
             logits = logits.masked_fill(banned, _NEG_INF)
-        first = logits.argmax(-1)
+        first = self._pick(slots, logits, logits.argmax(-1))
         self._ground_step(rows, first)
         self.seen[rows, first] = True
         self.tokens[rows] = first
@@ -451,11 +454,38 @@ class FastDecoder:
         if (banned := self._banned(rows)) is not None:  # which bans apply is fixed when the graphs are captured
             logits = logits.masked_fill(banned, _NEG_INF)
         nxt = chunked_argmax(logits)
+        if self.draws:  # never in a CUDA graph or a compiled step (samples)
+            nxt = self._pick(range(b), logits, nxt)
         self._ground_step(rows, nxt)
         self.next_tokens[:b] = nxt
         self.seen[rows, nxt] = self._true[:b]  # a device tensor: no host copy
         self.tokens[:b] = nxt
         self.positions[:b] = torch.clamp(self.positions[:b] + 1, max=self.max_len - 1)
+
+    @property
+    def samples(self) -> bool:
+        """Whether a sampled answer may take a slot: the step runs eagerly (no CUDA graph, nothing compiled), so
+        its token can be drawn on the host, after the step's penalty and bans (on a CPU)."""
+        return not self.cuda_graphs and self.compile_scope is None
+
+    def set_sampling(self, slot: int, sampling: Sampling) -> None:
+        """How the answer in ``slot`` picks its tokens from now on: greedily, or each drawn by
+        :meth:`Sampling.draw` from a generator of its own (seeded as the plain engine seeds it, so a seeded
+        answer is the same on either path and whatever shares its step)."""
+        if sampling.greedy:
+            self.draws.pop(slot, None)
+        elif not self.samples:
+            raise ValueError("this decoder's steps run in CUDA graphs or compiled: it decodes greedily only")
+        else:
+            self.draws[slot] = (sampling, sampling.generator(self.device))
+
+    def _pick(self, slots, logits: torch.Tensor, greedy: torch.Tensor) -> torch.Tensor:
+        """The step's tokens: each row's greedy pick, or its slot's draw where the slot samples."""
+        for row, slot in enumerate(slots):
+            if (draw := self.draws.get(slot)) is not None:
+                sampling, generator = draw
+                greedy[row] = sampling.draw(logits[row], generator)
+        return greedy
 
     def _banned(self, rows: torch.Tensor) -> torch.Tensor | None:
         """(len(rows), vocab) bool: the tokens each slot of ``rows`` may not take next (grounded decoding's mask

@@ -1,16 +1,17 @@
-"""The fast engine: greedy decoding with continuous batching on :class:`mafioso.worker.fast_decode.FastDecoder`.
+"""The fast engine: decoding with continuous batching on :class:`mafioso.worker.fast_decode.FastDecoder`.
 
 One decode thread owns the GPU. Callers (the worker calls with one request at a time, up to one call per
 slot) drop prompts into its inbox; the thread admits them into free KV-cache slots between decode steps, so
 a request never waits for a whole batch to finish (continuous batching). Prompts admitted together are
 prefilled together, in padded batches of similar length; while rows decode, admissions wait for
-``admit_every`` steps so that prefills, which stall every running row, come in groups. Greedy decoding
-only: architectures :mod:`mafioso.worker.models` has no maths for (it has Gemma 3 and Qwen2) and quantized
+``admit_every`` steps so that prefills, which stall every running row, come in groups.
+Architectures :mod:`mafioso.worker.models` has no maths for (it has Gemma 3 and Qwen2) and quantized
 weights are served by the plain :class:`mafioso.worker.engine.GenerateEngine`
 (:func:`mafioso.worker.engines.load_engine` chooses); the fast engine holds one too, for prompts too long for
-its slots, for answers a request asks to sample (:mod:`mafioso.worker.sampling`: they decode at the plain
-path's speed) and to finish every answer the same way. On CUDA the
-decode step runs in CUDA graphs (torch.compile'd by default); on a CPU, eagerly.
+its slots and to finish every answer the same way. On CUDA the decode step runs in CUDA graphs
+(torch.compile'd by default), and answers a request asks to sample (:mod:`mafioso.worker.sampling`) take the
+plain engine's path; on a CPU the step runs eagerly, and a sampled answer takes a slot like any other: its
+tokens are drawn on the host after the step's bans (:meth:`FastDecoder.set_sampling`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from mafioso.worker.decoding_rules import AnswerRules, host_bans
 from mafioso.worker.engine import GenerateEngine, Generation
 from mafioso.worker.fast_decode import FastDecoder
 from mafioso.worker.grounded_decoding import AnswerGrounding
+from mafioso.worker.sampling import GREEDY
 
 log = logging.getLogger(__name__)
 
@@ -190,12 +192,12 @@ class FastEngine:
 
     def decode(self, prompt_ids: list[list[int]], controls: list[Control] | None = None,
                grounding: list[AnswerGrounding] | None = None) -> list[tuple[list[int], int | None]]:
-        """Queue the prompts for the decode thread and wait; prompts too long for a slot and sampled answers
-        (the decode thread is greedy) take the plain engine's path."""
+        """Queue the prompts for the decode thread and wait; prompts too long for a slot, and sampled answers
+        where the decoder cannot draw (CUDA graphs: :attr:`FastDecoder.samples`), take the plain engine's path."""
         if self.decoder is None:
             raise RuntimeError("the engine is closed")
         controls = controls or [Control() for _ in prompt_ids]
-        fits = [len(ids) <= self.max_prompt_tokens and control.decoding(self.gen).greedy
+        fits = [len(ids) <= self.max_prompt_tokens and (self.decoder.samples or control.decoding(self.gen).greedy)
                 for ids, control in zip(prompt_ids, controls, strict=True)]
         grounding = grounding or [None] * len(prompt_ids)
         rows = [_Row(ids, Future(), control.limit(self.gen.max_new_tokens), control,
@@ -298,6 +300,8 @@ class FastEngine:
             block = False
             place(row)
         active.update(new)  # all of them before any prefill: if one fails, _loop fails every admitted row
+        for slot, row in new:
+            self.decoder.set_sampling(slot, row.control.decoding(self.gen))
         for group in prefill_groups(new, self.settings.prefill_tokens):
             started = time.perf_counter()
             firsts = self.decoder.prefill_many([slot for slot, _ in group], [row.prompt for _, row in group],
@@ -339,6 +343,7 @@ class FastEngine:
         have, for nobody. A step already launched for them is dropped like a finished row's."""
         for slot in [slot for slot, row in active.items() if row.control.cancelled]:
             row = active.pop(slot)
+            self.decoder.set_sampling(slot, GREEDY)
             self.stats.cancelled += 1
             row.future.set_result((row.generated, row.stop))
 
@@ -350,6 +355,7 @@ class FastEngine:
         stopped = row.rules is not None and row.rules.add(token)  # ### or a loop
         if stopped or token in self.eos_ids or len(row.generated) >= row.limit:
             del active[slot]
+            self.decoder.set_sampling(slot, GREEDY)
             row.future.set_result((row.generated, row.stop))
 
 

@@ -23,6 +23,8 @@ import torch
 __all__ = ["GREEDY", "Sampling"]
 
 _TINY = torch.finfo(torch.float32).tiny
+#: How many of the most likely tokens a nucleus is looked for in first (:meth:`Sampling.draw`).
+NUCLEUS_CANDIDATES = 1024
 
 
 @dataclass(frozen=True)
@@ -68,12 +70,25 @@ class Sampling:
         # from the best score down, by at least float32's smallest normal temperature: 1e-300 (0 in float32)
         # then draws the best token, where 0 / 0 would be NaN
         probs = torch.softmax((scores - scores.max()) / max(self.temperature, _TINY), dim=-1)
+        tokens = None  # the vocabulary's order
         if self.top_p < 1:
-            ranked, order = probs.sort(descending=True)
-            before = ranked.cumsum(-1) - ranked  # the mass of the tokens ranked above each one
-            ranked[1:][before[1:] >= self.top_p] = 0  # the most likely token always stays
-            probs = torch.zeros_like(probs).scatter_(-1, order, ranked)
-        return int(torch.multinomial(probs, 1, generator=generator))
+            # the nucleus from the most likely tokens; the whole vocabulary sorted only when it reaches past
+            # them (a sort of 262,144 scores is ~20 ms on a CPU, the top 1,024 ~1 ms)
+            whole = probs
+            probs, tokens = whole.topk(min(NUCLEUS_CANDIDATES, whole.numel()))
+            if probs.sum() < self.top_p and probs.numel() < whole.numel():
+                probs, tokens = whole.sort(descending=True)
+            before = probs.cumsum(-1) - probs  # the mass of the tokens ranked above each one
+            kept = max(1, int((before < self.top_p).sum()))  # the most likely token always stays
+            probs, tokens = probs[:kept], tokens[:kept]
+        # one uniform number through the cumulative distribution: what torch.multinomial does, without its
+        # ~6 ms over a whole vocabulary
+        cdf = probs.double().cumsum(-1)
+        u = torch.rand((), generator=generator, device=generator.device, dtype=torch.float64) * cdf[-1]
+        pick = int(torch.searchsorted(cdf, u, right=True))
+        if pick >= cdf.numel():  # u rounded up to the total: the last token that can be drawn
+            pick = int(probs.nonzero().max())
+        return pick if tokens is None else int(tokens[pick])
 
 
 #: Greedy decoding: what every answer gets unless its request or the worker's settings ask to sample.

@@ -72,6 +72,21 @@ def _sampled(seed: int) -> Control:
     return Control(sampling=Sampling(1.5, 0.95, seed=seed))
 
 
+def test_a_nucleus_wider_than_the_first_candidates_is_drawn_from_whole():
+    """The nucleus is looked for among the most likely NUCLEUS_CANDIDATES tokens first (a sort of a whole
+    262,144-token vocabulary was 20 of a draw's 27 ms on a CPU); where it reaches past them, the whole
+    vocabulary is sorted, so no token of the nucleus is left out."""
+    from mafioso.worker.sampling import NUCLEUS_CANDIDATES
+
+    wide = 4 * NUCLEUS_CANDIDATES
+    flat = [0.0] * wide + [-50.0] * 10  # the nucleus of 0.9: about 0.9 * wide tokens
+    drawn = _draws(Sampling(1.0, 0.9, seed=2), flat, 3000)
+    assert max(drawn) > NUCLEUS_CANDIDATES and max(drawn) < wide
+    assert len(drawn) > 1.5 * NUCLEUS_CANDIDATES
+    narrow = _draws(Sampling(1.0, 0.9, seed=2), [5.0, 4.0] + [-20.0] * wide, 500)
+    assert set(narrow) == {0, 1}
+
+
 def test_the_reference_engine_samples_seeded_rows_alike_alone_or_batched_and_leaves_greedy_rows_greedy(engine):
     engine = engine_with(engine, GenerationConfig(max_new_tokens=12))
     greedy = engine.generate(PAIRS)
@@ -93,9 +108,14 @@ def test_a_worker_that_samples_by_default_samples_and_a_greedy_request_overrides
     assert greedy.text not in drawn and len(drawn) > 1
 
 
-def test_the_fast_engine_hands_sampled_rows_to_its_plain_engine(tiny_model_dir):
+def test_the_fast_engine_samples_in_its_slots_on_a_cpu_as_the_plain_engine_does(tiny_model_dir, monkeypatch):
+    """Sampled answers used to leave the fast engine for its plain one (one `generate` each, not batched: a
+    third of the greedy throughput under load on a CPU). Where its step runs eagerly they take a slot and
+    their tokens are drawn on the host, by the same rule and seed as the plain engine's; in CUDA graphs they
+    still take the plain path, and the decoder refuses to sample."""
     from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.engines import load_engine
+    from mafioso.worker.fast_decode import FastDecoder
     from mafioso.worker.fast_engine import FastEngine
 
     gen = GenerationConfig(max_new_tokens=12)
@@ -103,11 +123,20 @@ def test_the_fast_engine_hands_sampled_rows_to_its_plain_engine(tiny_model_dir):
                                          dtype="float32", fast_decode=False), gen)
     fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", DecoderSettings(slots=4, max_len=1024))
     try:
-        controls = [Control(), _sampled(3), Control(max_tokens=5)]
-        got = fast.generate(PAIRS, controls)
+        pairs = [*PAIRS, PAIRS[0]]
+        got = fast.generate(pairs, [Control(), _sampled(3), Control(max_tokens=5), _sampled(9)])
         assert got[1] == reference.generate(PAIRS[1:2], [_sampled(3)])[0]
+        assert got[3] == reference.generate(PAIRS[:1], [_sampled(9)])[0]
+        assert got[3].text != got[0].text  # drawn, not greedy
         assert [got[0], got[2]] == reference.generate([PAIRS[0], PAIRS[2]], [Control(), Control(max_tokens=5)])
-        assert fast.stats.prefill_prompts == 2  # the sampled row never took a slot
+        assert fast.stats.prefill_prompts == 4  # every row took a slot
+        assert not fast.decoder.draws  # a finished answer's slot is greedy again
+
+        monkeypatch.setattr(FastDecoder, "samples", property(lambda self: False))  # as in CUDA graphs
+        assert fast.generate(PAIRS[1:2], [_sampled(3)])[0] == got[1]
+        assert fast.stats.prefill_prompts == 4  # the plain engine's path
+        with pytest.raises(ValueError, match="greedily only"):
+            fast.decoder.set_sampling(0, Sampling(0.7, seed=1))
     finally:
         fast.close()
 
