@@ -41,8 +41,13 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 RECIPES: dict[str, dict] = {
     "qlora": {},
     "fast": {"quantization": "none", "gradient_checkpointing": False, "packing": True,
-             "attn_implementation": "sdpa", "optim": "adamw_torch_fused", "batch_size": 1, "grad_accum": 1},
+             "attn_implementation": "auto", "optim": "adamw_torch_fused", "batch_size": 1, "grad_accum": 1},
 }
+#: Architectures that ``attn_implementation: auto`` trains with eager attention, not sdpa: on the H200, Qwen2.5-Coder
+#: 0.5B's packed bf16 rows gave a NaN gradient with sdpa at lr 3e-4 and 5e-4 (three runs, steps 55-90) and trained
+#: with eager past the same batch (docs/BENCHMARKS.md, 2026-12-05).
+EAGER_TRAINING = ("qwen2",)
+ATTENTION = ("auto", "eager", "sdpa")
 
 
 class Secret(str):
@@ -94,7 +99,9 @@ class TrainConfig:
     gradient_checkpointing: bool = _help("trade compute for memory", default=True)
     packing: bool = _help("pack whole rows into sequences of max_length tokens (no padding; batch_size then counts "
                           "packed sequences); each row still attends only to itself", default=False)
-    attn_implementation: str = _help("attention kernel while training: eager or sdpa", default="eager")
+    attn_implementation: str = _help("attention kernel while training: eager, sdpa, or auto (the fast recipe's: "
+                                     f"sdpa, eager for {', '.join(EAGER_TRAINING)} bases, where sdpa's packed bf16 "
+                                     "rows went NaN)", default="eager")
     liger_kernel: bool = _help("CUDA: Liger's fused Triton kernels (RMSNorm, RoPE, SwiGLU, and the LM head fused "
                                "with the loss, so the vocabulary-wide logits are never stored); needs the liger "
                                "extra (pip install 'mafioso[liger]')", default=False)
@@ -127,8 +134,9 @@ class TrainConfig:
             raise ConfigError(f"recipe must be one of {', '.join(RECIPES)}, not {self.recipe!r}")
         if self.quantization not in ("nf4", "none"):
             raise ConfigError(f"quantization must be 'nf4' or 'none', not {self.quantization!r}")
-        if self.attn_implementation not in ("eager", "sdpa"):
-            raise ConfigError(f"attn_implementation must be 'eager' or 'sdpa', not {self.attn_implementation!r}")
+        if self.attn_implementation not in ATTENTION:
+            raise ConfigError(f"attn_implementation must be one of {', '.join(ATTENTION)}, not "
+                              f"{self.attn_implementation!r}")
         if self.adapter_dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"adapter_dtype must be 'float32' or 'bfloat16', not {self.adapter_dtype!r}")
         if not 0 < self.validation_fraction < 1:

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mafioso.core.base_model import BASES, load_model, load_tokenizer, model_facts, named_base, resolve_base
-from mafioso.core.config import TrainConfig
+from mafioso.core.config import EAGER_TRAINING, TrainConfig
 from mafioso.core.files import sha256_file
 from mafioso.trainer.dataset import Sample, duplicate_problems, load_samples, split, tokenize
 from mafioso.trainer.model_card import write_loss_plot, write_model_card
@@ -95,6 +95,16 @@ def _device_settings(cfg: TrainConfig, cuda: bool) -> tuple[dict, object]:
     log.warning("no CUDA GPU: training on the CPU (fp32 compute, adamw_torch, no mixed precision); expect minutes "
                 "for the tiny test model and about an hour per epoch of the shipped data for the real one")
     return {"use_cpu": True, "optim": "adamw_torch"}, torch.float32
+
+
+def training_attention(requested: str, base: str) -> str:
+    """The attention kernel a run trains with: the one asked for, or for ``auto`` sdpa, and eager for the
+    architectures of :data:`EAGER_TRAINING` (read from the base's config)."""
+    if requested != "auto":
+        return requested
+    from transformers import AutoConfig
+
+    return "eager" if AutoConfig.from_pretrained(base).model_type in EAGER_TRAINING else "sdpa"
 
 
 def _score_answers_only() -> None:
@@ -170,6 +180,7 @@ def setup(cfg: TrainConfig) -> Run:
 
     train_samples, val_samples = load_splits(cfg)
     base = resolve_base(cfg.base_model)
+    cfg = dataclasses.replace(cfg, attn_implementation=training_attention(cfg.attn_implementation, base))
     tokenizer = load_tokenizer(base)
     train_rows, cut = tokenize(train_samples, tokenizer, cfg.max_length, cfg.persona, cfg.prompt_format)
     val_rows, val_cut = tokenize(val_samples, tokenizer, cfg.max_length, cfg.persona, cfg.prompt_format)
@@ -357,7 +368,9 @@ def divergence_guard(run: Run):
             raise TrainingDiverged(
                 f"training diverged at step {state.global_step} of {state.max_steps} (epoch {state.epoch:.2f}): "
                 f"{', '.join(f'{key} is {logs[key]}' for key in bad)}. Nothing was written to {run.cfg.output}. "
-                f"Run again with a lower --learning-rate (this run: {run.cfg.learning_rate:g}), or another --seed.")
+                f"Run again with a lower --learning-rate (this run: {run.cfg.learning_rate:g}), or another --seed"
+                + (", or --attn-implementation eager (sdpa on packed bf16 rows went NaN on Qwen2)."
+                   if run.cfg.attn_implementation == "sdpa" and run.cfg.packing else "."))
 
     class DivergenceGuard(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
