@@ -80,5 +80,6 @@ def load_engine(cfg: WorkerConfig, gen: GenerationConfig, note: Callable[[str], 
                 # worker then compiles from the cache (docs/BENCHMARKS.md)
                 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "torchinductor"))
             return FastEngine(model, tokenizer, gen, device, settings, persona, loaded.prompt_format)
-        log.info("fast decode path off: it needs quantization=none, greedy decoding and a Gemma 3 or Qwen2 model")
+        log.info("fast decode path off: it needs quantization=none, a Gemma 3 or Qwen2 model and, on a GPU, "
+                 "greedy decoding by default")
     return GenerateEngine(model, tokenizer, gen, device, persona, loaded.prompt_format)

@@ -169,8 +169,10 @@ class FastEngine:
 
     @staticmethod
     def supports(model, gen, quantization: str) -> bool:
-        """Whether the fast path can serve this model and these settings."""
-        return quantization == "none" and not gen.do_sample and models.supports(model)
+        """Whether the fast path can serve this model and these settings: unquantized, an architecture it has the
+        maths for, and greedy by default unless the model is on a CPU (where its slots sample too)."""
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        return quantization == "none" and (on_cpu or not gen.do_sample) and models.supports(model)
 
     def prompt_tokens(self, code: str, request: str | None = None) -> int:
         """How many tokens the prompt for ``code`` takes (the input guard compares it to the context)."""

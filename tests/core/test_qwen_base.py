@@ -132,13 +132,13 @@ def test_default_adapter_is_the_one_shipped_for_the_base(tmp_path, monkeypatch, 
     assert adapter_folder("default", "Qwen/Qwen2.5-Coder-0.5B-Instruct") == tmp_path / "adapter-qwen2.5-coder-0.5b"
 
 
-def test_the_fast_path_serves_qwen2_greedy_and_unquantized(tiny_qwen_dir):
+def test_the_fast_path_serves_qwen2_unquantized(tiny_qwen_dir):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen_dir)
     assert FastEngine.supports(model, GenerationConfig(), "none")  # tests/worker/test_fast_decode_qwen2.py
     assert not FastEngine.supports(model, GenerationConfig(), "nf4")
-    assert not FastEngine.supports(model, GenerationConfig(do_sample=True), "none")
+    assert FastEngine.supports(model, GenerationConfig(do_sample=True), "none")  # on a CPU its slots sample
 
 
 def test_the_shipped_gemma_adapter_is_the_default_for_embedded_and_refused_on_qwen(tiny_qwen_dir):
