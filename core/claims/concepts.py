@@ -84,6 +84,12 @@ CONCEPTS: tuple[Concept, ...] = (
     Concept("loops forever", r"\b(?:loops?|looping|looped|runs?|running|spins?|spinning|keeps? going|goes on)\s+"
                              r"forever\b|\binfinite(?:ly)?\b|\bendless(?:ly)?\b|\bnever[- ]ending\b", frozenset(),
             code=r"\bwhile\b|count\(|cycle\(|repeat\(|forever|\brecurs"),
+    # "the Fibonacci sequence" of FizzBuzz (sampled Gemma answers): a name with "fib", or the recurrence itself,
+    # called on n - 1 and n - 2, a pair that steps as (b, a + b), or the last two items added (the 6 references
+    # that say it are such code, stairs and climbing ways among them)
+    Concept("fibonacci", r"\bfibonacci\b", frozenset(),
+            code=r"(?i:fib)|\(\s*\w+\s*-\s*1\b[^)]*\)\s*\+\s*[\w.]+\(\s*\w+\s*-\s*2\b"
+                 r"|(\w+),\s*(\w+)\s*=\s*\2,\s*(?:\1\s*\+\s*\2|\2\s*\+\s*\1)\b|\[-[12]\]\s*\+\s*\w+\[-[12]\]"),
     Concept("sorts", r"\bsorts\b|\bsorting\b|\bsorts?\s+(?:it|them|the|by|in place)\b|\bsorted\s+(?:it|them|the)\b",
             frozenset({"sort"}),  # or by hand (a *sort* function, two items swapped), a library or a query
             code=r"(?i:sort|order by|order_by|value_counts|most_common|median|nlargest|nsmallest|insort)|"

@@ -89,6 +89,7 @@ def test_advice_and_denials_do_not_present_names():
     (LOOP, "An infinite loop walks `xs`.", "loops forever"),
     (LOOP, "`total` is a nested loop over `xs`.", "nested loop"),
     (PLAIN, "It reads the ledger file.", "reads a file"),
+    (LOOP, "`total` walks the Fibonacci numbers in `xs`.", "fibonacci"),
 ])
 def test_a_false_concept_is_caught(code, answer, claim):
     assert claims(false_concepts(code, answer)) == [("false concept", claim)]
@@ -113,6 +114,10 @@ def test_a_false_concept_is_caught(code, answer, claim):
     ("def bubble(a):\n    a[0], a[1] = a[1], a[0]\n", "It sorts by swapping neighbours."),  # a hand-written sort
     ("import logging\nlogging.warning('x')\n", "It prints a warning."),  # true by the output, below
     ("from collections import Counter\nc = Counter('aab')\n", "`Counter` is a class that tallies letters."),
+    ("def steps(n):\n    return 1 if n < 2 else steps(n - 1) + steps(n - 2)\n", "The Fibonacci recurrence, kid."),
+    ("a, b = 0, 1\nfor _ in range(5):\n    a, b = b, a + b\n", "It steps through Fibonacci numbers."),
+    ("xs = [0, 1]\nwhile len(xs) < 9:\n    xs.append(xs[-1] + xs[-2])\n", "Fibonacci numbers, built in a list."),
+    ("def fib_table(n):\n    return n\n", "A Fibonacci table, in name at least."),
 ])
 def test_a_true_concept_passes(code, answer):
     output = "WARNING:root:x\n" if "logging" in code else None
