@@ -68,10 +68,10 @@ SHORTCUT_ID = "explain_code"
 EVENTS_REMEMBERED = 1000  # Slack retries an event within minutes (3 tries): far fewer mentions than this
 #: Threads whose latest explained code is kept (in memory) for a follow-up question mentioning the bot there.
 THREADS_REMEMBERED = 1000
-#: A follow-up in a thread not remembered (the bot restarted since) reads this many of the thread's messages
-#: (conversations.replies, from the first; the history scopes of slack/manifest.yml) for its latest code.
+#: A follow-up in a thread not remembered (the bot restarted since) reads the thread's messages back for its latest
+#: code (conversations.replies, oldest first, in pages of THREAD_HISTORY, at most THREAD_PAGES pages; the history
+#: scopes of slack/manifest.yml): the latest code of a long thread is near its end.
 THREAD_HISTORY = 200
-#: Most pages of THREAD_HISTORY messages read back: the latest code of a long thread is near its end.
 THREAD_PAGES = 5
 RATINGS = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
 #: A streamed answer is sent on at most this often per channel (Slack's chat.update allows ~1 a second).
