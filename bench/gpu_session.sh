@@ -89,9 +89,10 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
     cd "$PROJ"
     q="--recipe=fast,--lora-r=16,--batch-size=2,--grad-accum=1,--epochs=3,--learning-rate=3e-4,--max-length=2048"
     q="$q,--adapter-dtype=bfloat16,--save-steps=100000,--epoch-snapshots"
+    # eager holds up to 45 GB a run: two side by side fit an H200, one an H100 (QWEN_SEEDS="7")
+    runs=(); for seed in ${QWEN_SEEDS:-7 11}; do runs+=(--run "qf3_s$seed:$q,--seed=$seed"); done
     timeout "${SWEEP_LIMIT:-480}" python3 bench/sweep.py --base-model "$BUNDLE/qwen.gguf" --out "$RUNS/qwen" \
-      --snapshots-from 2 --eval-flags=--batch-size,64,--no-compile-decode \
-      --run "qf3_s7:$q,--seed=7" --run "qf3_s11:$q,--seed=11" || echo "qwen sweep: exit $?"
+      --snapshots-from 2 --eval-flags=--batch-size,64,--no-compile-decode "${runs[@]}" || echo "qwen sweep: exit $?"
     ;;
   bench)  # the worker at concurrency 1 and 64 with time to first token, grounded decoding on (served) and off
     cd "$PROJ"
@@ -137,11 +138,13 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
         || echo "bench on $tree: exit $?"
     done
     ;;
-  serving)  # the default configuration (step compile) and the cost of grounded decoding in it
+  serving)  # the default configuration (step compile) and the cost of grounded decoding in it; a short call:
+            # GROUNDED=--grounded-decoding BENCH_FLAGS=--no-compile-decode (CUDA graphs, no compile)
     cd "$PROJ"
-    for grounded in --grounded-decoding --no-grounded-decoding; do
+    for grounded in ${GROUNDED:---grounded-decoding --no-grounded-decoding}; do
       timeout "${BENCH_LIMIT:-420}" python3 bench/bench_worker.py --base-model "${2:-$GEMMA}" --concurrency 1 64 \
-        --ttft 1 64 --waves 8 --naive-requests 1 $grounded 2>&1 | grep -v "Loading weights" | tail -n 9
+        --ttft 1 64 --waves 8 --naive-requests 1 $grounded ${BENCH_FLAGS:-} 2>&1 | grep -v "Loading weights" \
+        | tail -n 9
     done
     ;;
   evals)  # in parallel, each into ADAPTER/../eval (the card travels back with collect)
