@@ -56,8 +56,11 @@ def train(args: argparse.Namespace, name: str, flags: list[str], out: Path) -> d
     if done.returncode != 0:
         return {"error": f"exit {done.returncode}; see {out / (name + '.train.log')}", "wall_s": wall}
     info = json.loads((adapter / "mafioso.json").read_text())
-    return {**{key: info["stats"].get(key) for key in TRAIN}, "wall_s": wall, "recipe": info["config"]["recipe"],
-            "command": info["command"]}
+    result = {**{key: info["stats"].get(key) for key in TRAIN}, "wall_s": wall, "recipe": info["config"]["recipe"],
+              "command": info["command"]}
+    # each run's figures as soon as it ends: a call cut short by its time limit still shows the runs that finished
+    print(f"  {name}: " + ", ".join(f"{key} {_cell(result[key])}" for key in TRAIN), flush=True)
+    return result
 
 
 def evaluate(args: argparse.Namespace, name: str, baseline: str, out: Path) -> dict:

@@ -28,6 +28,8 @@ def test_the_bench_trains_both_recipes_and_compares_them(tiny_model_dir, tmp_pat
         assert r["wall_s"] >= r["train_runtime_s"] > 0
     assert (out / "fast" / "adapter_model.safetensors").is_file()
     assert set(results["eval"]["fast"]["scores"]) == {"qlora", "fast"}
+    # each run's figures are printed when it ends, before the table (a cut call still shows them)
+    assert done.stdout.index("  qlora: train_tokens_per_s ") < done.stdout.index("train fast: exit 0")
     table = done.stdout[done.stdout.index("| run |"):]
     assert "| qlora | " in table and "| fast | " in table and "gate fast vs the baseline:" in table
 
