@@ -93,8 +93,13 @@ def main() -> int:
     if "--base-model" in command:  # trained from the GGUF whose sha256 is the named base's: say its name
         command[command.index("--base-model") + 1] = args.base
     cfg = {**trained["config"], "base_model": args.base}
+    stats = trained["stats"]
+    final = args.run / "adapter" / "mafioso.json"
+    if args.epoch and final.is_file():  # the run's rate and peak memory hold at every epoch; its wall time does not
+        stats = {**{k: json.loads(final.read_text())["stats"].get(k)
+                    for k in ("train_tokens_per_s", "peak_gpu_memory_gb")}, **stats}
     write_model_card(target, cfg=cfg, base={"name": args.base, **source.facts()}, data_files=trained["data_files"],
-                     stats=trained["stats"], command=["mafioso", *command[command.index("train"):]],
+                     stats=stats, command=["mafioso", *command[command.index("train"):]],
                      counts=trained["counts"], licence=source.licence, prompt_format=trained.get("prompt_format", 1),
                      evaluation={"adapter": adapter, "base": base_metrics, "reference": reference,
                                  "samples": samples})

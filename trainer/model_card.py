@@ -44,6 +44,18 @@ _CARICATURE = {
 }
 
 
+def _run_figures(stats: dict, resumed: str) -> str:
+    """The device and the run's figures that were recorded (an epoch snapshot has no wall time of its own)."""
+    parts = [str(stats.get("device"))]
+    if stats.get("train_runtime_s") is not None:
+        parts.append(f"wall time {stats['train_runtime_s']} s{resumed}")
+    if stats.get("train_tokens_per_s") is not None:
+        parts.append(f"{stats['train_tokens_per_s']} tokens/s")
+    if stats.get("peak_gpu_memory_gb") is not None:
+        parts.append(f"peak GPU memory {stats['peak_gpu_memory_gb']} GB")
+    return "; ".join(parts)
+
+
 def write_model_card(folder: Path, *, cfg: dict, base: dict, data_files: dict, stats: dict,
                      command: list[str], counts: dict, evaluation: dict | None = None,
                      licence: str = "", prompt_format: int = PROMPT_FORMAT) -> None:
@@ -84,7 +96,7 @@ def card_text(info: dict, evaluation: dict | None, licence: str) -> str:
 base_model: {name}
 library_name: peft
 license: {"other" if "Gemma" in licence else "apache-2.0" if licence else "unknown"}
-tags: [lora, code-explanation, python, mafioso, {persona}]
+tags: [lora, code-explanation, python, {", ".join(dict.fromkeys(("mafioso", persona)))}]
 ---
 
 # Mafioso LoRA adapter for `{name}`
@@ -129,8 +141,7 @@ and cannot know a program's exact output.
 - Samples: {counts['train']} training, {counts['validation']} validation (the project's `data/`, written for
   Mafioso; every stated output checked by running the snippet)
 {snapshot}- Final losses: train {loss(stats.get('train_loss'))}, validation {loss(stats.get('eval_loss'))}
-- Device: {stats.get('device')}; wall time {stats.get('train_runtime_s')} s{resumed};
-  {stats.get('train_tokens_per_s')} tokens/s; peak GPU memory {stats.get('peak_gpu_memory_gb')} GB
+- Device: {_run_figures(stats, resumed)}
 
 ### Data
 | file | sha256 |

@@ -37,5 +37,9 @@ def test_the_sweep_scores_each_epoch_snapshot_and_one_ships(tiny_model_dir, tmp_
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     snapshot = out / "r4" / "adapter.epochs" / "epoch-2"
     assert (target / "adapter_model.safetensors").read_bytes() == (snapshot / "adapter_model.safetensors").read_bytes()
-    assert "after epoch 2 of 3 (" in (target / "README.md").read_text()
+    card = (target / "README.md").read_text()
+    assert "after epoch 2 of 3 (" in card
+    # the run's rate is the snapshot's too; the wall time, which is the whole run's, is left out, never "None"
+    rate = json.loads((out / "r4" / "adapter" / "mafioso.json").read_text())["stats"]["train_tokens_per_s"]
+    assert f"{rate} tokens/s" in card and "None" not in card and "wall time" not in card
     assert len((target / "eval" / "predictions.jsonl").read_text().splitlines()) == 1
