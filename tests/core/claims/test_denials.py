@@ -24,6 +24,7 @@ CHEAP = "prices = {'apple': 1.2, 'pear': 0.8}\ncheap = {k: v for k, v in prices.
 UNIQUE = "words = ['ant', 'bee']\nfirsts = {w[0] for w in words}\n"
 COUNTER = "class Counter:\n    def bump(self):\n        return 1\n\nc = Counter()\n"
 PLAIN = "def double(n):\n    return n * 2\n"
+TOTAL = "total = 0\nfor qty in [2, 1]:\n    total += qty\nprint(total)\n"
 TWO = POWER + "\ndef helper(x):\n    return x + 1\n"  # one function recurses, the other does not
 
 
@@ -47,6 +48,8 @@ def denials(code, answer):
     (UNIQUE, "It builds the set by hand, no set comprehension.", "set comprehension"),
     (SQUARES, "No comprehension here, paisan.", "comprehension"),
     (COUNTER, "It doesn't define a class, it just counts.", "class"),
+    (TOTAL, "One line, no loops, no regex, capisce?", "loops"),  # the Qwen adapter's, of a `for` statement
+    (EVENS, "It counts up by two without a loop.", "loops"),  # a `while`
 ])
 def test_a_false_denial_is_caught(code, answer, claim):
     assert denials(code, answer) == [(claim, True)]
@@ -72,6 +75,9 @@ def test_a_false_denial_is_caught(code, answer, claim):
     (POWER, "You could write it without recursion, with a loop."),  # advice
     ("import asyncio\n\nasync def main():\n    asyncio.sleep(1)\n", "The sleep is never awaited, pal."),
     (CHEAP, "Curly braces without a colon would make a set comprehension."),
+    (SQUARES, "No explicit loop, just a list comprehension."),  # a comprehension is no `for` statement
+    (PLAIN, "Two numbers, no loops, no mess."),
+    (TOTAL, "One pass, no nested loops."),  # a denial of another construct
     ("from dataclasses import dataclass\n\n@dataclass\nclass Page:\n    n: int\n",
      "`Page` is a dataclass, so you can't bind it to a dataclass, capisce?"),  # a real answer: no denial of it
 ])
@@ -82,9 +88,9 @@ def test_true_or_qualified_denials_pass(code, answer):
 def test_only_crisp_denials_are_checked():
     crisp = {c.claim for c in CONCEPTS if c.denial}
     assert crisp == {"recursive", "generator", "list comprehension", "dict comprehension", "set comprehension",
-                     "comprehension", "decorator", "dataclass", "lambda", "class"}
+                     "comprehension", "decorator", "dataclass", "lambda", "class", "loops"}
     assert all(c.denial <= c.features for c in CONCEPTS)  # what contradicts a denial supports the claim
-    loop = "for x in [1, 2]:\n    print(x)\n"  # "never prints" of a function, "no loop" of a comprehension ...
+    loop = "for x in [1, 2]:\n    print(x)\n"  # "never prints" of a function, "never raises" of code that catches
     assert false_concepts(loop, "The loop never prints twice, no sorting, and it never raises.") == []
 
 
