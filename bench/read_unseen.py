@@ -1,4 +1,4 @@
-"""Ten small snippets no training row uses, answered by an engine and printed for reading by hand (issue 16).
+"""Twenty small snippets no training row uses, answered by an engine and printed for reading by hand (issue 16).
 
     python bench/read_unseen.py                                         # the default: Gemma + shipped adapter
     python bench/read_unseen.py --base-model qwen2.5-coder-0.5b         # Qwen + its shipped adapter
@@ -51,6 +51,41 @@ UNSEEN = (
     ("def first_duplicate(items):\n    seen = set()\n    for item in items:\n        if item in seen:\n"
      "            return item\n        seen.add(item)\n    return None",
      "returns the first item seen twice, else None; a loop with a set, no recursion; nothing is called"),
+    # the second ten (2026-12-05): a property, a raise, a lambda key, dict.get, a file, enumerate, a decorator,
+    # zip(*...), asyncio.gather
+    ("def word_lengths(sentence):\n    return {w: len(w) for w in sentence.split()}\n\n"
+     "print(word_lengths('take the cannoli'))",
+     "a dict comprehension from each word to its length; prints {'take': 4, 'the': 3, 'cannoli': 7}"),
+    ("class Oven:\n    def __init__(self, heat_c):\n        self.heat_c = heat_c\n\n    @property\n"
+     "    def heat_f(self):\n        return self.heat_c * 9 / 5 + 32\n\noven = Oven(100)\nprint(oven.heat_f)",
+     "heat_f is a property (read without parentheses) computed from heat_c; prints 212.0"),
+    ("def check_age(age):\n    if age < 0:\n        raise ValueError('age cannot be negative')\n"
+     "    return age >= 18\n\nprint(check_age(21))",
+     "raises ValueError for a negative age (nothing catches it), else returns whether age is 18 or more; prints True"),
+    ("standings = [('ann', 82), ('bob', 95), ('cy', 78)]\ntop = max(standings, key=lambda pair: pair[1])\n"
+     "print(top[0])",
+     "max by each pair's second item through a lambda key, no sorting; prints bob"),
+    ("def letter_census(letters):\n    counts = {}\n    for ch in letters:\n"
+     "        counts[ch] = counts.get(ch, 0) + 1\n    return counts\n\nprint(letter_census('abca'))",
+     "counts each character with get's default of 0; prints {'a': 2, 'b': 1, 'c': 1}"),
+    ("def read_lines(path):\n    with open(path) as handle:\n        return [line.rstrip('\\n') for line in handle]",
+     "opens the file for reading in a with block (closed after), returns its lines without their newline; a "
+     "missing file raises FileNotFoundError; nothing is called"),
+    ("family_names = ['vito', 'michael', 'sonny']\nfor position, name in enumerate(family_names, start=1):\n"
+     "    print(position, name.title())",
+     "numbers the names from 1; prints three lines: 1 Vito, 2 Michael, 3 Sonny"),
+    ("import time\n\ndef clock_it(func):\n    def wrapper(*args):\n        start = time.perf_counter()\n"
+     "        result = func(*args)\n        print(f'{func.__name__} took {time.perf_counter() - start:.3f}s')\n"
+     "        return result\n    return wrapper\n\n@clock_it\ndef slow_add(a, b):\n    time.sleep(0.1)\n"
+     "    return a + b",
+     "clock_it is a decorator: each call of slow_add is timed and prints its name and seconds, then returns the "
+     "sum; nothing is called, so nothing prints"),
+    ("layout = [[1, 2, 3], [4, 5, 6]]\nflipped = [list(row) for row in zip(*layout)]\nprint(flipped)",
+     "transposes with zip(*layout): rows become columns; prints [[1, 4], [2, 5], [3, 6]]"),
+    ("import asyncio\n\nasync def price_of(n):\n    await asyncio.sleep(0.1)\n    return n * 10\n\n"
+     "async def gather_prices():\n    results = await asyncio.gather(price_of(1), price_of(2), price_of(3))\n"
+     "    print(results)\n\nasyncio.run(gather_prices())",
+     "runs three coroutines at once with gather; prints [10, 20, 30] in the order given; no generator"),
 )
 
 

@@ -74,8 +74,9 @@ CONCEPTS: tuple[Concept, ...] = (
     Concept("prints", r"\bprint(?:s|ed|ing)?\b", frozenset({"print"})),
     Concept("raises", r"\b(?:rais(?:es|e|ed|ing)|throws?|throwing)\s+(?:(?:a|an|the|its)\s+)?(?:\S+\s+){0,2}?"
                       r"(?:\w*error|\w*exception|exceptions?)\b", frozenset({"raise", "try"})),
-    # denied ("no loops, no mess") of a `for` or `while` statement; "no explicit loop" of a comprehension is true
-    Concept("loops", r"(?<!event )\bloop(?:s|ed|ing)?\b", _LOOPING, denial=frozenset({"loop"})),
+    # denied ("no loops, no mess", "no for loop") of a `for` or `while` statement; "no explicit loop" of a
+    # comprehension is true
+    Concept("loops", r"(?<!event )\b(?:(?:for|while)[- ])?loop(?:s|ed|ing)?\b", _LOOPING, denial=frozenset({"loop"})),
     # "a nested loop" of one loop: 3 references say it of nested code, one denies it ("no nested loops") of a
     # single pass; the shipped Gemma said it of single loops 6 times in 372 answers
     Concept("nested loop", r"\bnested (?:for[- ]|while[- ])?loops?\b|\bloops? (?:inside|within) (?:a|another) "

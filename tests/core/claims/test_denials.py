@@ -50,6 +50,7 @@ def denials(code, answer):
     (COUNTER, "It doesn't define a class, it just counts.", "class"),
     (TOTAL, "One line, no loops, no regex, capisce?", "loops"),  # the Qwen adapter's, of a `for` statement
     (EVENS, "It counts up by two without a loop.", "loops"),  # a `while`
+    (TOTAL, "No for loop, just a plain sum, capisce?", "loops"),  # read_unseen's enumerate answer said it
 ])
 def test_a_false_denial_is_caught(code, answer, claim):
     assert denials(code, answer) == [(claim, True)]
@@ -77,6 +78,7 @@ def test_a_false_denial_is_caught(code, answer, claim):
     (CHEAP, "Curly braces without a colon would make a set comprehension."),
     (SQUARES, "No explicit loop, just a list comprehension."),  # a comprehension is no `for` statement
     (PLAIN, "Two numbers, no loops, no mess."),
+    (SQUARES, "No for loop, just a list comprehension."),
     (TOTAL, "One pass, no nested loops."),  # a denial of another construct
     ("from dataclasses import dataclass\n\n@dataclass\nclass Page:\n    n: int\n",
      "`Page` is a dataclass, so you can't bind it to a dataclass, capisce?"),  # a real answer: no denial of it
