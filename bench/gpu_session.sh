@@ -31,7 +31,9 @@
 #
 # Habit learned the hard way: a call that trains ends by collecting into $OUT, and prints progress as it goes
 # (a machine given back between calls loses everything under /tmp): `wait` then `collect` in the same call, never
-# in two (2026-12-04, night: the next call came 40 s later and three trained adapters were lost). Seven
+# in two (2026-12-04, night: the next call came 40 s later and three trained adapters were lost); while a job
+# runs in the background, keep a call in flight (transfer the next pieces, then `wait`): the machine goes back
+# ~30 s after a call returns. A machine may also be taken back mid-call: the pieces sent so far are lost. Seven
 # trainings side by side fill the H200 (fast Gemma runs of 16 x 1,024 hold up to 60 GB each): three or four.
 #
 # The repository keeps one folder per room and the wheel installs them under `mafioso` (pyproject.toml); without
