@@ -96,8 +96,8 @@ def main() -> int:
     stats = trained["stats"]
     final = args.run / "adapter" / "mafioso.json"
     if args.epoch and final.is_file():  # the run's rate and peak memory hold at every epoch; its wall time does not
-        stats = {**{k: json.loads(final.read_text())["stats"].get(k)
-                    for k in ("train_tokens_per_s", "peak_gpu_memory_gb")}, **stats}
+        run_stats = json.loads(final.read_text())["stats"]
+        stats = {**{k: run_stats.get(k) for k in ("train_tokens_per_s", "peak_gpu_memory_gb")}, **stats}
     write_model_card(target, cfg=cfg, base={"name": args.base, **source.facts()}, data_files=trained["data_files"],
                      stats=stats, command=["mafioso", *command[command.index("train"):]],
                      counts=trained["counts"], licence=source.licence, prompt_format=trained.get("prompt_format", 1),
