@@ -99,12 +99,12 @@ def _device_settings(cfg: TrainConfig, cuda: bool) -> tuple[dict, object]:
 
 def training_attention(requested: str, base: str) -> str:
     """The attention kernel a run trains with: the one asked for, or for ``auto`` sdpa, and eager for the
-    architectures of :data:`EAGER_TRAINING` (read from the base's config)."""
+    architectures of :data:`EAGER_TRAINING` (the base's architecture as its adapter's card names it)."""
     if requested != "auto":
         return requested
     from transformers import AutoConfig
 
-    return "eager" if AutoConfig.from_pretrained(base).model_type in EAGER_TRAINING else "sdpa"
+    return "eager" if model_facts(AutoConfig.from_pretrained(base))["architecture"] in EAGER_TRAINING else "sdpa"
 
 
 def _score_answers_only() -> None:
