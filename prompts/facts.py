@@ -57,6 +57,9 @@ FEATURES = frozenset({
     "import",
     "return",              # a return with a value
     "network",             # requests/urllib/httpx/aiohttp/socket calls
+    "function",            # a def or async def (a lambda is not counted)
+    "one-liner",           # three lines of code or fewer, a def whose body is one line, a lambda, a comprehension
+                           # or a conditional expression
 })
 
 _NETWORK_MODULES = ("requests", "urllib", "httpx", "aiohttp", "socket", "http.client")
@@ -432,15 +435,22 @@ def _features(tree: ast.Module) -> frozenset[str]:
     found: set[str] = set()
     if nests_loops(tree):
         found.add("nested loop")
+    if _is_short(tree.body):
+        found.add("one-liner")
     for node in ast.walk(tree):
         feature = _NODE_FEATURES.get(type(node))
         if feature:
             found.add(feature)
+        if isinstance(node, _ONE_LINE_EXPRESSIONS):
+            found.add("one-liner")
         if isinstance(node, ast.AsyncFor):
             found.add("loop")
         if isinstance(node, ast.AsyncWith):
             found.add("with")
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            found.add("function")
+            if _is_short(_without_docstring(node.body), lines=1):
+                found.add("one-liner")
             if recurses(node):
                 found.add("recursion")
             if yields(node):
@@ -456,6 +466,22 @@ def _features(tree: ast.Module) -> frozenset[str]:
         if isinstance(node, ast.Call):
             found |= call_features(node)
     return frozenset(found)
+
+
+_ONE_LINE_EXPRESSIONS = (ast.Lambda, ast.IfExp, ast.ListComp, ast.DictComp, ast.SetComp, ast.GeneratorExp)
+
+
+def _is_short(body: list[ast.stmt], lines: int = 3) -> bool:
+    """True if the statements span at most ``lines`` lines ("a one-liner" may fairly say so of them)."""
+    return bool(body) and body[-1].end_lineno - body[0].lineno < lines
+
+
+def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
+    """A function's statements after its docstring, if it has one and more."""
+    first = body[0] if body else None
+    docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(
+        first.value.value, str)
+    return body[1:] if docstring and len(body) > 1 else body
 
 
 def _last_name(node: ast.expr) -> str:

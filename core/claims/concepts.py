@@ -96,6 +96,13 @@ CONCEPTS: tuple[Concept, ...] = (
             frozenset({"sort"}),  # or by hand (a *sort* function, two items swapped), a library or a query
             code=r"(?i:sort|order by|order_by|value_counts|most_common|median|nlargest|nsmallest|insort)|"
                  r"(\w+)\[[^\]\n]+\],\s*\1\[[^\]\n]+\]\s*="),
+    # "`fizzbuzz` is a one-liner" of a ten-line function (the shipped Qwen adapter's README answer); references say
+    # it of a conditional expression, and "in one line" / "on one line" mostly of output, which is not this claim
+    Concept("one-liner", r"\bone[- ]liners?\b", frozenset({"one-liner"})),
+    # "a plain loop, no function, no overhead" of code with a `def` (the same answer): only a denial in a list of
+    # them, at a clause's start; "it gets no function" (a decorator's optional argument) says something else
+    Concept("function", r"(?:(?<=^no )|(?<=^ no )|(?<=[,;:] no ))functions?\b(?!\s+calls?\b)", frozenset({"function"}),
+            denial=frozenset({"function"})),
     Concept("reads a file", r"\b(?:reads?|reading|loads?|loading)\s+(?:\S+\s+){0,3}?files?\b",
             frozenset({"file read"})),
     Concept("writes a file", r"\b(?:writes?|writing|saves?|saving)\s+(?:\S+\s+){0,3}?files?\b",

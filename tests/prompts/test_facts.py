@@ -128,7 +128,8 @@ SESSION = (">>> nums = [3, 1, 2]\n>>> def first(xs):\n...     return sorted(xs)[
 def test_an_interactive_session_is_read_as_its_statements():
     assert lines_of(SESSION)[:2] == ["- def first(xs): returns sorted(xs)[0]",
                                      "- top level: sets nums; calls first(nums)"]
-    assert code_features(SESSION) == frozenset({"sort", "return"})  # echoes and tracebacks are not code
+    # echoes and tracebacks are not code
+    assert code_features(SESSION) == frozenset({"sort", "return", "function", "one-liner"})
 
 
 def test_a_session_is_its_own_record_of_what_it_showed_and_raised():

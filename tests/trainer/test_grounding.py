@@ -90,6 +90,7 @@ def test_advice_and_denials_do_not_present_names():
     (LOOP, "`total` is a nested loop over `xs`.", "nested loop"),
     (PLAIN, "It reads the ledger file.", "reads a file"),
     (LOOP, "`total` walks the Fibonacci numbers in `xs`.", "fibonacci"),
+    (LOOP, "`total` is a one-liner that adds `xs`.", "one-liner"),  # a four-line function
 ])
 def test_a_false_concept_is_caught(code, answer, claim):
     assert claims(false_concepts(code, answer)) == [("false concept", claim)]
@@ -118,6 +119,10 @@ def test_a_false_concept_is_caught(code, answer, claim):
     ("a, b = 0, 1\nfor _ in range(5):\n    a, b = b, a + b\n", "It steps through Fibonacci numbers."),
     ("xs = [0, 1]\nwhile len(xs) < 9:\n    xs.append(xs[-1] + xs[-2])\n", "Fibonacci numbers, built in a list."),
     ("def fib_table(n):\n    return n\n", "A Fibonacci table, in name at least."),
+    (PLAIN, "`double` is a one-liner."),  # a body of one line
+    ("def tens(score):\n    \"\"\"The tens.\"\"\"\n    return score // 10\n\n\nprint(tens(95))\nprint(tens(5))\n",
+     "`tens` is a one-liner with a docstring."),  # a body of one line after its docstring
+    ("xs = [1, 2]\nprint(sum(x * x for x in xs))\n", "A one-liner sums the squares."),
 ])
 def test_a_true_concept_passes(code, answer):
     output = "WARNING:root:x\n" if "logging" in code else None

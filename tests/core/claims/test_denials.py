@@ -51,6 +51,8 @@ def denials(code, answer):
     (TOTAL, "One line, no loops, no regex, capisce?", "loops"),  # the Qwen adapter's, of a `for` statement
     (EVENS, "It counts up by two without a loop.", "loops"),  # a `while`
     (TOTAL, "No for loop, just a plain sum, capisce?", "loops"),  # read_unseen's enumerate answer said it
+    (POWER, "Plain math, no function, no overhead, my friend.", "function"),  # the Qwen FizzBuzz answer
+    (POWER, "No functions, no classes, just math.", "function"),
 ])
 def test_a_false_denial_is_caught(code, answer, claim):
     assert denials(code, answer) == [(claim, True)]
@@ -80,6 +82,9 @@ def test_a_false_denial_is_caught(code, answer, claim):
     (PLAIN, "Two numbers, no loops, no mess."),
     (SQUARES, "No for loop, just a list comprehension."),
     (TOTAL, "One pass, no nested loops."),  # a denial of another construct
+    (TOTAL, "A loop and a sum, no function, capisce?"),  # true: no `def`
+    (PLAIN, "Plain arithmetic, no function calls."),  # a denial of another thing
+    (PLAIN, "Used bare, it gets no function, so it doubles."),  # not a denial in a list (a reference's wording)
     ("from dataclasses import dataclass\n\n@dataclass\nclass Page:\n    n: int\n",
      "`Page` is a dataclass, so you can't bind it to a dataclass, capisce?"),  # a real answer: no denial of it
 ])
@@ -90,7 +95,7 @@ def test_true_or_qualified_denials_pass(code, answer):
 def test_only_crisp_denials_are_checked():
     crisp = {c.claim for c in CONCEPTS if c.denial}
     assert crisp == {"recursive", "generator", "list comprehension", "dict comprehension", "set comprehension",
-                     "comprehension", "decorator", "dataclass", "lambda", "class", "loops"}
+                     "comprehension", "decorator", "dataclass", "lambda", "class", "loops", "function"}
     assert all(c.denial <= c.features for c in CONCEPTS)  # what contradicts a denial supports the claim
     loop = "for x in [1, 2]:\n    print(x)\n"  # "never prints" of a function, "never raises" of code that catches
     assert false_concepts(loop, "The loop never prints twice, no sorting, and it never raises.") == []
