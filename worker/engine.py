@@ -489,18 +489,20 @@ class GenerateEngine:
 
     def text_so_far(self, code: str, ids: list[int]) -> str:
         """The answer's text if it ended after ``ids`` (its tokens so far), cut and checked as ``generate`` does:
-        what a stream may show (:mod:`mafioso.worker.token_stream`)."""
-        return self._checked(code, self._finish(ids, None)).text
+        what a stream may show (:mod:`mafioso.worker.token_stream`). Empty while every sentence so far is
+        dropped: the "nothing sure" line ends an answer that kept nothing, so a stream whose first sentence
+        went never shows that line and then takes it back for the sentences that follow."""
+        return self._checked(code, self._finish(ids, None), so_far=True).text
 
-    def _checked(self, code: str, answer: Generation) -> Generation:
+    def _checked(self, code: str, answer: Generation, so_far: bool = False) -> Generation:
         """The answer without the sentences its code contradicts (``drop_unsupported``), both paths alike."""
         if not self.gen.drop_unsupported:
             return answer
         text, dropped = drop_unsupported(code, answer.text)
         if not dropped:
             return answer
-        return dataclasses.replace(answer, text=text or line("nothing_sure", self.persona), dropped=dropped,
-                                   raw_text=answer.text)
+        return dataclasses.replace(answer, text=text or ("" if so_far else line("nothing_sure", self.persona)),
+                                   dropped=dropped, raw_text=answer.text)
 
     def decode(self, prompt_ids: list[list[int]], controls: list[Control] | None = None,
                grounding: list[AnswerGrounding] | None = None) -> list[tuple[list[int], int | None]]:

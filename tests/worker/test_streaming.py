@@ -11,6 +11,7 @@ from mafioso.core.config import GenerationConfig, WorkerConfig
 from mafioso.worker.service import Worker
 from mafioso.core.loop_guard import LoopRule, find_loop
 from mafioso.worker.token_stream import StreamText, loop_safe, ready_tokens, settled, variant_safe
+from mafioso.prompts.lines import line
 from tests.helpers import SNIPPETS
 from tests.worker.helpers import FakeEngine, engine_with, serving, worker_config
 
@@ -107,6 +108,20 @@ def test_the_engine_text_never_shows_a_broken_character_or_a_section_marker(engi
     final = engine.text_so_far(code, ids)
     rest, replaced = text.finish(final)
     assert not replaced and sent + rest == final == "It holds a café ☕ for you. It prints nothing. Capisce?"
+
+
+def test_a_stream_whose_first_sentence_is_dropped_never_shows_the_nothing_sure_line(engine):
+    """Every sentence so far contradicted: the stream shows nothing yet (the persona's "nothing sure" line ends
+    an answer that kept nothing); it used to show the line, then replace it with the sentences that followed."""
+    code = "def f():\n    return 1\n"
+    ids = engine.tokenizer("`f` is recursive, pal. It returns 1, capisce?", add_special_tokens=False)["input_ids"]
+    text = StreamText(lambda part: engine.text_so_far(code, part))
+    sent = "".join(text.add([token], force=True) for token in ids)
+    assert line("nothing_sure") not in sent and "recursive" not in sent
+    rest, replaced = text.finish(engine.text_so_far(code, ids))
+    assert not replaced and sent + rest == "It returns 1, capisce?"
+    only_false = engine.tokenizer("`f` is recursive, pal.", add_special_tokens=False)["input_ids"]
+    assert engine.text_so_far(code, only_false) == ""
 
 
 @pytest.mark.parametrize("fast", [False, True])
