@@ -382,13 +382,27 @@ def divergence_guard(run: Run):
     return DivergenceGuard()
 
 
-def resumed_statistics(state, checkpoint: str, tokens: float, runtime_s: float) -> dict:
+def training_seconds(state, runtime_s: float, since_step: int = 0) -> float:
+    """The trainer's ``train_runtime`` less the evaluations it ran inside it (one at each epoch's end, ~4 s each
+    for the shipped validation rows on a GPU: a fifth of a short fast run), counted from ``since_step`` on (a
+    resumed run's earlier evaluations are in its history, not in this session's runtime)."""
+    evaluating = sum(entry["eval_runtime"] for entry in state.log_history
+                     if "eval_runtime" in entry and entry.get("step", 0) > since_step)
+    return max(runtime_s - evaluating, 1e-9)
+
+
+def checkpoint_step(checkpoint: str | None) -> int:
+    """The optimizer step a ``checkpoint-N`` folder was saved at (0: no checkpoint)."""
+    return int(Path(checkpoint).name.rsplit("-", 1)[-1]) if checkpoint else 0
+
+
+def resumed_statistics(state, checkpoint: str, tokens: float, training_s: float) -> dict:
     """Figures of a resumed run that cover the whole run, not only its last session: the trainer's own
-    ``training_loss`` and speed count just the steps after the checkpoint."""
-    done = int(Path(checkpoint).name.rsplit("-", 1)[-1])
+    ``training_loss`` and speed count just the steps after the checkpoint (``training_s``: this session's)."""
+    done = checkpoint_step(checkpoint)
     return {
         "train_loss": _mean_loss(state),
-        "train_tokens_per_s": round(tokens * (1 - done / state.max_steps) / runtime_s, 1),
+        "train_tokens_per_s": round(tokens * (1 - done / state.max_steps) / training_s, 1),
         "resumed_from_step": done,
     }
 
@@ -406,6 +420,9 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> Path:
     if run.cuda:
         torch.cuda.reset_peak_memory_stats()
     result = run.trainer.train(resume_from_checkpoint=run.checkpoint)
+    runtime_s = result.metrics["train_runtime"]
+    # read before the final evaluation, which is not inside the runtime
+    training_s = training_seconds(run.trainer.state, runtime_s, checkpoint_step(run.checkpoint))
     final_eval = run.trainer.evaluate()
     processes = run.state.num_processes
     # every row once per epoch; a run cut by max_steps counts what TRL fed the model (its tally of the tokens
@@ -421,13 +438,13 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> Path:
         "eval_loss": final_eval.get("eval_loss"),
         "train_runtime_s": round(time.time() - started, 1),
         "train_tokens": trained,
-        "train_tokens_per_s": round(trained / result.metrics["train_runtime"], 1),
+        "train_tokens_per_s": round(trained / training_s, 1),  # epoch-end evaluations left out
+        "epoch_eval_s": round(runtime_s - training_s, 1),
         "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 1e9, 3) if run.cuda else None,
         "device": _device_name(run),
     }
     if run.checkpoint:
-        stats.update(resumed_statistics(run.trainer.state, run.checkpoint, stats["train_tokens"],
-                                        result.metrics["train_runtime"]))
+        stats.update(resumed_statistics(run.trainer.state, run.checkpoint, stats["train_tokens"], training_s))
     output = Path(cfg.output)
     if run.state.is_main_process:  # one writer; the others wait, so none returns before the adapter exists
         save(run, stats, command)

@@ -43,6 +43,22 @@ def test_adapter_folder_has_everything(trained):
     assert weights and all(w.dtype == torch.bfloat16 for w in weights.values())  # --adapter-dtype bfloat16
 
 
+def test_train_tokens_per_s_leaves_out_the_epoch_end_evaluations(trained):
+    """Training speed is training: the evaluations run inside ``train()`` at each epoch's end (a fifth of a
+    short fast run on the GPU, 2026-12-05) are left out of it and recorded apart."""
+    history = json.loads((trained / "training_log.json").read_text())
+    history = history.get("log_history", history) if isinstance(history, dict) else history
+    stats = json.loads((trained / "mafioso.json").read_text())["stats"]
+    evals = [entry["eval_runtime"] for entry in history if "eval_runtime" in entry]
+    assert len(evals) >= 2  # the epoch ends of a 2-epoch run (the final evaluation comes after train())
+    assert stats["epoch_eval_s"] == pytest.approx(sum(evals[:2]), abs=0.11)
+    state = type("State", (), {"log_history": [{"step": 2, "eval_runtime": 1.5}, {"step": 4, "eval_runtime": 2.0},
+                                               {"step": 4, "loss": 3.0}]})()
+    assert train_module.training_seconds(state, 10.0) == 6.5
+    assert train_module.training_seconds(state, 10.0, since_step=2) == 8.0  # a resumed session's own
+    assert train_module.checkpoint_step("out/adapter.work/checkpoint-40") == 40
+
+
 def test_flags_override_yaml_and_card_records_the_run(trained):
     assert json.loads((trained / "adapter_config.json").read_text())["r"] == 4  # flag beat YAML's 8
     info = json.loads((trained / "mafioso.json").read_text())
