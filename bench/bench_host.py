@@ -25,7 +25,10 @@ tables, finishing and the claim check) non-stop, at Python's 5 ms GIL switch int
 lookahead, admission every 16 steps as on a GPU) on a stand-in device whose decode steps take MS ms without the
 GIL and whose tokens are real answer text, each answer ending after 40-120 tokens; prefills are instant (their
 grounding tables are still written). At concurrency 1 and ``--rows``, ``bench_worker.py``'s per-step breakdown:
-what the host adds to a device step when nothing but Python and the GIL stand in between.
+what the host adds to a device step when nothing but Python and the GIL stand in between. ``--gil-releases 3``
+makes its launch give up the GIL three times, as a real one does (graph replay, token copy, event record): at 64
+rows each time costs a wait for a request thread, which is how a GPU's ``launch`` column reaches ~1.2 ms while
+the device runs the step it queued (docs/BENCHMARKS.md, 2026-12-05 evening).
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="instead: a stand-in device of MS ms a step against a busy request thread")
     parser.add_argument("--stand-in", type=float, default=0.0, metavar="MS",
                         help="instead: the whole worker on a stand-in device of MS ms a step")
+    parser.add_argument("--gil-releases", type=int, default=0, metavar="N",
+                        help="--stand-in: times its launch gives up the GIL, as a CUDA launch does (default 0)")
     parser.add_argument("--base-model", default="",
                         help="--simulate, --stand-in: the model folder (default: the tiny one)")
     parser.add_argument("--request-threads", type=int, default=1, help="--simulate: busy request threads")
@@ -231,8 +236,10 @@ def simulate(plain, device_ms: float, rows: int, threads: int = 1, intervals_ms:
     return results
 
 
-def stand_in_device(engine, device_ms: float, seed: int = 1) -> None:
-    """Replace ``engine``'s decoder maths with a stand-in device (see ``--stand-in``)."""
+def stand_in_device(engine, device_ms: float, seed: int = 1, gil_releases: int = 0) -> None:
+    """Replace ``engine``'s decoder maths with a stand-in device (see ``--stand-in``); its launch gives up the
+    GIL ``gil_releases`` times, as a real one does (the graph replay, the copy of its tokens to the host and the
+    event's record each run without it and must take it back)."""
     import random
 
     decoder, rng = engine.decoder, random.Random(seed)
@@ -246,7 +253,9 @@ def stand_in_device(engine, device_ms: float, seed: int = 1) -> None:
         return [text[(7 * slot) % len(text)] for slot in slots]
 
     def launch(active):
-        done_at[0] = max(done_at[0], time.perf_counter()) + device_ms / 1e3
+        done_at[0] = max(done_at[0], time.perf_counter()) + device_ms / 1e3  # queued: the device starts it
+        for _ in range(gil_releases):
+            time.sleep(0)  # releases the GIL and waits to take it back, as a CUDA call from Python does
         tokens = []
         for slot in range(decoder.bucket(active)):
             position[slot] = step = position.get(slot, 0) + 1
@@ -262,7 +271,8 @@ def stand_in_device(engine, device_ms: float, seed: int = 1) -> None:
     decoder.prefill_many, decoder.launch, decoder.collect = prefill_many, launch, collect
 
 
-def stand_in(folder: str, device_ms: float, rows: int, switch_interval_s: float | None = None) -> list[dict]:
+def stand_in(folder: str, device_ms: float, rows: int, switch_interval_s: float | None = None,
+             gil_releases: int = 0) -> list[dict]:
     """The whole worker on a stand-in device at concurrency 1 and ``rows``: one JSON line per level.
     ``switch_interval_s``: Python's GIL switch interval while it runs (default: the engine's on a GPU)."""
     import asyncio
@@ -277,7 +287,7 @@ def stand_in(folder: str, device_ms: float, rows: int, switch_interval_s: float 
     engine = load_engine(cfg, GenerationConfig(max_new_tokens=120),
                          tuning={"slots": rows, "lookahead": True, "admit_every": GPU_ADMIT_EVERY,
                                  "switch_interval_s": switch_interval_s or GPU_SWITCH_INTERVAL_S})
-    stand_in_device(engine, device_ms)
+    stand_in_device(engine, device_ms, gil_releases=gil_releases)
 
     async def levels() -> list[dict]:
         worker = Worker(engine, cfg)
@@ -288,6 +298,7 @@ def stand_in(folder: str, device_ms: float, rows: int, switch_interval_s: float 
             for concurrency in (1, rows):
                 row = await run_worker(worker, 8 * concurrency, concurrency)
                 results.append({"device_ms": device_ms, "switch_interval_ms": sys.getswitchinterval() * 1e3,
+                                "gil_releases": gil_releases,
                                 "concurrency": concurrency,
                                 "tokens_per_s": row["tokens_per_s"], **row["decode"]})
                 print(json.dumps(results[-1]), flush=True)
@@ -310,7 +321,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.stand_in:
         intervals = [ms / 1e3 for ms in args.intervals] if args.intervals else [None]
         return {"stand_in": [row for interval in intervals
-                             for row in stand_in(args.base_model or folder, args.stand_in, args.rows, interval)]}
+                             for row in stand_in(args.base_model or folder, args.stand_in, args.rows, interval,
+                                                 args.gil_releases)]}
     if args.simulate:
         from mafioso.worker.engines import load_engine
 
