@@ -103,7 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--waves", type=int, default=4,
                         help="requests per caller at each concurrency level (default 4): more waves, less of the "
                              "ramp at the start and the drain at the end in the aggregate")
-    parser.add_argument("--naive-requests", type=int, default=8, help="requests for the naive baseline")
+    parser.add_argument("--naive-requests", type=int, default=8, help="requests for the naive baseline (0: none)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--ttft", type=int, nargs="*", default=list(TTFT_LEVELS),
                         help="concurrency levels for the time-to-first-token rows (none: skip them)")
@@ -396,10 +396,11 @@ async def bench(args: argparse.Namespace) -> dict:
                                                    {1: 4, 16: 16}, f"w-{mode}")
         rows += extra
 
-    model, tokenizer = load_naive(cfg)
-    run_naive(model, tokenizer, gen, 2)  # warm-up
-    rows.append(run_naive(model, tokenizer, gen, args.naive_requests))
-    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    if args.naive_requests:  # 0: no baseline (a short GPU call)
+        model, tokenizer = load_naive(cfg)
+        run_naive(model, tokenizer, gen, 2)  # warm-up
+        rows.append(run_naive(model, tokenizer, gen, args.naive_requests))
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     return {"device": device, "base_model": args.base_model or "(adapter's / embedded)", "adapter": args.adapter,
             "random_weights": args.random_weights,
