@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -12,10 +13,17 @@ from mafioso.trainer import train as train_module
 from tests.helpers import write_dataset
 
 
+def _free_port() -> int:
+    """A port nobody listens on now (a fixed one fails while another run, e.g. a second checkout's CI, holds it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def _torchrun(args, env_extra=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NCCL_NVLS_ENABLE": "0", **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", "29517", "-m", "mafioso", "train", *args],
+                           "--master_port", str(_free_port()), "-m", "mafioso", "train", *args],
                           capture_output=True, text=True, env=env, timeout=600)
 
 
