@@ -99,10 +99,11 @@ CONCEPTS: tuple[Concept, ...] = (
     # "`fizzbuzz` is a one-liner" of a ten-line function (the shipped Qwen adapter's README answer); references say
     # it of a conditional expression, and "in one line" / "on one line" mostly of output, which is not this claim
     Concept("one-liner", r"\bone[- ]liners?\b", frozenset({"one-liner"})),
-    # "a plain loop, no function, no overhead" of code with a `def` (the same answer): only a denial in a list of
-    # them, at a clause's start; "it gets no function" (a decorator's optional argument) says something else
-    Concept("function", r"(?:(?<=^no )|(?<=^ no )|(?<=[,;:] no ))functions?\b(?!\s+calls?\b)", frozenset({"function"}),
-            denial=frozenset({"function"})),
+    # "a plain loop, no function, no overhead" of code with a `def` (the same answer), "`Counter` is a class with no
+    # methods" of a class with two: only a denial in a list of them or after "with", at a clause's start; "it
+    # gets no function" (a decorator's optional argument) and "no function calls" say something else
+    Concept("function", r"(?:(?<=^no )|(?<=^ no )|(?<=[,;:] no )|(?<=\bwith no ))(?:functions?|methods?)\b"
+                        r"(?!\s+calls?\b)", frozenset({"function"}), denial=frozenset({"function"})),
     Concept("reads a file", r"\b(?:reads?|reading|loads?|loading)\s+(?:\S+\s+){0,3}?files?\b",
             frozenset({"file read"})),
     Concept("writes a file", r"\b(?:writes?|writing|saves?|saving)\s+(?:\S+\s+){0,3}?files?\b",

@@ -53,6 +53,7 @@ def denials(code, answer):
     (TOTAL, "No for loop, just a plain sum, capisce?", "loops"),  # read_unseen's enumerate answer said it
     (POWER, "Plain math, no function, no overhead, my friend.", "function"),  # the Qwen FizzBuzz answer
     (POWER, "No functions, no classes, just math.", "function"),
+    (COUNTER, "`Counter` is a class with no methods, just a class, paisan.", "function"),  # read_unseen's Qwen
 ])
 def test_a_false_denial_is_caught(code, answer, claim):
     assert denials(code, answer) == [(claim, True)]
@@ -85,6 +86,7 @@ def test_a_false_denial_is_caught(code, answer, claim):
     (TOTAL, "A loop and a sum, no function, capisce?"),  # true: no `def`
     (PLAIN, "Plain arithmetic, no function calls."),  # a denial of another thing
     (PLAIN, "Used bare, it gets no function, so it doubles."),  # not a denial in a list (a reference's wording)
+    (POINT + "\ndef origin():\n    return Point(0, 0)\n", "`Point` is a dataclass with no methods."),  # true of it
     ("from dataclasses import dataclass\n\n@dataclass\nclass Page:\n    n: int\n",
      "`Page` is a dataclass, so you can't bind it to a dataclass, capisce?"),  # a real answer: no denial of it
 ])
