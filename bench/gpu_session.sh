@@ -16,7 +16,8 @@
 #   bash bench/gpu_session.sh sweep NAME DATA VALIDATION RUN...
 #                                              # train RUNs (NAME:--flag=value,... on top of COMMON) side by side
 #                                              # and score them, in the foreground, stopped after $SWEEP_LIMIT s
-#   bash bench/gpu_session.sh train-bench      # issue 24: the default QLoRA recipe and the fast one, 25 steps each
+#   bash bench/gpu_session.sh train-bench      # issue 24: the default QLoRA recipe and the fast one, 50 steps each
+#   bash bench/gpu_session.sh train-profile    # torch.profiler over 3 steps of the fast recipe at 8 x 2,048
 #   bash bench/gpu_session.sh train-eval       # then eval's comparison of the fast adapters with the QLoRA one
 #   bash bench/gpu_session.sh baseline TGZ     # an older tree (git archive) into $PROJ_BASE, for same-run comparisons
 #   bash bench/gpu_session.sh compare          # the worker bench on the baseline tree, then on this one (issue 18);
@@ -111,16 +112,22 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
       --data "$data" --validation "$validation" "${runs[@]}" --eval-flags="${EVAL_FLAGS:---batch-size,64}" \
       || echo "sweep $name: exit $?"
     ;;
-  train-bench)  # one after the other, alone on the card, same data and seed; the QLoRA epoch alone takes ~4 min
+  train-bench)  # one after the other, alone on the card, same data and seed (~70 s a 30-step run on the H100)
     cd "$PROJ"
-    # speed only (--max-steps): the quality of 4 x 2,048 x 2 is the morning round's (docs/BENCHMARKS.md, 12-05)
-    python3 bench/bench_train.py --base-model "$GEMMA" ${TRAIN_BENCH_LENGTH:---max-steps 25} \
-      --out "$RUNS/train-bench" --run qlora --run "fast4x2:--recipe=fast,--batch-size=4,--grad-accum=2" \
-      --run "fast8_liger:--recipe=fast,--batch-size=8,--liger-kernel"  # the liger wheel in the bundle
+    # speed only (--max-steps): 16k tokens a step scored within noise of QLoRA (docs/BENCHMARKS.md, 12-04/05);
+    # 16 x 2,048 held 71 GB on the H100 and slowed down: an H200 may differ. Liger gained nothing (H100, 12-05).
+    python3 bench/bench_train.py --base-model "$GEMMA" ${TRAIN_BENCH_LENGTH:---max-steps 50} \
+      --out "$RUNS/train-bench" --run qlora --run "fast8:--recipe=fast,--batch-size=8" \
+      --run "fast16:--recipe=fast,--batch-size=16"
+    ;;
+  train-profile)  # where fast8's step goes (0.72 s for ~15.7k tokens on the H100, 12-05; nvidia-smi read 18-20 %)
+    cd "$PROJ"
+    python3 bench/profile_train.py --base-model "$GEMMA" --recipe fast --batch-size 8 --skip 3 --steps 3 \
+      --out "$RUNS/profile" 2>&1 | grep -v "Loading weights" | tail -n 40
     ;;
   train-eval)  # grounded, persona, recall, stop of each fast adapter against the QLoRA one, and the gate
     cd "$PROJ"
-    for run in fast4x2 fast8_liger; do  # after train-bench with TRAIN_BENCH_LENGTH="--epochs 1"
+    for run in fast8 fast16; do  # after train-bench with TRAIN_BENCH_LENGTH="--epochs 1"
       python3 -m mafioso eval --base-model "$GEMMA" --data data/validation.json --batch-size 64 \
         --adapter "$RUNS/train-bench/$run" --compare "$RUNS/train-bench/qlora" --out "$RUNS/train-bench/eval-$run" \
         2>&1 | grep -v "Loading weights" | tail -n 16
@@ -180,7 +187,7 @@ print(sys.argv[1], {k: round(v, 3) for k, v in m.items() if k in ('loss', 'ident
     tar -cf - */*/adapter/adapter_model.safetensors | split -b 15M -d - "$out/adapters.tar."
     ls -la "$out"
     ;;
-  *) echo "usage: $0 setup|gemma|noir|qwen|bench|sweep NAME DATA VALIDATION RUN...|train-bench|train-eval"
+  *) echo "usage: $0 setup|gemma|noir|qwen|bench|sweep NAME DATA VALIDATION RUN...|train-bench|train-profile|train-eval"
      echo "       $0 baseline TGZ|compare|serving [BASE]|evals ADAPTER...|wait SECONDS|collect DIR"
      exit 2 ;;
 esac
