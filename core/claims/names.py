@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import builtins
+import collections.abc
+import contextlib
 import functools
 import importlib
 import keyword
@@ -35,6 +37,18 @@ EXCEPTIONS = frozenset(name for name, value in vars(builtins).items()
 _TYPE_NAMES = frozenset({"int", "float", "complex", "str", "bytes", "bytearray", "bool", "list", "dict", "tuple",
                          "set", "frozenset", "object", "type", "NoneType", "None", "True", "False"}) | EXCEPTIONS
 _KEYWORDS = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
+#: The special names Python gives a class or module (`__init__`, `__eq__`, `__enter__`, `__post_init__`): those of
+#: the builtin types and protocols, and a few only the data model's documentation lists. An answer may name one
+#: the code lacks ("define `__eq__`"); a dunder outside them (`__property__`) is an invented name.
+_SPECIAL_NAMES = frozenset(
+    name for kind in (object, type, int, float, str, bytes, list, dict, set, tuple, range, slice, property,
+                      staticmethod, classmethod, BaseException, type(lambda: 0), type(sys), type(_ for _ in ()),
+                      contextlib.AbstractContextManager, contextlib.AbstractAsyncContextManager,
+                      *(getattr(collections.abc, abc) for abc in collections.abc.__all__))
+    for name in dir(kind) if name.startswith("__") and name.endswith("__")
+) | frozenset({"__post_init__", "__missing__", "__set_name__", "__get__", "__set__", "__delete__", "__fspath__",
+               "__match_args__", "__notes__", "__slots__", "__main__", "__index__", "__round__", "__trunc__",
+               "__floor__", "__ceil__", "__file__", "__all__", "__version__", "__wrapped__", "__dataclass_fields__"})
 
 
 def code_tokens(code: str) -> set[str]:
@@ -90,11 +104,11 @@ def _presented_names(sentence: str) -> list[tuple[str, int, int]]:
 def _described(name: str, code_has_class: bool, library: set[str]) -> bool:
     """Names that describe rather than point into the code: keywords, types and exceptions (builtin, or of a
     standard module the code imports: a `timedelta`, a `JSONDecodeError`), and the special methods a class
-    gets from Python (`__init__` of a dataclass, `__eq__`)."""
+    gets from Python (`__init__` of a dataclass, `__eq__`; not `__property__`)."""
     base = name.split(".")[0]
     if name in _KEYWORDS or base in _KEYWORDS or name in _TYPE_NAMES or name in library:
         return True
-    return code_has_class and name.startswith("__") and name.endswith("__")
+    return code_has_class and name in _SPECIAL_NAMES
 
 
 # Standard modules that do something when imported (print, open a browser) or are slow to import.

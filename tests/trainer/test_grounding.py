@@ -47,6 +47,15 @@ def test_a_builtin_function_is_a_name_but_types_exceptions_and_keywords_describe
                                  "strings? No, `for` and `return` are keywords.") == []
 
 
+def test_python_s_special_names_describe_but_an_invented_dunder_is_caught():
+    crew = "class Crew:\n    def __init__(self):\n        self.members = []\n"
+    assert invented_names(crew, "Define `__eq__` and `__hash__` together; `__enter__` needs `__exit__`.") == []
+    assert invented_names(crew, "A dataclass would write `__init__` and `__post_init__` runs after it.") == []
+    # the shipped Gemma's, in read_unseen and in eval (`__borrow__`, `__setter__`, `__super__`)
+    assert claims(invented_names(crew, "Then `__property__` swaps the old one for the new one.")) == [
+        ("invented name", "__property__")]
+
+
 def test_prose_names_count_only_when_they_look_like_code():
     assert claims(invented_names(PLAIN, "It calls get_total() on n.")) == [("invented name", "get_total")]
     assert claims(invented_names(PLAIN, "A function named triple does the work.")) == [
