@@ -1,0 +1,43 @@
+"""bench/read_unseen.py checks each answer against a sandboxed run of its own snippet: a printed value the run
+contradicts is found, a true one is not, and the last line counts the answers with no claim found."""
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("read_unseen", ROOT / "bench" / "read_unseen.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+@dataclass
+class _Answer:
+    text: str
+    raw_text: str = ""
+    dropped: int = 0
+
+
+class _Engine:  # a stand-in for the model: planted answers, the checks and the runs are the real ones
+    def generate(self, requests):
+        planted = {0: "`count_vowels` counts the vowels, so it prints 5.",  # the run prints 3
+                   4: "`power` calls itself until `exp` is 0, so it prints 32."}  # true
+        return [_Answer(planted.get(i, "It explains the code, capisce?")) for i in range(len(requests))]
+
+    def close(self):
+        pass
+
+
+def test_printed_values_are_checked_against_a_run_of_the_snippet(monkeypatch, capsys):
+    bench = _bench()
+    monkeypatch.setattr("mafioso.worker.engines.load_engine", lambda *args, **kwargs: _Engine())
+    assert bench.main(["--adapter", "none"]) == 0
+    out = capsys.readouterr().out
+    blocks = out.split("=== ")[1:]
+    assert "claims the checks find: false output: 5" in blocks[0]
+    assert "claims the checks find: none" in blocks[4]
+    assert f"answers with no claim found: {len(bench.UNSEEN) - 1} of {len(bench.UNSEEN)} served" in out
