@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     clean = {"served": 0, "model alone": 0}
     for number, ((code, truth), answer, run) in enumerate(zip(UNSEEN, answers, runs, strict=True), 1):
         served = unsupported_claims(code, answer.text, run.output, run.raised)
-        alone = unsupported_claims(code, answer.raw_text or answer.text, run.output, run.raised)
+        # the model's own text differs only when the post-check dropped something (as eval scores it)
+        alone = unsupported_claims(code, answer.raw_text, run.output, run.raised) if answer.raw_text else served
         clean["served"] += not served
         clean["model alone"] += not alone
         found = "; ".join(f"{c['kind']}: {c['claim']}" for c in served) or "none"

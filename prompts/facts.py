@@ -449,7 +449,7 @@ def _features(tree: ast.Module) -> frozenset[str]:
             found.add("with")
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             found.add("function")
-            if _is_short(_without_docstring(node.body), lines=1):
+            if _is_short(_without_docstring(node), lines=1):
                 found.add("one-liner")
             if recurses(node):
                 found.add("recursion")
@@ -476,12 +476,10 @@ def _is_short(body: list[ast.stmt], lines: int = 3) -> bool:
     return bool(body) and body[-1].end_lineno - body[0].lineno < lines
 
 
-def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
+def _without_docstring(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.stmt]:
     """A function's statements after its docstring, if it has one and more."""
-    first = body[0] if body else None
-    docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(
-        first.value.value, str)
-    return body[1:] if docstring and len(body) > 1 else body
+    body = function.body
+    return body[1:] if len(body) > 1 and ast.get_docstring(function, clean=False) is not None else body
 
 
 def _last_name(node: ast.expr) -> str:

@@ -396,10 +396,10 @@ def checkpoint_step(checkpoint: str | None) -> int:
     return int(Path(checkpoint).name.rsplit("-", 1)[-1]) if checkpoint else 0
 
 
-def resumed_statistics(state, checkpoint: str, tokens: float, training_s: float) -> dict:
+def resumed_statistics(state, done: int, tokens: float, training_s: float) -> dict:
     """Figures of a resumed run that cover the whole run, not only its last session: the trainer's own
-    ``training_loss`` and speed count just the steps after the checkpoint (``training_s``: this session's)."""
-    done = checkpoint_step(checkpoint)
+    ``training_loss`` and speed count just the steps after the checkpoint at step ``done`` (``training_s``: this
+    session's)."""
     return {
         "train_loss": _mean_loss(state),
         "train_tokens_per_s": round(tokens * (1 - done / state.max_steps) / training_s, 1),
@@ -421,8 +421,9 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> Path:
         torch.cuda.reset_peak_memory_stats()
     result = run.trainer.train(resume_from_checkpoint=run.checkpoint)
     runtime_s = result.metrics["train_runtime"]
+    resumed_at = checkpoint_step(run.checkpoint)
     # read before the final evaluation, which is not inside the runtime
-    training_s = training_seconds(run.trainer.state, runtime_s, checkpoint_step(run.checkpoint))
+    training_s = training_seconds(run.trainer.state, runtime_s, resumed_at)
     final_eval = run.trainer.evaluate()
     processes = run.state.num_processes
     # every row once per epoch; a run cut by max_steps counts what TRL fed the model (its tally of the tokens
@@ -444,7 +445,7 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> Path:
         "device": _device_name(run),
     }
     if run.checkpoint:
-        stats.update(resumed_statistics(run.trainer.state, run.checkpoint, stats["train_tokens"], training_s))
+        stats.update(resumed_statistics(run.trainer.state, resumed_at, stats["train_tokens"], training_s))
     output = Path(cfg.output)
     if run.state.is_main_process:  # one writer; the others wait, so none returns before the adapter exists
         save(run, stats, command)
