@@ -60,6 +60,10 @@ FEATURES = frozenset({
     "function",            # a def or async def (a lambda is not counted)
     "one-liner",           # three lines of code or fewer, a def whose body is one line, a lambda, a comprehension
                            # or a conditional expression
+    "nested comprehension",  # a comprehension with several fors, or one inside another
+    "mutable default",     # a parameter whose default is a list, dict or set (a display or a call making one)
+    "several prints",      # two print calls or more, one that may run more than once (in a loop, comprehension,
+                           # def or lambda), or one of several values
 })
 
 _NETWORK_MODULES = ("requests", "urllib", "httpx", "aiohttp", "socket", "http.client")
@@ -260,8 +264,10 @@ class NameRoles:
     "list", "set", "tuple", "string", "number", "bool") when every binding is a literal or display of it; and
     the functions that never hand back a value (every ``def`` of the name: no ``return`` of a value but None,
     no ``yield``); what each function hands back (:func:`handed_back`, over every ``def`` of the name) and what
-    any ``return``, ``yield`` or lambda of the code does; and the names bound to what a call of its own function
-    or class hands back (``gen = squares_gen(4)``)."""
+    any ``return``, ``yield`` or lambda of the code does; the names bound to what a call of its own function
+    or class hands back (``gen = squares_gen(4)``); and the kind of what each function returns where every
+    ``return`` of a value in it makes one kind (a plain ``def``, no ``yield``, no ``async``), and of what each
+    builtin of :data:`_BUILTIN_KINDS` makes that the code calls and never binds (``set`` makes a "set")."""
 
     looped: frozenset[str]
     called: frozenset[str]
@@ -271,6 +277,7 @@ class NameRoles:
     returns_of: dict[str, frozenset[str]]
     returned: frozenset[str]
     received: frozenset[str]
+    return_kinds: dict[str, str]
 
 
 @lru_cache(maxsize=CACHED_PASTES)
@@ -309,8 +316,28 @@ def name_roles(code: str) -> NameRoles | None:
             received |= set().union(*map(_names_in, node.targets if isinstance(node, ast.Assign) else [node.target]))
     valueless = frozenset(name for name, value in hands_back.items() if not value)
     returned = frozenset(lambdas).union(*returns_of.values())
-    return NameRoles(frozenset(looped), frozenset(called - {""}), frozenset(callable_), _kinds(tree), valueless,
-                     returns_of, returned, frozenset(received))
+    made = _Makers(tree)
+    kinds = _kinds(tree, made)
+    return_kinds = {name: kind for name, kind in made.builtins.items() if name in called}
+    return_kinds.update(_return_kinds(tree, made, kinds))
+    return NameRoles(frozenset(looped), frozenset(called - {""}), frozenset(callable_), kinds, valueless,
+                     returns_of, returned, frozenset(received), return_kinds)
+
+
+def _return_kinds(tree: ast.Module, made: "_Makers", kinds: dict[str, str]) -> dict[str, str]:
+    """Per function name, the one kind every ``return`` of a value in it makes (a value's kind as
+    :meth:`_Makers.kind` reads it, or a name's of ``kinds``); generators, coroutines and functions with a value of
+    no known kind are left out, and so is a name whose defs disagree. ``return None`` is not a value."""
+    found: dict[str, set[str | None]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, _DEFS):
+            returned = {made.kind(child.value) or (kinds.get(child.value.id) if isinstance(child.value, ast.Name)
+                                                   else None)
+                        for child in _own_nodes(node) if isinstance(child, ast.Return) and child.value is not None
+                        and not (isinstance(child.value, ast.Constant) and child.value.value is None)}
+            plain = isinstance(node, ast.FunctionDef) and not yields(node) and returned
+            found.setdefault(node.name, set()).update(returned if plain else {None})
+    return {name: kinds_.pop() for name, kinds_ in found.items() if len(kinds_) == 1 and None not in kinds_}
 
 
 def _calls_own(value: ast.expr | None, own: set[str]) -> bool:
@@ -361,9 +388,9 @@ _VALUE_KINDS = {ast.Dict: "dict", ast.DictComp: "dict", ast.List: "list", ast.Li
 _CONSTANT_KINDS = {bool: "bool", int: "number", float: "number", complex: "number", str: "string"}
 
 
-def _kinds(tree: ast.Module) -> dict[str, str]:
+def _kinds(tree: ast.Module, made: "_Makers") -> dict[str, str]:
     """Each name bound only as one kind of thing (see :class:`NameRoles`); a name bound any other way (a
-    call's result, a parameter, a loop) has no kind here."""
+    call's result but a builtin's or a plain class's, a parameter, a loop) has no kind here."""
     bound: dict[str, set[str | None]] = {}
     for node in ast.walk(tree):
         if isinstance(node, _DEFS):
@@ -371,7 +398,7 @@ def _kinds(tree: ast.Module) -> dict[str, str]:
             bound.setdefault(node.name, set()).add(kind)
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            kind = _value_kind(node.value)
+            kind = made.kind(node.value)
             for target in targets:
                 for name in _names_in(target) if not isinstance(target, (ast.Name, ast.Attribute)) else ():
                     bound.setdefault(name, set()).add(None)  # unpacked: a part of the value, kind unknown
@@ -381,6 +408,50 @@ def _kinds(tree: ast.Module) -> dict[str, str]:
             for name in bound_otherwise(node):
                 bound.setdefault(name, set()).add(None)
     return {name: kinds.pop() for name, kinds in bound.items() if len(kinds) == 1 and None not in kinds}
+
+
+# What a call of a builtin makes, where the code does not bind the name itself.
+_BUILTIN_KINDS = {"dict": "dict", "list": "list", "sorted": "list", "set": "set", "frozenset": "set",
+                  "tuple": "tuple", "str": "string", "repr": "string", "chr": "string", "len": "number",
+                  "int": "number", "float": "number", "ord": "number", "round": "number", "bool": "bool",
+                  "isinstance": "bool", "callable": "bool", "hasattr": "bool"}
+
+
+class _Makers:
+    """What makes a value of a known kind in this code: the builtins of :data:`_BUILTIN_KINDS` it never binds
+    itself, and its plain classes (no base, no metaclass, no ``__call__``), whose instances are "object"s: no
+    noun of a value kind, a function's or a class's fits one."""
+
+    def __init__(self, tree: ast.Module):
+        names: set[str] = set()
+        plain: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, _DEFS):
+                names.add(node.name)
+                if isinstance(node, ast.ClassDef) and _plain(node):
+                    plain.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            else:
+                names |= bound_otherwise(node)
+        self.builtins = {name: kind for name, kind in _BUILTIN_KINDS.items() if name not in names}
+        self.plain = frozenset(plain)
+
+    def kind(self, value: ast.expr | None) -> str | None:
+        """The kind of value a literal, display, comparison, ``not``, builtin call or plain class makes, else
+        None."""
+        if isinstance(value, ast.Compare) or (isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.Not)):
+            return "bool"
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
+            return "object" if value.func.id in self.plain else self.builtins.get(value.func.id)
+        return _value_kind(value)
+
+
+def _plain(node: ast.ClassDef) -> bool:
+    """A class with no base but ``object``, no keywords (metaclass) and no ``__call__`` of its own."""
+    return (all(isinstance(base, ast.Name) and base.id == "object" for base in node.bases) and not node.keywords
+            and not any(isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and child.name == "__call__"
+                        for child in node.body))
 
 
 def bound_otherwise(node: ast.AST) -> set[str]:
@@ -415,19 +486,38 @@ def _names_in(node: ast.AST) -> set[str]:
     return {found for child in ast.walk(node) if (found := _last_name(child))}
 
 
-_LOOPS = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_LOOPS = (ast.For, ast.AsyncFor, ast.While, *_COMPREHENSIONS)
 
 
-def nests_loops(tree: ast.AST) -> bool:
+def nests_loops(tree: ast.AST, loops: tuple[type, ...] = _LOOPS) -> bool:
     """Whether a loop or comprehension runs inside another (or a comprehension has several ``for``): one pass,
-    each node visited once with whether a loop encloses it."""
+    each node visited once with whether a loop encloses it. ``loops``: the kinds of node that count (only
+    comprehensions, for "a nested comprehension")."""
     stack = [(tree, False)]
     while stack:
         node, inside = stack.pop()
-        looping = isinstance(node, _LOOPS)
+        looping = isinstance(node, loops)
         if looping and (inside or len(getattr(node, "generators", ())) > 1):
             return True
         stack.extend((child, inside or looping) for child in ast.iter_child_nodes(node))
+    return False
+
+
+_REPEATED = (*_LOOPS, ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+
+
+def prints_several(tree: ast.AST) -> bool:
+    """Whether the code may print more than one thing: two ``print`` calls or more, one inside a loop,
+    comprehension, ``def`` or lambda, or one of several values (or ``*values``); one pass, as :func:`nests_loops`."""
+    stack, seen = [(tree, False)], 0
+    while stack:
+        node, inside = stack.pop()
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+            seen += 1
+            if inside or seen > 1 or len(node.args) > 1 or any(isinstance(a, ast.Starred) for a in node.args):
+                return True
+        stack.extend((child, inside or isinstance(node, _REPEATED)) for child in ast.iter_child_nodes(node))
     return False
 
 
@@ -435,6 +525,10 @@ def _features(tree: ast.Module) -> frozenset[str]:
     found: set[str] = set()
     if nests_loops(tree):
         found.add("nested loop")
+    if nests_loops(tree, _COMPREHENSIONS):
+        found.add("nested comprehension")
+    if prints_several(tree):
+        found.add("several prints")
     if _is_short(tree.body):
         found.add("one-liner")
     for node in ast.walk(tree):
@@ -447,6 +541,8 @@ def _features(tree: ast.Module) -> frozenset[str]:
             found.add("loop")
         if isinstance(node, ast.AsyncWith):
             found.add("with")
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) and _mutable_default(node.args):
+            found.add("mutable default")
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             found.add("function")
             if _is_short(_without_docstring(node), lines=1):
@@ -469,6 +565,15 @@ def _features(tree: ast.Module) -> frozenset[str]:
 
 
 _ONE_LINE_EXPRESSIONS = (ast.Lambda, ast.IfExp, ast.ListComp, ast.DictComp, ast.SetComp, ast.GeneratorExp)
+_MUTABLE_DISPLAYS = (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp)
+_MUTABLE_CALLS = frozenset({"list", "dict", "set", "defaultdict", "OrderedDict", "Counter", "deque", "bytearray"})
+
+
+def _mutable_default(arguments: ast.arguments) -> bool:
+    """True if a parameter defaults to a list, dict or set: a display, a comprehension or a call making one."""
+    return any(isinstance(default, _MUTABLE_DISPLAYS) or (
+        isinstance(default, ast.Call) and _last_name(default.func) in _MUTABLE_CALLS)
+        for default in (*arguments.defaults, *arguments.kw_defaults) if default is not None)
 
 
 def _is_short(body: list[ast.stmt], lines: int = 3) -> bool:

@@ -81,6 +81,29 @@ CONCEPTS: tuple[Concept, ...] = (
     # single pass; the shipped Gemma said it of single loops 6 times in 372 answers
     Concept("nested loop", r"\bnested (?:for[- ]|while[- ])?loops?\b|\bloops? (?:inside|within) (?:a|another) "
                            r"loop\b|\bdouble loop\b", frozenset({"nested loop"})),
+    # "`flipped` is a nested list comprehension" of one comprehension over a zip (the shipped Gemma, unseen code);
+    # both references that say it are of one with two fors
+    Concept("nested comprehension", r"\bnested (?:list |dict(?:ionary)? |set )?comprehensions?\b"
+                                    r"|\bcomprehensions? (?:inside|within) (?:a|another) comprehension\b",
+            frozenset({"nested comprehension"})),
+    # "`Counter` is a mutable default argument" of a class whose methods take no defaults (the shipped Gemma,
+    # unseen code); 2 references say it of a list or dict default, 3 name "the mutable default trap" that code
+    # dodges or is like ("same trap as a mutable default list"): a trap named is not a claim
+    Concept("mutable default", r"(?<!\bas a )\bmutable defaults?\b(?!\s+(?:\w+\s+)?(?:traps?|pitfalls?|gotchas?))",
+            frozenset({"mutable default"}),
+            denial=frozenset({"mutable default"})),
+    # "the first print shows 212, and the second shows it rounded" of one print of one value (the Qwen adapter,
+    # unseen code); the 78 references that count prints say it of code with several (or print passed on: map)
+    Concept("several prints", r"\b(?:second|third|fourth) print(?:s| calls?| statements?| lines?)?\b"
+                              r"|\b(?:both|two|three|four|last two) (?:prints|print calls|print statements)\b"
+                              r"|\bprints? (?:twice|two times|three times)\b|\bfirst print\b[^.;]*\bthe second\b",
+            frozenset({"several prints"}), code=r"\bprint\b(?!\s*\()"),
+    # "the empty list gives OSError, which the function catches" of code with no try (the Qwen adapter, unseen
+    # code): an exception caught by name; "the `_` case catches everything else", "the catch" are not claims
+    Concept("catches", r"\b(?:catch(?:es|ing)?|traps?|trapping|swallows?)\s+(?:the\s+|an?\s+|any\s+|every\s+)?"
+                       r"\w*(?:Error|Exception)s?\b|\b(?:which|that)\s+(?:the\s+function|it)\s+catches\b",
+            frozenset({"try"}), code=r"suppress\(|\.error\b|errorhandler|exception_handler|on_error|pytest\.raises"
+                                     r"|assertRaises"),
     # "it loops forever" of a `for` over a range: endless needs a while, an endless iterator, a server loop or
     # recursion (no reference says it otherwise; the shipped Gemma did of FizzBuzz and a one-liner)
     Concept("loops forever", r"\b(?:loops?|looping|looped|runs?|running|spins?|spinning|keeps? going|goes on)\s+"

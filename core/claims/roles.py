@@ -18,8 +18,11 @@ name is the code's (so :mod:`~mafioso.core.claims.names` lets it pass) but not i
   the code's own function hands back ("`squares_gen` hands back `gen`"), a function the code does not define
   ("`groupby` returns `avg`"), a test's check ("checks that `f` returns `expected`"); ``self.n`` is ``n``.
 - A kind claim is checked only for a name the code binds as one kind alone
-  (:class:`mafioso.prompts.facts.NameRoles`), and only where the kind's noun heads the phrase ("`raw` is a
-  messy shopping list" and "a class attribute" are not kind claims).
+  (:class:`mafioso.prompts.facts.NameRoles`: a literal, a display, a comparison, a builtin's value such as
+  ``sorted(...)``, an instance of a plain class of its own), and only where the kind's noun heads the phrase
+  ("`raw` is a messy shopping list" and "a class attribute" are not kind claims); "`f` returns a dict" only of a
+  function whose every returned value is of one kind, or of a builtin the code calls ("`set` returns a
+  dictionary").
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ _HEAD = (r"(?=\s*(?:[,.;:!?)]|$|(?:that|which|with|of|keyed|holding|containing|m
 _IS_A = re.compile(r"`([A-Za-z_]\w*)`\s+(?:is|was|becomes|stays|remains)\s+(?:just\s+|only\s+|still\s+|really\s+)?"
                    r"an?\s+" + _ADJECTIVE + _NOUN + _HEAD, re.IGNORECASE)
 _HANDS_BACK = r"(?:returns|hands back|gives back)"
+# "`set` returns a dictionary", "`merge` hands back a new list": the kind of what a function or builtin makes
+_RETURNS_A = re.compile(r"`([A-Za-z_]\w*)(?:\(\))?`\s+(?:then\s+|also\s+|just\s+|only\s+|finally\s+)?"
+                        + _HANDS_BACK + r"\s+an?\s+" + _ADJECTIVE + _NOUN + _HEAD, re.IGNORECASE)
 _RETURNS = re.compile(r"`([A-Za-z_]\w*)(?:\(\))?`\s+(?:then\s+|also\s+|just\s+|only\s+|finally\s+)?"
                       + _HANDS_BACK + r"\b(?!\s+(?:nothing|None|`None`|no\b))", re.IGNORECASE)
 # What the code hands back: "it returns `total`", "`f` hands back `x`", "`x`, which the function returns". Who
@@ -77,7 +83,8 @@ _THE_X = re.compile(r"\b(?:the|an?)\s+" + _ADJECTIVE + _NOUN + r"\s+`([A-Za-z_]\
 
 
 def _kind_fits(kind: str, noun: str) -> bool:
-    """True if a name of ``kind`` may be called a ``noun`` (a class may subclass ``dict``; a bool is a number)."""
+    """True if a name of ``kind`` may be called a ``noun`` (a class may subclass ``dict``; a bool is a number; an
+    instance of a plain class, an "object", is none of them)."""
     return kind == _NOUNS[noun] or (kind == "class" and _NOUNS[noun] != "function") or (
         kind == "bool" and _NOUNS[noun] == "number")
 
@@ -125,8 +132,8 @@ def _hands_back(roles: NameRoles, subject: str | None, name: str) -> bool:
 def false_roles(code: str, answer: str) -> list[dict]:
     """Loop, call, return and kind claims about the code's own names that its syntax tree contradicts, each
     ``{"kind": "false role", "claim": ..., "text": ...}`` ("loops with x", "calls x", "x returns a value",
-    "f returns x", "returns x", "x is a list"); none when the code does not parse. Names the code lacks are
-    :func:`~mafioso.core.claims.names.invented_names`' business."""
+    "f returns x", "returns x", "x is a list", "f returns a list"); none when the code does not parse. Names the
+    code lacks are :func:`~mafioso.core.claims.names.invented_names`' business."""
     roles = name_roles(code)
     if roles is None:
         return []
@@ -150,6 +157,9 @@ def false_roles(code: str, answer: str) -> list[dict]:
         kinds += [(m, m.group(2), m.group(1).lower()) for m in _THE_X.finditer(sentence)]
         claims += [(m, f"{name} is a {noun}", name, _kind_fits(roles.kinds[name], noun))
                    for m, name, noun in kinds if name in roles.kinds]
+        claims += [(m, f"{name} returns a {noun}", name, _kind_fits(roles.return_kinds[name], noun))
+                   for m in _RETURNS_A.finditer(sentence)
+                   for name, noun in [(m.group(1), m.group(2).lower())] if name in roles.return_kinds]
         claims = [(*claim, advice) for claim in claims] + [(*claim, contrast) for claim in returned]
         for match, claim, name, supported, spared in claims:
             if supported or claim in found or name not in tokens:

@@ -236,6 +236,28 @@ def test_name_roles_knows_what_each_function_hands_back():
     assert roles.received == {"out"}  # bound to what the code's own function hands back; `len` is not its own
 
 
+def test_name_roles_knows_the_kind_of_what_calls_and_functions_make():
+    code = ("class Oven:\n    pass\n\nclass Box(dict):\n    pass\n\noven = Oven()\nbox = Box()\n"
+            "names = sorted(set('ab'))\nbig = len(names) > 1\nlabel = str(3)\n\n"
+            "def pair(a):\n    if a:\n        return None\n    return (a, a)\n\n"
+            "def mixed(a):\n    return [a] if a else {}\n\ndef gen():\n    yield []\n")
+    roles = name_roles(code)
+    assert {name: roles.kinds.get(name) for name in ("oven", "box", "names", "big", "label")} == \
+        {"oven": "object", "box": None, "names": "list", "big": "bool", "label": "string"}
+    assert roles.return_kinds == {"sorted": "list", "set": "set", "len": "number", "str": "string", "pair": "tuple"}
+    shadowed = name_roles("def sorted(xs):\n    return {}\n\nnames = sorted([1])\n")
+    assert shadowed.kinds.get("names") is None and shadowed.return_kinds == {"sorted": "dict"}
+
+
+def test_features_name_nested_comprehensions_and_mutable_defaults():
+    assert "nested comprehension" in code_features("t = [[r[0] for r in m] for m in ms]\n")
+    assert "nested comprehension" in code_features("flat = {x for row in m for x in row}\n")
+    assert "nested comprehension" not in code_features("for m in ms:\n    t = [r for r in m]\n")
+    assert "mutable default" in code_features("def f(a, *, seen=set()):\n    return a\n")
+    assert "mutable default" in code_features("g = lambda x, acc={}: acc\n")
+    assert "mutable default" not in code_features("def f(a=None, b=(), c='x'):\n    return a\n")
+
+
 def test_a_markdown_paste_is_read_as_its_fenced_code():
     """repl-009 and its kind: code pasted with its Markdown fence (and words around it) was "not parseable"."""
     assert lines_of("here:\n```python\ndef twice(x):\n    return x * 2\n```\nthanks")[0] == \

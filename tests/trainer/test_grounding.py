@@ -100,6 +100,21 @@ def test_advice_and_denials_do_not_present_names():
     (PLAIN, "It reads the ledger file.", "reads a file"),
     (LOOP, "`total` walks the Fibonacci numbers in `xs`.", "fibonacci"),
     (LOOP, "`total` is a one-liner that adds `xs`.", "one-liner"),  # a four-line function
+    # the shipped Gemma on unseen code: one comprehension over a zip, a class whose methods take no defaults
+    ("grid = [[1, 2]]\nflipped = [list(row) for row in zip(*grid)]\n", "`flipped` is a nested list comprehension.",
+     "nested comprehension"),
+    ("class Counter:\n    def __init__(self):\n        self.n = 0\n", "`Counter` is a mutable default argument.",
+     "mutable default"),
+    ("def add(x, acc=None):\n    return [x]\n", "A mutable default means the list is shared, capisce?",
+     "mutable default"),
+    # the Qwen adapter on unseen code: a second print of one print of one value, an error caught with no try
+    ("oven = 100\nprint(oven * 9 / 5 + 32)\n", "The first print shows 212, and the second shows it rounded.",
+     "several prints"),
+    ("oven = 100\nprint(oven)\n", "It prints twice, boss.", "several prints"),
+    ("import os\n\ndef biggest(d):\n    return max(os.listdir(d), key=len)\n",
+     "An empty folder gives ValueError, which the function catches.", "catches"),
+    ("import os\n\ndef biggest(d):\n    return max(os.listdir(d), key=len)\n",
+     "It catches the OSError of a missing folder.", "catches"),
 ])
 def test_a_false_concept_is_caught(code, answer, claim):
     assert claims(false_concepts(code, answer)) == [("false concept", claim)]
@@ -132,6 +147,21 @@ def test_a_false_concept_is_caught(code, answer, claim):
     ("def tens(score):\n    \"\"\"The tens.\"\"\"\n    return score // 10\n\n\nprint(tens(95))\nprint(tens(5))\n",
      "`tens` is a one-liner with a docstring."),  # a body of one line after its docstring
     ("xs = [1, 2]\nprint(sum(x * x for x in xs))\n", "A one-liner sums the squares."),
+    ("m = [[1, 2]]\nflat = [x for row in m for x in row]\n", "`flat` is a nested list comprehension."),
+    ("m = [[1, 2]]\nt = [[r[i] for r in m] for i in range(2)]\n", "A nested comprehension flips `m`."),
+    ("def add(x, acc=[]):\n    acc.append(x)\n    return acc\n", "`acc` is a mutable default, shared by calls."),
+    ("def add(x, seen=set()):\n    return seen\n", "A mutable default set, kid."),
+    ("def add(x, acc=None):\n    return [x]\n", "Defaulting `acc` to None dodges the mutable default trap."),
+    ("def add(x, acc=None):\n    return [x]\n", "Same trap as a mutable default list, avoided."),
+    ("print(1, 2)\n", "The first print shows 1 and the second shows 2."),  # one print, two values
+    ("for n in (1, 2):\n    print(n)\n", "The second print shows 2."),
+    ("def show(x):\n    print(x)\n\nshow(1)\nshow(2)\n", "It prints twice, once per call."),
+    ("print(1)\nprint(2)\n", "Both prints run, the second print shows 2."),
+    ("x = 1\nprint(x)\n", "Both print on one line? No: one value."),  # "print" a verb
+    ("def f(d):\n    try:\n        return d['k']\n    except KeyError:\n        return 0\n", "It catches KeyError."),
+    ("import os\n\ndef biggest(d):\n    return max(os.listdir(d), key=len)\n",
+     "Nothing catches the ValueError of an empty folder."),
+    ("match cmd:\n    case 'go':\n        pass\n    case _:\n        pass\n", "The `_` case catches everything else."),
 ])
 def test_a_true_concept_passes(code, answer):
     output = "WARNING:root:x\n" if "logging" in code else None

@@ -54,6 +54,7 @@ def denials(code, answer):
     (POWER, "Plain math, no function, no overhead, my friend.", "function"),  # the Qwen FizzBuzz answer
     (POWER, "No functions, no classes, just math.", "function"),
     (COUNTER, "`Counter` is a class with no methods, just a class, paisan.", "function"),  # read_unseen's Qwen
+    ("def add(x, acc=[]):\n    acc.append(x)\n    return acc\n", "No mutable default here, pal.", "mutable default"),
 ])
 def test_a_false_denial_is_caught(code, answer, claim):
     assert denials(code, answer) == [(claim, True)]
@@ -97,7 +98,8 @@ def test_true_or_qualified_denials_pass(code, answer):
 def test_only_crisp_denials_are_checked():
     crisp = {c.claim for c in CONCEPTS if c.denial}
     assert crisp == {"recursive", "generator", "list comprehension", "dict comprehension", "set comprehension",
-                     "comprehension", "decorator", "dataclass", "lambda", "class", "loops", "function"}
+                     "comprehension", "decorator", "dataclass", "lambda", "class", "loops", "function",
+                     "mutable default"}
     assert all(c.denial <= c.features for c in CONCEPTS)  # what contradicts a denial supports the claim
     loop = "for x in [1, 2]:\n    print(x)\n"  # "never prints" of a function, "never raises" of code that catches
     assert false_concepts(loop, "The loop never prints twice, no sorting, and it never raises.") == []

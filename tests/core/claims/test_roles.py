@@ -36,6 +36,16 @@ RETRY = ("def retry(times):\n    def decorator(func):\n        def wrapper(*args
          "        return wrapper\n    return decorator\n")
 TEST = "def double(x):\n    return 2 * x\n\ndef test_double(expected=4):\n    assert double(2) == expected\n"
 
+# kinds a call makes: a builtin's value, an instance of a plain class, a comparison; what each function returns
+KINDS = ("class Oven:\n    def __init__(self, heat):\n        self.heat = heat\n\noven = Oven(100)\n"
+         "words = ['ant', 'bee']\nunique = sorted(set(words))\n\n"
+         "def merge(a, b):\n    out = dict(a)\n    out.update(b)\n    return out\n\n"
+         "def adult(age):\n    if age < 0:\n        return None\n    return age >= 18\n")
+# the same words where the code binds `set` itself, subclasses a list, makes a callable, mixes or yields kinds
+OWN_KINDS = ("def set(items):\n    return list(items)\n\nclass Stack(list):\n    pass\n\n"
+             "class Tally:\n    def __call__(self):\n        return 1\n\ns = Stack()\nt = Tally()\nv = set([1])\n\n"
+             "def pick(flag):\n    if flag:\n        return [1]\n    return {1: 2}\n\ndef rows():\n    yield {}\n")
+
 
 def roles(code, answer):
     return [c["claim"] for c in false_roles(code, answer)]
@@ -66,6 +76,12 @@ def roles(code, answer):
     (FIRST_DUP, "It fills `seen`, which the function gives back when it is done.", "returns seen"),
     (PAIR, "`label` returns `xs` with a bang on it.", "label returns xs"),  # `total`'s, not `label`'s
     (TEST, "Here `double` returns `expected` times two.", "double returns expected"),
+    # the shipped Gemma on unseen code: "`oven` is a class" of an instance, "`set` returns a dictionary"
+    (KINDS, "`oven` is a class with an `__init__` method.", "oven is a class"),
+    (KINDS, "`set` returns a dictionary keyed by the word.", "set returns a dictionary"),
+    (KINDS, "`unique` is a set of the words, no repeats.", "unique is a set"),
+    (KINDS, "`merge` hands back a new list of the keys.", "merge returns a list"),
+    (KINDS, "`adult` returns a string, boss.", "adult returns a string"),
 ])
 def test_a_planted_false_role_is_flagged(code, answer, claim):
     assert roles(code, answer) == [claim]
@@ -107,6 +123,10 @@ def test_a_planted_false_role_is_flagged(code, answer, claim):
     (RETRY, "`retry` returns `decorator`, which takes `func` and returns `wrapper`."),  # the clause's own subject
     (TEST, "The test checks that `double` returns `expected` for 2."),  # a test's check
     (TEST, "Pull up a chair: `double` is called with 2 and returns `expected`."),  # no subject the rule can tell
+    (KINDS, "`Oven` is a class, `unique` is a list, `sorted` returns a list and `set` returns a set."),
+    (KINDS, "`merge` returns a dict, `adult` returns a boolean (None below zero), `len` returns a list."),  # no len
+    (OWN_KINDS, "`set` returns a list, `s` is a list, `t` is a function and `v` is a list."),
+    (OWN_KINDS, "`pick` returns a list or a dict, and `rows` returns a dict at a time."),
 ])
 def test_true_roles_denials_and_advice_pass(code, answer):
     assert roles(code, answer) == []
