@@ -7,18 +7,21 @@ Each run is `mafioso train` then `mafioso eval` on data/validation.json, in its 
 run uses a fraction of an H100, so runs share the card); `--with-base` scores the bare base too (row
 `base`). Results: OUT/<name>/adapter, OUT/<name>/eval/metrics.json and OUT/sweep.json. A run trained with
 `--epoch-snapshots` is also scored after each earlier epoch (rows `<name>@e<N>`, OUT/<name>/eval-e<N>/; from
-`--snapshots-from` on).
+`--snapshots-from` on). Evals run side by side (``--eval-parallel``); one that runs out of GPU memory beside
+the others runs again alone once they end.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+OUT_OF_MEMORY = re.compile(r"out of memory", re.IGNORECASE)  # torch's OutOfMemoryError: "CUDA out of memory."
 METRICS = ("loss", "rouge_l_f1", "identifier_recall", "grounded", "persona_rate", "code_leak_rate", "stop_rate",
            "loop_rate", "mean_words", "tokens_per_s")
 
@@ -54,7 +57,6 @@ def main() -> int:
         proc.wait()
         print(f"train {name}: exit {proc.returncode} after {time.time() - start:.0f}s", flush=True)
 
-    evals = {}
     adapters, eval_dirs = {}, {}
     for name in jobs:
         if (out / name / "adapter" / "adapter_config.json").is_file():
@@ -68,17 +70,13 @@ def main() -> int:
     if args.with_base:
         (out / "base").mkdir(exist_ok=True)
         adapters["base"], eval_dirs["base"] = "none", out / "base" / "eval"
-    for name, adapter in adapters.items():
-        cmd = [*mafioso, "eval", "--base-model", args.base_model, "--data", args.validation,
-               "--adapter", adapter, "--out", str(eval_dirs[name]),
-               *[f for f in args.eval_flags.split(",") if f]]
-        log = open(eval_dirs[name].with_suffix(".log"), "w")
-        if args.eval_parallel and len([p for p in evals.values() if p.poll() is None]) >= args.eval_parallel:
-            next(p for p in evals.values() if p.poll() is None).wait()
-        evals[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    evals = {name: ([*mafioso, "eval", "--base-model", args.base_model, "--data", args.validation,
+                     "--adapter", adapter, "--out", str(eval_dirs[name]),
+                     *[f for f in args.eval_flags.split(",") if f]], eval_dirs[name].with_suffix(".log"))
+             for name, adapter in adapters.items()}
+    run_evals(evals, args.eval_parallel)
     results = {}
-    for name, proc in evals.items():
-        proc.wait()
+    for name in evals:
         metrics_file = eval_dirs[name] / "metrics.json"
         if metrics_file.is_file():
             metrics = json.loads(metrics_file.read_text())
@@ -97,6 +95,26 @@ def main() -> int:
         print(f"| {name} | " + " | ".join(cells + train) + " |")
     print(json.dumps({k: r["metrics"] for k, r in results.items()}))
     return 0
+
+
+def run_evals(commands: dict[str, tuple[list[str], Path]], parallel: int) -> dict[str, int]:
+    """Run each ``name: (command, log)``, at most ``parallel`` at once (0: all), each writing to its log; one that
+    ran out of GPU memory beside the others (twelve evals of batch 64 overfill an H100) runs again, alone, after
+    them. Returns each one's exit status."""
+    running: dict[str, subprocess.Popen] = {}
+    for name, (cmd, log) in commands.items():
+        if parallel and sum(proc.poll() is None for proc in running.values()) >= parallel:
+            next(proc for proc in running.values() if proc.poll() is None).wait()
+        with open(log, "w") as out:
+            running[name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    codes = {name: proc.wait() for name, proc in running.items()}
+    for name, code in codes.items():
+        cmd, log = commands[name]
+        if code != 0 and OUT_OF_MEMORY.search(log.read_text(errors="replace")):
+            print(f"eval {name}: out of GPU memory beside the others; again, alone", flush=True)
+            with open(log, "w") as out:
+                codes[name] = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode
+    return codes
 
 
 if __name__ == "__main__":

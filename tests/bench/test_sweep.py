@@ -43,3 +43,24 @@ def test_the_sweep_scores_each_epoch_snapshot_and_one_ships(tiny_model_dir, tmp_
     rate = json.loads((out / "r4" / "adapter" / "mafioso.json").read_text())["stats"]["train_tokens_per_s"]
     assert f"{rate} tokens/s" in card and "None" not in card and "wall time" not in card
     assert len((target / "eval" / "predictions.jsonl").read_text().splitlines()) == 1
+
+
+def test_an_eval_out_of_gpu_memory_beside_others_runs_again_alone(tmp_path):
+    """The late afternoon round lost six of twelve evals to "CUDA out of memory": each now gets a second run,
+    alone, once the others end; an eval that fails otherwise is not run again."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from sweep import run_evals
+
+    def stand_in(name: str, failure: str) -> list[str]:  # fails the first time, with `failure`, then succeeds
+        mark = tmp_path / f"{name}.ran"
+        script = (f"import pathlib, sys\nmark = pathlib.Path({str(mark)!r})\nif mark.exists():\n    print('scored')\n"
+                  f"else:\n    mark.touch()\n    print({failure!r})\n    sys.exit(1)\n")
+        return [sys.executable, "-c", script]
+
+    commands = {"oom": (stand_in("oom", "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB"),
+                        tmp_path / "oom.log"),
+                "broken": (stand_in("broken", "ValueError: no such adapter"), tmp_path / "broken.log"),
+                "fine": ([sys.executable, "-c", "print('scored')"], tmp_path / "fine.log")}
+    assert run_evals(commands, parallel=2) == {"oom": 0, "broken": 1, "fine": 0}
+    assert (tmp_path / "oom.log").read_text() == "scored\n"  # the second run's log
+    assert "no such adapter" in (tmp_path / "broken.log").read_text()
