@@ -7,9 +7,11 @@ The default recipe, ``qlora``: on CUDA the base is loaded in 4-bit NF4 (double q
 with paged AdamW 32-bit in bf16, with gradient checkpointing, on padded batches of 2 rows. Without CUDA the same
 path runs on the CPU: bitsandbytes NF4 with fp32 compute, plain AdamW, no mixed precision. ``--recipe fast``
 (core/config.py: RECIPES) keeps the base in bf16 (fp32 on the CPU), recomputes nothing, and packs whole rows
-into sequences of ``max_length`` tokens without padding: TRL's padding-free batches carry each row's own
-``position_ids``, from which transformers builds a block-diagonal mask for sdpa and eager attention, so no row
-attends to another (tests/trainer/test_fast_recipe.py holds the loss of a packed batch to that of its rows).
+into sequences of ``max_length`` tokens without padding: each pack is a row of the batch with each training row's
+own ``position_ids``, from which transformers builds a block-diagonal mask for sdpa and eager attention, so no row
+attends to another (tests/trainer/test_fast_recipe.py holds the loss of a packed batch to that of its rows); TRL's
+padding-free collator would join the batch's packs into one sequence, 8x the attention at 8 packs
+(:mod:`mafioso.trainer.packing`).
 Both recipes put the loss on the answer only, and TRL's fused LM head scores the answer's tokens in chunks without
 building Gemma's 262k-vocabulary logits (on the CPU too: :func:`_score_answers_only`). bench/bench_train.py
 measures the two in one run.
@@ -258,6 +260,10 @@ def setup(cfg: TrainConfig) -> Run:
         model=model, args=args, processing_class=tokenizer,
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows),
     )
+    if trainer.padding_free:  # each pack a row of the batch, not the batch one sequence (trainer/packing.py)
+        from mafioso.trainer.packing import PackRows
+
+        trainer.data_collator = PackRows(trainer.data_collator.pad_token_id)
     return Run(cfg, trainer, cuda, {"train": len(train_rows), "validation": len(val_rows)},
                sum(len(r["input_ids"]) for r in train_rows), checkpoint, base_info, state)
 
@@ -286,6 +292,8 @@ def _cast_weights(path: Path, dtype: str) -> None:
 def save(run: Run, stats: dict, command: list[str], output: Path | None = None) -> Path:
     """Write adapter, logs, plot and model card to a temp folder, then rename it into ``output`` (default:
     ``cfg.output``)."""
+    from mafioso.trainer.packing import PackRows
+
     cfg, output = run.cfg, Path(output or run.cfg.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
@@ -295,6 +303,8 @@ def save(run: Run, stats: dict, command: list[str], output: Path | None = None) 
         if cfg.adapter_dtype != "float32":
             _cast_weights(tmp / "adapter_model.safetensors", cfg.adapter_dtype)
         history = run.trainer.state.log_history
+        if isinstance(run.trainer.data_collator, PackRows):  # TRL's num_tokens counts one row of each such batch
+            history = [{key: value for key, value in entry.items() if key != "num_tokens"} for entry in history]
         (tmp / "training_log.json").write_text(json.dumps({"stats": stats, "log_history": history}, indent=2))
         write_loss_plot(history, tmp / "loss.png")
         files = {p: sha256_file(Path(p)) for p in [*cfg.data, *cfg.validation]}
