@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
@@ -49,16 +50,20 @@ def profiler_callback(trainer, skip: int, steps: int, cuda: bool):
         if cuda:
             torch.cuda.synchronize()
 
+    tally = PackTally.around(trainer)
+
     class Profiled(TrainerCallback):
         def __init__(self):
             self.profile, self.steps, self._mark = None, [], None
 
         def on_step_end(self, args, state, control, **kwargs):
             sync()
-            now, tokens = time.perf_counter(), trainer._total_train_tokens  # TRL's tally, padding not counted
+            now = time.perf_counter()
+            # the step's tokens, padding not counted: the packs' own tally, else TRL's (it reads the attention mask)
+            tokens = tally.take(args.gradient_accumulation_steps) if tally else trainer._total_train_tokens
             if self._mark is not None:
                 self.steps.append({"step": state.global_step, "seconds": round(now - self._mark[0], 4),
-                                   "tokens": int(tokens - self._mark[1])})
+                                   "tokens": int(tokens if tally else tokens - self._mark[1])})
             if state.global_step == skip:
                 activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
                 self.profile = profile(activities=activities)
@@ -67,9 +72,38 @@ def profiler_callback(trainer, skip: int, steps: int, cuda: bool):
                 self.profile.__exit__(None, None, None)
                 control.should_training_stop = True
                 return
-            self._mark = (time.perf_counter(), trainer._total_train_tokens) if state.global_step >= skip else None
+            self._mark = (time.perf_counter(), tokens) if state.global_step >= skip else None
 
     return Profiled()
+
+
+class PackTally:
+    """The trainer's pack collator (:class:`mafioso.trainer.packing.PackRows`), tallying each training batch's
+    tokens in the order the batches are made: TRL's own tally counts one row of such a batch. The data loader
+    makes one batch ahead, so a step's batches are the oldest in the tally; evaluation's rows (no packs) are not
+    counted."""
+
+    def __init__(self, collate):
+        self.collate, self.made = collate, deque()
+
+    @classmethod
+    def around(cls, trainer) -> "PackTally | None":
+        """Put a tally around the trainer's collator when it collates packs; None otherwise."""
+        from mafioso.trainer.packing import PackRows
+
+        if not isinstance(trainer.data_collator, PackRows):
+            return None
+        trainer.data_collator = tally = cls(trainer.data_collator)
+        return tally
+
+    def __call__(self, examples: list[dict]) -> dict:
+        if "seq_lengths" in examples[0]:
+            self.made.append(sum(len(example["input_ids"]) for example in examples))
+        return self.collate(examples)
+
+    def take(self, batches: int) -> int:
+        """The tokens of the next ``batches`` training batches the trainer used."""
+        return sum(self.made.popleft() for _ in range(batches))
 
 
 def main(argv: list[str] | None = None) -> int:
