@@ -318,8 +318,7 @@ def name_roles(code: str) -> NameRoles | None:
     returned = frozenset(lambdas).union(*returns_of.values())
     made = _Makers(tree)
     kinds = _kinds(tree, made)
-    return_kinds = {name: kind for name, kind in made.builtins.items() if name in called}
-    return_kinds.update(_return_kinds(tree, made, kinds))
+    return_kinds = {**made.called, **_return_kinds(tree, made, kinds)}
     return NameRoles(frozenset(looped), frozenset(called - {""}), frozenset(callable_), kinds, valueless,
                      returns_of, returned, frozenset(received), return_kinds)
 
@@ -425,7 +424,10 @@ class _Makers:
     def __init__(self, tree: ast.Module):
         names: set[str] = set()
         plain: set[str] = set()
+        bare: set[str] = set()  # names called as themselves, not as a method: ``set(x)``, not ``cache.set(x)``
         for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                bare.add(node.func.id)
             if isinstance(node, _DEFS):
                 names.add(node.name)
                 if isinstance(node, ast.ClassDef) and _plain(node):
@@ -435,6 +437,7 @@ class _Makers:
             else:
                 names |= bound_otherwise(node)
         self.builtins = {name: kind for name, kind in _BUILTIN_KINDS.items() if name not in names}
+        self.called = {name: kind for name, kind in self.builtins.items() if name in bare}  # what they return
         self.plain = frozenset(plain)
 
     def kind(self, value: ast.expr | None) -> str | None:

@@ -127,6 +127,7 @@ def test_a_planted_false_role_is_flagged(code, answer, claim):
     (KINDS, "`merge` returns a dict, `adult` returns a boolean (None below zero), `len` returns a list."),  # no len
     (OWN_KINDS, "`set` returns a list, `s` is a list, `t` is a function and `v` is a list."),
     (OWN_KINDS, "`pick` returns a list or a dict, and `rows` returns a dict at a time."),
+    ("import redis\ncache = redis.Redis()\ncache.set('k', 1)\n", "`set` returns a boolean, pal."),  # a method
 ])
 def test_true_roles_denials_and_advice_pass(code, answer):
     assert roles(code, answer) == []
