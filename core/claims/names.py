@@ -36,7 +36,8 @@ EXCEPTIONS = frozenset(name for name, value in vars(builtins).items()
                        if isinstance(value, type) and issubclass(value, BaseException))
 _TYPE_NAMES = frozenset({"int", "float", "complex", "str", "bytes", "bytearray", "bool", "list", "dict", "tuple",
                          "set", "frozenset", "object", "type", "NoneType", "None", "True", "False"}) | EXCEPTIONS
-_KEYWORDS = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
+# `_` is a soft keyword only in a match's wildcard: "the dict's `_` key" of code with no `_` invents a name
+_KEYWORDS = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) - {"_"}
 #: The special names Python gives a class or module (`__init__`, `__eq__`, `__enter__`, `__post_init__`): those of
 #: the builtin types and protocols, and a few only the data model's documentation lists. An answer may name one
 #: the code lacks ("define `__eq__`"); a dunder outside them (`__property__`) is an invented name.

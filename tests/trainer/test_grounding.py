@@ -47,6 +47,15 @@ def test_a_builtin_function_is_a_name_but_types_exceptions_and_keywords_describe
                                  "strings? No, `for` and `return` are keywords.") == []
 
 
+def test_an_underscore_the_code_never_binds_is_invented():
+    """"the dict's `_` key" (the shipped Gemma, unseen code): `_` is a soft keyword only in a match's wildcard."""
+    census = "counts = {}\nfor ch in 'abca':\n    counts[ch] = counts.get(ch, 0) + 1\n"
+    assert claims(invented_names(census, "It walks `counts` with `get`, and the dict's `_` key.")) == [
+        ("invented name", "_")]
+    assert invented_names("for _ in range(3):\n    print('hi')\n", "The loop throws its number into `_`.") == []
+    assert invented_names("match cmd:\n    case _:\n        pass\n", "The `_` case catches the rest.") == []
+
+
 def test_python_s_special_names_describe_but_an_invented_dunder_is_caught():
     crew = "class Crew:\n    def __init__(self):\n        self.members = []\n"
     assert invented_names(crew, "Define `__eq__` and `__hash__` together; `__enter__` needs `__exit__`.") == []
