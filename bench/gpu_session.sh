@@ -115,7 +115,8 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
   train-bench)  # one after the other, alone on the card, same data and seed (~70 s a 30-step run on the H100)
     cd "$PROJ"
     # speed only (--max-steps): 16k tokens a step scored within noise of QLoRA (docs/BENCHMARKS.md, 12-04/05);
-    # 16 x 2,048 held 71 GB on the H100 and slowed down: an H200 may differ. Liger gained nothing (H100, 12-05).
+    # 16 x 2,048 held 71 GB on the H100 and slowed down, with TRL's batch joined into one sequence (before
+    # trainer/packing.py kept each pack a row: 4.8x a step at 8 packs). Liger gained nothing (H100, 12-05).
     python3 bench/bench_train.py --base-model "$GEMMA" ${TRAIN_BENCH_LENGTH:---max-steps 50} \
       --out "$RUNS/train-bench" --run qlora --run "fast8:--recipe=fast,--batch-size=8" \
       --run "fast16:--recipe=fast,--batch-size=16"
