@@ -62,6 +62,7 @@ FEATURES = frozenset({
                            # or a conditional expression
     "nested comprehension",  # a comprehension with several fors, or one inside another
     "mutable default",     # a parameter whose default is a list, dict or set (a display or a call making one)
+    "default parameter",   # a parameter with any default
     "several prints",      # two print calls or more, one that may run more than once (in a loop, comprehension,
                            # def or lambda), or one of several values
 })
@@ -544,8 +545,11 @@ def _features(tree: ast.Module) -> frozenset[str]:
             found.add("loop")
         if isinstance(node, ast.AsyncWith):
             found.add("with")
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) and _mutable_default(node.args):
-            found.add("mutable default")
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            if node.args.defaults or any(node.args.kw_defaults):
+                found.add("default parameter")
+            if _mutable_default(node.args):
+                found.add("mutable default")
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             found.add("function")
             if _is_short(_without_docstring(node), lines=1):

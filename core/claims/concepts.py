@@ -88,9 +88,10 @@ CONCEPTS: tuple[Concept, ...] = (
             frozenset({"nested comprehension"})),
     # "`Counter` is a mutable default argument" of a class whose methods take no defaults (the shipped Gemma,
     # unseen code); 2 references say it of a list or dict default, 3 name "the mutable default trap" that code
-    # dodges or is like ("same trap as a mutable default list"): a trap named is not a claim
+    # dodges or is like ("same trap as a mutable default list"): a trap named is not a claim, and code with any
+    # default (`acc=None`, a dataclass's `default_factory`) may be said to dodge one
     Concept("mutable default", r"(?<!\bas a )\bmutable defaults?\b(?!\s+(?:\w+\s+)?(?:traps?|pitfalls?|gotchas?))",
-            frozenset({"mutable default"}),
+            frozenset({"mutable default", "default parameter"}), code=r"default_factory",
             denial=frozenset({"mutable default"})),
     # "the first print shows 212, and the second shows it rounded" of one print of one value (the Qwen adapter,
     # unseen code); the 78 references that count prints say it of code with several (or print passed on: map)

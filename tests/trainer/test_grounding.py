@@ -114,8 +114,7 @@ def test_advice_and_denials_do_not_present_names():
      "nested comprehension"),
     ("class Counter:\n    def __init__(self):\n        self.n = 0\n", "`Counter` is a mutable default argument.",
      "mutable default"),
-    ("def add(x, acc=None):\n    return [x]\n", "A mutable default means the list is shared, capisce?",
-     "mutable default"),
+    ("def add(x):\n    return [x]\n", "A mutable default means the list is shared, capisce?", "mutable default"),
     # the Qwen adapter on unseen code: a second print of one print of one value, an error caught with no try
     ("oven = 100\nprint(oven * 9 / 5 + 32)\n", "The first print shows 212, and the second shows it rounded.",
      "several prints"),
@@ -162,6 +161,9 @@ def test_a_false_concept_is_caught(code, answer, claim):
     ("def add(x, seen=set()):\n    return seen\n", "A mutable default set, kid."),
     ("def add(x, acc=None):\n    return [x]\n", "Defaulting `acc` to None dodges the mutable default trap."),
     ("def add(x, acc=None):\n    return [x]\n", "Same trap as a mutable default list, avoided."),
+    ("def add(x, acc=None):\n    return acc or [x]\n", "`acc=None` dodges the mutable default, pal."),
+    ("from dataclasses import dataclass, field\n\n@dataclass\nclass Crew:\n    names: list = "
+     "field(default_factory=list)\n", "`default_factory` keeps clear of a mutable default."),
     ("print(1, 2)\n", "The first print shows 1 and the second shows 2."),  # one print, two values
     ("for n in (1, 2):\n    print(n)\n", "The second print shows 2."),
     ("def show(x):\n    print(x)\n\nshow(1)\nshow(2)\n", "It prints twice, once per call."),
