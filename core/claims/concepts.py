@@ -128,6 +128,14 @@ CONCEPTS: tuple[Concept, ...] = (
     # gets no function" (a decorator's optional argument) and "no function calls" say something else
     Concept("function", r"(?:(?<=^no )|(?<=^ no )|(?<=[,;:] no )|(?<=\bwith no ))(?:functions?|methods?)\b"
                         r"(?!\s+calls?\b)", frozenset({"function"}), denial=frozenset({"function"})),
+    # Python's own facts, false whatever the code: "A dict is immutable, so you can't change it" (the shipped
+    # Gemma), "A set keeps the order of its first appearance" (the Qwen adapter, unseen code); no reference says one
+    Concept("immutable container", r"\b(?:dict(?:ionarie)?s?|dictionary|lists?|sets?)\s+(?:is|are)\s+"
+                                   r"(?:also\s+|always\s+)?immutable\b", frozenset()),
+    Concept("mutable tuple or string", r"\b(?:tuples?|strings?|frozensets?)\s+(?:is|are)\s+(?:also\s+|always\s+)?"
+                                       r"mutable\b", frozenset()),
+    Concept("ordered set", r"\bsets?\s+(?:keeps?|preserves?|remembers?)\s+(?:the\s+|its\s+)?(?:insertion\s+)?"
+                           r"order\b|\bsets?\s+(?:is|are)\s+ordered\b", frozenset()),
     Concept("reads a file", r"\b(?:reads?|reading|loads?|loading)\s+(?:\S+\s+){0,3}?files?\b",
             frozenset({"file read"})),
     Concept("writes a file", r"\b(?:writes?|writing|saves?|saving)\s+(?:\S+\s+){0,3}?files?\b",

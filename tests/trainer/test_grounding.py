@@ -123,6 +123,10 @@ def test_advice_and_denials_do_not_present_names():
      "An empty folder gives ValueError, which the function catches.", "catches"),
     ("import os\n\ndef biggest(d):\n    return max(os.listdir(d), key=len)\n",
      "It catches the OSError of a missing folder.", "catches"),
+    # Python's own facts, false of any code
+    (PLAIN, "A dict is immutable, so you can't change it.", "immutable container"),
+    (PLAIN, "Tuples are mutable, so `n` can grow.", "mutable tuple or string"),
+    (PLAIN, "A set keeps the order of its first appearance.", "ordered set"),
 ])
 def test_a_false_concept_is_caught(code, answer, claim):
     assert claims(false_concepts(code, answer)) == [("false concept", claim)]
@@ -165,6 +169,7 @@ def test_a_false_concept_is_caught(code, answer, claim):
     ("from dataclasses import dataclass, field\n\n@dataclass\nclass Crew:\n    names: list = "
      "field(default_factory=list)\n", "`default_factory` keeps clear of a mutable default."),
     ("print(1, 2)\n", "The first print shows 1 and the second shows 2."),  # one print, two values
+    (PLAIN, "Strings are immutable and lists are mutable; a dict isn't immutable and a set is unordered."),
     ("for n in (1, 2):\n    print(n)\n", "The second print shows 2."),
     ("def show(x):\n    print(x)\n\nshow(1)\nshow(2)\n", "It prints twice, once per call."),
     ("print(1)\nprint(2)\n", "Both prints run, the second print shows 2."),
