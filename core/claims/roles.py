@@ -42,7 +42,8 @@ _LOOPS = re.compile(r"\b(?:loops?|looping|iterates?|iterating|walks?|walking)\s+
 _CALLS = re.compile(r"\b(?:calls?|calling|invokes?|invoking)\s+`([A-Za-z_][\w.]*?)(?:\(\))?`", re.IGNORECASE)
 # Kind nouns and the kind each names; a few plain adjectives may stand before one.
 _NOUNS = {"dict": "dict", "dictionary": "dict", "list": "list", "set": "set", "tuple": "tuple", "string": "string",
-          "integer": "number", "number": "number", "float": "number", "boolean": "bool", "function": "function",
+          "integer": "number", "int": "number", "number": "number", "float": "number", "boolean": "bool",
+          "bool": "bool", "function": "function",
           "method": "function", "class": "class"}
 _ADJECTIVE = (r"(?:(?:new|nested|plain|simple|empty|sorted|big|small|long|short|single|whole|fresh|flat|regular|"
               r"ordinary|mutable|immutable|normal|bare|little|tiny|huge|lone)\s+)?")

@@ -82,6 +82,7 @@ def roles(code, answer):
     (KINDS, "`unique` is a set of the words, no repeats.", "unique is a set"),
     (KINDS, "`merge` hands back a new list of the keys.", "merge returns a list"),
     (KINDS, "`adult` returns a string, boss.", "adult returns a string"),
+    (KINDS, "Because `words` is an int, the loop fails.", "words is a int"),  # the shipped Gemma, of a list
 ])
 def test_a_planted_false_role_is_flagged(code, answer, claim):
     assert roles(code, answer) == [claim]
