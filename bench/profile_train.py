@@ -102,8 +102,9 @@ class PackTally:
         return self.collate(examples)
 
     def take(self, batches: int) -> int:
-        """The tokens of the next ``batches`` training batches the trainer used."""
-        return sum(self.made.popleft() for _ in range(batches))
+        """The tokens of the next ``batches`` training batches the trainer used (fewer at an epoch's end, where a
+        last step may accumulate fewer and nothing is made ahead)."""
+        return sum(self.made.popleft() for _ in range(min(batches, len(self.made))))
 
 
 def main(argv: list[str] | None = None) -> int:
