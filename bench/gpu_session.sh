@@ -17,6 +17,7 @@
 #                                              # train RUNs (NAME:--flag=value,... on top of COMMON) side by side
 #                                              # and score them, in the foreground, stopped after $SWEEP_LIMIT s
 #   bash bench/gpu_session.sh train-bench      # issue 24: the default QLoRA recipe and the fast one, 50 steps each
+#   bash bench/gpu_session.sh train-packing    # a step with TRL's joined batch against a row per pack (issue 24)
 #   bash bench/gpu_session.sh train-profile    # torch.profiler over 3 steps of the fast recipe at 8 x 2,048
 #   bash bench/gpu_session.sh train-eval       # then eval's comparison of the fast adapters with the QLoRA one
 #   bash bench/gpu_session.sh baseline TGZ     # an older tree (git archive) into $PROJ_BASE, for same-run comparisons
@@ -121,6 +122,13 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
       --out "$RUNS/train-bench" --run qlora --run "fast8:--recipe=fast,--batch-size=8" \
       --run "fast16:--recipe=fast,--batch-size=16"
     ;;
+  train-packing)  # a step with the batch joined (TRL) against a row per pack: Gemma at 8 packs, Qwen (eager) at 2
+    cd "$PROJ"
+    python3 bench/bench_packing.py --base-model "$GEMMA" --batch-size 8 --steps 5 --warmup 2 2>&1 \
+      | grep -v "Loading weights" | tail -n 5
+    [ -f "$BUNDLE/qwen.gguf" ] && python3 bench/bench_packing.py --base-model "$BUNDLE/qwen.gguf" --batch-size 2 \
+      --steps 5 --warmup 2 2>&1 | grep -v "Loading weights" | tail -n 5
+    ;;
   train-profile)  # where fast8's step goes (0.72 s for ~15.7k tokens on the H100, 12-05; nvidia-smi read 18-20 %)
     cd "$PROJ"
     python3 bench/profile_train.py --base-model "$GEMMA" --recipe fast --batch-size 8 --skip 3 --steps 3 \
@@ -188,7 +196,8 @@ print(sys.argv[1], {k: round(v, 3) for k, v in m.items() if k in ('loss', 'ident
     tar -cf - */*/adapter/adapter_model.safetensors | split -b 15M -d - "$out/adapters.tar."
     ls -la "$out"
     ;;
-  *) echo "usage: $0 setup|gemma|noir|qwen|bench|sweep NAME DATA VALIDATION RUN...|train-bench|train-profile|train-eval"
+  *) echo "usage: $0 setup|gemma|noir|qwen|bench|sweep NAME DATA VALIDATION RUN...|train-bench|train-packing"
+     echo "       $0 train-profile|train-eval"
      echo "       $0 baseline TGZ|compare|serving [BASE]|evals ADAPTER...|wait SECONDS|collect DIR"
      exit 2 ;;
 esac
