@@ -36,6 +36,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    if args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
+        raise SystemExit("--steps and --batch-size must be at least 1, --warmup at least 0")
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from mafioso.core.config import TrainConfig, build
