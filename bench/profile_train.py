@@ -54,16 +54,19 @@ def profiler_callback(trainer, skip: int, steps: int, cuda: bool):
 
     class Profiled(TrainerCallback):
         def __init__(self):
-            self.profile, self.steps, self._mark = None, [], None
+            self.profile, self.steps, self._mark, self._total = None, [], None, 0
 
         def on_step_end(self, args, state, control, **kwargs):
             sync()
             now = time.perf_counter()
             # the step's tokens, padding not counted: the packs' own tally, else TRL's (it reads the attention mask)
-            tokens = tally.take(args.gradient_accumulation_steps) if tally else trainer._total_train_tokens
+            if tally:
+                tokens = tally.take(args.gradient_accumulation_steps)
+            else:
+                tokens, self._total = trainer._total_train_tokens - self._total, trainer._total_train_tokens
             if self._mark is not None:
-                self.steps.append({"step": state.global_step, "seconds": round(now - self._mark[0], 4),
-                                   "tokens": int(tokens if tally else tokens - self._mark[1])})
+                self.steps.append({"step": state.global_step, "seconds": round(now - self._mark, 4),
+                                   "tokens": int(tokens)})
             if state.global_step == skip:
                 activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
                 self.profile = profile(activities=activities)
@@ -72,7 +75,7 @@ def profiler_callback(trainer, skip: int, steps: int, cuda: bool):
                 self.profile.__exit__(None, None, None)
                 control.should_training_stop = True
                 return
-            self._mark = (time.perf_counter(), tokens) if state.global_step >= skip else None
+            self._mark = time.perf_counter() if state.global_step >= skip else None
 
     return Profiled()
 

@@ -294,6 +294,9 @@ def name_roles(code: str) -> NameRoles | None:
     returns_of: dict[str, frozenset[str]] = {}  # per function name: the words of what its defs hand back
     lambdas: set[str] = set()
     received: set[str] = set()  # bound to what a call of the code's own hands back: "`f` hands back `gen`"
+    made = _Makers(tree)
+    kinds = _kinds(tree, made)
+    kinds_returned: dict[str, set[str | None]] = {}  # per def name: the kinds its defs return (None: unknown)
     for node in ast.walk(tree):
         if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
             looped |= _names_in(node.target) | _names_in(node.iter)
@@ -304,6 +307,7 @@ def name_roles(code: str) -> NameRoles | None:
                 callable_ |= {name for argument in arguments if (name := _last_name(argument))}
         elif isinstance(node, _DEFS):
             callable_ |= set().union(*(_names_in(decorator) for decorator in node.decorator_list))
+            kinds_returned.setdefault(node.name, set()).update(_kinds_returned(node, made, kinds))
             if not isinstance(node, ast.ClassDef):
                 hands_back[node.name] = hands_back.get(node.name, False) or _hands_back(node)
                 returns_of[node.name] = returns_of.get(node.name, frozenset()) | handed_back(node)
@@ -317,27 +321,22 @@ def name_roles(code: str) -> NameRoles | None:
             received |= set().union(*map(_names_in, node.targets if isinstance(node, ast.Assign) else [node.target]))
     valueless = frozenset(name for name, value in hands_back.items() if not value)
     returned = frozenset(lambdas).union(*returns_of.values())
-    made = _Makers(tree)
-    kinds = _kinds(tree, made)
-    return_kinds = {**made.called, **_return_kinds(tree, made, kinds)}
+    return_kinds = {**made.called, **{name: found.pop() for name, found in kinds_returned.items()
+                                      if len(found) == 1 and None not in found}}
     return NameRoles(frozenset(looped), frozenset(called - {""}), frozenset(callable_), kinds, valueless,
                      returns_of, returned, frozenset(received), return_kinds)
 
 
-def _return_kinds(tree: ast.Module, made: "_Makers", kinds: dict[str, str]) -> dict[str, str]:
-    """Per function name, the one kind every ``return`` of a value in it makes (a value's kind as
-    :meth:`_Makers.kind` reads it, or a name's of ``kinds``); generators, coroutines and functions with a value of
-    no known kind are left out, and so is a name whose defs disagree. ``return None`` is not a value."""
-    found: dict[str, set[str | None]] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, _DEFS):
-            returned = {made.kind(child.value) or (kinds.get(child.value.id) if isinstance(child.value, ast.Name)
-                                                   else None)
-                        for child in _own_nodes(node) if isinstance(child, ast.Return) and child.value is not None
-                        and not (isinstance(child.value, ast.Constant) and child.value.value is None)}
-            plain = isinstance(node, ast.FunctionDef) and not yields(node) and returned
-            found.setdefault(node.name, set()).update(returned if plain else {None})
-    return {name: kinds_.pop() for name, kinds_ in found.items() if len(kinds_) == 1 and None not in kinds_}
+def _kinds_returned(definition: ast.AST, made: "_Makers", kinds: dict[str, str]) -> set[str | None]:
+    """The kinds of what a ``def`` returns: each ``return`` of a value in it, as :meth:`_Makers.kind` reads it or a
+    name's of ``kinds``; {None} (unknown) for a generator, a coroutine, a class or a def with no value returned.
+    A name is given a return kind only when all its defs agree on one (:func:`name_roles`); ``return None`` is not
+    a value."""
+    returned = {made.kind(child.value) or (kinds.get(child.value.id) if isinstance(child.value, ast.Name) else None)
+                for child in _own_nodes(definition) if isinstance(child, ast.Return) and child.value is not None
+                and not (isinstance(child.value, ast.Constant) and child.value.value is None)}
+    plain = isinstance(definition, ast.FunctionDef) and not yields(definition) and returned
+    return returned if plain else {None}
 
 
 def _calls_own(value: ast.expr | None, own: set[str]) -> bool:
