@@ -401,6 +401,20 @@ def training_seconds(state, runtime_s: float, since_step: int = 0) -> float:
     return max(runtime_s - evaluating, 1e-9)
 
 
+def tokens_trained(run: Run) -> float:
+    """The training rows' tokens the run fed the model: every row once per epoch. A run cut by ``max_steps``
+    counts what TRL tallied (the tokens that are not padding, over all processes), except where each pack is a
+    row of the batch (trainer/packing.py): TRL reads the width of ``position_ids``, one row of such a batch, so
+    there the share of the epochs the steps covered counts (packs are near ``max_length`` alike)."""
+    from mafioso.trainer.packing import PackRows
+
+    if not run.cfg.max_steps:
+        return run.train_tokens * run.cfg.epochs
+    if isinstance(run.trainer.data_collator, PackRows):
+        return round(run.train_tokens * run.trainer.state.epoch)
+    return run.trainer._total_train_tokens
+
+
 def checkpoint_step(checkpoint: str | None) -> int:
     """The optimizer step a ``checkpoint-N`` folder was saved at (0: no checkpoint)."""
     return int(Path(checkpoint).name.rsplit("-", 1)[-1]) if checkpoint else 0
@@ -436,9 +450,7 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> Path:
     training_s = training_seconds(run.trainer.state, runtime_s, resumed_at)
     final_eval = run.trainer.evaluate()
     processes = run.state.num_processes
-    # every row once per epoch; a run cut by max_steps counts what TRL fed the model (its tally of the tokens
-    # that are not padding, over all processes)
-    trained = run.trainer._total_train_tokens if cfg.max_steps else run.train_tokens * cfg.epochs
+    trained = tokens_trained(run)
     stats = {
         "processes": processes,
         "per_device_batch": cfg.batch_size,

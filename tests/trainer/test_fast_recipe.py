@@ -171,3 +171,20 @@ def test_max_steps_cuts_the_run_and_counts_the_tokens_it_fed(tiny_model_dir, tmp
     stats = json.loads((out / "mafioso.json").read_text())["stats"]
     assert stats["optimizer_steps"] == 1
     assert 0 < stats["train_tokens"] <= 2048  # one pack of at most max_length tokens, not the epochs' tokens
+
+
+def test_a_packed_run_cut_by_max_steps_counts_every_pack_of_its_batches(tiny_model_dir, tmp_path):
+    # TRL tallies the width of position_ids, one row of a batch of packs (trainer/packing.py): a run of exactly
+    # one epoch by max_steps must count that epoch's tokens, as the run of one epoch does
+    data = write_dataset(tmp_path / "d.json")
+    flags = {"recipe": "fast", "base_model": str(tiny_model_dir), "data": [str(data)], "lora_r": 4,
+             "batch_size": 2, "max_length": 640}
+
+    def stats(name: str, **more) -> dict:
+        out = train_module.train(build(TrainConfig, {**flags, "output": str(tmp_path / name), **more}))
+        return json.loads((out / "mafioso.json").read_text())["stats"]
+
+    epoch = stats("epoch", epochs=1)
+    assert epoch["optimizer_steps"] >= 2  # more than one batch of packs
+    cut = stats("cut", max_steps=epoch["optimizer_steps"])
+    assert cut["train_tokens"] == epoch["train_tokens"] > 2 * 640
