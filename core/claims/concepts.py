@@ -64,6 +64,11 @@ CONCEPTS: tuple[Concept, ...] = (
     Concept("async", r"\basync(?:hronous|hronously)?\b|\bawait(?:s|ed|ing)?\b|\bcoroutines?\b|\bevent loop\b",
             frozenset({"async"}), words=("asynchronous", "asynchronously", "coroutine", "coroutines")),
     # (no denial: "the coroutine was never awaited", "the loop itself isn't async" are true of async code)
+    # but "No coroutines, no loop, just one guy doing his job" of two `async def`s (a Gemma candidate, unseen code):
+    # "no coroutines" at a clause's start, as the "function" row below
+    Concept("coroutine", r"(?:(?<=^no )|(?<=^ no )|(?<=[,;:] no )|(?<=\bwith no ))(?:coroutines?|async(?:hronous)?"
+                         r"(?:\s+(?:functions?|code|calls?))?|awaits?)\b", frozenset({"async"}),
+            denial=frozenset({"async"})),
     Concept("lambda", r"\blambdas?\b", frozenset({"lambda"}), words=("lambda", "lambdas"),
             denial=frozenset({"lambda"})),
     Concept("class", r"\b(?:defines?|defining|declares?|declaring|builds?|creates?|sets? up)\s+(?:a|an|the|"

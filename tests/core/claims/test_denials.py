@@ -25,6 +25,8 @@ UNIQUE = "words = ['ant', 'bee']\nfirsts = {w[0] for w in words}\n"
 COUNTER = "class Counter:\n    def bump(self):\n        return 1\n\nc = Counter()\n"
 PLAIN = "def double(n):\n    return n * 2\n"
 TOTAL = "total = 0\nfor qty in [2, 1]:\n    total += qty\nprint(total)\n"
+PRICES = ("import asyncio\n\nasync def price_of(n):\n    await asyncio.sleep(0.1)\n    return n * 10\n\n"
+          "asyncio.run(price_of(2))\n")
 TWO = POWER + "\ndef helper(x):\n    return x + 1\n"  # one function recurses, the other does not
 
 
@@ -55,6 +57,8 @@ def denials(code, answer):
     (POWER, "No functions, no classes, just math.", "function"),
     (COUNTER, "`Counter` is a class with no methods, just a class, paisan.", "function"),  # read_unseen's Qwen
     ("def add(x, acc=[]):\n    acc.append(x)\n    return acc\n", "No mutable default here, pal.", "mutable default"),
+    (PRICES, "No coroutines, no loop, just one guy doing his job.", "coroutine"),  # a Gemma candidate, unseen code
+    (PRICES, "It runs with no async code at all.", "coroutine"),
 ])
 def test_a_false_denial_is_caught(code, answer, claim):
     assert denials(code, answer) == [(claim, True)]
@@ -79,6 +83,8 @@ def test_a_false_denial_is_caught(code, answer, claim):
     (POINT, "Without the decorator it would be a plain class."),  # a what-if
     (POWER, "You could write it without recursion, with a loop."),  # advice
     ("import asyncio\n\nasync def main():\n    asyncio.sleep(1)\n", "The sleep is never awaited, pal."),
+    (PRICES, "The coroutine is never awaited twice."),  # not "no coroutines"
+    (PLAIN, "No coroutines, no loop, just one multiplication."),  # true: no `async def`
     (CHEAP, "Curly braces without a colon would make a set comprehension."),
     (SQUARES, "No explicit loop, just a list comprehension."),  # a comprehension is no `for` statement
     (PLAIN, "Two numbers, no loops, no mess."),
@@ -99,7 +105,7 @@ def test_only_crisp_denials_are_checked():
     crisp = {c.claim for c in CONCEPTS if c.denial}
     assert crisp == {"recursive", "generator", "list comprehension", "dict comprehension", "set comprehension",
                      "comprehension", "decorator", "dataclass", "lambda", "class", "loops", "function",
-                     "mutable default"}
+                     "mutable default", "coroutine"}
     assert all(c.denial <= c.features for c in CONCEPTS)  # what contradicts a denial supports the claim
     loop = "for x in [1, 2]:\n    print(x)\n"  # "never prints" of a function, "never raises" of code that catches
     assert false_concepts(loop, "The loop never prints twice, no sorting, and it never raises.") == []
