@@ -389,8 +389,10 @@ _CONSTANT_KINDS = {bool: "bool", int: "number", float: "number", complex: "numbe
 
 def _kinds(tree: ast.Module, made: "_Makers") -> dict[str, str]:
     """Each name bound only as one kind of thing (see :class:`NameRoles`); a name bound any other way (a
-    call's result but a builtin's or a plain class's, a parameter, a loop) has no kind here."""
+    call's result but a builtin's or a plain class's, a loop, a parameter but as :func:`_argument_kinds` reads
+    it) has no kind here."""
     bound: dict[str, set[str | None]] = {}
+    passed = _argument_kinds(tree, made)
     for node in ast.walk(tree):
         if isinstance(node, _DEFS):
             kind = "class" if isinstance(node, ast.ClassDef) else "function"
@@ -403,10 +405,52 @@ def _kinds(tree: ast.Module, made: "_Makers") -> dict[str, str]:
                     bound.setdefault(name, set()).add(None)  # unpacked: a part of the value, kind unknown
                 if isinstance(target, (ast.Name, ast.Attribute)):
                     bound.setdefault(_last_name(target), set()).add(kind)
+        elif isinstance(node, ast.arg):
+            bound.setdefault(node.arg, set()).add(passed.get(id(node)))
         else:
             for name in bound_otherwise(node):
                 bound.setdefault(name, set()).add(None)
     return {name: kinds.pop() for name, kinds in bound.items() if len(kinds) == 1 and None not in kinds}
+
+
+def _argument_kinds(tree: ast.Module, made: "_Makers") -> dict[int, str | None]:
+    """The kind each parameter of a module-level function is given by the code's own calls of it (by the id of
+    its ``ast.arg``): ``merge({'x': 1}, {'y': 2})`` makes ``merge``'s ``a`` and ``b`` dicts. Only where the code
+    does nothing else with the name (a function once defined, undecorated, only ever called, never passed or
+    rebound) and every call gives the parameter, by place, keyword or default, a value of one kind
+    (:meth:`_Makers.kind`); else it has none."""
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)
+                 and not node.decorator_list and not node.args.vararg and not node.args.kwarg}
+    defined: dict[str, int] = {}
+    calls: dict[str, list[ast.Call]] = {}
+    callees: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, _DEFS):
+            defined[node.name] = defined.get(node.name, 0) + 1
+        elif isinstance(node, ast.Call):
+            callees.add(id(node.func))
+            if isinstance(node.func, ast.Name):
+                calls.setdefault(node.func.id, []).append(node)
+    otherwise = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and id(node) not in callees}
+    found: dict[int, str | None] = {}
+    for name, function in functions.items():
+        if defined[name] > 1 or name in otherwise or name not in calls:
+            continue
+        params = [*function.args.posonlyargs, *function.args.args]
+        defaults = dict(zip(params[len(params) - len(function.args.defaults):], function.args.defaults))
+        for place, param in enumerate(params):
+            given = {_given(call, place, param, defaults.get(param), made) for call in calls[name]}
+            found[id(param)] = given.pop() if len(given) == 1 else None
+    return found
+
+
+def _given(call: ast.Call, place: int, param: ast.arg, default: ast.expr | None, made: "_Makers") -> str | None:
+    """The kind of value ``call`` gives the parameter at ``place``: its argument there, its keyword or the
+    default; None for a call that unpacks (``*args``, ``**kw``) or a value of no known kind."""
+    if any(isinstance(arg, ast.Starred) for arg in call.args) or any(k.arg is None for k in call.keywords):
+        return None
+    keyword = next((k.value for k in call.keywords if k.arg == param.arg), None)
+    return made.kind(call.args[place] if place < len(call.args) else keyword or default)
 
 
 # What a call of a builtin makes, where the code does not bind the name itself.

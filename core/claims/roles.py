@@ -52,7 +52,7 @@ _NOUN = "(" + "|".join(_NOUNS) + r")\b"
 _HEAD = (r"(?=\s*(?:[,.;:!?)]|$|(?:that|which|with|of|keyed|holding|containing|mapping|indexing|where|whose|and|so|"
          r"but|for|from|in|on|to|built|made|called|named|like|here|there|now)\b))")
 _IS_A = re.compile(r"`([A-Za-z_]\w*)`\s+(?:is|was|becomes|stays|remains)\s+(?:just\s+|only\s+|still\s+|really\s+)?"
-                   r"an?\s+" + _ADJECTIVE + _NOUN + _HEAD, re.IGNORECASE)
+                   r"(?:an?|the)\s+" + _ADJECTIVE + _NOUN + _HEAD, re.IGNORECASE)
 _HANDS_BACK = r"(?:returns|hands back|gives back)"
 # "`set` returns a dictionary", "`merge` hands back a new list": the kind of what a function or builtin makes
 _RETURNS_A = re.compile(r"`([A-Za-z_]\w*)(?:\(\))?`\s+(?:then\s+|also\s+|just\s+|only\s+|finally\s+)?"
@@ -81,6 +81,8 @@ _CHECK_WINDOW = 30  # characters before the claim searched for a check
 _LITERALS = frozenset({"True", "False", "None"})
 _INSTEAD_OF = re.compile(r"\binstead of\b", re.IGNORECASE)
 _THE_X = re.compile(r"\b(?:the|an?)\s+" + _ADJECTIVE + _NOUN + r"\s+`([A-Za-z_]\w*)`", re.IGNORECASE)
+# "takes `letters`, a list of ints" of a parameter the code's own call gives a string
+_APPOSITIVE = re.compile(r"`([A-Za-z_]\w*)`,\s+an?\s+" + _ADJECTIVE + _NOUN + _HEAD, re.IGNORECASE)
 
 
 def _kind_fits(kind: str, noun: str) -> bool:
@@ -156,6 +158,7 @@ def false_roles(code: str, answer: str) -> list[dict]:
                     for m, subject, name in _returned_names(sentence) if name not in _LITERALS]
         kinds = [(m, m.group(1), m.group(2).lower()) for m in _IS_A.finditer(sentence)]
         kinds += [(m, m.group(2), m.group(1).lower()) for m in _THE_X.finditer(sentence)]
+        kinds += [(m, m.group(1), m.group(2).lower()) for m in _APPOSITIVE.finditer(sentence)]
         claims += [(m, f"{name} is a {noun}", name, _kind_fits(roles.kinds[name], noun))
                    for m, name, noun in kinds if name in roles.kinds]
         claims += [(m, f"{name} returns a {noun}", name, _kind_fits(roles.return_kinds[name], noun))

@@ -46,6 +46,12 @@ OWN_KINDS = ("def set(items):\n    return list(items)\n\nclass Stack(list):\n   
              "class Tally:\n    def __call__(self):\n        return 1\n\ns = Stack()\nt = Tally()\nv = set([1])\n\n"
              "def pick(flag):\n    if flag:\n        return [1]\n    return {1: 2}\n\ndef rows():\n    yield {}\n")
 
+# parameters given one kind by every call of the code's own (a Gemma candidate on unseen code: "`merge` takes a
+# list `a`" of dicts, "`letters`, a list of ints" of a string); a default counts for a call that leaves it out
+CALLED = ("def merge(a, b):\n    out = dict(a)\n    out.update(b)\n    return out\n\n"
+          "def census(letters, start=0):\n    return len(letters) + start\n\n"
+          "print(merge({'x': 1}, {'y': 2}))\nprint(census('abca'))\nprint(census(letters='ab', start=1))\n")
+
 
 def roles(code, answer):
     return [c["claim"] for c in false_roles(code, answer)]
@@ -83,6 +89,10 @@ def roles(code, answer):
     (KINDS, "`merge` hands back a new list of the keys.", "merge returns a list"),
     (KINDS, "`adult` returns a string, boss.", "adult returns a string"),
     (KINDS, "Because `words` is an int, the loop fails.", "words is a int"),  # the shipped Gemma, of a list
+    (KINDS, "`unique` is the set whose keys are the letters.", "unique is a set"),
+    (CALLED, "Here's the deal: `merge` takes a list `a` and a dict `b`.", "a is a list"),
+    (CALLED, "`census` takes `letters`, a list of ints, and counts them.", "letters is a list"),
+    (CALLED, "`start` is a string of blanks.", "start is a string"),
 ])
 def test_a_planted_false_role_is_flagged(code, answer, claim):
     assert roles(code, answer) == [claim]
@@ -129,6 +139,15 @@ def test_a_planted_false_role_is_flagged(code, answer, claim):
     (OWN_KINDS, "`set` returns a list, `s` is a list, `t` is a function and `v` is a list."),
     (OWN_KINDS, "`pick` returns a list or a dict, and `rows` returns a dict at a time."),
     ("import redis\ncache = redis.Redis()\ncache.set('k', 1)\n", "`set` returns a boolean, pal."),  # a method
+    (CALLED, "`merge` takes a dict `a` and a dict `b`; `census` takes `letters`, a string, and `start`, a number."),
+    # two kinds given, the function passed as a value, a decorated one, a method: no kind for the parameter
+    ("def census(letters):\n    return len(letters)\n\nprint(census('ab'))\nprint(census(['a']))\n",
+     "`census` takes `letters`, a list of strings."),
+    ("def census(letters):\n    return len(letters)\n\nfns = [census]\nprint(census('ab'))\n",
+     "`letters` is a list."),
+    ("import functools\n\n@functools.cache\ndef census(letters):\n    return len(letters)\n\ncensus('ab')\n",
+     "`letters` is a list."),
+    ("class Box:\n    def put(self, item):\n        return item\n\nBox().put('x')\n", "`item` is a list."),
 ])
 def test_true_roles_denials_and_advice_pass(code, answer):
     assert roles(code, answer) == []
