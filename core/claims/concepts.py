@@ -107,9 +107,13 @@ CONCEPTS: tuple[Concept, ...] = (
     # "the empty list gives OSError, which the function catches" of code with no try (the Qwen adapter, unseen
     # code): an exception caught by name; "the `_` case catches everything else", "the catch" are not claims
     Concept("catches", r"\b(?:catch(?:es|ing)?|traps?|trapping|swallows?)\s+(?:the\s+|an?\s+|any\s+|every\s+)?"
-                       r"\w*(?:Error|Exception)s?\b|\b(?:which|that)\s+(?:the\s+function|it)\s+catches\b",
+                       r"\w*(?:Error|Exception)s?\b|\b(?:which|that)\s+(?:the\s+function|it|(?:the\s+)?`+)\s+catches\b",
             frozenset({"try"}), code=r"suppress\(|\.error\b|errorhandler|exception_handler|on_error|pytest\.raises"
                                      r"|assertRaises"),
+    # "It does this by dividing by the base" of a power that only multiplies (a Gemma candidate, unseen code): a
+    # division, a remainder or a mean in the code (all 50 references that say it are of such code)
+    Concept("divides", r"\b(?:divid(?:es|ing|ed|e)|halv(?:es|ing|ed|e))\b(?:\s+\S+){0,3}?\s+by\b", frozenset(),
+            code=r"/|%|divmod|\bdiv\b|truediv|floordiv|\bmean\b|median|average|statistics"),
     # "it loops forever" of a `for` over a range: endless needs a while, an endless iterator, a server loop or
     # recursion (no reference says it otherwise; the shipped Gemma did of FizzBuzz and a one-liner)
     Concept("loops forever", r"\b(?:loops?|looping|looped|runs?|running|spins?|spinning|keeps? going|goes on)\s+"

@@ -123,6 +123,11 @@ def test_advice_and_denials_do_not_present_names():
      "An empty folder gives ValueError, which the function catches.", "catches"),
     ("import os\n\ndef biggest(d):\n    return max(os.listdir(d), key=len)\n",
      "It catches the OSError of a missing folder.", "catches"),
+    # a Gemma candidate on unseen code: a catch named by the class, a division in code that only multiplies
+    ("class Counter:\n    def bump(self):\n        self.n += 1\n        return self.n\n",
+     "The second call raises `TypeError`, which the `Counter` catches.", "catches"),
+    ("def power(b, e):\n    return 1 if e == 0 else b * power(b, e - 1)\n",
+     "It does this by dividing by the base, so 2 becomes 5.", "divides"),
     # Python's own facts, false of any code
     (PLAIN, "A dict is immutable, so you can't change it.", "immutable container"),
     (PLAIN, "Tuples are mutable, so `n` can grow.", "mutable tuple or string"),
@@ -178,6 +183,12 @@ def test_a_false_concept_is_caught(code, answer, claim):
     ("import os\n\ndef biggest(d):\n    return max(os.listdir(d), key=len)\n",
      "Nothing catches the ValueError of an empty folder."),
     ("match cmd:\n    case 'go':\n        pass\n    case _:\n        pass\n", "The `_` case catches everything else."),
+    ("def f(d):\n    try:\n        return d['k']\n    except KeyError:\n        return 0\n",
+     "A missing key raises `KeyError`, which the `f` catches."),
+    ("def half(n):\n    return n / 2\n", "It divides `n` by two."),
+    ("def parity(n):\n    return n % 2\n", "It divides by two and keeps the remainder."),
+    ("import statistics\nprint(statistics.mean([1, 2]))\n", "The mean adds them and divides by the count."),
+    (PLAIN, "It never divides by zero: it only multiplies."),  # a denial
 ])
 def test_a_true_concept_passes(code, answer):
     output = "WARNING:root:x\n" if "logging" in code else None
