@@ -83,6 +83,9 @@ _INSTEAD_OF = re.compile(r"\binstead of\b", re.IGNORECASE)
 _THE_X = re.compile(r"\b(?:the|an?)\s+" + _ADJECTIVE + _NOUN + r"\s+`([A-Za-z_]\w*)`", re.IGNORECASE)
 # "takes `letters`, a list of ints" of a parameter the code's own call gives a string
 _APPOSITIVE = re.compile(r"`([A-Za-z_]\w*)`,\s+an?\s+" + _ADJECTIVE + _NOUN + _HEAD, re.IGNORECASE)
+# "It keeps `n` as a tuple" of a number (the shipped Gemma, unseen code)
+_KEPT_AS = re.compile(r"\b(?:keeps?|keeping|stores?|storing|holds?|holding|saves?|saving|tracks?|tracking)\s+"
+                      r"`([A-Za-z_]\w*)`\s+as\s+(?:an?|the)\s+" + _ADJECTIVE + _NOUN + _HEAD, re.IGNORECASE)
 
 
 def _kind_fits(kind: str, noun: str) -> bool:
@@ -158,7 +161,8 @@ def false_roles(code: str, answer: str) -> list[dict]:
                     for m, subject, name in _returned_names(sentence) if name not in _LITERALS]
         kinds = [(m, m.group(1), m.group(2).lower()) for m in _IS_A.finditer(sentence)]
         kinds += [(m, m.group(2), m.group(1).lower()) for m in _THE_X.finditer(sentence)]
-        kinds += [(m, m.group(1), m.group(2).lower()) for m in _APPOSITIVE.finditer(sentence)]
+        kinds += [(m, m.group(1), m.group(2).lower()) for pattern in (_APPOSITIVE, _KEPT_AS)
+                  for m in pattern.finditer(sentence)]
         claims += [(m, f"{name} is a {noun}", name, _kind_fits(roles.kinds[name], noun))
                    for m, name, noun in kinds if name in roles.kinds]
         claims += [(m, f"{name} returns a {noun}", name, _kind_fits(roles.return_kinds[name], noun))

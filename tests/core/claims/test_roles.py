@@ -93,6 +93,7 @@ def roles(code, answer):
     (CALLED, "Here's the deal: `merge` takes a list `a` and a dict `b`.", "a is a list"),
     (CALLED, "`census` takes `letters`, a list of ints, and counts them.", "letters is a list"),
     (CALLED, "`start` is a string of blanks.", "start is a string"),
+    (PAIR, "It keeps `n` as a tuple, and the loop uses `yield`.", "n is a tuple"),  # the shipped Gemma, unseen code
 ])
 def test_a_planted_false_role_is_flagged(code, answer, claim):
     assert roles(code, answer) == [claim]
@@ -140,6 +141,7 @@ def test_a_planted_false_role_is_flagged(code, answer, claim):
     (OWN_KINDS, "`pick` returns a list or a dict, and `rows` returns a dict at a time."),
     ("import redis\ncache = redis.Redis()\ncache.set('k', 1)\n", "`set` returns a boolean, pal."),  # a method
     (CALLED, "`merge` takes a dict `a` and a dict `b`; `census` takes `letters`, a string, and `start`, a number."),
+    (CALLED, "It stores `out` as a dict and keeps `start` as the number to add."),
     # two kinds given, the function passed as a value, a decorated one, a method: no kind for the parameter
     ("def census(letters):\n    return len(letters)\n\nprint(census('ab'))\nprint(census(['a']))\n",
      "`census` takes `letters`, a list of strings."),
