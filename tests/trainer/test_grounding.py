@@ -128,6 +128,9 @@ def test_advice_and_denials_do_not_present_names():
      "The second call raises `TypeError`, which the `Counter` catches.", "catches"),
     ("def power(b, e):\n    return 1 if e == 0 else b * power(b, e - 1)\n",
      "It does this by dividing by the base, so 2 becomes 5.", "divides"),
+    (PLAIN, "This isn't Python, boss, it's pseudo-code.", "not python"),
+    ("from typing import Literal\nMode = Literal['r', 'w']\n", "A `Literal` here is no Python, so it never runs.",
+     "not python"),
     # Python's own facts, false of any code
     (PLAIN, "A dict is immutable, so you can't change it.", "immutable container"),
     (PLAIN, "Tuples are mutable, so `n` can grow.", "mutable tuple or string"),
@@ -189,6 +192,8 @@ def test_a_false_concept_is_caught(code, answer, claim):
     ("def parity(n):\n    return n % 2\n", "It divides by two and keeps the remainder."),
     ("import statistics\nprint(statistics.mean([1, 2]))\n", "The mean adds them and divides by the count."),
     (PLAIN, "It never divides by zero: it only multiplies."),  # a denial
+    ("name: tests\nversion: 3\n", "That's YAML, not Python, pal."),  # parses as two annotations
+    ("SELECT name FROM crew;\n", "This isn't Python, it's SQL."),  # does not parse: never read
 ])
 def test_a_true_concept_passes(code, answer):
     output = "WARNING:root:x\n" if "logging" in code else None
