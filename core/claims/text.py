@@ -17,7 +17,7 @@ _NEGATED_AFTER = re.compile(r"\s*(?:nothing|no\b|zero\b|not\b)", re.IGNORECASE)
 _CLAUSE_BREAK = re.compile(r"[,;:()\u2014\u2013]|\s-\s|\bbut\b|\bso\b|\band\b|\bthen\b", re.IGNORECASE)
 _NEGATION_WINDOW = 40  # characters before the phrase searched for a denial
 # Advice and what-ifs claim nothing about the code as it is.
-_HYPOTHETICAL = re.compile(r"\b(?:would|could|should|might|instead|rather|prefer|consider|imagine|suppose|"
+_HYPOTHETICAL = re.compile(r"\b(?:would|could|should|might|instead of|rather|prefer|consider|imagine|suppose|"
                            r"if you|you'd|wanted|try|fix|swap|replace|or use|just use|normally|usually|"
                            r"typically|otherwise|better|can do|does it too|do both jobs|do(?:es)? the same|"
                            r"for (?:exactly )?this job)\b", re.IGNORECASE)
@@ -25,7 +25,7 @@ _HYPOTHETICAL = re.compile(r"\b(?:would|could|should|might|instead|rather|prefer
 _IMPERATIVE = re.compile(r"\W*(?:(?:but|and|or|so|then)\s+)?(?:add|use|convert|keep|call|pass|wrap|change|move|put|"
                          r"make|give|check|compare|switch|drop|set|store|write|turn|remove|guard|catch|close|"
                          r"reset|copy|seed|cast|lock|let|don't|never|always|just|better|skip|initiali[sz]e|loop|"
-                         r"sort|open|read)\b", re.IGNORECASE)
+                         r"sort|open|read|build)\b", re.IGNORECASE)
 # Where advice is told apart from claims: "`x` is a generator: a `for` loop would do" holds one of each.
 _CLAUSE = re.compile(r"[;:\u2014]|,\s+(?:but|so|and|or|while|whereas)\b", re.IGNORECASE)
 # A sentence ends at . ! ? followed by a space (so `json.dumps` and 3.5 stay inside it) or at a line break.

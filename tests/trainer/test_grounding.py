@@ -128,6 +128,9 @@ def test_advice_and_denials_do_not_present_names():
      "The second call raises `TypeError`, which the `Counter` catches.", "catches"),
     ("def power(b, e):\n    return 1 if e == 0 else b * power(b, e - 1)\n",
      "It does this by dividing by the base, so 2 becomes 5.", "divides"),
+    # "instead" after what the code is said to do is a contrast, not advice (the Qwen adapter, unseen code)
+    ("import os\n\ndef biggest(d):\n    return max(os.listdir(d), key=len)\n",
+     "An empty folder gives OSError, which the function catches and returns None instead.", "catches"),
     (PLAIN, "This isn't Python, boss, it's pseudo-code.", "not python"),
     ("from typing import Literal\nMode = Literal['r', 'w']\n", "A `Literal` here is no Python, so it never runs.",
      "not python"),
@@ -193,6 +196,8 @@ def test_a_false_concept_is_caught(code, answer, claim):
     ("import statistics\nprint(statistics.mean([1, 2]))\n", "The mean adds them and divides by the count."),
     (PLAIN, "It never divides by zero: it only multiplies."),  # a denial
     ("name: tests\nversion: 3\n", "That's YAML, not Python, pal."),  # parses as two annotations
+    (PLAIN, "Build a new list with a comprehension instead."),  # advice (a reference's), an imperative
+    (PLAIN, "A comprehension would do it instead, or a lambda."),
     ("SELECT name FROM crew;\n", "This isn't Python, it's SQL."),  # does not parse: never read
 ])
 def test_a_true_concept_passes(code, answer):
