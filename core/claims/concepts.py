@@ -140,8 +140,9 @@ CONCEPTS: tuple[Concept, ...] = (
     # "a `Literal` here is no Python", "This isn't Python" of code that parses (Gemma runs on the validation rows;
     # the 15 references that say it are of code that does not parse, which this check never reads); spared where a
     # line starts as a YAML key does (``name: tests`` parses as an annotation)
-    Concept("not python", r"\b(?:is\s+not|isn't|ain't|not|no)\s+(?:even\s+|real\s+|valid\s+)?python\b", frozenset(),
-            code=r"(?m)^[\w-]+:(?:\s|$)"),
+    # ("not Python 2", "not Python-specific" say something else)
+    Concept("not python", r"\b(?:is\s+not|isn't|ain't|not|no)\s+(?:even\s+|real\s+|valid\s+)?python\b(?![-.]?\s*\d|-)",
+            frozenset(), code=r"(?m)^[\w-]+:(?:\s|$)"),
     # Python's own facts, false whatever the code: "A dict is immutable, so you can't change it" (the shipped
     # Gemma), "A set keeps the order of its first appearance" (the Qwen adapter, unseen code); no reference says one
     Concept("immutable container", r"\b(?:dict(?:ionarie)?s?|dictionary|lists?|sets?)\s+(?:is|are)\s+"

@@ -199,6 +199,7 @@ def test_a_false_concept_is_caught(code, answer, claim):
     (PLAIN, "Build a new list with a comprehension instead."),  # advice (a reference's), an imperative
     (PLAIN, "A comprehension would do it instead, or a lambda."),
     ("SELECT name FROM crew;\n", "This isn't Python, it's SQL."),  # does not parse: never read
+    ("print('hi')\n", "Python 3, not Python 2, and nothing here is Python-specific, not Python-only either."),
 ])
 def test_a_true_concept_passes(code, answer):
     output = "WARNING:root:x\n" if "logging" in code else None
