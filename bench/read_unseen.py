@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         found = "; ".join(f"{c['kind']}: {c['claim']}" for c in served) or "none"
         print(f"=== {number}\n{code}\n--- a true answer: {truth}\n--- the answer ({answer.dropped} sentences "
               f"dropped; claims the checks find: {found}):\n{answer.text}\n")
+        for claim in alone if answer.raw_text else ():  # what the post-check dropped, to be read for a wrong drop
+            print(f"--- dropped ({claim['kind']}: {claim['claim']}): {claim['text']}\n")
     print(f"answers with no claim found: {clean['served']} of {len(UNSEEN)} served, {clean['model alone']} before "
           f"the post-check ({runner.summary()['runnable']} snippets ran; read them: the checks see only part)")
     return 0

@@ -26,7 +26,10 @@ class _Engine:  # a stand-in for the model: planted answers, the checks and the 
     def generate(self, requests):
         planted = {0: "`count_vowels` counts the vowels, so it prints 5.",  # the run prints 3
                    4: "`power` calls itself until `exp` is 0, so it prints 32."}  # true
-        return [_Answer(planted.get(i, "It explains the code, capisce?")) for i in range(len(requests))]
+        answers = [_Answer(planted.get(i, "It explains the code, capisce?")) for i in range(len(requests))]
+        answers[1] = _Answer("`bump` adds one to `n`.", raw_text="`bump` adds one to `n`. `bump` is recursive.",
+                             dropped=1)  # a sentence the post-check dropped
+        return answers
 
     def close(self):
         pass
@@ -40,4 +43,6 @@ def test_printed_values_are_checked_against_a_run_of_the_snippet(monkeypatch, ca
     blocks = out.split("=== ")[1:]
     assert "claims the checks find: false output: 5" in blocks[0]
     assert "claims the checks find: none" in blocks[4]
+    assert "--- dropped (false concept: recursive): `bump` is recursive." in blocks[1]
+    assert "--- dropped" not in blocks[0]
     assert f"answers with no claim found: {len(bench.UNSEEN) - 1} of {len(bench.UNSEEN)} served" in out
