@@ -424,6 +424,7 @@ def _argument_kinds(tree: ast.Module, made: "_Makers") -> dict[int, str | None]:
     defined: dict[str, int] = {}
     calls: dict[str, list[ast.Call]] = {}
     callees: set[int] = set()
+    names: list[ast.Name] = []
     for node in ast.walk(tree):
         if isinstance(node, _DEFS):
             defined[node.name] = defined.get(node.name, 0) + 1
@@ -431,7 +432,9 @@ def _argument_kinds(tree: ast.Module, made: "_Makers") -> dict[int, str | None]:
             callees.add(id(node.func))
             if isinstance(node.func, ast.Name):
                 calls.setdefault(node.func.id, []).append(node)
-    otherwise = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and id(node) not in callees}
+        elif isinstance(node, ast.Name):
+            names.append(node)
+    otherwise = {node.id for node in names if id(node) not in callees}  # a call's own name is seen after it
     found: dict[int, str | None] = {}
     for name, function in functions.items():
         if defined[name] > 1 or name in otherwise or name not in calls:

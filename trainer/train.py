@@ -292,8 +292,6 @@ def _cast_weights(path: Path, dtype: str) -> None:
 def save(run: Run, stats: dict, command: list[str], output: Path | None = None) -> Path:
     """Write adapter, logs, plot and model card to a temp folder, then rename it into ``output`` (default:
     ``cfg.output``)."""
-    from mafioso.trainer.packing import PackRows
-
     cfg, output = run.cfg, Path(output or run.cfg.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
@@ -303,7 +301,7 @@ def save(run: Run, stats: dict, command: list[str], output: Path | None = None) 
         if cfg.adapter_dtype != "float32":
             _cast_weights(tmp / "adapter_model.safetensors", cfg.adapter_dtype)
         history = run.trainer.state.log_history
-        if isinstance(run.trainer.data_collator, PackRows):  # TRL's num_tokens counts one row of each such batch
+        if _packs_as_rows(run):  # TRL's num_tokens would undercount
             history = [{key: value for key, value in entry.items() if key != "num_tokens"} for entry in history]
         (tmp / "training_log.json").write_text(json.dumps({"stats": stats, "log_history": history}, indent=2))
         write_loss_plot(history, tmp / "loss.png")
@@ -401,16 +399,22 @@ def training_seconds(state, runtime_s: float, since_step: int = 0) -> float:
     return max(runtime_s - evaluating, 1e-9)
 
 
-def tokens_trained(run: Run) -> float:
-    """The training rows' tokens the run fed the model: every row once per epoch. A run cut by ``max_steps``
-    counts what TRL tallied (the tokens that are not padding, over all processes), except where each pack is a
-    row of the batch (trainer/packing.py): TRL reads the width of ``position_ids``, one row of such a batch, so
-    there the share of the epochs the steps covered counts (packs are near ``max_length`` alike)."""
+def _packs_as_rows(run: Run) -> bool:
+    """Whether each pack is a row of the batch (trainer/packing.py): TRL tallies a step's tokens (its logged
+    ``num_tokens``, ``_total_train_tokens``) from the width of ``position_ids``, one row of such a batch."""
     from mafioso.trainer.packing import PackRows
 
+    return isinstance(run.trainer.data_collator, PackRows)
+
+
+def tokens_trained(run: Run) -> float:
+    """The training rows' tokens the run fed the model: every row once per epoch. A run cut by ``max_steps``
+    counts what TRL tallied (the tokens that are not padding, over all processes), except where packs are rows
+    (:func:`_packs_as_rows`, whose batches TRL undercounts): there the share of the epochs the steps covered
+    counts (packs are near ``max_length`` alike)."""
     if not run.cfg.max_steps:
         return run.train_tokens * run.cfg.epochs
-    if isinstance(run.trainer.data_collator, PackRows):
+    if _packs_as_rows(run):
         return round(run.train_tokens * run.trainer.state.epoch)
     return run.trainer._total_train_tokens
 

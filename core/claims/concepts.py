@@ -34,6 +34,10 @@ class Concept:
     denial: frozenset[str] = frozenset()
 
 
+# "no X" where a denial lists what the code lacks: at a clause's start or after "with" ("no functions, no
+# classes", "with no methods"); "it gets no function" says something else
+_LISTED_NO = r"(?:(?<=^no )|(?<=^ no )|(?<=[,;:] no )|(?<=\bwith no ))"
+
 #: The vocabulary of concept claims, in one table. Two more kinds of support are added per answer: what the
 #: code really printed supports "prints" (logging), a run that ended in a traceback supports "raises".
 CONCEPTS: tuple[Concept, ...] = (
@@ -66,7 +70,7 @@ CONCEPTS: tuple[Concept, ...] = (
     # (no denial: "the coroutine was never awaited", "the loop itself isn't async" are true of async code)
     # but "No coroutines, no loop, just one guy doing his job" of two `async def`s (a Gemma candidate, unseen code):
     # "no coroutines" at a clause's start, as the "function" row below
-    Concept("coroutine", r"(?:(?<=^no )|(?<=^ no )|(?<=[,;:] no )|(?<=\bwith no ))(?:coroutines?|async(?:hronous)?"
+    Concept("coroutine", _LISTED_NO + r"(?:coroutines?|async(?:hronous)?"
                          r"(?:\s+(?:functions?|code|calls?))?|awaits?)\b", frozenset({"async"}),
             denial=frozenset({"async"})),
     Concept("lambda", r"\blambdas?\b", frozenset({"lambda"}), words=("lambda", "lambdas"),
@@ -135,7 +139,7 @@ CONCEPTS: tuple[Concept, ...] = (
     # "a plain loop, no function, no overhead" of code with a `def` (the same answer), "`Counter` is a class with no
     # methods" of a class with two: only a denial in a list of them or after "with", at a clause's start; "it
     # gets no function" (a decorator's optional argument) and "no function calls" say something else
-    Concept("function", r"(?:(?<=^no )|(?<=^ no )|(?<=[,;:] no )|(?<=\bwith no ))(?:functions?|methods?)\b"
+    Concept("function", _LISTED_NO + r"(?:functions?|methods?)\b"
                         r"(?!\s+calls?\b)", frozenset({"function"}), denial=frozenset({"function"})),
     # "a `Literal` here is no Python", "This isn't Python" of code that parses (Gemma runs on the validation rows;
     # the 15 references that say it are of code that does not parse, which this check never reads); spared where a
