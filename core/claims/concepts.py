@@ -133,9 +133,11 @@ CONCEPTS: tuple[Concept, ...] = (
             frozenset({"sort"}),  # or by hand (a *sort* function, two items swapped), a library or a query
             code=r"(?i:sort|order by|order_by|value_counts|most_common|median|nlargest|nsmallest|insort)|"
                  r"(\w+)\[[^\]\n]+\],\s*\1\[[^\]\n]+\]\s*="),
-    # "`fizzbuzz` is a one-liner" of a ten-line function (the shipped Qwen adapter's README answer); references say
-    # it of a conditional expression, and "in one line" / "on one line" mostly of output, which is not this claim
-    Concept("one-liner", r"\bone[- ]liners?\b", frozenset({"one-liner"})),
+    # "`fizzbuzz` is a one-liner" of a ten-line function (the shipped Qwen adapter's README answer), and "a one-line
+    # version of the classic game" (its retry once that sentence was dropped); references say it of a conditional
+    # expression, and "in one line" / "on one line" mostly of output, which is not this claim
+    Concept("one-liner", r"\bone[- ]liners?\b|\bone[- ]line\s+(?:version|function|method|loop|solution|program|"
+                         r"script|definition|implementation|trick|affair|job|body)\b", frozenset({"one-liner"})),
     # "a plain loop, no function, no overhead" of code with a `def` (the same answer), "`Counter` is a class with no
     # methods" of a class with two: only a denial in a list of them or after "with", at a clause's start; "it
     # gets no function" (a decorator's optional argument) and "no function calls" say something else

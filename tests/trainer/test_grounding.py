@@ -109,6 +109,7 @@ def test_advice_and_denials_do_not_present_names():
     (PLAIN, "It reads the ledger file.", "reads a file"),
     (LOOP, "`total` walks the Fibonacci numbers in `xs`.", "fibonacci"),
     (LOOP, "`total` is a one-liner that adds `xs`.", "one-liner"),  # a four-line function
+    (LOOP, "`total` is a one-line version of a sum.", "one-liner"),
     # the shipped Gemma on unseen code: one comprehension over a zip, a class whose methods take no defaults
     ("grid = [[1, 2]]\nflipped = [list(row) for row in zip(*grid)]\n", "`flipped` is a nested list comprehension.",
      "nested comprehension"),
@@ -167,6 +168,7 @@ def test_a_false_concept_is_caught(code, answer, claim):
     ("xs = [0, 1]\nwhile len(xs) < 9:\n    xs.append(xs[-1] + xs[-2])\n", "Fibonacci numbers, built in a list."),
     ("def fib_table(n):\n    return n\n", "A Fibonacci table, in name at least."),
     (PLAIN, "`double` is a one-liner."),  # a body of one line
+    (PLAIN, "`double` is a one-line function."),
     ("def tens(score):\n    \"\"\"The tens.\"\"\"\n    return score // 10\n\n\nprint(tens(95))\nprint(tens(5))\n",
      "`tens` is a one-liner with a docstring."),  # a body of one line after its docstring
     ("xs = [1, 2]\nprint(sum(x * x for x in xs))\n", "A one-liner sums the squares."),
