@@ -246,7 +246,7 @@ def stand_in_device(engine, device_ms: float, seed: int = 1, gil_releases: int =
     text = engine.tokenizer.encode(_ANSWER * 4, add_special_tokens=False)
     eos, position, length, done_at = engine.eos_ids[0], {}, {}, [time.perf_counter()]
 
-    def prefill_many(slots, prompts, grounding=None):
+    def prefill_many(slots, prompts, grounding=None, resumed=None):
         for slot, tables in zip(slots, grounding or [None] * len(slots)):
             position[slot], length[slot] = 0, rng.randint(40, 120)
             decoder.set_grounding(slot, tables)

@@ -18,14 +18,14 @@ from mafioso.core.claims import static_claims
 from mafioso.core.claims.text import quoted, sentences
 from mafioso.prompts.lines import line
 
-__all__ = ["NOTHING_SURE", "drop_unsupported"]
+__all__ = ["NOTHING_SURE", "drop_unsupported", "first_unsupported"]
 
 #: The mafioso's line when every sentence of an answer was dropped (a persona's own: line("nothing_sure", name)).
 NOTHING_SURE = line("nothing_sure")
 
 
-def drop_unsupported(code: str, text: str) -> tuple[str, int]:
-    """``text`` without the sentences whose claims ``code`` contradicts, and how many were dropped."""
+def _flagged(code: str, text: str) -> tuple[list[str], set[str]]:
+    """``text``'s sentences, and the quotes (:func:`quoted`) of those whose claims ``code`` contradicts."""
     parts = sentences(text)
     flagged: set[str] = set()
     remaining = text
@@ -39,6 +39,25 @@ def drop_unsupported(code: str, text: str) -> tuple[str, int]:
         flagged |= new
         # one sentence a line: the checks split it back into exactly these sentences
         remaining = "\n".join(s for s in parts if quoted(s) not in flagged)
+    return parts, flagged
+
+
+def drop_unsupported(code: str, text: str) -> tuple[str, int]:
+    """``text`` without the sentences whose claims ``code`` contradicts, and how many were dropped."""
+    parts, flagged = _flagged(code, text)
     kept = [s.strip() for s in parts if quoted(s) not in flagged]
     dropped = len(parts) - len(kept)
     return (" ".join(kept) if dropped else text), dropped
+
+
+def first_unsupported(code: str, text: str) -> int | None:
+    """Where in ``text`` the first sentence that :func:`drop_unsupported` drops begins (None: it drops none).
+    ``text[:at]`` is what an answer decoded again from there keeps (:mod:`mafioso.worker.retry`)."""
+    parts, flagged = _flagged(code, text)
+    at = 0
+    for sentence in parts:
+        at = text.index(sentence, at)  # the sentences are the text's own pieces, in order
+        if quoted(sentence) in flagged:
+            return at + len(sentence) - len(sentence.lstrip())
+        at += len(sentence)
+    return None

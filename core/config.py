@@ -180,10 +180,16 @@ class GenerationConfig:
     drop_unsupported: bool = _help("drop each sentence of an answer that claims what its own code contradicts: a "
                                    "name the code does not have, a construct its syntax tree lacks "
                                    "(core/claim_check.py; reads the code, never runs it)", default=True)
+    retry_unsupported: int = _help("with drop_unsupported: decode an answer that loses a sentence again from just "
+                                   "before it, with the token that began it banned there, and serve the retry if "
+                                   "fewer of its sentences are dropped; at most this many rounds (0 = off; "
+                                   "worker/retry.py)", default=2)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ConfigError("MAFIOSO_MAX_NEW_TOKENS must be at least 1")
+        if self.retry_unsupported < 0:
+            raise ConfigError("MAFIOSO_RETRY_UNSUPPORTED must be 0 (off) or more")
         if self.no_repeat_ngram < 0 or self.no_repeat_ngram == 1:
             raise ConfigError("MAFIOSO_NO_REPEAT_NGRAM must be 0 (off) or at least 2")
         if self.loop_span < 8 or self.loop_count < 5:

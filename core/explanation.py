@@ -20,6 +20,7 @@ class Explanation:
     finished: bool  # ended on its own (EOS, a new ### section or a loop cut back), not cut at max_new_tokens
     code_leak: bool = False  # the post-check found code in the answer (it was removed)
     dropped: int = 0  # sentences the claim post-check removed: claims the code contradicts (core/claim_check.py)
+    retried: int = 0  # times it was decoded again from before such a sentence (worker/retry.py)
     answer_id: str = ""  # what a rating names (POST /v1/feedback, reactions); empty when nobody keeps answers
 
 

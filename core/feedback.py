@@ -58,6 +58,8 @@ MIGRATIONS = (
     # sentences the claim post-check dropped from the answer; NULL where unknown (a remote worker's answer, or one
     # stored before this column)
     "ALTER TABLE answers ADD COLUMN dropped INTEGER",
+    # times the answer was decoded again from before a sentence the post-check drops (worker/retry.py); NULL as above
+    "ALTER TABLE answers ADD COLUMN retried INTEGER",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 #: How the reports name the adapter of an answer ``a``: its name, with " (sampled)" when the request sampled it
@@ -100,6 +102,7 @@ class AnswerRecord:
     tokens: int = 0
     created: float | None = None  # default: now
     dropped: int = 0  # sentences the claim post-check removed (claims the code contradicts)
+    retried: int = 0  # times it was decoded again from before such a sentence (its first answer had one)
 
 
 def default_path() -> Path:
@@ -236,11 +239,11 @@ class FeedbackStore:
         """Store one answer (``user``: the asker's platform id, stored hashed)."""
         def write():
             self._db.execute(
-                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (rec.answer_id, rec.created if rec.created is not None else self.clock(), rec.platform,
                  None if user is None else self.hash_user(rec.platform, user), rec.code, rec.request, rec.answer,
                  rec.adapter, rec.base_model, json.dumps(rec.decoding, sort_keys=True), rec.latency_s, rec.tokens,
-                 rec.dropped))
+                 rec.dropped, rec.retried))
         self._write(write)
         if self.enabled and self.clock() - self._purged_at > DAY_S:
             self.purge()
@@ -305,11 +308,12 @@ class FeedbackStore:
         return self._write(read) or []
 
     def checked_answers(self) -> list[tuple[str, float, int]]:
-        """(adapter, time, sentences dropped) of every answer whose claim post-check is known, oldest first; the
-        adapter as :data:`_SERVED_BY` names it (sampled answers apart)."""
+        """(adapter, time, whether the post-check found a claim the code contradicts) of every answer whose check
+        is known, oldest first: it dropped a sentence, or had the answer decoded again from before one (the
+        model's first answer had one); the adapter as :data:`_SERVED_BY` names it (sampled answers apart)."""
         def read():
-            return self._db.execute(f"SELECT {_SERVED_BY}, created, dropped FROM answers a WHERE dropped IS "
-                                    "NOT NULL ORDER BY created").fetchall()
+            return self._db.execute(f"SELECT {_SERVED_BY}, created, dropped > 0 OR COALESCE(retried, 0) > 0 "
+                                    "FROM answers a WHERE dropped IS NOT NULL ORDER BY created").fetchall()
         return self._write(read) or []
 
     def ratings(self) -> list[tuple[str, float, int]]:

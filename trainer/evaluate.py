@@ -137,9 +137,11 @@ def generate_all(engine, samples: list[Sample], batch_size: int, label: str) -> 
                 # The engine scrubs leaked code from the text and flags it; count the flag, not the scrubbed text.
                 leak = bool(getattr(out, "code_leak", False))
                 dropped = int(getattr(out, "dropped", 0))  # sentences the claim post-check removed
+                # the model's own answer: its first, when the post-check had it decoded again (worker/retry.py)
+                raw = getattr(out, "first_text", "") or (out.raw_text if dropped else "")
                 results[i] = Prediction(s.key, s.code, s.explanation, out.text, out.tokens, round(elapsed, 4),
                                         out.finished, leak, bool(getattr(out, "looped", False)), dropped=dropped,
-                                        raw_prediction=out.raw_text if dropped else "")
+                                        raw_prediction=raw, retried=int(getattr(out, "retried", 0)))
             bar.update(len(chunk))
     return [results[i] for i in range(len(samples))], spent
 

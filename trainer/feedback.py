@@ -67,15 +67,15 @@ def rates(store: FeedbackStore) -> tuple[dict, dict]:
 
 def claim_counts(store: FeedbackStore) -> tuple[dict, dict]:
     """({adapter: [answers, unsupported]}, {(day, adapter): [...]}) over the stored answers whose claim post-check
-    is known: ``unsupported`` counts those it dropped a sentence from (a claim the code contradicts), so one minus
-    its share is eval's "grounded, model alone" on what users asked."""
+    is known: ``unsupported`` counts those in which it found a claim the code contradicts (in the model's first
+    answer), so one minus its share is eval's "grounded, model alone" on what users asked."""
     by_adapter: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     by_day: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for adapter, created, dropped in store.checked_answers():
+    for adapter, created, found in store.checked_answers():
         day = time.strftime("%Y-%m-%d", time.gmtime(created))
         for counts in (by_adapter[adapter], by_day[(day, adapter)]):
             counts[0] += 1
-            counts[1] += dropped > 0
+            counts[1] += found
     return dict(by_adapter), dict(by_day)
 
 

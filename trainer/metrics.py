@@ -44,7 +44,9 @@ class Prediction:
     looped: bool = False  # the answer looped (mafioso.core.loop_guard); cut there when the engine stops loops
     unsupported: list[dict] | None = None  # mafioso.trainer.grounding claims the code contradicts; None: not checked
     dropped: int = 0  # sentences the engine's claim post-check removed from ``prediction`` (mafioso.core.claim_check)
-    raw_prediction: str = ""  # the answer before that check ("" when it removed nothing)
+    raw_prediction: str = ""  # the model's answer before that check: its first when it was decoded again ("" when
+    # the check changed nothing)
+    retried: int = 0  # times the engine decoded it again from before a dropped sentence (mafioso.worker.retry)
     unsupported_raw: list[dict] | None = None  # the claims of ``raw_prediction`` (None: nothing was removed)
 
 
@@ -161,6 +163,7 @@ def summarize(predictions: list[Prediction], loss: float | None, response_tokens
         "grounded_model": summarize_claims([p.unsupported_raw if p.raw_prediction else p.unsupported
                                             for p in predictions])["grounded"],
         "dropped_rate": _mean([float(p.dropped > 0) for p in predictions]),
+        "retried_rate": _mean([float(p.retried > 0) for p in predictions]),
         "persona_rate": _mean([float(bool(persona_markers(p.prediction, markers))) for p in predictions]),
         "code_leak_rate": _mean([float(p.code_leak or contains_code(p.prediction)) for p in predictions]),
         "stop_rate": _mean([float(p.finished) for p in predictions]),

@@ -40,12 +40,13 @@ class Control:
     cancelled: bool = False
     sink: Sink | None = None  # a streaming request's consumer of answer tokens
     first_token_at: float | None = None  # time.monotonic() when the engine made the first answer token
+    muted: bool = False  # its tokens go to no sink any more: an answer decoded again (mafioso.worker.retry)
 
     def emit(self, token: int) -> None:
         """The engine made the answer's next token (called from its decode thread)."""
         if self.first_token_at is None:
             self.first_token_at = time.monotonic()
-        if self.sink is not None:
+        if self.sink is not None and not self.muted:
             self.sink.push(token)
 
     def cancel(self) -> None:

@@ -44,12 +44,13 @@ import mafioso
 from mafioso import prompts
 from mafioso.prompts.lines import line
 from mafioso.core import cpu_quant, serving_cache
-from mafioso.core.claim_check import drop_unsupported
+from mafioso.core.claim_check import drop_unsupported, first_unsupported
 from mafioso.worker.control import Control
 from mafioso.core.cpu_dtype import cpu_dtype
 from mafioso.worker.grounded_decoding import AnswerGrounding, Grounding
 from mafioso.worker.decoding_rules import AnswerRules, DecodingRules
 from mafioso.worker.repetition_penalty import penalize_
+from mafioso.worker.retry import Resume, answer_with_retries
 from mafioso.worker.sampling import Sampling
 from mafioso.core.loop_guard import LoopRule, TokenPieces, cut_loop, find_loop
 from mafioso.prompts.facts import CACHED_PASTES
@@ -79,6 +80,8 @@ class Generation:
     looped: bool = False  # the answer loops (mafioso.core.loop_guard), whether stop_loops cut it or not
     dropped: int = 0  # sentences the claim post-check removed (mafioso.core.claim_check)
     raw_text: str = ""  # the answer before that check ("" when it removed nothing)
+    retried: int = 0  # times it was decoded again from before a dropped sentence (mafioso.worker.retry)
+    first_text: str = ""  # then: the first answer decoded, before the check (the model's own, for eval)
 
 
 def shipped_adapter(base: str) -> Path | None:
@@ -282,18 +285,32 @@ class _RulesBan(LogitsProcessor):
 
 class _RepetitionPenalty(LogitsProcessor):
     """The repetition penalty (:func:`mafioso.worker.repetition_penalty.penalize_`) on ``generate``'s rows, whose
-    prompts are left-padded to one width: the answer's tokens count as seen, and with ``penalize_prompt`` each
-    row's prompt tokens too (not its padding)."""
+    inputs are left-padded to ``width``: the tokens each row generates count as seen, and ``seen`` of each row
+    before them (its prompt with ``penalize_prompt``, the kept tokens of an answer decoded again)."""
 
-    def __init__(self, penalty: float, prompt_ids: list[list[int]], penalize_prompt: bool, device):
-        self.penalty = penalty
-        self.width = max(map(len, prompt_ids))
-        # a padding column stands for the row's first prompt token (counted anyway), so a row's ids are all seen
-        prompts = [[ids[0]] * (self.width - len(ids)) + ids if penalize_prompt else [] for ids in prompt_ids]
-        self.prompts = torch.tensor(prompts, dtype=torch.long, device=device)  # (rows, width), or (rows, 0)
+    def __init__(self, penalty: float, seen: list[list[int]], width: int, pad: int, device):
+        self.penalty, self.width = penalty, width
+        # a row's seen tokens padded with one of its own (counted anyway), or with the pad token (never
+        # generated) where it has none
+        longest = max(map(len, seen))
+        rows = [[(ids or [pad])[0]] * (longest - len(ids)) + ids for ids in seen]
+        self.seen = torch.tensor(rows, dtype=torch.long, device=device)  # (rows, longest), or (rows, 0)
 
     def __call__(self, input_ids, scores):
-        return penalize_(scores, torch.cat([self.prompts, input_ids[:, self.width:]], dim=1), self.penalty)
+        return penalize_(scores, torch.cat([self.seen, input_ids[:, self.width:]], dim=1), self.penalty)
+
+
+class _FirstBan(LogitsProcessor):
+    """Per row, the tokens its first generated token may not be (:class:`mafioso.worker.retry.Resume`)."""
+
+    def __init__(self, bans: list[frozenset[int]], width: int):
+        self.bans, self.width = bans, width
+
+    def __call__(self, input_ids, scores):
+        if input_ids.shape[1] == self.width:
+            for row, ban in enumerate(self.bans):
+                scores[row, list(ban)] = float("-inf")
+        return scores
 
 
 class _RequestStop(StoppingCriteria):
@@ -461,9 +478,7 @@ class GenerateEngine:
         row stops at the next step; what it has is returned, for nobody)."""
         if not requests:
             return []
-        controls = controls or [Control() for _ in requests]
-        return self.answers(requests, self.decode(self.prompt_ids(requests), controls, self.groundings(requests)),
-                            controls)
+        return answer_with_retries(self, requests, controls or [Control() for _ in requests], self.decode)
 
     def prompt_ids(self, requests: list[tuple[str, str | None]]) -> list[list[int]]:
         """Each ``(code, request)`` pair's prompt, as token ids, in the engine's persona and prompt format."""
@@ -491,8 +506,13 @@ class GenerateEngine:
         """The answer's text if it ended after ``ids`` (its tokens so far), cut and checked as ``generate`` does:
         what a stream may show (:mod:`mafioso.worker.token_stream`). Empty while every sentence so far is
         dropped: the "nothing sure" line ends an answer that kept nothing, so a stream whose first sentence
-        went never shows that line and then takes it back for the sentences that follow."""
-        return self._checked(code, self._finish(ids, None), so_far=True).text
+        went never shows that line and then takes it back for the sentences that follow. With retries on, only
+        the sentences before the first dropped one: a retry keeps those and decodes the rest again."""
+        answer = self._finish(ids, None)
+        if self.gen.drop_unsupported and self.gen.retry_unsupported:
+            at = first_unsupported(code, answer.text)
+            return answer.text if at is None else answer.text[:at].rstrip()
+        return self._checked(code, answer, so_far=True).text
 
     def _checked(self, code: str, answer: Generation, so_far: bool = False) -> Generation:
         """The answer without the sentences its code contradicts (``drop_unsupported``), both paths alike."""
@@ -505,21 +525,31 @@ class GenerateEngine:
                                    dropped=dropped, raw_text=answer.text)
 
     def decode(self, prompt_ids: list[list[int]], controls: list[Control] | None = None,
-               grounding: list[AnswerGrounding] | None = None) -> list[tuple[list[int], int | None]]:
+               grounding: list[AnswerGrounding] | None = None,
+               resumes: list[Resume] | None = None) -> list[tuple[list[int], int | None]]:
         """One batched ``model.generate``: per row, the generated ids and where ``###`` or a loop stopped it
         (or None). The batch runs to its longest ``max_tokens``; each row stops at its own or when cancelled.
-        ``grounding``: each row's grounded-decoding rule (None: no such bans)."""
-        width = max(len(ids) for ids in prompt_ids)
+        ``grounding``: each row's grounded-decoding rule (None: no such bans); ``resumes``: each row's answer
+        continued from its kept tokens (:class:`mafioso.worker.retry.Resume`; its rule fed them already)."""
+        prefixes = [list(resume.prefix) for resume in resumes] if resumes else [[] for _ in prompt_ids]
+        inputs = [ids + prefix for ids, prefix in zip(prompt_ids, prefixes, strict=True)]
+        width = max(len(ids) for ids in inputs)
         pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompt_ids], device=self.device)
-        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids],
-                            device=self.device)
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in inputs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in inputs], device=self.device)
         controls = controls or [Control() for _ in prompt_ids]
         extra = {}
         if self.gen.repetition_penalty != 1.0:
+            seen = [(ids if self.gen.penalize_prompt else []) + prefix for ids, prefix in zip(prompt_ids, prefixes)]
             extra["logits_processor"] = LogitsProcessorList(
-                [_RepetitionPenalty(self.gen.repetition_penalty, prompt_ids, self.gen.penalize_prompt, self.device)])
+                [_RepetitionPenalty(self.gen.repetition_penalty, seen, width, pad, self.device)])
         rules = _RulesFeed([self.rules.for_answer(control.stop) for control in controls], width)
+        for row, prefix in zip(rules.rows, prefixes):
+            for token in prefix:
+                row.add(token)
+        if resumes:
+            extra.setdefault("logits_processor", LogitsProcessorList()).append(
+                _FirstBan([resume.ban for resume in resumes], width))
         if self.gen.no_repeat_ngram:
             extra.setdefault("logits_processor", LogitsProcessorList()).append(_RulesBan(rules))
         if grounding:  # its masks on the device once, not copied there every step
@@ -528,15 +558,16 @@ class GenerateEngine:
         samplings = [control.decoding(self.gen) for control in controls]
         if not all(sampling.greedy for sampling in samplings):  # last: it draws from what the rules left
             extra.setdefault("logits_processor", LogitsProcessorList()).append(_Sample(samplings, self.device))
-        limits = [control.limit(self.gen.max_new_tokens) for control in controls]
+        limits = [control.limit(self.gen.max_new_tokens) - len(prefix) for control, prefix in zip(controls, prefixes)]
         requested = _RequestStop(controls, limits, width, self.eos_ids, rules.rows)
         with torch.inference_mode():
             out = self.model.generate(
-                input_ids=input_ids, attention_mask=mask, max_new_tokens=max(limits),
+                input_ids=input_ids, attention_mask=mask, max_new_tokens=max(1, max(limits)),
                 do_sample=False, pad_token_id=pad, eos_token_id=self.eos_ids,
                 stopping_criteria=StoppingCriteriaList([_RulesStop(rules), requested]), **extra,
             )
-        generated = [ids[:requested.cancelled_at.get(row, len(ids))] for row, ids in enumerate(out[:, width:].tolist())]
+        generated = [prefix + ids[:requested.cancelled_at.get(row, len(ids))]
+                     for row, (ids, prefix) in enumerate(zip(out[:, width:].tolist(), prefixes))]
         return [(ids, row_rules.stop) for ids, row_rules in zip(generated, rules.rows, strict=True)]
 
     def _finish(self, ids: list[int], stop: int | None) -> Generation:

@@ -345,12 +345,15 @@ class FastDecoder:
 
     @torch.inference_mode()
     def prefill_many(self, slots: list[int], prompts: list[list[int]],
-                     grounding: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] | None = None
-                     ) -> list[int]:
+                     grounding: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] | None = None,
+                     resumed: list[tuple[int, frozenset[int]]] | None = None) -> list[int]:
         """Run several prompts into their slots in one forward pass (right-padded to the longest; padding is
         masked out and never cached); returns each slot's first generated token. ``grounding``: per prompt, its
-        answer's grounded-decoding tables (:meth:`set_grounding`), or None for none."""
+        answer's grounded-decoding tables (:meth:`set_grounding`), or None for none. ``resumed``: per prompt,
+        how many of its last tokens are an answer's own, kept (seen by the repetition penalty like the ones it
+        generates), and the tokens its first new one may not be (:mod:`mafioso.worker.retry`)."""
         grounding = grounding or [None] * len(prompts)
+        resumed = resumed or [(0, frozenset())] * len(prompts)
         lengths = [len(ids) for ids in prompts]
         for slot, length in zip(slots, lengths):
             if length >= self.capacity(slot):
@@ -361,7 +364,7 @@ class FastDecoder:
             for flag in (True, False):
                 rows = [i for i, s in enumerate(shared) if s == flag]
                 firsts.update(zip(rows, self.prefill_many([slots[i] for i in rows], [prompts[i] for i in rows],
-                                                          [grounding[i] for i in rows])))
+                                                          [grounding[i] for i in rows], [resumed[i] for i in rows])))
             return [firsts[i] for i in range(len(prompts))]
         start = len(self.prefix) if shared[0] else 0
         rest = [ids[start:] for ids in prompts]
@@ -370,8 +373,8 @@ class FastDecoder:
         bucket = self.prefill_bucket(len(prompts), n) if padded else None
         if padded and bucket is None and len(prompts) > 1:  # more padded tokens than any bucket
             half = len(prompts) // 2
-            return (self.prefill_many(slots[:half], prompts[:half], grounding[:half])
-                    + self.prefill_many(slots[half:], prompts[half:], grounding[half:]))
+            return (self.prefill_many(slots[:half], prompts[:half], grounding[:half], resumed[:half])
+                    + self.prefill_many(slots[half:], prompts[half:], grounding[half:], resumed[half:]))
         last = self._prefill_last(bucket or (len(prompts), n), slots, rest, start)
         rows = torch.tensor(slots, device=self.device)
         ends = torch.tensor(lengths, device=self.device)
@@ -380,14 +383,18 @@ class FastDecoder:
             self.banned[rows] = False
         for slot, tables in zip(slots, grounding):
             self.set_grounding(slot, tables)
-        if self.penalize_prompt:
-            flat_slots = [slot for slot, length in zip(slots, lengths) for _ in range(length)]
-            flat_tokens = [token for ids in prompts for token in ids]
+        seen = [ids if self.penalize_prompt else ids[len(ids) - kept:] for ids, (kept, _) in zip(prompts, resumed)]
+        if any(seen):
+            flat_slots = [slot for slot, ids in zip(slots, seen) for _ in ids]
+            flat_tokens = [token for ids in seen for token in ids]
             self.seen[torch.tensor(flat_slots, device=self.device), torch.tensor(flat_tokens, device=self.device)] \
                 = True
         logits = penalize(self.model.logits(last), self.seen[rows], self.penalty)
         if (banned := self._banned(rows)) is not None:
             logits = logits.masked_fill(banned, _NEG_INF)
+        if any(ban for _, ban in resumed):
+            first_bans = [(row, token) for row, (_, ban) in enumerate(resumed) for token in ban]
+            logits[[row for row, _ in first_bans], [token for _, token in first_bans]] = _NEG_INF
         first = self._pick(slots, logits, logits.argmax(-1))
         self._ground_step(rows, first)
         self.seen[rows, first] = True

@@ -34,6 +34,7 @@ from mafioso.worker.decoding_rules import AnswerRules, host_bans
 from mafioso.worker.engine import GenerateEngine, Generation
 from mafioso.worker.fast_decode import FastDecoder
 from mafioso.worker.grounded_decoding import AnswerGrounding
+from mafioso.worker.retry import Resume, answer_with_retries
 from mafioso.worker.sampling import GREEDY
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ class _Row:
     rules: AnswerRules | None = None  # stop at ### or a loop, n-gram bans (mafioso.worker.decoding_rules)
     bans: frozenset[int] = frozenset()  # the n-gram bans set for its slot now
     grounding: AnswerGrounding | None = None  # GenerationConfig.grounded_decoding: the decoder follows it
+    kept: list[int] = field(default_factory=list)  # an answer decoded again: its kept tokens (prompt's end)
+    first_ban: frozenset[int] = frozenset()  # and the tokens its first new one may not be
 
     @property
     def stop(self) -> int | None:
@@ -184,35 +187,48 @@ class FastEngine:
         plain engine finishes its own (:meth:`GenerateEngine.answers`)."""
         if not requests:
             return []
-        controls = controls or [Control() for _ in requests]
-        rows = self.decode(self.plain.prompt_ids(requests), controls, self.plain.groundings(requests))
-        return self.plain.answers(requests, rows, controls)
+        return answer_with_retries(self.plain, requests, controls or [Control() for _ in requests], self.decode)
 
     def text_so_far(self, code: str, ids: list[int]) -> str:
         """The answer's text if it ended after ``ids``, as the plain engine would finish it (streams)."""
         return self.plain.text_so_far(code, ids)
 
     def decode(self, prompt_ids: list[list[int]], controls: list[Control] | None = None,
-               grounding: list[AnswerGrounding] | None = None) -> list[tuple[list[int], int | None]]:
+               grounding: list[AnswerGrounding] | None = None,
+               resumes: list[Resume] | None = None) -> list[tuple[list[int], int | None]]:
         """Queue the prompts for the decode thread and wait; prompts too long for a slot, and sampled answers
-        where the decoder cannot draw (CUDA graphs: :attr:`FastDecoder.samples`), take the plain engine's path."""
+        where the decoder cannot draw (CUDA graphs: :attr:`FastDecoder.samples`), take the plain engine's path.
+        ``resumes``: answers continued from their kept tokens, as :meth:`GenerateEngine.decode` takes them."""
         if self.decoder is None:
             raise RuntimeError("the engine is closed")
         controls = controls or [Control() for _ in prompt_ids]
-        fits = [len(ids) <= self.max_prompt_tokens and (self.decoder.samples or control.decoding(self.gen).greedy)
-                for ids, control in zip(prompt_ids, controls, strict=True)]
+        resumes = resumes or [None] * len(prompt_ids)
+        fits = [len(ids) + len(resume.prefix if resume else ()) <= self.max_prompt_tokens
+                and (self.decoder.samples or control.decoding(self.gen).greedy)
+                for ids, control, resume in zip(prompt_ids, controls, resumes, strict=True)]
         grounding = grounding or [None] * len(prompt_ids)
-        rows = [_Row(ids, Future(), control.limit(self.gen.max_new_tokens), control,
-                     rules=self.plain.rules.for_answer(control.stop), grounding=ground)
-                for ids, control, ground, ok in zip(prompt_ids, controls, grounding, fits) if ok]
+        rows = [self._row(ids, control, ground, resume)
+                for ids, control, ground, resume, ok in zip(prompt_ids, controls, grounding, resumes, fits) if ok]
         for row in rows:
             self._inbox.put(row)
-        long = iter(self.plain.decode([ids for ids, ok in zip(prompt_ids, fits) if not ok],
-                                      [c for c, ok in zip(controls, fits) if not ok],
-                                      [g for g, ok in zip(grounding, fits) if not ok] if any(grounding) else None)
-                    if not all(fits) else [])
+        slow = [not ok for ok in fits]
+        long = iter(self.plain.decode(_where(prompt_ids, slow), _where(controls, slow),
+                                      _where(grounding, slow) if any(grounding) else None,
+                                      _where(resumes, slow) if any(resumes) else None)
+                    if any(slow) else [])
         fast = iter([row.future.result() for row in rows])
         return [next(fast) if ok else next(long) for ok in fits]
+
+    def _row(self, prompt: list[int], control: Control, grounding: AnswerGrounding | None,
+             resume: Resume | None) -> _Row:
+        """A row for the decode thread; a resumed answer's kept tokens go into its prompt and its rules, and
+        count against its limit (:class:`mafioso.worker.retry.Resume`)."""
+        prefix = list(resume.prefix) if resume else []
+        rules = self.plain.rules.for_answer(control.stop)
+        for token in prefix:
+            rules.add(token)
+        return _Row(prompt + prefix, Future(), control.limit(self.gen.max_new_tokens) - len(prefix), control,
+                    rules=rules, grounding=grounding, kept=prefix, first_ban=resume.ban if resume else frozenset())
 
     # ------------------------------------------------------------------------------ the decode thread
 
@@ -273,7 +289,7 @@ class FastEngine:
         def place(row: _Row) -> None:
             if row.control.cancelled:  # gone before it got a slot
                 self.stats.cancelled += 1
-                row.future.set_result((row.generated, None))
+                row.future.set_result((row.kept + row.generated, None))
                 return
             short = len(row.prompt) + self.gen.max_new_tokens < self.decoder.short_len
             slot = next((s for s in free if short or s >= self.decoder.short_slots), None)
@@ -307,7 +323,8 @@ class FastEngine:
         for group in prefill_groups(new, self.settings.prefill_tokens):
             started = time.perf_counter()
             firsts = self.decoder.prefill_many([slot for slot, _ in group], [row.prompt for _, row in group],
-                                               [row.grounding.tables() if row.grounding else None for _, row in group])
+                                               [row.grounding.tables() if row.grounding else None for _, row in group],
+                                               [(len(row.kept), row.first_ban) for _, row in group])
             self.stats.prefill_s += time.perf_counter() - started
             self.stats.prefills += 1
             self.stats.prefill_prompts += len(group)
@@ -347,7 +364,7 @@ class FastEngine:
             row = active.pop(slot)
             self.decoder.set_sampling(slot, GREEDY)
             self.stats.cancelled += 1
-            row.future.set_result((row.generated, row.stop))
+            row.future.set_result((row.kept + row.generated, row.stop))
 
     def _record(self, active: dict[int, _Row], slot: int, token: int) -> None:
         """Append one token to a slot's answer; finish the row at EOS, ###, a loop or the token budget."""
@@ -358,7 +375,12 @@ class FastEngine:
         if stopped or token in self.eos_ids or len(row.generated) >= row.limit:
             del active[slot]
             self.decoder.set_sampling(slot, GREEDY)
-            row.future.set_result((row.generated, row.stop))
+            row.future.set_result((row.kept + row.generated, row.stop))
+
+
+def _where(items: list, picked: list[bool]) -> list:
+    """The items whose flag in ``picked`` is set."""
+    return [item for item, keep in zip(items, picked, strict=True) if keep]
 
 
 def build_decoder(model, tokenizer, gen, settings: DecoderSettings,

@@ -40,6 +40,7 @@ from mafioso.worker.engine import (GenerateEngine, Generation, adapter_folder, a
                                    base_of)
 from mafioso.worker.grounded_decoding import AnswerGrounding
 from mafioso.worker.repetition_penalty import penalize_
+from mafioso.worker.retry import Resume, answer_with_retries
 
 __all__ = ["INSTALL", "LlamaCppEngine"]
 
@@ -80,12 +81,14 @@ class _AnswerRules:
     decode loop feeds) and grounded decoding, in that order, as ``GenerateEngine.decode`` stacks them."""
 
     def __init__(self, gen: GenerationConfig, prompt_ids: list[int], rules: AnswerRules,
-                 grounding: AnswerGrounding | None):
+                 grounding: AnswerGrounding | None, resume: Resume | None = None):
         self.penalty = gen.repetition_penalty
-        self.seen = set(prompt_ids) if gen.penalize_prompt else set()
+        kept = list(resume.prefix) if resume else []  # an answer decoded again: its kept tokens end the prompt
+        self.seen = set(prompt_ids if gen.penalize_prompt else kept)
+        self.first_ban = list(resume.ban) if resume else []
         self.rules = rules
         self.grounding = grounding
-        self.prompt_len = len(prompt_ids)
+        self.prompt_len = len(prompt_ids) + len(kept)
         self.fed = 0
 
     def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -102,6 +105,8 @@ class _AnswerRules:
         if self.grounding:
             mask = self.grounding.mask().numpy()
             scores[:len(mask)][mask] = -np.inf
+        if self.first_ban and not self.fed:
+            scores[self.first_ban] = -np.inf
         return scores
 
 
@@ -173,32 +178,34 @@ class LlamaCppEngine:
                  controls: list[Control] | None = None) -> list[Generation]:
         """Explain ``(code, request)`` pairs one after another; answers come back in order, each cut at its
         control's ``max_tokens`` and stopped when it is cancelled, like the plain engine's."""
-        controls = controls or [Control() for _ in requests]
-        answers = []
-        for (code, request), control in zip(requests, controls, strict=True):
-            [ids] = self.plain.prompt_ids([(code, request)])
-            grounding = self.plain.grounding.for_answer(code) if self.plain.grounding else None
-            limit = control.limit(self.gen.max_new_tokens)
-            tokens, stop = self.decode(ids, control, grounding)
-            answer = self.plain._finish(tokens[:limit], stop if stop is not None and stop <= limit else None)
-            answers.append(self.plain._checked(code, answer))
-        return answers
+        return answer_with_retries(self.plain, requests, controls or [Control() for _ in requests], self._decode_all)
 
-    def decode(self, prompt_ids: list[int], control: Control,
-               grounding: AnswerGrounding | None = None) -> tuple[list[int], int | None]:
+    def _decode_all(self, prompt_ids: list[list[int]], controls: list[Control],
+                    grounding: list[AnswerGrounding] | None = None,
+                    resumes: list[Resume] | None = None) -> list[tuple[list[int], int | None]]:
+        """:meth:`decode` for each prompt in turn, as ``GenerateEngine.decode`` takes a batch."""
+        grounding = grounding or [None] * len(prompt_ids)
+        resumes = resumes or [None] * len(prompt_ids)
+        return [self.decode(*row) for row in zip(prompt_ids, controls, grounding, resumes, strict=True)]
+
+    def decode(self, prompt_ids: list[int], control: Control, grounding: AnswerGrounding | None = None,
+               resume: Resume | None = None) -> tuple[list[int], int | None]:
         """One answer from llama.cpp: its tokens and where ``###`` or a loop stopped it (or None); it also stops
-        at EOS, at the control's limit and when the control is cancelled. Each token goes to the control."""
+        at EOS, at the control's limit and when the control is cancelled. Each token goes to the control.
+        ``resume``: the answer continued from its kept tokens (:class:`mafioso.worker.retry.Resume`)."""
         gen = self.gen
         limit = control.limit(gen.max_new_tokens)
         rules = self.plain.rules.for_answer(control.stop)  # ###, stop strings, loops, n-gram bans
+        tokens: list[int] = list(resume.prefix) if resume else []
+        for token in tokens:
+            rules.add(token)
         sampling = control.decoding(gen)
-        tokens: list[int] = []
         stop = None
         with self._lock:
             if not sampling.greedy:
                 self.llama.set_seed(sampling.seed_value(32))  # its sampler chain is built per generate call
-            steps = self.llama.generate(prompt_ids, top_k=0, min_p=0.0, typical_p=1.0, repeat_penalty=1.0,
-                                        logits_processor=[_AnswerRules(gen, prompt_ids, rules, grounding)],
+            steps = self.llama.generate(prompt_ids + tokens, top_k=0, min_p=0.0, typical_p=1.0, repeat_penalty=1.0,
+                                        logits_processor=[_AnswerRules(gen, prompt_ids, rules, grounding, resume)],
                                         temp=sampling.temperature, top_p=sampling.top_p)
             for token in steps:
                 if control.cancelled:

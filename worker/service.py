@@ -170,9 +170,12 @@ class Metrics:
                              registry=self.registry)
         # the claim post-check in production: 1 - unsupported / ok answers is eval's "grounded, model alone"
         self.unsupported = Counter("mafioso_unsupported_answers", "answers in which the claim post-check found a "
-                                   "claim the code contradicts (it drops those sentences)", registry=self.registry)
-        self.dropped = Counter("mafioso_dropped_sentences", "sentences the claim post-check dropped",
-                               registry=self.registry)
+                                   "claim the code contradicts, in the model's first answer (it drops those "
+                                   "sentences, or has the answer decoded again)", registry=self.registry)
+        self.dropped = Counter("mafioso_dropped_sentences", "sentences the claim post-check dropped from served "
+                               "answers", registry=self.registry)
+        self.retried = Counter("mafioso_retried_answers", "answers decoded again from before a sentence the claim "
+                               "post-check drops (worker/retry.py)", registry=self.registry)
         self.refused = Counter("mafioso_refused", "requests refused at admission (503 busy with Retry-After): "
                                "queue_full, overloaded (expected past the timeout at the measured rate), "
                                "cold_start (2 x slots in the worker before a round of answers was measured)",
@@ -401,7 +404,7 @@ class Worker:
             self.metrics.first_token.observe(max(0.0, control.first_token_at - started))
         answer = Explanation(text=before_stop(result.text, stop), tokens=result.tokens, latency_s=round(latency, 4),
                              finished=result.finished, code_leak=result.code_leak, dropped=result.dropped,
-                             answer_id=answer_id or uuid.uuid4().hex)
+                             retried=result.retried, answer_id=answer_id or uuid.uuid4().hex)
         if self.feedback is not None:  # in a thread: the event loop never waits on the disk
             await self.feedback.call("record_answer", self._record(code, request, answer, control.decoding(
                 self.engine.gen)))
@@ -411,7 +414,8 @@ class Worker:
         return AnswerRecord(answer.answer_id, code=code, answer=answer.text, request=request,
                             adapter=self.cfg.adapter, base_model=self.cfg.base_model or "embedded",
                             decoding={**dataclasses.asdict(self.engine.gen), **sampling.settings()},
-                            latency_s=answer.latency_s, tokens=answer.tokens, dropped=answer.dropped)
+                            latency_s=answer.latency_s, tokens=answer.tokens, dropped=answer.dropped,
+                            retried=answer.retried)
 
     async def rate_answer(self, answer_id: str, rating: int, *, user: object = "anonymous",
                           platform: str = "api") -> None:
@@ -536,8 +540,10 @@ class Worker:
                 self.metrics.truncated.inc()
             if result.looped:
                 self.metrics.loops.inc()
-            if result.dropped:
+            if result.dropped or result.retried:  # a retry is only for an answer that lost a sentence
                 self.metrics.unsupported.inc()
                 self.metrics.dropped.inc(result.dropped)
+            if result.retried:
+                self.metrics.retried.inc()
             if not job.future.done():
                 job.future.set_result(result)

@@ -40,9 +40,10 @@ def test_a_version_1_database_is_migrated_and_keeps_its_answers(tmp_path):
     store = FeedbackStore.open(path, retention_days=10**6)
     store.record_answer(record("new", dropped=2, created=2.0))
     store.record_answer(record("clean", created=3.0))
+    store.record_answer(record("retried", retried=1, created=4.0))  # its first answer had a false claim
     assert store.rate("old", 1, user="u1") == "default"  # the old answer is still there
-    assert store.checked_answers() == [("default", 2.0, 2), ("default", 3.0, 0)]  # unknown for the old one
-    assert sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,) == (2,)
+    assert store.checked_answers() == [("default", 2.0, 1), ("default", 3.0, 0), ("default", 4.0, 1)]  # not old
+    assert sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,) == (3,)
 
 
 def test_one_rating_per_user_the_last_one_wins(tmp_path):
@@ -151,4 +152,4 @@ def test_sampled_answers_are_rated_and_checked_apart_from_greedy_ones(tmp_path):
     store.rate("greedy", 1, user="u1")
     store.rate("drawn", -1, user="u1")
     assert [(adapter, rating) for adapter, _, rating in store.ratings()] == [("default", 1), ("default (sampled)", -1)]
-    assert store.checked_answers() == [("default", 1.0, 0), ("default (sampled)", 2.0, 1)]
+    assert store.checked_answers() == [("default", 1.0, 0), ("default (sampled)", 2.0, 1)]  # found a claim

@@ -261,7 +261,7 @@ def test_eval_compares_adapter_and_base(tiny_model_dir, tiny_adapter, tmp_path, 
         rows = _lines(path)
         assert [r["key"] for r in rows] == keys
         assert set(rows[0]) == {"key", "code", "reference", "prediction", "tokens", "latency_s", "finished",
-                                "code_leak", "looped", "unsupported", "dropped", "raw_prediction",
+                                "code_leak", "looped", "unsupported", "dropped", "raw_prediction", "retried",
                                 "unsupported_raw"}
         assert all(isinstance(r["unsupported"], list) for r in rows)
         assert all(0 < r["tokens"] <= 6 and r["latency_s"] > 0 for r in rows)

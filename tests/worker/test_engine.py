@@ -157,7 +157,8 @@ def test_the_repetition_penalty_on_generate_s_rows_is_transformers_own(engine, p
                  attention_mask=torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in rows]),
                  max_new_tokens=10, do_sample=False, pad_token_id=pad, output_scores=True,
                  return_dict_in_generate=True)
-    ours = LogitsProcessorList([engine_module._RepetitionPenalty(1.3, rows, penalize_prompt, "cpu")])
+    seen = rows if penalize_prompt else [[] for _ in rows]
+    ours = LogitsProcessorList([engine_module._RepetitionPenalty(1.3, seen, width, pad, "cpu")])
     answer_only = RepetitionPenaltyLogitsProcessor(1.3, prompt_ignore_length=width)
     theirs = {"repetition_penalty": 1.3} if penalize_prompt else {"logits_processor": LogitsProcessorList([answer_only])}
     with torch.inference_mode():

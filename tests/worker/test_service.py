@@ -50,7 +50,8 @@ def test_looping_truncated_and_unsupported_answers_are_counted():
     class Looping(FakeEngine):
         def generate(self, requests, controls=None):
             return [Generation(text="Capisce?", tokens=30, finished=code != "long", looped=code != "fine",
-                               dropped=2 if code == "long" else 0) for code, _ in requests]
+                               dropped=2 if code == "long" else 0, retried=int(code == "fine"))
+                    for code, _ in requests]
 
     async def main():
         worker = await started(Looping())
@@ -60,7 +61,9 @@ def test_looping_truncated_and_unsupported_answers_are_counted():
 
     worker = asyncio.run(main())
     assert metric(worker, "mafioso_loops_total") == 2 and metric(worker, "mafioso_truncated_total") == 1
-    assert metric(worker, "mafioso_unsupported_answers_total") == 1
+    # "fine" lost a sentence first and was decoded again: the model's own answer had an unsupported claim
+    assert metric(worker, "mafioso_unsupported_answers_total") == 2
+    assert metric(worker, "mafioso_retried_answers_total") == 1
     assert metric(worker, "mafioso_dropped_sentences_total") == 2
 
 
@@ -70,21 +73,22 @@ def test_an_answer_keeps_what_the_claim_post_check_dropped_and_the_store_records
 
     class Checked(FakeEngine):
         def generate(self, requests, controls=None):
-            return [Generation(text="It adds, pal.", tokens=5, finished=True, dropped=len(code) - 1)
-                    for code, _ in requests]
+            return [Generation(text="It adds, pal.", tokens=5, finished=True, dropped=len(code) - 1,
+                               retried=int(code == "y")) for code, _ in requests]
 
     store = FeedbackStore.open(tmp_path / "feedback.sqlite3")
 
     async def main():
         worker = Worker(Checked(), worker_config(), feedback=store)
         await worker.start()
-        answers = [await worker.explain(code) for code in ("x", "abc")]
+        answers = [await worker.explain(code) for code in ("x", "abc", "y")]
         await worker.stop()
         return answers
 
     answers = asyncio.run(main())
-    assert [a.dropped for a in answers] == [0, 2]
-    assert [dropped for _, _, dropped in store.checked_answers()] == [0, 2]
+    assert [a.dropped for a in answers] == [0, 2, 0] and [a.retried for a in answers] == [0, 0, 1]
+    # found a claim the code contradicts: dropped a sentence, or decoded the answer again from before one
+    assert [found for _, _, found in store.checked_answers()] == [0, 1, 1]
 
 
 def test_batches_never_exceed_max_batch_size(fake_engine):

@@ -1,6 +1,7 @@
 """Streamed answers (issue 20): tokens from both engines, safe text deltas, SSE over loopback, cancellation."""
 
 import asyncio
+import dataclasses
 import json
 
 import aiohttp
@@ -114,6 +115,7 @@ def test_a_stream_whose_first_sentence_is_dropped_never_shows_the_nothing_sure_l
     """Every sentence so far contradicted: the stream shows nothing yet (the persona's "nothing sure" line ends
     an answer that kept nothing); it used to show the line, then replace it with the sentences that followed."""
     code = "def f():\n    return 1\n"
+    engine = engine_with(engine, dataclasses.replace(engine.gen, retry_unsupported=0))  # sentences dropped, not cut
     ids = engine.tokenizer("`f` is recursive, pal. It returns 1, capisce?", add_special_tokens=False)["input_ids"]
     text = StreamText(lambda part: engine.text_so_far(code, part))
     sent = "".join(text.add([token], force=True) for token in ids)
@@ -122,6 +124,18 @@ def test_a_stream_whose_first_sentence_is_dropped_never_shows_the_nothing_sure_l
     assert not replaced and sent + rest == "It returns 1, capisce?"
     only_false = engine.tokenizer("`f` is recursive, pal.", add_special_tokens=False)["input_ids"]
     assert engine.text_so_far(code, only_false) == ""
+
+
+def test_with_retries_a_stream_shows_only_the_sentences_before_the_first_dropped_one(engine):
+    """A retry decodes the answer again from before its first dropped sentence (worker/retry.py): a stream that
+    showed a later sentence would have to take it back."""
+    code = "def f():\n    return 1\n"
+    ids = engine.tokenizer("It returns 1. `f` is recursive, pal. It is short, capisce?",
+                           add_special_tokens=False)["input_ids"]
+    assert engine.gen.retry_unsupported
+    text = StreamText(lambda part: engine.text_so_far(code, part))
+    sent = "".join(text.add([token], force=True) for token in ids)
+    assert sent == "It returns 1." and engine.text_so_far(code, ids) == "It returns 1."
 
 
 @pytest.mark.parametrize("fast", [False, True])

@@ -1,0 +1,114 @@
+"""Retries of answers the claim post-check cuts (worker/retry.py): where they resume, which one is served, and
+that every decode path continues an answer exactly where it was, with its first token banned."""
+
+import pytest
+
+from mafioso.core.config import GenerationConfig, WorkerConfig
+from mafioso.worker.control import Control
+from mafioso.worker.retry import Resume, answer_with_retries
+from tests.worker.helpers import engine_with
+
+CODE = "def f():\n    return 1\n"
+
+
+def _ids(engine, text: str) -> list[int]:
+    return engine.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+class _Script:
+    """A decode that answers from a script, one answer per call, and records what each call was given."""
+
+    def __init__(self, engine, answers: list[str]):
+        self.engine, self.answers, self.calls = engine, list(answers), []
+
+    def __call__(self, prompt_ids, controls, grounding=None, resumes=None):
+        self.calls.append(resumes)
+        eos = [self.engine.tokenizer.eos_token_id]
+        rows = []
+        for resume in resumes or [None] * len(prompt_ids):
+            prefix = list(resume.prefix) if resume else []
+            rows.append((prefix + _ids(self.engine, self.answers.pop(0)) + eos, None))
+        return rows
+
+
+@pytest.fixture
+def engine32(engine):
+    return engine_with(engine, GenerationConfig(max_new_tokens=96))
+
+
+def test_an_answer_that_loses_a_sentence_is_decoded_again_from_before_it(engine32):
+    first = "It returns 1. `f` is recursive, pal. It is short."
+    script = _Script(engine32, [first, " It calls nothing, capisce?"])
+    control = Control()
+    [answer] = answer_with_retries(engine32, [(CODE, None)], [control], script)
+    assert answer.text == "It returns 1. It calls nothing, capisce?" and answer.dropped == 0 and answer.retried == 1
+    [resume] = script.calls[1]
+    assert engine32.tokenizer.decode(list(resume.prefix)) == "It returns 1."
+    whole = _ids(engine32, first)
+    assert resume.ban == {whole[len(resume.prefix)]} and len(resume.prefix) < len(whole)
+    assert control.muted  # a retry's tokens are not streamed
+
+
+def test_a_retry_no_better_is_not_served_and_the_next_round_bans_its_first_token_too(engine32):
+    first = "It returns 1. `f` is recursive, pal."
+    script = _Script(engine32, [first, " It is a recursive one.", " It ends."])
+    [answer] = answer_with_retries(engine32, [(CODE, None)], [Control()], script)
+    assert answer.text == "It returns 1. It ends." and answer.retried == 2
+    bans = [call[0].ban for call in script.calls[1:]]
+    assert len(bans[0]) == 1 and len(bans[1]) == 2 and bans[0] < bans[1]  # the same place, one more token banned
+
+
+@pytest.mark.parametrize("retry", ["empty", "fewer kept"])
+def test_a_retry_that_says_less_is_not_served(engine32, retry):
+    """Nothing dropped is not enough: a retry that ends at once, or keeps fewer sentences, says less."""
+    first = "`f` is recursive, pal." if retry == "empty" else "It returns 1. `f` is recursive. It is short. It ends."
+    second = "" if retry == "empty" else " Done."
+    script = _Script(engine32, [first, second, second])
+    [answer] = answer_with_retries(engine32, [(CODE, None)], [Control()], script)
+    assert answer.dropped == 1 and answer.retried == 2 and answer.raw_text == first
+
+
+def test_retries_off_and_answers_that_keep_everything_decode_once(engine32):
+    off = engine_with(engine32, GenerationConfig(max_new_tokens=96, retry_unsupported=0))
+    for engine, text in ((off, "It returns 1. `f` is recursive."), (engine32, "It returns 1.")):
+        script = _Script(engine, [text])
+        [answer] = answer_with_retries(engine, [(CODE, None)], [Control()], script)
+        assert len(script.calls) == 1 and answer.retried == 0
+
+
+def test_a_muted_control_hands_no_token_to_its_sink():
+    got = []
+    control = Control(sink=type("Sink", (), {"push": lambda self, token: got.append(token)})())
+    control.emit(1)
+    control.muted = True
+    control.emit(2)
+    assert got == [1] and control.first_token_at is not None
+
+
+@pytest.mark.parametrize("penalize_prompt", [False, True])
+def test_both_engines_continue_an_answer_exactly_and_ban_its_first_new_token(tiny_model_dir, penalize_prompt):
+    """A resume with nothing banned gives the answer decoded without a stop (the kept tokens count as the
+    answer's own for the repetition penalty, the rules and the limit); with its next token banned, the answer
+    keeps its prefix and takes another, the same on the fast path as on ``generate``."""
+    from mafioso.worker.decoder_settings import DecoderSettings
+    from mafioso.worker.engines import load_engine
+    from mafioso.worker.fast_engine import FastEngine
+
+    gen = GenerationConfig(max_new_tokens=12, repetition_penalty=1.3, penalize_prompt=penalize_prompt,
+                           grounded_decoding=False)
+    reference = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu",
+                                         dtype="float32", fast_decode=False), gen)
+    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", DecoderSettings(slots=4, max_len=1024))
+    try:
+        prompt = reference.prompt_ids([(CODE, None)])
+        [(ids, stop)] = reference.decode(prompt)
+        assert len(ids) == 12 and stop is None
+        kept = tuple(ids[:5])
+        for engine in (reference, fast):
+            assert engine.decode(prompt, resumes=[Resume(kept, frozenset())]) == [(ids, None)]
+        banned = Resume(kept, frozenset({ids[5]}))
+        [(again, _)] = reference.decode(prompt, resumes=[banned])
+        assert again[:5] == ids[:5] and again[5] != ids[5] and len(again) == 12
+        assert fast.decode(prompt, resumes=[banned]) == [(again, None)]
+    finally:
+        fast.close()
