@@ -114,14 +114,17 @@ def main(argv: list[str] | None = None) -> int:
     clean = {"served": 0, "model alone": 0}
     for number, ((code, truth), answer, run) in enumerate(zip(UNSEEN, answers, runs, strict=True), 1):
         served = unsupported_claims(code, answer.text, run.output, run.raised)
-        # the model's own text differs only when the post-check dropped something (as eval scores it)
-        alone = unsupported_claims(code, answer.raw_text, run.output, run.raised) if answer.raw_text else served
+        # the model's own text, as eval scores it: its first answer when a retry replaced it, else the answer
+        # before the post-check when that dropped something
+        own = answer.first_text or answer.raw_text
+        alone = unsupported_claims(code, own, run.output, run.raised) if own else served
         clean["served"] += not served
         clean["model alone"] += not alone
         found = "; ".join(f"{c['kind']}: {c['claim']}" for c in served) or "none"
+        retried = f", decoded again {answer.retried}x" if answer.retried else ""
         print(f"=== {number}\n{code}\n--- a true answer: {truth}\n--- the answer ({answer.dropped} sentences "
-              f"dropped; claims the checks find: {found}):\n{answer.text}\n")
-        for claim in alone if answer.raw_text else ():  # what the post-check dropped, to be read for a wrong drop
+              f"dropped{retried}; claims the checks find: {found}):\n{answer.text}\n")
+        for claim in alone if own else ():  # what the post-check dropped, to be read for a wrong drop
             print(f"--- dropped ({claim['kind']}: {claim['claim']}): {claim['text']}\n")
     print(f"answers with no claim found: {clean['served']} of {len(UNSEEN)} served, {clean['model alone']} before "
           f"the post-check ({runner.summary()['runnable']} snippets ran; read them: the checks see only part)")

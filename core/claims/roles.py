@@ -51,7 +51,8 @@ _NOUN = "(" + "|".join(_NOUNS) + r")\b"
 # The noun heads its phrase: what follows ends it or starts a clause ("a dict keyed by", "a list, and").
 _HEAD = (r"(?=\s*(?:[,.;:!?)]|$|(?:that|which|with|of|keyed|holding|containing|mapping|indexing|where|whose|and|so|"
          r"but|for|from|in|on|to|built|made|called|named|like|here|there|now)\b))")
-_IS_A = re.compile(r"`([A-Za-z_]\w*)`\s+(?:is|was|becomes|stays|remains)\s+(?:just\s+|only\s+|still\s+|really\s+)?"
+_IS_A = re.compile(r"`([A-Za-z_]\w*)`\s+(?:is|was|becomes|stays|remains|(?:comes|ends)\s+(?:out|up)\s+as)\s+"
+                   r"(?:just\s+|only\s+|still\s+|really\s+)?"
                    r"(?:an?|the)\s+" + _ADJECTIVE + _NOUN + _HEAD, re.IGNORECASE)
 _HANDS_BACK = r"(?:returns|hands back|gives back)"
 # "`set` returns a dictionary", "`merge` hands back a new list": the kind of what a function or builtin makes

@@ -102,6 +102,7 @@ _DENIAL_BEFORE = re.compile(r"(?:\b(?:not|no|never|without|nor|neither|nothing|n
 _DENIAL_AFTER = re.compile(r"(?:\s+(?:functions?|methods?|calls?|approach|version|solution|business|magic))?"
                            r"(?:\s+(?:at all|here|anywhere|whatsoever|in sight|involved|in (?:this|the|your) "
                            r"(?:code|function|snippet|one|case)))?"
+                           r"(?:\s+or\s+anything(?:\s+(?:like\s+that|else|fancy))?)?"  # "no await or anything like that"
                            r"(?:\s*[,.;:!?)\u2014\u2013]|\s*$|\s+(?:and|but|so|just|only|either|instead)\b|\s+-\s)",
                            re.IGNORECASE)
 

@@ -20,6 +20,8 @@ class _Answer:
     text: str
     raw_text: str = ""
     dropped: int = 0
+    first_text: str = ""
+    retried: int = 0
 
 
 class _Engine:  # a stand-in for the model: planted answers, the checks and the runs are the real ones
@@ -29,6 +31,8 @@ class _Engine:  # a stand-in for the model: planted answers, the checks and the 
         answers = [_Answer(planted.get(i, "It explains the code, capisce?")) for i in range(len(requests))]
         answers[1] = _Answer("`bump` adds one to `n`.", raw_text="`bump` adds one to `n`. `bump` is recursive.",
                              dropped=1)  # a sentence the post-check dropped
+        answers[2] = _Answer("`merge` builds a new dict.", first_text="`merge` is recursive.",
+                             retried=1)  # a retry replaced the first answer, whose sentence the check drops
         return answers
 
     def close(self):
@@ -45,4 +49,7 @@ def test_printed_values_are_checked_against_a_run_of_the_snippet(monkeypatch, ca
     assert "claims the checks find: none" in blocks[4]
     assert "--- dropped (false concept: recursive): `bump` is recursive." in blocks[1]
     assert "--- dropped" not in blocks[0]
-    assert f"answers with no claim found: {len(bench.UNSEEN) - 1} of {len(bench.UNSEEN)} served" in out
+    assert "0 sentences dropped, decoded again 1x; claims the checks find: none" in blocks[2]
+    assert "--- dropped (false concept: recursive): `merge` is recursive." in blocks[2]
+    n = len(bench.UNSEEN)
+    assert f"answers with no claim found: {n - 1} of {n} served, {n - 3} before the post-check" in out

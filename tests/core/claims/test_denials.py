@@ -58,6 +58,7 @@ def denials(code, answer):
     (COUNTER, "`Counter` is a class with no methods, just a class, paisan.", "function"),  # read_unseen's Qwen
     ("def add(x, acc=[]):\n    acc.append(x)\n    return acc\n", "No mutable default here, pal.", "mutable default"),
     (PRICES, "No coroutines, no loop, just one guy doing his job.", "coroutine"),  # a Gemma candidate, unseen code
+    (PRICES, "It's a little coroutine called on, kid, no await or anything like that.", "coroutine"),  # its retry
     (PRICES, "It runs with no async code at all.", "coroutine"),
 ])
 def test_a_false_denial_is_caught(code, answer, claim):

@@ -90,6 +90,7 @@ def roles(code, answer):
     (KINDS, "`adult` returns a string, boss.", "adult returns a string"),
     (KINDS, "Because `words` is an int, the loop fails.", "words is a int"),  # the shipped Gemma, of a list
     (KINDS, "`unique` is the set whose keys are the letters.", "unique is a set"),
+    (KINDS, "`sorted` puts them in order, so `unique` comes out as a set.", "unique is a set"),  # its retry
     (CALLED, "Here's the deal: `merge` takes a list `a` and a dict `b`.", "a is a list"),
     (CALLED, "`census` takes `letters`, a list of ints, and counts them.", "letters is a list"),
     (CALLED, "`start` is a string of blanks.", "start is a string"),
