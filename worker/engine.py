@@ -531,7 +531,8 @@ class GenerateEngine:
         (or None). The batch runs to its longest ``max_tokens``; each row stops at its own or when cancelled.
         ``grounding``: each row's grounded-decoding rule (None: no such bans); ``resumes``: each row's answer
         continued from its kept tokens (:class:`mafioso.worker.retry.Resume`; its rule fed them already)."""
-        prefixes = [list(resume.prefix) for resume in resumes] if resumes else [[] for _ in prompt_ids]
+        resumes = resumes or [None] * len(prompt_ids)
+        prefixes = [list(resume.prefix) if resume else [] for resume in resumes]
         inputs = [ids + prefix for ids, prefix in zip(prompt_ids, prefixes, strict=True)]
         width = max(len(ids) for ids in inputs)
         pad = self.tokenizer.pad_token_id
@@ -547,9 +548,9 @@ class GenerateEngine:
         for row, prefix in zip(rules.rows, prefixes):
             for token in prefix:
                 row.add(token)
-        if resumes:
+        if any(resumes):
             extra.setdefault("logits_processor", LogitsProcessorList()).append(
-                _FirstBan([resume.ban for resume in resumes], width))
+                _FirstBan([resume.ban if resume else frozenset() for resume in resumes], width))
         if self.gen.no_repeat_ngram:
             extra.setdefault("logits_processor", LogitsProcessorList()).append(_RulesBan(rules))
         if grounding:  # its masks on the device once, not copied there every step

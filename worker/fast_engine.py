@@ -227,8 +227,10 @@ class FastEngine:
         rules = self.plain.rules.for_answer(control.stop)
         for token in prefix:
             rules.add(token)
+        # its first token: the resume's ban, and the n-gram bans of the kept tokens (set per slot after a prefill)
+        first_ban = resume.ban | frozenset(rules.banned()) if resume else frozenset()
         return _Row(prompt + prefix, Future(), control.limit(self.gen.max_new_tokens) - len(prefix), control,
-                    rules=rules, grounding=grounding, kept=prefix, first_ban=resume.ban if resume else frozenset())
+                    rules=rules, grounding=grounding, kept=prefix, first_ban=first_ban)
 
     # ------------------------------------------------------------------------------ the decode thread
 

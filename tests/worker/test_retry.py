@@ -85,17 +85,18 @@ def test_a_muted_control_hands_no_token_to_its_sink():
     assert got == [1] and control.first_token_at is not None
 
 
-@pytest.mark.parametrize("penalize_prompt", [False, True])
-def test_both_engines_continue_an_answer_exactly_and_ban_its_first_new_token(tiny_model_dir, penalize_prompt):
+@pytest.mark.parametrize(("penalize_prompt", "no_repeat_ngram"), [(False, 0), (True, 0), (False, 2)])
+def test_both_engines_continue_an_answer_exactly_and_ban_its_first_new_token(tiny_model_dir, penalize_prompt,
+                                                                             no_repeat_ngram):
     """A resume with nothing banned gives the answer decoded without a stop (the kept tokens count as the
-    answer's own for the repetition penalty, the rules and the limit); with its next token banned, the answer
-    keeps its prefix and takes another, the same on the fast path as on ``generate``."""
+    answer's own for the repetition penalty, the n-gram bans, the rules and the limit); with its next token
+    banned, the answer keeps its prefix and takes another, the same on the fast path as on ``generate``."""
     from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.engines import load_engine
     from mafioso.worker.fast_engine import FastEngine
 
     gen = GenerationConfig(max_new_tokens=12, repetition_penalty=1.3, penalize_prompt=penalize_prompt,
-                           grounded_decoding=False)
+                           no_repeat_ngram=no_repeat_ngram, grounded_decoding=False)
     reference = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu",
                                          dtype="float32", fast_decode=False), gen)
     fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", DecoderSettings(slots=4, max_len=1024))
@@ -103,12 +104,18 @@ def test_both_engines_continue_an_answer_exactly_and_ban_its_first_new_token(tin
         prompt = reference.prompt_ids([(CODE, None)])
         [(ids, stop)] = reference.decode(prompt)
         assert len(ids) == 12 and stop is None
-        kept = tuple(ids[:5])
+        # kept up to a token said before: with n-gram bans, what followed it then is banned first
+        k = next((j for j in range(2, 11) if ids[j - 1] in ids[:j - 1]), 5)
+        assert not no_repeat_ngram or ids[k - 1] in ids[:k - 1]
+        kept = tuple(ids[:k])
+        if no_repeat_ngram:  # banned at the first new token as at any other: what followed its last token before
+            followed = {ids[j + 1] for j in range(k - 1) if ids[j] == ids[k - 1]}
+            assert followed and followed <= fast._row(prompt[0], Control(), None, Resume(kept, frozenset())).first_ban
         for engine in (reference, fast):
             assert engine.decode(prompt, resumes=[Resume(kept, frozenset())]) == [(ids, None)]
-        banned = Resume(kept, frozenset({ids[5]}))
+        banned = Resume(kept, frozenset({ids[k]}))
         [(again, _)] = reference.decode(prompt, resumes=[banned])
-        assert again[:5] == ids[:5] and again[5] != ids[5] and len(again) == 12
+        assert again[:k] == ids[:k] and again[k] != ids[k] and len(again) == 12
         assert fast.decode(prompt, resumes=[banned]) == [(again, None)]
     finally:
         fast.close()
