@@ -84,7 +84,7 @@ class _AnswerRules:
                  grounding: AnswerGrounding | None, resume: Resume | None = None):
         self.penalty = gen.repetition_penalty
         kept = list(resume.prefix) if resume else []  # an answer decoded again: its kept tokens end the prompt
-        self.seen = set(prompt_ids if gen.penalize_prompt else kept)
+        self.seen = set((prompt_ids if gen.penalize_prompt else []) + kept)
         self.first_ban = list(resume.ban) if resume else []
         self.rules = rules
         self.grounding = grounding

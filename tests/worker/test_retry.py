@@ -90,16 +90,20 @@ def test_both_engines_continue_an_answer_exactly_and_ban_its_first_new_token(tin
                                                                              no_repeat_ngram):
     """A resume with nothing banned gives the answer decoded without a stop (the kept tokens count as the
     answer's own for the repetition penalty, the n-gram bans, the rules and the limit); with its next token
-    banned, the answer keeps its prefix and takes another, the same on the fast path as on ``generate``."""
+    banned, the answer keeps its prefix and takes another, the same on the fast path and in llama.cpp (its
+    stand-in over the same model) as on ``generate``."""
     from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.engines import load_engine
     from mafioso.worker.fast_engine import FastEngine
+    from mafioso.worker.llamacpp_engine import LlamaCppEngine
+    from tests.worker.torch_llama import TorchLlama
 
     gen = GenerationConfig(max_new_tokens=12, repetition_penalty=1.3, penalize_prompt=penalize_prompt,
                            no_repeat_ngram=no_repeat_ngram, grounded_decoding=False)
     reference = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu",
                                          dtype="float32", fast_decode=False), gen)
     fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", DecoderSettings(slots=4, max_len=1024))
+    llama = LlamaCppEngine(TorchLlama(reference.model), reference)
     try:
         prompt = reference.prompt_ids([(CODE, None)])
         [(ids, stop)] = reference.decode(prompt)
@@ -111,11 +115,12 @@ def test_both_engines_continue_an_answer_exactly_and_ban_its_first_new_token(tin
         if no_repeat_ngram:  # banned at the first new token as at any other: what followed its last token before
             followed = {ids[j + 1] for j in range(k - 1) if ids[j] == ids[k - 1]}
             assert followed and followed <= fast._row(prompt[0], Control(), None, Resume(kept, frozenset())).first_ban
-        for engine in (reference, fast):
-            assert engine.decode(prompt, resumes=[Resume(kept, frozenset())]) == [(ids, None)]
+        for decode in (reference.decode, fast.decode, llama._decode_all):
+            assert decode(prompt, [Control()], None, [Resume(kept, frozenset())]) == [(ids, None)]
         banned = Resume(kept, frozenset({ids[k]}))
         [(again, _)] = reference.decode(prompt, resumes=[banned])
         assert again[:k] == ids[:k] and again[k] != ids[k] and len(again) == 12
-        assert fast.decode(prompt, resumes=[banned]) == [(again, None)]
+        assert fast.decode(prompt, resumes=[banned]) == llama._decode_all(prompt, [Control()], None, [banned]) \
+            == [(again, None)]
     finally:
         fast.close()
