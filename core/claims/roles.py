@@ -20,9 +20,9 @@ name is the code's (so :mod:`~mafioso.core.claims.names` lets it pass) but not i
 - A kind claim is checked only for a name the code binds as one kind alone
   (:class:`mafioso.prompts.facts.NameRoles`: a literal, a display, a comparison, a builtin's value such as
   ``sorted(...)``, an instance of a plain class of its own), and only where the kind's noun heads the phrase
-  ("`raw` is a messy shopping list" and "a class attribute" are not kind claims); "`f` returns a dict" only of a
-  function whose every returned value is of one kind, or of a builtin the code calls ("`set` returns a
-  dictionary").
+  ("`raw` is a messy shopping list" and "a class attribute" are not kind claims); "`f` returns a dict" (or "`f`
+  takes ..., then returns a dict", past a persona's opener) only of a function whose every returned value is of
+  one kind, or of a builtin the code calls ("`set` returns a dictionary").
 """
 
 from __future__ import annotations
@@ -68,11 +68,18 @@ _SUBJECT = r"`[A-Za-z_]\w*(?:\(\))?`|\bit|\bthe\s+(?:function|method|lambda|gene
 _ADVERB = r"\s+(?:(?:then|also|just|only|finally|simply)\s+)?"
 _RETURNS_NAME = re.compile("(" + _SUBJECT + r"|\band|\bthen|,)" + _ADVERB + _HANDS_BACK
                            + r"\s+`([A-Za-z_][\w.]*?)(?:\(\))?`", re.IGNORECASE)
+# "`word_lengths` takes a sentence ..., then returns a list" of a function that returns a dict: the kind of what
+# "and"/"then" hands back, said of the sentence's own subject (as _RETURNS_NAME finds it)
+_AND_RETURNS_A = re.compile(r"(?:\band|\bthen|,)" + _ADVERB + _HANDS_BACK + r"\s+an?\s+" + _ADJECTIVE + _NOUN + _HEAD,
+                            re.IGNORECASE)
 _NAME_RETURNED = re.compile(r"`([A-Za-z_][\w.]*?)(?:\(\))?`,?\s+which\s+(?:is\s+what\s+)?(" + _SUBJECT + ")"
                             + _ADVERB + _HANDS_BACK + r"\b", re.IGNORECASE)
 # The sentence's own subject, for "and returns": "It ...", "The function ...", "`f` ...".
 _LEAD = re.compile(r"\s*(?:(it|the\s+function|the\s+method|this\s+function)\b|(`[A-Za-z_]\w*(?:\(\))?`))",
                    re.IGNORECASE)
+# A persona's opener before the subject ("Listen, kid: `f` takes ..."), looked past for kind claims only ("Pull up a
+# chair: `double` is called with 2 and returns `expected`" says what a test expects)
+_OPENER = re.compile(r"\s*[^:`.]{1,40}:\s+")
 # A clause with a subject of its own: "`retry` returns `decorator`, which takes `func` and returns `wrapper`".
 _RELATIVE = re.compile(r"\b(?:which|that|who|whose|where|when|while|if|so|but|because)\b|[;:]", re.IGNORECASE)
 # A test's check, not a claim about what the code returns: "checks that `action` returns `expected`".
@@ -102,11 +109,18 @@ def _returned_names(sentence: str) -> list[tuple[re.Match, str | None, str]]:
     last part (``self.n`` is returned as ``n``)."""
     found = [(m, m.group(1), m.group(2)) for m in _RETURNS_NAME.finditer(sentence)]
     found += [(m, m.group(2), m.group(1)) for m in _NAME_RETURNED.finditer(sentence)]
-    lead = _LEAD.match(sentence)
-    clause = _RELATIVE.search(sentence, lead.end()) if lead else None  # where the lead's own clause may end
-    lead_until = clause.start() if clause else len(sentence)
+    lead, lead_until = _lead(sentence)
     return [(m, _who(who, lead, m.start() <= lead_until), name.rsplit(".", 1)[-1]) for m, who, name in found
             if not _CHECKED.search(sentence, max(0, m.start() - _CHECK_WINDOW), m.start())]
+
+
+def _lead(sentence: str, past_opener: bool = False) -> tuple[re.Match | None, int]:
+    """The sentence's own subject (:data:`_LEAD`), after an :data:`_OPENER` where ``past_opener``, and where the
+    clause it leads may end."""
+    opener = _OPENER.match(sentence) if past_opener else None
+    lead = _LEAD.match(sentence, opener.end() if opener else 0)
+    clause = _RELATIVE.search(sentence, lead.end()) if lead else None
+    return lead, clause.start() if clause else len(sentence)
 
 
 def _who(word: str, lead: re.Match | None, in_lead_clause: bool) -> str | None:
@@ -166,9 +180,11 @@ def false_roles(code: str, answer: str) -> list[dict]:
                   for m in pattern.finditer(sentence)]
         claims += [(m, f"{name} is a {noun}", name, _kind_fits(roles.kinds[name], noun))
                    for m, name, noun in kinds if name in roles.kinds]
-        claims += [(m, f"{name} returns a {noun}", name, _kind_fits(roles.return_kinds[name], noun))
-                   for m in _RETURNS_A.finditer(sentence)
-                   for name, noun in [(m.group(1), m.group(2).lower())] if name in roles.return_kinds]
+        lead, lead_until = _lead(sentence, past_opener=True)
+        said = [(m, m.group(1), m.group(2)) for m in _RETURNS_A.finditer(sentence)]
+        said += [(m, _who("and", lead, m.start() <= lead_until), m.group(1)) for m in _AND_RETURNS_A.finditer(sentence)]
+        claims += [(m, f"{name} returns a {noun.lower()}", name, _kind_fits(roles.return_kinds[name], noun.lower()))
+                   for m, name, noun in said if name and name in roles.return_kinds]
         claims = [(*claim, advice) for claim in claims] + [(*claim, contrast) for claim in returned]
         for match, claim, name, supported, spared in claims:
             if supported or claim in found or name not in tokens:

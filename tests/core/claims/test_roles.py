@@ -48,6 +48,7 @@ OWN_KINDS = ("def set(items):\n    return list(items)\n\nclass Stack(list):\n   
 
 # parameters given one kind by every call of the code's own (a Gemma candidate on unseen code: "`merge` takes a
 # list `a`" of dicts, "`letters`, a list of ints" of a string); a default counts for a call that leaves it out
+WORD_LENGTHS = "def word_lengths(sentence):\n    return {w: len(w) for w in sentence.split()}\n\nprint(word_lengths('a b'))\n"
 CALLED = ("def merge(a, b):\n    out = dict(a)\n    out.update(b)\n    return out\n\n"
           "def census(letters, start=0):\n    return len(letters) + start\n\n"
           "print(merge({'x': 1}, {'y': 2}))\nprint(census('abca'))\nprint(census(letters='ab', start=1))\n")
@@ -95,6 +96,10 @@ def roles(code, answer):
     (CALLED, "`census` takes `letters`, a list of ints, and counts them.", "letters is a list"),
     (CALLED, "`start` is a string of blanks.", "start is a string"),
     (PAIR, "It keeps `n` as a tuple, and the loop uses `yield`.", "n is a tuple"),  # the shipped Gemma, unseen code
+    # the shipped Gemma, unseen code: what "then returns" hands back is the lead's, after its opener
+    (WORD_LENGTHS, "Listen, kid: `word_lengths` takes a sentence and uses `split`, then returns a list of counts.",
+     "word_lengths returns a list"),
+    (CALLED, "`merge` copies `a` and returns a new list.", "merge returns a list"),
 ])
 def test_a_planted_false_role_is_flagged(code, answer, claim):
     assert roles(code, answer) == [claim]
@@ -151,6 +156,10 @@ def test_a_planted_false_role_is_flagged(code, answer, claim):
     ("import functools\n\n@functools.cache\ndef census(letters):\n    return len(letters)\n\ncensus('ab')\n",
      "`letters` is a list."),
     ("class Box:\n    def put(self, item):\n        return item\n\nBox().put('x')\n", "`item` is a list."),
+    (WORD_LENGTHS, "Listen, kid: `word_lengths` splits the sentence and returns a dict of lengths."),
+    # a clause with a subject of its own, and a sentence without one, say nothing of `word_lengths`
+    (WORD_LENGTHS, "`word_lengths` calls `split`, which breaks the text and returns a list."),
+    (WORD_LENGTHS, "Split on spaces and returns a list, the words come back."),
 ])
 def test_true_roles_denials_and_advice_pass(code, answer):
     assert roles(code, answer) == []
