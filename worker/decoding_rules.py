@@ -55,9 +55,13 @@ class DecodingRules:
         self.pieces = pieces if pieces is not None else TokenPieces(tokenizer)  # each token's text, remembered
         self.loop_rule = LoopRule.of(gen) if gen.stop_loops else None
 
-    def for_answer(self, stops: tuple[str, ...] = ()) -> AnswerRules:
-        """A fresh follower for one answer, which also ends at any of the request's ``stops`` strings."""
-        return AnswerRules(self, stops)
+    def for_answer(self, stops: tuple[str, ...] = (), kept: tuple[int, ...] | list[int] = ()) -> AnswerRules:
+        """A fresh follower for one answer, which also ends at any of the request's ``stops`` strings; ``kept``:
+        the answer's tokens so far, fed first (an answer decoded again, :mod:`mafioso.worker.retry`)."""
+        rules = AnswerRules(self, stops)
+        for token in kept:
+            rules.add(token)
+        return rules
 
 
 class AnswerRules:

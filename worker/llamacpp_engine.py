@@ -195,10 +195,8 @@ class LlamaCppEngine:
         ``resume``: the answer continued from its kept tokens (:class:`mafioso.worker.retry.Resume`)."""
         gen = self.gen
         limit = control.limit(gen.max_new_tokens)
-        rules = self.plain.rules.for_answer(control.stop)  # ###, stop strings, loops, n-gram bans
         tokens: list[int] = list(resume.prefix) if resume else []
-        for token in tokens:
-            rules.add(token)
+        rules = self.plain.rules.for_answer(control.stop, tokens)  # ###, stop strings, loops, n-gram bans
         sampling = control.decoding(gen)
         stop = None
         with self._lock:
