@@ -42,22 +42,35 @@ def _flagged(code: str, text: str) -> tuple[list[str], set[str]]:
     return parts, flagged
 
 
-def drop_unsupported(code: str, text: str) -> tuple[str, int]:
-    """``text`` without the sentences whose claims ``code`` contradicts, and how many were dropped."""
+def _pieces(code: str, text: str) -> list[tuple[str, bool]]:
+    """``text`` cut at its sentences' starts, each piece with whether its sentence is flagged: the pieces join
+    back into ``text``, so what is kept keeps its own line breaks and spaces."""
     parts, flagged = _flagged(code, text)
-    kept = [s.strip() for s in parts if quoted(s) not in flagged]
-    dropped = len(parts) - len(kept)
-    return (" ".join(kept) if dropped else text), dropped
+    starts, at = [], 0
+    for sentence in parts:
+        at = text.index(sentence, at)  # the sentences are the text's own pieces, in order
+        starts.append(at + len(sentence) - len(sentence.lstrip()))
+        at += len(sentence)
+    if not starts:
+        return [(text, False)]
+    bounds = [0, *starts[1:], len(text)]
+    return [(text[start:end], quoted(sentence) in flagged) for sentence, start, end in zip(parts, bounds, bounds[1:])]
+
+
+def drop_unsupported(code: str, text: str) -> tuple[str, int]:
+    """``text`` without the sentences whose claims ``code`` contradicts, and how many were dropped. What stays is
+    the text's own, line breaks included, so it extends what a stream showed of it (:func:`first_unsupported`)."""
+    pieces = _pieces(code, text)
+    dropped = sum(flagged for _, flagged in pieces)
+    return ("".join(piece for piece, flagged in pieces if not flagged).strip() if dropped else text), dropped
 
 
 def first_unsupported(code: str, text: str) -> int | None:
     """Where in ``text`` the first sentence that :func:`drop_unsupported` drops begins (None: it drops none).
     ``text[:at]`` is what an answer decoded again from there keeps (:mod:`mafioso.worker.retry`)."""
-    parts, flagged = _flagged(code, text)
     at = 0
-    for sentence in parts:
-        at = text.index(sentence, at)  # the sentences are the text's own pieces, in order
-        if quoted(sentence) in flagged:
-            return at + len(sentence) - len(sentence.lstrip())
-        at += len(sentence)
+    for piece, flagged in _pieces(code, text):
+        if flagged:
+            return at + len(piece) - len(piece.lstrip())
+        at += len(piece)
     return None

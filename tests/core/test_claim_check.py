@@ -65,3 +65,18 @@ def test_code_pasted_with_its_traceback_is_checked_and_its_traceback_supports_ra
               '  File "deploy.py", line 2, in <module>\nKeyError: \'timeout\'\n')
     answer = "The lookup raises a KeyError, pal. The recursive call never ends. Add the key, capisce?"
     assert drop_unsupported(pasted, answer) == ("The lookup raises a KeyError, pal. Add the key, capisce?", 1)
+
+
+def test_what_stays_keeps_its_own_line_breaks_and_extends_the_text_before_the_first_dropped_sentence():
+    """An answer of one sentence a line lost its line breaks when a sentence was dropped ("A.\\nB." came back as
+    "A. B."), so a stream that had shown "A.\\nB." had to replace it with the final text."""
+    from mafioso.core.claim_check import first_unsupported
+
+    answer = ("It multiplies `result` by every `i`, pal.\nThen it returns `result`.\n\n"
+              "`factorial` is a recursive racket.\nCapisce?")
+    text, dropped = drop_unsupported(LOOP, answer)
+    assert dropped == 1
+    assert text == "It multiplies `result` by every `i`, pal.\nThen it returns `result`.\n\nCapisce?"
+    at = first_unsupported(LOOP, answer)
+    assert text.startswith(answer[:at].rstrip())
+    assert drop_unsupported(LOOP, "`factorial` is recursive, pal.\nIt returns `result`.") == ("It returns `result`.", 1)
