@@ -261,7 +261,8 @@ class NameRoles:
     every name in what it iterates), the ones it calls (a call's function, by its last part), and the ones it
     may call out of sight: defined, imported, assigned a lambda, named in a decorator, or passed to a function
     the code does not define (``key=len``, ``map(f, xs)``; passed to one of its own, what it does is in sight);
-    the kind of each name that is only ever one: "function" (a ``def``), "class", or a value kind ("dict",
+    the kind of each name that is only ever one: "function" (a ``def``), "class" ("plain class": no base,
+    :func:`_plain`, so it is no kind of dict or list), or a value kind ("dict",
     "list", "set", "tuple", "string", "number", "bool") when every binding is a literal or display of it; and
     the functions that never hand back a value (every ``def`` of the name: no ``return`` of a value but None,
     no ``yield``); what each function hands back (:func:`handed_back`, over every ``def`` of the name) and what
@@ -395,7 +396,7 @@ def _kinds(tree: ast.Module, made: "_Makers") -> dict[str, str]:
     passed = _argument_kinds(tree, made)
     for node in ast.walk(tree):
         if isinstance(node, _DEFS):
-            kind = "class" if isinstance(node, ast.ClassDef) else "function"
+            kind = ("plain class" if _plain(node) else "class") if isinstance(node, ast.ClassDef) else "function"
             bound.setdefault(node.name, set()).add(kind)
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]

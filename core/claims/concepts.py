@@ -143,6 +143,10 @@ CONCEPTS: tuple[Concept, ...] = (
     # gets no function" (a decorator's optional argument) and "no function calls" say something else
     Concept("function", _LISTED_NO + r"(?:functions?|methods?)\b"
                         r"(?!\s+calls?\b)", frozenset({"function"}), denial=frozenset({"function"})),
+    # "The `Counter` itself is just an ordinary list, no class" of a `class Counter:` (a Gemma candidate, unseen
+    # code), as the "function" row above; "no class attribute" says something else
+    Concept("listed class", _LISTED_NO + r"class(?:es)?\b(?!\s+(?:attributes?|methods?|variables?|names?|level|"
+                            r"body|bodies|instances?|objects?)\b)", frozenset({"class"}), denial=frozenset({"class"})),
     # "a `Literal` here is no Python", "This isn't Python" of code that parses (Gemma runs on the validation rows;
     # the 15 references that say it are of code that does not parse, which this check never reads); spared where a
     # line starts as a YAML key does (``name: tests`` parses as an annotation)

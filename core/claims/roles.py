@@ -97,10 +97,11 @@ _KEPT_AS = re.compile(r"\b(?:keeps?|keeping|stores?|storing|holds?|holding|saves
 
 
 def _kind_fits(kind: str, noun: str) -> bool:
-    """True if a name of ``kind`` may be called a ``noun`` (a class may subclass ``dict``; a bool is a number; an
-    instance of a plain class, an "object", is none of them)."""
+    """True if a name of ``kind`` may be called a ``noun`` (a class may subclass ``dict``, a plain class may not:
+    "`Counter` is a plain list" of ``class Counter:``; a bool is a number; an instance of a plain class, an
+    "object", is none of them)."""
     return kind == _NOUNS[noun] or (kind == "class" and _NOUNS[noun] != "function") or (
-        kind == "bool" and _NOUNS[noun] == "number")
+        kind == "plain class" and _NOUNS[noun] == "class") or (kind == "bool" and _NOUNS[noun] == "number")
 
 
 def _returned_names(sentence: str) -> list[tuple[re.Match, str | None, str]]:

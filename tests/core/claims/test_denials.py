@@ -56,6 +56,7 @@ def denials(code, answer):
     (POWER, "Plain math, no function, no overhead, my friend.", "function"),  # the Qwen FizzBuzz answer
     (POWER, "No functions, no classes, just math.", "function"),
     (COUNTER, "`Counter` is a class with no methods, just a class, paisan.", "function"),  # read_unseen's Qwen
+    (COUNTER, "The `Counter` itself is just an ordinary list, no class, capisce?", "listed class"),  # a Gemma's
     ("def add(x, acc=[]):\n    acc.append(x)\n    return acc\n", "No mutable default here, pal.", "mutable default"),
     (PRICES, "No coroutines, no loop, just one guy doing his job.", "coroutine"),  # a Gemma candidate, unseen code
     (PRICES, "It's a little coroutine called on, kid, no await or anything like that.", "coroutine"),  # its retry
@@ -69,6 +70,7 @@ def test_a_false_denial_is_caught(code, answer, claim):
     (PLAIN, "`double` never recurses; it just multiplies."),  # true denials: the code lacks each
     (PLAIN, "Not a generator, no decorator, no lambda, no list comprehension and no dataclass."),
     (PLAIN, "It doesn't define a class, it just doubles."),
+    (PLAIN, "Just a function, no class, and no class attribute either."),
     ("squares = (i * i for i in range(3))\n", "A generator expression, no comprehension in sight."),
     ("squares = (i * i for i in range(3))\n", "The expression is lazy, no generator function."),
     (POWER, "It doesn't recurse forever because exp reaches 0."),  # qualified: a denial of something else
@@ -106,7 +108,7 @@ def test_only_crisp_denials_are_checked():
     crisp = {c.claim for c in CONCEPTS if c.denial}
     assert crisp == {"recursive", "generator", "list comprehension", "dict comprehension", "set comprehension",
                      "comprehension", "decorator", "dataclass", "lambda", "class", "loops", "function",
-                     "mutable default", "coroutine"}
+                     "mutable default", "coroutine", "listed class"}
     assert all(c.denial <= c.features for c in CONCEPTS)  # what contradicts a denial supports the claim
     loop = "for x in [1, 2]:\n    print(x)\n"  # "never prints" of a function, "never raises" of code that catches
     assert false_concepts(loop, "The loop never prints twice, no sorting, and it never raises.") == []

@@ -100,6 +100,8 @@ def roles(code, answer):
     (WORD_LENGTHS, "Listen, kid: `word_lengths` takes a sentence and uses `split`, then returns a list of counts.",
      "word_lengths returns a list"),
     (CALLED, "`merge` copies `a` and returns a new list.", "merge returns a list"),
+    # a Gemma candidate, unseen code: a class with no base is no kind of list
+    (KINDS, "`Oven` is a plain list, kid, not a dict.", "Oven is a list"),
 ])
 def test_a_planted_false_role_is_flagged(code, answer, claim):
     assert roles(code, answer) == [claim]
@@ -144,6 +146,7 @@ def test_a_planted_false_role_is_flagged(code, answer, claim):
     (KINDS, "`Oven` is a class, `unique` is a list, `sorted` returns a list and `set` returns a set."),
     (KINDS, "`merge` returns a dict, `adult` returns a boolean (None below zero), `len` returns a list."),  # no len
     (OWN_KINDS, "`set` returns a list, `s` is a list, `t` is a function and `v` is a list."),
+    (OWN_KINDS, "`Stack` is a list with a lid, and `Tally` is a class."),  # a subclass of list
     (OWN_KINDS, "`pick` returns a list or a dict, and `rows` returns a dict at a time."),
     ("import redis\ncache = redis.Redis()\ncache.set('k', 1)\n", "`set` returns a boolean, pal."),  # a method
     (CALLED, "`merge` takes a dict `a` and a dict `b`; `census` takes `letters`, a string, and `start`, a number."),
