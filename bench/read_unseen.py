@@ -3,6 +3,7 @@
     python bench/read_unseen.py                                         # the default: Gemma + shipped adapter
     python bench/read_unseen.py --base-model qwen2.5-coder-0.5b         # Qwen + its shipped adapter
     python bench/read_unseen.py --base-model embedded --adapter DIR     # a candidate adapter
+    python bench/read_unseen.py --set 2                                 # the second twenty
 
 The static checks (``grounded``) cannot see a false claim about behaviour ("it returns the longest vowel"), so
 each round's adapters are also read by hand on these twenty. Each snippet comes with what a true answer says, to
@@ -93,26 +94,94 @@ UNSEEN = (
      "runs three coroutines at once with gather; prints [10, 20, 30] in the order given; no generator"),
 )
 
+#: A second twenty (2026-12-06), for reading beside the first: other constructs (slicing, a subclass, a while
+#: loop, setdefault, try/finally, *args, a keyword-only argument, map with a lambda, json, a dataclass), names
+#: no data row uses
+UNSEEN_SECOND = (
+    ("def reads_same_backwards(phrase):\n    cleaned = ''.join(ch.lower() for ch in phrase if ch.isalnum())\n"
+     "    return cleaned == cleaned[::-1]\n\nprint(reads_same_backwards('Never odd or even'))",
+     "keeps the letters and digits, lower-cased, and compares them with their reverse; prints True"),
+    ("def split_into_crews(members, size):\n    return [members[i:i + size] for i in range(0, len(members), size)]\n"
+     "\nprint(split_into_crews(['a', 'b', 'c', 'd', 'e'], 2))",
+     "slices the list into pieces of size with a list comprehension stepping by size; prints [['a', 'b'], ['c', 'd']"
+     ", ['e']]"),
+    ("class Informant:\n    def rat_out(self):\n        return '...'\n\nclass Rat(Informant):\n    def rat_out(self):\n"
+     "        return 'everything'\n\nfor guy in [Informant(), Rat()]:\n    print(guy.rat_out())",
+     "Rat subclasses Informant and overrides rat_out; the loop prints ... then everything"),
+    ("from collections import Counter\n\nletters_seen = Counter('consigliere')\nprint(letters_seen.most_common(2))",
+     "counts each letter of the word, then the two commonest; prints [('i', 2), ('e', 2)], ties: first seen first"),
+    ("def common_cut(a, b):\n    while b:\n        a, b = b, a % b\n    return a\n\nprint(common_cut(48, 18))",
+     "Euclid's greatest common divisor with a while loop (no recursion); prints 6"),
+    ("def unpack_shipments(nested):\n    out = []\n    for part in nested:\n        if isinstance(part, list):\n"
+     "            out.extend(unpack_shipments(part))\n        else:\n            out.append(part)\n    return out\n\n"
+     "print(unpack_shipments([1, [2, [3, 4]], 5]))",
+     "flattens nested lists recursively; prints [1, 2, 3, 4, 5]"),
+    ("import re\n\ndef find_emails(text):\n    return re.findall(r'[\\w.]+@[\\w.]+', text)\n\n"
+     "print(find_emails('write vito@corleone.it or tom@hagen.com'))",
+     "re.findall with a pattern for word characters and dots around an @; prints ['vito@corleone.it', 'tom@hagen.com"
+     "']"),
+    ("def pick_capo(votes_cast):\n    results = {}\n    for name in votes_cast:\n"
+     "        results.setdefault(name, 0)\n        results[name] += 1\n    return max(results, key=results.get)\n\n"
+     "print(pick_capo(['sal', 'tessio', 'sal']))",
+     "counts the votes_cast with setdefault, returns the name with the most (max by results.get); prints sal"),
+    ("weekly_cut = list(map(lambda week: week * 2, range(4)))\nprint(weekly_cut)",
+     "map applies a lambda doubling each of 0..3, list collects them; prints [0, 2, 4, 6]"),
+    ("def read_config(path):\n    handle = open(path)\n    try:\n        return handle.read()\n    finally:\n"
+     "        handle.close()",
+     "returns the file's whole text and closes it in finally whatever happens; nothing is called, so nothing runs"),
+    ("payoffs = [5, 3, 8, 1]\npayoffs.sort(reverse=True)\nprint(payoffs[:2])",
+     "sorts the list in place, largest first, then slices the first two; prints [8, 5]"),
+    ("def salute(name, title='Don'):\n    return f'{title} {name}'\n\nprint(salute('Vito'))\n"
+     "print(salute('Michael', title='Mr.'))",
+     "title defaults to Don; two prints: Don Vito, then Mr. Michael"),
+    ("def settle_tab(*amounts, tip=0):\n    return sum(amounts) + tip\n\nprint(settle_tab(10, 20, tip=5))",
+     "any number of amounts are summed, plus a keyword-only tip; prints 35"),
+    ("wine_rack = {'cannoli': 12, 'olive oil': 30, 'wine': 7}\n"
+     "for item, qty in sorted(wine_rack.items(), key=lambda kv: kv[1], reverse=True):\n    print(f'{item}: {qty}')",
+     "prints the items from the largest quantity down: olive oil: 30, cannoli: 12, wine: 7"),
+    ("def launch_sequence(n):\n    while n > 0:\n        print(n)\n        n -= 1\n    print('Liftoff')\n\n"
+     "launch_sequence(3)",
+     "counts down with a while loop; prints 3, 2, 1 then Liftoff"),
+    ("class Strongbox:\n    def __init__(self, balance=0):\n        self.balance = balance\n\n"
+     "    def take_out(self, amount):\n        if amount > self.balance:\n"
+     "            raise ValueError('not enough in the box')\n        self.balance -= amount\n"
+     "        return self.balance\n\nstrongbox = Strongbox(100)\nprint(strongbox.take_out(30))",
+     "take_out refuses more than the balance with ValueError, else subtracts and returns what is left; prints 70"),
+    ("import json\n\nsealed_note = json.dumps({'boss': 'Vito', 'crew': 3})\nprint(json.loads(sealed_note)['crew'] + 1)",
+     "dumps the dict to a JSON string and loads it back; prints 4"),
+    ("def cumulative_take(values):\n    total = 0\n    for v in values:\n        total += v\n        yield total\n\n"
+     "print(list(cumulative_take([1, 2, 3])))",
+     "a generator of running sums; prints [1, 3, 6]"),
+    ("from dataclasses import dataclass\n\n@dataclass\nclass Hit:\n    target: str\n    paid: bool = False\n\n"
+     "the_hit = Hit('Sollozzo')\nprint(the_hit)",
+     "a dataclass with a default for paid; prints Hit(target='Sollozzo', paid=False)"),
+    ("ledger_rows = [[1, 2], [3, 4]]\nwhole_take = sum(sum(row) for row in ledger_rows)\nprint(whole_take)",
+     "sums each row, then the row sums, through a generator expression; prints 10"),
+)
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base-model", default="", help="as for mafioso explain (default: embedded)")
     parser.add_argument("--adapter", default="default", help="adapter folder, 'default' or 'none'")
+    parser.add_argument("--set", type=int, choices=(1, 2), default=1,
+                        help="which twenty: 1 (UNSEEN, read every round since 2026-12-04) or 2 (UNSEEN_SECOND)")
     args = parser.parse_args(argv)
+    snippets = UNSEEN if args.set == 1 else UNSEEN_SECOND
     from mafioso.worker.engines import load_engine
 
     from mafioso.trainer.grounding import unsupported_claims
     from mafioso.trainer.sandbox import SnippetRunner
 
     runner = SnippetRunner()
-    runs = [runner.run(code) for code, _ in UNSEEN]  # this bench's own snippets, before the model loads
+    runs = [runner.run(code) for code, _ in snippets]  # this bench's own snippets, before the model loads
     engine = load_engine(WorkerConfig(base_model=args.base_model, adapter=args.adapter), GenerationConfig())
     try:
-        answers = engine.generate([(code, None) for code, _ in UNSEEN])
+        answers = engine.generate([(code, None) for code, _ in snippets])
     finally:
         engine.close()
     clean = {"served": 0, "model alone": 0}
-    for number, ((code, truth), answer, run) in enumerate(zip(UNSEEN, answers, runs, strict=True), 1):
+    for number, ((code, truth), answer, run) in enumerate(zip(snippets, answers, runs, strict=True), 1):
         served = unsupported_claims(code, answer.text, run.output, run.raised)
         # the model's own text, as eval scores it: its first answer when a retry replaced it, else the answer
         # before the post-check when that dropped something
@@ -126,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
               f"dropped{retried}; claims the checks find: {found}):\n{answer.text}\n")
         for claim in alone if own else ():  # what the post-check dropped, to be read for a wrong drop
             print(f"--- dropped ({claim['kind']}: {claim['claim']}): {claim['text']}\n")
-    print(f"answers with no claim found: {clean['served']} of {len(UNSEEN)} served, {clean['model alone']} before "
+    print(f"answers with no claim found: {clean['served']} of {len(snippets)} served, {clean['model alone']} before "
           f"the post-check ({runner.summary()['runnable']} snippets ran; read them: the checks see only part)")
     return 0
 

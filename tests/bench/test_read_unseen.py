@@ -53,3 +53,46 @@ def test_printed_values_are_checked_against_a_run_of_the_snippet(monkeypatch, ca
     assert "--- dropped (false concept: recursive): `merge` is recursive." in blocks[2]
     n = len(bench.UNSEEN)
     assert f"answers with no claim found: {n - 1} of {n} served, {n - 3} before the post-check" in out
+
+
+def test_the_second_twenty_are_answered_and_their_names_are_in_no_data_row(monkeypatch, capsys):
+    import ast
+    import json
+    import re
+
+    bench = _bench()
+    monkeypatch.setattr("mafioso.worker.engines.load_engine", lambda *args, **kwargs: _Engine())
+    assert bench.main(["--adapter", "none", "--set", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("=== ") == len(bench.UNSEEN_SECOND) == 20
+    assert "reads_same_backwards" in out.split("=== ")[1]
+    # the snippets' own names (their defs, classes and top-level variables) stay out of the data's code
+    names = set()
+    for code, _ in bench.UNSEEN_SECOND:
+        tree = ast.parse(code)
+        names |= {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+        names |= {target.id for node in tree.body if isinstance(node, ast.Assign) for target in node.targets}
+    assert {"reads_same_backwards", "Strongbox", "strongbox", "weekly_cut"} <= names
+    names.discard("__init__")
+    codes = [row["code"] for split in ("train", "validation")
+             for row in json.loads((ROOT / "data" / f"{split}.json").read_text()).values()]
+    assert {name for name in names if any(re.search(rf"\b{name}\b", code) for code in codes)} == set()
+
+
+def test_the_second_twentys_true_answers_pass_the_checks_against_real_runs():
+    """Each snippet's note of what a true answer says is itself held to its sandboxed run: a wrong printed value
+    in a note ("prints [('i', 3), ...]" of a word with two i's) would be found."""
+    from mafioso.trainer.grounding import unsupported_claims
+    from mafioso.trainer.sandbox import SnippetRunner
+
+    runner = SnippetRunner()
+    wrong = {}
+    for number, (code, truth) in enumerate(_bench().UNSEEN_SECOND, 1):
+        run = runner.run(code)
+        if claims := unsupported_claims(code, truth, run.output, run.raised):
+            wrong[number] = claims
+    assert wrong == {}
+    for number, planted in ((4, ("('i', 2)", "('i', 3)")), (5, ("prints 6", "prints 9"))):
+        code, truth = _bench().UNSEEN_SECOND[number - 1]
+        run = runner.run(code)
+        assert unsupported_claims(code, truth.replace(*planted), run.output, run.raised), number
