@@ -43,7 +43,7 @@ _LISTED_NO = r"(?:(?<=^no )|(?<=^ no )|(?<=[,;:] no )|(?<=\bwith no ))"
 CONCEPTS: tuple[Concept, ...] = (
     # "the base case" too: every reference that says it is about recursive code (11 of 1,002 rows), and the
     # shipped Gemma said it of a loop, a conditional and a FizzBuzz
-    Concept("recursive", r"\brecurs(?:ive|ively|ion|ions|es|ing|e)\b|\bcalls? (?:it|him|her)self\b"
+    Concept("recursive", r"\brecurs(?:ive|ively|ion|ions|es|ing|e)\b|\bcall(?:s|ing|ed)? (?:it|him|her)self\b"
                          r"|\bbase cases?\b",
             frozenset({"recursion"}), denial=frozenset({"recursion"}),
             code=r"rglob|\bwalk\(|\*\*/|/\*\*|recursive\s*=\s*True",  # a folder searched to the bottom
@@ -109,15 +109,24 @@ CONCEPTS: tuple[Concept, ...] = (
                               r"|\bprints? (?:twice|two times|three times)\b|\bfirst print\b[^.;]*\bthe second\b",
             frozenset({"several prints"}), code=r"\bprint\b(?!\s*\()"),
     # "the empty list gives OSError, which the function catches" of code with no try (the Qwen adapter, unseen
-    # code): an exception caught by name; "the `_` case catches everything else", "the catch" are not claims
+    # code): an exception caught by name; "the `_` case catches everything else", "the catch" are not claims; a
+    # try with only a finally catches nothing ("The try catches anything that raises `FileNotFoundError`", Gemma)
     Concept("catches", r"\b(?:catch(?:es|ing)?|traps?|trapping|swallows?)\s+(?:the\s+|an?\s+|any\s+|every\s+)?"
                        r"\w*(?:Error|Exception)s?\b|\b(?:which|that)\s+(?:the\s+function|it|(?:the\s+)?`+)\s+catches\b",
-            frozenset({"try"}), code=r"suppress\(|\.error\b|errorhandler|exception_handler|on_error|pytest\.raises"
-                                     r"|assertRaises"),
+            frozenset(), code=r"\bexcept\b|suppress\(|\.error\b|errorhandler|exception_handler|on_error|"
+                              r"pytest\.raises|assertRaises"),
     # "It does this by dividing by the base" of a power that only multiplies (a Gemma candidate, unseen code): a
     # division, a remainder or a mean in the code (all 50 references that say it are of such code)
     Concept("divides", r"\b(?:divid(?:es|ing|ed|e)|halv(?:es|ing|ed|e))\b(?:\s+\S+){0,3}?\s+by\b", frozenset(),
             code=r"/|%|divmod|\bdiv\b|truediv|floordiv|\bmean\b|median|average|statistics"),
+    # "multiplies it by `v`" of a running sum (the shipped Gemma, unseen code): a product, a power, a percent
+    # format (which multiplies by 100) or a numeric library in the code; a `*` of `*args` is spared too
+    Concept("multiplies", r"\bmultipl(?:y|ies|ied|ying)\b", frozenset(),
+            code=r"\*|@|%|\bprod\b|\bmul\b|\bpow\b|numpy|np\.|torch|pandas|\btimes\b"),
+    # "`sort` puts the payoffs in alphabetical order" of a list of numbers (the shipped Gemma, unseen code): text
+    # in the code to be ordered by letter (a literal, str, input, a file, a split, ...)
+    Concept("alphabetical", r"\balphabetic(?:al|ally)?\b", frozenset(),
+            code=r"['\"]|\bstr\b|input\(|open\(|read|split|argv|environ|csv|json|sql|\.keys\("),
     # "it loops forever" of a `for` over a range: endless needs a while, an endless iterator, a server loop or
     # recursion (no reference says it otherwise; the shipped Gemma did of FizzBuzz and a one-liner)
     Concept("loops forever", r"\b(?:loops?|looping|looped|runs?|running|spins?|spinning|keeps? going|goes on)\s+"

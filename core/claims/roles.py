@@ -44,7 +44,7 @@ _CALLS = re.compile(r"\b(?:calls?|calling|invokes?|invoking)\s+`([A-Za-z_][\w.]*
 _NOUNS = {"dict": "dict", "dictionary": "dict", "list": "list", "set": "set", "tuple": "tuple", "string": "string",
           "integer": "number", "int": "number", "number": "number", "float": "number", "boolean": "bool",
           "bool": "bool", "function": "function",
-          "method": "function", "class": "class"}
+          "method": "function", "class": "class", "dataclass": "class"}
 _ADJECTIVE = (r"(?:(?:new|nested|plain|simple|empty|sorted|big|small|long|short|single|whole|fresh|flat|regular|"
               r"ordinary|mutable|immutable|normal|bare|little|tiny|huge|lone)\s+)?")
 _NOUN = "(" + "|".join(_NOUNS) + r")\b"

@@ -139,6 +139,16 @@ def test_advice_and_denials_do_not_present_names():
     (PLAIN, "A dict is immutable, so you can't change it.", "immutable container"),
     (PLAIN, "Tuples are mutable, so `n` can grow.", "mutable tuple or string"),
     (PLAIN, "A set keeps the order of its first appearance.", "ordered set"),
+    # bench/read_unseen.py's second twenty (Gemma, Qwen): a running sum "multiplied", numbers "in alphabetical
+    # order", a try with only a finally that "catches", a while loop "calling itself"
+    ("def take(values):\n    total = 0\n    for v in values:\n        total += v\n        yield total\n",
+     "`take` takes each value of `values`, multiplies it by `v`, and yields the total.", "multiplies"),
+    ("payoffs = [5, 3, 8, 1]\npayoffs.sort(reverse=True)\n", "`sort` puts the payoffs in alphabetical order.",
+     "alphabetical"),
+    ("def read_config(path):\n    handle = open(path)\n    try:\n        return handle.read()\n    finally:\n"
+     "        handle.close()\n", "The `try` catches the FileNotFoundError, boss.", "catches"),
+    ("def cut(a, b):\n    while b:\n        a, b = b, a % b\n    return a\n",
+     "It keeps calling itself until `b` runs out.", "recursive"),
 ])
 def test_a_false_concept_is_caught(code, answer, claim):
     assert claims(false_concepts(code, answer)) == [("false concept", claim)]
@@ -197,6 +207,10 @@ def test_a_false_concept_is_caught(code, answer, claim):
     ("def parity(n):\n    return n % 2\n", "It divides by two and keeps the remainder."),
     ("import statistics\nprint(statistics.mean([1, 2]))\n", "The mean adds them and divides by the count."),
     (PLAIN, "It never divides by zero: it only multiplies."),  # a denial
+    ("def settle(*amounts, tip=0):\n    return sum(amounts) + tip\n", "It multiplies nothing, it adds."),
+    ("print(f'{0.25:.0%}')\n", "The percent format multiplies the ratio by 100."),
+    ("names = ['sal', 'al']\nnames.sort()\n", "It sorts the names in alphabetical order."),
+    (RECURSIVE, "`fact` keeps calling itself until `n` drops below 2."),
     ("name: tests\nversion: 3\n", "That's YAML, not Python, pal."),  # parses as two annotations
     (PLAIN, "Build a new list with a comprehension instead."),  # advice (a reference's), an imperative
     (PLAIN, "A comprehension would do it instead, or a lambda."),

@@ -102,6 +102,9 @@ def roles(code, answer):
     (CALLED, "`merge` copies `a` and returns a new list.", "merge returns a list"),
     # a Gemma candidate, unseen code: a class with no base is no kind of list
     (KINDS, "`Oven` is a plain list, kid, not a dict.", "Oven is a list"),
+    # the shipped Gemma, read_unseen's second twenty: an instance called a dataclass
+    ("from dataclasses import dataclass\n\n@dataclass\nclass Hit:\n    target: str\n\nthe_hit = Hit('x')\n",
+     "`the_hit` is a dataclass that stores a `target`.", "the_hit is a dataclass"),
 ])
 def test_a_planted_false_role_is_flagged(code, answer, claim):
     assert roles(code, answer) == [claim]
@@ -147,6 +150,7 @@ def test_a_planted_false_role_is_flagged(code, answer, claim):
     (KINDS, "`merge` returns a dict, `adult` returns a boolean (None below zero), `len` returns a list."),  # no len
     (OWN_KINDS, "`set` returns a list, `s` is a list, `t` is a function and `v` is a list."),
     (OWN_KINDS, "`Stack` is a list with a lid, and `Tally` is a class."),  # a subclass of list
+    ("from dataclasses import dataclass\n\n@dataclass\nclass Hit:\n    target: str\n", "`Hit` is a dataclass, kid."),
     (OWN_KINDS, "`pick` returns a list or a dict, and `rows` returns a dict at a time."),
     ("import redis\ncache = redis.Redis()\ncache.set('k', 1)\n", "`set` returns a boolean, pal."),  # a method
     (CALLED, "`merge` takes a dict `a` and a dict `b`; `census` takes `letters`, a string, and `start`, a number."),
