@@ -23,6 +23,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from itertools import compress
 
 import torch
 
@@ -212,9 +213,9 @@ class FastEngine:
         for row in rows:
             self._inbox.put(row)
         slow = [not ok for ok in fits]
-        long = iter(self.plain.decode(_where(prompt_ids, slow), _where(controls, slow),
-                                      _where(grounding, slow) if any(grounding) else None,
-                                      _where(resumes, slow) if any(resumes) else None)
+        long = iter(self.plain.decode(list(compress(prompt_ids, slow)), list(compress(controls, slow)),
+                                      list(compress(grounding, slow)) if any(grounding) else None,
+                                      list(compress(resumes, slow)) if any(resumes) else None)
                     if any(slow) else [])
         fast = iter([row.future.result() for row in rows])
         return [next(fast) if ok else next(long) for ok in fits]
@@ -376,11 +377,6 @@ class FastEngine:
             del active[slot]
             self.decoder.set_sampling(slot, GREEDY)
             row.future.set_result((row.kept + row.generated, row.stop))
-
-
-def _where(items: list, picked: list[bool]) -> list:
-    """The items whose flag in ``picked`` is set."""
-    return [item for item, keep in zip(items, picked, strict=True) if keep]
 
 
 def build_decoder(model, tokenizer, gen, settings: DecoderSettings,
