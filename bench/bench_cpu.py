@@ -67,13 +67,14 @@ def uptime() -> str:
 
 
 def fixed_answer(engine, ids: list[int]) -> float:
-    """Seconds for a 120-token answer on the engine's decoder: the prefill (first token) and 119 decode steps.
-    The engine's own decode thread is idle meanwhile (it waits for requests)."""
+    """Seconds for a 120-token answer on the engine's decoder: the prefill (first token) and 119 decode steps,
+    each over the key span the engine asks for (the prompt and the answer). The engine's own decode thread is
+    idle meanwhile (it waits for requests)."""
     decoder = engine.decoder
     start = time.perf_counter()
     decoder.prefill_many([0], [ids])
     for _ in range(TOKENS - 1):
-        decoder.step(1).tolist()
+        decoder.step(1, len(ids) + TOKENS).tolist()
     return time.perf_counter() - start
 
 
@@ -82,7 +83,7 @@ def greedy_answer(engine, ids: list[int]) -> list[int]:
     decoder, eos = engine.decoder, set(engine.eos_ids)
     tokens = [decoder.prefill_many([0], [ids])[0]]
     while tokens[-1] not in eos and len(tokens) < TOKENS:
-        tokens.append(decoder.step(1).tolist()[0])
+        tokens.append(decoder.step(1, len(ids) + TOKENS).tolist()[0])
     return tokens
 
 

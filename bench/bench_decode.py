@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                              " all slots long on a CPU)")
     parser.add_argument("--steps", type=int, default=200, help="decode steps timed per batch size")
     parser.add_argument("--position", type=int, default=300, help="cache position of every slot while timing")
+    parser.add_argument("--reach", type=int, default=None,
+                        help="each step's key span covers positions [0, REACH) (default: position + 1, as the "
+                             "engine asks for rows at that position; 0: the whole slot, as before the spans)")
     parser.add_argument("--cache-multiple", type=int, default=None,
                         help="cache parts hold a multiple of this many positions (default: FastDecoder's)")
     parser.add_argument("--compile-scope", choices=COMPILE_SCOPES, default=WorkerConfig.compile_scope,
@@ -114,10 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     load_s = time.perf_counter() - started
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     ids = [prompts.encode(engine.tokenizer, code)["input_ids"] for code in SNIPPETS]
+    reach = {None: args.position + 1, 0: None}.get(args.reach, args.reach)
 
     def step(b: int) -> None:
         decoder.positions[:b] = args.position  # every slot stays at one position: timing, not text
-        decoder.step(b)
+        decoder.step(b, reach)
         decoder.next_tokens[:b].tolist()  # the engine reads every step's tokens back
 
     def pipelined(b: int) -> None:
@@ -125,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         pending = None
         for _ in range(args.steps):
             decoder.positions[:b] = args.position
-            launched = decoder.launch(b)
+            launched = decoder.launch(b, reach)
             if pending is not None:
                 decoder.collect(pending)
             pending = launched
@@ -154,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
               "cuda_graphs": decoder.cuda_graphs, "load_and_warm_up_s": round(load_s, 1),
               "slot_length": decoder.max_len, "short_slots": decoder.short_slots, "short_len": decoder.short_len,
               "shared_prefix_tokens": len(decoder.prefix), "warm_up_s": decoder.warm_up_s,
-              "position": args.position, "steps": steps, "prefill": prefills, "memory": memory, "profiles": profiles}
-    print(f"device {result['device']}, compile {compiled}, CUDA graphs {decoder.cuda_graphs}, "
+              "position": args.position, "key_span": decoder.key_span(reach), "steps": steps, "prefill": prefills,
+              "memory": memory, "profiles": profiles}
+    print(f"device {result['device']}, compile {compiled}, CUDA graphs {decoder.cuda_graphs}, key span "
+          f"{result['key_span']} of {decoder.max_len}, "
           f"load + warm-up {result['load_and_warm_up_s']} s")
     for row in steps:
         print(f"decode step  batch {row['batch']:>3}: {row['ms_per_step']:>8} ms  {row['tokens_per_s']:>9} tok/s"

@@ -252,7 +252,7 @@ def stand_in_device(engine, device_ms: float, seed: int = 1, gil_releases: int =
             decoder.set_grounding(slot, tables)
         return [text[(7 * slot) % len(text)] for slot in slots]
 
-    def launch(active):
+    def launch(active, reach=None):
         done_at[0] = max(done_at[0], time.perf_counter()) + device_ms / 1e3  # queued: the device starts it
         for _ in range(gil_releases):
             time.sleep(0)  # releases the GIL and waits to take it back, as a CUDA call from Python does

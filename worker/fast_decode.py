@@ -36,6 +36,10 @@ from mafioso.worker.sampling import Sampling
 
 _NEG_INF = float("-inf")
 
+#: A decode step reads a full-attention cache only as far as its rows can reach: the smallest of these spans
+#: that covers them (or the whole cache). A slot holds a long prompt plus its answer, most prompts are short.
+KEY_SPANS = (256, 512, 1024, 2048, 4096, 8192)
+
 log = logging.getLogger(__name__)
 
 
@@ -99,6 +103,13 @@ class FastDecoder:
         # A layer's cache is split into parts, ranges of slots of one length: a full-attention layer has a
         # short part and a long one, a sliding layer one part for every slot.
         self.caches: list[list[dict]] = [self._cache_parts(layer.window) for layer in self.layers]
+        # A step's rows reach position `reach` at most (their prompts plus answers): it attends over the first
+        # key_span(reach) positions of every part kept whole (a ring, a sliding window's, stays as it is), so its
+        # attention reads what its rows wrote, not the whole slot (Qwen2's 24 full-attention layers).
+        self.full_lengths = sorted({part["length"] for parts in self.caches for part in parts if not part["ring"]})
+        longest = self.full_lengths[-1] if self.full_lengths else 0
+        self.key_spans = [n for n in KEY_SPANS if n < longest] + ([longest] if longest else [])
+        self._key_ids = torch.arange(longest, device=self.device)
         self.vocab = self.model.vocab
         # decode-step inputs and outputs live in fixed buffers so CUDA graphs can replay them
         self.tokens = torch.zeros(slots, dtype=torch.long, device=self.device)
@@ -123,7 +134,7 @@ class FastDecoder:
         self._true = torch.ones(slots, dtype=torch.bool, device=self.device)
         self._slot_ids = torch.arange(slots, device=self.device)
         self.cuda_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
-        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.graphs: dict[tuple[int, int | None], torch.cuda.CUDAGraph] = {}  # per (batch bucket, key span)
         # one memory pool for every graph (decode and prefill): they never run at the same time and keep their
         # outputs in fixed buffers, so their scratch memory can be shared
         self._pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
@@ -193,7 +204,11 @@ class FastDecoder:
                 parts.append({"first": first, "stop": stop, "length": length, "ring": length < capacity})
         for part in parts:
             part["key_index"] = torch.arange(part["length"], device=self.device)
-            shape = (part["stop"] - part["first"] + 1, self.n_kv, part["length"], self.head_dim)
+            # a part kept whole stores one block more than it uses: a decode step's span of it is then always
+            # a strided view, whatever its length (a view as long as the tensor is contiguous: torch.compile
+            # builds that step a variant of its own)
+            stored = part["length"] + (0 if part["ring"] else self.cache_multiple)
+            shape = (part["stop"] - part["first"] + 1, self.n_kv, stored, self.head_dim)
             part["k"] = torch.zeros(shape, dtype=self.dtype, device=self.device)
             part["v"] = torch.zeros(shape, dtype=self.dtype, device=self.device)
         return parts
@@ -409,15 +424,23 @@ class FastDecoder:
         keeps symbolic, so every bucket on one side of the short/long boundary runs the same compiled step."""
         return _varying(self._slot_ids[:b], 0)
 
-    def _decode(self, rows: torch.Tensor) -> None:
-        """One decode step for slots [0, b), ``rows`` their indices (:meth:`_batch_rows`): reads
-        ``tokens``/``positions``, writes ``next_tokens``."""
+    def _span_keys(self, span: int | None) -> dict[int, torch.Tensor] | None:
+        """The key positions a step with key span ``span`` attends over, per length of a part kept whole (its
+        first min(span, length)); their lengths are sizes torch.compile keeps symbolic. None: every position."""
+        if span is None:
+            return None
+        return {length: _varying(self._key_ids[:min(span, length)], 0) for length in self.full_lengths}
+
+    def _decode(self, rows: torch.Tensor, keys: dict[int, torch.Tensor] | None = None) -> None:
+        """One decode step for slots [0, b), ``rows`` their indices (:meth:`_batch_rows`), attending over
+        ``keys`` (:meth:`_span_keys`): reads ``tokens``/``positions``, writes ``next_tokens``."""
         b = rows.shape[0]
         positions = _varying(self.positions[:b], 0)  # scope "layer": each compiled piece's one symbolic size
         x, rope = self._decode_in(_varying(self.tokens[:b], 0), positions)
         for layer, parts in zip(self.layers, self.caches):
             cos, sin = rope[layer.rope]
-            x = self._decode_layer_step(_varying(x, 0), layer, parts, _varying(cos, 0), _varying(sin, 0), positions)
+            x = self._decode_layer_step(_varying(x, 0), layer, parts, _varying(cos, 0), _varying(sin, 0), positions,
+                                        keys)
         self._decode_out(_varying(x, 0))
 
     def _decode_in(self, tokens: torch.Tensor, positions: torch.Tensor):
@@ -426,9 +449,9 @@ class FastDecoder:
         return x, {kind: (cos[positions], sin[positions]) for kind, (cos, sin) in self.rope.items()}
 
     def _decode_layer(self, x: torch.Tensor, layer: Layer, parts: list[dict], cos: torch.Tensor, sin: torch.Tensor,
-                      positions: torch.Tensor) -> torch.Tensor:
+                      positions: torch.Tensor, keys: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
         """One layer of a decode step for slots [0, b) (b = x's rows): writes their keys and values into the
-        layer's cache at ``positions`` and attends over it."""
+        layer's cache at ``positions`` and attends over it (a part kept whole: over ``keys`` of its length)."""
         b = x.shape[0]
         rows = torch.arange(b, device=self.device)
         q, k, v = self.model.qkv(x, layer, cos, sin)  # (b, heads, D)
@@ -442,13 +465,16 @@ class FastDecoder:
             at = positions[first:stop]
             part["k"][rows[:stop - first], :, at % part["length"]] = k[first:stop]
             part["v"][rows[:stop - first], :, at % part["length"]] = v[first:stop]
-            mask = part["key_index"][None, :] <= at[:, None]  # written entries only
+            # the rows' positions all lie within the span
+            key_index = keys[part["length"]] if keys is not None and not part["ring"] else part["key_index"]
+            span = key_index.shape[0]
+            k_cache, v_cache = part["k"][:stop - first, :, :span], part["v"][:stop - first, :, :span]
+            mask = key_index[None, :] <= at[:, None]  # written entries only
             if part["ring"]:  # once the ring is full every entry is one of the last `window` positions
                 mask = mask | (at[:, None] >= part["length"] - 1)
             elif layer.window:
-                mask = mask & (part["key_index"][None, :] > at[:, None] - layer.window)
-            outs.append(self._attend(q[first:stop, :, None], part["k"][:stop - first], part["v"][:stop - first],
-                                     mask[:, None, None, :]))
+                mask = mask & (key_index[None, :] > at[:, None] - layer.window)
+            outs.append(self._attend(q[first:stop, :, None], k_cache, v_cache, mask[:, None, None, :]))
         out = outs[0] if len(outs) == 1 else torch.cat(outs)
         return self.model.finish(x, layer, out.reshape(b, -1))
 
@@ -511,28 +537,37 @@ class FastDecoder:
         """The smallest captured batch size that covers slots [0, active)."""
         return next(b for b in self.buckets if b >= active)
 
-    def _run(self, b: int) -> None:
+    def key_span(self, reach: int | None) -> int | None:
+        """The smallest key span that covers positions [0, reach) (reach None: the widest, every position; None
+        where every part is a ring)."""
+        if not self.key_spans:
+            return None
+        return next((n for n in self.key_spans if reach is not None and n >= reach), self.key_spans[-1])
+
+    def _run(self, b: int, span: int | None) -> None:
         if not self.cuda_graphs:
-            self._decode_step(self._batch_rows(b))
+            self._decode_step(self._batch_rows(b), self._span_keys(span))
         else:
-            if b not in self.graphs:
-                self._capture(b)
-            self.graphs[b].replay()
+            if (b, span) not in self.graphs:
+                self._capture(b, span)
+            self.graphs[b, span].replay()
 
     @torch.inference_mode()
-    def step(self, active: int) -> torch.Tensor:
-        """One greedy decode step for slots [0, bucket(active)); returns their next tokens (on device)."""
+    def step(self, active: int, reach: int | None = None) -> torch.Tensor:
+        """One greedy decode step for slots [0, bucket(active)), whose rows lie before position ``reach`` (None:
+        anywhere); returns their next tokens (on device)."""
         b = self.bucket(active)
-        self._run(b)
+        self._run(b, self.key_span(reach))
         return self.next_tokens[:b]
 
     @torch.inference_mode()
-    def launch(self, active: int) -> tuple[torch.Tensor, torch.cuda.Event | None]:
-        """Start one decode step for slots [0, bucket(active)) and return a handle for :meth:`collect`. On a
-        GPU nothing waits: the tokens come back to the host asynchronously, so the caller may launch the next
-        step (its inputs are already on the device) before it reads this one's."""
+    def launch(self, active: int, reach: int | None = None) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+        """Start one decode step for slots [0, bucket(active)) (rows before position ``reach``, as for
+        :meth:`step`) and return a handle for :meth:`collect`. On a GPU nothing waits: the tokens come back to
+        the host asynchronously, so the caller may launch the next step (its inputs are already on the device)
+        before it reads this one's."""
         b = self.bucket(active)
-        self._run(b)
+        self._run(b, self.key_span(reach))
         if self.device.type != "cuda":
             return self.next_tokens[:b].clone(), None
         host = self._host[self._flip][:b]  # two buffers: one step's tokens in flight while the last is read
@@ -568,11 +603,11 @@ class FastDecoder:
         _clear_cublas_workspaces()
         return graph, out
 
-    def _capture(self, b: int) -> None:
+    def _capture(self, b: int, span: int | None) -> None:
         # restore the state the warm-up runs touched, so capturing never changes what a live slot generates
         saved = (self.tokens.clone(), self.positions.clone(), self.seen[:b].clone(),
                  self.inside.clone() if self.inside is not None else None)
-        self.graphs[b], _ = self._record(lambda: self._decode_step(self._batch_rows(b)))
+        self.graphs[b, span], _ = self._record(lambda: self._decode_step(self._batch_rows(b), self._span_keys(span)))
         self.tokens.copy_(saved[0])
         self.positions.copy_(saved[1])
         self.seen[:b].copy_(saved[2])
@@ -672,8 +707,9 @@ class FastDecoder:
         if self.cuda_graphs:
             with torch.inference_mode():
                 for b in self.buckets:
-                    if b not in self.graphs:
-                        self._capture(b)  # the first capture of each compiled variant compiles it
+                    for span in self.key_spans[::-1] or [None]:  # widest first: there the parts' spans differ
+                        if (b, span) not in self.graphs:
+                            self._capture(b, span)  # the first capture of each compiled variant compiles it
                 took("decode_graphs")
                 try:
                     for bucket in self.prefill_buckets:

@@ -56,6 +56,11 @@ class _Row:
     first_ban: frozenset[int] = frozenset()  # and the tokens its first new one may not be
 
     @property
+    def reach(self) -> int:
+        """A position past every one its decode steps attend from (its prompt plus a whole answer)."""
+        return len(self.prompt) + self.limit
+
+    @property
     def stop(self) -> int | None:
         """Tokens generated when a ### section or a loop stopped it (None: they did not)."""
         return self.rules.stop if self.rules is not None else None
@@ -263,7 +268,7 @@ class FastEngine:
                     self._drop_cancelled(active)
                 if active:
                     started = time.perf_counter()
-                    launched = self.decoder.launch(max(active) + 1)
+                    launched = self.decoder.launch(max(active) + 1, max(row.reach for row in active.values()))
                     self.stats.launch_s += time.perf_counter() - started
                     self.stats.steps += 1
                     self.stats.step_rows += len(active)

@@ -157,14 +157,17 @@ def recording_compiles(fn):
 
 def short_then_long_slot(decoder, ids: list[list[int]], n: int) -> list[list[int]]:
     """``n`` greedy tokens for ``ids[0]`` in short slot 0 and ``ids[1]`` in long slot 6, which joins after four
-    steps, so that later steps run over both cache parts (how the GPU serves a long prompt beside short ones)."""
+    steps, so that later steps run over both cache parts (how the GPU serves a long prompt beside short ones);
+    each step over the key span its rows reach, as the engine asks for it."""
     got = {0: [decoder.prefill(0, ids[0])]}
+    reach = {0: len(ids[0]) + n}
     for step in range(n - 1):
         if step == 4:  # a long slot joins: from here every step runs over both parts
             got[6] = [decoder.prefill(6, ids[1])]
-        tokens = decoder.step(active=max(got) + 1).tolist()
+            reach[6] = len(ids[1]) + n
+        tokens = decoder.step(active=max(got) + 1, reach=max(reach.values())).tolist()
         for slot in got:
             got[slot].append(tokens[slot])
     while len(got[6]) < n:
-        got[6].append(decoder.step(active=7).tolist()[6])
+        got[6].append(decoder.step(active=7, reach=reach[6]).tolist()[6])
     return [got[0][:n], got[6]]

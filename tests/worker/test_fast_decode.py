@@ -212,7 +212,8 @@ def test_graph_plumbing_captures_at_warm_up_and_replays_with_live_slots_untouche
     decoder.warm_up()
     after = [part[name][0, :, at] for parts in decoder.caches for part, at in zip(parts, kept) for name in ("k", "v")]
     assert all(torch.equal(a, b) for a, b in zip(before, after))
-    assert set(decoder.graphs) == set(decoder.buckets) and set(decoder.prefill_graphs) == set(decoder.prefill_buckets)
+    assert set(decoder.graphs) == {(b, span) for b in decoder.buckets for span in decoder.key_spans}
+    assert set(decoder.prefill_graphs) == set(decoder.prefill_buckets)
     got.update({slot: [first] for slot, first in zip((2, 1), decoder.prefill_many([2, 1], ids[1:]))})
     while any(len(answer) < n for answer in got.values()):
         tokens = decoder.step(active=3).tolist()
@@ -246,8 +247,9 @@ def test_grounding_follows_the_span_on_the_device_and_capturing_keeps_its_state(
         answer += [int(decoder.step(active=1)[0]) for _ in range(3)]
         if decoder is captured:
             state = decoder.inside.clone()
-            decoder.warm_up()  # captures buckets 2 and 4 (1 was captured at the first step): each runs a step
-            assert set(decoder.graphs) == {1, 2, 4} and torch.equal(decoder.inside, state)
+            decoder.warm_up()  # captures every (bucket, key span) but (1, widest), captured at the first step
+            assert set(decoder.graphs) == {(b, span) for b in (1, 2, 4) for span in decoder.key_spans}
+            assert torch.equal(decoder.inside, state)
         answer += [int(decoder.step(active=1)[0]) for _ in range(8)]
         answers.append(answer)
     assert answers[0] == answers[1]
@@ -586,6 +588,57 @@ def test_a_prefill_that_does_not_compile_falls_back_to_the_eager_layer(model_and
     assert decoder.prefill(0, ids) == _reference(model, ids, 1, 1.0)[0]
 
 
+@pytest.mark.parametrize("arch", ["gemma3", "qwen2"])
+def test_a_step_attends_over_its_key_span_only(tiny_model_dir, tiny_qwen_dir, arch):
+    """A step told how far its rows reach reads the full-attention caches only that far (a sliding window's ring
+    as ever): generate's tokens while the span covers the rows, and other tokens once a planted reach cuts keys
+    the rows wrote (so the span is really what the step reads)."""
+    folder = tiny_model_dir if arch == "gemma3" else tiny_qwen_dir
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    weights = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # larger random weights: the tiny Qwen2's own answer one token whatever it reads
+        for weight in model.parameters() if arch == "qwen2" else ():
+            weight.copy_(torch.randn(weight.shape, generator=weights) * 0.5)
+    ids = torch.randint(3, model.config.vocab_size, (300,), generator=torch.Generator().manual_seed(5)).tolist()
+    n = 12
+    expected = _reference(model, ids, n, 1.0)
+    answers = {}
+    for reach in (len(ids) + n, 1):
+        decoder = FastDecoder(model, slots=2, max_len=1024)
+        decoder.set_repetition_penalty(1.0, penalize_prompt=True)
+        assert decoder.key_spans == [256, 512, 1024]
+        answers[decoder.key_span(reach)] = [decoder.prefill(0, ids)] + [
+            int(decoder.step(active=1, reach=reach)[0]) for _ in range(n - 1)]
+    assert answers[512] == expected  # 312 positions: half the slot
+    assert answers[256] != expected  # 44 of the prompt's keys cut off
+
+
+def test_fast_engine_steps_over_the_span_its_rows_reach(tiny_model_dir):
+    """The engine asks each step for a span that covers its rows' prompts and whole answers: an answer that
+    crosses a span's end (prompt 250 tokens, 12 new) is generate's, and the steps of a short one read its span."""
+    from mafioso.worker.engines import load_engine
+    from mafioso.worker.decoder_settings import DecoderSettings
+    from mafioso.worker.fast_engine import FastEngine
+    from mafioso.core.config import GenerationConfig, WorkerConfig
+
+    gen = GenerationConfig(max_new_tokens=12, drop_unsupported=False)
+    reference = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
+                                         fast_decode=False), gen)
+    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", DecoderSettings(slots=4, max_len=1024))
+    spans, real = [], fast.decoder.key_span
+    fast.decoder.key_span = lambda reach: spans.append(real(reach)) or spans[-1]
+    try:
+        vocab = reference.model.config.vocab_size
+        prompts_ids = [torch.randint(3, vocab, (length,), generator=torch.Generator().manual_seed(length)).tolist()
+                       for length in (250, 40)]
+        assert fast.decode(prompts_ids) == reference.decode(prompts_ids)
+        assert set(spans) == {512}  # 250 + 12 reaches past 256
+        spans.clear()
+        assert fast.decode(prompts_ids[1:]) == reference.decode(prompts_ids[1:]) and set(spans) == {256}
+    finally:
+        fast.close()
+
+
 def test_compiled_decoder_runs_one_row_in_the_batch_of_two_graph(model_and_tokenizer):
     """torch.compile specialises a batch of 1: compiled, the smallest bucket is 2 (one graph less to build);
     eager (a CPU), one row runs alone."""
@@ -616,16 +669,19 @@ def test_compiled_decode_matches_generate_on_both_sides_of_the_short_long_bounda
     decoder.set_repetition_penalty(1.3, penalize_prompt=True)
     decoder._decode_step, compiles = recording_compiles(decoder._decode_step)  # scope "layer": all its pieces
     decoder._prefill_layer_step, prefill_compiles = recording_compiles(decoder._prefill_layer_step)
+    assert [len(prompt) + n for prompt in ids] == [427, 398]  # the key span 512 of a slot of 640 or 1,024
     assert short_then_long_slot(decoder, ids, n) == expected
-    for active in (3, 5, 8):  # buckets 4 and 8, after 2 and 8: nothing more to compile
-        decoder.step(active)
+    for active in (3, 5, 8):  # buckets 4 and 8 after 2 and 8, every key span: nothing more to compile
+        for reach in (None, 100, 600, 1000):
+            decoder.step(active, reach)
     if scope == "step":
-        # the short variant and the long one, the batch their one symbolic size
-        assert compiles == {"graphs": 2, "symbolic": ["L['rows'].size()[0]"] * 2}
+        # the short variant and the long one, the batch and the key spans their symbolic sizes
+        rows, short, long = "L['rows'].size()[0]", "L['keys'][640].size()[0]", "L['keys'][1024].size()[0]"
+        assert compiles == {"graphs": 2, "symbolic": [rows, short, rows, short, long]}
     else:  # embedding, logits, a sliding layer, a full one over the short slots and one spanning both parts
         assert compiles["graphs"] == 5
-        assert set(compiles["symbolic"]) == {f"L['{name}'].size()[0]" for name in ("tokens", "positions", "x", "cos",
-                                                                                   "sin")}  # the batch, each input
+        assert set(compiles["symbolic"]) == {f"L[{name}].size()[0]" for name in (
+            "'tokens'", "'positions'", "'x'", "'cos'", "'sin'", "'keys'][640", "'keys'][1024")}  # the batch; the spans
     for count in (2, 3):  # two prompts, then three (one, above): a second variant, then none
         decoder.prefill_many(list(range(2, 2 + count)), [ids[0][:len(ids[0]) - cut] for cut in range(count)])
     # (a prompt is specialised): one variant for a prompt, one for several, the prompts and tokens symbolic
