@@ -7,9 +7,11 @@ the same (merged) weights with:
 
 * a static KV cache of ``slots`` rows, each slot at its own position, so a request can join or leave the
   running batch between any two decode steps (continuous batching);
-* one decode step per batch-size bucket (1, 2, 4, … slots) captured once in a CUDA graph and replayed, and one
-  prefill per (prompts, tokens) bucket: batches are padded to their bucket, the padding's keys go to a spare
-  cache row;
+* each decode step attends over the full-attention caches only as far as its rows reach (a key span of 256,
+  512, … positions that covers their prompts and whole answers), not over whole slots;
+* one decode step per batch-size bucket (1, 2, 4, … slots) and key span captured once in a CUDA graph and
+  replayed, and one prefill per (prompts, tokens) bucket: batches are padded to their bucket, the padding's keys
+  go to a spare cache row;
 * greedy decoding and the repetition penalty (:mod:`mafioso.worker.repetition_penalty`, on a (slots, vocab) mask
   of the tokens each slot has seen) inside the graph, exactly as transformers computes them, and
   optional per-slot token bans set between steps (no repeated n-grams, :mod:`mafioso.worker.ngram_ban`);
