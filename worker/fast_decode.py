@@ -161,6 +161,9 @@ class FastDecoder:
         # runs in the batch-2 graph instead, which costs the same on a GPU and a minute less to compile.
         smallest = 2 if compile else 1
         self.buckets = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if smallest <= b < slots] + [slots]
+        # the longest part kept whole that a step over each bucket's slots reads: a wider span reads no more there
+        self._widest = {b: max((part["length"] for parts in self.caches for part in parts
+                                if not part["ring"] and part["first"] < b), default=None) for b in self.buckets}
         # torch.compile fuses the step's ~100 small kernels per layer (norms, RoPE, masks) into a few; the
         # CUDA graphs then replay the compiled kernels. Compiling costs minutes once, at warm-up. Scope "step":
         # the whole step is one graph (two variants, either side of the short/long boundary); "layer": the
@@ -546,7 +549,13 @@ class FastDecoder:
             return None
         return next((n for n in self.key_spans if reach is not None and n >= reach), self.key_spans[-1])
 
+    def _graph_span(self, b: int, span: int | None) -> int | None:
+        """``span`` as a step over slots [0, b) reads it: within the short slots, a span past their length reads
+        what their whole length does (one graph for both)."""
+        return span if span is None or self._widest[b] is None else min(span, self._widest[b])
+
     def _run(self, b: int, span: int | None) -> None:
+        span = self._graph_span(b, span)
         if not self.cuda_graphs:
             self._decode_step(self._batch_rows(b), self._span_keys(span))
         else:
@@ -710,6 +719,7 @@ class FastDecoder:
             with torch.inference_mode():
                 for b in self.buckets:
                     for span in self.key_spans[::-1] or [None]:  # widest first: there the parts' spans differ
+                        span = self._graph_span(b, span)
                         if (b, span) not in self.graphs:
                             self._capture(b, span)  # the first capture of each compiled variant compiles it
                 took("decode_graphs")

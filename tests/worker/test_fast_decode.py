@@ -613,6 +613,24 @@ def test_a_step_attends_over_its_key_span_only(tiny_model_dir, tiny_qwen_dir, ar
     assert answers[256] != expected  # 44 of the prompt's keys cut off
 
 
+def test_steps_within_the_short_slots_share_a_graph_for_every_span_past_their_length(model_and_tokenizer,
+                                                                                     monkeypatch):
+    """Slots 0-5 hold 600 positions (640 stored), 6-7 hold 1,024: a step over the short slots reads 640 keys at
+    most, so the spans 1,024 and 640 are one graph there (captured once); over all eight they are two. A long
+    row still reads its whole span: generate's tokens."""
+    model, tokenizer = model_and_tokenizer
+    decoder = FastDecoder(model, slots=8, max_len=1024, short_slots=6, short_len=600, prefill_tokens=1024)
+    decoder.cuda_graphs = decoder.pad_prefill = True
+    monkeypatch.setattr(decoder, "_record", lambda run: (_ReplayedGraph(run, out := run()), out))
+    decoder.warm_up()
+    assert decoder.key_spans == [256, 512, 1024]
+    assert set(decoder.graphs) == {(b, span) for b in (1, 2, 4) for span in (256, 512, 640)} | {
+        (8, span) for span in (256, 512, 1024)}
+    ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:2]]
+    n = 10
+    assert short_then_long_slot(decoder, ids, n) == [_reference(model, prompt, n, 1.0) for prompt in ids]
+
+
 def test_fast_engine_steps_over_the_span_its_rows_reach(tiny_model_dir):
     """The engine asks each step for a span that covers its rows' prompts and whole answers: an answer that
     crosses a span's end (prompt 250 tokens, 12 new) is generate's, and the steps of a short one read its span."""
