@@ -631,9 +631,12 @@ def test_steps_within_the_short_slots_share_a_graph_for_every_span_past_their_le
     assert short_then_long_slot(decoder, ids, n) == [_reference(model, prompt, n, 1.0) for prompt in ids]
 
 
-def test_fast_engine_steps_over_the_span_its_rows_reach(tiny_model_dir):
+@pytest.mark.parametrize("long_slots", [None, 2], ids=["every-slot-long", "short-and-long-slots"])
+def test_fast_engine_steps_over_the_span_its_rows_reach(tiny_model_dir, long_slots):
     """The engine asks each step for a span that covers its rows' prompts and whole answers: an answer that
-    crosses a span's end (prompt 250 tokens, 12 new) is generate's, and the steps of a short one read its span."""
+    crosses a span's end (prompt 250 tokens, 12 new) is generate's, and the steps of a short one read its span;
+    also with two short slots of 113 positions beside two long ones (the long prompt in a long slot, the short one
+    in a short slot, read to 128 there whatever the span)."""
     from mafioso.worker.engines import load_engine
     from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.fast_engine import FastEngine
@@ -642,7 +645,9 @@ def test_fast_engine_steps_over_the_span_its_rows_reach(tiny_model_dir):
     gen = GenerationConfig(max_new_tokens=12, drop_unsupported=False)
     reference = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu", dtype="float32",
                                          fast_decode=False), gen)
-    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", DecoderSettings(slots=4, max_len=1024))
+    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", DecoderSettings(
+        slots=4, max_len=1024, long_slots=long_slots, short_prompt_tokens=100))
+    assert fast.decoder.full_lengths == ([1024] if long_slots is None else [128, 1024])
     spans, real = [], fast.decoder.key_span
     fast.decoder.key_span = lambda reach: spans.append(real(reach)) or spans[-1]
     try:
