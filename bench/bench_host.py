@@ -25,10 +25,11 @@ tables, finishing and the claim check) non-stop, at Python's 5 ms GIL switch int
 lookahead, admission every 16 steps as on a GPU) on a stand-in device whose decode steps take MS ms without the
 GIL and whose tokens are real answer text, each answer ending after 40-120 tokens; prefills are instant (their
 grounding tables are still written). At concurrency 1 and ``--rows``, ``bench_worker.py``'s per-step breakdown:
-what the host adds to a device step when nothing but Python and the GIL stand in between. ``--gil-releases 3``
-makes its launch give up the GIL three times, as a real one does (graph replay, token copy, event record): at 64
-rows each time costs a wait for a request thread, which is how a GPU's ``launch`` column reaches ~1.2 ms while
-the device runs the step it queued (docs/BENCHMARKS.md, 2026-12-05 evening).
+what the host adds to a device step when nothing but Python and the GIL stand in between. ``--gil-releases N``
+makes its launch give up the GIL N times, as a real one does: 3 until the token copy and the event's record were
+captured into the step's graph (graph replay, token copy, event record), 1 since (the replay). At 64 rows each
+time costs a wait for a request thread, which is how a GPU's ``launch`` column reached ~1.2 ms while the device
+ran the step it queued (docs/BENCHMARKS.md, 2026-12-05 evening).
 """
 
 from __future__ import annotations
@@ -238,8 +239,8 @@ def simulate(plain, device_ms: float, rows: int, threads: int = 1, intervals_ms:
 
 def stand_in_device(engine, device_ms: float, seed: int = 1, gil_releases: int = 0) -> None:
     """Replace ``engine``'s decoder maths with a stand-in device (see ``--stand-in``); its launch gives up the
-    GIL ``gil_releases`` times, as a real one does (the graph replay, the copy of its tokens to the host and the
-    event's record each run without it and must take it back)."""
+    GIL ``gil_releases`` times, as a real one does (each call into CUDA runs without it and must take it back:
+    the graph's replay, which also copies the tokens to the host and records their event)."""
     import random
 
     decoder, rng = engine.decoder, random.Random(seed)

@@ -113,6 +113,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "temperature asks: the plain generate path")
     parser.add_argument("--grounded-decoding", action=argparse.BooleanOptionalAction, default=True,
                         help="the worker's grounded decoding (default on, as served; off to measure its cost)")
+    parser.add_argument("--retries", type=int, default=GenerationConfig.retry_unsupported, metavar="ROUNDS",
+                        help="GenerationConfig.retry_unsupported: rounds of decoding an answer again from before a "
+                             "sentence the post-check drops (default: the worker's; 0 measures the decoding alone)")
     parser.add_argument("--quick", action="store_true",
                         help="CPU smoke run: concurrency 1 4, 4 requests a level, 4 naive, 16 new tokens")
     args = parser.parse_args(argv)
@@ -178,7 +181,7 @@ def decode_breakdown(before, after, wall: float) -> dict:
     """Where the fast engine's decode thread spent a level (two readings of
     :class:`mafioso.worker.fast_engine.DecodeStats`): per decode step, the loop's time, the part of it spent waiting for the device (the rest is host work:
     launching, recording tokens and admitting rows are timed apart, what is left is the loop's own and the GIL),
-    rows per step; per request, prefill time."""
+    rows per step; the level's prefill seconds, and per request."""
     steps = max(1, after.steps - before.steps)
     prefill = after.prefill_s - before.prefill_s
     loop = wall - (after.idle_s - before.idle_s) - prefill
@@ -188,7 +191,7 @@ def decode_breakdown(before, after, wall: float) -> dict:
             "step_ms": round(loop / steps * 1e3, 3), "wait_ms": round((after.wait_s - before.wait_s) / steps * 1e3, 3),
             **{f"{part}_ms": round((getattr(after, f"{part}_s") - getattr(before, f"{part}_s")) / steps * 1e3, 3)
                for part in ("launch", "record", "admit")},
-            "prefills": after.prefills - before.prefills,
+            "prefills": after.prefills - before.prefills, "prefill_s": round(prefill, 3),
             "prefill_ms_per_request": round(prefill / prompts_in * 1e3, 3)}
 
 
@@ -381,7 +384,8 @@ async def bench(args: argparse.Namespace) -> dict:
 
     tuning = {name: value for name, value in (("long_slots", args.long_slots), ("share_prefix", args.share_prefix),
                                               ("switch_interval_s", args.switch_interval)) if value is not None}
-    gen = GenerationConfig(max_new_tokens=args.max_new_tokens, grounded_decoding=args.grounded_decoding)
+    gen = GenerationConfig(max_new_tokens=args.max_new_tokens, grounded_decoding=args.grounded_decoding,
+                           retry_unsupported=args.retries)
     base = random_base(args.base_model) if args.random_weights else args.base_model
     cfg = WorkerConfig(base_model=base, adapter=args.adapter, quantization=args.quantization,
                        max_batch_size=max(args.concurrency), queue_size=max(1024, 4 * max(args.concurrency)),
@@ -408,7 +412,7 @@ async def bench(args: argparse.Namespace) -> dict:
             "gpu_memory_gb": memory,
             "long_slots": tuning.get("long_slots", GPU_LONG_SLOTS) if torch.cuda.is_available() else None,
             "share_prefix": tuning.get("share_prefix", DecoderSettings.share_prefix),
-            "max_new_tokens": args.max_new_tokens, "rows": rows}
+            "max_new_tokens": args.max_new_tokens, "retries": args.retries, "rows": rows}
 
 
 def table(result: dict) -> str:
@@ -416,6 +420,7 @@ def table(result: dict) -> str:
     head = (f"{'path':<15}{'conc':>6}{'reqs':>6}{'tokens':>8}{'wall s':>9}{'tok/s':>9}{'p50 s':>8}{'p95 s':>8}"
             f"{'step ms':>9}{'wait ms':>9}{'launch':>8}{'record':>8}{'admit':>8}{'prefill ms':>11}")
     lines = [f"device {result['device']}, adapter {result['adapter']}, max_new_tokens {result['max_new_tokens']}, "
+             f"retries {result['retries']}, "
              f"GPU memory GB {result['gpu_memory_gb']}", head, "-" * len(head)]
     for r in result["rows"]:
         d = r.get("decode", {})  # the fast engine's decode thread: per step, and its wait for the device

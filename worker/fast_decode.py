@@ -11,7 +11,8 @@ the same (merged) weights with:
   512, … positions that covers their prompts and whole answers), not over whole slots;
 * one decode step per batch-size bucket (1, 2, 4, … slots) and key span captured once in a CUDA graph and
   replayed, and one prefill per (prompts, tokens) bucket: batches are padded to their bucket, the padding's keys
-  go to a spare cache row;
+  go to a spare cache row; a decode step's graph also copies its tokens to the host and records the event that
+  says they are there (twin graphs, one per host buffer), so launching a step is one call into CUDA;
 * greedy decoding and the repetition penalty (:mod:`mafioso.worker.repetition_penalty`, on a (slots, vocab) mask
   of the tokens each slot has seen) inside the graph, exactly as transformers computes them, and
   optional per-slot token bans set between steps (no repeated n-grams, :mod:`mafioso.worker.ngram_ban`);
@@ -130,13 +131,18 @@ class FastDecoder:
         self.next_tokens = torch.zeros(slots, dtype=torch.long, device=self.device)
         # sampled answers (set_sampling): per slot its decoding and a generator of its own; greedy slots absent
         self.draws: dict[int, tuple[Sampling, torch.Generator]] = {}
-        if self.device.type == "cuda":  # page-locked, so the copy of a step's tokens runs asynchronously
-            self._host = [torch.zeros(slots, dtype=torch.long, pin_memory=True) for _ in range(2)]
-            self._flip = 0
+        # Each step's tokens go to one of two host buffers in turn (one step's tokens in flight while the last
+        # one's are read), on CUDA page-locked so the copy runs asynchronously, with an event per buffer that
+        # says the copy is done. ``external``: recorded inside a captured graph, the event is a node of it.
+        cuda = self.device.type == "cuda"
+        self._host = [torch.zeros(slots, dtype=torch.long, pin_memory=cuda) for _ in range(2)]
+        self._done = [torch.cuda.Event(external=True) for _ in range(2)] if cuda else None
+        self._flip = 0
         self._true = torch.ones(slots, dtype=torch.bool, device=self.device)
         self._slot_ids = torch.arange(slots, device=self.device)
         self.cuda_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
-        self.graphs: dict[tuple[int, int | None], torch.cuda.CUDAGraph] = {}  # per (batch bucket, key span)
+        # per (batch bucket, key span): twin graphs, the step and its tokens' copy to host buffer 0, and to 1
+        self.graphs: dict[tuple[int, int | None], tuple[torch.cuda.CUDAGraph, torch.cuda.CUDAGraph]] = {}
         # one memory pool for every graph (decode and prefill): they never run at the same time and keep their
         # outputs in fixed buffers, so their scratch memory can be shared
         self._pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
@@ -554,14 +560,27 @@ class FastDecoder:
         what their whole length does (one graph for both)."""
         return span if span is None or self._widest[b] is None else min(span, self._widest[b])
 
-    def _run(self, b: int, span: int | None) -> None:
+    def _publish(self, b: int, flip: int) -> None:
+        """After a step over slots [0, b): copy its tokens to host buffer ``flip`` and record that buffer's event
+        (on CUDA the copy is asynchronous; inside a captured step, both are nodes of its graph)."""
+        self._host[flip][:b].copy_(self.next_tokens[:b], non_blocking=True)
+        if self._done is not None:
+            self._done[flip].record()
+
+    def _run(self, b: int, span: int | None) -> int:
+        """Run one step over slots [0, b) with key span ``span`` and publish its tokens; returns the host buffer
+        they go to. With CUDA graphs that is one replay: the launch gives the GIL up once, not once per CUDA
+        call (replay, copy, event; each a wait for the request threads at 64 rows, docs/BENCHMARKS.md)."""
         span = self._graph_span(b, span)
+        flip, self._flip = self._flip, self._flip ^ 1
         if not self.cuda_graphs:
             self._decode_step(self._batch_rows(b), self._span_keys(span))
+            self._publish(b, flip)
         else:
             if (b, span) not in self.graphs:
                 self._capture(b, span)
-            self.graphs[b, span].replay()
+            self.graphs[b, span][flip].replay()
+        return flip
 
     @torch.inference_mode()
     def step(self, active: int, reach: int | None = None) -> torch.Tensor:
@@ -572,39 +591,32 @@ class FastDecoder:
         return self.next_tokens[:b]
 
     @torch.inference_mode()
-    def launch(self, active: int, reach: int | None = None) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+    def launch(self, active: int, reach: int | None = None) -> tuple[torch.Tensor, int, torch.cuda.Event | None]:
         """Start one decode step for slots [0, bucket(active)) (rows before position ``reach``, as for
         :meth:`step`) and return a handle for :meth:`collect`. On a GPU nothing waits: the tokens come back to
         the host asynchronously, so the caller may launch the next step (its inputs are already on the device)
         before it reads this one's."""
         b = self.bucket(active)
-        self._run(b, self.key_span(reach))
-        if self.device.type != "cuda":
-            return self.next_tokens[:b].clone(), None
-        host = self._host[self._flip][:b]  # two buffers: one step's tokens in flight while the last is read
-        self._flip ^= 1
-        host.copy_(self.next_tokens[:b], non_blocking=True)
-        done = torch.cuda.Event()
-        done.record()
-        return host, done
+        flip = self._run(b, self.key_span(reach))
+        return self._host[flip], b, self._done[flip] if self._done is not None else None
 
     @staticmethod
-    def collect(handle: tuple[torch.Tensor, torch.cuda.Event | None]) -> list[int]:
+    def collect(handle: tuple[torch.Tensor, int, torch.cuda.Event | None]) -> list[int]:
         """The tokens of a launched step (waits for it, without holding the GIL)."""
-        tokens, done = handle
+        tokens, b, done = handle
         if done is not None:
             done.synchronize()
-        return tokens.tolist()
+        return tokens.tolist()[:b]
 
-    def _record(self, run):
+    def _record(self, run, warm: bool = True):
         """Capture ``run()`` in a CUDA graph in the shared pool; returns the graph and what ``run`` returned.
-        Warm-up runs first on the side stream (required before capture). cuBLAS's workspace is dropped before
-        and after, so the graph's lives in the graph pool rather than a workspace kept per stream (inductor's
-        CUDA-graph trees do the same)."""
+        Warm-up runs first on the side stream (required before capture; ``warm=False``: ``run`` just ran them).
+        cuBLAS's workspace is dropped before and after, so the graph's lives in the graph pool rather than a
+        workspace kept per stream (inductor's CUDA-graph trees do the same)."""
         stream = self._side
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            for _ in range(2):
+            for _ in range(2 if warm else 0):
                 run()
         torch.cuda.current_stream().wait_stream(stream)
         _clear_cublas_workspaces()
@@ -615,15 +627,24 @@ class FastDecoder:
         return graph, out
 
     def _capture(self, b: int, span: int | None) -> None:
-        # restore the state the warm-up runs touched, so capturing never changes what a live slot generates
+        """Capture the twin graphs of a step over slots [0, b) with key span ``span`` (see :meth:`_run`)."""
+        # restore the state each capture's runs touched, so capturing never changes what a live slot generates
         saved = (self.tokens.clone(), self.positions.clone(), self.seen[:b].clone(),
                  self.inside.clone() if self.inside is not None else None)
-        self.graphs[b, span], _ = self._record(lambda: self._decode_step(self._batch_rows(b), self._span_keys(span)))
-        self.tokens.copy_(saved[0])
-        self.positions.copy_(saved[1])
-        self.seen[:b].copy_(saved[2])
-        if saved[3] is not None:
-            self.inside.copy_(saved[3])
+
+        def run(flip: int) -> None:
+            self._decode_step(self._batch_rows(b), self._span_keys(span))
+            self._publish(b, flip)
+
+        twins = []
+        for flip in (0, 1):  # the twins run the same kernels: the second needs no warm-up of its own
+            twins.append(self._record(lambda flip=flip: run(flip), warm=flip == 0)[0])
+            self.tokens.copy_(saved[0])
+            self.positions.copy_(saved[1])
+            self.seen[:b].copy_(saved[2])
+            if saved[3] is not None:
+                self.inside.copy_(saved[3])
+        self.graphs[b, span] = tuple(twins)
 
     def _capture_prefill(self, bucket: tuple[int, int]) -> None:
         # the inputs name no slot while capturing: every key goes to the spare rows, no live slot is touched

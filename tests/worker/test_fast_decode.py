@@ -197,7 +197,7 @@ def test_graph_plumbing_captures_at_warm_up_and_replays_with_live_slots_untouche
     if prefix:
         decoder.set_prefix(prompts.shared_prefix_ids(tokenizer))
         assert max(n for _, n in decoder.prefill_buckets) == 1024 - len(decoder.prefix)
-    monkeypatch.setattr(decoder, "_record", lambda run: (_ReplayedGraph(run, out := run()), out))
+    monkeypatch.setattr(decoder, "_record", lambda run, warm=True: (_ReplayedGraph(run, out := run()), out))
     decoder.set_repetition_penalty(1.3, penalize_prompt=True)
     n = 10
     got = {0: [decoder.prefill(0, ids[0])]}  # captures its bucket on first use
@@ -223,6 +223,57 @@ def test_graph_plumbing_captures_at_warm_up_and_replays_with_live_slots_untouche
     assert [got[slot] for slot in (0, 2, 1)] == [_reference(model, prompt, n, 1.3) for prompt in ids]
 
 
+def test_steps_launched_ahead_through_the_graphs_each_bring_back_their_own_tokens(model_and_tokenizer, monkeypatch):
+    """The engine's lookahead through the CUDA-graph path (graphs that re-run what they captured, on a CPU): a
+    step's graph also copies its tokens to the host buffer its launch names (twin graphs, one per buffer), so a
+    step launched before the last one is read leaves that one's tokens where they are; both slots answer as
+    ``generate`` does."""
+    model, tokenizer = model_and_tokenizer
+    ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:2]]
+    decoder = FastDecoder(model, slots=2, max_len=1024)
+    decoder.cuda_graphs = True
+    monkeypatch.setattr(decoder, "_record", lambda run, warm=True: (_ReplayedGraph(run, out := run()), out))
+    decoder.set_repetition_penalty(1.3, penalize_prompt=True)
+    got = [[first] for first in decoder.prefill_many([0, 1], ids)]
+    pending = decoder.launch(2)
+    for _ in range(7):
+        launched = decoder.launch(2)  # the next step runs (here: at once) before this one's tokens are read
+        for answer, token in zip(got, decoder.collect(pending), strict=True):
+            answer.append(token)
+        pending = launched
+    assert len(decoder.graphs) == 1 and all(len(twins) == 2 for twins in decoder.graphs.values())
+    assert got == [_reference(model, prompt, 8, 1.3) for prompt in ids]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_on_a_gpu_launches_through_captured_graphs_bring_back_the_eager_steps_tokens(tiny_model_dir):
+    """On a GPU, the real thing: steps launched ahead through captured twin graphs (each copies its tokens to a
+    page-locked buffer and records that buffer's event inside the graph) bring back, step by step, the tokens
+    of the same decoder's eager steps; across span and bucket changes too."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).cuda().eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:3]]
+    answers = []
+    for graphs in (False, True):
+        decoder = FastDecoder(model, slots=4, max_len=1024, cuda_graphs=graphs)
+        decoder.set_repetition_penalty(1.3, penalize_prompt=True)
+        if graphs:
+            decoder.warm_up()
+        got = [[first] for first in decoder.prefill_many([0, 1, 2], ids)]
+        pending = None
+        for step in range(40):
+            active = 3 if step < 20 else 2  # bucket 4, then 2
+            launched = decoder.launch(active, max(map(len, ids)) + (40 if step % 2 else 400))  # span 512 or 1,024
+            if pending is not None:
+                tokens = decoder.collect(pending)
+                for slot in range(min(len(tokens), 3)):
+                    got[slot].append(tokens[slot])
+            pending = launched
+        answers.append(got)
+    assert answers[1] == answers[0]
+    assert all(len(twins) == 2 for twins in decoder.graphs.values())
+
+
 def test_grounding_follows_the_span_on_the_device_and_capturing_keeps_its_state(model_and_tokenizer, monkeypatch):
     """Grounded decoding in the decoder, with every token a span flip (so the masks alternate): the tokens read
     inside a span come from its allowed few and the others do not have to; capturing the graphs mid-answer
@@ -233,7 +284,7 @@ def test_grounding_follows_the_span_on_the_device_and_capturing_keeps_its_state(
     decoders = [FastDecoder(model, slots=4, max_len=1024) for _ in range(2)]
     captured = decoders[1]
     captured.cuda_graphs = True
-    monkeypatch.setattr(captured, "_record", lambda run: (_ReplayedGraph(run, out := run()), out))
+    monkeypatch.setattr(captured, "_record", lambda run, warm=True: (_ReplayedGraph(run, out := run()), out))
     vocab = decoders[0].vocab
     allowed = torch.arange(20, 40)
     inside = torch.ones(vocab, dtype=torch.bool)
@@ -621,7 +672,7 @@ def test_steps_within_the_short_slots_share_a_graph_for_every_span_past_their_le
     model, tokenizer = model_and_tokenizer
     decoder = FastDecoder(model, slots=8, max_len=1024, short_slots=6, short_len=600, prefill_tokens=1024)
     decoder.cuda_graphs = decoder.pad_prefill = True
-    monkeypatch.setattr(decoder, "_record", lambda run: (_ReplayedGraph(run, out := run()), out))
+    monkeypatch.setattr(decoder, "_record", lambda run, warm=True: (_ReplayedGraph(run, out := run()), out))
     decoder.warm_up()
     assert decoder.key_spans == [256, 512, 1024]
     assert set(decoder.graphs) == {(b, span) for b in (1, 2, 4) for span in (256, 512, 640)} | {
