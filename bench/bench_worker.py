@@ -95,6 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--switch-interval", type=float, default=None, metavar="S",
                         help="fast engine: Python's GIL switch interval while serving (default: "
                              "DecoderSettings: 0.0005 on a GPU; 0.005 is Python's own)")
+    parser.add_argument("--more-switch-intervals", type=float, nargs="+", default=[], metavar="S",
+                        help="fast engine: the highest concurrency again at each of these GIL switch intervals "
+                             "(seconds; the engine's is set again after)")
     parser.add_argument("--no-lookahead-rows", action="store_true",
                         help="also measure the fast engine without lookahead (each step's tokens read before the "
                              "next is launched) at the lowest and highest concurrency")
@@ -298,12 +301,14 @@ async def measure_ttft(worker, levels=TTFT_LEVELS, name: str = "ttft") -> list[d
 async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dict[int, int],
                          name: str, admit_every: list[int] | None = None,
                          no_lookahead_rows: bool = False, ttft=(),
-                         tuning: dict | None = None, sampled: float | None = None) -> tuple[list[dict], float | None]:
+                         tuning: dict | None = None, sampled: float | None = None,
+                         switch_intervals: list[float] = ()) -> tuple[list[dict], float | None]:
     """Table rows for one worker configuration (``requests``: concurrency -> request count), and its start-up
     time and GPU memory in GB (None on CPU): the fast engine's start-up steps, the peak while serving, the
     overall peak of torch's allocations, what torch's allocator reserved and what the whole card had in use.
     ``admit_every``: fast-engine admission intervals, the first for every level, the others at the highest
-    level only; ``no_lookahead_rows``: the lowest and highest level again with the
+    level only; ``switch_intervals``: the highest level again at each of these GIL switch intervals (the
+    engine sets one for the whole process at its start); ``no_lookahead_rows``: the lowest and highest level again with the
     fast engine's lookahead off; ``sampled``: every level again with requests sampled at that temperature
     (top_p 0.9: the fast engine hands them to its plain ``generate`` path)."""
     import torch
@@ -341,6 +346,14 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
     for interval in intervals[1:]:
         engine.admit_every = interval
         rows.append(await run_worker(worker, requests[top], top, f"{name}-a{interval}"))
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    for interval in switch_intervals:
+        engine_s = sys.getswitchinterval()
+        sys.setswitchinterval(interval)
+        try:
+            rows.append(await run_worker(worker, requests[top], top, f"{name}-gil{interval * 1e3:g}ms"))
+        finally:
+            sys.setswitchinterval(engine_s)
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     if no_lookahead_rows and getattr(engine, "lookahead", False):
         if intervals:
@@ -393,7 +406,7 @@ async def bench(args: argparse.Namespace) -> dict:
                        compile_scope=args.compile_scope)
     levels = {c: args.requests or max(8, args.waves * c) for c in args.concurrency}
     rows, memory = await measure_worker(cfg, gen, levels, "worker", args.admit_every, args.no_lookahead_rows,
-                                        args.ttft, tuning, args.sampled)
+                                        args.ttft, tuning, args.sampled, args.more_switch_intervals)
     memory = {args.quantization: memory}
     for mode in args.also:  # the slow generate-based modes: fewer requests
         extra, memory[mode] = await measure_worker(dataclasses.replace(cfg, quantization=mode), gen,
