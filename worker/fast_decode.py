@@ -128,6 +128,7 @@ class FastDecoder:
         self.ground_flips: torch.Tensor | None = None
         self.inside: torch.Tensor | None = None
         self._ground_stage: torch.Tensor | None = None  # on CUDA: page-locked (slots, 3, vocab) for set_grounding
+        self._no_tables: tuple[torch.Tensor, ...] | None = None  # a slot without grounding: nothing banned
         self.next_tokens = torch.zeros(slots, dtype=torch.long, device=self.device)
         # sampled answers (set_sampling): per slot its decoding and a generator of its own; greedy slots absent
         self.draws: dict[int, tuple[Sampling, torch.Generator]] = {}
@@ -345,9 +346,9 @@ class FastDecoder:
         padded to ``shape`` (rows, tokens): rows past the prompts are padding, with no slot (their keys go to the
         spare rows)."""
         rows, n = shape
-        tokens = torch.zeros(rows, n, dtype=torch.long)
-        for row, ids in enumerate(prompts):
-            tokens[row, :len(ids)] = torch.tensor(ids)
+        # one call into torch for the whole batch, not one per prompt (each lets the GIL go: set_groundings)
+        tokens = torch.tensor([ids + [0] * (n - len(ids)) for ids in prompts] + [[0] * n] * (rows - len(prompts)),
+                              dtype=torch.long).view(rows, n)
         slot_ids = torch.tensor(slots + [self.slots] * (rows - len(slots)))
         ends = torch.tensor([start + len(ids) for ids in prompts] + [start + 1] * (rows - len(prompts)))
         return tokens, slot_ids, ends
@@ -407,8 +408,7 @@ class FastDecoder:
         self.seen[rows] = False
         if self.ban_ngrams:
             self.banned[rows] = False
-        for slot, tables in zip(slots, grounding):
-            self.set_grounding(slot, tables)
+        self.set_groundings(slots, grounding)
         seen = [ids if self.penalize_prompt else ids[len(ids) - kept:] for ids, (kept, _) in zip(prompts, resumed)]
         if any(seen):
             flat_slots = [slot for slot, ids in zip(slots, seen) for _ in ids]
@@ -687,31 +687,36 @@ class FastDecoder:
         self.ground = torch.zeros(self.slots, 2, self.vocab, dtype=torch.bool, device=self.device)
         self.ground_flips = torch.zeros(self.slots, self.vocab, dtype=torch.bool, device=self.device)
         self.inside = torch.zeros(self.slots, dtype=torch.long, device=self.device)
-        if self.device.type == "cuda":  # page-locked staging per slot: set_grounding's copies then never block
+        if self.device.type == "cuda":  # page-locked staging for a prefill's slots: set_groundings' copies never block
             self._ground_stage = torch.zeros(self.slots, 3, self.vocab, dtype=torch.bool, pin_memory=True)
 
     def set_grounding(self, slot: int, tables: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None) -> None:
         """Ground ``slot``'s answer from its start: ``tables`` = (bans outside a backtick span, bans inside one,
         tokens that open or close a span), each (vocab,) bool on the host
         (:meth:`mafioso.worker.grounded_decoding.AnswerGrounding.tables`); None: nothing banned."""
-        if self.ground is None:
+        self.set_groundings([slot], [tables])
+
+    def set_groundings(self, slots: list[int],
+                       tables: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None]) -> None:
+        """:meth:`set_grounding` for several slots at once, in a few calls into torch whatever their number: each
+        call lets the GIL go, and at 64 concurrent requests taking it back means waiting for a request thread."""
+        if self.ground is None or not slots:
             return
-        self.inside[slot] = 0
-        if tables is None:
-            self.ground[slot] = False
-            self.ground_flips[slot] = False
-            return
-        if self._ground_stage is None:  # on a CPU: the tables are in its memory already
-            self.ground[slot, 0], self.ground[slot, 1], self.ground_flips[slot] = tables
-            return
-        # the host's tables go through this slot's page-locked staging, asynchronously: a plain copy from
-        # pageable memory would wait for the decode step in flight. The prefill that follows reads its first
-        # tokens back (a sync), so the copy has finished before the slot's staging can be written again.
-        stage = self._ground_stage[slot]
-        for row, table in enumerate(tables):
-            stage[row].copy_(table)
-        self.ground[slot].copy_(stage[:2], non_blocking=True)
-        self.ground_flips[slot].copy_(stage[2], non_blocking=True)
+        if self._no_tables is None:
+            self._no_tables = (torch.zeros(self.vocab, dtype=torch.bool),) * 3
+        stacked = torch.stack([table for three in tables for table in (three or self._no_tables)])
+        stacked = stacked.view(len(slots), 3, self.vocab)
+        rows = torch.tensor(slots, device=self.device)
+        self.inside[rows] = 0
+        if self._ground_stage is not None:
+            # the host's tables go through page-locked staging, asynchronously: a plain copy from pageable memory
+            # would wait for the decode step in flight. The prefill that follows reads its first tokens back (a
+            # sync), so the copy has finished before the staging is written again.
+            stage = self._ground_stage[:len(slots)]
+            stage.copy_(stacked)
+            stacked = stage.to(self.device, non_blocking=True)
+        self.ground[rows] = stacked[:, :2]
+        self.ground_flips[rows] = stacked[:, 2]
 
     def warm_up(self) -> None:
         """Compile the prefill and capture every graph now (decode and prefill buckets), so no request pays

@@ -249,17 +249,25 @@ def test_steps_launched_ahead_through_the_graphs_each_bring_back_their_own_token
 def test_on_a_gpu_launches_through_captured_graphs_bring_back_the_eager_steps_tokens(tiny_model_dir):
     """On a GPU, the real thing: steps launched ahead through captured twin graphs (each copies its tokens to a
     page-locked buffer and records that buffer's event inside the graph) bring back, step by step, the tokens
-    of the same decoder's eager steps; across span and bucket changes too."""
+    of the same decoder's eager steps; across span and bucket changes too. Grounded decoding on: the tables of
+    a prefill's slots reach the device through the page-locked staging, a slot without them bans nothing."""
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).cuda().eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS[:3]]
+    vocab = model.config.vocab_size
+    generator = torch.Generator().manual_seed(0)
+    tables = [tuple(torch.rand(vocab, generator=generator) < share for share in (0.2, 0.9, 0.05)) for _ in range(2)]
     answers = []
     for graphs in (False, True):
         decoder = FastDecoder(model, slots=4, max_len=1024, cuda_graphs=graphs)
         decoder.set_repetition_penalty(1.3, penalize_prompt=True)
+        decoder.enable_grounding()
         if graphs:
             decoder.warm_up()
-        got = [[first] for first in decoder.prefill_many([0, 1, 2], ids)]
+        got = [[first] for first in decoder.prefill_many([0, 1, 2], ids, [tables[0], None, tables[1]])]
+        for slot, three in ((0, tables[0]), (1, None), (2, tables[1])):
+            expected = torch.stack(three) if three else torch.zeros(3, vocab, dtype=torch.bool)
+            assert torch.equal(torch.cat([decoder.ground[slot], decoder.ground_flips[slot, None]]).cpu(), expected)
         pending = None
         for step in range(40):
             active = 3 if step < 20 else 2  # bucket 4, then 2
