@@ -30,7 +30,7 @@ from itertools import islice
 from mafioso.prompts.fences import fenced_blocks
 from mafioso.prompts.language import other_language
 
-__all__ = ["FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "FEATURES", "NameRoles", "call_features", "code_features",
+__all__ = ["FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "FEATURES", "NameRoles", "call_features", "call_name", "code_features",
            "definition_features", "facts_sheet", "handed_back", "name_roles", "parse", "run_record",
            "source"]
 
@@ -174,7 +174,7 @@ def _parse_text(code: str) -> tuple[ast.Module | None, str]:
         return None, "too deeply nested to read"
 
 
-def _call_name(node: ast.Call) -> str:
+def call_name(node: ast.Call) -> str:
     """``print`` for ``print(x)``, ``sort`` for ``xs.sort()``, ``requests.get`` for ``requests.get(u)``."""
     func = node.func
     parts = []
@@ -190,7 +190,7 @@ def _call_name(node: ast.Call) -> str:
 
 def _open_mode(node: ast.Call) -> str:
     # open(file, mode) and gzip.open(file, mode) take the mode second; a Path's .open(mode) takes it first
-    module_level = _call_name(node) in ("open", "io.open") or _call_name(node).split(".")[0] in _OPEN_MODULES
+    module_level = call_name(node) in ("open", "io.open") or call_name(node).split(".")[0] in _OPEN_MODULES
     position = 1 if module_level else 0
     mode = (node.args[position] if len(node.args) > position
             else next((k.value for k in node.keywords if k.arg == "mode"), None))
@@ -211,7 +211,7 @@ def recurses(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     """True if the function calls itself: ``name(...)``, ``self.name(...)`` or ``cls.name(...)``."""
     for node in _own_nodes(function):
         if isinstance(node, ast.Call):
-            name = _call_name(node)
+            name = call_name(node)
             if name in (function.name, f"self.{function.name}", f"cls.{function.name}"):
                 return True
     return False
@@ -649,7 +649,7 @@ def _last_name(node: ast.expr) -> str:
 def call_features(node: ast.Call) -> set[str]:
     """The :data:`FEATURES` one call has: print, sort, file read/write, network."""
     found = set()
-    name = _call_name(node)
+    name = call_name(node)
     last = name.rsplit(".", 1)[-1]
     if name == "print":
         found.add("print")
@@ -730,7 +730,7 @@ def _short(node: ast.AST | None, limit: int = _EXPR_CHARS) -> str:
         return ""
     if not _small(node):
         if isinstance(node, ast.Call):
-            return _cut(f"{_call_name(node) or '…'}(…)", limit)
+            return _cut(f"{call_name(node) or '…'}(…)", limit)
         return _LABELS.get(type(node), "…")
     try:
         return _cut(_clean(ast.unparse(node)), limit)
@@ -762,7 +762,7 @@ def _print_fact(node: ast.Call) -> str:
 def _io_fact(node: ast.Call) -> str | None:
     """What one call does to the outside world, or None (print is listed separately)."""
     features = call_features(node)
-    if _call_name(node) == "input":
+    if call_name(node) == "input":
         return "reads input()"
     words = [word for feature, word in (("file read", "reads a file"), ("file write", "writes a file"),
                                         ("network", "network calls")) if feature in features]
@@ -858,7 +858,7 @@ class _Scope:
             self.calls.append(_callee(node))
             plain = isinstance(node.func, ast.Name) and self.conditions
             self.call_texts.append(_short(node, 30) if plain else _callee(node))
-            if _call_name(node) == "print":
+            if call_name(node) == "print":
                 self.prints.append(_when(_print_fact(node), when))
             elif io := _io_fact(node):
                 self.io.append(io)
@@ -891,7 +891,7 @@ def _callee(node: ast.Call) -> str:
     func = node.func
     while isinstance(func, ast.Attribute):
         func = func.value
-    return _call_name(node) if isinstance(func, ast.Name) else _short(node.func, 24)
+    return call_name(node) if isinstance(func, ast.Name) else _short(node.func, 24)
 
 
 def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:

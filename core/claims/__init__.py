@@ -1,18 +1,20 @@
-"""Static checks of an answer's claims against its code: names it invents, constructs the code lacks, and its
-names put in roles the code never gives them (loops, calls, returns, kinds).
+"""Static checks of an answer's claims against its code: names it invents, constructs the code lacks, its
+names put in roles the code never gives them (loops, calls, returns, kinds), and printed values that none of its
+print calls can write.
 
 They read text and syntax trees only, never run anything, so the worker's post-check can use them on chat input;
-``mafioso eval`` adds the third check, printed values, from a sandboxed run (:mod:`mafioso.trainer.grounding`).
+``mafioso eval`` checks printed values against a sandboxed run where it has one (:mod:`mafioso.trainer.grounding`).
 """
 
 from mafioso.core.claims.concepts import CONCEPTS, Concept, false_concepts
 from mafioso.core.claims.names import invented_names
+from mafioso.core.claims.outputs import false_prints
 from mafioso.core.claims.roles import false_roles
 from mafioso.core.claims.values import false_values
 from mafioso.prompts.facts import run_record
 
-__all__ = ["CONCEPTS", "Concept", "claim_kind", "false_concepts", "false_roles", "false_values", "invented_names",
-           "run_evidence", "static_claims"]
+__all__ = ["CONCEPTS", "Concept", "claim_kind", "false_concepts", "false_prints", "false_roles", "false_values",
+           "invented_names", "run_evidence", "static_claims"]
 
 
 def run_evidence(code: str, output: str | None, raised: str | None) -> tuple[str | None, str | None]:
@@ -26,11 +28,13 @@ def run_evidence(code: str, output: str | None, raised: str | None) -> tuple[str
 def static_claims(code: str, answer: str, output: str | None = None, raised: str | None = None) -> list[dict]:
     """The static claims of ``answer`` that ``code`` contradicts: invented names, false concepts (``output``
     and ``raised``, from a run of the code, support "prints" and "raises"; see :func:`false_concepts`), then
-    false roles (:func:`false_roles`) and start values (:func:`false_values`); a pasted run is its own record
-    (:func:`run_evidence`)."""
+    false roles (:func:`false_roles`), start values (:func:`false_values`) and, without a run's output (which
+    the caller checks printed values against), values no print of the code can write (:func:`false_prints`); a
+    pasted run is its own record (:func:`run_evidence`)."""
     output, raised = run_evidence(code, output, raised)
     return [*invented_names(code, answer, output), *false_concepts(code, answer, output, raised),
-            *false_roles(code, answer), *false_values(code, answer)]
+            *false_roles(code, answer), *false_values(code, answer),
+            *(false_prints(code, answer) if output is None else ())]
 
 
 def claim_kind(claim: dict) -> str:

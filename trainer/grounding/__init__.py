@@ -15,7 +15,9 @@
   :mod:`mafioso.core.claims.roles`), or a start value no assignment gives it ("`seen` gets set to `None`" of
   ``seen = set()``; :mod:`mafioso.core.claims.values`);
 * ``false output`` - a value the answer says is printed (a quoted string, a number, a list/dict/tuple
-  literal after "prints", "outputs", "so you get", ...) that is not in what the code really printed.
+  literal after "prints", "outputs", "so you get", ...) that is not in what the code really printed; without a
+  run (a snippet that does not run on its own, chat input), one after "prints" that none of the code's print
+  calls can write, where every output of the code is in sight (:mod:`mafioso.core.claims.printable`).
 * ``no answer`` - the answer has no words at all: it explains nothing, so it is not counted as true (the
   adapter of a training run that went NaN answered nothing 124 times and scored grounded 1.000 before).
 
@@ -36,7 +38,7 @@ from collections import Counter
 
 from mafioso.core.claims import CONCEPTS, Concept, false_concepts, invented_names, run_evidence, static_claims
 from mafioso.core.text_checks import words
-from mafioso.trainer.grounding.outputs import false_outputs
+from mafioso.core.claims.outputs import false_outputs
 
 __all__ = ["CONCEPTS", "KINDS", "Concept", "false_concepts", "false_outputs", "invented_names", "repeatable",
            "summarize_claims", "unsupported_claims"]

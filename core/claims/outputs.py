@@ -1,12 +1,17 @@
-"""False outputs: a value the answer says is printed that is not in what the code really printed."""
+"""False outputs: a value the answer says is printed that is not in what the code really printed
+(:func:`false_outputs`, given a run's output: ``mafioso eval`` on the dataset's own snippets) or, without a run,
+that none of the code's print calls can write (:func:`false_prints`, read from the syntax tree by
+:mod:`mafioso.core.claims.printable`: safe on chat input, so the claim post-check uses it)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
+from mafioso.core.claims.printable import can_print, printable
 from mafioso.core.claims.text import FENCE, advice_from, negated, quoted, sentences, within
 
-__all__ = ["false_outputs"]
+__all__ = ["false_outputs", "false_prints"]
 
 _OUTPUT_VERB = re.compile(r"\b(?:(prints?|printed|printing|outputs?|output)|(shows?|showing|displays?|spits? out|"
                           r"so you get|you'll see|you see))\b", re.IGNORECASE)
@@ -21,6 +26,14 @@ _SEPARATOR = re.compile(r"\s*(?:,|and\b|then\b|followed by\b|\u2014)(?:\s*(?:and
 _VALUE_END = re.compile(r"\s*(?:[,.;:!?)\u2014]|$|(?:and|then|or|on|in|for|with|at|from|when|if|because|since|"
                         r"after|before|so|but|while|each|every|once|twice|again|first|last|next)\b)",
                         re.IGNORECASE)
+# A print verb alone: "shows", "so you get" and "output" may speak of a returned value, which no print writes.
+_PRINT_VERB = re.compile(r"\b(?:prints?|printed|printing)\b", re.IGNORECASE)
+# "prints Fizz, Buzz or None": a bare None listed among the words after the verb, before the clause ends.
+_CLAUSE_END = re.compile(r"[.;:!?)\u2014]|\b(?:so|because|when|if|while|since|but|which|that|unless|until|where|"
+                         r"whenever|returns?|hands?)\b", re.IGNORECASE)
+_LISTED = re.compile(r"\s*(?:,|\bor\b|\band\b|\bthen\b)\s*", re.IGNORECASE)
+# An exception's name or message may be printed by a traceback, which no print call writes.
+_EXCEPTION = re.compile(r"error|exception|traceback|warning", re.IGNORECASE)
 _NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w.]\d)")  # 1,000 is one number
 _WORD_VALUE = re.compile(r"(?:True|False|None)\b")
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
@@ -122,20 +135,52 @@ def _printed(kind: str, value: str, stdout: str) -> bool:
     return False
 
 
+def _claims(answer: str, verb: re.Pattern) -> Iterator[tuple[re.Match, str, list[tuple[str, str]]]]:
+    """Each output verb of ``answer`` that is neither denied nor advice, its sentence, and the values listed
+    right after it."""
+    text = FENCE.sub(" ", answer).translate(_QUOTES)
+    for sentence in sentences(text):
+        advice = advice_from(sentence)
+        for match in verb.finditer(sentence):
+            if not negated(sentence, match.start(), match.end()) and not within(advice, match.start()):
+                yield match, sentence, _claimed_values(sentence, match.end())
+
+
+def _bare_none(sentence: str, pos: int) -> bool:
+    """Whether a plain None is among the words listed after the verb ending at ``pos``."""
+    rest = sentence[pos:]
+    end = _CLAUSE_END.search(rest)
+    items = _LISTED.split(rest[:end.start()] if end else rest)
+    return any(item.strip(" '\"`").lower() == "none" for item in items)
+
+
 def false_outputs(answer: str, output: str | None) -> list[dict]:
     """Values the answer says are printed that are not in ``output``; none when the output is unknown."""
     if output is None:
         return []
-    text = FENCE.sub(" ", answer).translate(_QUOTES)
     found = []
-    for sentence in sentences(text):
-        advice = advice_from(sentence)
-        for verb in _OUTPUT_VERB.finditer(sentence):
-            if verb.group(2) and not output.strip():  # "so you get 25" of a value the code never prints
-                continue
-            if negated(sentence, verb.start(), verb.end()) or within(advice, verb.start()):
-                continue
-            for kind, value in _claimed_values(sentence, verb.end()):
-                if not _printed(kind, value, output):
-                    found.append({"kind": "false output", "claim": value, "text": quoted(sentence)})
+    for verb, sentence, values in _claims(answer, _OUTPUT_VERB):
+        if verb.group(2) and not output.strip():  # "so you get 25" of a value the code never prints
+            continue
+        for kind, value in values:
+            if not _printed(kind, value, output):
+                found.append({"kind": "false output", "claim": value, "text": quoted(sentence)})
     return found
+
+
+def false_prints(code: str, answer: str) -> list[dict]:
+    """Values the answer says are printed that none of the code's print calls can write
+    (:func:`mafioso.core.claims.printable.printable`); none when the code's output is not all in sight."""
+    lines = printable(code)
+    if lines is None:
+        return []
+    found: dict[tuple[str, str], dict] = {}
+    for verb, sentence, values in _claims(answer, _PRINT_VERB):
+        claimed = [value for _, value in values]
+        if "None" not in claimed and _bare_none(sentence, verb.end()):
+            claimed.append("None")
+        for value in claimed:
+            if not _EXCEPTION.search(value) and not can_print(lines, value):
+                found.setdefault((value, quoted(sentence)), {"kind": "false output", "claim": value,
+                                                             "text": quoted(sentence)})
+    return list(found.values())
