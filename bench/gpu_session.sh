@@ -24,6 +24,12 @@
 #   bash bench/gpu_session.sh compare          # the worker bench on the baseline tree, then on this one (issue 18);
 #                                              # BENCH_FLAGS=--no-compile-decode for a short call (the step compile
 #                                              # takes 4-5 min at a first start: give BENCH_LIMIT 420 otherwise)
+#   bash bench/gpu_session.sh shape CONFIG     # compare on an architecture's shape with random weights: CONFIG is
+#                                              # a Hugging Face folder's config.json and tokenizer files (a converted
+#                                              # Qwen folder without model.safetensors: 11 MB); no base transferred,
+#                                              # so a same-call A/B of two trees is one call after the wheels (retries
+#                                              # off: random answers run to the token limit; a baseline from 72501e0
+#                                              # on, which has --retries; BENCH_FLAGS as compare)
 #   bash bench/gpu_session.sh serving BASE     # compiled, 8 waves, grounded decoding on then off (issues 17, 20)
 #   bash bench/gpu_session.sh evals ADAPTER... # score adapters side by side (eval folder beside each adapter)
 #   bash bench/gpu_session.sh wait SECONDS     # until the background jobs end (or SECONDS pass); their last lines
@@ -153,6 +159,15 @@ print(sys.version.split()[0], 'prompts sha256', hashlib.sha256(''.join(
       (cd "$tree" && PYTHONPATH=/tmp/site:$tree timeout "${BENCH_LIMIT:-420}" python3 bench/bench_worker.py \
         --base-model "$GEMMA" --adapter "$PROJ_BASE/mafioso/adapter" --concurrency 1 64 --ttft 1 64 --waves 4 \
         --naive-requests 1 ${BENCH_FLAGS:-} 2>&1 | grep -v "Loading weights" | tail -n 12) \
+        || echo "bench on $tree: exit $?"
+    done
+    ;;
+  shape)  # the baseline tree, then this one, on CONFIG's shape with random weights (bench_worker --random-weights)
+    for tree in "$PROJ_BASE" "$PROJ"; do
+      echo "== $tree"
+      (cd "$tree" && PYTHONPATH=/tmp/site:$tree timeout "${BENCH_LIMIT:-300}" python3 bench/bench_worker.py \
+        --base-model "$2" --random-weights --adapter none --concurrency 1 64 --waves 4 --naive-requests 0 \
+        --retries 0 --ttft ${BENCH_FLAGS:-} 2>&1 | grep -v "Loading weights\|Writing model" | tail -n 6) \
         || echo "bench on $tree: exit $?"
     done
     ;;

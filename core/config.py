@@ -184,12 +184,19 @@ class GenerationConfig:
                                    "before it, with the token that began it banned there, and serve the retry if "
                                    "fewer of its sentences are dropped; at most this many rounds (0 = off; "
                                    "worker/retry.py)", default=2)
+    cut_unsupported: str = _help("with retry_unsupported: stop decoding an answer right after the first sentence "
+                                 "the post-check would drop, so that its retry starts at once instead of after "
+                                 "the rest of it (an answer still cut after the last round is decoded on to its "
+                                 "end); on, off, or auto: where answers decode on the CPU (the check then runs "
+                                 "on the decode thread; not measured on a GPU)", default="auto")
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ConfigError("MAFIOSO_MAX_NEW_TOKENS must be at least 1")
         if self.retry_unsupported < 0:
             raise ConfigError("MAFIOSO_RETRY_UNSUPPORTED must be 0 (off) or more")
+        if self.cut_unsupported not in ("auto", "on", "off"):
+            raise ConfigError("MAFIOSO_CUT_UNSUPPORTED must be auto, on or off")
         if self.no_repeat_ngram < 0 or self.no_repeat_ngram == 1:
             raise ConfigError("MAFIOSO_NO_REPEAT_NGRAM must be 0 (off) or at least 2")
         if self.loop_span < 8 or self.loop_count < 5:

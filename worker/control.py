@@ -5,7 +5,7 @@ The worker makes one :class:`Control` per request and hands the engine the list 
 ``max_new_tokens``; ``cancel()`` (the client hung up, the request timed out, a sibling prompt failed) tells
 the engine nobody wants the answer any more: it stops decoding that row at its next step and frees the slot.
 ``sampling`` is how the answer picks its tokens (:mod:`mafioso.worker.sampling`; None: the worker's default),
-``stop`` the strings it ends at (:mod:`mafioso.worker.decoding_rules`).
+``stop`` the strings it ends at and ``cut`` the claim cut (both :mod:`mafioso.worker.decoding_rules`).
 The engines read ``cancelled`` once per row per decode step, so it is a plain attribute, not a lock.
 
 Both engines call :meth:`Control.emit` with each answer token as it is decoded (in their decode thread): it
@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mafioso.worker.sampling import Sampling
+
+if TYPE_CHECKING:
+    from mafioso.worker.decoding_rules import ClaimCut
 
 __all__ = ["Control", "Sink"]
 
@@ -41,6 +44,7 @@ class Control:
     sink: Sink | None = None  # a streaming request's consumer of answer tokens
     first_token_at: float | None = None  # time.monotonic() when the engine made the first answer token
     muted: bool = False  # its tokens go to no sink any more: an answer decoded again (mafioso.worker.retry)
+    cut: ClaimCut | None = None  # ends the answer after the first sentence the post-check would drop (retries)
 
     def emit(self, token: int) -> None:
         """The engine made the answer's next token (called from its decode thread)."""

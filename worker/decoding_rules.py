@@ -7,7 +7,7 @@
             break
         banned = answer.banned()               # the tokens it may not take next (n-gram bans)
 
-Four rules live here:
+Five rules live here:
 
 * **section stop**: the answer ends once its text holds ``###`` (the model opening a new section of the prompt
   template, :data:`mafioso.prompts.SECTION_MARKER`); only a token that holds a ``#`` can complete it, so the
@@ -15,7 +15,10 @@ Four rules live here:
 * **stop strings** (a request's OpenAI ``stop``): the answer ends once its text holds one of them; the text is
   cut before it (:func:`before_stop`, by the worker, on the streamed and the final text alike);
 * **loop stop** (``stop_loops``): the answer ends where it starts to loop (:mod:`mafioso.core.loop_guard`);
-* **n-gram bans** (``no_repeat_ngram``): no n-gram of the answer comes twice (:mod:`mafioso.worker.ngram_ban`).
+* **n-gram bans** (``no_repeat_ngram``): no n-gram of the answer comes twice (:mod:`mafioso.worker.ngram_ban`);
+* **claim cut** (``Control.cut``, set by :mod:`mafioso.worker.retry` where ``cut_unsupported`` holds): the answer
+  ends right after the first sentence the claim post-check would drop (:class:`ClaimCut`), so that its retry
+  starts at once; it is checked only when a sentence has just ended, on the text so far.
 
 ``GenerateEngine`` feeds each row's tokens to its :class:`AnswerRules` from a stopping criterion and a logits
 processor of ``model.generate``; the fast engine feeds them in its per-token record and hands the bans to the
@@ -25,12 +28,19 @@ penalty is arithmetic on the logits, written once in :mod:`mafioso.worker.repeti
 
 from __future__ import annotations
 
+import re
+
 from mafioso import prompts
+from mafioso.core.claim_check import first_unsupported
 from mafioso.core.config import GenerationConfig
 from mafioso.core.loop_guard import LoopGuard, LoopRule, TokenPieces
 from mafioso.worker.ngram_ban import NgramBan
 
-__all__ = ["AnswerRules", "DecodingRules", "before_stop", "host_bans"]
+__all__ = ["AnswerRules", "ClaimCut", "DecodingRules", "before_stop", "host_bans"]
+
+# A sentence just ended: its closing mark, then the whitespace or line break the claim checks split sentences at
+# (mafioso.core.claims.text.SENTENCE), within the last two tokens.
+_SENTENCE_ENDED = re.compile(r"[.!?][\"'\u201d\u2019)\]*_`]*\s|\n")
 
 
 def before_stop(text: str, stops: tuple[str, ...]) -> str:
@@ -55,18 +65,42 @@ class DecodingRules:
         self.pieces = pieces if pieces is not None else TokenPieces(tokenizer)  # each token's text, remembered
         self.loop_rule = LoopRule.of(gen) if gen.stop_loops else None
 
-    def for_answer(self, stops: tuple[str, ...] = (), kept: tuple[int, ...] | list[int] = ()) -> AnswerRules:
-        """A fresh follower for one answer, which also ends at any of the request's ``stops`` strings; ``kept``:
-        the answer's tokens so far, fed first (an answer decoded again, :mod:`mafioso.worker.retry`)."""
+    def for_answer(self, stops: tuple[str, ...] = (), kept: tuple[int, ...] | list[int] = (),
+                   cut: ClaimCut | None = None) -> AnswerRules:
+        """A fresh follower for one answer, which also ends at any of the request's ``stops`` strings and at its
+        claim ``cut``; ``kept``: the answer's tokens so far, fed first (an answer decoded again,
+        :mod:`mafioso.worker.retry`: their sentences passed the check already)."""
         rules = AnswerRules(self, stops)
         for token in kept:
             rules.add(token)
+        rules.cut = cut
         return rules
+
+
+class ClaimCut:
+    """The claim cut of one answer: after each sentence it ends, the claim post-check's test on the text so far
+    (:func:`mafioso.core.claim_check.first_unsupported`); ``at`` is how many tokens the answer kept when a
+    sentence failed it (None while none has), the token that began the next sentence left out."""
+
+    def __init__(self, code: str):
+        self.code = code
+        self.at: int | None = None
+
+    def ends(self, tokens: list[int], rules: DecodingRules) -> bool:
+        """Whether the answer ends here, its last token having just begun a sentence after one the check drops."""
+        if len(tokens) < 2 or not rules.pieces[tokens[-2]][3] \
+                or not _SENTENCE_ENDED.search(rules.decode(tokens[-2:], skip_special_tokens=True)):
+            return False
+        if first_unsupported(self.code, rules.decode(tokens[:-1], skip_special_tokens=True)) is None:
+            return False
+        self.at = len(tokens) - 1
+        return True
 
 
 class AnswerRules:
     """Follows one answer: :meth:`add` each generated token; ``stop`` is how many tokens it had when ``###``, a
-    stop string or a loop ended it (None while it runs); :meth:`banned` are the tokens it may not take next."""
+    stop string or a loop ended it, or how many it keeps when its claim cut did (None while it runs);
+    :meth:`banned` are the tokens it may not take next."""
 
     def __init__(self, rules: DecodingRules, stops: tuple[str, ...] = ()):
         self._rules = rules
@@ -76,6 +110,7 @@ class AnswerRules:
         self._tokens: list[int] = []
         self._ngrams = NgramBan(rules.gen.no_repeat_ngram) if rules.gen.no_repeat_ngram else None
         self._loops = LoopGuard(rules.loop_rule, rules.pieces) if rules.loop_rule is not None else None
+        self.cut: ClaimCut | None = None
         self.stop: int | None = None
 
     def add(self, token: int) -> bool:
@@ -94,6 +129,8 @@ class AnswerRules:
             self.stop = len(self._tokens)
         elif self._loops is not None and self._loops.add(token):
             self.stop = len(self._tokens)
+        elif self.cut is not None and self.cut.ends(self._tokens, self._rules):
+            self.stop = self.cut.at
         return self.stop is not None
 
     def banned(self) -> set[int]:

@@ -544,8 +544,8 @@ class GenerateEngine:
             seen = [(ids if self.gen.penalize_prompt else []) + prefix for ids, prefix in zip(prompt_ids, prefixes)]
             extra["logits_processor"] = LogitsProcessorList(
                 [_RepetitionPenalty(self.gen.repetition_penalty, seen, width, pad, self.device)])
-        rules = _RulesFeed([self.rules.for_answer(control.stop, prefix) for control, prefix in zip(controls, prefixes)],
-                           width)
+        rules = _RulesFeed([self.rules.for_answer(control.stop, prefix, control.cut)
+                            for control, prefix in zip(controls, prefixes)], width)
         if any(resumes):
             extra.setdefault("logits_processor", LogitsProcessorList()).append(
                 _FirstBan([resume.ban if resume else frozenset() for resume in resumes], width))

@@ -230,7 +230,7 @@ class FastEngine:
         """A row for the decode thread; a resumed answer's kept tokens go into its prompt and its rules, and
         count against its limit (:class:`mafioso.worker.retry.Resume`)."""
         prefix = list(resume.prefix) if resume else []
-        rules = self.plain.rules.for_answer(control.stop, prefix)
+        rules = self.plain.rules.for_answer(control.stop, prefix, control.cut)
         # its first token: the resume's ban, and the n-gram bans of the kept tokens (set per slot after a prefill)
         first_ban = resume.ban | frozenset(rules.banned()) if resume else frozenset()
         return _Row(prompt + prefix, Future(), control.limit(self.gen.max_new_tokens) - len(prefix), control,

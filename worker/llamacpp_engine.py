@@ -196,7 +196,7 @@ class LlamaCppEngine:
         gen = self.gen
         limit = control.limit(gen.max_new_tokens)
         tokens: list[int] = list(resume.prefix) if resume else []
-        rules = self.plain.rules.for_answer(control.stop, tokens)  # ###, stop strings, loops, n-gram bans
+        rules = self.plain.rules.for_answer(control.stop, tokens, control.cut)  # ###, stop strings, loops, bans, cut
         sampling = control.decoding(gen)
         stop = None
         with self._lock:

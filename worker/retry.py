@@ -9,6 +9,13 @@ keeps as many (at least one); otherwise the next round tries the same place agai
 too. Each round decodes only the answers that still lose a sentence, in one batch, ``retry_unsupported`` rounds
 (``GenerationConfig``) at most.
 
+With the claim cut on (``cut_unsupported``; by default where answers decode on the CPU), every decode stops an
+answer right after the first sentence the check drops (:class:`mafioso.worker.decoding_rules.ClaimCut`): the
+retry starts at once, and the rest of an answer that is about to be decoded again is never decoded. A cut answer
+ends at its dropped sentence, so a retry is served when it gets past that sentence (more sentences kept before
+its own first dropped one) or ends with nothing dropped and as many kept (at least one); an answer still cut
+after the last round is decoded on from where it was cut, to its end, and the post-check drops what it drops.
+
 Nothing is run, and the model is not told why (no new prompt): the check that judges the retry is the one that
 drops sentences anyway. A stream shows an answer's sentences only up to the first one the check drops
 (:meth:`mafioso.worker.engine.GenerateEngine.text_so_far`), which every retry keeps, and a retry's own tokens
@@ -27,12 +34,13 @@ from dataclasses import dataclass
 from mafioso.core.claim_check import first_unsupported
 from mafioso.core.claims.text import sentences
 from mafioso.worker.control import Control
+from mafioso.worker.decoding_rules import ClaimCut
 from mafioso.worker.grounded_decoding import AnswerGrounding
 
 # ``engine`` below is the plain engine, mafioso.worker.engine.GenerateEngine (which imports this module: no type
 # here), whose prompt, grounding, tokenizer and finishing every engine shares; an answer is its ``Generation``.
 
-__all__ = ["Resume", "answer_with_retries", "resume_point"]
+__all__ = ["Resume", "answer_with_retries", "cuts", "resume_point"]
 
 #: ``decode(prompt_ids, controls, grounding, resumes)``: an engine's decode, each row continued from its resume
 Decode = Callable[..., list[tuple[list[int], int | None]]]
@@ -79,9 +87,13 @@ def answer_with_retries(engine, requests: list[tuple[str, str | None]], controls
     """The finished answers to ``requests``, decoded by ``decode`` and, where the post-check drops a sentence,
     again from before it (module docstring); every torch engine and the llama.cpp one answer through here."""
     prompts = engine.prompt_ids(requests)
+    rounds = engine.gen.retry_unsupported if engine.gen.drop_unsupported else 0
+    cutting = rounds > 0 and cuts(engine)
+    for (code, _), control in zip(requests, controls, strict=True):
+        control.cut = ClaimCut(code) if cutting else None
     rows = decode(prompts, controls, engine.groundings(requests))
     answers = engine.answers(requests, rows, controls)
-    rounds = engine.gen.retry_unsupported if engine.gen.drop_unsupported else 0
+    cut = {i for i, control in enumerate(controls) if control.cut is not None and control.cut.at is not None}
     tried: dict[tuple[int, tuple[int, ...]], set[int]] = {}  # (answer, prefix): first tokens tried there
     for _ in range(rounds):
         redo: dict[int, tuple[Resume, AnswerGrounding | None]] = {}
@@ -97,6 +109,7 @@ def answer_with_retries(engine, requests: list[tuple[str, str | None]], controls
             break
         for i in redo:
             controls[i].muted = True
+            controls[i].cut = ClaimCut(requests[i][0]) if cutting else None
         again = decode([prompts[i] for i in redo], [controls[i] for i in redo],
                        [grounding for _, grounding in redo.values()] if engine.grounding else None,
                        [resume for resume, _ in redo.values()])
@@ -104,12 +117,44 @@ def answer_with_retries(engine, requests: list[tuple[str, str | None]], controls
             [candidate] = engine.answers([requests[i]], [row], [controls[i]])
             answers[i] = dataclasses.replace(answers[i], retried=answers[i].retried + 1,
                                              first_text=answers[i].first_text or answers[i].raw_text)
-            if _better(candidate, answers[i]):
+            if _better(candidate, answers[i], i in cut):
                 rows[i], answers[i] = row, dataclasses.replace(candidate, retried=answers[i].retried,
                                                                first_text=answers[i].first_text)
+                cut.discard(i)
+                if controls[i].cut is not None and controls[i].cut.at is not None:
+                    cut.add(i)
             elif len(row[0]) > len(resume.prefix):  # tried there: the next round bans its first token too
                 tried[(i, resume.prefix)].add(row[0][len(resume.prefix)])
+    _finish_cut(engine, requests, controls, decode, prompts, rows, answers, cut)
     return answers
+
+
+def cuts(engine) -> bool:
+    """Whether the engine's decodes stop an answer at its first dropped sentence (``cut_unsupported``)."""
+    setting = engine.gen.cut_unsupported
+    return setting == "on" or setting == "auto" and str(engine.device) == "cpu"
+
+
+def _finish_cut(engine, requests, controls: list[Control], decode: Decode, prompts: list[list[int]], rows: list,
+                answers: list, cut: set[int]) -> None:
+    """Decode the answers still cut after the last round on from where they were cut, to their end, in place:
+    the post-check then drops their cut sentence as it would have without the cut."""
+    finish = {}
+    for i in sorted(cut):
+        prefix = tuple(rows[i][0][:answers[i].tokens])
+        if not controls[i].cancelled and (grounding := _grounding(engine, requests[i][0], prefix)) is not False:
+            finish[i] = (Resume(prefix, frozenset()), grounding)
+    for i in finish:
+        controls[i].muted, controls[i].cut = True, None
+    if not finish:
+        return
+    again = decode([prompts[i] for i in finish], [controls[i] for i in finish],
+                   [grounding for _, grounding in finish.values()] if engine.grounding else None,
+                   [resume for resume, _ in finish.values()])
+    for i, row in zip(finish, again, strict=True):
+        [done] = engine.answers([requests[i]], [row], [controls[i]])
+        rows[i], answers[i] = row, dataclasses.replace(done, retried=answers[i].retried,
+                                                       first_text=answers[i].first_text)
 
 
 def _kept(answer) -> int:
@@ -117,7 +162,10 @@ def _kept(answer) -> int:
     return len(sentences(answer.raw_text or answer.text)) - answer.dropped
 
 
-def _better(candidate, answer) -> bool:
+def _better(candidate, answer, cut: bool = False) -> bool:
     """Whether a retry is served instead of ``answer``: fewer of its sentences dropped, and as many kept (at
-    least one: a retry that ends at once has nothing dropped and nothing to say)."""
+    least one: a retry that ends at once has nothing dropped and nothing to say); of an answer ``cut`` at its
+    dropped sentence (module docstring), also a retry that keeps more sentences before its own dropped one."""
+    if cut and _kept(candidate) > _kept(answer):
+        return True
     return candidate.dropped < answer.dropped and _kept(candidate) >= max(1, _kept(answer))

@@ -3,7 +3,7 @@
 from types import SimpleNamespace
 
 from mafioso.core.config import GenerationConfig
-from mafioso.worker.decoding_rules import DecodingRules, host_bans
+from mafioso.worker.decoding_rules import ClaimCut, DecodingRules, host_bans
 
 PIECES = ["a", " b", "#", "##", "c#", "x", ", ", "1"]
 TEXT = SimpleNamespace(decode=lambda ids: "".join(PIECES[i] for i in ids))
@@ -60,3 +60,19 @@ def test_before_stop_cuts_at_the_earliest_stop_string():
     assert before_stop("a boss and a capo", ("capo", "boss")) == "a "
     assert before_stop("a boss", ()) == "a boss" and before_stop("a boss", ("zzz",)) == "a boss"
     assert before_stop("Listen.\n\nCapisce?", ("\n\n",)) == "Listen."
+
+
+def test_the_claim_cut_ends_the_answer_after_the_first_sentence_the_check_drops():
+    """Checked when a sentence has just ended; the answer keeps that sentence, not the token that began the next."""
+    words = ["It returns 1.", " `f` is recursive,", " pal.", " It", " is short.", " 3", ".5 of them."]
+    text = SimpleNamespace(decode=lambda ids, **_: "".join(words[i] for i in ids))
+    rules = DecodingRules(GenerationConfig(stop_loops=False), text)
+    code = "def f():\n    return 1\n"
+    cut = ClaimCut(code)
+    answer = rules.for_answer(cut=cut)
+    assert feed(answer, [0, 3, 4, 5, 6, 1, 2, 3, 4]) == 8 and answer.stop == cut.at == 7
+    assert text.decode([0, 3, 4, 5, 6, 1, 2, 3, 4][:answer.stop]).endswith("recursive, pal.")
+    clean = ClaimCut(code)
+    assert feed(rules.for_answer(cut=clean), [0, 3, 4, 3, 4, 5, 6]) is None and clean.at is None
+    kept = rules.for_answer(kept=[0, 3, 4], cut=ClaimCut(code))  # a retry's kept tokens passed already
+    assert feed(kept, [3, 4]) is None

@@ -3,9 +3,12 @@ that every decode path continues an answer exactly where it was, with its first 
 
 import pytest
 
+from mafioso.core.claim_check import first_unsupported
+from mafioso.core.claims.text import SENTENCE
 from mafioso.core.config import GenerationConfig, WorkerConfig
+from mafioso.core.errors import ConfigError
 from mafioso.worker.control import Control
-from mafioso.worker.retry import Resume, answer_with_retries
+from mafioso.worker.retry import Resume, answer_with_retries, cuts
 from tests.worker.helpers import engine_with
 
 CODE = "def f():\n    return 1\n"
@@ -122,5 +125,93 @@ def test_both_engines_continue_an_answer_exactly_and_ban_its_first_new_token(tin
         assert again[:k] == ids[:k] and again[k] != ids[k] and len(again) == 12
         assert fast.decode(prompt, resumes=[banned]) == llama._decode_all(prompt, [Control()], None, [banned]) \
             == [(again, None)]
+    finally:
+        fast.close()
+
+
+class _CutScript(_Script):
+    """A script whose answers end where their claim cut would end them: at the first dropped sentence, as a
+    decode's :class:`mafioso.worker.decoding_rules.ClaimCut` does, the next sentence's first token left out."""
+
+    def __call__(self, prompt_ids, controls, grounding=None, resumes=None):
+        self.calls.append((resumes, [control.cut for control in controls]))
+        eos = [self.engine.tokenizer.eos_token_id]
+        rows = []
+        for control, resume in zip(controls, resumes or [None] * len(prompt_ids)):
+            prefix = list(resume.prefix) if resume else []
+            text = self.engine.tokenizer.decode(prefix) + self.answers.pop(0)
+            cut = None if control.cut is None else first_unsupported(CODE, text)
+            if cut is not None:
+                end = next(m.end() for m in SENTENCE.finditer(text) if m.end() > cut)
+                ids = prefix + _ids(self.engine, text[len(self.engine.tokenizer.decode(prefix)):end])
+                control.cut.at = len(ids)
+                rows.append((ids + _ids(self.engine, " The"), len(ids)))  # what came after the cut is not kept
+            else:
+                rows.append((_ids(self.engine, text) + eos, None))
+        return rows
+
+
+def test_a_cut_answer_is_retried_from_its_dropped_sentence_and_a_retry_that_gets_further_is_served(engine32):
+    on = engine_with(engine32, GenerationConfig(max_new_tokens=96, cut_unsupported="on"))
+    script = _CutScript(on, ["It returns 1. `f` is recursive, pal. It is short.",
+                             " It calls nothing. `g` is its helper. It ends.", " It ends, capisce?"])
+    [answer] = answer_with_retries(on, [(CODE, None)], [Control()], script)
+    assert answer.text == "It returns 1. It calls nothing. It ends, capisce?" and answer.retried == 2
+    assert answer.first_text == "It returns 1. `f` is recursive, pal."  # cut there: the rest was never decoded
+    resumes = [call[0][0] for call in script.calls[1:]]
+    assert [on.tokenizer.decode(list(r.prefix)) for r in resumes] == ["It returns 1.", "It returns 1. It calls nothing."]
+    assert all(cut is not None for _, cuts in script.calls for cut in cuts)  # every round decodes with the cut
+    assert len(resumes[1].ban) == 1  # a new place: only the token that began its own dropped sentence
+
+
+def test_an_answer_still_cut_after_the_last_round_is_decoded_on_to_its_end(engine32):
+    on = engine_with(engine32, GenerationConfig(max_new_tokens=96, cut_unsupported="on", retry_unsupported=1))
+    script = _CutScript(on, ["It returns 1. `f` is recursive, pal. It is short.", " `f` is recursive again.",
+                             " It is short, capisce?"])
+    [answer] = answer_with_retries(on, [(CODE, None)], [Control()], script)
+    assert answer.text == "It returns 1. It is short, capisce?" and answer.dropped == 1 and answer.retried == 1
+    resume, cut = script.calls[2][0][0], script.calls[2][1][0]
+    assert on.tokenizer.decode(list(resume.prefix)) == "It returns 1. `f` is recursive, pal." and not resume.ban
+    assert cut is None  # decoded on without the cut: the post-check drops the sentence as without it
+
+
+def test_the_claim_cut_is_on_where_answers_decode_on_the_cpu_unless_set(engine32):
+    assert cuts(engine32)  # the tiny engine decodes on the CPU
+    assert not cuts(engine_with(engine32, GenerationConfig(cut_unsupported="off")))
+    gpu = engine_with(engine32, GenerationConfig())
+    gpu.device = "cuda"
+    assert not cuts(gpu) and cuts(engine_with(gpu, GenerationConfig(cut_unsupported="on")))
+    with pytest.raises(ConfigError):
+        GenerationConfig(cut_unsupported="sometimes")
+
+
+def test_every_engine_ends_a_row_where_its_claim_cut_says(tiny_model_dir):
+    """The cut is one of the decoding rules: ``generate``, the fast path and llama.cpp (its stand-in over the same
+    model) end the row there alike, and keep the tokens before it."""
+    from mafioso.worker.decoder_settings import DecoderSettings
+    from mafioso.worker.decoding_rules import ClaimCut
+    from mafioso.worker.engines import load_engine
+    from mafioso.worker.fast_engine import FastEngine
+    from mafioso.worker.llamacpp_engine import LlamaCppEngine
+    from tests.worker.torch_llama import TorchLlama
+
+    class CutAt(ClaimCut):  # a stand-in for the check: the sentence that ends at the fifth token is dropped
+        def ends(self, tokens, rules):
+            if len(tokens) == 5:
+                self.at = 4
+            return self.at is not None
+
+    gen = GenerationConfig(max_new_tokens=12, grounded_decoding=False)
+    reference = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu",
+                                         dtype="float32", fast_decode=False), gen)
+    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", DecoderSettings(slots=4, max_len=1024))
+    llama = LlamaCppEngine(TorchLlama(reference.model), reference)
+    try:
+        prompt = reference.prompt_ids([(CODE, None)])
+        [(ids, _)] = reference.decode(prompt)
+        for decode in (reference.decode, fast.decode, llama._decode_all):
+            control = Control(cut=CutAt(CODE))
+            [(got, stop)] = decode(prompt, [control])
+            assert stop == control.cut.at == 4 and got[:4] == ids[:4]
     finally:
         fast.close()
