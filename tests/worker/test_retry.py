@@ -1,6 +1,8 @@
 """Retries of answers the claim post-check cuts (worker/retry.py): where they resume, which one is served, and
 that every decode path continues an answer exactly where it was, with its first token banned."""
 
+import contextlib
+
 import pytest
 
 from mafioso.core.claim_check import first_unsupported
@@ -16,6 +18,24 @@ CODE = "def f():\n    return 1\n"
 
 def _ids(engine, text: str) -> list[int]:
     return engine.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+@contextlib.contextmanager
+def _three_engines(tiny_model_dir, gen: GenerationConfig):
+    """``generate``, the fast path and llama.cpp (its stand-in over the same model), on the tiny model with ``gen``."""
+    from mafioso.worker.decoder_settings import DecoderSettings
+    from mafioso.worker.engines import load_engine
+    from mafioso.worker.fast_engine import FastEngine
+    from mafioso.worker.llamacpp_engine import LlamaCppEngine
+    from tests.worker.torch_llama import TorchLlama
+
+    reference = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu",
+                                         dtype="float32", fast_decode=False), gen)
+    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", DecoderSettings(slots=4, max_len=1024))
+    try:
+        yield reference, fast, LlamaCppEngine(TorchLlama(reference.model), reference)
+    finally:
+        fast.close()
 
 
 class _Script:
@@ -95,19 +115,9 @@ def test_both_engines_continue_an_answer_exactly_and_ban_its_first_new_token(tin
     answer's own for the repetition penalty, the n-gram bans, the rules and the limit); with its next token
     banned, the answer keeps its prefix and takes another, the same on the fast path and in llama.cpp (its
     stand-in over the same model) as on ``generate``."""
-    from mafioso.worker.decoder_settings import DecoderSettings
-    from mafioso.worker.engines import load_engine
-    from mafioso.worker.fast_engine import FastEngine
-    from mafioso.worker.llamacpp_engine import LlamaCppEngine
-    from tests.worker.torch_llama import TorchLlama
-
     gen = GenerationConfig(max_new_tokens=12, repetition_penalty=1.3, penalize_prompt=penalize_prompt,
                            no_repeat_ngram=no_repeat_ngram, grounded_decoding=False)
-    reference = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu",
-                                         dtype="float32", fast_decode=False), gen)
-    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", DecoderSettings(slots=4, max_len=1024))
-    llama = LlamaCppEngine(TorchLlama(reference.model), reference)
-    try:
+    with _three_engines(tiny_model_dir, gen) as (reference, fast, llama):
         prompt = reference.prompt_ids([(CODE, None)])
         [(ids, stop)] = reference.decode(prompt)
         assert len(ids) == 12 and stop is None
@@ -125,8 +135,6 @@ def test_both_engines_continue_an_answer_exactly_and_ban_its_first_new_token(tin
         assert again[:k] == ids[:k] and again[k] != ids[k] and len(again) == 12
         assert fast.decode(prompt, resumes=[banned]) == llama._decode_all(prompt, [Control()], None, [banned]) \
             == [(again, None)]
-    finally:
-        fast.close()
 
 
 class _CutScript(_Script):
@@ -188,12 +196,7 @@ def test_the_claim_cut_is_on_where_answers_decode_on_the_cpu_unless_set(engine32
 def test_every_engine_ends_a_row_where_its_claim_cut_says(tiny_model_dir):
     """The cut is one of the decoding rules: ``generate``, the fast path and llama.cpp (its stand-in over the same
     model) end the row there alike, and keep the tokens before it."""
-    from mafioso.worker.decoder_settings import DecoderSettings
     from mafioso.worker.decoding_rules import ClaimCut
-    from mafioso.worker.engines import load_engine
-    from mafioso.worker.fast_engine import FastEngine
-    from mafioso.worker.llamacpp_engine import LlamaCppEngine
-    from tests.worker.torch_llama import TorchLlama
 
     class CutAt(ClaimCut):  # a stand-in for the check: the sentence that ends at the fifth token is dropped
         def ends(self, tokens, rules):
@@ -201,17 +204,11 @@ def test_every_engine_ends_a_row_where_its_claim_cut_says(tiny_model_dir):
                 self.at = 4
             return self.at is not None
 
-    gen = GenerationConfig(max_new_tokens=12, grounded_decoding=False)
-    reference = load_engine(WorkerConfig(base_model=str(tiny_model_dir), adapter="none", device="cpu",
-                                         dtype="float32", fast_decode=False), gen)
-    fast = FastEngine(reference.model, reference.tokenizer, gen, "cpu", DecoderSettings(slots=4, max_len=1024))
-    llama = LlamaCppEngine(TorchLlama(reference.model), reference)
-    try:
+    with _three_engines(tiny_model_dir, GenerationConfig(max_new_tokens=12, grounded_decoding=False)) as engines:
+        reference, fast, llama = engines
         prompt = reference.prompt_ids([(CODE, None)])
         [(ids, _)] = reference.decode(prompt)
         for decode in (reference.decode, fast.decode, llama._decode_all):
             control = Control(cut=CutAt(CODE))
             [(got, stop)] = decode(prompt, [control])
             assert stop == control.cut.at == 4 and got[:4] == ids[:4]
-    finally:
-        fast.close()
