@@ -346,15 +346,16 @@ def test_runs_are_cached_per_code():
 
 def test_only_the_trainer_runs_snippets():
     # Chat input must never reach the sandbox: nothing in the worker, adapters or CLI imports it; only
-    # trainer/evaluate.py, the reference scorer, the bench that re-scores an eval's answers and the bench of
-    # twenty held-out snippets of its own do.
+    # trainer/evaluate.py, the reference scorer, the bench that re-scores an eval's answers, the bench of
+    # twenty held-out snippets of its own and the bench that holds static printed-value flags against runs of the
+    # dataset's snippets do.
     root = Path(__file__).resolve().parents[2]
     imports = re.compile(r"^\s*(?:from mafioso\.trainer\.sandbox import|import mafioso\.trainer\.sandbox|from mafioso\.trainer import sandbox)",
                          re.MULTILINE)
     users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                    if imports.search(p.read_text(encoding="utf-8")) and "tests" not in p.parts)
-    assert users == ["bench/read_unseen.py", "bench/ship_adapter.py", "trainer/evaluate.py",
-                     "trainer/grounding/__main__.py"]
+    assert users == ["bench/check_printable.py", "bench/read_unseen.py", "bench/ship_adapter.py",
+                     "trainer/evaluate.py", "trainer/grounding/__main__.py"]
 
 
 # ------------------------------------------------------------------------------- reference scorer
