@@ -30,9 +30,9 @@ from itertools import islice
 from mafioso.prompts.fences import fenced_blocks
 from mafioso.prompts.language import other_language
 
-__all__ = ["FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "FEATURES", "NameRoles", "call_features", "call_name", "code_features",
-           "definition_features", "facts_sheet", "handed_back", "name_roles", "parse", "run_record",
-           "source"]
+__all__ = ["FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "FEATURES", "NameRoles", "bound_names", "call_features",
+           "call_name", "code_features", "definition_features", "facts_sheet", "handed_back", "name_roles", "parse",
+           "run_record", "source"]
 
 #: Every feature name :func:`code_features` can report.
 FEATURES = frozenset({
@@ -470,20 +470,14 @@ class _Makers:
     noun of a value kind, a function's or a class's fits one."""
 
     def __init__(self, tree: ast.Module):
-        names: set[str] = set()
+        names = bound_names(tree)
         plain: set[str] = set()
         bare: set[str] = set()  # names called as themselves, not as a method: ``set(x)``, not ``cache.set(x)``
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 bare.add(node.func.id)
-            if isinstance(node, _DEFS):
-                names.add(node.name)
-                if isinstance(node, ast.ClassDef) and _plain(node):
-                    plain.add(node.name)
-            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                names.add(node.id)
-            else:
-                names |= bound_otherwise(node)
+            elif isinstance(node, ast.ClassDef) and _plain(node):
+                plain.add(node.name)
         self.builtins = {name: kind for name, kind in _BUILTIN_KINDS.items() if name not in names}
         self.called = {name: kind for name, kind in self.builtins.items() if name in bare}  # what they return
         self.plain = frozenset(plain)
@@ -503,6 +497,19 @@ def _plain(node: ast.ClassDef) -> bool:
     return (all(isinstance(base, ast.Name) and base.id == "object" for base in node.bases) and not node.keywords
             and not any(isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and child.name == "__call__"
                         for child in node.body))
+
+
+def bound_names(tree: ast.AST) -> set[str]:
+    """Every name the code binds: defined, assigned, or bound any way :func:`bound_otherwise` lists."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, _DEFS):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        else:
+            names |= bound_otherwise(node)
+    return names
 
 
 def bound_otherwise(node: ast.AST) -> set[str]:

@@ -93,7 +93,7 @@ def answer_with_retries(engine, requests: list[tuple[str, str | None]], controls
         control.cut = ClaimCut(code) if cutting else None
     rows = decode(prompts, controls, engine.groundings(requests))
     answers = engine.answers(requests, rows, controls)
-    cut = {i for i, control in enumerate(controls) if control.cut is not None and control.cut.at is not None}
+    cut = {i for i, control in enumerate(controls) if _was_cut(control)}
     tried: dict[tuple[int, tuple[int, ...]], set[int]] = {}  # (answer, prefix): first tokens tried there
     for _ in range(rounds):
         redo: dict[int, tuple[Resume, AnswerGrounding | None]] = {}
@@ -110,9 +110,7 @@ def answer_with_retries(engine, requests: list[tuple[str, str | None]], controls
         for i in redo:
             controls[i].muted = True
             controls[i].cut = ClaimCut(requests[i][0]) if cutting else None
-        again = decode([prompts[i] for i in redo], [controls[i] for i in redo],
-                       [grounding for _, grounding in redo.values()] if engine.grounding else None,
-                       [resume for resume, _ in redo.values()])
+        again = _decode_again(engine, decode, prompts, controls, redo)
         for (i, (resume, _)), row in zip(redo.items(), again, strict=True):
             [candidate] = engine.answers([requests[i]], [row], [controls[i]])
             answers[i] = dataclasses.replace(answers[i], retried=answers[i].retried + 1,
@@ -121,12 +119,25 @@ def answer_with_retries(engine, requests: list[tuple[str, str | None]], controls
                 rows[i], answers[i] = row, dataclasses.replace(candidate, retried=answers[i].retried,
                                                                first_text=answers[i].first_text)
                 cut.discard(i)
-                if controls[i].cut is not None and controls[i].cut.at is not None:
+                if _was_cut(controls[i]):
                     cut.add(i)
             elif len(row[0]) > len(resume.prefix):  # tried there: the next round bans its first token too
                 tried[(i, resume.prefix)].add(row[0][len(resume.prefix)])
     _finish_cut(engine, requests, controls, decode, prompts, rows, answers, cut)
     return answers
+
+
+def _decode_again(engine, decode: Decode, prompts: list[list[int]], controls: list[Control],
+                  rows: dict[int, tuple[Resume, AnswerGrounding | None]]) -> list[tuple[list[int], int | None]]:
+    """One decode of the answers ``rows`` names, each continued from its :class:`Resume` under its grounding."""
+    return decode([prompts[i] for i in rows], [controls[i] for i in rows],
+                  [grounding for _, grounding in rows.values()] if engine.grounding else None,
+                  [resume for resume, _ in rows.values()])
+
+
+def _was_cut(control: Control) -> bool:
+    """Whether the claim cut ended the answer this control's last decode made."""
+    return control.cut is not None and control.cut.at is not None
 
 
 def cuts(engine) -> bool:
@@ -148,9 +159,7 @@ def _finish_cut(engine, requests, controls: list[Control], decode: Decode, promp
         controls[i].muted, controls[i].cut = True, None
     if not finish:
         return
-    again = decode([prompts[i] for i in finish], [controls[i] for i in finish],
-                   [grounding for _, grounding in finish.values()] if engine.grounding else None,
-                   [resume for resume, _ in finish.values()])
+    again = _decode_again(engine, decode, prompts, controls, finish)
     for i, row in zip(finish, again, strict=True):
         [done] = engine.answers([requests[i]], [row], [controls[i]])
         rows[i], answers[i] = row, dataclasses.replace(done, retried=answers[i].retried,

@@ -22,7 +22,7 @@ import ast
 import re
 from functools import lru_cache
 
-from mafioso.prompts.facts import CACHED_PASTES, NameRoles, bound_otherwise, call_name, name_roles, parse
+from mafioso.prompts.facts import CACHED_PASTES, NameRoles, bound_names, bound_otherwise, call_name, name_roles, parse
 
 __all__ = ["can_print", "printable"]
 
@@ -55,7 +55,7 @@ def printable(code: str) -> tuple[Line, ...] | None:
     roles = name_roles(code)
     if tree is None or roles is None:
         return None
-    bound = _bound_names(tree)
+    bound = bound_names(tree)
     if "print" in bound:
         return None
     nodes = list(ast.walk(tree))
@@ -183,19 +183,6 @@ class _Reader:
             if self.returns.get(name) in ("number", "bool") and name not in _NUMBER_CALLS:
                 return "maybe " + self.returns[name]  # a def may also end without a return: None
         return None
-
-
-def _bound_names(tree: ast.Module) -> set[str]:
-    """Every name the code binds: assigned, defined, a loop's target, a parameter, imported, ..."""
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            names.add(node.id)
-        else:
-            names |= bound_otherwise(node)
-    return names
 
 
 def _range_targets(nodes: list[ast.AST], bound: set[str]) -> set[str]:
