@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import statistics
 import sys
@@ -119,6 +120,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--retries", type=int, default=GenerationConfig.retry_unsupported, metavar="ROUNDS",
                         help="GenerationConfig.retry_unsupported: rounds of decoding an answer again from before a "
                              "sentence the post-check drops (default: the worker's; 0 measures the decoding alone)")
+    parser.add_argument("--cut-unsupported", choices=("auto", "on", "off"), default=GenerationConfig.cut_unsupported,
+                        help="GenerationConfig.cut_unsupported: with retries, stop an answer at its first sentence "
+                             "the post-check drops (default: the worker's, auto: on where answers decode on the CPU)")
+    parser.add_argument("--also-cut", action="store_true",
+                        help="every level again in the same process with the claim cut the other way")
     parser.add_argument("--quick", action="store_true",
                         help="CPU smoke run: concurrency 1 4, 4 requests a level, 4 naive, 16 new tokens")
     args = parser.parse_args(argv)
@@ -201,8 +207,6 @@ def decode_breakdown(before, after, wall: float) -> dict:
 async def run_worker(worker, requests: int, concurrency: int, name: str = "worker", sampling=None) -> dict:
     """Drive ``worker.explain`` with ``concurrency`` callers until ``requests`` answers came back (``sampling``:
     each request's, as the API's temperature sets it; None: the worker's greedy default)."""
-    import dataclasses
-
     latencies: list[float] = []
     tokens = 0
     gate = asyncio.Semaphore(concurrency)
@@ -302,7 +306,8 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
                          name: str, admit_every: list[int] | None = None,
                          no_lookahead_rows: bool = False, ttft=(),
                          tuning: dict | None = None, sampled: float | None = None,
-                         switch_intervals: list[float] = ()) -> tuple[list[dict], float | None]:
+                         switch_intervals: list[float] = (),
+                         also_cut: bool = False) -> tuple[list[dict], float | None]:
     """Table rows for one worker configuration (``requests``: concurrency -> request count), and its start-up
     time and GPU memory in GB (None on CPU): the fast engine's start-up steps, the peak while serving, the
     overall peak of torch's allocations, what torch's allocator reserved and what the whole card had in use.
@@ -310,7 +315,8 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
     level only; ``switch_intervals``: the highest level again at each of these GIL switch intervals (the
     engine sets one for the whole process at its start); ``no_lookahead_rows``: the lowest and highest level again with the
     fast engine's lookahead off; ``sampled``: every level again with requests sampled at that temperature
-    (top_p 0.9: the fast engine hands them to its plain ``generate`` path)."""
+    (top_p 0.9: the fast engine hands them to its plain ``generate`` path); ``also_cut``: every level again with
+    the claim cut the other way (``cut_unsupported`` on where it was off, off where it was on)."""
     import torch
 
     from mafioso.worker.engines import load_engine
@@ -362,6 +368,14 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
         for level in sorted({min(requests), top}):
             rows.append(await run_worker(worker, requests[level], level, f"{name}-nolook"))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    if also_cut:
+        from mafioso.worker.retry import cuts
+
+        engine.gen = dataclasses.replace(engine.gen, cut_unsupported="off" if cuts(engine) else "on")
+        for concurrency, count in requests.items():
+            rows.append(await run_worker(worker, count, concurrency, f"{name}-cut{engine.gen.cut_unsupported}"))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        engine.gen = gen
     if sampled is not None:
         from mafioso.worker.sampling import Sampling
 
@@ -389,8 +403,6 @@ async def measure_worker(cfg: WorkerConfig, gen: GenerationConfig, requests: dic
 
 async def bench(args: argparse.Namespace) -> dict:
     """Every measurement of one run: the worker's default, other quantizations, then the naive baseline."""
-    import dataclasses
-
     import torch
 
     from mafioso.worker.decoder_settings import GPU_LONG_SLOTS, DecoderSettings
@@ -398,7 +410,7 @@ async def bench(args: argparse.Namespace) -> dict:
     tuning = {name: value for name, value in (("long_slots", args.long_slots), ("share_prefix", args.share_prefix),
                                               ("switch_interval_s", args.switch_interval)) if value is not None}
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens, grounded_decoding=args.grounded_decoding,
-                           retry_unsupported=args.retries)
+                           retry_unsupported=args.retries, cut_unsupported=args.cut_unsupported)
     base = random_base(args.base_model) if args.random_weights else args.base_model
     cfg = WorkerConfig(base_model=base, adapter=args.adapter, quantization=args.quantization,
                        max_batch_size=max(args.concurrency), queue_size=max(1024, 4 * max(args.concurrency)),
@@ -406,7 +418,7 @@ async def bench(args: argparse.Namespace) -> dict:
                        compile_scope=args.compile_scope)
     levels = {c: args.requests or max(8, args.waves * c) for c in args.concurrency}
     rows, memory = await measure_worker(cfg, gen, levels, "worker", args.admit_every, args.no_lookahead_rows,
-                                        args.ttft, tuning, args.sampled, args.more_switch_intervals)
+                                        args.ttft, tuning, args.sampled, args.more_switch_intervals, args.also_cut)
     memory = {args.quantization: memory}
     for mode in args.also:  # the slow generate-based modes: fewer requests
         extra, memory[mode] = await measure_worker(dataclasses.replace(cfg, quantization=mode), gen,
@@ -425,7 +437,8 @@ async def bench(args: argparse.Namespace) -> dict:
             "gpu_memory_gb": memory,
             "long_slots": tuning.get("long_slots", GPU_LONG_SLOTS) if torch.cuda.is_available() else None,
             "share_prefix": tuning.get("share_prefix", DecoderSettings.share_prefix),
-            "max_new_tokens": args.max_new_tokens, "retries": args.retries, "rows": rows}
+            "max_new_tokens": args.max_new_tokens, "retries": args.retries, "cut": args.cut_unsupported,
+            "rows": rows}
 
 
 def table(result: dict) -> str:
@@ -433,7 +446,7 @@ def table(result: dict) -> str:
     head = (f"{'path':<15}{'conc':>6}{'reqs':>6}{'tokens':>8}{'wall s':>9}{'tok/s':>9}{'p50 s':>8}{'p95 s':>8}"
             f"{'step ms':>9}{'wait ms':>9}{'launch':>8}{'record':>8}{'admit':>8}{'prefill ms':>11}")
     lines = [f"device {result['device']}, adapter {result['adapter']}, max_new_tokens {result['max_new_tokens']}, "
-             f"retries {result['retries']}, "
+             f"retries {result['retries']}, cut {result.get('cut', 'auto')}, "
              f"GPU memory GB {result['gpu_memory_gb']}", head, "-" * len(head)]
     for r in result["rows"]:
         d = r.get("decode", {})  # the fast engine's decode thread: per step, and its wait for the device

@@ -75,3 +75,28 @@ def test_sampled_rows_send_each_request_its_sampling(bench_worker):
     row = asyncio.run(bench_worker.run_worker(Worker(), 3, 2, "worker-T0.7", Sampling(0.7, 0.9)))
     assert seen == [Sampling(0.7, 0.9)] * 3 and (row["name"], row["requests"], row["tokens"]) == ("worker-T0.7", 3, 15)
     assert bench_worker.parse_args(["--sampled", "0.7"]).sampled == 0.7
+
+
+def test_also_cut_runs_every_level_again_with_the_claim_cut_the_other_way(bench_worker, tiny_model_dir, monkeypatch):
+    """``--also-cut``: the same worker serves each level again with ``cut_unsupported`` flipped (on where the
+    configuration had it off), then the configuration's own setting is back."""
+    import asyncio
+
+    from mafioso.core.config import GenerationConfig, WorkerConfig
+
+    seen = []
+
+    async def run_worker(worker, requests, concurrency, name="worker", sampling=None):
+        seen.append((name, concurrency, worker.engine.gen.cut_unsupported))
+        return {"name": name, "concurrency": concurrency}
+
+    monkeypatch.setattr(bench_worker, "run_worker", run_worker)
+    monkeypatch.setattr(bench_worker, "SNIPPETS", [])
+    cfg = WorkerConfig(base_model=str(tiny_model_dir), adapter="none", fast_decode=False)
+    gen = GenerationConfig(max_new_tokens=4, cut_unsupported="off")
+    rows, _ = asyncio.run(bench_worker.measure_worker(cfg, gen, {1: 2, 2: 2}, "worker", also_cut=True))
+    assert [row["name"] for row in rows] == ["worker", "worker", "worker-cuton", "worker-cuton"]
+    assert seen[-4:] == [("worker", 1, "off"), ("worker", 2, "off"), ("worker-cuton", 1, "on"),
+                         ("worker-cuton", 2, "on")]
+    args = bench_worker.parse_args(["--cut-unsupported", "on", "--also-cut"])
+    assert (args.cut_unsupported, args.also_cut) == ("on", True)
