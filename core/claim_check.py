@@ -4,7 +4,7 @@ A small model still writes "a recursive function" for a loop or names a method t
 sheet in the prompt and the training data make that rarer; this check catches what slips through, the way the
 code post-check (:mod:`mafioso.core.postcheck`) catches code. It uses the static half of ``mafioso eval``'s grounded
 check (:mod:`mafioso.core.claims`): invented names, constructs the syntax tree lacks and ones it has that the
-answer denies ("the function never recurses"), names in roles the code never gives them, and printed values that
+answer denies ("the function never recurses", "it has no `__init__`"), names in roles the code never gives them, and printed values that
 none of the code's print calls can write ("the last line prints 'None'" of FizzBuzz; only where every output of
 the code is in sight, :mod:`mafioso.core.claims.printable`). It reads the code, never runs it, so it is safe on
 chat input; other claims about printed values need a run and are left alone.

@@ -159,8 +159,10 @@ CONCEPTS: tuple[Concept, ...] = (
     # "a `Literal` here is no Python", "This isn't Python" of code that parses (Gemma runs on the validation rows;
     # the 15 references that say it are of code that does not parse, which this check never reads); spared where a
     # line starts as a YAML key does (``name: tests`` parses as an annotation)
-    # ("not Python 2", "not Python-specific" say something else)
-    Concept("not python", r"\b(?:is\s+not|isn't|ain't|not|no)\s+(?:even\s+|real\s+|valid\s+)?python\b(?![-.]?\s*\d|-)",
+    # ("not Python 2", "not Python-specific" say something else; "if the input is not Python, say so", the
+    # instruction echoed by a bare base, is a condition, not a claim)
+    Concept("not python", "".join(f"(?<!if {who} )(?<!if {who} is )" for who in ("the input", "the code", "it"))
+                          + r"\b(?:is\s+not|isn't|ain't|not|no)\s+(?:even\s+|real\s+|valid\s+)?python\b(?![-.]?\s*\d|-)",
             frozenset(), code=r"(?m)^[\w-]+:(?:\s|$)"),
     # Python's own facts, false whatever the code: "A dict is immutable, so you can't change it" (the shipped
     # Gemma), "A set keeps the order of its first appearance" (the Qwen adapter, unseen code); no reference says one

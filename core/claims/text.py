@@ -16,10 +16,11 @@ _NEGATION = re.compile(r"\b(?:not|no|never|without|nor|neither|instead of|rather
 _NEGATED_AFTER = re.compile(r"\s*(?:nothing|no\b|zero\b|not\b)", re.IGNORECASE)
 _CLAUSE_BREAK = re.compile(r"[,;:()\u2014\u2013]|\s-\s|\bbut\b|\bso\b|\band\b|\bthen\b", re.IGNORECASE)
 _NEGATION_WINDOW = 40  # characters before the phrase searched for a denial
-# Advice and what-ifs claim nothing about the code as it is.
+# Advice and what-ifs claim nothing about the code as it is. "Otherwise" is not one of them: "otherwise it prints the
+# number" tells an else branch, a claim like any other ("otherwise it would crash" has its "would").
 _HYPOTHETICAL = re.compile(r"\b(?:would|could|should|might|instead of|rather|prefer|consider|imagine|suppose|"
                            r"if you|you'd|wanted|try|fix|swap|replace|or use|just use|normally|usually|"
-                           r"typically|otherwise|better|can do|does it too|do both jobs|do(?:es)? the same|"
+                           r"typically|better|can do|does it too|do both jobs|do(?:es)? the same|"
                            r"for (?:exactly )?this job)\b", re.IGNORECASE)
 # Advice in the imperative at the start of a clause: "Convert both to UTC with `astimezone`", "add XL".
 _IMPERATIVE = re.compile(r"\W*(?:(?:but|and|or|so|then)\s+)?(?:add|use|convert|keep|call|pass|wrap|change|move|put|"

@@ -216,6 +216,7 @@ def test_a_false_concept_is_caught(code, answer, claim):
     (PLAIN, "A comprehension would do it instead, or a lambda."),
     ("SELECT name FROM crew;\n", "This isn't Python, it's SQL."),  # does not parse: never read
     ("print('hi')\n", "Python 3, not Python 2, and nothing here is Python-specific, not Python-only either."),
+    ("print('hi')\n", "If the input is not Python, say so."),  # the instruction, echoed by a bare base: a condition
 ])
 def test_a_true_concept_passes(code, answer):
     output = "WARNING:root:x\n" if "logging" in code else None

@@ -24,6 +24,7 @@ def claims(found):
 @pytest.mark.parametrize("code, answer, claim", [
     (FIZZBUZZ, "The first line prints 'FizzBuzz', the second 'Fizz', and the last 'None'.", "None"),
     (FIZZBUZZ, "For the rest it prints Fizz, Buzz or None.", "None"),
+    (FIZZBUZZ, "Multiples of 15 get FizzBuzz, otherwise it prints Fizz, Buzz or None.", "None"),  # an else, told
     (FIZZBUZZ, "So it prints 'Fizz Buzz Bingo'.", "Fizz Buzz Bingo"),
     (SQUARES, "Each pass prints '3 cubed is 27'.", "3 cubed is 27"),
     (SQUARES, "At the end it prints 'finished', capisce?", "finished"),
@@ -41,6 +42,7 @@ def test_a_printed_value_no_print_of_the_code_can_write_is_caught(code, answer, 
     (FIZZBUZZ, "It never prints None."),  # a denial
     (FIZZBUZZ, "It prints each number, and returns None."),  # None is returned, not printed
     (FIZZBUZZ, "It would print None if you forgot the else."),  # a what-if
+    (FIZZBUZZ, "Drop the else, otherwise it would print None."),  # a what-if with "otherwise"
     (RATE, "So it prints 0.2, then None for STRANGER."),  # a def that may end without a return
     (GREET, "It prints 'Hello, Vito!', then 4 True."),
     (GREET, "It prints 'Hello, Sonny!' for Sonny."),  # a parameter may be anything
