@@ -15,8 +15,9 @@ Read narrowly, so that a true sentence is never dropped:
 - only names, never keywords ("no `else`", "no `for` loop": those are the constructs' business,
   :mod:`mafioso.core.claims.concepts`), nor a parameter (a call may pass none for it) or a keyword argument's
   name (``key=``: "max with no `key`" may be said of another call);
-- a name counts only where the code itself has it (its syntax tree: a definition, a parameter, an assignment, a
-  use, an attribute, an import), never in a string or a comment; code that does not parse is not read;
+- a name counts only where the code itself has it (its syntax tree as a reader takes the paste,
+  :func:`mafioso.prompts.facts.parse`: a definition, an assignment, a use, an attribute, an import), never in a
+  string or a comment; a paste that does not parse is not read;
 - said after a function or class of the code is named in the sentence ("`bump` has no `return`"), only that
   definition's own source counts.
 """
@@ -28,6 +29,7 @@ import keyword
 import re
 
 from mafioso.core.claims.text import FENCE, advice_from, quoted, sentences, within
+from mafioso.prompts.facts import parse
 
 __all__ = ["denied_names"]
 
@@ -81,9 +83,8 @@ def _definitions(tree: ast.AST) -> dict[str, ast.AST]:
 def denied_names(code: str, answer: str) -> list[dict]:
     """The answer's plain denials that the code has a name it has (module docstring), as false concepts the
     answer denies."""
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
+    tree = parse(code)
+    if tree is None:
         return []
     whole = _names(tree)
     definitions = _definitions(tree)

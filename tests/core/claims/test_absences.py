@@ -21,6 +21,8 @@ TAB = ("import json\n\ndef settle_tab(*amounts, tip=0):\n    # no cache here\n  
     (COUNTER, "A plain class with no `__init__` at all.", "__init__"),
     (TAB, "There is no `helper` function here.", "helper"),
     (TAB, "The code has no `json` import, so it stays plain.", "json"),
+    ("```python\n" + COUNTER + "```\n", "It has no `__init__`.", "__init__"),  # a fenced paste, read as Python
+    (">>> crew = ['al']\n>>> crew.append('vito')\n", "There's no `append` call here.", "append"),  # a session
 ])
 def test_a_denied_name_the_code_has_is_flagged(code, answer, name):
     [claim] = denied_names(code, answer)
