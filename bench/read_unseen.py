@@ -14,11 +14,19 @@ this bench's own, so, as ``mafioso eval`` does with the dataset's, each runs onc
 does. The last line counts the answers with no claim found, served and before the post-check: at most that many
 are true, since what the checks miss ("a palindrome test" of a vowel count) only a reader sees (Qwen, 2026-12-05:
 19 of 20 with no claim found, 3-4 of 20 true by hand).
+
+The readers' verdicts are kept in ``bench/unseen_verdicts.json`` (``--verdicts``), one per answer text: each
+answer is printed with its key and, when an answer with the same text was read before (by any adapter, on any
+machine), its verdict, so a round reads only the answers that changed; the last line then also counts them. A
+verdict is a reader's ``{"set", "number", "right", "why", "read", "answered_by"}`` (``why``: the false sentence,
+quoted, and what is true), added by hand under the printed key; strict: one false sentence makes an answer wrong.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -160,13 +168,36 @@ UNSEEN_SECOND = (
 )
 
 
+VERDICTS = Path(__file__).resolve().parent / "unseen_verdicts.json"
+
+
+def answer_key(which: int, number: int, text: str) -> str:
+    """The key of an answer's verdict: its set, its snippet's number and its served text (whitespace aside)."""
+    return hashlib.sha256(f"{which}:{number}:{' '.join(text.split())}".encode()).hexdigest()[:16]
+
+
+def load_verdicts(path: Path) -> dict[str, dict]:
+    """The verdicts file's entries by key (none when there is no file)."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _verdict_line(verdict: dict | None, key: str) -> str:
+    if verdict is None:
+        return f"--- not read by hand yet (key {key})"
+    said = "right" if verdict["right"] else "wrong"
+    return f"--- read by hand {verdict['read']}: {said}{': ' + verdict['why'] if verdict.get('why') else ''} (key {key})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base-model", default="", help="as for mafioso explain (default: embedded)")
     parser.add_argument("--adapter", default="default", help="adapter folder, 'default' or 'none'")
     parser.add_argument("--set", type=int, choices=(1, 2), default=1,
                         help="which twenty: 1 (UNSEEN, read every round since 2026-12-04) or 2 (UNSEEN_SECOND)")
+    parser.add_argument("--verdicts", type=Path, default=VERDICTS,
+                        help="readers' verdicts by answer key (default bench/unseen_verdicts.json)")
     args = parser.parse_args(argv)
+    verdicts = load_verdicts(args.verdicts)
     snippets = UNSEEN if args.set == 1 else UNSEEN_SECOND
     from mafioso.worker.engines import load_engine
 
@@ -181,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         engine.close()
     clean = {"served": 0, "model alone": 0}
+    read = {"right": 0, "read": 0}
     for number, ((code, truth), answer, run) in enumerate(zip(snippets, answers, runs, strict=True), 1):
         served = unsupported_claims(code, answer.text, run.output, run.raised)
         # the model's own text, as eval scores it: its first answer when a retry replaced it, else the answer
@@ -191,12 +223,18 @@ def main(argv: list[str] | None = None) -> int:
         clean["model alone"] += not alone
         found = "; ".join(f"{c['kind']}: {c['claim']}" for c in served) or "none"
         retried = f", decoded again {answer.retried}x" if answer.retried else ""
+        key = answer_key(args.set, number, answer.text)
+        if (verdict := verdicts.get(key)) is not None:
+            read["read"] += 1
+            read["right"] += bool(verdict["right"])
         print(f"=== {number}\n{code}\n--- a true answer: {truth}\n--- the answer ({answer.dropped} sentences "
-              f"dropped{retried}; claims the checks find: {found}):\n{answer.text}\n")
+              f"dropped{retried}; claims the checks find: {found}):\n{answer.text}\n{_verdict_line(verdict, key)}\n")
         for claim in alone if own else ():  # what the post-check dropped, to be read for a wrong drop
             print(f"--- dropped ({claim['kind']}: {claim['claim']}): {claim['text']}\n")
     print(f"answers with no claim found: {clean['served']} of {len(snippets)} served, {clean['model alone']} before "
           f"the post-check ({runner.summary()['runnable']} snippets ran; read them: the checks see only part)")
+    print(f"read by hand: {read['right']} right of {read['read']} read before, {len(snippets) - read['read']} "
+          f"not read yet ({args.verdicts.name})")
     return 0
 
 

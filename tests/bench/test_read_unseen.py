@@ -96,3 +96,37 @@ def test_the_second_twentys_true_answers_pass_the_checks_against_real_runs():
         code, truth = _bench().UNSEEN_SECOND[number - 1]
         run = runner.run(code)
         assert unsupported_claims(code, truth.replace(*planted), run.output, run.raised), number
+
+
+def test_verdicts_are_shown_by_answer_text_and_counted(monkeypatch, capsys, tmp_path):
+    """An answer read before (same set, snippet and text, whitespace aside) shows its verdict; others say so."""
+    import json
+
+    bench = _bench()
+    monkeypatch.setattr("mafioso.worker.engines.load_engine", lambda *args, **kwargs: _Engine())
+    verdicts = {bench.answer_key(1, 1, "`count_vowels`  counts the vowels,\nso it prints 5."): {
+                    "set": 1, "number": 1, "right": False, "why": "'prints 5': 3", "read": "2026-12-06",
+                    "answered_by": "a planted engine"},
+                bench.answer_key(1, 5, "`power` calls itself until `exp` is 0, so it prints 32."): {
+                    "set": 1, "number": 5, "right": True, "read": "2026-12-06", "answered_by": "a planted engine"},
+                bench.answer_key(2, 5, "`power` calls itself until `exp` is 0, so it prints 32."): {  # another set
+                    "set": 2, "number": 5, "right": False, "read": "2026-12-06", "answered_by": "a planted engine"}}
+    (tmp_path / "v.json").write_text(json.dumps(verdicts))
+    assert bench.main(["--adapter", "none", "--verdicts", str(tmp_path / "v.json")]) == 0
+    blocks = capsys.readouterr().out.split("=== ")[1:]
+    assert "--- read by hand 2026-12-06: wrong: 'prints 5': 3 (key " in blocks[0]
+    assert "--- read by hand 2026-12-06: right (key " in blocks[4]
+    assert "--- not read by hand yet (key " in blocks[1]
+    n = len(bench.UNSEEN)
+    assert f"read by hand: 1 right of 2 read before, {n - 2} not read yet (v.json)" in blocks[-1]
+
+
+def test_the_kept_verdicts_are_well_formed():
+    bench = _bench()
+    verdicts = bench.load_verdicts(bench.VERDICTS)
+    assert verdicts, "bench/unseen_verdicts.json holds the readings of docs/BENCHMARKS.md"
+    for key, verdict in verdicts.items():
+        assert len(key) == 16 and set(verdict) <= {"set", "number", "right", "why", "read", "answered_by"}
+        assert verdict["set"] in (1, 2) and 1 <= verdict["number"] <= 20 and isinstance(verdict["right"], bool)
+        assert verdict["right"] or verdict.get("why"), f"{key}: a wrong answer says why"
+        assert verdict["answered_by"] and verdict["read"]
