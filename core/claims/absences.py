@@ -10,8 +10,8 @@ Read narrowly, so that a true sentence is never dropped:
   has no", "`Counter` lacks", "the class with no", "doesn't define", "there's no") or a listed "no" ("no `x`, no
   `y`"), never of a type or a value ("None has no `split`", "a dict has no `add`": true whatever the code has);
   then at most a noun of what it is ("method", "function", "variable", "attribute", "call", "import") and the end
-  of the clause. "Called without `tip`", "no
-  `key` argument", "no `x` needed" and "never calls `f`" are about a call or a need, not the code's having it;
+  of the clause. "Called without `tip`", "no `key` argument", "no `x` needed" and "never calls `f`" are about a
+  call or a need, not the code's having it;
 - only names, never keywords ("no `else`", "no `for` loop": those are the constructs' business,
   :mod:`mafioso.core.claims.concepts`), nor a parameter (a call may pass none for it) or a keyword argument's
   name (``key=``: "max with no `key`" may be said of another call);
