@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapter", default="default", help="adapter folder, 'default' or 'none'")
     parser.add_argument("--set", type=int, choices=(1, 2), default=1,
                         help="which twenty: 1 (UNSEEN, read every round since 2026-12-04) or 2 (UNSEEN_SECOND)")
+    parser.add_argument("--retry-unsupported", type=int, default=GenerationConfig.retry_unsupported, metavar="N",
+                        help="GenerationConfig.retry_unsupported (default: the served one; 0: each first answer)")
     parser.add_argument("--verdicts", type=Path, default=VERDICTS,
                         help="readers' verdicts by answer key (default bench/unseen_verdicts.json)")
     args = parser.parse_args(argv)
@@ -206,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
 
     runner = SnippetRunner()
     runs = [runner.run(code) for code, _ in snippets]  # this bench's own snippets, before the model loads
-    engine = load_engine(WorkerConfig(base_model=args.base_model, adapter=args.adapter), GenerationConfig())
+    engine = load_engine(WorkerConfig(base_model=args.base_model, adapter=args.adapter),
+                         GenerationConfig(retry_unsupported=args.retry_unsupported))
     try:
         answers = engine.generate([(code, None) for code, _ in snippets])
     finally:

@@ -130,3 +130,19 @@ def test_the_kept_verdicts_are_well_formed():
         assert verdict["set"] in (1, 2) and 1 <= verdict["number"] <= 20 and isinstance(verdict["right"], bool)
         assert verdict["right"] or verdict.get("why"), f"{key}: a wrong answer says why"
         assert verdict["answered_by"] and verdict["read"]
+
+
+def test_the_retry_rounds_reach_the_engine(monkeypatch, capsys):
+    bench = _bench()
+    seen = []
+
+    def load_engine(cfg, gen, **kwargs):
+        seen.append(gen.retry_unsupported)
+        return _Engine()
+
+    monkeypatch.setattr("mafioso.worker.engines.load_engine", load_engine)
+    assert bench.main(["--adapter", "none", "--retry-unsupported", "0"]) == 0
+    assert bench.main(["--adapter", "none"]) == 0
+    from mafioso.core.config import GenerationConfig
+
+    assert seen == [0, GenerationConfig.retry_unsupported]
