@@ -160,8 +160,10 @@ CONCEPTS: tuple[Concept, ...] = (
     # the 15 references that say it are of code that does not parse, which this check never reads); spared where a
     # line starts as a YAML key does (``name: tests`` parses as an annotation)
     # ("not Python 2", "not Python-specific" say something else; "if the input is not Python, say so", the
-    # instruction echoed by a bare base, is a condition, not a claim)
+    # instruction echoed by a bare base, is a condition, not a claim; "the text inside `note` is plain text, not
+    # Python code" is said of a string, not of the code)
     Concept("not python", "".join(f"(?<!if {who} )(?<!if {who} is )" for who in ("the input", "the code", "it"))
+                          + "".join(f"(?<!{kind}, )" for kind in ("text", "string", "data", "json", "output"))
                           + r"\b(?:is\s+not|isn't|ain't|not|no)\s+(?:even\s+|real\s+|valid\s+)?python\b(?![-.]?\s*\d|-)",
             frozenset(), code=r"(?m)^[\w-]+:(?:\s|$)"),
     # Python's own facts, false whatever the code: "A dict is immutable, so you can't change it" (the shipped

@@ -10,8 +10,8 @@ __all__ = ["FENCE", "SENTENCE", "SPAN", "advice_from", "blank", "denied", "mask"
            "within"]
 
 # A denial just before the phrase, in the same clause: "not recursive", "no loop", "never prints",
-# "without a decorator", "instead of a generator", "doesn't use recursion".
-_NEGATION = re.compile(r"\b(?:not|no|never|without|nor|neither|instead of|rather than|nothing|lacks?|"
+# "without a decorator", "instead of a generator", "doesn't use recursion", "nobody gets stuck in an infinite loop".
+_NEGATION = re.compile(r"\b(?:not|no|never|without|nor|neither|instead of|rather than|nothing|nobody|lacks?|"
                        r"\w+n't|cannot)\b", re.IGNORECASE)
 _NEGATED_AFTER = re.compile(r"\s*(?:nothing|no\b|zero\b|not\b)", re.IGNORECASE)
 _CLAUSE_BREAK = re.compile(r"[,;:()\u2014\u2013]|\s-\s|\bbut\b|\bso\b|\band\b|\bthen\b", re.IGNORECASE)

@@ -217,6 +217,8 @@ def test_a_false_concept_is_caught(code, answer, claim):
     ("SELECT name FROM crew;\n", "This isn't Python, it's SQL."),  # does not parse: never read
     ("print('hi')\n", "Python 3, not Python 2, and nothing here is Python-specific, not Python-only either."),
     ("print('hi')\n", "If the input is not Python, say so."),  # the instruction, echoed by a bare base: a condition
+    ("note = '{\"a\": 1}'\n", "The text inside `note` is plain text, not Python code."),  # said of a string
+    ("def f(xs):\n    for x in xs:\n        return x\n", "It runs once per call, so nobody gets stuck in an infinite loop."),
 ])
 def test_a_true_concept_passes(code, answer):
     output = "WARNING:root:x\n" if "logging" in code else None
