@@ -33,7 +33,9 @@
 #   bash bench/gpu_session.sh serving BASE     # compiled, 8 waves, grounded decoding on then off (issues 17, 20)
 #   bash bench/gpu_session.sh evals ADAPTER... # score adapters side by side (eval folder beside each adapter)
 #   bash bench/gpu_session.sh wait SECONDS     # until the background jobs end (or SECONDS pass); their last lines
-#   bash bench/gpu_session.sh collect DIR      # metrics, predictions and adapters into DIR (16 MB pieces)
+#   bash bench/gpu_session.sh collect DIR      # metrics, predictions and adapters into DIR (15 MB pieces; at most
+#                                              # 8 files of 16 MiB, 64 MiB in all, come back from a call: collect
+#                                              # three 30 MB adapters a call at most, or tar and split the few you keep)
 #
 # It replaces bench/gpu_round.sh (commit 427fca0), which set up the last round's Qwen and Gemma sweeps the same way.
 #
