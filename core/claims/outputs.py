@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from mafioso.core.claims.printable import can_print, printable
 from mafioso.core.claims.text import FENCE, advice_from, negated, quoted, sentences, within
 
-__all__ = ["false_outputs", "false_prints"]
+__all__ = ["claimed_prints", "false_outputs", "false_prints", "in_output"]
 
 _OUTPUT_VERB = re.compile(r"\b(?:(prints?|printed|printing|outputs?|output)|(shows?|showing|displays?|spits? out|"
                           r"so you get|you'll see|you see))\b", re.IGNORECASE)
@@ -144,6 +144,18 @@ def _claims(answer: str, verb: re.Pattern) -> Iterator[tuple[re.Match, str, list
         for match in verb.finditer(sentence):
             if not negated(sentence, match.start(), match.end()) and not within(advice, match.start()):
                 yield match, sentence, _claimed_values(sentence, match.end())
+
+
+def claimed_prints(answer: str) -> list[tuple[str, str]]:
+    """Every value the answer says is printed ("prints 'a', then 3"), as (kind, value): a quoted string, a
+    bracketed literal, a number, or True/False/None; denials and advice left out."""
+    return [value for _, _, values in _claims(answer, _PRINT_VERB) for value in values]
+
+
+def in_output(kind: str, value: str, stdout: str) -> bool:
+    """True if a claimed printed value (:func:`claimed_prints`) is in ``stdout`` (quotes, spacing and rounding
+    forgiven)."""
+    return _printed(kind, value, stdout)
 
 
 def _bare_none(sentence: str, pos: int) -> bool:

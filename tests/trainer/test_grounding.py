@@ -350,14 +350,14 @@ def test_runs_are_cached_per_code():
 def test_only_the_trainer_runs_snippets():
     # Chat input must never reach the sandbox: nothing in the worker, adapters or CLI imports it; only
     # trainer/evaluate.py, the reference scorer, the bench that re-scores an eval's answers, the bench of
-    # twenty held-out snippets of its own and the bench that holds static printed-value flags against runs of the
-    # dataset's snippets do.
+    # twenty held-out snippets of its own, the bench that holds static printed-value flags against runs of the
+    # dataset's snippets and the bench that asks what those snippets print do.
     root = Path(__file__).resolve().parents[2]
     imports = re.compile(r"^\s*(?:from mafioso\.trainer\.sandbox import|import mafioso\.trainer\.sandbox|from mafioso\.trainer import sandbox)",
                          re.MULTILINE)
     users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                    if imports.search(p.read_text(encoding="utf-8")) and "tests" not in p.parts)
-    assert users == ["bench/check_printable.py", "bench/read_unseen.py", "bench/ship_adapter.py",
+    assert users == ["bench/check_printable.py", "bench/output_quiz.py", "bench/read_unseen.py", "bench/ship_adapter.py",
                      "trainer/evaluate.py", "trainer/grounding/__main__.py"]
 
 

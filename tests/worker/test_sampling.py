@@ -87,17 +87,20 @@ def test_a_nucleus_wider_than_the_first_candidates_is_drawn_from_whole():
     assert set(narrow) == {0, 1}
 
 
-def test_the_reference_engine_samples_seeded_rows_alike_alone_or_batched_and_leaves_greedy_rows_greedy(engine):
+def test_the_reference_engine_draws_each_seeded_row_from_its_own_generator_and_leaves_greedy_rows_greedy(engine):
     engine = engine_with(engine, GenerationConfig(max_new_tokens=12))
     greedy = engine.generate(PAIRS)
     alone = engine.generate(PAIRS[1:2], [_sampled(3)])[0]
     assert engine.generate(PAIRS[1:2], [_sampled(3)])[0] == alone  # the same seed: the same answer
     assert alone.text != greedy[1].text
     assert engine.generate(PAIRS[1:2], [_sampled(4)])[0].text != alone.text
-    mixed = engine.generate(PAIRS, [Control(), _sampled(3), _sampled(9)])
+    mixed = engine.generate([*PAIRS, PAIRS[1]], [Control(), _sampled(3), _sampled(9), _sampled(3)])
     assert mixed[0] == greedy[0]  # a greedy row beside sampled ones
-    assert mixed[1] == alone  # its own generator: what else is in the batch does not matter
-    assert mixed[2].text not in (greedy[2].text, alone.text)
+    # each row draws from its own generator: the same request and seed twice in one batch, the same answer (one
+    # generator shared by the batch would give the second other draws). Not held against the answer alone: a row's
+    # logits in a padded batch differ from its own in the last bits, which a hot draw may feel (CI, 2026-12-06)
+    assert mixed[3] == mixed[1]
+    assert mixed[2].text not in (greedy[2].text, mixed[1].text)
 
 
 def test_a_worker_that_samples_by_default_samples_and_a_greedy_request_overrides_it(engine):
