@@ -9,7 +9,7 @@ value at all (2026-12-06); it reads more of a model, or data, that states values
     python bench/output_quiz.py --base-model qwen2.5-coder-0.5b     # Qwen + its shipped adapter
     python bench/output_quiz.py --adapter DIR --out quiz.jsonl      # a candidate, every answer kept
 
-The snippets: the rows of ``--data`` (the validation split by default) and ``bench/read_unseen.py``'s forty, each
+The snippets: the rows of ``--data`` (the validation split by default) and ``bench/read_unseen.py``'s sixty, each
 asked once ("What does this print?"), greedy, as served. Each answer is **right** when it names printed values and
 every one of them is in the run's output, **wrong** when one is not, **vague** when it names none ("it prints the
 sum"); the values are the claim checks' own reading (:func:`mafioso.core.claims.outputs.claimed_prints`: quoted
@@ -35,11 +35,11 @@ HERE = Path(__file__).resolve().parent
 
 
 def unseen_snippets() -> list[str]:
-    """The code of ``bench/read_unseen.py``'s forty snippets."""
+    """The code of ``bench/read_unseen.py``'s sixty snippets."""
     spec = importlib.util.spec_from_file_location("read_unseen", HERE / "read_unseen.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return [code for code, _ in (*module.UNSEEN, *module.UNSEEN_SECOND)]
+    return [code for code, _ in (*module.UNSEEN, *module.UNSEEN_SECOND, *module.UNSEEN_THIRD)]
 
 
 def verdict(answer: str, output: str) -> tuple[str, list[str]]:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-model", default="", help="as for mafioso explain (default: embedded)")
     parser.add_argument("--adapter", default="default", help="adapter folder, 'default' or 'none'")
     parser.add_argument("--data", type=Path, default=Path("data/validation.json"), help="dataset rows to ask about")
-    parser.add_argument("--no-unseen", action="store_true", help="leave read_unseen.py's forty out")
+    parser.add_argument("--no-unseen", action="store_true", help="leave read_unseen.py's sixty out")
     parser.add_argument("--out", type=Path, help="every answer with its verdict, as JSON lines")
     args = parser.parse_args(argv)
     from mafioso.trainer.sandbox import SnippetRunner

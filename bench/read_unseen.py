@@ -168,6 +168,81 @@ UNSEEN_SECOND = (
 )
 
 
+#: The third twenty (2026-12-06): sorted keys, an early return, __repr__, try/except/else, set algebra, a closure,
+#: pop and break, super(), str.count, *args with a keyword-only default, max over items, math, a filtered
+#: comprehension, a classmethod, re.sub, all(), a negative range step, defaultdict, floor division in a while.
+UNSEEN_THIRD = (
+    ("def monogram(full_name):\n    return ''.join(part[0].upper() for part in full_name.split())\n\n"
+     "print(monogram('vito andolini corleone'))",
+     "the first letter of each word, upper-cased, joined by a generator expression; prints VAC"),
+    ("payoff_book = {'rent': 300, 'wine': 45, 'bribes': 1200}\nfor item in sorted(payoff_book):\n"
+     "    print(item, payoff_book[item])",
+     "walks the keys in alphabetical order; prints three lines: bribes 1200, rent 300, wine 45"),
+    ("def first_over_limit(amounts, limit):\n    for position, amount in enumerate(amounts):\n"
+     "        if amount > limit:\n            return position\n    return -1\n\n"
+     "print(first_over_limit([5, 12, 30], 10))\nprint(first_over_limit([1, 2], 10))",
+     "returns the index of the first amount over limit, else -1; prints 1, then -1"),
+    ("class Caporegime:\n    def __init__(self, name):\n        self.name = name\n\n    def __repr__(self):\n"
+     "        return f'Caporegime({self.name!r})'\n\nprint([Caporegime('clemenza'), Caporegime('rocco')])",
+     "__repr__ decides how each shows inside the printed list; prints [Caporegime('clemenza'), Caporegime('rocco')]"),
+    ("def doubled_or_missing(table, key):\n    try:\n        value = table[key]\n    except KeyError:\n"
+     "        return 'missing'\n    else:\n        return value * 2\n\n"
+     "print(doubled_or_missing({'a': 4}, 'a'), doubled_or_missing({'a': 4}, 'b'))",
+     "doubles the value in the else branch when the key is there, returns 'missing' when the KeyError is caught; "
+     "prints 8 missing"),
+    ("turf_north = {'bronx', 'queens', 'harlem'}\nturf_south = {'queens', 'brooklyn'}\n"
+     "print(sorted(turf_north & turf_south), len(turf_north | turf_south))",
+     "the sets' intersection, sorted into a list, and the size of their union; prints ['queens'] 4"),
+    ("def make_clicker():\n    count = 0\n\n    def click():\n        nonlocal count\n        count += 1\n"
+     "        return count\n    return click\n\nturnstile = make_clicker()\nturnstile()\n"
+     "print(turnstile(), turnstile())",
+     "a closure: click keeps count between calls through nonlocal; three calls, the print shows the second and "
+     "third: 2 3"),
+    ("crates_on_dock = [3, 8, 0, 5]\nwhile crates_on_dock:\n    crate = crates_on_dock.pop()\n    if crate == 0:\n"
+     "        break\n    print(crate)",
+     "pops from the end: prints 5, then the 0 stops the loop with break; 8 and 3 are never printed"),
+    ("class Getaway:\n    def __init__(self, wheels):\n        self.wheels = wheels\n\nclass Sedan(Getaway):\n"
+     "    def __init__(self):\n        super().__init__(4)\n\nprint(Sedan().wheels)",
+     "Sedan runs Getaway's __init__ through super() with 4; prints 4"),
+    ("overheard = 'the don and the consigliere and the capo'.split()\n"
+     "print(overheard.count('the'), overheard.index('and'))",
+     "counts 'the' among the words and finds the first 'and'; prints 3 2"),
+    ("def shout_all(*phrases, sep=' | '):\n    return sep.join(p.upper() for p in phrases)\n\n"
+     "print(shout_all('pay up', 'no witnesses'))",
+     "upper-cases every phrase and joins them with sep, a keyword-only default; prints PAY UP | NO WITNESSES"),
+    ("crew_headcount = {'north': 4, 'south': 9, 'east': 2}\n"
+     "largest_crew = max(crew_headcount.items(), key=lambda kv: kv[1])\nprint(largest_crew)",
+     "the (name, size) pair with the largest size, by a lambda key; prints ('south', 9)"),
+    ("import math\n\ndef hypotenuse(a, b):\n    return math.sqrt(a ** 2 + b ** 2)\n\nprint(hypotenuse(3, 4))",
+     "the square root of the sum of the squares; prints 5.0"),
+    ("raw_tickets = ['7', 'x', '12', '']\nstub_numbers = [int(t) for t in raw_tickets if t.isdigit()]\n"
+     "print(stub_numbers, sum(stub_numbers))",
+     "keeps the all-digit strings as ints ('x' and '' are skipped); prints [7, 12] 19"),
+    ("class Accountant:\n    rate = 0.1\n\n    @classmethod\n    def with_rate(cls, rate):\n"
+     "        accountant = cls()\n"
+     "        accountant.rate = rate\n        return accountant\n\n    def commission(self, amount):\n"
+     "        return amount * self.rate\n\n"
+     "print(Accountant().commission(200), Accountant.with_rate(0.5).commission(200))",
+     "rate is a class attribute; with_rate is a classmethod making one with its own rate; prints 20.0 100.0"),
+    ("import re\n\ndef digits_only(phone):\n    return re.sub(r'\\D', '', phone)\n\n"
+     "print(digits_only('(555) 010-4477'))",
+     "re.sub removes every character that is not a digit; prints 5550104477"),
+    ("job_board = [('mon', 2), ('tue', 0), ('wed', 5)]\nbusy_days = [day for day, jobs in job_board if jobs]\n"
+     "print(busy_days, all(jobs >= 0 for _, jobs in job_board))",
+     "keeps the days with jobs (0 is falsy); prints ['mon', 'wed'] True"),
+    ("def countdown_words(n):\n    return [str(i) for i in range(n, 0, -1)] + ['go']\n\n"
+     "print(' '.join(countdown_words(3)))",
+     "counts down from n to 1 with a negative step, then 'go'; prints 3 2 1 go"),
+    ("from collections import defaultdict\n\nby_family = defaultdict(list)\n"
+     "for member, family in [('sonny', 'corleone'), ('moe', 'greene'), ('fredo', 'corleone')]:\n"
+     "    by_family[family].append(member)\nprint(dict(by_family))",
+     "groups the members by family in a defaultdict of lists; prints {'corleone': ['sonny', 'fredo'], 'greene': "
+     "['moe']}"),
+    ("def halve_until_odd(n):\n    steps = 0\n    while n % 2 == 0:\n        n //= 2\n        steps += 1\n"
+     "    return n, steps\n\nprint(halve_until_odd(40))",
+     "halves n while it is even, counting the halvings, and returns both; prints (5, 3)"),
+)
+
 VERDICTS = Path(__file__).resolve().parent / "unseen_verdicts.json"
 
 
@@ -185,22 +260,24 @@ def _verdict_line(verdict: dict | None, key: str) -> str:
     if verdict is None:
         return f"--- not read by hand yet (key {key})"
     said = "right" if verdict["right"] else "wrong"
-    return f"--- read by hand {verdict['read']}: {said}{': ' + verdict['why'] if verdict.get('why') else ''} (key {key})"
+    why = f": {verdict['why']}" if verdict.get("why") else ""
+    return f"--- read by hand {verdict['read']}: {said}{why} (key {key})"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base-model", default="", help="as for mafioso explain (default: embedded)")
     parser.add_argument("--adapter", default="default", help="adapter folder, 'default' or 'none'")
-    parser.add_argument("--set", type=int, choices=(1, 2), default=1,
-                        help="which twenty: 1 (UNSEEN, read every round since 2026-12-04) or 2 (UNSEEN_SECOND)")
+    parser.add_argument("--set", type=int, choices=(1, 2, 3), default=1,
+                        help="which twenty: 1 (UNSEEN, read every round since 2026-12-04), 2 (UNSEEN_SECOND) or 3 "
+                             "(UNSEEN_THIRD)")
     parser.add_argument("--retry-unsupported", type=int, default=GenerationConfig.retry_unsupported, metavar="N",
                         help="GenerationConfig.retry_unsupported (default: the served one; 0: each first answer)")
     parser.add_argument("--verdicts", type=Path, default=VERDICTS,
                         help="readers' verdicts by answer key (default bench/unseen_verdicts.json)")
     args = parser.parse_args(argv)
     verdicts = load_verdicts(args.verdicts)
-    snippets = UNSEEN if args.set == 1 else UNSEEN_SECOND
+    snippets = {1: UNSEEN, 2: UNSEEN_SECOND, 3: UNSEEN_THIRD}[args.set]
     from mafioso.worker.engines import load_engine
 
     from mafioso.trainer.grounding import unsupported_claims

@@ -56,7 +56,7 @@ def test_each_snippet_that_prints_is_asked_and_scored(monkeypatch, tmp_path, cap
     assert [(line["verdict"], line["values"]) for line in lines] == [("wrong", ["6"]), ("right", ["[1, 2]"])]
 
 
-def test_the_unseen_forty_are_read_from_read_unseen():
+def test_the_unseen_sixty_are_read_from_read_unseen():
     bench = _bench()
     codes = bench.unseen_snippets()
-    assert len(codes) == 40 and codes[0].startswith("def count_vowels")
+    assert len(codes) == 60 and codes[0].startswith("def count_vowels") and codes[40].startswith("def monogram")

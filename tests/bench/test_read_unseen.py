@@ -3,6 +3,8 @@ contradicts is found, a true one is not, and the last line counts the answers wi
 
 import importlib.util
 from dataclasses import dataclass
+
+import pytest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,31 +57,36 @@ def test_printed_values_are_checked_against_a_run_of_the_snippet(monkeypatch, ca
     assert f"answers with no claim found: {n - 1} of {n} served, {n - 3} before the post-check" in out
 
 
-def test_the_second_twenty_are_answered_and_their_names_are_in_no_data_row(monkeypatch, capsys):
+@pytest.mark.parametrize(("which", "first", "some"), [
+    (2, "reads_same_backwards", {"reads_same_backwards", "Strongbox", "strongbox", "weekly_cut"}),
+    (3, "monogram", {"monogram", "Accountant", "turnstile", "halve_until_odd"}),
+])
+def test_the_later_twenties_are_answered_and_their_names_are_in_no_data_row(monkeypatch, capsys, which, first, some):
     import ast
     import json
     import re
 
     bench = _bench()
+    snippets = {2: bench.UNSEEN_SECOND, 3: bench.UNSEEN_THIRD}[which]
     monkeypatch.setattr("mafioso.worker.engines.load_engine", lambda *args, **kwargs: _Engine())
-    assert bench.main(["--adapter", "none", "--set", "2"]) == 0
+    assert bench.main(["--adapter", "none", "--set", str(which)]) == 0
     out = capsys.readouterr().out
-    assert out.count("=== ") == len(bench.UNSEEN_SECOND) == 20
-    assert "reads_same_backwards" in out.split("=== ")[1]
+    assert out.count("=== ") == len(snippets) == 20
+    assert first in out.split("=== ")[1]
     # the snippets' own names (their defs, classes and top-level variables) stay out of the data's code
     names = set()
-    for code, _ in bench.UNSEEN_SECOND:
+    for code, _ in snippets:
         tree = ast.parse(code)
         names |= {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
         names |= {target.id for node in tree.body if isinstance(node, ast.Assign) for target in node.targets}
-    assert {"reads_same_backwards", "Strongbox", "strongbox", "weekly_cut"} <= names
-    names.discard("__init__")
+    assert some <= names
+    names -= {"__init__", "__repr__"}
     codes = [row["code"] for split in ("train", "validation")
              for row in json.loads((ROOT / "data" / f"{split}.json").read_text()).values()]
     assert {name for name in names if any(re.search(rf"\b{name}\b", code) for code in codes)} == set()
 
 
-def test_the_second_twentys_true_answers_pass_the_checks_against_real_runs():
+def test_the_later_twentys_true_answers_pass_the_checks_against_real_runs():
     """Each snippet's note of what a true answer says is itself held to its sandboxed run: a wrong printed value
     in a note ("prints [('i', 3), ...]" of a word with two i's) would be found."""
     from mafioso.trainer.grounding import unsupported_claims
@@ -87,10 +94,11 @@ def test_the_second_twentys_true_answers_pass_the_checks_against_real_runs():
 
     runner = SnippetRunner()
     wrong = {}
-    for number, (code, truth) in enumerate(_bench().UNSEEN_SECOND, 1):
-        run = runner.run(code)
-        if claims := unsupported_claims(code, truth, run.output, run.raised):
-            wrong[number] = claims
+    for which, snippets in ((2, _bench().UNSEEN_SECOND), (3, _bench().UNSEEN_THIRD)):
+        for number, (code, truth) in enumerate(snippets, 1):
+            run = runner.run(code)
+            if claims := unsupported_claims(code, truth, run.output, run.raised):
+                wrong[(which, number)] = claims
     assert wrong == {}
     for number, planted in ((4, ("('i', 2)", "('i', 3)")), (5, ("prints 6", "prints 9"))):
         code, truth = _bench().UNSEEN_SECOND[number - 1]
@@ -127,7 +135,7 @@ def test_the_kept_verdicts_are_well_formed():
     assert verdicts, "bench/unseen_verdicts.json holds the readings of docs/BENCHMARKS.md"
     for key, verdict in verdicts.items():
         assert len(key) == 16 and set(verdict) <= {"set", "number", "right", "why", "read", "answered_by"}
-        assert verdict["set"] in (1, 2) and 1 <= verdict["number"] <= 20 and isinstance(verdict["right"], bool)
+        assert verdict["set"] in (1, 2, 3) and 1 <= verdict["number"] <= 20 and isinstance(verdict["right"], bool)
         assert verdict["right"] or verdict.get("why"), f"{key}: a wrong answer says why"
         assert verdict["answered_by"] and verdict["read"]
 
