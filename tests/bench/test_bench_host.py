@@ -2,20 +2,18 @@
 answers end on their own (the stand-in's EOS), and the per-step breakdown comes back with the device's time as
 most of a step."""
 
-import importlib.util
 import sys
 import tempfile
 from pathlib import Path
+
+from tests.bench import load
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bench():
     sys.path.insert(0, str(ROOT / "bench"))  # it imports bench_worker as the script does
-    spec = importlib.util.spec_from_file_location("bench_host", ROOT / "bench" / "bench_host.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load("bench_host")
 
 
 def test_the_stand_in_device_serves_every_level():

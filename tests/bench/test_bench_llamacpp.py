@@ -2,22 +2,17 @@
 tiny model (tests/worker/torch_llama.py), so a renamed rule class or engine attribute breaks a test, not the bench
 the next time someone measures with it."""
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 from mafioso.worker.engine import GenerateEngine
 from mafioso.worker.llamacpp_engine import LlamaCppEngine
+from tests.bench import load
 from tests.worker.torch_llama import TorchLlama
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_bench_runs_through_the_engines_it_measures(tiny_model_dir, monkeypatch, capsys):
-    spec = importlib.util.spec_from_file_location("bench_llamacpp", ROOT / "bench" / "bench_llamacpp.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load("bench_llamacpp")
     from mafioso.core.config import WorkerConfig
     from mafioso.worker import engines
 

@@ -1,6 +1,5 @@
 """bench/bench_worker.py's random-weights base: an architecture's speed measured from its config and tokenizer."""
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -8,14 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench import load
 
 
 @pytest.fixture(scope="module")
 def bench_worker():
-    spec = importlib.util.spec_from_file_location("bench_worker", ROOT / "bench" / "bench_worker.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load("bench_worker")
     return module
 
 

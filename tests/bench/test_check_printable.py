@@ -1,18 +1,16 @@
 """bench/check_printable.py: static printed-value flags held against real runs of the snippets."""
 
-import importlib.util
 import json
 from pathlib import Path
+
+from tests.bench import load
 
 ROOT = Path(__file__).resolve().parents[2]
 FIZZBUZZ = (ROOT / "examples" / "fizzbuzz.py").read_text()
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("check_printable", ROOT / "bench" / "check_printable.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("check_printable")
 
 
 def _dataset(tmp_path, answer: str) -> str:

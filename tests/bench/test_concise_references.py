@@ -1,13 +1,10 @@
 """bench/concise_references.py: a reference keeps its first sentences and its last, every other field as it was."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("concise_references", ROOT / "bench" / "concise_references.py")
-concise_references = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(concise_references)
+from tests.bench import load
+
+concise_references = load("concise_references")
 
 
 def test_the_first_sentences_and_the_last_are_kept():

@@ -1,19 +1,14 @@
 """bench/output_quiz.py: each snippet that prints is asked what it prints, and the values its answer names are held
 against a real run: right, wrong (a planted false value) or vague (no value named)."""
 
-import importlib.util
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench import load
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("output_quiz", ROOT / "bench" / "output_quiz.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load("output_quiz")
 
 
 def test_the_verdicts():

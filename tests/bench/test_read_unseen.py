@@ -1,20 +1,18 @@
 """bench/read_unseen.py checks each answer against a sandboxed run of its own snippet: a printed value the run
 contradicts is found, a true one is not, and the last line counts the answers with no claim found."""
 
-import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
-from pathlib import Path
+
+from tests.bench import load
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("read_unseen", ROOT / "bench" / "read_unseen.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load("read_unseen")
 
 
 @dataclass

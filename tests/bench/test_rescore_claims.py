@@ -1,20 +1,15 @@
 """bench/rescore_claims.py re-scores saved answers with the current checks: a false denial the old check missed
 makes a model answer newly fail, the post-check now drops its sentence, and recorded false outputs are kept."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench import load
 POWER = ("def power(base, exp):\n    if exp == 0:\n        return 1\n    return base * power(base, exp - 1)\n\n"
          "print(power(2, 5))\n")
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("rescore_claims", ROOT / "bench" / "rescore_claims.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load("rescore_claims")
 
 
 def _row(key, prediction, unsupported=()):
