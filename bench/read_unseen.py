@@ -17,7 +17,8 @@ are true, since what the checks miss ("a palindrome test" of a vowel count) only
 
 The readers' verdicts are kept in ``bench/unseen_verdicts.json`` (``--verdicts``), one per answer text: each
 answer is printed with its key and, when an answer with the same text was read before (by any adapter, on any
-machine), its verdict, so a round reads only the answers that changed; the last line then also counts them. A
+machine), its verdict, so a round reads only the answers that changed (``--unread`` prints only those); the last
+line then also counts them. A
 verdict is a reader's ``{"set", "number", "right", "why", "read", "answered_by"}`` (``why``: the false sentence,
 quoted, and what is true), added by hand under the printed key; strict: one false sentence makes an answer wrong.
 """
@@ -275,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="GenerationConfig.retry_unsupported (default: the served one; 0: each first answer)")
     parser.add_argument("--verdicts", type=Path, default=VERDICTS,
                         help="readers' verdicts by answer key (default bench/unseen_verdicts.json)")
+    parser.add_argument("--unread", action="store_true",
+                        help="print only the answers no verdict covers yet (the counts still cover all twenty)")
     args = parser.parse_args(argv)
     verdicts = load_verdicts(args.verdicts)
     snippets = {1: UNSEEN, 2: UNSEEN_SECOND, 3: UNSEEN_THIRD}[args.set]
@@ -307,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         if (verdict := verdicts.get(key)) is not None:
             read["read"] += 1
             read["right"] += bool(verdict["right"])
+            if args.unread:
+                continue
         print(f"=== {number}\n{code}\n--- a true answer: {truth}\n--- the answer ({answer.dropped} sentences "
               f"dropped{retried}; claims the checks find: {found}):\n{answer.text}\n{_verdict_line(verdict, key)}\n")
         for claim in alone if own else ():  # what the post-check dropped, to be read for a wrong drop

@@ -125,6 +125,10 @@ def test_verdicts_are_shown_by_answer_text_and_counted(monkeypatch, capsys, tmp_
     assert "--- not read by hand yet (key " in blocks[1]
     n = len(bench.UNSEEN)
     assert f"read by hand: 1 right of 2 read before, {n - 2} not read yet (v.json)" in blocks[-1]
+    assert bench.main(["--adapter", "none", "--verdicts", str(tmp_path / "v.json"), "--unread"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.count("=== ") == n - 2 and "=== 1\n" not in shown and "=== 5\n" not in shown and "=== 2\n" in shown
+    assert f"read by hand: 1 right of 2 read before, {n - 2} not read yet (v.json)" in shown
 
 
 def test_the_kept_verdicts_are_well_formed():
