@@ -27,7 +27,8 @@ from mafioso.trainer.dataset import load_samples  # noqa: E402
 from mafioso.trainer.grounding import repeatable  # noqa: E402
 from mafioso.trainer.sandbox import SnippetRunner  # noqa: E402
 
-DEFAULT = ["data/train.json", "data/validation.json", "data/personas/*/*.json", "mafioso/adapter*/eval/**/predictions.jsonl"]
+DEFAULT = ["data/train.json", "data/validation.json", "data/personas/*/*.json",
+           "mafioso/adapter*/eval/**/predictions.jsonl"]
 
 
 def _texts(path: str) -> list[tuple[str, str, str]]:

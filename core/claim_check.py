@@ -4,10 +4,10 @@ A small model still writes "a recursive function" for a loop or names a method t
 sheet in the prompt and the training data make that rarer; this check catches what slips through, the way the
 code post-check (:mod:`mafioso.core.postcheck`) catches code. It uses the static half of ``mafioso eval``'s grounded
 check (:mod:`mafioso.core.claims`): invented names, constructs the syntax tree lacks and ones it has that the
-answer denies ("the function never recurses", "it has no `__init__`"), names in roles the code never gives them, and printed values that
-none of the code's print calls can write ("the last line prints 'None'" of FizzBuzz; only where every output of
-the code is in sight, :mod:`mafioso.core.claims.printable`). It reads the code, never runs it, so it is safe on
-chat input; other claims about printed values need a run and are left alone.
+answer denies ("the function never recurses", "it has no `__init__`"), names in roles the code never gives them,
+and printed values that none of the code's print calls can write ("the last line prints 'None'" of FizzBuzz; only
+where every output of the code is in sight, :mod:`mafioso.core.claims.printable`). It reads the code, never runs
+it, so it is safe on chat input; other claims about printed values need a run and are left alone.
 
 A sentence with such a claim is dropped whole; the rest of the answer stays as written. Measured on the shipped
 adapters' validation answers (docs/BENCHMARKS.md): most answers lose nothing, and the check is both the filter

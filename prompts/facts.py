@@ -30,9 +30,9 @@ from itertools import islice
 from mafioso.prompts.fences import fenced_blocks
 from mafioso.prompts.language import other_language
 
-__all__ = ["FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "FEATURES", "NameRoles", "bound_names", "call_features",
-           "call_name", "code_features", "definition_features", "facts_sheet", "handed_back", "name_roles", "parse",
-           "run_record", "source"]
+__all__ = ["DEFINITION_NODES", "FACTS_MAX_CHARS", "FACTS_MAX_TOKENS", "FEATURES", "NameRoles", "bound_names",
+           "call_features", "call_name", "code_features", "definition_features", "facts_sheet", "handed_back",
+           "name_roles", "parse", "run_record", "source"]
 
 #: Every feature name :func:`code_features` can report.
 FEATURES = frozenset({
@@ -249,7 +249,7 @@ def definition_features(code: str) -> dict[str, frozenset[str]] | None:
         return None
     found: dict[str, frozenset[str]] = {}
     for node in ast.walk(tree):
-        if isinstance(node, _DEFS):
+        if isinstance(node, DEFINITION_NODES):
             features = _features(ast.Module(body=[node], type_ignores=[])) - {"decorator"}
             found[node.name] = found.get(node.name, frozenset()) | features
     return found
@@ -289,7 +289,7 @@ def name_roles(code: str) -> NameRoles | None:
     tree = parse(code)
     if tree is None:
         return None
-    own = {node.name for node in ast.walk(tree) if isinstance(node, _DEFS)}
+    own = {node.name for node in ast.walk(tree) if isinstance(node, DEFINITION_NODES)}
     looped, called, callable_ = set(), set(), set(own)
     hands_back: dict[str, bool] = {}  # per function name: does any def of it hand back a value
     returns_of: dict[str, frozenset[str]] = {}  # per function name: the words of what its defs hand back
@@ -306,7 +306,7 @@ def name_roles(code: str) -> NameRoles | None:
             if function not in own:
                 arguments = (*node.args, *(keyword.value for keyword in node.keywords))
                 callable_ |= {name for argument in arguments if (name := _last_name(argument))}
-        elif isinstance(node, _DEFS):
+        elif isinstance(node, DEFINITION_NODES):
             callable_ |= set().union(*(_names_in(decorator) for decorator in node.decorator_list))
             kinds_returned.setdefault(node.name, set()).update(_kinds_returned(node, made, kinds))
             if not isinstance(node, ast.ClassDef):
@@ -395,7 +395,7 @@ def _kinds(tree: ast.Module, made: "_Makers") -> dict[str, str]:
     bound: dict[str, set[str | None]] = {}
     passed = _argument_kinds(tree, made)
     for node in ast.walk(tree):
-        if isinstance(node, _DEFS):
+        if isinstance(node, DEFINITION_NODES):
             kind = ("plain class" if _plain(node) else "class") if isinstance(node, ast.ClassDef) else "function"
             bound.setdefault(node.name, set()).add(kind)
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
@@ -427,7 +427,7 @@ def _argument_kinds(tree: ast.Module, made: "_Makers") -> dict[int, str | None]:
     callees: set[int] = set()
     names: list[ast.Name] = []
     for node in ast.walk(tree):
-        if isinstance(node, _DEFS):
+        if isinstance(node, DEFINITION_NODES):
             defined[node.name] = defined.get(node.name, 0) + 1
         elif isinstance(node, ast.Call):
             callees.add(id(node.func))
@@ -503,7 +503,7 @@ def bound_names(tree: ast.AST) -> set[str]:
     """Every name the code binds: defined, assigned, or bound any way :func:`bound_otherwise` lists."""
     names: set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, _DEFS):
+        if isinstance(node, DEFINITION_NODES):
             names.add(node.name)
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             names.add(node.id)
@@ -694,8 +694,9 @@ _UNPARSE_NODES = 300   # ast.unparse recurses: only trees this small and ...
 _UNPARSE_DEPTH = 40    # ... this shallow are unparsed; bigger ones get a label ("[…]")
 _MAX_LISTED = 3        # returns, prints, loops listed per scope before "…"
 
-_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-_SCOPES = (*_DEFS, ast.Lambda)
+#: The nodes that define a name of their own: ``def``, ``async def``, ``class``.
+DEFINITION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_SCOPES = (*DEFINITION_NODES, ast.Lambda)
 #: What the model most often claims wrongly, listed when the code has none of it: (features, words).
 _ABSENT = (
     (("recursion",), "recursion"), (("generator",), "yield"), (("async",), "async/await"),
@@ -986,18 +987,19 @@ def _class_line(node: ast.ClassDef) -> str:
 
 def _definition_lines(tree: ast.Module, outline: bool, conditions: bool = True) -> list[str]:
     """One line per def/class, nested ones indented under their parent (methods under their class)."""
-    defined = frozenset(node.name for node in ast.walk(tree) if isinstance(node, _DEFS))
+    defined = frozenset(node.name for node in ast.walk(tree) if isinstance(node, DEFINITION_NODES))
     lines = []
     stack = [(node, 0) for node in reversed(tree.body)]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, _DEFS):
+        if isinstance(node, DEFINITION_NODES):
             text = (_class_line(node) if isinstance(node, ast.ClassDef)
                     else _function_line(node, outline, defined, conditions))
             lines.append("  " * min(depth, 4) + "- " + _cut(text, _LINE_CHARS))
             depth += 1
-        children = [child for child in _body(node) if isinstance(child, _DEFS)] if isinstance(node, _DEFS) else []
-        if not isinstance(node, _DEFS):  # a def inside an if/try at the top level: look inside
+        children = ([child for child in _body(node) if isinstance(child, DEFINITION_NODES)]
+                    if isinstance(node, DEFINITION_NODES) else [])
+        if not isinstance(node, DEFINITION_NODES):  # a def inside an if/try at the top level: look inside
             children = [child for child in ast.iter_child_nodes(node) if isinstance(child, ast.stmt)]
         stack.extend((child, depth) for child in reversed(children))
     return lines
@@ -1012,7 +1014,7 @@ def _top_level_line(tree: ast.Module, conditions: bool = True) -> str:
     if scope.sets:
         facts.append(f"sets {_listed(scope.sets, 6)}")
     if scope.calls:  # print is listed with what it prints
-        defined = {node.name for node in ast.walk(tree) if isinstance(node, _DEFS)}  # their arguments matter
+        defined = {node.name for node in ast.walk(tree) if isinstance(node, DEFINITION_NODES)}  # their arguments matter
         called = [text if name in defined else name for name, text in zip(scope.calls, scope.call_texts)
                   if name != "print"]
         facts += [f"calls {_listed(called, 6)}"] if called else []

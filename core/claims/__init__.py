@@ -14,8 +14,8 @@ from mafioso.core.claims.roles import false_roles
 from mafioso.core.claims.values import false_values
 from mafioso.prompts.facts import run_record
 
-__all__ = ["CONCEPTS", "Concept", "claim_kind", "denied_names", "false_concepts", "false_prints", "false_roles", "false_values",
-           "invented_names", "run_evidence", "static_claims"]
+__all__ = ["CONCEPTS", "Concept", "claim_kind", "denied_names", "false_concepts", "false_prints", "false_roles",
+           "false_values", "invented_names", "run_evidence", "static_claims"]
 
 
 def run_evidence(code: str, output: str | None, raised: str | None) -> tuple[str | None, str | None]:

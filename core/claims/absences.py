@@ -28,8 +28,8 @@ import ast
 import keyword
 import re
 
-from mafioso.core.claims.text import FENCE, advice_from, quoted, sentences, within
-from mafioso.prompts.facts import parse
+from mafioso.core.claims.text import FENCE, SPAN, advice_from, quoted, sentences, within
+from mafioso.prompts.facts import DEFINITION_NODES, parse
 
 __all__ = ["denied_names"]
 
@@ -48,7 +48,6 @@ _DENIED = re.compile(
     r"(?:\s+(?:" + _NOUNS + r")s?)?"
     r"(?=\s*(?:[,.;:!?)\u2014\u2013]|$)|\s+(?:at all|here|anywhere|in sight|and|but|so|just|only|either|or)\b)",
     re.IGNORECASE)
-_SUBJECT = re.compile(r"`([A-Za-z_]\w*)(?:\(\))?`")
 
 
 def _names(tree: ast.AST) -> set[str]:
@@ -62,7 +61,7 @@ def _names(tree: ast.AST) -> set[str]:
             has.add(node.id)
         elif isinstance(node, ast.Attribute):
             has.add(node.attr)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        elif isinstance(node, DEFINITION_NODES):
             has.add(node.name)
         elif isinstance(node, ast.alias):
             has.update(filter(None, (node.asname, *node.name.split("."))))
@@ -75,7 +74,7 @@ def _definitions(tree: ast.AST) -> dict[str, ast.AST]:
     """The code's functions and classes by name (the first of a name)."""
     found: dict[str, ast.AST] = {}
     for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        if isinstance(node, DEFINITION_NODES):
             found.setdefault(node.name, node)
     return found
 
@@ -95,8 +94,9 @@ def denied_names(code: str, answer: str) -> list[dict]:
             name = match.group(1)
             if name in found or keyword.iskeyword(name) or within(advice, match.start()):
                 continue
-            subjects = [m.group(1) for m in _SUBJECT.finditer(sentence, 0, match.start(1) - 1)
-                        if m.group(1) in definitions and m.group(1) != name]
+            before = sentence[:match.start(1) - 1]  # up to the denied name's opening backtick
+            named = (span.strip().removesuffix("()") for span in SPAN.findall(before))
+            subjects = [subject for subject in named if subject in definitions and subject != name]
             if name in (_names(definitions[subjects[-1]]) if subjects else whole):
                 found[name] = {"kind": "false concept", "claim": f"no `{name}`", "denied": True,
                                "text": quoted(sentence)}

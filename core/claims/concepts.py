@@ -164,7 +164,8 @@ CONCEPTS: tuple[Concept, ...] = (
     # Python code" is said of a string, not of the code)
     Concept("not python", "".join(f"(?<!if {who} )(?<!if {who} is )" for who in ("the input", "the code", "it"))
                           + "".join(f"(?<!{kind}, )" for kind in ("text", "string", "data", "json", "output"))
-                          + r"\b(?:is\s+not|isn't|ain't|not|no)\s+(?:even\s+|real\s+|valid\s+)?python\b(?![-.]?\s*\d|-)",
+                          + r"\b(?:is\s+not|isn't|ain't|not|no)\s+(?:even\s+|real\s+|valid\s+)?python"
+                          + r"\b(?![-.]?\s*\d|-)",
             frozenset(), code=r"(?m)^[\w-]+:(?:\s|$)"),
     # Python's own facts, false whatever the code: "A dict is immutable, so you can't change it" (the shipped
     # Gemma), "A set keeps the order of its first appearance" (the Qwen adapter, unseen code); no reference says one

@@ -114,8 +114,9 @@ def _squash(text: str) -> str:
     return re.sub(r"\s+", "", text.translate(_QUOTES).replace('"', "'"))
 
 
-def _printed(kind: str, value: str, stdout: str) -> bool:
-    """True if the claimed literal is in the real output (quotes, spacing and rounding forgiven)."""
+def in_output(kind: str, value: str, stdout: str) -> bool:
+    """True if a claimed printed value (:func:`claimed_prints`) is in the real output ``stdout`` (quotes, spacing
+    and rounding forgiven)."""
     if kind == "string":
         wanted = " ".join(value.translate(_QUOTES).split()).strip(" .,!")
         return not wanted or wanted in " ".join(stdout.translate(_QUOTES).split())
@@ -152,12 +153,6 @@ def claimed_prints(answer: str) -> list[tuple[str, str]]:
     return [value for _, _, values in _claims(answer, _PRINT_VERB) for value in values]
 
 
-def in_output(kind: str, value: str, stdout: str) -> bool:
-    """True if a claimed printed value (:func:`claimed_prints`) is in ``stdout`` (quotes, spacing and rounding
-    forgiven)."""
-    return _printed(kind, value, stdout)
-
-
 def _bare_none(sentence: str, pos: int) -> bool:
     """Whether a plain None is among the words listed after the verb ending at ``pos``."""
     rest = sentence[pos:]
@@ -175,7 +170,7 @@ def false_outputs(answer: str, output: str | None) -> list[dict]:
         if verb.group(2) and not output.strip():  # "so you get 25" of a value the code never prints
             continue
         for kind, value in values:
-            if not _printed(kind, value, output):
+            if not in_output(kind, value, output):
                 found.append({"kind": "false output", "claim": value, "text": quoted(sentence)})
     return found
 

@@ -18,7 +18,7 @@ import re
 from functools import lru_cache
 
 from mafioso.core.claims.text import FENCE, advice_from, negated, quoted, sentences, within
-from mafioso.prompts.facts import CACHED_PASTES, bound_otherwise, parse
+from mafioso.prompts.facts import CACHED_PASTES, DEFINITION_NODES, bound_otherwise, parse
 
 __all__ = ["false_values"]
 
@@ -109,7 +109,7 @@ def _bindings(code: str) -> tuple[dict[str, list[tuple]], set[str], set[str]] | 
                     other |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
         elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
             changed.add(node.target.id)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        elif isinstance(node, DEFINITION_NODES):
             other.add(node.name)
         else:  # loop and with targets, parameters, imports, :=, except ... as, global, del
             other |= bound_otherwise(node)

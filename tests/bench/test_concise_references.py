@@ -15,7 +15,8 @@ def test_the_first_sentences_and_the_last_are_kept():
 
 
 def test_a_dataset_is_cut_row_by_row(tmp_path, capsys):
-    rows = {"a": {"prompt": "p", "code": "x = 1\nprint(x)", "mafia_explanation": "One, pal. Two. Three. Four, capisce?"},
+    rows = {"a": {"prompt": "p", "code": "x = 1\nprint(x)",
+                  "mafia_explanation": "One, pal. Two. Three. Four, capisce?"},
             "b": {"prompt": "q", "code": "y = 2", "mafia_explanation": "Short, pal."}}
     (tmp_path / "in.json").write_text(json.dumps(rows))
     assert concise_references.main([str(tmp_path / "in.json"), str(tmp_path / "out.json")]) == 0

@@ -218,7 +218,8 @@ def test_a_false_concept_is_caught(code, answer, claim):
     ("print('hi')\n", "Python 3, not Python 2, and nothing here is Python-specific, not Python-only either."),
     ("print('hi')\n", "If the input is not Python, say so."),  # the instruction, echoed by a bare base: a condition
     ("note = '{\"a\": 1}'\n", "The text inside `note` is plain text, not Python code."),  # said of a string
-    ("def f(xs):\n    for x in xs:\n        return x\n", "It runs once per call, so nobody gets stuck in an infinite loop."),
+    ("def f(xs):\n    for x in xs:\n        return x\n",
+     "It runs once per call, so nobody gets stuck in an infinite loop."),
 ])
 def test_a_true_concept_passes(code, answer):
     output = "WARNING:root:x\n" if "logging" in code else None
@@ -357,8 +358,8 @@ def test_only_the_trainer_runs_snippets():
                          re.MULTILINE)
     users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                    if imports.search(p.read_text(encoding="utf-8")) and "tests" not in p.parts)
-    assert users == ["bench/check_printable.py", "bench/output_quiz.py", "bench/read_unseen.py", "bench/ship_adapter.py",
-                     "trainer/evaluate.py", "trainer/grounding/__main__.py"]
+    assert users == ["bench/check_printable.py", "bench/output_quiz.py", "bench/read_unseen.py",
+                     "bench/ship_adapter.py", "trainer/evaluate.py", "trainer/grounding/__main__.py"]
 
 
 # ------------------------------------------------------------------------------- reference scorer

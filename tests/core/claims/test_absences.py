@@ -8,7 +8,8 @@ from mafioso.core.claims import claim_kind, denied_names, static_claims
 
 COUNTER = ("class Counter:\n    def __init__(self):\n        self.n = 0\n    def bump(self):\n        self.n += 1\n"
            "        return self.n\n\nc = Counter()\nc.bump()\nprint(c.bump())\n")
-TAB = ("import json\n\ndef settle_tab(*amounts, tip=0):\n    # no cache here\n    return max(amounts, key=abs) + tip\n\n"
+TAB = ("import json\n\ndef settle_tab(*amounts, tip=0):\n    # no cache here\n"
+       "    return max(amounts, key=abs) + tip\n\n"
        "def helper(x):\n    return json.dumps(x)\n")
 
 
