@@ -76,6 +76,7 @@ def _reduce_range() -> bool:
 
 
 REDUCE_RANGE = _reduce_range()
+_TINY = torch.finfo(torch.float32).tiny
 
 
 # Packing makes a quantized tensor for a moment, which torch marks deprecated: said once here, not per weight
@@ -127,6 +128,8 @@ class Int8Weight:
         self.shape = rows.shape
         self.device = torch.device("cpu")
         self._rows: tuple[torch.Tensor, torch.Tensor] | None = (rows.contiguous(), scales.float())
+        #: ``W 1`` of these rows (each row's sum, scaled): what :func:`_matmul` adds back for its inputs' offsets
+        self.row_sums = rows.sum(dim=1, dtype=torch.int32).float() * scales.float()
         self._packed = None
         self._packing: Future = _on_packer(self._pack_now)
 
@@ -177,7 +180,7 @@ class Int8Weight:
             bias = rest[0] if rest else kwargs.get("bias")
             if not isinstance(x, torch.Tensor) or not isinstance(weight, Int8Weight):
                 raise TypeError("an Int8Weight multiplies a tensor: F.linear(x, int8_weight)")
-            out = _matmul(x.float(), weight.packed)
+            out = _matmul(x.float(), weight.packed, weight.row_sums)
             return out if bias is None else out + bias
         if func is torch.cat:
             parts = args[0] if args else kwargs["tensors"]
@@ -191,15 +194,21 @@ class Int8Weight:
         raise TypeError(f"{func.__name__} is not defined on an Int8Weight (only F.linear and torch.cat are)")
 
 
-def _matmul(x: torch.Tensor, packed) -> torch.Tensor:
-    """``x @ W.T`` with fbgemm, its input quantized to 8 bits per row. fbgemm quantizes a whole input on one scale:
-    over a prompt's tokens, or a batch's rows, the largest value (Gemma's first token's activations are hundreds of
-    times the others') would leave the rest a few levels. So each row is divided by its own largest magnitude
-    first, and its output multiplied back (exact, ``W (x / s) s``): every row then spans the 8 bits."""
-    if x.numel() == x.shape[-1]:  # one row: its own scale already
-        return torch.ops.quantized.linear_dynamic(x, packed, REDUCE_RANGE)
-    scale = x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12)
-    return torch.ops.quantized.linear_dynamic(x / scale, packed, REDUCE_RANGE) * scale
+def _matmul(x: torch.Tensor, packed, row_sums: torch.Tensor) -> torch.Tensor:
+    """``x @ W.T`` with fbgemm, each row of its input quantized to 8 bits on its own range. fbgemm quantizes a
+    whole input on one range (its minimum to its maximum): over a prompt's tokens, or a batch's rows, the largest
+    values (Gemma's first token's activations are hundreds of times the others') would leave the rest a few
+    levels, and a row's result would hang on what shares its batch (greedy answers then change with the load).
+    So each row is first mapped onto exactly [-1, 1] (``u = (x - lo) / (hi - lo) * 2 - 1``: its minimum to -1,
+    its maximum to 1, both exact), which gives every input the same range, and mapped back after (exact:
+    ``W x = W u * (hi - lo) / 2 + (lo + hi) / 2 * W 1``, with ``row_sums`` = ``W 1`` of the int8 rows): each row
+    spans the 8 bits, and its result is the same alone or in any batch (tests/core/test_cpu_quant.py). The map
+    costs a few percent of a one-row decode step (docs/BENCHMARKS.md, 2026-12-06)."""
+    lo, hi = torch.aminmax(x, dim=-1, keepdim=True)
+    half = (hi - lo).mul_(0.5)
+    unit = (x - lo).div_(half.clamp(min=_TINY)).sub_(1)  # hi: span / (span / 2) - 1 = 1 exactly; a constant row: -1
+    out = torch.ops.quantized.linear_dynamic(unit, packed, REDUCE_RANGE)
+    return out.mul_(half).addcmul_(lo.add_(half), row_sums)  # (in place: each op costs ~5 us beside fbgemm's)
 
 
 class Int8Linear(torch.nn.Module):
