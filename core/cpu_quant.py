@@ -199,16 +199,15 @@ def _matmul(x: torch.Tensor, packed, row_sums: torch.Tensor) -> torch.Tensor:
     whole input on one range (its minimum to its maximum): over a prompt's tokens, or a batch's rows, the largest
     values (Gemma's first token's activations are hundreds of times the others') would leave the rest a few
     levels, and a row's result would hang on what shares its batch (greedy answers then change with the load).
-    So each row is first mapped onto exactly [-1, 1] (``u = (x - lo) / (hi - lo) * 2 - 1``: its minimum to -1,
-    its maximum to 1, both exact), which gives every input the same range, and mapped back after (exact:
-    ``W x = W u * (hi - lo) / 2 + (lo + hi) / 2 * W 1``, with ``row_sums`` = ``W 1`` of the int8 rows): each row
-    spans the 8 bits, and its result is the same alone or in any batch (tests/core/test_cpu_quant.py). The map
-    costs a few percent of a one-row decode step (docs/BENCHMARKS.md, 2026-12-06)."""
+    So each row is first mapped onto exactly [0, 1] (``u = (x - lo) / (hi - lo)``: its minimum to 0, its maximum
+    to 1, both exact), which gives every input the same range, and mapped back after (exact algebra:
+    ``W x = (W u) (hi - lo) + lo W 1``, with ``row_sums`` = ``W 1`` of the int8 rows): each row spans the 8 bits,
+    and its result is the same alone or in any batch (tests/core/test_cpu_quant.py). The map costs 7-8 % of a
+    one-row decode step (docs/BENCHMARKS.md, 2026-12-06: seven small operations beside each fbgemm call)."""
     lo, hi = torch.aminmax(x, dim=-1, keepdim=True)
-    half = (hi - lo).mul_(0.5)
-    unit = (x - lo).div_(half.clamp(min=_TINY)).sub_(1)  # hi: span / (span / 2) - 1 = 1 exactly; a constant row: -1
-    out = torch.ops.quantized.linear_dynamic(unit, packed, REDUCE_RANGE)
-    return out.mul_(half).addcmul_(lo.add_(half), row_sums)  # (in place: each op costs ~5 us beside fbgemm's)
+    span = (hi - lo).clamp_(min=_TINY)  # a constant row: all 0, times a span of nothing
+    unit = (x - lo).div_(span)
+    return torch.ops.quantized.linear_dynamic(unit, packed, REDUCE_RANGE).mul_(span).addcmul_(lo, row_sums)
 
 
 class Int8Linear(torch.nn.Module):
