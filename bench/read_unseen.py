@@ -19,8 +19,10 @@ The readers' verdicts are kept in ``bench/unseen_verdicts.json`` (``--verdicts``
 answer is printed with its key and, when an answer with the same text was read before (by any adapter, on any
 machine), its verdict, so a round reads only the answers that changed (``--unread`` prints only those); the last
 line then also counts them. A
-verdict is a reader's ``{"set", "number", "right", "why", "read", "answered_by"}`` (``why``: the false sentence,
-quoted, and what is true), added by hand under the printed key; strict: one false sentence makes an answer wrong.
+verdict is a reader's ``{"set", "number", "right", "why", "read", "answered_by", "text"}`` (``why``: the false
+sentence, quoted, and what is true; ``text``: the answer read, as printed, whose key it is), added by hand under
+the printed key; strict: one false sentence makes an answer wrong. With the texts kept, the verdicts are also
+labelled sentences (``bench/sentence_confidence.py``).
 """
 
 from __future__ import annotations

@@ -136,7 +136,8 @@ def test_the_kept_verdicts_are_well_formed():
     verdicts = bench.load_verdicts(bench.VERDICTS)
     assert verdicts, "bench/unseen_verdicts.json holds the readings of docs/BENCHMARKS.md"
     for key, verdict in verdicts.items():
-        assert len(key) == 16 and set(verdict) <= {"set", "number", "right", "why", "read", "answered_by"}
+        assert len(key) == 16 and set(verdict) <= {"set", "number", "right", "why", "read", "answered_by", "text"}
+        assert key == bench.answer_key(verdict["set"], verdict["number"], verdict["text"]), f"{key}: not its text's"
         assert verdict["set"] in (1, 2, 3) and 1 <= verdict["number"] <= 20 and isinstance(verdict["right"], bool)
         assert verdict["right"] or verdict.get("why"), f"{key}: a wrong answer says why"
         assert verdict["answered_by"] and verdict["read"]
