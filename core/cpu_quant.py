@@ -128,14 +128,17 @@ class Int8Weight:
         self.shape = rows.shape
         self.device = torch.device("cpu")
         self._rows: tuple[torch.Tensor, torch.Tensor] | None = (rows.contiguous(), scales.float())
-        #: ``W 1`` of these rows (each row's sum, scaled): what :func:`_matmul` adds back for its inputs' offsets
-        self.row_sums = rows.sum(dim=1, dtype=torch.int32).float() * scales.float()
+        #: ``W 1`` of these rows (each row's sum, scaled), what :func:`_matmul` adds back for its inputs' offsets:
+        #: made with the packing, in the background, so a load waits for neither (nor a fused copy's parts for theirs)
+        self._row_sums: torch.Tensor | None = None
         self._packed = None
         self._packing: Future = _on_packer(self._pack_now)
 
     def _pack_now(self):
         if self._packed is None:  # (packed already when a put-off packing was asked for twice)
-            self._packed = _pack(*self._rows)
+            rows, scales = self._rows
+            self._row_sums = rows.sum(dim=1, dtype=torch.int32).float() * scales
+            self._packed = _pack(rows, scales)
             self._rows = None  # the packed copy holds them now (unpacked() gets them back)
         return self._packed
 
@@ -180,7 +183,7 @@ class Int8Weight:
             bias = rest[0] if rest else kwargs.get("bias")
             if not isinstance(x, torch.Tensor) or not isinstance(weight, Int8Weight):
                 raise TypeError("an Int8Weight multiplies a tensor: F.linear(x, int8_weight)")
-            out = _matmul(x.float(), weight.packed, weight.row_sums)
+            out = _matmul(x.float(), weight.packed, weight._row_sums)  # (packed first: it waits for both)
             return out if bias is None else out + bias
         if func is torch.cat:
             parts = args[0] if args else kwargs["tensors"]
