@@ -21,25 +21,21 @@ without an exception are asked. They are the dataset's and this bench's own, run
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from bench.read_unseen import SETS  # noqa: E402
 from mafioso.core.config import GenerationConfig, WorkerConfig  # noqa: E402
 
 REQUEST = "What does this print?"
-HERE = Path(__file__).resolve().parent
 
 
 def unseen_snippets() -> list[str]:
     """The code of ``bench/read_unseen.py``'s sixty snippets."""
-    spec = importlib.util.spec_from_file_location("read_unseen", HERE / "read_unseen.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return [code for code, _ in (*module.UNSEEN, *module.UNSEEN_SECOND, *module.UNSEEN_THIRD)]
+    return [code for snippets in SETS.values() for code, _ in snippets]
 
 
 def verdict(answer: str, output: str) -> tuple[str, list[str]]:

@@ -246,6 +246,8 @@ UNSEEN_THIRD = (
      "halves n while it is even, counting the halvings, and returns both; prints (5, 3)"),
 )
 
+#: The sets by their ``--set`` number.
+SETS = {1: UNSEEN, 2: UNSEEN_SECOND, 3: UNSEEN_THIRD}
 VERDICTS = Path(__file__).resolve().parent / "unseen_verdicts.json"
 
 
@@ -282,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="print only the answers no verdict covers yet (the counts still cover all twenty)")
     args = parser.parse_args(argv)
     verdicts = load_verdicts(args.verdicts)
-    snippets = {1: UNSEEN, 2: UNSEEN_SECOND, 3: UNSEEN_THIRD}[args.set]
+    snippets = SETS[args.set]
     from mafioso.worker.engines import load_engine
 
     from mafioso.trainer.grounding import unsupported_claims

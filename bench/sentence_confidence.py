@@ -30,10 +30,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from bench.read_unseen import UNSEEN, UNSEEN_SECOND, UNSEEN_THIRD, VERDICTS, load_verdicts  # noqa: E402
+from bench.read_unseen import SETS, VERDICTS, load_verdicts  # noqa: E402
 from mafioso.core.claims.text import sentences  # noqa: E402
 
-SNIPPETS = {1: UNSEEN, 2: UNSEEN_SECOND, 3: UNSEEN_THIRD}
 #: Words that say nothing about the code: left out of the self-consistency overlap.
 FILLER = frozenset("""a an the and or but so of to in on at by for with from as is are was were be been it its this
 that these those he she they you your his her their him them we i me my our us there here then than when while if
@@ -94,7 +93,8 @@ def support(sentence: str, samples: list[str]) -> float:
     own = grams(sentence)
     if not own:
         return 1.0
-    return sum(sum(gram in set(grams(sample)) for gram in own) / len(own) for sample in samples) / len(samples)
+    found = [set(grams(sample)) for sample in samples]
+    return sum(sum(gram in bigrams for gram in own) / len(own) for bigrams in found) / len(found)
 
 
 def token_scores(engine, code: str, text: str) -> list[tuple[int, int, float, float]]:
@@ -159,13 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         drawn = {}
         if args.samples:
             asked = sorted({(row["set"], row["number"]) for row in rows})
-            requests = [(SNIPPETS[which][number - 1][0], None) for which, number in asked for _ in range(args.samples)]
+            requests = [(SETS[which][number - 1][0], None) for which, number in asked for _ in range(args.samples)]
             controls = [Control(sampling=Sampling(0.8, 0.95, seed=1000 * number + k))
                         for _, number in asked for k in range(args.samples)]
             texts = [answer.text for answer in engine.generate(requests, controls)]
             drawn = {place: texts[i * args.samples:(i + 1) * args.samples] for i, place in enumerate(asked)}
         for row in rows:
-            code = SNIPPETS[row["set"]][row["number"] - 1][0]
+            code = SETS[row["set"]][row["number"] - 1][0]
             figures = sentence_scores(row["text"], row["sentences"], token_scores(engine, code, row["text"]))
             for sentence, label, figure in zip(row["sentences"], row["labels"], figures, strict=True):
                 if label is None or figure is None:

@@ -997,9 +997,8 @@ def _definition_lines(tree: ast.Module, outline: bool, conditions: bool = True) 
                     else _function_line(node, outline, defined, conditions))
             lines.append("  " * min(depth, 4) + "- " + _cut(text, _LINE_CHARS))
             depth += 1
-        children = ([child for child in _body(node) if isinstance(child, DEFINITION_NODES)]
-                    if isinstance(node, DEFINITION_NODES) else [])
-        if not isinstance(node, DEFINITION_NODES):  # a def inside an if/try at the top level: look inside
+            children = [child for child in _body(node) if isinstance(child, DEFINITION_NODES)]
+        else:  # a def inside an if/try at the top level: look inside
             children = [child for child in ast.iter_child_nodes(node) if isinstance(child, ast.stmt)]
         stack.extend((child, depth) for child in reversed(children))
     return lines
