@@ -32,6 +32,9 @@ class Concept:
     #: empty where a denial can be true of code that has the construct ("it never prints" of a function, while
     #: the module prints; "never raises" of code that catches; "no explicit loop" of a comprehension)
     denial: frozenset[str] = frozenset()
+    #: matched with the names in backticks read as words ("`pop` takes the first one off"), for claims about what
+    #: a named call or operator does; other rows read a backticked name as one opaque word
+    names: bool = False
 
 
 # "no X" where a denial lists what the code lacks: at a clause's start or after "with" ("no functions, no
@@ -88,8 +91,12 @@ CONCEPTS: tuple[Concept, ...] = (
     Concept("loops", r"(?<!event )\b(?:(?:for|while)[- ])?loop(?:s|ed|ing)?\b", _LOOPING, denial=frozenset({"loop"})),
     # "a nested loop" of one loop: 3 references say it of nested code, one denies it ("no nested loops") of a
     # single pass; the shipped Gemma said it of single loops 6 times in 372 answers
+    # "A three-layer loop, the classic fizzbuzz" of one loop (the Qwen adapter's README answer); "the inner loop" is
+    # said by 7 references, all of nested code
     Concept("nested loop", r"\bnested (?:for[- ]|while[- ])?loops?\b|\bloops? (?:inside|within) (?:a|another) "
-                           r"loop\b|\bdouble loop\b", frozenset({"nested loop"})),
+                           r"loop\b|\bdouble loop\b|\b(?:two|three|four|double|triple)[- ](?:layer|level|deep|tier)"
+                           r"(?:ed)?\s+(?:for[- ]|while[- ])?loops?\b|\b(?:inner|innermost|outer|outermost)\s+"
+                           r"(?:for[- ]|while[- ])?loops?\b", frozenset({"nested loop"})),
     # "`flipped` is a nested list comprehension" of one comprehension over a zip (the shipped Gemma, unseen code);
     # both references that say it are of one with two fors
     Concept("nested comprehension", r"\bnested (?:list |dict(?:ionary)? |set )?comprehensions?\b"
@@ -138,9 +145,14 @@ CONCEPTS: tuple[Concept, ...] = (
     Concept("fibonacci", r"\bfibonacci\b", frozenset(),
             code=r"(?i:fib)|\(\s*\w+\s*-\s*1\b[^)]*\)\s*\+\s*[\w.]+\(\s*\w+\s*-\s*2\b"
                  r"|(\w+),\s*(\w+)\s*=\s*\2,\s*(?:\1\s*\+\s*\2|\2\s*\+\s*\1)\b|\[-[12]\]\s*\+\s*\w+\[-[12]\]"),
-    Concept("sorts", r"\bsorts\b|\bsorting\b|\bsorts?\s+(?:it|them|the|by|in place)\b|\bsorted\s+(?:it|them|the)\b",
-            frozenset({"sort"}),  # or by hand (a *sort* function, two items swapped), a library or a query
-            code=r"(?i:sort|order by|order_by|value_counts|most_common|median|nlargest|nsmallest|insort)|"
+    # "sorted alphabetically, so the last member goes first" of a dict kept in insertion order (the Qwen adapter,
+    # unseen code)
+    Concept("sorts", r"\bsorts\b|\bsorting\b|\bsorts?\s+(?:it|them|the|by|in place)\b|\bsorted\s+(?:it|them|the)\b"
+                     r"|\bsorted\s+(?:alphabetically|by\s+(?:name|key|value|length|size|price|score|age|count))\b",
+            frozenset({"sort"}),  # or by hand (a *sort* function, two items swapped), a library or a query (pandas'
+            # groupby and merge sort their keys)
+            code=r"(?i:sort|order by|order_by|value_counts|most_common|median|nlargest|nsmallest|insort|heap|groupby|"
+                 r"\.merge\(|pivot|crosstab)|"
                  r"(\w+)\[[^\]\n]+\],\s*\1\[[^\]\n]+\]\s*="),
     # "`fizzbuzz` is a one-liner" of a ten-line function (the shipped Qwen adapter's README answer), and "a one-line
     # version of the classic game" (its retry once that sentence was dropped); references say it of a conditional
@@ -175,6 +187,36 @@ CONCEPTS: tuple[Concept, ...] = (
                                        r"mutable\b", frozenset()),
     Concept("ordered set", r"\bsets?\s+(?:keeps?|preserves?|remembers?)\s+(?:the\s+|its\s+)?(?:insertion\s+)?"
                            r"order\b|\bsets?\s+(?:is|are)\s+ordered\b", frozenset()),
+    # "the print shows that same dict, keys first, because dictionaries are unordered" (the Qwen adapter, unseen
+    # code): a dict keeps insertion order (Python 3.7 on); the references say "unordered" only of pairs and sets
+    Concept("unordered dict", r"\b(?:dict(?:ionarie)?s?|dictionary)\s+(?:is|are)\s+(?:also\s+|always\s+)?"
+                              r"(?:unordered|not\s+ordered)\b|\b(?:dict(?:ionarie)?s?|dictionary)\s+(?:keeps?|has|"
+                              r"have)\s+no\s+order\b|\b(?:dict(?:ionarie)?s?|dictionary)\s+(?:do|does)(?:n't|\s+not)\s+"
+                              r"(?:keep|remember|preserve)\s+(?:any\s+|their\s+|its\s+)?order\b|\b(?:a\s+)?"
+                              r"(?:dict(?:ionary)?(?:'s)?|dictionary's)\s+order\s+(?:is\s+not|isn't)\s+guaranteed\b",
+            frozenset()),
+    # "the plus quantifier means zero or more" (the Qwen adapter, unseen code): in a regex and in argparse's nargs,
+    # + is one or more, * zero or more, ? zero or one
+    Concept("regex quantifier", r"(?:\bplus|\+)(?:\s+sign)?(?:\s+quantifier)?\s+(?:means|matches|is|stands\s+for|"
+                                r"says|wants|takes)\s+(?:\w+\s+){0,2}?(?:zero|none)\s+or\s+more\b"
+                                r"|(?:\b(?:star|asterisk)|\*)(?:\s+quantifier)?\s+(?:means|matches|is|stands\s+for|"
+                                r"says|wants|takes)\s+(?:\w+\s+){0,2}?one\s+or\s+more\b"
+                                r"|(?:\bquestion\s+mark|\?)(?:\s+quantifier)?\s+(?:means|matches|is|stands\s+for|"
+                                r"says|wants|takes)\s+(?:\w+\s+){0,2}?(?:zero|one)\s+or\s+more\b",
+            frozenset(), names=True),
+    # "`pop` takes and returns the first one off" of a list's `pop()` (the Qwen adapter, unseen code): without an
+    # argument `pop` takes the last item; an index, a key, `popleft` or `popitem` may take another
+    Concept("pop takes the first", r"\bpop(?:s|ped|ping)?\b(?:\s+\w+){0,4}?\s+(?:the|its)\s+(?:first|front|oldest|"
+                                   r"earliest|bottom)\b|\bpop(?:s|ped|ping)?\b(?:\s+\w+){0,3}?\s+off\s+the\s+(?:front|"
+                                   r"start|beginning|bottom)\b",
+            frozenset(), code=r"popleft|popitem|\.pop\(\s*[^)\s]|\bdef\s+pop\b", names=True),
+    # "@dataclass writes the Hit class so you can't change it" of a dataclass that is not frozen (the Qwen adapter,
+    # unseen code); a frozen one, a property or a guarded __setattr__ may make it so
+    Concept("frozen dataclass", r"\bdata ?class(?:es)?\b(?:(?!\b(?:not|no|never|\w+n't)\b)[^.;!?]){0,80}?"
+                                r"(?:\bfrozen\b|\bimmutable\b|\bcan't\s+(?:be\s+)?chang|\bcannot\s+(?:be\s+)?chang|"
+                                r"\bread-only\b)|\b(?:frozen|immutable|read-only)\s+data ?class",
+            frozenset(), code=r"frozen\s*=\s*True|@property|__setattr__|MappingProxyType|NamedTuple|namedtuple",
+            names=True),
     Concept("reads a file", r"\b(?:reads?|reading|loads?|loading)\s+(?:\S+\s+){0,3}?files?\b",
             frozenset({"file read"})),
     Concept("writes a file", r"\b(?:writes?|writing|saves?|saving)\s+(?:\S+\s+){0,3}?files?\b",
@@ -204,12 +246,14 @@ def false_concepts(code: str, answer: str, output: str | None = None, raised: st
     found = []
     seen = set()
     # Names (`sort_items`) and quoted text ("a loop of love") are not claims: blank them, keeping offsets.
-    prose = re.sub(r'"[^"\n]{0,200}"', mask, SPAN.sub(mask, FENCE.sub(mask, answer)))
+    unquoted = re.sub(r'"[^"\n]{0,200}"', mask, FENCE.sub(mask, answer))
+    prose = SPAN.sub(mask, unquoted)
+    named = unquoted.replace("`", " ")  # the same offsets, names as words (Concept.names)
     for at in SENTENCE.finditer(prose):
-        sentence = at.group(0)
         original = answer[at.start():at.end()]
         advice = advice_from(original)
         for concept, pattern, code_support in _CONCEPT_RES:
+            sentence = (named if concept.names else prose)[at.start():at.end()]
             claim = concept.claim
             has = bool(concept.features & features or (code_support and code_support.search(code)))
             denials = bool(concept.denial & features)

@@ -18,6 +18,10 @@ LOOP = "def total(xs):\n    s = 0\n    for x in xs:\n        s += x\n    return 
 PLAIN = "def double(n):\n    return n * 2\n"
 RECURSIVE = "def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)\n"
 GENERATOR = "def count_up(n):\n    i = 0\n    while i < n:\n        yield i\n        i += 1\n"
+STACK = "plates = ['red', 'blue']\nright = plates.pop()\nleft = plates.pop()\n"
+HIT = "from dataclasses import dataclass\n\n@dataclass\nclass Hit:\n    name: str\n"
+FIZZBUZZ = ("def fizzbuzz(n):\n    for i in range(1, n + 1):\n        if i % 15 == 0:\n            print('FizzBuzz')\n"
+            "        elif i % 3 == 0:\n            print('Fizz')\n        else:\n            print(i)\n")
 
 
 def claims(found):
@@ -139,6 +143,21 @@ def test_advice_and_denials_do_not_present_names():
     (PLAIN, "A dict is immutable, so you can't change it.", "immutable container"),
     (PLAIN, "Tuples are mutable, so `n` can grow.", "mutable tuple or string"),
     (PLAIN, "A set keeps the order of its first appearance.", "ordered set"),
+    ("d = {'y': 1}\nprint(d)\n", "It shows the dict, keys first, because dictionaries are unordered.",
+     "unordered dict"),
+    (PLAIN, "A dict's order is not guaranteed, pal.", "unordered dict"),
+    (PLAIN, "The plus quantifier means zero or more digits.", "regex quantifier"),
+    (PLAIN, "The `*` means one or more spaces.", "regex quantifier"),
+    # what a named call or decorator does (the Qwen adapter, unseen code): a list's pop() takes the last item, a
+    # dataclass is frozen only when it says so
+    (STACK, "`pop` takes and returns the first one off.", "pop takes the first"),
+    (STACK, "It pops the front plate off the list.", "pop takes the first"),
+    (HIT, "@dataclass writes the Hit class so you can't change it.", "frozen dataclass"),
+    (HIT, "`Hit` is a frozen dataclass.", "frozen dataclass"),
+    (FIZZBUZZ, "A three-layer loop, the classic fizzbuzz, boss.", "nested loop"),
+    (LOOP, "The inner loop adds each of `xs`.", "nested loop"),
+    ("crew = {'sonny': 1, 'fredo': 2}\nfor name in crew:\n    print(name)\n",
+     "The names come out sorted alphabetically, so fredo goes first.", "sorts"),
     # bench/read_unseen.py's second twenty (Gemma, Qwen): a running sum "multiplied", numbers "in alphabetical
     # order", a try with only a finally that "catches", a while loop "calling itself"
     ("def take(values):\n    total = 0\n    for v in values:\n        total += v\n        yield total\n",
@@ -220,6 +239,17 @@ def test_a_false_concept_is_caught(code, answer, claim):
     ("note = '{\"a\": 1}'\n", "The text inside `note` is plain text, not Python code."),  # said of a string
     ("def f(xs):\n    for x in xs:\n        return x\n",
      "It runs once per call, so nobody gets stuck in an infinite loop."),
+    (PLAIN, "A set is unordered; a dict keeps insertion order, and dictionaries are not unordered any more."),
+    (PLAIN, "The plus means one or more digits, the star zero or more, the question mark zero or one."),
+    (STACK, "`pop` takes the last one off, so it pops `right` first, then `left`."),
+    ("queue = [1, 2]\nprint(queue.pop(0))\n", "`pop` takes the first one off."),
+    ("from collections import deque\nq = deque([1])\nq.popleft()\n", "`popleft` takes the first one off the front."),
+    (HIT.replace("@dataclass", "@dataclass(frozen=True)"), "`Hit` is a frozen dataclass: you can't change it."),
+    (HIT, "`Hit` is a dataclass, not frozen, so you can change `name`."),
+    ("grid = [[1, 2]]\nfor row in grid:\n    for cell in row:\n        print(cell)\n",
+     "The outer loop takes each row, the inner loop each cell: a two-level loop."),
+    ("import pandas as pd\ndf = pd.DataFrame({'city': ['b', 'a'], 't': [1, 2]})\nprint(df.groupby('city').t.mean())\n",
+     "It prints one average per city, sorted alphabetically."),  # groupby sorts its keys
 ])
 def test_a_true_concept_passes(code, answer):
     output = "WARNING:root:x\n" if "logging" in code else None
