@@ -227,6 +227,10 @@ def _with_adapter(model, adapter: Path, base: str):
     from peft import PeftModel
 
     check_adapter_base(adapter, base, model.config)
+    if not any((adapter / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin")):
+        # peft would go looking for a hub repository of that name and fail on the path's form
+        raise ModelError(f"the adapter {adapter} has no weights (adapter_model.safetensors): copy the whole output "
+                         "folder of 'mafioso train'")
     try:
         return PeftModel.from_pretrained(model, str(adapter))
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # e.g. a truncated weights file

@@ -193,6 +193,14 @@ def test_a_truncated_adapter_file_is_a_clear_model_error(tmp_path, tiny_adapter_
         load_engine(WorkerConfig(adapter=str(broken), device="cpu"), GenerationConfig(max_new_tokens=4))
 
 
+def test_an_adapter_folder_without_its_weights_is_a_clear_model_error(tmp_path, tiny_adapter_dir):
+    partial = tmp_path / "partial"
+    shutil.copytree(tiny_adapter_dir, partial)
+    (partial / "adapter_model.safetensors").unlink()  # a copy without its weights (was peft's "Repo id must be ...")
+    with pytest.raises(ModelError, match="partial has no weights .*adapter_model.safetensors"):
+        load_engine(WorkerConfig(adapter=str(partial), device="cpu"), GenerationConfig(max_new_tokens=4))
+
+
 def test_adapter_folder_and_base(tmp_path, monkeypatch, caplog, tiny_adapter_dir, tiny_model_dir):
     monkeypatch.setattr(engine_module, "SHIPPED_ADAPTERS_DIR", tmp_path)  # nothing shipped there
     with caplog.at_level(logging.WARNING, logger="mafioso.worker.engine"):
