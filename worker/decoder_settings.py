@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from mafioso import prompts
 from mafioso.core.config import GenerationConfig, WorkerConfig
 
-__all__ = ["CPU_ADMIT_EVERY", "CPU_SLOTS", "FACTS_TOKENS", "GPU_ADMIT_EVERY", "GPU_LONG_SLOTS", "GPU_SWITCH_INTERVAL_S",
-           "DecoderSettings", "slot_length"]
+__all__ = ["CPU_ADMIT_EVERY", "CPU_PREFILL_TOKENS", "CPU_SLOTS", "FACTS_TOKENS", "GPU_ADMIT_EVERY", "GPU_LONG_SLOTS",
+           "GPU_PREFILL_TOKENS", "GPU_SWITCH_INTERVAL_S", "DecoderSettings", "slot_length"]
 
 #: The most tokens the facts sheet adds to a prompt: its bound (prompts.FACTS_MAX_TOKENS, an estimate up to
 #: ~1/6 under the real count) and its "### FACTS:" header. Slots grow by this, so code that fitted before
@@ -38,6 +38,13 @@ CPU_ADMIT_EVERY = 4
 #: lookahead, one request thread busy, a 2-core CPU (bench/bench_host.py --simulate): 1.71 ms a step at 5 ms,
 #: 1.50-1.64 at 0.5 ms (docs/BENCHMARKS.md).
 GPU_SWITCH_INTERVAL_S = 0.0005
+#: Most padded tokens in one prefill batch on the GPU (16 prompts of 256 tokens): a batch is one graph launch there.
+GPU_PREFILL_TOKENS = 4096
+#: On a CPU every prompt is prefilled on its own (0): attention over a padded batch rounds a prompt's keys in their
+#: last bits unlike attention over the prompt alone, and greedy answers then hung on what was prefilled with them
+#: (4 of 20 Qwen answers the same alone and in a batch of twenty, 20 of 20 prefilled one by one); a batch saved
+#: no time there (the twenty: 33.4 s batched, 34.6 s one by one, docs/BENCHMARKS.md).
+CPU_PREFILL_TOKENS = 0
 
 
 def slot_length(cfg: WorkerConfig, gen: GenerationConfig) -> int:
@@ -68,9 +75,9 @@ class DecoderSettings:
     #: Admit waiting prompts at most once every this many decode steps. None: GPU_ADMIT_EVERY with CUDA graphs,
     #: CPU_ADMIT_EVERY without.
     admit_every: int | None = None
-    #: Most padded tokens in one prefill batch (rows x longest prompt): 16 prompts of 256 tokens. On the GPU the
+    #: Most padded tokens in one prefill batch (rows x longest prompt; 0: each prompt alone). On the GPU the
     #: decoder pads a batch further, to its prefill graph's bucket, and splits one that no bucket holds.
-    prefill_tokens: int = 4096
+    prefill_tokens: int = GPU_PREFILL_TOKENS
     #: Compute the keys of the instruction every prompt starts with once (prompts.shared_prefix_ids): a prefill
     #: then runs only the request and the code, ~1/3 of a typical prompt's tokens (docs/BENCHMARKS.md).
     share_prefix: bool = True
@@ -92,7 +99,8 @@ class DecoderSettings:
         cuda = device == "cuda"
         return cls(slots=cfg.max_batch_size if cuda else min(cfg.max_batch_size, CPU_SLOTS),
                    max_len=slot_length(cfg, gen), compile=cfg.compile_decode and cuda,
-                   compile_scope=cfg.compile_scope, long_slots=GPU_LONG_SLOTS if cuda else None)
+                   compile_scope=cfg.compile_scope, long_slots=GPU_LONG_SLOTS if cuda else None,
+                   prefill_tokens=GPU_PREFILL_TOKENS if cuda else CPU_PREFILL_TOKENS)
 
     def slot_split(self, gen: GenerationConfig) -> dict:
         """The decoder's ``short_slots`` and ``short_len``."""

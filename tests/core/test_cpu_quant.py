@@ -96,6 +96,42 @@ def test_a_greedy_answer_is_the_same_alone_and_in_a_batch(tiny_model_dir):
     assert together == alone
 
 
+def test_on_a_cpu_a_prompt_leaves_the_same_cache_bit_for_bit_alone_and_beside_others(tiny_model_dir, tiny_qwen_dir):
+    """The worker's CPU settings prefill each prompt on its own: a padded prefill batch rounds a prompt's keys unlike
+    its prefill alone (attention over padded positions), and the real Qwen then answered 16 of twenty unseen
+    snippets differently beside the others than alone (2026-12-06). With int8 weights (each row on its own range)
+    and one prompt a prefill, everything a slot holds after its answer is the same bit for bit."""
+    from mafioso.worker.decoder_settings import GPU_PREFILL_TOKENS, DecoderSettings
+    from mafioso.worker.fast_decode import FastDecoder
+    from mafioso.worker.fast_engine import FastEngine
+
+    gen = GenerationConfig(max_new_tokens=12, stop_loops=False, no_repeat_ngram=0)
+    for folder in (tiny_model_dir, tiny_qwen_dir):
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = cpu_quant.quantize(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
+                                                                        attn_implementation="sdpa").eval())
+        ids = [prompts.encode(tokenizer, code, request)["input_ids"] for request, code, _ in SNIPPETS]
+        assert len({len(prompt) for prompt in ids}) == len(ids)  # padding in a batch of them
+
+        def first_slot(settings: DecoderSettings, batch: list[list[int]]) -> list[torch.Tensor]:
+            engine = FastEngine(model, tokenizer, gen, "cpu", settings)
+            try:
+                engine.decode(batch)
+                return [part[kv][0].clone() for parts in engine.decoder.caches for part in parts for kv in "kv"]
+            finally:
+                engine.close()
+
+        cpu = DecoderSettings.of(WorkerConfig(), gen, "cpu")
+        assert all(torch.equal(a, b) for a, b in zip(first_slot(cpu, ids[:1]), first_slot(cpu, ids), strict=True))
+        # why: the same prompt prefilled in a padded batch (the GPU's way) keeps other keys
+        decoder = FastDecoder(model, slots=len(ids), max_len=1024, prefill_tokens=GPU_PREFILL_TOKENS)
+        keys = []
+        for batch in (ids[:1], ids):
+            decoder.prefill_many(list(range(len(batch))), batch)
+            keys.append([part["k"][0].clone() for parts in decoder.caches for part in parts])
+        assert not all(torch.equal(a, b) for a, b in zip(*keys, strict=True))
+
+
 def test_concatenated_weights_are_the_rows_of_each():
     torch.manual_seed(0)
     parts = [torch.randn(n, 32) for n in (16, 8, 8)]
