@@ -158,6 +158,9 @@ def test_advice_and_denials_do_not_present_names():
     (LOOP, "The inner loop adds each of `xs`.", "nested loop"),
     ("crew = {'sonny': 1, 'fredo': 2}\nfor name in crew:\n    print(name)\n",
      "The names come out sorted alphabetically, so fredo goes first.", "sorts"),
+    # one print that runs once writes one line (the Qwen adapter, unseen code)
+    ("import re\nprint(re.findall(r'\\w+@\\w+', 'a@b c@d'))\n", "It prints each one on its own line.", "several lines"),
+    ("evens = [0, 2, 4, 6]\nprint(evens)\n", "So the print shows the even numbers, one per line.", "several lines"),
     # bench/read_unseen.py's second twenty (Gemma, Qwen): a running sum "multiplied", numbers "in alphabetical
     # order", a try with only a finally that "catches", a while loop "calling itself"
     ("def take(values):\n    total = 0\n    for v in values:\n        total += v\n        yield total\n",
@@ -250,6 +253,14 @@ def test_a_false_concept_is_caught(code, answer, claim):
      "The outer loop takes each row, the inner loop each cell: a two-level loop."),
     ("import pandas as pd\ndf = pd.DataFrame({'city': ['b', 'a'], 't': [1, 2]})\nprint(df.groupby('city').t.mean())\n",
      "It prints one average per city, sorted alphabetically."),  # groupby sorts its keys
+    (LOOP, "It prints the total on one line."),  # one print, one line
+    ("for n in [1, 2]:\n    print(n)\n", "It prints each number on its own line."),  # a print in a loop
+    ("print('a')\nprint('b')\n", "It prints two lines, one per print."),
+    ("print(*[1, 2], sep='\\n')\n", "It prints one per line."),  # sep= puts breaks in one print
+    ("print('a\\nb')\n", "It prints two lines."),  # a line break in the literal
+    ("import numpy as np\nprint(np.eye(2))\n", "It prints the matrix, one row per line."),  # a library's value
+    ("class P:\n    def __str__(self):\n        return 'x'\n\nprint(P())\n", "It shows it line by line."),
+    ("total = 3\nprint(total)\n", "It never prints one per line: one value, one line."),  # a denial
 ])
 def test_a_true_concept_passes(code, answer):
     output = "WARNING:root:x\n" if "logging" in code else None
