@@ -14,7 +14,7 @@ import ast
 import re
 
 from mafioso.core.claims.text import FENCE, SENTENCE, negated, quoted
-from mafioso.prompts.facts import parse
+from mafioso.prompts.facts import call_name, parse
 
 __all__ = ["RAISED_BY", "impossible_exceptions", "raisable"]
 
@@ -54,21 +54,15 @@ KNOWN_CALLS = frozenset().union(*RAISED_BY.values()) | frozenset({
     "popleft", "rotate", "elements", "subtract", "total", "floor", "ceil", "trunc", "fabs", "hypot", "gcd", "lcm",
     "isclose", "factorial", "comb", "perm", "prod", "fsum", "exp", "sin", "cos", "tan", "radians", "degrees",
     "findall", "finditer", "search", "match", "fullmatch", "sub", "subn", "compile", "group", "groups", "span",
-    "start", "end", "escape", "chain", "islice", "accumulate", "groupby", "product", "permutations",
-    "combinations", "repeat", "cycle", "count", "starmap", "takewhile", "dropwhile", "zip_longest", "reduce",
-    "partial", "wraps", "lru_cache", "cache", "field", "asdict", "astuple", "replace", "heappush", "heappop",
-    "heapify", "nlargest", "nsmallest", "bisect", "bisect_left", "bisect_right", "insort", "shuffle", "seed",
-    "random", "uniform", "deepcopy", "itemgetter", "attrgetter", "dedent", "fill", "wrap", "expandtabs",
-    "splitlines", "find", "rfind", "translate", "maketrans", "isinstance", "callable", "vars", "dir", "round",
-    "divmod", "pow", "object", "property", "staticmethod", "classmethod", "setattr", "hasattr", "__init__",
-    "__repr__", "__str__", "dataclass"})
+    "start", "end", "escape", "chain", "islice", "accumulate", "groupby", "product", "permutations", "combinations",
+    "repeat", "cycle", "starmap", "takewhile", "dropwhile", "zip_longest", "reduce", "partial", "wraps",
+    "lru_cache", "cache", "asdict", "astuple", "heappush", "heappop", "heapify", "nlargest", "nsmallest", "bisect",
+    "bisect_left", "bisect_right", "insort", "shuffle", "seed", "random", "uniform", "deepcopy", "itemgetter",
+    "attrgetter", "dedent", "fill", "wrap", "expandtabs", "splitlines", "find", "rfind", "translate", "maketrans",
+    "callable", "vars", "dir", "object", "property", "staticmethod", "classmethod", "setattr", "hasattr",
+    "__init__", "__repr__", "__str__"})
 
 _RAISES = re.compile(r"\b([A-Z]\w*Error|StopIteration)\b")
-
-
-def _call_name(node: ast.Call) -> str:
-    func = node.func
-    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
 
 
 def raisable(code: str) -> frozenset[str] | None:
@@ -88,7 +82,7 @@ def raisable(code: str) -> frozenset[str] | None:
             if any(module.split(".")[0] not in _PURE_MODULES for module in modules):
                 return None
         elif isinstance(node, ast.Call):
-            name = _call_name(node)
+            name = call_name(node).rsplit(".", 1)[-1]  # a method by its own name: xs.pop() is pop
             if name not in KNOWN_CALLS and name not in defined:
                 return None
             found.update(error for error, calls in RAISED_BY.items() if name in calls)
