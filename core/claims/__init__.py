@@ -36,7 +36,8 @@ def static_claims(code: str, answer: str, output: str | None = None, raised: str
     no print of the code can write (:func:`false_prints`); a pasted run is its own record (:func:`run_evidence`)."""
     output, raised = run_evidence(code, output, raised)
     return [*invented_names(code, answer, output), *false_concepts(code, answer, output, raised),
-            *(impossible_exceptions(code, answer) if raised is None else ()), *denied_names(code, answer), *false_roles(code, answer), *false_values(code, answer),
+            *(impossible_exceptions(code, answer) if raised is None else ()), *denied_names(code, answer),
+            *false_roles(code, answer), *false_values(code, answer),
             *(false_prints(code, answer) if output is None else ())]
 
 

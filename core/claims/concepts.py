@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mafioso.core.claims.printable import PURE_MODULES
 from mafioso.prompts.facts import code_features, definition_features
 from mafioso.core.claims.text import FENCE, SENTENCE, SPAN, advice_from, denied, mask, negated, quoted, within
 
@@ -117,17 +118,16 @@ CONCEPTS: tuple[Concept, ...] = (
             frozenset({"several prints"}), code=r"\bprint\b(?!\s*\()"),
     # "It prints each one on its own line" of one print of one list (the Qwen adapter, unseen code, four times): one
     # print call that runs once writes one line, unless what it prints may hold a line break (a newline in a
-    # literal, a multi-line string, a class's own __str__/__repr__, a sep= or end=, json's indent, a library's
-    # value: any import outside a few pure modules)
+    # literal, a multi-line string, a class's own __str__/__repr__, a sep= or end=, json's indent, textwrap, a
+    # library's value: any import outside the pure modules)
     Concept("several lines", r"\b(?:prints?|printed|printing|shows?|showing|shown|outputs?|displays?)\b[^.;:]{0,60}?"
                              r"(?:\bper line\b|\bon (?:its|their) own lines?\b|\bon (?:separate|different|new|"
                              r"successive) lines\b|\bline by line\b|\bone line (?:per|for each|for every)\b|\b(?:two|"
                              r"three|four|five|six|seven|eight|nine|ten|several|multiple) lines\b|\beach on a (?:new|"
                              r"separate) line\b)",
             frozenset({"several prints"}),
-            code=r"\\n|linesep|chr\(10\)|\'\'\'|\"\"\"|__str__|__repr__|\bsep\s*=|\bend\s*=|indent|(?m:^\s*(?:import|from)"
-                 r"\s+(?!(?:math|collections|itertools|functools|dataclasses|typing|re|string|operator|heapq|bisect|"
-                 r"enum|abc|decimal|fractions|statistics|datetime|random|copy|__future__)\b))"),
+            code=r"\\n|linesep|chr\(10\)|\'\'\'|\"\"\"|__str__|__repr__|\bsep\s*=|\bend\s*=|indent|textwrap"
+                 rf"|(?m:^\s*(?:import|from)\s+(?!(?:{'|'.join(sorted(PURE_MODULES))})\b))"),
     # "the empty list gives OSError, which the function catches" of code with no try (the Qwen adapter, unseen
     # code): an exception caught by name; "the `_` case catches everything else", "the catch" are not claims; a
     # try with only a finally catches nothing ("The try catches anything that raises `FileNotFoundError`", Gemma)

@@ -13,20 +13,17 @@ from __future__ import annotations
 import ast
 import re
 
+from mafioso.core.claims.printable import PURE_MODULES
 from mafioso.core.claims.text import FENCE, SENTENCE, negated, quoted
 from mafioso.prompts.facts import call_name, parse
 
 __all__ = ["RAISED_BY", "impossible_exceptions", "raisable"]
 
-_PURE_MODULES = frozenset({"math", "collections", "itertools", "functools", "dataclasses", "typing", "re", "string",
-                           "operator", "heapq", "bisect", "enum", "abc", "decimal", "fractions", "statistics",
-                           "random", "copy", "textwrap", "__future__"})
-
 #: For each checked exception, the calls (by name or method name) that may raise it; subscripts, operators,
 #: generators and the rest are read in :func:`raisable`.
 RAISED_BY: dict[str, frozenset[str]] = {
     "KeyError": frozenset({"pop", "popitem", "remove", "format", "format_map", "__getitem__"}),
-    "IndexError": frozenset({"pop", "__getitem__"}),
+    "IndexError": frozenset({"pop", "popleft", "heappop", "choice", "format", "__getitem__"}),
     "ValueError": frozenset({"int", "float", "complex", "index", "remove", "min", "max", "sqrt", "log", "log2",
                              "log10", "acos", "asin", "range", "strptime", "fromisoformat", "mean", "median",
                              "mode", "stdev", "variance", "choice", "sample", "randrange", "randint", "chr",
@@ -79,7 +76,7 @@ def raisable(code: str) -> frozenset[str] | None:
             return None
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            if any(module.split(".")[0] not in _PURE_MODULES for module in modules):
+            if any(module.split(".")[0] not in PURE_MODULES for module in modules):
                 return None
         elif isinstance(node, ast.Call):
             name = call_name(node).rsplit(".", 1)[-1]  # a method by its own name: xs.pop() is pop

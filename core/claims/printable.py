@@ -24,7 +24,7 @@ from functools import lru_cache
 
 from mafioso.prompts.facts import CACHED_PASTES, NameRoles, bound_names, bound_otherwise, call_name, name_roles, parse
 
-__all__ = ["can_print", "printable"]
+__all__ = ["PURE_MODULES", "can_print", "printable"]
 
 #: A hole: the characters a value of the kind may print as (lower case; lenient: a number may show as 1e-05,
 #: 1,000 through a format spec, inf or nan).
@@ -32,10 +32,12 @@ NUMBER = frozenset("0123456789.-+e,_infa")
 BOOL = frozenset("truefals")
 Line = tuple  # of atoms: a one-character str (literal) or a frozenset (a hole, one or more characters of it)
 
-# Imports whose calls print nothing of their own; any other may (a library's progress bar, df.info()).
-_PURE_MODULES = frozenset({"math", "cmath", "collections", "itertools", "functools", "dataclasses", "typing",
-                           "re", "string", "operator", "heapq", "bisect", "enum", "abc", "decimal", "fractions",
-                           "statistics", "datetime", "random", "copy", "textwrap", "__future__"})
+#: Pure standard modules: their calls print nothing of their own and hand back plain values (any other import
+#: may: a library's progress bar, df.info(), a multi-line repr); what they raise is named by call
+#: (mafioso.core.claims.exceptions).
+PURE_MODULES = frozenset({"math", "cmath", "collections", "itertools", "functools", "dataclasses", "typing",
+                          "re", "string", "operator", "heapq", "bisect", "enum", "abc", "decimal", "fractions",
+                          "statistics", "datetime", "random", "copy", "textwrap", "__future__"})
 # Other ways to write out: calls by name, or by any part of their dotted name.
 _OTHER_OUTPUT = frozenset({"pprint", "pp", "input", "help", "exec", "eval", "breakpoint", "display", "print_exc",
                            "stdout", "stderr", "logging", "logger", "log", "warnings", "warn", "traceback",
@@ -65,7 +67,7 @@ def printable(code: str) -> tuple[Line, ...] | None:
     for node in nodes:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            if any(module.split(".")[0] not in _PURE_MODULES for module in modules):
+            if any(module.split(".")[0] not in PURE_MODULES for module in modules):
                 return None
         elif isinstance(node, ast.Name) and node.id == "print" and id(node) not in called:
             return None  # print passed around: map(print, xs)

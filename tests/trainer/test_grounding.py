@@ -259,6 +259,7 @@ def test_a_false_concept_is_caught(code, answer, claim):
     ("print(*[1, 2], sep='\\n')\n", "It prints one per line."),  # sep= puts breaks in one print
     ("print('a\\nb')\n", "It prints two lines."),  # a line break in the literal
     ("import numpy as np\nprint(np.eye(2))\n", "It prints the matrix, one row per line."),  # a library's value
+    ("import textwrap\nprint(textwrap.fill('a b c', 2))\n", "It prints the words one per line."),  # wrapped text
     ("class P:\n    def __str__(self):\n        return 'x'\n\nprint(P())\n", "It shows it line by line."),
     ("total = 3\nprint(total)\n", "It never prints one per line: one value, one line."),  # a denial
 ])

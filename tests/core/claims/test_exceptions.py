@@ -17,7 +17,8 @@ def claims(found):
 @pytest.mark.parametrize("code, answer, claim", [
     # read by hand as false (the Qwen adapter and Gemma, bench/read_unseen.py)
     (CHEAP, "The second line would raise a `KeyError` for a fruit that's exactly 1.2.", "raises KeyError"),
-    (COUNTDOWN, "The loop keeps going until `n` is zero or below, which would raise `ValueError`.", "raises ValueError"),
+    (COUNTDOWN, "The loop keeps going until `n` is zero or below, which would raise `ValueError`.",
+     "raises ValueError"),
     (COUNTDOWN, "A zero would land in an IndexError, pal.", "raises IndexError"),
     ("def bump(total, step):\n    return total + step\n", "A zero step raises ZeroDivisionError.",
      "raises ZeroDivisionError"),
@@ -42,7 +43,8 @@ def test_an_exception_nothing_in_the_code_raises_is_a_false_claim(code, answer, 
     ("def gen():\n    yield 1\n", "After the yield the generator raises StopIteration."),
     ("from dataclasses import dataclass\n\n@dataclass\nclass Crew:\n    names: list = []\n",
      "A list default is refused with a `ValueError`."),
-    ("class T:\n    @property\n    def temp(self):\n        return self.temp\n", "Reading `temp` ends in RecursionError."),
+    ("class T:\n    @property\n    def temp(self):\n        return self.temp\n",
+     "Reading `temp` ends in RecursionError."),
     ("try:\n    x = {}['a']\nexcept KeyError:\n    x = 0\n", "The KeyError is caught."),
     ("import requests\nrequests.get('http://x')\n", "It raises ValueError on a bad URL."),  # a library
     ("def f(x):\n    raise MyError(x)\n", "It raises ValueError."),  # a raise of its own
