@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import ast
 import re
+from functools import lru_cache
 
-from mafioso.core.claims.printable import PURE_MODULES
-from mafioso.core.claims.text import FENCE, SENTENCE, negated, quoted
-from mafioso.prompts.facts import call_name, parse
+from mafioso.core.claims.printable import impure_import
+from mafioso.core.claims.text import FENCE, SENTENCE, blank, negated, quoted
+from mafioso.prompts.facts import CACHED_PASTES, call_name, parse
 
-__all__ = ["RAISED_BY", "impossible_exceptions", "raisable"]
+__all__ = ["CHECKED", "RAISED_BY", "impossible_exceptions", "raisable"]
 
 #: For each checked exception, the calls (by name or method name) that may raise it; subscripts, operators,
 #: generators and the rest are read in :func:`raisable`.
@@ -60,8 +61,11 @@ KNOWN_CALLS = frozenset().union(*RAISED_BY.values()) | frozenset({
     "__init__", "__repr__", "__str__"})
 
 _RAISES = re.compile(r"\b([A-Z]\w*Error|StopIteration)\b")
+#: The exceptions this check reads: RAISED_BY's, and RecursionError (a function that names itself)
+CHECKED = frozenset(RAISED_BY) | {"RecursionError"}
 
 
+@lru_cache(maxsize=CACHED_PASTES)  # the post-check reads one answer in passes against the same code
 def raisable(code: str) -> frozenset[str] | None:
     """The checked exceptions (:data:`RAISED_BY`) something in ``code`` may raise, or None when its exceptions are
     out of sight (module docstring) or it does not parse."""
@@ -72,13 +76,9 @@ def raisable(code: str) -> frozenset[str] | None:
     defined = {node.name for node in nodes if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
     found: set[str] = set()
     for node in nodes:
-        if isinstance(node, (ast.Raise, ast.Await, ast.AsyncFunctionDef)):
+        if isinstance(node, (ast.Raise, ast.Await, ast.AsyncFunctionDef)) or impure_import(node):
             return None
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            if any(module.split(".")[0] not in PURE_MODULES for module in modules):
-                return None
-        elif isinstance(node, ast.Call):
+        if isinstance(node, ast.Call):
             name = call_name(node).rsplit(".", 1)[-1]  # a method by its own name: xs.pop() is pop
             if name not in KNOWN_CALLS and name not in defined:
                 return None
@@ -105,17 +105,16 @@ def raisable(code: str) -> frozenset[str] | None:
 def impossible_exceptions(code: str, answer: str) -> list[dict]:
     """Checked exceptions the answer says the code raises (or would) and nothing in it can, each a false concept
     ``{"kind": "false concept", "claim": "raises KeyError", "text": ...}``; none when ``code`` is out of sight."""
-    checked = RAISED_BY.keys() | {"RecursionError"}
     possible = raisable(code)
     if possible is None:
         return []
     found, seen = [], set()
-    prose = FENCE.sub(lambda match: " " * len(match.group(0)), answer)
+    prose = FENCE.sub(blank, answer)
     for at in SENTENCE.finditer(prose):
         sentence = at.group(0)
         for match in _RAISES.finditer(sentence):
             error = match.group(1)
-            if (error not in checked or error in possible or error in seen or error in code
+            if (error not in CHECKED or error in possible or error in seen or error in code
                     or negated(sentence, *match.span())):
                 continue
             seen.add(error)

@@ -24,7 +24,7 @@ from functools import lru_cache
 
 from mafioso.prompts.facts import CACHED_PASTES, NameRoles, bound_names, bound_otherwise, call_name, name_roles, parse
 
-__all__ = ["PURE_MODULES", "can_print", "printable"]
+__all__ = ["PURE_MODULES", "can_print", "impure_import", "printable"]
 
 #: A hole: the characters a value of the kind may print as (lower case; lenient: a number may show as 1e-05,
 #: 1,000 through a format spec, inf or nan).
@@ -49,6 +49,14 @@ _NUMBER_CALLS = frozenset({"len", "int", "float", "round", "abs", "sum", "ord"})
 _ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
 
 
+def impure_import(node: ast.AST) -> bool:
+    """Whether ``node`` imports a module outside :data:`PURE_MODULES` (whose calls may print or raise anything)."""
+    if not isinstance(node, (ast.Import, ast.ImportFrom)):
+        return False
+    modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+    return any(module.split(".")[0] not in PURE_MODULES for module in modules)
+
+
 @lru_cache(maxsize=CACHED_PASTES)  # the post-check reads one answer in passes against the same code
 def printable(code: str) -> tuple[Line, ...] | None:
     """Every line the code's print calls can write (module docstring), or None when its output is not all in
@@ -65,10 +73,8 @@ def printable(code: str) -> tuple[Line, ...] | None:
     reader = _Reader(roles, _range_targets(nodes, bound), bound)
     lines = []
     for node in nodes:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            if any(module.split(".")[0] not in PURE_MODULES for module in modules):
-                return None
+        if impure_import(node):
+            return None
         elif isinstance(node, ast.Name) and node.id == "print" and id(node) not in called:
             return None  # print passed around: map(print, xs)
         elif isinstance(node, ast.Call):
